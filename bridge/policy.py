@@ -1,0 +1,106 @@
+"""What the rules decide for a group of alerts, and the built-in policy used without rules.
+
+The store and the incident state machine only see ``Decision`` objects; the rule engine
+(``bridge.rules``) is one ``Policy``, the built-in default below is another. Both are pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from bridge.alertmanager import WebhookPayload
+
+Severity = Literal["sev1", "sev2", "sev3", "sev4"]
+SEVERITIES: tuple[Severity, ...] = ("sev1", "sev2", "sev3", "sev4")
+Role = Literal["commander", "scribe", "liaison", "responders"]
+ROLES: tuple[Role, ...] = ("commander", "scribe", "liaison", "responders")
+DEFAULT_REOPEN_WINDOW_S = 3600.0
+
+
+def severity_rank(sev: str) -> int:
+    """1 for sev1 (worst) .. 4 for sev4; unknown sorts last."""
+    return SEVERITIES.index(sev) + 1 if sev in SEVERITIES else 5  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """Notification tiers: target names per tier (targets are declared in the rules)."""
+
+    general: tuple[str, ...] = ()
+    incident: str | None = None
+    stakeholders: tuple[str, ...] = ()
+    # The lowest severity that still alerts stakeholders: "sev1" = only sev1, "sev2" = sev1+sev2.
+    stakeholder_min_severity: Severity = "sev1"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One incident's worth of alerts from a webhook, and what the policy decided for it."""
+
+    key: str
+    severity: Severity
+    title: str
+    fingerprints: tuple[str, ...]
+    route: str = "default"
+    team: str | None = None
+    service: str | None = None
+    reopen_window_s: float = DEFAULT_REOPEN_WINDOW_S
+    tiers: Tiers = field(default_factory=Tiers)
+    # role -> names of the people holding it at evaluation time (empty: left for a human)
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # follow-up, postmortem and status-update policies as plain data for later stages
+    policies: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Policy(Protocol):
+    def evaluate(self, payload: WebhookPayload, now_ns: int) -> list[Decision]:
+        """Split a webhook's alerts into incidents and decide for each. Pure."""
+        ...
+
+
+_SEVERITY_LABEL: dict[str, Severity] = {
+    "critical": "sev1",
+    "error": "sev2",
+    "high": "sev2",
+    "warning": "sev3",
+}
+
+
+def severity_from_label(value: str | None) -> Severity:
+    return _SEVERITY_LABEL.get((value or "").strip().lower(), "sev4")
+
+
+@dataclass(frozen=True)
+class BuiltinPolicy:
+    """The default without rule files: one incident per Alertmanager group (``groupKey``)."""
+
+    reopen_window_s: float = DEFAULT_REOPEN_WINDOW_S
+    general: tuple[str, ...] = ("console",)
+
+    def evaluate(self, payload: WebhookPayload, now_ns: int) -> list[Decision]:
+        if not payload.alerts:
+            return []
+        labels = payload.common_labels
+        severities = [severity_from_label(a.labels.get("severity")) for a in payload.alerts]
+        severity = min(severities, key=severity_rank)
+        first = payload.alerts[0].labels
+        title = (
+            payload.common_annotations.get("summary")
+            or labels.get("alertname")
+            or first.get("alertname")
+            or payload.group_key
+        )
+        return [
+            Decision(
+                key=payload.group_key,
+                severity=severity,
+                title=title,
+                fingerprints=tuple(a.fingerprint for a in payload.alerts),
+                team=labels.get("team"),
+                service=labels.get("service"),
+                reopen_window_s=self.reopen_window_s,
+                tiers=Tiers(general=self.general),
+            )
+        ]
