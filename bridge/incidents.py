@@ -1,0 +1,256 @@
+"""The incident state machine: pure functions from (what we knew, what arrived) to a plan.
+
+No I/O here. ``store.apply`` loads the prior state, calls ``plan_webhook`` and writes the plan
+in one transaction. Every function is deterministic given its inputs, including ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from bridge.alertmanager import Alert
+from bridge.policy import Decision, severity_rank
+from bridge.timeutil import NS
+
+Status = Literal["triggered", "acknowledged", "mitigated", "resolved", "closed"]
+STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated", "resolved", "closed")
+OPEN_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated")
+ACTIVE_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged")
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What an incident knows of one alert (by fingerprint)."""
+
+    fingerprint: str
+    status: str
+    starts_at: int
+    ends_at: int | None
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int | None
+    key: str
+    title: str
+    severity: str
+    status: Status
+    started_at: int
+    opened_at: int
+    route: str = "default"
+    team: str | None = None
+    service: str | None = None
+    acknowledged_at: int | None = None
+    mitigated_at: int | None = None
+    resolved_at: int | None = None
+    closed_at: int | None = None
+    truncated_alerts: int = 0
+    previous_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A timeline entry; ``fingerprint`` ties alert events to their alert."""
+
+    kind: str
+    text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    actor: str = "alertmanager"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one decision's alerts do to its incident. ``incident is None``: nothing to do."""
+
+    incident: Incident | None
+    created: bool = False
+    links: tuple[AlertState, ...] = ()
+    events: tuple[Event, ...] = ()
+    previous: Incident | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+# How one incoming alert relates to what we knew of it.
+Change = Literal["fired", "resolved", "same", "stale", "update"]
+
+
+def classify(known: AlertState | None, alert: Alert) -> Change:
+    """Compare an incoming alert with the last state seen for its fingerprint.
+
+    Alertmanager delivers at least once and HA peers race, so a payload can be older than what
+    we have: an older ``startsAt``, or "firing" for an occurrence we already saw resolve.
+    """
+    if known is None:
+        return "fired" if alert.status == "firing" else "resolved"
+    if alert.starts_at < known.starts_at:
+        return "stale"
+    if alert.starts_at == known.starts_at:
+        if alert.status == known.status:
+            return "same"
+        if known.status == "firing":
+            return "resolved"
+        return "stale"  # a late "firing" copy of an occurrence that already resolved
+    # A later occurrence of the same alert.
+    if alert.status == "firing":
+        return "fired" if known.status == "resolved" else "update"
+    return "resolved" if known.status == "firing" else "update"
+
+
+def _state(alert: Alert) -> AlertState:
+    ends_at = alert.ends_at if alert.status == "resolved" else None
+    return AlertState(alert.fingerprint, alert.status, alert.starts_at, ends_at)
+
+
+def _name(alert: Alert) -> str:
+    labels = alert.labels
+    name = labels.get("alertname", alert.fingerprint)
+    instance = labels.get("instance")
+    return f"{name} ({instance})" if instance else name
+
+
+def plan_webhook(
+    *,
+    decision: Decision,
+    alerts: Sequence[Alert],
+    truncated: int,
+    current: Incident | None,
+    current_links: Mapping[str, AlertState],
+    known: Mapping[str, AlertState],
+    now: int,
+) -> Plan:
+    """Plan the effect of ``alerts`` (one decision's share of a webhook) on its incident.
+
+    ``current`` is the newest incident with the decision's key, ``current_links`` its alerts,
+    ``known`` the newest state per fingerprint across all incidents with that key.
+    """
+    changes = [(alert, classify(known.get(alert.fingerprint), alert)) for alert in alerts]
+    fires = [a for a, c in changes if c == "fired"]
+    events: list[Event] = []
+    previous: Incident | None = None
+
+    incident = current
+    links = dict(current_links)
+    if (
+        incident is None
+        or incident.status in ("resolved", "closed")
+        or (
+            incident.status == "mitigated"
+            and fires
+            and now - (incident.mitigated_at or now) > int(decision.reopen_window_s * NS)
+        )
+    ):
+        if not fires:
+            # Nothing fires: a late resolve for an incident that is already over.
+            return _touch_only(current, current_links, changes)
+        previous = incident
+        incident = Incident(
+            id=None,
+            key=decision.key,
+            title=decision.title,
+            severity=decision.severity,
+            status="triggered",
+            started_at=min(a.starts_at for a in fires),
+            opened_at=now,
+            route=decision.route,
+            team=decision.team,
+            service=decision.service,
+            previous_id=previous.id if previous else None,
+        )
+        links = {}
+        data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}
+        if previous is not None:
+            data["previous_incident"] = previous.id
+        events.append(Event("opened", f"Incident opened: {decision.title}", data))
+        # Everything but stale copies belongs to the new incident.
+        changes = [
+            (a, c if c == "stale" else ("fired" if a.status == "firing" else "resolved"))
+            for a, c in changes
+        ]
+    elif incident.status == "mitigated" and fires:
+        incident = replace(incident, status="triggered", mitigated_at=None)
+        events.append(
+            Event(
+                "reopened",
+                f"Reopened: {len(fires)} alert(s) fired again",
+                {"from": "mitigated", "to": "triggered"},
+            )
+        )
+
+    for alert, change in changes:
+        if change in ("same", "stale"):
+            continue
+        links[alert.fingerprint] = _state(alert)
+        if change == "fired":
+            events.append(Event("alert_fired", f"Alert fired: {_name(alert)}", _alert_data(alert)))
+        elif change == "resolved":
+            events.append(
+                Event("alert_resolved", f"Alert resolved: {_name(alert)}", _alert_data(alert))
+            )
+
+    if fires and severity_rank(decision.severity) < severity_rank(incident.severity):
+        events.append(
+            Event(
+                "severity_changed",
+                f"Severity raised from {incident.severity} to {decision.severity}",
+                {"from": incident.severity, "to": decision.severity},
+            )
+        )
+        incident = replace(incident, severity=decision.severity)
+
+    if truncated and truncated != incident.truncated_alerts:
+        events.append(
+            Event(
+                "truncated_alerts",
+                f"Alertmanager left out {truncated} alert(s) of this group (max_alerts)",
+                {"truncated_alerts": truncated},
+            )
+        )
+        incident = replace(incident, truncated_alerts=truncated)
+
+    if (
+        incident.status in ACTIVE_STATUSES
+        and links
+        and all(s.status == "resolved" for s in links.values())
+    ):
+        events.append(
+            Event(
+                "status_changed",
+                "All alerts resolved: mitigated",
+                {"from": incident.status, "to": "mitigated"},
+            )
+        )
+        incident = replace(incident, status="mitigated", mitigated_at=now)
+
+    touched = tuple(links[a.fingerprint] for a in alerts if a.fingerprint in links)
+    return Plan(
+        incident=incident,
+        created=incident.id is None,
+        links=touched,
+        events=tuple(events),
+        previous=previous,
+    )
+
+
+def _touch_only(
+    current: Incident | None,
+    current_links: Mapping[str, AlertState],
+    changes: Sequence[tuple[Alert, Change]],
+) -> Plan:
+    """Record late resolves on an incident that is already over, without events."""
+    if current is None:
+        return Plan(incident=None)
+    links = tuple(
+        _state(a) if c in ("resolved", "update") else current_links[a.fingerprint]
+        for a, c in changes
+        if a.fingerprint in current_links
+    )
+    return Plan(incident=current, links=links)
+
+
+def _alert_data(alert: Alert) -> dict[str, Any]:
+    return {"fingerprint": alert.fingerprint, "labels": dict(alert.labels)}

@@ -1,0 +1,136 @@
+"""Schema migrations: an ordered list of named steps, each applied once in its own transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    db.table("incidents").create(
+        {
+            "id": int,
+            "key": str,
+            "title": str,
+            "severity": str,
+            "status": str,
+            "route": str,
+            "team": str,
+            "service": str,
+            "started_at": int,
+            "opened_at": int,
+            "acknowledged_at": int,
+            "mitigated_at": int,
+            "resolved_at": int,
+            "closed_at": int,
+            "truncated_alerts": int,
+            "previous_id": int,
+            "updated_at": int,
+        },
+        pk="id",
+        not_null={"key", "title", "severity", "status", "started_at", "opened_at"},
+        defaults={"truncated_alerts": 0, "route": "default"},
+        foreign_keys=[("previous_id", "incidents", "id")],
+    )
+    db.table("incidents").create_index(["key", "id"])
+    db.table("incidents").create_index(["status", "severity"])
+    db.table("alerts").create(
+        {
+            "fingerprint": str,
+            "labels": str,
+            "annotations": str,
+            "status": str,
+            "starts_at": int,
+            "ends_at": int,
+            "generator_url": str,
+            "first_seen": int,
+            "last_seen": int,
+        },
+        pk="fingerprint",
+        not_null={"labels", "status", "starts_at", "first_seen", "last_seen"},
+    )
+    db.table("incident_alerts").create(
+        {
+            "incident_id": int,
+            "fingerprint": str,
+            "status": str,
+            "starts_at": int,
+            "ends_at": int,
+            "first_seen": int,
+            "last_seen": int,
+        },
+        pk=("incident_id", "fingerprint"),
+        not_null={"status", "starts_at", "first_seen", "last_seen"},
+        foreign_keys=[("incident_id", "incidents", "id"), ("fingerprint", "alerts", "fingerprint")],
+    )
+    db.table("incident_alerts").create_index(["fingerprint"])
+    db.table("timeline").create(
+        {
+            "id": int,
+            "incident_id": int,
+            "time": int,
+            "kind": str,
+            "actor": str,
+            "text": str,
+            "data": str,
+        },
+        pk="id",
+        not_null={"incident_id", "time", "kind", "actor", "text"},
+        foreign_keys=[("incident_id", "incidents", "id")],
+    )
+    db.table("timeline").create_index(["incident_id", "id"])
+    db.table("webhooks").create(
+        {
+            "id": int,
+            "received_at": int,
+            "sha256": str,
+            "group_key": str,
+            "receiver": str,
+            "status": str,
+            "alert_count": int,
+            "incidents": str,
+            "body": bytes,
+        },
+        pk="id",
+        not_null={"received_at", "sha256", "status"},
+    )
+    db.table("webhooks").create_index(["sha256"])
+    db.table("webhooks").create_index(["received_at"])
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("0001_initial", _initial),
+]
+
+
+def migrate(
+    db: sqlite_utils.Database, migrations: list[tuple[str, Migration]] | None = None
+) -> list[str]:
+    """Apply the migrations not yet applied; return their names. Running it again is a no-op."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied: list[str] = []
+    for name, step in migrations if migrations is not None else MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, time.time_ns()),
+            )
+        except (sqlite3.Error, ValueError):
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(name)
+    return applied

@@ -1,0 +1,126 @@
+"""Read queries for the API and metrics; each takes a read-only connection."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from bridge.timeutil import format_ns
+
+_MILESTONES = (
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+)
+_COLUMNS = (
+    "id, key, title, severity, status, route, team, service, "
+    + ", ".join(_MILESTONES)
+    + ", truncated_alerts, previous_id, "
+    "(SELECT count(*) FROM incident_alerts ia WHERE ia.incident_id = incidents.id) AS alert_count"
+)
+
+
+def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    out = {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+    for name in _MILESTONES:
+        if name in out:
+            out[name] = format_ns(out[name])
+    return out
+
+
+def list_incidents(
+    conn: sqlite3.Connection,
+    *,
+    statuses: list[str],
+    severities: list[str],
+    before: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` is the id to continue below (keyset pagination)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if statuses:
+        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        args += statuses
+    if severities:
+        where.append(f"severity IN ({','.join('?' * len(severities))})")
+        args += severities
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = f"SELECT {_COLUMNS} FROM incidents"  # noqa: S608
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    cur = conn.execute(sql, (*args, limit))
+    return [_row(cur, r) for r in cur.fetchall()]
+
+
+def get_incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))  # noqa: S608
+    row = cur.fetchone()
+    if row is None:
+        return None
+    incident = _row(cur, row)
+    cur = conn.execute(
+        "SELECT ia.fingerprint, ia.status, a.labels, a.annotations, ia.starts_at, ia.ends_at, "
+        "a.generator_url, ia.first_seen, ia.last_seen FROM incident_alerts ia "
+        "JOIN alerts a ON a.fingerprint = ia.fingerprint WHERE ia.incident_id = ? "
+        "ORDER BY ia.starts_at, ia.fingerprint",
+        (incident_id,),
+    )
+    incident["alerts"] = [
+        {
+            "fingerprint": fp,
+            "status": status,
+            "labels": json.loads(labels),
+            "annotations": json.loads(annotations or "{}"),
+            "starts_at": format_ns(starts_at),
+            "ends_at": format_ns(ends_at),
+            "generator_url": generator_url or "",
+            "first_seen": format_ns(first_seen),
+            "last_seen": format_ns(last_seen),
+        }
+        for fp, status, labels, annotations, starts_at, ends_at, generator_url, first_seen, last_seen in cur.fetchall()
+    ]
+    cur = conn.execute(
+        "SELECT id, time, kind, actor, text, data FROM timeline WHERE incident_id = ? ORDER BY id",
+        (incident_id,),
+    )
+    incident["timeline"] = [
+        {
+            "id": eid,
+            "time": format_ns(time),
+            "kind": kind,
+            "actor": actor,
+            "text": text,
+            "data": json.loads(data or "{}"),
+        }
+        for eid, time, kind, actor, text, data in cur.fetchall()
+    ]
+    return incident
+
+
+def open_incident_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """(severity, status) -> count of incidents not yet resolved."""
+    rows = conn.execute(
+        "SELECT severity, status, count(*) FROM incidents "
+        "WHERE status IN ('triggered', 'acknowledged', 'mitigated') GROUP BY severity, status"
+    )
+    return {(sev, status): n for sev, status, n in rows}
+
+
+def integrity_check(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def prune_webhook_bodies(conn: sqlite3.Connection, older_than: int) -> int:
+    """Drop raw bodies of journalled webhooks received before ``older_than`` (ns)."""
+    cur = conn.execute(
+        "UPDATE webhooks SET body = NULL WHERE received_at < ? AND body IS NOT NULL", (older_than,)
+    )
+    return cur.rowcount
