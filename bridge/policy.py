@@ -21,7 +21,7 @@ DEFAULT_REOPEN_WINDOW_S = 3600.0
 
 def severity_rank(sev: str) -> int:
     """1 for sev1 (worst) .. 4 for sev4; unknown sorts last."""
-    return SEVERITIES.index(sev) + 1 if sev in SEVERITIES else 5  # type: ignore[arg-type]
+    return SEVERITIES.index(sev) + 1 if sev in SEVERITIES else 5
 
 
 @dataclass(frozen=True)

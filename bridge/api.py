@@ -1,0 +1,96 @@
+"""The read API: incidents, newest first, with their alerts and timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bridge import auth
+from bridge.incidents import STATUSES
+from bridge.policy import SEVERITIES
+from bridge.state import AppState
+from bridge.store import StoreUnavailable
+from bridge.store.queries import get_incident, list_incidents
+
+MAX_LIMIT = 500
+
+
+def _bad(field: str, message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=web.json_response({"error": message, "field": field}).text,
+        content_type="application/json",
+    )
+
+
+def authorize(request: web.Request, state: AppState) -> None:
+    token = state.settings.api_token
+    if token is not None and not auth.check(request.headers.get("Authorization"), token=token):
+        raise web.HTTPUnauthorized(
+            text='{"error": "missing or wrong API token"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": auth.challenge("incident-bridge-api", basic=False)},
+        )
+
+
+def _multi(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[str]:
+    values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
+    for value in values:
+        if value not in allowed:
+            raise _bad(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return values
+
+
+def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(name, f"{raw!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise _bad(name, f"must be between {lo} and {hi}")
+    return value
+
+
+async def incidents(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    authorize(request, state)
+    statuses = _multi(request, "status", STATUSES)
+    severities = _multi(request, "severity", SEVERITIES)
+    limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
+    before = _int(request, "before", None, 1, 2**63 - 1)
+    try:
+        rows = await state.store.read(
+            lambda conn: list_incidents(
+                conn, statuses=statuses, severities=severities, before=before, limit=limit
+            )
+        )
+    except StoreUnavailable:
+        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+    next_url: str | None = None
+    if len(rows) == limit:
+        query: dict[str, Any] = dict(request.query)
+        query["before"] = str(rows[-1]["id"])
+        next_url = str(request.rel_url.with_query(query))
+    return web.json_response({"incidents": rows, "next": next_url})
+
+
+async def incident(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    authorize(request, state)
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(
+            text='{"error": "no such incident"}', content_type="application/json"
+        )
+    try:
+        found = await state.store.read(lambda conn: get_incident(conn, int(raw)))
+    except StoreUnavailable:
+        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+    if found is None:
+        raise web.HTTPNotFound(
+            text='{"error": "no such incident"}', content_type="application/json"
+        )
+    return web.json_response(found)

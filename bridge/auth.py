@@ -1,0 +1,41 @@
+"""Request authentication: Bearer and Basic, compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from bridge.secrets import Secret
+
+
+def check(
+    header: str | None,
+    *,
+    token: Secret | None,
+    basic_user: str | None = None,
+    basic_password: Secret | None = None,
+) -> bool:
+    """True when the Authorization header carries one of the configured credentials."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and token is not None:
+        return token.equals(value)
+    if scheme == "basic" and basic_user is not None and basic_password is not None:
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        # Evaluate both comparisons so timing does not tell which part was wrong.
+        user_ok = hmac.compare_digest(user, basic_user.encode())
+        password_ok = basic_password.equals(password)
+        return bool(sep) and user_ok and password_ok
+    return False
+
+
+def challenge(realm: str, *, basic: bool) -> str:
+    return f'Basic realm="{realm}"' if basic else f'Bearer realm="{realm}"'

@@ -1,0 +1,55 @@
+"""The ``incident-bridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__, logs
+from bridge.config import ConfigError, add_serve_arguments, settings_from
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"incident-bridge: {exc}", file=sys.stderr)
+        return 2
+    secrets = [
+        s for s in (settings.webhook_token, settings.basic_password, settings.api_token) if s
+    ]
+    logs.setup(settings.log_format, settings.log_level, secrets)
+    from bridge.web import run
+
+    try:
+        asyncio.run(run(settings))
+    except OSError as exc:
+        print(f"incident-bridge: cannot serve on {settings.listen}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incident-bridge",
+        description="Runs the incident process behind Prometheus Alertmanager.",
+    )
+    parser.add_argument("--version", action="version", version=f"incident-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser("serve", help="run the service")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

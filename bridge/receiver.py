@@ -1,0 +1,118 @@
+"""POST /api/v1/alerts: the Alertmanager webhook receiver.
+
+Persist, then answer: the 200 goes out only after the writer committed the webhook's rows.
+Bad input is a 400 naming the field, never a 5xx and never a partial write; a store that cannot
+write is a 503 so that Alertmanager retries.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bridge import auth
+from bridge.alertmanager import PayloadError, parse_webhook
+from bridge.state import AppState
+from bridge.store import StoreUnavailable
+from bridge.store.ingest import apply_webhook
+
+log = logging.getLogger("bridge.receiver")
+_CHUNK = 64 * 1024
+
+
+def _error(status: int, message: str, field: str | None = None, **headers: str) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than ``limit`` (stops reading at the limit)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+async def receive_alerts(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    started = time.perf_counter()
+    response = await _handle(request, state)
+    state.metrics.webhook_requests.labels(str(response.status)).inc()
+    if response.status == 200:
+        state.metrics.webhook_duration.observe(time.perf_counter() - started)
+    return response
+
+
+async def _handle(request: web.Request, state: AppState) -> web.Response:
+    settings = state.settings
+    if settings.has_webhook_auth and not auth.check(
+        request.headers.get("Authorization"),
+        token=settings.webhook_token,
+        basic_user=settings.basic_user,
+        basic_password=settings.basic_password,
+    ):
+        return _error(
+            401,
+            "missing or wrong credentials",
+            **{
+                "WWW-Authenticate": auth.challenge(
+                    "incident-bridge", basic=settings.webhook_token is None
+                )
+            },
+        )
+    body = await _read_limited(request, settings.max_body_bytes)
+    if body is None:
+        return _error(413, f"body larger than {settings.max_body_bytes} bytes")
+    try:
+        payload = parse_webhook(body)
+    except PayloadError as exc:
+        log.info("webhook rejected: %s", exc, extra={"field": exc.field})
+        return _error(400, exc.message, exc.field)
+
+    for alert in payload.alerts:
+        state.metrics.alerts_received.labels(alert.status).inc()
+    now = state.clock()
+    policy = state.policy  # one policy object for the whole webhook, even during a reload
+    try:
+        decisions = policy.evaluate(payload, now)
+    except ValueError as exc:  # e.g. a title template that cannot render these labels
+        log.warning("rules could not evaluate webhook: %s", exc)
+        return _error(400, f"rules could not evaluate this webhook: {exc}")
+    sha = hashlib.sha256(body).hexdigest()
+    write = functools.partial(
+        apply_webhook,
+        payload=payload,
+        decisions=decisions,
+        sha256=sha,
+        body=body if settings.body_retention_s > 0 else None,
+        now=now,
+    )
+    try:
+        result = await state.store.write(write)
+    except StoreUnavailable as exc:
+        log.error("store unavailable, webhook not accepted: %s", exc)
+        return _error(503, "store unavailable, retry later", **{"Retry-After": "1"})
+    except Exception:
+        log.exception("webhook failed")
+        return _error(500, "internal error")
+    for touched in result.incidents:
+        if touched.created:
+            state.metrics.incidents_opened.labels(touched.severity).inc()
+    if not result.changed:
+        state.metrics.webhooks_duplicate.inc()
+    return web.json_response({"status": "ok", "incidents": [t.as_json() for t in result.incidents]})
