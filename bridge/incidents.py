@@ -253,4 +253,5 @@ def _touch_only(
 
 
 def _alert_data(alert: Alert) -> dict[str, Any]:
-    return {"fingerprint": alert.fingerprint, "labels": dict(alert.labels)}
+    # The alert's labels live in the alerts table; the event only points at it.
+    return {"fingerprint": alert.fingerprint, "alertname": alert.labels.get("alertname", "")}

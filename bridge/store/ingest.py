@@ -65,7 +65,7 @@ def _incident(row: Sequence[Any]) -> Incident:
 
 def _latest_incident(conn: sqlite3.Connection, key: str) -> Incident | None:
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",  # noqa: S608
+        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
         (key,),
     ).fetchone()
     return _incident(row) if row else None
@@ -88,7 +88,7 @@ def _known(
     if missing:
         marks = ",".join("?" * len(missing))
         rows = conn.execute(
-            "SELECT ia.fingerprint, ia.status, ia.starts_at, ia.ends_at FROM incident_alerts ia "  # noqa: S608
+            "SELECT ia.fingerprint, ia.status, ia.starts_at, ia.ends_at FROM incident_alerts ia "
             f"JOIN incidents i ON i.id = ia.incident_id WHERE i.key = ? AND ia.fingerprint IN ({marks}) "
             "ORDER BY ia.incident_id DESC",
             (key, *missing),
@@ -188,8 +188,12 @@ def apply_webhook(
     for decision in decisions:
         alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
         current = _latest_incident(conn, decision.key)
-        links = _links(conn, current.id) if current and current.id is not None else {}
-        known = _known(conn, decision.key, [a.fingerprint for a in alerts], links)
+        if current is None or current.id is None:
+            links: dict[str, AlertState] = {}
+            known: dict[str, AlertState] = {}  # no incident ever had this key
+        else:
+            links = _links(conn, current.id)
+            known = _known(conn, decision.key, [a.fingerprint for a in alerts], links)
         plan = plan_webhook(
             decision=decision,
             alerts=alerts,
@@ -219,7 +223,7 @@ def apply_webhook(
             "INSERT INTO timeline (incident_id, time, kind, actor, text, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (incident_id, now, e.kind, e.actor, e.text, json.dumps(e.data, sort_keys=True))
+                (incident_id, now, e.kind, e.actor, e.text, json.dumps(e.data))
                 for e in plan.events
             ],
         )

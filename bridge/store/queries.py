@@ -52,7 +52,7 @@ def list_incidents(
     if before is not None:
         where.append("id < ?")
         args.append(before)
-    sql = f"SELECT {_COLUMNS} FROM incidents"  # noqa: S608
+    sql = f"SELECT {_COLUMNS} FROM incidents"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
@@ -61,7 +61,7 @@ def list_incidents(
 
 
 def get_incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
-    cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))  # noqa: S608
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))
     row = cur.fetchone()
     if row is None:
         return None

@@ -9,6 +9,7 @@ requests share one commit (and one fsync). A failing function rolls back only it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -109,10 +110,8 @@ class Writer:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store: commit failed: %s", exc)
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             outcomes = [(False, StoreUnavailable(str(exc)))] * len(batch)
         self._resolve(batch, outcomes)
 
@@ -122,10 +121,9 @@ class Writer:
         for (_fn, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((future, ok, value))
         for loop, items in by_loop.items():
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
