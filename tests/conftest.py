@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge.config import Settings
+from bridge.metrics import Metrics
+from bridge.policy import BuiltinPolicy
+from bridge.state import AppState
+from bridge.store import Store
+from bridge.web import create_app
+
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager-0.25"
+T0 = 1_795_752_400_000_000_000  # 2026-11-27T04:06:40Z, after every fixture's startsAt
+SECOND = 1_000_000_000
+
+
+def fixture_body(name: str) -> dict[str, Any]:
+    """The parsed body of a captured webhook."""
+    body: dict[str, Any] = json.loads((FIXTURES / name).read_text())["body"]
+    return body
+
+
+def fixture_bytes(name: str) -> bytes:
+    return json.dumps(fixture_body(name)).encode()
+
+
+class Clock:
+    """A clock the test moves by hand (nanoseconds since the epoch)."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * SECOND)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = Store(tmp_path / "bridge.db")
+    s.open()
+    yield s
+    s.close()
+
+
+MakeClient = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Any, tmp_path: Path, clock: Clock
+) -> AsyncIterator[MakeClient]:
+    """Start the real app on a real SQLite file; keyword args override Settings."""
+    stores: list[Store] = []
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        settings = Settings(db=tmp_path / f"bridge{len(stores)}.db", **overrides)
+        store = Store(settings.db)
+        store.open()
+        stores.append(store)
+        state = AppState(
+            settings=settings,
+            store=store,
+            metrics=Metrics.create(),
+            policy=BuiltinPolicy(reopen_window_s=settings.reopen_window_s),
+            clock=clock,
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(state))
+        return client
+
+    yield make
+    for s in stores:
+        s.close()

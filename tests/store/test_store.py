@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from bridge.alertmanager import parse_webhook
+from bridge.policy import BuiltinPolicy
+from bridge.store import Store, StoreUnavailable
+from bridge.store.ingest import WebhookResult, apply_webhook
+from bridge.store.migrations import MIGRATIONS, migrate
+from bridge.store.queries import get_incident, integrity_check, list_incidents
+from tests.conftest import SECOND, T0, fixture_body
+
+POLICY = BuiltinPolicy()
+
+
+async def ingest(store: Store, body: dict[str, Any] | bytes, now: int = T0) -> WebhookResult:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    payload = parse_webhook(raw)
+    decisions = POLICY.evaluate(payload, now)
+    return await store.write(
+        lambda conn: apply_webhook(
+            conn,
+            payload=payload,
+            decisions=decisions,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            body=raw,
+            now=now,
+        )
+    )
+
+
+def counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("incidents", "alerts", "incident_alerts", "timeline", "webhooks")
+        }
+    finally:
+        conn.close()
+
+
+def test_migrations_twice_are_a_noop(tmp_path: Path) -> None:
+    db = sqlite_utils.Database(sqlite3.connect(tmp_path / "m.db", isolation_level=None))
+    assert migrate(db) == [name for name, _ in MIGRATIONS]
+    schema = db.conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    assert migrate(db) == []
+    assert db.conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
+    assert integrity_check(db.conn) == "ok"
+
+
+def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = sqlite_utils.Database(sqlite3.connect(tmp_path / "m.db", isolation_level=None))
+
+    def broken(d: sqlite_utils.Database) -> None:
+        d.table("half").create({"id": int}, pk="id")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        migrate(db, [("0001_broken", broken)])
+    assert "half" not in db.table_names()
+    assert db.conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == 0
+
+
+async def test_open_creates_parent_directories_and_wal(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a" / "b" / "bridge.db")
+    s.open()
+    try:
+        mode = await s.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        assert mode == "wal"
+    finally:
+        s.close()
+
+
+async def test_fixture_replay_in_order(store: Store) -> None:
+    r1 = await ingest(store, fixture_body("firing-group-bearer.json"), T0)
+    assert [(t.status, t.created) for t in r1.incidents] == [("triggered", True)]
+    r2 = await ingest(store, fixture_body("partially-resolved.json"), T0 + SECOND)
+    assert [t.status for t in r2.incidents] == ["triggered"]
+    # web-1 is not in the last payload: it must stay resolved, not be forgotten
+    r3 = await ingest(store, fixture_body("resolved-last.json"), T0 + 2 * SECOND)
+    assert [t.status for t in r3.incidents] == ["mitigated"]
+    incident = await store.read(lambda c: get_incident(c, r1.incidents[0].id))
+    assert incident is not None
+    assert incident["started_at"] == "2026-11-27T04:05:13.998173144Z"
+    assert incident["severity"] == "sev1"
+    assert incident["title"] == "5xx ratio above 5%"
+    assert [a["status"] for a in incident["alerts"]] == ["resolved", "resolved"]
+    assert [e["kind"] for e in incident["timeline"]] == [
+        "opened",
+        "alert_fired",
+        "alert_fired",
+        "alert_resolved",
+        "alert_resolved",
+        "status_changed",
+    ]
+    assert incident["mitigated_at"] is not None
+
+    truncated = await ingest(store, fixture_body("firing-truncated-basic-auth.json"), T0)
+    other = await store.read(lambda c: get_incident(c, truncated.incidents[0].id))
+    assert other is not None
+    assert other["truncated_alerts"] == 1 and other["severity"] == "sev3"
+    assert "truncated_alerts" in [e["kind"] for e in other["timeline"]]
+
+
+async def test_ha_slow_receiver_sequence(store: Store, tmp_path: Path) -> None:
+    results = [
+        await ingest(store, fixture_body(f"ha-slow-receiver/0{i}.json"), T0 + i * SECOND)
+        for i in range(1, 5)
+    ]
+    assert [r.changed for r in results] == [True, False, False, True]
+    assert [r.incidents[0].status for r in results] == [
+        "triggered",
+        "triggered",
+        "triggered",
+        "mitigated",
+    ]
+    c = counts(tmp_path / "bridge.db")
+    assert c["incidents"] == 1 and c["alerts"] == 1 and c["webhooks"] == 4
+    assert c["timeline"] == 4  # opened, fired, resolved, mitigated
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["byte-identical", "HA peer with another externalURL", "repeat with other key order"],
+)
+async def test_duplicates_add_nothing_but_last_seen(
+    store: Store, tmp_path: Path, variant: str
+) -> None:
+    body = fixture_body("firing-group-bearer.json")
+    await ingest(store, json.dumps(body).encode(), T0)
+    before = counts(tmp_path / "bridge.db")
+    seen_before = await store.read(
+        lambda c: c.execute("SELECT max(last_seen) FROM alerts").fetchone()[0]
+    )
+    if variant == "byte-identical":
+        again = json.dumps(body).encode()
+    elif variant.startswith("HA"):
+        again = json.dumps({**body, "externalURL": "http://other-peer:9093"}).encode()
+    else:
+        again = json.dumps(dict(reversed(list(body.items())))).encode()
+    result = await ingest(store, again, T0 + 30 * SECOND)
+    assert not result.changed
+    after = counts(tmp_path / "bridge.db")
+    assert after == {**before, "webhooks": before["webhooks"] + 1}
+    seen_after = await store.read(
+        lambda c: c.execute("SELECT max(last_seen) FROM alerts").fetchone()[0]
+    )
+    assert seen_after == T0 + 30 * SECOND > seen_before
+
+
+async def test_reopen_and_new_incident_after_window(store: Store) -> None:
+    firing = fixture_body("ha-slow-receiver/01.json")
+    resolved = fixture_body("ha-slow-receiver/04.json")
+    first = (await ingest(store, firing, T0)).incidents[0]
+    assert (await ingest(store, resolved, T0 + 10 * SECOND)).incidents[0].status == "mitigated"
+    refire = json.loads(json.dumps(firing))
+    refire["alerts"][0]["startsAt"] = "2026-11-27T06:00:00Z"
+    again = (await ingest(store, refire, T0 + 60 * SECOND)).incidents[0]
+    assert (again.id, again.status) == (first.id, "triggered")
+    resolved2 = json.loads(json.dumps(resolved))
+    resolved2["alerts"][0]["startsAt"] = "2026-11-27T06:00:00Z"
+    await ingest(store, resolved2, T0 + 70 * SECOND)
+    refire["alerts"][0]["startsAt"] = "2026-11-27T09:00:00Z"
+    later = (await ingest(store, refire, T0 + 2 * 3600 * SECOND)).incidents[0]
+    assert later.id != first.id and later.created
+    new = await store.read(lambda c: get_incident(c, later.id))
+    assert new is not None and new["previous_id"] == first.id
+    old = await store.read(lambda c: get_incident(c, first.id))
+    assert old is not None
+    assert [e["kind"] for e in old["timeline"]].count("reopened") == 1
+    listed = await store.read(
+        lambda c: list_incidents(c, statuses=[], severities=[], before=None, limit=10)
+    )
+    assert [i["id"] for i in listed] == [later.id, first.id]
+
+
+async def test_a_failing_webhook_rolls_back_only_itself(store: Store, tmp_path: Path) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO webhooks (received_at, sha256, status) VALUES (1, 'x', 'applied')"
+        )
+        raise RuntimeError("bug in the middle of a write")
+
+    good = ingest(store, fixture_body("firing-group-bearer.json"))
+    results = await asyncio.gather(store.write(broken), good, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[1], WebhookResult)
+    assert counts(tmp_path / "bridge.db")["webhooks"] == 1
+
+
+async def test_concurrent_writes_share_commits_and_all_land(store: Store, tmp_path: Path) -> None:
+    bodies = []
+    for i in range(200):
+        b = fixture_body("ha-pair-single-delivery.json")
+        b["groupKey"] = f'{{}}:{{alertname="N{i}"}}'
+        b["alerts"][0]["labels"]["alertname"] = f"N{i}"
+        b["alerts"][0]["fingerprint"] = f"{i:016x}"
+        bodies.append(b)
+    results = await asyncio.gather(*(ingest(store, b) for b in bodies))
+    assert len({r.incidents[0].id for r in results}) == 200
+    assert counts(tmp_path / "bridge.db")["incidents"] == 200
+
+
+async def test_read_only_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    s = Store(path)
+    s.open()
+    s.close()
+    path.chmod(0o444)
+    s2 = Store(path)
+    try:
+        s2.open()
+    except sqlite3.OperationalError:
+        pytest.skip("cannot even open read-only here")
+    try:
+        import os
+
+        if os.geteuid() == 0:
+            # root ignores file modes; make the writer fail another way
+            await s2.write(lambda c: c.execute("PRAGMA query_only = ON"))
+        with pytest.raises(StoreUnavailable):
+            await ingest(s2, fixture_body("firing-group-bearer.json"))
+    finally:
+        s2.close()
+        path.chmod(0o644)
