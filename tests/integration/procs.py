@@ -1,0 +1,421 @@
+"""Real processes for black-box tests: the bridge and Alertmanager on free loopback ports.
+
+Every process started here is reaped by the context manager that started it, also when the
+test fails: SIGTERM, then SIGKILL after a grace period. Nothing binds outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+LOOPBACK = "127.0.0.1"
+TOKEN = "integration-webhook-token"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+AMTOOL = "/usr/bin/amtool"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(path_or_name: str) -> str:
+    """The binary's path; skip when it is missing, but fail under CI=true (CI must run it)."""
+    found = shutil.which(path_or_name) or shutil.which(Path(path_or_name).name)
+    if found:
+        return found
+    message = f"{path_or_name} is not installed (Debian: prometheus-alertmanager / prometheus)"
+    if in_ci():
+        pytest.fail(f"{message}; CI=true, so this test must run", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the caller retries if it is taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except (OSError, ValueError) as exc:  # connection refused, bad JSON while starting
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({last!r})")
+        time.sleep(interval)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Response:
+    """One HTTP request; 4xx/5xx are returned, not raised. Redirects are NOT followed."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            return Response(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return Response(err.code, dict(err.headers.items()), err.read())
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+    return int(proc.returncode)
+
+
+def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # The developer's own INCIDENT_BRIDGE_* settings must not leak into a test's process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Bridge:
+    """``incident-bridge serve`` as a subprocess on a free loopback port with its own database."""
+
+    workdir: Path
+    token: str | None = TOKEN
+    args: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    db: Path = field(init=False)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db = self.workdir / "incident-bridge.db"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"bridge-{self.starts}.log"
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"{LOOPBACK}:{self.port}"]
+        cmd += ["--db", str(self.db), "--log-format", "json"]
+        if self.token:
+            token_file = self.workdir / "webhook-token"
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+            cmd += ["--webhook-token-file", str(token_file)]
+        return cmd + list(self.args)
+
+    def start(self, timeout: float = 20.0) -> Bridge:
+        """Start (or restart, same database) and wait for /-/ready. Retries a taken port."""
+        for _attempt in range(3):
+            self.port = free_port()
+            self.starts += 1
+            with self.log_path.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=_clean_env(self.env),
+                    cwd=self.workdir,
+                )
+            if self._wait_ready(timeout):
+                return self
+            if "address already in use" not in self.logs().lower():
+                break
+        raise AssertionError(f"bridge did not become ready; its log:\n{self.logs()[-4000:]}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            with contextlib.suppress(OSError):
+                if http("GET", self.url + "/-/ready", timeout=2).status == 200:
+                    return True
+            time.sleep(0.05)
+        self.kill()
+        return False
+
+    def logs(self) -> str:
+        parts = []
+        for n in range(1, self.starts + 1):
+            path = self.workdir / f"bridge-{n}.log"
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "".join(parts)
+
+    def stop(self) -> int:
+        """SIGTERM (graceful), SIGKILL after 10 s; the exit code."""
+        if self.proc is None:
+            return 0
+        return _terminate(self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    # --- the HTTP API --------------------------------------------------------------------
+
+    def post_webhook(self, payload: dict[str, Any] | bytes) -> Response:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **self.auth()}
+        return http("POST", self.url + "/api/v1/alerts", body, headers)
+
+    def get_json(self, path: str) -> Any:
+        resp = http("GET", self.url + path)
+        assert resp.status == 200, (path, resp.status, resp.body[:500])
+        return resp.json()
+
+    def incidents(self, query: str = "") -> list[dict[str, Any]]:
+        """Every incident (follows pagination), newest first."""
+        out: list[dict[str, Any]] = []
+        path: str | None = "/api/v1/incidents?limit=500" + (f"&{query}" if query else "")
+        while path:
+            page = self.get_json(path)
+            out += page["incidents"]
+            path = page["next"]
+        return out
+
+    def incident(self, incident_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.get_json(f"/api/v1/incidents/{incident_id}")
+        return found
+
+    def metrics(self) -> str:
+        resp = http("GET", self.url + "/metrics")
+        assert resp.status == 200
+        return resp.body.decode()
+
+
+@contextlib.contextmanager
+def running_bridge(workdir: Path, **kwargs: Any) -> Iterator[Bridge]:
+    bridge = Bridge(workdir, **kwargs)
+    try:
+        yield bridge.start()
+    finally:
+        bridge.stop()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        rest = series[len(name) :]
+        if rest and not rest.startswith("{"):
+            continue  # another metric with this name as prefix
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+# --- Alertmanager --------------------------------------------------------------------------
+
+
+def alertmanager_config(
+    bridge_url: str,
+    token: str | None,
+    *,
+    group_by: Sequence[str] = ("alertname", "service"),
+    group_wait: str = "1s",
+    group_interval: str = "2s",
+) -> str:
+    """A config whose only receiver is the bridge, with the bearer token as Alertmanager sends it."""
+    auth = ""
+    if token:
+        auth = f"""
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {json.dumps(token)}"""
+    return f"""\
+global:
+  resolve_timeout: 5m
+route:
+  receiver: bridge
+  group_by: {json.dumps(list(group_by))}
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: 1h
+receivers:
+  - name: bridge
+    webhook_configs:
+      - url: {json.dumps(bridge_url + "/api/v1/alerts")}
+        send_resolved: true{auth}
+"""
+
+
+@dataclass
+class Alertmanager:
+    """One ``prometheus-alertmanager`` process; ``cluster_port``/``peers`` make it an HA peer."""
+
+    binary: str
+    workdir: Path
+    config: str
+    cluster_port: int | None = None
+    peers: Sequence[int] = ()
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "alertmanager.log"
+
+    def command(self) -> list[str]:
+        config_file = self.workdir / "alertmanager.yml"
+        config_file.write_text(self.config)
+        storage = self.workdir / "data"
+        storage.mkdir(exist_ok=True)
+        cmd = [
+            self.binary,
+            f"--config.file={config_file}",
+            f"--storage.path={storage}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--log.level=debug",
+        ]
+        if self.cluster_port is None:
+            return [*cmd, "--cluster.listen-address="]
+        cmd += [
+            f"--cluster.listen-address={LOOPBACK}:{self.cluster_port}",
+            f"--cluster.advertise-address={LOOPBACK}:{self.cluster_port}",
+            # Short timeouts so the pair settles and dedups within a test's few seconds.
+            "--cluster.gossip-interval=50ms",
+            "--cluster.pushpull-interval=1s",
+            "--cluster.settle-timeout=3s",
+            "--cluster.peer-timeout=1s",
+            "--cluster.probe-interval=200ms",
+            "--cluster.probe-timeout=200ms",
+            "--cluster.reconnect-interval=1s",
+        ]
+        return cmd + [f"--cluster.peer={LOOPBACK}:{p}" for p in self.peers]
+
+    def start(self, timeout: float = 20.0) -> Alertmanager:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=_clean_env(),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError):
+                if http("GET", self.url + "/-/ready", timeout=2).status == 200:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"alertmanager did not become ready; its log:\n{self.logs()[-4000:]}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        return 0 if self.proc is None else _terminate(self.proc)
+
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Alertmanager's v2 API, as Prometheus sends alerts."""
+        resp = http(
+            "POST",
+            self.url + "/api/v2/alerts",
+            json.dumps(alerts).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert resp.status == 200, (resp.status, resp.body[:500])
+
+    def cluster_size(self) -> int:
+        status = json.loads(http("GET", self.url + "/api/v2/status").body)
+        return len(status.get("cluster", {}).get("peers") or [])
+
+
+@contextlib.contextmanager
+def running_alertmanagers(
+    workdir: Path, config: str, peers: int = 1, binary: str = ALERTMANAGER
+) -> Iterator[list[Alertmanager]]:
+    """One Alertmanager, or ``peers`` of them clustered with each other; all stopped at exit."""
+    started: list[Alertmanager] = []
+    try:
+        if peers == 1:
+            started.append(Alertmanager(binary, workdir / "am-0", config).start())
+        else:
+            cluster_ports = [free_port() for _ in range(peers)]
+            for n, port in enumerate(cluster_ports):
+                others = [p for p in cluster_ports if p != port]
+                am = Alertmanager(binary, workdir / f"am-{n}", config, port, others)
+                started.append(am.start())
+            wait_for(
+                "the Alertmanager peers to see each other",
+                lambda: all(am.cluster_size() == peers for am in started),
+                timeout=20,
+            )
+        yield started
+    finally:
+        for am in started:
+            am.stop()
