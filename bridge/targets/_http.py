@@ -1,0 +1,94 @@
+"""One HTTP POST for the targets: timeouts, no redirects, errors without secrets.
+
+aiohttp's own exceptions name the URL, and a webhook URL or a Telegram bot URL is a secret,
+so they are turned into ``RetryableError``/``PermanentError`` with a bare reason and raised
+``from None``: neither the message nor the traceback chain carries the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bridge.delivery.classify import Outcome, classify
+from bridge.targets.base import PermanentError, RetryableError, TargetDeps
+
+if TYPE_CHECKING:
+    import aiohttp
+
+USER_AGENT = "incident-bridge"
+MAX_RESPONSE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError:
+            return None
+
+
+def session_of(deps: TargetDeps) -> aiohttp.ClientSession:
+    if deps.session is None:
+        raise PermanentError("no_http_session")
+    return deps.session
+
+
+async def post(
+    deps: TargetDeps,
+    url: str,
+    *,
+    json: Any = None,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> Response:
+    """POST and read the answer; transport failures become bounded-reason errors."""
+    import aiohttp  # lazily: REGISTRY must import cheaply for config validation
+
+    session = session_of(deps)
+    hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+    if json is not None:
+        data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+        hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
+    failure: RetryableError | PermanentError
+    try:
+        async with session.post(
+            url,
+            data=data,
+            headers=hdrs,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as resp:
+            body = await resp.content.read(MAX_RESPONSE_BYTES)
+            return Response(resp.status, dict(resp.headers), body)
+    except TimeoutError:
+        failure = RetryableError("timeout")
+    except aiohttp.InvalidURL:
+        failure = PermanentError("invalid_url")
+    except aiohttp.ClientSSLError:
+        failure = RetryableError("tls")
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError):
+        failure = RetryableError("connection")
+    except aiohttp.ClientError:
+        failure = RetryableError("http_client")
+    except asyncio.CancelledError:
+        raise
+    except ValueError:  # yarl rejects a malformed URL with ValueError
+        failure = PermanentError("invalid_url")
+    raise failure from None
+
+
+def check(resp: Response, deps: TargetDeps, *, vendor: str = "") -> Outcome:
+    """Classify and raise on failure; returns the (ok) outcome."""
+    outcome = classify(resp.status, resp.headers, resp.body, vendor=vendor, now=deps.clock())
+    outcome.raise_for()
+    return outcome

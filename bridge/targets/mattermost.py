@@ -1,0 +1,47 @@
+"""``mattermost``: an incoming webhook (``<host>/hooks/<id>``; the URL is the secret).
+Text at most 16,383 characters; answers 200 ``ok``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from bridge.delivery.markup import truncate
+from bridge.secrets import Secret
+from bridge.targets import _http
+from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+
+MAX_CHARS = 16_383
+
+
+class MattermostConfig(TargetConfig):
+    url: Secret
+    channel: str | None = None
+    username: str | None = None
+    icon_url: str | None = None
+    max_chars: int = Field(default=MAX_CHARS, ge=100, le=MAX_CHARS)
+
+
+class MattermostTarget(Target):
+    type_name = "mattermost"
+    Config = MattermostConfig
+    config: MattermostConfig
+
+    def payload(self, n: Notification) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "text": truncate(self.render(n).body, self.config.max_chars, "markdown")
+        }
+        for key in ("channel", "username", "icon_url"):
+            value = getattr(self.config, key)
+            if value:
+                payload[key] = value
+        return payload
+
+    async def send(self, notification: Notification) -> DeliveryResult:
+        resp = await _http.post(
+            self.deps, self.config.url.reveal(), json=self.payload(notification),
+            timeout_s=self.config.timeout_s,
+        )
+        _http.check(resp, self.deps, vendor="mattermost")
+        return DeliveryResult(state=dict(notification.state))

@@ -1,0 +1,207 @@
+"""``slack``: the Slack Web API with a bot token.
+
+``general`` and ``stakeholders`` tiers post to ``channel``; with ``thread_updates`` the first
+message of an incident starts a thread and later ones reply in it (status changes are also
+broadcast to the channel). The ``incident`` tier gets a dedicated channel per incident:
+``conversations.create`` (``name_taken`` -> a numbered suffix), invite the role holders,
+set the topic (severity, status, commander), bookmark the runbook and the incident page, then
+post every event there. Progress is returned in ``state`` -- also on failure -- so a retry
+never creates a second channel.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import Field
+
+from bridge.delivery.markup import escape_slack, truncate
+from bridge.secrets import Secret
+from bridge.targets import _http
+from bridge.targets.base import (
+    DeliveryError,
+    DeliveryResult,
+    Notification,
+    PermanentError,
+    Target,
+    TargetConfig,
+)
+from bridge.targets.slack_webhook import SECTION_LIMIT, slack_message
+
+NAME_MAX = 80
+TOPIC_MAX = 250
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_BROADCAST = {"severity_changed", "mitigated", "resolved", "closed", "reopened"}
+_IGNORED_INVITE = {"slack_already_in_channel", "slack_cant_invite_self"}
+
+
+class SlackConfig(TargetConfig):
+    token: Secret
+    api_url: str = "https://slack.com/api"
+    channel: str | None = None
+    channel_prefix: str = Field(default="inc", pattern=r"^[a-z0-9_-]{1,20}$")
+    private: bool = False
+    invite: list[str] = Field(default_factory=list)
+    users: dict[str, str] = Field(default_factory=dict)
+    thread_updates: bool = True
+    max_chars: int = Field(default=SECTION_LIMIT, ge=100, le=SECTION_LIMIT)
+
+
+def channel_name(prefix: str, incident_id: Any, title: str, suffix: int = 0) -> str:
+    """``inc-42-high-error-rate-checkout``: lowercase letters, digits, ``-`` and ``_``,
+    at most 80 characters, never ending in ``-``."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_title.lower()).strip("-_")
+    head = f"{prefix}-{incident_id}"
+    tail = f"-{suffix}" if suffix else ""
+    room = NAME_MAX - len(head) - len(tail) - 1
+    slug = slug[:room].rstrip("-_") if room > 0 else ""
+    return (f"{head}-{slug}" if slug else head)[: NAME_MAX - len(tail)] + tail
+
+
+def topic_for(incident: Mapping[str, Any]) -> str:
+    commander = ", ".join((incident.get("roles") or {}).get("commander") or []) or "unassigned"
+    text = (
+        f"{incident.get('severity', '')} | {incident.get('status', '')} | IC: {commander}"
+        f" | {incident.get('title', '')}"
+    )
+    return truncate(escape_slack(text), TOPIC_MAX, "slack")
+
+
+class SlackTarget(Target):
+    type_name = "slack"
+    Config = SlackConfig
+    config: SlackConfig
+
+    async def call(self, method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        resp = await _http.post(
+            self.deps,
+            f"{self.config.api_url.rstrip('/')}/{method}",
+            json=payload,
+            headers={"Authorization": f"Bearer {self.config.token.reveal()}"},
+            timeout_s=self.config.timeout_s,
+        )
+        _http.check(resp, self.deps, vendor="slack")
+        data = resp.json()
+        return data if isinstance(data, dict) else {}
+
+    def payload(self, n: Notification, channel: str) -> dict[str, Any]:
+        msg = slack_message(self.render(n).body, self.config.max_chars)
+        return {"channel": channel, **msg, "unfurl_links": False, "unfurl_media": False}
+
+    async def send(self, notification: Notification) -> DeliveryResult:
+        n = notification
+        state = dict(n.state)
+        if n.tier == "incident":
+            channel = await self._dedicated(n, state)
+        elif self.config.channel:
+            channel = self.config.channel
+        else:
+            raise PermanentError("no_channel")
+        payload = self.payload(n, channel)
+        threaded = n.tier != "incident" and self.config.thread_updates
+        if threaded and state.get("ts") and n.event not in ("opened",):
+            payload["thread_ts"] = state["ts"]
+            payload["reply_broadcast"] = n.event in _BROADCAST
+        try:
+            data = await self.call("chat.postMessage", payload)
+        except DeliveryError as exc:
+            exc.state = state
+            raise
+        ts = str(data.get("ts", ""))
+        if threaded and not state.get("ts") and ts:
+            state["ts"] = ts
+        return DeliveryResult(state=state, provider_ids={"channel": channel, "ts": ts})
+
+    async def _dedicated(self, n: Notification, state: dict[str, Any]) -> str:
+        """Create and set up the incident's channel once; keep its topic current."""
+        try:
+            if "channel" not in state:
+                state["channel"], state["channel_name"] = await self._create(n.incident)
+            if not state.get("setup"):
+                await self._invite(state["channel"], n.incident)
+                await self._bookmarks(state["channel"], n.incident)
+                state["setup"] = True
+            topic = topic_for(n.incident)
+            if state.get("topic") != topic:
+                await self.call("conversations.setTopic", {"channel": state["channel"], "topic": topic})
+                state["topic"] = topic
+        except DeliveryError as exc:
+            exc.state = dict(state)
+            raise
+        return str(state["channel"])
+
+    async def _create(self, incident: Mapping[str, Any]) -> tuple[str, str]:
+        for suffix in range(10):
+            name = channel_name(
+                self.config.channel_prefix, incident.get("id", "x"), str(incident.get("title", "")),
+                suffix + 1 if suffix else 0,
+            )
+            try:
+                data = await self.call(
+                    "conversations.create", {"name": name, "is_private": self.config.private}
+                )
+            except PermanentError as exc:
+                if exc.reason == "slack_name_taken":
+                    continue
+                raise
+            channel = data.get("channel") or {}
+            return str(channel.get("id", "")), name
+        raise PermanentError("slack_name_taken")
+
+    async def _invite(self, channel: str, incident: Mapping[str, Any]) -> None:
+        people: list[str] = list(self.config.invite)
+        for holders in (incident.get("roles") or {}).values():
+            people.extend(holders or [])
+        ids = [u for u in [await self._user_id(p) for p in _unique(people)] if u]
+        if not ids:
+            return
+        try:
+            await self.call("conversations.invite", {"channel": channel, "users": ",".join(ids)})
+        except PermanentError as exc:
+            if exc.reason not in _IGNORED_INVITE:
+                raise
+
+    async def _user_id(self, person: str) -> str | None:
+        handle = self.config.users.get(person, person)
+        if _USER_ID.match(handle):
+            return handle
+        if "@" in handle:
+            try:
+                data = await self.call("users.lookupByEmail", {"email": handle})
+            except PermanentError as exc:
+                if exc.reason == "slack_users_not_found":
+                    self.deps.logger.warning("slack target %s: no Slack user for %s", self.name, person)
+                    return None
+                raise
+            user = data.get("user") or {}
+            return str(user.get("id")) if user.get("id") else None
+        self.deps.logger.warning("slack target %s: no Slack handle for %s", self.name, person)
+        return None
+
+    async def _bookmarks(self, channel: str, incident: Mapping[str, Any]) -> None:
+        links: list[tuple[str, str]] = []
+        for alert in incident.get("alerts") or []:
+            runbook = (alert.get("annotations") or {}).get("runbook_url")
+            if runbook:
+                links.append(("Runbook", str(runbook)))
+                break
+        if incident.get("url"):
+            links.append(("Incident page", str(incident["url"])))
+        for title, link in links:
+            if not link.startswith(("http://", "https://")):
+                continue
+            try:
+                await self.call(
+                    "bookmarks.add",
+                    {"channel_id": channel, "title": title, "type": "link", "link": link},
+                )
+            except PermanentError as exc:  # a bookmark is a nicety: never block the message
+                self.deps.logger.warning("slack target %s: bookmark failed: %s", self.name, exc.reason)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))

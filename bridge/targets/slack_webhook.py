@@ -1,0 +1,47 @@
+"""``slack_webhook``: a Slack incoming webhook (the URL is the secret). No edits, no threads,
+no dedup key: at-least-once. Errors come as plain-text bodies (``invalid_payload``...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from bridge.delivery.markup import truncate
+from bridge.secrets import Secret
+from bridge.targets import _http
+from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+
+# A section block holds at most 3,000 characters; the whole message is kept to one block
+# because Slack collapses long messages anyway (about 13k aggregate, bolt-js#2509).
+SECTION_LIMIT = 3000
+
+
+def slack_message(text: str, limit: int) -> dict[str, Any]:
+    text = truncate(text, min(limit, SECTION_LIMIT), "slack")
+    return {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+
+
+class SlackWebhookConfig(TargetConfig):
+    url: Secret
+    max_chars: int = Field(default=SECTION_LIMIT, ge=100, le=SECTION_LIMIT)
+
+
+class SlackWebhookTarget(Target):
+    type_name = "slack_webhook"
+    Config = SlackWebhookConfig
+    config: SlackWebhookConfig
+
+    def payload(self, n: Notification) -> dict[str, Any]:
+        return slack_message(self.render(n).body, self.config.max_chars)
+
+    async def send(self, notification: Notification) -> DeliveryResult:
+        resp = await _http.post(
+            self.deps, self.config.url.reveal(), json=self.payload(notification),
+            timeout_s=self.config.timeout_s,
+        )
+        _http.check(resp, self.deps, vendor="slack")
+        return DeliveryResult(state=dict(notification.state))

@@ -1,0 +1,313 @@
+"""Message templates: Jinja2 in a sandbox, strict about undefined names, escaping per target.
+
+Templates live in ``templates/<target type>/<event>.j2`` with ``default.j2`` as the fallback;
+a user folder given to ``Renderer`` is searched first. Every ``{{ expression }}`` is escaped
+for the target's markup (Slack mrkdwn, HTML, markdown or plain text) unless it is already
+markup (``link()`` and macros produce markup), so text from alert labels can never inject
+mentions, links or tags. A template may ``{% set title = ... %}`` (a subject, a summary).
+E-mail's HTML part is ``templates/email/<event>.html.j2``, HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup as Safe
+
+from bridge.delivery.markup import ESCAPERS, Markup
+from bridge.targets.base import EVENTS
+
+# Target type -> markup of its main template. Kept here (not in the target modules) so that
+# rendering and `rules check` need no HTTP machinery.
+TARGET_MARKUP: dict[str, Markup] = {
+    "console": "text",
+    "webhook": "text",
+    "slack_webhook": "slack",
+    "slack": "slack",
+    "msteams": "markdown",
+    "mattermost": "markdown",
+    "discord": "markdown",
+    "pagerduty": "text",
+    "opsgenie": "text",
+    "email": "text",
+    "telegram": "html",
+}
+# Extra template parts a target renders, by file suffix, with their own markup.
+EXTRA_PARTS: dict[str, dict[str, Markup]] = {"email": {".html.j2": "html"}}
+
+
+def default_templates_dir() -> Path:
+    embedded = Path(__file__).parent / "_embedded" / "templates"
+    return embedded if embedded.is_dir() else Path(__file__).resolve().parents[1] / "templates"
+
+
+class TemplateError(Exception):
+    """A template that does not load or render; names its file and line."""
+
+    def __init__(self, template: str, line: int | None, message: str) -> None:
+        super().__init__(f"{template}:{line or 0}: {message}")
+        self.template = template
+        self.line = line
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+    template: str
+
+
+def _safe(text: str) -> Safe:
+    """Mark text that is already escaped for the target's markup (never HTML-escaped again)."""
+    return Safe(text)  # noqa: S704 - every caller escapes with the target's escaper first
+
+
+def _is_http(url: str) -> bool:
+    try:
+        return urlsplit(url).scheme in ("http", "https")
+    except ValueError:
+        return False
+
+
+def _make_link(markup: Markup) -> Callable[[Any, Any], Safe]:
+    esc = ESCAPERS[markup]
+
+    def link(url: Any, text: Any = None) -> Safe:
+        url_s = str(url or "")
+        raw = text if text is not None else url_s
+        # Markup (a {% set %} block, another link) is already escaped for this target.
+        text_s = str(raw) if hasattr(raw, "__html__") else esc(str(raw))
+        if not _is_http(url_s):  # javascript:, data:, empty: show the text only
+            return _safe(text_s)
+        if markup == "slack":
+            return _safe(f"<{esc(url_s).replace('|', '%7C')}|{text_s.replace('|', '¦')}>")
+        if markup == "html":
+            return _safe(f'<a href="{esc(url_s)}">{text_s}</a>')
+        if markup == "markdown":
+            safe_url = quote(url_s, safe=":/?&=#%~+,;!$'*")
+            return _safe(f"[{text_s}]({safe_url})")
+        return _safe(text_s if text_s == url_s else f"{text_s} ({url_s})")
+
+    return link
+
+
+def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    """RFC 3339 string -> readable UTC time; empty for None."""
+    if not value:
+        return ""
+    text = str(value).replace("Z", "+00:00")
+    if "." in text:  # Python < 3.11 parsers dislike 9 fractional digits
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        text = head + rest[len(digits):]
+    try:
+        return datetime.fromisoformat(text).strftime(fmt)
+    except ValueError:
+        return str(value)
+
+
+def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
+    esc = ESCAPERS[markup]
+
+    def finalize(value: Any) -> Any:
+        if value is None:
+            return _safe("")
+        if hasattr(value, "__html__"):
+            return value
+        return _safe(esc(str(value)))
+
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(p) for p in search]),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        finalize=finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    # These built-ins would HTML-escape under autoescape; escape for the target instead.
+    def join(items: Iterable[Any], sep: str = "") -> Safe:
+        return _safe(str(sep).join(str(finalize(i)) for i in items))
+
+    def replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+        return str(value).replace(old, new, -1 if count is None else count)
+
+    env.filters.update(join=join, replace=replace, time=_fmt_time)
+    env.globals.update(link=_make_link(markup))
+    return env
+
+
+def _error_place(exc: BaseException, fallback: str) -> tuple[str, int | None]:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return _rel(frame.filename), frame.lineno
+    return fallback, None
+
+
+def _rel(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+class Renderer:
+    """Loads and renders templates. Immutable; build a new one to pick up changed files."""
+
+    def __init__(self, user_dir: Path | str | None = None, default_dir: Path | None = None) -> None:
+        self.dirs: tuple[Path, ...] = tuple(
+            Path(p) for p in (user_dir, default_dir or default_templates_dir()) if p is not None
+        )
+        self._envs: dict[Markup, SandboxedEnvironment] = {}
+
+    def _env(self, markup: Markup) -> SandboxedEnvironment:
+        if markup not in self._envs:
+            self._envs[markup] = _make_env(self.dirs, markup)
+        return self._envs[markup]
+
+    def find(self, target_type: str, event: str, suffix: str = ".j2") -> tuple[str, Path]:
+        """(loader name, file) of the template used: the user folder first, the event's own
+        template before ``default``."""
+        for base in self.dirs:
+            for stem in (event, "default"):
+                name = f"{target_type}/{stem}{suffix}"
+                if (base / name).is_file():
+                    return name, base / name
+        raise TemplateError(f"{target_type}/{event}{suffix}", None, "no such template (nor default)")
+
+    def render(
+        self,
+        target_type: str,
+        event: str,
+        context: Mapping[str, Any],
+        *,
+        suffix: str = ".j2",
+    ) -> Rendered:
+        markup = EXTRA_PARTS.get(target_type, {}).get(suffix) or TARGET_MARKUP.get(target_type, "text")
+        name, path = self.find(target_type, event, suffix)
+        shown = _rel(str(path))
+        try:
+            template = self._env(markup).get_template(name)
+            module = template.make_module(dict(context))
+            body = str(module)
+            title = str(getattr(module, "title", ""))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(_rel(exc.filename or shown), exc.lineno, exc.message or "syntax error") from None
+        except Exception as exc:  # UndefinedError, SecurityError, TypeError in a filter...
+            where, line = _error_place(exc, shown)
+            raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
+        return Rendered(title=" ".join(title.split()), body=body.strip("\n"), template=shown)
+
+
+@functools.lru_cache(maxsize=1)
+def default_renderer() -> Renderer:
+    return Renderer()
+
+
+def context(
+    incident: Mapping[str, Any],
+    event: str,
+    events: Sequence[Mapping[str, Any]] = (),
+    *,
+    tier: str = "general",
+    target: str = "",
+) -> dict[str, Any]:
+    """The names a template sees."""
+    alerts = list(incident.get("alerts") or [])
+    return {
+        "incident": incident,
+        "event": event,
+        "events": list(events) or [{"kind": event, "at": None, "actor": "", "text": ""}],
+        "tier": tier,
+        "target": target,
+        "alerts": alerts,
+        "firing": [a for a in alerts if a.get("status") == "firing"],
+        "resolved": [a for a in alerts if a.get("status") == "resolved"],
+    }
+
+
+SAMPLE_INCIDENT: dict[str, Any] = {
+    "id": 42,
+    "key": '{}/{team="checkout"}:{alertname="HighErrorRate"}',
+    "title": "High error rate on checkout",
+    "severity": "sev2",
+    "status": "triggered",
+    "team": "checkout",
+    "service": "checkout-api",
+    "route": "checkout",
+    "started_at": "2026-11-27T05:40:00Z",
+    "opened_at": "2026-11-27T05:41:00Z",
+    "acknowledged_at": None,
+    "mitigated_at": None,
+    "resolved_at": None,
+    "closed_at": None,
+    "url": "http://incident-bridge.example/incidents/42",
+    "roles": {"commander": ["alice"], "scribe": [], "liaison": ["bob"], "responders": ["carol"]},
+    "alerts": [
+        {
+            "fingerprint": "a1b2c3d4e5f60718",
+            "status": "firing",
+            "labels": {"alertname": "HighErrorRate", "severity": "high", "team": "checkout",
+                       "service": "checkout-api"},
+            "annotations": {"summary": "5xx ratio above 5% for 10 minutes",
+                            "runbook_url": "https://runbooks.example/checkout/high-error-rate"},
+            "startsAt": "2026-11-27T05:40:00Z",
+            "endsAt": None,
+            "generatorURL": "http://prometheus.example/graph?g0.expr=rate",
+        }
+    ],
+}
+
+
+def render_all(renderer: Renderer | None = None,
+               incident: Mapping[str, Any] | None = None) -> list[TemplateError]:
+    """Render every target's template for every event against a sample incident; return the
+    errors (for ``rules check``), each naming its file and line, without duplicates."""
+    renderer = renderer or default_renderer()
+    incident = incident or SAMPLE_INCIDENT
+    errors: dict[str, TemplateError] = {}
+    for target_type in TARGET_MARKUP:
+        for suffix in (".j2", *EXTRA_PARTS.get(target_type, {})):
+            for event in EVENTS:
+                try:
+                    renderer.render(target_type, event, context(incident, event), suffix=suffix)
+                except TemplateError as exc:
+                    errors.setdefault(str(exc), exc)
+    return list(errors.values())
+
+
+def render_preview(
+    target_type: str,
+    event: str,
+    incident: Mapping[str, Any],
+    *,
+    templates_dir: Path | str | None = None,
+) -> str:
+    """What ``incident-bridge template render TARGET EVENT --incident FILE`` prints."""
+    if target_type not in TARGET_MARKUP:
+        raise TemplateError(target_type, None, f"unknown target type (one of {', '.join(TARGET_MARKUP)})")
+    if event not in EVENTS:
+        raise TemplateError(target_type, None, f"unknown event {event!r} (one of {', '.join(EVENTS)})")
+    renderer = Renderer(templates_dir) if templates_dir else default_renderer()
+    full = {**SAMPLE_INCIDENT, **incident}
+    ctx = context(full, event)
+    parts = []
+    main = renderer.render(target_type, event, ctx)
+    if main.title:
+        parts.append(f"title: {main.title}")
+    parts.append(main.body)
+    for suffix in EXTRA_PARTS.get(target_type, {}):
+        parts.append(f"--- {suffix.lstrip('.')} ---")
+        parts.append(renderer.render(target_type, event, ctx, suffix=suffix).body)
+    return "\n".join(parts) + "\n"
