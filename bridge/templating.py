@@ -110,7 +110,7 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     if "." in text:  # Python < 3.11 parsers dislike 9 fractional digits
         head, _, rest = text.partition(".")
         digits = "".join(c for c in rest if c.isdigit())
-        text = head + rest[len(digits):]
+        text = head + rest[len(digits) :]
     try:
         return datetime.fromisoformat(text).strftime(fmt)
     except ValueError:
@@ -184,7 +184,9 @@ class Renderer:
                 name = f"{target_type}/{stem}{suffix}"
                 if (base / name).is_file():
                     return name, base / name
-        raise TemplateError(f"{target_type}/{event}{suffix}", None, "no such template (nor default)")
+        raise TemplateError(
+            f"{target_type}/{event}{suffix}", None, "no such template (nor default)"
+        )
 
     def render(
         self,
@@ -194,7 +196,9 @@ class Renderer:
         *,
         suffix: str = ".j2",
     ) -> Rendered:
-        markup = EXTRA_PARTS.get(target_type, {}).get(suffix) or TARGET_MARKUP.get(target_type, "text")
+        markup = EXTRA_PARTS.get(target_type, {}).get(suffix) or TARGET_MARKUP.get(
+            target_type, "text"
+        )
         name, path = self.find(target_type, event, suffix)
         shown = _rel(str(path))
         try:
@@ -203,7 +207,9 @@ class Renderer:
             body = str(module)
             title = str(getattr(module, "title", ""))
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(_rel(exc.filename or shown), exc.lineno, exc.message or "syntax error") from None
+            raise TemplateError(
+                _rel(exc.filename or shown), exc.lineno, exc.message or "syntax error"
+            ) from None
         except Exception as exc:  # UndefinedError, SecurityError, TypeError in a filter...
             where, line = _error_place(exc, shown)
             raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
@@ -258,10 +264,16 @@ SAMPLE_INCIDENT: dict[str, Any] = {
         {
             "fingerprint": "a1b2c3d4e5f60718",
             "status": "firing",
-            "labels": {"alertname": "HighErrorRate", "severity": "high", "team": "checkout",
-                       "service": "checkout-api"},
-            "annotations": {"summary": "5xx ratio above 5% for 10 minutes",
-                            "runbook_url": "https://runbooks.example/checkout/high-error-rate"},
+            "labels": {
+                "alertname": "HighErrorRate",
+                "severity": "high",
+                "team": "checkout",
+                "service": "checkout-api",
+            },
+            "annotations": {
+                "summary": "5xx ratio above 5% for 10 minutes",
+                "runbook_url": "https://runbooks.example/checkout/high-error-rate",
+            },
             "startsAt": "2026-11-27T05:40:00Z",
             "endsAt": None,
             "generatorURL": "http://prometheus.example/graph?g0.expr=rate",
@@ -270,8 +282,9 @@ SAMPLE_INCIDENT: dict[str, Any] = {
 }
 
 
-def render_all(renderer: Renderer | None = None,
-               incident: Mapping[str, Any] | None = None) -> list[TemplateError]:
+def render_all(
+    renderer: Renderer | None = None, incident: Mapping[str, Any] | None = None
+) -> list[TemplateError]:
     """Render every target's template for every event against a sample incident; return the
     errors (for ``rules check``), each naming its file and line, without duplicates."""
     renderer = renderer or default_renderer()
@@ -296,9 +309,13 @@ def render_preview(
 ) -> str:
     """What ``incident-bridge template render TARGET EVENT --incident FILE`` prints."""
     if target_type not in TARGET_MARKUP:
-        raise TemplateError(target_type, None, f"unknown target type (one of {', '.join(TARGET_MARKUP)})")
+        raise TemplateError(
+            target_type, None, f"unknown target type (one of {', '.join(TARGET_MARKUP)})"
+        )
     if event not in EVENTS:
-        raise TemplateError(target_type, None, f"unknown event {event!r} (one of {', '.join(EVENTS)})")
+        raise TemplateError(
+            target_type, None, f"unknown event {event!r} (one of {', '.join(EVENTS)})"
+        )
     renderer = Renderer(templates_dir) if templates_dir else default_renderer()
     full = {**SAMPLE_INCIDENT, **incident}
     ctx = context(full, event)

@@ -23,8 +23,14 @@ MAX_RETRY_AFTER_S = 3600.0
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _OK_TEXT = {"", "ok", "1", "accepted", "true"}
 # Slack Web API errors worth retrying (everything else with ok:false is permanent).
-_SLACK_RETRYABLE = {"ratelimited", "rate_limited", "internal_error", "fatal_error",
-                    "service_unavailable", "request_timeout"}
+_SLACK_RETRYABLE = {
+    "ratelimited",
+    "rate_limited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+}
 
 
 @dataclass(frozen=True)
@@ -130,12 +136,14 @@ def _seconds_raw(value: str | None) -> float | None:
 def _vendor_reason(prefix: str, data: Any, text: str) -> str | None:
     """A vendor's own error identifier (``channel_not_found``), when it is one."""
     code: Any = None
+    if not prefix:  # a generic receiver's words are not a bounded vocabulary
+        return None
     if isinstance(data, dict):
         code = data.get("error")
     elif data is None:
         code = text.strip()
     if isinstance(code, str) and _IDENT.match(code):
-        return f"{prefix}_{code}" if prefix else code
+        return f"{prefix}_{code}"
     return None
 
 
@@ -157,7 +165,9 @@ def classify(
     if status == 429:
         return _retry("rate_limited", retry_hint(headers, data, now))
     if status in (408, 425) or status >= 500:
-        return _retry(f"http_{status}" if status < 600 else "http_5xx", retry_hint(headers, data, now))
+        return _retry(
+            f"http_{status}" if status < 600 else "http_5xx", retry_hint(headers, data, now)
+        )
     if 300 <= status < 400:
         # A redirect is never followed: a 302 turns a POST into a GET without body.
         return _permanent("redirect")
@@ -196,7 +206,9 @@ def _ok_false(data: dict[str, Any], headers: Mapping[str, str], vendor: str, now
             return _retry("rate_limited", hint)
         if code >= 500:
             return _retry(f"http_{min(code, 599)}", hint)
-        return _permanent(f"{vendor or 'telegram'}_{code}" if 400 <= code < 500 else "error_in_body")
+        return _permanent(
+            f"{vendor or 'telegram'}_{code}" if 400 <= code < 500 else "error_in_body"
+        )
     error = data.get("error")
     if isinstance(error, str):
         if error in ("ratelimited", "rate_limited"):

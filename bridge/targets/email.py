@@ -59,7 +59,11 @@ class EmailTarget(Target):
 
     @property
     def domain(self) -> str:
-        return self.config.domain or self.config.sender.rpartition("@")[2].strip("> ") or "incident-bridge"
+        return (
+            self.config.domain
+            or self.config.sender.rpartition("@")[2].strip("> ")
+            or "incident-bridge"
+        )
 
     def message(self, n: Notification) -> EmailMessage:
         text = self.render(n)

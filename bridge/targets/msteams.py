@@ -27,16 +27,26 @@ class MSTeamsConfig(TargetConfig):
 def card(title: str, text: str, incident: Mapping[str, Any]) -> dict[str, Any]:
     facts = [
         {"title": name, "value": escape_markdown(str(incident.get(key) or "-"))}
-        for name, key in (("Severity", "severity"), ("Status", "status"), ("Team", "team"),
-                          ("Service", "service"))
+        for name, key in (
+            ("Severity", "severity"),
+            ("Status", "status"),
+            ("Team", "team"),
+            ("Service", "service"),
+        )
     ]
     content: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.2",
         "body": [
-            {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True,
-             "color": _SEVERITY_COLOR.get(str(incident.get("severity")), "Default")},
+            {
+                "type": "TextBlock",
+                "text": title,
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+                "color": _SEVERITY_COLOR.get(str(incident.get("severity")), "Default"),
+            },
             {"type": "TextBlock", "text": text, "wrap": True},
             {"type": "FactSet", "facts": facts},
         ],
@@ -47,8 +57,11 @@ def card(title: str, text: str, incident: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "type": "message",
         "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
-             "content": content}
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": content,
+            }
         ],
     }
 
@@ -76,7 +89,9 @@ class MSTeamsTarget(Target):
 
     async def send(self, notification: Notification) -> DeliveryResult:
         resp = await _http.post(
-            self.deps, self.config.url.reveal(), json=self.payload(notification),
+            self.deps,
+            self.config.url.reveal(),
+            json=self.payload(notification),
             timeout_s=self.config.timeout_s,
         )
         _http.check(resp, self.deps, vendor="msteams")

@@ -71,17 +71,30 @@ class OpsgenieTarget(Target):
                     "description": truncate(rendered.body, DESCRIPTION_MAX),
                     "priority": self.config.priority_map.get(str(inc.get("severity")), "P3"),
                     "source": self.config.source,
-                    "tags": [*self.config.tags, *(t for t in (inc.get("team"), inc.get("service")) if t)],
-                    "details": {"incident_id": str(inc.get("id")), "url": str(inc.get("url") or "")},
+                    "tags": [
+                        *self.config.tags,
+                        *(t for t in (inc.get("team"), inc.get("service")) if t),
+                    ],
+                    "details": {
+                        "incident_id": str(inc.get("id")),
+                        "url": str(inc.get("url") or ""),
+                    },
                 }
                 if self.config.responders:
                     body["responders"] = self.config.responders
                 out.append(("/v2/alerts", body))
             elif action == "note":
                 note = truncate(rendered.body, NOTE_MAX)
-                out.append((f"{by_alias}/notes?identifierType=alias", {"note": note, "source": self.config.source}))
+                out.append(
+                    (
+                        f"{by_alias}/notes?identifierType=alias",
+                        {"note": note, "source": self.config.source},
+                    )
+                )
             else:
-                out.append((f"{by_alias}/{action}?identifierType=alias", {"source": self.config.source}))
+                out.append(
+                    (f"{by_alias}/{action}?identifierType=alias", {"source": self.config.source})
+                )
         return out
 
     async def send(self, notification: Notification) -> DeliveryResult:
@@ -90,7 +103,10 @@ class OpsgenieTarget(Target):
         headers = {"Authorization": f"GenieKey {self.config.api_key.reveal()}"}
         for path, body in self.requests(n):
             resp = await _http.post(
-                self.deps, self.config.api_url.rstrip("/") + path, json=body, headers=headers,
+                self.deps,
+                self.config.api_url.rstrip("/") + path,
+                json=body,
+                headers=headers,
                 timeout_s=self.config.timeout_s,
             )
             _http.check(resp, self.deps, vendor="opsgenie")
@@ -98,4 +114,6 @@ class OpsgenieTarget(Target):
             if isinstance(data, dict) and data.get("requestId"):
                 ids["request_id"] = str(data["requestId"])
         alias = alias_for(str(n.incident.get("key") or n.incident.get("id")))
-        return DeliveryResult(state={**n.state, "alias": alias}, provider_ids={"alias": alias, **ids})
+        return DeliveryResult(
+            state={**n.state, "alias": alias}, provider_ids={"alias": alias, **ids}
+        )

@@ -85,8 +85,11 @@ class PagerDutyTarget(Target):
                 "roles": inc.get("roles") or {},
                 "message": rendered.body,
                 "alerts": [
-                    {"labels": a.get("labels"), "annotations": a.get("annotations"),
-                     "status": a.get("status")}
+                    {
+                        "labels": a.get("labels"),
+                        "annotations": a.get("annotations"),
+                        "status": a.get("status"),
+                    }
                     for a in alerts[:MAX_ALERTS]
                 ],
                 "truncated_alerts": max(0, len(alerts) - MAX_ALERTS),

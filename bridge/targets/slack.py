@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -76,14 +77,22 @@ class SlackTarget(Target):
     Config = SlackConfig
     config: SlackConfig
 
-    async def call(self, method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        resp = await _http.post(
-            self.deps,
-            f"{self.config.api_url.rstrip('/')}/{method}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.config.token.reveal()}"},
-            timeout_s=self.config.timeout_s,
-        )
+    async def call(
+        self, method: str, payload: Mapping[str, Any], *, form: bool = False
+    ) -> dict[str, Any]:
+        """One Web API call; ``form`` for read methods, which do not take JSON bodies."""
+        headers = {"Authorization": f"Bearer {self.config.token.reveal()}"}
+        url = f"{self.config.api_url.rstrip('/')}/{method}"
+        if form:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urlencode({k: str(v) for k, v in payload.items()}).encode()
+            resp = await _http.post(
+                self.deps, url, data=data, headers=headers, timeout_s=self.config.timeout_s
+            )
+        else:
+            resp = await _http.post(
+                self.deps, url, json=payload, headers=headers, timeout_s=self.config.timeout_s
+            )
         _http.check(resp, self.deps, vendor="slack")
         data = resp.json()
         return data if isinstance(data, dict) else {}
@@ -127,7 +136,9 @@ class SlackTarget(Target):
                 state["setup"] = True
             topic = topic_for(n.incident)
             if state.get("topic") != topic:
-                await self.call("conversations.setTopic", {"channel": state["channel"], "topic": topic})
+                await self.call(
+                    "conversations.setTopic", {"channel": state["channel"], "topic": topic}
+                )
                 state["topic"] = topic
         except DeliveryError as exc:
             exc.state = dict(state)
@@ -137,7 +148,9 @@ class SlackTarget(Target):
     async def _create(self, incident: Mapping[str, Any]) -> tuple[str, str]:
         for suffix in range(10):
             name = channel_name(
-                self.config.channel_prefix, incident.get("id", "x"), str(incident.get("title", "")),
+                self.config.channel_prefix,
+                incident.get("id", "x"),
+                str(incident.get("title", "")),
                 suffix + 1 if suffix else 0,
             )
             try:
@@ -171,10 +184,12 @@ class SlackTarget(Target):
             return handle
         if "@" in handle:
             try:
-                data = await self.call("users.lookupByEmail", {"email": handle})
+                data = await self.call("users.lookupByEmail", {"email": handle}, form=True)
             except PermanentError as exc:
                 if exc.reason == "slack_users_not_found":
-                    self.deps.logger.warning("slack target %s: no Slack user for %s", self.name, person)
+                    self.deps.logger.warning(
+                        "slack target %s: no Slack user for %s", self.name, person
+                    )
                     return None
                 raise
             user = data.get("user") or {}
@@ -200,7 +215,9 @@ class SlackTarget(Target):
                     {"channel_id": channel, "title": title, "type": "link", "link": link},
                 )
             except PermanentError as exc:  # a bookmark is a nicety: never block the message
-                self.deps.logger.warning("slack target %s: bookmark failed: %s", self.name, exc.reason)
+                self.deps.logger.warning(
+                    "slack target %s: bookmark failed: %s", self.name, exc.reason
+                )
 
 
 def _unique(items: Iterable[str]) -> list[str]:

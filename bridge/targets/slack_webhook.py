@@ -40,7 +40,9 @@ class SlackWebhookTarget(Target):
 
     async def send(self, notification: Notification) -> DeliveryResult:
         resp = await _http.post(
-            self.deps, self.config.url.reveal(), json=self.payload(notification),
+            self.deps,
+            self.config.url.reveal(),
+            json=self.payload(notification),
             timeout_s=self.config.timeout_s,
         )
         _http.check(resp, self.deps, vendor="slack")

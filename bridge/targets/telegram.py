@@ -52,5 +52,9 @@ class TelegramTarget(Target):
         _http.check(resp, self.deps, vendor="telegram")
         data = resp.json()
         result = data.get("result") if isinstance(data, dict) else None
-        ids = {"message_id": str(result["message_id"])} if isinstance(result, dict) and "message_id" in result else {}
+        ids = (
+            {"message_id": str(result["message_id"])}
+            if isinstance(result, dict) and "message_id" in result
+            else {}
+        )
         return DeliveryResult(state=dict(notification.state), provider_ids=ids)

@@ -90,7 +90,10 @@ class WebhookTarget(Target):
             ts = int(self.deps.clock())
             headers[self.config.signature_header] = sign(self.config.secret.reveal(), ts, body)
         resp = await _http.post(
-            self.deps, self.config.url.reveal(), data=body, headers=headers,
+            self.deps,
+            self.config.url.reveal(),
+            data=body,
+            headers=headers,
             timeout_s=self.config.timeout_s,
         )
         _http.check(resp, self.deps)

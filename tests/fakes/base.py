@@ -1,0 +1,121 @@
+"""The common part of every fake: a real HTTP server on a free loopback port that records
+requests and can be scripted to fail the next N of them."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Failure:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+class FakeServer:
+    """Subclasses add routes in ``routes()`` and may override ``rate_limit_body``."""
+
+    max_body = 1 << 20
+
+    def __init__(self) -> None:
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=self.max_body)
+        self.requests: list[Recorded] = []
+        self.failures: deque[Failure] = deque()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.routes()
+
+    def routes(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeServer:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def rate_limit_body(self, retry_after: float | None) -> Any:
+        return {"message": "rate limited"}
+
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 429,
+        retry_after: float | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next ``n`` requests get ``status`` (429: with Retry-After and the vendor's
+        rate-limit body) instead of reaching the handler."""
+        hdrs = dict(headers or {})
+        if retry_after is not None:
+            hdrs.setdefault("Retry-After", f"{retry_after:g}")
+        if body is None:
+            body = self.rate_limit_body(retry_after) if status == 429 else {"error": "scripted"}
+        if isinstance(body, str | bytes):
+            raw = body.encode() if isinstance(body, str) else body
+            ctype = "text/plain"
+        else:
+            raw, ctype = json.dumps(body).encode(), "application/json"
+        for _ in range(n):
+            self.failures.append(Failure(status, raw, hdrs, ctype))
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        if self.failures:
+            f = self.failures.popleft()
+            return web.Response(
+                status=f.status, body=f.body, headers=f.headers, content_type=f.content_type
+            )
+        return await handler(request)
+
+
+def json_body(request_body: bytes) -> Any:
+    try:
+        return json.loads(request_body)
+    except ValueError:
+        return None
+
+
+async def read_json(request: web.Request) -> Any:
+    return json_body(await request.read())
