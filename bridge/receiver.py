@@ -7,7 +7,6 @@ write is a 503 so that Alertmanager retries.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import time
@@ -18,8 +17,8 @@ from aiohttp import web
 from bridge import auth
 from bridge.alertmanager import PayloadError, parse_webhook
 from bridge.state import AppState
-from bridge.store import StoreUnavailable
-from bridge.store.ingest import apply_webhook
+from bridge.store import Batched, StoreUnavailable
+from bridge.store.ingest import IngestItem, apply_webhooks
 
 log = logging.getLogger("bridge.receiver")
 _CHUNK = 64 * 1024
@@ -94,8 +93,7 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         log.warning("rules could not evaluate webhook: %s", exc)
         return _error(400, f"rules could not evaluate this webhook: {exc}")
     sha = hashlib.sha256(body).hexdigest()
-    write = functools.partial(
-        apply_webhook,
+    item = IngestItem(
         payload=payload,
         decisions=decisions,
         sha256=sha,
@@ -103,7 +101,7 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         now=now,
     )
     try:
-        result = await state.store.write(write)
+        result = await state.store.write(Batched(apply_webhooks, item))
     except StoreUnavailable as exc:
         log.error("store unavailable, webhook not accepted: %s", exc)
         return _error(503, "store unavailable, retry later", **{"Retry-After": "1"})

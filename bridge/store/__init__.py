@@ -8,14 +8,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
 from bridge.store.migrations import migrate
-from bridge.store.writer import StoreUnavailable, Writer
+from bridge.store.writer import Batched, StoreUnavailable, Writer
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["Batched", "Store", "StoreUnavailable"]
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -60,10 +60,11 @@ class Store:
     def is_open(self) -> bool:
         return self._writer is not None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> T:
+        """Run a write in the writer thread; the result comes after its commit."""
         if self._writer is None:
             raise StoreUnavailable("store is not open")
-        return await self._writer.submit(fn)
+        return await self._writer.submit(job)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

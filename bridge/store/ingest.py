@@ -1,21 +1,92 @@
-"""Writing one webhook: runs in the writer thread, inside the writer's transaction."""
+"""Applying webhooks: runs in the writer thread, inside the writer's transaction.
+
+The writer hands over every webhook queued at the same moment. They are planned one after the
+other against an in-memory view of the incidents they touch, and their rows are written with one
+``executemany`` per table at the end: a burst of N webhooks costs a handful of SQLite calls
+instead of a dozen per webhook (each call releases and retakes the GIL that the event loop
+needs). Reads that the view cannot answer first flush what is buffered, so they always see the
+batch's own earlier writes.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.alertmanager import WebhookPayload
 from bridge.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.policy import Decision
 
-_INCIDENT_COLUMNS = (
-    "id, key, title, severity, status, started_at, opened_at, route, team, service, "
-    "acknowledged_at, mitigated_at, resolved_at, closed_at, truncated_alerts, previous_id"
+_INCIDENT_FIELDS = (
+    "id",
+    "key",
+    "title",
+    "severity",
+    "status",
+    "started_at",
+    "opened_at",
+    "route",
+    "team",
+    "service",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+    "truncated_alerts",
+    "previous_id",
 )
+_INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
+_UPSERT_INCIDENT = (
+    f"INSERT INTO incidents ({_INCIDENT_COLUMNS}, updated_at) "
+    f"VALUES ({', '.join('?' * (len(_INCIDENT_FIELDS) + 1))}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in (*_INCIDENT_FIELDS[1:], "updated_at"))
+)
+# The alerts table holds the newest occurrence per fingerprint; a stale copy (older startsAt,
+# or "firing" for an occurrence already resolved) only refreshes last_seen.
+_NEWER = (
+    "(excluded.starts_at > starts_at OR (excluded.starts_at = starts_at AND status = 'firing'))"
+)
+_UPSERT_ALERT = (
+    "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, ends_at, "
+    "generator_url, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(fingerprint) DO UPDATE SET last_seen = excluded.last_seen, "
+    "labels = CASE WHEN excluded.starts_at >= starts_at THEN excluded.labels ELSE labels END, "
+    "annotations = CASE WHEN excluded.starts_at >= starts_at "
+    "THEN excluded.annotations ELSE annotations END, "
+    "generator_url = CASE WHEN excluded.starts_at >= starts_at "
+    "THEN excluded.generator_url ELSE generator_url END, "
+    f"status = CASE WHEN {_NEWER} THEN excluded.status ELSE status END, "
+    f"ends_at = CASE WHEN {_NEWER} THEN excluded.ends_at ELSE ends_at END, "
+    "starts_at = max(starts_at, excluded.starts_at)"
+)
+_UPSERT_LINK = (
+    "INSERT INTO incident_alerts (incident_id, fingerprint, status, starts_at, ends_at, "
+    "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(incident_id, fingerprint) DO UPDATE SET status = excluded.status, "
+    "starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen"
+)
+_INSERT_EVENT = (
+    "INSERT INTO timeline (id, incident_id, time, kind, actor, text, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_WEBHOOK = (
+    "INSERT INTO webhooks (id, received_at, sha256, group_key, receiver, status, alert_count, "
+    "incidents, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One accepted webhook, parsed and evaluated by the rules, waiting for the writer."""
+
+    payload: WebhookPayload
+    decisions: Sequence[Decision]
+    sha256: str
+    body: bytes | None
+    now: int
 
 
 @dataclass(frozen=True)
@@ -36,6 +107,8 @@ class WebhookResult:
     webhook_id: int
     incidents: tuple[Touched, ...]
     plans: tuple[Plan, ...]
+    # ids of the timeline events each plan wrote, in plan order
+    event_ids: tuple[tuple[int, ...], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -43,122 +116,99 @@ class WebhookResult:
 
 
 def _incident(row: Sequence[Any]) -> Incident:
-    return Incident(
-        id=row[0],
-        key=row[1],
-        title=row[2],
-        severity=row[3],
-        status=row[4],
-        started_at=row[5],
-        opened_at=row[6],
-        route=row[7],
-        team=row[8],
-        service=row[9],
-        acknowledged_at=row[10],
-        mitigated_at=row[11],
-        resolved_at=row[12],
-        closed_at=row[13],
-        truncated_alerts=row[14] or 0,
-        previous_id=row[15],
-    )
+    values = dict(zip(_INCIDENT_FIELDS, row, strict=True))
+    values["truncated_alerts"] = values["truncated_alerts"] or 0
+    return Incident(**values)
 
 
-def _latest_incident(conn: sqlite3.Connection, key: str) -> Incident | None:
-    row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
-        (key,),
-    ).fetchone()
-    return _incident(row) if row else None
+def _next_id(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
 
 
-def _links(conn: sqlite3.Connection, incident_id: int) -> dict[str, AlertState]:
-    rows = conn.execute(
-        "SELECT fingerprint, status, starts_at, ends_at FROM incident_alerts WHERE incident_id = ?",
-        (incident_id,),
-    )
-    return {r[0]: AlertState(r[0], r[1], r[2], r[3]) for r in rows}
+@dataclass
+class _Batch:
+    """The incidents a batch has seen, and the rows it has yet to write."""
 
+    conn: sqlite3.Connection
+    latest: dict[str, Incident | None] = field(default_factory=dict)
+    links: dict[int, dict[str, AlertState]] = field(default_factory=dict)
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    incidents: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    link_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    webhooks: list[tuple[Any, ...]] = field(default_factory=list)
+    next_incident: int = 0
+    next_event: int = 0
+    next_webhook: int = 0
 
-def _known(
-    conn: sqlite3.Connection, key: str, fingerprints: Sequence[str], links: dict[str, AlertState]
-) -> dict[str, AlertState]:
-    """Newest state per fingerprint across every incident with this key."""
-    known = {fp: links[fp] for fp in fingerprints if fp in links}
-    missing = [fp for fp in fingerprints if fp not in known]
-    if missing:
-        marks = ",".join("?" * len(missing))
+    def start(self, keys: set[str]) -> None:
+        conn = self.conn
+        self.next_incident = _next_id(conn, "incidents")
+        self.next_event = _next_id(conn, "timeline")
+        self.next_webhook = _next_id(conn, "webhooks")
+        if not keys:
+            return
+        marks = ",".join("?" * len(keys))
         rows = conn.execute(
-            "SELECT ia.fingerprint, ia.status, ia.starts_at, ia.ends_at FROM incident_alerts ia "
-            f"JOIN incidents i ON i.id = ia.incident_id WHERE i.key = ? AND ia.fingerprint IN ({marks}) "
-            "ORDER BY ia.incident_id DESC",
-            (key, *missing),
-        )
-        for fp, status, starts_at, ends_at in rows:
-            known.setdefault(fp, AlertState(fp, status, starts_at, ends_at))
-    return known
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id IN "
+            f"(SELECT max(id) FROM incidents WHERE key IN ({marks}) GROUP BY key)",
+            tuple(keys),
+        ).fetchall()
+        self.latest = dict.fromkeys(keys)
+        for row in rows:
+            incident = _incident(row)
+            self.latest[incident.key] = incident
+            self.links[row[0]] = {}
+        if self.links:
+            marks = ",".join("?" * len(self.links))
+            for fp, incident_id, status, starts_at, ends_at in conn.execute(
+                "SELECT fingerprint, incident_id, status, starts_at, ends_at FROM incident_alerts "
+                f"WHERE incident_id IN ({marks})",
+                tuple(self.links),
+            ):
+                self.links[incident_id][fp] = AlertState(fp, status, starts_at, ends_at)
 
+    def known(
+        self, key: str, fingerprints: Sequence[str], links: dict[str, AlertState]
+    ) -> dict[str, AlertState]:
+        """Newest state per fingerprint across every incident with this key."""
+        known = {fp: links[fp] for fp in fingerprints if fp in links}
+        missing = [fp for fp in fingerprints if fp not in known]
+        if missing:
+            self.flush()  # the query must see this batch's own writes
+            marks = ",".join("?" * len(missing))
+            rows = self.conn.execute(
+                "SELECT ia.fingerprint, ia.status, ia.starts_at, ia.ends_at FROM incident_alerts ia "
+                f"JOIN incidents i ON i.id = ia.incident_id WHERE i.key = ? AND ia.fingerprint IN ({marks}) "
+                "ORDER BY ia.incident_id DESC",
+                (key, *missing),
+            )
+            for fp, status, starts_at, ends_at in rows:
+                known.setdefault(fp, AlertState(fp, status, starts_at, ends_at))
+        return known
 
-def _write_incident(conn: sqlite3.Connection, incident: Incident, now: int) -> int:
-    values = (
-        incident.key,
-        incident.title,
-        incident.severity,
-        incident.status,
-        incident.started_at,
-        incident.opened_at,
-        incident.route,
-        incident.team,
-        incident.service,
-        incident.acknowledged_at,
-        incident.mitigated_at,
-        incident.resolved_at,
-        incident.closed_at,
-        incident.truncated_alerts,
-        incident.previous_id,
-        now,
-    )
-    if incident.id is None:
-        cur = conn.execute(
-            "INSERT INTO incidents (key, title, severity, status, started_at, opened_at, route, "
-            "team, service, acknowledged_at, mitigated_at, resolved_at, closed_at, "
-            "truncated_alerts, previous_id, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            values,
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-    conn.execute(
-        "UPDATE incidents SET key = ?, title = ?, severity = ?, status = ?, started_at = ?, "
-        "opened_at = ?, route = ?, team = ?, service = ?, acknowledged_at = ?, mitigated_at = ?, "
-        "resolved_at = ?, closed_at = ?, truncated_alerts = ?, previous_id = ?, updated_at = ? "
-        "WHERE id = ?",
-        (*values, incident.id),
-    )
-    return incident.id
+    def flush(self) -> None:
+        conn = self.conn
+        # Order matters: links and events refer to alerts and incidents.
+        if self.alerts:
+            conn.executemany(_UPSERT_ALERT, self.alerts)
+        if self.incidents:
+            conn.executemany(_UPSERT_INCIDENT, list(self.incidents.values()))
+        if self.link_rows:
+            conn.executemany(_UPSERT_LINK, self.link_rows)
+        if self.events:
+            conn.executemany(_INSERT_EVENT, self.events)
+        if self.webhooks:
+            conn.executemany(_INSERT_WEBHOOK, self.webhooks)
+        self.alerts, self.incidents, self.link_rows, self.events, self.webhooks = [], {}, [], [], []
 
-
-def _upsert_alerts(conn: sqlite3.Connection, payload: WebhookPayload, now: int) -> None:
-    # The alerts table holds the newest occurrence per fingerprint; a stale copy (older
-    # startsAt, or "firing" for an occurrence already resolved) only refreshes last_seen.
-    conn.executemany(
-        "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, ends_at, "
-        "generator_url, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(fingerprint) DO UPDATE SET last_seen = excluded.last_seen, "
-        "labels = CASE WHEN excluded.starts_at >= starts_at THEN excluded.labels ELSE labels END, "
-        "annotations = CASE WHEN excluded.starts_at >= starts_at "
-        "THEN excluded.annotations ELSE annotations END, "
-        "generator_url = CASE WHEN excluded.starts_at >= starts_at "
-        "THEN excluded.generator_url ELSE generator_url END, "
-        "status = CASE WHEN excluded.starts_at > starts_at OR "
-        "(excluded.starts_at = starts_at AND status = 'firing') THEN excluded.status ELSE status END, "
-        "ends_at = CASE WHEN excluded.starts_at > starts_at OR "
-        "(excluded.starts_at = starts_at AND status = 'firing') THEN excluded.ends_at ELSE ends_at END, "
-        "starts_at = max(starts_at, excluded.starts_at)",
-        [
+    def apply(self, item: IngestItem) -> WebhookResult:
+        payload, now = item.payload, item.now
+        self.alerts.extend(
             (
                 a.fingerprint,
-                json.dumps(a.labels, sort_keys=True),
-                json.dumps(a.annotations, sort_keys=True),
+                json.dumps(a.labels),
+                json.dumps(a.annotations),
                 a.status,
                 a.starts_at,
                 a.ends_at if a.status == "resolved" else None,
@@ -167,8 +217,115 @@ def _upsert_alerts(conn: sqlite3.Connection, payload: WebhookPayload, now: int) 
                 now,
             )
             for a in payload.alerts
-        ],
-    )
+        )
+        by_fp = {a.fingerprint: a for a in payload.alerts}
+        touched: list[Touched] = []
+        plans: list[Plan] = []
+        event_ids: list[tuple[int, ...]] = []
+        for decision in item.decisions:
+            alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
+            if decision.key not in self.latest:
+                self.flush()
+                self._load_key(decision.key)
+            current = self.latest[decision.key]
+            if current is None or current.id is None:
+                links: dict[str, AlertState] = {}
+                known: dict[str, AlertState] = {}  # no incident ever had this key
+            else:
+                links = self.links[current.id]
+                known = self.known(decision.key, [a.fingerprint for a in alerts], links)
+            plan = plan_webhook(
+                decision=decision,
+                alerts=alerts,
+                truncated=payload.truncated_alerts,
+                current=current,
+                current_links=links,
+                known=known,
+                now=now,
+            )
+            plans.append(plan)
+            if plan.incident is None:
+                event_ids.append(())
+                continue
+            incident = plan.incident
+            if incident.id is None:
+                incident = replace(incident, id=self.next_incident)
+                self.links[self.next_incident] = {}
+                self.next_incident += 1
+            assert incident.id is not None
+            if plan.changed:
+                self.latest[incident.key] = incident
+                self.incidents[incident.id] = (
+                    *(getattr(incident, f) for f in _INCIDENT_FIELDS),
+                    now,
+                )
+            held = self.links[incident.id]
+            for s in plan.links:
+                held[s.fingerprint] = s
+                self.link_rows.append(
+                    (incident.id, s.fingerprint, s.status, s.starts_at, s.ends_at, now, now)
+                )
+            ids = tuple(range(self.next_event, self.next_event + len(plan.events)))
+            self.next_event += len(plan.events)
+            self.events.extend(
+                (eid, incident.id, now, e.kind, e.actor, e.text, json.dumps(e.data))
+                for eid, e in zip(ids, plan.events, strict=True)
+            )
+            event_ids.append(ids)
+            touched.append(
+                Touched(
+                    id=incident.id,
+                    key=incident.key,
+                    status=incident.status,
+                    severity=incident.severity,
+                    created=plan.created,
+                    changed=plan.changed,
+                )
+            )
+        webhook_id = self.next_webhook
+        self.next_webhook += 1
+        self.webhooks.append(
+            (
+                webhook_id,
+                now,
+                item.sha256,
+                payload.group_key,
+                payload.receiver,
+                "applied" if any(t.changed for t in touched) else "unchanged",
+                len(payload.alerts),
+                json.dumps([t.id for t in touched]),
+                item.body,
+            )
+        )
+        return WebhookResult(webhook_id, tuple(touched), tuple(plans), tuple(event_ids))
+
+    def _load_key(self, key: str) -> None:
+        row = self.conn.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        if row is None:
+            self.latest[key] = None
+            return
+        incident = _incident(row)
+        self.latest[key] = incident
+        self.links[row[0]] = {
+            r[0]: AlertState(*r)
+            for r in self.conn.execute(
+                "SELECT fingerprint, status, starts_at, ends_at FROM incident_alerts "
+                "WHERE incident_id = ?",
+                (row[0],),
+            )
+        }
+
+
+def apply_webhooks(conn: sqlite3.Connection, items: Sequence[IngestItem]) -> list[WebhookResult]:
+    """Store the webhooks' alerts, update their incidents and write the timeline."""
+    batch = _Batch(conn)
+    batch.start({d.key for item in items for d in item.decisions})
+    results = [batch.apply(item) for item in items]
+    batch.flush()
+    return results
 
 
 def apply_webhook(
@@ -180,77 +337,5 @@ def apply_webhook(
     body: bytes | None,
     now: int,
 ) -> WebhookResult:
-    """Store a webhook's alerts, update its incidents and write the timeline, atomically."""
-    _upsert_alerts(conn, payload, now)
-    by_fp = {a.fingerprint: a for a in payload.alerts}
-    touched: list[Touched] = []
-    plans: list[Plan] = []
-    for decision in decisions:
-        alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
-        current = _latest_incident(conn, decision.key)
-        if current is None or current.id is None:
-            links: dict[str, AlertState] = {}
-            known: dict[str, AlertState] = {}  # no incident ever had this key
-        else:
-            links = _links(conn, current.id)
-            known = _known(conn, decision.key, [a.fingerprint for a in alerts], links)
-        plan = plan_webhook(
-            decision=decision,
-            alerts=alerts,
-            truncated=payload.truncated_alerts,
-            current=current,
-            current_links=links,
-            known=known,
-            now=now,
-        )
-        plans.append(plan)
-        if plan.incident is None:
-            continue
-        incident_id = plan.incident.id
-        if plan.changed or incident_id is None:
-            incident_id = _write_incident(conn, plan.incident, now)
-        conn.executemany(
-            "INSERT INTO incident_alerts (incident_id, fingerprint, status, starts_at, ends_at, "
-            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(incident_id, fingerprint) DO UPDATE SET status = excluded.status, "
-            "starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
-            [
-                (incident_id, s.fingerprint, s.status, s.starts_at, s.ends_at, now, now)
-                for s in plan.links
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO timeline (incident_id, time, kind, actor, text, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (incident_id, now, e.kind, e.actor, e.text, json.dumps(e.data))
-                for e in plan.events
-            ],
-        )
-        touched.append(
-            Touched(
-                id=incident_id,
-                key=plan.incident.key,
-                status=plan.incident.status,
-                severity=plan.incident.severity,
-                created=plan.created,
-                changed=plan.changed,
-            )
-        )
-    status = "applied" if any(t.changed for t in touched) else "unchanged"
-    cur = conn.execute(
-        "INSERT INTO webhooks (received_at, sha256, group_key, receiver, status, alert_count, "
-        "incidents, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            now,
-            sha256,
-            payload.group_key,
-            payload.receiver,
-            status,
-            len(payload.alerts),
-            json.dumps([t.id for t in touched]),
-            body,
-        ),
-    )
-    assert cur.lastrowid is not None
-    return WebhookResult(webhook_id=cur.lastrowid, incidents=tuple(touched), plans=tuple(plans))
+    """One webhook on its own (tests and tools); the service batches through ``apply_webhooks``."""
+    return apply_webhooks(conn, [IngestItem(payload, decisions, sha256, body, now)])[0]

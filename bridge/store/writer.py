@@ -1,9 +1,14 @@
 """One writer thread with group commit.
 
-Every write is a function of a sqlite3 connection. The thread takes whatever is queued, runs each
-function in its own SAVEPOINT inside one transaction, commits once, and only then resolves the
-callers' futures: a request is answered after the commit that holds its rows, and concurrent
-requests share one commit (and one fsync). A failing function rolls back only its own savepoint.
+Every write is a function of a sqlite3 connection. The thread takes whatever is queued, runs it
+all in one transaction, commits once, and only then resolves the callers' futures: a request is
+answered after the commit that holds its rows, and concurrent requests share one commit (and one
+fsync). Writes of the same batchable kind (webhooks) that are queued together are handed over in
+one call, so they can share their SQLite statements too.
+
+If any write of a batch fails, the transaction is rolled back and the batch runs again with one
+savepoint per write, so that only the failing write is lost. Writes are deterministic functions
+of the database state, so running them again gives the same result.
 """
 
 from __future__ import annotations
@@ -14,18 +19,33 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 log = logging.getLogger("bridge.store")
 
 _STOP = object()
-MAX_BATCH = 256
+MAX_BATCH = 512
 
 
 class StoreUnavailable(Exception):
     """The database cannot take writes now (locked, full, read-only, closed)."""
+
+
+@dataclass(frozen=True)
+class Batched(Generic[I, T]):
+    """One item for a function that writes many items at once and returns one result each."""
+
+    many: Callable[[sqlite3.Connection, Sequence[I]], list[T]]
+    item: I
+
+
+Job = Callable[[sqlite3.Connection], Any] | Batched[Any, Any]
+Entry = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+Outcome = tuple[bool, Any]
 
 
 class Writer:
@@ -44,13 +64,13 @@ class Writer:
         if self._error is not None:
             raise self._error
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction; return its result after the commit."""
+    async def submit(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> T:
+        """Run ``job`` in the writer's transaction; return its result after the commit."""
         if self._closed:
             raise StoreUnavailable("store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, future, loop))
+        self._queue.put((job, future, loop))
         return await future
 
     def close(self) -> None:
@@ -79,51 +99,87 @@ class Writer:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                if any(item is _STOP for item in batch):
+                if any(entry is _STOP for entry in batch):
                     stop = True
-                    batch = [item for item in batch if item is not _STOP]
+                    batch = [entry for entry in batch if entry is not _STOP]
                 if batch:
                     self._run_batch(conn, batch)
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Entry]) -> None:
+        outcomes = self._attempt(conn, batch, isolate=False)
+        if outcomes is None:
+            outcomes = self._attempt(conn, batch, isolate=True)
+        assert outcomes is not None
+        _resolve(batch, outcomes)
+
+    def _attempt(
+        self, conn: sqlite3.Connection, batch: list[Entry], *, isolate: bool
+    ) -> list[Outcome] | None:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             log.error("store: cannot begin a transaction: %s", exc)
-            self._resolve(batch, [(False, StoreUnavailable(str(exc)))] * len(batch))
-            return
-        for fn, _future, _loop in batch:
-            conn.execute("SAVEPOINT w")
+            return [(False, StoreUnavailable(str(exc)))] * len(batch)
+        outcomes: list[Outcome] = []
+        groups = [[entry[0]] for entry in batch] if isolate else _group([e[0] for e in batch])
+        for jobs in groups:
+            if isolate:
+                conn.execute("SAVEPOINT w")
             try:
-                outcomes.append((True, fn(conn)))
-                conn.execute("RELEASE w")
+                outcomes.extend((True, r) for r in _run_jobs(conn, jobs))
             except Exception as exc:
+                if not isolate:
+                    conn.execute("ROLLBACK")
+                    return None
                 conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
                 if isinstance(exc, sqlite3.OperationalError):
                     exc = StoreUnavailable(str(exc))
                 outcomes.append((False, exc))
+            if isolate:
+                conn.execute("RELEASE w")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store: commit failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            outcomes = [(False, StoreUnavailable(str(exc)))] * len(batch)
-        self._resolve(batch, outcomes)
+            return [(False, StoreUnavailable(str(exc)))] * len(batch)
+        return outcomes
 
-    @staticmethod
-    def _resolve(batch: list[Any], outcomes: list[tuple[bool, Any]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-        for (_fn, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(loop, []).append((future, ok, value))
-        for loop, items in by_loop.items():
-            # A closed loop raises RuntimeError: nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, items)
+
+def _group(jobs: list[Job]) -> list[list[Job]]:
+    """Runs of consecutive batched jobs with the same function; plain jobs stand alone."""
+    groups: list[list[Job]] = []
+    for job in jobs:
+        last = groups[-1][-1] if groups else None
+        if isinstance(job, Batched) and isinstance(last, Batched) and last.many is job.many:
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+def _run_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
+    first = jobs[0]
+    if isinstance(first, Batched):
+        items = [job.item for job in jobs if isinstance(job, Batched)]
+        results = first.many(conn, items)
+        if len(results) != len(items):
+            raise RuntimeError("a batched write returned the wrong number of results")
+        return results
+    return [first(conn)]
+
+
+def _resolve(batch: list[Entry], outcomes: list[Outcome]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((future, ok, value))
+    for loop, items in by_loop.items():
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, items)
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
