@@ -33,6 +33,7 @@ class Failure:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    path: str | None = None
 
 
 class FakeServer:
@@ -67,7 +68,8 @@ class FakeServer:
 
     async def close(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     def rate_limit_body(self, retry_after: float | None) -> Any:
         return {"message": "rate limited"}
@@ -80,9 +82,10 @@ class FakeServer:
         retry_after: float | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        path: str | None = None,
     ) -> None:
-        """The next ``n`` requests get ``status`` (429: with Retry-After and the vendor's
-        rate-limit body) instead of reaching the handler."""
+        """The next ``n`` requests (to ``path``, if given) get ``status`` (429: with
+        Retry-After and the vendor's rate-limit body) instead of reaching the handler."""
         hdrs = dict(headers or {})
         if retry_after is not None:
             hdrs.setdefault("Retry-After", f"{retry_after:g}")
@@ -94,7 +97,7 @@ class FakeServer:
         else:
             raw, ctype = json.dumps(body).encode(), "application/json"
         for _ in range(n):
-            self.failures.append(Failure(status, raw, hdrs, ctype))
+            self.failures.append(Failure(status, raw, hdrs, ctype, path))
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -102,8 +105,9 @@ class FakeServer:
         self.requests.append(
             Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
-        if self.failures:
-            f = self.failures.popleft()
+        f = next((f for f in self.failures if f.path in (None, request.path)), None)
+        if f is not None:
+            self.failures.remove(f)
             return web.Response(
                 status=f.status, body=f.body, headers=f.headers, content_type=f.content_type
             )

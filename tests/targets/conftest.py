@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -82,6 +82,25 @@ def make_target(deps: TargetDeps) -> MakeTarget:
         return REGISTRY[type_name].from_settings(name, settings, deps)
 
     return make
+
+
+StartFake = Callable[[type[FakeServer]], Awaitable[Any]]
+
+
+@pytest.fixture
+async def start_fake(fixed_clock: FixedClock) -> AsyncIterator[StartFake]:
+    """Start a fake by class inside a test (async fixtures cannot be looked up by name)."""
+    started: list[FakeServer] = []
+
+    async def start(cls: type[FakeServer]) -> Any:
+        fake = cls(now=fixed_clock) if cls is WebhookFake else cls()  # type: ignore[call-arg]
+        await fake.start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        await fake.close()
 
 
 async def _serve(fake: FakeServer) -> AsyncIterator[Any]:
