@@ -232,3 +232,57 @@ async def test_read_only_database_is_unavailable(tmp_path: Path) -> None:
     finally:
         s2.close()
         path.chmod(0o644)
+
+
+async def test_same_group_many_times_in_one_batch_is_one_incident(
+    store: Store, tmp_path: Path
+) -> None:
+    """HA peers and retries arriving together land in one writer batch."""
+    firing = fixture_body("ha-slow-receiver/01.json")
+    peer = {**firing, "externalURL": "http://peer-2:9093"}
+    results = await asyncio.gather(*(ingest(store, firing if i % 2 else peer) for i in range(20)))
+    assert len({r.incidents[0].id for r in results}) == 1
+    assert sum(r.changed for r in results) == 1
+    c = counts(tmp_path / "bridge.db")
+    assert (c["incidents"], c["timeline"], c["webhooks"]) == (1, 2, 20)
+
+
+async def test_fire_and_resolve_in_one_batch(store: Store) -> None:
+    results = await asyncio.gather(
+        ingest(store, fixture_body("ha-slow-receiver/01.json"), T0),
+        ingest(store, fixture_body("ha-slow-receiver/04.json"), T0),
+        ingest(store, fixture_body("ha-slow-receiver/02.json"), T0),  # late HA copy of the firing
+    )
+    assert [r.incidents[0].status for r in results] == ["triggered", "mitigated", "mitigated"]
+    assert [r.changed for r in results] == [True, True, False]
+
+
+async def test_a_failing_batched_write_is_retried_alone(store: Store) -> None:
+    from bridge.store import Batched
+
+    def many(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+        for item in items:
+            conn.execute(
+                "INSERT INTO webhooks (received_at, sha256, status) VALUES (?, 'x', 'applied')",
+                (item,),
+            )
+            if item == 13:
+                raise RuntimeError("unlucky")
+        return [i * 2 for i in items]
+
+    results = await asyncio.gather(
+        *(store.write(Batched(many, i)) for i in range(10, 17)), return_exceptions=True
+    )
+    assert [r if not isinstance(r, Exception) else "err" for r in results] == [
+        20,
+        22,
+        24,
+        "err",
+        28,
+        30,
+        32,
+    ]
+    stored = await store.read(
+        lambda c: [r[0] for r in c.execute("SELECT received_at FROM webhooks ORDER BY id")]
+    )
+    assert stored == [10, 11, 12, 14, 15, 16]
