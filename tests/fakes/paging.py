@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -81,7 +82,7 @@ class OpsgenieFake(FakeServer):
     def routes(self) -> None:
         r = self.app.router
         r.add_post("/v2/alerts", self.create)
-        r.add_post("/v2/alerts/{ident}/{action}", self.act)
+        r.add_post("/v2/alerts/{tail:.+}", self.act)
         self.alerts: dict[str, dict[str, Any]] = {}
         self.actions: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -145,13 +146,16 @@ class OpsgenieFake(FakeServer):
     async def act(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
             return denied
-        action = request.match_info["action"]
+        # The identifier is percent-encoded (an alias may hold "/"): split the raw path.
+        parts = request.raw_path.split("?", 1)[0].split("/")
+        if len(parts) != 5:
+            return web.json_response({"message": "Not found"}, status=404)
+        alias, action = unquote(parts[3]), parts[4]
         if action not in ("close", "acknowledge", "notes"):
             return web.json_response({"message": "Not found"}, status=404)
         if request.query.get("identifierType") != "alias":
             return self.invalid("identifierType", "expected alias in this test")
         body = json_body(await request.read()) or {}
-        alias = request.match_info["ident"]
         self.actions.append((action, alias, body))
         alert = self.alerts.get(alias)
         if alert is not None:  # asynchronous API: an unknown alias still gets a 202

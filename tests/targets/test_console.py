@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import io
+import json
+
+from bridge.targets import REGISTRY, TargetDeps
+from tests.targets.conftest import incident, make_notification
+
+
+async def test_console_writes_one_line_per_message() -> None:
+    out = io.StringIO()
+    target = REGISTRY["console"].from_settings("console", {}, TargetDeps(stream=out))
+    events = ({"kind": "timeline", "text": "first\nsecond"},)
+    await target.send(make_notification("timeline", target="console", events=events))
+    await target.send(make_notification("resolved", target="console", inc=incident(status="resolved")))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[console/general] Update: [sev2] #42 High error rate on checkout")
+    assert "first | second" in lines[0]
+    assert "Incident resolved" in lines[1]
+
+
+async def test_console_json() -> None:
+    out = io.StringIO()
+    target = REGISTRY["console"].from_settings("c", {"format": "json"}, TargetDeps(stream=out))
+    await target.send(make_notification("opened", target="c"))
+    line = json.loads(out.getvalue())
+    assert line["event"] == "opened" and line["incident"] == 42 and line["target"] == "c"

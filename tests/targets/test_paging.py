@@ -1,0 +1,73 @@
+"""PagerDuty and Opsgenie: actions per event, dedup by the incident key, coalescing."""
+
+from __future__ import annotations
+
+import hashlib
+
+from bridge.targets.pagerduty import actions_for
+from tests.fakes.paging import GENIE_KEY, ROUTING_KEY, OpsgenieFake, PagerDutyFake
+from tests.targets.conftest import MakeTarget, incident, make_notification
+
+
+def _pd(make_target: MakeTarget, fake: PagerDutyFake):  # type: ignore[no-untyped-def]
+    return make_target("pagerduty", routing_key=ROUTING_KEY, api_url=fake.url + "/v2/enqueue")
+
+
+async def test_pagerduty_lifecycle(pagerduty: PagerDutyFake, make_target: MakeTarget) -> None:
+    target = _pd(make_target, pagerduty)
+    key = incident()["key"]
+    for event in ("opened", "acknowledged", "timeline", "mitigated"):
+        await target.send(make_notification(event, tier="stakeholders"))
+    actions = [e["event_action"] for e in pagerduty.events]
+    assert actions == ["trigger", "acknowledge", "resolve"]
+    assert {e["dedup_key"] for e in pagerduty.events} == {key}
+    assert pagerduty.incidents[key] == "resolved"
+    trigger = pagerduty.events[0]
+    assert trigger["payload"]["severity"] == "error"
+    assert trigger["payload"]["summary"] == "[sev2] #42 High error rate on checkout"
+    assert trigger["links"][0]["href"] == incident()["url"]
+
+
+async def test_pagerduty_skips_events_it_has_no_action_for(
+    pagerduty: PagerDutyFake, make_target: MakeTarget
+) -> None:
+    result = await _pd(make_target, pagerduty).send(make_notification("postmortem_published"))
+    assert result.skipped and pagerduty.requests == []
+
+
+async def test_pagerduty_long_key_is_hashed(pagerduty: PagerDutyFake, make_target: MakeTarget) -> None:
+    long_key = "{}/{" + "x" * 300 + "}"
+    await _pd(make_target, pagerduty).send(make_notification(inc=incident(key=long_key)))
+    assert pagerduty.events[0]["dedup_key"] == hashlib.sha256(long_key.encode()).hexdigest()
+
+
+async def test_pagerduty_coalesced_events_send_each_action_in_order(
+    pagerduty: PagerDutyFake, make_target: MakeTarget
+) -> None:
+    events = tuple({"kind": k, "text": k} for k in ("opened", "timeline", "acknowledged", "mitigated"))
+    await _pd(make_target, pagerduty).send(make_notification("mitigated", events=events))
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge", "resolve"]
+
+
+def test_actions_for_collapses_repeats() -> None:
+    assert actions_for(("opened", "severity_changed", "resolved", "closed")) == ["trigger", "resolve"]
+    assert actions_for(("timeline",)) == []
+
+
+async def test_opsgenie_lifecycle_and_dedup(opsgenie: OpsgenieFake, make_target: MakeTarget) -> None:
+    target = make_target("opsgenie", api_key=GENIE_KEY, api_url=opsgenie.url, tags=["bridge"])
+    key = incident()["key"]
+    await target.send(make_notification("opened"))
+    await target.send(make_notification("opened"))  # a resend: Opsgenie dedups by alias
+    await target.send(make_notification("severity_changed", events=({"kind": "severity_changed",
+                                                                      "text": "sev3 -> sev2"},)))
+    await target.send(make_notification("acknowledged"))
+    result = await target.send(make_notification("mitigated"))
+    alert = opsgenie.alerts[key]
+    assert alert["count"] == 2 and alert["status"] == "closed"
+    assert alert["priority"] == "P2" and alert["tags"] == ["bridge", "checkout", "checkout-api"]
+    assert len(alert["message"]) <= 130
+    assert "sev3 -> sev2" in alert["notes"][0]
+    assert [a[0] for a in opsgenie.actions] == ["notes", "acknowledge", "close"]
+    assert result.provider_ids["alias"] == key
+    assert all(r.query.get("identifierType") == "alias" for r in opsgenie.requests[2:])

@@ -1,0 +1,120 @@
+"""Slack Web API: dedicated incident channels and threaded updates in the general channel."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bridge.targets import PermanentError, RetryableError
+from bridge.targets.slack import channel_name
+from tests.fakes.slack import TOKEN, SlackAPIFake
+from tests.targets.conftest import MakeTarget, incident, make_notification
+
+
+@pytest.mark.parametrize(("title", "expected"), [
+    ("High error rate: checkout", "inc-42-high-error-rate-checkout"),
+    ("  Ünïcödé façade — DB  ", "inc-42-unicode-facade-db"),
+    ("<!channel> *boom*", "inc-42-channel-boom"),
+    ("", "inc-42"),
+    ("!!!", "inc-42"),
+    ("x" * 200, "inc-42-" + "x" * 73),
+    ("under_score OK", "inc-42-under_score-ok"),
+])
+def test_channel_name(title: str, expected: str) -> None:
+    name = channel_name("inc", 42, title)
+    assert name == expected
+    assert len(name) <= 80
+
+
+def test_channel_name_suffix_keeps_the_limit() -> None:
+    name = channel_name("inc", 42, "y" * 200, suffix=3)
+    assert name.endswith("-3") and len(name) == 80 and "--" not in name
+
+
+def _target(make_target: MakeTarget, fake: SlackAPIFake, **extra: object):  # type: ignore[no-untyped-def]
+    settings = {"token": TOKEN, "api_url": fake.url + "/api", "users": {"alice": "alice@example.com"}}
+    settings.update(extra)
+    return make_target("slack", **settings)
+
+
+async def test_dedicated_channel_on_open(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    inc = incident(roles={"commander": ["alice"], "scribe": ["U0BOB"], "liaison": [],
+                          "responders": ["carol"]})
+    target = _target(make_target, slack_api)
+    with caplog.at_level(logging.WARNING):
+        result = await target.send(make_notification("opened", tier="incident", inc=inc))
+    cid = result.state["channel"]
+    channel = slack_api.channels[cid]
+    assert channel["name"] == "inc-42-high-error-rate-on-checkout"
+    assert channel["members"] == {"U0ALICE", "U0BOB"}  # carol has no Slack handle: a warning
+    assert "no Slack handle for carol" in caplog.text
+    assert channel["topic"].startswith("sev2 | triggered | IC: alice")
+    assert [b["title"] for b in channel["bookmarks"]] == ["Runbook", "Incident page"]
+    assert channel["bookmarks"][0]["link"] == "https://runbooks.example/checkout/high-error-rate"
+    assert slack_api.messages[-1]["channel"] == cid
+    methods = [r.path.rsplit("/", 1)[1] for r in slack_api.requests]
+    assert methods == ["conversations.create", "users.lookupByEmail", "conversations.invite",
+                       "bookmarks.add", "bookmarks.add", "conversations.setTopic", "chat.postMessage"]
+    assert slack_api.requests[1].headers["Content-Type"].startswith("application/x-www-form")
+
+    # the next event posts to the same channel and only updates the topic
+    inc2 = dict(inc, status="acknowledged")
+    result2 = await target.send(
+        make_notification("acknowledged", tier="incident", inc=inc2, state=dict(result.state), sequence=2)
+    )
+    assert result2.state["channel"] == cid
+    methods = [r.path.rsplit("/", 1)[1] for r in slack_api.requests[7:]]
+    assert methods == ["conversations.setTopic", "chat.postMessage"]
+    assert slack_api.channels[cid]["topic"].startswith("sev2 | acknowledged")
+    assert len(slack_api.channels) == 2
+
+
+async def test_name_taken_gets_a_suffix(slack_api: SlackAPIFake, make_target: MakeTarget) -> None:
+    slack_api.names.add("inc-42-high-error-rate-on-checkout")
+    result = await _target(make_target, slack_api).send(make_notification(tier="incident"))
+    assert result.state["channel_name"] == "inc-42-high-error-rate-on-checkout-2"
+
+
+async def test_failure_after_create_keeps_the_channel(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    target = _target(make_target, slack_api)
+    slack_api.fail_next(1, status=503, path="/api/chat.postMessage")
+    with pytest.raises(RetryableError) as err:
+        await target.send(make_notification(tier="incident"))
+    assert err.value.state is not None and err.value.state["setup"] is True
+    # the caller persists err.state; the retry does not create a second channel
+    await target.send(make_notification(tier="incident", state=dict(err.value.state)))
+    assert len(slack_api.channels) == 2
+    assert [r.path for r in slack_api.requests].count("/api/conversations.create") == 1
+
+
+async def test_restricted_create_is_permanent(slack_api: SlackAPIFake, make_target: MakeTarget) -> None:
+    slack_api.fail_next(1, status=200, body={"ok": False, "error": "restricted_action"},
+                        path="/api/conversations.create")
+    with pytest.raises(PermanentError) as err:
+        await _target(make_target, slack_api).send(make_notification(tier="incident"))
+    assert err.value.reason == "slack_restricted_action"
+
+
+async def test_general_channel_threads_updates(slack_api: SlackAPIFake, make_target: MakeTarget) -> None:
+    target = _target(make_target, slack_api, channel="C0GENERAL")
+    first = await target.send(make_notification("opened"))
+    ts = first.state["ts"]
+    second = await target.send(make_notification("acknowledged", state=dict(first.state), sequence=2))
+    third = await target.send(make_notification("resolved", state=dict(second.state), sequence=3))
+    assert third.state["ts"] == ts
+    msgs = slack_api.messages
+    assert "thread_ts" not in msgs[0]
+    assert msgs[1]["thread_ts"] == ts and msgs[1]["reply_broadcast"] is False
+    assert msgs[2]["thread_ts"] == ts and msgs[2]["reply_broadcast"] is True
+
+
+async def test_no_channel_for_general_tier_is_permanent(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    with pytest.raises(PermanentError, match="no_channel"):
+        await _target(make_target, slack_api).send(make_notification("opened"))
