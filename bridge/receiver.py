@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from bridge import auth
 from bridge.alertmanager import PayloadError, parse_webhook
@@ -74,7 +76,11 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
                 )
             },
         )
-    body = await _read_limited(request, settings.max_body_bytes)
+    try:
+        body = await _read_limited(request, settings.max_body_bytes)
+    except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
+        # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
+        return _error(400, f"cannot read the request body: {type(exc).__name__}")
     if body is None:
         return _error(413, f"body larger than {settings.max_body_bytes} bytes")
     try:

@@ -271,3 +271,17 @@ async def test_store_failure_is_503(make_client: MakeClient) -> None:
     resp = await post(client, fixture_bytes("firing-group-bearer.json"))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
+
+
+async def test_content_encoding(make_client: MakeClient) -> None:
+    import gzip
+
+    client = await make_client(webhook_token=Secret(TOKEN), max_body_bytes=4096)
+    body = fixture_bytes("firing-group-bearer.json")
+    gz = {**AUTH, "Content-Encoding": "gzip"}
+    assert (await post(client, gzip.compress(body), gz)).status == 200
+    assert (await post(client, body, gz)).status == 400  # says gzip, is not
+    # a small gzip body that inflates past the limit is refused while inflating
+    bomb = gzip.compress(b"{" + b" " * 100_000 + b"}")
+    assert len(bomb) < 4096
+    assert (await post(client, bomb, gz)).status == 413
