@@ -80,9 +80,14 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         body = await _read_limited(request, settings.max_body_bytes)
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
         # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
-        return _error(400, f"cannot read the request body: {type(exc).__name__}")
+        # The rest of the body cannot be skipped, so the connection cannot be reused.
+        response = _error(400, f"cannot read the request body: {type(exc).__name__}")
+        response.force_close()
+        return response
     if body is None:
-        return _error(413, f"body larger than {settings.max_body_bytes} bytes")
+        response = _error(413, f"body larger than {settings.max_body_bytes} bytes")
+        response.force_close()  # do not read the rest of an oversized body to reuse the connection
+        return response
     try:
         payload = parse_webhook(body)
     except PayloadError as exc:
