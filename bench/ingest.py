@@ -1,0 +1,349 @@
+"""Ingest benchmark: the bridge against a bare aiohttp endpoint, driven by wrk, then SIGKILL.
+
+For each payload size (1 and 10 alerts per webhook) it runs wrk (Lua-generated Alertmanager
+payloads, a new groupKey and new fingerprints on every request, 32 connections) against
+
+- ``bare``: bench/bare_server.py, aiohttp parsing the JSON and answering 200 (the ceiling), and
+- ``bridge``: ``incident-bridge serve`` as a real process with a real SQLite file, bearer auth,
+  synchronous=FULL, every 200 answered only after the commit that holds its rows;
+
+prints one JSON line per case, and after each bridge run kills the bridge with SIGKILL and checks
+that the database holds at least every alert of every webhook that got a 200.
+
+CPU pinning (on by default when ``taskset`` exists and there are at least 2 CPUs): the server
+gets CPU 0 and wrk CPU 1, so that the load generator does not steal the server's core and the
+figure is "what one core of server does" (DESIGN.md measures the same way). ``--no-pin`` lets
+the scheduler decide.
+
+    .venv/bin/python bench/ingest.py                 # 10 s per case
+    .venv/bin/python bench/ingest.py --duration 2    # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LUA = HERE / "webhook.lua"
+TOKEN = "bench-token"
+# Targets from the core issue, for 1-alert payloads.
+TARGET_RATIO = 0.3
+TARGET_P99_MS = 50.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin(cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if cpu is not None else []
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url + "/-/ready", timeout=2) as resp,
+        ):
+            if resp.status == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@contextlib.contextmanager
+def process(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(15)
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    errors: int
+    non_2xx: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def ok(self) -> int:
+        """Responses with a 2xx/3xx status (wrk counts the rest as status errors)."""
+        return self.requests - self.non_2xx
+
+
+def run_wrk(
+    args: argparse.Namespace,
+    url: str,
+    alerts: int,
+    run: str,
+    number: int,
+    seconds: float,
+    cpu: int | None,
+) -> WrkResult:
+    cmd = [
+        *pin(cpu),
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        url + "/api/v1/alerts",
+        "--",
+        str(alerts),
+        TOKEN,
+        run,
+        str(number),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr}{done.stdout}")
+    out = done.stdout
+    line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no WRK_JSON line:\n{out}")
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    errors = data["errors"]
+    return WrkResult(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        errors=sum(errors.values()),
+        non_2xx=errors["status"],
+        p50_ms=data["latency_us"]["p50"] / 1000,
+        p99_ms=data["latency_us"]["p99"] / 1000,
+    )
+
+
+def stored_alerts(db: Path) -> int:
+    conn = sqlite3.connect(db)  # after SIGKILL: a normal open recovers from the WAL
+    try:
+        return int(conn.execute("SELECT count(*) FROM incident_alerts").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def line(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def bench_size(
+    args: argparse.Namespace,
+    alerts: int,
+    workdir: Path,
+    bare_url: str,
+    cpus: tuple[int | None, int | None],
+) -> bool:
+    server_cpu, client_cpu = cpus
+    run_number = 0
+
+    def measure(url: str, name: str) -> WrkResult:
+        nonlocal run_number
+        if args.warmup > 0:
+            run_wrk(args, url, alerts, f"{name}-warmup", run_number, args.warmup, client_cpu)
+            run_number += 1
+        result = run_wrk(args, url, alerts, name, run_number, args.duration, client_cpu)
+        run_number += 1
+        return result
+
+    bare = measure(bare_url, f"bare{alerts}")
+    line(
+        case="bare",
+        payload_alerts=alerts,
+        webhooks_per_s=round(bare.per_second, 1),
+        p50_ms=round(bare.p50_ms, 2),
+        p99_ms=round(bare.p99_ms, 2),
+        errors=bare.errors,
+        ratio_vs_bare=1.0,
+    )
+
+    db = workdir / f"bench-{alerts}.db"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
+    env["INCIDENT_BRIDGE_WEBHOOK_TOKEN"] = TOKEN
+    cmd = [
+        *pin(server_cpu),
+        sys.executable,
+        "-m",
+        "bridge",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--db",
+        str(db),
+        "--log-format",
+        "json",
+        "--log-level",
+        "warning",
+        *args.bridge_arg,
+    ]
+    acked_webhooks = 0
+    with process(cmd, workdir / f"bridge-{alerts}.log", env) as bridge:
+        wait_ready(url, bridge)
+        # Every wrk run (the warm-up too) writes to this database: count all of their 2xx.
+        run_number = 0
+        if args.warmup > 0:
+            warm = run_wrk(
+                args, url, alerts, f"bridge{alerts}-warmup", run_number, args.warmup, client_cpu
+            )
+            acked_webhooks += warm.ok
+            run_number += 1
+        result = run_wrk(
+            args, url, alerts, f"bridge{alerts}", run_number, args.duration, client_cpu
+        )
+        acked_webhooks += result.ok
+        bridge.kill()  # SIGKILL, right after the load: nothing gets a graceful flush
+        bridge.wait(15)
+    ratio = result.per_second / bare.per_second if bare.per_second else 0.0
+    line(
+        case="bridge",
+        payload_alerts=alerts,
+        webhooks_per_s=round(result.per_second, 1),
+        p50_ms=round(result.p50_ms, 2),
+        p99_ms=round(result.p99_ms, 2),
+        errors=result.errors,
+        ratio_vs_bare=round(ratio, 3),
+    )
+    stored = stored_alerts(db)
+    durable = stored >= acked_webhooks * alerts
+    line(
+        case="durability_after_sigkill",
+        payload_alerts=alerts,
+        acked_webhooks=acked_webhooks,
+        acked_alerts=acked_webhooks * alerts,
+        stored_alerts=stored,
+        ok=durable,
+    )
+    if alerts == 1:
+        met = ratio >= TARGET_RATIO and result.p99_ms <= TARGET_P99_MS and result.errors == 0
+        line(
+            case="target_1_alert",
+            ratio_min=TARGET_RATIO,
+            p99_max_ms=TARGET_P99_MS,
+            errors_max=0,
+            met=met and durable,
+        )
+    return durable
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per measured run (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of warm-up before each run (default 1)"
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--alerts", default="1,10", help="alerts per webhook, comma-separated (default 1,10)"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin server and wrk to separate CPUs"
+    )
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument(
+        "--bridge-arg",
+        action="append",
+        default=[],
+        help="extra argument for `incident-bridge serve` (repeatable), e.g. --bridge-arg=--sqlite-synchronous=NORMAL",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
+    )
+    args = parser.parse_args(argv)
+    if not Path(args.wrk).exists():
+        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    can_pin = (
+        not args.no_pin
+        and shutil.which("taskset") is not None
+        and len(os.sched_getaffinity(0)) >= 2
+    )
+    cpus: tuple[int | None, int | None] = (None, None)
+    if can_pin:
+        mine = sorted(os.sched_getaffinity(0))
+        cpus = (mine[0], mine[1])
+    sizes = [int(x) for x in args.alerts.split(",") if x]
+
+    workdir = Path(tempfile.mkdtemp(prefix="incident-bridge-bench-"))
+    ok = True
+    try:
+        line(
+            case="setup",
+            pinned={"server_cpu": cpus[0], "wrk_cpu": cpus[1]} if can_pin else None,
+            cpus=os.cpu_count(),
+            connections=args.connections,
+            wrk_threads=args.threads,
+            duration_s=args.duration,
+            python=sys.version.split()[0],
+        )
+        port = free_port()
+        bare_url = f"http://127.0.0.1:{port}"
+        bare_cmd = [
+            *pin(cpus[0]),
+            sys.executable,
+            str(HERE / "bare_server.py"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+        with process(bare_cmd, workdir / "bare.log") as bare:
+            wait_ready(bare_url, bare)
+            for alerts in sizes:
+                ok = bench_size(args, alerts, workdir, bare_url, cpus) and ok
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
