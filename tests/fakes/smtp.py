@@ -60,7 +60,8 @@ def _authenticate(
         USER.encode(),
         PASSWORD.encode(),
     )
-    return AuthResult(success=ok)
+    # handled=False: aiosmtpd answers the 535 itself (True would leave the client waiting)
+    return AuthResult(success=ok, handled=False)
 
 
 class SMTPFake:

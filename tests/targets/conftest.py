@@ -70,7 +70,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def deps(session: aiohttp.ClientSession, fixed_clock: FixedClock) -> TargetDeps:
-    return TargetDeps(session=session, clock=fixed_clock, logger=logging.getLogger("bridge.targets.test"))
+    return TargetDeps(
+        session=session, clock=fixed_clock, logger=logging.getLogger("bridge.targets.test")
+    )
 
 
 MakeTarget = Callable[..., Target]

@@ -12,7 +12,9 @@ async def test_console_writes_one_line_per_message() -> None:
     target = REGISTRY["console"].from_settings("console", {}, TargetDeps(stream=out))
     events = ({"kind": "timeline", "text": "first\nsecond"},)
     await target.send(make_notification("timeline", target="console", events=events))
-    await target.send(make_notification("resolved", target="console", inc=incident(status="resolved")))
+    await target.send(
+        make_notification("resolved", target="console", inc=incident(status="resolved"))
+    )
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("[console/general] Update: [sev2] #42 High error rate on checkout")

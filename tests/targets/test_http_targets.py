@@ -27,29 +27,71 @@ class Case:
 
 
 CASES = [
-    Case("slack_webhook", slack.SlackWebhookFake, lambda f: {"url": f.hook_url},
-         lambda f: {"url": f.url + "/services/T000/B000/wrong"}, "slack_invalid_token"),
-    Case("slack", slack.SlackAPIFake,
-         lambda f: {"token": slack.TOKEN, "api_url": f.url + "/api", "channel": "C0GENERAL"},
-         lambda f: {"token": "xoxb-wrong", "api_url": f.url + "/api", "channel": "C0GENERAL"},
-         "slack_invalid_auth"),
-    Case("msteams", chat.TeamsFake, lambda f: {"url": f.hook_url},
-         lambda f: {"url": f.hook_url.replace(chat.TEAMS_SIG, "nope")}, "http_401"),
-    Case("mattermost", chat.MattermostFake, lambda f: {"url": f.hook_url},
-         lambda f: {"url": f.url + "/hooks/wrong"}, "http_400"),
-    Case("discord", chat.DiscordFake, lambda f: {"url": f.hook_url, "username": "bridge"},
-         lambda f: {"url": f.hook_url.replace(chat.DISCORD_TOKEN, "nope")}, "http_401"),
-    Case("telegram", chat.TelegramFake,
-         lambda f: {"token": chat.TELEGRAM_TOKEN, "api_url": f.url, "chat_id": -100123},
-         lambda f: {"token": "1:wrong", "api_url": f.url, "chat_id": -100123}, "http_401"),
-    Case("pagerduty", paging.PagerDutyFake,
-         lambda f: {"routing_key": paging.ROUTING_KEY, "api_url": f.url + "/v2/enqueue"},
-         lambda f: {"routing_key": "x" * 32, "api_url": f.url + "/v2/enqueue"}, "http_400",
-         tier="stakeholders"),
-    Case("opsgenie", paging.OpsgenieFake, lambda f: {"api_key": paging.GENIE_KEY, "api_url": f.url},
-         lambda f: {"api_key": "wrong", "api_url": f.url}, "http_422", tier="stakeholders"),
-    Case("webhook", webhook.WebhookFake, lambda f: {"url": f.hook_url, "secret": webhook.SECRET},
-         lambda f: {"url": f.hook_url, "secret": "wrong"}, "http_401"),
+    Case(
+        "slack_webhook",
+        slack.SlackWebhookFake,
+        lambda f: {"url": f.hook_url},
+        lambda f: {"url": f.url + "/services/T000/B000/wrong"},
+        "slack_invalid_token",
+    ),
+    Case(
+        "slack",
+        slack.SlackAPIFake,
+        lambda f: {"token": slack.TOKEN, "api_url": f.url + "/api", "channel": "C0GENERAL"},
+        lambda f: {"token": "xoxb-wrong", "api_url": f.url + "/api", "channel": "C0GENERAL"},
+        "slack_invalid_auth",
+    ),
+    Case(
+        "msteams",
+        chat.TeamsFake,
+        lambda f: {"url": f.hook_url},
+        lambda f: {"url": f.hook_url.replace(chat.TEAMS_SIG, "nope")},
+        "http_401",
+    ),
+    Case(
+        "mattermost",
+        chat.MattermostFake,
+        lambda f: {"url": f.hook_url},
+        lambda f: {"url": f.url + "/hooks/wrong"},
+        "http_400",
+    ),
+    Case(
+        "discord",
+        chat.DiscordFake,
+        lambda f: {"url": f.hook_url, "username": "bridge"},
+        lambda f: {"url": f.hook_url.replace(chat.DISCORD_TOKEN, "nope")},
+        "http_401",
+    ),
+    Case(
+        "telegram",
+        chat.TelegramFake,
+        lambda f: {"token": chat.TELEGRAM_TOKEN, "api_url": f.url, "chat_id": -100123},
+        lambda f: {"token": "1:wrong", "api_url": f.url, "chat_id": -100123},
+        "http_401",
+    ),
+    Case(
+        "pagerduty",
+        paging.PagerDutyFake,
+        lambda f: {"routing_key": paging.ROUTING_KEY, "api_url": f.url + "/v2/enqueue"},
+        lambda f: {"routing_key": "x" * 32, "api_url": f.url + "/v2/enqueue"},
+        "http_400",
+        tier="stakeholders",
+    ),
+    Case(
+        "opsgenie",
+        paging.OpsgenieFake,
+        lambda f: {"api_key": paging.GENIE_KEY, "api_url": f.url},
+        lambda f: {"api_key": "wrong", "api_url": f.url},
+        "http_422",
+        tier="stakeholders",
+    ),
+    Case(
+        "webhook",
+        webhook.WebhookFake,
+        lambda f: {"url": f.hook_url, "secret": webhook.SECRET},
+        lambda f: {"url": f.hook_url, "secret": "wrong"},
+        "http_401",
+    ),
 ]
 IDS = [c.type_name for c in CASES]
 
@@ -132,8 +174,12 @@ async def test_redirect_is_not_followed(
 async def test_teams_200_with_error_text_is_an_error(
     teams: chat.TeamsFake, make_target: MakeTarget
 ) -> None:
-    teams.fail_next(1, status=200, body="Webhook message delivery failed with error: "
-                    "Microsoft Teams endpoint returned HTTP error 400 with ContextId x")
+    teams.fail_next(
+        1,
+        status=200,
+        body="Webhook message delivery failed with error: "
+        "Microsoft Teams endpoint returned HTTP error 400 with ContextId x",
+    )
     target = make_target("msteams", url=teams.hook_url)
     with pytest.raises(PermanentError) as err:
         await target.send(make_notification())
@@ -144,9 +190,12 @@ async def test_teams_200_with_error_text_is_an_error(
 async def test_slack_ok_false_ratelimited_on_http_200(
     slack_api: slack.SlackAPIFake, make_target: MakeTarget
 ) -> None:
-    slack_api.fail_next(1, status=200, body={"ok": False, "error": "ratelimited"},
-                        headers={"Retry-After": "3"})
-    target = make_target("slack", token=slack.TOKEN, api_url=slack_api.url + "/api", channel="C0GENERAL")
+    slack_api.fail_next(
+        1, status=200, body={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "3"}
+    )
+    target = make_target(
+        "slack", token=slack.TOKEN, api_url=slack_api.url + "/api", channel="C0GENERAL"
+    )
     with pytest.raises(RetryableError) as err:
         await target.send(make_notification())
     assert (err.value.reason, err.value.retry_after) == ("rate_limited", 3.0)
@@ -161,7 +210,9 @@ async def test_slack_ok_false_channel_not_found_is_permanent(
     assert err.value.reason == "slack_channel_not_found"
 
 
-async def test_discord_waits_and_never_pings(discord: chat.DiscordFake, make_target: MakeTarget) -> None:
+async def test_discord_waits_and_never_pings(
+    discord: chat.DiscordFake, make_target: MakeTarget
+) -> None:
     target = make_target("discord", url=discord.hook_url)
     result = await target.send(make_notification())
     assert discord.requests[0].query["wait"] == "true"
@@ -175,14 +226,17 @@ def test_discord_username_with_discord_is_rejected_at_config_time() -> None:
     from bridge.targets.discord import DiscordConfig
 
     with pytest.raises(ValidationError, match="discord"):
-        DiscordConfig.model_validate({"url": "http://x/api/webhooks/1/2", "username": "My Discord Bot"})
+        DiscordConfig.model_validate(
+            {"url": "http://x/api/webhooks/1/2", "username": "My Discord Bot"}
+        )
 
 
 async def test_webhook_signature_and_idempotency_key(
     webhook: webhook.WebhookFake, make_target: MakeTarget
 ) -> None:
-    target = make_target("webhook", url=webhook.hook_url, secret=WEBHOOK_SECRET,
-                         headers={"X-Extra": "yes"})
+    target = make_target(
+        "webhook", url=webhook.hook_url, secret=WEBHOOK_SECRET, headers={"X-Extra": "yes"}
+    )
     n = make_notification("opened")
     await target.send(n)
     await target.send(n)  # a resend after a crash: same key

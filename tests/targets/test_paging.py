@@ -35,7 +35,9 @@ async def test_pagerduty_skips_events_it_has_no_action_for(
     assert result.skipped and pagerduty.requests == []
 
 
-async def test_pagerduty_long_key_is_hashed(pagerduty: PagerDutyFake, make_target: MakeTarget) -> None:
+async def test_pagerduty_long_key_is_hashed(
+    pagerduty: PagerDutyFake, make_target: MakeTarget
+) -> None:
     long_key = "{}/{" + "x" * 300 + "}"
     await _pd(make_target, pagerduty).send(make_notification(inc=incident(key=long_key)))
     assert pagerduty.events[0]["dedup_key"] == hashlib.sha256(long_key.encode()).hexdigest()
@@ -44,23 +46,33 @@ async def test_pagerduty_long_key_is_hashed(pagerduty: PagerDutyFake, make_targe
 async def test_pagerduty_coalesced_events_send_each_action_in_order(
     pagerduty: PagerDutyFake, make_target: MakeTarget
 ) -> None:
-    events = tuple({"kind": k, "text": k} for k in ("opened", "timeline", "acknowledged", "mitigated"))
+    events = tuple(
+        {"kind": k, "text": k} for k in ("opened", "timeline", "acknowledged", "mitigated")
+    )
     await _pd(make_target, pagerduty).send(make_notification("mitigated", events=events))
     assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge", "resolve"]
 
 
 def test_actions_for_collapses_repeats() -> None:
-    assert actions_for(("opened", "severity_changed", "resolved", "closed")) == ["trigger", "resolve"]
+    assert actions_for(("opened", "severity_changed", "resolved", "closed")) == [
+        "trigger",
+        "resolve",
+    ]
     assert actions_for(("timeline",)) == []
 
 
-async def test_opsgenie_lifecycle_and_dedup(opsgenie: OpsgenieFake, make_target: MakeTarget) -> None:
+async def test_opsgenie_lifecycle_and_dedup(
+    opsgenie: OpsgenieFake, make_target: MakeTarget
+) -> None:
     target = make_target("opsgenie", api_key=GENIE_KEY, api_url=opsgenie.url, tags=["bridge"])
     key = incident()["key"]
     await target.send(make_notification("opened"))
     await target.send(make_notification("opened"))  # a resend: Opsgenie dedups by alias
-    await target.send(make_notification("severity_changed", events=({"kind": "severity_changed",
-                                                                      "text": "sev3 -> sev2"},)))
+    await target.send(
+        make_notification(
+            "severity_changed", events=({"kind": "severity_changed", "text": "sev3 -> sev2"},)
+        )
+    )
     await target.send(make_notification("acknowledged"))
     result = await target.send(make_notification("mitigated"))
     alert = opsgenie.alerts[key]

@@ -12,15 +12,18 @@ from tests.fakes.slack import TOKEN, SlackAPIFake
 from tests.targets.conftest import MakeTarget, incident, make_notification
 
 
-@pytest.mark.parametrize(("title", "expected"), [
-    ("High error rate: checkout", "inc-42-high-error-rate-checkout"),
-    ("  Ünïcödé façade — DB  ", "inc-42-unicode-facade-db"),
-    ("<!channel> *boom*", "inc-42-channel-boom"),
-    ("", "inc-42"),
-    ("!!!", "inc-42"),
-    ("x" * 200, "inc-42-" + "x" * 73),
-    ("under_score OK", "inc-42-under_score-ok"),
-])
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("High error rate: checkout", "inc-42-high-error-rate-checkout"),
+        ("  Ünïcödé façade — DB  ", "inc-42-unicode-facade-db"),
+        ("<!channel> *boom*", "inc-42-channel-boom"),
+        ("", "inc-42"),
+        ("!!!", "inc-42"),
+        ("x" * 200, "inc-42-" + "x" * 73),
+        ("under_score OK", "inc-42-under_score-ok"),
+    ],
+)
 def test_channel_name(title: str, expected: str) -> None:
     name = channel_name("inc", 42, title)
     assert name == expected
@@ -33,7 +36,11 @@ def test_channel_name_suffix_keeps_the_limit() -> None:
 
 
 def _target(make_target: MakeTarget, fake: SlackAPIFake, **extra: object):  # type: ignore[no-untyped-def]
-    settings = {"token": TOKEN, "api_url": fake.url + "/api", "users": {"alice": "alice@example.com"}}
+    settings = {
+        "token": TOKEN,
+        "api_url": fake.url + "/api",
+        "users": {"alice": "alice@example.com"},
+    }
     settings.update(extra)
     return make_target("slack", **settings)
 
@@ -41,8 +48,9 @@ def _target(make_target: MakeTarget, fake: SlackAPIFake, **extra: object):  # ty
 async def test_dedicated_channel_on_open(
     slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
-    inc = incident(roles={"commander": ["alice"], "scribe": ["U0BOB"], "liaison": [],
-                          "responders": ["carol"]})
+    inc = incident(
+        roles={"commander": ["alice"], "scribe": ["U0BOB"], "liaison": [], "responders": ["carol"]}
+    )
     target = _target(make_target, slack_api)
     with caplog.at_level(logging.WARNING):
         result = await target.send(make_notification("opened", tier="incident", inc=inc))
@@ -56,14 +64,23 @@ async def test_dedicated_channel_on_open(
     assert channel["bookmarks"][0]["link"] == "https://runbooks.example/checkout/high-error-rate"
     assert slack_api.messages[-1]["channel"] == cid
     methods = [r.path.rsplit("/", 1)[1] for r in slack_api.requests]
-    assert methods == ["conversations.create", "users.lookupByEmail", "conversations.invite",
-                       "bookmarks.add", "bookmarks.add", "conversations.setTopic", "chat.postMessage"]
+    assert methods == [
+        "conversations.create",
+        "users.lookupByEmail",
+        "conversations.invite",
+        "bookmarks.add",
+        "bookmarks.add",
+        "conversations.setTopic",
+        "chat.postMessage",
+    ]
     assert slack_api.requests[1].headers["Content-Type"].startswith("application/x-www-form")
 
     # the next event posts to the same channel and only updates the topic
     inc2 = dict(inc, status="acknowledged")
     result2 = await target.send(
-        make_notification("acknowledged", tier="incident", inc=inc2, state=dict(result.state), sequence=2)
+        make_notification(
+            "acknowledged", tier="incident", inc=inc2, state=dict(result.state), sequence=2
+        )
     )
     assert result2.state["channel"] == cid
     methods = [r.path.rsplit("/", 1)[1] for r in slack_api.requests[7:]]
@@ -92,19 +109,29 @@ async def test_failure_after_create_keeps_the_channel(
     assert [r.path for r in slack_api.requests].count("/api/conversations.create") == 1
 
 
-async def test_restricted_create_is_permanent(slack_api: SlackAPIFake, make_target: MakeTarget) -> None:
-    slack_api.fail_next(1, status=200, body={"ok": False, "error": "restricted_action"},
-                        path="/api/conversations.create")
+async def test_restricted_create_is_permanent(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    slack_api.fail_next(
+        1,
+        status=200,
+        body={"ok": False, "error": "restricted_action"},
+        path="/api/conversations.create",
+    )
     with pytest.raises(PermanentError) as err:
         await _target(make_target, slack_api).send(make_notification(tier="incident"))
     assert err.value.reason == "slack_restricted_action"
 
 
-async def test_general_channel_threads_updates(slack_api: SlackAPIFake, make_target: MakeTarget) -> None:
+async def test_general_channel_threads_updates(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
     target = _target(make_target, slack_api, channel="C0GENERAL")
     first = await target.send(make_notification("opened"))
     ts = first.state["ts"]
-    second = await target.send(make_notification("acknowledged", state=dict(first.state), sequence=2))
+    second = await target.send(
+        make_notification("acknowledged", state=dict(first.state), sequence=2)
+    )
     third = await target.send(make_notification("resolved", state=dict(second.state), sequence=3))
     assert third.state["ts"] == ts
     msgs = slack_api.messages
