@@ -1,0 +1,91 @@
+"""Sample notifications for every event, shared by the golden and injection tests."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from bridge.targets import REGISTRY, EVENTS, Notification, Target, TargetDeps
+from bridge.targets.console import ConsoleTarget
+from bridge.targets.discord import DiscordTarget
+from bridge.targets.email import EmailTarget
+from bridge.targets.mattermost import MattermostTarget
+from bridge.targets.msteams import MSTeamsTarget
+from bridge.targets.opsgenie import OpsgenieTarget
+from bridge.targets.pagerduty import PagerDutyTarget
+from bridge.targets.slack import SlackTarget
+from bridge.targets.slack_webhook import SlackWebhookTarget
+from bridge.targets.telegram import TelegramTarget
+from bridge.targets.webhook import WebhookTarget
+from tests.targets.conftest import FixedClock, incident, make_notification
+
+STATUS = {
+    "opened": "triggered", "acknowledged": "acknowledged", "severity_changed": "acknowledged",
+    "mitigated": "mitigated", "resolved": "resolved", "closed": "closed", "reopened": "triggered",
+    "postmortem_published": "closed", "timeline": "acknowledged",
+}
+TEXT = {
+    "acknowledged": "Acknowledged by alice",
+    "severity_changed": "Severity changed from sev3 to sev2",
+    "mitigated": "All alerts resolved",
+    "reopened": "HighErrorRate fired again",
+    "postmortem_published": "Postmortem published at https://kb.example/pm/42",
+    "timeline": "Rolled back checkout-api to v1.2.3",
+}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "console": {},
+    "webhook": {"url": "http://hooks.example/x", "secret": "s"},
+    "slack_webhook": {"url": "http://hooks.example/services/x"},
+    "slack": {"token": "xoxb-1", "channel": "C0GENERAL"},
+    "msteams": {"url": "http://teams.example/x"},
+    "mattermost": {"url": "http://mm.example/hooks/x"},
+    "discord": {"url": "http://discord.example/api/webhooks/1/x"},
+    "pagerduty": {"routing_key": "R" * 32},
+    "opsgenie": {"api_key": "k"},
+    "email": {"host": "127.0.0.1", "sender": "bridge@example.com", "to": ["oncall@example.com"]},
+    "telegram": {"token": "1:x", "chat_id": -100123},
+}
+
+
+def sample(event: str, inc: dict[str, Any] | None = None) -> Notification:
+    inc = inc or incident(status=STATUS[event])
+    events = ({"kind": event, "at": "2026-11-27T05:45:00Z", "actor": "alice", "text": TEXT.get(event, "")},)
+    return make_notification(event, inc=inc, events=events, target="golden")
+
+
+def build(type_name: str, **overrides: Any) -> Target:
+    deps = TargetDeps(clock=FixedClock(), stream=io.StringIO())
+    return REGISTRY[type_name].from_settings("golden", {**SETTINGS[type_name], **overrides}, deps)
+
+
+async def wire(target: Target, n: Notification) -> str:
+    """What the target would put on the wire for ``n``, as stable text."""
+    data: Any
+    if isinstance(target, ConsoleTarget):
+        await target.send(n)
+        stream = target.deps.stream
+        assert isinstance(stream, io.StringIO)
+        return stream.getvalue()
+    if isinstance(target, EmailTarget):
+        msg = target.message(n)
+        head = "".join(f"{k}: {v}\n" for k, v in msg.items() if k not in ("Content-Type", "MIME-Version"))
+        text = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
+        assert text is not None and html is not None
+        return f"{head}\n--- text ---\n{text.get_content()}--- html ---\n{html.get_content()}"
+    if isinstance(target, SlackTarget):
+        data = target.payload(n, "C0GENERAL")
+    elif isinstance(target, PagerDutyTarget):
+        data = target.events(n)
+    elif isinstance(target, OpsgenieTarget):
+        data = target.requests(n)
+    elif isinstance(target, WebhookTarget | SlackWebhookTarget | MSTeamsTarget | MattermostTarget
+                    | DiscordTarget | TelegramTarget):
+        data = target.payload(n)
+    else:  # pragma: no cover - a new target type needs a line here
+        raise AssertionError(f"no wire() for {type(target).__name__}")
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+ALL_EVENTS = EVENTS
