@@ -21,9 +21,15 @@ from bridge.targets.webhook import WebhookTarget
 from tests.targets.conftest import FixedClock, incident, make_notification
 
 STATUS = {
-    "opened": "triggered", "acknowledged": "acknowledged", "severity_changed": "acknowledged",
-    "mitigated": "mitigated", "resolved": "resolved", "closed": "closed", "reopened": "triggered",
-    "postmortem_published": "closed", "timeline": "acknowledged",
+    "opened": "triggered",
+    "acknowledged": "acknowledged",
+    "severity_changed": "acknowledged",
+    "mitigated": "mitigated",
+    "resolved": "resolved",
+    "closed": "closed",
+    "reopened": "triggered",
+    "postmortem_published": "closed",
+    "timeline": "acknowledged",
 }
 TEXT = {
     "acknowledged": "Acknowledged by alice",
@@ -50,7 +56,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 def sample(event: str, inc: dict[str, Any] | None = None) -> Notification:
     inc = inc or incident(status=STATUS[event])
-    events = ({"kind": event, "at": "2026-11-27T05:45:00Z", "actor": "alice", "text": TEXT.get(event, "")},)
+    events = (
+        {
+            "kind": event,
+            "at": "2026-11-27T05:45:00Z",
+            "actor": "alice",
+            "text": TEXT.get(event, ""),
+        },
+    )
     return make_notification(event, inc=inc, events=events, target="golden")
 
 
@@ -69,7 +82,9 @@ async def wire(target: Target, n: Notification) -> str:
         return stream.getvalue()
     if isinstance(target, EmailTarget):
         msg = target.message(n)
-        head = "".join(f"{k}: {v}\n" for k, v in msg.items() if k not in ("Content-Type", "MIME-Version"))
+        head = "".join(
+            f"{k}: {v}\n" for k, v in msg.items() if k not in ("Content-Type", "MIME-Version")
+        )
         text = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
         assert text is not None and html is not None
@@ -80,8 +95,15 @@ async def wire(target: Target, n: Notification) -> str:
         data = target.events(n)
     elif isinstance(target, OpsgenieTarget):
         data = target.requests(n)
-    elif isinstance(target, WebhookTarget | SlackWebhookTarget | MSTeamsTarget | MattermostTarget
-                    | DiscordTarget | TelegramTarget):
+    elif isinstance(
+        target,
+        WebhookTarget
+        | SlackWebhookTarget
+        | MSTeamsTarget
+        | MattermostTarget
+        | DiscordTarget
+        | TelegramTarget,
+    ):
         data = target.payload(n)
     else:  # pragma: no cover - a new target type needs a line here
         raise AssertionError(f"no wire() for {type(target).__name__}")
