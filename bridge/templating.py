@@ -11,7 +11,6 @@ E-mail's HTML part is ``templates/email/<event>.html.j2``, HTML-escaped.
 from __future__ import annotations
 
 import functools
-import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,10 +155,12 @@ def _error_place(exc: BaseException, fallback: str) -> tuple[str, int | None]:
 
 
 def _rel(path: str) -> str:
+    """Relative to the working directory when the file is under it, else absolute."""
+    full = Path(path).resolve()
     try:
-        return os.path.relpath(path)
+        return str(full.relative_to(Path.cwd()))
     except ValueError:
-        return path
+        return str(full)
 
 
 class Renderer:
@@ -201,8 +202,9 @@ class Renderer:
         )
         name, path = self.find(target_type, event, suffix)
         shown = _rel(str(path))
+        env = self._env(markup)
         try:
-            template = self._env(markup).get_template(name)
+            template = env.get_template(name)
             module = template.make_module(dict(context))
             body = str(module)
             title = str(getattr(module, "title", ""))
@@ -210,9 +212,13 @@ class Renderer:
             raise TemplateError(
                 _rel(exc.filename or shown), exc.lineno, exc.message or "syntax error"
             ) from None
-        except Exception as exc:  # UndefinedError, SecurityError, TypeError in a filter...
-            where, line = _error_place(exc, shown)
-            raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
+        except Exception:  # UndefinedError, SecurityError, TypeError in a filter...
+            try:  # Jinja maps the traceback's frames back to template files and lines
+                env.handle_exception()
+            except Exception as exc:
+                where, line = _error_place(exc, shown)
+                raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
+            raise  # pragma: no cover - handle_exception always raises
         return Rendered(title=" ".join(title.split()), body=body.strip("\n"), template=shown)
 
 

@@ -6,7 +6,7 @@ import io
 import json
 from typing import Any
 
-from bridge.targets import REGISTRY, EVENTS, Notification, Target, TargetDeps
+from bridge.targets import EVENTS, REGISTRY, Notification, Target, TargetDeps
 from bridge.targets.console import ConsoleTarget
 from bridge.targets.discord import DiscordTarget
 from bridge.targets.email import EmailTarget

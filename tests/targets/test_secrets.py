@@ -16,9 +16,17 @@ from tests.targets.conftest import MakeTarget, StartFake, incident, make_notific
 from tests.targets.test_http_targets import CASES, IDS, Case
 
 SECRETS = [
-    slack.TOKEN, slack.WEBHOOK_PATH.rsplit("/", 1)[1], chat.TEAMS_SIG, chat.MATTERMOST_HOOK,
-    chat.DISCORD_TOKEN, chat.TELEGRAM_TOKEN, paging.ROUTING_KEY, paging.GENIE_KEY,
-    webhook.SECRET, webhook.PATH.rsplit("/", 1)[1], PASSWORD,
+    slack.TOKEN,
+    slack.WEBHOOK_PATH.rsplit("/", 1)[1],
+    chat.TEAMS_SIG,
+    chat.MATTERMOST_HOOK,
+    chat.DISCORD_TOKEN,
+    chat.TELEGRAM_TOKEN,
+    paging.ROUTING_KEY,
+    paging.GENIE_KEY,
+    webhook.SECRET,
+    webhook.PATH.rsplit("/", 1)[1],
+    PASSWORD,
 ]
 
 
@@ -65,8 +73,9 @@ async def test_no_secret_in_errors_reprs_or_logs(
     assert_clean("\n".join(r.getMessage() for r in caplog.records))
 
 
-@pytest.mark.parametrize("type_name", ["webhook", "slack_webhook", "msteams", "mattermost",
-                                       "discord"])
+@pytest.mark.parametrize(
+    "type_name", ["webhook", "slack_webhook", "msteams", "mattermost", "discord"]
+)
 async def test_invalid_url_does_not_echo_the_url(type_name: str, make_target: MakeTarget) -> None:
     target = make_target(type_name, url=f"http://[::1/{chat.DISCORD_TOKEN}")
     with pytest.raises(DeliveryError) as err:
@@ -75,23 +84,37 @@ async def test_invalid_url_does_not_echo_the_url(type_name: str, make_target: Ma
     assert_clean(describe(err.value))
 
 
-async def test_telegram_token_in_the_url_never_shows(make_target: MakeTarget,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    target = make_target("telegram", token=chat.TELEGRAM_TOKEN,
-                         api_url=f"http://127.0.0.1:{free_port()}", chat_id=1, timeout_s=1)
+async def test_telegram_token_in_the_url_never_shows(
+    make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = make_target(
+        "telegram",
+        token=chat.TELEGRAM_TOKEN,
+        api_url=f"http://127.0.0.1:{free_port()}",
+        chat_id=1,
+        timeout_s=1,
+    )
     with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as err:
         await target.send(make_notification())
     assert_clean(describe(err.value) + caplog.text)
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-async def test_smtp_password_never_shows(make_target: MakeTarget,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_smtp_password_never_shows(
+    make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = SMTPFake(auth=True).start()
     try:
-        target = make_target("email", host="127.0.0.1", port=fake.port, security="none",
-                             sender="b@example.com", to=["o@example.com"], username="bridge",
-                             password=PASSWORD + "x")
+        target = make_target(
+            "email",
+            host="127.0.0.1",
+            port=fake.port,
+            security="none",
+            sender="b@example.com",
+            to=["o@example.com"],
+            username="bridge",
+            password=PASSWORD + "x",
+        )
         with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as err:
             await target.send(make_notification())
         assert_clean(describe(err.value) + caplog.text + repr(target.config))

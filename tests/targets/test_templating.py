@@ -1,0 +1,158 @@
+"""Templates: search order, strictness, sandbox, per-target escaping, errors with places."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.targets import EVENTS, REGISTRY
+from bridge.templating import (
+    SAMPLE_INCIDENT,
+    TARGET_MARKUP,
+    Renderer,
+    TemplateError,
+    context,
+    default_templates_dir,
+    render_all,
+    render_preview,
+)
+
+
+def write(base: Path, name: str, text: str) -> Path:
+    path = base / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def render(renderer: Renderer, target: str = "slack", event: str = "opened", **inc: object) -> str:
+    return renderer.render(target, event, context({**SAMPLE_INCIDENT, **inc}, event)).body
+
+
+def test_shipped_templates_render_for_every_target_and_event() -> None:
+    assert render_all() == []
+
+
+def test_every_registered_target_has_templates() -> None:
+    assert set(TARGET_MARKUP) == set(REGISTRY)
+    for t in REGISTRY:
+        assert (default_templates_dir() / t / "default.j2").is_file()
+
+
+def test_search_order(tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    user = tmp_path / "user"
+    write(shipped, "slack/default.j2", "shipped default")
+    write(shipped, "slack/opened.j2", "shipped opened")
+    r = Renderer(default_dir=shipped)
+    assert render(r, event="opened") == "shipped opened"
+    assert render(r, event="resolved") == "shipped default"
+    write(user, "slack/default.j2", "user default")
+    r = Renderer(user, default_dir=shipped)
+    assert render(r, event="opened") == "user default"  # the user's folder wins
+    write(user, "slack/opened.j2", "user opened")
+    assert render(Renderer(user, default_dir=shipped), event="opened") == "user opened"
+
+
+def test_undefined_name_names_file_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "slack/default.j2", "line one\n{{ incident.title }}\n{{ incident.nope }}\n"
+    )
+    with pytest.raises(TemplateError) as err:
+        render(Renderer(tmp_path))
+    assert err.value.line == 3
+    assert Path(err.value.template).resolve() == path.resolve()
+    assert str(err.value).endswith(":3: UndefinedError: 'dict object' has no attribute 'nope'")
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "slack/default.j2", "ok\n{% if %}\n")
+    with pytest.raises(TemplateError) as err:
+        render(Renderer(tmp_path))
+    assert err.value.line == 2 and "default.j2" in err.value.template
+
+
+def test_render_all_reports_broken_user_templates(tmp_path: Path) -> None:
+    write(tmp_path, "discord/opened.j2", "{{ nope }}")
+    errors = render_all(Renderer(tmp_path))
+    assert len(errors) == 1
+    assert "discord/opened.j2:1:" in str(errors[0])
+
+
+def test_sandbox_blocks_internals(tmp_path: Path) -> None:
+    write(tmp_path, "slack/default.j2", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError, match=r"SecurityError|UndefinedError"):
+        render(Renderer(tmp_path))
+
+
+def test_missing_template(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="no such template"):
+        Renderer(default_dir=tmp_path).render("slack", "opened", {})
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("slack", "a &lt;b&gt; &amp; c, x"),
+        ("telegram", "a &lt;b&gt; &amp; c, x"),
+        ("discord", "a \\<b\\> & c, x"),
+        ("console", "a <b> & c, x"),
+    ],
+)
+def test_join_and_values_escape_for_the_target(tmp_path: Path, target: str, expected: str) -> None:
+    write(tmp_path, f"{target}/default.j2", "{{ items|join(', ') }}")
+    out = Renderer(tmp_path).render(target, "opened", {"items": ["a <b> & c", "x"]}).body
+    assert out == expected
+
+
+def test_macros_and_set_blocks_are_not_escaped_twice(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "slack/default.j2",
+        "{% macro m(x) %}*{{ x }}*{% endmacro %}{% set t %}<{{ v }}>{% endset %}{{ m(v) }} {{ t }}",
+    )
+    out = Renderer(tmp_path).render("slack", "opened", {"v": "a&b"}).body
+    assert out == "*a&amp;b* <a&amp;b>"
+
+
+@pytest.mark.parametrize(
+    ("target", "url", "expected"),
+    [
+        ("slack", "https://x.example/a?b=1&c=2", "<https://x.example/a?b=1&amp;c=2|t&lt;>"),
+        ("slack", "javascript:alert(1)", "t&lt;"),
+        (
+            "telegram",
+            'https://x.example/"q"',
+            '<a href="https://x.example/&quot;q&quot;">t&lt;</a>',
+        ),
+        ("discord", "https://x.example/a b)", "[t\\<](https://x.example/a%20b%29)"),
+        ("console", "https://x.example", "t< (https://x.example)"),
+    ],
+)
+def test_link(tmp_path: Path, target: str, url: str, expected: str) -> None:
+    write(tmp_path, f"{target}/default.j2", "{{ link(url, 't<') }}")
+    assert Renderer(tmp_path).render(target, "opened", {"url": url}).body == expected
+
+
+def test_title_variable(tmp_path: Path) -> None:
+    write(tmp_path, "email/default.j2", "{% set title %}Sub {{ x }}{% endset %}Body")
+    r = Renderer(tmp_path).render("email", "opened", {"x": "<1>"})
+    assert (r.title, r.body) == ("Sub <1>", "Body")
+
+
+def test_render_preview() -> None:
+    out = render_preview("email", "opened", {"title": "Disk full <db1>"})
+    assert out.startswith("title: [SEV2] #42 Disk full <db1> (triggered)\n")
+    assert "--- html.j2 ---" in out and "Disk full &lt;db1&gt;" in out
+    with pytest.raises(TemplateError, match="unknown target type"):
+        render_preview("pager", "opened", {})
+    with pytest.raises(TemplateError, match="unknown event"):
+        render_preview("slack", "exploded", {})
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_coalesced_events_are_all_listed(event: str) -> None:
+    events = [{"kind": "timeline", "text": f"step {i}"} for i in range(3)]
+    out = Renderer().render("slack", event, context(SAMPLE_INCIDENT, event, events)).body
+    assert all(f"step {i}" in out for i in range(3))
