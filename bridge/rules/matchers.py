@@ -1,0 +1,173 @@
+"""Label matchers in Alertmanager syntax: ``name="value"``, ``!=``, ``=~``, ``!~``.
+
+Parsing follows Alertmanager's ``pkg/labels`` (the "classic" parser of 0.25): a list may be
+wrapped in ``{...}``, matchers are split on commas outside double quotes, a value may be quoted
+or bare, and ``\\"``, ``\\n`` and ``\\\\`` are the only escapes. Regexes are fully anchored
+(Alertmanager compiles ``^(?:re)$``) and a label that is absent matches like the empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+# Same shape as Alertmanager's: name, operator ('=~' before '='), the rest (trimmed).
+_MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*\Z", re.DOTALL)
+# Python's re accepts constructs RE2 (Go) rejects; refuse them so rules mean the same in both.
+_NOT_RE2 = re.compile(r"\(\?[=!]|\(\?<[=!]|\\[1-9]|\(\?P=|\(\?\(")
+
+
+class MatchType(Enum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+class MatcherError(ValueError):
+    """A matcher string that does not parse; ``offset`` is the character where it went wrong."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    type: MatchType
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def create(cls, name: str, type_: MatchType, value: str) -> Matcher:
+        regex = None
+        if type_ in (MatchType.REGEX, MatchType.NOT_REGEX):
+            regex = compile_anchored(value)
+        return cls(name, type_, value, regex)
+
+    def matches(self, value: str) -> bool:
+        t = self.type
+        if t is MatchType.EQUAL:
+            return value == self.value
+        if t is MatchType.NOT_EQUAL:
+            return value != self.value
+        assert self._regex is not None
+        hit = self._regex.fullmatch(value) is not None
+        return hit if t is MatchType.REGEX else not hit
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{self.type.value}"{escaped}"'
+
+
+def compile_anchored(value: str) -> re.Pattern[str]:
+    """Compile a matcher regex; raises MatcherError (RE2-incompatible or invalid)."""
+    bad = _NOT_RE2.search(value)
+    if bad:
+        raise MatcherError(
+            f"regex {value!r}: {bad.group(0)!r} (lookaround or backreference) is not supported "
+            "by Alertmanager's RE2",
+            bad.start(),
+        )
+    try:
+        # ASCII: RE2's \d, \w, \s and \b are ASCII-only. fullmatch = Alertmanager's ^(?:re)$.
+        return re.compile(f"(?:{value})", re.ASCII)
+    except re.error as exc:
+        raise MatcherError(f"invalid regex {value!r}: {exc.msg}", exc.pos or 0) from None
+
+
+def matches_all(matchers: tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:
+    return all(m.matches(labels.get(m.name, "")) for m in matchers)
+
+
+def _split(s: str) -> list[tuple[int, str]]:
+    """Split on commas outside unescaped double quotes; keep each token's start offset."""
+    tokens: list[tuple[int, str]] = []
+    inside = escaped = False
+    start = 0
+    buf: list[str] = []
+    for i, ch in enumerate(s):
+        if ch == "," and not inside:
+            tokens.append((start, "".join(buf)))
+            buf, start = [], i + 1
+            continue
+        if ch == '"':
+            if not escaped:
+                inside = not inside
+            else:
+                escaped = False
+        elif ch == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        buf.append(ch)
+    last = "".join(buf)
+    if last.strip():
+        tokens.append((start, last))
+    return tokens
+
+
+def parse_matcher(s: str) -> Matcher:
+    m = _MATCHER.match(s)
+    if not m:
+        raise MatcherError(f"bad matcher format: {s.strip()!r}")
+    name, op, raw = m.group(1), m.group(2), m.group(3)
+    quoted = raw.startswith('"')
+    if quoted:
+        raw = raw[1:]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(raw):
+        if escaped:
+            escaped = False
+            if ch == "n":
+                out.append("\n")
+            elif ch in '"\\':
+                out.append(ch)
+            else:  # a spurious escape is a literal backslash, as in Alertmanager
+                out.append("\\" + ch)
+            continue
+        if ch == "\\":
+            if i < len(raw) - 1:
+                escaped = True
+                continue
+            out.append("\\")
+        elif ch == '"':
+            if not quoted or i < len(raw) - 1:
+                raise MatcherError(f"matcher value contains unescaped double quote: {s.strip()!r}")
+            quoted = False
+        else:
+            out.append(ch)
+    if quoted:
+        raise MatcherError(f"matcher value contains unescaped double quote: {s.strip()!r}")
+    return Matcher.create(name, MatchType(op), "".join(out))
+
+
+def parse_matchers(s: str) -> tuple[Matcher, ...]:
+    """Parse ``{a="b", c=~"x.*"}`` or ``a="b", c=~"x.*"`` (braces optional, trailing comma ok)."""
+    body = s.strip()
+    offset = len(s) - len(s.lstrip())
+    if body.startswith("{"):
+        body, offset = body[1:], offset + 1
+    body = body.removesuffix("}")
+    out: list[Matcher] = []
+    for start, token in _split(body):
+        if not token.strip():
+            raise MatcherError("empty matcher between commas", offset + start)
+        try:
+            out.append(parse_matcher(token))
+        except MatcherError as exc:
+            raise MatcherError(str(exc), offset + start + exc.offset) from None
+    return tuple(out)
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """``{a="1", b="2"}`` sorted by name, escaped like Alertmanager's group keys."""
+    parts = []
+    for name in sorted(labels):
+        v = labels[name].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        parts.append(f'{name}="{v}"')
+    return "{" + ", ".join(parts) + "}"

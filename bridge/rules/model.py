@@ -1,0 +1,122 @@
+"""The loaded rules: an immutable route tree with inherited settings, targets, rotations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+
+from bridge.policy import Severity, Tiers
+from bridge.rules.matchers import Matcher
+from bridge.rules.rotations import Rotation
+from bridge.rules.schema import FollowUp, SeverityFrom
+
+DEFAULT_SEVERITY_FROM = SeverityFrom(
+    label="severity",
+    map={"critical": "sev1", "error": "sev2", "high": "sev2", "warning": "sev3"},
+    default="sev4",
+)
+DEFAULT_POSTMORTEM: Mapping[str, str] = {
+    "sev1": "required",
+    "sev2": "required",
+    "sev3": "optional",
+    "sev4": "none",
+}
+DEFAULT_STATUS_UPDATE: Mapping[str, float | None] = {
+    "sev1": 1800.0,
+    "sev2": 3600.0,
+    "sev3": None,
+    "sev4": None,
+}
+
+
+def title_environment() -> SandboxedEnvironment:
+    """Title templates: sandboxed, and a missing label is an error (not an empty string)."""
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+@dataclass(frozen=True)
+class RoleSource:
+    rotation: str | None = None
+    person: str | None = None
+
+    def describe(self) -> str:
+        return f"rotation:{self.rotation}" if self.rotation else f"person:{self.person}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a route decides, after inheritance from its parents."""
+
+    severity: Severity | None = None
+    severity_from: SeverityFrom | None = DEFAULT_SEVERITY_FROM
+    team: str | None = None
+    service: str | None = None
+    title: str | None = None  # template source, after resolving title_template
+    group_by: tuple[str, ...] | None = None
+    reopen_window_s: float = 3600.0
+    tiers: Tiers = field(default_factory=Tiers)
+    # role -> sources; () means the role is left for a human
+    roles: Mapping[str, tuple[RoleSource, ...]] = field(default_factory=dict)
+    follow_up: FollowUp | None = None
+    postmortem: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSTMORTEM))
+    status_update: Mapping[str, float | None] = field(
+        default_factory=lambda: dict(DEFAULT_STATUS_UPDATE)
+    )
+
+    def severity_of(self, labels: Mapping[str, str]) -> Severity:
+        if self.severity is not None:
+            return self.severity
+        sf = self.severity_from or DEFAULT_SEVERITY_FROM
+        return sf.map.get(labels.get(sf.label, ""), sf.default)
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    name: str
+    matchers: tuple[Matcher, ...]
+    continue_: bool
+    settings: Settings
+    children: tuple[Route, ...]
+    where: str  # file:line:col of the route, for messages
+    depth: int = 0
+    title_template: Template | None = None
+
+    def walk(self) -> Iterator[Route]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True)
+class TargetDef:
+    """A declared target. ``settings`` holds resolved secrets as ``Secret``; ``config`` is the
+    target type's validated config model when the type is known to ``bridge.targets``."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+    where: str
+    config: Any = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    root: Route
+    targets: Mapping[str, TargetDef]
+    rotations: Mapping[str, Rotation]
+    templates: Mapping[str, str]
+    files: tuple[str, ...] = ()
+    config_hash: str = ""
+
+    def routes(self) -> Iterator[Route]:
+        return self.root.walk()
+
+    def route(self, name: str) -> Route | None:
+        return next((r for r in self.routes() if r.name == name), None)
+
+    def counts(self) -> tuple[int, int, int]:
+        return sum(1 for _ in self.routes()), len(self.targets), len(self.rotations)

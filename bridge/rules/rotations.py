@@ -1,0 +1,99 @@
+"""On-call rotations and the pure answer to "who holds this rotation at time T".
+
+A rotation hands off every ``period_days`` days at ``handoff`` wall-clock time in its own
+time zone, starting with the first member on ``start``. Hand-offs follow the wall clock, so
+across a DST change a shift is 23 or 25 hours long and the hand-off stays at 09:00 local. A
+hand-off time that does not exist that day (inside a spring-forward gap) happens at the
+first instant after the gap; one that exists twice (fall-back) happens at the first of them.
+Overrides replace the holder for ``[start, end)``; a bare date means that day's hand-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    handles: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Override:
+    start: datetime  # aware
+    end: datetime  # aware, exclusive
+    member: Member
+
+
+@dataclass(frozen=True)
+class Rotation:
+    name: str
+    members: tuple[Member, ...]
+    period_days: int = 7
+    handoff: time = time(9, 0)
+    timezone: str = "UTC"
+    start: date = date(2026, 1, 5)
+    overrides: tuple[Override, ...] = ()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)
+
+
+def handoff_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The aware instant of the wall-clock time ``at`` on ``day`` in ``zone`` (gap-safe)."""
+    local = datetime.combine(day, at, tzinfo=zone)  # fold=0: the first of a repeated hour
+    u0 = local.astimezone(UTC)
+    if u0.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return u0
+    # A wall time inside a spring-forward gap: hand off at the transition itself, found by
+    # bisection between the two readings of the wall time (the offset changes once there).
+    lo = int(local.replace(fold=1).timestamp())
+    hi = int(u0.timestamp())
+    before = datetime.fromtimestamp(lo, zone).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def to_instant(value: date, rotation_zone: ZoneInfo, handoff: time) -> datetime:
+    """An override bound: a date means that day's hand-off; a naive datetime is local."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=rotation_zone).astimezone(UTC)
+    return handoff_instant(value, handoff, rotation_zone)
+
+
+def shift_index(rotation: Rotation, at: datetime) -> int:
+    """How many hand-offs have happened since the rotation's start (negative before it)."""
+    if at.tzinfo is None:
+        raise ValueError("holder() needs an aware datetime")
+    zone = rotation.zone
+    local_day = at.astimezone(zone).date()
+    # The most recent hand-off day: today if today's hand-off has passed, else yesterday.
+    if at < handoff_instant(local_day, rotation.handoff, zone):
+        local_day -= timedelta(days=1)
+    return (local_day - rotation.start).days // rotation.period_days
+
+
+def holder(rotation: Rotation, at: datetime) -> Member:
+    """Who holds ``rotation`` at ``at`` (aware). Pure: no clock, no I/O."""
+    for o in rotation.overrides:
+        if o.start <= at < o.end:
+            return o.member
+    idx = shift_index(rotation, at)
+    return rotation.members[idx % len(rotation.members)]
+
+
+def holder_at_ns(rotation: Rotation, now_ns: int) -> Member:
+    return holder(rotation, datetime.fromtimestamp(now_ns / 1e9, tz=UTC))

@@ -1,0 +1,232 @@
+"""Route tree: validate each route on its own (so one bad route hides no other error),
+parse matchers, apply inheritance, and check every reference."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jinja2 import Template, TemplateSyntaxError
+from pydantic import ValidationError
+
+from bridge.policy import ROLES, Tiers
+from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
+from bridge.rules.model import RoleSource, Route, Settings, title_environment
+from bridge.rules.schema import NAME_PATTERN, RouteSpec
+from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
+
+_LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+@dataclass
+class Refs:
+    """Names that routes may refer to, and what got used (for lint warnings)."""
+
+    targets: set[str]
+    rotations: set[str]
+    templates: Mapping[str, str]
+    used: set[tuple[str, str]] = field(default_factory=set)
+    names: dict[str, str] = field(default_factory=dict)  # route name -> where
+
+
+@dataclass(frozen=True)
+class RawRoute:
+    src: Source
+    loc: Loc
+    data: Any
+
+
+def _spec(raw: RawRoute, diags: Diagnostics, root: bool) -> tuple[RouteSpec, list[RawRoute]]:
+    src, loc, data = raw.src, raw.loc, raw.data
+    if not isinstance(data, dict):
+        diags.error(src, loc, "a route must be a mapping")
+        return RouteSpec(), []
+    name = data.get("name")
+    subject = f'route "{name}"' if isinstance(name, str) else ('route "root"' if root else "route")
+    children: list[RawRoute] = []
+    kids = data.get("routes", [])
+    if isinstance(kids, list):
+        children = [RawRoute(src, (*loc, "routes", i), k) for i, k in enumerate(kids)]
+    else:
+        diags.error(src, (*loc, "routes"), f"{subject}: routes: must be a list of routes")
+    fields = {k: v for k, v in data.items() if k != "routes"}
+    try:
+        spec = RouteSpec.model_validate(fields)
+    except ValidationError as exc:
+        report_validation(diags, src, loc, exc, RouteSpec, subject)
+        # Keep checking what is valid: drop the keys that failed and validate the rest.
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            spec = RouteSpec.model_validate({k: v for k, v in fields.items() if k not in bad})
+        except ValidationError:
+            spec = RouteSpec(name=name if isinstance(name, str) else None)
+    return spec, children
+
+
+def _matchers(raw: RawRoute, spec: RouteSpec, diags: Diagnostics, subject: str) -> tuple[Matcher, ...]:
+    out: list[Matcher] = []
+    for i, text in enumerate(spec.matchers):
+        mloc = (*raw.loc, "matchers", i) if isinstance(raw.data.get("matchers"), list) else (*raw.loc, "matchers")
+        try:
+            out.extend(parse_matchers(text))
+        except MatcherError as exc:
+            diags.error(raw.src, mloc, f"{subject}: matcher {text!r}: {exc}")
+    return tuple(out)
+
+
+def _ref(kind: str, name: str, known: set[str] | Mapping[str, str], refs: Refs) -> str | None:
+    if name in known:
+        refs.used.add((kind, name))
+        return None
+    return f'unknown {kind} "{name}"{did_you_mean(name, known)}'
+
+
+def _check_refs(raw: RawRoute, spec: RouteSpec, refs: Refs, diags: Diagnostics, subject: str) -> None:
+    src, loc = raw.src, raw.loc
+
+    def check(kind: str, name: str | None, where: Loc, known: set[str] | Mapping[str, str]) -> None:
+        if name is not None and (msg := _ref(kind, name, known, refs)):
+            diags.error(src, (*loc, *where), f"{subject}: {msg}")
+
+    if spec.tiers is not None:
+        for i, t in enumerate(spec.tiers.general):
+            check("target", t, ("tiers", "general", i), refs.targets)
+        check("target", spec.tiers.incident, ("tiers", "incident"), refs.targets)
+        st = spec.tiers.stakeholders
+        if st is not None:
+            if not st.targets:
+                diags.error(src, (*loc, "tiers", "stakeholders"), f"{subject}: stakeholders tier has no targets")
+            for i, t in enumerate(st.targets):
+                check("target", t, ("tiers", "stakeholders", "targets", i), refs.targets)
+    if spec.follow_up is not None:
+        check("target", spec.follow_up.ticket_target, ("follow_up", "ticket_target"), refs.targets)
+    if spec.roles is not None:
+        for role in ROLES:
+            value = getattr(spec.roles, role)
+            sources = value if isinstance(value, list) else [value]
+            for i, s in enumerate(sources):
+                if s is not None and s.rotation is not None:
+                    as_list = isinstance(raw.data["roles"].get(role), list)
+                    where = ("roles", role, i, "rotation") if as_list else ("roles", role, "rotation")
+                    check("rotation", s.rotation, where, refs.rotations)
+    if spec.title_template is not None:
+        check("template", spec.title_template, ("title_template",), refs.templates)
+    if spec.title is not None and spec.title_template is not None:
+        diags.error(src, (*loc, "title_template"), f"{subject}: give title or title_template, not both", key=True)
+    if spec.severity is not None and spec.severity_from is not None:
+        diags.error(src, (*loc, "severity_from"), f"{subject}: give severity or severity_from, not both", key=True)
+    for i, label in enumerate(spec.group_by or ()):
+        if label != "..." and not re.match(_LABEL, label):
+            diags.error(src, (*loc, "group_by", i), f"{subject}: group_by: invalid label name {label!r}")
+
+
+def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) -> Settings:
+    s = spec.model_fields_set
+    out = parent
+    if "severity" in s or "severity_from" in s:
+        out = replace(out, severity=spec.severity, severity_from=spec.severity_from)
+    for name in ("team", "service"):
+        if name in s:
+            out = replace(out, **{name: getattr(spec, name)})
+    if "title" in s:
+        out = replace(out, title=spec.title)
+    if "title_template" in s and spec.title_template is not None:
+        out = replace(out, title=templates.get(spec.title_template))
+    if "group_by" in s:
+        out = replace(out, group_by=tuple(spec.group_by) if spec.group_by is not None else None)
+    if "reopen_window" in s and spec.reopen_window is not None:
+        out = replace(out, reopen_window_s=spec.reopen_window)
+    if "follow_up" in s:
+        out = replace(out, follow_up=spec.follow_up)
+    if spec.tiers is not None:
+        t, ts = spec.tiers, spec.tiers.model_fields_set
+        old = out.tiers
+        stake = t.stakeholders
+        out = replace(
+            out,
+            tiers=Tiers(
+                general=tuple(t.general) if "general" in ts else old.general,
+                incident=t.incident if "incident" in ts else old.incident,
+                stakeholders=(tuple(stake.targets) if stake else ()) if "stakeholders" in ts else old.stakeholders,
+                stakeholder_min_severity=(stake.min_severity if stake else "sev1")
+                if "stakeholders" in ts
+                else old.stakeholder_min_severity,
+            ),
+        )
+    if spec.roles is not None:
+        roles = dict(out.roles)
+        for role in spec.roles.model_fields_set:
+            value = getattr(spec.roles, role)
+            sources = value if isinstance(value, list) else ([value] if value is not None else [])
+            roles[role] = tuple(RoleSource(x.rotation, x.person) for x in sources)
+        out = replace(out, roles=roles)
+    if spec.postmortem is not None:
+        pm = dict(out.postmortem)
+        pm.update({k: getattr(spec.postmortem, k) or "none" for k in spec.postmortem.model_fields_set})
+        out = replace(out, postmortem=pm)
+    if spec.status_update is not None:
+        su = dict(out.status_update)
+        su.update({k: getattr(spec.status_update, k) for k in spec.status_update.model_fields_set})
+        out = replace(out, status_update=su)
+    return out
+
+
+def _template(raw: RawRoute, spec: RouteSpec, source: str | None, diags: Diagnostics, subject: str) -> Template | None:
+    if source is None:
+        return None
+    try:
+        return title_environment().from_string(source)
+    except TemplateSyntaxError as exc:
+        if "title" in spec.model_fields_set:  # a named template's errors are reported where it is
+            diags.error(raw.src, (*raw.loc, "title"), f"{subject}: title template line {exc.lineno}: {exc.message}")
+        return None
+
+
+def build_route(
+    raw: RawRoute,
+    parent: Settings,
+    refs: Refs,
+    diags: Diagnostics,
+    *,
+    depth: int = 0,
+    extra_children: list[RawRoute] | None = None,
+) -> Route:
+    """Compile one route and its subtree (the root also gets the files' top-level routes)."""
+    root = depth == 0
+    spec, kids = _spec(raw, diags, root)
+    name = spec.name or ("root" if root else "")
+    subject = f'route "{name}"' if name else "route"
+    where = raw.src.where(raw.loc)
+    if not name:
+        diags.error(raw.src, raw.loc, 'route: missing required key "name"')
+    elif not root or spec.name:
+        if not re.match(NAME_PATTERN, name):
+            pass  # reported by the schema
+        elif name in refs.names:
+            diags.error(raw.src, (*raw.loc, "name"), f'{subject}: duplicate route name (first at {refs.names[name]})')
+        else:
+            refs.names[name] = raw.src.where((*raw.loc, "name"))
+    if root and spec.name is None:
+        refs.names.setdefault("root", where)
+    matchers = _matchers(raw, spec, diags, subject) if isinstance(raw.data, dict) else ()
+    if root and spec.matchers:
+        diags.error(raw.src, (*raw.loc, "matchers"), f"{subject}: the root route must not have matchers: it catches every alert")
+    if root and spec.continue_:
+        diags.error(raw.src, (*raw.loc, "continue"), f"{subject}: the root route cannot continue", key=True)
+    if isinstance(raw.data, dict):
+        _check_refs(raw, spec, refs, diags, subject)
+    settings = _inherit(parent, spec, refs.templates)
+    own_title = root or bool({"title", "title_template"} & spec.model_fields_set)
+    template = _template(raw, spec, settings.title, diags, subject) if own_title else None
+    children = tuple(
+        build_route(k, settings, refs, diags, depth=depth + 1) for k in [*kids, *(extra_children or [])]
+    )
+    return Route(name or "?", matchers, spec.continue_, settings, children, where, depth, template)
+
+
+def inherit_templates(route: Route, parent: Template | None = None) -> Route:
+    """Give every route the compiled title template it inherits."""
+    tpl = route.title_template or (parent if route.settings.title is not None else None)
+    return replace(route, title_template=tpl, children=tuple(inherit_templates(c, tpl) for c in route.children))

@@ -1,0 +1,211 @@
+"""The rule files' schema as pydantic models: strict (unknown keys are errors), one per block.
+
+These models only check shapes and value syntax; references between objects (targets,
+rotations, templates), regexes and inheritance are checked by ``bridge.rules.loader``.
+docs/rules.md documents every field here (a test walks these models).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+
+from bridge.policy import Severity
+
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_UNITS = (7 * 86400, 86400, 3600, 60, 1, 0.001)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def parse_duration(value: Any) -> float:
+    """Prometheus durations (``90s``, ``30m``, ``1h30m``, ``1d``, ``2w``) in seconds."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a duration like 30m, 1h or 1h30m")
+    m = _DURATION.match(value)
+    if not m or not any(m.groups()):
+        raise ValueError(f"invalid duration {value!r} (use e.g. 90s, 30m, 1h30m, 1d, 2w)")
+    return float(sum(int(g) * u for g, u in zip(m.groups(), _UNITS, strict=True) if g))
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an IANA time zone name like Europe/Berlin")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+    return value
+
+
+def _clock(value: Any) -> time:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 09:00 as a sexagesimal integer (540).
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError("must be a time of day HH:MM")
+    h, m = (int(x) for x in value.split(":"))
+    if h > 23 or m > 59:
+        raise ValueError(f"invalid time of day {value!r}")
+    return time(h, m)
+
+
+def _period(value: Any) -> int:
+    if value == "daily":
+        return 1
+    if value == "weekly":
+        return 7
+    if isinstance(value, str) and (m := re.fullmatch(r"([1-9]\d*)d", value)):
+        return int(m.group(1))
+    raise ValueError("must be daily, weekly or a number of days like 3d")
+
+
+def _when(value: Any) -> date:
+    """A date (``2026-12-24``) or a date and time (``2026-12-24T18:00``, zone optional)."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date (2026-12-24) or a date and time (2026-12-24T18:00)")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _member(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+Duration = Annotated[float, PlainValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+When = Annotated[date, PlainValidator(_when)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeverityFrom(Strict):
+    label: str = "severity"
+    map: dict[str, Severity] = Field(default_factory=dict)
+    default: Severity = "sev4"
+
+
+class Stakeholders(Strict):
+    targets: list[str] = Field(default_factory=list)
+    min_severity: Severity = "sev1"
+
+
+class TiersSpec(Strict):
+    general: list[str] = Field(default_factory=list)
+    incident: str | None = None
+    stakeholders: Stakeholders | None = None
+
+
+class RoleSource(Strict):
+    rotation: str | None = None
+    person: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RoleSource:
+        if (self.rotation is None) == (self.person is None):
+            raise ValueError("give exactly one of rotation or person")
+        return self
+
+
+class RolesSpec(Strict):
+    commander: RoleSource | None = None
+    scribe: RoleSource | None = None
+    liaison: RoleSource | None = None
+    responders: Annotated[list[RoleSource], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] | None = None
+
+
+class FollowUp(Strict):
+    checklist: list[str] = Field(default_factory=list)
+    ticket_target: str | None = None
+
+
+PostmortemRule = Literal["required", "optional", "none"]
+
+
+class PostmortemSpec(Strict):
+    sev1: PostmortemRule | None = None
+    sev2: PostmortemRule | None = None
+    sev3: PostmortemRule | None = None
+    sev4: PostmortemRule | None = None
+
+
+class StatusUpdateSpec(Strict):
+    sev1: Duration | None = None
+    sev2: Duration | None = None
+    sev3: Duration | None = None
+    sev4: Duration | None = None
+
+
+class RouteSpec(Strict):
+    name: Name | None = None
+    matchers: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    continue_: bool = Field(default=False, alias="continue")
+    severity: Severity | None = None
+    severity_from: SeverityFrom | None = None
+    team: str | None = None
+    service: str | None = None
+    title: str | None = None
+    title_template: str | None = None
+    group_by: list[str] | None = None
+    reopen_window: Duration | None = None
+    tiers: TiersSpec | None = None
+    roles: RolesSpec | None = None
+    follow_up: FollowUp | None = None
+    postmortem: PostmortemSpec | None = None
+    status_update: StatusUpdateSpec | None = None
+    routes: list[RouteSpec] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class Override(Strict):
+    start: When
+    end: When
+    member: str
+
+
+class Member(Strict):
+    name: str = Field(min_length=1)
+    handles: dict[str, str] = Field(default_factory=dict)
+
+
+class RotationSpec(Strict):
+    members: list[Annotated[Member, BeforeValidator(_member)]] = Field(min_length=1)
+    period: Annotated[int, PlainValidator(_period)] = 7
+    handoff: Annotated[time, PlainValidator(_clock)] = time(9, 0)
+    timezone: Annotated[str, PlainValidator(_timezone)] = "UTC"
+    start: When = date(2026, 1, 5)
+    overrides: list[Override] = Field(default_factory=list)
+
+
+class RuleFile(Strict):
+    targets: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    rotations: dict[Name, RotationSpec] = Field(default_factory=dict)
+    templates: dict[Name, str] = Field(default_factory=dict)
+    route: RouteSpec | None = None
+    routes: list[RouteSpec] = Field(default_factory=list)
+
+
+def all_models() -> list[type[BaseModel]]:
+    """Every schema model, for the docs test and "did you mean" on unknown keys."""
+    return [
+        RuleFile, RouteSpec, SeverityFrom, TiersSpec, Stakeholders, RolesSpec, RoleSource,
+        FollowUp, PostmortemSpec, StatusUpdateSpec, RotationSpec, Member, Override,
+    ]  # fmt: skip
+
+
+def keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]

@@ -1,0 +1,191 @@
+"""YAML sources with positions, and the collector of ``file:line:col: message`` diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+Loc = tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One parsed rule file: its display name and the round-trip tree (nodes know line/col)."""
+
+    name: str
+    data: Any
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """1-based (line, col) of the node at ``loc``; ``key=True`` points at a mapping key.
+
+        Walks as deep as the tree allows: a missing key points at its parent mapping.
+        """
+        node = self.data
+        pos = (0, 0)
+        for i, part in enumerate(loc):
+            lc = getattr(node, "lc", None)
+            if lc is None:
+                break
+            last = i == len(loc) - 1
+            if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+                pos = lc.item(part)
+                node = node[part]
+            elif isinstance(node, dict) and part in node:
+                pos = lc.key(part) if (key and last) else lc.value(part)
+                if not last and _is_scalar(node[part]):
+                    pos = lc.value(part)
+                node = node[part]
+            else:
+                if i == 0 or pos == (0, 0):
+                    pos = (lc.line, lc.col)
+                break
+        return pos[0] + 1, pos[1] + 1
+
+    def where(self, loc: Loc, *, key: bool = False) -> str:
+        line, col = self.position(loc, key=key)
+        return f"{self.name}:{line}:{col}"
+
+
+def _is_scalar(node: Any) -> bool:
+    return not isinstance(node, dict | list)
+
+
+@dataclass
+class Diagnostics:
+    """Every error and warning of one load, each already carrying its place."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, src: Source, loc: Loc, message: str, *, key: bool = False) -> None:
+        self.errors.append(f"{src.where(loc, key=key)}: {message}")
+
+    def warn(self, src: Source, loc: Loc, message: str, *, key: bool = False) -> None:
+        self.warnings.append(f"{src.where(loc, key=key)}: {message}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def display_name(path: Path) -> str:
+    """A path relative to the working directory when it is below it (as promtool prints)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def collect_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """Rule files from files and directories (``*.yaml``/``*.yml``, not recursive, sorted)."""
+    files: list[Path] = []
+    errors: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
+            if not found:
+                errors.append(f"{display_name(p)}:0:0: no *.yaml rule files in this directory")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            errors.append(f"{display_name(p)}:0:0: no such file or directory")
+    unique: list[Path] = []
+    seen: set[Path] = set()
+    for f in files:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique, errors
+
+
+def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
+    """Parse one file; YAML errors (syntax, duplicate keys) become diagnostics."""
+    name = display_name(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        diags.errors.append(f"{name}:0:0: cannot read: {exc.strerror}")
+        return None, b""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        diags.errors.append(f"{name}:0:0: not UTF-8 (byte {exc.start})")
+        return None, raw
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = " ".join(p for p in (exc.problem, exc.context) if p) or str(exc)
+        diags.errors.append(f"{name}:{line}:{col}: YAML: {problem}")
+        return None, raw
+    return Source(name, data), raw
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel]:
+    cur = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or n: f for n, f in cur.model_fields.items()}
+        if part not in fields:
+            continue
+        found = _models_in(fields[part].annotation)
+        if found:
+            cur = found[0]
+    return cur
+
+
+def _loc_text(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def report_validation(
+    diags: Diagnostics,
+    src: Source,
+    base: Loc,
+    exc: ValidationError,
+    model: type[BaseModel],
+    subject: str = "",
+) -> None:
+    """Turn every pydantic error into a positioned diagnostic (``subject`` names the object)."""
+    prefix = f"{subject}: " if subject else ""
+    for err in exc.errors(include_url=False):
+        loc: Loc = tuple(p for p in err["loc"] if p != "[key]")
+        kind = err["type"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            keys = [f.alias or n for n, f in parent.model_fields.items()]
+            hint = did_you_mean(str(loc[-1]), keys)
+            diags.error(src, base + loc, f'{prefix}unknown key "{loc[-1]}"{hint}', key=True)
+        elif kind == "missing":
+            diags.error(src, base + loc, f'{prefix}missing required key "{loc[-1]}"')
+        elif loc:
+            diags.error(src, base + loc, f"{prefix}{_loc_text(loc)}: {msg}")
+        else:
+            diags.error(src, base, f"{prefix}{msg}")
