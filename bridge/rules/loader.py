@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
@@ -63,13 +64,17 @@ class _Acc:
         return [n for k, n in self.declared if k == kind]
 
 
-def _declare(acc: _Acc, diags: Diagnostics, src: Source, kind: str, section: str, name: Any) -> bool:
+def _declare(
+    acc: _Acc, diags: Diagnostics, src: Source, kind: str, section: str, name: Any
+) -> bool:
     loc = (section, name)
     if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         diags.error(src, loc, f"{kind} name {name!r}: use letters, digits, '_', '.', '-'", key=True)
         return False
     if (kind, name) in acc.declared:
-        diags.error(src, loc, f'{kind} "{name}" already declared at {acc.declared[kind, name]}', key=True)
+        diags.error(
+            src, loc, f'{kind} "{name}" already declared at {acc.declared[kind, name]}', key=True
+        )
         return False
     acc.declared[kind, name] = src.where(loc, key=True)
     acc.places[kind, name] = (src, loc)
@@ -91,27 +96,37 @@ def _rotation(src: Source, name: str, data: Any, diags: Diagnostics) -> rot.Rota
         if n in names[:i]:
             diags.error(src, (*loc, "members", i), f'{subject}: member "{n}" listed twice')
             ok = False
-    zone = rot.ZoneInfo(spec.timezone)
+    zone = ZoneInfo(spec.timezone)
     overrides = []
     for i, o in enumerate(spec.overrides):
         member = next((m for m in members if m.name == o.member), None)
         if member is None:
             hint = did_you_mean(o.member, names)
-            diags.error(src, (*loc, "overrides", i, "member"), f'{subject}: override member "{o.member}" is not a member{hint}')
+            diags.error(
+                src,
+                (*loc, "overrides", i, "member"),
+                f'{subject}: override member "{o.member}" is not a member{hint}',
+            )
             ok = False
             continue
         start = rot.to_instant(o.start, zone, spec.handoff)
         end = rot.to_instant(o.end, zone, spec.handoff)
         if end <= start:
-            diags.error(src, (*loc, "overrides", i, "end"), f"{subject}: override ends before it starts")
+            diags.error(
+                src, (*loc, "overrides", i, "end"), f"{subject}: override ends before it starts"
+            )
             ok = False
         overrides.append(rot.Override(start, end, member))
     if not ok:
         return None
-    return rot.Rotation(name, members, spec.period, spec.handoff, spec.timezone, spec.start, tuple(overrides))
+    return rot.Rotation(
+        name, members, spec.period, spec.handoff, spec.timezone, spec.start, tuple(overrides)
+    )
 
 
-def _read_file(src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str] | None, resolve: bool) -> None:
+def _read_file(
+    src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str] | None, resolve: bool
+) -> None:
     data = src.data
     if data is None:
         return
@@ -120,7 +135,9 @@ def _read_file(src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str
         return
     for key in data:
         if key not in _SECTIONS:
-            diags.error(src, (key,), f'unknown key "{key}"{did_you_mean(str(key), _SECTIONS)}', key=True)
+            diags.error(
+                src, (key,), f'unknown key "{key}"{did_you_mean(str(key), _SECTIONS)}', key=True
+            )
     for section in ("targets", "rotations", "templates"):
         block = data.get(section)
         if block is None:
@@ -141,13 +158,17 @@ def _read_file(src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str
                 if r is not None:
                     acc.rotations[name] = r
             elif not isinstance(value, str):
-                diags.error(src, (section, name), f'template "{name}": must be a string (a Jinja2 template)')
+                diags.error(
+                    src, (section, name), f'template "{name}": must be a string (a Jinja2 template)'
+                )
             else:
                 acc.templates[name] = value
                 try:
                     title_environment().from_string(value)
                 except TemplateSyntaxError as exc:
-                    diags.error(src, (section, name), f'template "{name}": line {exc.lineno}: {exc.message}')
+                    diags.error(
+                        src, (section, name), f'template "{name}": line {exc.lineno}: {exc.message}'
+                    )
     if "route" in data:
         if acc.root is not None:
             first = acc.root.src.where(acc.root.loc)
@@ -189,7 +210,9 @@ def load_rules(
     acc = _Acc()
     for src in sources:
         _read_file(src, acc, diags, env, resolve_secrets)
-    refs = Refs(set(acc.declared_names("target")), set(acc.declared_names("rotation")), acc.templates)
+    refs = Refs(
+        set(acc.declared_names("target")), set(acc.declared_names("rotation")), acc.templates
+    )
     if acc.root is None:
         base = sources[0] if sources else Source("<rules>", {})
         root_raw = RawRoute(Source(base.name, {}), (), {})

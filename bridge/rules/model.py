@@ -35,7 +35,9 @@ DEFAULT_STATUS_UPDATE: Mapping[str, float | None] = {
 
 def title_environment() -> SandboxedEnvironment:
     """Title templates: sandboxed, and a missing label is an error (not an empty string)."""
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,16 @@ def _spec(raw: RawRoute, diags: Diagnostics, root: bool) -> tuple[RouteSpec, lis
     return spec, children
 
 
-def _matchers(raw: RawRoute, spec: RouteSpec, diags: Diagnostics, subject: str) -> tuple[Matcher, ...]:
+def _matchers(
+    raw: RawRoute, spec: RouteSpec, diags: Diagnostics, subject: str
+) -> tuple[Matcher, ...]:
     out: list[Matcher] = []
     for i, text in enumerate(spec.matchers):
-        mloc = (*raw.loc, "matchers", i) if isinstance(raw.data.get("matchers"), list) else (*raw.loc, "matchers")
+        mloc = (
+            (*raw.loc, "matchers", i)
+            if isinstance(raw.data.get("matchers"), list)
+            else (*raw.loc, "matchers")
+        )
         try:
             out.extend(parse_matchers(text))
         except MatcherError as exc:
@@ -83,7 +89,9 @@ def _ref(kind: str, name: str, known: set[str] | Mapping[str, str], refs: Refs) 
     return f'unknown {kind} "{name}"{did_you_mean(name, known)}'
 
 
-def _check_refs(raw: RawRoute, spec: RouteSpec, refs: Refs, diags: Diagnostics, subject: str) -> None:
+def _check_refs(
+    raw: RawRoute, spec: RouteSpec, refs: Refs, diags: Diagnostics, subject: str
+) -> None:
     src, loc = raw.src, raw.loc
 
     def check(kind: str, name: str | None, where: Loc, known: set[str] | Mapping[str, str]) -> None:
@@ -97,7 +105,11 @@ def _check_refs(raw: RawRoute, spec: RouteSpec, refs: Refs, diags: Diagnostics, 
         st = spec.tiers.stakeholders
         if st is not None:
             if not st.targets:
-                diags.error(src, (*loc, "tiers", "stakeholders"), f"{subject}: stakeholders tier has no targets")
+                diags.error(
+                    src,
+                    (*loc, "tiers", "stakeholders"),
+                    f"{subject}: stakeholders tier has no targets",
+                )
             for i, t in enumerate(st.targets):
                 check("target", t, ("tiers", "stakeholders", "targets", i), refs.targets)
     if spec.follow_up is not None:
@@ -109,17 +121,31 @@ def _check_refs(raw: RawRoute, spec: RouteSpec, refs: Refs, diags: Diagnostics, 
             for i, s in enumerate(sources):
                 if s is not None and s.rotation is not None:
                     as_list = isinstance(raw.data["roles"].get(role), list)
-                    where = ("roles", role, i, "rotation") if as_list else ("roles", role, "rotation")
+                    where = (
+                        ("roles", role, i, "rotation") if as_list else ("roles", role, "rotation")
+                    )
                     check("rotation", s.rotation, where, refs.rotations)
     if spec.title_template is not None:
         check("template", spec.title_template, ("title_template",), refs.templates)
     if spec.title is not None and spec.title_template is not None:
-        diags.error(src, (*loc, "title_template"), f"{subject}: give title or title_template, not both", key=True)
+        diags.error(
+            src,
+            (*loc, "title_template"),
+            f"{subject}: give title or title_template, not both",
+            key=True,
+        )
     if spec.severity is not None and spec.severity_from is not None:
-        diags.error(src, (*loc, "severity_from"), f"{subject}: give severity or severity_from, not both", key=True)
+        diags.error(
+            src,
+            (*loc, "severity_from"),
+            f"{subject}: give severity or severity_from, not both",
+            key=True,
+        )
     for i, label in enumerate(spec.group_by or ()):
         if label != "..." and not re.match(_LABEL, label):
-            diags.error(src, (*loc, "group_by", i), f"{subject}: group_by: invalid label name {label!r}")
+            diags.error(
+                src, (*loc, "group_by", i), f"{subject}: group_by: invalid label name {label!r}"
+            )
 
 
 def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) -> Settings:
@@ -149,7 +175,9 @@ def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) ->
             tiers=Tiers(
                 general=tuple(t.general) if "general" in ts else old.general,
                 incident=t.incident if "incident" in ts else old.incident,
-                stakeholders=(tuple(stake.targets) if stake else ()) if "stakeholders" in ts else old.stakeholders,
+                stakeholders=(tuple(stake.targets) if stake else ())
+                if "stakeholders" in ts
+                else old.stakeholders,
                 stakeholder_min_severity=(stake.min_severity if stake else "sev1")
                 if "stakeholders" in ts
                 else old.stakeholder_min_severity,
@@ -164,7 +192,9 @@ def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) ->
         out = replace(out, roles=roles)
     if spec.postmortem is not None:
         pm = dict(out.postmortem)
-        pm.update({k: getattr(spec.postmortem, k) or "none" for k in spec.postmortem.model_fields_set})
+        pm.update(
+            {k: getattr(spec.postmortem, k) or "none" for k in spec.postmortem.model_fields_set}
+        )
         out = replace(out, postmortem=pm)
     if spec.status_update is not None:
         su = dict(out.status_update)
@@ -173,14 +203,20 @@ def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) ->
     return out
 
 
-def _template(raw: RawRoute, spec: RouteSpec, source: str | None, diags: Diagnostics, subject: str) -> Template | None:
+def _template(
+    raw: RawRoute, spec: RouteSpec, source: str | None, diags: Diagnostics, subject: str
+) -> Template | None:
     if source is None:
         return None
     try:
         return title_environment().from_string(source)
     except TemplateSyntaxError as exc:
         if "title" in spec.model_fields_set:  # a named template's errors are reported where it is
-            diags.error(raw.src, (*raw.loc, "title"), f"{subject}: title template line {exc.lineno}: {exc.message}")
+            diags.error(
+                raw.src,
+                (*raw.loc, "title"),
+                f"{subject}: title template line {exc.lineno}: {exc.message}",
+            )
         return None
 
 
@@ -205,23 +241,34 @@ def build_route(
         if not re.match(NAME_PATTERN, name):
             pass  # reported by the schema
         elif name in refs.names:
-            diags.error(raw.src, (*raw.loc, "name"), f'{subject}: duplicate route name (first at {refs.names[name]})')
+            diags.error(
+                raw.src,
+                (*raw.loc, "name"),
+                f"{subject}: duplicate route name (first at {refs.names[name]})",
+            )
         else:
             refs.names[name] = raw.src.where((*raw.loc, "name"))
     if root and spec.name is None:
         refs.names.setdefault("root", where)
     matchers = _matchers(raw, spec, diags, subject) if isinstance(raw.data, dict) else ()
     if root and spec.matchers:
-        diags.error(raw.src, (*raw.loc, "matchers"), f"{subject}: the root route must not have matchers: it catches every alert")
+        diags.error(
+            raw.src,
+            (*raw.loc, "matchers"),
+            f"{subject}: the root route must not have matchers: it catches every alert",
+        )
     if root and spec.continue_:
-        diags.error(raw.src, (*raw.loc, "continue"), f"{subject}: the root route cannot continue", key=True)
+        diags.error(
+            raw.src, (*raw.loc, "continue"), f"{subject}: the root route cannot continue", key=True
+        )
     if isinstance(raw.data, dict):
         _check_refs(raw, spec, refs, diags, subject)
     settings = _inherit(parent, spec, refs.templates)
     own_title = root or bool({"title", "title_template"} & spec.model_fields_set)
     template = _template(raw, spec, settings.title, diags, subject) if own_title else None
     children = tuple(
-        build_route(k, settings, refs, diags, depth=depth + 1) for k in [*kids, *(extra_children or [])]
+        build_route(k, settings, refs, diags, depth=depth + 1)
+        for k in [*kids, *(extra_children or [])]
     )
     return Route(name or "?", matchers, spec.continue_, settings, children, where, depth, template)
 
@@ -229,4 +276,6 @@ def build_route(
 def inherit_templates(route: Route, parent: Template | None = None) -> Route:
     """Give every route the compiled title template it inherits."""
     tpl = route.title_template or (parent if route.settings.title is not None else None)
-    return replace(route, title_template=tpl, children=tuple(inherit_templates(c, tpl) for c in route.children))
+    return replace(
+        route, title_template=tpl, children=tuple(inherit_templates(c, tpl) for c in route.children)
+    )

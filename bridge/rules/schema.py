@@ -37,7 +37,9 @@ def _timezone(value: Any) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+        ) from None
     return value
 
 
@@ -69,7 +71,11 @@ def _when(value: Any) -> date:
         return value
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+            return (
+                datetime.fromisoformat(value)
+                if "T" in value or " " in value
+                else date.fromisoformat(value)
+            )
         except ValueError:
             pass
     raise ValueError("must be a date (2026-12-24) or a date and time (2026-12-24T18:00)")
@@ -124,7 +130,10 @@ class RolesSpec(Strict):
     commander: RoleSource | None = None
     scribe: RoleSource | None = None
     liaison: RoleSource | None = None
-    responders: Annotated[list[RoleSource], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] | None = None
+    responders: (
+        Annotated[list[RoleSource], BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)]
+        | None
+    ) = None
 
 
 class FollowUp(Strict):

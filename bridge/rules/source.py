@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
-
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 

@@ -64,7 +64,9 @@ def known_types() -> tuple[str, ...]:
         registry = getattr(importlib.import_module("bridge.targets"), "REGISTRY", None)
     except ImportError:
         registry = None
-    extra = tuple(k for k in registry if k not in TARGET_TYPES) if isinstance(registry, Mapping) else ()
+    extra = (
+        tuple(k for k in registry if k not in TARGET_TYPES) if isinstance(registry, Mapping) else ()
+    )
     return TARGET_TYPES + extra
 
 

@@ -1,0 +1,159 @@
+"""Rule evaluation: route alerts through the tree and decide one incident per group. Pure.
+
+Incident keys (stable: they depend only on the route and the alerts' labels or groupKey):
+- a route with ``group_by``: ``<route>:{label="value", ...}`` over the group_by labels the
+  alert has (``...`` groups by all labels, as in Alertmanager);
+- otherwise Alertmanager's ``groupKey``, prefixed ``<route>:`` for every route but the root. The
+  root route keeps the bare groupKey, which is what the built-in policy uses, so incidents keep
+  their keys when rules are introduced; any other route needs the prefix because the alerts of
+  one Alertmanager group may split over sibling routes (or reach several through ``continue``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import TemplateError
+
+from bridge.alertmanager import Alert, WebhookPayload
+from bridge.policy import ROLES, Decision, Severity, severity_rank
+from bridge.rules.matchers import format_labels, matches_all
+from bridge.rules.model import Route, RuleSet
+from bridge.rules.rotations import holder
+
+
+def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
+    """The routes an alert with ``labels`` goes to, like Alertmanager's ``Route.Match``: the
+    deepest matching routes; siblings after a match are skipped unless it has ``continue``."""
+    if not matches_all(route.matchers, labels):
+        return []
+    out: list[Route] = []
+    for child in route.children:
+        got = match_routes(child, labels)
+        if got:
+            out.extend(got)
+            if not child.continue_:
+                break
+    return out or [route]
+
+
+def incident_key(route: Route, alert: Alert, group_key: str, is_root: bool) -> str:
+    group_by = route.settings.group_by
+    if group_by is None:
+        return group_key if is_root else f"{route.name}:{group_key}"
+    if "..." in group_by:
+        labels = dict(alert.labels)
+    else:
+        labels = {n: alert.labels[n] for n in group_by if alert.labels.get(n, "") != ""}
+    return f"{route.name}:{format_labels(labels)}"
+
+
+def _common(maps: list[Mapping[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = maps[0]
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+
+
+@dataclass(frozen=True)
+class RulesPolicy:
+    """``bridge.policy.Policy`` backed by a loaded ``RuleSet``."""
+
+    ruleset: RuleSet
+
+    def evaluate(self, payload: WebhookPayload, now_ns: int) -> list[Decision]:
+        groups: dict[tuple[str, str], tuple[Route, list[Alert]]] = {}
+        root = self.ruleset.root
+        for alert in payload.alerts:
+            for route in match_routes(root, alert.labels):
+                key = incident_key(route, alert, payload.group_key, route is root)
+                groups.setdefault((route.name, key), (route, []))[1].append(alert)
+        at = datetime.fromtimestamp(now_ns / 1e9, tz=UTC)
+        return [
+            self.decide(route, key, alerts, payload, at)
+            for (_, key), (route, alerts) in groups.items()
+        ]
+
+    def decide(
+        self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, at: datetime
+    ) -> Decision:
+        s = route.settings
+        severity: Severity = min((s.severity_of(a.labels) for a in alerts), key=severity_rank)
+        labels = _common([a.labels for a in alerts])
+        annotations = _common([a.annotations for a in alerts])
+        team = s.team or labels.get("team")
+        service = s.service or labels.get("service")
+        roles: dict[str, tuple[str, ...]] = {}
+        handles: dict[str, list[dict[str, Any]]] = {}
+        for role in ROLES:
+            names: list[str] = []
+            for src in s.roles.get(role, ()):
+                if src.rotation is not None:
+                    rotation = self.ruleset.rotations[src.rotation]
+                    member = holder(rotation, at)
+                    names.append(member.name)
+                    handles.setdefault(role, []).append({"name": member.name, **member.handles})
+                elif src.person is not None:
+                    names.append(src.person)
+                    handles.setdefault(role, []).append({"name": src.person})
+            if names:
+                roles[role] = tuple(dict.fromkeys(names))
+        context = {
+            "labels": labels,
+            "annotations": annotations,
+            "commonLabels": payload.common_labels,
+            "commonAnnotations": payload.common_annotations,
+            "groupLabels": payload.group_labels,
+            "alerts": [
+                {"labels": a.labels, "annotations": a.annotations, "status": a.status}
+                for a in alerts
+            ],
+            "severity": severity,
+            "team": team,
+            "service": service,
+            "route": route.name,
+        }
+        title = _title(route, context, labels, annotations, key)
+        follow_up = s.follow_up
+        policies: dict[str, Any] = {
+            "postmortem": s.postmortem.get(severity, "none"),
+            "status_update_interval_s": s.status_update.get(severity),
+            "follow_up": {
+                "checklist": list(follow_up.checklist) if follow_up else [],
+                "ticket_target": follow_up.ticket_target if follow_up else None,
+            },
+            "role_handles": handles,
+        }
+        return Decision(
+            key=key,
+            severity=severity,
+            title=title,
+            fingerprints=tuple(a.fingerprint for a in alerts),
+            route=route.name,
+            team=team,
+            service=service,
+            reopen_window_s=s.reopen_window_s,
+            tiers=s.tiers,
+            roles=roles,
+            policies=policies,
+        )
+
+
+def _title(
+    route: Route,
+    context: Mapping[str, Any],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    key: str,
+) -> str:
+    if route.title_template is not None:
+        try:
+            text = " ".join(route.title_template.render(context).split())
+            if text:
+                return text
+        except TemplateError:
+            pass  # a label the template needs is missing: fall back below
+    return annotations.get("summary") or labels.get("alertname") or key

@@ -1,0 +1,79 @@
+"""The active rules as plain JSON-able data, secrets masked (for ``GET /api/v1/rules``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from bridge.rules.model import Route, RuleSet, Settings
+from bridge.rules.rotations import Rotation
+from bridge.secrets import MASK, Secret
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def settings_dict(s: Settings) -> dict[str, Any]:
+    return {
+        "severity": s.severity,
+        "severity_from": s.severity_from.model_dump()
+        if s.severity_from and s.severity is None
+        else None,
+        "team": s.team,
+        "service": s.service,
+        "title": s.title,
+        "group_by": list(s.group_by) if s.group_by is not None else None,
+        "reopen_window_s": s.reopen_window_s,
+        "tiers": _plain(asdict(s.tiers)),
+        "roles": {r: [src.describe() for src in v] for r, v in s.roles.items()},
+        "follow_up": s.follow_up.model_dump() if s.follow_up else None,
+        "postmortem": dict(s.postmortem),
+        "status_update_s": dict(s.status_update),
+    }
+
+
+def route_dict(r: Route) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "matchers": [str(m) for m in r.matchers],
+        "continue": r.continue_,
+        "source": r.where,
+        "decides": settings_dict(r.settings),
+        "routes": [route_dict(c) for c in r.children],
+    }
+
+
+def rotation_dict(r: Rotation) -> dict[str, Any]:
+    return {
+        "members": [{"name": m.name, "handles": dict(m.handles)} for m in r.members],
+        "period_days": r.period_days,
+        "handoff": r.handoff.strftime("%H:%M"),
+        "timezone": r.timezone,
+        "start": r.start.isoformat(),
+        "overrides": [
+            {"start": o.start.isoformat(), "end": o.end.isoformat(), "member": o.member.name}
+            for o in r.overrides
+        ],
+    }
+
+
+def ruleset_dict(rs: RuleSet) -> dict[str, Any]:
+    """Everything the rules decide, as JSON-able data. Secrets appear only as ``<secret>``."""
+    return {
+        "config_hash": rs.config_hash,
+        "files": list(rs.files),
+        "targets": {
+            n: {"type": t.type, "settings": _plain(dict(t.settings)), "source": t.where}
+            for n, t in rs.targets.items()
+        },
+        "rotations": {n: rotation_dict(r) for n, r in rs.rotations.items()},
+        "templates": dict(rs.templates),
+        "route": route_dict(rs.root),
+    }
