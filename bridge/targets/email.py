@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from bridge.secrets import Secret
 from bridge.targets.base import (
@@ -34,12 +34,15 @@ SUBJECT_MAX = 200
 
 
 class EmailConfig(TargetConfig):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: Secret | None = None
-    sender: str = Field(min_length=3)
+    # "from" in the rules (a Python keyword, hence the attribute name)
+    sender: str = Field(alias="from", min_length=3)
     to: list[str] = Field(min_length=1)
     domain: str | None = None
     verify_tls: bool = True

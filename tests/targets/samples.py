@@ -49,7 +49,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "discord": {"url": "http://discord.example/api/webhooks/1/x"},
     "pagerduty": {"routing_key": "R" * 32},
     "opsgenie": {"api_key": "k"},
-    "email": {"host": "127.0.0.1", "sender": "bridge@example.com", "to": ["oncall@example.com"]},
+    "email": {"host": "127.0.0.1", "from": "bridge@example.com", "to": ["oncall@example.com"]},
     "telegram": {"token": "1:x", "chat_id": -100123},
 }
 

@@ -28,7 +28,7 @@ def _email(make_target: MakeTarget, port: int, **extra: object):  # type: ignore
         "host": "127.0.0.1",
         "port": port,
         "security": "none",
-        "sender": "bridge@example.com",
+        "from": "bridge@example.com",
         "to": ["oncall@example.com"],
     }
     settings.update(extra)
