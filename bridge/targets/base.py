@@ -132,7 +132,8 @@ class PermanentError(DeliveryError):
 class TargetConfig(BaseModel):
     """Settings common to every target. Subclasses add their own; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a misspelt key holding a token must not echo it in the error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 

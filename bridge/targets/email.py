@@ -34,7 +34,9 @@ SUBJECT_MAX = 200
 
 
 class EmailConfig(TargetConfig):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, populate_by_name=True
+    )
 
     host: str
     port: int = Field(default=587, ge=1, le=65535)

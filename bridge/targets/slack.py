@@ -136,14 +136,18 @@ class SlackTarget(Target):
                 state["setup"] = True
             topic = topic_for(n.incident)
             if state.get("topic") != topic:
-                await self.call(
-                    "conversations.setTopic", {"channel": state["channel"], "topic": topic}
-                )
+                await self._set_topic(state["channel"], topic)
                 state["topic"] = topic
         except DeliveryError as exc:
             exc.state = dict(state)
             raise
         return str(state["channel"])
+
+    async def _set_topic(self, channel: str, topic: str) -> None:
+        try:
+            await self.call("conversations.setTopic", {"channel": channel, "topic": topic})
+        except PermanentError as exc:  # a stale topic is no reason to hold the message
+            self.deps.logger.warning("slack target %s: topic failed: %s", self.name, exc.reason)
 
     async def _create(self, incident: Mapping[str, Any]) -> tuple[str, str]:
         for suffix in range(10):
@@ -175,8 +179,11 @@ class SlackTarget(Target):
         try:
             await self.call("conversations.invite", {"channel": channel, "users": ",".join(ids)})
         except PermanentError as exc:
+            # Invites are best effort: a wrong user id must not keep the channel silent.
             if exc.reason not in _IGNORED_INVITE:
-                raise
+                self.deps.logger.warning(
+                    "slack target %s: invite failed: %s", self.name, exc.reason
+                )
 
     async def _user_id(self, person: str) -> str | None:
         handle = self.config.users.get(person, person)

@@ -100,3 +100,10 @@ def test_every_config_key_is_documented(type_name: str) -> None:
 def test_every_event_is_documented() -> None:
     text = DOC.read_text()
     assert all(f"`{e}`" in text for e in EVENTS)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_validation_errors_do_not_echo_values(type_name: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        REGISTRY[type_name].Config.model_validate({"tokne": "xoxb-SECRET-VALUE", "timeout_s": "x"})
+    assert "xoxb-SECRET-VALUE" not in str(err.value)

@@ -145,3 +145,29 @@ async def test_no_channel_for_general_tier_is_permanent(
 ) -> None:
     with pytest.raises(PermanentError, match="no_channel"):
         await _target(make_target, slack_api).send(make_notification("opened"))
+
+
+async def test_bad_invitee_does_not_block_the_channel(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    inc = incident(roles={"commander": ["U0NOBODY"], "responders": []})
+    with caplog.at_level(logging.WARNING):
+        result = await _target(make_target, slack_api).send(
+            make_notification(tier="incident", inc=inc)
+        )
+    assert "invite failed: slack_user_not_found" in caplog.text
+    assert slack_api.messages[-1]["channel"] == result.state["channel"]
+
+
+async def test_retryable_invite_failure_keeps_progress(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    slack_api.fail_next(1, status=429, retry_after=2, path="/api/conversations.invite")
+    target = _target(make_target, slack_api)
+    with pytest.raises(RetryableError) as err:
+        await target.send(make_notification(tier="incident"))
+    assert err.value.retry_after == 2.0
+    state = err.value.state
+    assert state is not None and "channel" in state and not state.get("setup")
+    await target.send(make_notification(tier="incident", state=dict(state)))
+    assert len(slack_api.channels) == 2
