@@ -1,0 +1,222 @@
+"""``rules test``: run rules unit-test files (in the spirit of ``promtool test rules``).
+
+A test file names the rule files it tests and a list of cases; each case is one webhook
+(alerts given by their labels, or a captured payload file) evaluated at a given time, and the
+incidents the rules should decide. Only the fields a case names are compared.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PlainValidator, ValidationError
+
+from bridge.alertmanager import PayloadError, WebhookPayload, parse_webhook
+from bridge.policy import Decision, Severity, severity_rank
+from bridge.rules.engine import RulesPolicy, match_routes
+from bridge.rules.loader import load_rules
+from bridge.rules.matchers import format_labels
+from bridge.rules.schema import Strict
+from bridge.rules.source import Diagnostics, display_name, read_source, report_validation
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be a date and time like 2026-11-27T09:30:00Z") from None
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    else:
+        raise ValueError("must be a date and time like 2026-11-27T09:30:00Z")
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+Instant = Annotated[datetime, PlainValidator(_instant)]
+
+
+class TestAlert(Strict):
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+
+
+class ExpectedTiers(Strict):
+    general: list[str] | None = None
+    incident: str | None = None
+    stakeholders: list[str] | None = None
+
+
+class ExpectedIncident(Strict):
+    route: str | None = None
+    key: str | None = None
+    severity: Severity | None = None
+    team: str | None = None
+    service: str | None = None
+    title: str | None = None
+    tiers: ExpectedTiers | None = None
+    roles: dict[str, list[str]] | None = None
+    postmortem: Literal["required", "optional", "none"] | None = None
+    alerts: int | None = None
+
+
+class TestCase(Strict):
+    name: str
+    at: Instant | None = None
+    alerts: list[TestAlert] | None = None
+    payload: str | None = None
+    group_key: str | None = None
+    routes: list[str] | None = None
+    incidents: list[ExpectedIncident] | None = None
+
+
+class TestFile(Strict):
+    rule_files: list[str] = Field(default_factory=lambda: [".."])
+    at: Instant | None = None
+    tests: list[TestCase] = Field(min_length=1)
+
+
+@dataclass
+class CaseResult:
+    file: str
+    name: str
+    ok: bool
+    diff: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def payload_from_alerts(
+    alerts: list[TestAlert], group_key: str | None, at: datetime
+) -> WebhookPayload:
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    items = [
+        {
+            "status": a.status,
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "startsAt": stamp,
+            "endsAt": stamp if a.status == "resolved" else "0001-01-01T00:00:00Z",
+        }
+        for a in alerts
+    ]
+    common = {
+        k: v for k, v in alerts[0].labels.items() if all(x.labels.get(k) == v for x in alerts)
+    }
+    return WebhookPayload.model_validate(
+        {
+            "groupKey": group_key or "{}:" + format_labels(common),
+            "status": "firing" if any(a.status == "firing" for a in alerts) else "resolved",
+            "commonLabels": common,
+            "alerts": items,
+        }
+    )
+
+
+def got_incident(d: Decision) -> dict[str, Any]:
+    """A decision in the shape of ``ExpectedIncident``; stakeholders = who is paged now."""
+    paged = severity_rank(d.severity) <= severity_rank(d.tiers.stakeholder_min_severity)
+    return {
+        "route": d.route,
+        "key": d.key,
+        "severity": d.severity,
+        "team": d.team,
+        "service": d.service,
+        "title": d.title,
+        "tiers": {
+            "general": list(d.tiers.general),
+            "incident": d.tiers.incident,
+            "stakeholders": list(d.tiers.stakeholders) if paged else [],
+        },
+        "roles": {k: list(v) for k, v in d.roles.items()},
+        "postmortem": d.policies.get("postmortem"),
+        "alerts": len(d.fingerprints),
+    }
+
+
+def _subset(expected: Any, got: Any) -> Any:
+    """``got`` restricted to what ``expected`` names (so the diff shows only compared fields)."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        return {k: _subset(v, got.get(k)) for k, v in expected.items()}
+    return got
+
+
+def _diff(expected: Any, got: Any) -> list[str]:
+    e = json.dumps(expected, indent=2, ensure_ascii=False).splitlines()
+    g = json.dumps(got, indent=2, ensure_ascii=False).splitlines()
+    return list(difflib.unified_diff(e, g, "expected", "got", lineterm="", n=2))
+
+
+def run_case(
+    policy: RulesPolicy, case: TestCase, default_at: datetime, base: Path
+) -> tuple[Any, Any]:
+    at = case.at or default_at
+    if case.payload is not None:
+        payload = parse_webhook((base / case.payload).read_bytes())
+    else:
+        payload = payload_from_alerts(case.alerts or [], case.group_key, at)
+    expected: dict[str, Any] = {}
+    got: dict[str, Any] = {}
+    if case.routes is not None:
+        names: list[str] = []
+        for a in payload.alerts:
+            names.extend(r.name for r in match_routes(policy.ruleset.root, a.labels))
+        expected["routes"] = case.routes
+        got["routes"] = list(dict.fromkeys(names))
+    if case.incidents is not None:
+        decisions = policy.evaluate(payload, int(at.timestamp()) * 10**9)
+        want = [i.model_dump(exclude_unset=True) for i in case.incidents]
+        have = [got_incident(d) for d in decisions]
+        expected["incidents"] = want
+        got["incidents"] = [_subset(w, h) for w, h in zip(want, have, strict=False)] + have[
+            len(want) :
+        ]
+    return expected, got
+
+
+def run_file(path: Path) -> tuple[list[CaseResult], list[str]]:
+    """Run one test file; returns case results and load errors (file:line:col: message)."""
+    diags = Diagnostics()
+    src, _ = read_source(path, diags)
+    if src is None:
+        return [], diags.errors
+    try:
+        spec = TestFile.model_validate(src.data or {})
+    except ValidationError as exc:
+        report_validation(diags, src, (), exc, TestFile)
+        return [], diags.errors
+    for i, case in enumerate(spec.tests):
+        if (case.alerts is None) == (case.payload is None):
+            diags.error(
+                src, ("tests", i), f'test "{case.name}": give exactly one of alerts or payload'
+            )
+        elif case.alerts is not None and not case.alerts:
+            diags.error(src, ("tests", i, "alerts"), f'test "{case.name}": alerts is empty')
+    if diags.errors:
+        return [], diags.errors
+    base = path.parent
+    loaded = load_rules([base / f for f in spec.rule_files])
+    if loaded.ruleset is None:
+        return [], [f"{display_name(path)}: rule files do not load:", *loaded.errors]
+    policy = RulesPolicy(loaded.ruleset)
+    default_at = spec.at or datetime.now(UTC)
+    results = []
+    for case in spec.tests:
+        name = display_name(path)
+        try:
+            expected, got = run_case(policy, case, default_at, base)
+        except (OSError, PayloadError) as exc:
+            results.append(
+                CaseResult(name, case.name, False, error=f"payload {case.payload}: {exc}")
+            )
+            continue
+        ok = expected == got
+        results.append(CaseResult(name, case.name, ok, [] if ok else _diff(expected, got)))
+    return results, []
