@@ -19,7 +19,8 @@ MARKUPS: tuple[Markup, ...] = ("text", "slack", "html", "markdown")
 ELLIPSIS = "…"
 ZWSP = "\u200b"
 
-_MD_SPECIAL = re.compile(r"([\\`*_~|>\[\]()#<])")
+# Braces too: Adaptive Cards (Teams) evaluate {{DATE(...)}} functions in text.
+_MD_SPECIAL = re.compile(r"([\\`*_~|>\[\]()#<{}])")
 
 
 def escape_text(value: str) -> str:

@@ -79,7 +79,8 @@ class MSTeamsTarget(Target):
         rendered = self.render(n)
         title = rendered.title or escape_markdown(str(n.incident.get("title", "")))
         title = truncate(title, 200, "markdown")
-        text = rendered.body
+        # A single newline is a soft break (a space) in an Adaptive Card: keep lines apart.
+        text = "\n\n".join(line for line in rendered.body.splitlines() if line.strip())
         payload = card(title, text, n.incident)
         excess = _size(payload) - self.config.max_bytes
         if excess > 0:  # cut the body by the bytes over, on markdown token boundaries
