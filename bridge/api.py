@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from bridge.incidents import STATUSES
 from bridge.policy import SEVERITIES
 from bridge.state import AppState
 from bridge.store import StoreUnavailable
+from bridge.store import outbox as outbox_q
 from bridge.store.queries import get_incident, list_incidents
 
 MAX_LIMIT = 500
@@ -81,7 +83,7 @@ async def incident(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     authorize(request, state)
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise web.HTTPNotFound(
             text='{"error": "no such incident"}', content_type="application/json"
         )
@@ -94,3 +96,57 @@ async def incident(request: web.Request) -> web.Response:
             text='{"error": "no such incident"}', content_type="application/json"
         )
     return web.json_response(found)
+
+
+async def notifications(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    authorize(request, state)
+    wanted = _multi(request, "state", outbox_q.STATES)
+    if len(wanted) > 1:
+        raise _bad("state", "give one state")
+    limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
+    before = _int(request, "before", None, 1, 2**63 - 1)
+    try:
+        rows = await state.store.read(
+            functools.partial(
+                outbox_q.list_rows, state=wanted[0] if wanted else None, before=before, limit=limit
+            )
+        )
+    except StoreUnavailable:
+        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+    next_url: str | None = None
+    if len(rows) == limit:
+        query: dict[str, Any] = dict(request.query)
+        query["before"] = str(rows[-1].id)
+        next_url = str(request.rel_url.with_query(query))
+    return web.json_response({"notifications": [r.as_json() for r in rows], "next": next_url})
+
+
+async def retry_notification(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    authorize(request, state)
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise web.HTTPNotFound(
+            text='{"error": "no such notification"}', content_type="application/json"
+        )
+    row_id = int(raw)
+    try:
+        done = await state.store.write(
+            functools.partial(outbox_q.retry, row_id=row_id, now=state.clock())
+        )
+        row = await state.store.read(functools.partial(outbox_q.get_row, row_id=row_id))
+    except StoreUnavailable:
+        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+    if row is None:
+        raise web.HTTPNotFound(
+            text='{"error": "no such notification"}', content_type="application/json"
+        )
+    if not done:
+        return web.json_response(
+            {"error": f"notification {row_id} is {row.state}, only dead ones can be retried"},
+            status=409,
+        )
+    if state.worker is not None:
+        state.worker.notify()
+    return web.json_response(row.as_json())

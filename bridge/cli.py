@@ -21,10 +21,17 @@ def _serve(args: argparse.Namespace) -> int:
         s for s in (settings.webhook_token, settings.basic_password, settings.api_token) if s
     ]
     logs.setup(settings.log_format, settings.log_level, secrets)
+    from bridge.runtime import RulesError
     from bridge.web import run
 
     try:
         asyncio.run(run(settings))
+    except RulesError as exc:
+        print(
+            f"incident-bridge: cannot start: {len(exc.errors)} error(s) in the rules",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:
         print(f"incident-bridge: cannot serve on {settings.listen}: {exc}", file=sys.stderr)
         return 1
@@ -41,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service")
     add_serve_arguments(serve)
     serve.set_defaults(func=_serve)
+    from bridge import cli_tools
+    from bridge.rules import cli as rules_cli
+
+    rules_cli.register(commands)
+    cli_tools.register(commands)
     return parser
 
 

@@ -38,6 +38,15 @@ class Settings:
     body_retention_s: float = 7 * 86400.0
     sqlite_synchronous: str = "FULL"
     shutdown_timeout_s: float = 10.0
+    rules: tuple[Path, ...] = ()
+    templates: Path | None = None
+    external_url: str = ""
+    watch_rules: bool = False
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this service (links in notifications)."""
+        return self.external_url.rstrip("/") or f"http://{self.listen}"
 
     @property
     def has_webhook_auth(self) -> bool:
@@ -49,9 +58,22 @@ class Settings:
         return f"{host}:{self.port}"
 
 
+def default_rules() -> tuple[Path, ...]:
+    """./rules when the working directory has one, else the example rules shipped with the
+    package; none at all means the built-in policy (one incident per Alertmanager group)."""
+    local = Path("rules")
+    if local.is_dir():
+        return (local,)
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_embedded" / "rules", package.parent / "rules"):
+        if candidate.is_dir():
+            return (candidate,)
+    return ()
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--listen: {value!r} is not HOST:PORT")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
@@ -128,6 +150,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seconds raw webhook bodies are kept (env {ENV_PREFIX}BODY_RETENTION, default 7 days)",
     )
     a(
+        "--rules",
+        action="append",
+        help=f"rule file or directory, repeatable (env {ENV_PREFIX}RULES, colon-separated; "
+        "default ./rules if it exists, else the bundled example rules)",
+    )
+    a(
+        "--templates",
+        help=f"folder of templates overriding the bundled ones (env {ENV_PREFIX}TEMPLATES)",
+    )
+    a(
+        "--external-url",
+        help=f"URL people use to reach this service, for links in messages (env {ENV_PREFIX}EXTERNAL_URL)",
+    )
+    a(
+        "--watch-rules",
+        action="store_true",
+        default=None,
+        help=f"reload the rules when their files change (env {ENV_PREFIX}WATCH_RULES)",
+    )
+    a(
         "--sqlite-synchronous",
         choices=["NORMAL", "FULL", "EXTRA"],
         help=f"SQLite synchronous mode (env {ENV_PREFIX}SQLITE_SYNCHRONOUS, default FULL)",
@@ -183,7 +225,20 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
     max_body = _number(pick(args.max_body_bytes, "MAX_BODY_BYTES"), "--max-body-bytes", int)
     reopen = _number(pick(args.reopen_window, "REOPEN_WINDOW"), "--reopen-window", float)
     retention = _number(pick(args.body_retention, "BODY_RETENTION"), "--body-retention", float)
+    rules_raw: list[str] = list(args.rules or [])
+    if not rules_raw and env.get(ENV_PREFIX + "RULES"):
+        rules_raw = [p for p in env[ENV_PREFIX + "RULES"].split(":") if p]
+    watch = bool(args.watch_rules) or env.get(ENV_PREFIX + "WATCH_RULES", "") in (
+        "1",
+        "true",
+        "yes",
+    )
+    templates = pick(args.templates, "TEMPLATES")
     settings = Settings(
+        rules=tuple(Path(p) for p in rules_raw) or default_rules(),
+        templates=Path(templates) if templates else None,
+        external_url=pick(args.external_url, "EXTERNAL_URL") or "",
+        watch_rules=watch,
         host=host,
         port=port,
         db=Path(pick(args.db, "DB") or DEFAULT_DB),

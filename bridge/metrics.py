@@ -21,6 +21,15 @@ class Metrics:
     incidents_opened: Counter
     incidents_open: Gauge
     webhooks_duplicate: Counter
+    notifications: Counter
+    notifications_failed: Counter
+    notification_duration: Histogram
+    outbox_pending: Gauge
+    outbox_oldest_pending_age: Gauge
+    notifications_dead: Gauge
+    rules_reload_ok: Gauge
+    rules_reload_time: Gauge
+    rules_hash: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -60,6 +69,55 @@ class Metrics:
             webhooks_duplicate=Counter(
                 PREFIX + "webhooks_unchanged",
                 "Accepted webhooks that changed nothing (duplicates from HA peers, repeats).",
+                registry=registry,
+            ),
+            notifications=Counter(
+                PREFIX + "notifications",
+                "Outbox rows delivered, by target and event.",
+                ["target", "event"],
+                registry=registry,
+            ),
+            notifications_failed=Counter(
+                PREFIX + "notifications_failed",
+                "Failed delivery attempts, by target and reason.",
+                ["target", "reason"],
+                registry=registry,
+            ),
+            notification_duration=Histogram(
+                PREFIX + "notification_duration_seconds",
+                "Time a target took to send one message (quick retries included).",
+                ["target"],
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=registry,
+            ),
+            outbox_pending=Gauge(
+                PREFIX + "outbox_pending",
+                "Notifications waiting to be delivered (read from the store).",
+                registry=registry,
+            ),
+            outbox_oldest_pending_age=Gauge(
+                PREFIX + "outbox_oldest_pending_age_seconds",
+                "Age of the oldest notification still waiting (0 when none).",
+                registry=registry,
+            ),
+            notifications_dead=Gauge(
+                PREFIX + "notifications_dead",
+                "Dead-lettered notifications (read from the store).",
+                registry=registry,
+            ),
+            rules_reload_ok=Gauge(
+                PREFIX + "rules_last_reload_successful",
+                "1 if the last rules (re)load succeeded, else 0.",
+                registry=registry,
+            ),
+            rules_reload_time=Gauge(
+                PREFIX + "rules_last_reload_success_timestamp_seconds",
+                "When the rules were last loaded successfully.",
+                registry=registry,
+            ),
+            rules_hash=Gauge(
+                PREFIX + "rules_config_hash",
+                "Hash of the active rules (first 48 bits of their SHA-256), to tell versions apart.",
                 registry=registry,
             ),
         )

@@ -97,7 +97,7 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
     for alert in payload.alerts:
         state.metrics.alerts_received.labels(alert.status).inc()
     now = state.clock()
-    policy = state.policy  # one policy object for the whole webhook, even during a reload
+    policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
     try:
         decisions = policy.evaluate(payload, now)
     except ValueError as exc:  # e.g. a title template that cannot render these labels
@@ -124,4 +124,6 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
             state.metrics.incidents_opened.labels(touched.severity).inc()
     if not result.changed:
         state.metrics.webhooks_duplicate.inc()
+    if result.notifications and state.worker is not None:
+        state.worker.notify()
     return web.json_response({"status": "ok", "incidents": [t.as_json() for t in result.incidents]})

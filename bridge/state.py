@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from aiohttp import web
 
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.policy import Policy
+from bridge.runtime import Runtime
 from bridge.store import Store
+
+if TYPE_CHECKING:
+    from bridge.outbox import OutboxWorker
 
 Clock = Callable[[], int]  # nanoseconds since the epoch
 
@@ -24,8 +27,9 @@ class AppState:
     settings: Settings
     store: Store
     metrics: Metrics
-    policy: Policy  # swapped as a whole on reload; handlers read it once per request
+    runtime: Runtime  # swapped whole on reload; a handler reads it once per request
     clock: Clock = field(default=time.time_ns)
+    worker: OutboxWorker | None = None
 
 
 AppState.KEY = web.AppKey("state", AppState)

@@ -15,6 +15,9 @@ _RFC3339 = re.compile(
 )
 # Go's zero time: Alertmanager's endsAt for an alert that is still firing.
 GO_ZERO = "0001-01-01T00:00:00Z"
+# Nanoseconds since the epoch must fit SQLite's 64-bit integers.
+_MAX_NS = 2**63 - 1
+_MIN_NS = -(2**63)
 
 
 def parse_rfc3339(text: str) -> int | None:
@@ -31,7 +34,10 @@ def parse_rfc3339(text: str) -> int | None:
     if zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
         base -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    return _epoch_seconds(base) * NS + int(frac)
+    value = _epoch_seconds(base) * NS + int(frac)
+    if not _MIN_NS <= value <= _MAX_NS:
+        raise ValueError("timestamp out of range (years 1678 to 2261)")
+    return value
 
 
 def _epoch_seconds(dt: datetime) -> int:

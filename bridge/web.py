@@ -9,20 +9,27 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import api, receiver
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.policy import BuiltinPolicy, Policy
+from bridge.outbox import OutboxWorker
+from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
 from bridge.state import AppState, Clock
 from bridge.store import Store, StoreUnavailable
+from bridge.store import outbox as outbox_q
 from bridge.store.queries import open_incident_counts, prune_webhook_bodies
+from bridge.targets.base import TargetDeps
+from bridge.templating import Renderer
 
 log = logging.getLogger("bridge.web")
 PRUNE_EVERY_S = 3600.0
+WATCH_EVERY_S = 2.0
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -43,8 +50,31 @@ async def metrics(request: web.Request) -> web.Response:
     # Gauges of current state are read from the store, so they are right after a restart.
     with contextlib.suppress(StoreUnavailable):
         state.metrics.set_open(await state.store.read(open_incident_counts))
+        stats = await state.store.read(outbox_q.stats)
+        state.metrics.outbox_pending.set(stats.pending)
+        state.metrics.notifications_dead.set(stats.dead)
+        age = (state.clock() - stats.oldest_pending_at) / 1e9 if stats.oldest_pending_at else 0.0
+        state.metrics.outbox_oldest_pending_age.set(max(0.0, age))
     body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def reload_handler(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    api.authorize(request, state)
+    errors = await reload(state, request.app[DEPS_KEY])
+    if errors:
+        return web.json_response({"status": "error", "errors": errors}, status=422)
+    return web.json_response({"status": "ok", "config_hash": state.runtime.config_hash})
+
+
+async def rules_handler(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    api.authorize(request, state)
+    runtime = state.runtime
+    return web.json_response(
+        {"config_hash": runtime.config_hash, "files": list(runtime.files), "rules": runtime.shown}
+    )
 
 
 @web.middleware
@@ -66,18 +96,83 @@ async def json_errors(
         )
 
 
-def create_app(state: AppState) -> web.Application:
+DEPS_KEY = web.AppKey("target_deps", TargetDeps)
+
+
+def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Application:
     # The receiver enforces its own limit while streaming; this only caps other endpoints.
     app = web.Application(middlewares=[json_errors], client_max_size=state.settings.max_body_bytes)
     app[AppState.KEY] = state
+    app[DEPS_KEY] = deps or TargetDeps()
     for path in ("/api/v1/alerts", "/api/v1/alerts/"):
         app.router.add_post(path, receiver.receive_alerts)
     app.router.add_get("/api/v1/incidents", api.incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.incident)
+    app.router.add_get("/api/v1/notifications", api.notifications)
+    app.router.add_post("/api/v1/notifications/{id}/retry", api.retry_notification)
+    app.router.add_get("/api/v1/rules", rules_handler)
+    app.router.add_post("/-/reload", reload_handler)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def load_runtime(settings: Settings, deps: TargetDeps) -> Runtime:
+    """The rules named in the settings, or the built-in policy when there are none."""
+    if not settings.rules:
+        return builtin_runtime(settings.reopen_window_s, deps)
+    return rules_runtime(settings.rules, deps)
+
+
+async def reload(state: AppState, deps: TargetDeps) -> list[str]:
+    """Load the rules aside and swap them in whole; on errors keep the old ones. Returns errors."""
+    try:
+        runtime = await asyncio.to_thread(load_runtime, state.settings, deps)
+    except RulesError as exc:
+        state.metrics.rules_reload_ok.set(0)
+        for line in exc.errors:
+            log.error("rules reload failed: %s", line)
+        log.error(
+            "rules reload failed: keeping the rules loaded before (%s)",
+            state.runtime.config_hash[:12],
+        )
+        return exc.errors
+    _activate(state, runtime)
+    log.info(
+        "rules reloaded: %s (%s)", ", ".join(runtime.files) or "built-in", runtime.config_hash[:12]
+    )
+    return []
+
+
+def _activate(state: AppState, runtime: Runtime) -> None:
+    state.runtime = runtime
+    if state.worker is not None:
+        state.worker.set_targets(runtime.targets)
+    state.metrics.rules_reload_ok.set(1)
+    state.metrics.rules_reload_time.set(time.time())
+    state.metrics.rules_hash.set(int(runtime.config_hash[:12] or "0", 16))
+
+
+def _rule_files_mtimes(paths: tuple[Path, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for path in paths:
+        files = [path] if path.is_file() else sorted(path.rglob("*.y*ml")) if path.is_dir() else []
+        for f in files:
+            with contextlib.suppress(OSError):
+                out[str(f)] = f.stat().st_mtime
+    return out
+
+
+async def _watch_rules(state: AppState, deps: TargetDeps) -> None:
+    seen = await asyncio.to_thread(_rule_files_mtimes, state.settings.rules)
+    while True:
+        await asyncio.sleep(WATCH_EVERY_S)
+        now = await asyncio.to_thread(_rule_files_mtimes, state.settings.rules)
+        if now != seen:
+            seen = now
+            log.info("rule files changed; reloading")
+            await reload(state, deps)
 
 
 async def _prune_loop(state: AppState) -> None:
@@ -97,23 +192,41 @@ async def _prune_loop(state: AppState) -> None:
 async def run(
     settings: Settings,
     *,
-    policy: Policy | None = None,
     clock: Clock = time.time_ns,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop``), then finish in-flight writes and return."""
+    """Serve until SIGTERM/SIGINT (or ``stop``), then finish in-flight work and return."""
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    deps = TargetDeps(session=session, renderer=Renderer(user_dir=settings.templates))
+    try:
+        runtime = load_runtime(settings, deps)
+    except RulesError as exc:
+        await session.close()
+        for line in exc.errors:
+            log.error("rules: %s", line)
+        raise
     store = Store(settings.db, synchronous=settings.sqlite_synchronous)  # type: ignore[arg-type]
     applied = store.open()
     if applied:
         log.info("database %s migrated: %s", settings.db, ", ".join(applied))
+    metrics_ = Metrics.create()
+    worker = OutboxWorker(
+        store,
+        runtime.targets,
+        metrics_,
+        clock=clock,
+        incident_url=lambda i: f"{settings.base_url}/api/v1/incidents/{i}",
+    )
     state = AppState(
         settings=settings,
         store=store,
-        metrics=Metrics.create(),
-        policy=policy or BuiltinPolicy(reopen_window_s=settings.reopen_window_s),
+        metrics=metrics_,
+        runtime=runtime,
         clock=clock,
+        worker=worker,
     )
-    app = create_app(state)
+    _activate(state, runtime)
+    app = create_app(state, deps)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s
     )
@@ -122,27 +235,33 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(state, deps)))
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
-    pruner: asyncio.Task[None] | None = None
+    background: list[asyncio.Task[None]] = []
     try:
         await site.start()
         log.info(
-            "listening on http://%s (database %s, webhook auth %s)",
+            "listening on http://%s (database %s, rules %s, webhook auth %s)",
             settings.listen,
             settings.db,
+            ", ".join(str(p) for p in settings.rules) or "built-in",
             "on" if settings.has_webhook_auth else "off",
         )
+        worker.start()
         if settings.body_retention_s > 0:
-            pruner = asyncio.create_task(_prune_loop(state))
+            background.append(asyncio.create_task(_prune_loop(state)))
+        if settings.watch_rules and settings.rules:
+            background.append(asyncio.create_task(_watch_rules(state, deps)))
         await stop.wait()
         log.info("stopping: no new connections, finishing requests in flight")
     finally:
-        if pruner is not None:
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for handlers in flight
+        await worker.stop()  # sends in flight finish; unsent rows stay pending for next start
         store.close()  # commits whatever the writer still holds
+        await session.close()
         log.info("stopped")

@@ -10,9 +10,10 @@ from aiohttp.test_utils import TestClient
 
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.policy import BuiltinPolicy
+from bridge.runtime import builtin_runtime
 from bridge.state import AppState
 from bridge.store import Store
+from bridge.targets.base import TargetDeps
 from bridge.web import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager-0.25"
@@ -75,7 +76,7 @@ async def make_client(
             settings=settings,
             store=store,
             metrics=Metrics.create(),
-            policy=BuiltinPolicy(reopen_window_s=settings.reopen_window_s),
+            runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
             clock=clock,
         )
         client: TestClient[Any, Any] = await aiohttp_client(create_app(state))

@@ -10,9 +10,10 @@ from pathlib import Path
 from bridge.cli import build_parser
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.policy import BuiltinPolicy
+from bridge.runtime import builtin_runtime
 from bridge.state import AppState
 from bridge.store import Store
+from bridge.targets.base import TargetDeps
 from bridge.web import create_app
 
 ROOT = Path(__file__).parent.parent
@@ -43,7 +44,7 @@ def test_every_command_and_flag_is_documented() -> None:
                 if (
                     flag.startswith("--")
                     and flag not in ("--help", "--version")
-                    and f"`{flag}" not in DOCS
+                    and not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", DOCS)
                 ):
                     missing.append(f"{' '.join(path)} {flag}")
     assert not missing, f"undocumented: {missing}"
@@ -66,7 +67,7 @@ def test_every_endpoint_is_documented(tmp_path: Path) -> None:
             settings=Settings(db=tmp_path / "x.db"),
             store=store,
             metrics=Metrics.create(),
-            policy=BuiltinPolicy(),
+            runtime=builtin_runtime(3600, TargetDeps()),
         )
     )
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}

@@ -9,10 +9,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.policy import BuiltinPolicy
+from bridge.runtime import builtin_runtime
 from bridge.secrets import Secret
 from bridge.state import AppState
 from bridge.store import Store
+from bridge.targets.base import TargetDeps
 from bridge.web import create_app
 from tests.conftest import FIXTURES, MakeClient, fixture_body, fixture_bytes
 
@@ -254,7 +255,10 @@ async def test_open_incidents_gauge_is_read_from_the_store(
     store.open()
     try:
         state = AppState(
-            settings=Settings(db=db), store=store, metrics=Metrics.create(), policy=BuiltinPolicy()
+            settings=Settings(db=db),
+            store=store,
+            metrics=Metrics.create(),
+            runtime=builtin_runtime(3600, TargetDeps()),
         )
         async with TestClient(TestServer(create_app(state))) as again:
             text = await (await again.get("/metrics")).text()

@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.alertmanager import WebhookPayload
 from bridge.incidents import AlertState, Incident, Plan, plan_webhook
+from bridge.notify import plan_notifications
 from bridge.policy import Decision
 
 _INCIDENT_FIELDS = (
@@ -72,6 +73,11 @@ _INSERT_EVENT = (
     "INSERT INTO timeline (id, incident_id, time, kind, actor, text, data) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (incident_id, target, tier, event, event_id, idempotency_key, state, "
+    "attempts, next_attempt_at, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING"
+)
 _INSERT_WEBHOOK = (
     "INSERT INTO webhooks (id, received_at, sha256, group_key, receiver, status, alert_count, "
     "incidents, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -109,6 +115,7 @@ class WebhookResult:
     plans: tuple[Plan, ...]
     # ids of the timeline events each plan wrote, in plan order
     event_ids: tuple[tuple[int, ...], ...] = ()
+    notifications: int = 0  # outbox rows written
 
     @property
     def changed(self) -> bool:
@@ -136,6 +143,7 @@ class _Batch:
     incidents: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     link_rows: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)
     webhooks: list[tuple[Any, ...]] = field(default_factory=list)
     next_incident: int = 0
     next_event: int = 0
@@ -198,9 +206,12 @@ class _Batch:
             conn.executemany(_UPSERT_LINK, self.link_rows)
         if self.events:
             conn.executemany(_INSERT_EVENT, self.events)
+        if self.outbox:
+            conn.executemany(_INSERT_OUTBOX, self.outbox)
         if self.webhooks:
             conn.executemany(_INSERT_WEBHOOK, self.webhooks)
-        self.alerts, self.incidents, self.link_rows, self.events, self.webhooks = [], {}, [], [], []
+        self.alerts, self.incidents, self.link_rows, self.events = [], {}, [], []
+        self.outbox, self.webhooks = [], []
 
     def apply(self, item: IngestItem) -> WebhookResult:
         payload, now = item.payload, item.now
@@ -222,6 +233,7 @@ class _Batch:
         touched: list[Touched] = []
         plans: list[Plan] = []
         event_ids: list[tuple[int, ...]] = []
+        notifications = 0
         for decision in item.decisions:
             alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
             if decision.key not in self.latest:
@@ -272,6 +284,27 @@ class _Batch:
                 for eid, e in zip(ids, plan.events, strict=True)
             )
             event_ids.append(ids)
+            entries = plan_notifications(
+                before=current if current is not None and current.id == incident.id else None,
+                after=incident,
+                events=list(zip(ids, plan.events, strict=True)),
+                tiers=decision.tiers,
+            )
+            notifications += len(entries)
+            self.outbox.extend(
+                (
+                    incident.id,
+                    e.target,
+                    e.tier,
+                    e.event,
+                    e.event_id,
+                    e.idempotency_key,
+                    now,
+                    now,
+                    now,
+                )
+                for e in entries
+            )
             touched.append(
                 Touched(
                     id=incident.id,
@@ -297,7 +330,9 @@ class _Batch:
                 item.body,
             )
         )
-        return WebhookResult(webhook_id, tuple(touched), tuple(plans), tuple(event_ids))
+        return WebhookResult(
+            webhook_id, tuple(touched), tuple(plans), tuple(event_ids), notifications
+        )
 
     def _load_key(self, key: str) -> None:
         row = self.conn.execute(

@@ -103,8 +103,51 @@ def _initial(db: sqlite_utils.Database) -> None:
     db.table("webhooks").create_index(["received_at"])
 
 
+def _outbox(db: sqlite_utils.Database) -> None:
+    # One row per notification a change calls for, written in the change's transaction.
+    db.table("outbox").create(
+        {
+            "id": int,
+            "incident_id": int,
+            "target": str,
+            "tier": str,
+            "event": str,
+            "event_id": int,
+            "idempotency_key": str,
+            "state": str,  # pending | delivered | dead
+            "attempts": int,
+            "next_attempt_at": int,
+            "created_at": int,
+            "updated_at": int,
+            "delivered_at": int,
+            "last_error": str,
+            "leader_id": int,  # the row whose message carried this one (coalescing)
+            "provider_ids": str,
+        },
+        pk="id",
+        not_null={"incident_id", "target", "tier", "event", "idempotency_key", "state"},
+        defaults={"attempts": 0, "state": "pending"},
+        foreign_keys=[
+            ("incident_id", "incidents", "id"),
+            ("event_id", "timeline", "id"),
+            ("leader_id", "outbox", "id"),
+        ],
+    )
+    db.table("outbox").create_index(["idempotency_key"], unique=True)
+    db.table("outbox").create_index(["state", "incident_id", "target", "id"])
+    db.table("outbox").create_index(["state", "next_attempt_at"])
+    db.table("outbox").create_index(["leader_id"])
+    # What a target remembers per incident between sends (channel id, thread, first Message-ID).
+    db.table("target_state").create(
+        {"incident_id": int, "target": str, "state": str, "updated_at": int},
+        pk=("incident_id", "target"),
+        foreign_keys=[("incident_id", "incidents", "id")],
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
+    ("0002_outbox", _outbox),
 ]
 
 

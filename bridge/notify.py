@@ -1,0 +1,89 @@
+"""Which notifications an incident change calls for. Pure: the store writes the result into the
+outbox in the same transaction as the change itself.
+
+Tiers (DESIGN.md): ``general`` hears of the milestones of every incident at or above its
+threshold; the ``incident`` target (the dedicated channel) hears of every timeline event;
+``stakeholders`` are alerted directly once the severity reaches their threshold, and then
+hear of the incident's milestones until it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.incidents import Event, Incident
+from bridge.policy import Tiers, severity_rank
+
+# Timeline kinds that are milestones, as notification events; everything else is "timeline".
+_STATUS_EVENTS = {
+    "acknowledged": "acknowledged",
+    "mitigated": "mitigated",
+    "resolved": "resolved",
+    "closed": "closed",
+}
+_MILESTONES = {"opened", "reopened", "severity_changed", "postmortem_published"}
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    target: str
+    tier: str
+    event: str
+    event_id: int
+    idempotency_key: str
+
+
+def notification_event(event: Event) -> str:
+    if event.kind in _MILESTONES:
+        return event.kind
+    if event.kind == "status_changed":
+        return _STATUS_EVENTS.get(str(event.data.get("to")), "timeline")
+    return "timeline"
+
+
+def _qualifies(severity: str, threshold: str) -> bool:
+    return severity_rank(severity) <= severity_rank(threshold)
+
+
+def plan_notifications(
+    *,
+    before: Incident | None,
+    after: Incident,
+    events: Sequence[tuple[int, Event]],
+    tiers: Tiers,
+) -> list[OutboxEntry]:
+    """Outbox entries for ``events`` (with their timeline ids) of one incident change."""
+    assert after.id is not None
+    general_threshold = getattr(tiers, "general_min_severity", "sev4")
+    stakeholder_threshold = tiers.stakeholder_min_severity
+    # Stakeholders were alerted already if the incident qualified before this change.
+    alerted = before is not None and _qualifies(before.severity, stakeholder_threshold)
+    out: list[OutboxEntry] = []
+
+    def add(target: str, tier: str, kind: str, event_id: int) -> None:
+        key = f"incident-{after.id}/{tier}/{target}/{kind}/{event_id}"
+        out.append(OutboxEntry(target, tier, kind, event_id, key))
+
+    for event_id, event in events:
+        kind = notification_event(event)
+        if tiers.incident:
+            add(tiers.incident, "incident", kind, event_id)
+        if kind == "timeline":
+            continue
+        if _qualifies(after.severity, general_threshold):
+            for target in tiers.general:
+                add(target, "general", kind, event_id)
+        if not tiers.stakeholders:
+            continue
+        if alerted:
+            for target in tiers.stakeholders:
+                add(target, "stakeholders", kind, event_id)
+        elif kind in ("opened", "severity_changed", "reopened") and _qualifies(
+            after.severity, stakeholder_threshold
+        ):
+            # The first stakeholder alert: on open, or when escalated into their threshold.
+            alerted = True
+            for target in tiers.stakeholders:
+                add(target, "stakeholders", kind, event_id)
+    return out

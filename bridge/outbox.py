@@ -1,0 +1,327 @@
+"""The delivery worker: takes due outbox rows, sends them through their targets, and records
+the outcome. Nothing is lost: a row leaves ``pending`` only as ``delivered`` or ``dead``.
+
+- Order: only the oldest pending row of an (incident, target) is sent, one at a time, so
+  "resolved" never overtakes "opened".
+- Storms: rows waiting for the same incident, target and tier go out as one message.
+- Retries: a few quick ones inside an attempt (tenacity), then a persisted schedule with
+  exponential backoff, jitter and a cap, never sooner than the target's Retry-After; permanent
+  errors and exhausted retries are dead-lettered with their reason.
+- Crashes: a row sent but not yet marked is sent again after a restart with the same
+  idempotency key, which the targets pass on where the remote API dedupes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from bridge.metrics import Metrics
+from bridge.store import Store, StoreUnavailable
+from bridge.store import outbox as q
+from bridge.targets.base import (
+    DeliveryError,
+    DeliveryResult,
+    Notification,
+    PermanentError,
+    RetryableError,
+    Target,
+)
+
+log = logging.getLogger("bridge.outbox")
+NS = 1_000_000_000
+# Types whose APIs allow about one message per second per channel.
+_MIN_INTERVAL_S = {"slack": 1.0, "slack_webhook": 1.0, "discord": 0.5, "mattermost": 0.2}
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    max_attempts: int = 12  # persisted attempts; with the defaults about 5 hours in all
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 1800.0
+    quick_attempts: int = 3  # tries inside one attempt for short hiccups
+    quick_max_wait_s: float = 2.0
+    group_size: int = 20
+    concurrency_per_target: int = 4
+    poll_s: float = 5.0
+
+
+def backoff_s(
+    attempts: int, policy: DeliveryPolicy, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with full jitter in the upper half: base*2^(n-1), capped."""
+    ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2.0 ** max(0, attempts - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+class _WaitRetryAfter:
+    """Quick retries: honour a short Retry-After, else a small exponential wait."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+
+    def __call__(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        after = getattr(exc, "retry_after", None)
+        if after is not None:
+            return float(min(after, self.cap))
+        return float(min(self.cap, 0.2 * 2 ** (retry_state.attempt_number - 1)))
+
+
+def _quick(exc: BaseException, cap: float) -> bool:
+    return isinstance(exc, RetryableError) and (exc.retry_after is None or exc.retry_after <= cap)
+
+
+@dataclass
+class _Pacer:
+    """At most one send per ``interval`` per key (target, channel)."""
+
+    interval: float
+    clock: Callable[[], float]
+    next_at: dict[str, float] = field(default_factory=dict)
+
+    async def wait(self, key: str) -> None:
+        if self.interval <= 0:
+            return
+        now = self.clock()
+        at = max(now, self.next_at.get(key, 0.0))
+        self.next_at[key] = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        targets: Mapping[str, Target],
+        metrics: Metrics,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        policy: DeliveryPolicy | None = None,
+        incident_url: Callable[[int], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.targets = dict(targets)
+        self.metrics = metrics
+        self.clock = clock
+        self.policy = policy or DeliveryPolicy()
+        self.incident_url = incident_url
+        self._wake = asyncio.Event()
+        self._inflight: dict[tuple[int, str], asyncio.Task[None]] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._pacers: dict[str, _Pacer] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def set_targets(self, targets: Mapping[str, Target]) -> None:
+        """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
+        self.targets = dict(targets)
+
+    def notify(self) -> None:
+        """New rows were committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop taking rows; let sends in flight finish (their rows stay pending otherwise)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        pending = list(self._inflight.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.run_once()
+                next_at = await self.store.read(q.next_due_at)
+            except StoreUnavailable as exc:
+                log.warning("outbox: store unavailable: %s", exc)
+                next_at = None
+            except Exception:
+                log.exception("outbox: unexpected error; continuing")
+                next_at = None
+            delay = self.policy.poll_s
+            if next_at is not None:
+                delay = max(0.0, min(delay, (next_at - self.clock()) / NS))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay if delay > 0 else 0.05):
+                    await self._wake.wait()
+
+    async def run_once(self) -> int:
+        """Start a send for every due (incident, target) not already sending; return how many."""
+        rows = await self.store.read(functools.partial(q.due, now=self.clock(), limit=200))
+        started = 0
+        for row in rows:
+            key = (row.incident_id, row.target)
+            if key in self._inflight:
+                continue
+            task = asyncio.create_task(self._deliver(row))
+            self._inflight[key] = task
+            task.add_done_callback(functools.partial(self._done, key))
+            started += 1
+        return started
+
+    def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
+        self._inflight.pop(key, None)
+        self._wake.set()  # the next row of this incident and target may be due
+
+    async def drain(self) -> None:
+        """Wait until the sends in flight are done (tests and shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    async def _deliver(self, row: q.OutboxRow) -> None:
+        group = await self.store.write(
+            functools.partial(q.claim_group, leader_id=row.id, max_group=self.policy.group_size)
+        )
+        if not group:
+            return
+        leader = group[0]
+        target = self.targets.get(leader.target)
+        if target is None:
+            await self._fail(leader, PermanentError("unknown_target"), "unknown")
+            return
+        ctx = await self.store.read(functools.partial(q.context, group=group))
+        if ctx is None:
+            await self._fail(leader, PermanentError("incident_missing"), target.type_name)
+            return
+        notification = Notification(
+            id=leader.id,
+            idempotency_key=leader.idempotency_key,
+            target=leader.target,
+            tier=leader.tier,  # type: ignore[arg-type]
+            event=group[-1].event,  # type: ignore[arg-type]
+            incident=self._snapshot(ctx.incident),
+            events=tuple(ctx.events),
+            state=ctx.state,
+            sequence=leader.id,
+        )
+        started = time.perf_counter()
+        try:
+            result = await self._send(target, notification)
+        except DeliveryError as exc:
+            await self._fail(leader, exc, target.type_name)
+            return
+        except Exception as exc:  # a bug in a target must not kill the worker
+            log.exception("outbox: target %s raised unexpectedly", leader.target)
+            await self._fail(
+                leader, RetryableError(f"internal_{type(exc).__name__}"), target.type_name
+            )
+            return
+        finally:
+            self.metrics.notification_duration.labels(leader.target).observe(
+                time.perf_counter() - started
+            )
+        await self.store.write(
+            functools.partial(
+                q.mark_delivered,
+                leader_id=leader.id,
+                now=self.clock(),
+                state=dict(result.state) if result.state else None,
+                provider_ids=dict(result.provider_ids),
+            )
+        )
+        for member in group:
+            self.metrics.notifications.labels(member.target, member.event).inc()
+
+    async def _send(self, target: Target, n: Notification) -> DeliveryResult:
+        limit = self._limits.setdefault(
+            target.name, asyncio.Semaphore(self.policy.concurrency_per_target)
+        )
+        pacer = self._pacers.setdefault(
+            target.name,
+            _Pacer(_MIN_INTERVAL_S.get(target.type_name, 0.0), time.monotonic),
+        )
+        cap = self.policy.quick_max_wait_s
+        async with limit:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.policy.quick_attempts),
+                wait=_WaitRetryAfter(cap),
+                retry=retry_if_exception(lambda e: _quick(e, cap)),
+                reraise=True,
+            ):
+                with attempt:
+                    channel = (
+                        f"{target.name}/{n.incident.get('id')}"
+                        if n.tier == "incident"
+                        else target.name
+                    )
+                    await pacer.wait(channel)
+                    return await target.send(n)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fail(self, leader: q.OutboxRow, exc: DeliveryError, kind: str) -> None:
+        attempts = leader.attempts + 1
+        retry_at: int | None = None
+        if isinstance(exc, RetryableError) and attempts < self.policy.max_attempts:
+            wait = backoff_s(attempts, self.policy)
+            if exc.retry_after is not None:
+                wait = max(wait, exc.retry_after)
+            retry_at = self.clock() + int(wait * NS)
+        error = (
+            exc.reason
+            if retry_at is not None or not exc.retryable
+            else f"retries_exhausted: {exc.reason}"
+        )
+        level = logging.WARNING if retry_at is not None else logging.ERROR
+        log.log(
+            level,
+            "notification %d to %s failed (%s)%s",
+            leader.id,
+            leader.target,
+            exc.reason,
+            f", retrying in {(retry_at - self.clock()) / NS:.1f}s"
+            if retry_at
+            else ", dead-lettered",
+        )
+        self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
+        await self.store.write(
+            functools.partial(
+                q.mark_failed,
+                leader_id=leader.id,
+                now=self.clock(),
+                error=error,
+                retry_at=retry_at,
+                state=dict(exc.state) if exc.state is not None else None,
+            )
+        )
+
+    def _snapshot(self, incident: dict[str, Any]) -> dict[str, Any]:
+        """The incident as targets and templates see it (alerts in Alertmanager's spelling)."""
+        out = dict(incident)
+        out["alerts"] = [
+            {
+                "fingerprint": a["fingerprint"],
+                "status": a["status"],
+                "labels": a["labels"],
+                "annotations": a["annotations"],
+                "startsAt": a["starts_at"],
+                "endsAt": a["ends_at"],
+                "generatorURL": a["generator_url"],
+            }
+            for a in incident.get("alerts", [])
+        ]
+        out.setdefault("roles", {})
+        if self.incident_url is not None:
+            out["url"] = self.incident_url(int(incident["id"]))
+        return out

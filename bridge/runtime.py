@@ -1,0 +1,80 @@
+"""What the active rules make of the service: the policy and the targets built from them.
+
+A ``Runtime`` is built aside and swapped whole (hot reload): a webhook is evaluated wholly under
+the old or wholly under the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.policy import BuiltinPolicy, Policy
+from bridge.targets import build_target
+from bridge.targets.base import Target, TargetDeps
+from bridge.targets.console import ConsoleConfig, ConsoleTarget
+
+
+@dataclass(frozen=True)
+class Runtime:
+    policy: Policy
+    targets: Mapping[str, Target]
+    config_hash: str = ""
+    files: tuple[str, ...] = ()
+    # the rules as shown by GET /api/v1/rules, secrets masked
+    shown: Mapping[str, Any] = field(default_factory=dict)
+
+
+def builtin_runtime(reopen_window_s: float, deps: TargetDeps) -> Runtime:
+    """No rule files: one incident per Alertmanager group, every message to the console."""
+    console = ConsoleTarget("console", ConsoleConfig(), deps)
+    digest = hashlib.sha256(f"builtin:{reopen_window_s}".encode()).hexdigest()
+    return Runtime(
+        policy=BuiltinPolicy(reopen_window_s=reopen_window_s, general=("console",)),
+        targets={"console": console},
+        config_hash=digest,
+        shown={
+            "builtin": True,
+            "reopen_window_s": reopen_window_s,
+            "targets": {"console": {"type": "console"}},
+        },
+    )
+
+
+class RulesError(Exception):
+    """Rules that failed to load; ``errors`` are ``file:line:col: message`` lines."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the rules")
+        self.errors = list(errors)
+
+
+def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
+    """Load, validate and build everything aside; raises RulesError and changes nothing."""
+    from bridge.rules import load_rules
+    from bridge.rules.engine import RulesPolicy
+    from bridge.rules.show import ruleset_dict
+
+    result = load_rules(list(paths))
+    if result.ruleset is None:
+        raise RulesError(result.errors)
+    ruleset = result.ruleset
+    targets: dict[str, Target] = {}
+    errors: list[str] = []
+    for name, spec in ruleset.targets.items():
+        try:
+            targets[name] = build_target(name, spec.type, spec.config or spec.settings, deps)
+        except (KeyError, ValueError, TypeError) as exc:
+            errors.append(f"{spec.where}: target {name!r}: {exc}")
+    if errors:
+        raise RulesError(errors)
+    return Runtime(
+        policy=RulesPolicy(ruleset),
+        targets=targets,
+        config_hash=result.config_hash,
+        files=ruleset.files,
+        shown=ruleset_dict(ruleset),
+    )

@@ -1,0 +1,237 @@
+"""Outbox queries and state changes. Writes run in the writer thread (``Store.write``), reads on
+the read pool (``Store.read``); every function takes the connection first."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.store.queries import get_incident
+from bridge.timeutil import format_ns
+
+STATES = ("pending", "delivered", "dead")
+_ROW = (
+    "id, incident_id, target, tier, event, event_id, idempotency_key, state, attempts, "
+    "next_attempt_at, created_at, updated_at, delivered_at, last_error, leader_id"
+)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    incident_id: int
+    target: str
+    tier: str
+    event: str
+    event_id: int | None
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_attempt_at: int
+    created_at: int
+    updated_at: int
+    delivered_at: int | None
+    last_error: str | None
+    leader_id: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "target": self.target,
+            "tier": self.tier,
+            "event": self.event,
+            "event_id": self.event_id,
+            "idempotency_key": self.idempotency_key,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_attempt_at": format_ns(self.next_attempt_at),
+            "created_at": format_ns(self.created_at),
+            "delivered_at": format_ns(self.delivered_at),
+            "last_error": self.last_error,
+            "carried_by": self.leader_id if self.leader_id != self.id else None,
+        }
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[OutboxRow]:
+    return [OutboxRow(*row) for row in cursor.fetchall()]
+
+
+def due(conn: sqlite3.Connection, *, now: int, limit: int) -> list[OutboxRow]:
+    """The oldest pending row of each (incident, target) whose time has come.
+
+    Only the oldest is ever sent, so a target hears of an incident's events in order.
+    """
+    return _rows(
+        conn.execute(
+            f"SELECT {_ROW} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
+            "AND o.id = (SELECT min(p.id) FROM outbox p WHERE p.state = 'pending' "
+            "AND p.incident_id = o.incident_id AND p.target = o.target) "
+            "ORDER BY o.next_attempt_at, o.id LIMIT ?",
+            (now, limit),
+        )
+    )
+
+
+def next_due_at(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def claim_group(conn: sqlite3.Connection, leader_id: int, max_group: int) -> list[OutboxRow]:
+    """The rows one message carries, oldest first, fixed at the first attempt.
+
+    Waiting rows of the same incident, target and tier are coalesced behind the oldest one (one
+    message instead of a flood under an alert storm). The group is recorded before the send, so
+    a retry after a crash sends the same group under the same idempotency key.
+    """
+    leader = _rows(conn.execute(f"SELECT {_ROW} FROM outbox WHERE id = ?", (leader_id,)))
+    if not leader or leader[0].state != "pending":
+        return []
+    row = leader[0]
+    if row.leader_id is None:
+        candidates = conn.execute(
+            "SELECT id, tier, leader_id FROM outbox WHERE state = 'pending' AND incident_id = ? "
+            "AND target = ? AND id >= ? ORDER BY id LIMIT ?",
+            (row.incident_id, row.target, row.id, max_group),
+        ).fetchall()
+        members = []
+        for rid, tier, leader in candidates:
+            if tier != row.tier or (leader is not None and rid != row.id):
+                break  # keep order: never skip over a row to take a later one
+            members.append(rid)
+        conn.executemany(
+            "UPDATE outbox SET leader_id = ? WHERE id = ?", [(row.id, m) for m in members]
+        )
+    return _rows(
+        conn.execute(f"SELECT {_ROW} FROM outbox WHERE leader_id = ? ORDER BY id", (row.id,))
+    )
+
+
+def mark_delivered(
+    conn: sqlite3.Connection,
+    leader_id: int,
+    *,
+    now: int,
+    state: dict[str, Any] | None,
+    provider_ids: dict[str, str] | None,
+) -> None:
+    conn.execute(
+        "UPDATE outbox SET state = 'delivered', delivered_at = ?, updated_at = ?, "
+        "attempts = attempts + 1, last_error = NULL, provider_ids = ? "
+        "WHERE leader_id = ? AND state = 'pending'",
+        (now, now, json.dumps(provider_ids or {}), leader_id),
+    )
+    if state is not None:
+        _save_state(conn, leader_id, state, now)
+
+
+def mark_failed(
+    conn: sqlite3.Connection,
+    leader_id: int,
+    *,
+    now: int,
+    error: str,
+    retry_at: int | None,
+    state: dict[str, Any] | None,
+) -> None:
+    """A failed attempt: try again at ``retry_at``, or dead-letter when it is None."""
+    if retry_at is None:
+        conn.execute(
+            "UPDATE outbox SET state = 'dead', updated_at = ?, attempts = attempts + 1, "
+            "last_error = ? WHERE leader_id = ? AND state = 'pending'",
+            (now, error, leader_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE outbox SET updated_at = ?, attempts = attempts + 1, last_error = ?, "
+            "next_attempt_at = ? WHERE leader_id = ? AND state = 'pending'",
+            (now, error, retry_at, leader_id),
+        )
+    if state is not None:
+        _save_state(conn, leader_id, state, now)
+
+
+def _save_state(conn: sqlite3.Connection, leader_id: int, state: dict[str, Any], now: int) -> None:
+    conn.execute(
+        "INSERT INTO target_state (incident_id, target, state, updated_at) "
+        "SELECT incident_id, target, ?, ? FROM outbox WHERE id = ? "
+        "ON CONFLICT(incident_id, target) DO UPDATE SET state = excluded.state, "
+        "updated_at = excluded.updated_at",
+        (json.dumps(state), now, leader_id),
+    )
+
+
+def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
+    """Send a dead-lettered notification (and the rows its message carried) again."""
+    row = conn.execute("SELECT state, leader_id FROM outbox WHERE id = ?", (row_id,)).fetchone()
+    if row is None or row[0] != "dead":
+        return False
+    leader = row[1] if row[1] is not None else row_id
+    conn.execute(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? "
+        "WHERE (leader_id = ? OR id = ?) AND state = 'dead'",
+        (now, now, leader, row_id),
+    )
+    return True
+
+
+def list_rows(
+    conn: sqlite3.Connection, *, state: str | None, before: int | None, limit: int
+) -> list[OutboxRow]:
+    where: list[str] = []
+    args: list[Any] = []
+    if state:
+        where.append("state = ?")
+        args.append(state)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = f"SELECT {_ROW} FROM outbox"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return _rows(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)))
+
+
+def get_row(conn: sqlite3.Connection, row_id: int) -> OutboxRow | None:
+    rows = _rows(conn.execute(f"SELECT {_ROW} FROM outbox WHERE id = ?", (row_id,)))
+    return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class Stats:
+    pending: int
+    dead: int
+    oldest_pending_at: int | None
+
+
+def stats(conn: sqlite3.Connection) -> Stats:
+    pending, oldest = conn.execute(
+        "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'"
+    ).fetchone()
+    dead = conn.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+    return Stats(int(pending), int(dead), oldest)
+
+
+@dataclass(frozen=True)
+class Context:
+    incident: dict[str, Any]
+    events: list[dict[str, Any]]
+    state: dict[str, Any]
+
+
+def context(conn: sqlite3.Connection, group: list[OutboxRow]) -> Context | None:
+    """What a message about ``group`` needs: the incident now, the events, the target's state."""
+    first = group[0]
+    incident = get_incident(conn, first.incident_id)
+    if incident is None:
+        return None
+    wanted = {r.event_id for r in group if r.event_id is not None}
+    events = [e for e in incident.pop("timeline") if e["id"] in wanted]
+    row = conn.execute(
+        "SELECT state FROM target_state WHERE incident_id = ? AND target = ?",
+        (first.incident_id, first.target),
+    ).fetchone()
+    return Context(incident, events, json.loads(row[0]) if row else {})
