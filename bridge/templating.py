@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
 from bridge.delivery.markup import ESCAPERS, Markup
-from bridge.targets.base import EVENTS
+from bridge.targets.base import EVENTS, event_kind
 
 # Target type -> markup of its main template. Kept here (not in the target modules) so that
 # rendering and `rules check` need no HTTP machinery.
@@ -237,10 +237,25 @@ def context(
 ) -> dict[str, Any]:
     """The names a template sees."""
     alerts = list(incident.get("alerts") or [])
+    # Timeline rows from the store say "time"; give templates one spelling ("at") and the
+    # notification event each row stands for ("event").
+    rows = [
+        {
+            "kind": event,
+            "actor": "",
+            "text": "",
+            "data": {},
+            **e,
+            "at": e.get("at") or e.get("time"),
+            "event": event_kind(str(e.get("kind", event)), e.get("data")),
+        }
+        for e in events
+    ]
     return {
         "incident": incident,
         "event": event,
-        "events": list(events) or [{"kind": event, "at": None, "actor": "", "text": ""}],
+        "events": rows
+        or [{"kind": event, "event": event, "at": None, "actor": "", "text": "", "data": {}}],
         "tier": tier,
         "target": target,
         "alerts": alerts,

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.policy import Tiers, severity_rank
-from bridge.targets.base import EVENTS, EventKind, Tier
+from bridge.targets.base import EventKind, Tier, event_kind
+
+__all__ = ["Planned", "event_kind", "plan_notifications"]
 
 GENERAL: frozenset[str] = frozenset(
     {
@@ -44,21 +46,6 @@ class Planned:
     tier: Tier
     target: str
     event: EventKind
-
-
-def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:
-    """The notification event for a timeline event kind of the state machine."""
-    for known in EVENTS:
-        if kind == known:
-            return known
-    if kind == "status_changed":
-        to = (data or {}).get("to")
-        if to == "triggered":
-            return "reopened"
-        for known in ("acknowledged", "mitigated", "resolved", "closed"):
-            if to == known:
-                return known
-    return "timeline"
 
 
 def _at_or_above(severity: str | None, threshold: str) -> bool:

@@ -48,6 +48,22 @@ EVENTS: tuple[EventKind, ...] = (
 )
 
 
+def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:
+    """The notification event for a timeline event kind of the state machine: milestones
+    keep their name, a status change names its new status, the rest is ``timeline``."""
+    for known in EVENTS:
+        if kind == known:
+            return known
+    if kind == "status_changed":
+        to = (data or {}).get("to")
+        if to == "triggered":
+            return "reopened"
+        for known in ("acknowledged", "mitigated", "resolved", "closed"):
+            if to == known:
+                return known
+    return "timeline"
+
+
 @dataclass(frozen=True)
 class Notification:
     """One outbox row, ready to send.
@@ -69,9 +85,12 @@ class Notification:
     sequence: int = 0
 
     @property
-    def kinds(self) -> tuple[str, ...]:
-        """Event kinds covered, oldest first."""
-        kinds = tuple(str(e.get("kind", "")) for e in self.events if e.get("kind"))
+    def kinds(self) -> tuple[EventKind, ...]:
+        """Notification events covered, oldest first (timeline kinds of the state machine,
+        such as ``status_changed`` to ``mitigated``, mapped with ``event_kind``)."""
+        kinds = tuple(
+            event_kind(str(e["kind"]), e.get("data")) for e in self.events if e.get("kind")
+        )
         return kinds or (self.event,)
 
 

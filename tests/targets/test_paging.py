@@ -83,3 +83,31 @@ async def test_opsgenie_lifecycle_and_dedup(
     assert [a[0] for a in opsgenie.actions] == ["notes", "acknowledge", "close"]
     assert result.provider_ids["alias"] == key
     assert all(r.query.get("identifierType") == "alias" for r in opsgenie.requests[2:])
+
+
+async def test_store_shaped_timeline_rows_map_to_actions(
+    pagerduty: PagerDutyFake, make_target: MakeTarget
+) -> None:
+    """Rows as the store gives them: state-machine kinds, "time", "data"."""
+    rows = (
+        {
+            "id": 7,
+            "time": "2026-11-27T05:50:00Z",
+            "kind": "alert_resolved",
+            "actor": "alertmanager",
+            "text": "Alert resolved: HighErrorRate",
+            "data": {},
+        },
+        {
+            "id": 8,
+            "time": "2026-11-27T05:50:00Z",
+            "kind": "status_changed",
+            "actor": "alertmanager",
+            "text": "All alerts resolved: mitigated",
+            "data": {"from": "triggered", "to": "mitigated"},
+        },
+    )
+    n = make_notification("mitigated", events=rows)
+    assert n.kinds == ("timeline", "mitigated")
+    await _pd(make_target, pagerduty).send(n)
+    assert [e["event_action"] for e in pagerduty.events] == ["resolve"]
