@@ -236,7 +236,8 @@ def context(
     target: str = "",
 ) -> dict[str, Any]:
     """The names a template sees."""
-    alerts = list(incident.get("alerts") or [])
+    incident = _normalized(incident)
+    alerts = incident["alerts"]
     # Timeline rows from the store say "time"; give templates one spelling ("at") and the
     # notification event each row stands for ("event").
     rows = [
@@ -262,6 +263,46 @@ def context(
         "firing": [a for a in alerts if a.get("status") == "firing"],
         "resolved": [a for a in alerts if a.get("status") == "resolved"],
     }
+
+
+INCIDENT_KEYS = (
+    "id",
+    "key",
+    "title",
+    "severity",
+    "status",
+    "team",
+    "service",
+    "route",
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+    "url",
+)
+ROLE_NAMES = ("commander", "scribe", "liaison", "responders")
+ALERT_KEYS = ("fingerprint", "status", "startsAt", "endsAt", "generatorURL")
+
+
+def _normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The documented snapshot shape, whatever the caller left out: a missing optional value
+    is None (or empty), so StrictUndefined only catches names that are not documented."""
+    out: dict[str, Any] = {k: None for k in INCIDENT_KEYS}
+    out.update(incident)
+    roles = dict(out.get("roles") or {})
+    out["roles"] = {**{r: [] for r in ROLE_NAMES}, **roles}
+    out["alerts"] = [
+        {
+            **{k: None for k in ALERT_KEYS},
+            **a,
+            "labels": dict(a.get("labels") or {}),
+            "annotations": dict(a.get("annotations") or {}),
+        }
+        for a in (out.get("alerts") or [])
+    ]
+    return out
 
 
 SAMPLE_INCIDENT: dict[str, Any] = {

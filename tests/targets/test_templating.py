@@ -156,3 +156,21 @@ def test_coalesced_events_are_all_listed(event: str) -> None:
     events = [{"kind": "timeline", "text": f"step {i}"} for i in range(3)]
     out = Renderer().render("slack", event, context(SAMPLE_INCIDENT, event, events)).body
     assert all(f"step {i}" in out for i in range(3))
+
+
+def test_shipped_templates_render_a_sparse_incident() -> None:
+    """Only id, title, severity and status, and an alert without labels: no template error."""
+    sparse = {
+        "id": 7,
+        "title": "x",
+        "severity": "sev3",
+        "status": "triggered",
+        "alerts": [{"status": "firing"}],
+    }
+    assert render_all(incident=sparse) == []
+
+
+def test_undocumented_names_are_still_errors(tmp_path: Path) -> None:
+    write(tmp_path, "slack/default.j2", "{{ incident.sevrity }}")
+    with pytest.raises(TemplateError, match="sevrity"):
+        Renderer(tmp_path).render("slack", "opened", context({"id": 1}, "opened"))
