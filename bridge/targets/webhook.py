@@ -26,7 +26,8 @@ PAYLOAD_VERSION = "1"
 class WebhookConfig(TargetConfig):
     url: Secret
     secret: Secret | None = None
-    headers: dict[str, Secret] = Field(default_factory=dict)
+    authorization: Secret | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
     signature_header: str = SIGNATURE_HEADER
     max_alerts: int = Field(default=100, ge=0)
 
@@ -78,7 +79,9 @@ class WebhookTarget(Target):
     async def send(self, notification: Notification) -> DeliveryResult:
         n = notification
         body = json.dumps(self.payload(n), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {k: v.reveal() for k, v in self.config.headers.items()}
+        headers = dict(self.config.headers)
+        if self.config.authorization:
+            headers["Authorization"] = self.config.authorization.reveal()
         headers.update(
             {
                 "Content-Type": "application/json; charset=utf-8",

@@ -235,7 +235,11 @@ async def test_webhook_signature_and_idempotency_key(
     webhook: webhook.WebhookFake, make_target: MakeTarget
 ) -> None:
     target = make_target(
-        "webhook", url=webhook.hook_url, secret=WEBHOOK_SECRET, headers={"X-Extra": "yes"}
+        "webhook",
+        url=webhook.hook_url,
+        secret=WEBHOOK_SECRET,
+        headers={"X-Extra": "yes"},
+        authorization="Bearer abc",
     )
     n = make_notification("opened")
     await target.send(n)
@@ -244,6 +248,7 @@ async def test_webhook_signature_and_idempotency_key(
     req = webhook.requests[0]
     assert req.headers["Idempotency-Key"] == n.idempotency_key
     assert req.headers["X-Extra"] == "yes"
+    assert req.headers["Authorization"] == "Bearer abc"
     assert req.headers["X-Incident-Bridge-Signature"].startswith("t=1795752400,v1=")
     body = req.json
     assert body["event"] == "opened" and body["incident"]["id"] == 42

@@ -30,7 +30,7 @@ TYPES = [
     "telegram",
 ]
 SECRET_KEYS = {
-    "webhook": {"url", "secret", "headers"},
+    "webhook": {"url", "secret", "authorization"},
     "slack_webhook": {"url"},
     "slack": {"token"},
     "msteams": {"url"},
