@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field
@@ -48,6 +48,7 @@ class SlackConfig(TargetConfig):
     invite: list[str] = Field(default_factory=list)
     users: dict[str, str] = Field(default_factory=dict)
     thread_updates: bool = True
+    incident_mode: Literal["channel", "thread"] = "channel"
     max_chars: int = Field(default=SECTION_LIMIT, ge=100, le=SECTION_LIMIT)
 
 
@@ -104,14 +105,16 @@ class SlackTarget(Target):
     async def send(self, notification: Notification) -> DeliveryResult:
         n = notification
         state = dict(n.state)
-        if n.tier == "incident":
+        create = n.tier == "incident" and self.config.incident_mode == "channel"
+        if create:
             channel = await self._dedicated(n, state)
         elif self.config.channel:
             channel = self.config.channel
         else:
             raise PermanentError("no_channel")
         payload = self.payload(n, channel)
-        threaded = n.tier != "incident" and self.config.thread_updates
+        # incident_mode "thread": the incident's "channel" is a thread in the configured one
+        threaded = not create and (self.config.thread_updates or n.tier == "incident")
         if threaded and state.get("ts") and n.event not in ("opened",):
             payload["thread_ts"] = state["ts"]
             payload["reply_broadcast"] = n.event in _BROADCAST

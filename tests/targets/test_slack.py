@@ -171,3 +171,13 @@ async def test_retryable_invite_failure_keeps_progress(
     assert state is not None and "channel" in state and not state.get("setup")
     await target.send(make_notification(tier="incident", state=dict(state)))
     assert len(slack_api.channels) == 2
+
+
+async def test_incident_mode_thread_uses_a_thread_in_the_channel(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    target = _target(make_target, slack_api, channel="C0GENERAL", incident_mode="thread")
+    first = await target.send(make_notification("opened", tier="incident"))
+    await target.send(make_notification("timeline", tier="incident", state=dict(first.state)))
+    assert len(slack_api.channels) == 1  # nothing created
+    assert slack_api.messages[1]["thread_ts"] == first.state["ts"]
