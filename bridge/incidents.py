@@ -6,6 +6,7 @@ in one transaction. Every function is deterministic given its inputs, including 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -48,6 +49,8 @@ class Incident:
     closed_at: int | None = None
     truncated_alerts: int = 0
     previous_id: int | None = None
+    # role -> names of the people holding it, as JSON (assigned when the incident opens)
+    roles: str = "{}"
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def plan_webhook(
             team=decision.team,
             service=decision.service,
             previous_id=previous.id if previous else None,
+            roles=json.dumps({role: list(names) for role, names in decision.roles.items()}),
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}

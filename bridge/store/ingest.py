@@ -38,6 +38,7 @@ _INCIDENT_FIELDS = (
     "closed_at",
     "truncated_alerts",
     "previous_id",
+    "roles",
 )
 _INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
 _UPSERT_INCIDENT = (
@@ -125,6 +126,7 @@ class WebhookResult:
 def _incident(row: Sequence[Any]) -> Incident:
     values = dict(zip(_INCIDENT_FIELDS, row, strict=True))
     values["truncated_alerts"] = values["truncated_alerts"] or 0
+    values["roles"] = values["roles"] or "{}"
     return Incident(**values)
 
 

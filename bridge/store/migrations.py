@@ -104,6 +104,7 @@ def _initial(db: sqlite_utils.Database) -> None:
 
 
 def _outbox(db: sqlite_utils.Database) -> None:
+    db.table("incidents").add_column("roles", str)
     # One row per notification a change calls for, written in the change's transaction.
     db.table("outbox").create(
         {

@@ -19,7 +19,7 @@ _MILESTONES = (
 _COLUMNS = (
     "id, key, title, severity, status, route, team, service, "
     + ", ".join(_MILESTONES)
-    + ", truncated_alerts, previous_id, "
+    + ", truncated_alerts, previous_id, roles, "
     "(SELECT count(*) FROM incident_alerts ia WHERE ia.incident_id = incidents.id) AS alert_count"
 )
 
@@ -29,6 +29,8 @@ def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     for name in _MILESTONES:
         if name in out:
             out[name] = format_ns(out[name])
+    if "roles" in out:
+        out["roles"] = json.loads(out["roles"] or "{}")
     return out
 
 

@@ -1,0 +1,268 @@
+"""The delivery worker against a real store and a contract fake of a webhook receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.alertmanager import parse_webhook
+from bridge.metrics import Metrics
+from bridge.outbox import DeliveryPolicy, OutboxWorker, backoff_s
+from bridge.policy import BuiltinPolicy, Policy
+from bridge.store import Store
+from bridge.store import outbox as q
+from bridge.store.ingest import WebhookResult, apply_webhook
+from bridge.targets import build_target
+from bridge.targets.base import TargetDeps
+from tests.conftest import SECOND, Clock, fixture_body
+from tests.fakes.webhook import SECRET, WebhookFake
+
+POLICY = BuiltinPolicy(general=("hook",))
+
+
+async def ingest(
+    store: Store, body: dict[str, Any], now: int, policy: Policy = POLICY
+) -> WebhookResult:
+    raw = json.dumps(body).encode()
+    payload = parse_webhook(raw)
+    decisions = policy.evaluate(payload, now)
+    return await store.write(
+        lambda c: apply_webhook(
+            c,
+            payload=payload,
+            decisions=decisions,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            body=None,
+            now=now,
+        )
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[WebhookFake]:
+    server = WebhookFake()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def worker(store: Store, fake: WebhookFake, clock: Clock) -> AsyncIterator[OutboxWorker]:
+    async with aiohttp.ClientSession() as session:
+        target = build_target(
+            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
+        )
+        yield OutboxWorker(
+            store,
+            {"hook": target},
+            Metrics.create(),
+            clock=clock,
+            policy=DeliveryPolicy(quick_attempts=2, quick_max_wait_s=0.05),
+        )
+
+
+async def settle(worker: OutboxWorker) -> int:
+    started = await worker.run_once()
+    await worker.drain()
+    return started
+
+
+async def rows(store: Store) -> list[q.OutboxRow]:
+    return list(
+        reversed(await store.read(lambda c: q.list_rows(c, state=None, before=None, limit=100)))
+    )
+
+
+async def test_opened_then_mitigated_delivered_once_in_order(
+    store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    await settle(worker)
+    clock.advance(1)
+    await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now)
+    await ingest(store, fixture_body("ha-slow-receiver/02.json"), clock.now)  # a late copy
+    assert [r.event for r in await rows(store)] == ["opened", "mitigated"]
+    while await settle(worker):
+        pass
+    assert [d["event"] for d in fake.received] == ["opened", "mitigated"]
+    assert {r.state for r in await rows(store)} == {"delivered"}
+    assert await settle(worker) == 0
+
+
+async def test_outage_retries_with_backoff_and_retry_after_no_hot_loop(
+    store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    fake.fail_next(2, status=503)  # one attempt: two quick tries
+    await settle(worker)
+    # the resolve arrives during the outage: it must wait behind "opened"
+    await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now)
+    assert len(fake.requests) == 2 and fake.received == []
+    first = (await rows(store))[0]
+    assert (first.state, first.attempts, first.last_error) == ("pending", 1, "http_503")
+    assert first.next_attempt_at > clock.now
+    # Not due yet: nothing is sent however often the worker looks.
+    for _ in range(5):
+        assert await settle(worker) == 0
+    assert len(fake.requests) == 2
+    fake.fail_next(1, status=429, retry_after=120)
+    clock.now = first.next_attempt_at
+    await settle(worker)
+    assert len(fake.requests) == 3  # a long Retry-After is not retried in the attempt
+    again = (await rows(store))[0]
+    assert again.next_attempt_at >= clock.now + 120 * SECOND
+    clock.now = again.next_attempt_at - SECOND
+    assert await settle(worker) == 0  # Retry-After honoured to the second
+    clock.now = again.next_attempt_at
+    while await settle(worker):
+        pass
+    assert [d["event"] for d in fake.received] == ["opened", "mitigated"]
+    assert len(fake.deliveries) == 2  # once per idempotency key
+    assert len(fake.requests) == 5
+
+
+async def test_events_waiting_together_go_out_as_one_message(
+    store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now)
+    while await settle(worker):
+        pass
+    [message] = fake.received
+    assert message["event"] == "mitigated"
+    assert [e["kind"] for e in message["events"]] == ["opened", "status_changed"]
+    assert [r.state for r in await rows(store)] == ["delivered", "delivered"]
+
+
+async def test_waiting_events_are_coalesced_into_one_message(
+    store: Store, fake: WebhookFake, clock: Clock
+) -> None:
+    from bridge.policy import Decision, Tiers
+
+    class Room:
+        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
+            return [
+                Decision(
+                    key="storm",
+                    severity="sev2",
+                    title="storm",
+                    fingerprints=tuple(a.fingerprint for a in payload.alerts),
+                    tiers=Tiers(incident="hook"),
+                )
+            ]
+
+    body = fixture_body("ha-pair-single-delivery.json")
+    for i in range(12):
+        body["alerts"][0]["fingerprint"] = f"{i:016x}"
+        body["alerts"][0]["labels"]["instance"] = f"node-{i}"
+        await ingest(store, body, clock.now, Room())
+    async with aiohttp.ClientSession() as session:
+        target = build_target(
+            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
+        )
+        w = OutboxWorker(
+            store,
+            {"hook": target},
+            Metrics.create(),
+            clock=clock,
+            policy=DeliveryPolicy(group_size=5),
+        )
+        while await settle(w):
+            pass
+    # 1 opened + 12 alert_fired events, in groups of at most 5, in order
+    assert [len(d["events"]) for d in fake.received] == [5, 5, 3]
+    kinds = [e["kind"] for d in fake.received for e in d["events"]]
+    assert kinds == ["opened"] + ["alert_fired"] * 12
+    states = {r.state for r in await rows(store)}
+    assert states == {"delivered"}
+
+
+async def test_permanent_error_dead_letters_and_retry_sends_again(
+    store: Store,
+    worker: OutboxWorker,
+    fake: WebhookFake,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    fake.fail_next(1, status=400, body={"error": "bad"})
+    with caplog.at_level(logging.WARNING):
+        await settle(worker)
+    dead = (await rows(store))[0]
+    assert (dead.state, dead.attempts, dead.last_error) == ("dead", 1, "http_400")
+    assert await settle(worker) == 0
+    assert await store.write(lambda c: q.retry(c, dead.id, now=clock.now))
+    await settle(worker)
+    assert (await rows(store))[0].state == "delivered"
+    logged = caplog.text
+    assert SECRET not in logged and fake.hook_url not in logged
+
+
+async def test_exhausted_retries_are_dead_with_reason(
+    store: Store, fake: WebhookFake, clock: Clock
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    async with aiohttp.ClientSession() as session:
+        target = build_target(
+            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
+        )
+        w = OutboxWorker(
+            store,
+            {"hook": target},
+            Metrics.create(),
+            clock=clock,
+            policy=DeliveryPolicy(max_attempts=3, quick_attempts=1),
+        )
+        fake.fail_next(10, status=500)
+        for _ in range(3):
+            await settle(w)
+            clock.advance(3600)
+    row = (await rows(store))[0]
+    assert (row.state, row.attempts, row.last_error) == ("dead", 3, "retries_exhausted: http_500")
+    assert len(fake.requests) == 3
+
+
+async def test_crash_between_send_and_mark_resends_with_the_same_key(
+    store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
+) -> None:
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
+    [row] = await rows(store)
+    group = await store.write(lambda c: q.claim_group(c, row.id, 20))
+    ctx = await store.read(lambda c: q.context(c, group))
+    assert ctx is not None
+    from bridge.targets.base import Notification
+
+    # the send happens, then the process dies before marking the row
+    await worker.targets["hook"].send(
+        Notification(
+            id=row.id,
+            idempotency_key=row.idempotency_key,
+            target="hook",
+            tier="general",
+            event="opened",
+            incident=ctx.incident,
+            events=tuple(ctx.events),
+        )
+    )
+    await settle(worker)  # after the restart the row is still pending and goes out again
+    assert len(fake.received) == 2
+    assert len(fake.deliveries) == 1
+    assert [r.state for r in await rows(store)] == ["delivered"]
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    p = DeliveryPolicy(backoff_base_s=2, backoff_cap_s=60)
+    assert [backoff_s(n, p, rand=lambda: 0.0) for n in (1, 2, 3, 4, 10)] == [
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        30.0,
+    ]
+    assert [backoff_s(n, p, rand=lambda: 1.0) for n in (1, 2, 10)] == [2.0, 4.0, 60.0]
