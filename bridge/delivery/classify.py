@@ -21,6 +21,7 @@ from bridge.targets.base import PermanentError, RetryableError
 # A retry hint further away than this is capped: the outbox schedule takes over.
 MAX_RETRY_AFTER_S = 3600.0
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_ERROR_TEXT = re.compile(r"^(error|fail(ed|ure)?)\b|delivery failed|returned http error|\berror:")
 _OK_TEXT = {"", "ok", "1", "accepted", "true"}
 # Slack Web API errors worth retrying (everything else with ok:false is permanent).
 _SLACK_RETRYABLE = {
@@ -190,10 +191,11 @@ def _check_body(
     stripped = text.strip().lower()
     if stripped in _OK_TEXT:
         return OK
-    # Old Teams connectors: 200 "Webhook message delivery failed with error: ... 429 ..."
-    if "429" in stripped and ("error" in stripped or "fail" in stripped):
-        return _retry("rate_limited", retry_hint(headers, None, now))
-    if "error" in stripped or "fail" in stripped:
+    # Old Teams connectors: 200 "Webhook message delivery failed with error: Microsoft Teams
+    # endpoint returned HTTP error 429 ...". Only clear error texts count ("0 errors" is fine).
+    if _ERROR_TEXT.search(stripped):
+        if "429" in stripped:
+            return _retry("rate_limited", retry_hint(headers, None, now))
         return _permanent("error_in_body")
     return OK
 

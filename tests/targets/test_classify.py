@@ -95,6 +95,16 @@ CASES: list[tuple[str, int, dict[str, str], Any, str, tuple[bool, bool, str, flo
         "msteams",
         (False, True, "rate_limited", None),
     ),
+    ("200 text mentioning errors", 200, {}, b"OK, 0 errors", "", (True, False, "ok", None)),
+    (
+        "200 text error:",
+        200,
+        {},
+        b"Error: invalid card",
+        "msteams",
+        (False, False, "error_in_body", None),
+    ),
+    ("200 text failed", 200, {}, b"failed", "", (False, False, "error_in_body", None)),
     (
         "200 json status error",
         200,
