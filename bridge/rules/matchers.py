@@ -63,6 +63,70 @@ class Matcher:
         return f'{self.name}{self.type.value}"{escaped}"'
 
 
+_FLAGS = re.compile(r"\(\?([imsU]*(?:-[imsU]*)?)\)")
+_POSIX = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
+    "print": " -~", "punct": "!-/:-@[-`{-~", "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z", "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+}  # fmt: skip
+
+
+def go_to_python(rx: str) -> str:
+    """Translate the RE2 syntax Python spells differently: a flag group ``(?i)`` applies to
+    the rest of its group (Python: ``(?i:...)``), POSIX classes ``[[:alpha:]]``, ``\\z``."""
+    out: list[str] = []
+    pending = [0]  # per open group: scoped-flag groups to close with it
+    i, in_class = 0, False
+    while i < len(rx):
+        ch = rx[i]
+        if ch == "\\":
+            esc = rx[i : i + 2]
+            out.append("\\Z" if esc == "\\z" and not in_class else esc)
+            i += 2
+            continue
+        if in_class:
+            if rx.startswith("[:", i) and (end := rx.find(":]", i + 2)) > 0:
+                name = rx[i + 2 : end]
+                neg = name.startswith("^")
+                if name.lstrip("^") in _POSIX and not neg:
+                    out.append(_POSIX[name])
+                    i = end + 2
+                    continue
+            if ch == "]":
+                in_class = False
+            out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            for lead in ("^", "]"):
+                if rx[i : i + 1] == lead:
+                    out.append(lead)
+                    i += 1
+            continue
+        m = _FLAGS.match(rx, i)
+        if m:
+            if "U" in m.group(1):
+                raise MatcherError(f"regex {rx!r}: the U (ungreedy) flag is not supported", i)
+            out.append(f"(?{m.group(1)}:" if m.group(1) not in ("", "-") else "(?:")
+            pending[-1] += 1
+            i = m.end()
+            continue
+        if ch == "(":
+            pending.append(0)
+        elif ch == ")":
+            out.append(")" * pending.pop())
+            if not pending:
+                pending = [0]
+        out.append(ch)
+        i += 1
+    out.append(")" * sum(pending))
+    return "".join(out)
+
+
 def compile_anchored(value: str) -> re.Pattern[str]:
     """Compile a matcher regex; raises MatcherError (RE2-incompatible or invalid)."""
     bad = _NOT_RE2.search(value)
@@ -74,7 +138,7 @@ def compile_anchored(value: str) -> re.Pattern[str]:
         )
     try:
         # ASCII: RE2's \d, \w, \s and \b are ASCII-only. fullmatch = Alertmanager's ^(?:re)$.
-        return re.compile(f"(?:{value})", re.ASCII)
+        return re.compile(f"(?:{go_to_python(value)})", re.ASCII)
     except re.error as exc:
         raise MatcherError(f"invalid regex {value!r}: {exc.msg}", exc.pos or 0) from None
 
