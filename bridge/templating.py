@@ -106,7 +106,7 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     if not value:
         return ""
     text = str(value).replace("Z", "+00:00")
-    if "." in text:  # Python < 3.11 parsers dislike 9 fractional digits
+    if "." in text:  # drop the fraction (up to 9 digits from Alertmanager): whole seconds shown
         head, _, rest = text.partition(".")
         digits = "".join(c for c in rest if c.isdigit())
         text = head + rest[len(digits) :]
@@ -164,7 +164,7 @@ def _rel(path: str) -> str:
 
 
 class Renderer:
-    """Loads and renders templates. Immutable; build a new one to pick up changed files."""
+    """Loads and renders templates; a changed template file is read again on its next use."""
 
     def __init__(self, user_dir: Path | str | None = None, default_dir: Path | None = None) -> None:
         self.dirs: tuple[Path, ...] = tuple(

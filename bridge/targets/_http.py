@@ -68,8 +68,13 @@ async def post(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
-            body = await resp.content.read(MAX_RESPONSE_BYTES)
-            return Response(resp.status, dict(resp.headers), body)
+            # Read to the end (a bounded amount): read(n) may stop at the first chunk.
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) >= MAX_RESPONSE_BYTES:
+                    break
+            return Response(resp.status, dict(resp.headers), bytes(body[:MAX_RESPONSE_BYTES]))
     except TimeoutError:
         failure = RetryableError("timeout")
     except aiohttp.InvalidURL:

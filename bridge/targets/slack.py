@@ -27,6 +27,7 @@ from bridge.targets.base import (
     DeliveryResult,
     Notification,
     PermanentError,
+    RetryableError,
     Target,
     TargetConfig,
 )
@@ -168,8 +169,10 @@ class SlackTarget(Target):
                 if exc.reason == "slack_name_taken":
                     continue
                 raise
-            channel = data.get("channel") or {}
-            return str(channel.get("id", "")), name
+            channel_id = str((data.get("channel") or {}).get("id") or "")
+            if not channel_id:
+                raise RetryableError("slack_bad_response")
+            return channel_id, name
         raise PermanentError("slack_name_taken")
 
     async def _invite(self, channel: str, incident: Mapping[str, Any]) -> None:

@@ -264,3 +264,17 @@ def test_webhook_signature_rejects_stale_and_tampered() -> None:
     assert not verify_signature("k", header, b"{ }", now=1000)  # body changed
     assert not verify_signature("other", header, b"{}", now=1000)
     assert not verify_signature("k", "garbage", b"{}", now=1000)
+
+
+async def test_a_large_error_body_is_read_whole(
+    slack_api: slack.SlackAPIFake, make_target: MakeTarget
+) -> None:
+    slack_api.fail_next(
+        1, status=200, body={"ok": False, "error": "invalid_auth", "pad": "x" * 300_000}
+    )
+    target = make_target(
+        "slack", token=slack.TOKEN, api_url=slack_api.url + "/api", channel="C0GENERAL"
+    )
+    with pytest.raises(PermanentError) as err:
+        await target.send(make_notification())
+    assert err.value.reason == "slack_invalid_auth"
