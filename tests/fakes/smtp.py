@@ -65,7 +65,13 @@ def _authenticate(
 
 
 class SMTPFake:
-    def __init__(self, *, auth: bool = False, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        auth: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.handler = Handler()
         self.port = free_port()
         kwargs: dict[str, Any] = {}
@@ -77,6 +83,8 @@ class SMTPFake:
             )
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
+        if implicit_tls is not None:  # port 465 style: TLS from the first byte
+            kwargs.update(ssl_context=implicit_tls)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def start(self) -> SMTPFake:

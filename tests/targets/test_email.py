@@ -185,3 +185,17 @@ async def test_html_part_escapes_labels(smtp: SMTPFake, make_target: MakeTarget)
     assert html is not None
     assert "<script>" not in html.get_content()
     assert "&lt;script&gt;" in html.get_content()
+
+
+async def test_implicit_tls(make_target: MakeTarget, cert: tuple[Path, Path]) -> None:
+    key, crt = cert
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(crt, key)
+    fake = SMTPFake(implicit_tls=ctx).start()
+    try:
+        await _email(make_target, fake.port, security="tls", ca_file=str(crt)).send(
+            make_notification()
+        )
+        assert len(fake.messages) == 1
+    finally:
+        fake.stop()
