@@ -84,14 +84,20 @@ def _declare(
 def _rotation(src: Source, name: str, data: Any, diags: Diagnostics) -> rot.Rotation | None:
     loc = ("rotations", name)
     subject = f'rotation "{name}"'
+    ok = True
     try:
         spec = RotationSpec.model_validate(data)
     except ValidationError as exc:
         report_validation(diags, src, loc, exc, RotationSpec, subject)
-        return None
+        ok = False
+        # Check what is valid too: drop the keys that failed and validate the rest.
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            spec = RotationSpec.model_validate({k: v for k, v in data.items() if k not in bad})
+        except (ValidationError, AttributeError):
+            return None
     members = tuple(rot.Member(m.name, dict(m.handles)) for m in spec.members)
     names = [m.name for m in members]
-    ok = True
     for i, n in enumerate(names):
         if n in names[:i]:
             diags.error(src, (*loc, "members", i), f'{subject}: member "{n}" listed twice')

@@ -236,7 +236,8 @@ def build_route(
     subject = f'route "{name}"' if name else "route"
     where = raw.src.where(raw.loc)
     if not name:
-        diags.error(raw.src, raw.loc, 'route: missing required key "name"')
+        if not (isinstance(raw.data, dict) and "name" in raw.data):  # else the schema said why
+            diags.error(raw.src, raw.loc, 'route: missing required key "name"')
     elif not root or spec.name:
         if not re.match(NAME_PATTERN, name):
             pass  # reported by the schema

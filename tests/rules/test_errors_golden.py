@@ -1,0 +1,53 @@
+"""Golden error messages: one rule file per error class under bad/, the expected messages
+next to it in <case>.expected. Regenerate with UPDATE_GOLDEN=1 after checking the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bridge.rules import load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = Path(__file__).parent / "bad"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+CASES = sorted(p.stem for p in BAD.glob("*.yaml"))
+
+
+def test_there_are_cases() -> None:
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_error_messages(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    rel = (BAD / f"{case}.yaml").relative_to(ROOT)
+    result = load_rules([rel], env={"X": "x"})
+    assert result.ruleset is None, "a bad rule file must not load"
+    got = "\n".join(result.errors) + "\n"
+    expected_file = BAD / f"{case}.expected"
+    if UPDATE:
+        expected_file.write_text(got)
+    assert expected_file.exists(), f"no {expected_file.name}; run with UPDATE_GOLDEN=1"
+    assert got == expected_file.read_text()
+    for line in result.errors:
+        # every message names its place: file:line:col with 1-based line and column
+        place = line.split(": ", 1)[0]
+        name, ln, col = place.rsplit(":", 2)
+        assert name == str(rel) and int(ln) >= 1 and int(col) >= 1, line
+
+
+def test_no_secret_leaks_into_errors(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("s3cr3t-from-file\n")
+    (tmp_path / "r.yaml").write_text(
+        "targets:\n"
+        "  a: {type: slack, token_file: secret.txt, api_url: 5}\n"
+        "  b: {type: webhook, url: '${HOOK}', bogus: '${HOOK}'}\n"
+        "route: {tiers: {general: [a, b, c]}}\n"
+    )
+    result = load_rules([tmp_path / "r.yaml"], env={"HOOK": "https://s3cr3t-from-env"})
+    text = "\n".join(result.errors + result.warnings)
+    assert result.errors
+    assert "s3cr3t" not in text
