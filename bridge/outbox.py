@@ -126,6 +126,7 @@ class OutboxWorker:
     def set_targets(self, targets: Mapping[str, Target]) -> None:
         """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
         self.targets = dict(targets)
+        self._pacers.clear()  # a reload may change a target's pacing
 
     def notify(self) -> None:
         """New rows were committed: look now instead of at the next poll."""
@@ -248,10 +249,10 @@ class OutboxWorker:
         limit = self._limits.setdefault(
             target.name, asyncio.Semaphore(self.policy.concurrency_per_target)
         )
-        pacer = self._pacers.setdefault(
-            target.name,
-            _Pacer(_MIN_INTERVAL_S.get(target.type_name, 0.0), time.monotonic),
-        )
+        interval = target.config.min_interval_s
+        if interval is None:
+            interval = _MIN_INTERVAL_S.get(target.type_name, 0.0)
+        pacer = self._pacers.setdefault(target.name, _Pacer(interval, time.monotonic))
         cap = self.policy.quick_max_wait_s
         async with limit:
             async for attempt in AsyncRetrying(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -266,3 +267,40 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
         30.0,
     ]
     assert [backoff_s(n, p, rand=lambda: 1.0) for n in (1, 2, 10)] == [2.0, 4.0, 60.0]
+
+
+class StampedFake(WebhookFake):
+    """Records when each message arrived."""
+
+    def routes(self) -> None:
+        self.stamps: list[float] = []
+        super().routes()
+
+    async def handle(self, request: Any) -> Any:
+        self.stamps.append(time.monotonic())
+        return await super().handle(request)
+
+
+async def test_messages_to_one_channel_are_paced(store: Store, clock: Clock) -> None:
+    for i in range(3):
+        body = fixture_body("ha-pair-single-delivery.json")
+        body["groupKey"] = f"paced-{i}"
+        body["alerts"][0]["fingerprint"] = f"{i:016x}"
+        await ingest(store, body, clock.now)
+    fake = StampedFake()
+    await fake.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            target = build_target(
+                "hook",
+                "webhook",
+                {"url": fake.hook_url, "secret": SECRET, "min_interval_s": 0.25},
+                TargetDeps(session=session),
+            )
+            w = OutboxWorker(store, {"hook": target}, Metrics.create(), clock=clock)
+            await settle(w)
+    finally:
+        await fake.close()
+    assert len(fake.stamps) == 3 and len(fake.deliveries) == 3
+    gaps = [b - a for a, b in zip(fake.stamps, fake.stamps[1:], strict=False)]
+    assert all(gap >= 0.24 for gap in gaps), gaps

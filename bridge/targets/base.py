@@ -155,6 +155,8 @@ class TargetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Seconds between two messages to one channel; None: the type's default (1 s for Slack).
+    min_interval_s: float | None = Field(default=None, ge=0, le=3600)
 
 
 @dataclass(frozen=True)
