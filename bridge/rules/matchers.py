@@ -76,7 +76,8 @@ def go_to_python(rx: str) -> str:
     """Translate the RE2 syntax Python spells differently: a flag group ``(?i)`` applies to
     the rest of its group (Python: ``(?i:...)``), POSIX classes ``[[:alpha:]]``, ``\\z``."""
     out: list[str] = []
-    pending = [0]  # per open group: scoped-flag groups to close with it
+    # per open group: the flag groups opened in it, closed with it and around each "|"
+    pending: list[list[str]] = [[]]
     i, in_class = 0, False
     while i < len(rx):
         ch = rx[i]
@@ -88,8 +89,7 @@ def go_to_python(rx: str) -> str:
         if in_class:
             if rx.startswith("[:", i) and (end := rx.find(":]", i + 2)) > 0:
                 name = rx[i + 2 : end]
-                neg = name.startswith("^")
-                if name.lstrip("^") in _POSIX and not neg:
+                if name in _POSIX:
                     out.append(_POSIX[name])
                     i = end + 2
                     continue
@@ -111,19 +111,25 @@ def go_to_python(rx: str) -> str:
         if m:
             if "U" in m.group(1):
                 raise MatcherError(f"regex {rx!r}: the U (ungreedy) flag is not supported", i)
-            out.append(f"(?{m.group(1)}:" if m.group(1) not in ("", "-") else "(?:")
-            pending[-1] += 1
+            opener = f"(?{m.group(1)}:" if m.group(1) not in ("", "-") else "(?:"
+            out.append(opener)
+            pending[-1].append(opener)
             i = m.end()
             continue
         if ch == "(":
-            pending.append(0)
+            pending.append([])
         elif ch == ")":
-            out.append(")" * pending.pop())
+            out.append(")" * len(pending.pop()))
             if not pending:
-                pending = [0]
+                pending = [[]]
+        elif ch == "|" and pending[-1]:
+            # Go keeps the flags for the next alternative: close them and open them again.
+            out.append(")" * len(pending[-1]) + "|" + "".join(pending[-1]))
+            i += 1
+            continue
         out.append(ch)
         i += 1
-    out.append(")" * sum(pending))
+    out.append(")" * sum(len(p) for p in pending))
     return "".join(out)
 
 

@@ -24,7 +24,7 @@ VALUES = ("x", "y", "xy", "yx")
 EQ_VALUES = ("", "x", "y", "xy")
 REGEXES = (
     "x", "x|y", ".*", ".+", "x.*", "y?", "(x|xy)", "", "[xy]+", "X", "(?i)X", "xy|y.",
-    "x(?i)Y|y", "[[:alpha:]]+", "[^x]*", "y{1,2}",
+    "x(?i)Y|y", "x(?i)Y|yX", "[[:alpha:]]+", "[^x]*", "y{1,2}", "(x(?i)Y)|Y",
 )  # fmt: skip
 MIN_CASES = 200
 

@@ -77,6 +77,8 @@ MATCH = [
     ("regex no newline before end", 'a=~"x"', {"a": "x\n"}, False),
     ("case-insensitive flag group", 'a=~"(?i)x"', {"a": "X"}, True),
     ("flag group scoped to the rest", 'a=~"x(?i)y"', {"a": "XY"}, False),
+    ("flag group continues past an alternation", 'a=~"x(?i)y|z"', {"a": "Z"}, True),
+    ("flag group ends with its group", 'a=~"(x(?i)y)|z"', {"a": "Z"}, False),
     ("posix class", 'a=~"[[:digit:]]+"', {"a": "123"}, True),
     ("digits are ASCII as in RE2", 'a=~"\\\\d"', {"a": "\u0663"}, False),
 ]
