@@ -26,7 +26,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from bridge.metrics import Metrics
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Batched, Store, StoreUnavailable
 from bridge.store import outbox as q
 from bridge.targets.base import (
     DeliveryError,
@@ -171,16 +171,22 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Start a send for every due (incident, target) not already sending; return how many."""
         rows = await self.store.read(functools.partial(q.due, now=self.clock(), limit=200))
-        started = 0
-        for row in rows:
-            key = (row.incident_id, row.target)
-            if key in self._inflight:
-                continue
-            task = asyncio.create_task(self._deliver(row))
+        leaders = [r.id for r in rows if (r.incident_id, r.target) not in self._inflight]
+        if not leaders:
+            return 0
+        # One write claims every group, one read loads what their messages need.
+        groups = await self.store.write(
+            functools.partial(q.claim_groups, leader_ids=leaders, max_group=self.policy.group_size)
+        )
+        contexts = await self.store.read(
+            functools.partial(q.contexts, groups=list(groups.values()))
+        )
+        for leader_id, group in groups.items():
+            key = (group[0].incident_id, group[0].target)
+            task = asyncio.create_task(self._deliver(group, contexts.get(leader_id)))
             self._inflight[key] = task
             task.add_done_callback(functools.partial(self._done, key))
-            started += 1
-        return started
+        return len(groups)
 
     def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
@@ -191,20 +197,14 @@ class OutboxWorker:
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
-    async def _deliver(self, row: q.OutboxRow) -> None:
-        group = await self.store.write(
-            functools.partial(q.claim_group, leader_id=row.id, max_group=self.policy.group_size)
-        )
-        if not group:
-            return
+    async def _deliver(self, group: list[q.OutboxRow], ctx: q.Context | None) -> None:
         leader = group[0]
         target = self.targets.get(leader.target)
         if target is None:
-            await self._fail(leader, PermanentError("unknown_target"), "unknown")
+            await self._fail(leader, PermanentError("unknown_target"))
             return
-        ctx = await self.store.read(functools.partial(q.context, group=group))
         if ctx is None:
-            await self._fail(leader, PermanentError("incident_missing"), target.type_name)
+            await self._fail(leader, PermanentError("incident_missing"))
             return
         notification = Notification(
             id=leader.id,
@@ -221,25 +221,25 @@ class OutboxWorker:
         try:
             result = await self._send(target, notification)
         except DeliveryError as exc:
-            await self._fail(leader, exc, target.type_name)
+            await self._fail(leader, exc)
             return
         except Exception as exc:  # a bug in a target must not kill the worker
             log.exception("outbox: target %s raised unexpectedly", leader.target)
-            await self._fail(
-                leader, RetryableError(f"internal_{type(exc).__name__}"), target.type_name
-            )
+            await self._fail(leader, RetryableError(f"internal_{type(exc).__name__}"))
             return
         finally:
             self.metrics.notification_duration.labels(leader.target).observe(
                 time.perf_counter() - started
             )
         await self.store.write(
-            functools.partial(
-                q.mark_delivered,
-                leader_id=leader.id,
-                now=self.clock(),
-                state=dict(result.state) if result.state else None,
-                provider_ids=dict(result.provider_ids),
+            Batched(
+                q.record,
+                q.Outcome(
+                    leader.id,
+                    self.clock(),
+                    state=dict(result.state) if result.state else None,
+                    provider_ids=dict(result.provider_ids),
+                ),
             )
         )
         for member in group:
@@ -271,7 +271,7 @@ class OutboxWorker:
                     return await target.send(n)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fail(self, leader: q.OutboxRow, exc: DeliveryError, kind: str) -> None:
+    async def _fail(self, leader: q.OutboxRow, exc: DeliveryError) -> None:
         attempts = leader.attempts + 1
         retry_at: int | None = None
         if isinstance(exc, RetryableError) and attempts < self.policy.max_attempts:
@@ -297,13 +297,15 @@ class OutboxWorker:
         )
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
         await self.store.write(
-            functools.partial(
-                q.mark_failed,
-                leader_id=leader.id,
-                now=self.clock(),
-                error=error,
-                retry_at=retry_at,
-                state=dict(exc.state) if exc.state is not None else None,
+            Batched(
+                q.record,
+                q.Outcome(
+                    leader.id,
+                    self.clock(),
+                    error=error,
+                    retry_at=retry_at,
+                    state=dict(exc.state) if exc.state is not None else None,
+                ),
             )
         )
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.queries import get_incident
+from bridge.store.queries import get_incident_alerts, timeline_events
 from bridge.timeutil import format_ns
 
 STATES = ("pending", "delivered", "dead")
@@ -78,6 +79,18 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int) -> list[OutboxRow]:
 def next_due_at(conn: sqlite3.Connection) -> int | None:
     row = conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
     return int(row[0]) if row and row[0] is not None else None
+
+
+def claim_groups(
+    conn: sqlite3.Connection, leader_ids: Sequence[int], max_group: int
+) -> dict[int, list[OutboxRow]]:
+    """``claim_group`` for several leaders in one write; leaders no longer pending are left out."""
+    out: dict[int, list[OutboxRow]] = {}
+    for leader_id in leader_ids:
+        group = claim_group(conn, leader_id, max_group)
+        if group:
+            out[leader_id] = group
+    return out
 
 
 def claim_group(conn: sqlite3.Connection, leader_id: int, max_group: int) -> list[OutboxRow]:
@@ -224,14 +237,49 @@ class Context:
 
 def context(conn: sqlite3.Connection, group: list[OutboxRow]) -> Context | None:
     """What a message about ``group`` needs: the incident now, the events, the target's state."""
-    first = group[0]
-    incident = get_incident(conn, first.incident_id)
-    if incident is None:
-        return None
-    wanted = {r.event_id for r in group if r.event_id is not None}
-    events = [e for e in incident.pop("timeline") if e["id"] in wanted]
-    row = conn.execute(
-        "SELECT state FROM target_state WHERE incident_id = ? AND target = ?",
-        (first.incident_id, first.target),
-    ).fetchone()
-    return Context(incident, events, json.loads(row[0]) if row else {})
+    return contexts(conn, [group]).get(group[0].id)
+
+
+def contexts(conn: sqlite3.Connection, groups: Sequence[list[OutboxRow]]) -> dict[int, Context]:
+    """``context`` for several groups (by leader id) in one read; each incident loaded once."""
+    incidents: dict[int, dict[str, Any] | None] = {}
+    out: dict[int, Context] = {}
+    for group in groups:
+        first = group[0]
+        if first.incident_id not in incidents:
+            incidents[first.incident_id] = get_incident_alerts(conn, first.incident_id)
+        incident = incidents[first.incident_id]
+        if incident is None:
+            continue
+        ids = [r.event_id for r in group if r.event_id is not None]
+        events = timeline_events(conn, first.incident_id, ids)
+        row = conn.execute(
+            "SELECT state FROM target_state WHERE incident_id = ? AND target = ?",
+            (first.incident_id, first.target),
+        ).fetchone()
+        out[first.id] = Context(dict(incident), events, json.loads(row[0]) if row else {})
+    return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one message went: delivered (``error is None``), to retry at ``retry_at``, or dead."""
+
+    leader_id: int
+    now: int
+    error: str | None = None
+    retry_at: int | None = None
+    state: dict[str, Any] | None = None
+    provider_ids: dict[str, str] | None = None
+
+
+def record(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
+    """Record the outcomes of several sends at once (a ``Batched`` write)."""
+    for o in outcomes:
+        if o.error is None:
+            mark_delivered(conn, o.leader_id, now=o.now, state=o.state, provider_ids=o.provider_ids)
+        else:
+            mark_failed(
+                conn, o.leader_id, now=o.now, error=o.error, retry_at=o.retry_at, state=o.state
+            )
+    return [None] * len(outcomes)

@@ -63,6 +63,38 @@ def list_incidents(
 
 
 def get_incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    """The incident with its alerts and its whole timeline."""
+    incident = get_incident_alerts(conn, incident_id)
+    if incident is not None:
+        incident["timeline"] = timeline_events(conn, incident_id)
+    return incident
+
+
+def timeline_events(
+    conn: sqlite3.Connection, incident_id: int, ids: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """The incident's timeline in order, or only the events with these ids."""
+    sql = "SELECT id, time, kind, actor, text, data FROM timeline WHERE incident_id = ?"
+    args: list[Any] = [incident_id]
+    if ids is not None:
+        sql += f" AND id IN ({','.join('?' * len(ids))})"
+        args += ids
+    cur = conn.execute(sql + " ORDER BY id", args)
+    return [
+        {
+            "id": eid,
+            "time": format_ns(time),
+            "kind": kind,
+            "actor": actor,
+            "text": text,
+            "data": json.loads(data or "{}"),
+        }
+        for eid, time, kind, actor, text, data in cur.fetchall()
+    ]
+
+
+def get_incident_alerts(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    """The incident with its alerts, without the timeline."""
     cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))
     row = cur.fetchone()
     if row is None:
@@ -88,21 +120,6 @@ def get_incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] |
             "last_seen": format_ns(last_seen),
         }
         for fp, status, labels, annotations, starts_at, ends_at, generator_url, first_seen, last_seen in cur.fetchall()
-    ]
-    cur = conn.execute(
-        "SELECT id, time, kind, actor, text, data FROM timeline WHERE incident_id = ? ORDER BY id",
-        (incident_id,),
-    )
-    incident["timeline"] = [
-        {
-            "id": eid,
-            "time": format_ns(time),
-            "kind": kind,
-            "actor": actor,
-            "text": text,
-            "data": json.loads(data or "{}"),
-        }
-        for eid, time, kind, actor, text, data in cur.fetchall()
     ]
     return incident
 
