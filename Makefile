@@ -25,6 +25,8 @@ lint: install-test
 	$(BIN)/mypy
 
 test: lint
+	$(BIN)/incident-bridge rules check --no-secrets rules/
+	$(BIN)/incident-bridge rules test rules/tests/*.yaml
 	$(BIN)/python -m pytest -q
 
 clean:
