@@ -23,18 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.procs import TOKEN, Bridge
+from tests.integration.procs import TOKEN, Bridge, in_ci
 from tests.integration.procs import http as http_request
 
 pytestmark = pytest.mark.slow
 
 MAX_BODY = 64 * 1024  # small, so that bodies over the limit are cheap to generate
+# CI replays the same examples every run (a red CI is then reproducible and not a new finding of
+# chance); a developer's run explores new ones and keeps failures in .hypothesis/.
 FUZZ = settings(
     max_examples=300,
     deadline=None,
+    derandomize=in_ci(),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -267,7 +270,10 @@ content_types = st.sampled_from(
         ";;;",
     ]
 )
-content_encodings = st.sampled_from([None, None, None, "gzip", "deflate", "br", "identity", "x"])
+# No "deflate" here: with aiohttp 3.14 a truncated deflate body whose bytes arrive in a later TCP
+# segment than the headers never fails the handler's read, and the request hangs until the client
+# gives up (docs/testing.md). test_undecodable_content_encoding_is_a_4xx sends deflate in one piece.
+content_encodings = st.sampled_from([None, None, None, "gzip", "br", "identity", "x"])
 
 
 @dataclass
@@ -364,13 +370,15 @@ query_values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=in_ci())
 @given(
     params=st.dictionaries(
         st.sampled_from(["status", "severity", "limit", "before", "x"]), query_values, max_size=4
     ),
     incident=st.one_of(st.integers(-5, 2**70).map(str), st.text(min_size=1, max_size=20)),
 )
+@example(params={}, incident="²")  # str.isdigit() is true for it, int() refuses it
+@example(params={"limit": "\uff11"}, incident="\uff11")  # a fullwidth digit: int() accepts it
 def test_fuzzed_read_api_never_5xx(
     fuzz_bridge: tuple[Bridge, Tally], params: dict[str, str], incident: str
 ) -> None:
@@ -448,7 +456,7 @@ valid_alert = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=in_ci())
 @given(alerts=st.lists(valid_alert, min_size=1, max_size=4))
 def test_valid_webhooks_round_trip(
     fuzz_bridge: tuple[Bridge, Tally], alerts: list[dict[str, Any]]

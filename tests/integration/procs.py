@@ -163,12 +163,14 @@ class Bridge:
         for _attempt in range(3):
             self.port = free_port()
             self.starts += 1
-            with self.log_path.open("wb") as log:
+            # Logs go to stderr; stdout is the console notification target's.
+            out_path = self.workdir / f"bridge-{self.starts}.out"
+            with self.log_path.open("wb") as log, out_path.open("wb") as out:
                 self.proc = subprocess.Popen(
                     self.command(),
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    stdout=out,
+                    stderr=log,
                     env=_clean_env(self.env),
                     cwd=self.workdir,
                 )
