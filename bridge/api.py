@@ -79,22 +79,28 @@ async def incidents(request: web.Request) -> web.Response:
     return web.json_response({"incidents": rows, "next": next_url})
 
 
+def _not_found(what: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=f'{{"error": "no such {what}"}}', content_type="application/json")
+
+
+def _path_id(request: web.Request, what: str) -> int:
+    """The ``{id}`` of the path; anything but a plain decimal id is simply not found."""
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise _not_found(what)
+    return int(raw)
+
+
 async def incident(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     authorize(request, state)
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise web.HTTPNotFound(
-            text='{"error": "no such incident"}', content_type="application/json"
-        )
+    incident_id = _path_id(request, "incident")
     try:
-        found = await state.store.read(lambda conn: get_incident(conn, int(raw)))
+        found = await state.store.read(lambda conn: get_incident(conn, incident_id))
     except StoreUnavailable:
         raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
     if found is None:
-        raise web.HTTPNotFound(
-            text='{"error": "no such incident"}', content_type="application/json"
-        )
+        raise _not_found("incident")
     return web.json_response(found)
 
 
@@ -125,12 +131,7 @@ async def notifications(request: web.Request) -> web.Response:
 async def retry_notification(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     authorize(request, state)
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise web.HTTPNotFound(
-            text='{"error": "no such notification"}', content_type="application/json"
-        )
-    row_id = int(raw)
+    row_id = _path_id(request, "notification")
     try:
         done = await state.store.write(
             functools.partial(outbox_q.retry, row_id=row_id, now=state.clock())
@@ -139,9 +140,7 @@ async def retry_notification(request: web.Request) -> web.Response:
     except StoreUnavailable:
         raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
     if row is None:
-        raise web.HTTPNotFound(
-            text='{"error": "no such notification"}', content_type="application/json"
-        )
+        raise _not_found("notification")
     if not done:
         return web.json_response(
             {"error": f"notification {row_id} is {row.state}, only dead ones can be retried"},

@@ -289,3 +289,25 @@ async def test_content_encoding(make_client: MakeClient) -> None:
     bomb = gzip.compress(b"{" + b" " * 100_000 + b"}")
     assert len(bomb) < 4096
     assert (await post(client, bomb, gz)).status == 413
+
+
+async def test_notifications_api(client: Any) -> None:
+    await post(client, fixture_bytes("firing-group-bearer.json"))
+    listed = await (await client.get("/api/v1/notifications")).json()
+    [row] = listed["notifications"]  # the built-in policy tells the console of the opening
+    assert (row["target"], row["tier"], row["event"], row["state"]) == (
+        "console",
+        "general",
+        "opened",
+        "pending",
+    )
+    assert row["idempotency_key"] == f"incident-1/general/console/opened/{row['event_id']}"
+    assert (await (await client.get("/api/v1/notifications?state=dead")).json())[
+        "notifications"
+    ] == []
+    assert (await client.get("/api/v1/notifications?state=lost")).status == 400
+    assert (await client.get("/api/v1/notifications?state=dead,pending")).status == 400
+    conflict = await client.post(f"/api/v1/notifications/{row['id']}/retry")
+    assert conflict.status == 409  # only dead ones can be retried
+    assert (await client.post("/api/v1/notifications/999/retry")).status == 404
+    assert (await client.post("/api/v1/notifications/x/retry")).status == 404
