@@ -171,6 +171,11 @@ class Renderer:
             Path(p) for p in (user_dir, default_dir or default_templates_dir()) if p is not None
         )
         self._envs: dict[Markup, SandboxedEnvironment] = {}
+        self._found: dict[tuple[str, str, str], tuple[str, Path]] = {}
+
+    def clear(self) -> None:
+        """Forget which file serves which template (after templates were added or removed)."""
+        self._found.clear()
 
     def _env(self, markup: Markup) -> SandboxedEnvironment:
         if markup not in self._envs:
@@ -179,7 +184,15 @@ class Renderer:
 
     def find(self, target_type: str, event: str, suffix: str = ".j2") -> tuple[str, Path]:
         """(loader name, file) of the template used: the user folder first, the event's own
-        template before ``default``."""
+        template before ``default``. Remembered until ``clear()``; edits to a file that is
+        already in use are still picked up (Jinja checks its modification time)."""
+        key = (target_type, event, suffix)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._search(target_type, event, suffix)
+        return found
+
+    def _search(self, target_type: str, event: str, suffix: str) -> tuple[str, Path]:
         for base in self.dirs:
             for stem in (event, "default"):
                 name = f"{target_type}/{stem}{suffix}"
@@ -201,7 +214,6 @@ class Renderer:
             target_type, "text"
         )
         name, path = self.find(target_type, event, suffix)
-        shown = _rel(str(path))
         env = self._env(markup)
         try:
             template = env.get_template(name)
@@ -210,16 +222,16 @@ class Renderer:
             title = str(getattr(module, "title", ""))
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
-                _rel(exc.filename or shown), exc.lineno, exc.message or "syntax error"
+                _rel(exc.filename or str(path)), exc.lineno, exc.message or "syntax error"
             ) from None
         except Exception:  # UndefinedError, SecurityError, TypeError in a filter...
             try:  # Jinja maps the traceback's frames back to template files and lines
                 env.handle_exception()
             except Exception as exc:
-                where, line = _error_place(exc, shown)
+                where, line = _error_place(exc, _rel(str(path)))
                 raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
             raise  # pragma: no cover - handle_exception always raises
-        return Rendered(title=" ".join(title.split()), body=body.strip("\n"), template=shown)
+        return Rendered(title=" ".join(title.split()), body=body.strip("\n"), template=str(path))
 
 
 @functools.lru_cache(maxsize=1)
