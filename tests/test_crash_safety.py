@@ -79,8 +79,8 @@ def payload(run: Run, n: int) -> tuple[dict[str, Any], list[str]]:
     return body, fingerprints
 
 
-async def blast_then_kill(bridge: Bridge, run: Run) -> None:
-    """Send from CONNECTIONS workers; SIGKILL the bridge once KILL_AFTER_ACKS got a 200."""
+async def blast_then_kill(bridge: Bridge, run: Run, sig: int = signal.SIGKILL) -> None:
+    """Send from CONNECTIONS workers; signal the bridge once KILL_AFTER_ACKS got a 200."""
     assert bridge.proc is not None
     pid = bridge.proc.pid
     killed = asyncio.Event()
@@ -108,7 +108,7 @@ async def blast_then_kill(bridge: Bridge, run: Run) -> None:
                 run.in_flight -= 1
             if len(run.acked) >= KILL_AFTER_ACKS and not killed.is_set():
                 run.in_flight_at_kill = run.in_flight
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
                 killed.set()
 
     timeout = aiohttp.ClientTimeout(total=20)
@@ -116,6 +116,21 @@ async def blast_then_kill(bridge: Bridge, run: Run) -> None:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(CONNECTIONS)))
     assert killed.is_set(), f"only {len(run.acked)} of {run.sent} requests got a 200"
+
+
+def check_store(bridge: Bridge, run: Run) -> None:
+    """Every acknowledged alert is in the (stopped) bridge's file, and the file is sound."""
+    alerts, linked, integrity, fk = stored_fingerprints(bridge.db)
+    acked_fps = {fp for fps in run.acked.values() for fp in fps}
+    assert acked_fps <= alerts, f"{len(acked_fps - alerts)} acknowledged alerts missing"
+    assert acked_fps <= linked
+    assert integrity == "ok"
+    assert fk == []
+    print(
+        f"\n{run.tag}: {run.sent} sent, {len(run.acked)} acknowledged "
+        f"({len(acked_fps)} alerts), {len(run.failed)} failed, "
+        f"{run.in_flight_at_kill} in flight at the signal, {len(alerts)} alerts stored"
+    )
 
 
 def stored_fingerprints(db: Path) -> tuple[set[str], set[str], str, list[Any]]:
@@ -133,7 +148,7 @@ def stored_fingerprints(db: Path) -> tuple[set[str], set[str], str, list[Any]]:
 
 def test_every_acknowledged_alert_survives_sigkill(tmp_path: Path) -> None:
     bridge = Bridge(tmp_path / "bridge")
-    run = Run(tag=uuid.uuid4().hex[:8])
+    run = Run(tag="sigkill-" + uuid.uuid4().hex[:8])
     try:
         bridge.start()
         asyncio.run(blast_then_kill(bridge, run))
@@ -163,14 +178,18 @@ def test_every_acknowledged_alert_survives_sigkill(tmp_path: Path) -> None:
     finally:
         bridge.stop()
 
-    alerts, linked, integrity, fk = stored_fingerprints(bridge.db)
-    acked_fps = {fp for fps in run.acked.values() for fp in fps}
-    assert acked_fps <= alerts, f"{len(acked_fps - alerts)} acknowledged alerts missing"
-    assert acked_fps <= linked
-    assert integrity == "ok"
-    assert fk == []
-    print(
-        f"\ncrash safety: {run.sent} sent, {len(run.acked)} acknowledged "
-        f"({len(acked_fps)} alerts), {len(run.failed)} failed, "
-        f"{run.in_flight_at_kill} in flight at SIGKILL, {len(alerts)} alerts stored"
-    )
+    check_store(bridge, run)
+
+
+def test_sigterm_mid_stream_finishes_in_flight_writes_and_exits_0(tmp_path: Path) -> None:
+    """Graceful stop under load: what got a 200 is stored, and the exit code is 0."""
+    bridge = Bridge(tmp_path / "bridge")
+    run = Run(tag="sigterm-" + uuid.uuid4().hex[:8])
+    try:
+        bridge.start()
+        asyncio.run(blast_then_kill(bridge, run, signal.SIGTERM))
+        assert bridge.proc is not None
+        assert bridge.proc.wait(20) == 0, bridge.logs()[-3000:]
+    finally:
+        bridge.stop()
+    check_store(bridge, run)
