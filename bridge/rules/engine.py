@@ -11,7 +11,7 @@ Incident keys (stable: they depend only on the route and the alerts' labels or g
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,14 +30,24 @@ def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
     deepest matching routes; siblings after a match are skipped unless it has ``continue``."""
     if not matches_all(route.matchers, labels):
         return []
+    return _descend(route, labels)
+
+
+def _descend(route: Route, labels: Mapping[str, str]) -> list[Route]:
+    # ``route`` matches; its children that match come from the index, in order.
+    mask = route.index.candidates(labels) if route.children else 0
+    if not mask:
+        return [route]
     out: list[Route] = []
-    for child in route.children:
-        got = match_routes(child, labels)
-        if got:
-            out.extend(got)
-            if not child.continue_:
-                break
-    return out or [route]
+    children = route.children
+    while mask:
+        low = mask & -mask
+        child = children[low.bit_length() - 1]
+        out.extend(_descend(child, labels))
+        if not child.continue_:
+            break
+        mask ^= low
+    return out
 
 
 def incident_key(route: Route, alert: Alert, group_key: str, is_root: bool) -> str:
@@ -51,11 +61,13 @@ def incident_key(route: Route, alert: Alert, group_key: str, is_root: bool) -> s
     return f"{route.name}:{format_labels(labels)}"
 
 
-def _common(maps: list[Mapping[str, str]]) -> dict[str, str]:
+def _common(maps: list[Mapping[str, str]]) -> Mapping[str, str]:
+    if len(maps) == 1:
+        return maps[0]
     if not maps:
         return {}
-    first = maps[0]
-    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+    first, rest = maps[0], maps[1:]
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,10 @@ class RulesPolicy:
         self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, at: datetime
     ) -> Decision:
         s = route.settings
-        severity: Severity = min((s.severity_of(a.labels) for a in alerts), key=severity_rank)
+        if len(alerts) == 1:
+            severity: Severity = s.severity_of(alerts[0].labels)
+        else:
+            severity = min((s.severity_of(a.labels) for a in alerts), key=severity_rank)
         labels = _common([a.labels for a in alerts])
         annotations = _common([a.annotations for a in alerts])
         team = s.team or labels.get("team")
@@ -101,22 +116,18 @@ class RulesPolicy:
                     handles.setdefault(role, []).append({"name": src.person})
             if names:
                 roles[role] = tuple(dict.fromkeys(names))
-        context = {
+        title = _title(route, labels, annotations, key, lambda: {
             "labels": labels,
             "annotations": annotations,
             "commonLabels": payload.common_labels,
             "commonAnnotations": payload.common_annotations,
             "groupLabels": payload.group_labels,
-            "alerts": [
-                {"labels": a.labels, "annotations": a.annotations, "status": a.status}
-                for a in alerts
-            ],
+            "alerts": [{"labels": a.labels, "annotations": a.annotations, "status": a.status} for a in alerts],
             "severity": severity,
             "team": team,
             "service": service,
             "route": route.name,
-        }
-        title = _title(route, context, labels, annotations, key)
+        })  # fmt: skip
         follow_up = s.follow_up
         policies: dict[str, Any] = {
             "postmortem": s.postmortem.get(severity, "none"),
@@ -144,14 +155,14 @@ class RulesPolicy:
 
 def _title(
     route: Route,
-    context: Mapping[str, Any],
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     key: str,
+    context: Callable[[], Mapping[str, Any]],
 ) -> str:
     if route.title_template is not None:
         try:
-            text = " ".join(route.title_template.render(context).split())
+            text = " ".join(route.title_template.render(context()).split())
             if text:
                 return text
         except TemplateError:

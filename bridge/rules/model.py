@@ -10,6 +10,7 @@ from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from bridge.policy import Severity, Tiers
+from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
 from bridge.rules.rotations import Rotation
 from bridge.rules.schema import FollowUp, SeverityFrom
@@ -86,6 +87,10 @@ class Route:
     where: str  # file:line:col of the route, for messages
     depth: int = 0
     title_template: Template | None = None
+    index: ChildIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", ChildIndex([c.matchers for c in self.children]))
 
     def walk(self) -> Iterator[Route]:
         yield self

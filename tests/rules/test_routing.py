@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bridge.rules import RuleSet, match_routes
+from bridge.rules import Route, RuleSet, match_routes
 from tests.rules.helpers import load_text
 
 TREE = """
@@ -130,3 +132,41 @@ def test_top_level_routes_from_several_files_join_the_root_in_file_order(tmp_pat
     assert [r.name for r in match_routes(rs.root, {"x": "2"})] == ["team-b"]
     assert [r.name for r in match_routes(rs.root, {"x": "3"})] == ["team-c"]
     assert [r.name for r in match_routes(rs.root, {"x": "4"})] == ["base"]
+
+
+def _naive(route: Route, labels: dict[str, str]) -> list[str]:
+    if not all(m.matches(labels.get(m.name, "")) for m in route.matchers):
+        return []
+    out: list[str] = []
+    for child in route.children:
+        got = _naive(child, labels)
+        out.extend(got)
+        if got and not child.continue_:
+            break
+    return out or [route.name]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.dictionaries(
+        st.sampled_from(["team", "service", "env", "x"]),
+        st.sampled_from(["", "payments", "db", "pg-1", "api", "prod", "dev-2", "a"]),
+    )
+)
+def test_index_agrees_with_evaluating_every_matcher(labels: dict[str, str]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rs = load_text(Path(tmp), TREE)
+    for _ in range(2):  # the second time answers from the memo
+        assert [r.name for r in match_routes(rs.root, labels)] == _naive(rs.root, labels)
+
+
+def test_index_memo_is_bounded(ruleset: RuleSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.rules import index
+
+    monkeypatch.setattr(index, "MEMO_LIMIT", 3)
+    for i in range(10):
+        assert [r.name for r in match_routes(ruleset.root, {"env": f"prod{i}"})] == ["catch-rest"]
+    assert all(len(m) <= 3 for m in ruleset.root.index.memo.values())
+    assert [r.name for r in match_routes(ruleset.root, {"env": "prod"})] == ["audit", "catch-rest"]
