@@ -57,6 +57,18 @@ def test_check_shipped_rules_succeeds(capsys: pytest.CaptureFixture[str]) -> Non
     assert "SUCCESS: 9 routes, 4 targets, 4 rotations" in out
 
 
+def test_shipped_rules_have_no_lint_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", "--lint-fatal", RULES)
+    assert code == 0, err
+
+
+def test_check_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", str(tmp_path / "nope"))
+    assert code == 1 and "no such file or directory" in err
+    code, _, err = run(capsys, "check", str(tmp_path))
+    assert code == 1 and "no *.yaml rule files" in err
+
+
 def test_check_defaults_to_rules_directory(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
