@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 from bridge.alertmanager import Alert, WebhookPayload
 from bridge.policy import ROLES, Decision, Severity, severity_rank
 from bridge.rules.matchers import format_labels, matches_all
-from bridge.rules.model import Route, RuleSet
+from bridge.rules.model import Route, RuleSet, Settings
 from bridge.rules.rotations import holder
 
 
@@ -89,6 +89,26 @@ class RulesPolicy:
             for (_, key), (route, alerts) in groups.items()
         ]
 
+    def _roles(
+        self, s: Settings, at: datetime
+    ) -> tuple[dict[str, tuple[str, ...]], dict[str, list[dict[str, Any]]]]:
+        """Role -> holders' names at ``at``, and role -> their handles (for the targets)."""
+        roles: dict[str, tuple[str, ...]] = {}
+        handles: dict[str, list[dict[str, Any]]] = {}
+        for role in ROLES:
+            names: list[str] = []
+            for src in s.roles.get(role, ()):
+                if src.rotation is not None:
+                    member = holder(self.ruleset.rotations[src.rotation], at)
+                    names.append(member.name)
+                    handles.setdefault(role, []).append({"name": member.name, **member.handles})
+                elif src.person is not None:
+                    names.append(src.person)
+                    handles.setdefault(role, []).append({"name": src.person})
+            if names:
+                roles[role] = tuple(dict.fromkeys(names))
+        return roles, handles
+
     def decide(
         self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, at: datetime
     ) -> Decision:
@@ -101,21 +121,7 @@ class RulesPolicy:
         annotations = _common([a.annotations for a in alerts])
         team = s.team or labels.get("team")
         service = s.service or labels.get("service")
-        roles: dict[str, tuple[str, ...]] = {}
-        handles: dict[str, list[dict[str, Any]]] = {}
-        for role in ROLES:
-            names: list[str] = []
-            for src in s.roles.get(role, ()):
-                if src.rotation is not None:
-                    rotation = self.ruleset.rotations[src.rotation]
-                    member = holder(rotation, at)
-                    names.append(member.name)
-                    handles.setdefault(role, []).append({"name": member.name, **member.handles})
-                elif src.person is not None:
-                    names.append(src.person)
-                    handles.setdefault(role, []).append({"name": src.person})
-            if names:
-                roles[role] = tuple(dict.fromkeys(names))
+        roles, handles = self._roles(s, at) if s.roles else ({}, {})
         title = _title(route, labels, annotations, key, lambda: {
             "labels": labels,
             "annotations": annotations,

@@ -136,3 +136,18 @@ def test_target_settings_work_without_the_targets_registry(
     )
     result = load_rules([tmp_path / "r.yaml"])
     assert len(result.errors) == 1 and "stream" in result.errors[0]
+
+
+def test_the_rule_engine_imports_no_io_machinery() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bridge.rules import load_rules, RulesPolicy; load_rules(['rules']); "
+        "print(sorted(m for m in ('aiohttp', 'sqlite3', 'sqlite_utils') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
