@@ -74,7 +74,12 @@ class Settings:
         if self.severity is not None:
             return self.severity
         sf = self.severity_from or DEFAULT_SEVERITY_FROM
-        return sf.map.get(labels.get(sf.label, ""), sf.default)
+        value = labels.get(sf.label, "")
+        found = sf.map.get(value)
+        if found is None:
+            # "CRITICAL" and " critical" mean critical too, as in the built-in policy.
+            found = sf.map.get(value.strip().lower(), sf.default)
+        return found
 
 
 @dataclass(frozen=True, eq=False)

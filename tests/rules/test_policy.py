@@ -151,3 +151,21 @@ def test_the_rule_engine_imports_no_io_machinery() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("critical", "sev1"),
+        ("CRITICAL", "sev1"),
+        (" Critical ", "sev1"),
+        ("warning", "sev3"),
+        ("info", "sev4"),
+        (None, "sev4"),
+    ],
+)
+def test_default_severity_mapping(tmp_path: Path, value: str | None, want: str) -> None:
+    policy = RulesPolicy(load_text(tmp_path, "route: {}\n"))
+    labels = {"alertname": "A"} | ({"severity": value} if value is not None else {})
+    (d,) = policy.evaluate(payload(labels), NOW)
+    assert d.severity == want
