@@ -195,4 +195,4 @@ def load_target(
     if len(diags.errors) != before:
         return None
     masked = _mask(settings, (), secret_locs)
-    return TargetDef(name, type_name, masked, src.where(loc), config)
+    return TargetDef(name, type_name, masked, src.where(loc, key=True), config)
