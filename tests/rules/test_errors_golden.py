@@ -51,3 +51,20 @@ def test_no_secret_leaks_into_errors(tmp_path: Path) -> None:
     text = "\n".join(result.errors + result.warnings)
     assert result.errors
     assert "s3cr3t" not in text
+
+
+def test_errors_across_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.yaml").write_text(
+        "targets:\n  out: {type: console}\nrotations:\n  r: {members: [x, y]}\nroute: {name: one}\n"
+    )
+    Path("b.yaml").write_text(
+        "targets:\n  out: {type: console}\nrotations:\n  r: {members: [x, y]}\nroute: {name: two}\nroutes:\n  - {name: one}\n"
+    )
+    result = load_rules(["."])
+    assert result.errors == [
+        'b.yaml:2:3: target "out" already declared at a.yaml:2:3',
+        'b.yaml:4:3: rotation "r" already declared at a.yaml:4:3',
+        "b.yaml:5:1: root route already defined at a.yaml:5:8",
+        'b.yaml:7:12: route "one": duplicate route name (first at a.yaml:5:15)',
+    ]
