@@ -52,6 +52,7 @@ class DeliveryPolicy:
     quick_max_wait_s: float = 2.0
     group_size: int = 20
     concurrency_per_target: int = 4
+    due_per_target: int = 100  # rows a target may have in one look, so none crowds out others
     poll_s: float = 5.0
 
 
@@ -83,20 +84,28 @@ def _quick(exc: BaseException, cap: float) -> bool:
 
 @dataclass
 class _Pacer:
-    """At most one send per ``interval`` per key (target, channel)."""
+    """At most one send per ``interval`` per channel. Rows wait in the outbox (not in memory)
+    until their channel's turn, so they stay free to be coalesced with later events."""
 
     interval: float
     clock: Callable[[], float]
     next_at: dict[str, float] = field(default_factory=dict)
 
-    async def wait(self, key: str) -> None:
+    def delay(self, key: str) -> float:
+        """Seconds until ``key`` may send; 0 takes the slot now."""
         if self.interval <= 0:
-            return
+            return 0.0
         now = self.clock()
-        at = max(now, self.next_at.get(key, 0.0))
-        self.next_at[key] = at + self.interval
+        at = self.next_at.get(key, 0.0)
         if at > now:
-            await asyncio.sleep(at - now)
+            return at - now
+        self.next_at[key] = now + self.interval
+        return 0.0
+
+
+def _channel(row: q.OutboxRow) -> str:
+    """Pacing applies per channel: each incident has its own dedicated channel."""
+    return f"incident-{row.incident_id}" if row.tier == "incident" else "general"
 
 
 class OutboxWorker:
@@ -122,6 +131,7 @@ class OutboxWorker:
         self._pacers: dict[str, _Pacer] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._paced_until: float | None = None  # seconds until a paced channel may send
 
     def set_targets(self, targets: Mapping[str, Target]) -> None:
         """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
@@ -164,14 +174,30 @@ class OutboxWorker:
             delay = self.policy.poll_s
             if next_at is not None:
                 delay = max(0.0, min(delay, (next_at - self.clock()) / NS))
+            if self._paced_until is not None:
+                delay = min(delay, self._paced_until)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay if delay > 0 else 0.05):
                     await self._wake.wait()
 
     async def run_once(self) -> int:
-        """Start a send for every due (incident, target) not already sending; return how many."""
-        rows = await self.store.read(functools.partial(q.due, now=self.clock(), limit=200))
-        leaders = [r.id for r in rows if (r.incident_id, r.target) not in self._inflight]
+        """Start a send for every due (incident, target) whose channel may send now and that
+        is not already sending; return how many."""
+        rows = await self.store.read(
+            functools.partial(
+                q.due, now=self.clock(), limit=1000, per_target=self.policy.due_per_target
+            )
+        )
+        leaders: list[int] = []
+        self._paced_until = None
+        for row in rows:
+            if (row.incident_id, row.target) in self._inflight:
+                continue
+            wait = self._pacer(row.target).delay(_channel(row))
+            if wait > 0:
+                self._paced_until = min(self._paced_until or wait, wait)
+                continue
+            leaders.append(row.id)
         if not leaders:
             return 0
         # One write claims every group, one read loads what their messages need.
@@ -187,6 +213,16 @@ class OutboxWorker:
             self._inflight[key] = task
             task.add_done_callback(functools.partial(self._done, key))
         return len(groups)
+
+    def _pacer(self, name: str) -> _Pacer:
+        pacer = self._pacers.get(name)
+        if pacer is None:
+            target = self.targets.get(name)
+            interval = target.config.min_interval_s if target is not None else 0.0
+            if interval is None and target is not None:
+                interval = _MIN_INTERVAL_S.get(target.type_name, 0.0)
+            pacer = self._pacers[name] = _Pacer(interval or 0.0, time.monotonic)
+        return pacer
 
     def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
@@ -249,10 +285,6 @@ class OutboxWorker:
         limit = self._limits.setdefault(
             target.name, asyncio.Semaphore(self.policy.concurrency_per_target)
         )
-        interval = target.config.min_interval_s
-        if interval is None:
-            interval = _MIN_INTERVAL_S.get(target.type_name, 0.0)
-        pacer = self._pacers.setdefault(target.name, _Pacer(interval, time.monotonic))
         cap = self.policy.quick_max_wait_s
         async with limit:
             async for attempt in AsyncRetrying(
@@ -262,12 +294,6 @@ class OutboxWorker:
                 reraise=True,
             ):
                 with attempt:
-                    channel = (
-                        f"{target.name}/{n.incident.get('id')}"
-                        if n.tier == "incident"
-                        else target.name
-                    )
-                    await pacer.wait(channel)
                     return await target.send(n)
         raise AssertionError("unreachable")  # pragma: no cover
 

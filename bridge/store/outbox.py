@@ -60,18 +60,21 @@ def _rows(cursor: sqlite3.Cursor) -> list[OutboxRow]:
     return [OutboxRow(*row) for row in cursor.fetchall()]
 
 
-def due(conn: sqlite3.Connection, *, now: int, limit: int) -> list[OutboxRow]:
-    """The oldest pending row of each (incident, target) whose time has come.
+def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> list[OutboxRow]:
+    """The oldest pending row of each (incident, target) whose time has come, at most
+    ``per_target`` for each target so that one slow or paced target cannot fill the window.
 
     Only the oldest is ever sent, so a target hears of an incident's events in order.
     """
     return _rows(
         conn.execute(
-            f"SELECT {_ROW} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
+            f"SELECT {_ROW} FROM (SELECT o.*, row_number() OVER "
+            "(PARTITION BY o.target ORDER BY o.next_attempt_at, o.id) AS n FROM outbox o "
+            "WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
             "AND o.id = (SELECT min(p.id) FROM outbox p WHERE p.state = 'pending' "
-            "AND p.incident_id = o.incident_id AND p.target = o.target) "
-            "ORDER BY o.next_attempt_at, o.id LIMIT ?",
-            (now, limit),
+            "AND p.incident_id = o.incident_id AND p.target = o.target)) "
+            "WHERE n <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (now, per_target, limit),
         )
     )
 
