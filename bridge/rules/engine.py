@@ -55,10 +55,8 @@ def incident_key(route: Route, alert: Alert, group_key: str, is_root: bool) -> s
     if group_by is None:
         return group_key if is_root else f"{route.name}:{group_key}"
     if "..." in group_by:
-        labels = dict(alert.labels)
-    else:
-        labels = {n: alert.labels[n] for n in group_by if alert.labels.get(n, "") != ""}
-    return f"{route.name}:{format_labels(labels)}"
+        return f"{route.name}:{format_labels(alert.labels)}"
+    return f"{route.name}:{format_labels(alert.labels, group_by)}"
 
 
 def _common(maps: list[Mapping[str, str]]) -> Mapping[str, str]:

@@ -9,7 +9,7 @@ or bare, and ``\\"``, ``\\n`` and ``\\\\`` are the only escapes. Regexes are ful
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -234,10 +234,15 @@ def parse_matchers(s: str) -> tuple[Matcher, ...]:
     return tuple(out)
 
 
-def format_labels(labels: Mapping[str, str]) -> str:
-    """``{a="1", b="2"}`` sorted by name, escaped like Alertmanager's group keys."""
-    parts = []
-    for name in sorted(labels):
-        v = labels[name].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        parts.append(f'{name}="{v}"')
-    return "{" + ", ".join(parts) + "}"
+def _escape(v: str) -> str:
+    if "\\" in v or '"' in v or "\n" in v:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return v
+
+
+def format_labels(labels: Mapping[str, str], names: Iterable[str] | None = None) -> str:
+    """``{a="1", b="2"}`` sorted by name, escaped like Alertmanager's group keys; with
+    ``names`` (sorted), only those labels that are set and not empty."""
+    if names is None:
+        return "{" + ", ".join(f'{n}="{_escape(labels[n])}"' for n in sorted(labels)) + "}"
+    return "{" + ", ".join(f'{n}="{_escape(v)}"' for n in names if (v := labels.get(n, ""))) + "}"

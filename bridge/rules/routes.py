@@ -161,7 +161,9 @@ def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) ->
     if "title_template" in s and spec.title_template is not None:
         out = replace(out, title=templates.get(spec.title_template))
     if "group_by" in s:
-        out = replace(out, group_by=tuple(spec.group_by) if spec.group_by is not None else None)
+        # sorted: incident keys list the labels by name
+        group_by = tuple(sorted(set(spec.group_by))) if spec.group_by is not None else None
+        out = replace(out, group_by=group_by)
     if "reopen_window" in s and spec.reopen_window is not None:
         out = replace(out, reopen_window_s=spec.reopen_window)
     if "follow_up" in s:
