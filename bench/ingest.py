@@ -176,7 +176,7 @@ def bench_size(
     bare_url: str,
     cpus: tuple[int | None, int | None],
 ) -> bool:
-    server_cpu, client_cpu = cpus
+    client_cpu = cpus[1]
     run_number = 0
 
     def measure(url: str, name: str) -> WrkResult:
@@ -199,7 +199,58 @@ def bench_size(
         ratio_vs_bare=1.0,
     )
 
-    db = workdir / f"bench-{alerts}.db"
+    durable = True
+    for case, extra in bridge_variants(args, workdir):
+        result, ok = bench_bridge(args, case, extra, alerts, workdir, cpus)
+        durable = durable and ok
+        ratio = result.per_second / bare.per_second if bare.per_second else 0.0
+        line(
+            case=case,
+            payload_alerts=alerts,
+            webhooks_per_s=round(result.per_second, 1),
+            p50_ms=round(result.p50_ms, 2),
+            p99_ms=round(result.p99_ms, 2),
+            errors=result.errors,
+            ratio_vs_bare=round(ratio, 3),
+        )
+        if alerts == 1 and case == "bridge":
+            met = ratio >= TARGET_RATIO and result.p99_ms <= TARGET_P99_MS and result.errors == 0
+            line(
+                case="target_1_alert",
+                ratio_min=TARGET_RATIO,
+                p99_max_ms=TARGET_P99_MS,
+                errors_max=0,
+                met=met and ok,
+            )
+    return durable
+
+
+# With no route tiers nothing is notified: the webhook -> rules -> store path alone.
+NO_TARGETS_RULES = "route:\n  name: root\n"
+
+
+def bridge_variants(args: argparse.Namespace, workdir: Path) -> list[tuple[str, list[str]]]:
+    """``bridge``: as shipped (bundled rules, console targets, the outbox worker delivering).
+    ``bridge_no_targets``: rules that notify nobody, to separate ingest from delivery cost."""
+    variants: list[tuple[str, list[str]]] = [("bridge", [])]
+    if not args.no_ingest_only:
+        rules = workdir / "no-targets.yaml"
+        rules.write_text(NO_TARGETS_RULES)
+        variants.append(("bridge_no_targets", ["--rules", str(rules)]))
+    return variants
+
+
+def bench_bridge(
+    args: argparse.Namespace,
+    case: str,
+    extra: list[str],
+    alerts: int,
+    workdir: Path,
+    cpus: tuple[int | None, int | None],
+) -> tuple[WrkResult, bool]:
+    """One bridge process on a fresh database: warm-up, measured run, SIGKILL, durability."""
+    server_cpu, client_cpu = cpus
+    db = workdir / f"{case}-{alerts}.db"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
@@ -218,55 +269,38 @@ def bench_size(
         "json",
         "--log-level",
         "warning",
+        *extra,
         *args.bridge_arg,
     ]
     acked_webhooks = 0
-    with process(cmd, workdir / f"bridge-{alerts}.log", env) as bridge:
+    with process(cmd, workdir / f"{case}-{alerts}.log", env) as bridge:
         wait_ready(url, bridge)
         # Every wrk run (the warm-up too) writes to this database: count all of their 2xx.
         run_number = 0
         if args.warmup > 0:
             warm = run_wrk(
-                args, url, alerts, f"bridge{alerts}-warmup", run_number, args.warmup, client_cpu
+                args, url, alerts, f"{case}{alerts}-warmup", run_number, args.warmup, client_cpu
             )
             acked_webhooks += warm.ok
             run_number += 1
         result = run_wrk(
-            args, url, alerts, f"bridge{alerts}", run_number, args.duration, client_cpu
+            args, url, alerts, f"{case}{alerts}", run_number, args.duration, client_cpu
         )
         acked_webhooks += result.ok
         bridge.kill()  # SIGKILL, right after the load: nothing gets a graceful flush
         bridge.wait(15)
-    ratio = result.per_second / bare.per_second if bare.per_second else 0.0
-    line(
-        case="bridge",
-        payload_alerts=alerts,
-        webhooks_per_s=round(result.per_second, 1),
-        p50_ms=round(result.p50_ms, 2),
-        p99_ms=round(result.p99_ms, 2),
-        errors=result.errors,
-        ratio_vs_bare=round(ratio, 3),
-    )
     stored = stored_alerts(db)
     durable = stored >= acked_webhooks * alerts
     line(
         case="durability_after_sigkill",
+        bridge_case=case,
         payload_alerts=alerts,
         acked_webhooks=acked_webhooks,
         acked_alerts=acked_webhooks * alerts,
         stored_alerts=stored,
         ok=durable,
     )
-    if alerts == 1:
-        met = ratio >= TARGET_RATIO and result.p99_ms <= TARGET_P99_MS and result.errors == 0
-        line(
-            case="target_1_alert",
-            ratio_min=TARGET_RATIO,
-            p99_max_ms=TARGET_P99_MS,
-            errors_max=0,
-            met=met and durable,
-        )
-    return durable
+    return result, durable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin server and wrk to separate CPUs"
+    )
+    parser.add_argument(
+        "--no-ingest-only",
+        action="store_true",
+        help="skip the bridge_no_targets case (rules that notify nobody)",
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument(
