@@ -275,11 +275,14 @@ def alertmanager_config(
     bridge_url: str,
     token: str | None,
     *,
+    basic_auth: tuple[str, str] | None = None,
+    max_alerts: int = 0,
     group_by: Sequence[str] = ("alertname", "service"),
     group_wait: str = "1s",
     group_interval: str = "2s",
 ) -> str:
-    """A config whose only receiver is the bridge, with the bearer token as Alertmanager sends it."""
+    """A config whose only receiver is the bridge, with credentials as Alertmanager sends them:
+    the bearer ``token`` (`authorization`), or ``basic_auth`` (user, password)."""
     auth = ""
     if token:
         auth = f"""
@@ -287,6 +290,12 @@ def alertmanager_config(
           authorization:
             type: Bearer
             credentials: {json.dumps(token)}"""
+    elif basic_auth:
+        auth = f"""
+        http_config:
+          basic_auth:
+            username: {json.dumps(basic_auth[0])}
+            password: {json.dumps(basic_auth[1])}"""
     return f"""\
 global:
   resolve_timeout: 5m
@@ -300,7 +309,8 @@ receivers:
   - name: bridge
     webhook_configs:
       - url: {json.dumps(bridge_url + "/api/v1/alerts")}
-        send_resolved: true{auth}
+        send_resolved: true
+        max_alerts: {max_alerts}{auth}
 """
 
 

@@ -21,6 +21,7 @@ from tests.integration.procs import (
     http,
     metric_value,
     running_alertmanagers,
+    running_bridge,
     wait_for,
 )
 
@@ -155,6 +156,35 @@ def test_alertmanager_rejected_without_the_token(
             interval=0.2,
         )
     assert bridge.incidents() == []
+
+
+def test_alertmanager_basic_auth_and_max_alerts_truncation(
+    alertmanager_binary: str, tmp_path: Path
+) -> None:
+    """Basic auth as Alertmanager sends it; `max_alerts: 2` of three alerts is noted on the incident."""
+    password_file = tmp_path / "basic-password"
+    password_file.write_text("pa55-w0rd\n")
+    args = ["--webhook-basic-user", "alertmanager", "--webhook-basic-password-file"]
+    with running_bridge(
+        tmp_path / "bridge", token=None, args=[*args, str(password_file)]
+    ) as bridge:
+        config = alertmanager_config(
+            bridge.url, None, basic_auth=("alertmanager", "pa55-w0rd"), max_alerts=2
+        )
+        with running_alertmanagers(tmp_path, config, binary=alertmanager_binary) as [am]:
+            started = now_rfc3339()
+            name = f"IntegrationTruncated{uuid.uuid4().hex[:6]}"
+            am.post_alerts([alert(name, f"web-{n}", started) for n in (1, 2, 3)])
+            incident = wait_incident(
+                bridge, "a triggered incident noting the truncated alert", lambda i: i["alerts"]
+            )
+        assert incident["status"] == "triggered"
+        assert incident["alert_count"] == 2, "Alertmanager sent two of the three"
+        assert incident["truncated_alerts"] == 1
+        kinds = [e["kind"] for e in incident["timeline"]]
+        assert kinds.count("truncated_alerts") == 1, kinds
+        metrics = bridge.metrics()
+        assert metric_value(metrics, "incident_bridge_webhook_requests_total", code="401") == 0
 
 
 def test_alertmanager_ha_pair_gives_one_incident_without_duplicate_events(
