@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from bridge.cli import run
 
-from bridge.cli import main
-
-sys.exit(main())
+run()

@@ -58,13 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # `incident-bridge rules show | head` should end quietly, as Unix tools do.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script: `incident-bridge rules show | head` ends quietly, as Unix tools do."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -20,6 +20,7 @@ from bridge.rules.loader import load_rules
 from bridge.rules.model import Route
 from bridge.rules.show import ruleset_dict
 from bridge.rules.testing import TestAlert, _instant, got_incident, payload_from_alerts, run_file
+from bridge.templating import Renderer, render_all
 
 SUCCESS, FAILURE, LINT = 0, 1, 3
 DEFAULT_RULES = "rules"
@@ -40,9 +41,11 @@ def _json(args: argparse.Namespace, data: Any) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     paths = args.paths or [DEFAULT_RULES]
     result = load_rules(paths, resolve_secrets=not args.no_secrets)
+    # Every message template, bundled or the user's, rendered against a sample incident.
+    result.errors.extend(str(e) for e in render_all(Renderer(user_dir=args.templates)))
     rs = result.ruleset
     routes, targets, rotations = rs.counts() if rs else (0, 0, 0)
-    if rs is None:
+    if rs is None or result.errors:
         code, status = FAILURE, "failed"
     elif result.warnings and args.lint_fatal:
         code, status = LINT, "lint"
@@ -58,7 +61,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"Checking {' '.join(str(p) for p in paths)}", file=out)
     for w in result.warnings:
         print(f"  WARNING: {w}", file=err)
-    if rs is None:
+    if code == FAILURE:
         for e in result.errors:
             print(f"  {e}", file=err)
         print(f"  FAILED: {len(result.errors)} error(s)", file=err)
@@ -202,6 +205,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--no-secrets", action="store_true", help="do not resolve ${ENV} and *_file secrets"
+    )
+    check.add_argument(
+        "--templates",
+        metavar="DIR",
+        help="also render the templates of this folder (over the bundled ones) against a sample",
     )
     _output(check)
     check.set_defaults(func=cmd_check)
