@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.procs import ALERTMANAGER, AMTOOL, Bridge, require_binary, running_bridge
+from tests.integration.procs import (
+    ALERTMANAGER,
+    AMTOOL,
+    PROMETHEUS,
+    PROMTOOL,
+    Bridge,
+    require_binary,
+    running_bridge,
+)
 
 
 @pytest.fixture
@@ -25,3 +33,13 @@ def alertmanager_binary() -> str:
 @pytest.fixture
 def amtool_binary() -> str:
     return require_binary(AMTOOL)
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    return require_binary(PROMETHEUS)
+
+
+@pytest.fixture
+def promtool_binary() -> str:
+    return require_binary(PROMTOOL)

@@ -431,3 +431,66 @@ def running_alertmanagers(
     finally:
         for am in started:
             am.stop()
+
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+
+
+@contextlib.contextmanager
+def running_prometheus(
+    workdir: Path, alertmanager_url: str, rules: str, binary: str = PROMETHEUS
+) -> Iterator[str]:
+    """Prometheus evaluating ``rules`` every second and sending to one Alertmanager; its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "rules.yml").write_text(rules)
+    am_host = alertmanager_url.removeprefix("http://")
+    (workdir / "prometheus.yml").write_text(
+        f"""\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: [{json.dumps(am_host)}]
+"""
+    )
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    log_path = workdir / "prometheus.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{port}",
+                f"--web.external-url={url}",
+                # Alerts go out at most this often: the default (1m) would miss the Alertmanager
+                # that service discovery only hands the notifier about 5 s after the start.
+                "--rules.alert.resend-delay=1s",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=_clean_env(),
+        )
+    try:
+        try:
+            wait_for(
+                "Prometheus to be ready",
+                lambda: (
+                    proc.poll() is None and http("GET", url + "/-/ready", timeout=2).status == 200
+                ),
+                timeout=30,
+            )
+        except AssertionError:
+            raise AssertionError(log_path.read_text(errors="replace")[-4000:]) from None
+        yield url
+    finally:
+        _terminate(proc)

@@ -7,6 +7,7 @@ binary fails them instead of skipping (see conftest).
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from tests.integration.procs import (
     metric_value,
     running_alertmanagers,
     running_bridge,
+    running_prometheus,
     wait_for,
 )
 
@@ -208,10 +210,59 @@ def test_alertmanager_ha_pair_gives_one_incident_without_duplicate_events(
     assert metric_value(metrics, "incident_bridge_incidents_opened_total") == 1
 
 
+PROMETHEUS_RULES = """\
+groups:
+  - name: incident-bridge-e2e
+    interval: 1s
+    rules:
+      - alert: E2EAlwaysFiring
+        expr: vector(1)
+        labels:
+          severity: warning
+          service: e2e
+        annotations:
+          summary: always firing
+"""
+
+
+def test_prometheus_to_alertmanager_to_bridge(
+    alertmanager_binary: str, prometheus_binary: str, bridge: Bridge, tmp_path: Path
+) -> None:
+    """The whole chain: a rule fires in the real Prometheus, Alertmanager groups and delivers."""
+    config = alertmanager_config(bridge.url, bridge.token)
+    with (
+        running_alertmanagers(tmp_path, config, binary=alertmanager_binary) as [am],
+        running_prometheus(
+            tmp_path / "prometheus", am.url, PROMETHEUS_RULES, binary=prometheus_binary
+        ) as prometheus,
+    ):
+        incident = wait_incident(
+            bridge, "an incident from Prometheus' alert", lambda i: i["alerts"]
+        )
+    assert incident["status"] == "triggered"
+    assert incident["severity"] == "sev3"
+    [fired] = incident["alerts"]
+    assert fired["labels"]["alertname"] == "E2EAlwaysFiring"
+    assert fired["annotations"] == {"summary": "always firing"}
+    assert fired["generator_url"].startswith(prometheus + "/graph")
+    assert incident["started_at"] is not None
+
+
+def test_prometheus_rules_file_is_valid(promtool_binary: str, tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(PROMETHEUS_RULES)
+    result = subprocess.run(
+        [promtool_binary, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_example_alertmanager_config_is_valid(amtool_binary: str) -> None:
     """The snippet the README links is a config Alertmanager 0.25 accepts."""
-    import subprocess
-
     assert EXAMPLE_CONFIG.exists(), EXAMPLE_CONFIG
     result = subprocess.run(
         [amtool_binary, "check-config", str(EXAMPLE_CONFIG)],
@@ -229,8 +280,6 @@ def test_example_alertmanager_config_is_valid(amtool_binary: str) -> None:
 
 def test_generated_alertmanager_config_is_valid(amtool_binary: str, tmp_path: Path) -> None:
     """The configs these tests start Alertmanager with are valid too (no silent misconfig)."""
-    import subprocess
-
     path = tmp_path / "alertmanager.yml"
     path.write_text(alertmanager_config("http://127.0.0.1:9096", "token"))
     result = subprocess.run(
