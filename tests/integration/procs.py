@@ -363,27 +363,28 @@ class Alertmanager:
         return cmd + [f"--cluster.peer={LOOPBACK}:{p}" for p in self.peers]
 
     def start(self, timeout: float = 20.0) -> Alertmanager:
+        """Start and wait for /-/ready; a web port taken in the meantime is picked again."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
+        for _attempt in range(3):
             self.port = free_port()
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=_clean_env(),
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    env=_clean_env(),
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    if http("GET", self.url + "/-/ready", timeout=2).status == 200:
+                        return self
+                time.sleep(0.1)
+            self.stop()
+            if f"{LOOPBACK}:{self.port}: bind: address already in use" not in self.logs():
                 break
-            with contextlib.suppress(OSError):
-                if http("GET", self.url + "/-/ready", timeout=2).status == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
         raise AssertionError(f"alertmanager did not become ready; its log:\n{self.logs()[-4000:]}")
 
     def logs(self) -> str:
