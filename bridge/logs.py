@@ -45,7 +45,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        # ASCII only: U+2028 and friends would split the line for some log shippers.
+        return json.dumps(out, ensure_ascii=True)
 
 
 class TextFormatter(logging.Formatter):

@@ -7,6 +7,7 @@ write is a 503 so that Alertmanager retries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -24,6 +25,9 @@ from bridge.store.ingest import IngestItem, apply_webhooks
 
 log = logging.getLogger("bridge.receiver")
 _CHUNK = 64 * 1024
+# A body that has not arrived in this time is refused (slow senders, and undecodable streams
+# that aiohttp never fails, e.g. a truncated deflate body whose end comes after the headers).
+BODY_READ_TIMEOUT_S = 10.0
 
 
 def _error(status: int, message: str, field: str | None = None, **headers: str) -> web.Response:
@@ -77,7 +81,12 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
             },
         )
     try:
-        body = await _read_limited(request, settings.max_body_bytes)
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            body = await _read_limited(request, settings.max_body_bytes)
+    except TimeoutError:
+        response = _error(408, "request body not received in time")
+        response.force_close()
+        return response
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
         # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
         # The rest of the body cannot be skipped, so the connection cannot be reused.

@@ -311,3 +311,25 @@ async def test_notifications_api(client: Any) -> None:
     assert conflict.status == 409  # only dead ones can be retried
     assert (await client.post("/api/v1/notifications/999/retry")).status == 404
     assert (await client.post("/api/v1/notifications/x/retry")).status == 404
+
+
+async def test_a_body_that_never_arrives_is_408(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from bridge import receiver
+
+    monkeypatch.setattr(receiver, "BODY_READ_TIMEOUT_S", 0.3)
+    client = await make_client(webhook_token=Secret(TOKEN))
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b'\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"status": '
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.startswith(b"HTTP/1.1 408")
