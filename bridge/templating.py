@@ -133,6 +133,8 @@ def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
         finalize=finalize,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates are read once; Renderer.clear() (on a rules reload) reads them again.
+        auto_reload=False,
     )
 
     # These built-ins would HTML-escape under autoescape; escape for the target instead.
@@ -164,7 +166,7 @@ def _rel(path: str) -> str:
 
 
 class Renderer:
-    """Loads and renders templates; a changed template file is read again on its next use."""
+    """Loads and renders templates; each is read once, and again after ``clear()``."""
 
     def __init__(self, user_dir: Path | str | None = None, default_dir: Path | None = None) -> None:
         self.dirs: tuple[Path, ...] = tuple(
@@ -174,8 +176,10 @@ class Renderer:
         self._found: dict[tuple[str, str, str], tuple[str, Path]] = {}
 
     def clear(self) -> None:
-        """Forget which file serves which template (after templates were added or removed)."""
+        """Read the templates again at their next use (after a reload: files may have been
+        added, removed or edited)."""
         self._found.clear()
+        self._envs.clear()
 
     def _env(self, markup: Markup) -> SandboxedEnvironment:
         if markup not in self._envs:
@@ -184,8 +188,7 @@ class Renderer:
 
     def find(self, target_type: str, event: str, suffix: str = ".j2") -> tuple[str, Path]:
         """(loader name, file) of the template used: the user folder first, the event's own
-        template before ``default``. Remembered until ``clear()``; edits to a file that is
-        already in use are still picked up (Jinja checks its modification time)."""
+        template before ``default``. Remembered until ``clear()``."""
         key = (target_type, event, suffix)
         found = self._found.get(key)
         if found is None:
