@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.store.queries import get_incident_alerts, timeline_events
@@ -103,27 +103,32 @@ def claim_group(conn: sqlite3.Connection, leader_id: int, max_group: int) -> lis
     message instead of a flood under an alert storm). The group is recorded before the send, so
     a retry after a crash sends the same group under the same idempotency key.
     """
-    leader = _rows(conn.execute(f"SELECT {_ROW} FROM outbox WHERE id = ?", (leader_id,)))
-    if not leader or leader[0].state != "pending":
+    row = conn.execute(
+        "SELECT incident_id, target FROM outbox WHERE id = ? AND state = 'pending'", (leader_id,)
+    ).fetchone()
+    if row is None:
         return []
-    row = leader[0]
-    if row.leader_id is None:
-        candidates = conn.execute(
-            "SELECT id, tier, leader_id FROM outbox WHERE state = 'pending' AND incident_id = ? "
+    # The leader is the oldest pending row of its (incident, target); a group never has more
+    # than max_group rows and later rows have larger ids, so this window holds the whole group.
+    window = _rows(
+        conn.execute(
+            f"SELECT {_ROW} FROM outbox WHERE state = 'pending' AND incident_id = ? "
             "AND target = ? AND id >= ? ORDER BY id LIMIT ?",
-            (row.incident_id, row.target, row.id, max_group),
-        ).fetchall()
-        members = []
-        for rid, tier, leader in candidates:
-            if tier != row.tier or (leader is not None and rid != row.id):
-                break  # keep order: never skip over a row to take a later one
-            members.append(rid)
-        conn.executemany(
-            "UPDATE outbox SET leader_id = ? WHERE id = ?", [(row.id, m) for m in members]
+            (row[0], row[1], leader_id, max_group),
         )
-    return _rows(
-        conn.execute(f"SELECT {_ROW} FROM outbox WHERE leader_id = ? ORDER BY id", (row.id,))
     )
+    leader = window[0]
+    if leader.leader_id is not None:  # grouped at an earlier attempt
+        return [r for r in window if r.leader_id == leader.id]
+    members: list[OutboxRow] = []
+    for r in window:
+        if r.tier != leader.tier or r.leader_id is not None:
+            break  # keep order: never skip over a row to take a later one
+        members.append(replace(r, leader_id=leader.id))
+    conn.executemany(
+        "UPDATE outbox SET leader_id = ? WHERE id = ?", [(leader.id, m.id) for m in members]
+    )
+    return members
 
 
 def mark_delivered(
