@@ -55,7 +55,7 @@ def plan_notifications(
 ) -> list[OutboxEntry]:
     """Outbox entries for ``events`` (with their timeline ids) of one incident change."""
     assert after.id is not None
-    general_threshold = getattr(tiers, "general_min_severity", "sev4")
+    general_threshold = tiers.general_min_severity
     stakeholder_threshold = tiers.stakeholder_min_severity
     # Stakeholders were alerted already if the incident qualified before this change.
     alerted = before is not None and _qualifies(before.severity, stakeholder_threshold)

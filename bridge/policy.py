@@ -29,6 +29,8 @@ class Tiers:
     """Notification tiers: target names per tier (targets are declared in the rules)."""
 
     general: tuple[str, ...] = ()
+    # The lowest severity announced in the general channel: "sev4" = every incident.
+    general_min_severity: Severity = "sev4"
     incident: str | None = None
     stakeholders: tuple[str, ...] = ()
     # The lowest severity that still alerts stakeholders: "sev1" = only sev1, "sev2" = sev1+sev2.

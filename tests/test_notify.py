@@ -105,3 +105,9 @@ def test_idempotency_keys_are_stable_and_distinct() -> None:
 def test_same_target_in_two_tiers_gets_two_rows() -> None:
     tiers = Tiers(general=("console",), incident="console")
     assert sent(None, INC, [OPENED], tiers) == ["incident:console:opened", "general:console:opened"]
+
+
+def test_general_channel_threshold() -> None:
+    quiet = replace(TIERS, general_min_severity="sev2", stakeholders=())
+    assert sent(None, replace(INC, severity="sev3"), [OPENED], quiet) == ["incident:room:opened"]
+    assert sent(None, INC, [OPENED], quiet) == ["incident:room:opened", "general:general:opened"]

@@ -176,6 +176,9 @@ def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) ->
             out,
             tiers=Tiers(
                 general=tuple(t.general) if "general" in ts else old.general,
+                general_min_severity=t.general_min_severity
+                if "general_min_severity" in ts
+                else old.general_min_severity,
                 incident=t.incident if "incident" in ts else old.incident,
                 stakeholders=(tuple(stake.targets) if stake else ())
                 if "stakeholders" in ts

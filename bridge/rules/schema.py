@@ -111,6 +111,7 @@ class Stakeholders(Strict):
 
 class TiersSpec(Strict):
     general: list[str] = Field(default_factory=list)
+    general_min_severity: Severity = "sev4"
     incident: str | None = None
     stakeholders: Stakeholders | None = None
 

@@ -121,8 +121,10 @@ def payload_from_alerts(
 
 
 def got_incident(d: Decision) -> dict[str, Any]:
-    """A decision in the shape of ``ExpectedIncident``; stakeholders = who is paged now."""
+    """A decision in the shape of ``ExpectedIncident``; general and stakeholders = who is told
+    at the incident's severity."""
     paged = severity_rank(d.severity) <= severity_rank(d.tiers.stakeholder_min_severity)
+    announced = severity_rank(d.severity) <= severity_rank(d.tiers.general_min_severity)
     return {
         "route": d.route,
         "key": d.key,
@@ -131,7 +133,7 @@ def got_incident(d: Decision) -> dict[str, Any]:
         "service": d.service,
         "title": d.title,
         "tiers": {
-            "general": list(d.tiers.general),
+            "general": list(d.tiers.general) if announced else [],
             "incident": d.tiers.incident,
             "stakeholders": list(d.tiers.stakeholders) if paged else [],
         },
