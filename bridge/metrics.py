@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -30,6 +31,15 @@ class Metrics:
     rules_reload_ok: Gauge
     rules_reload_time: Gauge
     rules_hash: Gauge
+    # label values -> child metric: ``labels()`` costs more than the increment itself
+    _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
+
+    def child(self, metric: Counter | Histogram | Gauge, *values: str) -> Any:
+        key = (metric._name, *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:

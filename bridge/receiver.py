@@ -57,7 +57,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     started = time.perf_counter()
     response = await _handle(request, state)
-    state.metrics.webhook_requests.labels(str(response.status)).inc()
+    state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
     if response.status == 200:
         state.metrics.webhook_duration.observe(time.perf_counter() - started)
     return response
@@ -103,8 +103,9 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         log.info("webhook rejected: %s", exc, extra={"field": exc.field})
         return _error(400, exc.message, exc.field)
 
+    metrics = state.metrics
     for alert in payload.alerts:
-        state.metrics.alerts_received.labels(alert.status).inc()
+        metrics.child(metrics.alerts_received, alert.status).inc()
     now = state.clock()
     policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
     try:
@@ -130,9 +131,9 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         return _error(500, "internal error")
     for touched in result.incidents:
         if touched.created:
-            state.metrics.incidents_opened.labels(touched.severity).inc()
+            metrics.child(metrics.incidents_opened, touched.severity).inc()
     if not result.changed:
-        state.metrics.webhooks_duplicate.inc()
+        metrics.webhooks_duplicate.inc()
     if result.notifications and state.worker is not None:
         state.worker.notify()
     return web.json_response({"status": "ok", "incidents": [t.as_json() for t in result.incidents]})

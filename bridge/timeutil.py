@@ -7,7 +7,7 @@ Integers keep every digit, compare exactly (HA peers send identical values) and 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 NS = 1_000_000_000
 _RFC3339 = re.compile(
@@ -20,6 +20,24 @@ _MAX_NS = 2**63 - 1
 _MIN_NS = -(2**63)
 
 
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (integer arithmetic only: this runs
+    for every timestamp of every webhook)."""
+    year -= month <= 2
+    era = (year if year >= 0 else year - 399) // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
 def parse_rfc3339(text: str) -> int | None:
     """Parse RFC 3339 into ns since epoch; Go's zero time gives None ("no end")."""
     m = _RFC3339.match(text)
@@ -28,21 +46,22 @@ def parse_rfc3339(text: str) -> int | None:
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     if year <= 1:
         return None
-    frac = (m.group(7) or "").ljust(9, "0")
+    if not 1 <= month <= 12:
+        raise ValueError("month out of range")
+    if not 1 <= day <= (29 if month == 2 and _leap(year) else _DAYS_IN_MONTH[month - 1]):
+        raise ValueError("day out of range for the month")
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError("time of day out of range")
+    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     zone = m.group(8)
-    base = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     if zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        base -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    value = _epoch_seconds(base) * NS + int(frac)
+        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset if zone[0] == "+" else -offset
+    frac = m.group(7)
+    value = seconds * NS + (int(frac.ljust(9, "0")) if frac else 0)
     if not _MIN_NS <= value <= _MAX_NS:
         raise ValueError("timestamp out of range (years 1678 to 2261)")
     return value
-
-
-def _epoch_seconds(dt: datetime) -> int:
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta.days * 86400 + delta.seconds
 
 
 def format_ns(ns: int | None) -> str | None:
@@ -54,13 +73,3 @@ def format_ns(ns: int | None) -> str | None:
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"
-
-
-def from_datetime(dt: datetime) -> int:
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime")
-    return _epoch_seconds(dt.astimezone(UTC)) * NS + dt.microsecond * 1000
-
-
-def to_datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // NS, UTC).replace(microsecond=(ns % NS) // 1000)

@@ -112,3 +112,38 @@ def test_unparseable_bodies(body: bytes, needle: str) -> None:
 )
 def test_rfc3339_round_trip(text: str, expected: str | None) -> None:
     assert format_ns(parse_rfc3339(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-29T00:00:00Z",
+        "2026-04-31T10:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:60:00Z",
+        "2026-01-01 00:00:00",
+        "2026-1-01T00:00:00Z",
+    ],
+)
+def test_impossible_timestamps_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+
+
+def test_timestamps_agree_with_the_standard_library() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rnd = random.Random(7)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for _ in range(5000):
+        when = epoch + timedelta(
+            seconds=rnd.randrange(-9 * 10**9, 9 * 10**9), microseconds=rnd.randrange(10**6)
+        )
+        delta = when - epoch
+        expected = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        assert parse_rfc3339(when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")) == expected
+        assert (
+            parse_rfc3339(when.strftime("%Y-%m-%dT%H:%M:%S.%f+05:30")) == expected - 19800 * 10**9
+        )
