@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.delivery.classify import Outcome, classify
-from bridge.targets.base import PermanentError, RetryableError, TargetDeps
+from bridge.targets.base import DeliveryResult, PermanentError, RetryableError, Target, TargetDeps
 
 if TYPE_CHECKING:
     import aiohttp
@@ -97,3 +97,10 @@ def check(resp: Response, deps: TargetDeps, *, vendor: str = "") -> Outcome:
     outcome = classify(resp.status, resp.headers, resp.body, vendor=vendor, now=deps.clock())
     outcome.raise_for()
     return outcome
+
+
+async def post_message(target: Target, url: str, payload: Any, *, vendor: str) -> DeliveryResult:
+    """POST one JSON message to a chat webhook that answers with nothing worth keeping."""
+    resp = await post(target.deps, url, json=payload, timeout_s=target.config.timeout_s)
+    check(resp, target.deps, vendor=vendor)
+    return DeliveryResult()

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bridge.templating import Rendered, Renderer
 
 Tier = Literal["general", "incident", "stakeholders"]
-TIERS: tuple[Tier, ...] = ("general", "incident", "stakeholders")
+TIERS: tuple[Tier, ...] = get_args(Tier)
 EventKind = Literal[
     "opened",
     "acknowledged",
@@ -35,17 +35,7 @@ EventKind = Literal[
     "postmortem_published",
     "timeline",
 ]
-EVENTS: tuple[EventKind, ...] = (
-    "opened",
-    "acknowledged",
-    "severity_changed",
-    "mitigated",
-    "resolved",
-    "closed",
-    "reopened",
-    "postmortem_published",
-    "timeline",
-)
+EVENTS: tuple[EventKind, ...] = get_args(EventKind)
 
 
 def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:

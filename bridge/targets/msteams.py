@@ -89,11 +89,5 @@ class MSTeamsTarget(Target):
         return payload
 
     async def send(self, notification: Notification) -> DeliveryResult:
-        resp = await _http.post(
-            self.deps,
-            self.config.url.reveal(),
-            json=self.payload(notification),
-            timeout_s=self.config.timeout_s,
-        )
-        _http.check(resp, self.deps, vendor="msteams")
-        return DeliveryResult(state=dict(notification.state))
+        url, payload = self.config.url.reveal(), self.payload(notification)
+        return await _http.post_message(self, url, payload, vendor="msteams")

@@ -39,11 +39,5 @@ class SlackWebhookTarget(Target):
         return slack_message(self.render(n).body, self.config.max_chars)
 
     async def send(self, notification: Notification) -> DeliveryResult:
-        resp = await _http.post(
-            self.deps,
-            self.config.url.reveal(),
-            json=self.payload(notification),
-            timeout_s=self.config.timeout_s,
-        )
-        _http.check(resp, self.deps, vendor="slack")
-        return DeliveryResult(state=dict(notification.state))
+        url, payload = self.config.url.reveal(), self.payload(notification)
+        return await _http.post_message(self, url, payload, vendor="slack")
