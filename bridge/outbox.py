@@ -103,6 +103,11 @@ class _Pacer:
         return 0.0
 
 
+def _headline(group: list[q.OutboxRow]) -> str:
+    """The event a coalesced message is about: its newest milestone, else "timeline"."""
+    return next((r.event for r in reversed(group) if r.event != "timeline"), group[-1].event)
+
+
 def _channel(row: q.OutboxRow) -> str:
     """Pacing applies per channel: each incident has its own dedicated channel."""
     return f"incident-{row.incident_id}" if row.tier == "incident" else "general"
@@ -247,7 +252,7 @@ class OutboxWorker:
             idempotency_key=leader.idempotency_key,
             target=leader.target,
             tier=leader.tier,  # type: ignore[arg-type]
-            event=group[-1].event,  # type: ignore[arg-type]
+            event=_headline(group),  # type: ignore[arg-type]
             incident=self._snapshot(ctx.incident),
             events=tuple(ctx.events),
             state=ctx.state,

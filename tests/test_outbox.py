@@ -339,3 +339,29 @@ async def test_a_paced_backlog_does_not_hold_back_other_targets(
     waiting = [r for r in await rows(store) if r.state == "pending"]
     assert {r.target for r in waiting} == {"slow"} and len(waiting) == 29
     assert all(r.leader_id is None for r in waiting)  # unclaimed: free to coalesce later
+
+
+async def test_a_coalesced_message_is_about_its_newest_milestone(
+    store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
+) -> None:
+    from bridge.policy import Decision, Tiers
+
+    class Room:
+        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
+            fps = tuple(a.fingerprint for a in payload.alerts)
+            return [
+                Decision(
+                    key="room",
+                    severity="sev2",
+                    title="t",
+                    fingerprints=fps,
+                    tiers=Tiers(incident="hook"),
+                )
+            ]
+
+    await ingest(store, fixture_body("firing-group-bearer.json"), clock.now, Room())
+    while await settle(worker):
+        pass
+    [message] = fake.received
+    assert [e["kind"] for e in message["events"]] == ["opened", "alert_fired", "alert_fired"]
+    assert message["event"] == "opened"
