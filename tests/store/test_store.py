@@ -286,3 +286,19 @@ async def test_a_failing_batched_write_is_retried_alone(store: Store) -> None:
         lambda c: [r[0] for r in c.execute("SELECT received_at FROM webhooks ORDER BY id")]
     )
     assert stored == [10, 11, 12, 14, 15, 16]
+
+
+async def test_raw_bodies_are_pruned_after_retention(store: Store) -> None:
+    from bridge.store.queries import prune_webhook_bodies
+
+    await ingest(store, fixture_body("ha-slow-receiver/01.json"), T0)
+    await ingest(store, fixture_body("ha-slow-receiver/04.json"), T0 + 3600 * SECOND)
+    pruned = await store.write(lambda c: prune_webhook_bodies(c, older_than=T0 + SECOND))
+    assert pruned == 1
+    kept = await store.read(
+        lambda c: c.execute(
+            "SELECT received_at, body IS NOT NULL, sha256 FROM webhooks ORDER BY id"
+        ).fetchall()
+    )
+    assert [(r[0], r[1]) for r in kept] == [(T0, 0), (T0 + 3600 * SECOND, 1)]
+    assert all(len(r[2]) == 64 for r in kept)  # the journal entry itself stays
