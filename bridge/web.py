@@ -235,7 +235,14 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(state, deps)))
+    reloads: set[asyncio.Task[list[str]]] = set()  # the loop keeps only weak references
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload(state, deps))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
     background: list[asyncio.Task[None]] = []
     try:
