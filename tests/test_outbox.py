@@ -309,7 +309,7 @@ async def test_messages_to_one_channel_are_paced(store: Store, clock: Clock) -> 
     assert pending == []
     assert len(fake.stamps) == 3 and len(fake.deliveries) == 3
     gaps = [b - a for a, b in zip(fake.stamps, fake.stamps[1:], strict=False)]
-    assert all(gap >= 0.24 for gap in gaps), gaps
+    assert all(gap >= 0.2 for gap in gaps), gaps  # 0.25 s apart, give or take the network
 
 
 async def test_a_paced_backlog_does_not_hold_back_other_targets(
