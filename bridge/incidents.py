@@ -125,10 +125,12 @@ def plan_webhook(
     current_links: Mapping[str, AlertState],
     known: Mapping[str, AlertState],
     now: int,
+    new_id: int | None = None,
 ) -> Plan:
     """Plan the effect of ``alerts`` (one decision's share of a webhook) on its incident.
 
     ``current`` is the newest incident with the decision's key, ``current_links`` its alerts,
+    ``new_id`` the id an incident opened by this plan gets (the store's single writer knows it),
     ``known`` the newest state per fingerprint across all incidents with that key.
     """
     changes = [(alert, classify(known.get(alert.fingerprint), alert)) for alert in alerts]
@@ -137,6 +139,7 @@ def plan_webhook(
     previous: Incident | None = None
 
     incident = current
+    created = False
     links = dict(current_links)
     if (
         incident is None
@@ -151,8 +154,9 @@ def plan_webhook(
             # Nothing fires: a late resolve for an incident that is already over.
             return _touch_only(current, current_links, changes)
         previous = incident
+        created = True
         incident = Incident(
-            id=None,
+            id=new_id,
             key=decision.key,
             title=decision.title,
             severity=decision.severity,
@@ -233,7 +237,7 @@ def plan_webhook(
     touched = tuple(links[a.fingerprint] for a in alerts if a.fingerprint in links)
     return Plan(
         incident=incident,
-        created=incident.id is None,
+        created=created,
         links=touched,
         events=tuple(events),
         previous=previous,

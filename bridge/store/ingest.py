@@ -11,9 +11,10 @@ batch's own earlier writes.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.alertmanager import WebhookPayload
@@ -128,6 +129,9 @@ def _incident(row: Sequence[Any]) -> Incident:
     values["truncated_alerts"] = values["truncated_alerts"] or 0
     values["roles"] = values["roles"] or "{}"
     return Incident(**values)
+
+
+_incident_values = operator.attrgetter(*_INCIDENT_FIELDS)
 
 
 def _next_id(conn: sqlite3.Connection, table: str) -> int:
@@ -256,21 +260,21 @@ class _Batch:
                 current_links=links,
                 known=known,
                 now=now,
+                new_id=self.next_incident,
             )
             plans.append(plan)
             if plan.incident is None:
                 event_ids.append(())
                 continue
             incident = plan.incident
-            if incident.id is None:
-                incident = replace(incident, id=self.next_incident)
+            if plan.created:
                 self.links[self.next_incident] = {}
                 self.next_incident += 1
             assert incident.id is not None
             if plan.changed:
                 self.latest[incident.key] = incident
                 self.incidents[incident.id] = (
-                    *(getattr(incident, f) for f in _INCIDENT_FIELDS),
+                    *_incident_values(incident),
                     now,
                 )
             held = self.links[incident.id]
