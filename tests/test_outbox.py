@@ -365,3 +365,57 @@ async def test_a_coalesced_message_is_about_its_newest_milestone(
     [message] = fake.received
     assert [e["kind"] for e in message["events"]] == ["opened", "alert_fired", "alert_fired"]
     assert message["event"] == "opened"
+
+
+async def test_dedicated_slack_channel_state_survives_between_messages(
+    store: Store, clock: Clock
+) -> None:
+    """The channel the first message created is remembered in the store and used after."""
+    from bridge.policy import Decision, Tiers
+    from tests.fakes.slack import TOKEN, SlackAPIFake
+
+    class Room:
+        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
+            fps = tuple(a.fingerprint for a in payload.alerts)
+            return [
+                Decision(
+                    key="k",
+                    severity="sev1",
+                    title="High error rate",
+                    fingerprints=fps,
+                    tiers=Tiers(incident="slack"),
+                )
+            ]
+
+    slack = SlackAPIFake()
+    await slack.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            settings = {"token": TOKEN, "api_url": slack.url + "/api", "min_interval_s": 0}
+            targets = {
+                "slack": build_target("slack", "slack", settings, TargetDeps(session=session))
+            }
+            w = OutboxWorker(store, targets, Metrics.create(), clock=clock)
+            await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now, Room())
+            while await settle(w):
+                pass
+            clock.advance(60)
+            await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now, Room())
+            while await settle(w):
+                pass
+            # a new worker, as after a restart: the channel comes from the store
+            clock.advance(60)
+            refire = fixture_body("ha-slow-receiver/01.json")
+            refire["alerts"][0]["startsAt"] = "2026-11-27T07:00:00Z"
+            await ingest(store, refire, clock.now, Room())
+            w2 = OutboxWorker(store, targets, Metrics.create(), clock=clock)
+            while await settle(w2):
+                pass
+    finally:
+        await slack.close()
+    created = [c for c in slack.channels if c != "C0GENERAL"]
+    assert len(created) == 1, slack.channels
+    assert slack.channels[created[0]]["name"].startswith("inc-1-high-error-rate")
+    posted = [m for m in slack.messages if m["channel"] == created[0]]
+    assert len(posted) >= 3  # opened, mitigated, reopened: all in the one channel
+    assert {r.state for r in await rows(store)} == {"delivered"}
