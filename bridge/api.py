@@ -71,12 +71,17 @@ async def incidents(request: web.Request) -> web.Response:
         )
     except StoreUnavailable:
         raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
-    next_url: str | None = None
-    if len(rows) == limit:
-        query: dict[str, Any] = dict(request.query)
-        query["before"] = str(rows[-1]["id"])
-        next_url = str(request.rel_url.with_query(query))
-    return web.json_response({"incidents": rows, "next": next_url})
+    last = rows[-1]["id"] if len(rows) == limit else None
+    return web.json_response({"incidents": rows, "next": _next_page(request, last)})
+
+
+def _next_page(request: web.Request, last_id: int | None) -> str | None:
+    """The same query continued below ``last_id`` (keyset pagination); None on the last page."""
+    if last_id is None:
+        return None
+    query: dict[str, Any] = dict(request.query)
+    query["before"] = str(last_id)
+    return str(request.rel_url.with_query(query))
 
 
 def _not_found(what: str) -> web.HTTPNotFound:
@@ -120,12 +125,10 @@ async def notifications(request: web.Request) -> web.Response:
         )
     except StoreUnavailable:
         raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
-    next_url: str | None = None
-    if len(rows) == limit:
-        query: dict[str, Any] = dict(request.query)
-        query["before"] = str(rows[-1].id)
-        next_url = str(request.rel_url.with_query(query))
-    return web.json_response({"notifications": [r.as_json() for r in rows], "next": next_url})
+    last = rows[-1].id if len(rows) == limit else None
+    return web.json_response(
+        {"notifications": [r.as_json() for r in rows], "next": _next_page(request, last)}
+    )
 
 
 async def retry_notification(request: web.Request) -> web.Response:

@@ -39,8 +39,6 @@ from bridge.targets.base import (
 
 log = logging.getLogger("bridge.outbox")
 NS = 1_000_000_000
-# Types whose APIs allow about one message per second per channel.
-_MIN_INTERVAL_S = {"slack": 1.0, "slack_webhook": 1.0, "discord": 0.5, "mattermost": 0.2}
 
 
 @dataclass(frozen=True)
@@ -223,10 +221,8 @@ class OutboxWorker:
         pacer = self._pacers.get(name)
         if pacer is None:
             target = self.targets.get(name)
-            interval = target.config.min_interval_s if target is not None else 0.0
-            if interval is None and target is not None:
-                interval = _MIN_INTERVAL_S.get(target.type_name, 0.0)
-            pacer = self._pacers[name] = _Pacer(interval or 0.0, time.monotonic)
+            interval = target.pacing_s if target is not None else 0.0
+            pacer = self._pacers[name] = _Pacer(interval, time.monotonic)
         return pacer
 
     def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
@@ -272,15 +268,12 @@ class OutboxWorker:
             self.metrics.notification_duration.labels(leader.target).observe(
                 time.perf_counter() - started
             )
-        await self.store.write(
-            Batched(
-                q.record,
-                q.Outcome(
-                    leader.id,
-                    self.clock(),
-                    state=dict(result.state) if result.state else None,
-                    provider_ids=dict(result.provider_ids),
-                ),
+        await self._record(
+            q.Outcome(
+                leader.id,
+                self.clock(),
+                state=dict(result.state) if result.state else None,
+                provider_ids=dict(result.provider_ids),
             )
         )
         for member in group:
@@ -327,18 +320,19 @@ class OutboxWorker:
             else ", dead-lettered",
         )
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
-        await self.store.write(
-            Batched(
-                q.record,
-                q.Outcome(
-                    leader.id,
-                    self.clock(),
-                    error=error,
-                    retry_at=retry_at,
-                    state=dict(exc.state) if exc.state is not None else None,
-                ),
+        await self._record(
+            q.Outcome(
+                leader.id,
+                self.clock(),
+                error=error,
+                retry_at=retry_at,
+                state=dict(exc.state) if exc.state is not None else None,
             )
         )
+
+    async def _record(self, outcome: q.Outcome) -> None:
+        # Outcomes of concurrent sends share one write (Batched): one call, one commit.
+        await self.store.write(Batched(q.record, outcome))
 
     def _snapshot(self, incident: dict[str, Any]) -> dict[str, Any]:
         """The incident as targets and templates see it (alerts in Alertmanager's spelling)."""

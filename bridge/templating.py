@@ -24,6 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
 from bridge.delivery.markup import ESCAPERS, Markup
+from bridge.policy import ROLES
 from bridge.targets.base import EVENTS, event_kind
 
 # Target type -> markup of its main template. Kept here (not in the target modules) so that
@@ -297,7 +298,6 @@ INCIDENT_KEYS = (
     "closed_at",
     "url",
 )
-ROLE_NAMES = ("commander", "scribe", "liaison", "responders")
 ALERT_KEYS = ("fingerprint", "status", "startsAt", "endsAt", "generatorURL")
 
 
@@ -307,7 +307,7 @@ def _normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: None for k in INCIDENT_KEYS}
     out.update(incident)
     roles = dict(out.get("roles") or {})
-    out["roles"] = {**{r: [] for r in ROLE_NAMES}, **roles}
+    out["roles"] = {**{r: [] for r in ROLES}, **roles}
     out["alerts"] = [
         {
             **{k: None for k in ALERT_KEYS},

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ import pytest
 from bridge.alertmanager import parse_webhook
 from bridge.metrics import Metrics
 from bridge.outbox import DeliveryPolicy, OutboxWorker, backoff_s
-from bridge.policy import BuiltinPolicy, Policy
+from bridge.policy import BuiltinPolicy, Decision, Policy, Severity, Tiers
 from bridge.store import Store
 from bridge.store import outbox as q
 from bridge.store.ingest import WebhookResult, apply_webhook
@@ -67,6 +68,21 @@ async def worker(store: Store, fake: WebhookFake, clock: Clock) -> AsyncIterator
             clock=clock,
             policy=DeliveryPolicy(quick_attempts=2, quick_max_wait_s=0.05),
         )
+
+
+@dataclass(frozen=True)
+class Room:
+    """A policy that puts every alert of a webhook in one incident told to one dedicated room."""
+
+    key: str
+    severity: Severity
+    title: str
+    target: str
+
+    def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
+        fingerprints = tuple(a.fingerprint for a in payload.alerts)
+        tiers = Tiers(incident=self.target)
+        return [Decision(self.key, self.severity, self.title, fingerprints, tiers=tiers)]
 
 
 async def settle(worker: OutboxWorker) -> int:
@@ -145,25 +161,13 @@ async def test_events_waiting_together_go_out_as_one_message(
 async def test_waiting_events_are_coalesced_into_one_message(
     store: Store, fake: WebhookFake, clock: Clock
 ) -> None:
-    from bridge.policy import Decision, Tiers
-
-    class Room:
-        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
-            return [
-                Decision(
-                    key="storm",
-                    severity="sev2",
-                    title="storm",
-                    fingerprints=tuple(a.fingerprint for a in payload.alerts),
-                    tiers=Tiers(incident="hook"),
-                )
-            ]
+    room = Room(key="storm", severity="sev2", title="storm", target="hook")
 
     body = fixture_body("ha-pair-single-delivery.json")
     for i in range(12):
         body["alerts"][0]["fingerprint"] = f"{i:016x}"
         body["alerts"][0]["labels"]["instance"] = f"node-{i}"
-        await ingest(store, body, clock.now, Room())
+        await ingest(store, body, clock.now, room)
     async with aiohttp.ClientSession() as session:
         target = build_target(
             "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
@@ -344,22 +348,9 @@ async def test_a_paced_backlog_does_not_hold_back_other_targets(
 async def test_a_coalesced_message_is_about_its_newest_milestone(
     store: Store, worker: OutboxWorker, fake: WebhookFake, clock: Clock
 ) -> None:
-    from bridge.policy import Decision, Tiers
+    room = Room(key="room", severity="sev2", title="t", target="hook")
 
-    class Room:
-        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
-            fps = tuple(a.fingerprint for a in payload.alerts)
-            return [
-                Decision(
-                    key="room",
-                    severity="sev2",
-                    title="t",
-                    fingerprints=fps,
-                    tiers=Tiers(incident="hook"),
-                )
-            ]
-
-    await ingest(store, fixture_body("firing-group-bearer.json"), clock.now, Room())
+    await ingest(store, fixture_body("firing-group-bearer.json"), clock.now, room)
     while await settle(worker):
         pass
     [message] = fake.received
@@ -371,21 +362,9 @@ async def test_dedicated_slack_channel_state_survives_between_messages(
     store: Store, clock: Clock
 ) -> None:
     """The channel the first message created is remembered in the store and used after."""
-    from bridge.policy import Decision, Tiers
     from tests.fakes.slack import TOKEN, SlackAPIFake
 
-    class Room:
-        def evaluate(self, payload: Any, now_ns: int) -> list[Decision]:
-            fps = tuple(a.fingerprint for a in payload.alerts)
-            return [
-                Decision(
-                    key="k",
-                    severity="sev1",
-                    title="High error rate",
-                    fingerprints=fps,
-                    tiers=Tiers(incident="slack"),
-                )
-            ]
+    room = Room(key="k", severity="sev1", title="High error rate", target="slack")
 
     slack = SlackAPIFake()
     await slack.start()
@@ -396,18 +375,18 @@ async def test_dedicated_slack_channel_state_survives_between_messages(
                 "slack": build_target("slack", "slack", settings, TargetDeps(session=session))
             }
             w = OutboxWorker(store, targets, Metrics.create(), clock=clock)
-            await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now, Room())
+            await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now, room)
             while await settle(w):
                 pass
             clock.advance(60)
-            await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now, Room())
+            await ingest(store, fixture_body("ha-slow-receiver/04.json"), clock.now, room)
             while await settle(w):
                 pass
             # a new worker, as after a restart: the channel comes from the store
             clock.advance(60)
             refire = fixture_body("ha-slow-receiver/01.json")
             refire["alerts"][0]["startsAt"] = "2026-11-27T07:00:00Z"
-            await ingest(store, refire, clock.now, Room())
+            await ingest(store, refire, clock.now, room)
             w2 = OutboxWorker(store, targets, Metrics.create(), clock=clock)
             while await settle(w2):
                 pass

@@ -178,6 +178,13 @@ class Target:
 
     type_name: ClassVar[str] = ""
     Config: ClassVar[type[TargetConfig]] = TargetConfig
+    # Least seconds between two messages to one channel, unless the config says otherwise.
+    min_interval_s: ClassVar[float] = 0.0
+
+    @property
+    def pacing_s(self) -> float:
+        configured = self.config.min_interval_s
+        return self.min_interval_s if configured is None else configured
 
     def __init__(self, name: str, config: TargetConfig, deps: TargetDeps | None = None) -> None:
         if not isinstance(config, self.Config):

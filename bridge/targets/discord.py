@@ -38,6 +38,7 @@ def with_wait(url: str) -> str:
 
 class DiscordTarget(Target):
     type_name = "discord"
+    min_interval_s = 0.5  # the API allows about this rate per channel
     Config = DiscordConfig
     config: DiscordConfig
 

@@ -25,6 +25,7 @@ class MattermostConfig(TargetConfig):
 
 class MattermostTarget(Target):
     type_name = "mattermost"
+    min_interval_s = 0.2  # the API allows about this rate per channel
     Config = MattermostConfig
     config: MattermostConfig
 

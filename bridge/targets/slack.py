@@ -76,6 +76,7 @@ def topic_for(incident: Mapping[str, Any]) -> str:
 
 class SlackTarget(Target):
     type_name = "slack"
+    min_interval_s = 1.0  # the API allows about this rate per channel
     Config = SlackConfig
     config: SlackConfig
 

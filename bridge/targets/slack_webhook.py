@@ -32,6 +32,7 @@ class SlackWebhookConfig(TargetConfig):
 
 class SlackWebhookTarget(Target):
     type_name = "slack_webhook"
+    min_interval_s = 1.0  # the API allows about this rate per channel
     Config = SlackWebhookConfig
     config: SlackWebhookConfig
 
