@@ -6,11 +6,11 @@ in one transaction. Every function is deterministic given its inputs, including 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bridge import jsontext
 from bridge.alertmanager import Alert
 from bridge.policy import Decision, severity_rank
 from bridge.timeutil import NS
@@ -167,7 +167,7 @@ def plan_webhook(
             team=decision.team,
             service=decision.service,
             previous_id=previous.id if previous else None,
-            roles=json.dumps({role: list(names) for role, names in decision.roles.items()}),
+            roles=jsontext.dumps({role: list(names) for role, names in decision.roles.items()}),
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}

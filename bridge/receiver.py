@@ -81,8 +81,13 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
             },
         )
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+        if request.content.is_eof():
+            # The whole body came with the headers (most webhooks): nothing to wait for, so
+            # no timer to arm and cancel.
             body = await _read_limited(request, settings.max_body_bytes)
+        else:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+                body = await _read_limited(request, settings.max_body_bytes)
     except TimeoutError:
         response = _error(408, "request body not received in time")
         response.force_close()

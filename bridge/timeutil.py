@@ -40,6 +40,8 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 
 def parse_rfc3339(text: str) -> int | None:
     """Parse RFC 3339 into ns since epoch; Go's zero time gives None ("no end")."""
+    if text == GO_ZERO:  # the endsAt of every firing alert
+        return None
     m = _RFC3339.match(text)
     if m is None:
         raise ValueError("not an RFC 3339 timestamp")

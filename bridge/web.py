@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 import time
@@ -30,6 +31,19 @@ from bridge.templating import Renderer
 log = logging.getLogger("bridge.web")
 PRUNE_EVERY_S = 3600.0
 WATCH_EVERY_S = 2.0
+# Young-generation collections every GC_YOUNG_THRESHOLD container allocations instead of
+# CPython's 700: every webhook allocates a few hundred short-lived objects.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """What exists once the service is up (modules, rules, templates, the app) lives as long as
+    the process: ``gc.freeze`` keeps it out of every later collection, so that a full collection
+    scans only what requests left behind. With the higher young threshold, collections run a
+    few times a second under load instead of hundreds, and their pauses leave the p99."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -255,6 +269,7 @@ async def run(
             "on" if settings.has_webhook_auth else "off",
         )
         worker.start()
+        tune_gc()
         if settings.body_retention_s > 0:
             background.append(asyncio.create_task(_prune_loop(state)))
         if settings.watch_rules and settings.rules:

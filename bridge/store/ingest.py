@@ -10,13 +10,13 @@ batch's own earlier writes.
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge import jsontext
 from bridge.alertmanager import WebhookPayload
 from bridge.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.notify import plan_notifications
@@ -224,8 +224,8 @@ class _Batch:
         self.alerts.extend(
             (
                 a.fingerprint,
-                json.dumps(a.labels),
-                json.dumps(a.annotations),
+                jsontext.dumps(a.labels),
+                jsontext.dumps(a.annotations),
                 a.status,
                 a.starts_at,
                 a.ends_at if a.status == "resolved" else None,
@@ -286,7 +286,7 @@ class _Batch:
             ids = tuple(range(self.next_event, self.next_event + len(plan.events)))
             self.next_event += len(plan.events)
             self.events.extend(
-                (eid, incident.id, now, e.kind, e.actor, e.text, json.dumps(e.data))
+                (eid, incident.id, now, e.kind, e.actor, e.text, jsontext.dumps(e.data))
                 for eid, e in zip(ids, plan.events, strict=True)
             )
             event_ids.append(ids)
@@ -332,7 +332,7 @@ class _Batch:
                 payload.receiver,
                 "applied" if any(t.changed for t in touched) else "unchanged",
                 len(payload.alerts),
-                json.dumps([t.id for t in touched]),
+                jsontext.dumps([t.id for t in touched]),
                 item.body,
             )
         )
