@@ -65,18 +65,38 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> l
     ``per_target`` for each target so that one slow or paced target cannot fill the window.
 
     Only the oldest is ever sent, so a target hears of an incident's events in order.
+
+    The cost does not grow with the backlog: under an alert storm thousands of rows wait, and
+    this runs after every send. Each target is one index walk in time order (index on state,
+    target, next_attempt_at, id) that stops after ``per_target`` heads; the targets with pending
+    rows are found by skipping through the same index, one lookup per target.
     """
-    return _rows(
-        conn.execute(
-            f"SELECT {_ROW} FROM (SELECT o.*, row_number() OVER "
-            "(PARTITION BY o.target ORDER BY o.next_attempt_at, o.id) AS n FROM outbox o "
-            "WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
-            "AND o.id = (SELECT min(p.id) FROM outbox p WHERE p.state = 'pending' "
-            "AND p.incident_id = o.incident_id AND p.target = o.target)) "
-            "WHERE n <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (now, per_target, limit),
+    targets = [
+        name
+        for (name,) in conn.execute(
+            "WITH RECURSIVE t(name) AS ("
+            "SELECT min(target) FROM outbox WHERE state = 'pending' "
+            "UNION ALL SELECT (SELECT min(target) FROM outbox "
+            "WHERE state = 'pending' AND target > t.name) FROM t WHERE t.name IS NOT NULL) "
+            "SELECT name FROM t WHERE name IS NOT NULL"
         )
-    )
+    ]
+    rows: list[OutboxRow] = []
+    for target in targets:
+        rows.extend(
+            _rows(
+                conn.execute(
+                    f"SELECT {_ROW} FROM outbox o INDEXED BY idx_outbox_state_target_next_attempt_at_id "
+                    "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at <= ? "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
+                    "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
+                    "ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                    (target, now, per_target),
+                )
+            )
+        )
+    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
+    return rows[:limit]
 
 
 def next_due_at(conn: sqlite3.Connection) -> int | None:
