@@ -21,6 +21,18 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
+def _unchanged(value: T) -> T:
+    return value
+
+
+# The sqlite3 module binds int, float and str directly but sends None and bytes through its
+# adapter lookup, which fails twice (raising and clearing AttributeError) before binding them
+# as they are. A webhook binds about twenty such values (absent milestones, the raw body); an
+# identity adapter finds them at once. Binding is unchanged: None is NULL, bytes a BLOB.
+sqlite3.register_adapter(type(None), _unchanged)
+sqlite3.register_adapter(bytes, _unchanged)
+
+
 class Store:
     """Owns the database file. Writes go through ``write``; reads through ``read``."""
 
