@@ -12,8 +12,9 @@ Incident keys (stable: they depend only on the route and the alerts' labels or g
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from jinja2 import TemplateError
@@ -73,6 +74,9 @@ class RulesPolicy:
     """``bridge.policy.Policy`` backed by a loaded ``RuleSet``."""
 
     ruleset: RuleSet
+    _policy_cache: dict[tuple[int, str], Mapping[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def evaluate(self, payload: WebhookPayload, now_ns: int) -> list[Decision]:
         groups: dict[tuple[str, str], tuple[Route, list[Alert]]] = {}
@@ -81,11 +85,33 @@ class RulesPolicy:
             for route in match_routes(root, alert.labels):
                 key = incident_key(route, alert, payload.group_key, route is root)
                 groups.setdefault((route.name, key), (route, []))[1].append(alert)
-        at = datetime.fromtimestamp(now_ns / 1e9, tz=UTC)
         return [
-            self.decide(route, key, alerts, payload, at)
+            self.decide(route, key, alerts, payload, now_ns)
             for (_, key), (route, alerts) in groups.items()
         ]
+
+    def _policies(self, route: Route, severity: Severity) -> Mapping[str, Any]:
+        """The route's follow-up, postmortem and status-update policies at ``severity``:
+        read-only and built once per rule set, not for every webhook."""
+        key = (id(route), severity)  # the rule set owns its routes: ids are stable
+        found = self._policy_cache.get(key)
+        if found is None:
+            s = route.settings
+            follow_up = s.follow_up
+            found = self._policy_cache[key] = MappingProxyType(
+                {
+                    "postmortem": s.postmortem.get(severity, "none"),
+                    "status_update_interval_s": s.status_update.get(severity),
+                    "follow_up": MappingProxyType(
+                        {
+                            "checklist": tuple(follow_up.checklist) if follow_up else (),
+                            "ticket_target": follow_up.ticket_target if follow_up else None,
+                        }
+                    ),
+                    "role_handles": MappingProxyType({}),
+                }
+            )
+        return found
 
     def _roles(
         self, s: Settings, at: datetime
@@ -108,40 +134,33 @@ class RulesPolicy:
         return roles, handles
 
     def decide(
-        self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, at: datetime
+        self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, now_ns: int
     ) -> Decision:
         s = route.settings
+        labels: Mapping[str, str]
+        annotations: Mapping[str, str]
+        policies: Mapping[str, Any]
         if len(alerts) == 1:
             severity: Severity = s.severity_of(alerts[0].labels)
+            labels, annotations = alerts[0].labels, alerts[0].annotations
         else:
             severity = min((s.severity_of(a.labels) for a in alerts), key=severity_rank)
-        labels = _common([a.labels for a in alerts])
-        annotations = _common([a.annotations for a in alerts])
+            labels = _common([a.labels for a in alerts])
+            annotations = _common([a.annotations for a in alerts])
         team = s.team or labels.get("team")
         service = s.service or labels.get("service")
-        roles, handles = self._roles(s, at) if s.roles else ({}, {})
-        title = _title(route, labels, annotations, key, lambda: {
-            "labels": labels,
-            "annotations": annotations,
-            "commonLabels": payload.common_labels,
-            "commonAnnotations": payload.common_annotations,
-            "groupLabels": payload.group_labels,
-            "alerts": [{"labels": a.labels, "annotations": a.annotations, "status": a.status} for a in alerts],
-            "severity": severity,
-            "team": team,
-            "service": service,
-            "route": route.name,
-        })  # fmt: skip
-        follow_up = s.follow_up
-        policies: dict[str, Any] = {
-            "postmortem": s.postmortem.get(severity, "none"),
-            "status_update_interval_s": s.status_update.get(severity),
-            "follow_up": {
-                "checklist": list(follow_up.checklist) if follow_up else [],
-                "ticket_target": follow_up.ticket_target if follow_up else None,
-            },
-            "role_handles": handles,
-        }
+        if s.roles:
+            roles, handles = self._roles(s, datetime.fromtimestamp(now_ns / 1e9, tz=UTC))
+            policies = {**self._policies(route, severity), "role_handles": handles}
+        else:
+            roles, policies = {}, self._policies(route, severity)
+        if route.title_template is not None:
+            context = _title_context(
+                route, labels, annotations, alerts, payload, severity, team, service
+            )
+            title = _title(route, labels, annotations, key, context)
+        else:
+            title = annotations.get("summary") or labels.get("alertname") or key
         return Decision(
             key=key,
             severity=severity,
@@ -155,6 +174,36 @@ class RulesPolicy:
             roles=roles,
             policies=policies,
         )
+
+
+def _title_context(
+    route: Route,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    alerts: list[Alert],
+    payload: WebhookPayload,
+    severity: Severity,
+    team: str | None,
+    service: str | None,
+) -> Callable[[], Mapping[str, Any]]:
+    def context() -> Mapping[str, Any]:
+        return {
+            "labels": labels,
+            "annotations": annotations,
+            "commonLabels": payload.common_labels,
+            "commonAnnotations": payload.common_annotations,
+            "groupLabels": payload.group_labels,
+            "alerts": [
+                {"labels": a.labels, "annotations": a.annotations, "status": a.status}
+                for a in alerts
+            ],
+            "severity": severity,
+            "team": team,
+            "service": service,
+            "route": route.name,
+        }
+
+    return context
 
 
 def _title(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge import jsontext
-from bridge.alertmanager import WebhookPayload
+from bridge.alertmanager import Alert, WebhookPayload
 from bridge.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.notify import plan_notifications
 from bridge.policy import Decision
@@ -221,21 +221,24 @@ class _Batch:
 
     def apply(self, item: IngestItem) -> WebhookResult:
         payload, now = item.payload, item.now
-        self.alerts.extend(
-            (
-                a.fingerprint,
-                jsontext.dumps(a.labels),
-                jsontext.dumps(a.annotations),
-                a.status,
-                a.starts_at,
-                a.ends_at if a.status == "resolved" else None,
-                a.generator_url,
-                now,
-                now,
+        dumps = jsontext.dumps
+        add_alert = self.alerts.append
+        by_fp: dict[str, Alert] = {}
+        for a in payload.alerts:
+            by_fp[a.fingerprint] = a
+            add_alert(
+                (
+                    a.fingerprint,
+                    dumps(a.labels),
+                    dumps(a.annotations),
+                    a.status,
+                    a.starts_at,
+                    a.ends_at if a.status == "resolved" else None,
+                    a.generator_url,
+                    now,
+                    now,
+                )
             )
-            for a in payload.alerts
-        )
-        by_fp = {a.fingerprint: a for a in payload.alerts}
         touched: list[Touched] = []
         plans: list[Plan] = []
         event_ids: list[tuple[int, ...]] = []
@@ -263,57 +266,59 @@ class _Batch:
                 new_id=self.next_incident,
             )
             plans.append(plan)
-            if plan.incident is None:
+            incident = plan.incident
+            if incident is None:
                 event_ids.append(())
                 continue
-            incident = plan.incident
             if plan.created:
                 self.links[self.next_incident] = {}
                 self.next_incident += 1
-            assert incident.id is not None
+            incident_id = incident.id
+            assert incident_id is not None
             if plan.changed:
                 self.latest[incident.key] = incident
-                self.incidents[incident.id] = (
-                    *_incident_values(incident),
-                    now,
+                self.incidents[incident_id] = (*_incident_values(incident), now)
+            held = self.links[incident_id]
+            add_link = self.link_rows.append
+            for st in plan.links:
+                held[st.fingerprint] = st
+                add_link(
+                    (incident_id, st.fingerprint, st.status, st.starts_at, st.ends_at, now, now)
                 )
-            held = self.links[incident.id]
-            for s in plan.links:
-                held[s.fingerprint] = s
-                self.link_rows.append(
-                    (incident.id, s.fingerprint, s.status, s.starts_at, s.ends_at, now, now)
-                )
-            ids = tuple(range(self.next_event, self.next_event + len(plan.events)))
+            first = self.next_event
             self.next_event += len(plan.events)
-            self.events.extend(
-                (eid, incident.id, now, e.kind, e.actor, e.text, jsontext.dumps(e.data))
-                for eid, e in zip(ids, plan.events, strict=True)
-            )
+            ids = tuple(range(first, self.next_event))
+            add_event = self.events.append
+            for eid, e in zip(ids, plan.events, strict=True):
+                add_event((eid, incident_id, now, e.kind, e.actor, e.text, dumps(e.data)))
             event_ids.append(ids)
-            entries = plan_notifications(
-                before=current if current is not None and current.id == incident.id else None,
-                after=incident,
-                events=list(zip(ids, plan.events, strict=True)),
-                tiers=decision.tiers,
-            )
-            notifications += len(entries)
-            self.outbox.extend(
-                (
-                    incident.id,
-                    e.target,
-                    e.tier,
-                    e.event,
-                    e.event_id,
-                    e.idempotency_key,
-                    now,
-                    now,
-                    now,
+            tiers = decision.tiers
+            if tiers.general or tiers.incident or tiers.stakeholders:
+                entries = plan_notifications(
+                    before=current if current is not None and current.id == incident_id else None,
+                    after=incident,
+                    events=list(zip(ids, plan.events, strict=True)),
+                    tiers=tiers,
                 )
-                for e in entries
-            )
+                notifications += len(entries)
+                add_outbox = self.outbox.append
+                for entry in entries:
+                    add_outbox(
+                        (
+                            incident_id,
+                            entry.target,
+                            entry.tier,
+                            entry.event,
+                            entry.event_id,
+                            entry.idempotency_key,
+                            now,
+                            now,
+                            now,
+                        )
+                    )
             touched.append(
                 Touched(
-                    id=incident.id,
+                    id=incident_id,
                     key=incident.key,
                     status=incident.status,
                     severity=incident.severity,
@@ -332,7 +337,7 @@ class _Batch:
                 payload.receiver,
                 "applied" if any(t.changed for t in touched) else "unchanged",
                 len(payload.alerts),
-                jsontext.dumps([t.id for t in touched]),
+                dumps([t.id for t in touched]),
                 item.body,
             )
         )
