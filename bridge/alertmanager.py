@@ -95,10 +95,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def parse_webhook(body: bytes) -> WebhookPayload:
     """Validate a webhook body, raising PayloadError with the first failing field path."""
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("", f"body is not UTF-8 (byte {exc.start})") from None
+    if not body.isascii():  # ASCII is UTF-8; only other bodies need the full check
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError("", f"body is not UTF-8 (byte {exc.start})") from None
     try:
         return WebhookPayload.model_validate_json(body)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from pydantic_core import to_json
 
 from bridge import auth
 from bridge.alertmanager import PayloadError, parse_webhook
@@ -141,4 +142,7 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
         metrics.webhooks_duplicate.inc()
     if result.notifications and state.worker is not None:
         state.worker.notify()
-    return web.json_response({"status": "ok", "incidents": [t.as_json() for t in result.incidents]})
+    return web.Response(
+        body=to_json({"status": "ok", "incidents": [t.as_json() for t in result.incidents]}),
+        content_type="application/json",
+    )
