@@ -57,6 +57,29 @@ def test_migrations_twice_are_a_noop(tmp_path: Path) -> None:
     assert integrity_check(db.conn) == "ok"
 
 
+async def test_a_database_from_an_earlier_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    assert migrate(db, MIGRATIONS[:2]) == ["0001_initial", "0002_outbox"]
+    db.conn.close()
+    store = Store(path)
+    store.open()
+    try:
+        await ingest(store, fixture_body("firing-group-bearer.json"))
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        indexes = {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert "idx_webhooks_sha256" not in indexes
+        assert "idx_outbox_state_target_next_attempt_at_id" in indexes
+        assert counts(path)["incidents"] == 1
+    finally:
+        conn.close()
+
+
 def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     db = sqlite_utils.Database(sqlite3.connect(tmp_path / "m.db", isolation_level=None))
 
