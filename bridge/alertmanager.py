@@ -33,11 +33,6 @@ def _timestamp(value: Any) -> int | None:
     return parse_rfc3339(value)
 
 
-def _version(value: Any) -> str:
-    # Never reject a payload for its version: only "4" exists today.
-    return value if isinstance(value, str) else str(value)
-
-
 Timestamp = Annotated[int | None, BeforeValidator(_timestamp)]
 Status = Literal["firing", "resolved"]
 
@@ -62,7 +57,9 @@ class Alert(_Lenient):
 
 
 class WebhookPayload(_Lenient):
-    version: Annotated[str, BeforeValidator(_version)] = "4"
+    # Never reject a payload for its version (only "4" exists today): any JSON value is kept
+    # as it came, with no validator to call for every webhook; ``version`` gives it as text.
+    version_raw: Any = Field(default="4", alias="version")
     group_key: str = Field(alias="groupKey")
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
     status: Status
@@ -72,6 +69,11 @@ class WebhookPayload(_Lenient):
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     alerts: list[Alert]
+
+    @property
+    def version(self) -> str:
+        v = self.version_raw
+        return v if isinstance(v, str) else str(v)
 
 
 class PayloadError(ValueError):

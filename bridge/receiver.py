@@ -22,7 +22,7 @@ from bridge import auth
 from bridge.alertmanager import PayloadError, parse_webhook
 from bridge.state import AppState
 from bridge.store import Batched, StoreUnavailable
-from bridge.store.ingest import IngestItem, apply_webhooks
+from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
 
 log = logging.getLogger("bridge.receiver")
 _CHUNK = 64 * 1024
@@ -54,17 +54,84 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
         chunks.append(chunk)
 
 
+def _too_large(limit: int) -> web.Response:
+    response = _error(413, f"body larger than {limit} bytes")
+    response.force_close()  # do not read the rest of an oversized body to reuse the connection
+    return response
+
+
+def _unreadable(exc: Exception) -> web.Response:
+    # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
+    # The rest of the body cannot be skipped, so the connection cannot be reused.
+    response = _error(400, f"cannot read the request body: {type(exc).__name__}")
+    response.force_close()
+    return response
+
+
+def _buffered_body(request: web.Request, limit: int) -> bytes | web.Response | None:
+    """The body when it came whole with the headers (most webhooks: nothing to wait for, no
+    timer to arm), an error response, or None when the body is still arriving."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(limit)
+    try:
+        body = content.read_nowait(-1)
+    except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
+        return _unreadable(exc)
+    return _too_large(limit) if len(body) > limit else body
+
+
+async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body of a request whose body did not come with its headers, within a time limit."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            body = await _read_limited(request, limit)
+    except TimeoutError:
+        response = _error(408, "request body not received in time")
+        response.force_close()
+        return response
+    except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
+        return _unreadable(exc)
+    return _too_large(limit) if body is None else body
+
+
 async def receive_alerts(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     started = time.perf_counter()
-    response = await _handle(request, state)
+    accepted: IngestItem | bytes | web.Response | None = _refuse(request, state)
+    if accepted is None:
+        limit = state.settings.max_body_bytes
+        accepted = _buffered_body(request, limit)
+        if accepted is None:
+            accepted = await _streamed_body(request, limit)
+        if isinstance(accepted, bytes):
+            accepted = _accept(accepted, state)
+    if isinstance(accepted, web.Response):
+        response = accepted
+    else:
+        try:
+            # The one await that waits (for the commit) is here rather than in a helper: every
+            # coroutine between the request and the writer's future is resumed once more when
+            # the future is done, for every webhook.
+            result = await state.store.write(Batched(apply_webhooks, accepted))
+        except StoreUnavailable as exc:
+            log.error("store unavailable, webhook not accepted: %s", exc)
+            response = _error(503, "store unavailable, retry later", **{"Retry-After": "1"})
+        except Exception:
+            log.exception("webhook failed")
+            response = _error(500, "internal error")
+        else:
+            response = _answer(result, state)
     state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
     if response.status == 200:
         state.metrics.webhook_duration.observe(time.perf_counter() - started)
     return response
 
 
-async def _handle(request: web.Request, state: AppState) -> web.Response:
+def _refuse(request: web.Request, state: AppState) -> web.Response | None:
+    """401 when credentials are configured and these are missing or wrong."""
     settings = state.settings
     if settings.has_webhook_auth and not auth.check(
         request.headers.get("Authorization"),
@@ -81,28 +148,11 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
                 )
             },
         )
-    try:
-        if request.content.is_eof():
-            # The whole body came with the headers (most webhooks): nothing to wait for, so
-            # no timer to arm and cancel.
-            body = await _read_limited(request, settings.max_body_bytes)
-        else:
-            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
-                body = await _read_limited(request, settings.max_body_bytes)
-    except TimeoutError:
-        response = _error(408, "request body not received in time")
-        response.force_close()
-        return response
-    except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
-        # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
-        # The rest of the body cannot be skipped, so the connection cannot be reused.
-        response = _error(400, f"cannot read the request body: {type(exc).__name__}")
-        response.force_close()
-        return response
-    if body is None:
-        response = _error(413, f"body larger than {settings.max_body_bytes} bytes")
-        response.force_close()  # do not read the rest of an oversized body to reuse the connection
-        return response
+    return None
+
+
+def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
+    """Validate and evaluate: the webhook ready for the writer, or a 400."""
     try:
         payload = parse_webhook(body)
     except PayloadError as exc:
@@ -119,22 +169,17 @@ async def _handle(request: web.Request, state: AppState) -> web.Response:
     except ValueError as exc:  # e.g. a title template that cannot render these labels
         log.warning("rules could not evaluate webhook: %s", exc)
         return _error(400, f"rules could not evaluate this webhook: {exc}")
-    sha = hashlib.sha256(body).hexdigest()
-    item = IngestItem(
+    return IngestItem(
         payload=payload,
         decisions=decisions,
-        sha256=sha,
-        body=body if settings.body_retention_s > 0 else None,
+        sha256=hashlib.sha256(body).hexdigest(),
+        body=body if state.settings.body_retention_s > 0 else None,
         now=now,
     )
-    try:
-        result = await state.store.write(Batched(apply_webhooks, item))
-    except StoreUnavailable as exc:
-        log.error("store unavailable, webhook not accepted: %s", exc)
-        return _error(503, "store unavailable, retry later", **{"Retry-After": "1"})
-    except Exception:
-        log.exception("webhook failed")
-        return _error(500, "internal error")
+
+
+def _answer(result: WebhookResult, state: AppState) -> web.Response:
+    metrics = state.metrics
     for touched in result.incidents:
         if touched.created:
             metrics.child(metrics.incidents_opened, touched.severity).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -72,11 +72,11 @@ class Store:
     def is_open(self) -> bool:
         return self._writer is not None
 
-    async def write(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> T:
-        """Run a write in the writer thread; the result comes after its commit."""
+    def write(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> Awaitable[T]:
+        """Run a write in the writer thread; awaiting it gives the result after its commit."""
         if self._writer is None:
             raise StoreUnavailable("store is not open")
-        return await self._writer.submit(job)
+        return self._writer.submit(job)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

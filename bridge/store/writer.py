@@ -64,14 +64,17 @@ class Writer:
         if self._error is not None:
             raise self._error
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> T:
-        """Run ``job`` in the writer's transaction; return its result after the commit."""
+    def submit(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> asyncio.Future[T]:
+        """Run ``job`` in the writer's transaction; the future gets its result after the commit.
+
+        A plain function returning the future, not a coroutine: every webhook awaits it, and each
+        coroutine layer between the request and the future is resumed again when it completes."""
         if self._closed:
             raise StoreUnavailable("store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop))
-        return await future
+        return future
 
     def close(self) -> None:
         """Finish everything queued, commit it, and stop the thread."""
