@@ -167,18 +167,21 @@ def plan_webhook(
             team=decision.team,
             service=decision.service,
             previous_id=previous.id if previous else None,
-            roles=jsontext.dumps({role: list(names) for role, names in decision.roles.items()}),
+            roles=jsontext.dumps({role: list(names) for role, names in decision.roles.items()})
+            if decision.roles
+            else "{}",
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}
         if previous is not None:
             data["previous_incident"] = previous.id
         events.append(Event("opened", f"Incident opened: {decision.title}", data))
-        # Everything but stale copies belongs to the new incident.
-        changes = [
-            (a, c if c == "stale" else ("fired" if a.status == "firing" else "resolved"))
-            for a, c in changes
-        ]
+        if known:  # (with nothing known every change is already "fired" or "resolved")
+            # Everything but stale copies belongs to the new incident.
+            changes = [
+                (a, c if c == "stale" else ("fired" if a.status == "firing" else "resolved"))
+                for a, c in changes
+            ]
     elif incident.status == "mitigated" and fires:
         incident = replace(incident, status="triggered", mitigated_at=None)
         events.append(
@@ -200,7 +203,11 @@ def plan_webhook(
                 Event("alert_resolved", f"Alert resolved: {_name(alert)}", _alert_data(alert))
             )
 
-    if fires and severity_rank(decision.severity) < severity_rank(incident.severity):
+    if (
+        fires
+        and not created  # a new incident has the decision's severity already
+        and severity_rank(decision.severity) < severity_rank(incident.severity)
+    ):
         events.append(
             Event(
                 "severity_changed",
@@ -221,7 +228,8 @@ def plan_webhook(
         incident = replace(incident, truncated_alerts=truncated)
 
     if (
-        incident.status in ACTIVE_STATUSES
+        not created  # a new incident has a firing alert: the one that opened it
+        and incident.status in ACTIVE_STATUSES
         and links
         and all(s.status == "resolved" for s in links.values())
     ):
@@ -234,7 +242,7 @@ def plan_webhook(
         )
         incident = replace(incident, status="mitigated", mitigated_at=now)
 
-    touched = tuple(links[a.fingerprint] for a in alerts if a.fingerprint in links)
+    touched = tuple([links[a.fingerprint] for a in alerts if a.fingerprint in links])
     return Plan(
         incident=incident,
         created=created,

@@ -91,23 +91,50 @@ async def rules_handler(request: web.Request) -> web.Response:
     )
 
 
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """API errors as JSON; aiohttp's defaults are plain text."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == "application/json" or not request.path.startswith("/api/"):
-            raise
-        return web.json_response(
-            {"error": exc.reason},
-            status=exc.status,
-            headers={
-                k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
-            },
-        )
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _as_json(exc: web.HTTPException) -> web.Response:
+    return web.json_response(
+        {"error": exc.reason},
+        status=exc.status,
+        headers={
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
+        },
+    )
+
+
+def json_errors(handler: Handler) -> Handler:
+    """API errors as JSON; aiohttp's defaults are plain text.
+
+    A wrapper of the API handlers rather than an application middleware: a middleware wraps
+    every route, the webhook receiver too, whose errors are JSON already and which is the one
+    route that has to be fast (two more coroutines to start and resume for every webhook)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.content_type == "application/json":
+                raise  # already JSON
+            return _as_json(exc)
+
+    return wrapped
+
+
+async def api_unmatched(request: web.Request) -> web.StreamResponse:
+    """Any other /api/ path or method: 405 with ``Allow`` when the path exists, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        return _as_json(web.HTTPMethodNotAllowed(request.method, sorted(allowed)))
+    return _as_json(web.HTTPNotFound())
 
 
 DEPS_KEY = web.AppKey("target_deps", TargetDeps)
@@ -115,20 +142,21 @@ DEPS_KEY = web.AppKey("target_deps", TargetDeps)
 
 def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Application:
     # The receiver enforces its own limit while streaming; this only caps other endpoints.
-    app = web.Application(middlewares=[json_errors], client_max_size=state.settings.max_body_bytes)
+    app = web.Application(client_max_size=state.settings.max_body_bytes)
     app[AppState.KEY] = state
     app[DEPS_KEY] = deps or TargetDeps()
     for path in ("/api/v1/alerts", "/api/v1/alerts/"):
         app.router.add_post(path, receiver.receive_alerts)
-    app.router.add_get("/api/v1/incidents", api.incidents)
-    app.router.add_get("/api/v1/incidents/{id}", api.incident)
-    app.router.add_get("/api/v1/notifications", api.notifications)
-    app.router.add_post("/api/v1/notifications/{id}/retry", api.retry_notification)
-    app.router.add_get("/api/v1/rules", rules_handler)
+    app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
+    app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
+    app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
+    app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
+    app.router.add_get("/api/v1/rules", json_errors(rules_handler))
     app.router.add_post("/-/reload", reload_handler)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
+    app.router.add_route("*", "/api/{tail:.*}", api_unmatched)  # last: the others come first
     return app
 
 

@@ -168,6 +168,20 @@ async def test_no_redirect_for_trailing_slash(client: Any) -> None:
 async def test_get_on_the_receiver_is_405_not_5xx(client: Any) -> None:
     resp = await client.get("/api/v1/alerts")
     assert resp.status == 405
+    assert resp.headers["Allow"] == "POST"
+    assert (await resp.json())["error"] == "Method Not Allowed"
+
+
+async def test_api_errors_are_json_and_other_paths_are_not(client: Any) -> None:
+    resp = await client.get("/api/v2/nothing")
+    assert resp.status == 404
+    assert await resp.json() == {"error": "Not Found"}
+    resp = await client.delete("/api/v1/incidents/1")
+    assert resp.status == 405
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    resp = await client.get("/nothing")
+    assert resp.status == 404
+    assert resp.content_type == "text/plain"
 
 
 async def test_read_api_filters_and_paginates(client: Any) -> None:
