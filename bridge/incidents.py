@@ -7,13 +7,14 @@ in one transaction. Every function is deterministic given its inputs, including 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Literal
 
 from bridge import jsontext
 from bridge.alertmanager import Alert
 from bridge.policy import Decision, severity_rank
 from bridge.timeutil import NS
+from bridge.values import immutable
 
 Status = Literal["triggered", "acknowledged", "mitigated", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated", "resolved", "closed")
@@ -21,7 +22,7 @@ OPEN_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated")
 ACTIVE_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged")
 
 
-@dataclass(frozen=True)
+@immutable
 class AlertState:
     """What an incident knows of one alert (by fingerprint)."""
 
@@ -31,7 +32,7 @@ class AlertState:
     ends_at: int | None
 
 
-@dataclass(frozen=True)
+@immutable
 class Incident:
     id: int | None
     key: str
@@ -53,7 +54,7 @@ class Incident:
     roles: str = "{}"
 
 
-@dataclass(frozen=True)
+@immutable
 class Event:
     """A timeline entry; ``fingerprint`` ties alert events to their alert."""
 
@@ -63,7 +64,7 @@ class Event:
     actor: str = "alertmanager"
 
 
-@dataclass(frozen=True)
+@immutable
 class Plan:
     """What one decision's alerts do to its incident. ``incident is None``: nothing to do."""
 

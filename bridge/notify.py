@@ -10,10 +10,10 @@ hear of the incident's milestones until it ends.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from bridge.incidents import Event, Incident
 from bridge.policy import Tiers, severity_rank
+from bridge.values import immutable
 
 # Timeline kinds that are milestones, as notification events; everything else is "timeline".
 _STATUS_EVENTS = {
@@ -25,7 +25,7 @@ _STATUS_EVENTS = {
 _MILESTONES = {"opened", "reopened", "severity_changed", "postmortem_published"}
 
 
-@dataclass(frozen=True)
+@immutable
 class OutboxEntry:
     target: str
     tier: str

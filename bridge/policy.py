@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from bridge.alertmanager import WebhookPayload
+from bridge.values import immutable
 
 Severity = Literal["sev1", "sev2", "sev3", "sev4"]
 SEVERITIES: tuple[Severity, ...] = ("sev1", "sev2", "sev3", "sev4")
@@ -24,7 +25,7 @@ def severity_rank(sev: str) -> int:
     return SEVERITIES.index(sev) + 1 if sev in SEVERITIES else 5
 
 
-@dataclass(frozen=True)
+@immutable
 class Tiers:
     """Notification tiers: target names per tier (targets are declared in the rules)."""
 
@@ -37,7 +38,7 @@ class Tiers:
     stakeholder_min_severity: Severity = "sev1"
 
 
-@dataclass(frozen=True)
+@immutable
 class Decision:
     """One incident's worth of alerts from a webhook, and what the policy decided for it."""
 

@@ -21,6 +21,7 @@ from bridge.alertmanager import Alert, WebhookPayload
 from bridge.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.notify import plan_notifications
 from bridge.policy import Decision
+from bridge.values import immutable
 
 _INCIDENT_FIELDS = (
     "id",
@@ -86,7 +87,7 @@ _INSERT_WEBHOOK = (
 )
 
 
-@dataclass(frozen=True)
+@immutable
 class IngestItem:
     """One accepted webhook, parsed and evaluated by the rules, waiting for the writer."""
 
@@ -97,7 +98,7 @@ class IngestItem:
     now: int
 
 
-@dataclass(frozen=True)
+@immutable
 class Touched:
     id: int
     key: str
@@ -110,7 +111,7 @@ class Touched:
         return {"id": self.id, "key": self.key, "status": self.status, "changed": self.changed}
 
 
-@dataclass(frozen=True)
+@immutable
 class WebhookResult:
     webhook_id: int
     incidents: tuple[Touched, ...]

@@ -20,8 +20,9 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from bridge.values import immutable
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
@@ -35,7 +36,7 @@ class StoreUnavailable(Exception):
     """The database cannot take writes now (locked, full, read-only, closed)."""
 
 
-@dataclass(frozen=True)
+@immutable
 class Batched(Generic[I, T]):
     """One item for a function that writes many items at once and returns one result each."""
 
