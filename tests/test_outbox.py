@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,19 +56,30 @@ async def fake() -> AsyncIterator[WebhookFake]:
     await server.close()
 
 
-@pytest.fixture
-async def worker(store: Store, fake: WebhookFake, clock: Clock) -> AsyncIterator[OutboxWorker]:
+@contextlib.asynccontextmanager
+async def hook_worker(
+    store: Store,
+    url: str,
+    clock: Clock,
+    policy: DeliveryPolicy | None = None,
+    **settings: Any,
+) -> AsyncIterator[OutboxWorker]:
+    """A worker whose one target, ``hook``, is the signed webhook at ``url``."""
     async with aiohttp.ClientSession() as session:
         target = build_target(
-            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
+            "hook",
+            "webhook",
+            {"url": url, "secret": SECRET, **settings},
+            TargetDeps(session=session),
         )
-        yield OutboxWorker(
-            store,
-            {"hook": target},
-            Metrics.create(),
-            clock=clock,
-            policy=DeliveryPolicy(quick_attempts=2, quick_max_wait_s=0.05),
-        )
+        yield OutboxWorker(store, {"hook": target}, Metrics.create(), clock=clock, policy=policy)
+
+
+@pytest.fixture
+async def worker(store: Store, fake: WebhookFake, clock: Clock) -> AsyncIterator[OutboxWorker]:
+    policy = DeliveryPolicy(quick_attempts=2, quick_max_wait_s=0.05)
+    async with hook_worker(store, fake.hook_url, clock, policy) as w:
+        yield w
 
 
 @dataclass(frozen=True)
@@ -168,17 +180,7 @@ async def test_waiting_events_are_coalesced_into_one_message(
         body["alerts"][0]["fingerprint"] = f"{i:016x}"
         body["alerts"][0]["labels"]["instance"] = f"node-{i}"
         await ingest(store, body, clock.now, room)
-    async with aiohttp.ClientSession() as session:
-        target = build_target(
-            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
-        )
-        w = OutboxWorker(
-            store,
-            {"hook": target},
-            Metrics.create(),
-            clock=clock,
-            policy=DeliveryPolicy(group_size=5),
-        )
+    async with hook_worker(store, fake.hook_url, clock, DeliveryPolicy(group_size=5)) as w:
         while await settle(w):
             pass
     # 1 opened + 12 alert_fired events, in groups of at most 5, in order
@@ -214,17 +216,8 @@ async def test_exhausted_retries_are_dead_with_reason(
     store: Store, fake: WebhookFake, clock: Clock
 ) -> None:
     await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
-    async with aiohttp.ClientSession() as session:
-        target = build_target(
-            "hook", "webhook", {"url": fake.hook_url, "secret": SECRET}, TargetDeps(session=session)
-        )
-        w = OutboxWorker(
-            store,
-            {"hook": target},
-            Metrics.create(),
-            clock=clock,
-            policy=DeliveryPolicy(max_attempts=3, quick_attempts=1),
-        )
+    policy = DeliveryPolicy(max_attempts=3, quick_attempts=1)
+    async with hook_worker(store, fake.hook_url, clock, policy) as w:
         fake.fail_next(10, status=500)
         for _ in range(3):
             await settle(w)
@@ -295,14 +288,7 @@ async def test_messages_to_one_channel_are_paced(store: Store, clock: Clock) -> 
     fake = StampedFake()
     await fake.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            target = build_target(
-                "hook",
-                "webhook",
-                {"url": fake.hook_url, "secret": SECRET, "min_interval_s": 0.25},
-                TargetDeps(session=session),
-            )
-            w = OutboxWorker(store, {"hook": target}, Metrics.create(), clock=clock)
+        async with hook_worker(store, fake.hook_url, clock, min_interval_s=0.25) as w:
             deadline = time.monotonic() + 5
             while len(fake.stamps) < 3 and time.monotonic() < deadline:
                 await settle(w)  # a paced row stays in the outbox until its turn
