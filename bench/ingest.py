@@ -183,10 +183,10 @@ def wait_idle(pid: int, timeout: float = 120.0) -> None:
             return
 
 
-def stored_alerts(db: Path) -> int:
+def rows(db: Path, table: str) -> int:
     conn = sqlite3.connect(db)  # after SIGKILL: a normal open recovers from the WAL
     try:
-        return int(conn.execute("SELECT count(*) FROM incident_alerts").fetchone()[0])
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
 
@@ -332,7 +332,7 @@ def bench_bridge(
             rounds.append((bare, result))
         bridge.kill()  # SIGKILL, right after the load: nothing gets a graceful flush
         bridge.wait(15)
-    stored = stored_alerts(db)
+    stored = rows(db, "incident_alerts")
     durable = stored >= acked_webhooks * alerts
     line(
         case="durability_after_sigkill",
@@ -341,26 +341,10 @@ def bench_bridge(
         acked_webhooks=acked_webhooks,
         acked_alerts=acked_webhooks * alerts,
         stored_alerts=stored,
-        notifications_per_webhook=round(notifications(db) / max(1, webhooks(db)), 2),
+        notifications_per_webhook=round(rows(db, "outbox") / max(1, rows(db, "webhooks")), 2),
         ok=durable,
     )
     return rounds, durable
-
-
-def notifications(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def webhooks(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT count(*) FROM webhooks").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:

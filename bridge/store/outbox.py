@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bridge import jsontext
 from bridge.store.queries import get_incident_alerts, timeline_events
 from bridge.timeutil import format_ns
 
@@ -163,7 +164,7 @@ def mark_delivered(
         "UPDATE outbox SET state = 'delivered', delivered_at = ?, updated_at = ?, "
         "attempts = attempts + 1, last_error = NULL, provider_ids = ? "
         "WHERE leader_id = ? AND state = 'pending'",
-        (now, now, json.dumps(provider_ids or {}), leader_id),
+        (now, now, jsontext.dumps(provider_ids or {}), leader_id),
     )
     if state is not None:
         _save_state(conn, leader_id, state, now)
@@ -201,7 +202,7 @@ def _save_state(conn: sqlite3.Connection, leader_id: int, state: dict[str, Any],
         "SELECT incident_id, target, ?, ? FROM outbox WHERE id = ? "
         "ON CONFLICT(incident_id, target) DO UPDATE SET state = excluded.state, "
         "updated_at = excluded.updated_at",
-        (json.dumps(state), now, leader_id),
+        (jsontext.dumps(state), now, leader_id),
     )
 
 
