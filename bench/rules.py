@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.alertmanager import WebhookPayload
+from bridge.core.alertmanager import WebhookPayload
 from bridge.rules import RuleSet, RulesPolicy, load_rules
 
 NOW_NS = 1_795_000_000 * 10**9

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.secrets import Secret
+from bridge.core.secrets import Secret
 
 ENV_PREFIX = "INCIDENT_BRIDGE_"
 DEFAULT_LISTEN = "127.0.0.1:9096"

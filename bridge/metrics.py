@@ -7,8 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from bridge.incidents import OPEN_STATUSES
-from bridge.policy import SEVERITIES
+from bridge.core.incidents import OPEN_STATUSES
+from bridge.core.policy import SEVERITIES
 
 PREFIX = "incident_bridge_"
 

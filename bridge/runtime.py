@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.policy import BuiltinPolicy, Policy
+from bridge.core.policy import BuiltinPolicy, Policy
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
 from bridge.targets.console import ConsoleConfig, ConsoleTarget

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bridge.app import create_app
 from bridge.config import Settings
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
-from bridge.state import AppState
+from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from bridge.web import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager-0.25"
 T0 = 1_795_752_400_000_000_000  # 2026-11-27T04:06:40Z, after every fixture's startsAt

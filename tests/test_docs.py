@@ -7,14 +7,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from bridge.app import create_app
 from bridge.cli import build_parser
 from bridge.config import Settings
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
-from bridge.state import AppState
+from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from bridge.web import create_app
 
 ROOT = Path(__file__).parent.parent
 DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])

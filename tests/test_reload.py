@@ -8,12 +8,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from bridge.app import _activate, create_app, load_runtime
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.state import AppState
+from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from bridge.web import _activate, create_app, load_runtime
 from tests.conftest import fixture_body
 from tests.integration.procs import Bridge, wait_for
 

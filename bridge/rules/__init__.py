@@ -2,12 +2,12 @@
 
     result = load_rules(["rules/"])          # LoadResult(ruleset, errors, warnings, config_hash)
     if result.ruleset is None: ...           # every error as "file:line:col: message"
-    policy = RulesPolicy(result.ruleset)     # a bridge.policy.Policy
+    policy = RulesPolicy(result.ruleset)     # a bridge.core.policy.Policy
     decisions = policy.evaluate(payload, now_ns)
     ruleset_dict(result.ruleset)             # JSON-able, secrets masked
 
 The engine is pure: loading reads the rule files (and secret files/environment variables the
-targets refer to); evaluation does no I/O. The CLI lives in ``bridge.rules.cli``.
+targets refer to); evaluation does no I/O. The CLI lives in ``bridge.cli.rules``.
 """
 
 from __future__ import annotations

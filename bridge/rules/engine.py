@@ -19,8 +19,8 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from bridge.alertmanager import Alert, WebhookPayload
-from bridge.policy import ROLES, Decision, Severity, severity_rank
+from bridge.core.alertmanager import Alert, WebhookPayload
+from bridge.core.policy import ROLES, Decision, Severity, severity_rank
 from bridge.rules.matchers import format_labels, matches_all
 from bridge.rules.model import Route, RuleSet, Settings
 from bridge.rules.rotations import holder
@@ -71,7 +71,7 @@ def _common(maps: list[Mapping[str, str]]) -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class RulesPolicy:
-    """``bridge.policy.Policy`` backed by a loaded ``RuleSet``."""
+    """``bridge.core.policy.Policy`` backed by a loaded ``RuleSet``."""
 
     ruleset: RuleSet
     _policy_cache: dict[tuple[int, str], Mapping[str, Any]] = field(

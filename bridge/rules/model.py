@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from bridge.policy import Severity, Tiers
+from bridge.core.policy import Severity, Tiers
 from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
 from bridge.rules.rotations import Rotation

@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
-from bridge.policy import ROLES, Tiers
+from bridge.core.policy import ROLES, Tiers
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
 from bridge.rules.model import RoleSource, Route, Settings, title_environment
 from bridge.rules.schema import NAME_PATTERN, RouteSpec

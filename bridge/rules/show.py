@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from bridge.core.secrets import MASK, Secret
 from bridge.rules.model import Route, RuleSet, Settings
 from bridge.rules.rotations import Rotation
-from bridge.secrets import MASK, Secret
 
 
 def _plain(value: Any) -> Any:

@@ -18,9 +18,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridge.core.secrets import Secret
 from bridge.rules.model import TargetDef
 from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
-from bridge.secrets import Secret
 
 TARGET_TYPES = (
     "console", "webhook", "slack_webhook", "slack", "msteams", "mattermost", "discord",

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, ValidationError
 
-from bridge.alertmanager import PayloadError, WebhookPayload, parse_webhook
-from bridge.policy import Decision, Severity, severity_rank
+from bridge.core.alertmanager import PayloadError, WebhookPayload, parse_webhook
+from bridge.core.policy import Decision, Severity, severity_rank
 from bridge.rules.engine import RulesPolicy, match_routes
 from bridge.rules.loader import load_rules
 from bridge.rules.matchers import format_labels

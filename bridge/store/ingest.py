@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import jsontext
-from bridge.alertmanager import Alert, WebhookPayload
-from bridge.incidents import AlertState, Incident, Plan, plan_webhook
-from bridge.notify import plan_notifications
-from bridge.policy import Decision
-from bridge.values import immutable
+from bridge.core import jsontext
+from bridge.core.alertmanager import Alert, WebhookPayload
+from bridge.core.incidents import AlertState, Incident, Plan, plan_webhook
+from bridge.core.notify import plan_notifications
+from bridge.core.policy import Decision
+from bridge.core.values import immutable
 
 _INCIDENT_FIELDS = (
     "id",

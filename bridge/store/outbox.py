@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bridge import jsontext
+from bridge.core import jsontext
+from bridge.core.timeutil import format_ns
 from bridge.store.queries import get_incident_alerts, timeline_events
-from bridge.timeutil import format_ns
 
 STATES = ("pending", "delivered", "dead")
 _ROW = (

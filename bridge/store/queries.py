@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from bridge.timeutil import format_ns
+from bridge.core.timeutil import format_ns
 
 _MILESTONES = (
     "started_at",

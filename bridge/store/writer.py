@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from bridge.values import immutable
+from bridge.core.values import immutable
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import aiohttp
 
-    from bridge.templating import Rendered, Renderer
+    from bridge.delivery.templates import Rendered, Renderer
 
 Tier = Literal["general", "incident", "stakeholders"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
@@ -162,7 +162,7 @@ class TargetDeps:
     def get_renderer(self) -> Renderer:
         if self.renderer is not None:
             return self.renderer
-        from bridge.templating import default_renderer
+        from bridge.delivery.templates import default_renderer
 
         return default_renderer()
 
@@ -205,7 +205,7 @@ class Target:
     def render(self, n: Notification, *, suffix: str = ".j2") -> Rendered:
         """Render this target type's template for ``n``; a broken template is permanent
         (logged with its file and line) until the templates are fixed and the row retried."""
-        from bridge.templating import TemplateError, context
+        from bridge.delivery.templates import TemplateError, context
 
         ctx = context(n.incident, n.event, n.events, tier=n.tier, target=n.target)
         try:

@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 
+from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
-from bridge.secrets import Secret
 from bridge.targets import _http
 from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from bridge.secrets import Secret
+from bridge.core.secrets import Secret
 from bridge.targets.base import (
     DeliveryError,
     DeliveryResult,

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
-from bridge.secrets import Secret
 from bridge.targets import _http
 from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
 

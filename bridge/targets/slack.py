@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
+from bridge.core.secrets import Secret
 from bridge.delivery.markup import escape_slack, truncate
-from bridge.secrets import Secret
 from bridge.targets import _http
 from bridge.targets.base import (
     DeliveryError,

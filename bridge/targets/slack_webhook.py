@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
+from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
-from bridge.secrets import Secret
 from bridge.targets import _http
 from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bridge.secrets import Secret
+from bridge.core.secrets import Secret
 from bridge.targets import _http
 from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
 

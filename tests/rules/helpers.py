@@ -4,7 +4,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from bridge.alertmanager import WebhookPayload
+from bridge.core.alertmanager import WebhookPayload
 from bridge.rules import RuleSet, load_rules
 
 

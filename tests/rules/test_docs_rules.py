@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from bridge.cli.rules import register
 from bridge.rules import schema, testing
-from bridge.rules.cli import register
 from bridge.rules.targetdefs import TARGET_TYPES, ConsoleSettings, config_model
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()

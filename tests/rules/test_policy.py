@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import bridge.targets
-from bridge.alertmanager import parse_webhook
-from bridge.policy import Policy
+from bridge.core.alertmanager import parse_webhook
+from bridge.core.policy import Policy
 from bridge.rules import RulesPolicy, load_rules
 from tests.rules.helpers import load_text, payload
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from bridge.alertmanager import parse_webhook
-from bridge.policy import BuiltinPolicy
+from bridge.core.alertmanager import parse_webhook
+from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store, StoreUnavailable
 from bridge.store.ingest import WebhookResult, apply_webhook
 from bridge.store.migrations import MIGRATIONS, migrate

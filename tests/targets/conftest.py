@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.delivery.templates import SAMPLE_INCIDENT
 from bridge.targets import REGISTRY, Notification, Target, TargetDeps
-from bridge.templating import SAMPLE_INCIDENT
 from tests.fakes.base import FakeServer
 from tests.fakes.chat import DiscordFake, MattermostFake, TeamsFake, TelegramFake
 from tests.fakes.paging import OpsgenieFake, PagerDutyFake

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bridge.secrets import Secret
+from bridge.core.secrets import Secret
+from bridge.delivery.templates import TARGET_MARKUP
 from bridge.targets import REGISTRY, TargetConfig, TargetDeps, build_target
 from bridge.targets.base import EVENTS
-from bridge.templating import TARGET_MARKUP
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "targets.md"
 TYPES = [

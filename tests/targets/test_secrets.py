@@ -123,8 +123,8 @@ async def test_smtp_password_never_shows(
 
 
 async def test_template_errors_do_not_leak(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from bridge.delivery.templates import Renderer
     from bridge.targets import TargetDeps
-    from bridge.templating import Renderer
 
     (tmp_path / "slack").mkdir()
     (tmp_path / "slack" / "default.j2").write_text("{{ incident.nope }}")

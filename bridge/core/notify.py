@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bridge.incidents import Event, Incident
-from bridge.policy import Tiers, severity_rank
-from bridge.values import immutable
+from bridge.core.incidents import Event, Incident
+from bridge.core.policy import Tiers, severity_rank
+from bridge.core.values import immutable
 
 # Timeline kinds that are milestones, as notification events; everything else is "timeline".
 _STATUS_EVENTS = {

@@ -37,7 +37,7 @@ from bridge.targets.base import (
     Target,
 )
 
-log = logging.getLogger("bridge.outbox")
+log = logging.getLogger("bridge.delivery.worker")
 NS = 1_000_000_000
 
 

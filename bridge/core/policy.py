@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bridge.alertmanager import WebhookPayload
-from bridge.values import immutable
+from bridge.core.alertmanager import WebhookPayload
+from bridge.core.values import immutable
 
 Severity = Literal["sev1", "sev2", "sev3", "sev4"]
 SEVERITIES: tuple[Severity, ...] = ("sev1", "sev2", "sev3", "sev4")

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge import auth
-from bridge.incidents import STATUSES
-from bridge.policy import SEVERITIES
-from bridge.state import AppState
+from bridge.core.incidents import STATUSES
+from bridge.core.policy import SEVERITIES
+from bridge.http import auth
+from bridge.service import AppState
 from bridge.store import StoreUnavailable
 from bridge.store import outbox as outbox_q
 from bridge.store.queries import get_incident, list_incidents

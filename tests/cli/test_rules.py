@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rules.cli import main
+from bridge.cli.rules import main
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = str(ROOT / "rules")
@@ -205,7 +205,7 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_module_entry_point() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.rules.cli", "check", RULES],
+        [sys.executable, "-m", "bridge.cli.rules", "check", RULES],
         capture_output=True,
         text=True,
         check=False,

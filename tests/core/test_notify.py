@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from bridge.incidents import Event, Incident
-from bridge.notify import plan_notifications
-from bridge.policy import Tiers
+from bridge.core.incidents import Event, Incident
+from bridge.core.notify import plan_notifications
+from bridge.core.policy import Tiers
 
 INC = Incident(
     id=5, key="k", title="t", severity="sev2", status="triggered", started_at=1, opened_at=2

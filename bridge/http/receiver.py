@@ -18,13 +18,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic_core import to_json
 
-from bridge import auth
-from bridge.alertmanager import PayloadError, parse_webhook
-from bridge.state import AppState
+from bridge.core.alertmanager import PayloadError, parse_webhook
+from bridge.http import auth
+from bridge.service import AppState
 from bridge.store import Batched, StoreUnavailable
 from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
 
-log = logging.getLogger("bridge.receiver")
+log = logging.getLogger("bridge.http.receiver")
 _CHUNK = 64 * 1024
 # A body that has not arrived in this time is refused (slow senders, and undecodable streams
 # that aiohttp never fails, e.g. a truncated deflate body whose end comes after the headers).

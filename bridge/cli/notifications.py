@@ -83,7 +83,7 @@ def _notifications_retry(args: argparse.Namespace) -> int:
 
 
 def _template_render(args: argparse.Namespace) -> int:
-    from bridge.templating import TemplateError, render_preview
+    from bridge.delivery.templates import TemplateError, render_preview
 
     incident: dict[str, Any] = {}
     if args.incident:

@@ -23,8 +23,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
+from bridge.core.policy import ROLES
 from bridge.delivery.markup import ESCAPERS, Markup
-from bridge.policy import ROLES
 from bridge.targets.base import EVENTS, event_kind
 
 # Target type -> markup of its main template. Kept here (not in the target modules) so that
@@ -47,8 +47,9 @@ EXTRA_PARTS: dict[str, dict[str, Markup]] = {"email": {".html.j2": "html"}}
 
 
 def default_templates_dir() -> Path:
-    embedded = Path(__file__).parent / "_embedded" / "templates"
-    return embedded if embedded.is_dir() else Path(__file__).resolve().parents[1] / "templates"
+    package = Path(__file__).resolve().parents[1]
+    embedded = package / "_embedded" / "templates"
+    return embedded if embedded.is_dir() else package.parent / "templates"
 
 
 class TemplateError(Exception):

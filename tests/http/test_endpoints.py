@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.app import create_app
 from bridge.config import Settings
+from bridge.core.secrets import Secret
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
-from bridge.secrets import Secret
-from bridge.state import AppState
+from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from bridge.web import create_app
 from tests.conftest import FIXTURES, MakeClient, fixture_body, fixture_bytes
 
 TOKEN = "s3cret-token"
@@ -332,7 +332,7 @@ async def test_a_body_that_never_arrives_is_408(
 ) -> None:
     import asyncio
 
-    from bridge import receiver
+    from bridge.http import receiver
 
     monkeypatch.setattr(receiver, "BODY_READ_TIMEOUT_S", 0.3)
     client = await make_client(webhook_token=Secret(TOKEN))

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bridge.alertmanager import PayloadError, fingerprint, parse_webhook
-from bridge.timeutil import format_ns, parse_rfc3339
+from bridge.core.alertmanager import PayloadError, fingerprint, parse_webhook
+from bridge.core.timeutil import format_ns, parse_rfc3339
 from tests.conftest import FIXTURES, fixture_body
 
 ALL_FIXTURES = sorted(p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*.json"))

@@ -15,7 +15,7 @@ from bridge.runtime import Runtime
 from bridge.store import Store
 
 if TYPE_CHECKING:
-    from bridge.outbox import OutboxWorker
+    from bridge.delivery.worker import OutboxWorker
 
 Clock = Callable[[], int]  # nanoseconds since the epoch
 

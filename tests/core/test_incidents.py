@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from bridge.alertmanager import Alert
-from bridge.incidents import AlertState, Incident, classify, plan_webhook
-from bridge.policy import Decision
+from bridge.core.alertmanager import Alert
+from bridge.core.incidents import AlertState, Incident, classify, plan_webhook
+from bridge.core.policy import Decision
 
 S = 1_000_000_000
 T = 1_795_752_400 * S

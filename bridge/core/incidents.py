@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import field, replace
 from typing import Any, Literal
 
-from bridge import jsontext
-from bridge.alertmanager import Alert
-from bridge.policy import Decision, severity_rank
-from bridge.timeutil import NS
-from bridge.values import immutable
+from bridge.core import jsontext
+from bridge.core.alertmanager import Alert
+from bridge.core.policy import Decision, severity_rank
+from bridge.core.timeutil import NS
+from bridge.core.values import immutable
 
 Status = Literal["triggered", "acknowledged", "mitigated", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated", "resolved", "closed")

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from bridge.delivery.templates import Renderer, render_all
 from bridge.rules.engine import RulesPolicy, match_routes
 from bridge.rules.loader import load_rules
 from bridge.rules.model import Route
 from bridge.rules.show import ruleset_dict
 from bridge.rules.testing import TestAlert, _instant, got_incident, payload_from_alerts, run_file
-from bridge.templating import Renderer, render_all
 
 SUCCESS, FAILURE, LINT = 0, 1, 3
 DEFAULT_RULES = "rules"
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-bridge")
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `python -m bridge.rules.cli check ...` and `... rules check ...` both work.
+    # `python -m bridge.cli.rules check ...` and `... rules check ...` both work.
     args = parser.parse_args(argv if argv[:1] == ["rules"] else ["rules", *argv])
     code: int = args.func(args)
     return code

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mypy import api as mypy_api
 
-from bridge.incidents import AlertState, Event
+from bridge.core.incidents import AlertState, Event
 
 
 def test_equal_records_are_equal_and_hash_alike() -> None:
@@ -29,7 +29,7 @@ def test_the_type_checker_refuses_to_change_a_field(tmp_path: Path) -> None:
     snippet.write_text(
         textwrap.dedent(
             """
-            from bridge.incidents import AlertState
+            from bridge.core.incidents import AlertState
 
             state = AlertState("fp", "firing", 1, None)
             state.status = "resolved"

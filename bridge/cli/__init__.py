@@ -22,8 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
         s for s in (settings.webhook_token, settings.basic_password, settings.api_token) if s
     ]
     logs.setup(settings.log_format, settings.log_level, secrets)
+    from bridge.app import run
     from bridge.runtime import RulesError
-    from bridge.web import run
 
     try:
         asyncio.run(run(settings))
@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service")
     add_serve_arguments(serve)
     serve.set_defaults(func=_serve)
-    from bridge import cli_tools
-    from bridge.rules import cli as rules_cli
+    from bridge.cli import notifications as cli_tools
+    from bridge.cli import rules as rules_cli
 
     rules_cli.register(commands)
     cli_tools.register(commands)

@@ -16,19 +16,19 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge import api, receiver
 from bridge.config import Settings
+from bridge.delivery.templates import Renderer
+from bridge.delivery.worker import OutboxWorker
+from bridge.http import api, receiver
 from bridge.metrics import Metrics
-from bridge.outbox import OutboxWorker
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
-from bridge.state import AppState, Clock
+from bridge.service import AppState, Clock
 from bridge.store import Store, StoreUnavailable
 from bridge.store import outbox as outbox_q
 from bridge.store.queries import open_incident_counts, prune_webhook_bodies
 from bridge.targets.base import TargetDeps
-from bridge.templating import Renderer
 
-log = logging.getLogger("bridge.web")
+log = logging.getLogger("bridge.app")
 PRUNE_EVERY_S = 3600.0
 WATCH_EVERY_S = 2.0
 # Young-generation collections every GC_YOUNG_THRESHOLD container allocations instead of

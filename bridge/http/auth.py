@@ -6,7 +6,7 @@ import base64
 import binascii
 import hmac
 
-from bridge.secrets import Secret
+from bridge.core.secrets import Secret
 
 
 def check(

@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.alertmanager import parse_webhook
+from bridge.core.alertmanager import parse_webhook
+from bridge.core.policy import BuiltinPolicy, Decision, Policy, Severity, Tiers
+from bridge.delivery.worker import DeliveryPolicy, OutboxWorker, backoff_s
 from bridge.metrics import Metrics
-from bridge.outbox import DeliveryPolicy, OutboxWorker, backoff_s
-from bridge.policy import BuiltinPolicy, Decision, Policy, Severity, Tiers
 from bridge.store import Store
 from bridge.store import outbox as q
 from bridge.store.ingest import WebhookResult, apply_webhook

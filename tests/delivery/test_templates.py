@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.targets import EVENTS, REGISTRY
-from bridge.templating import (
+from bridge.delivery.templates import (
     SAMPLE_INCIDENT,
     TARGET_MARKUP,
     Renderer,
@@ -17,6 +16,7 @@ from bridge.templating import (
     render_all,
     render_preview,
 )
+from bridge.targets import EVENTS, REGISTRY
 
 
 def write(base: Path, name: str, text: str) -> Path:

@@ -33,7 +33,7 @@ def test_rules_check_renders_every_template(
     broken = tmp_path / "templates" / "slack"
     broken.mkdir(parents=True)
     (broken / "opened.j2").write_text("line one\n{{ incident.no_such_field }}\n")
-    root = Path(__file__).parent.parent
+    root = Path(__file__).resolve().parents[2]
     assert main(["rules", "check", "--no-secrets", str(root / "rules")]) == 0
     capsys.readouterr()
     code = main(
