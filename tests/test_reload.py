@@ -8,10 +8,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bridge.app import _activate, create_app, load_runtime
+from bridge.app import create_app
 from bridge.config import Settings
 from bridge.metrics import Metrics
-from bridge.service import AppState
+from bridge.service import AppState, activate, load_runtime
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
 from tests.conftest import fixture_body
@@ -40,7 +40,7 @@ async def make(aiohttp_client: Any, tmp_path: Path, rules: Path) -> tuple[Any, A
         metrics=Metrics.create(),
         runtime=load_runtime(settings, deps),
     )
-    _activate(state, state.runtime)
+    activate(state, state.runtime)
     app = create_app(state, deps)
 
     async def close(_app: Any) -> None:

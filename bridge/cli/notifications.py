@@ -1,5 +1,4 @@
-"""CLI commands that are not the service itself: notifications (through the running service's
-API) and template previews (offline)."""
+"""``incident-bridge notifications list|retry``: the outbox, through the running service's API."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from bridge.config import DEFAULT_LISTEN, ENV_PREFIX
@@ -82,26 +80,6 @@ def _notifications_retry(args: argparse.Namespace) -> int:
     return code
 
 
-def _template_render(args: argparse.Namespace) -> int:
-    from bridge.delivery.templates import TemplateError, render_preview
-
-    incident: dict[str, Any] = {}
-    if args.incident:
-        try:
-            incident = json.loads(Path(args.incident).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"incident-bridge: --incident {args.incident}: {exc}", file=sys.stderr)
-            return 1
-    try:
-        sys.stdout.write(
-            render_preview(args.target, args.event, incident, templates_dir=args.templates)
-        )
-    except TemplateError as exc:
-        print(f"incident-bridge: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def register(commands: Any) -> None:
     notes = commands.add_parser("notifications", help="list and retry notifications (outbox)")
     sub = notes.add_subparsers(dest="notifications_command", metavar="COMMAND", required=True)
@@ -115,12 +93,3 @@ def register(commands: Any) -> None:
     again = sub.add_parser("retry", parents=[common], help="send dead-lettered notifications again")
     again.add_argument("id", nargs="+", type=int)
     again.set_defaults(func=_notifications_retry)
-
-    template = commands.add_parser("template", help="preview message templates")
-    tsub = template.add_subparsers(dest="template_command", metavar="COMMAND", required=True)
-    render = tsub.add_parser("render", help="render TARGET's template for EVENT")
-    render.add_argument("target", help="target type, e.g. slack")
-    render.add_argument("event", help="event, e.g. opened")
-    render.add_argument("--incident", help="JSON file with incident fields (defaults: a sample)")
-    render.add_argument("--templates", help="folder of templates overriding the bundled ones")
-    render.set_defaults(func=_template_render)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bridge.delivery.templates import Renderer, render_all
+from bridge.delivery.templates import Renderer
 from bridge.rules.engine import RulesPolicy, match_routes
 from bridge.rules.loader import load_rules
 from bridge.rules.model import Route
 from bridge.rules.show import ruleset_dict
 from bridge.rules.testing import TestAlert, _instant, got_incident, payload_from_alerts, run_file
+from bridge.targets import render_all
 
 SUCCESS, FAILURE, LINT = 0, 1, 3
 DEFAULT_RULES = "rules"
@@ -244,21 +244,3 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     show.set_defaults(func=cmd_show, output="json")
     return rules
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="incident-bridge")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # `python -m bridge.cli.rules check ...` and `... rules check ...` both work.
-    args = parser.parse_args(argv if argv[:1] == ["rules"] else ["rules", *argv])
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    # `... rules show | head` ends quietly, as Unix tools do. Only as a program: in-process
-    # callers (tests, the service) keep Python's SIGPIPE handling for their sockets.
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())

@@ -83,7 +83,7 @@ class Plan:
 Change = Literal["fired", "resolved", "same", "stale", "update"]
 
 
-def classify(known: AlertState | None, alert: Alert) -> Change:
+def alert_change(known: AlertState | None, alert: Alert) -> Change:
     """Compare an incoming alert with the last state seen for its fingerprint.
 
     Alertmanager delivers at least once and HA peers race, so a payload can be older than what
@@ -134,7 +134,7 @@ def plan_webhook(
     ``new_id`` the id an incident opened by this plan gets (the store's single writer knows it),
     ``known`` the newest state per fingerprint across all incidents with that key.
     """
-    changes = [(alert, classify(known.get(alert.fingerprint), alert)) for alert in alerts]
+    changes = [(alert, alert_change(known.get(alert.fingerprint), alert)) for alert in alerts]
     fires = [a for a, c in changes if c == "fired"]
     events: list[Event] = []
     previous: Incident | None = None

@@ -1,7 +1,7 @@
 """Which notifications an incident change calls for. Pure: the store writes the result into the
 outbox in the same transaction as the change itself.
 
-Tiers (DESIGN.md): ``general`` hears of the milestones of every incident at or above its
+Tiers: ``general`` hears of the milestones of every incident at or above its
 threshold; the ``incident`` target (the dedicated channel) hears of every timeline event;
 ``stakeholders`` are alerted directly once the severity reaches their threshold, and then
 hear of the incident's milestones until it ends.
@@ -11,35 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridge.core.events import EventKind, Tier, event_kind
 from bridge.core.incidents import Event, Incident
 from bridge.core.policy import Tiers, severity_rank
 from bridge.core.values import immutable
-
-# Timeline kinds that are milestones, as notification events; everything else is "timeline".
-_STATUS_EVENTS = {
-    "acknowledged": "acknowledged",
-    "mitigated": "mitigated",
-    "resolved": "resolved",
-    "closed": "closed",
-}
-_MILESTONES = {"opened", "reopened", "severity_changed", "postmortem_published"}
 
 
 @immutable
 class OutboxEntry:
     target: str
-    tier: str
-    event: str
+    tier: Tier
+    event: EventKind
     event_id: int
     idempotency_key: str
-
-
-def notification_event(event: Event) -> str:
-    if event.kind in _MILESTONES:
-        return event.kind
-    if event.kind == "status_changed":
-        return _STATUS_EVENTS.get(str(event.data.get("to")), "timeline")
-    return "timeline"
 
 
 def _qualifies(severity: str, threshold: str) -> bool:
@@ -61,12 +45,12 @@ def plan_notifications(
     alerted = before is not None and _qualifies(before.severity, stakeholder_threshold)
     out: list[OutboxEntry] = []
 
-    def add(target: str, tier: str, kind: str, event_id: int) -> None:
+    def add(target: str, tier: Tier, kind: EventKind, event_id: int) -> None:
         key = f"incident-{after.id}/{tier}/{target}/{kind}/{event_id}"
         out.append(OutboxEntry(target, tier, kind, event_id, key))
 
     for event_id, event in events:
-        kind = notification_event(event)
+        kind = event_kind(event.kind, event.data)
         if tiers.incident:
             add(tiers.incident, "incident", kind, event_id)
         if kind == "timeline":

@@ -7,9 +7,12 @@ Integers keep every digit, compare exactly (HA peers send identical values) and 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 NS = 1_000_000_000
+# The clock every part is given (never reads one itself): nanoseconds since the epoch.
+Clock = Callable[[], int]
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})$"
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from bridge.targets.base import PermanentError, RetryableError
+from bridge.delivery.protocol import PermanentError, RetryableError
 
 # A retry hint further away than this is capped: the outbox schedule takes over.
 MAX_RETRY_AFTER_S = 3600.0
@@ -35,7 +35,7 @@ _SLACK_RETRYABLE = {
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Verdict:
     ok: bool
     retryable: bool = False
     reason: str = "ok"
@@ -50,15 +50,15 @@ class Outcome:
         raise PermanentError(self.reason)
 
 
-OK = Outcome(ok=True)
+OK = Verdict(ok=True)
 
 
-def _retry(reason: str, after: float | None) -> Outcome:
-    return Outcome(ok=False, retryable=True, reason=reason, retry_after=after)
+def _retry(reason: str, after: float | None) -> Verdict:
+    return Verdict(ok=False, retryable=True, reason=reason, retry_after=after)
 
 
-def _permanent(reason: str) -> Outcome:
-    return Outcome(ok=False, retryable=False, reason=reason)
+def _permanent(reason: str) -> Verdict:
+    return Verdict(ok=False, retryable=False, reason=reason)
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -155,7 +155,7 @@ def classify(
     *,
     vendor: str = "",
     now: float | None = None,
-) -> Outcome:
+) -> Verdict:
     """Decide what an HTTP answer means. ``vendor`` prefixes vendor error codes in reasons."""
     headers = headers or {}
     now = time.time() if now is None else now
@@ -179,7 +179,7 @@ def classify(
 
 def _check_body(
     data: Any, text: str, headers: Mapping[str, str], vendor: str, now: float
-) -> Outcome:
+) -> Verdict:
     if isinstance(data, dict):
         if data.get("ok") is False:
             return _ok_false(data, headers, vendor, now)
@@ -200,7 +200,7 @@ def _check_body(
     return OK
 
 
-def _ok_false(data: dict[str, Any], headers: Mapping[str, str], vendor: str, now: float) -> Outcome:
+def _ok_false(data: dict[str, Any], headers: Mapping[str, str], vendor: str, now: float) -> Verdict:
     hint = retry_hint(headers, data, now)
     code = data.get("error_code")  # Telegram
     if isinstance(code, int):

@@ -16,37 +16,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
-from bridge.core.policy import ROLES
+from bridge.core.events import EVENTS, event_kind
 from bridge.delivery.markup import ESCAPERS, Markup
-from bridge.targets.base import EVENTS, event_kind
-
-# Target type -> markup of its main template. Kept here (not in the target modules) so that
-# rendering and `rules check` need no HTTP machinery.
-TARGET_MARKUP: dict[str, Markup] = {
-    "console": "text",
-    "webhook": "text",
-    "slack_webhook": "slack",
-    "slack": "slack",
-    "msteams": "markdown",
-    "mattermost": "markdown",
-    "discord": "markdown",
-    "pagerduty": "text",
-    "opsgenie": "text",
-    "email": "text",
-    "telegram": "html",
-}
-# Extra template parts a target renders, by file suffix, with their own markup.
-EXTRA_PARTS: dict[str, dict[str, Markup]] = {"email": {".html.j2": "html"}}
+from bridge.delivery.snapshot import normalized
 
 
 def default_templates_dir() -> Path:
+    """The templates shipped in the wheel, or the source tree's ``templates/``."""
     package = Path(__file__).resolve().parents[1]
     embedded = package / "_embedded" / "templates"
     return embedded if embedded.is_dir() else package.parent / "templates"
@@ -213,11 +196,11 @@ class Renderer:
         event: str,
         context: Mapping[str, Any],
         *,
+        markup: Markup,
         suffix: str = ".j2",
     ) -> Rendered:
-        markup = EXTRA_PARTS.get(target_type, {}).get(suffix) or TARGET_MARKUP.get(
-            target_type, "text"
-        )
+        """Render ``<target_type>/<event><suffix>`` (or its ``default``), escaping every
+        expression for ``markup``."""
         name, path = self.find(target_type, event, suffix)
         env = self._env(markup)
         try:
@@ -253,7 +236,7 @@ def context(
     target: str = "",
 ) -> dict[str, Any]:
     """The names a template sees."""
-    incident = _normalized(incident)
+    incident = normalized(incident)
     alerts = incident["alerts"]
     # Timeline rows from the store say "time"; give templates one spelling ("at") and the
     # notification event each row stands for ("event").
@@ -280,45 +263,6 @@ def context(
         "firing": [a for a in alerts if a.get("status") == "firing"],
         "resolved": [a for a in alerts if a.get("status") == "resolved"],
     }
-
-
-INCIDENT_KEYS = (
-    "id",
-    "key",
-    "title",
-    "severity",
-    "status",
-    "team",
-    "service",
-    "route",
-    "started_at",
-    "opened_at",
-    "acknowledged_at",
-    "mitigated_at",
-    "resolved_at",
-    "closed_at",
-    "url",
-)
-ALERT_KEYS = ("fingerprint", "status", "startsAt", "endsAt", "generatorURL")
-
-
-def _normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
-    """The documented snapshot shape, whatever the caller left out: a missing optional value
-    is None (or empty), so StrictUndefined only catches names that are not documented."""
-    out: dict[str, Any] = {k: None for k in INCIDENT_KEYS}
-    out.update(incident)
-    roles = dict(out.get("roles") or {})
-    out["roles"] = {**{r: [] for r in ROLES}, **roles}
-    out["alerts"] = [
-        {
-            **{k: None for k in ALERT_KEYS},
-            **a,
-            "labels": dict(a.get("labels") or {}),
-            "annotations": dict(a.get("annotations") or {}),
-        }
-        for a in (out.get("alerts") or [])
-    ]
-    return out
 
 
 SAMPLE_INCIDENT: dict[str, Any] = {
@@ -360,49 +304,62 @@ SAMPLE_INCIDENT: dict[str, Any] = {
 }
 
 
+class TemplatedType(Protocol):
+    """A target type as its templates see it (the classes of ``bridge.targets.REGISTRY``)."""
+
+    type_name: ClassVar[str]
+    markup: ClassVar[Markup]
+    extra_parts: ClassVar[Mapping[str, Markup]]
+
+
 def render_all(
-    renderer: Renderer | None = None, incident: Mapping[str, Any] | None = None
+    types: Iterable[type[TemplatedType]],
+    renderer: Renderer | None = None,
+    incident: Mapping[str, Any] | None = None,
 ) -> list[TemplateError]:
-    """Render every target's template for every event against a sample incident; return the
+    """Render every type's templates for every event against a sample incident; return the
     errors (for ``rules check``), each naming its file and line, without duplicates."""
     renderer = renderer or default_renderer()
     incident = incident or SAMPLE_INCIDENT
     errors: dict[str, TemplateError] = {}
-    for target_type in TARGET_MARKUP:
-        for suffix in (".j2", *EXTRA_PARTS.get(target_type, {})):
+    for kind in types:
+        parts = {".j2": kind.markup, **kind.extra_parts}
+        for suffix, markup in parts.items():
             for event in EVENTS:
                 try:
-                    renderer.render(target_type, event, context(incident, event), suffix=suffix)
+                    renderer.render(
+                        kind.type_name,
+                        event,
+                        context(incident, event),
+                        markup=markup,
+                        suffix=suffix,
+                    )
                 except TemplateError as exc:
                     errors.setdefault(str(exc), exc)
     return list(errors.values())
 
 
 def render_preview(
-    target_type: str,
+    kind: type[TemplatedType],
     event: str,
     incident: Mapping[str, Any],
     *,
     templates_dir: Path | str | None = None,
 ) -> str:
     """What ``incident-bridge template render TARGET EVENT --incident FILE`` prints."""
-    if target_type not in TARGET_MARKUP:
-        raise TemplateError(
-            target_type, None, f"unknown target type (one of {', '.join(TARGET_MARKUP)})"
-        )
     if event not in EVENTS:
         raise TemplateError(
-            target_type, None, f"unknown event {event!r} (one of {', '.join(EVENTS)})"
+            kind.type_name, None, f"unknown event {event!r} (one of {', '.join(EVENTS)})"
         )
     renderer = Renderer(templates_dir) if templates_dir else default_renderer()
     full = {**SAMPLE_INCIDENT, **incident}
     ctx = context(full, event)
     parts = []
-    main = renderer.render(target_type, event, ctx)
+    main = renderer.render(kind.type_name, event, ctx, markup=kind.markup)
     if main.title:
         parts.append(f"title: {main.title}")
     parts.append(main.body)
-    for suffix in EXTRA_PARTS.get(target_type, {}):
+    for suffix, markup in kind.extra_parts.items():
         parts.append(f"--- {suffix.lstrip('.')} ---")
-        parts.append(renderer.render(target_type, event, ctx, suffix=suffix).body)
+        parts.append(renderer.render(kind.type_name, event, ctx, markup=markup, suffix=suffix).body)
     return "\n".join(parts) + "\n"

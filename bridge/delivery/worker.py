@@ -25,20 +25,20 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from bridge.metrics import Metrics
-from bridge.store import Batched, Store, StoreUnavailable
-from bridge.store import outbox as q
-from bridge.targets.base import (
+from bridge.core.timeutil import NS, Clock
+from bridge.delivery import snapshot
+from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
     Notification,
     PermanentError,
     RetryableError,
-    Target,
+    Sender,
 )
+from bridge.metrics import Metrics
+from bridge.store import Batched, Store, StoreUnavailable, outbox
 
 log = logging.getLogger("bridge.delivery.worker")
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ class _Pacer:
         return 0.0
 
 
-def _headline(group: list[q.OutboxRow]) -> str:
+def _headline(group: list[outbox.OutboxRow]) -> str:
     """The event a coalesced message is about: its newest milestone, else "timeline"."""
     return next((r.event for r in reversed(group) if r.event != "timeline"), group[-1].event)
 
 
-def _channel(row: q.OutboxRow) -> str:
+def _channel(row: outbox.OutboxRow) -> str:
     """Pacing applies per channel: each incident has its own dedicated channel."""
     return f"incident-{row.incident_id}" if row.tier == "incident" else "general"
 
@@ -115,10 +115,10 @@ class OutboxWorker:
     def __init__(
         self,
         store: Store,
-        targets: Mapping[str, Target],
+        targets: Mapping[str, Sender],
         metrics: Metrics,
         *,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Clock = time.time_ns,
         policy: DeliveryPolicy | None = None,
         incident_url: Callable[[int], str] | None = None,
     ) -> None:
@@ -136,7 +136,7 @@ class OutboxWorker:
         self._stopping = False
         self._paced_until: float | None = None  # seconds until a paced channel may send
 
-    def set_targets(self, targets: Mapping[str, Target]) -> None:
+    def set_targets(self, targets: Mapping[str, Sender]) -> None:
         """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
         self.targets = dict(targets)
         self._pacers.clear()  # a reload may change a target's pacing
@@ -167,7 +167,7 @@ class OutboxWorker:
             self._wake.clear()
             try:
                 await self.run_once()
-                next_at = await self.store.read(q.next_due_at)
+                next_at = await self.store.read(outbox.next_due_at)
             except StoreUnavailable as exc:
                 log.warning("outbox: store unavailable: %s", exc)
                 next_at = None
@@ -188,7 +188,7 @@ class OutboxWorker:
         is not already sending; return how many."""
         rows = await self.store.read(
             functools.partial(
-                q.due, now=self.clock(), limit=1000, per_target=self.policy.due_per_target
+                outbox.due, now=self.clock(), limit=1000, per_target=self.policy.due_per_target
             )
         )
         leaders: list[int] = []
@@ -205,10 +205,12 @@ class OutboxWorker:
             return 0
         # One write claims every group, one read loads what their messages need.
         groups = await self.store.write(
-            functools.partial(q.claim_groups, leader_ids=leaders, max_group=self.policy.group_size)
+            functools.partial(
+                outbox.claim_groups, leader_ids=leaders, max_group=self.policy.group_size
+            )
         )
         contexts = await self.store.read(
-            functools.partial(q.contexts, groups=list(groups.values()))
+            functools.partial(outbox.contexts, groups=list(groups.values()))
         )
         for leader_id, group in groups.items():
             key = (group[0].incident_id, group[0].target)
@@ -234,7 +236,7 @@ class OutboxWorker:
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
-    async def _deliver(self, group: list[q.OutboxRow], ctx: q.Context | None) -> None:
+    async def _deliver(self, group: list[outbox.OutboxRow], ctx: outbox.Context | None) -> None:
         leader = group[0]
         target = self.targets.get(leader.target)
         if target is None:
@@ -249,7 +251,7 @@ class OutboxWorker:
             target=leader.target,
             tier=leader.tier,  # type: ignore[arg-type]
             event=_headline(group),  # type: ignore[arg-type]
-            incident=self._snapshot(ctx.incident),
+            incident=snapshot.from_store(ctx.incident, self.incident_url),
             events=tuple(ctx.events),
             state=ctx.state,
             sequence=leader.id,
@@ -269,7 +271,7 @@ class OutboxWorker:
                 time.perf_counter() - started
             )
         await self._record(
-            q.Outcome(
+            outbox.Attempt(
                 leader.id,
                 self.clock(),
                 state=dict(result.state) if result.state else None,
@@ -279,7 +281,7 @@ class OutboxWorker:
         for member in group:
             self.metrics.notifications.labels(member.target, member.event).inc()
 
-    async def _send(self, target: Target, n: Notification) -> DeliveryResult:
+    async def _send(self, target: Sender, n: Notification) -> DeliveryResult:
         limit = self._limits.setdefault(
             target.name, asyncio.Semaphore(self.policy.concurrency_per_target)
         )
@@ -295,7 +297,7 @@ class OutboxWorker:
                     return await target.send(n)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fail(self, leader: q.OutboxRow, exc: DeliveryError) -> None:
+    async def _fail(self, leader: outbox.OutboxRow, exc: DeliveryError) -> None:
         attempts = leader.attempts + 1
         retry_at: int | None = None
         if isinstance(exc, RetryableError) and attempts < self.policy.max_attempts:
@@ -321,7 +323,7 @@ class OutboxWorker:
         )
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
         await self._record(
-            q.Outcome(
+            outbox.Attempt(
                 leader.id,
                 self.clock(),
                 error=error,
@@ -330,26 +332,6 @@ class OutboxWorker:
             )
         )
 
-    async def _record(self, outcome: q.Outcome) -> None:
+    async def _record(self, attempt: outbox.Attempt) -> None:
         # Outcomes of concurrent sends share one write (Batched): one call, one commit.
-        await self.store.write(Batched(q.record, outcome))
-
-    def _snapshot(self, incident: dict[str, Any]) -> dict[str, Any]:
-        """The incident as targets and templates see it (alerts in Alertmanager's spelling)."""
-        out = dict(incident)
-        out["alerts"] = [
-            {
-                "fingerprint": a["fingerprint"],
-                "status": a["status"],
-                "labels": a["labels"],
-                "annotations": a["annotations"],
-                "startsAt": a["starts_at"],
-                "endsAt": a["ends_at"],
-                "generatorURL": a["generator_url"],
-            }
-            for a in incident.get("alerts", [])
-        ]
-        out.setdefault("roles", {})
-        if self.incident_url is not None:
-            out["url"] = self.incident_url(int(incident["id"]))
-        return out
+        await self.store.write(Batched(outbox.record, attempt))

@@ -10,27 +10,24 @@ from aiohttp import web
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
 from bridge.http import auth
+from bridge.http.errors import HTTPError, store_unavailable
 from bridge.service import AppState
-from bridge.store import StoreUnavailable
-from bridge.store import outbox as outbox_q
+from bridge.store import StoreUnavailable, outbox
 from bridge.store.queries import get_incident, list_incidents
 
 MAX_LIMIT = 500
 
 
-def _bad(field: str, message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(
-        text=web.json_response({"error": message, "field": field}).text,
-        content_type="application/json",
-    )
+def _bad(field: str, message: str) -> HTTPError:
+    return HTTPError(400, message, field=field)
 
 
 def authorize(request: web.Request, state: AppState) -> None:
     token = state.settings.api_token
     if token is not None and not auth.check(request.headers.get("Authorization"), token=token):
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing or wrong API token"}',
-            content_type="application/json",
+        raise HTTPError(
+            401,
+            "missing or wrong API token",
             headers={"WWW-Authenticate": auth.challenge("incident-bridge-api", basic=False)},
         )
 
@@ -70,7 +67,7 @@ async def incidents(request: web.Request) -> web.Response:
             )
         )
     except StoreUnavailable:
-        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+        raise store_unavailable() from None
     last = rows[-1]["id"] if len(rows) == limit else None
     return web.json_response({"incidents": rows, "next": _next_page(request, last)})
 
@@ -84,8 +81,8 @@ def _next_page(request: web.Request, last_id: int | None) -> str | None:
     return str(request.rel_url.with_query(query))
 
 
-def _not_found(what: str) -> web.HTTPNotFound:
-    return web.HTTPNotFound(text=f'{{"error": "no such {what}"}}', content_type="application/json")
+def _not_found(what: str) -> HTTPError:
+    return HTTPError(404, f"no such {what}")
 
 
 def _path_id(request: web.Request, what: str) -> int:
@@ -103,7 +100,7 @@ async def incident(request: web.Request) -> web.Response:
     try:
         found = await state.store.read(lambda conn: get_incident(conn, incident_id))
     except StoreUnavailable:
-        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+        raise store_unavailable() from None
     if found is None:
         raise _not_found("incident")
     return web.json_response(found)
@@ -112,7 +109,7 @@ async def incident(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     authorize(request, state)
-    wanted = _multi(request, "state", outbox_q.STATES)
+    wanted = _multi(request, "state", outbox.STATES)
     if len(wanted) > 1:
         raise _bad("state", "give one state")
     limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
@@ -120,11 +117,11 @@ async def notifications(request: web.Request) -> web.Response:
     try:
         rows = await state.store.read(
             functools.partial(
-                outbox_q.list_rows, state=wanted[0] if wanted else None, before=before, limit=limit
+                outbox.list_rows, state=wanted[0] if wanted else None, before=before, limit=limit
             )
         )
     except StoreUnavailable:
-        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+        raise store_unavailable() from None
     last = rows[-1].id if len(rows) == limit else None
     return web.json_response(
         {"notifications": [r.as_json() for r in rows], "next": _next_page(request, last)}
@@ -137,18 +134,15 @@ async def retry_notification(request: web.Request) -> web.Response:
     row_id = _path_id(request, "notification")
     try:
         done = await state.store.write(
-            functools.partial(outbox_q.retry, row_id=row_id, now=state.clock())
+            functools.partial(outbox.retry, row_id=row_id, now=state.clock())
         )
-        row = await state.store.read(functools.partial(outbox_q.get_row, row_id=row_id))
+        row = await state.store.read(functools.partial(outbox.get_row, row_id=row_id))
     except StoreUnavailable:
-        raise web.HTTPServiceUnavailable(text='{"error": "store unavailable"}') from None
+        raise store_unavailable() from None
     if row is None:
         raise _not_found("notification")
     if not done:
-        return web.json_response(
-            {"error": f"notification {row_id} is {row.state}, only dead ones can be retried"},
-            status=409,
-        )
+        raise HTTPError(409, f"notification {row_id} is {row.state}, only dead ones can be retried")
     if state.worker is not None:
         state.worker.notify()
     return web.json_response(row.as_json())

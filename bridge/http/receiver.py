@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -20,6 +19,7 @@ from pydantic_core import to_json
 
 from bridge.core.alertmanager import PayloadError, parse_webhook
 from bridge.http import auth
+from bridge.http.errors import error_response, store_unavailable
 from bridge.service import AppState
 from bridge.store import Batched, StoreUnavailable
 from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
@@ -29,13 +29,6 @@ _CHUNK = 64 * 1024
 # A body that has not arrived in this time is refused (slow senders, and undecodable streams
 # that aiohttp never fails, e.g. a truncated deflate body whose end comes after the headers).
 BODY_READ_TIMEOUT_S = 10.0
-
-
-def _error(status: int, message: str, field: str | None = None, **headers: str) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return web.json_response(body, status=status, headers=headers or None)
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -55,7 +48,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 
 
 def _too_large(limit: int) -> web.Response:
-    response = _error(413, f"body larger than {limit} bytes")
+    response = error_response(413, f"body larger than {limit} bytes")
     response.force_close()  # do not read the rest of an oversized body to reuse the connection
     return response
 
@@ -63,7 +56,7 @@ def _too_large(limit: int) -> web.Response:
 def _unreadable(exc: Exception) -> web.Response:
     # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
     # The rest of the body cannot be skipped, so the connection cannot be reused.
-    response = _error(400, f"cannot read the request body: {type(exc).__name__}")
+    response = error_response(400, f"cannot read the request body: {type(exc).__name__}")
     response.force_close()
     return response
 
@@ -89,7 +82,7 @@ async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Respon
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
             body = await _read_limited(request, limit)
     except TimeoutError:
-        response = _error(408, "request body not received in time")
+        response = error_response(408, "request body not received in time")
         response.force_close()
         return response
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
@@ -118,10 +111,10 @@ async def receive_alerts(request: web.Request) -> web.Response:
             result = await state.store.write(Batched(apply_webhooks, accepted))
         except StoreUnavailable as exc:
             log.error("store unavailable, webhook not accepted: %s", exc)
-            response = _error(503, "store unavailable, retry later", **{"Retry-After": "1"})
+            response = store_unavailable().response()
         except Exception:
             log.exception("webhook failed")
-            response = _error(500, "internal error")
+            response = error_response(500, "internal error")
         else:
             response = _answer(result, state)
     state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
@@ -139,14 +132,9 @@ def _refuse(request: web.Request, state: AppState) -> web.Response | None:
         basic_user=settings.basic_user,
         basic_password=settings.basic_password,
     ):
-        return _error(
-            401,
-            "missing or wrong credentials",
-            **{
-                "WWW-Authenticate": auth.challenge(
-                    "incident-bridge", basic=settings.webhook_token is None
-                )
-            },
+        challenge = auth.challenge("incident-bridge", basic=settings.webhook_token is None)
+        return error_response(
+            401, "missing or wrong credentials", headers={"WWW-Authenticate": challenge}
         )
     return None
 
@@ -157,7 +145,7 @@ def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
         payload = parse_webhook(body)
     except PayloadError as exc:
         log.info("webhook rejected: %s", exc, extra={"field": exc.field})
-        return _error(400, exc.message, exc.field)
+        return error_response(400, exc.message, field=exc.field)
 
     metrics = state.metrics
     for alert in payload.alerts:
@@ -168,7 +156,7 @@ def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
         decisions = policy.evaluate(payload, now)
     except ValueError as exc:  # e.g. a title template that cannot render these labels
         log.warning("rules could not evaluate webhook: %s", exc)
-        return _error(400, f"rules could not evaluate this webhook: {exc}")
+        return error_response(400, f"rules could not evaluate this webhook: {exc}")
     return IngestItem(
         payload=payload,
         decisions=decisions,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bridge.rules.engine import RulesPolicy, incident_key, match_routes
 from bridge.rules.loader import LoadResult, load_rules
 from bridge.rules.matchers import Matcher, MatcherError, MatchType, parse_matcher, parse_matchers
-from bridge.rules.model import Route, RuleSet, Settings, TargetDef
+from bridge.rules.model import Route, RouteSettings, RuleSet, TargetDef
 from bridge.rules.rotations import Member, Rotation, holder
 from bridge.rules.show import ruleset_dict
 
@@ -27,9 +27,9 @@ __all__ = [
     "Member",
     "Rotation",
     "Route",
+    "RouteSettings",
     "RuleSet",
     "RulesPolicy",
-    "Settings",
     "TargetDef",
     "holder",
     "incident_key",

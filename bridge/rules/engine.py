@@ -22,7 +22,7 @@ from jinja2 import TemplateError
 from bridge.core.alertmanager import Alert, WebhookPayload
 from bridge.core.policy import ROLES, Decision, Severity, severity_rank
 from bridge.rules.matchers import format_labels, matches_all
-from bridge.rules.model import Route, RuleSet, Settings
+from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import holder
 
 
@@ -114,7 +114,7 @@ class RulesPolicy:
         return found
 
     def _roles(
-        self, s: Settings, at: datetime
+        self, s: RouteSettings, at: datetime
     ) -> tuple[dict[str, tuple[str, ...]], dict[str, list[dict[str, Any]]]]:
         """Role -> holders' names at ``at``, and role -> their handles (for the targets)."""
         roles: dict[str, tuple[str, ...]] = {}

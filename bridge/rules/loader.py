@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from bridge.rules import rotations as rot
 from bridge.rules.lint import lint
-from bridge.rules.model import RuleSet, Settings, TargetDef, title_environment
+from bridge.rules.model import RouteSettings, RuleSet, TargetDef, title_environment
 from bridge.rules.routes import RawRoute, Refs, build_route, inherit_templates
 from bridge.rules.schema import NAME_PATTERN, RotationSpec, RuleFile, keys_of
 from bridge.rules.source import (
@@ -224,7 +224,7 @@ def load_rules(
         root_raw = RawRoute(Source(base.name, {}), (), {})
     else:
         root_raw = acc.root
-    root = build_route(root_raw, Settings(), refs, diags, extra_children=acc.top_routes)
+    root = build_route(root_raw, RouteSettings(), refs, diags, extra_children=acc.top_routes)
     root = inherit_templates(root)
     diags.errors.sort(key=_place)
     warnings = lint(root, acc.rotations, refs, acc.places) if not diags.errors else []

@@ -51,7 +51,7 @@ class RoleSource:
 
 
 @dataclass(frozen=True)
-class Settings:
+class RouteSettings:
     """What a route decides, after inheritance from its parents."""
 
     severity: Severity | None = None
@@ -87,7 +87,7 @@ class Route:
     name: str
     matchers: tuple[Matcher, ...]
     continue_: bool
-    settings: Settings
+    settings: RouteSettings
     children: tuple[Route, ...]
     where: str  # file:line:col of the route, for messages
     depth: int = 0
@@ -106,7 +106,7 @@ class Route:
 @dataclass(frozen=True)
 class TargetDef:
     """A declared target. ``settings`` holds resolved secrets as ``Secret``; ``config`` is the
-    target type's validated config model when the type is known to ``bridge.targets``."""
+    target type's validated config model (from ``bridge.targets.REGISTRY``)."""
 
     name: str
     type: str

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from bridge.core.policy import ROLES, Tiers
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
-from bridge.rules.model import RoleSource, Route, Settings, title_environment
+from bridge.rules.model import RoleSource, Route, RouteSettings, title_environment
 from bridge.rules.schema import NAME_PATTERN, RouteSpec
 from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
 
@@ -148,7 +148,7 @@ def _check_refs(
             )
 
 
-def _inherit(parent: Settings, spec: RouteSpec, templates: Mapping[str, str]) -> Settings:
+def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str]) -> RouteSettings:
     s = spec.model_fields_set
     out = parent
     if "severity" in s or "severity_from" in s:
@@ -227,7 +227,7 @@ def _template(
 
 def build_route(
     raw: RawRoute,
-    parent: Settings,
+    parent: RouteSettings,
     refs: Refs,
     diags: Diagnostics,
     *,

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bridge.core.secrets import MASK, Secret
-from bridge.rules.model import Route, RuleSet, Settings
+from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import Rotation
 
 
@@ -20,7 +20,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def settings_dict(s: Settings) -> dict[str, Any]:
+def settings_dict(s: RouteSettings) -> dict[str, Any]:
     return {
         "severity": s.severity,
         "severity_from": s.severity_from.model_dump()

@@ -3,71 +3,25 @@
 Secrets are never written in a rule file: a string setting may contain ``${ENV_VAR}``, and any
 setting ``<name>`` may instead be given as ``<name>_file: path`` (read at load, trailing
 newline stripped; relative to the rule file). Resolved values are kept as ``Secret`` and shown
-masked. Settings are checked by the target type's config model from ``bridge.targets`` when
-that package knows the type; ``console`` is always checked.
+masked. The known types and their settings models come from ``bridge.targets.REGISTRY``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bridge.core.secrets import Secret
 from bridge.rules.model import TargetDef
 from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
+from bridge.targets import REGISTRY
 
-TARGET_TYPES = (
-    "console", "webhook", "slack_webhook", "slack", "msteams", "mattermost", "discord",
-    "pagerduty", "opsgenie", "email", "telegram",
-)  # fmt: skip
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConsoleSettings(BaseModel):
-    """``console`` settings, used when ``bridge.targets`` is not importable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    stream: Literal["stdout", "stderr"] = "stdout"
-    format: Literal["text", "json"] = "text"
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-
-
-def config_model(type_name: str) -> type[BaseModel] | None:
-    """The settings model for a type from ``bridge.targets.REGISTRY``, if it has one.
-
-    The registry maps a type name to a target class with a ``Config`` model (or to the model
-    itself); looked up defensively so the rules work whatever that package provides.
-    """
-    try:
-        module = importlib.import_module("bridge.targets")
-    except ImportError:
-        module = None
-    registry = getattr(module, "REGISTRY", None)
-    entry = registry.get(type_name) if isinstance(registry, Mapping) else None
-    model = entry if isinstance(entry, type) and issubclass(entry, BaseModel) else None
-    if model is None:
-        cfg = getattr(entry, "Config", None)
-        model = cfg if isinstance(cfg, type) and issubclass(cfg, BaseModel) else None
-    if model is None and type_name == "console":
-        model = ConsoleSettings
-    return model
-
-
-def known_types() -> tuple[str, ...]:
-    try:
-        registry = getattr(importlib.import_module("bridge.targets"), "REGISTRY", None)
-    except ImportError:
-        registry = None
-    extra = (
-        tuple(k for k in registry if k not in TARGET_TYPES) if isinstance(registry, Mapping) else ()
-    )
-    return TARGET_TYPES + extra
 
 
 def _is_secret_field(model: type[BaseModel], name: str) -> bool:
@@ -149,7 +103,7 @@ def load_target(
         diags.error(src, loc, f"{subject}: must be a mapping with a type and its settings")
         return None
     type_name = raw.get("type")
-    types = known_types()
+    types = tuple(REGISTRY)
     if type_name is None:
         diags.error(src, loc, f'{subject}: missing required key "type" (one of {", ".join(types)})')
         return None
@@ -157,7 +111,7 @@ def load_target(
         hint = did_you_mean(str(type_name), types)
         diags.error(src, (*loc, "type"), f'{subject}: unknown target type "{type_name}"{hint}')
         return None
-    model = config_model(type_name)
+    model = REGISTRY[type_name].Config
     before = len(diags.errors)
     resolver = _Resolver(src, diags, os.environ if env is None else env, resolve_secrets)
     secret_locs: list[Loc] = []
@@ -167,7 +121,7 @@ def load_target(
             continue
         key = str(key)
         kloc = (*loc, key)
-        if key.endswith("_file") and (model is None or key not in model.model_fields):
+        if key.endswith("_file") and key not in model.model_fields:
             field = key.removesuffix("_file")
             if field in raw:
                 diags.error(src, kloc, f"{subject}: give {field} or {key}, not both", key=True)
@@ -178,16 +132,15 @@ def load_target(
         sub: list[Loc] = []
         settings[key] = _walk(resolver, value, kloc, subject, sub)
         secret_locs.extend(s[len(loc) :] for s in sub)
-    if model is not None:
-        for key in settings:
-            if _is_secret_field(model, key) and (key,) not in secret_locs:
-                diags.error(
-                    src, (*loc, key),
-                    f"{subject}: {key} is a secret: write ${{ENV_VAR}} or {key}_file: PATH, "
-                    "not the value itself",
-                )  # fmt: skip
+    for key in settings:
+        if _is_secret_field(model, key) and (key,) not in secret_locs:
+            diags.error(
+                src, (*loc, key),
+                f"{subject}: {key} is a secret: write ${{ENV_VAR}} or {key}_file: PATH, "
+                "not the value itself",
+            )  # fmt: skip
     config = None
-    if model is not None and len(diags.errors) == before:
+    if len(diags.errors) == before:
         try:
             config = model.model_validate(settings)
         except ValidationError as exc:

@@ -291,7 +291,7 @@ def contexts(conn: sqlite3.Connection, groups: Sequence[list[OutboxRow]]) -> dic
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Attempt:
     """How one message went: delivered (``error is None``), to retry at ``retry_at``, or dead."""
 
     leader_id: int
@@ -302,13 +302,13 @@ class Outcome:
     provider_ids: dict[str, str] | None = None
 
 
-def record(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
-    """Record the outcomes of several sends at once (a ``Batched`` write)."""
-    for o in outcomes:
+def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
+    """Record several sends' attempts at once (a ``Batched`` write)."""
+    for o in attempts:
         if o.error is None:
             mark_delivered(conn, o.leader_id, now=o.now, state=o.state, provider_ids=o.provider_ids)
         else:
             mark_failed(
                 conn, o.leader_id, now=o.now, error=o.error, retry_at=o.retry_at, state=o.state
             )
-    return [None] * len(outcomes)
+    return [None] * len(attempts)

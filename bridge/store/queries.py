@@ -143,3 +143,8 @@ def prune_webhook_bodies(conn: sqlite3.Connection, older_than: int) -> int:
         "UPDATE webhooks SET body = NULL WHERE received_at < ? AND body IS NOT NULL", (older_than,)
     )
     return cur.rowcount
+
+
+def ready_check(conn: sqlite3.Connection) -> None:
+    """Raises when the database cannot be read (missing, locked past the timeout, corrupt)."""
+    conn.execute("SELECT 1 FROM incidents LIMIT 1").fetchall()

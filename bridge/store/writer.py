@@ -46,7 +46,7 @@ class Batched(Generic[I, T]):
 
 Job = Callable[[sqlite3.Connection], Any] | Batched[Any, Any]
 Entry = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-Outcome = tuple[bool, Any]
+_Result = tuple[bool, Any]
 
 
 class Writer:
@@ -112,27 +112,27 @@ class Writer:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Entry]) -> None:
-        outcomes = self._attempt(conn, batch, isolate=False)
-        if outcomes is None:
-            outcomes = self._attempt(conn, batch, isolate=True)
-        assert outcomes is not None
-        _resolve(batch, outcomes)
+        results = self._attempt(conn, batch, isolate=False)
+        if results is None:
+            results = self._attempt(conn, batch, isolate=True)
+        assert results is not None
+        _resolve(batch, results)
 
     def _attempt(
         self, conn: sqlite3.Connection, batch: list[Entry], *, isolate: bool
-    ) -> list[Outcome] | None:
+    ) -> list[_Result] | None:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             log.error("store: cannot begin a transaction: %s", exc)
             return [(False, StoreUnavailable(str(exc)))] * len(batch)
-        outcomes: list[Outcome] = []
+        results: list[_Result] = []
         groups = [[entry[0]] for entry in batch] if isolate else _group([e[0] for e in batch])
         for jobs in groups:
             if isolate:
                 conn.execute("SAVEPOINT w")
             try:
-                outcomes.extend((True, r) for r in _run_jobs(conn, jobs))
+                results.extend((True, r) for r in _run_jobs(conn, jobs))
             except Exception as exc:
                 if not isolate:
                     conn.execute("ROLLBACK")
@@ -140,7 +140,7 @@ class Writer:
                 conn.execute("ROLLBACK TO w")
                 if isinstance(exc, sqlite3.OperationalError):
                     exc = StoreUnavailable(str(exc))
-                outcomes.append((False, exc))
+                results.append((False, exc))
             if isolate:
                 conn.execute("RELEASE w")
         try:
@@ -150,7 +150,7 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(False, StoreUnavailable(str(exc)))] * len(batch)
-        return outcomes
+        return results
 
 
 def _group(jobs: list[Job]) -> list[list[Job]]:
@@ -176,9 +176,9 @@ def _run_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
     return [first(conn)]
 
 
-def _resolve(batch: list[Entry], outcomes: list[Outcome]) -> None:
+def _resolve(batch: list[Entry], results: list[_Result]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-    for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+    for (_job, future, loop), (ok, value) in zip(batch, results, strict=True):
         by_loop.setdefault(loop, []).append((future, ok, value))
     for loop, items in by_loop.items():
         # A closed loop raises RuntimeError: nobody is waiting any more.

@@ -1,8 +1,10 @@
-"""Notification targets: one module per type, each with its config model next to its sender.
+"""Notification targets: one module per remote API, each with its config model next to its sender.
 
-``REGISTRY`` maps a target ``type`` (as written in the rules) to its class; each class has a
-``Config`` pydantic model (``extra="forbid"``, secrets typed ``Secret``). Importing this
-package is cheap: no HTTP client is imported until a target sends.
+``REGISTRY`` maps a target ``type`` (as written in the rules) to its class, and is the only list
+of target types: the rules check settings against each class's ``Config`` pydantic model
+(``extra="forbid"``, secrets typed ``Secret``), ``rules check`` renders each class's templates
+with its ``markup``. Importing this package is cheap: no HTTP client and no Jinja2 is imported
+until a target sends.
 
     cls = REGISTRY["slack"]
     config = cls.Config.model_validate(settings)          # settings without "type"
@@ -13,22 +15,18 @@ package is cheap: no HTTP client is imported until a target sends.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bridge.targets.base import (
-    EVENTS,
-    TIERS,
+from bridge.core.events import EVENTS, TIERS, EventKind, Tier
+from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
-    EventKind,
     Notification,
     PermanentError,
     RetryableError,
-    Target,
-    TargetConfig,
-    TargetDeps,
-    Tier,
 )
+from bridge.targets.base import Target, TargetConfig, TargetDeps
 from bridge.targets.console import ConsoleTarget
 from bridge.targets.discord import DiscordTarget
 from bridge.targets.email import EmailTarget
@@ -40,6 +38,9 @@ from bridge.targets.slack import SlackTarget
 from bridge.targets.slack_webhook import SlackWebhookTarget
 from bridge.targets.telegram import TelegramTarget
 from bridge.targets.webhook import WebhookTarget
+
+if TYPE_CHECKING:
+    from bridge.delivery.templates import Renderer, TemplateError
 
 REGISTRY: dict[str, type[Target]] = {
     cls.type_name: cls
@@ -57,6 +58,34 @@ REGISTRY: dict[str, type[Target]] = {
         TelegramTarget,
     )
 }
+
+
+def render_all(
+    renderer: Renderer | None = None, incident: Mapping[str, Any] | None = None
+) -> list[TemplateError]:
+    """Every target type's templates for every event against a sample incident (``rules
+    check``); the errors, each naming its file and line."""
+    from bridge.delivery import templates  # Jinja2 only when rendering
+
+    return templates.render_all(REGISTRY.values(), renderer, incident)
+
+
+def render_preview(
+    type_name: str,
+    event: str,
+    incident: Mapping[str, Any],
+    *,
+    templates_dir: Path | str | None = None,
+) -> str:
+    """One message of a target type as ``incident-bridge template render`` prints it."""
+    from bridge.delivery import templates
+
+    kind = REGISTRY.get(type_name)
+    if kind is None:
+        raise templates.TemplateError(
+            type_name, None, f"unknown target type (one of {', '.join(REGISTRY)})"
+        )
+    return templates.render_preview(kind, event, incident, templates_dir=templates_dir)
 
 
 def config_model(type_name: str) -> type[TargetConfig]:
@@ -90,4 +119,6 @@ __all__ = [
     "Tier",
     "build_target",
     "config_model",
+    "render_all",
+    "render_preview",
 ]

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bridge.delivery.classify import Outcome, classify
-from bridge.targets.base import DeliveryResult, PermanentError, RetryableError, Target, TargetDeps
+from bridge.delivery.classify import Verdict, classify
+from bridge.delivery.protocol import DeliveryResult, PermanentError, RetryableError
+from bridge.targets.base import Target, TargetDeps
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,7 +93,7 @@ async def post(
     raise failure from None
 
 
-def check(resp: Response, deps: TargetDeps, *, vendor: str = "") -> Outcome:
+def check(resp: Response, deps: TargetDeps, *, vendor: str = "") -> Verdict:
     """Classify and raise on failure; returns the (ok) outcome."""
     outcome = classify(resp.status, resp.headers, resp.body, vendor=vendor, now=deps.clock())
     outcome.raise_for()

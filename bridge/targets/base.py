@@ -1,9 +1,10 @@
-"""The target protocol: what the outbox worker hands a target, and what comes back.
+"""The base of every target: its settings model, what it gets injected, and how it renders.
 
-A target turns one ``Notification`` into one (or a few) requests to its remote API. It keeps no
-state of its own between sends: whatever it must remember per (incident, target) -- a Slack
-channel id, a thread ts, the first e-mail's Message-ID -- goes back in ``DeliveryResult.state``
-(or on an error, ``DeliveryError.state``) and the caller persists it and passes it in again.
+A target is a ``bridge.delivery.protocol.Sender``: the worker hands it a ``Notification`` and
+gets a ``DeliveryResult`` back or a ``DeliveryError``. ``markup`` (and ``extra_parts``, for a
+target that renders more than one template, such as e-mail's HTML part) says how text from
+alerts is escaped in its templates; the registry in ``bridge.targets`` is the only list of
+target types.
 """
 
 from __future__ import annotations
@@ -13,129 +14,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.delivery.markup import Markup
+from bridge.delivery.protocol import DeliveryResult, Notification, PermanentError
 
 if TYPE_CHECKING:
     import aiohttp
 
     from bridge.delivery.templates import Rendered, Renderer
-
-Tier = Literal["general", "incident", "stakeholders"]
-TIERS: tuple[Tier, ...] = get_args(Tier)
-EventKind = Literal[
-    "opened",
-    "acknowledged",
-    "severity_changed",
-    "mitigated",
-    "resolved",
-    "closed",
-    "reopened",
-    "postmortem_published",
-    "timeline",
-]
-EVENTS: tuple[EventKind, ...] = get_args(EventKind)
-
-
-def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:
-    """The notification event for a timeline event kind of the state machine: milestones
-    keep their name, a status change names its new status, the rest is ``timeline``."""
-    for known in EVENTS:
-        if kind == known:
-            return known
-    if kind == "status_changed":
-        to = (data or {}).get("to")
-        if to == "triggered":
-            return "reopened"
-        for known in ("acknowledged", "mitigated", "resolved", "closed"):
-            if to == known:
-                return known
-    return "timeline"
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One outbox row, ready to send.
-
-    ``incident`` is a plain snapshot (see docs/targets.md for its keys). ``events`` holds the
-    timeline events this message covers, oldest first; more than one when waiting events for
-    the same incident and target were coalesced (``event`` is then the newest kind).
-    ``state`` is what the previous send to this (incident, target) returned.
-    """
-
-    id: int
-    idempotency_key: str
-    target: str
-    tier: Tier
-    event: EventKind
-    incident: Mapping[str, Any]
-    events: tuple[Mapping[str, Any], ...] = ()
-    state: Mapping[str, Any] = field(default_factory=dict)
-    sequence: int = 0
-
-    @property
-    def kinds(self) -> tuple[EventKind, ...]:
-        """Notification events covered, oldest first (timeline kinds of the state machine,
-        such as ``status_changed`` to ``mitigated``, mapped with ``event_kind``)."""
-        kinds = tuple(
-            event_kind(str(e["kind"]), e.get("data")) for e in self.events if e.get("kind")
-        )
-        return kinds or (self.event,)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    """A successful send: the per-(incident, target) state to persist and the provider's ids."""
-
-    state: Mapping[str, Any] = field(default_factory=dict)
-    provider_ids: Mapping[str, str] = field(default_factory=dict)
-    # True when the target had nothing to do for this event (e.g. PagerDuty and a note).
-    skipped: bool = False
-
-
-class DeliveryError(Exception):
-    """A failed send. ``reason`` is short and bounded: it becomes a metric label.
-
-    ``state``, when not None, is progress to persist even though the send failed (e.g. the
-    Slack channel was created but posting failed), so a retry does not redo it.
-    """
-
-    retryable: ClassVar[bool] = False
-
-    def __init__(self, reason: str, *, state: Mapping[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.reason!r})"
-
-
-class RetryableError(DeliveryError):
-    retryable: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        reason: str,
-        retry_after: float | None = None,
-        *,
-        state: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(reason, state=state)
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        if self.retry_after is None:
-            return self.reason
-        return f"{self.reason} (retry after {self.retry_after:g}s)"
-
-    def __repr__(self) -> str:
-        return f"RetryableError({self.reason!r}, retry_after={self.retry_after!r})"
-
-
-class PermanentError(DeliveryError):
-    pass
 
 
 class TargetConfig(BaseModel):
@@ -162,6 +51,7 @@ class TargetDeps:
     def get_renderer(self) -> Renderer:
         if self.renderer is not None:
             return self.renderer
+        # Imported on first use: importing the targets (to validate rule files) needs no Jinja2.
         from bridge.delivery.templates import default_renderer
 
         return default_renderer()
@@ -178,6 +68,10 @@ class Target:
 
     type_name: ClassVar[str] = ""
     Config: ClassVar[type[TargetConfig]] = TargetConfig
+    # How text from alerts is escaped in this type's templates.
+    markup: ClassVar[Markup] = "text"
+    # Further templates the type renders, by file suffix, each with its own markup.
+    extra_parts: ClassVar[Mapping[str, Markup]] = {}
     # Least seconds between two messages to one channel, unless the config says otherwise.
     min_interval_s: ClassVar[float] = 0.0
 
@@ -208,8 +102,11 @@ class Target:
         from bridge.delivery.templates import TemplateError, context
 
         ctx = context(n.incident, n.event, n.events, tier=n.tier, target=n.target)
+        markup = self.extra_parts.get(suffix, self.markup)
         try:
-            return self.deps.get_renderer().render(self.type_name, n.event, ctx, suffix=suffix)
+            return self.deps.get_renderer().render(
+                self.type_name, n.event, ctx, markup=markup, suffix=suffix
+            )
         except TemplateError as exc:
             self.deps.logger.error("template error for target %s: %s", self.name, exc)
             raise PermanentError("template_error") from None

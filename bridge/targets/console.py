@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.delivery.protocol import DeliveryResult, Notification
+from bridge.targets.base import Target, TargetConfig
 
 
 class ConsoleConfig(TargetConfig):

@@ -10,8 +10,9 @@ from pydantic import Field, field_validator
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 MAX_CHARS = 2000
 
@@ -38,6 +39,7 @@ def with_wait(url: str) -> str:
 
 class DiscordTarget(Target):
     type_name = "discord"
+    markup = "markdown"
     min_interval_s = 0.5  # the API allows about this rate per channel
     Config = DiscordConfig
     config: DiscordConfig
@@ -57,7 +59,7 @@ class DiscordTarget(Target):
         try:
             url = with_wait(self.config.url.reveal())
         except ValueError:
-            from bridge.targets.base import PermanentError
+            from bridge.delivery.protocol import PermanentError
 
             raise PermanentError("invalid_url") from None
         resp = await _http.post(

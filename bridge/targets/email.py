@@ -20,15 +20,14 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from bridge.core.secrets import Secret
-from bridge.targets.base import (
+from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
     Notification,
     PermanentError,
     RetryableError,
-    Target,
-    TargetConfig,
 )
+from bridge.targets.base import Target, TargetConfig
 
 SUBJECT_MAX = 200
 
@@ -59,6 +58,7 @@ def message_id(idempotency_key: str, domain: str) -> str:
 
 class EmailTarget(Target):
     type_name = "email"
+    extra_parts = {".html.j2": "html"}  # the HTML alternative, HTML-escaped
     Config = EmailConfig
     config: EmailConfig
 

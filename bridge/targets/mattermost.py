@@ -9,8 +9,9 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 MAX_CHARS = 16_383
 
@@ -25,6 +26,7 @@ class MattermostConfig(TargetConfig):
 
 class MattermostTarget(Target):
     type_name = "mattermost"
+    markup = "markdown"
     min_interval_s = 0.2  # the API allows about this rate per channel
     Config = MattermostConfig
     config: MattermostConfig

@@ -12,8 +12,9 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import escape_markdown, truncate, utf8_len
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 MAX_BYTES = 28_000
 _SEVERITY_COLOR = {"sev1": "Attention", "sev2": "Warning", "sev3": "Accent", "sev4": "Default"}
@@ -72,6 +73,7 @@ def _size(payload: Mapping[str, Any]) -> int:
 
 class MSTeamsTarget(Target):
     type_name = "msteams"
+    markup = "markdown"
     Config = MSTeamsConfig
     config: MSTeamsConfig
 

@@ -13,8 +13,9 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 MESSAGE_MAX = 130
 ALIAS_MAX = 512

@@ -21,16 +21,15 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import escape_slack, truncate
-from bridge.targets import _http
-from bridge.targets.base import (
+from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
     Notification,
     PermanentError,
     RetryableError,
-    Target,
-    TargetConfig,
 )
+from bridge.targets import _http
+from bridge.targets.base import Target, TargetConfig
 from bridge.targets.slack_webhook import SECTION_LIMIT, slack_message
 
 NAME_MAX = 80
@@ -76,6 +75,7 @@ def topic_for(incident: Mapping[str, Any]) -> str:
 
 class SlackTarget(Target):
     type_name = "slack"
+    markup = "slack"
     min_interval_s = 1.0  # the API allows about this rate per channel
     Config = SlackConfig
     config: SlackConfig

@@ -9,8 +9,9 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 # A section block holds at most 3,000 characters; the whole message is kept to one block
 # because Slack collapses long messages anyway (about 13k aggregate, bolt-js#2509).
@@ -32,6 +33,7 @@ class SlackWebhookConfig(TargetConfig):
 
 class SlackWebhookTarget(Target):
     type_name = "slack_webhook"
+    markup = "slack"
     min_interval_s = 1.0  # the API allows about this rate per channel
     Config = SlackWebhookConfig
     config: SlackWebhookConfig

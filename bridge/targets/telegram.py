@@ -9,8 +9,9 @@ from pydantic import Field
 
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate, utf16_len
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 MAX_CHARS = 4096
 
@@ -26,6 +27,7 @@ class TelegramConfig(TargetConfig):
 
 class TelegramTarget(Target):
     type_name = "telegram"
+    markup = "html"
     Config = TelegramConfig
     config: TelegramConfig
 

@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import Field
 
 from bridge.core.secrets import Secret
+from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
-from bridge.targets.base import DeliveryResult, Notification, Target, TargetConfig
+from bridge.targets.base import Target, TargetConfig
 
 SIGNATURE_HEADER = "X-Incident-Bridge-Signature"
 PAYLOAD_VERSION = "1"

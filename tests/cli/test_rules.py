@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli.rules import main
+from bridge.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = str(ROOT / "rules")
@@ -46,7 +46,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = main(["rules", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -199,13 +199,13 @@ def test_show_masks_secrets(
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["frobnicate"])
+        main(["rules", "frobnicate"])
     assert exc.value.code == 2
 
 
 def test_module_entry_point() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.cli.rules", "check", RULES],
+        [sys.executable, "-m", "bridge", "rules", "check", RULES],
         capture_output=True,
         text=True,
         check=False,

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from bridge.core.alertmanager import Alert
-from bridge.core.incidents import AlertState, Incident, classify, plan_webhook
+from bridge.core.incidents import AlertState, Incident, alert_change, plan_webhook
 from bridge.core.policy import Decision
 
 S = 1_000_000_000
@@ -71,7 +71,7 @@ def known(fp: str, status: str = "firing", starts: int = T, ends: int | None = N
     ],
 )
 def test_classify(name: str, before: AlertState | None, incoming: Alert, expected: str) -> None:
-    assert classify(before, incoming) == expected, name
+    assert alert_change(before, incoming) == expected, name
 
 
 DECISION = Decision(key="k", severity="sev2", title="High error rate", fingerprints=("a", "b"))

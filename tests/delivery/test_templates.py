@@ -8,15 +8,12 @@ import pytest
 
 from bridge.delivery.templates import (
     SAMPLE_INCIDENT,
-    TARGET_MARKUP,
     Renderer,
     TemplateError,
     context,
     default_templates_dir,
-    render_all,
-    render_preview,
 )
-from bridge.targets import EVENTS, REGISTRY
+from bridge.targets import EVENTS, REGISTRY, render_all, render_preview
 
 
 def write(base: Path, name: str, text: str) -> Path:
@@ -27,7 +24,8 @@ def write(base: Path, name: str, text: str) -> Path:
 
 
 def render(renderer: Renderer, target: str = "slack", event: str = "opened", **inc: object) -> str:
-    return renderer.render(target, event, context({**SAMPLE_INCIDENT, **inc}, event)).body
+    ctx = context({**SAMPLE_INCIDENT, **inc}, event)
+    return renderer.render(target, event, ctx, markup=REGISTRY[target].markup).body
 
 
 def test_shipped_templates_render_for_every_target_and_event() -> None:
@@ -35,7 +33,6 @@ def test_shipped_templates_render_for_every_target_and_event() -> None:
 
 
 def test_every_registered_target_has_templates() -> None:
-    assert set(TARGET_MARKUP) == set(REGISTRY)
     for t in REGISTRY:
         assert (default_templates_dir() / t / "default.j2").is_file()
 
@@ -88,7 +85,7 @@ def test_sandbox_blocks_internals(tmp_path: Path) -> None:
 
 def test_missing_template(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="no such template"):
-        Renderer(default_dir=tmp_path).render("slack", "opened", {})
+        Renderer(default_dir=tmp_path).render("slack", "opened", {}, markup="slack")
 
 
 @pytest.mark.parametrize(
@@ -102,7 +99,8 @@ def test_missing_template(tmp_path: Path) -> None:
 )
 def test_join_and_values_escape_for_the_target(tmp_path: Path, target: str, expected: str) -> None:
     write(tmp_path, f"{target}/default.j2", "{{ items|join(', ') }}")
-    out = Renderer(tmp_path).render(target, "opened", {"items": ["a <b> & c", "x"]}).body
+    items = {"items": ["a <b> & c", "x"]}
+    out = Renderer(tmp_path).render(target, "opened", items, markup=REGISTRY[target].markup).body
     assert out == expected
 
 
@@ -112,7 +110,7 @@ def test_macros_and_set_blocks_are_not_escaped_twice(tmp_path: Path) -> None:
         "slack/default.j2",
         "{% macro m(x) %}*{{ x }}*{% endmacro %}{% set t %}<{{ v }}>{% endset %}{{ m(v) }} {{ t }}",
     )
-    out = Renderer(tmp_path).render("slack", "opened", {"v": "a&b"}).body
+    out = Renderer(tmp_path).render("slack", "opened", {"v": "a&b"}, markup="slack").body
     assert out == "*a&amp;b* <a&amp;b>"
 
 
@@ -132,12 +130,13 @@ def test_macros_and_set_blocks_are_not_escaped_twice(tmp_path: Path) -> None:
 )
 def test_link(tmp_path: Path, target: str, url: str, expected: str) -> None:
     write(tmp_path, f"{target}/default.j2", "{{ link(url, 't<') }}")
-    assert Renderer(tmp_path).render(target, "opened", {"url": url}).body == expected
+    markup = REGISTRY[target].markup
+    assert Renderer(tmp_path).render(target, "opened", {"url": url}, markup=markup).body == expected
 
 
 def test_title_variable(tmp_path: Path) -> None:
     write(tmp_path, "email/default.j2", "{% set title %}Sub {{ x }}{% endset %}Body")
-    r = Renderer(tmp_path).render("email", "opened", {"x": "<1>"})
+    r = Renderer(tmp_path).render("email", "opened", {"x": "<1>"}, markup="text")
     assert (r.title, r.body) == ("Sub <1>", "Body")
 
 
@@ -154,7 +153,8 @@ def test_render_preview() -> None:
 @pytest.mark.parametrize("event", EVENTS)
 def test_coalesced_events_are_all_listed(event: str) -> None:
     events = [{"kind": "timeline", "text": f"step {i}"} for i in range(3)]
-    out = Renderer().render("slack", event, context(SAMPLE_INCIDENT, event, events)).body
+    ctx = context(SAMPLE_INCIDENT, event, events)
+    out = Renderer().render("slack", event, ctx, markup="slack").body
     assert all(f"step {i}" in out for i in range(3))
 
 
@@ -173,4 +173,4 @@ def test_shipped_templates_render_a_sparse_incident() -> None:
 def test_undocumented_names_are_still_errors(tmp_path: Path) -> None:
     write(tmp_path, "slack/default.j2", "{{ incident.sevrity }}")
     with pytest.raises(TemplateError, match="sevrity"):
-        Renderer(tmp_path).render("slack", "opened", context({"id": 1}, "opened"))
+        Renderer(tmp_path).render("slack", "opened", context({"id": 1}, "opened"), markup="slack")

@@ -235,7 +235,7 @@ async def test_crash_between_send_and_mark_resends_with_the_same_key(
     group = await store.write(lambda c: q.claim_group(c, row.id, 20))
     ctx = await store.read(lambda c: q.context(c, group))
     assert ctx is not None
-    from bridge.targets.base import Notification
+    from bridge.delivery.protocol import Notification
 
     # the send happens, then the process dies before marking the row
     await worker.targets["hook"].send(

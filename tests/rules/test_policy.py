@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import bridge.targets
 from bridge.core.alertmanager import parse_webhook
 from bridge.core.policy import Policy
 from bridge.rules import RulesPolicy, load_rules
@@ -125,17 +124,6 @@ def test_every_captured_webhook_evaluates_under_the_shipped_rules() -> None:
         ds = RulesPolicy(rs).evaluate(p, NOW)
         assert sum(len(d.fingerprints) for d in ds) >= len(p.alerts)
         assert all(d.key and d.title for d in ds)
-
-
-def test_target_settings_work_without_the_targets_registry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delattr(bridge.targets, "REGISTRY")
-    (tmp_path / "r.yaml").write_text(
-        "targets:\n  out: {type: console, stream: nowhere}\n  chat: {type: slack, anything: 1}\n"
-    )
-    result = load_rules([tmp_path / "r.yaml"])
-    assert len(result.errors) == 1 and "stream" in result.errors[0]
 
 
 def test_the_rule_engine_imports_no_io_machinery() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bridge.core.events import EVENTS
 from bridge.core.secrets import Secret
-from bridge.delivery.templates import TARGET_MARKUP
+from bridge.delivery.markup import MARKUPS
 from bridge.targets import REGISTRY, TargetConfig, TargetDeps, build_target
-from bridge.targets.base import EVENTS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "targets.md"
 TYPES = [
@@ -46,11 +46,11 @@ SECRET_KEYS = {
 
 def test_registry_types() -> None:
     assert sorted(REGISTRY) == sorted(TYPES)
-    assert set(TARGET_MARKUP) == set(REGISTRY)
     for name, cls in REGISTRY.items():
         assert cls.type_name == name
         assert issubclass(cls.Config, TargetConfig)
         assert cls.Config.model_config.get("extra") == "forbid"
+        assert cls.markup in MARKUPS and set(cls.extra_parts.values()) <= set(MARKUPS)
 
 
 @pytest.mark.parametrize("type_name", TYPES)

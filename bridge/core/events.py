@@ -1,0 +1,63 @@
+"""The one vocabulary of events: what the timeline records, what notifications announce, the
+tiers they go to, and the mapping from the first to the second.
+
+The state machine writes timeline events (``TimelineKind``); targets, templates and the outbox
+speak of notification events (``EventKind``). ``event_kind`` is the only translation between
+them: the planner, the templates and the messages all use it, so a change of status can never
+be one event for the planner and another for a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+# What the incident state machine (and, later, people) write on the timeline.
+TimelineKind = Literal[
+    "opened",
+    "reopened",
+    "alert_fired",
+    "alert_resolved",
+    "severity_changed",
+    "truncated_alerts",
+    "status_changed",
+    "postmortem_published",
+]
+TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
+
+# What a notification is about: the milestones, and "timeline" for everything else.
+EventKind = Literal[
+    "opened",
+    "acknowledged",
+    "severity_changed",
+    "mitigated",
+    "resolved",
+    "closed",
+    "reopened",
+    "postmortem_published",
+    "timeline",
+]
+EVENTS: tuple[EventKind, ...] = get_args(EventKind)
+
+# Notification tiers: the general incident channel, the incident's dedicated channel, and the
+# stakeholders alerted directly.
+Tier = Literal["general", "incident", "stakeholders"]
+TIERS: tuple[Tier, ...] = get_args(Tier)
+
+# A status change announces its new status; back to "triggered" is a reopen.
+_BY_STATUS: dict[str, EventKind] = {
+    "triggered": "reopened",
+    "acknowledged": "acknowledged",
+    "mitigated": "mitigated",
+    "resolved": "resolved",
+    "closed": "closed",
+}
+_SAME_NAME: dict[str, EventKind] = {e: e for e in EVENTS if e != "timeline"}
+
+
+def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:
+    """The notification event of a timeline event: a milestone keeps its name, a status change
+    names its new status (``triggered`` again is ``reopened``), the rest is ``timeline``."""
+    if kind == "status_changed":
+        return _BY_STATUS.get(str((data or {}).get("to")), "timeline")
+    return _SAME_NAME.get(kind, "timeline")

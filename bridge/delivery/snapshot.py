@@ -1,0 +1,102 @@
+"""The incident as targets and templates see it: one typed shape, built in one place.
+
+The outbox worker turns the store's incident (with its alerts) into an ``IncidentSnapshot``
+for every message; templates see it as ``incident`` after ``normalized`` filled in what a
+caller left out. docs/targets.md lists the same keys (a test compares them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NotRequired, TypedDict
+
+from bridge.core.policy import ROLES
+
+
+class AlertSnapshot(TypedDict):
+    """One alert, in Alertmanager's spelling (``startsAt``, ``generatorURL``)."""
+
+    fingerprint: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: str | None
+    endsAt: str | None
+    generatorURL: str | None
+
+
+class IncidentSnapshot(TypedDict):
+    """The incident; milestones are RFC 3339 text or None."""
+
+    id: int
+    key: str
+    title: str
+    severity: str
+    status: str
+    team: str | None
+    service: str | None
+    route: str
+    started_at: str | None
+    opened_at: str | None
+    acknowledged_at: str | None
+    mitigated_at: str | None
+    resolved_at: str | None
+    closed_at: str | None
+    url: str | None
+    roles: dict[str, list[str]]
+    alerts: list[AlertSnapshot]
+    # Known to the store, absent from samples and previews.
+    truncated_alerts: NotRequired[int]
+    previous_id: NotRequired[int | None]
+    alert_count: NotRequired[int]
+
+
+# Keys a template may always use (None or empty when unknown), in the documented order.
+INCIDENT_KEYS: tuple[str, ...] = tuple(
+    k for k in IncidentSnapshot.__annotations__ if k in IncidentSnapshot.__required_keys__
+)
+ALERT_KEYS: tuple[str, ...] = tuple(AlertSnapshot.__annotations__)
+_SCALAR_INCIDENT_KEYS = tuple(k for k in INCIDENT_KEYS if k not in ("roles", "alerts"))
+_SCALAR_ALERT_KEYS = tuple(k for k in ALERT_KEYS if k not in ("labels", "annotations"))
+
+
+def from_store(
+    incident: Mapping[str, Any], url: Callable[[int], str] | None = None
+) -> IncidentSnapshot:
+    """The snapshot of an incident as the store reads it (``bridge.store.queries``)."""
+    out: dict[str, Any] = dict(incident)
+    out["alerts"] = [
+        {
+            "fingerprint": a["fingerprint"],
+            "status": a["status"],
+            "labels": a["labels"],
+            "annotations": a["annotations"],
+            "startsAt": a["starts_at"],
+            "endsAt": a["ends_at"],
+            "generatorURL": a["generator_url"],
+        }
+        for a in incident.get("alerts", [])
+    ]
+    out.setdefault("roles", {})
+    if url is not None:
+        out["url"] = url(int(incident["id"]))
+    return out  # type: ignore[return-value]
+
+
+def normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The documented shape, whatever the caller left out: a missing optional value is None
+    (or empty), so a template's strict undefined only catches names that are not documented."""
+    out: dict[str, Any] = dict.fromkeys(_SCALAR_INCIDENT_KEYS)
+    out.update(incident)
+    roles = dict(out.get("roles") or {})
+    out["roles"] = {**{r: [] for r in ROLES}, **roles}
+    out["alerts"] = [
+        {
+            **dict.fromkeys(_SCALAR_ALERT_KEYS),
+            **a,
+            "labels": dict(a.get("labels") or {}),
+            "annotations": dict(a.get("annotations") or {}),
+        }
+        for a in (out.get("alerts") or [])
+    ]
+    return out
