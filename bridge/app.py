@@ -64,7 +64,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
-    app.router.add_route("*", "/api/{tail:.*}", errors.unmatched)  # last: the others come first
+    app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,6 +183,10 @@ async def test_api_errors_are_json_and_other_paths_are_not(client: Any) -> None:
     resp = await client.get("/nothing")
     assert resp.status == 404
     assert resp.content_type == "text/plain"
+    # A path no route's pattern matches, such as one with a newline, is still a JSON 404.
+    resp = await client.get("/api/v1/incidents/%0A%7B")
+    assert resp.status == 404
+    assert await resp.json() == {"error": "Not Found"}
 
 
 async def test_read_api_filters_and_paginates(client: Any) -> None:
@@ -289,6 +294,23 @@ async def test_store_failure_is_503(make_client: MakeClient) -> None:
     resp = await post(client, fixture_bytes("firing-group-bearer.json"))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
+
+
+async def test_api_store_failure_is_503_with_its_message(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """The database file vanished under the running service: the read API cannot open it."""
+    client = await make_client(webhook_token=Secret(TOKEN))
+    state = client.server.app[AppState.KEY]
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{state.store.path}{suffix}")
+        if path.exists():
+            path.rename(tmp_path / f"moved{suffix}")
+    for url in ("/api/v1/incidents", "/api/v1/incidents/1", "/api/v1/notifications"):
+        resp = await client.get(url)
+        assert resp.status == 503, url
+        assert resp.headers["Retry-After"] == "1"
+        assert await resp.json() == {"error": "store unavailable, retry later"}
 
 
 async def test_content_encoding(make_client: MakeClient) -> None:

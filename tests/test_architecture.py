@@ -1,0 +1,167 @@
+"""The package map of docs/architecture.md, enforced: no import cycle inside ``bridge``, and
+imports only in the directions the map allows. Imports inside functions count too (a lazy
+import is still a dependency); ``if TYPE_CHECKING:`` imports count as well."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "bridge"
+
+# Each layer and the layers it may import (besides itself). Top-level modules are layers of
+# their own. Reading down the list, a layer only uses layers named before it.
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "delivery": set(),  # the package itself: a docstring
+    "config": {"core"},
+    "logs": {"core"},
+    "metrics": {"core"},
+    "delivery.protocol": {"core"},
+    "delivery.markup": set(),
+    "delivery.classify": {"delivery.protocol"},
+    "delivery.snapshot": {"core"},
+    "delivery.templates": {"core", "delivery.markup", "delivery.snapshot"},
+    "targets": {"core", "delivery.protocol", "delivery.markup", "delivery.classify",
+                "delivery.templates"},
+    "rules": {"core", "targets"},
+    "store": {"core"},
+    "delivery.worker": {"core", "metrics", "store", "delivery.protocol", "delivery.snapshot"},
+    "runtime": {"core", "rules", "targets"},
+    "service": {"core", "config", "metrics", "runtime", "store", "targets", "delivery.worker"},
+    "http": {"core", "config", "metrics", "service", "store", "runtime"},
+    "app": {"core", "config", "metrics", "runtime", "service", "store", "targets", "http",
+            "delivery.templates", "delivery.worker"},
+    "cli": {"core", "config", "logs", "rules", "targets", "delivery.templates", "app",
+            "runtime"},
+    "__main__": {"cli"},
+}  # fmt: skip
+# The pure core imports none of these (nor anything above it, checked by ALLOWED).
+IMPURE = ("aiohttp", "sqlite3", "sqlite_utils", "jinja2", "asyncio", "tenacity")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer(module: str) -> str:
+    """``bridge.delivery.worker`` -> ``delivery.worker``; ``bridge.rules.loader`` -> ``rules``."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "bridge"
+    if parts[0] == "delivery" and len(parts) > 1:
+        return f"delivery.{parts[1]}"
+    return parts[0]
+
+
+def imports(path: Path) -> Iterator[tuple[str, int]]:
+    """Absolute module names imported by ``path`` (relative imports resolved), with lines."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module_name(path if path.name == "__init__.py" else path.parent)
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            for alias in node.names:
+                # ``from bridge.store import outbox`` imports the submodule when there is one.
+                candidate = f"{base}.{alias.name}"
+                yield (candidate if _exists(candidate) else base), node.lineno
+
+
+def _exists(module: str) -> bool:
+    rel = Path(*module.split("."))
+    return (ROOT / rel).with_suffix(".py").is_file() or (ROOT / rel / "__init__.py").is_file()
+
+
+def graph() -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        out[name] = {
+            m: line for m, line in imports(path) if m == "bridge" or m.startswith("bridge.")
+        }
+    return out
+
+
+def test_no_import_cycle_inside_bridge() -> None:
+    full = graph()
+    edges = {m: {d for d in deps if d in full and d != m} for m, deps in full.items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (cycle := visit(start)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_imports_follow_the_package_map() -> None:
+    wrong = []
+    for module, deps in graph().items():
+        src = layer(module)
+        if src == "bridge":
+            continue
+        assert src in ALLOWED, (
+            f"{module}: layer {src!r} is not on the map (tests/test_architecture.py)"
+        )
+        for dep, line in deps.items():
+            dst = layer(dep)
+            if dst in (src, "bridge"):
+                continue
+            if dst not in ALLOWED[src]:
+                wrong.append(f"{module}:{line} imports {dep} ({src} -> {dst})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_core_is_pure() -> None:
+    found = []
+    for path in sorted((PACKAGE / "core").rglob("*.py")):
+        for name, line in imports(path):
+            if name.split(".")[0] in IMPURE:
+                found.append(f"{module_name(path)}:{line} imports {name}")
+    assert not found, found
+
+
+def test_importing_the_core_loads_no_io_machinery() -> None:
+    code = (
+        "import sys, bridge.core.incidents, bridge.core.notify, bridge.core.events; "
+        f"print(sorted(m for m in {IMPURE!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
+    """The helpers see a lazy import, a relative one, and a submodule named in a from-import."""
+    src = tmp_path / "m.py"
+    src.write_text("from bridge.store import outbox\ndef f():\n    import bridge.app\n")
+    found = dict(imports(src))
+    assert "bridge.store.outbox" in found and "bridge.app" in found
+    assert (
+        layer("bridge.delivery.worker") == "delivery.worker" and layer("bridge.rules.x") == "rules"
+    )
