@@ -302,10 +302,14 @@ async def test_api_store_failure_is_503_with_its_message(
     """The database file vanished under the running service: the read API cannot open it."""
     client = await make_client(webhook_token=Secret(TOKEN))
     state = client.server.app[AppState.KEY]
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{state.store.path}{suffix}")
-        if path.exists():
-            path.rename(tmp_path / f"moved{suffix}")
+
+    def move_away() -> None:
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(f"{state.store.path}{suffix}")
+            if path.exists():
+                path.rename(tmp_path / f"moved{suffix}")
+
+    move_away()
     for url in ("/api/v1/incidents", "/api/v1/incidents/1", "/api/v1/notifications"):
         resp = await client.get(url)
         assert resp.status == 503, url
