@@ -20,8 +20,8 @@ alert of every webhook that got a 200.
 
 CPU pinning (on by default when ``taskset`` exists and there are at least 2 CPUs): the server
 gets CPU 0 and wrk CPU 1, so that the load generator does not steal the server's core and the
-figure is "what one core of server does" (DESIGN.md measures the same way). ``--no-pin`` lets
-the scheduler decide.
+figure is "what one core of server does" (the design figures in docs/performance.md are measured
+the same way). ``--no-pin`` lets the scheduler decide.
 
     .venv/bin/python bench/ingest.py                 # 3 rounds of 5 s per case
     .venv/bin/python bench/ingest.py --duration 2 --rounds 1 --ingest-only   # a quick look

@@ -1,9 +1,8 @@
 """Compact JSON text for what the store keeps (labels, annotations, event data).
 
-Every webhook stores a handful of small objects. pydantic-core's serializer, already a
-dependency, writes them about five times faster than ``json.dumps`` (0.3-0.5 µs against 2-2.5 µs
-here), which is a measurable share of the writer's time per webhook. The text is compact JSON in
-UTF-8; readers use ``json.loads`` as before.
+Every webhook stores a handful of small objects, in the writer thread. pydantic-core's
+serializer, already a dependency, writes them several times faster than ``json.dumps``
+(docs/performance.md). The text is compact JSON in UTF-8; readers use ``json.loads``.
 """
 
 from __future__ import annotations

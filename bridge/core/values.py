@@ -2,9 +2,8 @@
 
 The pure core's values (incidents, alert states, timeline events, plans, decisions) and the
 records that carry a webhook to the writer and back are immutable. A frozen dataclass enforces
-that at run time by setting every field through ``object.__setattr__``, which made building them
-nearly a tenth of the instructions the service spends on a webhook (callgrind, 1-alert webhooks:
-925,000 instructions with frozen dataclasses, 838,000 without).
+that at run time by setting every field through ``object.__setattr__``, and every webhook
+builds many of them: too costly on the hot path (docs/performance.md has the figures).
 
 ``@immutable`` keeps the guarantee where it is checked, in mypy's strict run in CI: to the type
 checker these classes are frozen dataclasses (``dataclass_transform(frozen_default=True)``), so

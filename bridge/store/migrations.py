@@ -151,8 +151,7 @@ def _indexes(db: sqlite_utils.Database) -> None:
 
     Dropped: two indexes no query reads. Their keys (a body hash, an alert fingerprint) are
     random, so each new row dirtied a random index page: with a journal of webhooks that was the
-    largest share of the bytes every commit wrote (measured with bench/ingest.py: 21 KiB of
-    writes per webhook with them, 13 KiB without the hash index alone).
+    largest share of the bytes every commit wrote (docs/performance.md).
 
     Added: the outbox in time order per target, so that finding the rows due is one short index
     walk per target however many rows wait (``outbox.due``)."""
