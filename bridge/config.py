@@ -1,13 +1,20 @@
-"""Service settings from flags and environment (flags win). The names are a public contract."""
+"""Service settings from flags and environment (flags win). The names are a public contract.
+
+Each setting is one record in ``OPTIONS``: its flag, its variable, how it is read and checked, its
+--help text and its row in docs/configuration.md all come from that record.
+``python -m bridge.config`` prints that table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from bridge.core.secrets import Secret
 
@@ -98,177 +105,298 @@ def _read_secret_file(path: str, flag: str) -> Secret:
     return Secret(value)
 
 
+# How a setting is given:
+#   text    one value; ``parse`` turns the text of the flag or the variable into the field's value
+#   number  one value; ``parse`` is int or float, and argparse already checks the flag with it
+#   switch  a flag without value; the variable turns it on with 1, true or yes
+#   secret  the flag names a file holding the secret, the variable holds the secret itself
+#   paths   a repeatable flag; the variable separates the paths with ":"
+Kind = Literal["text", "number", "switch", "secret", "paths"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One service setting. Unless its flag or variable gives a value, the ``Settings`` field keeps
+    its default (or takes ``fallback()``, for a default that depends on where the service runs)."""
+
+    name: str  # the Settings field
+    flag: str
+    env: str  # after ENV_PREFIX
+    meaning: str  # Markdown for the docs table; --help shows it as plain text
+    kind: Kind = "text"
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    # False where the variable may hold more than the flag's choices (logging knows WARN too).
+    strict: bool = True
+    minimum: int | None = None
+    default: str = ""  # the docs' default cell, when the field's default value does not say it
+    fallback: Callable[[], Any] | None = None
+
+    @property
+    def var(self) -> str:
+        return ENV_PREFIX + self.env
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        name="listen",  # one flag for two fields, host and port
+        flag="--listen",
+        env="LISTEN",
+        parse=parse_listen,
+        meaning="`HOST:PORT` to listen on (`[::1]:9096` for IPv6)",
+    ),
+    Option(
+        name="db",
+        flag="--db",
+        env="DB",
+        parse=Path,
+        default=f"`{DEFAULT_DB}`",
+        meaning="the SQLite file; its directory is created",
+    ),
+    Option(
+        name="webhook_token",
+        flag="--webhook-token-file",
+        env="WEBHOOK_TOKEN",
+        kind="secret",
+        meaning="bearer token Alertmanager must send (`http_config.authorization`); the flag "
+        "names a file holding it, the variable holds the token itself",
+    ),
+    Option(
+        name="basic_user",
+        flag="--webhook-basic-user",
+        env="WEBHOOK_BASIC_USER",
+        meaning="basic-auth user (`http_config.basic_auth`)",
+    ),
+    Option(
+        name="basic_password",
+        flag="--webhook-basic-password-file",
+        env="WEBHOOK_BASIC_PASSWORD",
+        kind="secret",
+        meaning="basic-auth password (file, or the value in the variable)",
+    ),
+    Option(
+        name="api_token",
+        flag="--api-token-file",
+        env="API_TOKEN",
+        kind="secret",
+        meaning="when set, `/api/v1/incidents*` needs `Authorization: Bearer <token>`; "
+        "otherwise the read API is open",
+    ),
+    Option(
+        name="insecure_no_auth",
+        flag="--insecure-no-auth",
+        env="INSECURE_NO_AUTH",
+        kind="switch",
+        meaning="allow a non-loopback `--listen` without any webhook credential",
+    ),
+    Option(
+        name="max_body_bytes",
+        flag="--max-body-bytes",
+        env="MAX_BODY_BYTES",
+        kind="number",
+        parse=int,
+        minimum=1024,
+        default=f"`{DEFAULT_MAX_BODY}` (8 MiB)",
+        meaning="webhook bodies above this get 413, without reading them whole",
+    ),
+    Option(
+        name="reopen_window_s",
+        flag="--reopen-window",
+        env="REOPEN_WINDOW",
+        kind="number",
+        parse=float,
+        minimum=0,
+        meaning="seconds after mitigation during which a firing alert reopens the incident "
+        "instead of opening a new one, for the built-in policy (no rule files); with rules, "
+        "each route sets `reopen_window`",
+    ),
+    Option(
+        name="log_format",
+        flag="--log-format",
+        env="LOG_FORMAT",
+        choices=("text", "json"),
+        meaning="`text` or `json`, one event per line on stderr",
+    ),
+    Option(
+        name="log_level",
+        flag="--log-level",
+        env="LOG_LEVEL",
+        choices=("debug", "info", "warning", "error"),
+        strict=False,
+        meaning="`debug`, `info`, `warning`, `error`",
+    ),
+    Option(
+        name="body_retention_s",
+        flag="--body-retention",
+        env="BODY_RETENTION",
+        kind="number",
+        parse=float,
+        default="`604800` (7 days)",
+        meaning="seconds the raw body of each accepted webhook is kept in the journal; "
+        "`0` keeps none",
+    ),
+    Option(
+        name="rules",
+        flag="--rules",
+        env="RULES",
+        kind="paths",
+        fallback=default_rules,
+        default="`./rules` if it exists, else the bundled example rules",
+        meaning="rule files or directories ([rules.md](rules.md)); with none, one incident per "
+        "Alertmanager group and every message to the console",
+    ),
+    Option(
+        name="watch_rules",
+        flag="--watch-rules",
+        env="WATCH_RULES",
+        kind="switch",
+        meaning="reload the rules when a rule file changes (checked every 2 s); SIGHUP and "
+        "`POST /-/reload` always work",
+    ),
+    Option(
+        name="templates",
+        flag="--templates",
+        env="TEMPLATES",
+        parse=Path,
+        meaning="a folder of `<target>/<event>.j2` templates that override the bundled ones "
+        "([targets.md](targets.md))",
+    ),
+    Option(
+        name="external_url",
+        flag="--external-url",
+        env="EXTERNAL_URL",
+        default="`http://<listen>`",
+        meaning="the URL people reach the service at; used for the incident links in messages",
+    ),
+    Option(
+        name="sqlite_synchronous",
+        flag="--sqlite-synchronous",
+        env="SQLITE_SYNCHRONOUS",
+        parse=str.upper,
+        choices=("NORMAL", "FULL", "EXTRA"),
+        meaning="SQLite `synchronous` mode; `FULL` survives power loss, `NORMAL` survives a "
+        "crashed process but may lose the last commits on power loss",
+    ),
+)
+
+_TRUE = ("1", "true", "yes")
+_FLAG_NOTE: dict[Kind, str] = {"paths": " (repeatable)"}
+_ENV_NOTE: dict[Kind, str] = {"switch": " (`1`/`true`/`yes`)", "paths": " (paths separated by `:`)"}
+
+
+def _dest(option: Option) -> str:
+    return option.flag.removeprefix("--").replace("-", "_")
+
+
+def _default_cell(option: Option) -> str:
+    if option.default:
+        return option.default
+    value = getattr(Settings(), option.name)
+    if value is None:
+        return "none"
+    if value is False:
+        return "off"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def _plain(markdown: str) -> str:
+    """Markdown cell text as --help shows it: links become their text, code loses its quotes."""
+    return re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", markdown).replace("`", "")
+
+
+def _help(option: Option) -> str:
+    repeatable = "repeatable; " if option.kind == "paths" else ""
+    env = f"env {option.var}{_ENV_NOTE.get(option.kind, '')}"
+    text = f"{option.meaning} [{repeatable}{env}; default {_default_cell(option)}]"
+    return _plain(text).replace("%", "%%")  # argparse formats help with %
+
+
+def options_markdown() -> str:
+    """The flag table of docs/configuration.md."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        flag = f"`{o.flag}`{_FLAG_NOTE.get(o.kind, '')}"
+        env = f"`{o.var}`{_ENV_NOTE.get(o.kind, '')}"
+        rows.append(f"| {flag} | {env} | {_default_cell(o)} | {o.meaning} |")
+    return "\n".join(rows) + "\n"
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    a = parser.add_argument
-    a("--listen", help=f"HOST:PORT to listen on (env {ENV_PREFIX}LISTEN, default {DEFAULT_LISTEN})")
-    a("--db", help=f"SQLite database file (env {ENV_PREFIX}DB, default {DEFAULT_DB})")
-    a(
-        "--webhook-token-file",
-        help=f"file holding the webhook bearer token (or env {ENV_PREFIX}WEBHOOK_TOKEN)",
-    )
-    a(
-        "--webhook-basic-user",
-        help=f"basic-auth user for webhooks (env {ENV_PREFIX}WEBHOOK_BASIC_USER)",
-    )
-    a(
-        "--webhook-basic-password-file",
-        help=f"file holding the basic-auth password (or env {ENV_PREFIX}WEBHOOK_BASIC_PASSWORD)",
-    )
-    a(
-        "--api-token-file",
-        help=f"file holding the read API bearer token (or env {ENV_PREFIX}API_TOKEN)",
-    )
-    a(
-        "--insecure-no-auth",
-        action="store_true",
-        default=None,
-        help="allow listening on a non-loopback address without webhook credentials",
-    )
-    a(
-        "--max-body-bytes",
-        type=int,
-        help=f"webhook body limit (env {ENV_PREFIX}MAX_BODY_BYTES, default 8 MiB)",
-    )
-    a(
-        "--reopen-window",
-        type=float,
-        help=f"seconds a mitigated incident reopens (env {ENV_PREFIX}REOPEN_WINDOW, default 3600)",
-    )
-    a(
-        "--log-format",
-        choices=["text", "json"],
-        help=f"log line format (env {ENV_PREFIX}LOG_FORMAT)",
-    )
-    a(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help=f"env {ENV_PREFIX}LOG_LEVEL",
-    )
-    a(
-        "--body-retention",
-        type=float,
-        help=f"seconds raw webhook bodies are kept (env {ENV_PREFIX}BODY_RETENTION, default 7 days)",
-    )
-    a(
-        "--rules",
-        action="append",
-        help=f"rule file or directory, repeatable (env {ENV_PREFIX}RULES, colon-separated; "
-        "default ./rules if it exists, else the bundled example rules)",
-    )
-    a(
-        "--templates",
-        help=f"folder of templates overriding the bundled ones (env {ENV_PREFIX}TEMPLATES)",
-    )
-    a(
-        "--external-url",
-        help=f"URL people use to reach this service, for links in messages (env {ENV_PREFIX}EXTERNAL_URL)",
-    )
-    a(
-        "--watch-rules",
-        action="store_true",
-        default=None,
-        help=f"reload the rules when their files change (env {ENV_PREFIX}WATCH_RULES)",
-    )
-    a(
-        "--sqlite-synchronous",
-        choices=["NORMAL", "FULL", "EXTRA"],
-        help=f"SQLite synchronous mode (env {ENV_PREFIX}SQLITE_SYNCHRONOUS, default FULL)",
-    )
+    for option in OPTIONS:
+        kwargs: dict[str, Any] = {"help": _help(option)}
+        if option.kind == "switch":
+            kwargs.update(action="store_true", default=None)
+        elif option.kind == "paths":
+            kwargs["action"] = "append"
+        elif option.kind == "number":
+            kwargs["type"] = option.parse
+        if option.choices:
+            kwargs["choices"] = option.choices
+        parser.add_argument(option.flag, **kwargs)
 
 
-def _number(
-    value: str | float | int | None, name: str, kind: type[float] | type[int]
-) -> float | int | None:
-    if value is None or isinstance(value, int | float):
-        return value
+def _read(option: Option, given: Any, text: str) -> Any:
+    """The value from the flag (``given``, as argparse left it), else from the variable's
+    ``text``; None when neither sets it. An empty variable sets nothing, nor does an empty
+    single-value flag."""
+    if option.kind == "switch":
+        return bool(given) or text in _TRUE
+    if option.kind == "secret":
+        if given:
+            return _read_secret_file(given, option.flag)
+        return Secret(text) if text else None
+    if option.kind == "paths":
+        paths = list(given or []) or [p for p in text.split(":") if p]
+        return tuple(Path(p) for p in paths) or None
+    if given is None:
+        given = text
+    if given == "":
+        return None
+    if not isinstance(given, str):  # a number flag argparse has parsed
+        return given
+    if option.kind == "text":  # its parser raises its own ConfigError (parse_listen)
+        return option.parse(given)
     try:
-        return kind(value)
+        return option.parse(given)
     except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
+        raise ConfigError(f"{option.flag}: {given!r} is not a number") from None
 
 
 def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings; flags win over ``INCIDENT_BRIDGE_*`` variables, which win over defaults."""
     env = os.environ if env is None else env
-
-    def pick(flag: object, name: str) -> str | None:
-        if flag is not None:
-            return str(flag)
-        return env.get(ENV_PREFIX + name) or None
-
-    host, port = parse_listen(pick(args.listen, "LISTEN") or DEFAULT_LISTEN)
-    token: Secret | None = None
-    if args.webhook_token_file:
-        token = _read_secret_file(args.webhook_token_file, "--webhook-token-file")
-    elif env.get(ENV_PREFIX + "WEBHOOK_TOKEN"):
-        token = Secret(env[ENV_PREFIX + "WEBHOOK_TOKEN"])
-    user = pick(args.webhook_basic_user, "WEBHOOK_BASIC_USER")
-    password: Secret | None = None
-    if args.webhook_basic_password_file:
-        password = _read_secret_file(
-            args.webhook_basic_password_file, "--webhook-basic-password-file"
-        )
-    elif env.get(ENV_PREFIX + "WEBHOOK_BASIC_PASSWORD"):
-        password = Secret(env[ENV_PREFIX + "WEBHOOK_BASIC_PASSWORD"])
-    if (user is None) != (password is None):
-        raise ConfigError("basic auth needs both --webhook-basic-user and a password")
-    api_token: Secret | None = None
-    if args.api_token_file:
-        api_token = _read_secret_file(args.api_token_file, "--api-token-file")
-    elif env.get(ENV_PREFIX + "API_TOKEN"):
-        api_token = Secret(env[ENV_PREFIX + "API_TOKEN"])
-    insecure = bool(args.insecure_no_auth) or env.get(ENV_PREFIX + "INSECURE_NO_AUTH", "") in (
-        "1",
-        "true",
-        "yes",
-    )
-    max_body = _number(pick(args.max_body_bytes, "MAX_BODY_BYTES"), "--max-body-bytes", int)
-    reopen = _number(pick(args.reopen_window, "REOPEN_WINDOW"), "--reopen-window", float)
-    retention = _number(pick(args.body_retention, "BODY_RETENTION"), "--body-retention", float)
-    rules_raw: list[str] = list(args.rules or [])
-    if not rules_raw and env.get(ENV_PREFIX + "RULES"):
-        rules_raw = [p for p in env[ENV_PREFIX + "RULES"].split(":") if p]
-    watch = bool(args.watch_rules) or env.get(ENV_PREFIX + "WATCH_RULES", "") in (
-        "1",
-        "true",
-        "yes",
-    )
-    templates = pick(args.templates, "TEMPLATES")
-    settings = Settings(
-        rules=tuple(Path(p) for p in rules_raw) or default_rules(),
-        templates=Path(templates) if templates else None,
-        external_url=pick(args.external_url, "EXTERNAL_URL") or "",
-        watch_rules=watch,
-        host=host,
-        port=port,
-        db=Path(pick(args.db, "DB") or DEFAULT_DB),
-        webhook_token=token,
-        basic_user=user,
-        basic_password=password,
-        api_token=api_token,
-        insecure_no_auth=insecure,
-        max_body_bytes=int(max_body) if max_body is not None else DEFAULT_MAX_BODY,
-        reopen_window_s=float(reopen) if reopen is not None else 3600.0,
-        log_format=pick(args.log_format, "LOG_FORMAT") or "text",
-        log_level=pick(args.log_level, "LOG_LEVEL") or "info",
-        body_retention_s=float(retention) if retention is not None else 7 * 86400.0,
-        sqlite_synchronous=(pick(args.sqlite_synchronous, "SQLITE_SYNCHRONOUS") or "FULL").upper(),
-    )
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = _read(option, getattr(args, _dest(option)), env.get(option.var, ""))
+        if value is None and option.fallback is not None:
+            value = option.fallback()
+        if value is not None:
+            values[option.name] = value
+    if "listen" in values:  # the one flag that sets two fields
+        values["host"], values["port"] = values.pop("listen")
+    settings = Settings(**values)
     validate(settings)
     return settings
 
 
+def _one_of(choices: tuple[str, ...]) -> str:
+    *rest, last = choices
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
 def validate(settings: Settings) -> None:
-    if settings.log_format not in ("text", "json"):
-        raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT: {settings.log_format!r} is not text or json")
-    if settings.sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
-        raise ConfigError(
-            f"{ENV_PREFIX}SQLITE_SYNCHRONOUS: {settings.sqlite_synchronous!r} is not NORMAL, FULL or EXTRA"
-        )
-    if settings.max_body_bytes < 1024:
-        raise ConfigError("--max-body-bytes: must be at least 1024")
-    if settings.reopen_window_s < 0:
-        raise ConfigError("--reopen-window: must not be negative")
+    if (settings.basic_user is None) != (settings.basic_password is None):
+        raise ConfigError("basic auth needs both --webhook-basic-user and a password")
+    for option in OPTIONS:
+        value = getattr(settings, option.name)
+        # argparse has checked the flag's choices, so a wrong value came from the variable.
+        if option.choices and option.strict and value not in option.choices:
+            raise ConfigError(f"{option.var}: {value!r} is not {_one_of(option.choices)}")
+        if option.minimum is not None and value < option.minimum:
+            limit = f"be at least {option.minimum}" if option.minimum else "not be negative"
+            raise ConfigError(f"{option.flag}: must {limit}")
     if (
         not settings.has_webhook_auth
         and not is_loopback(settings.host)
@@ -280,3 +408,7 @@ def validate(settings: Settings) -> None:
             "--webhook-token-file, or basic auth), listen on a loopback address, or pass "
             "--insecure-no-auth"
         )
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

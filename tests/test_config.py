@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -11,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import build_parser
-from bridge.config import ConfigError, Settings, settings_from
+from bridge.config import (
+    OPTIONS,
+    ConfigError,
+    Settings,
+    add_serve_arguments,
+    options_markdown,
+    settings_from,
+)
+
+ROOT = Path(__file__).parent.parent
 
 
 def settings(argv: list[str], env: dict[str, str] | None = None) -> Settings:
@@ -51,6 +61,9 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
         (["--webhook-basic-user", "am"], {}, "basic auth needs both"),
         ([], {"INCIDENT_BRIDGE_MAX_BODY_BYTES": "lots"}, "--max-body-bytes"),
         (["--max-body-bytes", "10"], {}, "at least 1024"),
+        (["--reopen-window", "-1"], {}, "--reopen-window: must not be negative"),
+        ([], {"INCIDENT_BRIDGE_LOG_FORMAT": "xml"}, "INCIDENT_BRIDGE_LOG_FORMAT: 'xml'"),
+        ([], {"INCIDENT_BRIDGE_SQLITE_SYNCHRONOUS": "off"}, "is not NORMAL, FULL or EXTRA"),
     ],
 )
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], needle: str) -> None:
@@ -73,6 +86,73 @@ def test_settings_repr_hides_secrets() -> None:
         {"INCIDENT_BRIDGE_WEBHOOK_TOKEN": "hunter2-token", "INCIDENT_BRIDGE_API_TOKEN": "api-xyz"},
     )
     assert "hunter2-token" not in repr(s) and "api-xyz" not in repr(s)
+
+
+def test_environment_values_of_each_kind() -> None:
+    s = settings(
+        [],
+        {
+            "INCIDENT_BRIDGE_INSECURE_NO_AUTH": "yes",
+            "INCIDENT_BRIDGE_WATCH_RULES": "0",
+            "INCIDENT_BRIDGE_RULES": "a::b",
+            "INCIDENT_BRIDGE_SQLITE_SYNCHRONOUS": "normal",
+            "INCIDENT_BRIDGE_MAX_BODY_BYTES": "2048",
+            "INCIDENT_BRIDGE_BODY_RETENTION": "0",
+            "INCIDENT_BRIDGE_TEMPLATES": "tpl",
+            "INCIDENT_BRIDGE_WEBHOOK_BASIC_USER": "am",
+            "INCIDENT_BRIDGE_WEBHOOK_BASIC_PASSWORD": "pw",
+            "INCIDENT_BRIDGE_LOG_LEVEL": "WARN",  # logging knows more levels than the flag offers
+        },
+    )
+    assert (s.insecure_no_auth, s.watch_rules) == (True, False)
+    assert s.rules == (Path("a"), Path("b"))
+    assert (s.sqlite_synchronous, s.max_body_bytes, s.body_retention_s) == ("NORMAL", 2048, 0)
+    assert (s.templates, s.basic_user, s.log_level) == (Path("tpl"), "am", "WARN")
+    assert s.basic_password is not None and s.basic_password.reveal() == "pw"
+
+
+def test_rules_flag_repeats_and_replaces_the_variable() -> None:
+    s = settings(["--rules", "x", "--rules", "y"], {"INCIDENT_BRIDGE_RULES": "a:b"})
+    assert s.rules == (Path("x"), Path("y"))
+
+
+def test_empty_values_mean_the_default() -> None:
+    empty = {option.var: "" for option in OPTIONS}
+    assert settings(["--listen", "", "--db", ""], empty) == settings([])
+
+
+def _table(markdown: str) -> str:
+    lines = markdown.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("| flag |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "".join(lines[start:end])
+
+
+def test_docs_table_is_generated_from_the_options() -> None:
+    # To regenerate: `.venv/bin/python -m bridge.config` prints the table (options_markdown());
+    # paste it over the table in docs/configuration.md.
+    documented = _table((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8"))
+    assert documented == options_markdown(), (
+        "docs/configuration.md's flag table differs from bridge/config.py's OPTIONS; regenerate "
+        "it with `python -m bridge.config` and paste the output over the table"
+    )
+
+
+def test_every_environment_variable_is_documented() -> None:
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(path.read_text(encoding="utf-8") for path in docs)
+    names = [option.var for option in OPTIONS]
+    assert names and all(name.startswith("INCIDENT_BRIDGE_") for name in names)
+    assert [name for name in names if name not in text] == []
+
+
+def test_every_option_is_a_flag_that_names_its_variable() -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    helps = {flag: action.help for action in parser._actions for flag in action.option_strings}
+    fields = set(Settings.__dataclass_fields__) | {"listen"}
+    for option in OPTIONS:
+        assert option.var in str(helps[option.flag]) and option.name in fields, option
 
 
 def _free_port() -> int:
