@@ -24,7 +24,7 @@ from bridge.http.errors import json_errors
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
 from bridge.service import AppState, activate, load_runtime, reload
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store, StoreError, StoreUnavailable
 from bridge.store.queries import prune_webhook_bodies
 from bridge.targets.base import TargetDeps
 
@@ -120,7 +120,12 @@ async def run(
             log.error("rules: %s", line)
         raise
     store = Store(settings.db, synchronous=settings.sqlite_synchronous)  # type: ignore[arg-type]
-    applied = store.open()
+    try:
+        applied = store.open()
+    except StoreError as exc:
+        await session.close()
+        log.error("%s", exc)
+        raise
     if applied:
         log.info("database %s migrated: %s", settings.db, ", ".join(applied))
     metrics_ = Metrics.create()

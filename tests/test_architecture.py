@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "http": {"core", "config", "metrics", "service", "store", "runtime"},
     "app": {"core", "config", "metrics", "runtime", "service", "store", "targets", "http",
             "delivery.templates", "delivery.worker"},
-    "cli": {"core", "config", "logs", "rules", "targets", "delivery.templates", "app",
+    "cli": {"core", "config", "logs", "rules", "targets", "delivery.templates", "app", "store",
             "runtime"},
     "__main__": {"cli"},
 }  # fmt: skip

@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     # The service's modules (aiohttp, the store, the worker) load only for this command.
     from bridge.app import run
     from bridge.runtime import RulesError
+    from bridge.store import StoreError
 
     try:
         asyncio.run(run(settings))
@@ -32,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
             f"incident-bridge: cannot start: {len(exc.errors)} error(s) in the rules",
             file=sys.stderr,
         )
+        return 1
+    except StoreError as exc:
+        print(f"incident-bridge: cannot start: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"incident-bridge: cannot serve on {settings.listen}: {exc}", file=sys.stderr)

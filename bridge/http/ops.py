@@ -19,6 +19,8 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
+    if state.store.fault is not None:  # damaged while serving: not ready until restored
+        return web.Response(status=503, text=f"store not ready: damaged: {state.store.fault}\n")
     try:
         await state.store.read(ready_check)
     except (StoreUnavailable, OSError) as exc:

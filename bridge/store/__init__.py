@@ -1,8 +1,17 @@
-"""The SQLite store: one writer thread (group commit), a small pool of read-only readers."""
+"""The SQLite store: one writer thread (group commit), a small pool of read-only readers.
+
+One service process per database: ``open`` takes an OS lock on a file beside the database for
+the process's life, and refuses a database that is not incident-bridge's or fails its integrity
+check, without changing it. A database error while serving (a file gone corrupt) is reported as
+``StoreUnavailable`` like a locked one, and remembered in ``fault`` for the ready check.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
@@ -13,9 +22,18 @@ from typing import Any, Literal, TypeVar
 import sqlite_utils
 
 from bridge.store.migrations import migrate
-from bridge.store.writer import Batched, StoreUnavailable, Writer
+from bridge.store.writer import Batched, StoreUnavailable, Writer, is_fault
 
-__all__ = ["Batched", "Store", "StoreUnavailable"]
+__all__ = ["Batched", "Store", "StoreError", "StoreUnavailable"]
+# Names of the tables the first migration creates; a database with other tables and no
+# migrations table belongs to something else.
+_MIGRATIONS_TABLE = "_migrations"
+
+
+class StoreError(Exception):
+    """The database cannot be used at all (in use, foreign, corrupt, unreadable); the message
+    names the file and says why. Raised by ``Store.open``, which then changed nothing."""
+
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -44,6 +62,8 @@ class Store:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._lockfile: int | None = None
+        self._read_fault: str | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -55,18 +75,100 @@ class Store:
         conn.execute("PRAGMA busy_timeout = 5000")
         return conn
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     def open(self) -> list[str]:
-        """Create the file if needed, run migrations, start the writer. Returns migrations run."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
+        """Lock, check, migrate and start the writer; returns the migrations run. Raises
+        ``StoreError`` (and leaves the database as it was) when it cannot be used."""
         try:
-            applied = migrate(sqlite_utils.Database(conn))
-        finally:
-            conn.close()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+        except OSError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc.strerror}") from None
+        try:
+            self._check()
+            conn = self._connect()
+            try:
+                applied = migrate(sqlite_utils.Database(conn))
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+        except StoreError:
+            self._release_lock()
+            raise
         self._writer = Writer(self._connect)
         self._writer.start()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
         return applied
+
+    def _take_lock(self) -> None:
+        """An exclusive lock on ``<db>.lock`` for the process's life: a second service on the
+        same database would deliver every notification twice. The file holds the owner's pid."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"the database {self.path} is in use by another incident-bridge process "
+                f"(pid {holder}, lock {self.lock_path}); one service process per database"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lockfile = fd
+
+    def _release_lock(self) -> None:
+        if self._lockfile is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lockfile, 0)
+            os.close(self._lockfile)  # closing the descriptor releases the lock
+            self._lockfile = None
+
+    def _check(self) -> None:
+        """Refuse, untouched, a database that is not ours or is damaged. Read-only: the file's
+        journal mode and tables are changed only once it has passed."""
+        if not self.path.exists():
+            return
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            try:
+                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+            except sqlite3.DatabaseError as exc:
+                if not is_fault(exc):
+                    raise
+                raise StoreError(
+                    f"the database {self.path} is damaged or not an SQLite file ({exc}); restore "
+                    "it from a backup or give --db a new file"
+                ) from None
+            if tables and _MIGRATIONS_TABLE not in tables:
+                shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreError(
+                    f"{self.path} is not an incident-bridge database (it has {shown} and no "
+                    f"{_MIGRATIONS_TABLE} table); refusing to change it. Give --db a new file"
+                )
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+        if problems != ["ok"]:
+            raise StoreError(
+                f"the database {self.path} is damaged (integrity check: {problems[0]}); restore "
+                "it from a backup or give --db a new file"
+            )
+
+    @property
+    def fault(self) -> str | None:
+        """What made the database fail while serving (a damaged file), or None."""
+        writer_fault = self._writer.fault if self._writer is not None else None
+        return writer_fault or self._read_fault
 
     @property
     def is_open(self) -> bool:
@@ -95,7 +197,9 @@ class Store:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # locked, gone, or damaged: none is the caller's
+            if is_fault(exc):
+                self._read_fault = str(exc)
             raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
@@ -110,3 +214,4 @@ class Store:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        self._release_lock()

@@ -33,7 +33,13 @@ MAX_BATCH = 512
 
 
 class StoreUnavailable(Exception):
-    """The database cannot take writes now (locked, full, read-only, closed)."""
+    """The database cannot take writes now (locked, full, read-only, closed, damaged)."""
+
+
+def is_fault(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged database ("malformed", "not a database"), as opposed to a passing condition
+    such as a lock, a full disk or a read-only file (``OperationalError``)."""
+    return not isinstance(exc, sqlite3.OperationalError)
 
 
 @immutable
@@ -57,6 +63,7 @@ class Writer:
         self._closed = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.fault: str | None = None  # a damaged database seen by a write
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -138,7 +145,9 @@ class Writer:
                     conn.execute("ROLLBACK")
                     return None
                 conn.execute("ROLLBACK TO w")
-                if isinstance(exc, sqlite3.OperationalError):
+                if isinstance(exc, sqlite3.DatabaseError):
+                    if is_fault(exc):
+                        self.fault = str(exc)
                     exc = StoreUnavailable(str(exc))
                 results.append((False, exc))
             if isolate:

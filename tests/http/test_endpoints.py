@@ -269,7 +269,9 @@ async def test_open_incidents_gauge_is_read_from_the_store(
     first = await make_client(webhook_token=Secret(TOKEN))
     await post(first, fixture_bytes("firing-group-bearer.json"))
     db = tmp_path / "bridge0.db"
-    # a second app on the same file, as after a restart: counters start at zero, the gauge does not
+    # the first one stops, a second app opens the same file, as after a restart: counters start
+    # at zero, the gauge does not
+    first.server.app[AppState.KEY].store.close()
     store = Store(db)
     store.open()
     try:
