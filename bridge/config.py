@@ -126,8 +126,6 @@ class Option:
     kind: Kind = "text"
     parse: Callable[[str], Any] = str
     choices: tuple[str, ...] = ()
-    # False where the variable may hold more than the flag's choices (logging knows WARN too).
-    strict: bool = True
     minimum: int | None = None
     default: str = ""  # the docs' default cell, when the field's default value does not say it
     fallback: Callable[[], Any] | None = None
@@ -222,7 +220,7 @@ OPTIONS: tuple[Option, ...] = (
         flag="--log-level",
         env="LOG_LEVEL",
         choices=("debug", "info", "warning", "error"),
-        strict=False,
+        parse=str.lower,  # the variable may say WARNING
         meaning="`debug`, `info`, `warning`, `error`",
     ),
     Option(
@@ -392,7 +390,7 @@ def validate(settings: Settings) -> None:
     for option in OPTIONS:
         value = getattr(settings, option.name)
         # argparse has checked the flag's choices, so a wrong value came from the variable.
-        if option.choices and option.strict and value not in option.choices:
+        if option.choices and value not in option.choices:
             raise ConfigError(f"{option.var}: {value!r} is not {_one_of(option.choices)}")
         if option.minimum is not None and value < option.minimum:
             limit = f"be at least {option.minimum}" if option.minimum else "not be negative"

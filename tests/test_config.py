@@ -63,6 +63,7 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
         (["--max-body-bytes", "10"], {}, "at least 1024"),
         (["--reopen-window", "-1"], {}, "--reopen-window: must not be negative"),
         ([], {"INCIDENT_BRIDGE_LOG_FORMAT": "xml"}, "INCIDENT_BRIDGE_LOG_FORMAT: 'xml'"),
+        ([], {"INCIDENT_BRIDGE_LOG_LEVEL": "verbose"}, "INCIDENT_BRIDGE_LOG_LEVEL: 'verbose'"),
         ([], {"INCIDENT_BRIDGE_SQLITE_SYNCHRONOUS": "off"}, "is not NORMAL, FULL or EXTRA"),
     ],
 )
