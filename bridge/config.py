@@ -135,6 +135,12 @@ class Option:
         return ENV_PREFIX + self.env
 
 
+def _log_level(value: str) -> str:
+    """The variable may say WARNING or WARN, as Python's logging does."""
+    value = value.lower()
+    return "warning" if value == "warn" else value
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         name="listen",  # one flag for two fields, host and port
@@ -220,7 +226,7 @@ OPTIONS: tuple[Option, ...] = (
         flag="--log-level",
         env="LOG_LEVEL",
         choices=("debug", "info", "warning", "error"),
-        parse=str.lower,  # the variable may say WARNING
+        parse=_log_level,
         meaning="`debug`, `info`, `warning`, `error`",
     ),
     Option(

@@ -102,13 +102,13 @@ def test_environment_values_of_each_kind() -> None:
             "INCIDENT_BRIDGE_TEMPLATES": "tpl",
             "INCIDENT_BRIDGE_WEBHOOK_BASIC_USER": "am",
             "INCIDENT_BRIDGE_WEBHOOK_BASIC_PASSWORD": "pw",
-            "INCIDENT_BRIDGE_LOG_LEVEL": "WARN",  # logging knows more levels than the flag offers
+            "INCIDENT_BRIDGE_LOG_LEVEL": "WARN",  # as Python's logging spells it
         },
     )
     assert (s.insecure_no_auth, s.watch_rules) == (True, False)
     assert s.rules == (Path("a"), Path("b"))
     assert (s.sqlite_synchronous, s.max_body_bytes, s.body_retention_s) == ("NORMAL", 2048, 0)
-    assert (s.templates, s.basic_user, s.log_level) == (Path("tpl"), "am", "WARN")
+    assert (s.templates, s.basic_user, s.log_level) == (Path("tpl"), "am", "warning")
     assert s.basic_password is not None and s.basic_password.reveal() == "pw"
 
 
