@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bridge.core.timeutil import parse_rfc3339
+from bridge.core.timeutil import MAX_NS, MIN_NS, parse_rfc3339
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -30,7 +30,7 @@ def fingerprint(labels: dict[str, str]) -> str:
 def _timestamp(value: Any) -> int | None:
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 string")
-    return parse_rfc3339(value)
+    return parse_rfc3339(value, clamp=True)
 
 
 Timestamp = Annotated[int | None, BeforeValidator(_timestamp)]
@@ -50,6 +50,11 @@ class Alert(_Lenient):
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""
 
+    @property
+    def time_clamped(self) -> bool:
+        """A timestamp was outside what can be kept (years 1678 to 2261) and was clamped."""
+        return self.starts_at in (MIN_NS, MAX_NS) or self.ends_at in (MIN_NS, MAX_NS)
+
     def model_post_init(self, __context: Any) -> None:
         if not self.fingerprint:
             # Some senders omit it; compute it exactly as Alertmanager does.
@@ -61,7 +66,8 @@ class WebhookPayload(_Lenient):
     # as it came, with no validator to call for every webhook; ``version`` gives it as text.
     version_raw: Any = Field(default="4", alias="version")
     group_key: str = Field(alias="groupKey")
-    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
+    # Bounded by SQLite's integers; Alertmanager never truncates more than it holds.
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0, le=2**63 - 1)
     status: Status
     receiver: str = ""
     group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")

@@ -18,6 +18,7 @@ TimelineKind = Literal[
     "reopened",
     "alert_fired",
     "alert_resolved",
+    "alert_time_clamped",
     "severity_changed",
     "truncated_alerts",
     "status_changed",

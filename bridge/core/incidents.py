@@ -203,6 +203,15 @@ def plan_webhook(
             events.append(
                 Event("alert_resolved", f"Alert resolved: {_name(alert)}", _alert_data(alert))
             )
+        if alert.time_clamped:
+            events.append(
+                Event(
+                    "alert_time_clamped",
+                    f"Alert {_name(alert)}: a time outside the years 1678-2261 was kept as the "
+                    "nearest time that can be stored",
+                    _alert_data(alert),
+                )
+            )
 
     if (
         fires

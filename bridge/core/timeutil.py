@@ -18,9 +18,9 @@ _RFC3339 = re.compile(
 )
 # Go's zero time: Alertmanager's endsAt for an alert that is still firing.
 GO_ZERO = "0001-01-01T00:00:00Z"
-# Nanoseconds since the epoch must fit SQLite's 64-bit integers.
-_MAX_NS = 2**63 - 1
-_MIN_NS = -(2**63)
+# Nanoseconds since the epoch must fit SQLite's 64-bit integers: years 1678 to 2261.
+MAX_NS = 2**63 - 1
+MIN_NS = -(2**63)
 
 
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -41,8 +41,12 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146097 + doe - 719468
 
 
-def parse_rfc3339(text: str) -> int | None:
-    """Parse RFC 3339 into ns since epoch; Go's zero time gives None ("no end")."""
+def parse_rfc3339(text: str, *, clamp: bool = False) -> int | None:
+    """Parse RFC 3339 into ns since epoch; Go's zero time gives None ("no end").
+
+    A time outside the years 1678 to 2261 is an error, or with ``clamp`` the nearest time that
+    can be kept (``MIN_NS`` or ``MAX_NS``): Alertmanager accepts such times, and an alert must
+    not be lost for them."""
     if text == GO_ZERO:  # the endsAt of every firing alert
         return None
     m = _RFC3339.match(text)
@@ -64,7 +68,9 @@ def parse_rfc3339(text: str) -> int | None:
         seconds -= offset if zone[0] == "+" else -offset
     frac = m.group(7)
     value = seconds * NS + (int(frac.ljust(9, "0")) if frac else 0)
-    if not _MIN_NS <= value <= _MAX_NS:
+    if not MIN_NS <= value <= MAX_NS:
+        if clamp:
+            return MAX_NS if value > MAX_NS else MIN_NS
         raise ValueError("timestamp out of range (years 1678 to 2261)")
     return value
 

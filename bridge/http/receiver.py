@@ -82,7 +82,17 @@ async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Respon
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
             body = await _read_limited(request, limit)
     except TimeoutError:
-        response = error_response(408, "request body not received in time")
+        # Not a 408: Alertmanager takes a 4xx as final and drops the group. The sender got
+        # past authentication, so let it retry.
+        log.warning(
+            "webhook body not received within %.0f s from %s; answered 503 so that it is sent "
+            "again",
+            BODY_READ_TIMEOUT_S,
+            request.remote,
+        )
+        response = error_response(
+            503, "request body not received in time, retry", headers={"Retry-After": "1"}
+        )
         response.force_close()
         return response
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
@@ -93,30 +103,31 @@ async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Respon
 async def receive_alerts(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     started = time.perf_counter()
-    accepted: IngestItem | bytes | web.Response | None = _refuse(request, state)
-    if accepted is None:
-        limit = state.settings.max_body_bytes
-        accepted = _buffered_body(request, limit)
+    try:
+        accepted: IngestItem | bytes | web.Response | None = _refuse(request, state)
         if accepted is None:
-            accepted = await _streamed_body(request, limit)
-        if isinstance(accepted, bytes):
-            accepted = _accept(accepted, state)
-    if isinstance(accepted, web.Response):
-        response = accepted
-    else:
-        try:
-            # The one await that waits (for the commit) is here rather than in a helper: every
-            # coroutine between the request and the writer's future is resumed once more when
-            # the future is done, for every webhook.
-            result = await state.store.write(Batched(apply_webhooks, accepted))
-        except StoreUnavailable as exc:
-            log.error("store unavailable, webhook not accepted: %s", exc)
-            response = store_unavailable().response()
-        except Exception:
-            log.exception("webhook failed")
-            response = error_response(500, "internal error")
+            limit = state.settings.max_body_bytes
+            accepted = _buffered_body(request, limit)
+            if accepted is None:
+                accepted = await _streamed_body(request, limit)
+            if isinstance(accepted, bytes):
+                accepted = _accept(accepted, state)
+        if isinstance(accepted, web.Response):
+            response = accepted
         else:
-            response = _answer(result, state)
+            try:
+                # The one await that waits (for the commit) is here rather than in a helper:
+                # every coroutine between the request and the writer's future is resumed once
+                # more when the future is done, for every webhook.
+                result = await state.store.write(Batched(apply_webhooks, accepted))
+            except StoreUnavailable as exc:
+                log.error("store unavailable, webhook not accepted: %s", exc)
+                response = store_unavailable().response()
+            else:
+                response = _answer(result, state)
+    except Exception:  # a bug: still a JSON 5xx (Alertmanager retries it), counted and logged
+        log.exception("webhook failed")
+        response = error_response(500, "internal error")
     state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
     if response.status == 200:
         state.metrics.webhook_duration.observe(time.perf_counter() - started)
