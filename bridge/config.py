@@ -155,7 +155,10 @@ OPTIONS: tuple[Option, ...] = (
         env="DB",
         parse=Path,
         default=f"`{DEFAULT_DB}`",
-        meaning="the SQLite file; its directory is created",
+        meaning=(
+            "the SQLite file; a new one is created 0600 (its directory 0700), with a `.lock` "
+            "file beside it that keeps a second service off it"
+        ),
     ),
     Option(
         name="webhook_token",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from bridge.store.migrations import migrate
 from bridge.store.writer import Batched, StoreUnavailable, Writer, is_fault
 
 __all__ = ["Batched", "Store", "StoreError", "StoreUnavailable"]
+log = logging.getLogger("bridge.store")
 # Names of the tables the first migration creates; a database with other tables and no
 # migrations table belongs to something else.
 _MIGRATIONS_TABLE = "_migrations"
@@ -83,7 +85,7 @@ class Store:
         """Lock, check, migrate and start the writer; returns the migrations run. Raises
         ``StoreError`` (and leaves the database as it was) when it cannot be used."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_private()
             self._take_lock()
         except OSError as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc.strerror}") from None
@@ -104,6 +106,24 @@ class Store:
         self._writer.start()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
         return applied
+
+    def _create_private(self) -> None:
+        """A new data directory is 0700 and a new database 0600: it holds incidents, people and
+        the raw webhook bodies. SQLite gives its -wal and -shm files the database's mode. An
+        existing directory or file keeps the mode its owner gave it (a warning says when others
+        can read the database)."""
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True)
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            if self.path.is_file() and self.path.stat().st_mode & 0o077:
+                log.warning(
+                    "the database %s can be read by other users (mode %o); chmod 600 it",
+                    self.path,
+                    self.path.stat().st_mode & 0o777,
+                )
 
     def _take_lock(self) -> None:
         """An exclusive lock on ``<db>.lock`` for the process's life: a second service on the

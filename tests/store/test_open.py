@@ -189,3 +189,16 @@ async def test_a_database_damaged_while_serving_is_503_and_not_ready(
     resp = await client.get("/-/ready")
     assert resp.status == 503
     assert "damaged" in await resp.text()
+
+
+async def test_a_new_data_directory_and_database_are_private(tmp_path: Path) -> None:
+    """Incidents, people and raw webhook bodies: readable by the service's user only."""
+    store = Store(tmp_path / "data" / "x.db")
+    store.open()
+    await store.write(lambda c: c.execute("PRAGMA user_version = 1"))  # -wal and -shm exist
+    try:
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        for name in ("x.db", "x.db-wal", "x.db-shm", "x.db.lock"):
+            assert (tmp_path / "data" / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        store.close()
