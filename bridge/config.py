@@ -353,6 +353,8 @@ def _read(option: Option, given: Any, text: str) -> Any:
     if option.kind == "secret":
         if given:
             return _read_secret_file(given, option.flag)
+        # Trimmed like the file: a Kubernetes secret often ends with a newline.
+        text = text.strip()
         return Secret(text) if text else None
     if option.kind == "paths":
         paths = list(given or []) or [p for p in text.split(":") if p]

@@ -81,6 +81,15 @@ def test_non_loopback_allowed_with_credentials_or_insecure_flag() -> None:
     assert settings(["--listen", "0.0.0.0:1", "--insecure-no-auth"]).insecure_no_auth
 
 
+def test_secrets_from_variables_are_trimmed_like_files(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    from_file = settings(["--webhook-token-file", str(token)]).webhook_token
+    from_env = settings([], {"INCIDENT_BRIDGE_WEBHOOK_TOKEN": "t0ken\n"}).webhook_token
+    assert from_file is not None and from_env is not None
+    assert from_env.reveal() == from_file.reveal() == "t0ken"
+
+
 def test_settings_repr_hides_secrets() -> None:
     s = settings(
         [],
