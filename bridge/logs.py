@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.core.secrets import MASK, Secret
+from bridge.core.text import escape_controls
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -66,8 +67,8 @@ class TextFormatter(logging.Formatter):
             if k not in _STANDARD and not k.startswith("_")
         ]
         line = line + (" " + " ".join(extra) if extra else "")
-        # One event per line, whatever the message held.
-        return line.replace("\n", "\\n")
+        # One event per line, whatever the message held, and nothing a terminal would obey.
+        return escape_controls(line)
 
 
 def setup(fmt: str = "text", level: str = "info", secrets: Iterable[Secret] = ()) -> None:

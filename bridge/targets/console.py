@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+from bridge.core.text import escape_controls
 from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets.base import Target, TargetConfig
 
@@ -22,8 +23,11 @@ class ConsoleTarget(Target):
     async def send(self, notification: Notification) -> DeliveryResult:
         n = notification
         rendered = self.render(n)
-        # One line, whatever the template: a multi-line body is joined with " | ".
-        text = " | ".join(line.strip() for line in rendered.body.splitlines() if line.strip())
+        # One line, whatever the template: a multi-line body is joined with " | ", and control
+        # characters from labels are shown as escapes, never sent to the terminal.
+        text = escape_controls(
+            " | ".join(line.strip() for line in rendered.body.splitlines() if line.strip())
+        )
         if self.config.format == "json":
             line = json.dumps(
                 {

@@ -28,3 +28,16 @@ async def test_console_json() -> None:
     await target.send(make_notification("opened", target="c"))
     line = json.loads(out.getvalue())
     assert line["event"] == "opened" and line["incident"] == 42 and line["target"] == "c"
+
+
+async def test_console_never_writes_control_characters() -> None:
+    """A label can hold ESC sequences (clear screen, set the terminal's title) or BEL."""
+    hostile = "web-1\x1b[2J\x1b]0;pwned\x07\x9b31m\u2028end"
+    for fmt in ("text", "json"):
+        out = io.StringIO()
+        target = REGISTRY["console"].from_settings("c", {"format": fmt}, TargetDeps(stream=out))
+        await target.send(make_notification("opened", target="c", inc=incident(title=hostile)))
+        written = out.getvalue()
+        assert written.count("\n") == 1 and written.endswith("\n")
+        assert not any(c in written for c in "\x1b\x07\x9b\u2028"), (fmt, written)
+        assert "\\x1b[2J" in written
