@@ -14,7 +14,7 @@ import functools
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
@@ -93,12 +93,13 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     text = str(value).replace("Z", "+00:00")
     if "." in text:  # drop the fraction (up to 9 digits from Alertmanager): whole seconds shown
         head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        text = head + rest[len(digits) :]
+        text = head + rest.lstrip("0123456789")
     try:
-        return datetime.fromisoformat(text).strftime(fmt)
+        when = datetime.fromisoformat(text)
     except ValueError:
         return str(value)
+    # Shown in UTC, as the format says; a time without an offset is taken as UTC.
+    return (when.astimezone(UTC) if when.tzinfo else when).strftime(fmt)
 
 
 def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:

@@ -174,3 +174,34 @@ def test_undocumented_names_are_still_errors(tmp_path: Path) -> None:
     write(tmp_path, "slack/default.j2", "{{ incident.sevrity }}")
     with pytest.raises(TemplateError, match="sevrity"):
         Renderer(tmp_path).render("slack", "opened", context({"id": 1}, "opened"), markup="slack")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-27T04:05:13.998173144Z", "2026-11-27 04:05:13 UTC"),  # as Alertmanager sends
+        ("2026-11-27T04:05:13Z", "2026-11-27 04:05:13 UTC"),
+        ("2026-11-27T06:05:13.5+02:00", "2026-11-27 04:05:13 UTC"),
+    ],
+)
+def test_time_filter_formats_alertmanager_timestamps(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    write(tmp_path, "console/default.j2", "{{ at|time }}")
+    out = Renderer(tmp_path).render("console", "opened", {"at": value}, markup="text").body
+    assert out == expected
+
+
+@pytest.mark.parametrize("target", sorted(REGISTRY))
+def test_shipped_templates_show_formatted_times_for_real_alertmanager_timestamps(
+    target: str,
+) -> None:
+    """Times as a real Alertmanager sends them (nanoseconds) never reach a message raw."""
+    alerts = [{**SAMPLE_INCIDENT["alerts"][0], "startsAt": "2026-11-27T05:40:00.123456789Z"}]
+    inc = {**SAMPLE_INCIDENT, "started_at": "2026-11-27T05:40:00.123456789Z", "alerts": alerts}
+    for event in EVENTS:
+        ctx = context(inc, event, [{"kind": event, "at": "2026-11-27T05:45:00.987654321Z"}])
+        kind = REGISTRY[target]
+        for suffix, markup in {".j2": kind.markup, **kind.extra_parts}.items():
+            out = Renderer().render(target, event, ctx, markup=markup, suffix=suffix).body
+            assert ".123456789" not in out and ".987654321" not in out, (target, event, out)
