@@ -11,6 +11,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -66,6 +67,18 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
+
+
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """How the HTTP server treats connections (tests start theirs with the same options)."""
+    return {
+        "access_log": None,
+        "handle_signals": False,
+        "shutdown_timeout": settings.shutdown_timeout_s,
+        # A body a handler did not read (unauthenticated, too large, undecodable) is not read
+        # afterwards to keep the connection open: the connection is closed instead.
+        "lingering_time": 0,
+    }
 
 
 def _rule_files_mtimes(paths: tuple[Path, ...]) -> dict[str, float]:
@@ -147,9 +160,7 @@ async def run(
     )
     activate(state, runtime)
     app = create_app(state, deps)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s
-    )
+    runner = web.AppRunner(app, **runner_options(settings))
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -71,6 +71,34 @@ class TextFormatter(logging.Formatter):
         return escape_controls(line)
 
 
+class ClientErrorFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (malformed HTTP, a body in an encoding it cannot
+    decode) as an ERROR with a traceback, before any handler runs and so before credentials are
+    checked: anyone could fill the log. It is the client's error: one DEBUG line, no traceback."""
+
+    def __init__(self, client_error: type[Exception]) -> None:
+        super().__init__()
+        self.client_error = client_error  # aiohttp's HttpProcessingError
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, self.client_error) and 400 <= (getattr(exc, "code", 0) or 0) < 500:
+            record.msg, record.args = f"client error: {exc}", None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install ``ClientErrorFilter`` on aiohttp's server logger (once; aiohttp is imported
+    here, so that the offline commands that log do not load it)."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorFilter) for f in server_log.filters):
+        server_log.addFilter(ClientErrorFilter(HttpProcessingError))
+
+
 def setup(fmt: str = "text", level: str = "info", secrets: Iterable[Secret] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -81,3 +109,4 @@ def setup(fmt: str = "text", level: str = "info", secrets: Iterable[Secret] = ()
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    quiet_client_errors()

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app
+from bridge.app import create_app, runner_options
 from bridge.config import Settings
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
@@ -79,7 +79,9 @@ async def make_client(
             runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
             clock=clock,
         )
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(state))
+        server = TestServer(create_app(state))
+        await server.start_server(**runner_options(settings))
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     yield make

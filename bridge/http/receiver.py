@@ -144,9 +144,13 @@ def _refuse(request: web.Request, state: AppState) -> web.Response | None:
         basic_password=settings.basic_password,
     ):
         challenge = auth.challenge("incident-bridge", basic=settings.webhook_token is None)
-        return error_response(
+        response = error_response(
             401, "missing or wrong credentials", headers={"WWW-Authenticate": challenge}
         )
+        # Nothing of an unauthenticated body is read, not even to keep the connection open
+        # (app.runner_options): it may be undecodable, and it is not ours to spend time on.
+        response.force_close()
+        return response
     return None
 
 
