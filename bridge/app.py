@@ -24,7 +24,15 @@ from bridge.http import api, errors, ops, receiver
 from bridge.http.errors import json_errors
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
-from bridge.service import AppState, activate, load_runtime, reload
+from bridge.service import (
+    ApiAccess,
+    AppState,
+    activate,
+    api_access,
+    ensure_api_token,
+    load_runtime,
+    reload,
+)
 from bridge.store import Store, StoreError, StoreUnavailable
 from bridge.store.queries import prune_webhook_bodies
 from bridge.targets.base import TargetDeps
@@ -67,6 +75,17 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
+
+
+def describe_access(api: ApiAccess) -> str:
+    """What the start-up log says of the API's doors."""
+    reads = (
+        "API reads are open to anyone who can connect"
+        if api.open_reads
+        else "API reads need a token"
+    )
+    where = f"the token in {api.token_file}" if api.token_file else "the configured API token"
+    return f"{reads}; changes (reload, retry) need {where}; /metrics and /-/* are open"
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
@@ -157,6 +176,7 @@ async def run(
         clock=clock,
         worker=worker,
         deps=deps,
+        api=api_access(settings, ensure_api_token(settings)),
     )
     activate(state, runtime)
     app = create_app(state, deps)
@@ -185,6 +205,7 @@ async def run(
             ", ".join(str(p) for p in settings.rules) or "built-in",
             "on" if settings.has_webhook_auth else "off",
         )
+        log.info("%s", describe_access(state.api))
         worker.start()
         tune_gc()
         if settings.body_retention_s > 0:

@@ -37,7 +37,9 @@ class Settings:
     basic_user: str | None = None
     basic_password: Secret | None = None
     api_token: Secret | None = None
+    api_read_token: Secret | None = None
     insecure_no_auth: bool = False
+    insecure_open_read_api: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY
     reopen_window_s: float = 3600.0
     log_format: str = "text"
@@ -76,6 +78,11 @@ def default_rules() -> tuple[Path, ...]:
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def api_token_path(db: Path) -> Path:
+    """Where the service on ``db`` keeps the API token it generated (no token configured)."""
+    return db.with_name(db.name + ".api-token")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -186,8 +193,19 @@ OPTIONS: tuple[Option, ...] = (
         flag="--api-token-file",
         env="API_TOKEN",
         kind="secret",
-        meaning="when set, `/api/v1/incidents*` needs `Authorization: Bearer <token>`; "
-        "otherwise the read API is open",
+        meaning=(
+            "the API token: reads and writes (`Authorization: Bearer <token>`). Without one, a "
+            "token is generated at first start into `<db>.api-token` (0600), which the CLI uses "
+            "on this machine; see [Authentication](#authentication)"
+        ),
+    ),
+    Option(
+        name="api_read_token",
+        flag="--api-read-token-file",
+        env="API_READ_TOKEN",
+        kind="secret",
+        meaning="a token that can only read the API (incidents, notifications, rules), for "
+        "dashboards and people who look but do not act",
     ),
     Option(
         name="insecure_no_auth",
@@ -195,6 +213,14 @@ OPTIONS: tuple[Option, ...] = (
         env="INSECURE_NO_AUTH",
         kind="switch",
         meaning="allow a non-loopback `--listen` without any webhook credential",
+    ),
+    Option(
+        name="insecure_open_read_api",
+        flag="--insecure-open-read-api",
+        env="INSECURE_OPEN_READ_API",
+        kind="switch",
+        meaning="let anyone who can reach a non-loopback `--listen` read the API without a "
+        "token (incidents, people's names and handles, the rules); writes still need the token",
     ),
     Option(
         name="max_body_bytes",

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from aiohttp import web
 
-from bridge.config import Settings
+from bridge.config import Settings, api_token_path, is_loopback
+from bridge.core.secrets import Secret
 from bridge.core.timeutil import Clock
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
@@ -21,6 +25,52 @@ from bridge.store import Store
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.service")
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Who may use the API. Writes (anything that changes state) need ``write``; reads need a
+    token too unless ``open_reads``. Health, readiness and /metrics are always open."""
+
+    write: Secret | None = None  # None: nothing can be written through the API
+    read: tuple[Secret, ...] = ()
+    open_reads: bool = True
+    token_file: Path | None = None  # where a generated write token is kept
+
+
+def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess:
+    """Reads are open only on a loopback listener with no token configured, or when the
+    operator says so (``--insecure-open-read-api``)."""
+    configured = settings.api_token is not None or settings.api_read_token is not None
+    open_reads = settings.insecure_open_read_api or (is_loopback(settings.host) and not configured)
+    read = tuple(t for t in (settings.api_read_token,) if t is not None)
+    write = settings.api_token or generated
+    return ApiAccess(
+        write=write,
+        read=read,
+        open_reads=open_reads,
+        token_file=api_token_path(settings.db) if settings.api_token is None else None,
+    )
+
+
+def ensure_api_token(settings: Settings) -> Secret | None:
+    """The generated write token when none is configured: read from ``<db>.api-token``, or
+    made (32 random bytes) and written there readable by its owner only."""
+    if settings.api_token is not None:
+        return None
+    path = api_token_path(settings.db)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = ""
+    if not text:
+        text = secrets.token_urlsafe(32)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text + "\n")
+        log.info("API token generated in %s (readable by this user only)", path)
+    return Secret(text)
 
 
 @dataclass
@@ -35,6 +85,7 @@ class AppState:
     worker: OutboxWorker | None = None
     # what the targets of a reloaded runtime get injected (HTTP session, renderer)
     deps: TargetDeps = field(default_factory=TargetDeps)
+    api: ApiAccess = field(default_factory=ApiAccess)
 
 
 AppState.KEY = web.AppKey("state", AppState)

@@ -10,9 +10,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app, runner_options
 from bridge.config import Settings
+from bridge.core.secrets import Secret
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
-from bridge.service import AppState
+from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
 
@@ -58,6 +59,9 @@ def store(tmp_path: Path) -> Any:
 
 
 MakeClient = Callable[..., Any]
+# The write token a test service has when its settings configure none (``serve`` generates one).
+GENERATED_API_TOKEN = "generated-api-token"
+WRITE = {"Authorization": f"Bearer {GENERATED_API_TOKEN}"}
 
 
 @pytest.fixture
@@ -78,6 +82,8 @@ async def make_client(
             metrics=Metrics.create(),
             runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
             clock=clock,
+            # as `serve` does: without a configured token, one is generated for writes
+            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
         )
         server = TestServer(create_app(state))
         await server.start_server(**runner_options(settings))

@@ -10,11 +10,12 @@ from typing import Any
 
 from bridge.app import create_app
 from bridge.config import Settings
+from bridge.core.secrets import Secret
 from bridge.metrics import Metrics
-from bridge.service import AppState, activate, load_runtime
+from bridge.service import AppState, activate, api_access, load_runtime
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from tests.conftest import fixture_body
+from tests.conftest import GENERATED_API_TOKEN, WRITE, fixture_body
 from tests.integration.procs import Bridge, wait_for
 
 RULES_A = """\
@@ -39,6 +40,7 @@ async def make(aiohttp_client: Any, tmp_path: Path, rules: Path) -> tuple[Any, A
         store=store,
         metrics=Metrics.create(),
         runtime=load_runtime(settings, deps),
+        api=api_access(settings, Secret(GENERATED_API_TOKEN)),
     )
     activate(state, state.runtime)
     app = create_app(state, deps)
@@ -59,7 +61,7 @@ async def test_reload_swaps_and_keeps_old_rules_when_invalid(
     before = (await (await client.get("/api/v1/rules")).json())["config_hash"]
 
     rules.write_text(BROKEN)
-    resp = await client.post("/-/reload")
+    resp = await client.post("/-/reload", headers=WRITE)
     assert resp.status == 422
     body = await resp.json()
     assert body["status"] == "error"
@@ -77,7 +79,7 @@ async def test_reload_swaps_and_keeps_old_rules_when_invalid(
     assert (incident["route"], incident["severity"]) == ("root-a", "sev1")
 
     rules.write_text(RULES_B)
-    resp = await client.post("/-/reload")
+    resp = await client.post("/-/reload", headers=WRITE)
     assert resp.status == 200
     after = (await resp.json())["config_hash"]
     assert after != before
@@ -100,7 +102,7 @@ async def test_webhooks_during_reloads_see_old_or_new_rules_never_a_mix(
         n = 0
         while not stop.is_set():
             rules.write_text(RULES_B if n % 2 == 0 else RULES_A)
-            assert (await client.post("/-/reload")).status == 200
+            assert (await client.post("/-/reload", headers=WRITE)).status == 200
             n += 1
             await asyncio.sleep(0)
         return n

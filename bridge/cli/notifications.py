@@ -7,10 +7,12 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from bridge.config import DEFAULT_LISTEN, ENV_PREFIX
+from bridge.config import DEFAULT_DB, DEFAULT_LISTEN, ENV_PREFIX, api_token_path, is_loopback
 
 
 def _base_url(args: argparse.Namespace) -> str:
@@ -23,11 +25,32 @@ def _base_url(args: argparse.Namespace) -> str:
     return f"http://{listen}"
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token-file``, else ``INCIDENT_BRIDGE_API_TOKEN``, else, for a service on this
+    machine, the token it generated beside its database (``--db``, ``INCIDENT_BRIDGE_DB``)."""
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise SystemExit(f"incident-bridge: --token-file: {exc.strerror}") from None
+    token = os.environ.get(ENV_PREFIX + "API_TOKEN", "").strip()
+    if token:
+        return token
+    host = urllib.parse.urlsplit(_base_url(args)).hostname or ""
+    if not is_loopback(host):
+        return None
+    db = Path(args.db or os.environ.get(ENV_PREFIX + "DB") or DEFAULT_DB)
+    try:
+        return api_token_path(db).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _call(args: argparse.Namespace, method: str, path: str) -> tuple[int, Any]:
     request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in _base_url
         _base_url(args) + path, method=method, data=b"" if method == "POST" else None
     )
-    token = os.environ.get(ENV_PREFIX + "API_TOKEN")
+    token = _token(args)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -85,6 +108,16 @@ def register(commands: Any) -> None:
     sub = notes.add_subparsers(dest="notifications_command", metavar="COMMAND", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"the service's URL (default http://${ENV_PREFIX}LISTEN)")
+    common.add_argument(
+        "--token-file",
+        help=f"file holding the API token (default ${ENV_PREFIX}API_TOKEN, else for a URL on "
+        "this machine the token the service generated beside its database)",
+    )
+    common.add_argument(
+        "--db",
+        help=f"the service's database, to find its generated token (default ${ENV_PREFIX}DB "
+        "or ./data/incident-bridge.db)",
+    )
     listing = sub.add_parser("list", parents=[common], help="notifications, newest first")
     listing.add_argument("--state", choices=["pending", "delivered", "dead"])
     listing.add_argument("--limit", type=int, default=50)

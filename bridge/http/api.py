@@ -22,16 +22,6 @@ def _bad(field: str, message: str) -> HTTPError:
     return HTTPError(400, message, field=field)
 
 
-def authorize(request: web.Request, state: AppState) -> None:
-    token = state.settings.api_token
-    if token is not None and not auth.check(request.headers.get("Authorization"), token=token):
-        raise HTTPError(
-            401,
-            "missing or wrong API token",
-            headers={"WWW-Authenticate": auth.challenge("incident-bridge-api", basic=False)},
-        )
-
-
 def _multi(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[str]:
     values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
     for value in values:
@@ -55,7 +45,7 @@ def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int)
 
 async def incidents(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api)
     statuses = _multi(request, "status", STATUSES)
     severities = _multi(request, "severity", SEVERITIES)
     limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
@@ -95,7 +85,7 @@ def _path_id(request: web.Request, what: str) -> int:
 
 async def incident(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api)
     incident_id = _path_id(request, "incident")
     try:
         found = await state.store.read(lambda conn: get_incident(conn, incident_id))
@@ -108,7 +98,7 @@ async def incident(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api)
     wanted = _multi(request, "state", outbox.STATES)
     if len(wanted) > 1:
         raise _bad("state", "give one state")
@@ -130,7 +120,7 @@ async def notifications(request: web.Request) -> web.Response:
 
 async def retry_notification(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api, write=True)
     row_id = _path_id(request, "notification")
     try:
         done = await state.store.write(

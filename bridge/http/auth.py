@@ -1,4 +1,4 @@
-"""Request authentication: Bearer and Basic, compared in constant time."""
+"""Request authentication: Bearer and Basic, compared in constant time; the API's scopes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import base64
 import binascii
 import hmac
 
+from aiohttp import web
+
 from bridge.core.secrets import Secret
+from bridge.http.errors import HTTPError
+from bridge.service import ApiAccess
 
 
 def check(
@@ -39,3 +43,23 @@ def check(
 
 def challenge(realm: str, *, basic: bool) -> str:
     return f'Basic realm="{realm}"' if basic else f'Bearer realm="{realm}"'
+
+
+def authorize(request: web.Request, access: ApiAccess, *, write: bool = False) -> None:
+    """Raise 401 (no or a wrong token) or 403 (a read-only token for a write) unless the
+    request may read, or with ``write`` change, what the API holds."""
+    header = request.headers.get("Authorization")
+    if not write and access.open_reads:
+        return
+    if access.write is not None and check(header, token=access.write):
+        return
+    readers = any(check(header, token=t) for t in access.read)
+    if readers and not write:
+        return
+    if readers:
+        raise HTTPError(403, "this token can only read; changes need the API token")
+    raise HTTPError(
+        401,
+        "missing or wrong API token",
+        headers={"WWW-Authenticate": challenge("incident-bridge-api", basic=False)},
+    )

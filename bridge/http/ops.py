@@ -7,7 +7,7 @@ import contextlib
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.http.api import authorize
+from bridge.http import auth
 from bridge.service import AppState, reload
 from bridge.store import StoreUnavailable, outbox
 from bridge.store.queries import open_incident_counts, ready_check
@@ -44,7 +44,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def reload_rules(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api, write=True)
     errors = await reload(state)
     if errors:
         return web.json_response({"status": "error", "errors": errors}, status=422)
@@ -53,7 +53,7 @@ async def reload_rules(request: web.Request) -> web.Response:
 
 async def rules(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    authorize(request, state)
+    auth.authorize(request, state.api)
     runtime = state.runtime
     return web.json_response(
         {"config_hash": runtime.config_hash, "files": list(runtime.files), "rules": runtime.shown}

@@ -66,8 +66,10 @@ def test_notifications_commands_against_a_running_service(tmp_path: Path) -> Non
         assert bridge.post_webhook(fixture_body("ha-pair-single-delivery.json")).status == 200
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            # The token the service generated is found beside its database (--db).
+            cmd = [sys.executable, "-m", "bridge", "notifications", *args, "--url", bridge.url]
             return subprocess.run(
-                [sys.executable, "-m", "bridge", "notifications", *args, "--url", bridge.url],
+                [*cmd, "--db", str(bridge.db)],
                 capture_output=True,
                 text=True,
                 timeout=30,

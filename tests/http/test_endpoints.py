@@ -16,7 +16,7 @@ from bridge.runtime import builtin_runtime
 from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from tests.conftest import FIXTURES, MakeClient, fixture_body, fixture_bytes
+from tests.conftest import FIXTURES, WRITE, MakeClient, fixture_body, fixture_bytes
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -349,10 +349,11 @@ async def test_notifications_api(client: Any) -> None:
     ] == []
     assert (await client.get("/api/v1/notifications?state=lost")).status == 400
     assert (await client.get("/api/v1/notifications?state=dead,pending")).status == 400
-    conflict = await client.post(f"/api/v1/notifications/{row['id']}/retry")
+    assert (await client.post(f"/api/v1/notifications/{row['id']}/retry")).status == 401
+    conflict = await client.post(f"/api/v1/notifications/{row['id']}/retry", headers=WRITE)
     assert conflict.status == 409  # only dead ones can be retried
-    assert (await client.post("/api/v1/notifications/999/retry")).status == 404
-    assert (await client.post("/api/v1/notifications/x/retry")).status == 404
+    assert (await client.post("/api/v1/notifications/999/retry", headers=WRITE)).status == 404
+    assert (await client.post("/api/v1/notifications/x/retry", headers=WRITE)).status == 404
 
 
 async def test_a_body_that_never_arrives_is_503_to_retry(
