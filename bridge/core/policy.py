@@ -55,6 +55,9 @@ class Decision:
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # follow-up, postmortem and status-update policies as plain data for later stages
     policies: Mapping[str, Any] = field(default_factory=dict)
+    # what could not be rendered (a template that raised), one short line each, e.g.
+    # "title: ZeroDivisionError: division by zero"; the decision used its fallback instead
+    render_errors: tuple[str, ...] = ()
 
 
 class Policy(Protocol):

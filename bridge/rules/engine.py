@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import UndefinedError
 
 from bridge.core.alertmanager import Alert, WebhookPayload
 from bridge.core.policy import ROLES, Decision, Severity, severity_rank
 from bridge.rules.matchers import format_labels, matches_all
 from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import holder
+
+RENDER_ERROR_MAX = 200  # characters of one render error (Decision.render_errors)
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
@@ -154,11 +156,12 @@ class RulesPolicy:
             policies = {**self._policies(route, severity), "role_handles": handles}
         else:
             roles, policies = {}, self._policies(route, severity)
+        render_errors: tuple[str, ...] = ()
         if route.title_template is not None:
             context = _title_context(
                 route, labels, annotations, alerts, payload, severity, team, service
             )
-            title = _title(route, labels, annotations, key, context)
+            title, render_errors = _title(route, labels, annotations, key, context)
         else:
             title = annotations.get("summary") or labels.get("alertname") or key
         return Decision(
@@ -173,6 +176,7 @@ class RulesPolicy:
             tiers=s.tiers,
             roles=roles,
             policies=policies,
+            render_errors=render_errors,
         )
 
 
@@ -212,12 +216,34 @@ def _title(
     annotations: Mapping[str, str],
     key: str,
     context: Callable[[], Mapping[str, Any]],
-) -> str:
+) -> tuple[str, tuple[str, ...]]:
+    """The rendered title, or the fallback (summary annotation, alertname, key) and why.
+
+    A missing label is the documented fallback, not an error. Anything else the template
+    raises for these labels (a division by zero, ``.format`` of a string with ``:.1f``, an
+    encoding error, a sandbox refusal...) also falls back, and is returned as a render error:
+    evaluation never fails for a valid webhook (Alertmanager drops a group answered 4xx).
+    """
+    errors: tuple[str, ...] = ()
     if route.title_template is not None:
         try:
             text = " ".join(route.title_template.render(context()).split())
             if text:
-                return text
-        except TemplateError:
+                return text, errors
+        except UndefinedError:
             pass  # a label the template needs is missing: fall back below
-    return annotations.get("summary") or labels.get("alertname") or key
+        except Exception as exc:  # any exception type: the template is the rule author's code
+            errors = (render_error("title", exc),)
+    return annotations.get("summary") or labels.get("alertname") or key, errors
+
+
+def render_error(what: str, exc: BaseException) -> str:
+    """``what: ExcType: message`` on one line, at most ``RENDER_ERROR_MAX`` characters."""
+    try:
+        detail = str(exc)
+    except Exception:  # an exception whose message itself fails
+        detail = ""
+    text = " ".join(f"{what}: {type(exc).__name__}: {detail}".split())
+    if len(text) > RENDER_ERROR_MAX:
+        text = text[: RENDER_ERROR_MAX - 1] + "\u2026"
+    return text
