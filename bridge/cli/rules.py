@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,16 @@ from bridge.delivery.templates import Renderer
 from bridge.rules.engine import RulesPolicy, match_routes
 from bridge.rules.loader import load_rules
 from bridge.rules.model import Route
+from bridge.rules.samples import check_titles
 from bridge.rules.show import ruleset_dict
-from bridge.rules.testing import TestAlert, _instant, got_incident, payload_from_alerts, run_file
+from bridge.rules.testing import (
+    TestAlert,
+    _instant,
+    got_incident,
+    payload_from_alerts,
+    render_errors,
+    run_file,
+)
 from bridge.targets import render_all
 
 SUCCESS, FAILURE, LINT = 0, 1, 3
@@ -44,6 +53,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Every message template, bundled or the user's, rendered against a sample incident.
     result.errors.extend(str(e) for e in render_all(Renderer(user_dir=args.templates)))
     rs = result.ruleset
+    if rs is not None:  # every route's title against the route's own sample labels
+        result.errors.extend(check_titles(rs, time.time_ns()))
     routes, targets, rotations = rs.counts() if rs else (0, 0, 0)
     if rs is None or result.errors:
         code, status = FAILURE, "failed"
@@ -92,13 +103,18 @@ def cmd_test(args: argparse.Namespace) -> int:
             continue
         cases = []
         for r in results:
-            cases.append({"name": r.name, "ok": r.ok, "diff": r.diff, "error": r.error})
+            cases.append({
+                "name": r.name, "ok": r.ok, "diff": r.diff, "error": r.error,
+                "render_errors": r.render_errors,
+            })  # fmt: skip
             if not r.ok:
                 failed = True
                 if text:
                     print(f'  FAILED: "{r.name}"', file=err)
                     for line in [r.error] if r.error else r.diff:
                         print(f"    {line}", file=err)
+                    for line in r.render_errors:
+                        print(f"    ERROR: {line}", file=err)
         report.append({"file": f, "errors": [], "cases": cases})
         if text and all(r.ok for r in results):
             print(f"  SUCCESS: {len(results)} test(s)", file=out)
@@ -146,13 +162,17 @@ def cmd_route_test(args: argparse.Namespace) -> int:
     rs = result.ruleset
     matched = [r.name for r in match_routes(rs.root, labels)]
     payload = payload_from_alerts([TestAlert(labels=labels)], None, at)
-    decisions = [
-        got_incident(d) for d in RulesPolicy(rs).evaluate(payload, int(at.timestamp()) * 10**9)
-    ]
+    evaluated = RulesPolicy(rs).evaluate(payload, int(at.timestamp()) * 10**9)
+    decisions = [got_incident(d) for d in evaluated]
+    errors = render_errors(evaluated)  # the decision fell back; the rules need fixing
     ok = args.expect is None or args.expect.split(",") == matched
     if args.output == "json":
-        _json(args, {"routes": matched, "incidents": decisions, "expected_ok": ok})
-        return SUCCESS if ok else FAILURE
+        incidents = [
+            {**d, "render_errors": list(e.render_errors)}
+            for d, e in zip(decisions, evaluated, strict=True)
+        ]
+        _json(args, {"routes": matched, "incidents": incidents, "expected_ok": ok})
+        return SUCCESS if ok and not errors else FAILURE
     out = _out(args)
     if args.tree:
         lines: list[str] = []
@@ -170,9 +190,11 @@ def cmd_route_test(args: argparse.Namespace) -> int:
             f"roles: {roles}",
             file=out,
         )
+    for e in errors:
+        print(f"ERROR: {e}", file=err)
     if not ok:
         print(f"FAILED: expected routes {args.expect}, got {','.join(matched)}", file=err)
-    return SUCCESS if ok else FAILURE
+    return SUCCESS if ok and not errors else FAILURE
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -217,7 +217,14 @@ def load_rules(
     for src in sources:
         _read_file(src, acc, diags, env, resolve_secrets)
     refs = Refs(
-        set(acc.declared_names("target")), set(acc.declared_names("rotation")), acc.templates
+        set(acc.declared_names("target")),
+        set(acc.declared_names("rotation")),
+        acc.templates,
+        {
+            name: src.where(loc)
+            for (kind, name), (src, loc) in acc.places.items()
+            if kind == "template"
+        },
     )
     if acc.root is None:
         base = sources[0] if sources else Source("<rules>", {})

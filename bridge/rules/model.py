@@ -92,6 +92,7 @@ class Route:
     where: str  # file:line:col of the route, for messages
     depth: int = 0
     title_template: Template | None = None
+    title_where: str = ""  # file:line:col of the title template's text (inherited with it)
     index: ChildIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ class Refs:
     targets: set[str]
     rotations: set[str]
     templates: Mapping[str, str]
+    template_places: Mapping[str, str] = field(default_factory=dict)  # name -> file:line:col
     used: set[tuple[str, str]] = field(default_factory=set)
     names: dict[str, str] = field(default_factory=dict)  # route name -> where
 
@@ -272,16 +273,37 @@ def build_route(
     settings = _inherit(parent, spec, refs.templates)
     own_title = root or bool({"title", "title_template"} & spec.model_fields_set)
     template = _template(raw, spec, settings.title, diags, subject) if own_title else None
+    title_where = ""
+    if template is not None:
+        if "title" in spec.model_fields_set:
+            title_where = raw.src.where((*raw.loc, "title"))
+        else:  # a named template (or the root's none): where its text is
+            named = spec.title_template or ""
+            title_where = refs.template_places.get(named) or raw.src.where(
+                (*raw.loc, "title_template")
+            )
     children = tuple(
         build_route(k, settings, refs, diags, depth=depth + 1)
         for k in [*kids, *(extra_children or [])]
     )
-    return Route(name or "?", matchers, spec.continue_, settings, children, where, depth, template)
+    return Route(
+        name or "?", matchers, spec.continue_, settings, children, where, depth, template,
+        title_where,
+    )  # fmt: skip
 
 
-def inherit_templates(route: Route, parent: Template | None = None) -> Route:
-    """Give every route the compiled title template it inherits."""
-    tpl = route.title_template or (parent if route.settings.title is not None else None)
+def inherit_templates(route: Route, parent: tuple[Template, str] | None = None) -> Route:
+    """Give every route the compiled title template it inherits (and the template's place)."""
+    if route.title_template is not None:
+        tpl, where = route.title_template, route.title_where
+    elif parent is not None and route.settings.title is not None:
+        tpl, where = parent
+    else:
+        tpl, where = None, ""
+    own = (tpl, where) if tpl is not None else None
     return replace(
-        route, title_template=tpl, children=tuple(inherit_templates(c, tpl) for c in route.children)
+        route,
+        title_template=tpl,
+        title_where=where,
+        children=tuple(inherit_templates(c, own) for c in route.children),
     )

@@ -91,6 +91,8 @@ class CaseResult:
     ok: bool
     diff: list[str] = field(default_factory=list)
     error: str | None = None
+    # templates that raised for the case's alerts: 'route "NAME": title: ExcType: message'
+    render_errors: list[str] = field(default_factory=list)
 
 
 def payload_from_alerts(
@@ -156,9 +158,16 @@ def _diff(expected: Any, got: Any) -> list[str]:
     return list(difflib.unified_diff(e, g, "expected", "got", lineterm="", n=2))
 
 
+def render_errors(decisions: list[Decision]) -> list[str]:
+    """Every decision's render errors, each naming its route."""
+    return [f'route "{d.route}": {e}' for d in decisions for e in d.render_errors]
+
+
 def run_case(
     policy: RulesPolicy, case: TestCase, default_at: datetime, base: Path
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, list[str]]:
+    """What the case expects, what the rules gave (the same fields), and the render errors
+    of the webhook's decisions (a template that raised fails the case, whatever it checks)."""
     at = case.at or default_at
     if case.payload is not None:
         payload = parse_webhook((base / case.payload).read_bytes())
@@ -172,15 +181,15 @@ def run_case(
             names.extend(r.name for r in match_routes(policy.ruleset.root, a.labels))
         expected["routes"] = case.routes
         got["routes"] = list(dict.fromkeys(names))
+    decisions = policy.evaluate(payload, int(at.timestamp()) * 10**9)
     if case.incidents is not None:
-        decisions = policy.evaluate(payload, int(at.timestamp()) * 10**9)
         want = [i.model_dump(exclude_unset=True) for i in case.incidents]
         have = [got_incident(d) for d in decisions]
         expected["incidents"] = want
         got["incidents"] = [_subset(w, h) for w, h in zip(want, have, strict=False)] + have[
             len(want) :
         ]
-    return expected, got
+    return expected, got, render_errors(decisions)
 
 
 def run_file(path: Path) -> tuple[list[CaseResult], list[str]]:
@@ -213,12 +222,13 @@ def run_file(path: Path) -> tuple[list[CaseResult], list[str]]:
     for case in spec.tests:
         name = display_name(path)
         try:
-            expected, got = run_case(policy, case, default_at, base)
+            expected, got, errors = run_case(policy, case, default_at, base)
         except (OSError, PayloadError) as exc:
             results.append(
                 CaseResult(name, case.name, False, error=f"payload {case.payload}: {exc}")
             )
             continue
-        ok = expected == got
-        results.append(CaseResult(name, case.name, ok, [] if ok else _diff(expected, got)))
+        same = expected == got
+        diff = [] if same else _diff(expected, got)
+        results.append(CaseResult(name, case.name, same and not errors, diff, None, errors))
     return results, []

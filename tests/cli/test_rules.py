@@ -212,3 +212,92 @@ def test_module_entry_point() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "SUCCESS" in proc.stdout
+
+
+RAISING_TITLE = """
+route:
+  routes:
+    - name: cpu
+      matchers: ['alertname="HighCPU"']
+      title: "CPU at {{ labels.value|float / (labels.value|float - 3) }}"
+"""
+
+RAISING_TITLE_TEST = """
+rule_files: [rules.yaml]
+at: 2026-11-27T10:00:00Z
+tests:
+  - name: the title divides by zero at 3
+    alerts: [{labels: {alertname: HighCPU, value: "3"}}]
+    routes: [cpu]
+    incidents: [{route: cpu, title: HighCPU}]
+  - name: and not at 4
+    alerts: [{labels: {alertname: HighCPU, value: "4"}}]
+    incidents: [{route: cpu, title: CPU at 4.0}]
+"""
+
+
+def test_check_renders_titles_against_sample_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = write(
+        tmp_path / "rules.yaml",
+        """
+        targets: {out: {type: console}}
+        route:
+          tiers: {general: [out]}
+          routes:
+            - name: cpu
+              matchers: ['alertname="HighCPU"', 'service=~"api|web"']
+              title: "CPU at {{ labels.value|float / 0 }}"
+        """,
+    )
+    code, _, err = run(capsys, "check", str(rules))
+    assert code == 1
+    assert (
+        f'{rules}:8:14: route "cpu": title: ZeroDivisionError: float division by zero '
+        '(labels {alertname="HighCPU", instance="host-1:9100", service="api", '
+        'severity="critical", team="sample-team", value="42"})'
+    ) in err
+    assert "FAILED: 1 error(s)" in err and "Traceback" not in err
+    code, out, _ = run(capsys, "check", "-o", "json", str(rules))
+    assert code == 1 and "ZeroDivisionError" in json.loads(out)["errors"][0]
+
+
+def test_route_test_reports_a_title_that_raises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = write(tmp_path / "rules.yaml", RAISING_TITLE)
+    code, out, err = run(
+        capsys, "route-test", "--rules", str(rules), "alertname=HighCPU", "value=3"
+    )
+    assert code == 1
+    assert out.splitlines()[0] == "cpu" and "title='HighCPU'" in out  # the fallback title
+    assert 'ERROR: route "cpu": title: ZeroDivisionError: float division by zero' in err
+    assert "Traceback" not in err
+    code, out, _ = run(capsys, "route-test", "-o", "json", "--rules", str(rules),
+                       "alertname=HighCPU", "value=3")  # fmt: skip
+    (incident,) = json.loads(out)["incidents"]
+    assert code == 1
+    assert incident["render_errors"] == ["title: ZeroDivisionError: float division by zero"]
+    code, out, err = run(
+        capsys, "route-test", "--rules", str(rules), "alertname=HighCPU", "value=4"
+    )
+    assert code == 0 and "title='CPU at 4.0'" in out and not err
+
+
+def test_rules_test_reports_a_title_that_raises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "rules.yaml", RAISING_TITLE)
+    t = write(tmp_path / "t.yaml", RAISING_TITLE_TEST)
+    code, _, err = run(capsys, "test", str(t))
+    assert code == 1
+    assert 'FAILED: "the title divides by zero at 3"' in err
+    assert 'ERROR: route "cpu": title: ZeroDivisionError: float division by zero' in err
+    assert "and not at 4" not in err and "Traceback" not in err
+    code, out, _ = run(capsys, "test", "-o", "json", str(t))
+    failed, passed = json.loads(out)["files"][0]["cases"]
+    assert code == 1 and not failed["ok"] and passed["ok"]
+    assert failed["render_errors"] == [
+        'route "cpu": title: ZeroDivisionError: float division by zero'
+    ]

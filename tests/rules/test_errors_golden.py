@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.rules import load_rules
+from bridge.rules.samples import check_titles
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = Path(__file__).parent / "bad"
@@ -68,3 +69,36 @@ def test_errors_across_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "b.yaml:5:1: root route already defined at a.yaml:5:8",
         'b.yaml:7:12: route "one": duplicate route name (first at a.yaml:5:15)',
     ]
+
+
+RENDER = Path(__file__).parent / "bad_render"
+RENDER_CASES = sorted(p.stem for p in RENDER.glob("*.yaml"))
+NOW = 1_795_000_000 * 10**9
+
+
+@pytest.mark.parametrize("case", RENDER_CASES)
+def test_title_render_errors(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules that load, but whose titles raise for their routes' sample labels: the errors
+    ``rules check`` adds, at the template's place."""
+    monkeypatch.chdir(ROOT)
+    rel = (RENDER / f"{case}.yaml").relative_to(ROOT)
+    result = load_rules([rel], env={})
+    assert result.ruleset is not None, result.errors
+    errors = check_titles(result.ruleset, NOW)
+    got = "\n".join(errors) + "\n"
+    expected_file = RENDER / f"{case}.expected"
+    if UPDATE:
+        expected_file.write_text(got)
+    assert expected_file.exists(), f"no {expected_file.name}; run with UPDATE_GOLDEN=1"
+    assert got == expected_file.read_text()
+    assert errors
+    for line in errors:
+        place = line.split(": ", 1)[0]
+        name, ln, col = place.rsplit(":", 2)
+        assert name == str(rel) and int(ln) >= 1 and int(col) >= 1, line
+
+
+def test_shipped_rules_render_for_their_sample_labels() -> None:
+    result = load_rules([ROOT / "rules"], resolve_secrets=False)
+    assert result.ruleset is not None
+    assert check_titles(result.ruleset, NOW) == []
