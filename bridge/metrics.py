@@ -31,6 +31,7 @@ class Metrics:
     rules_reload_ok: Gauge
     rules_reload_time: Gauge
     rules_hash: Gauge
+    rule_render_errors: Counter
     # label values -> child metric: ``labels()`` costs more than the increment itself
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
@@ -128,6 +129,13 @@ class Metrics:
             rules_hash=Gauge(
                 PREFIX + "rules_config_hash",
                 "Hash of the active rules (first 48 bits of their SHA-256), to tell versions apart.",
+                registry=registry,
+            ),
+            rule_render_errors=Counter(
+                PREFIX + "rule_render_errors",
+                "Webhooks whose route could not render a template for their labels (the incident "
+                "was kept with a fallback), by route.",
+                ["route"],
                 registry=registry,
             ),
         )

@@ -21,6 +21,7 @@ TimelineKind = Literal[
     "alert_time_clamped",
     "severity_changed",
     "truncated_alerts",
+    "rule_render_failed",
     "status_changed",
     "postmortem_published",
 ]

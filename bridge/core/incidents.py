@@ -252,6 +252,15 @@ def plan_webhook(
         )
         incident = replace(incident, status="mitigated", mitigated_at=now)
 
+    if decision.render_errors and events:  # with a change, so that repeats add nothing
+        events.append(
+            Event(
+                "rule_render_failed",
+                f"Route {decision.route} could not render for these alerts; a fallback was used",
+                {"route": decision.route, "errors": list(decision.render_errors)},
+            )
+        )
+
     touched = tuple([links[a.fingerprint] for a in alerts if a.fingerprint in links])
     return Plan(
         incident=incident,

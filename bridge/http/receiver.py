@@ -18,6 +18,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic_core import to_json
 
 from bridge.core.alertmanager import PayloadError, parse_webhook
+from bridge.core.policy import Decision
 from bridge.http import auth
 from bridge.http.errors import error_response, store_unavailable
 from bridge.service import AppState
@@ -167,17 +168,29 @@ def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
         metrics.child(metrics.alerts_received, alert.status).inc()
     now = state.clock()
     policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
-    try:
-        decisions = policy.evaluate(payload, now)
-    except ValueError as exc:  # e.g. a title template that cannot render these labels
-        log.warning("rules could not evaluate webhook: %s", exc)
-        return error_response(400, f"rules could not evaluate this webhook: {exc}")
+    # Never a 4xx because of the rules: a template that cannot render falls back (and says so
+    # in render_errors); anything else the rules raise is a bug, a 500 Alertmanager retries.
+    decisions = policy.evaluate(payload, now)
+    for decision in decisions:
+        if decision.render_errors:
+            _render_failed(decision, payload.group_key, state)
     return IngestItem(
         payload=payload,
         decisions=decisions,
         sha256=hashlib.sha256(body).hexdigest(),
         body=body if state.settings.body_retention_s > 0 else None,
         now=now,
+    )
+
+
+def _render_failed(decision: Decision, group_key: str, state: AppState) -> None:
+    metrics = state.metrics
+    metrics.child(metrics.rule_render_errors, decision.route).inc()
+    log.warning(
+        "route %s could not render for group %s: %s (the incident is kept with a fallback)",
+        decision.route,
+        group_key,
+        "; ".join(decision.render_errors),
     )
 
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ from bridge.core.alertmanager import WebhookPayload
 from bridge.core.policy import Decision
 from bridge.core.secrets import Secret
 from bridge.core.timeutil import MAX_NS, MIN_NS, parse_rfc3339
-from bridge.service import AppState
+from bridge.service import AppState, load_runtime
+from bridge.targets.base import TargetDeps
 from tests.conftest import MakeClient, fixture_body
 
 TOKEN = "never-refuse-token"
@@ -90,3 +93,36 @@ async def test_a_bug_is_a_json_500_and_counted(client: Any) -> None:
     assert await resp.json() == {"error": "internal error"}
     metrics = await (await client.get("/metrics")).text()
     assert 'incident_bridge_webhook_requests_total{code="500"} 1.0' in metrics
+
+
+async def test_a_title_that_cannot_render_keeps_the_group_and_says_so(
+    make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole group is stored with a fallback title; the log names route and group key, a
+    metric counts it, the timeline says it once (not again for Alertmanager's repeats)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "targets:\n  out: {type: console}\n"
+        "route:\n  name: root\n  tiers: {general: [out]}\n"
+        "  title: '{{ labels.alertname|float / 0 }}'\n"
+    )
+    client: Any = await make_client(webhook_token=Secret(TOKEN), rules=(rules,))
+    state: AppState = client.server.app[AppState.KEY]
+    state.runtime = load_runtime(state.settings, TargetDeps())
+    body = fixture_body("firing-group-bearer.json")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):  # a repeat changes nothing
+            resp = await client.post("/api/v1/alerts", data=json.dumps(body), headers=AUTH)
+            assert resp.status == 200
+    (touched,) = (await resp.json())["incidents"]
+    incident = await (await client.get(f"/api/v1/incidents/{touched['id']}")).json()
+    assert len(incident["alerts"]) == len(body["alerts"])
+    assert incident["title"] == body["commonAnnotations"]["summary"]
+    kinds = [e["kind"] for e in incident["timeline"]]
+    assert kinds.count("rule_render_failed") == 1
+    assert any(
+        "route root" in r.getMessage() and body["groupKey"] in r.getMessage()
+        for r in caplog.records
+    )
+    metrics = await (await client.get("/metrics")).text()
+    assert 'incident_bridge_rule_render_errors_total{route="root"} 2.0' in metrics
