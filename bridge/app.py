@@ -10,6 +10,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import api, errors, ops, receiver
+from bridge.http import api, errors, ops, pages, receiver
 from bridge.http.errors import json_errors
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
@@ -69,12 +70,27 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
+    app.router.add_get("/incidents/{id}", json_errors(pages.incident_page))
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
+
+
+def incident_links(settings: Settings) -> Callable[[int], str] | None:
+    """The link to an incident's page that messages carry, or None (with a warning) when the
+    service cannot know a URL people can open."""
+    base = settings.base_url
+    if base is None:
+        log.warning(
+            "messages will carry no link: %s is a wildcard address; set --external-url to the "
+            "URL people use to reach this service",
+            settings.listen,
+        )
+        return None
+    return lambda incident_id: f"{base}/incidents/{incident_id}"
 
 
 def describe_access(api: ApiAccess) -> str:
@@ -166,7 +182,7 @@ async def run(
         runtime.targets,
         metrics_,
         clock=clock,
-        incident_url=lambda i: f"{settings.base_url}/api/v1/incidents/{i}",
+        incident_url=incident_links(settings),
     )
     state = AppState(
         settings=settings,

@@ -53,9 +53,14 @@ class Settings:
     watch_rules: bool = False
 
     @property
-    def base_url(self) -> str:
-        """Where people reach this service (links in notifications)."""
-        return self.external_url.rstrip("/") or f"http://{self.listen}"
+    def base_url(self) -> str | None:
+        """Where people reach this service, for the links in messages: ``--external-url``, else
+        the listen address; None for a wildcard address (0.0.0.0, ::), which nobody can open."""
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        if self.host in ("0.0.0.0", "::", ""):
+            return None
+        return f"http://{self.listen}"
 
     @property
     def has_webhook_auth(self) -> bool:
@@ -299,7 +304,11 @@ OPTIONS: tuple[Option, ...] = (
         flag="--external-url",
         env="EXTERNAL_URL",
         default="`http://<listen>`",
-        meaning="the URL people reach the service at; used for the incident links in messages",
+        meaning=(
+            "the URL people reach the service at: messages link to `<url>/incidents/<id>`. "
+            "Without it the listen address is used, and a wildcard one (`0.0.0.0`) gives no "
+            "link at all (with a warning at start)"
+        ),
     ),
     Option(
         name="sqlite_synchronous",
