@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bridge.core.events import EVENTS
+from bridge.targets import REGISTRY
+
 
 def _template_render(args: argparse.Namespace) -> int:
     from bridge.delivery.templates import TemplateError
@@ -34,8 +37,11 @@ def register(commands: Any) -> None:
     template = commands.add_parser("template", help="preview message templates")
     tsub = template.add_subparsers(dest="template_command", metavar="COMMAND", required=True)
     render = tsub.add_parser("render", help="render TARGET's template for EVENT")
-    render.add_argument("target", help="target type, e.g. slack")
-    render.add_argument("event", help="event, e.g. opened")
+    # Choices: an unknown type or event is bad usage (exit 2, the choices listed).
+    render.add_argument(
+        "target", choices=REGISTRY, metavar="TARGET", help="target type, e.g. slack"
+    )
+    render.add_argument("event", choices=EVENTS, metavar="EVENT", help="event, e.g. opened")
     render.add_argument("--incident", help="JSON file with incident fields (defaults: a sample)")
     render.add_argument("--templates", help="folder of templates overriding the bundled ones")
     render.set_defaults(func=_template_render)

@@ -23,8 +23,10 @@ def test_template_render_previews_a_message(
     assert main(["template", "render", "slack_webhook", "opened", "--incident", str(incident)]) == 0
     out = capsys.readouterr().out
     assert "Checkout &lt;b&gt;down&lt;/b&gt;" in out  # escaped for Slack
-    assert main(["template", "render", "nosuch", "opened"]) == 1
-    assert "unknown target type" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # bad usage: exit 2, as docs/cli.md says
+        main(["template", "render", "nosuch", "opened"])
+    assert usage.value.code == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err
 
 
 def test_rules_check_renders_every_template(
