@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gc
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -93,13 +94,14 @@ def incident_links(settings: Settings) -> Callable[[int], str] | None:
     return lambda incident_id: f"{base}/incidents/{incident_id}"
 
 
-def describe_access(api: ApiAccess) -> str:
+def describe_access(api: ApiAccess, settings: Settings) -> str:
     """What the start-up log says of the API's doors."""
-    reads = (
-        "API reads are open to anyone who can connect"
-        if api.open_reads
-        else "API reads need a token"
-    )
+    if not api.open_reads:
+        reads = "API reads need a token"
+    elif settings.insecure_open_read_api:
+        reads = "API reads are open to anyone who can connect (--insecure-open-read-api)"
+    else:
+        reads = "API reads are open on this loopback address"
     where = f"the token in {api.token_file}" if api.token_file else "the configured API token"
     return f"{reads}; changes (reload, retry) need {where}; /metrics and /-/* are open"
 
@@ -113,7 +115,65 @@ def runner_options(settings: Settings) -> dict[str, Any]:
         # A body a handler did not read (unauthenticated, too large, undecodable) is not read
         # afterwards to keep the connection open: the connection is closed instead.
         "lingering_time": 0,
+        # A connection with no request in progress (a new one still sending its headers, or a
+        # kept-alive one between requests) is closed after this.
+        "keepalive_timeout": settings.idle_timeout_s,
     }
+
+
+class ConnectionLimit:
+    """At most ``limit`` open connections: one more is closed as soon as it is accepted, so
+    that the file descriptors the service needs (the database, its sends) stay free. Refusals
+    are logged at most once every ``LOG_EVERY_S``, with how many there were."""
+
+    LOG_EVERY_S = 60.0
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self.server = server
+        self.limit = limit
+        self.refused = 0
+        self._logged_at = -self.LOG_EVERY_S
+        self._accept = server.connection_made
+        server.connection_made = self.connection_made  # type: ignore[method-assign]
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self.server.connections) >= self.limit:
+            transport.abort()
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._logged_at >= self.LOG_EVERY_S:
+                self._logged_at = now
+                log.warning(
+                    "connection limit reached (--max-connections %d): %d connection(s) closed "
+                    "at once since the last report",
+                    self.limit,
+                    self.refused,
+                )
+                self.refused = 0
+            return
+        self._accept(handler, transport)
+
+
+def raise_file_limit(settings: Settings) -> None:
+    """Connections and the database each take a file descriptor: raise the soft limit as far as
+    the hard one allows, and say so when even that is too low (set LimitNOFILE)."""
+    need = settings.max_connections + 128
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < need:
+        log.warning(
+            "open files limited to %d: fewer than --max-connections %d needs (%d); raise the "
+            "limit (systemd LimitNOFILE=%d, ulimit -n) or lower --max-connections",
+            soft,
+            settings.max_connections,
+            need,
+            need,
+        )
 
 
 def _rule_files_mtimes(paths: tuple[Path, ...]) -> dict[str, float]:
@@ -196,8 +256,11 @@ async def run(
     )
     activate(state, runtime)
     app = create_app(state, deps)
+    raise_file_limit(settings)
     runner = web.AppRunner(app, **runner_options(settings))
     await runner.setup()
+    assert runner.server is not None
+    ConnectionLimit(runner.server, settings.max_connections)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,7 +284,7 @@ async def run(
             ", ".join(str(p) for p in settings.rules) or "built-in",
             "on" if settings.has_webhook_auth else "off",
         )
-        log.info("%s", describe_access(state.api))
+        log.info("%s", describe_access(state.api, settings))
         worker.start()
         tune_gc()
         if settings.body_retention_s > 0:

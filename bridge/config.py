@@ -47,6 +47,9 @@ class Settings:
     body_retention_s: float = 7 * 86400.0
     sqlite_synchronous: str = "FULL"
     shutdown_timeout_s: float = 10.0
+    max_bodies_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 1000
+    idle_timeout_s: float = 30.0
     rules: tuple[Path, ...] = ()
     templates: Path | None = None
     external_url: str = ""
@@ -236,6 +239,39 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1024,
         default=f"`{DEFAULT_MAX_BODY}` (8 MiB)",
         meaning="webhook bodies above this get 413, without reading them whole",
+    ),
+    Option(
+        name="max_bodies_bytes",
+        flag="--max-bodies-bytes",
+        env="MAX_BODIES_BYTES",
+        kind="number",
+        parse=int,
+        minimum=1024,
+        default="`67108864` (64 MiB)",
+        meaning="webhook bodies held in memory at once, all requests together; a webhook that "
+        "would go past it gets 503 with `Retry-After` (Alertmanager sends it again) without "
+        "its body being read. Must be at least `--max-body-bytes`",
+    ),
+    Option(
+        name="max_connections",
+        flag="--max-connections",
+        env="MAX_CONNECTIONS",
+        kind="number",
+        parse=int,
+        minimum=1,
+        meaning="open connections at most; one more is closed at once (logged at most once a "
+        "minute). Each takes a file descriptor: see [Limits](#limits)",
+    ),
+    Option(
+        name="idle_timeout_s",
+        flag="--idle-timeout",
+        env="IDLE_TIMEOUT",
+        kind="number",
+        parse=float,
+        minimum=1,
+        default="`30`",
+        meaning="seconds a connection may stay open without a request in progress: a new one "
+        "that has not sent its headers, or a kept-alive one between requests",
     ),
     Option(
         name="reopen_window_s",
@@ -441,6 +477,8 @@ def validate(settings: Settings) -> None:
         if option.minimum is not None and value < option.minimum:
             limit = f"be at least {option.minimum}" if option.minimum else "not be negative"
             raise ConfigError(f"{option.flag}: must {limit}")
+    if settings.max_bodies_bytes < settings.max_body_bytes:
+        raise ConfigError("--max-bodies-bytes: must be at least --max-body-bytes")
     if (
         not settings.has_webhook_auth
         and not is_loopback(settings.host)

@@ -73,6 +73,24 @@ def ensure_api_token(settings: Settings) -> Secret | None:
     return Secret(text)
 
 
+class BodyBudget:
+    """Bytes of webhook bodies the receiver holds at once, all requests together: concurrent
+    large webhooks wait for Alertmanager's retry instead of growing the process without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
 @dataclass
 class AppState:
     KEY: ClassVar[web.AppKey[AppState]]
@@ -86,6 +104,10 @@ class AppState:
     # what the targets of a reloaded runtime get injected (HTTP session, renderer)
     deps: TargetDeps = field(default_factory=TargetDeps)
     api: ApiAccess = field(default_factory=ApiAccess)
+    bodies: BodyBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bodies = BodyBudget(self.settings.max_bodies_bytes)
 
 
 AppState.KEY = web.AppKey("state", AppState)

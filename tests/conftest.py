@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app, runner_options
+from bridge.app import ConnectionLimit, create_app, runner_options
 from bridge.config import Settings
 from bridge.core.secrets import Secret
 from bridge.metrics import Metrics
@@ -87,6 +87,8 @@ async def make_client(
         )
         server = TestServer(create_app(state))
         await server.start_server(**runner_options(settings))
+        assert server.runner is not None and server.runner.server is not None
+        ConnectionLimit(server.runner.server, settings.max_connections)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 

@@ -104,15 +104,22 @@ async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Respon
 async def receive_alerts(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     started = time.perf_counter()
+    reserved = 0  # bytes of the body budget this request holds until it is answered
     try:
         accepted: IngestItem | bytes | web.Response | None = _refuse(request, state)
         if accepted is None:
             limit = state.settings.max_body_bytes
-            accepted = _buffered_body(request, limit)
-            if accepted is None:
-                accepted = await _streamed_body(request, limit)
-            if isinstance(accepted, bytes):
-                accepted = _accept(accepted, state)
+            length = request.content_length
+            reserved = limit if length is None else min(length, limit)
+            if not state.bodies.take(reserved):
+                reserved = 0
+                accepted = _busy(state)
+            else:
+                accepted = _buffered_body(request, limit)
+                if accepted is None:
+                    accepted = await _streamed_body(request, limit)
+                if isinstance(accepted, bytes):
+                    accepted = _accept(accepted, state)
         if isinstance(accepted, web.Response):
             response = accepted
         else:
@@ -129,9 +136,25 @@ async def receive_alerts(request: web.Request) -> web.Response:
     except Exception:  # a bug: still a JSON 5xx (Alertmanager retries it), counted and logged
         log.exception("webhook failed")
         response = error_response(500, "internal error")
+    finally:
+        state.bodies.give(reserved)
     state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
     if response.status == 200:
         state.metrics.webhook_duration.observe(time.perf_counter() - started)
+    return response
+
+
+def _busy(state: AppState) -> web.Response:
+    """Too many bodies held at once: Alertmanager sends this one again later."""
+    log.warning(
+        "webhook refused for now: %d bytes of bodies held already (--max-bodies-bytes %d)",
+        state.bodies.held,
+        state.bodies.limit,
+    )
+    response = error_response(
+        503, "too many webhooks in progress, retry", headers={"Retry-After": "1"}
+    )
+    response.force_close()  # its body is not read
     return response
 
 
