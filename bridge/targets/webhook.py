@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from bridge.core.secrets import Secret
+from bridge.core.events import event_kind
 from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig
@@ -71,7 +72,11 @@ class WebhookTarget(Target):
             "tier": n.tier,
             "event": n.event,
             "sequence": n.sequence,
-            "events": [dict(e) for e in n.events],
+            # each with the notification event it stands for, as the templates see it
+            "events": [
+                {**e, "event": event_kind(str(e.get("kind", "")), e.get("data"))}
+                for e in n.events
+            ],
             "truncated_alerts": max(0, len(alerts) - self.config.max_alerts),
             "incident": incident,
             "text": self.render(n).body,
