@@ -110,11 +110,32 @@ def _state(alert: Alert) -> AlertState:
     return AlertState(alert.fingerprint, alert.status, alert.starts_at, ends_at)
 
 
-def _name(alert: Alert) -> str:
+# At most this many labels tell the alerts of one group apart in their timeline lines.
+NAME_LABELS = 3
+
+
+def _telling_labels(alerts: Sequence[Alert]) -> tuple[str, ...]:
+    """The labels whose values differ among ``alerts`` (``instance`` first), at most
+    ``NAME_LABELS``: what tells one alert of a storm from another in a message."""
+    if len(alerts) < 2:
+        return ("instance",)
+    first = alerts[0].labels
+    keys = {k for a in alerts[1:] for k, v in a.labels.items() if first.get(k) != v}
+    keys |= {k for k in first if any(k not in a.labels for a in alerts[1:])}
+    keys.discard("alertname")
+    ordered = sorted(keys, key=lambda k: (k != "instance", k))
+    return tuple(ordered[:NAME_LABELS]) or ("instance",)
+
+
+def _name(alert: Alert, telling: tuple[str, ...] = ("instance",)) -> str:
     labels = alert.labels
     name = labels.get("alertname", alert.fingerprint)
-    instance = labels.get("instance")
-    return f"{name} ({instance})" if instance else name
+    shown = [(k, labels[k]) for k in telling if k in labels]
+    if not shown:
+        return name
+    if len(shown) == 1:
+        return f"{name} ({shown[0][1]})"
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in shown)})"
 
 
 def plan_webhook(
@@ -193,15 +214,23 @@ def plan_webhook(
             )
         )
 
+    telling: tuple[str, ...] | None = None  # worked out only when an alert's line is written
     for alert, change in changes:
         if change in ("same", "stale"):
             continue
         links[alert.fingerprint] = _state(alert)
         if change == "fired":
-            events.append(Event("alert_fired", f"Alert fired: {_name(alert)}", _alert_data(alert)))
+            telling = telling or _telling_labels(alerts)
+            name = _name(alert, telling)
+            events.append(Event("alert_fired", f"Alert fired: {name}", _alert_data(alert)))
         elif change == "resolved":
+            telling = telling or _telling_labels(alerts)
             events.append(
-                Event("alert_resolved", f"Alert resolved: {_name(alert)}", _alert_data(alert))
+                Event(
+                    "alert_resolved",
+                    f"Alert resolved: {_name(alert, telling)}",
+                    _alert_data(alert),
+                )
             )
         if alert.time_clamped:
             events.append(

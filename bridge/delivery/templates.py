@@ -228,6 +228,22 @@ def default_renderer() -> Renderer:
     return Renderer()
 
 
+def _collapse(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Identical lines in a row (an alert storm of look-alikes) become one, ``text (xN)`` with a
+    multiplication sign, and ``count``; the first one's time is kept."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        last = out[-1] if out else None
+        if last is not None and (last["kind"], last["base"]) == (row["kind"], row["text"]):
+            last["count"] += 1
+            last["text"] = f"{last['base']} (\N{MULTIPLICATION SIGN}{last['count']})"
+            continue
+        out.append({**row, "count": 1, "base": row["text"]})
+    for row in out:
+        del row["base"]
+    return out
+
+
 def context(
     incident: Mapping[str, Any],
     event: str,
@@ -253,6 +269,7 @@ def context(
         }
         for e in events
     ]
+    rows = _collapse(rows)
     return {
         "incident": incident,
         "event": event,

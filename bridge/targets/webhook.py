@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import Field
 
-from bridge.core.secrets import Secret
 from bridge.core.events import event_kind
+from bridge.core.secrets import Secret
 from bridge.delivery.protocol import DeliveryResult, Notification
 from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig

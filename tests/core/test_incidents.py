@@ -268,3 +268,35 @@ def test_reopen_clears_mitigated_at_and_mitigation_sets_it() -> None:
     )
     assert q.incident is not None
     assert q.incident.status == "mitigated" and q.incident.mitigated_at == T + 71 * S
+
+
+def _storm(labels: list[dict[str, str]]) -> list[str]:
+    alerts = [
+        Alert.model_validate(
+            {"status": "firing", "labels": {"alertname": "StormErrors", **extra},
+             "startsAt": "2026-11-27T04:06:40Z"}
+        )
+        for extra in labels
+    ]  # fmt: skip
+    plan = plan_webhook(
+        decision=Decision(key="k", severity="sev2", title="t", fingerprints=()),
+        alerts=alerts,
+        truncated=0,
+        current=None,
+        current_links={},
+        known={},
+        now=T,
+        new_id=1,
+    )
+    return [e.text for e in plan.events if e.kind == "alert_fired"]
+
+
+def test_storm_lines_name_each_alert_by_the_labels_that_differ() -> None:
+    lines = _storm([{"pod": f"api-{i}", "zone": "eu-1"} for i in range(3)])
+    assert lines == [f"Alert fired: StormErrors (api-{i})" for i in range(3)]
+    lines = _storm([{"pod": "a", "zone": "z1"}, {"pod": "b", "zone": "z2"}])
+    assert lines == [
+        "Alert fired: StormErrors (pod=a, zone=z1)",
+        "Alert fired: StormErrors (pod=b, zone=z2)",
+    ]
+    assert _storm([{"instance": "web-1"}]) == ["Alert fired: StormErrors (web-1)"]

@@ -205,3 +205,12 @@ def test_shipped_templates_show_formatted_times_for_real_alertmanager_timestamps
         for suffix, markup in {".j2": kind.markup, **kind.extra_parts}.items():
             out = Renderer().render(target, event, ctx, markup=markup, suffix=suffix).body
             assert ".123456789" not in out and ".987654321" not in out, (target, event, out)
+
+
+def test_identical_lines_are_collapsed_with_a_count() -> None:
+    same = {"kind": "alert_fired", "text": "Alert fired: StormErrors"}
+    ctx = context(SAMPLE_INCIDENT, "timeline", [same] * 20 + [{"kind": "note", "text": "x"}])
+    assert [(e["text"], e["count"]) for e in ctx["events"]] == [
+        ("Alert fired: StormErrors (\N{MULTIPLICATION SIGN}20)", 20),
+        ("x", 1),
+    ]
