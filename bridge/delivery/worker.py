@@ -7,6 +7,9 @@ the outcome. Nothing is lost: a row leaves ``pending`` only as ``delivered`` or 
 - Retries: a few quick ones inside an attempt (tenacity), then a persisted schedule with
   exponential backoff, jitter and a cap, never sooner than the target's Retry-After; permanent
   errors and exhausted retries are dead-lettered with their reason.
+- The store refusing writes (disk full, read-only): an outcome that cannot be recorded is kept
+  in memory and written again with a backoff; its row is not sent again meanwhile, so a row
+  never goes out faster than its schedule.
 - Crashes: a row sent but not yet marked is sent again after a restart with the same
   idempotency key, which the targets pass on where the remote API dedupes.
 """
@@ -52,6 +55,9 @@ class DeliveryPolicy:
     concurrency_per_target: int = 4
     due_per_target: int = 100  # rows a target may have in one look, so none crowds out others
     poll_s: float = 5.0
+    # An outcome the store refused is written again after this, doubling up to the cap.
+    record_retry_s: float = 0.5
+    record_retry_cap_s: float = 30.0
 
 
 def backoff_s(
@@ -101,6 +107,16 @@ class _Pacer:
         return 0.0
 
 
+@dataclass
+class _Unrecorded:
+    """An outcome the store refused: written again at ``next_try`` (``time.monotonic``); its
+    row is not sent again until then."""
+
+    attempt: outbox.Attempt
+    tries: int
+    next_try: float
+
+
 def _headline(group: list[outbox.OutboxRow]) -> str:
     """The event a coalesced message is about: its newest milestone, else "timeline"."""
     return next((r.event for r in reversed(group) if r.event != "timeline"), group[-1].event)
@@ -135,6 +151,8 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._paced_until: float | None = None  # seconds until a paced channel may send
+        # (incident, target) -> an outcome the store has not taken yet; the row waits for it.
+        self._unrecorded: dict[tuple[int, str], _Unrecorded] = {}
 
     def set_targets(self, targets: Mapping[str, Sender]) -> None:
         """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
@@ -161,41 +179,63 @@ class OutboxWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._record_held(every=True)
+        if self._unrecorded:
+            log.error(
+                "outbox: stopping with %d outcome(s) the store did not take; those "
+                "notifications go out again after the restart, under the same idempotency keys",
+                len(self._unrecorded),
+            )
 
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            next_at: int | None = None
             try:
                 await self.run_once()
-                next_at = await self.store.read(outbox.next_due_at)
+                next_at = await self.store.read(
+                    functools.partial(outbox.next_due_at, after=self.clock())
+                )
             except StoreUnavailable as exc:
                 log.warning("outbox: store unavailable: %s", exc)
-                next_at = None
             except Exception:
                 log.exception("outbox: unexpected error; continuing")
-                next_at = None
-            delay = self.policy.poll_s
-            if next_at is not None:
-                delay = max(0.0, min(delay, (next_at - self.clock()) / NS))
-            if self._paced_until is not None:
-                delay = min(delay, self._paced_until)
+            delay = self._delay(next_at)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay if delay > 0 else 0.05):
                     await self._wake.wait()
 
+    def _delay(self, next_at: int | None) -> float:
+        """Seconds until the next look: when a row's retry is due, a paced channel's turn
+        comes, or a refused outcome is written again; at most ``poll_s``.
+        Rows already due that were not started wait for one of these (or for a send in flight,
+        whose end wakes the worker): the worker does not look again in a loop meanwhile."""
+        now = self.clock()
+        delays = [self.policy.poll_s]
+        if next_at is not None:
+            delays.append((next_at - now) / NS)
+        if self._paced_until is not None:
+            delays.append(self._paced_until)
+        mono = time.monotonic()
+        delays.extend(held.next_try - mono for held in self._unrecorded.values())
+        return max(0.0, min(delays))
+
     async def run_once(self) -> int:
         """Start a send for every due (incident, target) whose channel may send now and that
         is not already sending; return how many."""
+        await self._record_held()
+        now = self.clock()
         rows = await self.store.read(
             functools.partial(
-                outbox.due, now=self.clock(), limit=1000, per_target=self.policy.due_per_target
+                outbox.due, now=now, limit=1000, per_target=self.policy.due_per_target
             )
         )
         leaders: list[int] = []
         self._paced_until = None
         for row in rows:
-            if (row.incident_id, row.target) in self._inflight:
-                continue
+            key = (row.incident_id, row.target)
+            if key in self._inflight or key in self._unrecorded:
+                continue  # one send at a time; an outcome not yet recorded holds its row
             wait = self._pacer(row.target).delay(_channel(row))
             if wait > 0:
                 self._paced_until = min(self._paced_until or wait, wait)
@@ -229,12 +269,16 @@ class OutboxWorker:
 
     def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("outbox: a send to %s failed unexpectedly", key[1], exc_info=exc)
         self._wake.set()  # the next row of this incident and target may be due
 
     async def drain(self) -> None:
         """Wait until the sends in flight are done (tests and shutdown)."""
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    # -- one message ----------------------------------------------------------------------
 
     async def _deliver(self, group: list[outbox.OutboxRow], ctx: outbox.Context | None) -> None:
         leader = group[0]
@@ -245,46 +289,52 @@ class OutboxWorker:
         if ctx is None:
             await self._fail(leader, PermanentError("incident_missing"))
             return
-        notification = Notification(
-            id=leader.id,
-            idempotency_key=leader.idempotency_key,
-            target=leader.target,
-            tier=leader.tier,  # type: ignore[arg-type]
-            event=_headline(group),  # type: ignore[arg-type]
-            incident=snapshot.from_store(ctx.incident, self.incident_url),
-            events=tuple(ctx.events),
-            state=ctx.state,
-            sequence=leader.id,
-        )
+        try:
+            notification = Notification(
+                id=leader.id,
+                idempotency_key=leader.idempotency_key,
+                target=leader.target,
+                tier=leader.tier,  # type: ignore[arg-type]
+                event=_headline(group),  # type: ignore[arg-type]
+                incident=snapshot.from_store(ctx.incident, self.incident_url),
+                events=tuple(ctx.events),
+                state=ctx.state,
+                sequence=leader.id,
+            )
+        except Exception as exc:  # a bug, not the target's fault: retried on the schedule
+            log.exception("outbox: cannot build notification %d", leader.id)
+            await self._fail(leader, RetryableError(f"internal_{type(exc).__name__}"))
+            return
         started = time.perf_counter()
         try:
-            result = await self._send(target, notification)
+            result = await self._send(leader.target, target, notification)
         except DeliveryError as exc:
+            self._observe(leader.target, started)
             await self._fail(leader, exc)
             return
         except Exception as exc:  # a bug in a target must not kill the worker
+            self._observe(leader.target, started)
             log.exception("outbox: target %s raised unexpectedly", leader.target)
             await self._fail(leader, RetryableError(f"internal_{type(exc).__name__}"))
             return
-        finally:
-            self.metrics.notification_duration.labels(leader.target).observe(
-                time.perf_counter() - started
-            )
+        self._observe(leader.target, started)
         await self._record(
+            leader,
             outbox.Attempt(
                 leader.id,
                 self.clock(),
                 state=dict(result.state) if result.state else None,
                 provider_ids=dict(result.provider_ids),
-            )
+            ),
         )
         for member in group:
             self.metrics.notifications.labels(member.target, member.event).inc()
 
-    async def _send(self, target: Sender, n: Notification) -> DeliveryResult:
-        limit = self._limits.setdefault(
-            target.name, asyncio.Semaphore(self.policy.concurrency_per_target)
-        )
+    def _observe(self, target: str, started: float) -> None:
+        self.metrics.notification_duration.labels(target).observe(time.perf_counter() - started)
+
+    async def _send(self, name: str, target: Sender, n: Notification) -> DeliveryResult:
+        limit = self._limits.setdefault(name, asyncio.Semaphore(self.policy.concurrency_per_target))
         cap = self.policy.quick_max_wait_s
         async with limit:
             async for attempt in AsyncRetrying(
@@ -323,15 +373,73 @@ class OutboxWorker:
         )
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
         await self._record(
+            leader,
             outbox.Attempt(
                 leader.id,
                 self.clock(),
                 error=error,
                 retry_at=retry_at,
                 state=dict(exc.state) if exc.state is not None else None,
-            )
+            ),
         )
 
-    async def _record(self, attempt: outbox.Attempt) -> None:
+    # -- recording outcomes ---------------------------------------------------------------
+
+    async def _record(self, leader: outbox.OutboxRow, attempt: outbox.Attempt) -> None:
+        """Record an outcome; when the store refuses it (disk full, read-only), keep it in
+        memory and hold the row: it is not sent again before the outcome is written."""
+        try:
+            await self._write(attempt)
+        except Exception as exc:
+            key = (leader.incident_id, leader.target)
+            held = _Unrecorded(attempt, 1, 0.0)
+            self._unrecorded[key] = held
+            self._refused(leader.target, held, exc)
+
+    async def _write(self, attempt: outbox.Attempt) -> None:
         # Outcomes of concurrent sends share one write (Batched): one call, one commit.
         await self.store.write(Batched(outbox.record, attempt))
+
+    def _refused(self, target: str, held: _Unrecorded, exc: BaseException) -> None:
+        wait = min(
+            self.policy.record_retry_cap_s, self.policy.record_retry_s * 2 ** (held.tries - 1)
+        )
+        held.next_try = time.monotonic() + wait
+        outcome = "delivered" if held.attempt.error is None else f"failed: {held.attempt.error}"
+        if held.tries == 1:  # later refusals say the same: DEBUG, not a line every few seconds
+            level = logging.WARNING if isinstance(exc, StoreUnavailable) else logging.ERROR
+        else:
+            level = logging.DEBUG
+        log.log(
+            level,
+            "notification %d to %s (%s) cannot be recorded: %s; kept in memory and not sent "
+            "again until recorded, next try in %.1fs",
+            held.attempt.leader_id,
+            target,
+            outcome,
+            exc,
+            wait,
+            exc_info=None if isinstance(exc, StoreUnavailable) else exc,
+        )
+
+    async def _record_held(self, *, every: bool = False) -> None:
+        """Write again the outcomes the store refused whose time has come (``every``: all)."""
+        mono = time.monotonic()
+        ready = [(k, h) for k, h in self._unrecorded.items() if every or h.next_try <= mono]
+        if not ready:
+            return
+        results = await asyncio.gather(
+            *(self._write(held.attempt) for _, held in ready), return_exceptions=True
+        )
+        for (key, held), result in zip(ready, results, strict=True):
+            if isinstance(result, BaseException):
+                held.tries += 1
+                self._refused(key[1], held, result)
+            else:
+                del self._unrecorded[key]
+                log.info(
+                    "notification %d to %s: outcome recorded after %d refused tries",
+                    held.attempt.leader_id,
+                    key[1],
+                    held.tries,
+                )

@@ -61,6 +61,33 @@ def _rows(cursor: sqlite3.Cursor) -> list[OutboxRow]:
     return [OutboxRow(*row) for row in cursor.fetchall()]
 
 
+def _pending_targets(conn: sqlite3.Connection) -> list[str]:
+    """The targets with pending rows, found by skipping through the index: one lookup each."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "WITH RECURSIVE t(name) AS ("
+            "SELECT min(target) FROM outbox WHERE state = 'pending' "
+            "UNION ALL SELECT (SELECT min(target) FROM outbox "
+            "WHERE state = 'pending' AND target > t.name) FROM t WHERE t.name IS NOT NULL) "
+            "SELECT name FROM t WHERE name IS NOT NULL"
+        )
+    ]
+
+
+# The heads of one target in time order: pending rows with no older pending row of the same
+# incident and target, walked on (state, target, next_attempt_at, id).
+_HEADS = (
+    f"SELECT {_ROW} FROM outbox o INDEXED BY idx_outbox_state_target_next_attempt_at_id "
+    "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at {op} ? "
+    "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
+    "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
+    "ORDER BY o.next_attempt_at, o.id LIMIT ?"
+)
+_HEADS_DUE = _HEADS.format(op="<=")
+_HEADS_LATER = _HEADS.format(op=">")
+
+
 def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> list[OutboxRow]:
     """The oldest pending row of each (incident, target) whose time has come, at most
     ``per_target`` for each target so that one slow or paced target cannot fill the window.
@@ -72,37 +99,28 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> l
     target, next_attempt_at, id) that stops after ``per_target`` heads; the targets with pending
     rows are found by skipping through the same index, one lookup per target.
     """
-    targets = [
-        name
-        for (name,) in conn.execute(
-            "WITH RECURSIVE t(name) AS ("
-            "SELECT min(target) FROM outbox WHERE state = 'pending' "
-            "UNION ALL SELECT (SELECT min(target) FROM outbox "
-            "WHERE state = 'pending' AND target > t.name) FROM t WHERE t.name IS NOT NULL) "
-            "SELECT name FROM t WHERE name IS NOT NULL"
-        )
-    ]
     rows: list[OutboxRow] = []
-    for target in targets:
-        rows.extend(
-            _rows(
-                conn.execute(
-                    f"SELECT {_ROW} FROM outbox o INDEXED BY idx_outbox_state_target_next_attempt_at_id "
-                    "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at <= ? "
-                    "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
-                    "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
-                    "ORDER BY o.next_attempt_at, o.id LIMIT ?",
-                    (target, now, per_target),
-                )
-            )
-        )
+    for target in _pending_targets(conn):
+        rows.extend(_rows(conn.execute(_HEADS_DUE, (target, now, per_target))))
     rows.sort(key=lambda r: (r.next_attempt_at, r.id))
     return rows[:limit]
 
 
-def next_due_at(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+def next_due_at(conn: sqlite3.Connection, *, after: int) -> int | None:
+    """When the next row waiting for its time (a retry's backoff) becomes due: the earliest
+    ``next_attempt_at`` later than ``after`` among the heads, or None.
+
+    Heads already due are left out: the worker has started them, or holds them for a reason it
+    knows the end of (a send in flight, a paced channel, a paused target, an outcome not yet
+    recorded). A row due behind a head that waits does not count either: it is not sent before
+    that head. Like ``due``, one short index walk per target.
+    """
+    times = [
+        row.next_attempt_at
+        for target in _pending_targets(conn)
+        for row in _rows(conn.execute(_HEADS_LATER, (target, after, 1)))
+    ]
+    return min(times, default=None)
 
 
 def claim_groups(

@@ -93,3 +93,32 @@ def test_finding_due_rows_reads_a_bounded_part_of_a_large_backlog(
     assert len(rows) == 200
     # Scanning the 20,000 pending rows would take well over a million VM steps.
     assert len(steps) * 1000 < 200_000
+
+
+def test_the_next_due_time_is_the_earliest_head_still_waiting_for_its_time(
+    conn: sqlite3.Connection,
+) -> None:
+    add(conn, 1, "slack", NOW + 60)  # a head in backoff
+    add(conn, 1, "slack", 5)  # due by its time, but never sent before the head above
+    add(conn, 2, "email", NOW + 30)  # another head in backoff
+    add(conn, 3, "email", 7)  # due already: the worker has it (or knows why it waits)
+    add(conn, 4, "email", NOW + 10, state="dead")
+    assert q.next_due_at(conn, after=NOW) == NOW + 30
+    assert q.next_due_at(conn, after=NOW + 30) == NOW + 60
+    assert q.next_due_at(conn, after=NOW + 60) is None
+
+
+def test_finding_the_next_due_time_reads_a_bounded_part_of_a_large_backlog(
+    conn: sqlite3.Connection,
+) -> None:
+    conn.execute("BEGIN")
+    for i in range(20_000):
+        add(conn, i, ("slack", "email")[i % 2], i)  # all due: a storm waiting for its turn
+    later = add(conn, 99_999, "slack", NOW + 5)
+    conn.execute("COMMIT")
+    steps: list[int] = []
+    conn.set_progress_handler(lambda: steps.append(1) and 0, 1000)
+    at = q.next_due_at(conn, after=NOW)
+    conn.set_progress_handler(None, 0)
+    assert at == NOW + 5 and later
+    assert len(steps) * 1000 < 20_000
