@@ -7,6 +7,8 @@ the outcome. Nothing is lost: a row leaves ``pending`` only as ``delivered`` or 
 - Retries: a few quick ones inside an attempt (tenacity), then a persisted schedule with
   exponential backoff, jitter and a cap, never sooner than the target's Retry-After; permanent
   errors and exhausted retries are dead-lettered with their reason.
+- Rate limits: a Retry-After (or a vendor's hint) pauses the whole target until then, not only
+  the row that got it; its rows wait in the outbox, other targets go on.
 - The store refusing writes (disk full, read-only): an outcome that cannot be recorded is kept
   in memory and written again with a backoff; its row is not sent again meanwhile, so a row
   never goes out faster than its schedule.
@@ -69,17 +71,21 @@ def backoff_s(
 
 
 class _WaitRetryAfter:
-    """Quick retries: honour a short Retry-After, else a small exponential wait."""
+    """Quick retries: honour a short Retry-After, else a small exponential wait; never before
+    the target's pause (``paused()`` seconds) is over."""
 
-    def __init__(self, cap: float) -> None:
+    def __init__(self, cap: float, paused: Callable[[], float]) -> None:
         self.cap = cap
+        self.paused = paused
 
     def __call__(self, retry_state: Any) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         after = getattr(exc, "retry_after", None)
         if after is not None:
-            return float(min(after, self.cap))
-        return float(min(self.cap, 0.2 * 2 ** (retry_state.attempt_number - 1)))
+            wait = float(min(after, self.cap))
+        else:
+            wait = float(min(self.cap, 0.2 * 2 ** (retry_state.attempt_number - 1)))
+        return max(wait, self.paused())
 
 
 def _quick(exc: BaseException, cap: float) -> bool:
@@ -105,6 +111,11 @@ class _Pacer:
             return at - now
         self.next_at[key] = now + self.interval
         return 0.0
+
+
+class _Paused(Exception):
+    """The target asked to wait (Retry-After) while this send queued: nothing was sent, the
+    row waits in the outbox for the target's turn."""
 
 
 @dataclass
@@ -151,6 +162,8 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._paced_until: float | None = None  # seconds until a paced channel may send
+        # Target -> when (``clock``, ns) it may be sent to again, after a Retry-After.
+        self._paused: dict[str, int] = {}
         # (incident, target) -> an outcome the store has not taken yet; the row waits for it.
         self._unrecorded: dict[tuple[int, str], _Unrecorded] = {}
 
@@ -206,8 +219,8 @@ class OutboxWorker:
                     await self._wake.wait()
 
     def _delay(self, next_at: int | None) -> float:
-        """Seconds until the next look: when a row's retry is due, a paced channel's turn
-        comes, or a refused outcome is written again; at most ``poll_s``.
+        """Seconds until the next look: when a row's retry is due, a paced channel's or a
+        paused target's turn comes, or a refused outcome is written again; at most ``poll_s``.
         Rows already due that were not started wait for one of these (or for a send in flight,
         whose end wakes the worker): the worker does not look again in a loop meanwhile."""
         now = self.clock()
@@ -216,6 +229,7 @@ class OutboxWorker:
             delays.append((next_at - now) / NS)
         if self._paced_until is not None:
             delays.append(self._paced_until)
+        delays.extend((until - now) / NS for until in self._paused.values())
         mono = time.monotonic()
         delays.extend(held.next_try - mono for held in self._unrecorded.values())
         return max(0.0, min(delays))
@@ -225,6 +239,7 @@ class OutboxWorker:
         is not already sending; return how many."""
         await self._record_held()
         now = self.clock()
+        self._paused = {name: until for name, until in self._paused.items() if until > now}
         rows = await self.store.read(
             functools.partial(
                 outbox.due, now=now, limit=1000, per_target=self.policy.due_per_target
@@ -236,6 +251,8 @@ class OutboxWorker:
             key = (row.incident_id, row.target)
             if key in self._inflight or key in self._unrecorded:
                 continue  # one send at a time; an outcome not yet recorded holds its row
+            if row.target in self._paused:
+                continue  # the target asked to wait: its rows stay in the outbox, unclaimed
             wait = self._pacer(row.target).delay(_channel(row))
             if wait > 0:
                 self._paced_until = min(self._paced_until or wait, wait)
@@ -278,6 +295,24 @@ class OutboxWorker:
         while self._inflight:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
+    # -- a target's pause (Retry-After) -----------------------------------------------------
+
+    def _pause(self, name: str, seconds: float, reason: str) -> None:
+        until = self.clock() + int(seconds * NS)
+        if until > self._paused.get(name, 0):
+            self._paused[name] = until
+            log.info(
+                "outbox: %s asked to wait %.1fs (%s); nothing is sent to it until then",
+                name,
+                seconds,
+                reason,
+            )
+
+    def _pause_left(self, name: str) -> float:
+        """Seconds until ``name`` may be sent to again (0: now)."""
+        until = self._paused.get(name)
+        return 0.0 if until is None else max(0.0, (until - self.clock()) / NS)
+
     # -- one message ----------------------------------------------------------------------
 
     async def _deliver(self, group: list[outbox.OutboxRow], ctx: outbox.Context | None) -> None:
@@ -308,6 +343,9 @@ class OutboxWorker:
         started = time.perf_counter()
         try:
             result = await self._send(leader.target, target, notification)
+        except _Paused:
+            log.debug("outbox: notification %d waits for %s's pause", leader.id, leader.target)
+            return
         except DeliveryError as exc:
             self._observe(leader.target, started)
             await self._fail(leader, exc)
@@ -336,15 +374,27 @@ class OutboxWorker:
     async def _send(self, name: str, target: Sender, n: Notification) -> DeliveryResult:
         limit = self._limits.setdefault(name, asyncio.Semaphore(self.policy.concurrency_per_target))
         cap = self.policy.quick_max_wait_s
+        paused = functools.partial(self._pause_left, name)
+
+        def quick(exc: BaseException) -> bool:
+            return _quick(exc, cap) and paused() <= cap
+
         async with limit:
+            if paused() > 0:
+                raise _Paused
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.policy.quick_attempts),
-                wait=_WaitRetryAfter(cap),
-                retry=retry_if_exception(lambda e: _quick(e, cap)),
+                wait=_WaitRetryAfter(cap, paused),
+                retry=retry_if_exception(quick),
                 reraise=True,
             ):
                 with attempt:
-                    return await target.send(n)
+                    try:
+                        return await target.send(n)
+                    except RetryableError as exc:
+                        if exc.retry_after is not None and exc.retry_after > 0:
+                            self._pause(name, exc.retry_after, exc.reason)
+                        raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fail(self, leader: outbox.OutboxRow, exc: DeliveryError) -> None:
@@ -354,6 +404,7 @@ class OutboxWorker:
             wait = backoff_s(attempts, self.policy)
             if exc.retry_after is not None:
                 wait = max(wait, exc.retry_after)
+            wait = max(wait, self._pause_left(leader.target))
             retry_at = self.clock() + int(wait * NS)
         error = (
             exc.reason
