@@ -1,8 +1,9 @@
 """The incident as targets and templates see it: one typed shape, built in one place.
 
-The outbox worker turns the store's incident (with its alerts) into an ``IncidentSnapshot``
-for every message; templates see it as ``incident`` after ``normalized`` filled in what a
-caller left out. docs/targets.md lists the same keys (a test compares them).
+The outbox worker turns the store's incident (its alert counts and at most ``MAX_ALERTS`` of
+its newest alerts) into an ``IncidentSnapshot`` for every message; templates see it as
+``incident`` after ``normalized`` filled in what a caller left out. docs/targets.md lists the
+same keys (a test compares them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, NotRequired, TypedDict
 
 from bridge.core.policy import ROLES
+
+# Alerts a message's snapshot carries at most: the incident's newest (by start). The counts say
+# how many there are in all; targets cut further to their own limits (``max_alerts``).
+MAX_ALERTS = 100
 
 
 class AlertSnapshot(TypedDict):
@@ -45,10 +50,13 @@ class IncidentSnapshot(TypedDict):
     url: str | None
     roles: dict[str, list[str]]
     alerts: list[AlertSnapshot]
-    # Known to the store, absent from samples and previews.
+    # Known to the store, absent from samples and previews. ``alerts`` holds at most
+    # MAX_ALERTS of them, the newest; these count them all.
     truncated_alerts: NotRequired[int]
     previous_id: NotRequired[int | None]
     alert_count: NotRequired[int]
+    firing_count: NotRequired[int]
+    resolved_count: NotRequired[int]
 
 
 # Keys a template may always use (None or empty when unknown), in the documented order.

@@ -267,7 +267,9 @@ class OutboxWorker:
             )
         )
         contexts = await self.store.read(
-            functools.partial(outbox.contexts, groups=list(groups.values()))
+            functools.partial(
+                outbox.contexts, groups=list(groups.values()), max_alerts=snapshot.MAX_ALERTS
+            )
         )
         for leader_id, group in groups.items():
             key = (group[0].incident_id, group[0].target)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bridge.core import jsontext
 from bridge.core.timeutil import format_ns
-from bridge.store.queries import get_incident_alerts, timeline_events
+from bridge.store.queries import get_incident_for_message, timeline_events
 
 STATES = ("pending", "delivered", "dead")
 _ROW = (
@@ -282,19 +282,25 @@ class Context:
     state: dict[str, Any]
 
 
-def context(conn: sqlite3.Connection, group: list[OutboxRow]) -> Context | None:
-    """What a message about ``group`` needs: the incident now, the events, the target's state."""
-    return contexts(conn, [group]).get(group[0].id)
+def context(conn: sqlite3.Connection, group: list[OutboxRow], *, max_alerts: int) -> Context | None:
+    """What a message about ``group`` needs: the incident now (its alert counts and at most
+    ``max_alerts`` of its newest alerts), the events, the target's state."""
+    return contexts(conn, [group], max_alerts=max_alerts).get(group[0].id)
 
 
-def contexts(conn: sqlite3.Connection, groups: Sequence[list[OutboxRow]]) -> dict[int, Context]:
-    """``context`` for several groups (by leader id) in one read; each incident loaded once."""
+def contexts(
+    conn: sqlite3.Connection, groups: Sequence[list[OutboxRow]], *, max_alerts: int
+) -> dict[int, Context]:
+    """``context`` for several groups (by leader id) in one read; each incident loaded once,
+    only as much of it as a message shows (``queries.get_incident_for_message``)."""
     incidents: dict[int, dict[str, Any] | None] = {}
     out: dict[int, Context] = {}
     for group in groups:
         first = group[0]
         if first.incident_id not in incidents:
-            incidents[first.incident_id] = get_incident_alerts(conn, first.incident_id)
+            incidents[first.incident_id] = get_incident_for_message(
+                conn, first.incident_id, max_alerts=max_alerts
+            )
         incident = incidents[first.incident_id]
         if incident is None:
             continue

@@ -233,7 +233,7 @@ async def test_crash_between_send_and_mark_resends_with_the_same_key(
     await ingest(store, fixture_body("ha-slow-receiver/01.json"), clock.now)
     [row] = await rows(store)
     group = await store.write(lambda c: q.claim_group(c, row.id, 20))
-    ctx = await store.read(lambda c: q.context(c, group))
+    ctx = await store.read(lambda c: q.context(c, group, max_alerts=100))
     assert ctx is not None
     from bridge.delivery.protocol import Notification
 
@@ -384,3 +384,52 @@ async def test_dedicated_slack_channel_state_survives_between_messages(
     posted = [m for m in slack.messages if m["channel"] == created[0]]
     assert len(posted) >= 3  # opened, mitigated, reopened: all in the one channel
     assert {r.state for r in await rows(store)} == {"delivered"}
+
+
+class Recording:
+    """A target that notes every notification it is handed, then sends it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sent: list[Any] = []
+
+    @property
+    def pacing_s(self) -> float:
+        return float(self.inner.pacing_s)
+
+    async def send(self, notification: Any) -> Any:
+        self.sent.append(notification)
+        return await self.inner.send(notification)
+
+
+async def test_a_message_about_a_large_incident_carries_its_counts_and_newest_alerts(
+    store: Store, fake: WebhookFake, clock: Clock
+) -> None:
+    from bridge.delivery.snapshot import MAX_ALERTS
+    from tests.store.test_outbox_context import large_group
+
+    n = MAX_ALERTS + 400
+    await ingest(store, large_group(n), clock.now)
+    async with hook_worker(store, fake.hook_url, clock) as w:
+        recording = Recording(w.targets["hook"])
+        w.set_targets({"hook": recording})
+        await settle(w)
+    [notification] = recording.sent
+    incident = notification.incident
+    assert len(incident["alerts"]) == MAX_ALERTS
+    assert incident["alerts"][-1]["fingerprint"] == f"{n - 1:016x}"
+    assert list(incident["alerts"][0]) == [
+        "fingerprint",
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+    ]
+    resolved = len(range(0, n, 5))
+    [message] = fake.received
+    for shown in (incident, message["incident"]):
+        assert shown["alert_count"] == n
+        assert (shown["firing_count"], shown["resolved_count"]) == (n - resolved, resolved)
