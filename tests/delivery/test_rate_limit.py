@@ -141,7 +141,12 @@ async def test_retry_after_pauses_the_whole_target_and_other_targets_keep_delive
         store.read = reads  # type: ignore[method-assign]
         worker.start()
         try:
-            await until("the 429s", lambda: limited.limited_at is not None)
+
+            async def limited_and_recorded() -> bool:
+                failed = [r for r in await rows(store) if r.last_error == "rate_limited"]
+                return len(failed) == BURST
+
+            await until("the 429s answered and recorded", limited_and_recorded)
             assert limited.limited_at is not None
             window_ends = limited.limited_at + WINDOW_S
             reads_before = reads.n
