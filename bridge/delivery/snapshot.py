@@ -59,10 +59,8 @@ class IncidentSnapshot(TypedDict):
     resolved_count: NotRequired[int]
 
 
-# Keys a template may always use (None or empty when unknown), in the documented order.
-INCIDENT_KEYS: tuple[str, ...] = tuple(
-    k for k in IncidentSnapshot.__annotations__ if k in IncidentSnapshot.__required_keys__
-)
+# Keys a template may always use (None, empty or counted when unknown), in the documented order.
+INCIDENT_KEYS: tuple[str, ...] = tuple(IncidentSnapshot.__annotations__)
 ALERT_KEYS: tuple[str, ...] = tuple(AlertSnapshot.__annotations__)
 _SCALAR_INCIDENT_KEYS = tuple(k for k in INCIDENT_KEYS if k not in ("roles", "alerts"))
 _SCALAR_ALERT_KEYS = tuple(k for k in ALERT_KEYS if k not in ("labels", "annotations"))
@@ -91,6 +89,12 @@ def from_store(
     return out  # type: ignore[return-value]
 
 
+def alert_count(incident: Mapping[str, Any]) -> int:
+    """All of the incident's alerts, also those its snapshot leaves out."""
+    count = incident.get("alert_count")
+    return int(count) if count is not None else len(incident.get("alerts") or [])
+
+
 def normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
     """The documented shape, whatever the caller left out: a missing optional value is None
     (or empty), so a template's strict undefined only catches names that are not documented."""
@@ -107,4 +111,14 @@ def normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
         }
         for a in (out.get("alerts") or [])
     ]
+    # The counts of all alerts, for "...and N more": a snapshot carries at most MAX_ALERTS.
+    statuses = [a["status"] for a in out["alerts"]]
+    counted = {
+        "alert_count": len(statuses),
+        "firing_count": statuses.count("firing"),
+        "resolved_count": statuses.count("resolved"),
+    }
+    for key, value in counted.items():
+        if out.get(key) is None:
+            out[key] = value
     return out

@@ -160,10 +160,26 @@ def _indexes(db: sqlite_utils.Database) -> None:
     db.table("outbox").create_index(["state", "target", "next_attempt_at", "id"])
 
 
+def _message_indexes(db: sqlite_utils.Database) -> None:
+    """What a message about an incident reads stays bounded however many alerts it has: its
+    newest alerts are a short walk of (incident_id, starts_at), its counts by status a walk of
+    (incident_id, status) that reads no table row (``queries.get_incident_for_message``).
+    Keyed by incident first, so new links land at the end of both, not on random pages."""
+    db.conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_incident_alerts_incident_starts "
+        "ON incident_alerts (incident_id, starts_at, fingerprint)"
+    )
+    db.conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_incident_alerts_incident_status "
+        "ON incident_alerts (incident_id, status)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
+    ("0004_message_indexes", _message_indexes),
 ]
 
 

@@ -14,6 +14,7 @@ from pydantic import Field
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
 from bridge.delivery.protocol import DeliveryResult, Notification
+from bridge.delivery.snapshot import alert_count
 from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig
 
@@ -93,7 +94,7 @@ class PagerDutyTarget(Target):
                     }
                     for a in alerts[:MAX_ALERTS]
                 ],
-                "truncated_alerts": max(0, len(alerts) - MAX_ALERTS),
+                "truncated_alerts": max(0, alert_count(inc) - MAX_ALERTS),
             },
         }
         event["payload"] = {k: v for k, v in event["payload"].items() if v is not None}

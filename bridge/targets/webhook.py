@@ -18,6 +18,7 @@ from pydantic import Field
 from bridge.core.events import event_kind
 from bridge.core.secrets import Secret
 from bridge.delivery.protocol import DeliveryResult, Notification
+from bridge.delivery.snapshot import alert_count
 from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig
 
@@ -74,10 +75,10 @@ class WebhookTarget(Target):
             "sequence": n.sequence,
             # each with the notification event it stands for, as the templates see it
             "events": [
-                {**e, "event": event_kind(str(e.get("kind", "")), e.get("data"))}
-                for e in n.events
+                {**e, "event": event_kind(str(e.get("kind", "")), e.get("data"))} for e in n.events
             ],
-            "truncated_alerts": max(0, len(alerts) - self.config.max_alerts),
+            # counted from all of the incident's alerts, not only those the snapshot carries
+            "truncated_alerts": max(0, alert_count(incident) - self.config.max_alerts),
             "incident": incident,
             "text": self.render(n).body,
         }
