@@ -1,4 +1,5 @@
-"""Teams Workflows, Mattermost, Discord and Telegram fakes (contracts/README.md)."""
+"""Teams Workflows, Mattermost, Discord and Telegram fakes; the contracts they enforce are in
+docs/contracts.md."""
 
 from __future__ import annotations
 

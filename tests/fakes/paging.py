@@ -1,4 +1,5 @@
-"""PagerDuty Events v2 and Opsgenie Alert API fakes (contracts/README.md)."""
+"""PagerDuty Events v2 and Opsgenie Alert API fakes; the contracts they enforce are in
+docs/contracts.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Slack Web API and Slack incoming webhook fakes (contracts/README.md: Slack rows)."""
+"""Slack Web API and Slack incoming webhook fakes; the contracts they enforce are in
+docs/contracts.md."""
 
 from __future__ import annotations
 
