@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
+from bridge.core.timeutil import parse_rfc3339
 from bridge.http import auth
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.service import AppState
@@ -30,6 +31,38 @@ def _multi(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[st
     return values
 
 
+INCIDENT_PARAMS = (
+    "status", "severity", "team", "route", "service", "since", "until", "limit", "before",
+)  # fmt: skip
+NOTIFICATION_PARAMS = ("state", "limit", "before")
+MAX_VALUES = 50
+
+
+def _known_params(request: web.Request, known: tuple[str, ...]) -> None:
+    """A misspelt filter would silently list everything: name it instead."""
+    for name in request.query:
+        if name not in known:
+            raise _bad(name, f"unknown query parameter; known: {', '.join(known)}")
+
+
+def _texts(request: web.Request, name: str) -> list[str]:
+    values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
+    if len(values) > MAX_VALUES or any(len(v) > 200 for v in values):
+        raise _bad(name, f"at most {MAX_VALUES} values of at most 200 characters")
+    return values
+
+
+def _time(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        value = parse_rfc3339(raw)
+    except ValueError as exc:
+        raise _bad(name, f"{raw!r}: {exc} (RFC 3339, e.g. 2026-11-28T06:00:00Z)") from None
+    return value
+
+
 def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -46,16 +79,21 @@ def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int)
 async def incidents(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    statuses = _multi(request, "status", STATUSES)
-    severities = _multi(request, "severity", SEVERITIES)
-    limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
-    before = _int(request, "before", None, 1, 2**63 - 1)
+    _known_params(request, INCIDENT_PARAMS)
+    query = functools.partial(
+        list_incidents,
+        statuses=_multi(request, "status", STATUSES),
+        severities=_multi(request, "severity", SEVERITIES),
+        teams=_texts(request, "team"),
+        routes=_texts(request, "route"),
+        services=_texts(request, "service"),
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        before=_int(request, "before", None, 1, 2**63 - 1),
+        limit=(limit := _int(request, "limit", 50, 1, MAX_LIMIT) or 50),
+    )
     try:
-        rows = await state.store.read(
-            lambda conn: list_incidents(
-                conn, statuses=statuses, severities=severities, before=before, limit=limit
-            )
-        )
+        rows = await state.store.read(query)
     except StoreUnavailable:
         raise store_unavailable() from None
     last = rows[-1]["id"] if len(rows) == limit else None
@@ -99,6 +137,7 @@ async def incident(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
+    _known_params(request, NOTIFICATION_PARAMS)
     wanted = _multi(request, "state", outbox.STATES)
     if len(wanted) > 1:
         raise _bad("state", "give one state")

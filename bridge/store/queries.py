@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from bridge.core.timeutil import format_ns
@@ -44,20 +45,37 @@ def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 def list_incidents(
     conn: sqlite3.Connection,
     *,
-    statuses: list[str],
-    severities: list[str],
-    before: int | None,
-    limit: int,
+    statuses: Sequence[str] = (),
+    severities: Sequence[str] = (),
+    teams: Sequence[str] = (),
+    routes: Sequence[str] = (),
+    services: Sequence[str] = (),
+    since: int | None = None,
+    until: int | None = None,
+    before: int | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Newest first; ``before`` is the id to continue below (keyset pagination)."""
+    """Newest first, each filter one of its values (none: any); ``since``/``until`` bound
+    ``opened_at`` (ns, ``until`` excluded); ``before`` is the id to continue below (keyset
+    pagination)."""
     where: list[str] = []
     args: list[Any] = []
-    if statuses:
-        where.append(f"status IN ({','.join('?' * len(statuses))})")
-        args += statuses
-    if severities:
-        where.append(f"severity IN ({','.join('?' * len(severities))})")
-        args += severities
+    for column, values in (
+        ("status", statuses),
+        ("severity", severities),
+        ("team", teams),
+        ("route", routes),
+        ("service", services),
+    ):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args += values
+    if since is not None:
+        where.append("opened_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("opened_at < ?")
+        args.append(until)
     if before is not None:
         where.append("id < ?")
         args.append(before)
