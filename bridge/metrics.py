@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from bridge.core.incidents import OPEN_STATUSES
+from bridge.core.incidents import ACTIVE_STATUSES
 from bridge.core.policy import SEVERITIES
 
 PREFIX = "incident_bridge_"
@@ -73,7 +73,8 @@ class Metrics:
             ),
             incidents_open=Gauge(
                 PREFIX + "incidents_open",
-                "Incidents not yet resolved, by severity and status (read from the store).",
+                "Incidents being worked (triggered or acknowledged), by severity and status "
+                "(kept in the store, right after a restart).",
                 ["severity", "status"],
                 registry=registry,
             ),
@@ -142,5 +143,5 @@ class Metrics:
 
     def set_open(self, counts: dict[tuple[str, str], int]) -> None:
         for severity in SEVERITIES:
-            for status in OPEN_STATUSES:
+            for status in ACTIVE_STATUSES:
                 self.incidents_open.labels(severity, status).set(counts.get((severity, status), 0))

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bridge.http import auth
 from bridge.service import AppState, reload
 from bridge.store import StoreUnavailable, outbox
-from bridge.store.queries import open_incident_counts, ready_check
+from bridge.store.queries import incident_counts, ready_check
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -32,7 +32,7 @@ async def metrics(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     # Gauges of current state are read from the store, so they are right after a restart.
     with contextlib.suppress(StoreUnavailable):
-        state.metrics.set_open(await state.store.read(open_incident_counts))
+        state.metrics.set_open(await state.store.read(incident_counts))
         stats = await state.store.read(outbox.stats)
         state.metrics.outbox_pending.set(stats.pending)
         state.metrics.notifications_dead.set(stats.dead)

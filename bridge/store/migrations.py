@@ -175,11 +175,44 @@ def _message_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _incident_counts(db: sqlite_utils.Database) -> None:
+    """Incidents counted by (severity, status), kept by triggers in the same transaction as
+    every change: /metrics reads a handful of rows however many incidents the database holds
+    (it counted the whole table at each scrape: 49-55 ms at 200,000 incidents)."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE incident_counts (severity TEXT NOT NULL, status TEXT NOT NULL, "
+        "n INTEGER NOT NULL, PRIMARY KEY (severity, status)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO incident_counts (severity, status, n) "
+        "SELECT severity, status, count(*) FROM incidents GROUP BY severity, status"
+    )
+    add = (
+        "INSERT INTO incident_counts (severity, status, n) VALUES (new.severity, new.status, 1) "
+        "ON CONFLICT (severity, status) DO UPDATE SET n = n + 1;"
+    )
+    remove = (
+        "UPDATE incident_counts SET n = n - 1 "
+        "WHERE severity = old.severity AND status = old.status;"
+    )
+    conn.execute(f"CREATE TRIGGER incident_counts_insert AFTER INSERT ON incidents BEGIN {add} END")
+    conn.execute(
+        "CREATE TRIGGER incident_counts_update AFTER UPDATE OF severity, status ON incidents "
+        "WHEN old.severity IS NOT new.severity OR old.status IS NOT new.status "
+        f"BEGIN {remove} {add} END"
+    )
+    conn.execute(
+        f"CREATE TRIGGER incident_counts_delete AFTER DELETE ON incidents BEGIN {remove} END"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
     ("0004_message_indexes", _message_indexes),
+    ("0005_incident_counts", _incident_counts),
 ]
 
 

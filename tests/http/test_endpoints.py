@@ -378,3 +378,19 @@ async def test_a_body_that_never_arrives_is_503_to_retry(
     # A 408 would be final for Alertmanager: the group would be dropped.
     assert answer.startswith(b"HTTP/1.1 503")
     assert b"Retry-After: 1" in answer and b"application/json" in answer
+
+
+async def test_a_mitigated_incident_is_not_counted_open(client: Any) -> None:
+    """Open means being worked: a mitigated incident is in its follow-up."""
+    await post(client, fixture_bytes("firing-group-bearer.json"))
+    firing = await (await client.get("/metrics")).text()
+    assert 'incident_bridge_incidents_open{severity="sev1",status="triggered"} 1.0' in firing
+    resolved = fixture_body("firing-group-bearer.json")
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-11-27T05:05:13Z"
+    resolved["status"] = "resolved"
+    await post(client, json.dumps(resolved).encode())
+    text = await (await client.get("/metrics")).text()
+    assert 'incident_bridge_incidents_open{severity="sev1",status="triggered"} 0.0' in text
+    assert 'status="mitigated"' not in text

@@ -15,7 +15,7 @@ from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store, StoreUnavailable
 from bridge.store.ingest import WebhookResult, apply_webhook
 from bridge.store.migrations import MIGRATIONS, migrate
-from bridge.store.queries import get_incident, integrity_check, list_incidents
+from bridge.store.queries import get_incident, incident_counts, integrity_check, list_incidents
 from tests.conftest import SECOND, T0, fixture_body
 
 POLICY = BuiltinPolicy()
@@ -325,3 +325,27 @@ async def test_raw_bodies_are_pruned_after_retention(store: Store) -> None:
     )
     assert [(r[0], r[1]) for r in kept] == [(T0, 0), (T0 + 3600 * SECOND, 1)]
     assert all(len(r[2]) == 64 for r in kept)  # the journal entry itself stays
+
+
+async def test_incident_counts_follow_every_change_and_read_no_history(store: Store) -> None:
+    """The counts the triggers keep equal a full count after opening, mitigating, reopening
+    and raising severity; /metrics reads them without touching the incidents table."""
+    for name in ("firing-group-bearer.json", "partially-resolved.json", "resolved-last.json"):
+        await ingest(store, fixture_body(name))
+    await ingest(store, fixture_body("firing-group-bearer.json"), now=T0 + 10**9)
+
+    def check(conn: sqlite3.Connection) -> tuple[dict[tuple[str, str], int], Any, list[Any]]:
+        full = {
+            (sev, st): n
+            for sev, st, n in conn.execute(
+                "SELECT severity, status, count(*) FROM incidents GROUP BY severity, status"
+            )
+        }
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT severity, status, n FROM incident_counts WHERE n > 0"
+        ).fetchall()
+        return full, incident_counts(conn), plan
+
+    full, kept, plan = await store.read(check)
+    assert kept == full and sum(full.values()) >= 1
+    assert not any("incidents " in str(row[-1]) or row[-1].endswith("incidents") for row in plan)
