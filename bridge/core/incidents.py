@@ -52,6 +52,8 @@ class Incident:
     previous_id: int | None = None
     # role -> names of the people holding it, as JSON (assigned when the incident opens)
     roles: str = "{}"
+    # name -> that person's handles ({"slack": "U123", "email": ...}), as JSON
+    people: str = "{}"
 
 
 @immutable
@@ -192,6 +194,7 @@ def plan_webhook(
             roles=jsontext.dumps({role: list(names) for role, names in decision.roles.items()})
             if decision.roles
             else "{}",
+            people=_people(decision),
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}
@@ -314,6 +317,17 @@ def _touch_only(
         if a.fingerprint in current_links
     )
     return Plan(incident=current, links=links)
+
+
+def _people(decision: Decision) -> str:
+    """The role holders' handles from the rotations (``role_handles`` of the policies)."""
+    found: dict[str, dict[str, str]] = {}
+    for holders in (decision.policies.get("role_handles") or {}).values():
+        for person in holders:
+            handles = {k: str(v) for k, v in person.items() if k != "name"}
+            if handles:
+                found.setdefault(str(person["name"]), {}).update(handles)
+    return jsontext.dumps(found) if found else "{}"
 
 
 def _alert_data(alert: Alert) -> dict[str, Any]:

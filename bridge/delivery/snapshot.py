@@ -49,6 +49,9 @@ class IncidentSnapshot(TypedDict):
     closed_at: str | None
     url: str | None
     roles: dict[str, list[str]]
+    # name -> handles from the rotations ({"slack": "U123", "email": "..."}), for invites and
+    # mentions
+    people: dict[str, dict[str, str]]
     alerts: list[AlertSnapshot]
     # Known to the store, absent from samples and previews. ``alerts`` holds at most
     # MAX_ALERTS of them, the newest; these count them all.
@@ -62,7 +65,7 @@ class IncidentSnapshot(TypedDict):
 # Keys a template may always use (None, empty or counted when unknown), in the documented order.
 INCIDENT_KEYS: tuple[str, ...] = tuple(IncidentSnapshot.__annotations__)
 ALERT_KEYS: tuple[str, ...] = tuple(AlertSnapshot.__annotations__)
-_SCALAR_INCIDENT_KEYS = tuple(k for k in INCIDENT_KEYS if k not in ("roles", "alerts"))
+_SCALAR_INCIDENT_KEYS = tuple(k for k in INCIDENT_KEYS if k not in ("roles", "people", "alerts"))
 _SCALAR_ALERT_KEYS = tuple(k for k in ALERT_KEYS if k not in ("labels", "annotations"))
 
 
@@ -84,6 +87,7 @@ def from_store(
         for a in incident.get("alerts", [])
     ]
     out.setdefault("roles", {})
+    out.setdefault("people", {})
     if url is not None:
         out["url"] = url(int(incident["id"]))
     return out  # type: ignore[return-value]
@@ -102,6 +106,7 @@ def normalized(incident: Mapping[str, Any]) -> dict[str, Any]:
     out.update(incident)
     roles = dict(out.get("roles") or {})
     out["roles"] = {**{r: [] for r in ROLES}, **roles}
+    out["people"] = dict(out.get("people") or {})
     out["alerts"] = [
         {
             **dict.fromkeys(_SCALAR_ALERT_KEYS),

@@ -11,6 +11,7 @@ E-mail's HTML part is ``templates/email/<event>.html.j2``, HTML-escaped.
 from __future__ import annotations
 
 import functools
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,27 @@ def _make_link(markup: Markup) -> Callable[[Any, Any], Safe]:
     return link
 
 
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def _make_mention(markup: Markup) -> Callable[..., Safe]:
+    esc = ESCAPERS[markup]
+
+    @jinja2.pass_context
+    def mention(ctx: Any, name: Any) -> Safe:
+        """A person as the target can notify them: ``<@U123>`` in Slack when the rotations
+        give their Slack id (``incident.people``), else their name, escaped."""
+        text = str(name)
+        if markup == "slack":
+            people = (ctx.get("incident") or {}).get("people") or {}
+            handle = str((people.get(text) or {}).get("slack") or "")
+            if _SLACK_USER.match(handle):
+                return _safe(f"<@{handle}>")
+        return _safe(esc(text))
+
+    return mention
+
+
 def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     """RFC 3339 string -> readable UTC time; empty for None."""
     if not value:
@@ -131,7 +153,7 @@ def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
         return str(value).replace(old, new, -1 if count is None else count)
 
     env.filters.update(join=join, replace=replace, time=_fmt_time)
-    env.globals.update(link=_make_link(markup))
+    env.globals.update(link=_make_link(markup), mention=_make_mention(markup))
     return env
 
 

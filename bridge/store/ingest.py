@@ -41,6 +41,7 @@ _INCIDENT_FIELDS = (
     "truncated_alerts",
     "previous_id",
     "roles",
+    "people",
 )
 _INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
 _UPSERT_INCIDENT = (
@@ -129,6 +130,7 @@ def _incident(row: Sequence[Any]) -> Incident:
     values = dict(zip(_INCIDENT_FIELDS, row, strict=True))
     values["truncated_alerts"] = values["truncated_alerts"] or 0
     values["roles"] = values["roles"] or "{}"
+    values["people"] = values["people"] or "{}"
     return Incident(**values)
 
 

@@ -207,12 +207,19 @@ def _incident_counts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _people(db: sqlite_utils.Database) -> None:
+    """The role holders' chat handles and addresses, as the rotations gave them when the incident
+    opened: the targets invite and mention people by them."""
+    db.conn.execute("ALTER TABLE incidents ADD COLUMN people TEXT NOT NULL DEFAULT '{}'")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
     ("0004_message_indexes", _message_indexes),
     ("0005_incident_counts", _incident_counts),
+    ("0006_people", _people),
 ]
 
 

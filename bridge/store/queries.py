@@ -20,7 +20,7 @@ _MILESTONES = (
 _INCIDENT = (
     "id, key, title, severity, status, route, team, service, "
     + ", ".join(_MILESTONES)
-    + ", truncated_alerts, previous_id, roles"
+    + ", truncated_alerts, previous_id, roles, people"
 )
 _COLUMNS = (
     _INCIDENT + ", (SELECT count(*) FROM incident_alerts ia "
@@ -39,6 +39,8 @@ def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
             out[name] = format_ns(out[name])
     if "roles" in out:
         out["roles"] = json.loads(out["roles"] or "{}")
+    if "people" in out:
+        out["people"] = json.loads(out["people"] or "{}")
     return out
 
 

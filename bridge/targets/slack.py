@@ -180,7 +180,8 @@ class SlackTarget(Target):
         people: list[str] = list(self.config.invite)
         for holders in (incident.get("roles") or {}).values():
             people.extend(holders or [])
-        ids = [u for u in [await self._user_id(p) for p in _unique(people)] if u]
+        handles = incident.get("people") or {}
+        ids = [u for u in [await self._user_id(p, handles) for p in _unique(people)] if u]
         if not ids:
             return
         try:
@@ -192,8 +193,12 @@ class SlackTarget(Target):
                     "slack target %s: invite failed: %s", self.name, exc.reason
                 )
 
-    async def _user_id(self, person: str) -> str | None:
-        handle = self.config.users.get(person, person)
+    async def _user_id(self, person: str, people: Mapping[str, Any]) -> str | None:
+        """The person's Slack user id: the target's ``users`` map first (an override), then
+        the handle the rotations give (``handles: {slack: U…}``, or an e-mail to look up),
+        then the name itself when it is an id or an address."""
+        known = people.get(person) or {}
+        handle = self.config.users.get(person) or known.get("slack") or known.get("email") or person
         if _USER_ID.match(handle):
             return handle
         if "@" in handle:

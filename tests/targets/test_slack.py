@@ -181,3 +181,22 @@ async def test_incident_mode_thread_uses_a_thread_in_the_channel(
     await target.send(make_notification("timeline", tier="incident", state=dict(first.state)))
     assert len(slack_api.channels) == 1  # nothing created
     assert slack_api.messages[1]["thread_ts"] == first.state["ts"]
+
+
+async def test_the_rotations_handles_invite_and_mention_people(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``handles: {slack: U…}`` on a rotation member is used; the target's ``users`` map may
+    override it; messages mention the commander by handle."""
+    inc = incident(
+        roles={"commander": ["fatima"], "scribe": ["alice"], "liaison": [], "responders": []},
+        people={"fatima": {"slack": "U03FATIMA"}, "alice": {"slack": "U0WRONG"}},
+    )
+    slack_api.users["fatima@example.com"] = "U03FATIMA"  # a member of the workspace
+    target = _target(make_target, slack_api)  # users: alice -> alice@example.com (wins)
+    with caplog.at_level(logging.WARNING):
+        result = await target.send(make_notification("opened", tier="incident", inc=inc))
+    assert "no Slack handle" not in caplog.text
+    assert slack_api.channels[result.state["channel"]]["members"] == {"U03FATIMA", "U0ALICE"}
+    posted = slack_api.messages[-1]
+    assert "<@U03FATIMA>" in str(posted)
