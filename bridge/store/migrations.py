@@ -160,19 +160,44 @@ def _indexes(db: sqlite_utils.Database) -> None:
     db.table("outbox").create_index(["state", "target", "next_attempt_at", "id"])
 
 
-def _message_indexes(db: sqlite_utils.Database) -> None:
-    """What a message about an incident reads stays bounded however many alerts it has: its
-    newest alerts are a short walk of (incident_id, starts_at), its counts by status a walk of
-    (incident_id, status) that reads no table row (``queries.get_incident_for_message``).
-    Keyed by incident first, so new links land at the end of both, not on random pages."""
-    db.conn.execute(
+def _message_reads(db: sqlite_utils.Database) -> None:
+    """What a message about an incident reads stays bounded however many alerts it has
+    (``queries.get_incident_for_message``): its newest alerts are a short walk of an index on
+    (incident_id, starts_at), keyed by incident first so that new links land at its end, and
+    its alerts are counted by status in a table SQLite's triggers keep in the same transaction
+    as every change of a link."""
+    conn = db.conn
+    conn.execute(
         "CREATE INDEX IF NOT EXISTS idx_incident_alerts_incident_starts "
         "ON incident_alerts (incident_id, starts_at, fingerprint)"
     )
-    db.conn.execute(
-        "CREATE INDEX IF NOT EXISTS idx_incident_alerts_incident_status "
-        "ON incident_alerts (incident_id, status)"
+    conn.execute(
+        "CREATE TABLE incident_alert_counts (incident_id INTEGER NOT NULL, status TEXT NOT NULL, "
+        "n INTEGER NOT NULL, PRIMARY KEY (incident_id, status)) WITHOUT ROWID"
     )
+    conn.execute(
+        "INSERT INTO incident_alert_counts (incident_id, status, n) "
+        "SELECT incident_id, status, count(*) FROM incident_alerts GROUP BY incident_id, status"
+    )
+    _counting_triggers(conn, "incident_alerts", "incident_alert_counts", ("incident_id", "status"))
+
+
+def _counting_triggers(
+    conn: sqlite3.Connection, table: str, counts: str, keys: tuple[str, str]
+) -> None:
+    """Triggers that keep ``counts`` (``keys`` + ``n``) equal to ``table`` grouped by ``keys``."""
+    a, b = keys
+    add = (
+        f"INSERT INTO {counts} ({a}, {b}, n) VALUES (new.{a}, new.{b}, 1) "
+        f"ON CONFLICT ({a}, {b}) DO UPDATE SET n = n + 1;"
+    )
+    remove = f"UPDATE {counts} SET n = n - 1 WHERE {a} = old.{a} AND {b} = old.{b};"
+    conn.execute(f"CREATE TRIGGER {counts}_insert AFTER INSERT ON {table} BEGIN {add} END")
+    conn.execute(
+        f"CREATE TRIGGER {counts}_update AFTER UPDATE OF {a}, {b} ON {table} "
+        f"WHEN old.{a} IS NOT new.{a} OR old.{b} IS NOT new.{b} BEGIN {remove} {add} END"
+    )
+    conn.execute(f"CREATE TRIGGER {counts}_delete AFTER DELETE ON {table} BEGIN {remove} END")
 
 
 def _incident_counts(db: sqlite_utils.Database) -> None:
@@ -188,23 +213,7 @@ def _incident_counts(db: sqlite_utils.Database) -> None:
         "INSERT INTO incident_counts (severity, status, n) "
         "SELECT severity, status, count(*) FROM incidents GROUP BY severity, status"
     )
-    add = (
-        "INSERT INTO incident_counts (severity, status, n) VALUES (new.severity, new.status, 1) "
-        "ON CONFLICT (severity, status) DO UPDATE SET n = n + 1;"
-    )
-    remove = (
-        "UPDATE incident_counts SET n = n - 1 "
-        "WHERE severity = old.severity AND status = old.status;"
-    )
-    conn.execute(f"CREATE TRIGGER incident_counts_insert AFTER INSERT ON incidents BEGIN {add} END")
-    conn.execute(
-        "CREATE TRIGGER incident_counts_update AFTER UPDATE OF severity, status ON incidents "
-        "WHEN old.severity IS NOT new.severity OR old.status IS NOT new.status "
-        f"BEGIN {remove} {add} END"
-    )
-    conn.execute(
-        f"CREATE TRIGGER incident_counts_delete AFTER DELETE ON incidents BEGIN {remove} END"
-    )
+    _counting_triggers(conn, "incidents", "incident_counts", ("severity", "status"))
 
 
 def _people(db: sqlite_utils.Database) -> None:
@@ -217,7 +226,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
-    ("0004_message_indexes", _message_indexes),
+    ("0004_message_reads", _message_reads),
     ("0005_incident_counts", _incident_counts),
     ("0006_people", _people),
 ]

@@ -349,3 +349,23 @@ async def test_incident_counts_follow_every_change_and_read_no_history(store: St
     full, kept, plan = await store.read(check)
     assert kept == full and sum(full.values()) >= 1
     assert not any("incidents " in str(row[-1]) or row[-1].endswith("incidents") for row in plan)
+
+
+async def test_alert_counts_follow_every_link_change(store: Store) -> None:
+    for name in ("firing-group-bearer.json", "partially-resolved.json", "resolved-last.json"):
+        await ingest(store, fixture_body(name))
+
+    def both(conn: sqlite3.Connection) -> tuple[set[Any], set[Any]]:
+        full = set(
+            conn.execute(
+                "SELECT incident_id, status, count(*) FROM incident_alerts "
+                "GROUP BY incident_id, status"
+            )
+        )
+        kept = set(
+            conn.execute("SELECT incident_id, status, n FROM incident_alert_counts WHERE n > 0")
+        )
+        return full, kept
+
+    full, kept = await store.read(both)
+    assert full == kept and full
