@@ -74,7 +74,7 @@ class Metrics:
             incidents_open=Gauge(
                 PREFIX + "incidents_open",
                 "Incidents being worked (triggered or acknowledged), by severity and status "
-                "(kept in the store, right after a restart).",
+                "(read from the store, right after a restart).",
                 ["severity", "status"],
                 registry=registry,
             ),

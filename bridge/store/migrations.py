@@ -200,22 +200,6 @@ def _counting_triggers(
     conn.execute(f"CREATE TRIGGER {counts}_delete AFTER DELETE ON {table} BEGIN {remove} END")
 
 
-def _incident_counts(db: sqlite_utils.Database) -> None:
-    """Incidents counted by (severity, status), kept by triggers in the same transaction as
-    every change: /metrics reads a handful of rows however many incidents the database holds
-    (it counted the whole table at each scrape: 49-55 ms at 200,000 incidents)."""
-    conn = db.conn
-    conn.execute(
-        "CREATE TABLE incident_counts (severity TEXT NOT NULL, status TEXT NOT NULL, "
-        "n INTEGER NOT NULL, PRIMARY KEY (severity, status)) WITHOUT ROWID"
-    )
-    conn.execute(
-        "INSERT INTO incident_counts (severity, status, n) "
-        "SELECT severity, status, count(*) FROM incidents GROUP BY severity, status"
-    )
-    _counting_triggers(conn, "incidents", "incident_counts", ("severity", "status"))
-
-
 def _people(db: sqlite_utils.Database) -> None:
     """The role holders' chat handles and addresses, as the rotations gave them when the incident
     opened: the targets invite and mention people by them."""
@@ -227,8 +211,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
     ("0004_message_reads", _message_reads),
-    ("0005_incident_counts", _incident_counts),
-    ("0006_people", _people),
+    ("0005_people", _people),
 ]
 
 

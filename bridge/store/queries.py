@@ -195,9 +195,13 @@ def _alerts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def incident_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    """(severity, status) -> how many incidents, from the counts the triggers keep: a few
-    rows, whatever the history (migration 0005)."""
-    rows = conn.execute("SELECT severity, status, n FROM incident_counts WHERE n > 0")
+    """(severity, status) -> how many incidents are being worked (triggered, acknowledged).
+    A walk of the (status, severity) index over those incidents only: resolved, closed and
+    mitigated ones, the whole history, are never read."""
+    rows = conn.execute(
+        "SELECT severity, status, count(*) FROM incidents "
+        "WHERE status IN ('triggered', 'acknowledged') GROUP BY severity, status"
+    )
     return {(sev, status): n for sev, status, n in rows}
 
 
