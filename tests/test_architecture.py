@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "delivery.snapshot": {"core"},
     "delivery.templates": {"core", "delivery.markup", "delivery.snapshot"},
     "targets": {"core", "delivery.protocol", "delivery.markup", "delivery.classify",
-                "delivery.templates"},
+                "delivery.snapshot", "delivery.templates"},
     "rules": {"core", "targets"},
     "store": {"core"},
     "delivery.worker": {"core", "metrics", "store", "delivery.protocol", "delivery.snapshot"},
