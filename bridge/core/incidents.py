@@ -20,6 +20,15 @@ Status = Literal["triggered", "acknowledged", "mitigated", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated", "resolved", "closed")
 OPEN_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated")
 ACTIVE_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged")
+# The milestone timestamps of an incident, in the order they happen.
+MILESTONES = (
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+)
 
 
 @immutable

@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from bridge.core.incidents import MILESTONES
 from bridge.core.policy import ROLES
 from bridge.http import auth
 from bridge.http.errors import HTTPError, store_unavailable
@@ -55,14 +56,6 @@ ol li{margin:.2rem 0}.kind{color:#555}
 """
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 _TEMPLATE = _ENV.from_string(_PAGE)
-MILESTONES = (
-    "started_at",
-    "opened_at",
-    "acknowledged_at",
-    "mitigated_at",
-    "resolved_at",
-    "closed_at",
-)
 
 
 def _safe_url(url: Any) -> bool:

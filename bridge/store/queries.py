@@ -7,19 +7,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.core.incidents import MILESTONES
 from bridge.core.timeutil import format_ns
 
-_MILESTONES = (
-    "started_at",
-    "opened_at",
-    "acknowledged_at",
-    "mitigated_at",
-    "resolved_at",
-    "closed_at",
-)
 _INCIDENT = (
     "id, key, title, severity, status, route, team, service, "
-    + ", ".join(_MILESTONES)
+    + ", ".join(MILESTONES)
     + ", truncated_alerts, previous_id, roles, people"
 )
 _COLUMNS = (
@@ -34,7 +27,7 @@ _ALERT = (
 
 def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     out = {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
-    for name in _MILESTONES:
+    for name in MILESTONES:
         if name in out:
             out[name] = format_ns(out[name])
     if "roles" in out:
