@@ -18,7 +18,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"incident-bridge: {exc}", file=sys.stderr)
         return 2
     secrets = [
-        s for s in (settings.webhook_token, settings.basic_password, settings.api_token) if s
+        s
+        for s in (
+            settings.webhook_token,
+            settings.basic_password,
+            settings.api_token,
+            settings.api_read_token,
+        )
+        if s
     ]
     logs.setup(settings.log_format, settings.log_level, secrets)
     # The service's modules (aiohttp, the store, the worker) load only for this command.
