@@ -43,7 +43,7 @@ def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess
     operator says so (``--insecure-open-read-api``)."""
     configured = settings.api_token is not None or settings.api_read_token is not None
     open_reads = settings.insecure_open_read_api or (is_loopback(settings.host) and not configured)
-    read = tuple(t for t in (settings.api_read_token,) if t is not None)
+    read = (settings.api_read_token,) if settings.api_read_token is not None else ()
     write = settings.api_token or generated
     return ApiAccess(
         write=write,

@@ -113,7 +113,7 @@ def _not_found(what: str) -> HTTPError:
     return HTTPError(404, f"no such {what}")
 
 
-def _path_id(request: web.Request, what: str) -> int:
+def path_id(request: web.Request, what: str) -> int:
     """The ``{id}`` of the path; anything but a plain decimal id is simply not found."""
     raw = request.match_info["id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
@@ -124,7 +124,7 @@ def _path_id(request: web.Request, what: str) -> int:
 async def incident(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    incident_id = _path_id(request, "incident")
+    incident_id = path_id(request, "incident")
     try:
         found = await state.store.read(lambda conn: get_incident(conn, incident_id))
     except StoreUnavailable:
@@ -160,7 +160,7 @@ async def notifications(request: web.Request) -> web.Response:
 async def retry_notification(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api, write=True)
-    row_id = _path_id(request, "notification")
+    row_id = path_id(request, "notification")
     try:
         done = await state.store.write(
             functools.partial(outbox.retry, row_id=row_id, now=state.clock())

@@ -16,6 +16,7 @@ from aiohttp import web
 from bridge.core.incidents import MILESTONES
 from bridge.core.policy import ROLES
 from bridge.http import auth
+from bridge.http.api import path_id
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.service import AppState
 from bridge.store import StoreUnavailable
@@ -70,10 +71,7 @@ def render(incident: dict[str, Any]) -> str:
 async def incident_page(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise HTTPError(404, "no such incident")
-    incident_id = int(raw)
+    incident_id = path_id(request, "incident")
     try:
         found = await state.store.read(lambda conn: get_incident(conn, incident_id))
     except StoreUnavailable:
