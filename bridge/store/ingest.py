@@ -10,6 +10,8 @@ batch's own earlier writes.
 
 from __future__ import annotations
 
+import json
+import logging
 import operator
 import sqlite3
 from collections.abc import Sequence
@@ -17,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core import jsontext
-from bridge.core.alertmanager import Alert, WebhookPayload
+from bridge.core.alertmanager import Alert, WebhookPayload, fingerprint
 from bridge.core.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.core.notify import plan_notifications
 from bridge.core.policy import Decision
+from bridge.core.text import escape_controls
 from bridge.core.values import immutable
+
+log = logging.getLogger("bridge.store")
 
 _INCIDENT_FIELDS = (
     "id",
@@ -154,15 +159,30 @@ class _Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     webhooks: list[tuple[Any, ...]] = field(default_factory=list)
+    # labels (as stored JSON text) per fingerprint, stored or written by this batch
+    labels: dict[str, str] = field(default_factory=dict)
     next_incident: int = 0
     next_event: int = 0
     next_webhook: int = 0
 
-    def start(self, keys: set[str]) -> None:
+    def start(self, keys: set[str], fingerprints: set[str]) -> None:
         conn = self.conn
         self.next_incident = _next_id(conn, "incidents")
         self.next_event = _next_id(conn, "timeline")
         self.next_webhook = _next_id(conn, "webhooks")
+        # The stored labels of the batch's fingerprints, to catch a sender's fingerprint that
+        # belongs to other labels (one indexed read per batch; the check costs nothing more
+        # unless a fingerprint arrives with labels other than those stored under it).
+        wanted = list(fingerprints)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            self.labels.update(
+                conn.execute(
+                    "SELECT fingerprint, labels FROM alerts WHERE fingerprint IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
         if not keys:
             return
         marks = ",".join("?" * len(keys))
@@ -219,20 +239,35 @@ class _Batch:
             conn.executemany(_INSERT_OUTBOX, self.outbox)
         if self.webhooks:
             conn.executemany(_INSERT_WEBHOOK, self.webhooks)
-        self.alerts, self.incidents, self.link_rows, self.events = [], {}, [], []
-        self.outbox, self.webhooks = [], []
+        # Cleared in place: callers hold the lists' bound ``append``s across a flush.
+        for rows in (self.alerts, self.incidents, self.link_rows, self.events, self.outbox):
+            rows.clear()
+        self.webhooks.clear()
 
     def apply(self, item: IngestItem) -> WebhookResult:
         payload, now = item.payload, item.now
         dumps = jsontext.dumps
         add_alert = self.alerts.append
         by_fp: dict[str, Alert] = {}
+        more: dict[str, list[Alert]] = {}  # further alerts under one supplied fingerprint
+        stored = self.labels
         for a in payload.alerts:
-            by_fp[a.fingerprint] = a
+            supplied = a.fingerprint
+            text = dumps(a.labels)
+            prev = stored.get(supplied)
+            if prev is not None and prev != text:
+                fp = self._checked(a, text, payload.group_key)
+                if fp != supplied:
+                    a = a.model_copy(update={"fingerprint": fp})
+            if supplied in by_fp:
+                more.setdefault(supplied, []).append(a)
+            else:
+                by_fp[supplied] = a
+            stored[a.fingerprint] = text
             add_alert(
                 (
                     a.fingerprint,
-                    dumps(a.labels),
+                    text,
                     dumps(a.annotations),
                     a.status,
                     a.starts_at,
@@ -248,6 +283,10 @@ class _Batch:
         notifications = 0
         for decision in item.decisions:
             alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
+            if more:
+                alerts += [
+                    a for fp in dict.fromkeys(decision.fingerprints) for a in more.get(fp, ())
+                ]
             if decision.key not in self.latest:
                 self.flush()
                 self._load_key(decision.key)
@@ -348,6 +387,71 @@ class _Batch:
             webhook_id, tuple(touched), tuple(plans), tuple(event_ids), notifications
         )
 
+    def _checked(self, alert: Alert, text: str, group_key: str) -> str:
+        """The fingerprint to store ``alert`` under, when the one it came with is already stored
+        with other labels.
+
+        Alertmanager derives a fingerprint from the labels, so two label sets under one
+        fingerprint mean that a sender supplied a false one (or that FNV-1a collided). A false
+        fingerprint must not let one group rewrite another incident's alert, so whichever side's
+        fingerprint does not match its labels moves to the fingerprint computed from them.
+        """
+        fp = alert.fingerprint
+        for _ in range(3):  # a moved alert may meet another false fingerprint; give up after that
+            prev = self.labels.get(fp)
+            if prev is None or prev == text or json.loads(prev) == alert.labels:
+                return fp
+            computed = fingerprint(alert.labels)
+            if computed != fp:
+                log.warning(
+                    "webhook alert fingerprint %s does not match its labels, stored under %s "
+                    "instead (group %s)",
+                    escape_controls(fp),
+                    computed,
+                    escape_controls(group_key),
+                )
+                fp = computed
+                continue
+            if not self._move(fp, prev, group_key):
+                return fp  # both label sets hash to fp: a real collision, stored as before
+        return fp
+
+    def _move(self, fp: str, text: str, group_key: str) -> bool:
+        """Move the stored alert under ``fp``, whose labels (``text``) do not hash to it, to the
+        fingerprint they do hash to, with its incidents' links. False if they do hash to ``fp``."""
+        real = fingerprint(json.loads(text))
+        if real == fp:
+            return False
+        log.warning(
+            "stored alert fingerprint %s does not match its labels, moved to %s (group %s sent "
+            "the alert that owns it)",
+            escape_controls(fp),
+            real,
+            escape_controls(group_key),
+        )
+        self.flush()
+        conn = self.conn
+        conn.execute(
+            "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, ends_at, "
+            "generator_url, first_seen, last_seen) SELECT ?, labels, annotations, status, "
+            "starts_at, ends_at, generator_url, first_seen, last_seen FROM alerts "
+            "WHERE fingerprint = ? ON CONFLICT(fingerprint) DO NOTHING",
+            (real, fp),
+        )
+        # An incident that already holds the real fingerprint keeps that link.
+        conn.execute(
+            "UPDATE OR IGNORE incident_alerts SET fingerprint = ? WHERE fingerprint = ?", (real, fp)
+        )
+        conn.execute("DELETE FROM incident_alerts WHERE fingerprint = ?", (fp,))
+        conn.execute("DELETE FROM alerts WHERE fingerprint = ?", (fp,))
+        for held in self.links.values():
+            st = held.pop(fp, None)
+            if st is not None:
+                held.setdefault(real, AlertState(real, st.status, st.starts_at, st.ends_at))
+        self.labels.setdefault(real, text)
+        del self.labels[fp]
+        return True
+
     def _load_key(self, key: str) -> None:
         row = self.conn.execute(
             f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
@@ -371,7 +475,10 @@ class _Batch:
 def apply_webhooks(conn: sqlite3.Connection, items: Sequence[IngestItem]) -> list[WebhookResult]:
     """Store the webhooks' alerts, update their incidents and write the timeline."""
     batch = _Batch(conn)
-    batch.start({d.key for item in items for d in item.decisions})
+    batch.start(
+        {d.key for item in items for d in item.decisions},
+        {a.fingerprint for item in items for a in item.payload.alerts},
+    )
     results = [batch.apply(item) for item in items]
     batch.flush()
     return results
