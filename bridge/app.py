@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import api, errors, ops, pages, receiver
+from bridge.http import actions, api, errors, ops, pages, receiver
 from bridge.http.errors import json_errors
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
@@ -68,6 +68,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
         app.router.add_post(path, receiver.receive_alerts)  # answers its own errors, fast
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
+    for path, handler in actions.routes():
+        app.router.add_post(path, json_errors(handler))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))

@@ -29,6 +29,52 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class ApiToken:
+    """A named API token: its name is the actor of the changes made with it (unless a request
+    names one), its scope ``read`` or ``write``."""
+
+    name: str
+    scope: Literal["read", "write"]
+    secret: Secret
+
+
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}")
+
+
+def read_api_tokens(path: str) -> tuple[ApiToken, ...]:
+    """``--api-tokens-file``: one token a line, ``NAME SCOPE TOKEN`` (``#`` starts a comment)."""
+    flag = "--api-tokens-file"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{flag}: {path} is not UTF-8 text") from None
+    tokens: list[ApiToken] = []
+    names: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split() if not line.lstrip().startswith("#") else []
+        if not words:
+            continue
+        where = f"{flag}: {path}:{number}"
+        if len(words) != 3:
+            # The line is not echoed: it may hold a token.
+            raise ConfigError(f"{where}: expected NAME SCOPE TOKEN ({len(words)} fields)")
+        name, scope, secret = words
+        if not _TOKEN_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: name {name!r}: letters, digits and _.@:- (at most 64)")
+        if scope not in ("read", "write"):
+            raise ConfigError(f"{where}: scope {scope!r} is not read or write")
+        if name in names:
+            raise ConfigError(f"{where}: the name {name!r} is used twice")
+        if len(secret) < 16:
+            raise ConfigError(f"{where}: the token of {name!r} is shorter than 16 characters")
+        names.add(name)
+        tokens.append(ApiToken(name, "write" if scope == "write" else "read", Secret(secret)))
+    return tuple(tokens)
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 9096
@@ -38,6 +84,7 @@ class Settings:
     basic_password: Secret | None = None
     api_token: Secret | None = None
     api_read_token: Secret | None = None
+    api_tokens: tuple[ApiToken, ...] = ()
     insecure_no_auth: bool = False
     insecure_open_read_api: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -214,6 +261,16 @@ OPTIONS: tuple[Option, ...] = (
         kind="secret",
         meaning="a token that can only read the API (incidents, notifications, rules), for "
         "dashboards and people who look but do not act",
+    ),
+    Option(
+        name="api_tokens",
+        flag="--api-tokens-file",
+        env="API_TOKENS_FILE",
+        parse=read_api_tokens,
+        default="none",
+        meaning="named API tokens, one a line: `NAME SCOPE TOKEN` (scope `read` or `write`; "
+        "`#` comments). The name is the actor of what is done with the token; see "
+        "[Authentication](#authentication)",
     ),
     Option(
         name="insecure_no_auth",

@@ -26,6 +26,9 @@ class Runtime:
     files: tuple[str, ...] = ()
     # the rules as shown by GET /api/v1/rules, secrets masked
     shown: Mapping[str, Any] = field(default_factory=dict)
+    # name -> handles ({"slack": "U123", "email": ...}) of everyone in the rotations: a person
+    # given a role by hand is invited and mentioned through them
+    people: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def builtin_runtime(reopen_window_s: float, deps: TargetDeps) -> Runtime:
@@ -77,4 +80,10 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
         config_hash=result.config_hash,
         files=ruleset.files,
         shown=ruleset_dict(ruleset),
+        people={
+            m.name: dict(m.handles)
+            for rotation in ruleset.rotations.values()
+            for m in (*rotation.members, *(o.member for o in rotation.overrides))
+            if m.handles
+        },
     )

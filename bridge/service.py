@@ -5,6 +5,7 @@ rules while it runs (``reload``), used by SIGHUP, ``POST /-/reload`` and ``--wat
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -15,13 +16,15 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from bridge.config import Settings, api_token_path, is_loopback
+from bridge.config import ApiToken, Settings, api_token_path, is_loopback
+from bridge.core.actions import Command
 from bridge.core.secrets import Secret
 from bridge.core.timeutil import Clock
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
 from bridge.store import Store
+from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.service")
@@ -36,12 +39,17 @@ class ApiAccess:
     read: tuple[Secret, ...] = ()
     open_reads: bool = True
     token_file: Path | None = None  # where a generated write token is kept
+    named: tuple[ApiToken, ...] = ()  # --api-tokens-file
 
 
 def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess:
     """Reads are open only on a loopback listener with no token configured, or when the
     operator says so (``--insecure-open-read-api``)."""
-    configured = settings.api_token is not None or settings.api_read_token is not None
+    configured = (
+        settings.api_token is not None
+        or settings.api_read_token is not None
+        or bool(settings.api_tokens)
+    )
     open_reads = settings.insecure_open_read_api or (is_loopback(settings.host) and not configured)
     read = (settings.api_read_token,) if settings.api_read_token is not None else ()
     write = settings.api_token or generated
@@ -50,6 +58,7 @@ def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess
         read=read,
         open_reads=open_reads,
         token_file=api_token_path(settings.db) if settings.api_token is None else None,
+        named=settings.api_tokens,
     )
 
 
@@ -148,3 +157,26 @@ def activate(state: AppState, runtime: Runtime) -> None:
     state.metrics.rules_reload_ok.set(1)
     state.metrics.rules_reload_time.set(time.time())
     state.metrics.rules_hash.set(int(runtime.config_hash[:12] or "0", 16))
+
+
+async def act(
+    state: AppState,
+    incident_id: int,
+    command: Command,
+    *,
+    idempotency: Idempotency | None = None,
+) -> ActionAnswer:
+    """A person's command on an incident: the one way in for the API, the CLI (through the
+    API), the web page and chat commands. One transaction with its timeline events, its outbox
+    rows and the answer kept for its Idempotency-Key; the outbox is woken after the commit."""
+    request = ActionRequest(
+        incident_id=incident_id,
+        command=command,
+        now=state.clock(),
+        idempotency=idempotency,
+        directory=state.runtime.people,
+    )
+    answer = await state.store.write(functools.partial(apply_action, request=request))
+    if answer.notifications and state.worker is not None:
+        state.worker.notify()
+    return answer

@@ -24,6 +24,16 @@ TimelineKind = Literal[
     "rule_render_failed",
     "status_changed",
     "postmortem_published",
+    # people's actions (core/actions.py)
+    "acknowledged",  # acknowledged after the alerts had already mitigated it
+    "role_changed",
+    "note",
+    "decision",
+    "action",
+    "status_update",
+    # the scheduler (reminders and escalation)
+    "reminder",
+    "escalated",
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 
@@ -37,6 +47,9 @@ EventKind = Literal[
     "closed",
     "reopened",
     "postmortem_published",
+    "update",  # the liaison's status update: general, stakeholders and the dedicated channel
+    "reminder",  # a status update is due: the dedicated channel, to the liaison
+    "escalated",  # not acknowledged in time: the stakeholders, whatever the severity
     "timeline",
 ]
 EVENTS: tuple[EventKind, ...] = get_args(EventKind)
@@ -55,6 +68,7 @@ _BY_STATUS: dict[str, EventKind] = {
     "closed": "closed",
 }
 _SAME_NAME: dict[str, EventKind] = {e: e for e in EVENTS if e != "timeline"}
+_SAME_NAME["status_update"] = "update"
 
 
 def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:

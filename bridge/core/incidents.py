@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bridge.core import jsontext
 from bridge.core.alertmanager import Alert
-from bridge.core.policy import Decision, severity_rank
+from bridge.core.policy import Decision, severity_rank, tiers_json
 from bridge.core.timeutil import NS
 from bridge.core.values import immutable
 
@@ -63,6 +63,9 @@ class Incident:
     roles: str = "{}"
     # name -> that person's handles ({"slack": "U123", "email": ...}), as JSON
     people: str = "{}"
+    # the notification tiers the rules gave it when it opened (policy.tiers_json), so that
+    # people's actions reach the same channels as its alerts
+    tiers: str = "{}"
 
 
 @immutable
@@ -204,6 +207,7 @@ def plan_webhook(
             if decision.roles
             else "{}",
             people=_people(decision),
+            tiers=tiers_json(decision.tiers),
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}

@@ -1,10 +1,11 @@
 """Which notifications an incident change calls for. Pure: the store writes the result into the
 outbox in the same transaction as the change itself.
 
-Tiers: ``general`` hears of the milestones of every incident at or above its
-threshold; the ``incident`` target (the dedicated channel) hears of every timeline event;
-``stakeholders`` are alerted directly once the severity reaches their threshold, and then
-hear of the incident's milestones until it ends.
+Tiers: ``general`` hears of the milestones (and the liaison's updates) of every incident at or
+above its threshold; the ``incident`` target (the dedicated channel) hears of every timeline
+event, reminders included; ``stakeholders`` are alerted directly once the severity reaches their
+threshold or the incident is escalated, and then hear of its milestones and updates until it
+ends.
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ def plan_notifications(
         kind = event_kind(event.kind, event.data)
         if tiers.incident:
             add(tiers.incident, "incident", kind, event_id)
-        if kind == "timeline":
+        if kind in ("timeline", "reminder"):
+            continue
+        if kind == "escalated":
+            # Not acknowledged in time: the stakeholders hear of it whatever the severity, and
+            # of the incident's milestones from then on.
+            alerted = True
+            for target in tiers.stakeholders:
+                add(target, "stakeholders", kind, event_id)
             continue
         if _qualifies(after.severity, general_threshold):
             for target in tiers.general:

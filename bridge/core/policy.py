@@ -6,10 +6,12 @@ The store and the incident state machine only see ``Decision`` objects; the rule
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bridge.core import jsontext
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.values import immutable
 
@@ -36,6 +38,32 @@ class Tiers:
     stakeholders: tuple[str, ...] = ()
     # The lowest severity that still alerts stakeholders: "sev1" = only sev1, "sev2" = sev1+sev2.
     stakeholder_min_severity: Severity = "sev1"
+
+
+def tiers_json(tiers: Tiers) -> str:
+    """``tiers`` as the JSON kept on the incident: people's actions notify the same channels
+    as the alerts that opened it."""
+    return jsontext.dumps(
+        {
+            "general": list(tiers.general),
+            "general_min_severity": tiers.general_min_severity,
+            "incident": tiers.incident,
+            "stakeholders": list(tiers.stakeholders),
+            "stakeholder_min_severity": tiers.stakeholder_min_severity,
+        }
+    )
+
+
+def tiers_from_json(text: str | None) -> Tiers:
+    """The tiers kept on an incident; ``{}`` (an incident from before they were kept): none."""
+    data = json.loads(text or "{}")
+    return Tiers(
+        general=tuple(data.get("general") or ()),
+        general_min_severity=data.get("general_min_severity") or "sev4",
+        incident=data.get("incident"),
+        stakeholders=tuple(data.get("stakeholders") or ()),
+        stakeholder_min_severity=data.get("stakeholder_min_severity") or "sev1",
+    )
 
 
 @immutable

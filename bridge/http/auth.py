@@ -45,19 +45,34 @@ def challenge(realm: str, *, basic: bool) -> str:
     return f'Basic realm="{realm}"' if basic else f'Bearer realm="{realm}"'
 
 
-def authorize(request: web.Request, access: ApiAccess, *, write: bool = False) -> None:
-    """Raise 401 (no or a wrong token) or 403 (a read-only token for a write) unless the
-    request may read, or with ``write`` change, what the API holds."""
+# The names of the unnamed tokens: the actor of what is done with them.
+WRITE_TOKEN_NAME = "api"
+READ_TOKEN_NAME = "reader"
+ANONYMOUS = "anonymous"
+
+
+def authorize(request: web.Request, access: ApiAccess, *, write: bool = False) -> str:
+    """The name of the token the request carries, or 401 (no or a wrong token) or 403 (a
+    read-only token for a write) unless the request may read, or with ``write`` change, what
+    the API holds. Every token is compared (in constant time), so the time taken does not tell
+    which one nearly matched."""
     header = request.headers.get("Authorization")
+    name: str | None = None
+    scope = ""
+    if header:
+        if access.write is not None and check(header, token=access.write):
+            name, scope = WRITE_TOKEN_NAME, "write"
+        for token in access.named:
+            if check(header, token=token.secret) and name is None:
+                name, scope = token.name, token.scope
+        if any(check(header, token=t) for t in access.read) and name is None:
+            name, scope = READ_TOKEN_NAME, "read"
+    if name is not None and (scope == "write" or not write):
+        return name
     if not write and access.open_reads:
-        return
-    if access.write is not None and check(header, token=access.write):
-        return
-    readers = any(check(header, token=t) for t in access.read)
-    if readers and not write:
-        return
-    if readers:
-        raise HTTPError(403, "this token can only read; changes need the API token")
+        return ANONYMOUS
+    if name is not None:
+        raise HTTPError(403, f"the token {name!r} can only read; changes need a write token")
     raise HTTPError(
         401,
         "missing or wrong API token",

@@ -47,6 +47,7 @@ _INCIDENT_FIELDS = (
     "previous_id",
     "roles",
     "people",
+    "tiers",
 )
 _INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
 _UPSERT_INCIDENT = (
@@ -136,6 +137,7 @@ def _incident(row: Sequence[Any]) -> Incident:
     values["truncated_alerts"] = values["truncated_alerts"] or 0
     values["roles"] = values["roles"] or "{}"
     values["people"] = values["people"] or "{}"
+    values["tiers"] = values["tiers"] or "{}"
     return Incident(**values)
 
 

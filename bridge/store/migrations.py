@@ -206,12 +206,25 @@ def _people(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE incidents ADD COLUMN people TEXT NOT NULL DEFAULT '{}'")
 
 
+def _during(db: sqlite_utils.Database) -> None:
+    """People's actions: the tiers an incident notifies, kept on it (people's actions reach the
+    same channels as its alerts), and the answers to writes sent with an Idempotency-Key."""
+    conn = db.conn
+    conn.execute("ALTER TABLE incidents ADD COLUMN tiers TEXT NOT NULL DEFAULT '{}'")
+    conn.execute(
+        "CREATE TABLE idempotency_keys (scope TEXT NOT NULL, key TEXT NOT NULL, "
+        "request TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL, "
+        "created_at INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
     ("0003_indexes", _indexes),
     ("0004_message_reads", _message_reads),
     ("0005_people", _people),
+    ("0006_during", _during),
 ]
 
 

@@ -100,7 +100,7 @@ def timeline_events(
         sql += f" AND id IN ({','.join('?' * len(ids))})"
         args += ids
     cur = conn.execute(sql + " ORDER BY id", args)
-    return [
+    events = [
         {
             "id": eid,
             "time": format_ns(time),
@@ -111,6 +111,22 @@ def timeline_events(
         }
         for eid, time, kind, actor, text, data in cur.fetchall()
     ]
+    # History is never rewritten: an entry that a later one corrects keeps its text and says
+    # by which entry, and what the text now reads.
+    by_id = {e["id"]: e for e in events}
+    for e in events:
+        target = by_id.get(e["data"].get("corrects"))
+        if target is not None:
+            target["corrected_by"] = e["id"]
+            target["corrected_text"] = e["data"].get("text", e["text"])
+    return events
+
+
+def incident_summary(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    """The incident's row as the list shows it: no alerts, no timeline."""
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))
+    row = cur.fetchone()
+    return None if row is None else _row(cur, row)
 
 
 def get_incident_alerts(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:

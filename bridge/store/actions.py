@@ -1,0 +1,168 @@
+"""Applying people's actions: runs in the writer thread, one action one transaction (shared with
+whatever the writer commits alongside), with its timeline events, its outbox rows and the
+answer kept for a retry with the same Idempotency-Key."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import field
+from typing import Any
+
+from bridge.core import jsontext
+from bridge.core.actions import AddEntry, Command, Entry, Outcome, Refusal, decide
+from bridge.core.notify import plan_notifications
+from bridge.core.policy import tiers_from_json
+from bridge.core.values import immutable
+from bridge.store.ingest import (
+    _INCIDENT_COLUMNS,
+    _INSERT_EVENT,
+    _INSERT_OUTBOX,
+    _UPSERT_INCIDENT,
+    _incident,
+    _incident_values,
+    _next_id,
+)
+from bridge.store.queries import incident_summary, timeline_events
+
+
+@immutable
+class Idempotency:
+    """A client's Idempotency-Key: ``scope`` keeps clients apart (the token's name), ``request``
+    identifies what was asked (method, path and body digest), so that the same key for another
+    request is refused instead of answered with someone else's result."""
+
+    scope: str
+    key: str
+    request: str
+
+
+@immutable
+class ActionRequest:
+    incident_id: int
+    command: Command
+    now: int
+    idempotency: Idempotency | None = None
+    directory: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@immutable
+class ActionAnswer:
+    """The HTTP status and JSON body of an action; ``notifications``: outbox rows written."""
+
+    status: int
+    body: Mapping[str, Any]
+    changed: bool = False
+    notifications: int = 0
+    replayed: bool = False
+
+
+def _error(status: int, message: str, field: str | None = None) -> ActionAnswer:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return ActionAnswer(status, body)
+
+
+def apply_action(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
+    """Apply one person's command to an incident, or answer why not."""
+    idem = request.idempotency
+    if idem is not None:
+        row = conn.execute(
+            "SELECT request, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+            (idem.scope, idem.key),
+        ).fetchone()
+        if row is not None:
+            if row[0] != idem.request:
+                return _error(
+                    422,
+                    "this Idempotency-Key was used for another request; use a new key",
+                    "Idempotency-Key",
+                )
+            return ActionAnswer(row[1], json.loads(row[2]), replayed=True)
+    answer = _apply(conn, request)
+    # A missing incident is not remembered: it may be a key sent too early, retried later.
+    if idem is not None and answer.status != 404:
+        conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                idem.scope,
+                idem.key,
+                idem.request,
+                answer.status,
+                jsontext.dumps(answer.body),
+                request.now,
+            ),
+        )
+    return answer
+
+
+def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
+    incident_id, command, now = request.incident_id, request.command, request.now
+    row = conn.execute(
+        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+    ).fetchone()
+    if row is None:
+        return _error(404, f"no incident {incident_id}")
+    before = _incident(row)
+    corrected: Entry | None = None
+    if isinstance(command, AddEntry) and command.corrects is not None:
+        found = conn.execute(
+            "SELECT id, kind, text FROM timeline WHERE id = ? AND incident_id = ?",
+            (command.corrects, incident_id),
+        ).fetchone()
+        corrected = Entry(*found) if found is not None else None
+    outcome = decide(before, command, now, corrected=corrected, directory=request.directory)
+    if isinstance(outcome, Refusal):
+        return _error(outcome.status, outcome.message, outcome.field)
+    ids, notifications = _write(conn, before, outcome, now)
+    body = {
+        "changed": outcome.changed,
+        "incident": incident_summary(conn, incident_id),
+        "events": timeline_events(conn, incident_id, list(ids)) if ids else [],
+    }
+    return ActionAnswer(200, body, outcome.changed, notifications)
+
+
+def _write(conn: sqlite3.Connection, before: Any, outcome: Outcome, now: int) -> tuple[range, int]:
+    if not outcome.changed:
+        return range(0), 0
+    after = outcome.incident
+    assert after.id is not None
+    if after != before:
+        conn.execute(_UPSERT_INCIDENT, (*_incident_values(after), now))
+    first = _next_id(conn, "timeline")
+    ids = range(first, first + len(outcome.events))
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (eid, after.id, now, e.kind, e.actor, e.text, jsontext.dumps(e.data))
+            for eid, e in zip(ids, outcome.events, strict=True)
+        ],
+    )
+    entries = plan_notifications(
+        before=before,
+        after=after,
+        events=list(zip(ids, outcome.events, strict=True)),
+        tiers=tiers_from_json(after.tiers),
+    )
+    conn.executemany(
+        _INSERT_OUTBOX,
+        [
+            (
+                after.id,
+                e.target,
+                e.tier,
+                e.event,
+                e.event_id,
+                e.idempotency_key,
+                now,
+                now,
+                now,
+            )
+            for e in entries
+        ],
+    )
+    return ids, len(entries)
