@@ -214,3 +214,114 @@ def test_identical_lines_are_collapsed_with_a_count() -> None:
         ("Alert fired: StormErrors (\N{MULTIPLICATION SIGN}20)", 20),
         ("x", 1),
     ]
+
+
+RENDERER = Renderer()
+
+
+def _bodies(event: str, inc: dict[str, object], events: list[dict[str, object]]) -> dict[str, str]:
+    """Every shipped template's body (every part) for ``event``, by target type and suffix."""
+    out = {}
+    for name, kind in REGISTRY.items():
+        for suffix, markup in {".j2": kind.markup, **kind.extra_parts}.items():
+            ctx = context(inc, event, events)
+            out[name + suffix] = RENDERER.render(
+                name, event, ctx, markup=markup, suffix=suffix
+            ).body
+    return out
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_every_message_names_the_roles_and_who_holds_none(event: str) -> None:
+    """Commander, scribe and liaison on one line in every message; a role nobody holds
+    shows as "unassigned" (responders are not listed)."""
+    roles = {"commander": ["alice"], "scribe": [], "liaison": [], "responders": ["carol"]}
+    inc = {**SAMPLE_INCIDENT, "roles": roles}
+    for where, body in _bodies(event, inc, []).items():
+        lines = [line.lower() for line in body.splitlines() if "commander" in line.lower()]
+        assert len(lines) == 1, (where, body)
+        line = lines[0]
+        assert "scribe" in line and "liaison" in line, (where, line)
+        assert line.count("unassigned") == 2 and "alice" in line and "carol" not in line
+
+
+def test_a_status_update_shows_the_liaisons_text_and_the_next_update() -> None:
+    row = {
+        "kind": "status_update",
+        "actor": "bob",
+        "text": "Status update: Rolled back; errors are <1%",
+        "data": {"text": "Rolled back; errors are <1%", "next_update_at": "2026-11-27T06:15:00Z"},
+    }
+    bodies = _bodies("update", SAMPLE_INCIDENT, [row])
+    for where, body in bodies.items():
+        assert "Status update" in body and "06:15" in body, where
+        assert body.count("errors are") == 1, (where, body)  # the text once, not twice
+    assert (
+        "> Rolled back; errors are &lt;1%\n_From bob. Next update by 06:15 UTC._"
+        in bodies["slack.j2"]
+    )
+    assert "<blockquote>Rolled back; errors are &lt;1%</blockquote>" in bodies["telegram.j2"]
+    # without data (an older row), the row's text is the update
+    plain = _bodies("update", SAMPLE_INCIDENT, [{**row, "data": {}}])
+    assert "> Status update: Rolled back" in plain["slack.j2"]
+    assert "Next update" not in plain["slack.j2"]
+
+
+def test_a_multi_line_update_stays_quoted() -> None:
+    row = {"kind": "status_update", "actor": "bob", "data": {"text": "one\ntwo"}}
+    bodies = _bodies("update", SAMPLE_INCIDENT, [row])
+    assert "> one\n> two\n_From bob._" in bodies["slack.j2"]
+    assert "> one\n> two" in bodies["discord.j2"]
+
+
+def test_a_reminder_mentions_the_liaison() -> None:
+    inc = {**SAMPLE_INCIDENT, "people": {"bob": {"slack": "U0BOB"}}}
+    row = {"kind": "reminder", "data": {"due_at": "2026-11-27T06:15:00Z", "liaison": ["bob"]}}
+    bodies = _bodies("reminder", inc, [row])
+    assert "<@U0BOB>: a status update is due by 06:15 UTC." in bodies["slack.j2"]
+    assert "bob: a status update is due by 06:15 UTC." in bodies["discord.j2"]
+    # no liaison in the row: the incident's; nobody at all: said so
+    assert "<@U0BOB>: a status update is due." in _bodies("reminder", inc, [])["slack.j2"]
+    roles = {"commander": ["alice"], "scribe": [], "liaison": [], "responders": []}
+    nobody = _bodies("reminder", {**inc, "roles": roles}, [{"kind": "reminder"}])
+    for where, body in nobody.items():
+        assert "liaison" in body.lower() and "due" in body, (where, body)
+    assert "No liaison assigned: a status update is due." in nobody["slack.j2"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"after_s": 960, "target_s": 900},
+            "Not acknowledged within 15 min, the target for sev2 (unacknowledged for 16 min).",
+        ),
+        (
+            {"after_s": 5430.5, "target_s": 3600},
+            "Not acknowledged within 1 h, the target for sev2 (unacknowledged for 1 h 31 min).",
+        ),
+        (
+            {"after_s": 45, "target_s": 30},
+            "within 30 s, the target for sev2 (unacknowledged for 45 s)",
+        ),
+        ({}, "Not acknowledged within its target time."),
+    ],
+)
+def test_an_escalation_says_the_target_was_missed(data: dict[str, object], expected: str) -> None:
+    bodies = _bodies("escalated", SAMPLE_INCIDENT, [{"kind": "escalated", "data": data}])
+    assert expected in bodies["slack.j2"]
+    for where, body in bodies.items():
+        assert "not acknowledged within" in body.lower(), (where, body)
+    # the stakeholders may first hear of the incident now: the alerts are listed
+    assert "HighErrorRate" in bodies["slack.j2"]
+
+
+def test_timeline_rows_around_a_status_update_are_all_shown() -> None:
+    rows = [
+        {"kind": "decision", "text": "Decision: roll back", "data": {"text": "roll back"}},
+        {"kind": "status_update", "actor": "bob", "data": {"text": "Rolled back"}},
+        {"kind": "role_changed", "text": "dana is scribe", "data": {"role": "scribe"}},
+    ]
+    body = _bodies("update", SAMPLE_INCIDENT, rows)["slack.j2"]
+    assert body.index("• Decision: roll back") < body.index("> Rolled back")
+    assert body.index("> Rolled back") < body.index("• dana is scribe")

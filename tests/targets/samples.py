@@ -29,6 +29,9 @@ STATUS = {
     "closed": "closed",
     "reopened": "triggered",
     "postmortem_published": "closed",
+    "update": "acknowledged",
+    "reminder": "acknowledged",
+    "escalated": "triggered",
     "timeline": "acknowledged",
 }
 TEXT = {
@@ -39,6 +42,34 @@ TEXT = {
     "postmortem_published": "Postmortem published at https://kb.example/pm/42",
     "timeline": "Rolled back checkout-api to v1.2.3",
 }
+UPDATE = (
+    "Checkout errors are back under 1% since the rollback of checkout-api to v1.2.3;"
+    " we keep watching the error rate."
+)
+# The new events as the timeline writes them: their own kind (the notification event is
+# derived from it) and data.
+ROWS: dict[str, dict[str, Any]] = {
+    "update": {
+        "kind": "status_update",
+        "actor": "bob",
+        "text": f"Status update: {UPDATE}",
+        "data": {"text": UPDATE, "next_update_at": "2026-11-27T06:15:00Z"},
+    },
+    "reminder": {
+        "kind": "reminder",
+        "actor": "incident-bridge",
+        "text": "A status update is due",
+        "data": {"due_at": "2026-11-27T06:15:00Z", "liaison": ["bob"]},
+    },
+    "escalated": {
+        "kind": "escalated",
+        "actor": "incident-bridge",
+        "text": "Not acknowledged within its target",
+        "data": {"after_s": 960, "target_s": 900},
+    },
+}
+# The role holders' Slack ids, as the rotations give them: Slack messages mention them.
+PEOPLE = {"alice": {"slack": "U0ALICE"}, "bob": {"slack": "U0BOB"}}
 SETTINGS: dict[str, dict[str, Any]] = {
     "console": {},
     "webhook": {"url": "http://hooks.example/x", "secret": "s"},
@@ -55,15 +86,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def sample(event: str, inc: dict[str, Any] | None = None) -> Notification:
-    inc = inc or incident(status=STATUS[event])
-    events = (
-        {
-            "kind": event,
-            "at": "2026-11-27T05:45:00Z",
-            "actor": "alice",
-            "text": TEXT.get(event, ""),
-        },
-    )
+    inc = inc or incident(status=STATUS[event], people=PEOPLE)
+    row = {"kind": event, "actor": "alice", "text": TEXT.get(event, ""), **ROWS.get(event, {})}
+    events = ({"at": "2026-11-27T05:45:00Z", **row},)
     return make_notification(event, inc=inc, events=events, target="golden")
 
 

@@ -17,7 +17,7 @@ async def test_console_writes_one_line_per_message() -> None:
     )
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("[console/general] Update: [sev2] #42 High error rate on checkout")
+    assert lines[0].startswith("[console/general] Timeline: [sev2] #42 High error rate on checkout")
     assert "first | second" in lines[0]
     assert "Incident resolved" in lines[1]
 
