@@ -17,6 +17,24 @@ async def alerts(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "alerts": len(payload.get("alerts", []))})
 
 
+async def note(request: web.Request) -> web.Response:
+    """bench/api.py's write ceiling: parse the JSON body, answer a small JSON object."""
+    payload = json.loads(await request.read() or b"{}")
+    return web.json_response({"changed": True, "id": request.match_info["id"], "n": len(payload)})
+
+
+# bench/api.py's read ceiling: a page of 50 incidents, serialized for every request.
+_PAGE = [
+    {"id": n, "key": f"k{n}", "title": f"incident {n}", "severity": "sev2", "status": "triggered",
+     "team": "team-3", "opened_at": "2026-11-28T06:00:00Z", "roles": {}, "alert_count": 1}
+    for n in range(50)
+]  # fmt: skip
+
+
+async def incidents(request: web.Request) -> web.Response:
+    return web.json_response({"incidents": _PAGE, "next": None})
+
+
 async def ready(request: web.Request) -> web.Response:
     return web.Response(text="OK\n")
 
@@ -29,6 +47,8 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/api/v1/alerts", alerts)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/api/v1/incidents/{id}/{action}", note)
+    app.router.add_get("/api/v1/incidents", incidents)
     web.run_app(app, host=host, port=int(port), access_log=None, print=None, backlog=1024)
 
 

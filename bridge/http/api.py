@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.core import jsontext
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
 from bridge.core.timeutil import parse_rfc3339
@@ -97,7 +98,10 @@ async def incidents(request: web.Request) -> web.Response:
     except StoreUnavailable:
         raise store_unavailable() from None
     last = rows[-1]["id"] if len(rows) == limit else None
-    return web.json_response({"incidents": rows, "next": _next_page(request, last)})
+    # pydantic-core writes a page of incidents several times faster than json.dumps
+    return web.json_response(
+        {"incidents": rows, "next": _next_page(request, last)}, dumps=jsontext.dumps
+    )
 
 
 def _next_page(request: web.Request, last_id: int | None) -> str | None:
@@ -131,7 +135,7 @@ async def incident(request: web.Request) -> web.Response:
         raise store_unavailable() from None
     if found is None:
         raise _not_found("incident")
-    return web.json_response(found)
+    return web.json_response(found, dumps=jsontext.dumps)
 
 
 async def notifications(request: web.Request) -> web.Response:

@@ -30,10 +30,10 @@ def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     for name in MILESTONES:
         if name in out:
             out[name] = format_ns(out[name])
-    if "roles" in out:
-        out["roles"] = json.loads(out["roles"] or "{}")
-    if "people" in out:
-        out["people"] = json.loads(out["people"] or "{}")
+    for name in ("roles", "people"):
+        if name in out:
+            text = out[name]
+            out[name] = {} if not text or text == "{}" else json.loads(text)
     return out
 
 
