@@ -1,6 +1,9 @@
 """``opsgenie``: Alert API v2. Create on opened/reopened (``alias`` = the incident key, so
 Opsgenie deduplicates a resend), acknowledge on acknowledged, close on mitigated/resolved/
-closed, and a note for everything else. Requests are asynchronous: 202 + ``requestId``."""
+closed; on escalated (not acknowledged in time) create -- the alert is raised if the
+stakeholders had not heard of the incident, deduplicated if they had -- and a note saying so;
+nothing on reminder (a nudge to the liaison in chat); a note for everything else (a status
+update among them). Requests are asynchronous: 202 + ``requestId``."""
 
 from __future__ import annotations
 
@@ -21,13 +24,16 @@ MESSAGE_MAX = 130
 ALIAS_MAX = 512
 DESCRIPTION_MAX = 15_000
 NOTE_MAX = 25_000
-ACTIONS = {
-    "opened": "create",
-    "reopened": "create",
-    "acknowledged": "acknowledge",
-    "mitigated": "close",
-    "resolved": "close",
-    "closed": "close",
+# The requests for each event, in order; an event not named here is a note.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "opened": ("create",),
+    "reopened": ("create",),
+    "escalated": ("create", "note"),
+    "acknowledged": ("acknowledge",),
+    "mitigated": ("close",),
+    "resolved": ("close",),
+    "closed": ("close",),
+    "reminder": (),
 }
 PRIORITY = {"sev1": "P1", "sev2": "P2", "sev3": "P3", "sev4": "P4"}
 
@@ -60,8 +66,8 @@ class OpsgenieTarget(Target):
         rendered = self.render(n)
         out: list[tuple[str, dict[str, Any]]] = []
         seen: set[str] = set()
-        for kind in n.kinds:
-            action = ACTIONS.get(kind, "note")
+        actions = [a for kind in n.kinds for a in ACTIONS.get(kind, ("note",))]
+        for action in actions:
             if action in seen:
                 continue
             seen.add(action)
@@ -100,9 +106,12 @@ class OpsgenieTarget(Target):
 
     async def send(self, notification: Notification) -> DeliveryResult:
         n = notification
+        requests = self.requests(n)
+        if not requests:  # a reminder: nothing for Opsgenie
+            return DeliveryResult(state=dict(n.state), skipped=True)
         ids: dict[str, str] = {}
         headers = {"Authorization": f"GenieKey {self.config.api_key.reveal()}"}
-        for path, body in self.requests(n):
+        for path, body in requests:
             resp = await _http.post(
                 self.deps,
                 self.config.api_url.rstrip("/") + path,

@@ -1,7 +1,9 @@
-"""``pagerduty``: Events API v2. ``trigger`` on opened/reopened/severity_changed,
-``acknowledge`` on acknowledged, ``resolve`` on mitigated/resolved/closed; other events send
-nothing. ``dedup_key`` is the incident key (sha256 of it when longer than 255, as
-Alertmanager does), so a resend after a crash is absorbed by PagerDuty."""
+"""``pagerduty``: Events API v2. ``trigger`` on opened/reopened/severity_changed and on
+escalated (not acknowledged in time: the stakeholders are paged, whatever the severity),
+``acknowledge`` on acknowledged, ``resolve`` on mitigated/resolved/closed; other events
+(status updates, reminders, timeline notes, postmortems) send nothing: the Events API has no
+notes. ``dedup_key`` is the incident key (sha256 of it when longer than 255, as Alertmanager
+does), so a resend after a crash is absorbed by PagerDuty."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "opened": "trigger",
     "reopened": "trigger",
     "severity_changed": "trigger",
+    "escalated": "trigger",
     "acknowledged": "acknowledge",
     "mitigated": "resolve",
     "resolved": "resolve",

@@ -111,3 +111,63 @@ async def test_store_shaped_timeline_rows_map_to_actions(
     assert n.kinds == ("timeline", "mitigated")
     await _pd(make_target, pagerduty).send(n)
     assert [e["event_action"] for e in pagerduty.events] == ["resolve"]
+
+
+async def test_pagerduty_escalation_pages_and_updates_send_nothing(
+    pagerduty: PagerDutyFake, make_target: MakeTarget
+) -> None:
+    """Not acknowledged in time: a trigger (the stakeholders are paged, or the open alert
+    takes the event); a status update or a reminder means nothing to the Events API."""
+    target = _pd(make_target, pagerduty)
+    for event in ("update", "reminder"):
+        result = await target.send(make_notification(event, tier="stakeholders"))
+        assert result.skipped
+    assert pagerduty.requests == []
+    row = {"kind": "escalated", "text": "x", "data": {"after_s": 960, "target_s": 900}}
+    n = make_notification(
+        "escalated", tier="stakeholders", inc=incident(severity="sev4"), events=(row,)
+    )
+    result = await target.send(n)
+    assert not result.skipped
+    (event,) = pagerduty.events
+    assert event["event_action"] == "trigger" and event["payload"]["severity"] == "info"
+    assert "Not acknowledged within 15 min" in event["payload"]["custom_details"]["message"]
+    assert pagerduty.incidents[incident()["key"]] == "triggered"
+
+
+async def test_opsgenie_escalation_raises_the_alert_or_notes_it(
+    opsgenie: OpsgenieFake, make_target: MakeTarget
+) -> None:
+    """Escalated: create (a new alert when the stakeholders had not heard of the incident,
+    deduplicated by alias when they had) and a note saying the target was missed."""
+    target = make_target("opsgenie", api_key=GENIE_KEY, api_url=opsgenie.url)
+    key = incident()["key"]
+    row = {"kind": "escalated", "text": "x", "data": {"after_s": 960, "target_s": 900}}
+    await target.send(make_notification("escalated", events=(row,)))
+    alert = opsgenie.alerts[key]
+    assert alert["status"] == "open" and alert["count"] == 1
+    assert "Not acknowledged within 15 min" in alert["description"]
+    assert "Not acknowledged within 15 min" in alert["notes"][0]
+    await target.send(make_notification("escalated", events=(row,), sequence=2))
+    assert alert["count"] == 2 and len(alert["notes"]) == 2
+
+
+async def test_opsgenie_notes_an_update_and_skips_a_reminder(
+    opsgenie: OpsgenieFake, make_target: MakeTarget
+) -> None:
+    target = make_target("opsgenie", api_key=GENIE_KEY, api_url=opsgenie.url)
+    await target.send(make_notification("opened"))
+    mark = len(opsgenie.requests)
+    reminder = {"kind": "reminder", "data": {"liaison": ["bob"]}}
+    result = await target.send(make_notification("reminder", events=(reminder,)))
+    assert result.skipped and len(opsgenie.requests) == mark
+    update = {
+        "kind": "status_update",
+        "actor": "bob",
+        "text": "Status update: rolled back",
+        "data": {"text": "Rolled back, errors under 1%"},
+    }
+    # coalesced with the reminder it answers: one note, nothing for the reminder
+    await target.send(make_notification("update", events=(reminder, update), sequence=3))
+    assert [a[0] for a in opsgenie.actions] == ["notes"]
+    assert "Rolled back, errors under 1%" in opsgenie.alerts[incident()["key"]]["notes"][0]
