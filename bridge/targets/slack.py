@@ -1,12 +1,13 @@
 """``slack``: the Slack Web API with a bot token.
 
 ``general`` and ``stakeholders`` tiers post to ``channel``; with ``thread_updates`` the first
-message of an incident starts a thread and later ones reply in it (status changes are also
-broadcast to the channel). The ``incident`` tier gets a dedicated channel per incident:
-``conversations.create`` (``name_taken`` -> a numbered suffix), invite the role holders,
-set the topic (severity, status, commander), bookmark the runbook and the incident page, then
-post every event there. Progress is returned in ``state`` -- also on failure -- so a retry
-never creates a second channel.
+message of an incident starts a thread and later ones reply in it (status changes, status
+updates and escalations are also broadcast to the channel). The ``incident`` tier gets a
+dedicated channel per incident: ``conversations.create`` (``name_taken`` -> a numbered suffix),
+invite the role holders, set the topic (severity, status, commander), bookmark the runbook and
+the incident page, then post every event there; whoever takes a role later is invited with the
+next message. Progress is returned in ``state`` -- also on failure -- so a retry never creates
+a second channel nor invites anyone twice.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from bridge.targets.slack_webhook import SECTION_LIMIT, slack_message
 NAME_MAX = 80
 TOPIC_MAX = 250
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_BROADCAST = {"severity_changed", "mitigated", "resolved", "closed", "reopened"}
+_BROADCAST = {
+    "severity_changed",
+    "mitigated",
+    "resolved",
+    "closed",
+    "reopened",
+    "update",
+    "escalated",
+}
 _IGNORED_INVITE = {"slack_already_in_channel", "slack_cant_invite_self"}
 
 
@@ -135,8 +144,8 @@ class SlackTarget(Target):
         try:
             if "channel" not in state:
                 state["channel"], state["channel_name"] = await self._create(n.incident)
+            await self._invite(state, n.incident)
             if not state.get("setup"):
-                await self._invite(state["channel"], n.incident)
                 await self._bookmarks(state["channel"], n.incident)
                 state["setup"] = True
             topic = topic_for(n.incident)
@@ -176,41 +185,84 @@ class SlackTarget(Target):
             return channel_id, name
         raise PermanentError("slack_name_taken")
 
-    async def _invite(self, channel: str, incident: Mapping[str, Any]) -> None:
-        people: list[str] = list(self.config.invite)
+    async def _invite(self, state: dict[str, Any], incident: Mapping[str, Any]) -> None:
+        """Invite ``invite`` and the role holders not invited yet: everyone on the channel's
+        first message, later whoever took a role since. ``state["invited"]`` maps each person
+        whose invite is settled (invited, already there, no Slack user, refused) to the handle
+        it was settled with, so nobody is invited twice -- again only if their handle changes.
+        Invites are best effort: only a retryable failure holds the message back."""
+        names: list[str] = list(self.config.invite)
         for holders in (incident.get("roles") or {}).values():
-            people.extend(holders or [])
-        handles = incident.get("people") or {}
-        ids = [u for u in [await self._user_id(p, handles) for p in _unique(people)] if u]
-        if not ids:
+            names.extend(holders or [])
+        known = incident.get("people") or {}
+        settled: dict[str, str] = dict(state.get("invited") or {})
+        pending = {p: self._handle(p, known) for p in _unique(names)}
+        pending = {p: h for p, h in pending.items() if settled.get(p) != h}
+        if not pending:
             return
         try:
-            await self.call("conversations.invite", {"channel": channel, "users": ",".join(ids)})
+            users: dict[str, list[str]] = {}  # user id -> the people it stands for
+            for person, handle in pending.items():
+                user = await self._user_id(person, handle)
+                if user is None:  # no Slack user: warned once, not looked up again
+                    settled[person] = handle
+                else:
+                    users.setdefault(user, []).append(person)
+            if not users:
+                return
+            # One call for all; when it is refused (one bad id refuses them all, an id already
+            # in the channel too), one call per user. A refused user is not invited again.
+            ids, channel = list(users), str(state["channel"])
+            if not await self._invite_call(channel, ids, quiet=len(ids) > 1) and len(ids) > 1:
+                for user in ids:
+                    await self._invite_call(channel, [user], quiet=False)
+            for people in users.values():
+                for person in people:
+                    settled[person] = pending[person]
+        finally:
+            state["invited"] = settled
+
+    async def _invite_call(self, channel: str, users: list[str], *, quiet: bool) -> bool:
+        """``conversations.invite``; False when refused (logged unless ``quiet``)."""
+        try:
+            await self.call("conversations.invite", {"channel": channel, "users": ",".join(users)})
         except PermanentError as exc:
-            # Invites are best effort: a wrong user id must not keep the channel silent.
-            if exc.reason not in _IGNORED_INVITE:
+            if exc.reason in _IGNORED_INVITE and len(users) == 1:
+                return True
+            if not quiet:
                 self.deps.logger.warning(
                     "slack target %s: invite failed: %s", self.name, exc.reason
                 )
+            return False
+        return True
 
-    async def _user_id(self, person: str, people: Mapping[str, Any]) -> str | None:
-        """The person's Slack user id: the target's ``users`` map first (an override), then
-        the handle the rotations give (``handles: {slack: U…}``, or an e-mail to look up),
-        then the name itself when it is an id or an address."""
-        known = people.get(person) or {}
-        handle = self.config.users.get(person) or known.get("slack") or known.get("email") or person
+    def _handle(self, person: str, people: Mapping[str, Any]) -> str:
+        """How to find the person in Slack: the target's ``users`` map first (an override),
+        then the handle the rotations give (``handles: {slack: U…}``, or an e-mail), then the
+        name itself (an id or an address)."""
+        handles = people.get(person) or {}
+        return str(
+            self.config.users.get(person) or handles.get("slack") or handles.get("email") or person
+        )
+
+    async def _user_id(self, person: str, handle: str) -> str | None:
+        """The Slack user id of ``handle``: itself when it is one, looked up when it is an
+        e-mail address."""
         if _USER_ID.match(handle):
             return handle
         if "@" in handle:
             try:
                 data = await self.call("users.lookupByEmail", {"email": handle}, form=True)
-            except PermanentError as exc:
+            except PermanentError as exc:  # e.g. the users:read.email scope is missing
                 if exc.reason == "slack_users_not_found":
                     self.deps.logger.warning(
                         "slack target %s: no Slack user for %s", self.name, person
                     )
-                    return None
-                raise
+                else:
+                    self.deps.logger.warning(
+                        "slack target %s: lookup of %s failed: %s", self.name, person, exc.reason
+                    )
+                return None
             user = data.get("user") or {}
             return str(user.get("id")) if user.get("id") else None
         self.deps.logger.warning("slack target %s: no Slack handle for %s", self.name, person)

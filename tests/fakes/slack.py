@@ -33,6 +33,7 @@ class SlackAPIFake(FakeServer):
         }
         self.names: set[str] = {"incidents"}
         self.users: dict[str, str] = {"alice@example.com": "U0ALICE", "bob@example.com": "U0BOB"}
+        self.bot_user = "U0BRIDGEBOT"  # the token's own user: it cannot invite itself
         self.messages: list[dict[str, Any]] = []
         self._next = 1
         super().__init__()
@@ -83,7 +84,7 @@ class SlackAPIFake(FakeServer):
         self.names.add(name)
         self.channels[cid] = {
             "name": name,
-            "members": set(),
+            "members": set(),  # the people invited (the bot, its creator, is not listed)
             "topic": "",
             "bookmarks": [],
             "is_private": bool(a.get("is_private")),
@@ -91,18 +92,30 @@ class SlackAPIFake(FakeServer):
         return ok(channel={"id": cid, "name": name})
 
     def m_conversations_invite(self, a: dict[str, Any]) -> web.Response:
+        """Without ``force``, one user that cannot be invited refuses the whole call: nobody
+        is invited, the error is the first user's, and ``errors`` lists every refused user."""
         ch = self.channels.get(str(a.get("channel")))
         if ch is None:
             return err("channel_not_found")
-        users = [u for u in str(a.get("users") or "").split(",") if u]
+        raw = a.get("users")
+        if raw is not None and not isinstance(raw, str):  # a comma-separated string, not a list
+            return err("invalid_arguments")
+        users = [u for u in (raw or "").split(",") if u]
         if not users:
             return err("no_user")
-        known = set(self.users.values())
+        if len(users) > 1000:
+            return err("too_many_users")
+        known = {*self.users.values(), self.bot_user}
+        errors = []
         for u in users:
             if u not in known:
-                return err("user_not_found")
-            if u in ch["members"]:
-                return err("already_in_channel")
+                errors.append({"user": u, "ok": False, "error": "user_not_found"})
+            elif u == self.bot_user:
+                errors.append({"user": u, "ok": False, "error": "cant_invite_self"})
+            elif u in ch["members"]:
+                errors.append({"user": u, "ok": False, "error": "already_in_channel"})
+        if errors:
+            return web.json_response({"ok": False, "error": errors[0]["error"], "errors": errors})
         ch["members"].update(users)
         return ok(channel={"id": a["channel"]})
 

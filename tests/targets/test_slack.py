@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 import pytest
 
 from bridge.targets import PermanentError, RetryableError
@@ -200,3 +201,212 @@ async def test_the_rotations_handles_invite_and_mention_people(
     assert slack_api.channels[result.state["channel"]]["members"] == {"U03FATIMA", "U0ALICE"}
     posted = slack_api.messages[-1]
     assert "<@U03FATIMA>" in str(posted)
+
+
+def _methods(fake: SlackAPIFake, start: int = 0) -> list[str]:
+    return [r.path.rsplit("/", 1)[1] for r in fake.requests[start:]]
+
+
+async def test_role_holders_are_invited_once_as_they_take_roles(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    """A role holder with a Slack handle who was not invited yet is invited with the next
+    message to the dedicated channel (a role change, any other event), and only once."""
+    roles = {"commander": ["alice"], "scribe": [], "liaison": [], "responders": []}
+    target = _target(make_target, slack_api)
+    first = await target.send(
+        make_notification("opened", tier="incident", inc=incident(roles=roles))
+    )
+    cid = first.state["channel"]
+    assert slack_api.channels[cid]["members"] == {"U0ALICE"}
+    assert first.state["invited"] == {"alice": "alice@example.com"}
+
+    # bob takes the liaison role: the role change invites him, and nobody else
+    roles = {**roles, "liaison": ["bob"]}
+    inc = incident(roles=roles, people={"bob": {"slack": "U0BOB"}})
+    row = {
+        "kind": "role_changed",
+        "text": "bob is liaison",
+        "data": {"role": "liaison", "from": [], "to": ["bob"], "action": "assign"},
+    }
+    mark = len(slack_api.requests)
+    second = await target.send(
+        make_notification(
+            "timeline",
+            tier="incident",
+            inc=inc,
+            events=(row,),
+            state=dict(first.state),
+            sequence=2,
+        )
+    )
+    assert _methods(slack_api, mark) == ["conversations.invite", "chat.postMessage"]
+    assert slack_api.requests[mark].json == {"channel": cid, "users": "U0BOB"}
+    assert slack_api.channels[cid]["members"] == {"U0ALICE", "U0BOB"}
+    assert second.state["invited"] == {"alice": "alice@example.com", "bob": "U0BOB"}
+
+    # the next event invites nobody: no lookup, no invite
+    mark = len(slack_api.requests)
+    await target.send(
+        make_notification("update", tier="incident", inc=inc, state=dict(second.state), sequence=3)
+    )
+    assert _methods(slack_api, mark) == ["chat.postMessage"]
+
+
+async def test_one_refused_invitee_does_not_keep_the_others_out(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack refuses a whole invite for one bad id (or one already in the channel): the
+    target then invites them one by one; those refused are logged and not asked again."""
+    roles = {"commander": ["alice"], "scribe": [], "liaison": [], "responders": []}
+    target = _target(make_target, slack_api)
+    first = await target.send(
+        make_notification("opened", tier="incident", inc=incident(roles=roles))
+    )
+    cid = first.state["channel"]
+    slack_api.channels[cid]["members"].add("U0BOB")  # bob joined the channel on his own
+    roles = {
+        "commander": ["alice"],
+        "scribe": ["U0NOBODY"],
+        "liaison": ["bob"],
+        "responders": ["carol"],
+    }
+    slack_api.users["carol@example.com"] = "U0CAROL"
+    inc = incident(
+        roles=roles, people={"bob": {"slack": "U0BOB"}, "carol": {"email": "carol@example.com"}}
+    )
+    mark = len(slack_api.requests)
+    with caplog.at_level(logging.WARNING):
+        second = await target.send(
+            make_notification(
+                "timeline", tier="incident", inc=inc, state=dict(first.state), sequence=2
+            )
+        )
+    invites = [r.json["users"] for r in slack_api.requests[mark:] if r.path.endswith(".invite")]
+    assert invites == ["U0NOBODY,U0BOB,U0CAROL", "U0NOBODY", "U0BOB", "U0CAROL"]
+    assert slack_api.channels[cid]["members"] == {"U0ALICE", "U0BOB", "U0CAROL"}
+    assert caplog.text.count("invite failed") == 1  # U0NOBODY; bob being there already is fine
+    assert "invite failed: slack_user_not_found" in caplog.text
+    assert slack_api.messages[-1]["channel"] == cid
+    assert set(second.state["invited"]) == {"alice", "U0NOBODY", "bob", "carol"}
+
+    mark = len(slack_api.requests)
+    await target.send(
+        make_notification("timeline", tier="incident", inc=inc, state=dict(second.state))
+    )
+    assert _methods(slack_api, mark) == ["chat.postMessage"]
+
+
+async def test_a_changed_handle_is_invited_again(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person without a Slack handle is warned about once; when the rotations give them
+    one later, the next message invites them."""
+    roles = {"commander": ["dana"], "scribe": [], "liaison": [], "responders": []}
+    target = _target(make_target, slack_api)
+    with caplog.at_level(logging.WARNING):
+        first = await target.send(
+            make_notification("opened", tier="incident", inc=incident(roles=roles))
+        )
+        second = await target.send(
+            make_notification(
+                "timeline",
+                tier="incident",
+                inc=incident(roles=roles),
+                state=dict(first.state),
+                sequence=2,
+            )
+        )
+    assert caplog.text.count("no Slack handle for dana") == 1
+    assert "conversations.invite" not in _methods(slack_api)
+    slack_api.users["dana@example.com"] = "U0DANA"
+    inc = incident(roles=roles, people={"dana": {"slack": "U0DANA"}})
+    await target.send(
+        make_notification(
+            "timeline", tier="incident", inc=inc, state=dict(second.state), sequence=3
+        )
+    )
+    assert slack_api.channels[first.state["channel"]]["members"] == {"U0DANA"}
+
+
+async def test_a_failed_lookup_does_not_hold_the_message(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Invites are best effort, also when a role changes mid-incident: a lookup Slack refuses
+    (the users:read.email scope missing) is logged, and the message goes out."""
+    slack_api.fail_next(
+        1,
+        status=200,
+        body={"ok": False, "error": "missing_scope"},
+        path="/api/users.lookupByEmail",
+    )
+    roles = {"commander": ["alice"], "scribe": ["U0BOB"], "liaison": [], "responders": []}
+    with caplog.at_level(logging.WARNING):
+        result = await _target(make_target, slack_api).send(
+            make_notification("opened", tier="incident", inc=incident(roles=roles))
+        )
+    assert "lookup of alice failed: slack_missing_scope" in caplog.text
+    assert slack_api.channels[result.state["channel"]]["members"] == {"U0BOB"}
+    assert slack_api.messages[-1]["channel"] == result.state["channel"]
+
+
+async def test_inviting_the_bot_itself_is_ignored(
+    slack_api: SlackAPIFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    roles = {"commander": ["alice"], "scribe": [], "liaison": [], "responders": []}
+    target = _target(make_target, slack_api, invite=[slack_api.bot_user])
+    with caplog.at_level(logging.WARNING):
+        result = await target.send(
+            make_notification("opened", tier="incident", inc=incident(roles=roles))
+        )
+    assert slack_api.channels[result.state["channel"]]["members"] == {"U0ALICE"}
+    assert "invite failed" not in caplog.text
+
+
+async def test_incident_mode_thread_invites_nobody(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    target = _target(make_target, slack_api, channel="C0GENERAL", incident_mode="thread")
+    await target.send(make_notification("opened", tier="incident"))
+    assert _methods(slack_api) == ["chat.postMessage"]
+
+
+async def test_status_updates_and_escalations_are_broadcast_from_the_thread(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    target = _target(make_target, slack_api, channel="C0GENERAL")
+    first = await target.send(make_notification("opened"))
+    for seq, event in enumerate(("update", "escalated", "timeline"), start=2):
+        await target.send(make_notification(event, state=dict(first.state), sequence=seq))
+    replies = slack_api.messages[1:]
+    assert all(m["thread_ts"] == first.state["ts"] for m in replies)
+    assert [m["reply_broadcast"] for m in replies] == [True, True, False]
+
+
+async def test_fake_invite_contract(
+    slack_api: SlackAPIFake, session: aiohttp.ClientSession
+) -> None:
+    """The fake refuses what Slack refuses (docs/contracts.md): a list instead of a
+    comma-separated string, the bot itself, a user already there; without ``force`` one
+    refusal refuses the whole call, and ``errors`` names every refused user."""
+
+    async def invite(users: object) -> dict[str, object]:
+        async with session.post(
+            slack_api.url + "/api/conversations.invite",
+            json={"channel": "C0GENERAL", "users": users},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as resp:
+            body: dict[str, object] = await resp.json()
+            return body
+
+    assert (await invite(["U0ALICE"]))["error"] == "invalid_arguments"
+    assert (await invite(""))["error"] == "no_user"
+    assert (await invite(slack_api.bot_user))["error"] == "cant_invite_self"
+    assert (await invite("U0ALICE"))["ok"] is True
+    refused = await invite("U0BOB,U0ALICE,U0NOBODY")
+    assert refused["ok"] is False and refused["error"] == "already_in_channel"
+    assert refused["errors"] == [
+        {"user": "U0ALICE", "ok": False, "error": "already_in_channel"},
+        {"user": "U0NOBODY", "ok": False, "error": "user_not_found"},
+    ]
+    assert slack_api.channels["C0GENERAL"]["members"] == {"U0ALICE"}  # bob was not invited
