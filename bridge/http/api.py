@@ -11,7 +11,7 @@ from bridge.core import jsontext
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
 from bridge.core.timeutil import parse_rfc3339
-from bridge.http import auth
+from bridge.http import auth, models
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.service import AppState
 from bridge.store import StoreUnavailable, outbox
@@ -156,9 +156,8 @@ async def notifications(request: web.Request) -> web.Response:
     except StoreUnavailable:
         raise store_unavailable() from None
     last = rows[-1].id if len(rows) == limit else None
-    return web.json_response(
-        {"notifications": [r.as_json() for r in rows], "next": _next_page(request, last)}
-    )
+    page = {"notifications": [r.as_json() for r in rows], "next": _next_page(request, last)}
+    return models.json_answer(models.NotificationPage.model_validate(page))
 
 
 async def retry_notification(request: web.Request) -> web.Response:
@@ -178,4 +177,4 @@ async def retry_notification(request: web.Request) -> web.Response:
         raise HTTPError(409, f"notification {row_id} is {row.state}, only dead ones can be retried")
     if state.worker is not None:
         state.worker.notify()
-    return web.json_response(row.as_json())
+    return models.json_answer(models.Notification.model_validate(row.as_json()))

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.http import auth
+from bridge.http.models import Reloaded, ReloadFailed, Rules, json_answer
 from bridge.service import AppState, reload
 from bridge.store import StoreUnavailable, outbox
 from bridge.store.queries import incident_counts, ready_check
@@ -47,14 +48,14 @@ async def reload_rules(request: web.Request) -> web.Response:
     auth.authorize(request, state.api, write=True)
     errors = await reload(state)
     if errors:
-        return web.json_response({"status": "error", "errors": errors}, status=422)
-    return web.json_response({"status": "ok", "config_hash": state.runtime.config_hash})
+        return json_answer(ReloadFailed(status="error", errors=errors), status=422)
+    return json_answer(Reloaded(status="ok", config_hash=state.runtime.config_hash))
 
 
 async def rules(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
     runtime = state.runtime
-    return web.json_response(
-        {"config_hash": runtime.config_hash, "files": list(runtime.files), "rules": runtime.shown}
+    return json_answer(
+        Rules(config_hash=runtime.config_hash, files=list(runtime.files), rules=dict(runtime.shown))
     )

@@ -1,0 +1,198 @@
+"""The API's answers as pydantic models: what the handlers build their JSON through and what
+the OpenAPI document (``bridge/http/openapi.py``) describes, so the two cannot drift apart.
+
+Every model forbids fields it does not name: an answer that gains a field without its model
+fails in the tests (and schemathesis finds it against the document) instead of going out
+undocumented. Optional fields that an answer leaves out (``Error.field``,
+``TimelineEntry.corrected_by``) stay out: answers are written with ``exclude_unset``.
+
+Which handlers build their answer through a model: the notifications, a retry, the rules and
+their reload (``json_answer``). Three answers are described by a model but not built through
+it, because they have to be fast: the webhook receiver's (docs/performance.md), and the
+incident list and an incident (validating a page of 50 costs about 4 times what writing it
+does, and an incident can have 50,000 alerts). The tests check those against their models, and
+schemathesis checks every answer of a running service against the document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.core.incidents import Status
+from bridge.core.policy import Severity
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+NotificationState = Literal["pending", "delivered", "dead"]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(Answer):
+    """Every 4xx and 5xx of the API and the receiver."""
+
+    error: str = Field(description="what went wrong, for a person")
+    field: str | None = Field(
+        default=None,
+        description="the field path, query parameter or header to blame, when there is one "
+        "(left out otherwise)",
+    )
+
+
+class IncidentSummary(Answer):
+    """An incident as the list shows it (no alerts, no timeline)."""
+
+    id: int
+    key: str = Field(description="groups alerts into the incident (the groupKey by default)")
+    title: str
+    severity: Severity
+    status: Status
+    route: str | None
+    team: str | None
+    service: str | None
+    started_at: Timestamp
+    opened_at: Timestamp
+    acknowledged_at: Timestamp | None
+    mitigated_at: Timestamp | None
+    resolved_at: Timestamp | None
+    closed_at: Timestamp | None
+    truncated_alerts: int = Field(
+        ge=0, description="alerts Alertmanager left out of the group; their state is unknown"
+    )
+    previous_id: int | None = Field(
+        description="the incident this one follows, when an alert fired again after the "
+        "reopen window"
+    )
+    roles: dict[str, list[str]] = Field(
+        description="role -> the people the rules assigned when the incident opened"
+    )
+    people: dict[str, dict[str, str]] = Field(
+        description="name -> that person's handles (slack, email, ...) from their rotation"
+    )
+    alert_count: int = Field(ge=0)
+
+
+class IncidentAlert(Answer):
+    """An alert of an incident, as the incident holds it."""
+
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: Timestamp
+    ends_at: Timestamp | None
+    generator_url: str
+    first_seen: Timestamp
+    last_seen: Timestamp
+
+
+class TimelineEntry(Answer):
+    """One entry of an incident's timeline."""
+
+    id: int
+    time: Timestamp
+    kind: str = Field(description="opened, alert_fired, status_changed, note, ... (docs/api.md)")
+    actor: str
+    text: str
+    data: dict[str, Any]
+    corrected_by: int | None = Field(
+        default=None, description="only on an entry a later one corrects: that entry's id"
+    )
+    corrected_text: str | None = Field(
+        default=None, description="only on an entry a later one corrects: what it now reads"
+    )
+
+
+class IncidentDetail(IncidentSummary):
+    """An incident with its alerts and its whole timeline, in order."""
+
+    alerts: list[IncidentAlert]
+    timeline: list[TimelineEntry]
+
+
+class IncidentPage(Answer):
+    incidents: list[IncidentSummary] = Field(description="newest first")
+    next: str | None = Field(description="the URL of the next page; null on the last")
+
+
+class Notification(Answer):
+    """A row of the outbox: one event to tell one target."""
+
+    id: int
+    incident_id: int
+    target: str
+    tier: str
+    event: str
+    event_id: int | None = Field(description="the timeline entry it tells of")
+    idempotency_key: str
+    state: NotificationState
+    attempts: int = Field(ge=0)
+    next_attempt_at: Timestamp | None
+    created_at: Timestamp | None
+    delivered_at: Timestamp | None
+    last_error: str | None
+    carried_by: int | None = Field(
+        description="the row whose message carried this one (waiting rows coalesced)"
+    )
+
+
+class NotificationPage(Answer):
+    notifications: list[Notification] = Field(description="newest first")
+    next: str | None = Field(description="the URL of the next page; null on the last")
+
+
+class ActionResult(Answer):
+    """The answer to a person's action."""
+
+    changed: bool = Field(description="false: what was asked is already so; nothing written")
+    incident: IncidentSummary = Field(description="the incident after the action")
+    events: list[TimelineEntry] = Field(description="the timeline entries the action wrote")
+
+
+class TouchedIncident(Answer):
+    id: int
+    key: str
+    status: Status
+    changed: bool = Field(
+        description="false: a duplicate or a repeat; nothing but last-seen times changed"
+    )
+
+
+class WebhookAnswer(Answer):
+    """The receiver's 200: the webhook and its effect are committed."""
+
+    status: Literal["ok"]
+    incidents: list[TouchedIncident]
+
+
+class Rules(Answer):
+    """The active rules, secrets shown as ``<secret>``."""
+
+    config_hash: str
+    files: list[str]
+    rules: dict[str, Any]
+
+
+class Reloaded(Answer):
+    status: Literal["ok"]
+    config_hash: str
+
+
+class ReloadFailed(Answer):
+    """The rules did not load; the ones loaded before stay active."""
+
+    status: Literal["error"]
+    errors: list[str] = Field(description="file:line:col: message")
+
+
+def json_answer(answer: Answer, status: int = 200) -> web.Response:
+    """``answer`` as the JSON body of a response, without the optional fields it left out."""
+    return web.Response(
+        body=answer.model_dump_json(exclude_unset=True),
+        status=status,
+        content_type="application/json",
+    )
