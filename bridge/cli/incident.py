@@ -1,0 +1,478 @@
+"""``incident-bridge incident ...``: list and show incidents and act on them, through the running
+service's API (``docs/api.md``, "People's actions"); nothing here touches the database.
+
+Text output is for people: a table, an incident's page, one line per change. ``-o json`` prints
+the API's answer as it came, for scripts. A change carries an ``Idempotency-Key``
+(``--idempotency-key``, or one made per invocation), so the one retry after a lost connection or
+a 503 changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.cli import apiclient
+from bridge.core.actions import MAX_TEXT, SINGLE_ROLES
+from bridge.core.incidents import OPEN_STATUSES, STATUSES
+from bridge.core.policy import ROLES, SEVERITIES
+from bridge.core.timeutil import NS, parse_rfc3339
+
+MOVES = {"ack": "acknowledge", "mitigate": "mitigate", "resolve": "resolve", "close": "close"}
+DONE = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved"}
+ENTRIES = {"note": "notes", "decision": "decisions", "action": "actions"}
+ENTRY_LABELS = {"note": "note", "decision": "decision", "action": "action item"}
+TITLE_WIDTH = 50
+_SPAN = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_UNITS = (86400, 3600, 60, 1)
+MAX_KEY = 255
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def _id(text: str) -> int:
+    """An incident or entry id: ``12`` or ``#12``, as the output shows them."""
+    digits = text.removeprefix("#")
+    if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a positive number)")
+    return int(digits)
+
+
+def _key(text: str) -> str:
+    if not (0 < len(text) <= MAX_KEY and text.isascii() and text.isprintable()):
+        raise argparse.ArgumentTypeError(f"1 to {MAX_KEY} printable ASCII characters")
+    return text
+
+
+def _next(text: str) -> tuple[str, Any]:
+    """``--next``: a span (``30m``, ``1h``, ``1h30m``) from now, or an RFC 3339 time."""
+    span = _SPAN.fullmatch(text.strip())
+    if span and any(span.groups()):
+        seconds = sum(int(n) * unit for n, unit in zip(span.groups(), _UNITS, strict=True) if n)
+        return "next_update_in", seconds
+    try:
+        if parse_rfc3339(text) is not None:
+            return "next_update_at", text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a span (30m, 1h, 1h30m) nor an RFC 3339 time"
+    )
+
+
+def _text(args: argparse.Namespace) -> str:
+    return " ".join(args.text)
+
+
+# --- how things read -------------------------------------------------------------------------
+
+
+def _ns(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
+
+
+def _when(value: Any) -> str:
+    """An RFC 3339 time as ``2026-11-28 09:31:22Z``; ``-`` for none."""
+    ns = _ns(value)
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _span(ns: int) -> str:
+    """A duration in its two largest units: ``45s``, ``4m12s``, ``2h05m``, ``3d04h``."""
+    seconds = max(ns // NS, 0)
+    names = ("d", "h", "m", "s")
+    for n, unit in enumerate(_UNITS[:-1]):
+        if seconds >= unit:
+            big, rest = divmod(seconds, unit)
+            return f"{big}{names[n]}{rest // _UNITS[n + 1]:02d}{names[n + 1]}"
+    return f"{seconds}s"
+
+
+def _since(value: Any, until: int) -> str:
+    start = _ns(value)
+    return "-" if start is None else _span(until - start)
+
+
+def _clean(value: Any) -> str:
+    """One line of text as the API gave it, safe for a terminal."""
+    return apiclient.printable(str(value if value is not None else "-")).replace("\n", " ")
+
+
+def _holders(incident: dict[str, Any], role: str) -> str:
+    names = (incident.get("roles") or {}).get(role) or []
+    return ", ".join(_clean(n) for n in names) if names else "unassigned"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _json(body: Any) -> int:
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@apiclient.guarded
+def _list(args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {
+        name: values for name in ("status", "severity", "team") if (values := getattr(args, name))
+    }
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    if args.before is not None:
+        query["before"] = str(args.before)
+    answer = apiclient.Client.from_args(args).get("/api/v1/incidents", query)
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        return _json(answer.body)
+    incidents = answer.body["incidents"]
+    if not incidents:
+        print("no incidents")
+        return 0
+    now = time.time_ns()
+    rows = [["ID", "STATUS", "SEVERITY", "AGE", "TITLE", "COMMANDER", "TEAM"]]
+    for i in incidents:
+        title = _clean(i.get("title"))
+        if len(title) > TITLE_WIDTH:
+            title = title[: TITLE_WIDTH - 1] + "…"
+        rows.append(
+            [
+                f"#{i['id']}",
+                _clean(i["status"]),
+                _clean(i["severity"]),
+                _since(i.get("opened_at"), now),
+                title,
+                _holders(i, "commander"),
+                _clean(i.get("team")),
+            ]
+        )
+    print("\n".join(_table(rows)))
+    if answer.body.get("next"):
+        print(f"(more: --before {incidents[-1]['id']})")
+    return 0
+
+
+def _header(incident: dict[str, Any], now: int) -> list[str]:
+    i = incident
+    lines = [f"#{i['id']} {_clean(i.get('title'))}", ""]
+    fields = [
+        ("status", _clean(i["status"])),
+        ("severity", _clean(i["severity"])),
+        ("team", _clean(i.get("team"))),
+        ("route", _clean(i.get("route"))),
+        ("service", _clean(i.get("service"))),
+        ("key", _clean(i.get("key"))),
+    ]
+    if i.get("previous_id"):
+        fields.append(("follows", f"#{i['previous_id']}"))
+    opened = _ns(i.get("opened_at"))
+    fields.append(("started", _when(i.get("started_at")) + "  (the first alert)"))
+    fields.append(("opened", _when(i.get("opened_at"))))
+    for milestone in ("acknowledged", "mitigated", "resolved", "closed"):
+        at = _ns(i.get(f"{milestone}_at"))
+        after = f"  after {_span(at - opened)}" if at is not None and opened is not None else ""
+        fields.append((milestone, _when(i.get(f"{milestone}_at")) + after))
+    if opened is not None and i["status"] in OPEN_STATUSES:
+        fields.append(("open for", _span(now - opened)))
+    lines += [f"{name:<13}{value}" for name, value in fields]
+    return lines
+
+
+def _next_update(incident: dict[str, Any], now: int) -> str | None:
+    """When the liaison's next status update is due, while the incident is open."""
+    if incident["status"] not in OPEN_STATUSES:
+        return None
+    due = None
+    for entry in incident.get("timeline") or []:
+        if entry.get("kind") == "status_update":
+            due = (entry.get("data") or {}).get("next_update_at")
+    at = _ns(due)
+    if at is None:
+        return None
+    when = f"in {_span(at - now)}" if at >= now else f"{_span(now - at)} overdue"
+    return f"{_when(due)}  ({when})"
+
+
+def _roles(incident: dict[str, Any]) -> list[str]:
+    return ["Roles"] + [f"  {role:<11}{_holders(incident, role)}" for role in ROLES]
+
+
+def _alerts(incident: dict[str, Any]) -> str:
+    alerts = incident.get("alerts") or []
+    firing = sum(1 for a in alerts if a.get("status") == "firing")
+    text = f"Alerts       {incident.get('alert_count', len(alerts))}"
+    text += f" ({firing} firing, {len(alerts) - firing} resolved)"
+    left_out = incident.get("truncated_alerts") or 0
+    if left_out:
+        text += f"; {left_out} more that Alertmanager left out (state unknown)"
+    return text
+
+
+def _timeline(entries: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for e in entries:
+        text = apiclient.printable(str(e.get("text") or ""))
+        data = e.get("data") or {}
+        corrects = data.get("corrects") if isinstance(data, dict) else None
+        if corrects and f"#{corrects}" not in text:
+            text = f"(corrects #{corrects}) {text}"
+        if e.get("corrected_by"):
+            corrected = apiclient.printable(str(e.get("corrected_text") or ""))
+            text += f"\n[corrected by #{e['corrected_by']}: {corrected}]"
+        head = [_when(e.get("time")), f"#{e.get('id')}", _clean(e.get("actor")), _clean(e["kind"])]
+        rows.append((head, text))
+    if not rows:
+        return ["Timeline", "  (empty)"]
+    widths = [max(len(head[n]) for head, _ in rows) for n in range(4)]
+    lines = ["Timeline"]
+    for head, text in rows:
+        lead = "  " + "  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)) + "  "
+        first, *more = text.split("\n")
+        lines.append(lead + first)
+        lines += [" " * len(lead) + line for line in more]
+    return lines
+
+
+@apiclient.guarded
+def _show(args: argparse.Namespace) -> int:
+    answer = apiclient.Client.from_args(args).get(f"/api/v1/incidents/{args.id}")
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        return _json(answer.body)
+    incident, now = answer.body, time.time_ns()
+    lines = _header(incident, now)
+    due = _next_update(incident, now)
+    if due:
+        lines.append(f"{'next update':<13}{due}")
+    lines += ["", *_roles(incident), "", _alerts(incident), ""]
+    lines += _timeline(incident.get("timeline") or [])
+    print("\n".join(lines))
+    return 0
+
+
+# --- changing --------------------------------------------------------------------------------
+
+
+def _told(incident_id: int, event: dict[str, Any]) -> str:
+    """One line for a timeline entry a change wrote."""
+    kind, data = event.get("kind"), event.get("data") or {}
+    actor = _clean(event.get("actor"))
+    if kind in ENTRY_LABELS:
+        line = f"#{incident_id} {ENTRY_LABELS[kind]} #{event.get('id')} added by {actor}"
+        if data.get("owner"):
+            line += f" (owner: {_clean(data['owner'])})"
+        if data.get("corrects"):
+            line += f", correcting #{data['corrects']}"
+        return line
+    if kind == "status_update":
+        line = f"#{incident_id} status update #{event.get('id')} sent by {actor}"
+        due = data.get("next_update_at")
+        return line + (f"; next one due {_when(due)}" if due else "")
+    text = _clean(event.get("text"))
+    if kind in ("status_changed", "acknowledged", "severity_changed"):
+        text = text[:1].lower() + text[1:]  # "Acknowledged by alice" and the like
+    return f"#{incident_id} {text}"
+
+
+def _change(
+    args: argparse.Namespace,
+    action: str,
+    body: dict[str, Any],
+    unchanged: Callable[[dict[str, Any]], str],
+) -> int:
+    """POST ``body`` to the incident's ``action``; say what changed, or why nothing did."""
+    if args.actor is not None:
+        body["actor"] = args.actor
+    key = args.idempotency_key or f"incident-bridge-cli-{uuid.uuid4()}"
+    answer = apiclient.Client.from_args(args).post(
+        f"/api/v1/incidents/{args.id}/{action}", body, idempotency_key=key
+    )
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        return _json(answer.body)
+    incident = answer.body["incident"]
+    if not answer.body["changed"]:
+        print(f"#{incident['id']}: nothing to change ({unchanged(incident)})")
+    for event in answer.body["events"]:
+        print(_told(incident["id"], event))
+    return 0
+
+
+@apiclient.guarded
+def _move(args: argparse.Namespace) -> int:
+    move = MOVES[args.incident_command]
+    body = {"reason": args.reason} if args.reason is not None else {}
+    return _change(args, move, body, lambda _: f"already {DONE.get(move, 'closed')}")
+
+
+@apiclient.guarded
+def _role(args: argparse.Namespace) -> int:
+    role = "responders" if args.role == "responder" else args.role
+    if args.person is None and not args.release:
+        # argparse cannot say "PERSON unless --release"; the same message and exit code.
+        args.parser.error("PERSON is needed to give a role (or --release it)")
+    body: dict[str, Any] = {"role": role, "release": args.release}
+    if args.person is not None:
+        body["person"] = args.person
+
+    def unchanged(_: dict[str, Any]) -> str:
+        if args.release:
+            return f"nobody holds the role {role}"
+        return f"{args.person} is already {'a responder' if role == 'responders' else role}"
+
+    return _change(args, "roles", body, unchanged)
+
+
+@apiclient.guarded
+def _entry(args: argparse.Namespace) -> int:
+    kind = args.incident_command
+    body: dict[str, Any] = {"text": _text(args)}
+    if args.corrects is not None:
+        body["corrects"] = args.corrects
+    if getattr(args, "owner", None) is not None:
+        body["owner"] = args.owner
+    return _change(args, ENTRIES[kind], body, lambda _: "nothing written")
+
+
+@apiclient.guarded
+def _update(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"text": _text(args)}
+    if args.next is not None:
+        name, value = args.next
+        body[name] = value
+    return _change(args, "updates", body, lambda _: "nothing sent")
+
+
+@apiclient.guarded
+def _severity(args: argparse.Namespace) -> int:
+    body = {"severity": args.severity, "reason": args.reason}
+    return _change(args, "severity", body, lambda i: f"already {i['severity']}")
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser(
+        "incident", help="list, show and act on incidents (through the service's API)"
+    )
+    sub = group.add_subparsers(dest="incident_command", metavar="COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    apiclient.add_flags(common)
+    common.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or the API's JSON answer",
+    )
+    write = argparse.ArgumentParser(add_help=False, parents=[common])
+    write.add_argument(
+        "--as",
+        dest="actor",
+        metavar="NAME",
+        help="who does it, as the timeline records it (default: the token's name)",
+    )
+    write.add_argument(
+        "--idempotency-key",
+        type=_key,
+        metavar="KEY",
+        help="the change's Idempotency-Key (default: a new one per invocation); the same key "
+        "and request again changes nothing and gets the first answer",
+    )
+
+    def command(
+        name: str, summary: str, func: Callable[[argparse.Namespace], int], *, writes: bool
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[write if writes else common], help=summary
+        )
+        parser.set_defaults(func=func, parser=parser)
+        if name != "list":
+            parser.add_argument("id", type=_id, metavar="ID", help="the incident (12 or #12)")
+        return parser
+
+    listing = command("list", "incidents, newest first", _list, writes=False)
+    listing.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help=f"only these (repeat, or separate with commas): {', '.join(STATUSES)}",
+    )
+    listing.add_argument(
+        "--severity",
+        action="append",
+        metavar="SEV",
+        help=f"only these (repeat, or commas): {', '.join(SEVERITIES)}",
+    )
+    listing.add_argument("--team", action="append", help="only these teams (repeat, or commas)")
+    listing.add_argument("--limit", type=int, help="at most this many (1-500, default 50)")
+    listing.add_argument("--before", type=_id, metavar="ID", help="continue below this incident")
+    command("show", "an incident: milestones, roles, alerts, timeline", _show, writes=False)
+
+    what = {
+        "ack": "acknowledge: you are on it",
+        "mitigate": "mark it mitigated: it no longer hurts",
+        "resolve": "resolve it by hand",
+        "close": "close a resolved incident",
+    }
+    for name, summary in what.items():
+        move = command(name, summary, _move, writes=True)
+        move.add_argument("--reason", help="why, recorded on the timeline")
+
+    role = command("role", "give a role, hand it over or --release it", _role, writes=True)
+    role.add_argument("role", choices=[*ROLES, "responder"], metavar="ROLE", help=", ".join(ROLES))
+    role.add_argument(
+        "person",
+        nargs="?",
+        metavar="PERSON",
+        help="who takes it (a hand-over for commander, scribe, liaison); with --release who "
+        f"gives it up (default for {', '.join(SINGLE_ROLES)}: whoever holds it)",
+    )
+    role.add_argument("--release", action="store_true", help="give the role up")
+
+    for kind in ENTRIES:
+        entry = command(kind, f"add {'an' if kind == 'action' else 'a'} {ENTRY_LABELS[kind]}",
+                        _entry, writes=True)  # fmt: skip
+        entry.add_argument("text", nargs="+", metavar="TEXT", help=f"1 to {MAX_TEXT} characters")
+        entry.add_argument(
+            "--corrects", type=_id, metavar="N", help=f"the id of the earlier {kind} it corrects"
+        )
+        if kind == "action":
+            entry.add_argument("--owner", help="who will do it")
+
+    update = command("update", "send the liaison's status update", _update, writes=True)
+    update.add_argument("text", nargs="+", metavar="TEXT")
+    update.add_argument(
+        "--next",
+        type=_next,
+        metavar="WHEN",
+        help="when the next update is due: 30m, 1h, 1h30m from now, or an RFC 3339 time",
+    )
+
+    severity = command("severity", "raise or lower the severity", _severity, writes=True)
+    severity.add_argument("severity", choices=SEVERITIES, metavar="SEV", help=", ".join(SEVERITIES))
+    severity.add_argument("--reason", required=True, help="why (required)")
