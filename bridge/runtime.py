@@ -9,13 +9,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.core.policy import BuiltinPolicy, Policy
+from bridge.core.reminders import ReminderPolicy, default_policy
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
 from bridge.targets.console import ConsoleConfig, ConsoleTarget
+
+if TYPE_CHECKING:
+    from bridge.rules.rotations import Rotation
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,34 @@ class Runtime:
     # name -> handles ({"slack": "U123", "email": ...}) of everyone in the rotations: a person
     # given a role by hand is invited and mentioned through them
     people: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # route name -> severity -> reminders and escalation (none for a route: the defaults)
+    reminders: Mapping[str, Mapping[str, ReminderPolicy]] = field(default_factory=dict)
+    # route name -> the rotation its commander comes from (escalation's next commander)
+    commander_rotations: Mapping[str, Rotation] = field(default_factory=dict)
+    # the root route's name: an incident whose route is gone from the rules gets the root's
+    root_route: str = ""
+
+    def reminder_policy(self, route: str, severity: str) -> ReminderPolicy:
+        """The reminders of ``route`` at ``severity`` in these rules: the scheduler asks at each
+        tick, so a change of the rules applies to the incidents already open."""
+        by_severity = self.reminders.get(route) or self.reminders.get(self.root_route)
+        if by_severity is None:
+            return default_policy(severity)
+        return by_severity.get(severity) or default_policy(severity)
+
+    def next_commander(self, route: str, current: str | None, now: int) -> str | None:
+        """Who an escalation hands the commander role to: the member after ``current`` in the
+        route's commander rotation; None when the route's commander comes from no rotation."""
+        if route in self.reminders:
+            rotation = self.commander_rotations.get(route)
+        else:
+            rotation = self.commander_rotations.get(self.root_route)
+        if rotation is None:
+            return None
+        from bridge.rules.rotations import next_member  # the rules load only with rule files
+
+        member = next_member(rotation, current, datetime.fromtimestamp(now / 1e9, tz=UTC))
+        return member.name if member is not None else None
 
 
 def builtin_runtime(reopen_window_s: float, deps: TargetDeps) -> Runtime:
@@ -86,4 +119,11 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
             for m in (*rotation.members, *(o.member for o in rotation.overrides))
             if m.handles
         },
+        reminders={r.name: dict(r.settings.reminders) for r in ruleset.routes()},
+        commander_rotations={
+            r.name: ruleset.rotations[rot]
+            for r in ruleset.routes()
+            if (rot := r.settings.commander_rotation) is not None and rot in ruleset.rotations
+        },
+        root_route=ruleset.root.name,
     )

@@ -10,6 +10,7 @@ from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from bridge.core.policy import Severity, Tiers
+from bridge.core.reminders import DEFAULT_REMINDERS, ReminderPolicy
 from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
 from bridge.rules.rotations import Rotation
@@ -26,11 +27,10 @@ DEFAULT_POSTMORTEM: Mapping[str, str] = {
     "sev3": "optional",
     "sev4": "none",
 }
+# The status-update cadence is the reminders' ``update_every`` (``status_update`` is its
+# shorthand): one value, so the two cannot disagree.
 DEFAULT_STATUS_UPDATE: Mapping[str, float | None] = {
-    "sev1": 1800.0,
-    "sev2": 3600.0,
-    "sev3": None,
-    "sev4": None,
+    sev: p.update_every_s for sev, p in DEFAULT_REMINDERS.items()
 }
 
 
@@ -66,9 +66,19 @@ class RouteSettings:
     roles: Mapping[str, tuple[RoleSource, ...]] = field(default_factory=dict)
     follow_up: FollowUp | None = None
     postmortem: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSTMORTEM))
-    status_update: Mapping[str, float | None] = field(
-        default_factory=lambda: dict(DEFAULT_STATUS_UPDATE)
-    )
+    # severity -> reminders and escalation (the scheduler reads the current rules' at each tick)
+    reminders: Mapping[str, ReminderPolicy] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
+
+    @property
+    def status_update(self) -> Mapping[str, float | None]:
+        """Severity -> seconds between status updates (the reminders' ``update_every``)."""
+        return {sev: p.update_every_s for sev, p in self.reminders.items()}
+
+    @property
+    def commander_rotation(self) -> str | None:
+        """The rotation the commander comes from, if it comes from one (escalation hands the
+        role to its next member)."""
+        return next((s.rotation for s in self.roles.get("commander", ()) if s.rotation), None)
 
     def severity_of(self, labels: Mapping[str, str]) -> Severity:
         if self.severity is not None:

@@ -97,3 +97,14 @@ def holder(rotation: Rotation, at: datetime) -> Member:
 
 def holder_at_ns(rotation: Rotation, now_ns: int) -> Member:
     return holder(rotation, datetime.fromtimestamp(now_ns / 1e9, tz=UTC))
+
+
+def next_member(rotation: Rotation, after: str | None, at: datetime) -> Member | None:
+    """The member after ``after`` in the rotation's order (wrapping round): who an escalation
+    hands the commander role to. When ``after`` is no member (nobody holds the role, or someone
+    outside the rotation does), the member after the one scheduled at ``at``. None when that
+    would be ``after`` again (a rotation of one)."""
+    names = [m.name for m in rotation.members]
+    index = names.index(after) if after in names else shift_index(rotation, at) % len(names)
+    found = rotation.members[(index + 1) % len(names)]
+    return None if found.name == after else found

@@ -11,7 +11,8 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
-from bridge.core.policy import ROLES, Tiers
+from bridge.core.policy import ROLES, SEVERITIES, Tiers
+from bridge.core.reminders import NO_REMINDERS, ReminderPolicy
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
 from bridge.rules.model import RoleSource, Route, RouteSettings, title_environment
 from bridge.rules.schema import NAME_PATTERN, RouteSpec
@@ -142,6 +143,19 @@ def _check_refs(
             f"{subject}: give severity or severity_from, not both",
             key=True,
         )
+    if spec.status_update is not None and spec.reminders is not None:
+        both = spec.status_update.model_fields_set & spec.reminders.model_fields_set
+        for sev in sorted(both, key=SEVERITIES.index):
+            given = getattr(spec.reminders, sev)
+            if given is not None and "update_every" not in given.model_fields_set:
+                continue  # status_update gives the cadence, reminders the rest: fine
+            at: Loc = ("reminders", sev) if given is None else ("reminders", sev, "update_every")
+            diags.error(
+                src,
+                (*loc, *at),
+                f"{subject}: give status_update.{sev} or reminders.{sev}.update_every, not both",
+                key=True,
+            )
     for i, label in enumerate(spec.group_by or ()):
         if label != "..." and not re.match(_LABEL, label):
             diags.error(
@@ -202,10 +216,36 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
             {k: getattr(spec.postmortem, k) or "none" for k in spec.postmortem.model_fields_set}
         )
         out = replace(out, postmortem=pm)
+    if spec.status_update is not None or spec.reminders is not None:
+        out = replace(out, reminders=_reminders(out.reminders, spec))
+    return out
+
+
+_REMINDER_FIELDS = {
+    "update_every": "update_every_s",
+    "acknowledge_within": "acknowledge_within_s",
+    "escalate_to_next_commander": "escalate_to_next_commander",
+}
+
+
+def _reminders(parent: Mapping[str, ReminderPolicy], spec: RouteSpec) -> dict[str, ReminderPolicy]:
+    """The parent's reminders with what this route sets: per severity and per key (a key not
+    given is inherited; ``sevN: ~`` turns that severity's reminders and escalation off);
+    ``status_update.sevN`` is ``reminders.sevN.update_every``."""
+    out = dict(parent)
     if spec.status_update is not None:
-        su = dict(out.status_update)
-        su.update({k: getattr(spec.status_update, k) for k in spec.status_update.model_fields_set})
-        out = replace(out, status_update=su)
+        for sev in spec.status_update.model_fields_set:
+            out[sev] = replace(
+                out.get(sev, NO_REMINDERS), update_every_s=getattr(spec.status_update, sev)
+            )
+    if spec.reminders is not None:
+        for sev in spec.reminders.model_fields_set:
+            given = getattr(spec.reminders, sev)
+            if given is None:
+                out[sev] = NO_REMINDERS
+                continue
+            changes = {_REMINDER_FIELDS[k]: getattr(given, k) for k in given.model_fields_set}
+            out[sev] = replace(out.get(sev, NO_REMINDERS), **changes)
     return out
 
 

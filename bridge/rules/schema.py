@@ -31,6 +31,13 @@ def parse_duration(value: Any) -> float:
     return float(sum(int(g) * u for g, u in zip(m.groups(), _UNITS, strict=True) if g))
 
 
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0s, not {value!r}")
+    return seconds
+
+
 def _timezone(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an IANA time zone name like Europe/Berlin")
@@ -90,6 +97,7 @@ def _member(value: Any) -> Any:
 
 
 Duration = Annotated[float, PlainValidator(parse_duration)]
+PositiveDuration = Annotated[float, PlainValidator(_positive_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 When = Annotated[date, PlainValidator(_when)]
 
@@ -153,10 +161,27 @@ class PostmortemSpec(Strict):
 
 
 class StatusUpdateSpec(Strict):
-    sev1: Duration | None = None
-    sev2: Duration | None = None
-    sev3: Duration | None = None
-    sev4: Duration | None = None
+    """The same as ``reminders: {sevN: {update_every: ...}}``, one duration per severity."""
+
+    sev1: PositiveDuration | None = None
+    sev2: PositiveDuration | None = None
+    sev3: PositiveDuration | None = None
+    sev4: PositiveDuration | None = None
+
+
+class ReminderSpec(Strict):
+    """One severity's reminders; a key not given is inherited from the parent route."""
+
+    update_every: PositiveDuration | None = None
+    acknowledge_within: PositiveDuration | None = None
+    escalate_to_next_commander: bool = False
+
+
+class RemindersSpec(Strict):
+    sev1: ReminderSpec | None = None
+    sev2: ReminderSpec | None = None
+    sev3: ReminderSpec | None = None
+    sev4: ReminderSpec | None = None
 
 
 class RouteSpec(Strict):
@@ -176,6 +201,7 @@ class RouteSpec(Strict):
     follow_up: FollowUp | None = None
     postmortem: PostmortemSpec | None = None
     status_update: StatusUpdateSpec | None = None
+    reminders: RemindersSpec | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
@@ -213,7 +239,8 @@ def all_models() -> list[type[BaseModel]]:
     """Every schema model, for the docs test and "did you mean" on unknown keys."""
     return [
         RuleFile, RouteSpec, SeverityFrom, TiersSpec, Stakeholders, RolesSpec, RoleSource,
-        FollowUp, PostmortemSpec, StatusUpdateSpec, RotationSpec, Member, Override,
+        FollowUp, PostmortemSpec, StatusUpdateSpec, RemindersSpec, ReminderSpec, RotationSpec,
+        Member, Override,
     ]  # fmt: skip
 
 

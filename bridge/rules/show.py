@@ -36,6 +36,14 @@ def settings_dict(s: RouteSettings) -> dict[str, Any]:
         "follow_up": s.follow_up.model_dump() if s.follow_up else None,
         "postmortem": dict(s.postmortem),
         "status_update_s": dict(s.status_update),
+        "reminders": {
+            sev: {
+                "update_every_s": p.update_every_s,
+                "acknowledge_within_s": p.acknowledge_within_s,
+                "escalate_to_next_commander": p.escalate_to_next_commander,
+            }
+            for sev, p in s.reminders.items()
+        },
     }
 
 
