@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import actions, api, errors, ops, pages, receiver
+from bridge.http import actions, api, errors, openapi, ops, pages, receiver
 from bridge.http.errors import json_errors
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
@@ -73,6 +73,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
+    app.router.add_get(openapi.PATH, json_errors(openapi.serve))
     app.router.add_get("/incidents/{id}", json_errors(pages.incident_page))
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)

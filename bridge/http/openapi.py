@@ -1,0 +1,502 @@
+"""``GET /api/v1/openapi.json``: the OpenAPI 3.1 document of every route the app serves.
+
+The request and response schemas are generated from the pydantic models the handlers use: the
+webhook payload (``core.alertmanager.WebhookPayload``), the actions' bodies (``actions.ACTIONS``)
+and the answers (``http.models``); the incident list's query parameters are those of
+``api.INCIDENT_PARAMS``. What is written here is what a model cannot say: the paths, their
+parameters, who may call them and which status codes they answer. The tests compare the
+document with the app's router (every route and method, nothing more), validate it with
+openapi-spec-validator, and run schemathesis against a live service.
+
+The document depends on nothing but the code: it is built once, on the first request.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from pydantic_core import core_schema, to_json
+
+from bridge import __version__
+from bridge.core import alertmanager
+from bridge.core.alertmanager import WebhookPayload
+from bridge.core.incidents import STATUSES
+from bridge.core.policy import SEVERITIES
+from bridge.http import actions, api, auth, models
+from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
+from bridge.service import AppState
+from bridge.store import outbox
+
+PATH = "/api/v1/openapi.json"
+JSON = "application/json"
+REF = "#/components/schemas/{model}"
+
+# Who may call an operation: the read API (a token unless reads are open: a loopback listener
+# with no token configured, or --insecure-open-read-api), changes (a write token, always),
+# the receiver (its credentials when configured), and the probes and metrics (open).
+READ: list[dict[str, list[str]]] = [{"apiToken": []}, {}]
+WRITE: list[dict[str, list[str]]] = [{"apiToken": []}]
+WEBHOOK: list[dict[str, list[str]]] = [{"webhookBearer": []}, {"webhookBasic": []}, {}]
+OPEN: list[dict[str, list[str]]] = []
+_READ_NOTE = (
+    "Needs an API token (write, read or named) unless reads are open: on a loopback listener "
+    "with no token configured, or with `--insecure-open-read-api`."
+)
+_WRITE_NOTE = "Needs a token with the write scope, always: a read-only token gets 403."
+
+_ERRORS = {
+    400: "bad input; `field` names the field, query parameter or header to blame",
+    401: "no or a wrong token",
+    403: "a read-only token for a change",
+    404: "not found",
+    409: "not possible in the current state",
+    413: "the body is too large",
+    422: "unprocessable",
+    500: "a bug (logged with its traceback)",
+    503: "the store cannot answer now: retry after `Retry-After` seconds",
+}
+_HEADERS = {
+    401: ("WWW-Authenticate", "the scheme and realm to authenticate with"),
+    503: ("Retry-After", "seconds to wait before retrying"),
+}
+
+
+class _Schemas(GenerateJsonSchema):
+    """pydantic's JSON Schema, with the input a before-validator takes where the model's field
+    only says what it makes of it: the webhook's RFC 3339 times are parsed into integers."""
+
+    def function_before_schema(
+        self, schema: core_schema.BeforeValidatorFunctionSchema
+    ) -> dict[str, Any]:
+        if _rfc3339(schema):
+            return {"type": "string", "format": "date-time"}
+        return super().function_before_schema(schema)
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> dict[str, Any]:
+        # The model's default (None: no end) is what it makes of no value, not a value to send.
+        if _rfc3339(schema["schema"]):
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
+
+
+def _rfc3339(schema: core_schema.CoreSchema) -> bool:
+    return (
+        schema["type"] == "function-before"
+        and schema["function"]["function"] is alertmanager._timestamp
+    )
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _text(description: str, media_type: str = "text/plain") -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def _errors(statuses: Iterable[int], **descriptions: str) -> dict[str, Any]:
+    """JSON error answers; ``descriptions`` (``e404=...``) say more than the default."""
+    out: dict[str, Any] = {}
+    for status in statuses:
+        answer = _json(_ref(models.Error), descriptions.get(f"e{status}", _ERRORS[status]))
+        if status in _HEADERS:
+            name, what = _HEADERS[status]
+            answer["headers"] = {
+                name: {"description": what, "required": True, "schema": {"type": "string"}}
+            }
+        out[str(status)] = answer
+    return out
+
+
+def _id(what: str) -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": f"the {what}'s id; anything but a decimal id is a 404",
+        "schema": {"type": "integer", "minimum": 1},
+        "example": 1,
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    param: dict[str, Any] = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+    if schema.get("type") == "array":
+        param |= {"style": "form", "explode": True}
+    return param
+
+
+def _values(items: dict[str, Any], description: str) -> tuple[dict[str, Any], str]:
+    """A parameter that takes several values: repeated, or separated by commas."""
+    return (
+        {"type": "array", "items": items},
+        f"{description}; repeat the parameter or separate values with commas",
+    )
+
+
+_TEXTS = {"type": "string", "minLength": 1, "maxLength": 200}
+_LIMIT = (
+    {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 50},
+    "how many at most",
+)
+_BEFORE = (
+    {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    "an id: continue below it (the `next` link does this)",
+)
+# Every query parameter of GET /api/v1/incidents (api.INCIDENT_PARAMS), with its type.
+_INCIDENT_QUERY: dict[str, tuple[dict[str, Any], str]] = {
+    "status": _values({"type": "string", "enum": list(STATUSES)}, "one of these statuses"),
+    "severity": _values({"type": "string", "enum": list(SEVERITIES)}, "one of these severities"),
+    "team": _values(_TEXTS, f"one of these teams (at most {api.MAX_VALUES})"),
+    "route": _values(_TEXTS, f"one of these routes (at most {api.MAX_VALUES})"),
+    "service": _values(_TEXTS, f"one of these services (at most {api.MAX_VALUES})"),
+    "since": ({"type": "string", "format": "date-time"}, "opened at or after (RFC 3339)"),
+    "until": ({"type": "string", "format": "date-time"}, "opened before (RFC 3339)"),
+    "limit": _LIMIT,
+    "before": _BEFORE,
+}
+_NOTIFICATION_QUERY: dict[str, tuple[dict[str, Any], str]] = {
+    "state": ({"type": "string", "enum": list(outbox.STATES)}, "only rows in this state"),
+    "limit": _LIMIT,
+    "before": _BEFORE,
+}
+
+
+def _params(known: tuple[str, ...], specs: dict[str, tuple[dict[str, Any], str]]) -> list[Any]:
+    """The handler's known query parameters, each as documented here (a KeyError when a new
+    one is not: the test building the document fails)."""
+    return [_query(name, *specs[name]) for name in known]
+
+
+def _receiver(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "tags": ["alerts"],
+        "operationId": operation_id,
+        "summary": summary,
+        "description": "Takes Alertmanager's webhook (payload version 4; unknown fields are "
+        "ignored). The 200 goes out once the webhook and its effect are committed. Needs the "
+        "webhook credentials (bearer token or basic auth) when they are configured.",
+        "security": WEBHOOK,
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref(WebhookPayload)}}},
+        "responses": {
+            "200": _json(_ref(models.WebhookAnswer), "committed"),
+            **_errors(
+                (400, 401, 413, 500, 503),
+                e400="malformed JSON or a field that does not fit; nothing is written",
+                e413="the body is larger than --max-body-bytes",
+                e500="a bug (logged); Alertmanager retries",
+                e503="the store cannot take the write, or the body did not arrive in time: "
+                "retry (Alertmanager does)",
+            ),
+        },
+    }
+
+
+def _action(suffix: str, summary: str, model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "tags": ["actions"],
+        "operationId": f"incident_{suffix}",
+        "summary": summary,
+        "description": f"{_WRITE_NOTE} An empty body is `{{}}`; `actor` defaults to the "
+        "token's name.",
+        "security": WRITE,
+        "parameters": [
+            _id("incident"),
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "the first answer is kept: the same key with the same request "
+                "gets it again (`Idempotent-Replayed: true`), with another request a 422",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY,
+                    "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$",
+                },
+            },
+        ],
+        "requestBody": {"required": False, "content": {JSON: {"schema": _ref(model)}}},
+        "responses": {
+            "200": {
+                **_json(_ref(models.ActionResult), "done, or already so (`changed: false`)"),
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "`true` on an answer kept for its Idempotency-Key",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                },
+            },
+            **_errors(
+                (400, 401, 403, 404, 409, 413, 422, 503),
+                e404="no such incident, or no such entry to correct",
+                e409="an illegal move: the message names the status and the moves allowed now",
+                e413=f"the body is larger than {MAX_BODY} bytes",
+                e422="this Idempotency-Key was used for another request",
+            ),
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/v1/alerts": {"post": _receiver("receive_alerts", "The Alertmanager receiver")},
+        "/api/v1/alerts/": {
+            "post": _receiver("receive_alerts_slash", "The receiver, with a trailing slash")
+        },
+        "/api/v1/incidents": {
+            "get": {
+                "tags": ["incidents"],
+                "operationId": "list_incidents",
+                "summary": "Incidents, newest first",
+                "description": f"Any other query parameter is a 400 naming it. {_READ_NOTE}",
+                "security": READ,
+                "parameters": _params(api.INCIDENT_PARAMS, _INCIDENT_QUERY),
+                "responses": {
+                    "200": _json(_ref(models.IncidentPage), "a page of incidents"),
+                    **_errors((400, 401, 503)),
+                },
+            }
+        },
+        "/api/v1/incidents/{id}": {
+            "get": {
+                "tags": ["incidents"],
+                "operationId": "get_incident",
+                "summary": "An incident with its alerts and timeline",
+                "description": _READ_NOTE,
+                "security": READ,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": _json(_ref(models.IncidentDetail), "the incident"),
+                    **_errors((401, 404, 503), e404="no such incident"),
+                },
+            }
+        },
+    }
+    for suffix, (summary, model, _command) in actions.ACTIONS.items():
+        paths[f"/api/v1/incidents/{{id}}/{suffix}"] = {"post": _action(suffix, summary, model)}
+    paths |= {
+        "/api/v1/notifications": {
+            "get": {
+                "tags": ["notifications"],
+                "operationId": "list_notifications",
+                "summary": "The outbox, newest first",
+                "description": f"Any other query parameter is a 400 naming it. {_READ_NOTE}",
+                "security": READ,
+                "parameters": _params(api.NOTIFICATION_PARAMS, _NOTIFICATION_QUERY),
+                "responses": {
+                    "200": _json(_ref(models.NotificationPage), "a page of notifications"),
+                    **_errors((400, 401, 503)),
+                },
+            }
+        },
+        "/api/v1/notifications/{id}/retry": {
+            "post": {
+                "tags": ["notifications"],
+                "operationId": "retry_notification",
+                "summary": "Queue a dead notification again",
+                "description": f"With the rows its message carried. {_WRITE_NOTE}",
+                "security": WRITE,
+                "parameters": [_id("notification")],
+                "responses": {
+                    "200": _json(_ref(models.Notification), "queued again"),
+                    **_errors(
+                        (401, 403, 404, 409, 503),
+                        e404="no such notification",
+                        e409="the notification is not dead",
+                    ),
+                },
+            }
+        },
+        "/api/v1/rules": {
+            "get": {
+                "tags": ["operations"],
+                "operationId": "get_rules",
+                "summary": "The active rules",
+                "description": _READ_NOTE,
+                "security": READ,
+                "responses": {
+                    "200": _json(_ref(models.Rules), "the rules, secrets as `<secret>`"),
+                    **_errors((401,)),
+                },
+            }
+        },
+        PATH: {
+            "get": {
+                "tags": ["operations"],
+                "operationId": "get_openapi",
+                "summary": "This document",
+                "description": _READ_NOTE,
+                "security": READ,
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["openapi", "info", "paths"]},
+                        "the OpenAPI 3.1 document",
+                    ),
+                    **_errors((401,)),
+                },
+            }
+        },
+        "/incidents/{id}": {
+            "get": {
+                "tags": ["incidents"],
+                "operationId": "incident_page",
+                "summary": "The incident as a page for people",
+                "description": "Server-rendered HTML, read-only, no script; the page messages "
+                f"link to. Errors are the API's JSON errors. {_READ_NOTE}",
+                "security": READ,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": _text("the page", "text/html"),
+                    **_errors((401, 404, 503), e404="no such incident"),
+                },
+            }
+        },
+        "/-/reload": {
+            "post": {
+                "tags": ["operations"],
+                "operationId": "reload_rules",
+                "summary": "Reload the rules (as SIGHUP does)",
+                "description": _WRITE_NOTE,
+                "security": WRITE,
+                "responses": {
+                    "200": _json(_ref(models.Reloaded), "the new rules are active"),
+                    **_errors((401, 403)),
+                    "422": _json(
+                        _ref(models.ReloadFailed),
+                        "the rules do not load; the ones loaded before stay active",
+                    ),
+                },
+            }
+        },
+        "/-/healthy": {
+            "get": {
+                "tags": ["operations"],
+                "operationId": "healthy",
+                "summary": "Liveness",
+                "security": OPEN,
+                "responses": {"200": _text("`OK`: the process runs")},
+            }
+        },
+        "/-/ready": {
+            "get": {
+                "tags": ["operations"],
+                "operationId": "ready",
+                "summary": "Readiness",
+                "security": OPEN,
+                "responses": {
+                    "200": _text("`OK`: the database answers"),
+                    "503": _text("the database does not answer, or is damaged: why"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["operations"],
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "security": OPEN,
+                "responses": {"200": _text("the Prometheus text format")},
+            }
+        },
+    }
+    return paths
+
+
+def _components() -> dict[str, Any]:
+    requests: list[type[BaseModel]] = [WebhookPayload]
+    for _summary, model, _command in actions.ACTIONS.values():
+        if model not in requests:
+            requests.append(model)
+    answers: list[type[BaseModel]] = [
+        models.Error,
+        models.WebhookAnswer,
+        models.IncidentPage,
+        models.IncidentDetail,
+        models.ActionResult,
+        models.NotificationPage,
+        models.Notification,
+        models.Rules,
+        models.Reloaded,
+        models.ReloadFailed,
+    ]
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((m, "validation") for m in requests),
+        *((m, "serialization") for m in answers),
+    ]
+    _, schemas = models_json_schema(wanted, ref_template=REF, schema_generator=_Schemas)
+    return {
+        "schemas": schemas["$defs"],
+        "securitySchemes": {
+            "apiToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token: the write token (`--api-token-file`, or the one "
+                "`serve` generates next to the database), a read token, or a named token with "
+                "its scope. Reads take any of them; changes need the write scope.",
+            },
+            "webhookBearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The receiver's token (`--webhook-token-file`), when configured",
+            },
+            "webhookBasic": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "The receiver's basic auth, when configured",
+            },
+        },
+    }
+
+
+def build() -> dict[str, Any]:
+    """The document, built anew."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "incident-bridge",
+            "version": __version__,
+            "description": "Alertmanager webhooks in; incidents, their timeline and their "
+            'notifications out. Errors are `{"error", "field"?}` JSON, except those of '
+            "`/-/*` and `/metrics`; an /api/ path that does not exist is a 404, a method a "
+            "path does not take a 405 with `Allow`. A request the HTTP layer refuses before "
+            "any handler (a request line over 8190 bytes, a header over 8190) is a 400 in plain "
+            "text. Every GET also answers HEAD. See docs/api.md.",
+        },
+        "tags": [
+            {"name": "alerts", "description": "the Alertmanager receiver"},
+            {"name": "incidents", "description": "the read API"},
+            {"name": "actions", "description": "people's actions on an incident"},
+            {"name": "notifications", "description": "the outbox"},
+            {"name": "operations", "description": "rules, probes, metrics, this document"},
+        ],
+        "paths": _paths(),
+        "components": _components(),
+    }
+
+
+@functools.cache
+def document() -> bytes:
+    """The document as JSON, built once."""
+    return to_json(build())
+
+
+async def serve(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    auth.authorize(request, state.api)
+    return web.Response(body=document(), content_type=JSON)
