@@ -223,6 +223,25 @@ def _during(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE INDEX idx_incidents_team_id ON incidents (team, id)")
 
 
+def _reminders(db: sqlite_utils.Database) -> None:
+    """Reminders and escalation: the ones sent, one row per (incident, kind, due time), so that
+    each is sent once across ticks, restarts and racing writers (the key is the claim; the
+    timeline entry and outbox rows are written only by the transaction whose row went in).
+    The incidents' newest status update is found through an index over status updates only, so
+    that the other timeline rows pay nothing for it."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE reminders (incident_id INTEGER NOT NULL REFERENCES incidents (id), "
+        "kind TEXT NOT NULL, due_at INTEGER NOT NULL, fired_at INTEGER NOT NULL, "
+        "event_id INTEGER REFERENCES timeline (id), "
+        "PRIMARY KEY (incident_id, kind, due_at)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE INDEX idx_timeline_status_updates ON timeline (incident_id, id) "
+        "WHERE kind = 'status_update'"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -230,6 +249,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0004_message_reads", _message_reads),
     ("0005_people", _people),
     ("0006_during", _during),
+    ("0007_reminders", _reminders),
 ]
 
 

@@ -1,0 +1,170 @@
+"""Firing reminders and escalations: one writer transaction per tick.
+
+For every incident being worked, ``core/reminders.due`` says what is due under the current
+rules; each item is claimed by inserting its (incident, kind, due time) row into ``reminders``.
+Only the transaction whose row went in writes the timeline entry and the outbox rows (in the
+same transaction, as a person's action does: ``store/actions._write``). The key is the claim, so
+an item is sent once per due time whatever runs it: a second tick, a restart, another process
+or connection on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping
+
+from bridge.core.actions import AssignRole, Outcome, decide
+from bridge.core.incidents import Event, Incident
+from bridge.core.policy import tiers_from_json
+from bridge.core.reminders import (
+    ACTOR,
+    SCHEDULED_STATUSES,
+    Due,
+    LastUpdate,
+    ReminderPolicy,
+    due,
+    escalation_event,
+    holders,
+    reminder_event,
+)
+from bridge.core.timeutil import parse_rfc3339
+from bridge.core.values import immutable
+from bridge.store.actions import _write
+from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+
+# (route, severity) -> the current rules' reminders for them
+PolicyFor = Callable[[str, str], ReminderPolicy]
+# (route, current commander, now) -> who an escalation hands the commander role to, or None
+NextCommander = Callable[[str, str | None, int], str | None]
+
+_SCHEDULED = ", ".join(f"'{s}'" for s in SCHEDULED_STATUSES)
+
+
+@immutable
+class Fired:
+    """One reminder or escalation this tick sent, with the timeline entries it wrote."""
+
+    incident_id: int
+    kind: str
+    due_at: int
+    event_ids: tuple[int, ...]
+
+
+@immutable
+class FireResult:
+    fired: tuple[Fired, ...] = ()
+    notifications: int = 0  # outbox rows written
+
+
+def last_update(conn: sqlite3.Connection, incident_id: int) -> LastUpdate | None:
+    """The incident's newest status update (through the index over status updates only)."""
+    row = conn.execute(
+        "SELECT time, data FROM timeline WHERE incident_id = ? AND kind = 'status_update' "
+        "ORDER BY id DESC LIMIT 1",
+        (incident_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    data = json.loads(row[1] or "{}")
+    next_at = data.get("next_update_at")
+    try:
+        next_update_at = parse_rfc3339(next_at) if isinstance(next_at, str) else None
+    except ValueError:
+        next_update_at = None
+    return LastUpdate(at=int(row[0]), next_update_at=next_update_at)
+
+
+def _escalated(conn: sqlite3.Connection, incident_id: int) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM reminders WHERE incident_id = ? AND kind = 'escalated' LIMIT 1",
+            (incident_id,),
+        ).fetchone()
+        is not None
+    )
+
+
+def _claim(conn: sqlite3.Connection, incident_id: int, item: Due, now: int) -> bool:
+    """Take the item: True for the one transaction whose row went in."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO reminders (incident_id, kind, due_at, fired_at) VALUES (?, ?, ?, ?)",
+        (incident_id, item.kind, item.due_at, now),
+    )
+    return cur.rowcount == 1
+
+
+def fire_due(
+    conn: sqlite3.Connection,
+    now: int,
+    *,
+    policy: PolicyFor,
+    next_commander: NextCommander | None = None,
+    directory: Mapping[str, Mapping[str, str]] | None = None,
+) -> FireResult:
+    """Send what is due at ``now`` for every incident being worked, each item once.
+
+    ``policy`` gives the current rules' reminders of a route and severity; ``next_commander``
+    who an escalation hands the commander role to, where the policy says so; ``directory``
+    people's handles (the rotations'), so that the new commander is invited and mentioned."""
+    rows = conn.execute(
+        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE status IN ({_SCHEDULED}) ORDER BY id"
+    ).fetchall()
+    fired: list[Fired] = []
+    notifications = 0
+    for row in rows:
+        incident = _incident(row)
+        assert incident.id is not None
+        p = policy(incident.route, incident.severity)
+        if p.update_every_s is None and p.acknowledge_within_s is None:
+            continue
+        last = last_update(conn, incident.id) if p.update_every_s is not None else None
+        escalated = p.acknowledge_within_s is not None and _escalated(conn, incident.id)
+        for item in due(incident, p, now, last_update=last, escalated=escalated):
+            if not _claim(conn, incident.id, item, now):
+                continue  # sent already (an earlier tick, or another writer)
+            outcome = _outcome(incident, item, p, now, last, next_commander, directory or {})
+            ids, written = _write(conn, incident, outcome, now)
+            conn.execute(
+                "UPDATE reminders SET event_id = ? WHERE incident_id = ? AND kind = ? "
+                "AND due_at = ?",
+                (ids[0], incident.id, item.kind, item.due_at),
+            )
+            fired.append(Fired(incident.id, item.kind, item.due_at, tuple(ids)))
+            notifications += written
+            incident = outcome.incident
+    return FireResult(tuple(fired), notifications)
+
+
+def _outcome(
+    incident: Incident,
+    item: Due,
+    policy: ReminderPolicy,
+    now: int,
+    last: LastUpdate | None,
+    next_commander: NextCommander | None,
+    directory: Mapping[str, Mapping[str, str]],
+) -> Outcome:
+    """The incident after the item and its timeline entries."""
+    if item.kind == "reminder":
+        return Outcome(incident, (reminder_event(incident, item, now, last),))
+    after = incident
+    events: list[Event] = []
+    commander: str | None = None
+    if policy.escalate_to_next_commander and next_commander is not None:
+        current = next(iter(holders(incident, "commander")), None)
+        person = next_commander(incident.route, current, now)
+        if person is not None:
+            # The hand-over is a person's action taken by the bridge: the same role logic, the
+            # same timeline entry (role_changed), the new holder's handles kept.
+            handover = decide(
+                incident, AssignRole(ACTOR, "commander", person), now, directory=directory
+            )
+            if isinstance(handover, Outcome) and handover.changed:
+                after, commander = handover.incident, person
+                events.extend(handover.events)
+    stakeholders = bool(tiers_from_json(incident.tiers).stakeholders)
+    escalation = escalation_event(
+        incident, policy, now, stakeholders=stakeholders, commander=commander
+    )
+    return Outcome(after, (escalation, *events))
