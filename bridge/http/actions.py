@@ -76,7 +76,10 @@ class RoleBody(ActionBody):
 class EntryBody(ActionBody):
     text: Text
     corrects: int | None = Field(
-        default=None, ge=1, description="the id of an earlier entry of the same kind it corrects"
+        default=None,
+        ge=1,
+        le=2**63 - 1,  # the store's integers: beyond them no entry can exist
+        description="the id of an earlier entry of the same kind it corrects",
     )
 
 
@@ -108,15 +111,6 @@ class UpdateBody(ActionBody):
 class SeverityBody(ActionBody):
     severity: Severity
     reason: Text
-
-
-class ActionResult(BaseModel):
-    """The answer to an action: whether it changed anything, the incident after it, and the
-    timeline entries it wrote."""
-
-    changed: bool
-    incident: dict[str, Any]
-    events: list[dict[str, Any]]
 
 
 def _field(loc: tuple[int | str, ...], message: str) -> str:

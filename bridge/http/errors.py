@@ -9,10 +9,13 @@ own errors (plain text by default) into the same JSON.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger("bridge.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # aiohttp's error headers that matter to a client; the rest describe aiohttp's text body.
@@ -78,6 +81,11 @@ def json_errors(handler: Handler) -> Handler:
             return exc.response()
         except web.HTTPException as exc:
             return from_aiohttp(exc)
+        except Exception:
+            # A bug, not the client's fault: logged with its traceback, answered as JSON like
+            # every other error (never aiohttp's plain text), and the service goes on.
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, "internal error; the service log has the details")
 
     return wrapped
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app
@@ -394,3 +395,21 @@ async def test_a_mitigated_incident_is_not_counted_open(client: Any) -> None:
     text = await (await client.get("/metrics")).text()
     assert 'incident_bridge_incidents_open{severity="sev1",status="triggered"} 0.0' in text
     assert 'status="mitigated"' not in text
+
+
+async def test_a_bug_in_a_handler_is_a_json_500_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from bridge.http.errors import json_errors
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    with caplog.at_level("ERROR", "bridge.http"):
+        resp = await json_errors(broken)(make_mocked_request("GET", "/api/v1/x"))
+    assert isinstance(resp, web.Response) and resp.status == 500
+    assert resp.content_type == "application/json"
+    assert resp.text is not None and "boom" not in resp.text
+    assert "GET /api/v1/x failed" in caplog.text and "boom" in caplog.text
