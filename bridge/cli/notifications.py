@@ -21,11 +21,13 @@ def _notifications_list(args: argparse.Namespace) -> int:
         print(json.dumps(body["notifications"], indent=2))
         return 0
     for n in body["notifications"]:
+        # last_error quotes what a target answered: made safe for the terminal.
         error = f"  {n['last_error']}" if n["last_error"] else ""
-        print(
+        line = (
             f"{n['id']:>6}  {n['state']:<9} incident {n['incident_id']:<5} {n['target']}/{n['tier']} "
             f"{n['event']}  attempts={n['attempts']}{error}"
         )
+        print(apiclient.printable(line).replace("\n", " "))
     return 0
 
 

@@ -371,6 +371,14 @@ def test_named_tokens_read_and_write(tmp_path: Path, capsys: pytest.CaptureFixtu
 NOTE = {"id": 7, "kind": "note", "actor": "api", "text": "Note: hi", "data": {}}
 NOTE_ADDED = json.dumps({"changed": True, "incident": {"id": 3}, "events": [NOTE]}).encode()
 STORE_BUSY = b'{"error": "the store cannot answer now"}'
+ROW = {"id": 5, "state": "pending", "incident_id": 3, "target": "hook", "tier": "general"}
+OUTBOX = json.dumps(
+    {
+        "notifications": [
+            {**ROW, "event": "opened", "attempts": 2, "last_error": "503 \x1b[2J\nboom"}
+        ]
+    }
+).encode()
 
 
 class _StandIn(http.server.ThreadingHTTPServer):
@@ -395,6 +403,7 @@ class _StandInHandler(http.server.BaseHTTPRequestHandler):
         "redirect": (302, "text/plain", b"", {"Location": "http://elsewhere.example/api"}),
         "html": (200, "text/html", b"<!DOCTYPE html>\n<title>Welcome</title>", {}),
         "other-json": (200, "application/json", b'{"status": "success", "data": []}', {}),
+        "outbox": (200, "application/json", OUTBOX, {}),
     }
 
     def do_POST(self) -> None:
@@ -491,3 +500,13 @@ def test_notifications_share_the_client(bridge: Bridge, capsys: pytest.CaptureFi
     assert code == 0 and isinstance(json.loads(capsys.readouterr().out), list)
     code = main(["notifications", "retry", "999999", *at(bridge)])
     assert code == 1 and "999999: 404: " in capsys.readouterr().err
+
+
+def test_notifications_show_what_a_target_answered_safely(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with stand_in(["outbox"]) as server:
+        code = main(["notifications", "list", "--url", server.url, "--token", "t" * 20])
+    out = capsys.readouterr().out
+    assert code == 0 and "\x1b" not in out
+    assert out.endswith("hook/general opened  attempts=2  503 \\x1b[2J boom\n")
