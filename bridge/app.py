@@ -29,6 +29,7 @@ from bridge.runtime import RulesError
 from bridge.service import (
     ApiAccess,
     AppState,
+    ReminderScheduler,
     activate,
     api_access,
     ensure_api_token,
@@ -278,6 +279,7 @@ async def run(
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
     background: list[asyncio.Task[None]] = []
+    reminders = ReminderScheduler(state)
     try:
         await site.start()
         log.info(
@@ -289,6 +291,7 @@ async def run(
         )
         log.info("%s", describe_access(state.api, settings))
         worker.start()
+        reminders.start()
         tune_gc()
         if settings.body_retention_s > 0:
             background.append(asyncio.create_task(_prune_loop(state)))
@@ -300,6 +303,7 @@ async def run(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await reminders.stop()  # a tick in flight still commits (the writer finishes it)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for handlers in flight

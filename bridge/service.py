@@ -1,10 +1,12 @@
 """The running service as its handlers and its lifecycle share it: settings, store, metrics,
 the clock, the active rules (``Runtime``) and the outbox worker, and the one way to swap the
-rules while it runs (``reload``), used by SIGHUP, ``POST /-/reload`` and ``--watch-rules``."""
+rules while it runs (``reload``), used by SIGHUP, ``POST /-/reload`` and ``--watch-rules``; the
+scheduler of reminders and escalations (``fire_reminders``, ``ReminderScheduler``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -19,12 +21,13 @@ from aiohttp import web
 from bridge.config import ApiToken, Settings, api_token_path, is_loopback
 from bridge.core.actions import Command
 from bridge.core.secrets import Secret
-from bridge.core.timeutil import Clock
+from bridge.core.timeutil import Clock, format_ns
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
-from bridge.store import Store
+from bridge.store import Store, StoreUnavailable
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
+from bridge.store.reminders import FireResult, fire_due
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.service")
@@ -180,3 +183,64 @@ async def act(
     if answer.notifications and state.worker is not None:
         state.worker.notify()
     return answer
+
+
+# Seconds between two looks for due reminders and escalations.
+REMIND_EVERY_S = 15.0
+
+
+async def fire_reminders(state: AppState) -> FireResult:
+    """One tick of the scheduler: send the reminders and escalations due now under the active
+    rules (read now, so a change of the rules applies to the incidents already open), in one
+    transaction; the outbox is woken after the commit when it has rows to send."""
+    runtime = state.runtime
+    job = functools.partial(
+        fire_due,
+        now=state.clock(),
+        policy=runtime.reminder_policy,
+        next_commander=runtime.next_commander,
+        directory=runtime.people,
+    )
+    result = await state.store.write(job)
+    if result.notifications and state.worker is not None:
+        state.worker.notify()
+    for fired in result.fired:
+        log.info(
+            "incident %d: %s sent (due %s)",
+            fired.incident_id,
+            fired.kind,
+            format_ns(fired.due_at),
+        )
+    return result
+
+
+class ReminderScheduler:
+    """Runs ``fire_reminders`` every ``every_s`` seconds while the service runs, the first time
+    at start (what fell due while it was stopped goes out then). A store error is logged and
+    the next tick tries again: the service does not stop for it."""
+
+    def __init__(self, state: AppState, every_s: float = REMIND_EVERY_S) -> None:
+        self.state = state
+        self.every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reminders")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await fire_reminders(self.state)
+            except StoreUnavailable as exc:
+                log.warning("reminders: store unavailable: %s; trying again next tick", exc)
+            except Exception:
+                log.exception("reminders: unexpected error; trying again next tick")
+            await asyncio.sleep(self.every_s)
