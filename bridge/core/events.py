@@ -34,6 +34,8 @@ TimelineKind = Literal[
     # the scheduler (reminders and escalation)
     "reminder",
     "escalated",
+    # the indexer: similar past incidents, linked when an incident opens (core/similar.py)
+    "similar_incidents",
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 

@@ -242,6 +242,56 @@ def _reminders(db: sqlite_utils.Database) -> None:
     )
 
 
+# FTS5's tokenizer for every text index: Unicode words, case and diacritics folded ("Café" is
+# "cafe"), then Porter's English stemmer, because timelines and postmortems are prose ("restarted
+# the pods" is found by "restart pod"). Identifiers are stemmed alike in the index and in the
+# query, so they still match each other.
+SEARCH_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
+def _search(db: sqlite_utils.Database) -> None:
+    """Full-text search and "seen this before" (``store/search.py``), kept up to date by the
+    indexer loop (``bridge/indexer.py``) from watermarks, never by triggers on the tables a
+    webhook writes.
+
+    ``search``: one row per document (an incident's title, key, team, service and alert labels;
+    a timeline entry's text; later a postmortem); ``search_docs`` finds the row of a document
+    that can be replaced (an incident's, or one given to ``index_document``) by (incident, kind,
+    ref); timeline entries never change and are not listed there. ``similar_terms`` (rowid: the
+    incident's id; the index only, no copy of the text) holds what a new incident is compared
+    with, titles and label values, and ``similar_keys`` its (alertname, service) pairs. The
+    similar incidents found are kept in their timeline entry's data, no table of their own.
+    ``search_marks``: what is indexed (the highest incident and timeline ids) and which
+    incidents were looked at for similar ones; on an existing database that starts at its
+    newest incident, so that nothing that opened before the upgrade is announced."""
+    conn = db.conn
+    conn.execute(
+        "CREATE VIRTUAL TABLE search USING fts5(incident_id UNINDEXED, kind UNINDEXED, "
+        f"ref UNINDEXED, body, tokenize = '{SEARCH_TOKENIZER}')"
+    )
+    conn.execute(
+        "CREATE TABLE search_docs (incident_id INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "ref TEXT NOT NULL, doc INTEGER NOT NULL, PRIMARY KEY (incident_id, kind, ref)) "
+        "WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE VIRTUAL TABLE similar_terms USING fts5(title, labels, content = '', "
+        f"tokenize = '{SEARCH_TOKENIZER}')"
+    )
+    conn.execute(
+        "CREATE TABLE similar_keys (alertname TEXT NOT NULL, service TEXT NOT NULL, "
+        "incident_id INTEGER NOT NULL, PRIMARY KEY (alertname, service, incident_id)) "
+        "WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE search_marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO search_marks (name, value) VALUES ('incidents', 0), ('timeline', 0), "
+        "('similar', (SELECT coalesce(max(id), 0) FROM incidents))"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -250,6 +300,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0005_people", _people),
     ("0006_during", _during),
     ("0007_reminders", _reminders),
+    ("0008_search", _search),
 ]
 
 

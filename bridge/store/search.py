@@ -1,0 +1,603 @@
+"""Full-text search and "seen this before": the store's side (migration ``0008_search``).
+
+Nothing here runs on a webhook's path. The indexer loop (``bridge/indexer.py``) calls:
+
+- ``index_pending`` in the writer: the incidents and timeline entries past the watermarks, a
+  bounded batch per transaction, into ``search`` (what people search) and, for incidents,
+  ``similar_terms`` and ``similar_keys`` (what a new incident is compared with);
+- ``pending_similar`` and ``look_up_similar`` on a reader: the incidents indexed but not yet
+  compared, and their similar past incidents (``find_similar``), off the writer thread;
+- ``record_similar`` in the writer: one ``similar_incidents`` timeline entry per incident that
+  has any (the list in its data) and its outbox rows (the incident's kept tiers, as a person's
+  action does), and the watermark.
+
+``index_document`` is the one way to put any other document in the index, with replace
+semantics (the postmortem work indexes postmortems with it). ``search`` answers
+``GET /api/v1/search``; ``fts_query`` turns what a person typed into a safe FTS5 query.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from bridge.core.actions import Outcome
+from bridge.core.similar import (
+    LIMIT,
+    Candidate,
+    choose,
+    compared_values,
+    query_terms,
+    similar_event,
+)
+from bridge.core.timeutil import format_ns
+from bridge.core.values import immutable
+from bridge.store.actions import _write
+from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+
+# Kinds of documents besides the timeline's kinds (a timeline entry is indexed under its own
+# kind: note, decision, alert_fired, ...).
+INCIDENT = "incident"
+POSTMORTEM = "postmortem"
+# Timeline entries not indexed: the list of similar incidents names other incidents' titles,
+# and would make the new incident a hit for every word of theirs; "Incident opened: <title>"
+# says what the incident's own document says.
+NOT_INDEXED = ("similar_incidents", "opened")
+# Per writer transaction of the indexer: kept small so that a webhook queued behind it waits a
+# few milliseconds at most (docs/performance.md).
+INDEX_INCIDENTS = 32
+INDEX_ENTRIES = 128
+# The alerts of an incident whose labels are indexed (its first, by start), and label pairs.
+MAX_ALERTS = 50
+MAX_LABEL_PAIRS = 200
+# The text lookup asks only for words that at most MAX_DF past incidents have, and at most
+# MAX_SHARE of them (but MIN_DF are always allowed: in a short history every word is rare): a
+# word most incidents share ("prod", "checkout" where most incidents are checkout's) tells
+# nothing, and ranking every incident that has it would cost a third of a second with 100,000
+# of them (docs/performance.md).
+MAX_DF = 1000
+MAX_SHARE = 0.1
+MIN_DF = 20
+# Same alert and service: the newest this many per pair are considered.
+KEY_CANDIDATES = 20
+# What a person's search may take before it is stopped (a 400 that asks for narrower words).
+SEARCH_BUDGET_S = 5.0
+PROGRESS_EVERY = 10_000  # SQLite VM steps between two looks at the time
+MAX_TERMS = 32
+SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS = "«", "»", "…"
+SNIPPET_TOKENS = 16
+
+
+class QueryError(ValueError):
+    """What a person typed cannot be searched for; the message says why."""
+
+
+@immutable
+class Marks:
+    incidents: int  # incidents indexed: every id up to this
+    timeline: int  # timeline entries indexed
+    similar: int  # incidents looked at for similar ones
+
+
+def marks(conn: sqlite3.Connection) -> Marks:
+    values = dict(conn.execute("SELECT name, value FROM search_marks").fetchall())
+    return Marks(values["incidents"], values["timeline"], values["similar"])
+
+
+@immutable
+class Backlog:
+    marks: Marks
+    newest_incident: int
+    newest_entry: int
+
+    @property
+    def to_index(self) -> bool:
+        return (
+            self.newest_incident > self.marks.incidents or self.newest_entry > self.marks.timeline
+        )
+
+    @property
+    def to_look_up(self) -> bool:
+        return self.marks.incidents > self.marks.similar
+
+
+def backlog(conn: sqlite3.Connection) -> Backlog:
+    """What is left to do (a read: an idle indexer looks without a write transaction)."""
+    newest = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM incidents), "
+        "(SELECT coalesce(max(id), 0) FROM timeline)"
+    ).fetchone()
+    return Backlog(marks(conn), int(newest[0]), int(newest[1]))
+
+
+def _set_mark(conn: sqlite3.Connection, name: str, value: int) -> None:
+    conn.execute("UPDATE search_marks SET value = max(value, ?) WHERE name = ?", (value, name))
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+def index_document(
+    conn: sqlite3.Connection, incident_id: int, kind: str, ref: str, text: str
+) -> None:
+    """Index ``text`` as the document (incident, kind, ref), replacing what was indexed under
+    that name before (by this function, or an incident's own document, kind ``incident`` and
+    ref its id); an empty text removes it. In a write transaction (``store.write``). Timeline
+    entries are the indexer's: each once, never replaced (a correction is an entry of its own)."""
+    row = conn.execute(
+        "SELECT doc FROM search_docs WHERE incident_id = ? AND kind = ? AND ref = ?",
+        (incident_id, kind, ref),
+    ).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
+        conn.execute(
+            "DELETE FROM search_docs WHERE incident_id = ? AND kind = ? AND ref = ?",
+            (incident_id, kind, ref),
+        )
+    if text.strip():
+        _add(conn, incident_id, kind, ref, text)
+
+
+def _add(conn: sqlite3.Connection, incident_id: int, kind: str, ref: str, text: str) -> None:
+    cur = conn.execute(
+        "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)",
+        (incident_id, kind, ref, text),
+    )
+    conn.execute(
+        "INSERT INTO search_docs (incident_id, kind, ref, doc) VALUES (?, ?, ?, ?)",
+        (incident_id, kind, ref, cur.lastrowid),
+    )
+
+
+def _labels(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, str]]:
+    """The labels of the incident's first ``MAX_ALERTS`` alerts (a walk of its index)."""
+    rows = conn.execute(
+        "SELECT a.labels FROM incident_alerts ia JOIN alerts a ON a.fingerprint = ia.fingerprint "
+        "WHERE ia.incident_id = ? ORDER BY ia.starts_at, ia.fingerprint LIMIT ?",
+        (incident_id, MAX_ALERTS),
+    ).fetchall()
+    return [json.loads(text) for (text,) in rows]
+
+
+def _pairs(labels: Iterable[Mapping[str, str]]) -> list[tuple[str, str]]:
+    out: dict[tuple[str, str], None] = {}
+    for one in labels:
+        for pair in one.items():
+            out.setdefault(pair)
+            if len(out) >= MAX_LABEL_PAIRS:
+                return list(out)
+    return list(out)
+
+
+def incident_text(
+    title: str, key: str, team: str | None, service: str | None, labels: Sequence[Mapping[str, str]]
+) -> str:
+    """An incident's document: its title, key, team and service, and its alerts' labels as
+    ``name=value`` (each pair once)."""
+    lines = [title, key]
+    owners = " ".join(f"{k}={v}" for k, v in (("team", team), ("service", service)) if v)
+    if owners:
+        lines.append(owners)
+    pairs = _pairs(labels)
+    if pairs:
+        lines.append(" ".join(f"{k}={v}" for k, v in pairs))
+    return "\n".join(lines)
+
+
+def _keys(service: str | None, labels: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]:
+    """(alertname, service) of the incident's alerts: the incident's service (the rules'), else
+    the alerts' ``service`` label."""
+    out: dict[tuple[str, str], None] = {}
+    for one in labels:
+        name = one.get("alertname")
+        if name:
+            out.setdefault((name, service or one.get("service") or ""))
+    return list(out)
+
+
+@immutable
+class Indexed:
+    incidents: int  # incidents indexed by this call
+    entries: int  # timeline entries looked at (those of NOT_INDEXED kinds are skipped)
+    more: bool  # there is more to index than one call takes
+    marks: Marks
+
+
+def index_pending(
+    conn: sqlite3.Connection,
+    *,
+    max_incidents: int = INDEX_INCIDENTS,
+    max_entries: int = INDEX_ENTRIES,
+) -> Indexed:
+    """Index the next incidents and timeline entries past the watermarks, and move the
+    watermarks past them, in the caller's (the writer's) transaction."""
+    m = marks(conn)
+    incidents = conn.execute(
+        "SELECT id, key, title, team, service FROM incidents WHERE id > ? ORDER BY id LIMIT ?",
+        (m.incidents, max_incidents + 1),
+    ).fetchall()
+    more = len(incidents) > max_incidents
+    incidents = incidents[:max_incidents]
+    for incident_id, key, title, team, service in incidents:
+        labels = _labels(conn, incident_id)
+        text = incident_text(title, key, team, service, labels)
+        _add(conn, incident_id, INCIDENT, str(incident_id), text)
+        conn.execute(
+            "INSERT INTO similar_terms (rowid, title, labels) VALUES (?, ?, ?)",
+            (incident_id, title, " ".join(compared_values(_pairs(labels)))),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO similar_keys (alertname, service, incident_id) VALUES (?, ?, ?)",
+            [(name, svc, incident_id) for name, svc in _keys(service, labels)],
+        )
+    entries = conn.execute(
+        "SELECT id, incident_id, kind, text FROM timeline WHERE id > ? ORDER BY id LIMIT ?",
+        (m.timeline, max_entries + 1),
+    ).fetchall()
+    more = more or len(entries) > max_entries
+    entries = entries[:max_entries]
+    conn.executemany(
+        "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)",
+        [
+            (incident_id, kind, str(entry_id), text)
+            for entry_id, incident_id, kind, text in entries
+            if kind not in NOT_INDEXED and text
+        ],
+    )
+    after = Marks(
+        incidents[-1][0] if incidents else m.incidents,
+        entries[-1][0] if entries else m.timeline,
+        m.similar,
+    )
+    if after.incidents != m.incidents:
+        _set_mark(conn, "incidents", after.incidents)
+    if after.timeline != m.timeline:
+        _set_mark(conn, "timeline", after.timeline)
+    return Indexed(len(incidents), len(entries), more, after)
+
+
+# --- seen this before -------------------------------------------------------------------------
+
+
+def postmortem_url(conn: sqlite3.Connection, incident_id: int) -> str | None:
+    """HOOK for the postmortem work: the link to the incident's published postmortem, or None.
+    There is no postmortem table yet, so there is never one; the similar incidents' entry and
+    its message carry the link as soon as this returns it."""
+    del conn, incident_id
+    return None
+
+
+def pending_similar(conn: sqlite3.Connection, limit: int) -> tuple[list[int], int]:
+    """The next incidents indexed but not yet looked at for similar ones (at most ``limit``),
+    and the watermark to set once they are recorded."""
+    m = marks(conn)
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM incidents WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (m.similar, m.incidents, limit),
+        )
+    ]
+    upto = ids[-1] if len(ids) == limit else m.incidents
+    return ids, max(upto, m.similar)
+
+
+def _score(rank: float) -> float:
+    """FTS5's rank (bm25, lower is better) as a relevance, higher is better, 4 digits."""
+    return float(f"{-rank:.4g}")
+
+
+def _quoted(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _by_key(
+    conn: sqlite3.Connection, incident_id: int, keys: Sequence[tuple[str, str]]
+) -> dict[int, tuple[str, str, int]]:
+    """The newest past incidents with the same (alertname, service): id -> title, status,
+    opened_at."""
+    found: dict[int, tuple[str, str, int]] = {}
+    for name, service in keys[:LIMIT]:
+        for i, title, status, opened_at in conn.execute(
+            "SELECT i.id, i.title, i.status, i.opened_at FROM similar_keys k "
+            "JOIN incidents i ON i.id = k.incident_id WHERE k.alertname = ? AND k.service = ? "
+            "AND k.incident_id < ? ORDER BY k.incident_id DESC LIMIT ?",
+            (name, service, incident_id, KEY_CANDIDATES),
+        ):
+            found.setdefault(i, (title, status, opened_at))
+    return found
+
+
+def _by_text(
+    conn: sqlite3.Connection, incident_id: int, terms: Sequence[str], limit: int, max_df: int
+) -> dict[int, float]:
+    """Past incidents whose title and labels share the rarer of ``terms``, by bm25."""
+    # Incident ids run from 1 without gaps: there are incident_id - 1 past ones.
+    max_df = min(max_df, max(MIN_DF, int((incident_id - 1) * MAX_SHARE)))
+    kept = []
+    for term in terms:
+        # How many past incidents have the word, counted up to max_df + 1 only: bounded.
+        (df,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM similar_terms WHERE similar_terms MATCH ? "
+            "AND rowid < ? LIMIT ?)",
+            (_quoted(term), incident_id, max_df + 1),
+        ).fetchone()
+        if 0 < df <= max_df:
+            kept.append(_quoted(term))
+    if not kept:
+        return {}
+    rows = conn.execute(
+        "SELECT rowid, rank FROM similar_terms WHERE similar_terms MATCH ? AND rowid < ? "
+        "ORDER BY rank LIMIT ?",
+        (" OR ".join(kept), incident_id, limit),
+    ).fetchall()
+    return {int(rowid): _score(rank) for rowid, rank in rows}
+
+
+def find_similar(
+    conn: sqlite3.Connection, incident_id: int, *, limit: int = LIMIT, max_df: int = MAX_DF
+) -> list[Candidate]:
+    """The past incidents most like ``incident_id`` (``core/similar.choose``): the same
+    alertname on the same service, then a similar title and labels."""
+    row = conn.execute(
+        "SELECT title, service FROM incidents WHERE id = ?", (incident_id,)
+    ).fetchone()
+    if row is None:
+        return []
+    title, service = row
+    labels = _labels(conn, incident_id)
+    keyed = _by_key(conn, incident_id, _keys(service, labels))
+    scores: dict[int, float] = {}
+    if len(keyed) < limit:
+        terms = query_terms(title, compared_values(_pairs(labels)))
+        scores = {
+            i: score
+            for i, score in _by_text(conn, incident_id, terms, limit + len(keyed), max_df).items()
+            if i not in keyed
+        }
+    details: dict[int, tuple[str, str, int]] = {}
+    if scores:
+        details = {
+            r[0]: (r[1], r[2], r[3])
+            for r in conn.execute(
+                "SELECT id, title, status, opened_at FROM incidents WHERE id IN "
+                f"({','.join('?' * len(scores))})",
+                list(scores),
+            )
+        }
+    return choose(
+        incident_id,
+        [Candidate(i, *d, "same_alert_and_service") for i, d in keyed.items()],
+        [
+            Candidate(i, *details[i], "similar_text", score)
+            for i, score in scores.items()
+            if i in details
+        ],
+        limit,
+    )
+
+
+def look_up_similar(
+    conn: sqlite3.Connection, ids: Sequence[int]
+) -> list[tuple[int, list[Candidate]]]:
+    """``find_similar`` for each of ``ids`` (on a reader: the writer is not held)."""
+    return [(i, find_similar(conn, i)) for i in ids]
+
+
+@immutable
+class Recorded:
+    linked: tuple[int, ...]  # incidents that got a similar_incidents entry
+    event_ids: tuple[int, ...]
+    notifications: int  # outbox rows written
+
+
+def record_similar(
+    conn: sqlite3.Connection,
+    found: Sequence[tuple[int, Sequence[Candidate]]],
+    *,
+    upto: int,
+    now: int,
+    url: Callable[[int], str] | None = None,
+) -> Recorded:
+    """Write what ``look_up_similar`` found: for each incident with similar ones, one
+    ``similar_incidents`` entry (the list in its data) and its outbox rows; then the watermark,
+    so that nothing is announced twice (an incident at or below the watermark is skipped)."""
+    done = marks(conn).similar
+    linked: list[int] = []
+    event_ids: list[int] = []
+    notifications = 0
+    for incident_id, candidates in found:
+        if incident_id <= done or not candidates:
+            continue
+        row = conn.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        incident = _incident(row)
+        postmortems = {
+            c.id: link for c in candidates if (link := postmortem_url(conn, c.id)) is not None
+        }
+        event = similar_event(candidates, url=url, postmortems=postmortems)
+        ids, written = _write(conn, incident, Outcome(incident, (event,)), now)
+        linked.append(incident_id)
+        event_ids.extend(ids)
+        notifications += written
+    _set_mark(conn, "similar", upto)
+    return Recorded(tuple(linked), tuple(event_ids), notifications)
+
+
+# --- search -----------------------------------------------------------------------------------
+
+_OPERATORS = ("OR", "AND", "NOT")
+
+
+def _has_word(text: str) -> bool:
+    return any(c.isalnum() for c in text)
+
+
+def _terms(text: str) -> list[tuple[bool, str]]:
+    """(is an operator, text) of what a person typed: ``"a phrase"`` (an unclosed quote runs
+    to the end), ``-word`` or ``-"a phrase"`` (excluded), ``word*`` (a prefix), ``OR``,
+    ``NOT``, ``AND``; everything else, ``:`` and ``(`` included, is a word to find as typed."""
+    out: list[tuple[bool, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        negated = text[i] == "-" and i + 1 < n and not text[i + 1].isspace()
+        if negated:
+            i += 1
+        if text[i] == '"':
+            end = text.find('"', i + 1)
+            end = n if end < 0 else end
+            phrase, i = text[i + 1 : end], end + 1
+            if _has_word(phrase):
+                out.append((False, ("-" if negated else "") + _quoted(phrase)))
+            continue
+        end = i
+        while end < n and not text[end].isspace() and text[end] != '"':
+            end += 1
+        word, i = text[i:end], end
+        if not negated and word in _OPERATORS:
+            out.append((True, word))
+            continue
+        prefix = word.endswith("*")
+        word = word.rstrip("*")
+        if not _has_word(word):
+            continue
+        # A one-letter prefix would walk most of the index: it is searched as a word.
+        star = "*" if prefix and len(word) >= 2 else ""
+        out.append((False, ("-" if negated else "") + _quoted(word) + star))
+    return out
+
+
+def fts_query(text: str) -> str:
+    """What a person typed as an FTS5 query that cannot be a syntax error: every word and
+    phrase quoted (so ``a:b`` is no column filter and ``"`` no syntax), words all required
+    (AND), ``OR`` between two of them either, ``-word`` or ``NOT word`` excluded, ``word*`` a
+    prefix. ``QueryError`` when nothing is left to look for."""
+    groups: list[list[str]] = []
+    excluded: list[str] = []
+    either = negate = False
+    for operator, term in _terms(text):
+        if operator:
+            either = term == "OR" and bool(groups)
+            negate = term == "NOT"
+            continue
+        if term.startswith("-") or negate:
+            excluded.append(term.removeprefix("-"))
+        elif either:
+            groups[-1].append(term)
+        else:
+            groups.append([term])
+        either = negate = False
+    if not groups:
+        raise QueryError(
+            "nothing to look for: give at least one word (a word with - before it only excludes)"
+        )
+    if sum(map(len, groups)) + len(excluded) > MAX_TERMS:
+        raise QueryError(f"at most {MAX_TERMS} words")
+    query = " AND ".join(f"({' OR '.join(g)})" for g in groups)
+    if excluded:
+        query = f"({query}) NOT ({' OR '.join(excluded)})"
+    return query
+
+
+def _phrase(text: str) -> str:
+    """The fallback: every word of ``text`` as one phrase."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+    if not words:
+        raise QueryError("nothing to look for: give at least one word")
+    return _quoted(" ".join(words))
+
+
+@immutable
+class Hit:
+    incident_id: int
+    kind: str
+    ref: str
+    snippet: str
+    score: float
+
+
+def _matches(conn: sqlite3.Connection, query: str, limit: int) -> list[Hit]:
+    """The best document of each of the ``limit`` best-matching incidents, best first: the
+    best documents are read by rank (bm25) in a growing window until it holds ``limit``
+    incidents or every match."""
+    window = limit * 4
+    while True:
+        rows = conn.execute(
+            "SELECT incident_id, kind, ref, snippet(search, 3, ?, ?, ?, ?), rank FROM search "
+            "WHERE search MATCH ? ORDER BY rank LIMIT ?",
+            (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS, SNIPPET_TOKENS, query, window),
+        ).fetchall()
+        best: dict[int, Hit] = {}
+        for incident_id, kind, ref, snippet, rank in rows:
+            if incident_id not in best:
+                best[incident_id] = Hit(incident_id, kind, ref, snippet, _score(rank))
+        if len(best) >= limit or len(rows) < window or window >= 64 * limit:
+            return list(best.values())[:limit]
+        window *= 4
+
+
+def search(
+    conn: sqlite3.Connection, text: str, *, limit: int = 20, budget_s: float = SEARCH_BUDGET_S
+) -> list[dict[str, Any]]:
+    """Incidents matching what a person typed, best first, each with its best-matching
+    document: ``incident_id``, ``title``, ``status``, ``severity``, ``opened_at``, ``kind``
+    (``incident``, a timeline kind such as ``note``, or ``postmortem``), ``ref`` (the timeline
+    entry's id, ...), ``snippet`` (the match in «», cut with …) and ``score`` (bm25, higher is
+    better). ``QueryError`` for nothing to look for, or a search that takes more than
+    ``budget_s`` (too broad)."""
+    query = fts_query(text)
+    deadline = time.monotonic() + budget_s
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_EVERY)
+    try:
+        try:
+            hits = _matches(conn, query, limit)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc):
+                raise QueryError(
+                    "this search matches too much to rank in time: use rarer words"
+                ) from None
+            # A query the quoting did not make safe after all: every word as one phrase.
+            hits = _matches(conn, _phrase(text), limit)
+    except sqlite3.OperationalError as exc:
+        raise QueryError(f"cannot search for this: {exc}") from None
+    finally:
+        conn.set_progress_handler(None, 0)
+    if not hits:
+        return []
+    ids = [h.incident_id for h in hits]
+    incidents = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT id, title, status, severity, opened_at FROM incidents WHERE id IN "
+            f"({','.join('?' * len(ids))})",
+            ids,
+        )
+    }
+    out = []
+    for h in hits:
+        if h.incident_id not in incidents:
+            continue
+        title, status, severity, opened_at = incidents[h.incident_id]
+        out.append(
+            {
+                "incident_id": h.incident_id,
+                "title": title,
+                "status": status,
+                "severity": severity,
+                "opened_at": format_ns(opened_at),
+                "kind": h.kind,
+                "ref": h.ref,
+                "snippet": h.snippet,
+                "score": h.score,
+            }
+        )
+    return out
