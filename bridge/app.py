@@ -22,8 +22,9 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import actions, api, errors, openapi, ops, pages, receiver
+from bridge.http import actions, api, errors, openapi, ops, pages, receiver, search
 from bridge.http.errors import json_errors
+from bridge.indexer import Indexer
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
 from bridge.service import (
@@ -69,6 +70,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
         app.router.add_post(path, receiver.receive_alerts)  # answers its own errors, fast
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
+    app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
     for path, handler in actions.routes():
         app.router.add_post(path, json_errors(handler))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
@@ -241,13 +243,8 @@ async def run(
     if applied:
         log.info("database %s migrated: %s", settings.db, ", ".join(applied))
     metrics_ = Metrics.create()
-    worker = OutboxWorker(
-        store,
-        runtime.targets,
-        metrics_,
-        clock=clock,
-        incident_url=incident_links(settings),
-    )
+    links = incident_links(settings)
+    worker = OutboxWorker(store, runtime.targets, metrics_, clock=clock, incident_url=links)
     state = AppState(
         settings=settings,
         store=store,
@@ -280,6 +277,7 @@ async def run(
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
     background: list[asyncio.Task[None]] = []
     reminders = ReminderScheduler(state)
+    indexer = Indexer(state, incident_url=links)
     try:
         await site.start()
         log.info(
@@ -292,6 +290,7 @@ async def run(
         log.info("%s", describe_access(state.api, settings))
         worker.start()
         reminders.start()
+        indexer.start()
         tune_gc()
         if settings.body_retention_s > 0:
             background.append(asyncio.create_task(_prune_loop(state)))
@@ -304,6 +303,7 @@ async def run(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await reminders.stop()  # a tick in flight still commits (the writer finishes it)
+        await indexer.stop()  # likewise; what is left is indexed at the next start
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for handlers in flight

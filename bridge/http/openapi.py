@@ -27,7 +27,7 @@ from bridge.core import alertmanager
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
-from bridge.http import actions, api, auth, models
+from bridge.http import actions, api, auth, models, search
 from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
 from bridge.service import AppState
 from bridge.store import outbox
@@ -170,6 +170,18 @@ _INCIDENT_QUERY: dict[str, tuple[dict[str, Any], str]] = {
     "limit": _LIMIT,
     "before": _BEFORE,
 }
+_SEARCH_QUERY: dict[str, tuple[dict[str, Any], str]] = {
+    "q": (
+        {"type": "string", "minLength": 1, "maxLength": search.MAX_QUERY},
+        'words to find (all of them, in one document), `"a phrase"`, `-word` or `NOT word` '
+        "to exclude, `OR` between two words for either, `word*` for a prefix; anything else is "
+        "a word as typed",
+    ),
+    "limit": (
+        {"type": "integer", "minimum": 1, "maximum": search.MAX_LIMIT, "default": 20},
+        "how many incidents at most",
+    ),
+}
 _NOTIFICATION_QUERY: dict[str, tuple[dict[str, Any], str]] = {
     "state": ({"type": "string", "enum": list(outbox.STATES)}, "only rows in this state"),
     "limit": _LIMIT,
@@ -287,6 +299,28 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+    }
+    paths["/api/v1/search"] = {
+        "get": {
+            "tags": ["incidents"],
+            "operationId": "search",
+            "summary": "Full-text search over incidents, their timelines and postmortems",
+            "description": "Ranked by bm25, one hit per incident (its best-matching document) "
+            f"with a snippet. Any other query parameter is a 400 naming it. {_READ_NOTE}",
+            "security": READ,
+            "parameters": [
+                {**p, "required": True} if p["name"] == "q" else p
+                for p in _params(search.SEARCH_PARAMS, _SEARCH_QUERY)
+            ],
+            "responses": {
+                "200": _json(_ref(search.SearchAnswer), "the incidents found, best first"),
+                **_errors(
+                    (400, 401, 503),
+                    e400="no `q`, nothing to look for in it, or a search too broad to rank in "
+                    "time; `field` names the parameter",
+                ),
+            },
+        }
     }
     for suffix, (summary, model, _command) in actions.ACTIONS.items():
         paths[f"/api/v1/incidents/{{id}}/{suffix}"] = {"post": _action(suffix, summary, model)}
@@ -432,6 +466,7 @@ def _components() -> dict[str, Any]:
         models.NotificationPage,
         models.Notification,
         models.Rules,
+        search.SearchAnswer,
         models.Reloaded,
         models.ReloadFailed,
     ]

@@ -1,0 +1,183 @@
+"""The search indexer and "seen this before": a background loop of the service, started and
+stopped by ``app.py`` next to the outbox worker.
+
+Webhooks and people's actions write nothing for search (no trigger, no call on their path:
+the ingest path is measured by the instruction). Instead, every tick:
+
+1. ``store/search.index_pending`` in the writer, one transaction: the incidents and timeline
+   entries past the watermarks, a bounded batch (a webhook queued behind it waits a few ms);
+2. ``store/search.look_up_similar`` on a reader, off the writer: for each incident indexed and
+   not yet looked at, its similar past incidents;
+3. ``store/search.record_similar`` in the writer: their ``similar_incidents`` entries, outbox
+   rows and links, and the watermark; the outbox worker is woken when there are rows to send.
+
+When there is nothing to do it looks again every ``poll_s`` (1 s: a note is searchable and a new
+incident names its similar ones about a second after their commit). With a backlog it goes on
+at once while the service is otherwise idle, and while webhooks or actions keep arriving it
+works at most ``duty`` of the time (a pause after each tick of ``(1 - duty) / duty`` times what
+it took, ended early when they stop), so that a storm of new incidents is indexed behind it
+without slowing its ingest (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridge.service import AppState
+from bridge.store import StoreUnavailable
+from bridge.store.search import (
+    Indexed,
+    Recorded,
+    backlog,
+    index_pending,
+    look_up_similar,
+    pending_similar,
+    record_similar,
+)
+
+log = logging.getLogger("bridge.indexer")
+
+POLL_S = 1.0
+DUTY = 0.05
+# While pacing a backlog: how often it looks whether webhooks and people still write.
+PACE_SLICE_S = 0.05
+# Incidents looked at for similar ones per tick.
+SIMILAR_BATCH = 32
+
+
+NOTHING = Recorded((), (), 0)
+
+
+@dataclass(frozen=True)
+class Tick:
+    indexed: Indexed
+    recorded: Recorded
+    more: bool  # a backlog remains
+
+
+def _activity(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The newest webhook and timeline entry: they move when the service is being used."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM webhooks), "
+        "(SELECT coalesce(max(id), 0) FROM timeline)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+class Indexer:
+    """Runs ``tick`` while the service runs. A store error is logged and the next tick tries
+    again; the service does not stop for it."""
+
+    def __init__(
+        self,
+        state: AppState,
+        *,
+        incident_url: Callable[[int], str] | None = None,
+        poll_s: float = POLL_S,
+        duty: float = DUTY,
+        similar_batch: int = SIMILAR_BATCH,
+    ) -> None:
+        self.state = state
+        self.incident_url = incident_url
+        self.poll_s = poll_s
+        self.duty = duty
+        self.similar_batch = similar_batch
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._seen: tuple[int, int] | None = None
+        self._written: set[int] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="indexer")
+
+    def notify(self) -> None:
+        """Look now rather than at the next poll (when not pacing a backlog)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def tick(self) -> Tick:
+        """Index one batch, then look up and record the similar incidents of one batch. An idle
+        service costs one read: no write transaction when there is nothing to do."""
+        store = self.state.store
+        left = await store.read(backlog)
+        indexed = Indexed(0, 0, False, left.marks)
+        if left.to_index:
+            indexed = await store.write(index_pending)
+        elif not left.to_look_up:
+            return Tick(indexed, NOTHING, more=False)
+        ids, upto = await store.read(functools.partial(pending_similar, limit=self.similar_batch))
+        recorded = NOTHING
+        if ids or upto > indexed.marks.similar:
+            found = await store.read(functools.partial(look_up_similar, ids=ids))
+            recorded = await store.write(
+                functools.partial(
+                    record_similar,
+                    found=found,
+                    upto=upto,
+                    now=self.state.clock(),
+                    url=self.incident_url,
+                )
+            )
+            # The entries written are timeline entries the next batches read past.
+            self._written.update(recorded.event_ids)
+        if recorded.notifications and self.state.worker is not None:
+            self.state.worker.notify()
+        if recorded.linked:
+            shown = ", ".join(str(i) for i in recorded.linked[:10])
+            more = f" and {len(recorded.linked) - 10} more" if len(recorded.linked) > 10 else ""
+            log.info("similar past incidents linked on incident(s) %s%s", shown, more)
+        return Tick(indexed, recorded, indexed.more or len(ids) >= self.similar_batch)
+
+    async def _busy(self) -> bool:
+        """Whether webhooks or people wrote since the last look (this loop's own entries aside)."""
+        seen = await self.state.store.read(_activity)
+        before, self._seen = self._seen, seen
+        if before is None:
+            return True
+        ours = sum(1 for i in self._written if before[1] < i <= seen[1])
+        self._written = {i for i in self._written if i > seen[1]}
+        return seen[0] != before[0] or seen[1] - before[1] > ours
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            started = time.monotonic()
+            more = False
+            try:
+                more = (await self.tick()).more
+                if more:
+                    await self._pace(time.monotonic() - started)
+            except StoreUnavailable as exc:
+                log.warning("indexer: store unavailable: %s; trying again", exc)
+                more = False
+            except Exception:
+                log.exception("indexer: unexpected error; trying again")
+                more = False
+            if not more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _pace(self, took: float) -> None:
+        """After a tick that left a backlog: on at once while nothing else writes; while
+        webhooks or people do, a pause of ``(1 - duty) / duty`` times what the tick took, cut
+        short as soon as a look (every ``PACE_SLICE_S``) finds that they stopped."""
+        until = time.monotonic() + took * (1 - self.duty) / self.duty
+        while await self._busy():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(PACE_SLICE_S, left))
