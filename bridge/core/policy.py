@@ -6,6 +6,7 @@ The store and the incident state machine only see ``Decision`` objects; the rule
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Tiers:
     stakeholder_min_severity: Severity = "sev1"
 
 
+@functools.lru_cache(maxsize=256)  # a rule set has a handful of tiers; every new incident asks
 def tiers_json(tiers: Tiers) -> str:
     """``tiers`` as the JSON kept on the incident: people's actions notify the same channels
     as the alerts that opened it."""

@@ -14,6 +14,7 @@ import json
 import logging
 import operator
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,10 @@ _UPSERT_ALERT = (
     "THEN excluded.generator_url ELSE generator_url END, "
     f"status = CASE WHEN {_NEWER} THEN excluded.status ELSE status END, "
     f"ends_at = CASE WHEN {_NEWER} THEN excluded.ends_at ELSE ends_at END, "
-    "starts_at = max(starts_at, excluded.starts_at)"
+    "starts_at = max(starts_at, excluded.starts_at) "
+    # A fingerprint stored with other labels is not overwritten: the row is left alone, the
+    # change count says so, and the batch is redone with the labels checked (LabelConflict).
+    "WHERE alerts.labels = excluded.labels"
 )
 _UPSERT_LINK = (
     "INSERT INTO incident_alerts (incident_id, fingerprint, status, starts_at, ends_at, "
@@ -161,21 +165,23 @@ class _Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     webhooks: list[tuple[Any, ...]] = field(default_factory=list)
-    # labels (as stored JSON text) per fingerprint, stored or written by this batch
+    # labels (as stored JSON text) per fingerprint: written by this batch, and in the careful
+    # mode also those stored before it
     labels: dict[str, str] = field(default_factory=dict)
+    careful: bool = False
     next_incident: int = 0
     next_event: int = 0
     next_webhook: int = 0
 
-    def start(self, keys: set[str], fingerprints: set[str]) -> None:
+    def start(self, keys: set[str], fingerprints: set[str] | None) -> None:
+        """Load what the batch needs; with ``fingerprints`` (the careful mode), also the labels
+        stored under them, so that a fingerprint that names other labels is caught before its
+        rows are written."""
         conn = self.conn
         self.next_incident = _next_id(conn, "incidents")
         self.next_event = _next_id(conn, "timeline")
         self.next_webhook = _next_id(conn, "webhooks")
-        # The stored labels of the batch's fingerprints, to catch a sender's fingerprint that
-        # belongs to other labels (one indexed read per batch; the check costs nothing more
-        # unless a fingerprint arrives with labels other than those stored under it).
-        wanted = list(fingerprints)
+        wanted = list(fingerprints or ())
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             self.labels.update(
@@ -230,7 +236,10 @@ class _Batch:
         conn = self.conn
         # Order matters: links and events refer to alerts and incidents.
         if self.alerts:
+            written = conn.total_changes
             conn.executemany(_UPSERT_ALERT, self.alerts)
+            if not self.careful and conn.total_changes - written != len(self.alerts):
+                raise LabelConflict  # a row was refused: a fingerprint with other labels
         if self.incidents:
             conn.executemany(_UPSERT_INCIDENT, list(self.incidents.values()))
         if self.link_rows:
@@ -261,6 +270,8 @@ class _Batch:
                 fp = self._checked(a, text, payload.group_key)
                 if fp != supplied:
                     a = a.model_copy(update={"fingerprint": fp})
+                elif (kept := stored.get(fp)) is not None and json.loads(kept) == a.labels:
+                    text = kept  # the same labels in another order: the upsert must match them
             if supplied in by_fp:
                 more.setdefault(supplied, []).append(a)
             else:
@@ -474,15 +485,40 @@ class _Batch:
         }
 
 
+class LabelConflict(Exception):
+    """A webhook's fingerprint is stored with other labels: the writer rolls the batch back and
+    runs each webhook again, and for a while every batch is checked before it writes."""
+
+
+class _Careful:
+    """When the next batches read the stored labels first (monotonic seconds). Only the writer
+    thread applies webhooks, so this needs no lock."""
+
+    until = 0.0
+    SECONDS = 300.0
+
+
 def apply_webhooks(conn: sqlite3.Connection, items: Sequence[IngestItem]) -> list[WebhookResult]:
-    """Store the webhooks' alerts, update their incidents and write the timeline."""
-    batch = _Batch(conn)
+    """Store the webhooks' alerts, update their incidents and write the timeline.
+
+    A sender's fingerprint is trusted while it names one label set. Checking every alert's
+    stored labels first would cost a read per batch (about 24,000 instructions a webhook), so
+    the fast path lets the alerts' upsert refuse a fingerprint stored with other labels, sees it
+    in the change count, and raises ``LabelConflict``: the writer rolls back and runs each
+    webhook again, now in the careful mode that reads the labels first and moves a false
+    fingerprint (``_Batch._checked``)."""
+    careful = time.monotonic() < _Careful.until
+    batch = _Batch(conn, careful=careful)
     batch.start(
         {d.key for item in items for d in item.decisions},
-        {a.fingerprint for item in items for a in item.payload.alerts},
+        {a.fingerprint for item in items for a in item.payload.alerts} if careful else None,
     )
-    results = [batch.apply(item) for item in items]
-    batch.flush()
+    try:
+        results = [batch.apply(item) for item in items]
+        batch.flush()
+    except LabelConflict:
+        _Careful.until = time.monotonic() + _Careful.SECONDS
+        raise
     return results
 
 

@@ -14,6 +14,7 @@ import pytest
 from bridge.core.alertmanager import fingerprint, parse_webhook
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store
+from bridge.store import ingest as ingest_module
 from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
 from tests.conftest import SECOND, T0
 
@@ -93,6 +94,12 @@ def stored(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
 EXPECTED = {fingerprint(CHECKOUT): CHECKOUT, fingerprint(BATCH): BATCH}
 
 
+@pytest.fixture(autouse=True)
+def fast_path() -> None:
+    """Each test starts on the fast path (no labels read before writing)."""
+    ingest_module._Careful.until = 0.0
+
+
 async def test_a_false_fingerprint_cannot_rewrite_another_incidents_alert(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -101,6 +108,8 @@ async def test_a_false_fingerprint_cannot_rewrite_another_incidents_alert(
         (batch,) = await ingest(
             store, body("{}:{batch}", alert(BATCH, fingerprint(CHECKOUT))), now=T0 + SECOND
         )
+    # The fast path's upsert refused the row; the batch was redone in the careful mode.
+    assert ingest_module._Careful.until > 0
     labels, held = stored(store.path)
     assert labels == EXPECTED
     assert held == {
@@ -159,4 +168,17 @@ async def test_honest_resends_are_not_checked(
         (again,) = await ingest(store, body("{}:{checkout}", alert(reordered)), now=T0 + SECOND)
     assert not again.changed
     assert "fingerprint" not in caplog.text
+    # Labels in another order are a refused upsert too, then found equal in the careful mode,
+    # where the row is updated (a later occurrence's annotations are kept).
+    assert ingest_module._Careful.until > 0
+    later = alert(reordered)
+    later["startsAt"] = "2026-11-27T05:00:00Z"
+    later["annotations"] = {"summary": "again"}
+    await ingest(store, body("{}:{checkout}", later), now=T0 + 2 * SECOND)
+    conn = sqlite3.connect(store.path)
+    try:
+        (annotations,) = conn.execute("SELECT annotations FROM alerts").fetchone()
+    finally:
+        conn.close()
+    assert json.loads(annotations) == {"summary": "again"}
     assert stored(store.path)[0] == {fingerprint(CHECKOUT): CHECKOUT}
