@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -341,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="incident-bridge-similar-"))
-    db = args.db or workdir / "similar.db"
+    try:
+        return run(args.db or workdir / "similar.db", args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # a --db elsewhere is kept
+
+
+def run(db: Path, args: argparse.Namespace) -> int:
     if not db.exists():
         seconds = populate(db, args.incidents, args.seed)
         line(case="populate", incidents=args.incidents, seconds=round(seconds, 1))
