@@ -36,6 +36,12 @@ TimelineKind = Literal[
     "escalated",
     # the indexer: similar past incidents, linked when an incident opens (core/similar.py)
     "similar_incidents",
+    # after the incident: the follow-up phase (core/followup.py) and the postmortem
+    "followup_opened",  # the checklist and the findings, when the incident is mitigated
+    "followup_item",  # an item added, checked off, waived or opened again
+    "validated",  # the stabilization window and the PromQL checks, with their results
+    "ticket_requested",  # an item becomes a ticket in the route's ticket target (Jira, GitHub)
+    "postmortem_saved",  # a version of the postmortem's narrative saved
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 
@@ -52,13 +58,15 @@ EventKind = Literal[
     "update",  # the liaison's status update: general, stakeholders and the dedicated channel
     "reminder",  # a status update is due: the dedicated channel, to the liaison
     "escalated",  # not acknowledged in time: the stakeholders, whatever the severity
+    "ticket",  # a follow-up item to open as a ticket: the ticket target only
     "timeline",
 ]
 EVENTS: tuple[EventKind, ...] = get_args(EventKind)
 
 # Notification tiers: the general incident channel, the incident's dedicated channel, and the
-# stakeholders alerted directly.
-Tier = Literal["general", "incident", "stakeholders"]
+# stakeholders alerted directly; "tickets" is the route's ticket target (follow-up items), one
+# more destination of the same outbox rather than a tier people are notified in.
+Tier = Literal["general", "incident", "stakeholders", "tickets"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
 
 # A status change announces its new status; back to "triggered" is a reopen.
@@ -71,6 +79,7 @@ _BY_STATUS: dict[str, EventKind] = {
 }
 _SAME_NAME: dict[str, EventKind] = {e: e for e in EVENTS if e != "timeline"}
 _SAME_NAME["status_update"] = "update"
+_SAME_NAME["ticket_requested"] = "ticket"
 
 
 def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:

@@ -37,8 +37,11 @@ def plan_notifications(
     after: Incident,
     events: Sequence[tuple[int, Event]],
     tiers: Tiers,
+    ticket_target: str | None = None,
 ) -> list[OutboxEntry]:
-    """Outbox entries for ``events`` (with their timeline ids) of one incident change."""
+    """Outbox entries for ``events`` (with their timeline ids) of one incident change.
+    ``ticket_target`` receives the ``ticket`` events (follow-up items to open as tickets), and
+    nothing else does."""
     assert after.id is not None
     general_threshold = tiers.general_min_severity
     stakeholder_threshold = tiers.stakeholder_min_severity
@@ -52,6 +55,10 @@ def plan_notifications(
 
     for event_id, event in events:
         kind = event_kind(event.kind, event.data)
+        if kind == "ticket":
+            if ticket_target:
+                add(ticket_target, "tickets", kind, event_id)
+            continue
         if tiers.incident:
             add(tiers.incident, "incident", kind, event_id)
         if kind in ("timeline", "reminder"):

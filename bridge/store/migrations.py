@@ -293,6 +293,53 @@ def _search(db: sqlite_utils.Database) -> None:
     )
 
 
+def _followup(db: sqlite_utils.Database) -> None:
+    """The follow-up phase (``store/followup.py``): one ``followups`` row per incident that
+    reached ``mitigated`` (its route, ticket target, stabilization window and PromQL checks,
+    fixed when the phase opened, and the validation's outcome), and its checklist's items in
+    ``followup_items`` (state open / done / waived, who and why, and a JSON ``detail``: the
+    findings of the review item, the validation's results). A ticket's key and URL live in the
+    ticket target's saved state (``target_state``), where the outbox worker records them."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE followups (incident_id INTEGER PRIMARY KEY REFERENCES incidents (id), "
+        "route TEXT NOT NULL, opened_at INTEGER NOT NULL, stabilize_until INTEGER NOT NULL, "
+        "ticket_target TEXT, checks TEXT NOT NULL DEFAULT '[]', "
+        "validated_at INTEGER, validation TEXT)"
+    )
+    conn.execute(
+        "CREATE TABLE followup_items (id INTEGER PRIMARY KEY, "
+        "incident_id INTEGER NOT NULL REFERENCES incidents (id), kind TEXT NOT NULL, "
+        "text TEXT NOT NULL, owner TEXT, state TEXT NOT NULL DEFAULT 'open', "
+        "reason TEXT, detail TEXT NOT NULL DEFAULT '{}', created_by TEXT NOT NULL, "
+        "created_at INTEGER NOT NULL, updated_by TEXT, updated_at INTEGER)"
+    )
+    conn.execute("CREATE INDEX idx_followup_items_incident ON followup_items (incident_id, id)")
+    # The scheduler's walk: follow-ups whose validation is still to run, by the window's end.
+    conn.execute(
+        "CREATE INDEX idx_followups_pending ON followups (stabilize_until) "
+        "WHERE validated_at IS NULL"
+    )
+
+
+def _postmortem(db: sqlite_utils.Database) -> None:
+    """Postmortems (``store/postmortem.py``): every saved version of an incident's narrative
+    sections (JSON) with its author and time, never overwritten, and the publication into the
+    knowledge base (the version, the file, the commit)."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE postmortem_versions (incident_id INTEGER NOT NULL REFERENCES incidents (id), "
+        "version INTEGER NOT NULL, narrative TEXT NOT NULL, author TEXT NOT NULL, "
+        "created_at INTEGER NOT NULL, PRIMARY KEY (incident_id, version)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE postmortem_publications (incident_id INTEGER NOT NULL REFERENCES incidents (id), "
+        "version INTEGER NOT NULL, path TEXT NOT NULL, commit_sha TEXT, "
+        "published_by TEXT NOT NULL, published_at INTEGER NOT NULL, "
+        "PRIMARY KEY (incident_id, published_at)) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -302,6 +349,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0006_during", _during),
     ("0007_reminders", _reminders),
     ("0008_search", _search),
+    ("0009_followup", _followup),
+    ("0010_postmortem", _postmortem),
 ]
 
 

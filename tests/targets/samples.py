@@ -32,6 +32,7 @@ STATUS = {
     "update": "acknowledged",
     "reminder": "acknowledged",
     "escalated": "triggered",
+    "ticket": "mitigated",
     "timeline": "acknowledged",
 }
 TEXT = {
@@ -60,6 +61,16 @@ ROWS: dict[str, dict[str, Any]] = {
         "actor": "incident-bridge",
         "text": "A status update is due",
         "data": {"due_at": "2026-11-27T06:15:00Z", "liaison": ["bob"]},
+    },
+    "ticket": {
+        "kind": "ticket_requested",
+        "actor": "alice",
+        "text": "Ticket requested: Add a circuit breaker to checkout-api's calls to payments",
+        "data": {
+            "item": 7,
+            "text": "Add a circuit breaker to checkout-api's calls to payments",
+            "owner": "bob",
+        },
     },
     "escalated": {
         "kind": "escalated",
