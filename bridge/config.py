@@ -101,6 +101,12 @@ class Settings:
     templates: Path | None = None
     external_url: str = ""
     watch_rules: bool = False
+    # after the incident: the PromQL checks' Prometheus, the knowledge base's folder and remote
+    prometheus_url: str = ""
+    prometheus_token: Secret | None = None
+    kb_dir: Path | None = None
+    kb_remote: str = ""
+    kb_author: str = "incident-bridge <incident-bridge@localhost>"
 
     @property
     def base_url(self) -> str | None:
@@ -402,6 +408,45 @@ OPTIONS: tuple[Option, ...] = (
             "Without it the listen address is used, and a wildcard one (`0.0.0.0`) gives no "
             "link at all (with a warning at start)"
         ),
+    ),
+    Option(
+        name="prometheus_url",
+        flag="--prometheus-url",
+        env="PROMETHEUS_URL",
+        default="none",
+        meaning="the Prometheus the follow-up's PromQL checks ask (`<url>/api/v1/query`); without "
+        "it a route's `follow_up.checks` are recorded as not run ([followup.md](followup.md))",
+    ),
+    Option(
+        name="prometheus_token",
+        flag="--prometheus-token-file",
+        env="PROMETHEUS_TOKEN",
+        kind="secret",
+        meaning="a bearer token for that Prometheus",
+    ),
+    Option(
+        name="kb_dir",
+        flag="--kb-dir",
+        env="KB_DIR",
+        parse=Path,
+        meaning="the knowledge base: the folder postmortems are published into, committed when it "
+        "is a Git repository ([postmortems.md](postmortems.md)); without it publishing is refused",
+    ),
+    Option(
+        name="kb_remote",
+        flag="--kb-remote",
+        env="KB_REMOTE",
+        default="none",
+        meaning="a Git remote (name or URL) the knowledge base is pushed to after each publication, "
+        "through the outbox (retried, never blocking)",
+    ),
+    Option(
+        name="kb_author",
+        flag="--kb-author",
+        env="KB_AUTHOR",
+        default="`incident-bridge <incident-bridge@localhost>`",
+        meaning="the author of the knowledge base's commits, `Name <address>`; the person who "
+        "published is named in the message",
     ),
     Option(
         name="sqlite_synchronous",

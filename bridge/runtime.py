@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
 from bridge.core.policy import BuiltinPolicy, Policy
 from bridge.core.reminders import ReminderPolicy, default_policy
 from bridge.targets import build_target
@@ -40,6 +41,13 @@ class Runtime:
     commander_rotations: Mapping[str, Rotation] = field(default_factory=dict)
     # the root route's name: an incident whose route is gone from the rules gets the root's
     root_route: str = ""
+    # route name -> its follow-up policy (none for a route: the defaults)
+    followups: Mapping[str, FollowUpPolicy] = field(default_factory=dict)
+
+    def followup_policy(self, route: str) -> FollowUpPolicy:
+        """The follow-up policy of ``route`` in these rules (the root's for a route that is gone),
+        read when an incident's follow-up opens and fixed on it then."""
+        return self.followups.get(route) or self.followups.get(self.root_route) or DEFAULT_POLICY
 
     def reminder_policy(self, route: str, severity: str) -> ReminderPolicy:
         """The reminders of ``route`` at ``severity`` in these rules: the scheduler asks at each
