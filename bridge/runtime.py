@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
+from bridge.core.followup import DEFAULT_POLICY, DEFAULT_POSTMORTEM, FollowUpPolicy
 from bridge.core.policy import BuiltinPolicy, Policy
 from bridge.core.reminders import ReminderPolicy, default_policy
 from bridge.targets import build_target
@@ -43,6 +43,18 @@ class Runtime:
     root_route: str = ""
     # route name -> its follow-up policy (none for a route: the defaults)
     followups: Mapping[str, FollowUpPolicy] = field(default_factory=dict)
+
+    # route name -> severity -> postmortem policy: required, optional or none
+    postmortems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def postmortem_policy(self, route: str, severity: str) -> str:
+        """``required`` (the incident cannot close without a published postmortem), ``optional``
+        or ``none``, for ``route`` (the root's for a route that is gone) at ``severity``;
+        without rules the shipped defaults (sev1, sev2 required; sev3 optional)."""
+        by_severity = self.postmortems.get(route) or self.postmortems.get(self.root_route)
+        if by_severity is None:
+            return DEFAULT_POSTMORTEM.get(severity, "none")
+        return by_severity.get(severity, "none")
 
     def followup_policy(self, route: str) -> FollowUpPolicy:
         """The follow-up policy of ``route`` in these rules (the root's for a route that is gone),
@@ -134,4 +146,5 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
             if (rot := r.settings.commander_rotation) is not None and rot in ruleset.rotations
         },
         root_route=ruleset.root.name,
+        postmortems={r.name: dict(r.settings.postmortem) for r in ruleset.routes()},
     )

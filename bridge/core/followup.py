@@ -68,6 +68,10 @@ class FollowUpPolicy:
 
 
 DEFAULT_POLICY = FollowUpPolicy()
+# Postmortem policy by severity without rules (the rules' defaults are the same, docs/rules.md).
+DEFAULT_POSTMORTEM: Mapping[str, str] = MappingProxyType(
+    {"sev1": "required", "sev2": "required", "sev3": "optional", "sev4": "none"}
+)
 NO_POLICIES: Mapping[str, FollowUpPolicy] = MappingProxyType({})
 
 
