@@ -108,6 +108,19 @@ class Entry:
 
 
 @immutable
+class Guards:
+    """What the after-incident phase asks of a status move, as the store found it: a follow-up
+    with open items is resolved by hand only with a reason; a route whose postmortem policy is
+    ``required`` closes only once the postmortem is published."""
+
+    open_items: int = 0
+    postmortem_missing: bool = False
+
+
+NO_GUARDS = Guards()
+
+
+@immutable
 class Refusal:
     """The command cannot apply: 400 (bad argument), 404 (no such entry), 409 (not now)."""
 
@@ -176,15 +189,16 @@ def decide(
     *,
     corrected: Entry | None = None,
     directory: Mapping[str, Mapping[str, str]] | None = None,
+    guards: Guards = NO_GUARDS,
 ) -> Outcome | Refusal:
     """Apply ``command`` to ``incident`` at ``now``.
 
     ``corrected`` is the entry an ``AddEntry`` with ``corrects`` refers to (the store looks it
     up; None when it is not on this incident). ``directory`` maps people's names to their chat
     handles and addresses (the rules' rotations), so that a person given a role can be invited
-    and mentioned."""
+    and mentioned. ``guards``: what the follow-up and the postmortem ask of a status move."""
     if isinstance(command, Transition):
-        return _transition(incident, command, now)
+        return _transition(incident, command, now, guards)
     if isinstance(command, AssignRole | ReleaseRole):
         return _role(incident, command, directory or {})
     if isinstance(command, AddEntry):
@@ -194,7 +208,9 @@ def decide(
     return _severity(incident, command)
 
 
-def _transition(incident: Incident, command: Transition, now: int) -> Outcome | Refusal:
+def _transition(
+    incident: Incident, command: Transition, now: int, guards: Guards = NO_GUARDS
+) -> Outcome | Refusal:
     bad = _text(command.reason, "reason", required=False)
     if bad:
         return bad
@@ -227,6 +243,15 @@ def _transition(incident: Incident, command: Transition, now: int) -> Outcome | 
             return Outcome(incident)
         if status not in ("triggered", "acknowledged", "mitigated"):
             return _refuse_move(incident, move)
+        if guards.open_items and not command.reason.strip():
+            items = "item is" if guards.open_items == 1 else "items are"
+            return Refusal(
+                409,
+                f"cannot resolve: {guards.open_items} follow-up {items} still open; check them "
+                "off or waive them (the incident then resolves by itself), or resolve with a "
+                "reason",
+                "reason",
+            )
         # Resolving passes through mitigation: the incident stopped hurting by then at the latest.
         changed = replace(
             incident, status="resolved", mitigated_at=incident.mitigated_at or now, resolved_at=now
@@ -236,6 +261,13 @@ def _transition(incident: Incident, command: Transition, now: int) -> Outcome | 
             return Outcome(incident)
         if status != "resolved":
             return _refuse_move(incident, move)
+        if guards.postmortem_missing:
+            return Refusal(
+                409,
+                f"cannot close: a postmortem is required for {incident.severity} incidents of "
+                f"route {incident.route!r}; publish it first "
+                f"(incident-bridge postmortem publish {incident.id})",
+            )
         changed = replace(incident, status="closed", closed_at=now)
     data["to"] = changed.status
     text = _with_reason(f"{changed.status.capitalize()}{by}", command.reason)

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from typing import Any
 
 from bridge.core import jsontext
-from bridge.core.actions import AddEntry, Command, Entry, Outcome, Refusal, decide
+from bridge.core.actions import (
+    NO_GUARDS,
+    AddEntry,
+    Command,
+    Entry,
+    Guards,
+    Outcome,
+    Refusal,
+    Transition,
+    decide,
+)
 from bridge.core.notify import plan_notifications
 from bridge.core.policy import tiers_from_json
 from bridge.core.values import immutable
@@ -45,6 +55,8 @@ class ActionRequest:
     now: int
     idempotency: Idempotency | None = None
     directory: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # (route, severity) -> the postmortem policy under the active rules: required, optional, none
+    postmortem_policy: Callable[[str, str], str] | None = None
 
 
 @immutable
@@ -114,7 +126,14 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
             (command.corrects, incident_id),
         ).fetchone()
         corrected = Entry(*found) if found is not None else None
-    outcome = decide(before, command, now, corrected=corrected, directory=request.directory)
+    outcome = decide(
+        before,
+        command,
+        now,
+        corrected=corrected,
+        directory=request.directory,
+        guards=_guards(conn, before, command, request.postmortem_policy),
+    )
     if isinstance(outcome, Refusal):
         return _error(outcome.status, outcome.message, outcome.field)
     ids, notifications = _write(conn, before, outcome, now)
@@ -124,6 +143,31 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
         "events": timeline_events(conn, incident_id, list(ids)) if ids else [],
     }
     return ActionAnswer(200, body, outcome.changed, notifications)
+
+
+def _guards(
+    conn: sqlite3.Connection,
+    incident: Any,
+    command: Command,
+    postmortem_policy: Callable[[str, str], str] | None,
+) -> Guards:
+    """What resolve and close must know of the follow-up and the postmortem (read only for them)."""
+    if not isinstance(command, Transition) or command.move not in ("resolve", "close"):
+        return NO_GUARDS
+    if command.move == "resolve":
+        (open_items,) = conn.execute(
+            "SELECT count(*) FROM followup_items WHERE incident_id = ? AND state = 'open'",
+            (incident.id,),
+        ).fetchone()
+        return Guards(open_items=open_items)
+    if postmortem_policy is None or postmortem_policy(incident.route, incident.severity) != (
+        "required"
+    ):
+        return NO_GUARDS
+    published = conn.execute(
+        "SELECT 1 FROM postmortem_publications WHERE incident_id = ? LIMIT 1", (incident.id,)
+    ).fetchone()
+    return Guards(postmortem_missing=published is None)
 
 
 def _write(conn: sqlite3.Connection, before: Any, outcome: Outcome, now: int) -> tuple[range, int]:

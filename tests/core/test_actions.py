@@ -12,6 +12,7 @@ from bridge.core.actions import (
     AssignRole,
     ChangeSeverity,
     Entry,
+    Guards,
     Outcome,
     PostUpdate,
     Refusal,
@@ -221,3 +222,21 @@ def test_severity_raised_lowered_and_unchanged() -> None:
     assert refusal(decide(incident(), ChangeSeverity("b", "sev9", "x"), T)).field == "severity"
     assert refusal(decide(incident(), ChangeSeverity("b", "sev1", ""), T)).field == "reason"
     assert refusal(decide(incident("closed"), ChangeSeverity("b", "sev1", "x"), T)).status == 409
+
+
+def test_resolving_with_open_follow_up_items_needs_a_reason() -> None:
+    inc = incident("mitigated", mitigated_at=T, acknowledged_at=T)
+    refused = decide(inc, Transition("alice", "resolve"), T, guards=Guards(open_items=2))
+    assert isinstance(refused, Refusal) and refused.status == 409 and refused.field == "reason"
+    assert "2 follow-up items are still open" in refused.message
+    done = outcome(decide(inc, Transition("alice", "resolve", "in OPS-1"), T, guards=Guards(2)))
+    assert done.incident.status == "resolved"
+    assert outcome(decide(inc, Transition("alice", "resolve"), T, guards=Guards(0))).changed
+
+
+def test_closing_needs_the_required_postmortem() -> None:
+    inc = incident("resolved", resolved_at=T, mitigated_at=T)
+    refused = decide(inc, Transition("alice", "close"), T, guards=Guards(postmortem_missing=True))
+    assert isinstance(refused, Refusal) and refused.status == 409
+    assert "a postmortem is required for sev2 incidents" in refused.message
+    assert outcome(decide(inc, Transition("alice", "close"), T)).incident.status == "closed"
