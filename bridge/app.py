@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import actions, api, errors, openapi, ops, pages, receiver, search
+from bridge.http import actions, api, errors, followup, openapi, ops, pages, receiver, search
 from bridge.http.errors import json_errors
 from bridge.indexer import Indexer
 from bridge.metrics import Metrics
@@ -71,6 +71,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
     app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
+    app.router.add_get("/api/v1/incidents/{id}/followup", json_errors(followup.get_followup))
     for path, handler in actions.routes():
         app.router.add_post(path, json_errors(handler))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))

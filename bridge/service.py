@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bridge.config import ApiToken, Settings, api_token_path, is_loopback
 from bridge.core.actions import Command
+from bridge.core.followup import CheckOutcome, FollowUpCommand
 from bridge.core.secrets import Secret
 from bridge.core.timeutil import Clock, format_ns
 from bridge.delivery.worker import OutboxWorker
@@ -27,6 +28,14 @@ from bridge.metrics import Metrics
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
 from bridge.store import Store, StoreUnavailable
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
+from bridge.store.followup import (
+    OpenRequest,
+    ValidationJob,
+    due_validations,
+    open_due,
+    record_validation,
+    settle_unvalidated,
+)
 from bridge.store.reminders import FireResult, fire_due
 from bridge.targets.base import TargetDeps
 
@@ -165,7 +174,7 @@ def activate(state: AppState, runtime: Runtime) -> None:
 async def act(
     state: AppState,
     incident_id: int,
-    command: Command,
+    command: Command | FollowUpCommand,
     *,
     idempotency: Idempotency | None = None,
 ) -> ActionAnswer:
@@ -237,10 +246,63 @@ class ReminderScheduler:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await fire_reminders(self.state)
-            except StoreUnavailable as exc:
-                log.warning("reminders: store unavailable: %s; trying again next tick", exc)
-            except Exception:
-                log.exception("reminders: unexpected error; trying again next tick")
+            for name, step in (("reminders", fire_reminders), ("follow-up", advance_followups)):
+                try:
+                    await step(self.state)
+                except StoreUnavailable as exc:
+                    log.warning("%s: store unavailable: %s; trying again next tick", name, exc)
+                except Exception:
+                    log.exception("%s: unexpected error; trying again next tick", name)
             await asyncio.sleep(self.every_s)
+
+
+async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:
+    """The job's PromQL checks against the configured Prometheus, at the window's end."""
+    if not job.checks:
+        return []
+    import importlib  # bridge.promql loads only when a route has checks
+
+    promql = importlib.import_module("bridge.promql")
+    outcomes: list[CheckOutcome] = await promql.check_outcomes(
+        state.deps.session,
+        state.settings.prometheus_url,
+        state.settings.prometheus_token,
+        job.checks,
+        job.at,
+    )
+    return outcomes
+
+
+async def advance_followups(state: AppState) -> int:
+    """One tick of the follow-up phase: open the follow-up of every newly mitigated incident
+    (the checklist from the active rules, the findings), then validate those whose
+    stabilization window has ended (quiet, and the PromQL checks run outside the writer), each
+    in its own transaction; a follow-up done resolves its incident. Returns the changes."""
+    runtime = state.runtime
+
+    def acknowledge_within(route: str, severity: str) -> float | None:
+        return runtime.reminder_policy(route, severity).acknowledge_within_s
+
+    request = OpenRequest(
+        now=state.clock(),
+        policy=runtime.followup_policy,
+        acknowledge_within=acknowledge_within,
+        base_url=state.settings.base_url,
+    )
+    opened = await state.store.write(functools.partial(open_due, request=request))
+    changes = len(opened)
+    for incident_id in opened:
+        log.info("incident %d: follow-up opened", incident_id)
+    jobs = await state.store.read(functools.partial(due_validations, now=state.clock()))
+    for job in jobs:
+        outcomes = await run_checks(state, job)
+        ids, _ = await state.store.write(
+            functools.partial(record_validation, job=job, checks=outcomes, now=state.clock())
+        )
+        if ids:
+            changes += 1
+            log.info("incident %d: follow-up validated", job.incident_id)
+    await state.store.write(functools.partial(settle_unvalidated, now=state.clock()))
+    if changes and state.worker is not None:
+        state.worker.notify()
+    return changes

@@ -25,6 +25,7 @@ from bridge.core.actions import (
     ReleaseRole,
     Transition,
 )
+from bridge.core.followup import AddItem, FollowUpCommand, SetItem
 from bridge.core.policy import Role, Severity
 from bridge.core.timeutil import parse_rfc3339
 from bridge.http import auth
@@ -113,6 +114,29 @@ class SeverityBody(ActionBody):
     reason: Text
 
 
+class FollowUpItemBody(ActionBody):
+    text: Text
+    kind: Literal["check", "action"] = Field(
+        default="check",
+        description="`check` an item to check off; `action` a permanent fix, opened as a "
+        "ticket in the route's ticket target",
+    )
+    owner: Name | None = Field(default=None, description="who will do it")
+
+
+ItemId = Annotated[int, Field(ge=1, le=2**63 - 1, description="the item's id")]
+
+
+class ItemBody(ActionBody):
+    item: ItemId
+    note: Reason = Field(default="", description="recorded with the change")
+
+
+class WaiveBody(ActionBody):
+    item: ItemId
+    reason: Text = Field(description="why the item is not needed")
+
+
 def _field(loc: tuple[int | str, ...], message: str) -> str:
     if loc:
         return ".".join(str(p) for p in loc)
@@ -154,8 +178,11 @@ def _idempotency(request: web.Request, scope: str, raw: bytes) -> Idempotency | 
     return Idempotency(scope=scope, key=key, request=digest)
 
 
+AnyCommand = Command | FollowUpCommand
+
+
 def _handler(
-    model: type[ActionBody], command: Callable[[Any, str], Command]
+    model: type[ActionBody], command: Callable[[Any, str], AnyCommand]
 ) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
         state: AppState = request.app[AppState.KEY]
@@ -205,9 +232,21 @@ def _severity(body: SeverityBody, actor: str) -> Command:
     return ChangeSeverity(actor, body.severity, body.reason)
 
 
+def _add_item(body: FollowUpItemBody, actor: str) -> AnyCommand:
+    return AddItem(actor, body.text, body.kind, body.owner)
+
+
+def _set_item(to: Literal["done", "open"]) -> Callable[[Any, str], AnyCommand]:
+    return lambda body, actor: SetItem(actor, body.item, to, body.note)
+
+
+def _waive(body: WaiveBody, actor: str) -> AnyCommand:
+    return SetItem(actor, body.item, "waived", body.reason)
+
+
 # path suffix -> (summary, request model, command builder); app.py serves them all and the
 # OpenAPI document lists them from here.
-ACTIONS: dict[str, tuple[str, type[ActionBody], Callable[[Any, str], Command]]] = {
+ACTIONS: dict[str, tuple[str, type[ActionBody], Callable[[Any, str], AnyCommand]]] = {
     "acknowledge": ("Acknowledge the incident", TransitionBody, _transition("acknowledge")),
     "mitigate": ("Mark the incident mitigated by hand", TransitionBody, _transition("mitigate")),
     "resolve": ("Resolve the incident by hand", TransitionBody, _transition("resolve")),
@@ -218,6 +257,14 @@ ACTIONS: dict[str, tuple[str, type[ActionBody], Callable[[Any, str], Command]]] 
     "actions": ("Record an action item", ActionItemBody, _action_item),
     "updates": ("Send the liaison's status update", UpdateBody, _update),
     "severity": ("Raise or lower the severity", SeverityBody, _severity),
+    "followup/items": (
+        "Add a follow-up item (an action item is ticketed)",
+        FollowUpItemBody,
+        _add_item,
+    ),
+    "followup/check": ("Check a follow-up item off", ItemBody, _set_item("done")),
+    "followup/waive": ("Waive a follow-up item, with a reason", WaiveBody, _waive),
+    "followup/reopen": ("Open a follow-up item again", ItemBody, _set_item("open")),
 }
 
 

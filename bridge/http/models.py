@@ -145,12 +145,59 @@ class NotificationPage(Answer):
     next: str | None = Field(description="the URL of the next page; null on the last")
 
 
+class Ticket(Answer):
+    key: str = Field(description="the ticket's key: `OPS-12` in Jira, `#17` on GitHub")
+    url: str = Field(description="where people open it")
+
+
+class FollowUpItem(Answer):
+    id: int
+    kind: Literal["check", "validate", "review", "action"] = Field(
+        description="`check` a plain item; `validate` the bridge's validation (checks itself "
+        "off); `review` carries the findings; `action` a permanent fix, ticketed"
+    )
+    text: str
+    state: Literal["open", "done", "waived"]
+    owner: str | None
+    reason: str | None = Field(description="why it was waived (or the note when checked off)")
+    detail: dict[str, Any] = Field(
+        description="`findings` on the review item; `stabilization_s`, `checks` and "
+        "`validation` on the validate item"
+    )
+    ticket: Ticket | None = Field(description="its ticket, once the ticket target opened it")
+    created_by: str
+    created_at: Timestamp
+    updated_by: str | None
+    updated_at: Timestamp | None
+
+
+class FollowUpView(Answer):
+    """An incident's follow-up (stabilization) phase: docs/followup.md."""
+
+    incident_id: int
+    route: str
+    stabilization_started_at: Timestamp = Field(description="when the window started (mitigated)")
+    stabilize_until: Timestamp = Field(description="when the window ends and validation runs")
+    ticket_target: str | None
+    checks: list[dict[str, str]] = Field(description="the PromQL checks: name, expr, expect")
+    validated_at: Timestamp | None
+    validation: dict[str, Any] | None = Field(
+        description="`passed`, `quiet`, `window_s`, `checks` (each `name`, `passed`, `reason`, "
+        "`values`, `error`), `reasons`; or `skipped`"
+    )
+    open_items: int
+    items: list[FollowUpItem]
+
+
 class ActionResult(Answer):
     """The answer to a person's action."""
 
     changed: bool = Field(description="false: what was asked is already so; nothing written")
     incident: IncidentSummary = Field(description="the incident after the action")
     events: list[TimelineEntry] = Field(description="the timeline entries the action wrote")
+    followup: FollowUpView | None = Field(
+        default=None, description="the follow-up after the action (the follow-up's actions only)"
+    )
 
 
 class TouchedIncident(Answer):

@@ -222,7 +222,7 @@ def _receiver(operation_id: str, summary: str) -> dict[str, Any]:
 def _action(suffix: str, summary: str, model: type[BaseModel]) -> dict[str, Any]:
     return {
         "tags": ["actions"],
-        "operationId": f"incident_{suffix}",
+        "operationId": f"incident_{suffix.replace('/', '_')}",
         "summary": summary,
         "description": f"{_WRITE_NOTE} An empty body is `{{}}`; `actor` defaults to the "
         "token's name.",
@@ -324,6 +324,23 @@ def _paths() -> dict[str, Any]:
     }
     for suffix, (summary, model, _command) in actions.ACTIONS.items():
         paths[f"/api/v1/incidents/{{id}}/{suffix}"] = {"post": _action(suffix, summary, model)}
+    paths["/api/v1/incidents/{id}/followup"] = {
+        "get": {
+            "tags": ["incidents"],
+            "operationId": "get_followup",
+            "summary": "The incident's follow-up: checklist, findings, validation, tickets",
+            "description": _READ_NOTE,
+            "security": READ,
+            "parameters": [_id("incident")],
+            "responses": {
+                "200": _json(_ref(models.FollowUpView), "the follow-up"),
+                **_errors(
+                    (401, 404, 503),
+                    e404="no such incident, or it has no follow-up (not mitigated yet)",
+                ),
+            },
+        }
+    }
     paths |= {
         "/api/v1/notifications": {
             "get": {

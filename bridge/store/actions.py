@@ -17,23 +17,15 @@ from bridge.core.actions import (
     Command,
     Entry,
     Guards,
-    Outcome,
     Refusal,
     Transition,
     decide,
 )
-from bridge.core.notify import plan_notifications
-from bridge.core.policy import tiers_from_json
+from bridge.core.followup import AddItem, FollowUpCommand, SetItem
 from bridge.core.values import immutable
-from bridge.store.ingest import (
-    _INCIDENT_COLUMNS,
-    _INSERT_EVENT,
-    _INSERT_OUTBOX,
-    _UPSERT_INCIDENT,
-    _incident,
-    _incident_values,
-    _next_id,
-)
+from bridge.store.changes import write_change
+from bridge.store.followup import apply_item_command, followup_view
+from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
 from bridge.store.queries import incident_summary, timeline_events
 
 
@@ -51,7 +43,7 @@ class Idempotency:
 @immutable
 class ActionRequest:
     incident_id: int
-    command: Command
+    command: Command | FollowUpCommand
     now: int
     idempotency: Idempotency | None = None
     directory: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -119,6 +111,19 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     if row is None:
         return _error(404, f"no incident {incident_id}")
     before = _incident(row)
+    if isinstance(command, AddItem | SetItem):
+        done = apply_item_command(conn, before, command, now)
+        if done.refusal is not None:
+            r = done.refusal
+            return _error(r.status, r.message, r.field)
+        ids = done.event_ids
+        body = {
+            "changed": done.changed,
+            "incident": incident_summary(conn, incident_id),
+            "followup": followup_view(conn, incident_id),
+            "events": timeline_events(conn, incident_id, list(ids)) if ids else [],
+        }
+        return ActionAnswer(200, body, done.changed, done.notifications)
     corrected: Entry | None = None
     if isinstance(command, AddEntry) and command.corrects is not None:
         found = conn.execute(
@@ -136,7 +141,7 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     )
     if isinstance(outcome, Refusal):
         return _error(outcome.status, outcome.message, outcome.field)
-    ids, notifications = _write(conn, before, outcome, now)
+    ids, notifications = write_change(conn, before, outcome, now)
     body = {
         "changed": outcome.changed,
         "incident": incident_summary(conn, incident_id),
@@ -168,45 +173,3 @@ def _guards(
         "SELECT 1 FROM postmortem_publications WHERE incident_id = ? LIMIT 1", (incident.id,)
     ).fetchone()
     return Guards(postmortem_missing=published is None)
-
-
-def _write(conn: sqlite3.Connection, before: Any, outcome: Outcome, now: int) -> tuple[range, int]:
-    if not outcome.changed:
-        return range(0), 0
-    after = outcome.incident
-    assert after.id is not None
-    if after != before:
-        conn.execute(_UPSERT_INCIDENT, (*_incident_values(after), now))
-    first = _next_id(conn, "timeline")
-    ids = range(first, first + len(outcome.events))
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            (eid, after.id, now, e.kind, e.actor, e.text, jsontext.dumps(e.data))
-            for eid, e in zip(ids, outcome.events, strict=True)
-        ],
-    )
-    entries = plan_notifications(
-        before=before,
-        after=after,
-        events=list(zip(ids, outcome.events, strict=True)),
-        tiers=tiers_from_json(after.tiers),
-    )
-    conn.executemany(
-        _INSERT_OUTBOX,
-        [
-            (
-                after.id,
-                e.target,
-                e.tier,
-                e.event,
-                e.event_id,
-                e.idempotency_key,
-                now,
-                now,
-                now,
-            )
-            for e in entries
-        ],
-    )
-    return ids, len(entries)

@@ -30,7 +30,7 @@ from bridge.core.reminders import (
 )
 from bridge.core.timeutil import parse_rfc3339
 from bridge.core.values import immutable
-from bridge.store.actions import _write
+from bridge.store.changes import write_change as _write
 from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
 
 # (route, severity) -> the current rules' reminders for them

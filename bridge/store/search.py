@@ -35,7 +35,7 @@ from bridge.core.similar import (
 )
 from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
-from bridge.store.actions import _write
+from bridge.store.changes import write_change as _write
 from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
 
 # Kinds of documents besides the timeline's kinds (a timeline entry is indexed under its own

@@ -1,0 +1,138 @@
+"""The follow-up phase through the running app on an injected clock: opened when the alerts
+resolve (the default checklist, the findings), items added, checked off and waived through the
+API, the validation at the end of the stabilization window, and the incident resolved when the
+checklist is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.service import AppState, advance_followups
+from tests.conftest import WRITE, Clock, MakeClient, fixture_body
+
+HOOK = "/api/v1/alerts"
+
+
+async def post(client: Any, path: str, body: Any = None) -> tuple[int, Any]:
+    resp = await client.post(path, json=body, headers=WRITE)
+    return resp.status, await resp.json()
+
+
+async def get(client: Any, path: str) -> tuple[int, Any]:
+    resp = await client.get(path, headers=WRITE)
+    return resp.status, await resp.json()
+
+
+async def mitigated(client: Any) -> int:
+    """An incident opened by the fixtures, acknowledged, then mitigated by its alerts."""
+    resp = await client.post(HOOK, json=fixture_body("firing-group-bearer.json"))
+    incident = int((await resp.json())["incidents"][0]["id"])
+    assert (await post(client, f"/api/v1/incidents/{incident}/acknowledge"))[0] == 200
+    for name in ("partially-resolved.json", "resolved-last.json"):
+        assert (await client.post(HOOK, json=fixture_body(name))).status == 200
+    return incident
+
+
+def state_of(client: Any) -> AppState:
+    state: AppState = client.server.app[AppState.KEY]
+    return state
+
+
+async def test_the_follow_up_opens_validates_and_resolves(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client: Any = await make_client()
+    state = state_of(client)
+    i = await mitigated(client)
+    base = f"/api/v1/incidents/{i}"
+    status, body = await get(client, f"{base}/followup")
+    assert status == 404 and "opens when the incident is mitigated" in body["error"]
+    assert await advance_followups(state) == 1
+    assert await advance_followups(state) == 0  # opened once
+    status, view = await get(client, f"{base}/followup")
+    assert status == 200, view
+    assert [(x["kind"], x["state"]) for x in view["items"]] == [
+        ("check", "open"),
+        ("validate", "open"),
+        ("review", "open"),
+    ]
+    assert view["items"][1]["detail"]["stabilization_s"] == 1800
+    findings = {f["kind"]: f for f in view["items"][2]["detail"]["findings"]}
+    # web-2 of the fixture has no runbook_url
+    assert findings["no_runbook"]["evidence"] == {"alertnames": ["HighErrorRate"]}
+    assert view["open_items"] == 3
+
+    # People work the checklist through the API.
+    status, body = await post(
+        client, f"{base}/followup/items", {"text": "Add a canary", "kind": "action", "owner": "bob"}
+    )
+    assert status == 200 and body["changed"], body
+    added = body["followup"]["items"][-1]
+    assert (added["kind"], added["owner"], added["ticket"]) == ("action", "bob", None)
+    status, body = await post(client, f"{base}/followup/waive", {"item": added["id"]})
+    assert status == 400 and body["field"] == "reason"
+    status, body = await post(
+        client, f"{base}/followup/waive", {"item": added["id"], "reason": "done in OPS-7 already"}
+    )
+    assert status == 200 and body["followup"]["items"][-1]["state"] == "waived"
+    first = view["items"][0]["id"]
+    assert (await post(client, f"{base}/followup/check", {"item": first}))[0] == 200
+    status, body = await post(client, f"{base}/followup/check", {"item": first})
+    assert status == 200 and not body["changed"]  # a retried check-off writes nothing
+    review = view["items"][2]["id"]
+    assert (await post(client, f"{base}/followup/check", {"item": review, "note": "ok"}))[0] == 200
+    status, body = await post(client, f"{base}/followup/check", {"item": 10_000})
+    assert status == 404 and body["field"] == "item"
+
+    # Resolving by hand with the validation open needs a reason.
+    status, body = await post(client, f"{base}/resolve")
+    assert status == 409 and "1 follow-up item is still open" in body["error"]
+
+    # Before the window ends nothing is validated; after it, the incident stayed quiet.
+    clock.advance(29 * 60)
+    assert await advance_followups(state) == 0
+    clock.advance(2 * 60)
+    assert await advance_followups(state) == 1
+    status, view = await get(client, f"{base}/followup")
+    assert view["validation"]["passed"] is True and view["validation"]["quiet"] is True
+    assert view["items"][1]["state"] == "done" and view["open_items"] == 0
+    status, detail = await get(client, base)
+    assert detail["status"] == "resolved"
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert kinds[-2:] == ["followup_item", "status_changed"] and "validated" in kinds
+    assert detail["timeline"][-1]["text"] == "Resolved: the follow-up checklist is done"
+
+
+async def test_an_alert_firing_again_in_the_window_restarts_it(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client: Any = await make_client()
+    state = state_of(client)
+    i = await mitigated(client)
+    await advance_followups(state)
+    clock.advance(10 * 60)
+    again = fixture_body("firing-group-bearer.json")
+    for alert in again["alerts"]:
+        alert["startsAt"] = "2026-11-27T04:20:00Z"
+    assert (await client.post(HOOK, json=again)).status == 200
+    _, detail = await get(client, f"/api/v1/incidents/{i}")
+    assert detail["status"] == "triggered"
+    clock.advance(40 * 60)
+    assert await advance_followups(state) == 0  # no validation while it burns again
+    resolved = fixture_body("resolved-last.json")
+    resolved["alerts"] = [
+        dict(a, status="resolved", endsAt="2026-11-27T04:50:00Z") for a in again["alerts"]
+    ]
+    assert (await client.post(HOOK, json=resolved)).status == 200
+    assert await advance_followups(state) == 1  # the window starts over
+    _, view = await get(client, f"/api/v1/incidents/{i}/followup")
+    assert view["validated_at"] is None
+    findings = [f["kind"] for f in view["items"][2]["detail"]["findings"]]
+    assert "no_runbook" in findings
+    clock.advance(31 * 60)
+    assert await advance_followups(state) == 1
+    _, view = await get(client, f"/api/v1/incidents/{i}/followup")
+    assert view["validation"]["passed"] is True
+    assert view["items"][1]["state"] == "done"
+    _, detail = await get(client, f"/api/v1/incidents/{i}")
+    assert detail["status"] == "mitigated"  # the plain item and the review are still open
