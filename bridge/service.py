@@ -126,9 +126,15 @@ class AppState:
     deps: TargetDeps = field(default_factory=TargetDeps)
     api: ApiAccess = field(default_factory=ApiAccess)
     bodies: BodyBudget = field(init=False)
+    # set by a change that calls for the scheduler before its next tick (a mitigated incident's
+    # follow-up opens at once); the scheduler waits on it between ticks
+    scheduler_due: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.bodies = BodyBudget(self.settings.max_bodies_bytes)
+
+    def wake_scheduler(self) -> None:
+        self.scheduler_due.set()
 
 
 AppState.KEY = web.AppKey("state", AppState)
@@ -191,6 +197,9 @@ async def act(
     answer = await state.store.write(functools.partial(apply_action, request=request))
     if answer.notifications and state.worker is not None:
         state.worker.notify()
+    incident = answer.body.get("incident") if answer.changed else None
+    if isinstance(incident, dict) and incident.get("status") == "mitigated":
+        state.wake_scheduler()  # its follow-up opens now, not at the next tick
     return answer
 
 
@@ -253,7 +262,10 @@ class ReminderScheduler:
                     log.warning("%s: store unavailable: %s; trying again next tick", name, exc)
                 except Exception:
                     log.exception("%s: unexpected error; trying again next tick", name)
-            await asyncio.sleep(self.every_s)
+            due = self.state.scheduler_due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self.every_s)
+            due.clear()
 
 
 async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:

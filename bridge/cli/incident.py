@@ -272,6 +272,56 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _followup_lines(view: dict[str, Any]) -> list[str]:
+    validation = view.get("validation")
+    if validation is None:
+        state = f"until {_when(view['stabilize_until'])}"
+    elif validation.get("skipped"):
+        state = f"skipped: {_clean(validation['skipped'])}"
+    elif validation.get("passed"):
+        state = "passed"
+    else:
+        state = "failed: " + "; ".join(_clean(r) for r in validation.get("reasons") or [])
+    lines = [
+        f"{'follow-up':<13}#{view['incident_id']}, {view['open_items']} item(s) open",
+        f"{'stabilization':<13}{state}",
+    ]
+    if view.get("ticket_target"):
+        lines.append(f"{'tickets':<13}{_clean(view['ticket_target'])}")
+    rows = [["ID", "STATE", "KIND", "ITEM", "OWNER", "TICKET"]]
+    for item in view["items"]:
+        ticket = item.get("ticket") or {}
+        text = _clean(item["text"])
+        if item.get("reason"):
+            text += f" ({_clean(item['reason'])})"
+        rows.append(
+            [
+                str(item["id"]),
+                _clean(item["state"]),
+                _clean(item["kind"]),
+                text,
+                _clean(item.get("owner")),
+                " ".join(_clean(v) for v in (ticket.get("key"), ticket.get("url")) if v) or "-",
+            ]
+        )
+    lines += ["", *_table(rows)]
+    for item in view["items"]:
+        for finding in (item.get("detail") or {}).get("findings") or []:
+            lines.append(f"  finding: {_clean(finding.get('text'))}")
+    return lines
+
+
+@apiclient.guarded
+def _followup(args: argparse.Namespace) -> int:
+    answer = apiclient.Client.from_args(args).get(f"/api/v1/incidents/{args.id}/followup")
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        return _json(answer.body)
+    print("\n".join(_followup_lines(answer.body)))
+    return 0
+
+
 # --- changing --------------------------------------------------------------------------------
 
 
@@ -319,6 +369,26 @@ def _change(
     for event in answer.body["events"]:
         print(_told(incident["id"], event))
     return 0
+
+
+@apiclient.guarded
+def _add_item(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"text": _text(args), "kind": "action" if args.action else "check"}
+    if args.owner is not None:
+        body["owner"] = args.owner
+    return _change(args, "followup/items", body, lambda _: "nothing written")
+
+
+@apiclient.guarded
+def _set_item(args: argparse.Namespace) -> int:
+    action = {"check": "check", "waive": "waive", "reopen-item": "reopen"}[args.incident_command]
+    body: dict[str, Any] = {"item": args.item}
+    if action == "waive":
+        body["reason"] = args.reason
+    elif args.note is not None:
+        body["note"] = args.note
+    state = {"check": "done", "waive": "waived", "reopen": "open"}[action]
+    return _change(args, f"followup/{action}", body, lambda _: f"the item is already {state}")
 
 
 @apiclient.guarded
@@ -472,6 +542,25 @@ def register(commands: Any) -> None:
         metavar="WHEN",
         help="when the next update is due: 30m, 1h, 1h30m from now, or an RFC 3339 time",
     )
+
+    command("followup", "the follow-up: checklist, findings, validation, tickets", _followup,
+            writes=False)  # fmt: skip
+    item = command("item", "add a follow-up item (--action: a permanent fix, ticketed)",
+                   _add_item, writes=True)  # fmt: skip
+    item.add_argument("text", nargs="+", metavar="TEXT", help=f"1 to {MAX_TEXT} characters")
+    item.add_argument("--action", action="store_true", help="a permanent fix: opened as a ticket")
+    item.add_argument("--owner", help="who will do it")
+    for name, summary in (
+        ("check", "check a follow-up item off"),
+        ("waive", "waive a follow-up item (--reason required)"),
+        ("reopen-item", "open a follow-up item again"),
+    ):
+        setter = command(name, summary, _set_item, writes=True)
+        setter.add_argument("item", type=_id, metavar="ITEM", help="the item's id")
+        if name == "waive":
+            setter.add_argument("--reason", required=True, help="why it is not needed")
+        else:
+            setter.add_argument("--note", help="recorded with the change")
 
     severity = command("severity", "raise or lower the severity", _severity, writes=True)
     severity.add_argument("severity", choices=SEVERITIES, metavar="SEV", help=", ".join(SEVERITIES))

@@ -222,6 +222,8 @@ def _answer(result: WebhookResult, state: AppState) -> web.Response:
     for touched in result.incidents:
         if touched.created:
             metrics.child(metrics.incidents_opened, touched.severity).inc()
+        if touched.changed and touched.status == "mitigated":
+            state.wake_scheduler()  # its follow-up opens now, not at the next tick
     if not result.changed:
         metrics.webhooks_duplicate.inc()
     if result.notifications and state.worker is not None:

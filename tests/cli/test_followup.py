@@ -1,0 +1,79 @@
+"""``incident-bridge incident followup|item|check|waive|reopen-item`` against a real ``serve``:
+the follow-up opens as soon as the incident is mitigated by hand (the scheduler is woken), and
+people work its checklist from the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cli.test_incident import at, cli, open_incident
+from tests.integration.procs import Bridge
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("INCIDENT_BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    running = Bridge(tmp_path_factory.mktemp("followup-cli"))
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+def test_the_checklist_from_the_terminal(
+    bridge: Bridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = open_incident(bridge, "queue backlog")
+    flags = at(bridge)
+    code, _, err = cli(capsys, "followup", str(n), *flags)
+    assert code == 1 and "has no follow-up" in err
+    assert cli(capsys, "mitigate", str(n), *flags)[0] == 0
+    deadline = time.monotonic() + 10
+    while True:  # opened by the scheduler, woken by the mitigation: well before its 15 s tick
+        code, out, err = cli(capsys, "followup", str(n), *flags)
+        if code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert code == 0, err
+    assert f"follow-up    #{n}, 3 item(s) open" in out
+    rows = [line for line in out.splitlines() if re.match(r"\d+\s+open", line)]
+    assert [r.split()[2] for r in rows] == ["check", "validate", "review"]
+    first = int(rows[0].split()[0])
+
+    code, out, err = cli(capsys, "item", str(n), "Page", "the", "DBA", "team", "--action",
+                         "--owner", "bob", *flags)  # fmt: skip
+    assert code == 0, err
+    assert out.strip().startswith(f"#{n} Follow-up item added: Page the DBA team")
+    code, out, _ = cli(capsys, "check", str(n), str(first), "--note", "filed", *flags)
+    assert (code, out.strip()) == (
+        0,
+        f"#{n} Follow-up item done: Create follow-up tickets for permanent fixes (filed)",
+    )
+    code, out, _ = cli(capsys, "check", str(n), str(first), *flags)
+    assert (code, out.strip()) == (0, f"#{n}: nothing to change (the item is already done)")
+    code, _, err = cli(capsys, "waive", str(n), str(first + 2), *flags)
+    assert code == 2 and "--reason" in err
+    code, out, _ = cli(capsys, "waive", str(n), str(first + 2), "--reason", "no alerts", *flags)
+    assert code == 0 and "waived" in out
+    code, out, _ = cli(capsys, "reopen-item", str(n), str(first + 2), *flags)
+    assert code == 0 and "opened again" in out
+    code, _, err = cli(capsys, "check", str(n), "9999", *flags)
+    assert code == 1 and "no follow-up item 9999" in err
+
+    code, out, _ = cli(capsys, "followup", str(n), "-o", "json", *flags)
+    view = json.loads(out)
+    assert view == bridge.get_json(f"/api/v1/incidents/{n}/followup")
+    assert [i["state"] for i in view["items"]] == ["done", "open", "open", "open"]
+    assert (view["items"][3]["kind"], view["items"][3]["owner"]) == ("action", "bob")
