@@ -320,6 +320,15 @@ def _followup(db: sqlite_utils.Database) -> None:
         "CREATE INDEX idx_followups_pending ON followups (stabilize_until) "
         "WHERE validated_at IS NULL"
     )
+    # Incidents already mitigated when this release starts get an empty follow-up, settled:
+    # opening hundreds of checklists at once (and telling their channels) helps nobody.
+    conn.execute(
+        "INSERT INTO followups (incident_id, route, opened_at, stabilize_until, checks, "
+        "validated_at, validation) SELECT id, route, coalesce(mitigated_at, opened_at), "
+        "coalesce(mitigated_at, opened_at), '[]', coalesce(mitigated_at, opened_at), "
+        "'{\"skipped\": \"mitigated before the follow-up phase existed\"}' "
+        "FROM incidents WHERE status = 'mitigated'"
+    )
 
 
 def _postmortem(db: sqlite_utils.Database) -> None:
