@@ -32,6 +32,7 @@ from bridge.store.followup import (
     OpenRequest,
     ValidationJob,
     due_validations,
+    next_validation_at,
     open_due,
     record_validation,
     settle_unvalidated,
@@ -264,8 +265,20 @@ class ReminderScheduler:
                     log.exception("%s: unexpected error; trying again next tick", name)
             due = self.state.scheduler_due
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(due.wait(), self.every_s)
+                await asyncio.wait_for(due.wait(), await self._pause())
             due.clear()
+
+    async def _pause(self) -> float:
+        """Seconds to the next tick: ``every_s``, or less when a stabilization window ends
+        sooner (its validation runs then)."""
+        try:
+            now = self.state.clock()
+            at = await self.state.store.read(functools.partial(next_validation_at, now=now))
+        except StoreUnavailable:
+            return self.every_s
+        if at is None:
+            return self.every_s
+        return min(self.every_s, max(0.05, (at - now) / 1e9))
 
 
 async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.service import AppState, advance_followups
+from bridge.service import AppState, ReminderScheduler, advance_followups
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body
 
 HOOK = "/api/v1/alerts"
@@ -136,3 +136,20 @@ async def test_an_alert_firing_again_in_the_window_restarts_it(
     assert view["items"][1]["state"] == "done"
     _, detail = await get(client, f"/api/v1/incidents/{i}")
     assert detail["status"] == "mitigated"  # the plain item and the review are still open
+
+
+async def test_the_scheduler_wakes_when_a_window_ends(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client: Any = await make_client()
+    state = state_of(client)
+    scheduler = ReminderScheduler(state, every_s=3600)
+    assert await scheduler._pause() == 3600  # nothing pending: the tick
+    await mitigated(client)
+    assert state.scheduler_due.is_set()  # the mitigation woke it
+    await advance_followups(state)
+    assert await scheduler._pause() == 1800  # the window ends in 30 minutes
+    clock.advance(1799.5)
+    assert await scheduler._pause() == 0.5
+    clock.advance(1)
+    assert await scheduler._pause() == 3600  # ended: the tick now runs its validation

@@ -340,6 +340,17 @@ def due_validations(conn: sqlite3.Connection, now: int, limit: int = 20) -> list
     return jobs
 
 
+def next_validation_at(conn: sqlite3.Connection, now: int) -> int | None:
+    """When the next stabilization window ends after ``now`` (the scheduler wakes then, not at
+    its tick; the windows that ended already are the tick's)."""
+    row = conn.execute(
+        "SELECT min(stabilize_until) FROM followups INDEXED BY idx_followups_pending "
+        "WHERE validated_at IS NULL AND stabilize_until > ?",
+        (now,),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def record_validation(
     conn: sqlite3.Connection,
     job: ValidationJob,
