@@ -30,6 +30,8 @@ from bridge.targets.base import Target, TargetConfig, TargetDeps
 from bridge.targets.console import ConsoleTarget
 from bridge.targets.discord import DiscordTarget
 from bridge.targets.email import EmailTarget
+from bridge.targets.github import GitHubTarget
+from bridge.targets.jira import JiraTarget
 from bridge.targets.mattermost import MattermostTarget
 from bridge.targets.msteams import MSTeamsTarget
 from bridge.targets.opsgenie import OpsgenieTarget
@@ -56,6 +58,8 @@ REGISTRY: dict[str, type[Target]] = {
         OpsgenieTarget,
         EmailTarget,
         TelegramTarget,
+        JiraTarget,
+        GitHubTarget,
     )
 }
 

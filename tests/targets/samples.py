@@ -10,6 +10,8 @@ from bridge.targets import EVENTS, REGISTRY, Notification, Target, TargetDeps
 from bridge.targets.console import ConsoleTarget
 from bridge.targets.discord import DiscordTarget
 from bridge.targets.email import EmailTarget
+from bridge.targets.github import GitHubTarget
+from bridge.targets.jira import JiraTarget
 from bridge.targets.mattermost import MattermostTarget
 from bridge.targets.msteams import MSTeamsTarget
 from bridge.targets.opsgenie import OpsgenieTarget
@@ -93,6 +95,20 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "opsgenie": {"api_key": "k"},
     "email": {"host": "127.0.0.1", "from": "bridge@example.com", "to": ["oncall@example.com"]},
     "telegram": {"token": "1:x", "chat_id": -100123},
+    "jira": {
+        "url": "https://example.atlassian.net",
+        "email": "bridge@example.com",
+        "api_token": "t",
+        "project": "OPS",
+        "labels": ["follow-up"],
+        "assignees": {"bob": "5b10ac8d82e05b22cc7d4ef5"},
+    },
+    "github": {
+        "token": "t",
+        "repo": "example/checkout",
+        "labels": ["follow-up"],
+        "assignees": {"bob": "bob-gh"},
+    },
 }
 
 
@@ -129,8 +145,8 @@ async def wire(target: Target, n: Notification) -> str:
         data = target.payload(n, "C0GENERAL")
     elif isinstance(target, PagerDutyTarget):
         data = target.events(n)
-    elif isinstance(target, OpsgenieTarget):
-        data = target.requests(n)
+    elif isinstance(target, OpsgenieTarget | JiraTarget | GitHubTarget):
+        data = target.requests(n)  # the ticket targets: [] for any other event than a ticket
     elif isinstance(
         target,
         WebhookTarget

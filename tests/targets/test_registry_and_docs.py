@@ -28,6 +28,8 @@ TYPES = [
     "opsgenie",
     "email",
     "telegram",
+    "jira",
+    "github",
 ]
 SECRET_KEYS = {
     "webhook": {"url", "secret", "authorization"},
@@ -41,6 +43,8 @@ SECRET_KEYS = {
     "email": {"password"},
     "telegram": {"token"},
     "console": set(),
+    "jira": {"api_token"},
+    "github": {"token"},
 }
 
 
