@@ -146,5 +146,6 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
             if (rot := r.settings.commander_rotation) is not None and rot in ruleset.rotations
         },
         root_route=ruleset.root.name,
+        followups={r.name: r.settings.follow_up for r in ruleset.routes()},
         postmortems={r.name: dict(r.settings.postmortem) for r in ruleset.routes()},
     )

@@ -24,6 +24,7 @@ from bridge.core.policy import ROLES, Decision, Severity, severity_rank
 from bridge.rules.matchers import format_labels, matches_all
 from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import holder
+from bridge.rules.show import followup_dict
 
 RENDER_ERROR_MAX = 200  # characters of one render error (Decision.render_errors)
 
@@ -99,15 +100,18 @@ class RulesPolicy:
         found = self._policy_cache.get(key)
         if found is None:
             s = route.settings
-            follow_up = s.follow_up
+            follow_up = followup_dict(s.follow_up)
             found = self._policy_cache[key] = MappingProxyType(
                 {
                     "postmortem": s.postmortem.get(severity, "none"),
                     "status_update_interval_s": s.status_update.get(severity),
+                    # the route's FollowUpPolicy (Runtime.followups) as plain data
                     "follow_up": MappingProxyType(
                         {
-                            "checklist": tuple(follow_up.checklist) if follow_up else (),
-                            "ticket_target": follow_up.ticket_target if follow_up else None,
+                            "checklist": tuple(MappingProxyType(i) for i in follow_up["checklist"]),
+                            "ticket_target": follow_up["ticket_target"],
+                            "stabilization_s": follow_up["stabilization_s"],
+                            "checks": tuple(MappingProxyType(c) for c in follow_up["checks"]),
                         }
                     ),
                     "role_handles": MappingProxyType({}),

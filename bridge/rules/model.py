@@ -9,12 +9,13 @@ from typing import Any
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
+from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
 from bridge.core.policy import Severity, Tiers
 from bridge.core.reminders import DEFAULT_REMINDERS, ReminderPolicy
 from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
 from bridge.rules.rotations import Rotation
-from bridge.rules.schema import FollowUp, SeverityFrom
+from bridge.rules.schema import SeverityFrom
 
 DEFAULT_SEVERITY_FROM = SeverityFrom(
     label="severity",
@@ -64,7 +65,8 @@ class RouteSettings:
     tiers: Tiers = field(default_factory=Tiers)
     # role -> sources; () means the role is left for a human
     roles: Mapping[str, tuple[RoleSource, ...]] = field(default_factory=dict)
-    follow_up: FollowUp | None = None
+    # the checklist, ticket target, stabilization window and PromQL checks (key by key)
+    follow_up: FollowUpPolicy = DEFAULT_POLICY
     postmortem: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSTMORTEM))
     # severity -> reminders and escalation (the scheduler reads the current rules' at each tick)
     reminders: Mapping[str, ReminderPolicy] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))

@@ -11,11 +11,12 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
+from bridge.core.followup import DEFAULT_POLICY, Check, ChecklistItem, FollowUpPolicy
 from bridge.core.policy import ROLES, SEVERITIES, Tiers
 from bridge.core.reminders import NO_REMINDERS, ReminderPolicy
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
 from bridge.rules.model import RoleSource, Route, RouteSettings, title_environment
-from bridge.rules.schema import NAME_PATTERN, RouteSpec
+from bridge.rules.schema import NAME_PATTERN, FollowUp, RouteSpec
 from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
 
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
@@ -116,6 +117,7 @@ def _check_refs(
                 check("target", t, ("tiers", "stakeholders", "targets", i), refs.targets)
     if spec.follow_up is not None:
         check("target", spec.follow_up.ticket_target, ("follow_up", "ticket_target"), refs.targets)
+        _check_follow_up(raw, spec.follow_up, diags, subject)
     if spec.roles is not None:
         for role in ROLES:
             value = getattr(spec.roles, role)
@@ -163,6 +165,39 @@ def _check_refs(
             )
 
 
+def _check_follow_up(raw: RawRoute, fu: FollowUp, diags: Diagnostics, subject: str) -> None:
+    """Check names unique within the route; warnings for what loads but will not work."""
+    src, loc = raw.src, (*raw.loc, "follow_up")
+    validates = [i for i, e in enumerate(fu.checklist or ()) if e.kind == "validate"]
+    if len(validates) > 1:
+        diags.warn(
+            src,
+            (*loc, "checklist", validates[1]),
+            f"{subject}: follow_up.checklist has {len(validates)} validate items: the "
+            "validation checks off only the first",
+        )
+    first: dict[str, str] = {}
+    for i, c in enumerate(fu.checks or ()):
+        at: Loc = (*loc, "checks", i)
+        if c.name in first:
+            diags.error(
+                src,
+                (*at, "name"),
+                f'{subject}: follow_up.checks[{i}]: duplicate check name "{c.name}" '
+                f"(first at {first[c.name]})",
+            )
+        else:
+            first[c.name] = src.where((*at, "name"))
+        if c.expr.endswith("]"):
+            diags.warn(
+                src,
+                (*at, "expr"),
+                f'{subject}: check "{c.name}": the expression ends with a range selector: it '
+                "gives a range vector, which a check cannot judge (wrap it, e.g. in "
+                "max_over_time(...))",
+            )
+
+
 def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str]) -> RouteSettings:
     s = spec.model_fields_set
     out = parent
@@ -182,7 +217,7 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
     if "reopen_window" in s and spec.reopen_window is not None:
         out = replace(out, reopen_window_s=spec.reopen_window)
     if "follow_up" in s:
-        out = replace(out, follow_up=spec.follow_up)
+        out = replace(out, follow_up=_follow_up(out.follow_up, spec.follow_up))
     if spec.tiers is not None:
         t, ts = spec.tiers, spec.tiers.model_fields_set
         old = out.tiers
@@ -218,6 +253,33 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
         out = replace(out, postmortem=pm)
     if spec.status_update is not None or spec.reminders is not None:
         out = replace(out, reminders=_reminders(out.reminders, spec))
+    return out
+
+
+def _follow_up(parent: FollowUpPolicy, spec: FollowUp | None) -> FollowUpPolicy:
+    """The parent's follow-up with what this route sets, key by key (a key not given is
+    inherited; ``~`` sets a key back to its default, ``follow_up: ~`` all of them)."""
+    if spec is None:
+        return DEFAULT_POLICY
+    given = spec.model_fields_set
+    out = parent
+    if "checklist" in given:
+        checklist = (
+            tuple(ChecklistItem(i.text, i.kind) for i in spec.checklist)
+            if spec.checklist is not None
+            else DEFAULT_POLICY.checklist
+        )
+        out = replace(out, checklist=checklist)
+    if "ticket_target" in given:
+        out = replace(out, ticket_target=spec.ticket_target)
+    if "stabilization" in given:
+        window = spec.stabilization
+        out = replace(
+            out, stabilization_s=DEFAULT_POLICY.stabilization_s if window is None else window
+        )
+    if "checks" in given:
+        checks = tuple(Check(c.name, c.expr, c.expect) for c in spec.checks or ())
+        out = replace(out, checks=checks)
     return out
 
 

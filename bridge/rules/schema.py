@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
 
+from bridge.core.actions import MAX_TEXT
+from bridge.core.checks import ExpectError, parse_expect
+from bridge.core.followup import ItemKind
 from bridge.core.policy import Severity
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -145,9 +148,73 @@ class RolesSpec(Strict):
     ) = None
 
 
+def _stabilization(value: Any) -> float:
+    """A duration, or 0 (no window: the validation runs as soon as the follow-up opens)."""
+    if (value == 0 and not isinstance(value, bool)) or value == "0":
+        return 0.0
+    return parse_duration(value)
+
+
+def _checklist_item(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"text": value}
+    if not isinstance(value, dict):
+        raise ValueError(
+            "an item is a text, or a mapping {text: ..., kind: check|validate|review|action}"
+        )
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty text")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"at most {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _expr(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a PromQL expression, not empty")
+    return value.strip()
+
+
+def _expect(value: Any) -> str:
+    tag = getattr(getattr(value, "tag", None), "value", None) or getattr(value, "tag", None)
+    if isinstance(tag, str) and tag.startswith("!"):
+        # YAML reads an unquoted ``expect: != 0`` as the tag "!=" on the value 0.
+        shown = f"{tag} {getattr(value, 'value', '')}".strip()
+        raise ValueError(f'YAML read the unquoted {tag!r} as a tag: quote it, expect: "{shown}"')
+    try:
+        parse_expect(value)
+    except ExpectError as exc:
+        raise ValueError(str(exc)) from None
+    return " ".join(str(value).split())
+
+
+class ChecklistEntry(Strict):
+    """A checklist item given as a mapping (a plain string is ``{text: ..., kind: check}``)."""
+
+    text: Annotated[str, PlainValidator(_text)]
+    kind: ItemKind = "check"
+
+
+class CheckSpec(Strict):
+    """A PromQL check run at the end of the stabilization window."""
+
+    name: Name
+    expr: Annotated[str, PlainValidator(_expr)]
+    expect: Annotated[str, PlainValidator(_expect)]
+
+
 class FollowUp(Strict):
-    checklist: list[str] = Field(default_factory=list)
+    """A route's follow-up; each key a route does not give is inherited from its parent, and
+    ``~`` sets that key back to its default."""
+
+    checklist: list[Annotated[ChecklistEntry, BeforeValidator(_checklist_item)]] | None = None
     ticket_target: str | None = None
+    stabilization: Annotated[float, PlainValidator(_stabilization)] | None = None
+    checks: list[CheckSpec] | None = None
 
 
 PostmortemRule = Literal["required", "optional", "none"]
@@ -239,7 +306,7 @@ def all_models() -> list[type[BaseModel]]:
     """Every schema model, for the docs test and "did you mean" on unknown keys."""
     return [
         RuleFile, RouteSpec, SeverityFrom, TiersSpec, Stakeholders, RolesSpec, RoleSource,
-        FollowUp, PostmortemSpec, StatusUpdateSpec, RemindersSpec, ReminderSpec, RotationSpec,
+        FollowUp, ChecklistEntry, CheckSpec, PostmortemSpec, StatusUpdateSpec, RemindersSpec, ReminderSpec, RotationSpec,
         Member, Override,
     ]  # fmt: skip
 

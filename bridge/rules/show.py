@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from bridge.core.followup import FollowUpPolicy
 from bridge.core.secrets import MASK, Secret
 from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import Rotation
@@ -20,6 +21,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def followup_dict(p: FollowUpPolicy) -> dict[str, Any]:
+    """A route's follow-up policy as plain data (the API's rules, the decisions' policies)."""
+    return {
+        "checklist": [{"text": i.text, "kind": i.kind} for i in p.checklist],
+        "ticket_target": p.ticket_target,
+        "stabilization_s": p.stabilization_s,
+        "checks": [{"name": c.name, "expr": c.expr, "expect": c.expect} for c in p.checks],
+    }
+
+
 def settings_dict(s: RouteSettings) -> dict[str, Any]:
     return {
         "severity": s.severity,
@@ -33,7 +44,7 @@ def settings_dict(s: RouteSettings) -> dict[str, Any]:
         "reopen_window_s": s.reopen_window_s,
         "tiers": _plain(asdict(s.tiers)),
         "roles": {r: [src.describe() for src in v] for r, v in s.roles.items()},
-        "follow_up": s.follow_up.model_dump() if s.follow_up else None,
+        "follow_up": followup_dict(s.follow_up),
         "postmortem": dict(s.postmortem),
         "status_update_s": dict(s.status_update),
         "reminders": {
