@@ -168,7 +168,10 @@ def test_every_change_says_what_it_did(bridge: Bridge, capsys: pytest.CaptureFix
     assert (
         ok("mitigate", str(n), "--reason", "rolled back") == f"#{n} mitigated by api: rolled back"
     )
-    assert ok("resolve", str(n)) == f"#{n} resolved by api"
+    # Mitigated, its follow-up opens with its checklist: resolving over it takes a reason.
+    assert ok("resolve", str(n), "--reason", "tracked in OPS-7") == (
+        f"#{n} resolved by api: tracked in OPS-7"
+    )
     assert ok("close", str(n), "--as", "alice") == f"#{n} closed by alice"
     assert ok("close", str(n)) == f"#{n}: nothing to change (already closed)"
 

@@ -104,7 +104,8 @@ def fire_then_resolve(bridge: Bridge, post: Any, alertname: str) -> dict[str, An
 
 
 def assert_timeline(incident: dict[str, Any]) -> None:
-    timeline = incident["timeline"]
+    # Mitigated, its follow-up opens (docs/followup.md): what the alerts did is the rest.
+    timeline = [e for e in incident["timeline"] if e["kind"] != "followup_opened"]
     kinds = [e["kind"] for e in timeline]
     assert kinds == [
         "opened",
