@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -396,6 +397,10 @@ class OutboxWorker:
                     except RetryableError as exc:
                         if exc.retry_after is not None and exc.retry_after > 0:
                             self._pause(name, exc.retry_after, exc.reason)
+                        if exc.state is not None:
+                            # Progress made before the failure (a channel created, a ticket
+                            # opened): the quick retry must see it, or it does it again.
+                            n = dataclasses.replace(n, state=exc.state)
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -252,7 +252,7 @@ async def test_crash_between_send_and_mark_resends_with_the_same_key(
     await settle(worker)  # after the restart the row is still pending and goes out again
     assert len(fake.received) == 2
     assert len(fake.deliveries) == 1
-    assert [r.state for r in await rows(store)] == ["delivered"]
+    assert {r.state for r in await rows(store)} == {"delivered"}
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
@@ -433,3 +433,36 @@ async def test_a_message_about_a_large_incident_carries_its_counts_and_newest_al
     for shown in (incident, message["incident"]):
         assert shown["alert_count"] == n
         assert (shown["firing_count"], shown["resolved_count"]) == (n - resolved, resolved)
+
+
+class _Progress:
+    """A target that makes progress (say, creates a channel), then fails retryably once: the
+    quick retry inside the same attempt must start from that progress."""
+
+    name = "room"
+    pacing_s = 0.0
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, notification: Any) -> Any:
+        from bridge.delivery.protocol import DeliveryResult, RetryableError
+
+        self.seen.append(dict(notification.state))
+        if not notification.state.get("channel"):
+            raise RetryableError("post_failed", state={"channel": "C1"})
+        return DeliveryResult(state=dict(notification.state))
+
+
+async def test_a_quick_retry_starts_from_the_progress_of_the_failed_try(
+    store: Store, clock: Clock
+) -> None:
+    target = _Progress()
+    policy = DeliveryPolicy(quick_attempts=3, quick_max_wait_s=0.05)
+    worker = OutboxWorker(store, {"room": target}, Metrics.create(), clock=clock, policy=policy)
+    await ingest(
+        store, fixture_body("firing-group-bearer.json"), clock(), Room("k", "sev2", "t", "room")
+    )
+    await settle(worker)
+    assert target.seen == [{}, {"channel": "C1"}]  # not a second channel
+    assert {r.state for r in await rows(store)} == {"delivered"}
