@@ -333,8 +333,10 @@ def _followup(db: sqlite_utils.Database) -> None:
 
 def _postmortem(db: sqlite_utils.Database) -> None:
     """Postmortems (``store/postmortem.py``): every saved version of an incident's narrative
-    sections (JSON) with its author and time, never overwritten, and the publication into the
-    knowledge base (the version, the file, the commit)."""
+    sections (JSON) with its author and time, never overwritten, and every publication into the
+    knowledge base (the version, the file relative to the knowledge base's folder, empty when
+    there is none, the commit when it is a Git repository, and the Markdown published, which
+    the API serves). Publications are numbered (``id``): two in the same nanosecond are two."""
     conn = db.conn
     conn.execute(
         "CREATE TABLE postmortem_versions (incident_id INTEGER NOT NULL REFERENCES incidents (id), "
@@ -342,10 +344,15 @@ def _postmortem(db: sqlite_utils.Database) -> None:
         "created_at INTEGER NOT NULL, PRIMARY KEY (incident_id, version)) WITHOUT ROWID"
     )
     conn.execute(
-        "CREATE TABLE postmortem_publications (incident_id INTEGER NOT NULL REFERENCES incidents (id), "
+        "CREATE TABLE postmortem_publications (id INTEGER PRIMARY KEY, "
+        "incident_id INTEGER NOT NULL REFERENCES incidents (id), "
         "version INTEGER NOT NULL, path TEXT NOT NULL, commit_sha TEXT, "
         "published_by TEXT NOT NULL, published_at INTEGER NOT NULL, "
-        "PRIMARY KEY (incident_id, published_at)) WITHOUT ROWID"
+        "markdown TEXT NOT NULL DEFAULT '')"
+    )
+    conn.execute(
+        "CREATE INDEX idx_postmortem_publications_incident "
+        "ON postmortem_publications (incident_id, id)"
     )
 
 
