@@ -12,7 +12,8 @@ Nothing here runs on a webhook's path. The indexer loop (``bridge/indexer.py``) 
   action does), and the watermark.
 
 ``index_document`` is the one way to put any other document in the index, with replace
-semantics (the postmortem work indexes postmortems with it). ``search`` answers
+semantics (``store/postmortem.record_publication`` indexes a published postmortem with it, and
+``postmortem_url`` gives "seen this before" the link to it). ``search`` answers
 ``GET /api/v1/search``; ``fts_query`` turns what a person typed into a safe FTS5 query.
 """
 
@@ -262,12 +263,18 @@ def index_pending(
 # --- seen this before -------------------------------------------------------------------------
 
 
-def postmortem_url(conn: sqlite3.Connection, incident_id: int) -> str | None:
-    """HOOK for the postmortem work: the link to the incident's published postmortem, or None.
-    There is no postmortem table yet, so there is never one; the similar incidents' entry and
-    its message carry the link as soon as this returns it."""
-    del conn, incident_id
-    return None
+def postmortem_url(
+    conn: sqlite3.Connection, incident_id: int, url: Callable[[int], str] | None = None
+) -> str | None:
+    """The link to the incident's published postmortem (``<its page>/postmortem``, which serves
+    the Markdown last published), or None: never published, or no page link is known (``url``,
+    the incident page's link, is None without ``--external-url``)."""
+    if url is None:
+        return None
+    published = conn.execute(
+        "SELECT 1 FROM postmortem_publications WHERE incident_id = ? LIMIT 1", (incident_id,)
+    ).fetchone()
+    return None if published is None else f"{url(incident_id)}/postmortem"
 
 
 def pending_similar(conn: sqlite3.Connection, limit: int) -> tuple[list[int], int]:
@@ -419,7 +426,7 @@ def record_similar(
             continue
         incident = _incident(row)
         postmortems = {
-            c.id: link for c in candidates if (link := postmortem_url(conn, c.id)) is not None
+            c.id: link for c in candidates if (link := postmortem_url(conn, c.id, url)) is not None
         }
         event = similar_event(candidates, url=url, postmortems=postmortems)
         ids, written = _write(conn, incident, Outcome(incident, (event,)), now)
