@@ -285,17 +285,15 @@ async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:
     """The job's PromQL checks against the configured Prometheus, at the window's end."""
     if not job.checks:
         return []
-    import importlib  # bridge.promql loads only when a route has checks
+    from bridge import promql  # loaded only when a route has checks
 
-    promql = importlib.import_module("bridge.promql")
-    outcomes: list[CheckOutcome] = await promql.check_outcomes(
+    return await promql.check_outcomes(
         state.deps.session,
         state.settings.prometheus_url,
         state.settings.prometheus_token,
         job.checks,
         job.at,
     )
-    return outcomes
 
 
 async def advance_followups(state: AppState) -> int:

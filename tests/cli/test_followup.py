@@ -59,7 +59,7 @@ def test_the_checklist_from_the_terminal(
     code, out, _ = cli(capsys, "check", str(n), str(first), "--note", "filed", *flags)
     assert (code, out.strip()) == (
         0,
-        f"#{n} Follow-up item done: Create follow-up tickets for permanent fixes (filed)",
+        f"#{n} Follow-up item done: File follow-up tickets for the permanent fixes (filed)",
     )
     code, out, _ = cli(capsys, "check", str(n), str(first), *flags)
     assert (code, out.strip()) == (0, f"#{n}: nothing to change (the item is already done)")
