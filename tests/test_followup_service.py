@@ -5,8 +5,13 @@ checklist is done."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
+
+from bridge import service
+from bridge.core.followup import Check, CheckOutcome, FollowUpPolicy
 from bridge.service import AppState, ReminderScheduler, advance_followups
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body
 
@@ -153,3 +158,52 @@ async def test_the_scheduler_wakes_when_a_window_ends(
     assert await scheduler._pause() == 0.5
     clock.advance(1)
     assert await scheduler._pause() == 3600  # ended: the tick now runs its validation
+
+
+async def test_a_failed_validation_looks_again_and_checks_itself_off_when_healthy(
+    make_client: MakeClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client: Any = await make_client()
+    state = state_of(client)
+    check = Check("errors", "error_ratio", "< 0.01")
+    state.runtime = dataclasses.replace(
+        state.runtime, followups={"default": FollowUpPolicy(stabilization_s=600, checks=(check,))}
+    )
+    ratio = [0.2]
+    looks: list[int] = []
+
+    async def checks(_: AppState, job: Any) -> list[CheckOutcome]:
+        looks.append(job.at)
+        ok = ratio[0] < 0.01
+        why = f"{ratio[0]} {'<' if ok else 'is not <'} 0.01"
+        return [CheckOutcome("errors", ok, why, ({"value": ratio[0]},))]
+
+    monkeypatch.setattr(service, "run_checks", checks)
+    i = await mitigated(client)
+    await advance_followups(state)
+    base = f"/api/v1/incidents/{i}"
+    _, view = await get(client, f"{base}/followup")
+    for item in view["items"]:
+        if item["kind"] in ("check", "review"):
+            assert (await post(client, f"{base}/followup/check", {"item": item["id"]}))[0] == 200
+    # An action item (a permanent fix, tracked in its ticket) does not hold the incident.
+    await post(client, f"{base}/followup/items", {"text": "Shard the queue", "kind": "action"})
+
+    clock.advance(601)
+    assert await advance_followups(state) == 1
+    _, view = await get(client, f"{base}/followup")
+    assert view["validated_at"] is None and view["validation"]["passed"] is False
+    assert view["validation"]["reasons"] == ["check errors: 0.2 is not < 0.01"]
+    assert view["items"][1]["state"] == "open" and view["open_items"] == 1
+    clock.advance(601)
+    assert await advance_followups(state) == 0  # the same failure again: not told twice
+    ratio[0] = 0.001
+    clock.advance(601)
+    assert await advance_followups(state) == 1
+    assert len(looks) == 3
+    _, view = await get(client, f"{base}/followup")
+    assert view["validation"]["passed"] is True and view["items"][1]["state"] == "done"
+    _, detail = await get(client, base)
+    assert detail["status"] == "resolved"
+    failures = [e for e in detail["timeline"] if e["kind"] == "validated"]
+    assert [e["data"]["passed"] for e in failures] == [False, True]

@@ -224,11 +224,18 @@ def decide_item(
     return ItemOutcome(incident, (*events, *done), (changed,))
 
 
+def blocks(item: Item) -> bool:
+    """Whether ``item`` keeps the follow-up from being done."""
+    return item.state == "open" and item.kind != "action"
+
+
 def resolve_when_done(
     incident: Incident, items: Sequence[Item], now: int
 ) -> tuple[Incident, tuple[Event, ...]]:
-    """A mitigated incident whose checklist is done (every item done or waived) is resolved."""
-    if incident.status != "mitigated" or any(i.state == "open" for i in items):
+    """A mitigated incident whose checklist is done (every item done or waived) is resolved.
+    Action items do not hold it: they are permanent fixes, tracked in their tickets and the
+    postmortem beyond the incident (the checklist's "create follow-up tickets" is the gate)."""
+    if incident.status != "mitigated" or any(blocks(i) for i in items):
         return incident, ()
     resolved = replace(incident, status="resolved", resolved_at=now)
     event = Event(

@@ -161,7 +161,8 @@ def _guards(
         return NO_GUARDS
     if command.move == "resolve":
         (open_items,) = conn.execute(
-            "SELECT count(*) FROM followup_items WHERE incident_id = ? AND state = 'open'",
+            "SELECT count(*) FROM followup_items WHERE incident_id = ? AND state = 'open' "
+            "AND kind != 'action'",
             (incident.id,),
         ).fetchone()
         return Guards(open_items=open_items)

@@ -246,13 +246,14 @@ def _open(
     # The window starts when the incident was mitigated: quiet since then is what counts.
     start = incident.mitigated_at or now
     conn.execute(
-        "INSERT INTO followups (incident_id, route, opened_at, stabilize_until, ticket_target, "
-        "checks) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO followups (incident_id, route, opened_at, stabilize_until, window_s, "
+        "ticket_target, checks) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             incident.id,
             incident.route,
             start,
             start + int(policy.stabilization_s * NS),
+            policy.stabilization_s,
             policy.ticket_target,
             json.dumps(checks),
         ),
@@ -270,7 +271,7 @@ def _restart(
     assert incident.id is not None
     start = incident.mitigated_at or now
     (window_s,) = conn.execute(
-        "SELECT (stabilize_until - opened_at) / 1e9 FROM followups WHERE incident_id = ?",
+        "SELECT window_s FROM followups WHERE incident_id = ?",
         (incident.id,),
     ).fetchone()
     conn.execute(
@@ -310,8 +311,9 @@ def due_validations(conn: sqlite3.Connection, now: int, limit: int = 20) -> list
     Quiet: none of the incident's alerts fired again since the window started (on its own
     timeline, or as a new incident that names it as its previous one)."""
     jobs: list[ValidationJob] = []
-    for incident_id, opened_at, until, checks in conn.execute(
-        "SELECT f.incident_id, f.opened_at, f.stabilize_until, f.checks FROM followups f "
+    for incident_id, opened_at, until, window_s, checks in conn.execute(
+        "SELECT f.incident_id, f.opened_at, f.stabilize_until, f.window_s, f.checks "
+        "FROM followups f "
         "INDEXED BY idx_followups_pending JOIN incidents i ON i.id = f.incident_id "
         "WHERE f.validated_at IS NULL AND f.stabilize_until <= ? AND i.status = 'mitigated' "
         "ORDER BY f.stabilize_until LIMIT ?",
@@ -331,7 +333,7 @@ def due_validations(conn: sqlite3.Connection, now: int, limit: int = 20) -> list
         jobs.append(
             ValidationJob(
                 incident_id,
-                (until - opened_at) / NS,
+                window_s,
                 fired is None,
                 tuple(json.loads(checks or "[]")),
                 until,
@@ -371,10 +373,24 @@ def record_validation(
         incident, followup, quiet=job.quiet, window_s=job.window_s, checks=checks, now=now
     )
     validation = next(e.data for e in outcome.events if e.kind == "validated")
-    conn.execute(
-        "UPDATE followups SET validated_at = ?, validation = ? WHERE incident_id = ?",
-        (now, json.dumps(validation), job.incident_id),
-    )
+    if validation["passed"]:
+        conn.execute(
+            "UPDATE followups SET validated_at = ?, validation = ? WHERE incident_id = ?",
+            (now, json.dumps(validation), job.incident_id),
+        )
+    else:
+        # Not healthy yet: look again after another window, and check the item off then if
+        # it is. The timeline hears of a failure when its reasons change, not at every look.
+        (before,) = conn.execute(
+            "SELECT validation FROM followups WHERE incident_id = ?", (job.incident_id,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE followups SET stabilize_until = ?, validation = ? WHERE incident_id = ?",
+            (now + int(max(job.window_s, 1.0) * NS), json.dumps(validation), job.incident_id),
+        )
+        if before and json.loads(before).get("reasons") == validation.get("reasons"):
+            _write_items(conn, job.incident_id, outcome.items, 0, "incident-bridge", now)
+            return range(0), 0
     _write_items(conn, job.incident_id, outcome.items, 0, "incident-bridge", now)
     return _write_change(conn, incident, outcome, followup.ticket_target, now)
 
@@ -445,7 +461,7 @@ def followup_view(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] 
         "checks": json.loads(checks or "[]"),
         "validated_at": format_ns(validated_at) if validated_at is not None else None,
         "validation": json.loads(validation) if validation else None,
-        "open_items": sum(1 for i in items if i["state"] == "open"),
+        "open_items": sum(1 for i in items if i["state"] == "open" and i["kind"] != "action"),
         "items": items,
     }
 

@@ -304,6 +304,7 @@ def _followup(db: sqlite_utils.Database) -> None:
     conn.execute(
         "CREATE TABLE followups (incident_id INTEGER PRIMARY KEY REFERENCES incidents (id), "
         "route TEXT NOT NULL, opened_at INTEGER NOT NULL, stabilize_until INTEGER NOT NULL, "
+        "window_s REAL NOT NULL DEFAULT 0, "
         "ticket_target TEXT, checks TEXT NOT NULL DEFAULT '[]', "
         "validated_at INTEGER, validation TEXT)"
     )
