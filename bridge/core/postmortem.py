@@ -381,9 +381,20 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+# The postmortem's own entries are not part of the incident's story it tells (and a
+# publication would otherwise change the next rendering, making a commit of its own).
+OWN_KINDS = ("postmortem_saved", "postmortem_published")
+
+
+def _own(kind: str, data: Mapping[str, Any]) -> bool:
+    """An entry of the postmortem's own, or the close (publishing closes the incident)."""
+    return kind in OWN_KINDS or (kind == "status_changed" and data.get("to") == "closed")
+
+
 def _timeline(entries: Sequence[Mapping[str, Any]]) -> tuple[list[Row], list[Handover]]:
     """The rows (corrections applied: a corrected entry reads as corrected and the correcting
-    entry is not shown again) and the role changes."""
+    entry is not shown again; the postmortem's own entries and the close left out) and the
+    role changes."""
     by_id = {e.get("id"): e for e in entries}
     rows: list[Row] = []
     handovers: list[Handover] = []
@@ -391,6 +402,8 @@ def _timeline(entries: Sequence[Mapping[str, Any]]) -> tuple[list[Row], list[Han
         data = _mapping(e.get("data"))
         at = to_ns(e.get("time")) or 0
         kind, actor = _text(e.get("kind")), _text(e.get("actor"))
+        if _own(kind, data):
+            continue
         if kind == "role_changed":
             handovers.append(
                 Handover(

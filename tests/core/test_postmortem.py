@@ -169,6 +169,10 @@ def test_hand_overs_and_corrections_chains_included() -> None:
         },
         entry(5, "note", "Note (corrects #4): p99 at 8 s", text="p99 at 8 s", corrects=4),
         entry(6, "decision", "Decision: roll back 4.2", text="roll back 4.2"),
+        # The postmortem's own entries and the close (by the publication) are not its story.
+        entry(7, "postmortem_saved", "Postmortem v1 saved by dave (summary)", version=1),
+        entry(8, "postmortem_published", "Postmortem v1 published by dave", version=1),
+        entry(9, "status_changed", "Closed by dave", to="closed"),
     ]
     timeline[2]["corrected_text"] = "p99 at 6 s"
     facts = build_facts(INCIDENT, timeline)
