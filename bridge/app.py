@@ -22,9 +22,21 @@ from bridge.config import Settings
 from bridge.core.timeutil import Clock
 from bridge.delivery.templates import Renderer
 from bridge.delivery.worker import OutboxWorker
-from bridge.http import actions, api, errors, followup, openapi, ops, pages, receiver, search
+from bridge.http import (
+    actions,
+    api,
+    errors,
+    followup,
+    openapi,
+    ops,
+    pages,
+    postmortem,
+    receiver,
+    search,
+)
 from bridge.http.errors import json_errors
 from bridge.indexer import Indexer
+from bridge.kb import postmortems
 from bridge.metrics import Metrics
 from bridge.runtime import RulesError
 from bridge.service import (
@@ -72,6 +84,14 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
     app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
     app.router.add_get("/api/v1/incidents/{id}/followup", json_errors(followup.get_followup))
+    # The postmortem (bridge/kb, http/postmortem.py): its API, the published page, and the
+    # built-in sender that pushes the knowledge base (with --kb-dir and --kb-remote).
+    for method, path, handler, _summary in postmortem.ROUTES:
+        if method == "GET":
+            app.router.add_get(path, json_errors(handler))
+        else:
+            app.router.add_post(path, json_errors(handler))
+    postmortems.install(state)
     for path, handler in actions.routes():
         app.router.add_post(path, json_errors(handler))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))

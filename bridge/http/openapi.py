@@ -27,7 +27,7 @@ from bridge.core import alertmanager
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
-from bridge.http import actions, api, auth, models, search
+from bridge.http import actions, api, auth, models, postmortem, search
 from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
 from bridge.service import AppState
 from bridge.store import outbox
@@ -265,6 +265,162 @@ def _action(suffix: str, summary: str, model: type[BaseModel]) -> dict[str, Any]
     }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "the first answer is kept: the same key with the same request gets it again "
+    "(`Idempotent-Replayed: true`), with another request a 422",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY,
+        "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$",
+    },
+}
+_VERSION = {"type": "integer", "minimum": 1, "maximum": postmortem.MAX_VERSION}
+
+
+def _postmortem_paths() -> dict[str, Any]:
+    """The postmortem's routes (``http/postmortem.ROUTES``); docs/postmortems.md."""
+    summaries = {(m.lower(), path): summary for m, path, _h, summary in postmortem.ROUTES}
+    base, page = postmortem.BASE, postmortem.PAGE
+    template_error = "the postmortem template does not render: the message names its file and line"
+    unchanged = "Idempotent-Replayed"
+    return {
+        base: {
+            "get": {
+                "tags": ["postmortems"],
+                "operationId": "get_postmortem",
+                "summary": summaries[("get", base)],
+                "description": "The newest version of the narrative (or `version`) over the "
+                f"facts regenerated now, and the Markdown rendered from the template. {_READ_NOTE}",
+                "security": READ,
+                "parameters": [
+                    _id("incident"),
+                    _query("version", _VERSION, "a saved version (default: the newest)"),
+                ],
+                "responses": {
+                    "200": _json(_ref(postmortem.PostmortemView), "the postmortem"),
+                    **_errors(
+                        (400, 401, 404, 422, 503),
+                        e404="no such incident, or no such version",
+                        e422=template_error,
+                    ),
+                },
+            },
+            "post": {
+                "tags": ["postmortems"],
+                "operationId": "save_postmortem",
+                "summary": summaries[("post", base)],
+                "description": "The sections given replace theirs in the newest version, the "
+                "others are kept; a new version when anything differs (`changed: false` and "
+                f"nothing written otherwise). {_WRITE_NOTE}",
+                "security": WRITE,
+                "parameters": [_id("incident"), _IDEMPOTENCY_KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(postmortem.SaveBody)}},
+                },
+                "responses": {
+                    "200": {
+                        **_json(_ref(postmortem.SaveResult), "saved, or already so"),
+                        "headers": {
+                            unchanged: {
+                                "description": "`true` on an answer kept for its Idempotency-Key",
+                                "schema": {"type": "string", "enum": ["true"]},
+                            }
+                        },
+                    },
+                    **_errors(
+                        (400, 401, 403, 404, 413, 422, 503),
+                        e400="a bad field, or an unknown section (`field`: `sections.<name>`)",
+                        e404="no such incident",
+                        e413=f"the body is larger than {postmortem.MAX_BODY} bytes",
+                        e422="this Idempotency-Key was used for another request",
+                    ),
+                },
+            },
+        },
+        f"{base}/versions": {
+            "get": {
+                "tags": ["postmortems"],
+                "operationId": "list_postmortem_versions",
+                "summary": summaries[("get", f"{base}/versions")],
+                "description": f"Any query parameter is a 400 naming it. {_READ_NOTE}",
+                "security": READ,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": _json(_ref(postmortem.VersionList), "the versions, oldest first"),
+                    **_errors((400, 401, 404, 503), e404="no such incident"),
+                },
+            }
+        },
+        f"{base}/diff": {
+            "get": {
+                "tags": ["postmortems"],
+                "operationId": "diff_postmortem",
+                "summary": summaries[("get", f"{base}/diff")],
+                "description": "`to` defaults to the newest version, `from` to the one before "
+                f"it; version 0 is the empty narrative. {_READ_NOTE}",
+                "security": READ,
+                "parameters": [
+                    _id("incident"),
+                    _query("from", {**_VERSION, "minimum": 0}, "the older version"),
+                    _query("to", {**_VERSION, "minimum": 0}, "the newer version"),
+                ],
+                "responses": {
+                    "200": _json(_ref(postmortem.DiffAnswer), "the diff"),
+                    **_errors((400, 401, 404, 503), e404="no such incident, or no such version"),
+                },
+            }
+        },
+        f"{base}/publish": {
+            "post": {
+                "tags": ["postmortems"],
+                "operationId": "publish_postmortem",
+                "summary": summaries[("post", f"{base}/publish")],
+                "description": "Publishes the newest version: into the knowledge base "
+                "(`--kb-dir`, committed when it is a Git repository, pushed to `--kb-remote` "
+                "through the outbox), or recorded only without one; then the incident is "
+                f"closed by the publisher. Safe to repeat. {_WRITE_NOTE}",
+                "security": WRITE,
+                "parameters": [_id("incident")],
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": _ref(postmortem.PublishBody)}},
+                },
+                "responses": {
+                    "200": _json(_ref(postmortem.PublishResult), "published, or already so"),
+                    **_errors(
+                        (400, 401, 403, 404, 409, 413, 422, 503),
+                        e404="no such incident",
+                        e409="not resolved yet, nothing written yet, or a path in the "
+                        "knowledge base that would leave its folder (nothing written)",
+                        e413=f"the body is larger than {postmortem.MAX_BODY} bytes",
+                        e422=template_error,
+                    ),
+                },
+            }
+        },
+        page: {
+            "get": {
+                "tags": ["postmortems"],
+                "operationId": "published_postmortem_page",
+                "summary": summaries[("get", page)],
+                "description": 'The Markdown last published, as plain text; where "seen this '
+                f"before\" links to. Errors are the API's JSON errors. {_READ_NOTE}",
+                "security": READ,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": _text("the Markdown"),
+                    **_errors((401, 404, 503), e404="no such incident, or nothing published"),
+                },
+            }
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/alerts": {"post": _receiver("receive_alerts", "The Alertmanager receiver")},
@@ -341,6 +497,7 @@ def _paths() -> dict[str, Any]:
             },
         }
     }
+    paths |= _postmortem_paths()
     paths |= {
         "/api/v1/notifications": {
             "get": {
@@ -474,6 +631,7 @@ def _components() -> dict[str, Any]:
     for _summary, model, _command in actions.ACTIONS.values():
         if model not in requests:
             requests.append(model)
+    requests += [postmortem.SaveBody, postmortem.PublishBody]
     answers: list[type[BaseModel]] = [
         models.Error,
         models.WebhookAnswer,
@@ -484,6 +642,11 @@ def _components() -> dict[str, Any]:
         models.Notification,
         models.Rules,
         search.SearchAnswer,
+        postmortem.PostmortemView,
+        postmortem.SaveResult,
+        postmortem.VersionList,
+        postmortem.DiffAnswer,
+        postmortem.PublishResult,
         models.Reloaded,
         models.ReloadFailed,
     ]
@@ -534,6 +697,7 @@ def build() -> dict[str, Any]:
             {"name": "alerts", "description": "the Alertmanager receiver"},
             {"name": "incidents", "description": "the read API"},
             {"name": "actions", "description": "people's actions on an incident"},
+            {"name": "postmortems", "description": "the postmortem and the knowledge base"},
             {"name": "notifications", "description": "the outbox"},
             {"name": "operations", "description": "rules, probes, metrics, this document"},
         ],

@@ -1,0 +1,469 @@
+"""The postmortem through the API, against a real SQLite file, a real Git repository in tmp_path
+and a real bare repository as the remote: saving versions, showing, listing and diffing them,
+publishing into the knowledge base (a commit by --kb-author naming the publisher, the index
+page, a new commit of the same file after an edit, no empty commit, paths that would leave the
+folder refused with nothing written, 409 before the incident is resolved), the push through the
+outbox (retried while the remote fails), the close it makes, and "seen this before" linking it."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.app import create_app, runner_options
+from bridge.config import ApiToken, Settings
+from bridge.core.postmortem import SECTIONS
+from bridge.core.secrets import Secret
+from bridge.delivery.worker import OutboxWorker
+from bridge.indexer import Indexer
+from bridge.kb.git import SENDER
+from bridge.metrics import Metrics
+from bridge.runtime import builtin_runtime
+from bridge.service import AppState, api_access
+from bridge.store import Store
+from bridge.targets.base import TargetDeps
+from tests.conftest import GENERATED_API_TOKEN, WRITE, Clock, fixture_body
+
+HOOK = "/api/v1/alerts"
+AUTHOR = "Bridge Bot <bot@bridge.example>"
+BASE = "https://bridge.example"
+TITLE_SLUG = "5xx-ratio-above-5"  # the fixture's title: "5xx ratio above 5%"
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+    )
+    return done.stdout
+
+
+def git_repo(path: Path, *, bare: bool = False) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "--bare" if bare else "--quiet", "-b", "main")
+    return path
+
+
+class Service:
+    """The app with a store, an outbox worker (run by hand) and the given settings."""
+
+    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
+        self.tmp_path = tmp_path
+        self.clock = clock
+        self.make_client = make_client
+        self.stores: list[Store] = []
+        self.state: AppState | None = None
+        self.worker: OutboxWorker | None = None
+
+    async def start(self, **overrides: Any) -> TestClient[Any, Any]:
+        settings = Settings(db=self.tmp_path / f"b{len(self.stores)}.db", **overrides)
+        store = Store(settings.db)
+        store.open()
+        self.stores.append(store)
+        runtime = builtin_runtime(settings.reopen_window_s, TargetDeps())
+        self.worker = OutboxWorker(store, runtime.targets, Metrics.create(), clock=self.clock)
+        self.state = AppState(
+            settings=settings,
+            store=store,
+            metrics=Metrics.create(),
+            runtime=runtime,
+            clock=self.clock,
+            worker=self.worker,
+            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
+        )
+        server = TestServer(create_app(self.state))
+        await server.start_server(**runner_options(settings))
+        client: TestClient[Any, Any] = await self.make_client(server)
+        return client
+
+    async def deliver(self) -> None:
+        """One look of the outbox worker, and the sends it started."""
+        assert self.worker is not None
+        await self.worker.run_once()
+        await self.worker.drain()
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return list(self.stores[-1]._connect().execute(sql, args).fetchall())
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, clock: Clock, aiohttp_client: Callable[..., Awaitable[Any]]
+) -> AsyncIterator[Service]:
+    svc = Service(tmp_path, clock, aiohttp_client)
+    yield svc
+    svc.close()
+
+
+async def opened(client: Any, body: dict[str, Any] | None = None) -> int:
+    resp = await client.post(HOOK, json=body or fixture_body("firing-group-bearer.json"))
+    assert resp.status == 200, await resp.text()
+    return int((await resp.json())["incidents"][0]["id"])
+
+
+async def call(client: Any, method: str, path: str, body: Any = None, **headers: str) -> Any:
+    resp = await client.request(method, path, json=body, headers={**WRITE, **headers})
+    text = await resp.text()
+    return resp.status, (json.loads(text) if resp.content_type == "application/json" else text)
+
+
+async def save(client: Any, i: int, **sections: str) -> Any:
+    return await call(client, "POST", f"/api/v1/incidents/{i}/postmortem", {"sections": sections})
+
+
+async def publish(client: Any, i: int, actor: str = "alice") -> Any:
+    return await call(client, "POST", f"/api/v1/incidents/{i}/postmortem/publish", {"actor": actor})
+
+
+async def resolve(client: Any, i: int) -> None:
+    status, body = await call(client, "POST", f"/api/v1/incidents/{i}/resolve", {})
+    assert status == 200, body
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.relative_to(root).parts
+    )
+
+
+async def test_versions_are_saved_shown_listed_and_diffed(service: Service) -> None:
+    client = await service.start()
+    i = await opened(client)
+    base = f"/api/v1/incidents/{i}/postmortem"
+    status, draft = await call(client, "GET", base)
+    assert status == 200 and draft["version"] is None and draft["policy"] == "required"
+    assert draft["template"] == "postmortem.md.j2" and draft["published"] is None
+    assert draft["markdown"].startswith(f"# Postmortem: #{i} 5xx ratio above 5%\n")
+    assert draft["facts"]["incident"]["severity"] == "sev1"
+    status, first = await save(client, i, summary="Checkout failed.", impact="5% of payments")
+    assert status == 200 and first["changed"] and first["version"]["version"] == 1
+    assert first["version"]["author"] == "api" and first["events"][0]["kind"] == "postmortem_saved"
+    # The same text again: no version, nothing written.
+    status, again = await save(client, i, summary="Checkout failed.\n")
+    assert status == 200 and not again["changed"] and again["events"] == []
+    status, second = await call(
+        client,
+        "POST",
+        base,
+        {"sections": {"root_cause": "A pool leak.", "summary": "Checkout failed for 40 min."},
+         "actor": "dave"},
+    )  # fmt: skip
+    assert second["version"]["version"] == 2 and second["version"]["author"] == "dave"
+    status, shown = await call(client, "GET", base)
+    assert shown["version"] == 2 and shown["newest_version"] == 2
+    assert shown["sections"]["impact"] == "5% of payments"  # kept from v1
+    assert "## Root cause and trigger\n\nA pool leak.\n" in shown["markdown"]
+    status, old = await call(client, "GET", f"{base}?version=1")
+    assert status == 200 and old["version"] == 1 and old["sections"]["root_cause"] == ""
+    status, listed = await call(client, "GET", f"{base}/versions")
+    assert [(v["version"], v["author"], v["sections"]) for v in listed["versions"]] == [
+        (1, "api", ["summary", "impact"]),
+        (2, "dave", ["summary", "impact", "root_cause"]),
+    ]
+    status, diff = await call(client, "GET", f"{base}/diff?from=1&to=2")
+    assert status == 200 and (diff["from_version"], diff["to_version"]) == (1, 2)
+    assert "-Checkout failed.\n+Checkout failed for 40 min.\n" in diff["diff"]
+    assert "+A pool leak.\n" in diff["diff"]
+    status, default = await call(client, "GET", f"{base}/diff")
+    assert (default["from_version"], default["to_version"]) == (1, 2)
+    status, from_nothing = await call(client, "GET", f"{base}/diff?from=0&to=1")
+    assert "+Checkout failed.\n" in from_nothing["diff"]
+    for path, code, field in (
+        (f"{base}?version=9", 404, None),
+        (f"{base}?version=0", 400, "version"),
+        (f"{base}?nope=1", 400, "nope"),
+        (f"{base}/diff?from=7", 404, "from"),
+        (f"{base}/diff?to=x", 400, "to"),
+        ("/api/v1/incidents/999/postmortem", 404, None),
+        ("/api/v1/incidents/999/postmortem/versions", 404, None),
+    ):
+        status, body = await call(client, "GET", path)
+        assert (status, body.get("field")) == (code, field), (path, body)
+
+
+async def test_a_bad_save_is_named_and_writes_nothing(service: Service) -> None:
+    client = await service.start(api_tokens=(ApiToken("viewer", "read", Secret("ro")),))
+    i = await opened(client)
+    base = f"/api/v1/incidents/{i}/postmortem"
+    status, body = await save(client, i, summary="ok", blame="bob")
+    assert status == 400 and body["field"] == "sections.blame"
+    assert body["error"].startswith("unknown section 'blame'; sections: summary, impact")
+    status, body = await call(client, "POST", base, {"sections": {}, "extra": 1})
+    assert status == 400 and body["field"] == "extra"
+    status, body = await call(client, "POST", base, {})
+    assert status == 400 and body["field"] == "sections"
+    status, body = await save(client, i, impact="x" * 20_001)
+    assert status == 400 and body["field"] == "sections.impact"
+    big = {"sections": {name: "x" * 20_000 for name in SECTIONS} | {"x": "y" * 950_000}}
+    raw = io.BytesIO(json.dumps(big).encode())
+    resp = await client.post(base, data=raw, headers={**WRITE, "Connection": "close"})
+    assert resp.status == 413
+    resp = await client.post(
+        base, json={"sections": {"summary": "x"}}, headers={"Authorization": "Bearer ro"}
+    )
+    assert resp.status == 403
+    assert service.rows("SELECT count(*) FROM postmortem_versions") == [(0,)]
+    # An Idempotency-Key: the retry gets the first answer, marked, and saves nothing twice.
+    headers = {"Idempotency-Key": "save-1"}
+    first = await call(client, "POST", base, {"sections": {"summary": "once"}}, **headers)
+    resp = await client.post(
+        base, json={"sections": {"summary": "once"}}, headers={**WRITE, **headers}
+    )
+    assert resp.headers["Idempotent-Replayed"] == "true" and await resp.json() == first[1]
+    assert service.rows("SELECT count(*) FROM postmortem_versions") == [(1,)]
+
+
+async def test_publishing_into_a_git_knowledge_base(service: Service, tmp_path: Path) -> None:
+    kb = git_repo(tmp_path / "kb")
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    # Not resolved yet: refused, nothing written.
+    status, body = await publish(client, i)
+    assert status == 409 and "the incident is triggered" in body["error"]
+    assert tree(kb) == []
+    await resolve(client, i)
+    # The route requires a postmortem (sev1): closing waits for it.
+    status, body = await call(client, "POST", f"/api/v1/incidents/{i}/close", {})
+    assert status == 409 and "publish it first" in body["error"]
+    status, done = await publish(client, i)
+    assert status == 200 and done["changed"], done
+    path = f"2026/{i}-{TITLE_SLUG}.md"
+    commit = done["publication"]["commit"]
+    assert done["publication"] | {"commit": None} == {
+        "version": 1,
+        "path": path,
+        "commit": None,
+        "published_by": "alice",
+        "published_at": "2026-11-27T04:06:40Z",
+        "pushed": False,
+    }
+    assert done["incident"]["status"] == "closed"
+    assert [e["kind"] for e in done["events"]] == ["postmortem_published", "status_changed"]
+    assert done["events"][1]["text"] == "Closed by alice"
+    assert tree(kb) == ["2026", path, "README.md"]
+    written = (kb / path).read_text()
+    assert written.startswith(f"# Postmortem: #{i} 5xx ratio above 5%\n")
+    assert "Checkout failed." in written
+    index = (kb / "README.md").read_text()
+    assert f"| [#{i}]({path}) | " in index and "| sev1 |" in index
+    log = git(kb, "log", "--format=%H|%an <%ae>|%cn|%s|%b", "--", path)
+    (line,) = [x for x in log.strip().splitlines() if x]
+    sha, author, committer, subject, message = line.split("|")
+    assert sha == commit and author == AUTHOR and committer == "Bridge Bot"
+    assert subject == f"Postmortem #{i}: 5xx ratio above 5% (v1)"
+    assert message == "Published by alice through incident-bridge."
+    shown = git(kb, "show", "--name-only", "--format=", sha).split()
+    assert sorted(shown) == sorted([path, "README.md"])
+    # Published again as it is: nothing recorded, no empty commit.
+    status, same = await publish(client, i)
+    assert status == 200 and not same["changed"] and same["events"] == []
+    assert git(kb, "rev-list", "--count", "HEAD").strip() == "1"
+    # After an edit: a new commit of the same file, never a second file.
+    await save(client, i, root_cause="A pool leak.")
+    status, again = await publish(client, i, actor="bob")
+    assert status == 200 and again["changed"] and again["publication"]["version"] == 2
+    assert again["publication"]["path"] == path and again["publication"]["commit"] != commit
+    assert [e["kind"] for e in again["events"]] == ["postmortem_published"]  # already closed
+    assert tree(kb) == ["2026", path, "README.md"]
+    assert git(kb, "rev-list", "--count", "HEAD").strip() == "2"
+    assert "A pool leak." in (kb / path).read_text()
+    assert "Published by bob" in git(kb, "log", "-1", "--format=%b")
+    # The published Markdown, for people: where "seen this before" links to.
+    resp = await client.get(f"/incidents/{i}/postmortem")
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    assert await resp.text() == (kb / path).read_text()
+    # Searchable by its narrative.
+    status, found = await call(client, "GET", "/api/v1/search?q=pool+leak")
+    assert [(h["incident_id"], h["kind"]) for h in found["results"]] == [(i, "postmortem")]
+
+
+async def test_a_second_incident_is_added_to_the_index_newest_first(
+    service: Service, tmp_path: Path, clock: Clock
+) -> None:
+    kb = git_repo(tmp_path / "kb")
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    first = await opened(client)
+    clock.advance(3600)
+    other = copy.deepcopy(fixture_body("firing-group-bearer.json"))
+    other["groupKey"] = "another"
+    other["commonAnnotations"] = {"summary": "Disk full on db-3"}
+    for alert in other["alerts"]:
+        alert["startsAt"] = "2026-11-27T05:00:00Z"
+        alert["labels"]["disk"] = "sda"
+        del alert["fingerprint"]
+    second = await opened(client, other)
+    for i in (first, second):
+        await save(client, i, summary=f"incident {i}")
+        await resolve(client, i)
+        assert (await publish(client, i))[0] == 200
+    index = (kb / "README.md").read_text()
+    rows = [line for line in index.splitlines() if line.startswith("| [#")]
+    assert [r.split("]")[0] for r in rows] == [f"| [#{second}", f"| [#{first}"]
+    assert git(kb, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+async def test_paths_that_leave_the_knowledge_base_are_refused(
+    service: Service, tmp_path: Path
+) -> None:
+    kb = git_repo(tmp_path / "kb")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (kb / "2026").symlink_to(outside, target_is_directory=True)
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    status, body = await publish(client, i)
+    assert status == 409 and "is a link to" in body["error"] and "nothing written" in body["error"]
+    assert list(outside.iterdir()) == [] and not (kb / "README.md").exists()
+    assert service.rows("SELECT count(*) FROM postmortem_publications") == [(0,)]
+    status, incident = await call(client, "GET", f"/api/v1/incidents/{i}")
+    assert incident["status"] == "resolved"  # not closed either
+    # The index page as a link to a file outside: refused the same way.
+    (kb / "2026").unlink()
+    secret = outside / "secret.md"
+    secret.write_text("keep me\n")
+    (kb / "README.md").symlink_to(secret)
+    status, body = await publish(client, i)
+    assert status == 409 and "README.md" in body["error"]
+    assert secret.read_text() == "keep me\n" and not (kb / "2026").exists()
+    assert git(kb, "rev-list", "--all", "--count").strip() == "0"
+
+
+async def test_a_template_error_is_named_and_nothing_is_written(
+    service: Service, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "postmortem.md.j2").write_text("# {{ incident.id }}\n\n{{ nope.x }}\n")
+    kb = tmp_path / "kb"
+    client = await service.start(kb_dir=kb, templates=templates)
+    i = await opened(client)
+    await save(client, i, summary="x")
+    await resolve(client, i)
+    status, body = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
+    assert status == 422 and "postmortem.md.j2:3: UndefinedError" in body["error"]
+    status, body = await publish(client, i)
+    assert status == 422 and "postmortem.md.j2:3:" in body["error"]
+    assert not kb.exists()
+    assert service.rows("SELECT count(*) FROM postmortem_publications") == [(0,)]
+
+
+async def test_without_a_knowledge_base_the_publication_is_recorded_only(
+    service: Service,
+) -> None:
+    client = await service.start()
+    i = await opened(client)
+    await resolve(client, i)
+    status, body = await publish(client, i)
+    assert status == 409 and "nothing is written yet" in body["error"]
+    await save(client, i, summary="Checkout failed.")
+    status, done = await publish(client, i)
+    assert status == 200 and done["publication"]["path"] == ""
+    assert done["publication"]["commit"] is None and done["incident"]["status"] == "closed"
+    resp = await client.get(f"/incidents/{i}/postmortem")
+    assert resp.status == 200 and "Checkout failed." in await resp.text()
+    assert (await client.get("/incidents/999/postmortem")).status == 404
+    status, shown = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
+    assert shown["published"]["version"] == 1 and shown["published"]["path"] == ""
+
+
+async def test_the_push_goes_through_the_outbox_and_is_retried(
+    service: Service, tmp_path: Path, clock: Clock
+) -> None:
+    kb = git_repo(tmp_path / "kb")
+    remote = tmp_path / "remote.git"  # not there yet: the first push fails
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR, kb_remote=str(remote))
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    status, done = await publish(client, i)
+    assert status == 200 and done["publication"]["pushed"] is True
+    assert done["incident"]["status"] == "closed"  # publishing never waits for the push
+
+    def push_row() -> tuple[Any, ...]:
+        (row,) = service.rows(
+            "SELECT state, attempts, last_error, next_attempt_at FROM outbox WHERE target = ?",
+            SENDER,
+        )
+        return row
+
+    assert push_row()[:2] == ("pending", 0)
+    await service.deliver()
+    state, attempts, error, retry_at = push_row()
+    assert (state, attempts, error) == ("pending", 1, "git_push_failed")
+    assert retry_at > clock()
+    # The remote appears; the retry, when due, pushes.
+    git_repo(remote, bare=True)
+    await service.deliver()
+    assert push_row()[1] == 1  # not due yet
+    clock.advance(3600)
+    await service.deliver()
+    assert push_row()[0] == "delivered"
+    head = git(kb, "rev-parse", "HEAD").strip()
+    assert git(remote, "rev-parse", "main").strip() == head == done["publication"]["commit"]
+    # Publishing again after an edit: a new commit, pushed again.
+    await save(client, i, impact="5% of payments")
+    status, again = await publish(client, i)
+    assert again["publication"]["pushed"] is True
+    await service.deliver()
+    assert git(remote, "rev-parse", "main").strip() == again["publication"]["commit"]
+
+
+async def test_seen_this_before_links_the_published_postmortem(
+    service: Service, clock: Clock
+) -> None:
+    client = await service.start()
+    first = await opened(client)
+    await save(client, first, summary="The pool leaked.")
+    await resolve(client, first)
+    assert (await publish(client, first))[0] == 200
+    clock.advance(3 * 3600)
+    again = copy.deepcopy(fixture_body("firing-group-bearer.json"))
+    again["groupKey"] = "again"
+    for alert in again["alerts"]:
+        del alert["fingerprint"]
+        alert["labels"]["cluster"] = "b"
+    second = await opened(client, again)
+    assert service.state is not None
+    indexer = Indexer(service.state, incident_url=lambda n: f"{BASE}/incidents/{n}")
+    for _ in range(3):
+        await indexer.tick()
+    ((data,),) = service.rows(
+        "SELECT data FROM timeline WHERE incident_id = ? AND kind = 'similar_incidents'", second
+    )
+    (similar,) = json.loads(data)["similar"]
+    assert similar["id"] == first
+    assert similar["postmortem_url"] == f"{BASE}/incidents/{first}/postmortem"
+
+
+async def test_a_knowledge_base_that_cannot_be_written_is_a_409(
+    service: Service, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    client = await service.start(kb_dir=blocker)
+    i = await opened(client)
+    await save(client, i, summary="x")
+    await resolve(client, i)
+    status, body = await publish(client, i)
+    assert status == 409 and "is not a folder" in body["error"]
+    other = await service.start(kb_dir=blocker / "kb")
+    j = await opened(other)
+    await save(other, j, summary="x")
+    await resolve(other, j)
+    status, body = await publish(other, j)
+    assert status == 409 and "cannot publish into the knowledge base" in body["error"]
+    assert blocker.read_text() == "not a folder\n"
