@@ -194,6 +194,7 @@ async def act(
         now=state.clock(),
         idempotency=idempotency,
         directory=state.runtime.people,
+        postmortem_policy=state.runtime.postmortem_policy,
     )
     answer = await state.store.write(functools.partial(apply_action, request=request))
     if answer.notifications and state.worker is not None:

@@ -172,7 +172,16 @@ def test_every_change_says_what_it_did(bridge: Bridge, capsys: pytest.CaptureFix
     assert ok("resolve", str(n), "--reason", "tracked in OPS-7") == (
         f"#{n} resolved by api: tracked in OPS-7"
     )
-    assert ok("close", str(n), "--as", "alice") == f"#{n} closed by alice"
+    # A sev2 incident closes once its postmortem is published (the shipped policy): the close
+    # says so, and publishing closes it, by the publisher.
+    code, out, err = cli(capsys, "close", str(n), "--as", "alice", *flags)
+    assert code == 1 and out == ""
+    assert "409: cannot close: a postmortem is required for sev2" in err
+    edit = ["edit", str(n), "--section", "summary", "--text", "The disk filled up."]
+    assert main(["postmortem", *edit, *flags]) == 0
+    assert main(["postmortem", "publish", str(n), "--as", "alice", *flags]) == 0
+    published = capsys.readouterr().out.splitlines()
+    assert published[-1] == f"#{n} closed by alice"
     assert ok("close", str(n)) == f"#{n}: nothing to change (already closed)"
 
     incident = bridge.incident(n)

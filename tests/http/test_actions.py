@@ -56,8 +56,16 @@ async def test_the_status_moves_and_illegal_ones_name_the_allowed(make_client: M
     assert body["events"][0]["text"] == "Resolved by api: rolled back"
     status, body = await post(client, f"{base}/acknowledge")
     assert status == 409 and "allowed now: close" in body["error"]
+    # A sev1 incident closes once its postmortem is published (the shipped policy).
     status, body = await post(client, f"{base}/close")
-    assert status == 200 and body["incident"]["status"] == "closed"
+    assert status == 409 and "a postmortem is required for sev1 incidents" in body["error"]
+    assert f"incident-bridge postmortem publish {i}" in body["error"]
+    status, body = await post(client, f"{base}/postmortem", {"sections": {"summary": "x"}})
+    assert status == 200
+    status, body = await post(client, f"{base}/postmortem/publish")
+    assert status == 200 and body["incident"]["status"] == "closed"  # publishing closes it
+    status, body = await post(client, f"{base}/close")
+    assert status == 200 and not body["changed"] and body["incident"]["status"] == "closed"
     status, body = await post(client, f"{base}/acknowledge")
     assert status == 409 and "no status change is allowed now" in body["error"]
 

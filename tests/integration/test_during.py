@@ -162,7 +162,18 @@ def test_people_drive_an_incident_from_open_to_closed(
                 TIMEOUT,
             )
         act(i, "resolve", {"reason": "rolled back", "actor": "dave"})
-        act(i, "close", {"actor": "dave"})
+        # sev1: the incident closes once its postmortem is published (the shipped policy).
+        refused = http(
+            "POST",
+            f"{bridge.url}/api/v1/incidents/{i}/close",
+            json.dumps({"actor": "dave"}).encode(),
+            write,
+        )
+        assert refused.status == 409 and "publish it first" in refused.json()["error"]
+        act(i, "postmortem", {"sections": {"summary": "4.2 slowed checkout"}, "actor": "dave"})
+        published = act(i, "postmortem/publish", {"actor": "dave"})
+        assert published["incident"]["status"] == "closed"  # closed by the publisher
+        act(i, "close", {"actor": "dave"})  # already closed: a retry changes nothing
 
         final = bridge.incident(i)
         assert final["status"] == "closed"
@@ -184,6 +195,8 @@ def test_people_drive_an_incident_from_open_to_closed(
             ("status_update", "lee"),
             ("status_changed", "alertmanager"),
             ("status_changed", "dave"),
+            ("postmortem_saved", "dave"),
+            ("postmortem_published", "dave"),
             ("status_changed", "dave"),
         ], steps
         corrected = next(e for e in final["timeline"] if e["id"] == note)
@@ -202,6 +215,7 @@ def test_people_drive_an_incident_from_open_to_closed(
             "update",
             "mitigated",
             "resolved",
+            "postmortem_published",
             "closed",
         ]
         general = events(fakes["general"])
