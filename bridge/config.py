@@ -430,7 +430,8 @@ OPTIONS: tuple[Option, ...] = (
         env="KB_DIR",
         parse=Path,
         meaning="the knowledge base: the folder postmortems are published into, committed when it "
-        "is a Git repository ([postmortems.md](postmortems.md)); without it publishing is refused",
+        "is a Git repository ([postmortems.md](postmortems.md)); without it a publication is "
+        "recorded in the database only (served by the API)",
     ),
     Option(
         name="kb_remote",

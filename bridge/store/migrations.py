@@ -327,7 +327,7 @@ def _followup(db: sqlite_utils.Database) -> None:
         "INSERT INTO followups (incident_id, route, opened_at, stabilize_until, checks, "
         "validated_at, validation) SELECT id, route, coalesce(mitigated_at, opened_at), "
         "coalesce(mitigated_at, opened_at), '[]', coalesce(mitigated_at, opened_at), "
-        "'{\"skipped\": \"mitigated before the follow-up phase existed\"}' "
+        '\'{"skipped": "mitigated before the follow-up phase existed"}\' '
         "FROM incidents WHERE status = 'mitigated'"
     )
 
