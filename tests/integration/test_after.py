@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from bridge.config import api_token_path
+from bridge.core.timeutil import parse_rfc3339
 from tests.fakes.jira import API_TOKEN, EMAIL, JiraFake
 from tests.fakes.webhook import SECRET, WebhookFake
 from tests.integration import prometheus as prometheus_fixtures
@@ -44,6 +46,7 @@ targets:
     email: "${JIRA_EMAIL}"
     api_token: "${JIRA_TOKEN}"
     project: OPS
+    settle_s: 1  # the fake's search shows a new issue at once
 route:
   name: default
   severity_from:
@@ -113,6 +116,19 @@ def fakes() -> Iterator[Fakes]:
     running.close()
 
 
+def parse(text: str) -> datetime:
+    ns = parse_rfc3339(text)
+    assert ns is not None
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
+    )
+    return done.stdout
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -135,7 +151,10 @@ def test_the_whole_life_after_the_fire(
         "JIRA_EMAIL": EMAIL,
         "JIRA_TOKEN": API_TOKEN,
     }
-    args = ["--rules", str(rules), "--prometheus-url", prom_url]
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    git(kb, "init", "-q", "-b", "main")
+    args = ["--rules", str(rules), "--prometheus-url", prom_url, "--kb-dir", str(kb)]
     bridge = Bridge(tmp_path / "bridge", args=args, env=env).start()
     try:
         token = api_token_path(bridge.db).read_text().strip()
