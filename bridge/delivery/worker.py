@@ -152,6 +152,8 @@ class OutboxWorker:
     ) -> None:
         self.store = store
         self.targets = dict(targets)
+        # senders of the service itself (the knowledge base's push), kept across reloads
+        self._builtin: dict[str, Sender] = {}
         self.metrics = metrics
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
@@ -169,9 +171,16 @@ class OutboxWorker:
         self._unrecorded: dict[tuple[int, str], _Unrecorded] = {}
 
     def set_targets(self, targets: Mapping[str, Sender]) -> None:
-        """Swap the targets (after a rules reload); sends in flight finish with the old ones."""
-        self.targets = dict(targets)
+        """Swap the targets (after a rules reload); sends in flight finish with the old ones.
+        The built-in senders stay."""
+        self.targets = {**targets, **self._builtin}
         self._pacers.clear()  # a reload may change a target's pacing
+
+    def add_builtin(self, sender: Sender) -> None:
+        """A sender of the service itself, not of the rules (its name cannot be a rule
+        target's): kept whatever the rules become."""
+        self._builtin[sender.name] = sender
+        self.targets[sender.name] = sender
 
     def notify(self) -> None:
         """New rows were committed: look now instead of at the next poll."""

@@ -361,11 +361,4 @@ def install(state: AppState) -> None:
     worker, settings = state.worker, state.settings
     if worker is None or settings.kb_dir is None or not settings.kb_remote:
         return
-    sender = git.GitPush(settings.kb_dir, settings.kb_remote)
-    swap = worker.set_targets
-
-    def set_targets(targets: Mapping[str, Any]) -> None:
-        swap({**targets, sender.name: sender})
-
-    worker.set_targets = set_targets  # type: ignore[method-assign]
-    set_targets(worker.targets)
+    worker.add_builtin(git.GitPush(settings.kb_dir, settings.kb_remote))

@@ -466,3 +466,14 @@ async def test_a_quick_retry_starts_from_the_progress_of_the_failed_try(
     await settle(worker)
     assert target.seen == [{}, {"channel": "C1"}]  # not a second channel
     assert {r.state for r in await rows(store)} == {"delivered"}
+
+
+async def test_a_builtin_sender_survives_a_reload_of_the_targets(
+    store: Store, clock: Clock
+) -> None:
+    worker = OutboxWorker(store, {"room": _Progress()}, Metrics.create(), clock=clock)
+    builtin = _Progress()
+    builtin.name = "@knowledge-base"
+    worker.add_builtin(builtin)
+    worker.set_targets({"other": _Progress()})  # the rules reloaded: "room" is gone
+    assert set(worker.targets) == {"other", "@knowledge-base"}
