@@ -6,14 +6,23 @@ checklist is done."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bridge import service
 from bridge.core.followup import Check, CheckOutcome, FollowUpPolicy
+from bridge.delivery.worker import OutboxWorker
+from bridge.metrics import Metrics
+from bridge.runtime import rules_runtime
 from bridge.service import AppState, ReminderScheduler, advance_followups
+from bridge.targets.base import TargetDeps
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body
+from tests.fakes.github import REPO as GITHUB_REPO
+from tests.fakes.github import TOKEN as GITHUB_TOKEN
+from tests.fakes.github import GitHubFake
 
 HOOK = "/api/v1/alerts"
 
@@ -207,3 +216,45 @@ async def test_a_failed_validation_looks_again_and_checks_itself_off_when_health
     assert detail["status"] == "resolved"
     failures = [e for e in detail["timeline"] if e["kind"] == "validated"]
     assert [e["data"]["passed"] for e in failures] == [False, True]
+
+
+async def test_action_items_become_github_issues_shown_on_the_items(
+    make_client: MakeClient, clock: Clock, tmp_path: Path
+) -> None:
+    github = GitHubFake()
+    await github.start()
+    rules = tmp_path / "rules.yaml"
+    (tmp_path / "github-token").write_text(GITHUB_TOKEN + "\n")
+    rules.write_text(
+        "targets:\n"
+        f"  issues: {{type: github, api_url: '{github.url}', token_file: github-token,"
+        f" repo: {GITHUB_REPO}}}\n"
+        "route:\n  follow_up: {ticket_target: issues}\n"
+    )
+    client: Any = await make_client()
+    state = state_of(client)
+    async with aiohttp.ClientSession() as session:
+        state.runtime = rules_runtime([rules], TargetDeps(session=session))
+        worker = OutboxWorker(state.store, state.runtime.targets, Metrics.create(), clock=clock)
+        state.worker = worker
+        try:
+            i = await mitigated(client)
+            base = f"/api/v1/incidents/{i}"
+            await post(client, f"{base}/actions", {"text": "Shard the queue", "owner": "bob"})
+            await advance_followups(state)
+            await post(client, f"{base}/followup/items", {"text": "Add a canary", "kind": "action"})
+            await worker.run_once()
+            await worker.drain()
+            _, view = await get(client, f"{base}/followup")
+        finally:
+            await github.close()
+    actions = [x for x in view["items"] if x["kind"] == "action"]
+    assert [(x["text"], x["ticket"]["key"]) for x in actions] == [
+        ("Shard the queue", "#1"),
+        ("Add a canary", "#2"),
+    ]
+    assert [issue["title"] for issue in github.issues.values()] == [
+        f"Shard the queue (incident {i})",
+        f"Add a canary (incident {i})",
+    ]
+    assert actions[0]["ticket"]["url"] == github.issues[1]["html_url"]
