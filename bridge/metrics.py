@@ -2,15 +2,108 @@
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
+import bridge
+from bridge.core import mttx
 from bridge.core.incidents import ACTIVE_STATUSES
 from bridge.core.policy import SEVERITIES
 
 PREFIX = "incident_bridge_"
+
+
+class IncidentMetrics(Collector):
+    """The incident metrics computed from the store's aggregates (``store/metrics.py``): the
+    MTTx histograms, incidents opened and reopened, follow-up items open, postmortems pending.
+
+    ``update`` is given one read of the aggregates (on the store's read pool, before the
+    scrape renders), the active rules' teams and their postmortem policy; ``collect`` only
+    reshapes them, so a restart neither resets nor double-counts anything."""
+
+    def __init__(self) -> None:
+        self._families: list[Metric] = []
+
+    def update(
+        self,
+        histograms: Iterable[tuple[str, str, str, int, int, float]],
+        counters: Iterable[tuple[str, str, str, int]],
+        postmortems: Iterable[tuple[str, str, int]],
+        followup_items_open: int,
+        teams: Collection[str],
+        required: Callable[[str, str], bool],
+    ) -> None:
+        def labels(severity: str, team: str) -> tuple[str, str]:
+            return mttx.severity_label(severity, SEVERITIES), mttx.team_label(team, teams)
+
+        nb = len(mttx.BUCKETS) + 1
+        hist: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+        for metric, severity, team, bucket, n, total in histograms:
+            counts, sums = hist.setdefault((metric, *labels(severity, team)), ([0] * nb, [0.0]))
+            counts[min(max(bucket, 0), nb - 1)] += n
+            sums[0] += total
+        counted: dict[tuple[str, str, str], int] = {}
+        for metric, severity, team, n in counters:
+            key = (metric, *labels(severity, team))
+            counted[key] = counted.get(key, 0) + n
+
+        families: list[Metric] = []
+        bounds = [repr(float(b)) for b in mttx.BUCKETS] + ["+Inf"]
+        for metric, (name, _, _, help_) in mttx.HISTOGRAMS.items():
+            family = HistogramMetricFamily(PREFIX + name, help_, labels=["severity", "team"])
+            for (m, severity, team), (counts, sums) in sorted(hist.items()):
+                if m != metric:
+                    continue
+                cumulative, running = [], 0
+                for bound, n in zip(bounds, counts, strict=True):
+                    running += n
+                    cumulative.append((bound, float(running)))
+                family.add_metric([severity, team], cumulative, sums[0])
+            families.append(family)
+        for metric, (name, help_) in mttx.COUNTERS.items():
+            counter = CounterMetricFamily(PREFIX + name, help_, labels=["severity", "team"])
+            for (m, severity, team), n in sorted(counted.items()):
+                if m == metric:
+                    counter.add_metric([severity, team], float(n))
+            families.append(counter)
+        families.append(
+            GaugeMetricFamily(
+                PREFIX + "followups_open",
+                "Follow-up checklist items in state open, over every incident (read from the "
+                "store).",
+                value=float(followup_items_open),
+            )
+        )
+        pending = sum(n for route, severity, n in postmortems if required(route, severity))
+        families.append(
+            GaugeMetricFamily(
+                PREFIX + "postmortems_pending",
+                "Incidents resolved or closed without a published postmortem whose route "
+                "requires one at their severity (read from the store, the active rules asked).",
+                value=float(pending),
+            )
+        )
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
 
 
 @dataclass
@@ -32,6 +125,9 @@ class Metrics:
     rules_reload_time: Gauge
     rules_hash: Gauge
     rule_render_errors: Counter
+    # computed from the store at each scrape (opened/reopened, MTTx, follow-ups, postmortems)
+    incidents: IncidentMetrics
+    build_info: Gauge
     # label values -> child metric: ``labels()`` costs more than the increment itself
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
@@ -45,6 +141,16 @@ class Metrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         registry = registry if registry is not None else CollectorRegistry()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
+        incidents = IncidentMetrics()
+        registry.register(incidents)
+        build_info = Gauge(
+            PREFIX + "build_info",
+            "Always 1: the running version of incident-bridge and of Python.",
+            ["version", "python"],
+            registry=registry,
+        )
+        build_info.labels(bridge.__version__, platform.python_version()).set(1)
         return cls(
             registry=registry,
             webhook_requests=Counter(
@@ -65,11 +171,13 @@ class Metrics:
                 ["status"],
                 registry=registry,
             ),
+            # Counted in the process until 0011: the exported incidents_opened_total now comes
+            # from the store ({severity, team}, survives restarts); this one is not exported.
             incidents_opened=Counter(
                 PREFIX + "incidents_opened",
-                "Incidents opened, by severity.",
+                "Incidents opened in this process, by severity (not exported).",
                 ["severity"],
-                registry=registry,
+                registry=None,
             ),
             incidents_open=Gauge(
                 PREFIX + "incidents_open",
@@ -132,6 +240,8 @@ class Metrics:
                 "Hash of the active rules (first 48 bits of their SHA-256), to tell versions apart.",
                 registry=registry,
             ),
+            incidents=incidents,
+            build_info=build_info,
             rule_render_errors=Counter(
                 PREFIX + "rule_render_errors",
                 "Webhooks whose route could not render a template for their labels (the incident "

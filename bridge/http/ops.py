@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.http import auth
 from bridge.http.models import Reloaded, ReloadFailed, Rules, json_answer
+from bridge.runtime import Runtime
 from bridge.service import AppState, reload
 from bridge.store import StoreUnavailable, outbox
+from bridge.store import metrics as aggregates
 from bridge.store.queries import incident_counts, ready_check
 
 
@@ -29,16 +34,62 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(text="OK\n")
 
 
+def _scrape_reads(
+    conn: sqlite3.Connection,
+) -> tuple[dict[tuple[str, str], int], outbox.Stats, aggregates.Aggregates]:
+    """Everything a scrape reads from the store, in one trip to the read pool."""
+    return incident_counts(conn), outbox.stats(conn), aggregates.read(conn)
+
+
+_teams_cache: dict[str, frozenset[str]] = {}
+
+
+def rule_teams(runtime: Runtime) -> frozenset[str]:
+    """The teams the active rules name (each route's ``team``): the only ``team`` label values
+    besides ``other`` and ``none``. Worked out once per rules version."""
+    found = _teams_cache.get(runtime.config_hash)
+    if found is None:
+        teams: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, Mapping):
+                decides = node.get("decides")
+                if isinstance(decides, Mapping) and isinstance(decides.get("team"), str):
+                    teams.add(decides["team"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list | tuple):
+                for value in node:
+                    walk(value)
+
+        walk(runtime.shown)
+        found = _teams_cache[runtime.config_hash] = frozenset(teams)
+        if len(_teams_cache) > 16:  # reloads: keep the few newest
+            del _teams_cache[next(iter(_teams_cache))]
+    return found
+
+
 async def metrics(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    # Gauges of current state are read from the store, so they are right after a restart.
+    # Everything about incidents is read from the store (gauges of current state, and the
+    # aggregates the incident metrics are computed from), so it is right after a restart. The
+    # read runs on the store's read pool, never on the event loop.
     with contextlib.suppress(StoreUnavailable):
-        state.metrics.set_open(await state.store.read(incident_counts))
-        stats = await state.store.read(outbox.stats)
+        counts, stats, agg = await state.store.read(_scrape_reads)
+        state.metrics.set_open(counts)
         state.metrics.outbox_pending.set(stats.pending)
         state.metrics.notifications_dead.set(stats.dead)
         age = (state.clock() - stats.oldest_pending_at) / 1e9 if stats.oldest_pending_at else 0.0
         state.metrics.outbox_oldest_pending_age.set(max(0.0, age))
+        runtime = state.runtime
+        state.metrics.incidents.update(
+            agg.histograms,
+            agg.counters,
+            agg.postmortems,
+            agg.followup_items_open,
+            rule_teams(runtime),
+            lambda route, severity: runtime.postmortem_policy(route, severity) == "required",
+        )
     body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -357,6 +357,14 @@ def _postmortem(db: sqlite_utils.Database) -> None:
     )
 
 
+def _metrics(db: sqlite_utils.Database) -> None:
+    """The incident metrics' aggregates, kept by triggers in the milestone's transaction and
+    filled from the incidents already stored (``store/metrics.py``, docs/metrics.md)."""
+    from bridge.store.metrics import install
+
+    install(db.conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -368,6 +376,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0008_search", _search),
     ("0009_followup", _followup),
     ("0010_postmortem", _postmortem),
+    ("0011_metrics", _metrics),
 ]
 
 

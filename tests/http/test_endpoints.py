@@ -256,7 +256,7 @@ async def test_ops_endpoints_and_metrics(client: Any) -> None:
         'incident_bridge_webhook_requests_total{code="400"} 1.0',
         'incident_bridge_webhook_requests_total{code="401"} 1.0',
         'incident_bridge_alerts_received_total{status="firing"} 4.0',
-        'incident_bridge_incidents_opened_total{severity="sev1"} 1.0',
+        'incident_bridge_incidents_opened_total{severity="sev1",team="none"} 1.0',
         'incident_bridge_incidents_open{severity="sev1",status="triggered"} 1.0',
         "incident_bridge_webhooks_unchanged_total 1.0",
     ]:
@@ -270,8 +270,8 @@ async def test_open_incidents_gauge_is_read_from_the_store(
     first = await make_client(webhook_token=Secret(TOKEN))
     await post(first, fixture_bytes("firing-group-bearer.json"))
     db = tmp_path / "bridge0.db"
-    # the first one stops, a second app opens the same file, as after a restart: counters start
-    # at zero, the gauge does not
+    # the first one stops, a second app opens the same file, as after a restart: counters of
+    # the process start at zero, the gauge and the counters computed from the store do not
     first.server.app[AppState.KEY].store.close()
     store = Store(db)
     store.open()
@@ -285,7 +285,8 @@ async def test_open_incidents_gauge_is_read_from_the_store(
         async with TestClient(TestServer(create_app(state))) as again:
             text = await (await again.get("/metrics")).text()
         assert 'incident_bridge_incidents_open{severity="sev1",status="triggered"} 1.0' in text
-        assert 'incident_bridge_incidents_opened_total{severity="sev1"}' not in text
+        assert 'incident_bridge_incidents_opened_total{severity="sev1",team="none"} 1.0' in text
+        assert "incident_bridge_webhook_requests_total{" not in text
     finally:
         store.close()
 

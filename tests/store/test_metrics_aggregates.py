@@ -1,0 +1,158 @@
+"""The incident metrics' aggregates (migration 0011): the triggers in the milestone's
+transaction, the backfill of a database that already has incidents, and what counts how."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from bridge.core import mttx
+from bridge.store import metrics as aggregates
+from bridge.store.migrations import MIGRATIONS, migrate
+
+NS = 10**9
+Step = Callable[[sqlite3.Connection], None]
+
+
+def _db(path: Path, upto: str | None = None) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    steps = MIGRATIONS if upto is None else [m for m in MIGRATIONS if m[0] < upto]
+    migrate(sqlite_utils.Database(conn), steps)
+    return conn
+
+
+def _open(
+    conn: sqlite3.Connection,
+    iid: int,
+    severity: str = "sev1",
+    team: str | None = "pay",
+    started: int = 0,
+    opened: int = 45,
+) -> None:
+    conn.execute(
+        "INSERT INTO incidents (id, key, title, severity, status, route, team, started_at, "
+        "opened_at) VALUES (?, 'k', 't', ?, 'triggered', 'r', ?, ?, ?)",
+        (iid, severity, team, started * NS, opened * NS),
+    )
+
+
+def _set(conn: sqlite3.Connection, iid: int, **values: int | str | None) -> None:
+    sets = ", ".join(f"{k} = ?" for k in values)
+    conn.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values.values(), iid))
+
+
+def _life(conn: sqlite3.Connection) -> None:
+    """Four incidents: acknowledged, mitigated, reopened, mitigated again and resolved (1);
+    acknowledged after mitigation, by hand (2); resolved by hand at once (3); open (4)."""
+    _open(conn, 1)
+    _set(conn, 1, status="acknowledged", acknowledged_at=100 * NS)
+    _set(conn, 1, status="mitigated", mitigated_at=200 * NS)
+    conn.execute(
+        "INSERT INTO timeline (incident_id, time, kind, actor, text) "
+        "VALUES (1, 1, 'reopened', 'alertmanager', 'Reopened')"
+    )
+    _set(conn, 1, status="triggered", mitigated_at=None)
+    _set(conn, 1, status="acknowledged", acknowledged_at=4000 * NS)  # overwritten: not again
+    _set(conn, 1, status="mitigated", mitigated_at=5000 * NS)  # after a reopen: not again
+    _set(conn, 1, status="resolved", resolved_at=6000 * NS)
+    _open(conn, 2, severity="sev2", team=None, started=10, opened=20)
+    _set(conn, 2, status="mitigated", mitigated_at=70 * NS)
+    _set(conn, 2, acknowledged_at=100 * NS)
+    _open(conn, 3, severity="sev3", team="web")
+    _set(conn, 3, status="resolved", mitigated_at=900 * NS, resolved_at=900 * NS)
+    _open(conn, 4, started=100, opened=50)  # started after it opened: a delay of 0, never < 0
+
+
+def _histograms(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[int, float]]:
+    out: dict[tuple[str, str, str], tuple[int, float]] = {}
+    for metric, severity, team, _bucket, n, total in aggregates.read(conn).histograms:
+        c, s = out.get((metric, severity, team), (0, 0.0))
+        out[(metric, severity, team)] = (c + n, s + total)
+    return out
+
+
+def test_one_observation_per_incident_per_milestone_the_first_time(tmp_path: Path) -> None:
+    conn = _db(tmp_path / "a.db")
+    _life(conn)
+    h = _histograms(conn)
+    assert h[("ack", "sev1", "pay")] == (1, 100.0)  # the second acknowledgement is not observed
+    assert h[("mitigate", "sev1", "pay")] == (1, 200.0)  # the first mitigation only
+    assert h[("resolve", "sev1", "pay")] == (1, 6000.0)
+    assert h[("ack", "sev2", "")] == (1, 90.0)  # by hand, after mitigation: counted
+    assert h[("mitigate", "sev3", "web")] == (1, 900.0)  # resolving passes through mitigation
+    assert h[("detect", "sev1", "pay")] == (2, 45.0)  # incident 4: 0, not -50
+    counters = {(m, s, t): n for m, s, t, n in aggregates.read(conn).counters}
+    assert counters[("opened", "sev1", "pay")] == 2
+    assert counters[("reopened", "sev1", "pay")] == 1
+    buckets = {(m, b) for m, s, t, b, n, _ in aggregates.read(conn).histograms if s == "sev1"}
+    assert ("resolve", mttx.bucket_index(6000)) in buckets
+    assert ("resolve", 8) in buckets  # 3600 < 6000 <= 7200
+
+
+def test_the_backfill_equals_the_triggers(tmp_path: Path) -> None:
+    live = _db(tmp_path / "live.db")
+    _life(live)
+    old = _db(tmp_path / "old.db", upto="0011")
+    _life(old)
+    migrate(sqlite_utils.Database(old))
+    a, b = aggregates.read(live), aggregates.read(old)
+    assert sorted(a.counters) == sorted(b.counters)
+    assert sorted(a.postmortems) == sorted(b.postmortems)
+    # the backfill does not know the first mitigation (acknowledgement) of a reopened
+    # incident: its latest one counts
+    differ = {(r[0], r[1], r[2]) for r in set(a.histograms) ^ set(b.histograms)}
+    assert differ <= {("mitigate", "sev1", "pay"), ("ack", "sev1", "pay")}
+    # and a trigger after the backfill adds to it
+    _open(old, 5)
+    assert _histograms(old)[("detect", "sev1", "pay")] == (3, 90.0)
+
+
+def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
+    conn = _db(tmp_path / "a.db")
+    _life(conn)
+    pending = {(r, s): n for r, s, n in aggregates.read(conn).postmortems}
+    assert pending == {("r", "sev1"): 1, ("r", "sev3"): 1}
+    conn.execute(
+        "INSERT INTO postmortem_publications (incident_id, version, path, published_by, "
+        "published_at) VALUES (1, 1, 'p.md', 'ann', 1)"
+    )
+    _set(conn, 1, status="closed", closed_at=7000 * NS)  # publishing closes: no change
+    conn.execute(
+        "INSERT INTO postmortem_publications (incident_id, version, path, published_by, "
+        "published_at) VALUES (1, 2, 'p.md', 'ann', 2)"
+    )  # a second publication counts nothing
+    _set(conn, 3, status="closed", closed_at=7000 * NS)  # still unpublished: still pending
+    assert {(r, s): n for r, s, n in aggregates.read(conn).postmortems} == {("r", "sev3"): 1}
+
+    def item(iid: int, state: str) -> None:
+        conn.execute(
+            "INSERT INTO followup_items (incident_id, kind, text, state, created_by, created_at) "
+            "VALUES (?, 'action', 'x', ?, 'ann', 1)",
+            (iid, state),
+        )
+
+    item(1, "open")
+    item(1, "open")
+    item(2, "done")
+    assert aggregates.read(conn).followup_items_open == 2
+    conn.execute("UPDATE followup_items SET state = 'waived' WHERE id = 1")
+    conn.execute("UPDATE followup_items SET state = 'open' WHERE id = 3")
+    conn.execute("UPDATE followup_items SET state = 'open' WHERE id = 3")  # no change
+    assert aggregates.read(conn).followup_items_open == 2
+    conn.execute("DELETE FROM followup_items WHERE id = 2")
+    assert aggregates.read(conn).followup_items_open == 1
+
+
+def test_team_labels_are_bounded() -> None:
+    teams = {"pay", "web"}
+    assert mttx.team_label("pay", teams) == "pay"
+    assert mttx.team_label("from-an-alert-label", teams) == "other"
+    assert mttx.team_label(None, teams) == "none"
+    assert mttx.team_label("", teams) == "none"
+    assert mttx.severity_label("sev9", ("sev1",)) == "other"
+    assert mttx.bucket_index(30) == 0
+    assert mttx.bucket_index(30.001) == 1
+    assert mttx.bucket_index(10**7) == len(mttx.BUCKETS)
