@@ -40,6 +40,7 @@ class IncidentMetrics(Collector):
 
     def __init__(self) -> None:
         self._families: list[Metric] = []
+        self.update([], [], [], 0, (), lambda route, severity: False)  # HELP and TYPE at least
 
     def update(
         self,
