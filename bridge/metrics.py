@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,13 @@ class IncidentMetrics(Collector):
     MTTx histograms, incidents opened and reopened, follow-up items open, postmortems pending.
 
     ``update`` is given one read of the aggregates (on the store's read pool, before the
-    scrape renders), the active rules' teams and their postmortem policy; ``collect`` only
+    scrape renders, teams already bounded to the active rules') and the rules' postmortem
+    policy; ``collect`` only
     reshapes them, so a restart neither resets nor double-counts anything."""
 
     def __init__(self) -> None:
         self._families: list[Metric] = []
-        self.update([], [], [], 0, (), lambda route, severity: False)  # HELP and TYPE at least
+        self.update([], [], [], 0, lambda route, severity: False)  # HELP and TYPE at least
 
     def update(
         self,
@@ -48,11 +49,11 @@ class IncidentMetrics(Collector):
         counters: Iterable[tuple[str, str, str, int]],
         postmortems: Iterable[tuple[str, str, int]],
         followup_items_open: int,
-        teams: Collection[str],
         required: Callable[[str, str], bool],
     ) -> None:
         def labels(severity: str, team: str) -> tuple[str, str]:
-            return mttx.severity_label(severity, SEVERITIES), mttx.team_label(team, teams)
+            # teams arrive bounded by the store's read (to ``teams``, ``none`` and ``other``)
+            return mttx.severity_label(severity, SEVERITIES), team
 
         nb = len(mttx.BUCKETS) + 1
         hist: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}

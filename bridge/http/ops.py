@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -35,10 +35,13 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def _scrape_reads(
-    conn: sqlite3.Connection,
-) -> tuple[dict[tuple[str, str], int], outbox.Stats, aggregates.Aggregates]:
+    teams: frozenset[str],
+) -> Callable[
+    [sqlite3.Connection],
+    tuple[dict[tuple[str, str], int], outbox.Stats, aggregates.Aggregates],
+]:
     """Everything a scrape reads from the store, in one trip to the read pool."""
-    return incident_counts(conn), outbox.stats(conn), aggregates.read(conn)
+    return lambda conn: (incident_counts(conn), outbox.stats(conn), aggregates.read(conn, teams))
 
 
 _teams_cache: dict[str, frozenset[str]] = {}
@@ -75,19 +78,18 @@ async def metrics(request: web.Request) -> web.Response:
     # aggregates the incident metrics are computed from), so it is right after a restart. The
     # read runs on the store's read pool, never on the event loop.
     with contextlib.suppress(StoreUnavailable):
-        counts, stats, agg = await state.store.read(_scrape_reads)
+        runtime = state.runtime
+        counts, stats, agg = await state.store.read(_scrape_reads(rule_teams(runtime)))
         state.metrics.set_open(counts)
         state.metrics.outbox_pending.set(stats.pending)
         state.metrics.notifications_dead.set(stats.dead)
         age = (state.clock() - stats.oldest_pending_at) / 1e9 if stats.oldest_pending_at else 0.0
         state.metrics.outbox_oldest_pending_age.set(max(0.0, age))
-        runtime = state.runtime
         state.metrics.incidents.update(
             agg.histograms,
             agg.counters,
             agg.postmortems,
             agg.followup_items_open,
-            rule_teams(runtime),
             lambda route, severity: runtime.postmortem_policy(route, severity) == "required",
         )
     body = generate_latest(state.metrics.registry)

@@ -10,8 +10,8 @@ transaction that writes the milestone, read whole at each scrape (``read``).
   postmortem; whether their route requires one is the rules' answer, asked at the scrape.
 - ``metric_gauges`` (name, n): ``followup_items_open``, the checklist items in state ``open``.
 
-Raw team values are kept (an incident without a team as ``''``); the scrape bounds them to the
-active rules' teams. One observation per incident per milestone, the first time the milestone
+Raw team values are kept (an incident without a team as ``''``); ``read`` bounds them to the
+active rules' teams and sums in SQL. One observation per incident per milestone, the first time the milestone
 is set: a milestone overwritten later (acknowledged again after a reopen) is not observed again.
 Durations are measured from ``started_at`` and never below 0.
 """
@@ -19,8 +19,10 @@ Durations are measured from ``started_at`` and never below 0.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from bridge.core import mttx
 from bridge.core.mttx import BUCKETS, HISTOGRAMS
 
 DONE = "('resolved', 'closed')"
@@ -195,22 +197,36 @@ def _triggers(conn: sqlite3.Connection) -> None:
 class Aggregates:
     """The aggregates as read at one scrape (one read transaction)."""
 
-    # (metric, severity, raw team, bucket index, n, sum)
+    # (metric, severity, team label, bucket index, n, sum)
     histograms: list[tuple[str, str, str, int, int, float]]
-    # (metric, severity, raw team, n)
+    # (metric, severity, team label, n)
     counters: list[tuple[str, str, str, int]]
     # (route, severity, n)
     postmortems: list[tuple[str, str, int]]
     followup_items_open: int
 
 
-def read(conn: sqlite3.Connection) -> Aggregates:
+def read(conn: sqlite3.Connection, teams: Collection[str] = ()) -> Aggregates:
+    """The aggregates in one read transaction, teams bounded to ``teams`` (``mttx.team_label``:
+    no team ``none``, any other ``other``) and summed in SQL, so that the rows returned stay few
+    however many raw team values the incidents carried."""
+    names = sorted(teams)
+    bounded = (
+        f"CASE WHEN team = '' THEN '{mttx.NO_TEAM}' "
+        f"WHEN team IN ({', '.join('?' * len(names))}) THEN team ELSE '{mttx.OTHER}' END"
+    )
     conn.execute("BEGIN")
     try:
         histograms = conn.execute(
-            "SELECT metric, severity, team, bucket, n, sum FROM metric_histograms"
+            f"SELECT metric, severity, {bounded} AS t, bucket, sum(n), sum(sum) "
+            "FROM metric_histograms GROUP BY metric, severity, t, bucket",
+            names,
         ).fetchall()
-        counters = conn.execute("SELECT metric, severity, team, n FROM metric_counters").fetchall()
+        counters = conn.execute(
+            f"SELECT metric, severity, {bounded} AS t, sum(n) FROM metric_counters "
+            "GROUP BY metric, severity, t",
+            names,
+        ).fetchall()
         postmortems = conn.execute(
             "SELECT route, severity, n FROM metric_postmortems WHERE n > 0"
         ).fetchall()

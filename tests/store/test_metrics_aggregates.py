@@ -14,6 +14,7 @@ from bridge.store import metrics as aggregates
 from bridge.store.migrations import MIGRATIONS, migrate
 
 NS = 10**9
+TEAMS = frozenset({"pay", "web"})
 Step = Callable[[sqlite3.Connection], None]
 
 
@@ -68,7 +69,7 @@ def _life(conn: sqlite3.Connection) -> None:
 
 def _histograms(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[int, float]]:
     out: dict[tuple[str, str, str], tuple[int, float]] = {}
-    for metric, severity, team, _bucket, n, total in aggregates.read(conn).histograms:
+    for metric, severity, team, _bucket, n, total in aggregates.read(conn, TEAMS).histograms:
         c, s = out.get((metric, severity, team), (0, 0.0))
         out[(metric, severity, team)] = (c + n, s + total)
     return out
@@ -81,13 +82,15 @@ def test_one_observation_per_incident_per_milestone_the_first_time(tmp_path: Pat
     assert h[("ack", "sev1", "pay")] == (1, 100.0)  # the second acknowledgement is not observed
     assert h[("mitigate", "sev1", "pay")] == (1, 200.0)  # the first mitigation only
     assert h[("resolve", "sev1", "pay")] == (1, 6000.0)
-    assert h[("ack", "sev2", "")] == (1, 90.0)  # by hand, after mitigation: counted
+    assert h[("ack", "sev2", "none")] == (1, 90.0)  # by hand, after mitigation: counted
     assert h[("mitigate", "sev3", "web")] == (1, 900.0)  # resolving passes through mitigation
     assert h[("detect", "sev1", "pay")] == (2, 45.0)  # incident 4: 0, not -50
-    counters = {(m, s, t): n for m, s, t, n in aggregates.read(conn).counters}
+    counters = {(m, s, t): n for m, s, t, n in aggregates.read(conn, TEAMS).counters}
     assert counters[("opened", "sev1", "pay")] == 2
     assert counters[("reopened", "sev1", "pay")] == 1
-    buckets = {(m, b) for m, s, t, b, n, _ in aggregates.read(conn).histograms if s == "sev1"}
+    buckets = {
+        (m, b) for m, s, t, b, n, _ in aggregates.read(conn, TEAMS).histograms if s == "sev1"
+    }
     assert ("resolve", mttx.bucket_index(6000)) in buckets
     assert ("resolve", 8) in buckets  # 3600 < 6000 <= 7200
 
@@ -98,7 +101,7 @@ def test_the_backfill_equals_the_triggers(tmp_path: Path) -> None:
     old = _db(tmp_path / "old.db", upto="0011")
     _life(old)
     migrate(sqlite_utils.Database(old))
-    a, b = aggregates.read(live), aggregates.read(old)
+    a, b = aggregates.read(live, TEAMS), aggregates.read(old, TEAMS)
     assert sorted(a.counters) == sorted(b.counters)
     assert sorted(a.postmortems) == sorted(b.postmortems)
     # the backfill does not know the first mitigation (acknowledgement) of a reopened
@@ -113,7 +116,7 @@ def test_the_backfill_equals_the_triggers(tmp_path: Path) -> None:
 def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
     conn = _db(tmp_path / "a.db")
     _life(conn)
-    pending = {(r, s): n for r, s, n in aggregates.read(conn).postmortems}
+    pending = {(r, s): n for r, s, n in aggregates.read(conn, TEAMS).postmortems}
     assert pending == {("r", "sev1"): 1, ("r", "sev3"): 1}
     conn.execute(
         "INSERT INTO postmortem_publications (incident_id, version, path, published_by, "
@@ -125,7 +128,7 @@ def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
         "published_at) VALUES (1, 2, 'p.md', 'ann', 2)"
     )  # a second publication counts nothing
     _set(conn, 3, status="closed", closed_at=7000 * NS)  # still unpublished: still pending
-    assert {(r, s): n for r, s, n in aggregates.read(conn).postmortems} == {("r", "sev3"): 1}
+    assert {(r, s): n for r, s, n in aggregates.read(conn, TEAMS).postmortems} == {("r", "sev3"): 1}
 
     def item(iid: int, state: str) -> None:
         conn.execute(
@@ -137,13 +140,23 @@ def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
     item(1, "open")
     item(1, "open")
     item(2, "done")
-    assert aggregates.read(conn).followup_items_open == 2
+    assert aggregates.read(conn, TEAMS).followup_items_open == 2
     conn.execute("UPDATE followup_items SET state = 'waived' WHERE id = 1")
     conn.execute("UPDATE followup_items SET state = 'open' WHERE id = 3")
     conn.execute("UPDATE followup_items SET state = 'open' WHERE id = 3")  # no change
-    assert aggregates.read(conn).followup_items_open == 2
+    assert aggregates.read(conn, TEAMS).followup_items_open == 2
     conn.execute("DELETE FROM followup_items WHERE id = 2")
-    assert aggregates.read(conn).followup_items_open == 1
+    assert aggregates.read(conn, TEAMS).followup_items_open == 1
+
+
+def test_the_read_bounds_teams_and_sums_them(tmp_path: Path) -> None:
+    conn = _db(tmp_path / "a.db")
+    for iid, team in enumerate(["pay", "x1", "x2", None, "web"], start=1):
+        _open(conn, iid, team=team)
+    opened = {t: n for m, _s, t, n in aggregates.read(conn, {"pay"}).counters if m == "opened"}
+    assert opened == {"pay": 1, "other": 3, "none": 1}
+    detect = [r for r in aggregates.read(conn, ()).histograms if r[0] == "detect"]
+    assert {(r[2], r[4]) for r in detect} == {("other", 4), ("none", 1)}
 
 
 def test_team_labels_are_bounded() -> None:
