@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.cli import incident, notifications, postmortem, rules, search, serve, template
+from bridge.cli import db, incident, notifications, postmortem, rules, search, serve, template
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"incident-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (serve, rules, incident, postmortem, notifications, search, template):
+    for group in (serve, rules, incident, postmortem, notifications, search, template, db):
         group.register(commands)
     return parser
 
