@@ -50,6 +50,7 @@ class IncidentMetrics(Collector):
         postmortems: Iterable[tuple[str, str, int]],
         followup_items_open: int,
         required: Callable[[str, str], bool],
+        teams: Iterable[str] = (),
     ) -> None:
         def labels(severity: str, team: str) -> tuple[str, str]:
             # teams arrive bounded by the store's read (to ``teams``, ``none`` and ``other``)
@@ -57,11 +58,19 @@ class IncidentMetrics(Collector):
 
         nb = len(mttx.BUCKETS) + 1
         hist: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+        counted: dict[tuple[str, str, str], int] = {}
+        # Every (severity, team) the rules allow is exported from the start, at 0, so that
+        # increase() over a range sees a series's first incident (a series born at 1 loses it).
+        for sev in SEVERITIES:
+            for label in (*sorted(set(teams)), mttx.NO_TEAM, mttx.OTHER):
+                for metric in mttx.HISTOGRAMS:
+                    hist[(metric, sev, label)] = ([0] * nb, [0.0])
+                for metric in mttx.COUNTERS:
+                    counted[(metric, sev, label)] = 0
         for metric, severity, team, bucket, n, total in histograms:
             counts, sums = hist.setdefault((metric, *labels(severity, team)), ([0] * nb, [0.0]))
             counts[min(max(bucket, 0), nb - 1)] += n
             sums[0] += total
-        counted: dict[tuple[str, str, str], int] = {}
         for metric, severity, team, n in counters:
             key = (metric, *labels(severity, team))
             counted[key] = counted.get(key, 0) + n

@@ -79,7 +79,8 @@ async def metrics(request: web.Request) -> web.Response:
     # read runs on the store's read pool, never on the event loop.
     with contextlib.suppress(StoreUnavailable):
         runtime = state.runtime
-        counts, stats, agg = await state.store.read(_scrape_reads(rule_teams(runtime)))
+        teams = rule_teams(runtime)
+        counts, stats, agg = await state.store.read(_scrape_reads(teams))
         state.metrics.set_open(counts)
         state.metrics.outbox_pending.set(stats.pending)
         state.metrics.notifications_dead.set(stats.dead)
@@ -91,6 +92,7 @@ async def metrics(request: web.Request) -> web.Response:
             agg.postmortems,
             agg.followup_items_open,
             lambda route, severity: runtime.postmortem_policy(route, severity) == "required",
+            teams,
         )
     body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
