@@ -7,6 +7,7 @@ test fails: SIGTERM, then SIGKILL after a grace period. Nothing binds outside 12
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from ruamel.yaml import YAML
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -271,6 +273,9 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 # --- Alertmanager --------------------------------------------------------------------------
 
 
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "alertmanager.yml"
+
+
 def alertmanager_config(
     bridge_url: str,
     token: str | None,
@@ -281,37 +286,26 @@ def alertmanager_config(
     group_wait: str = "1s",
     group_interval: str = "2s",
 ) -> str:
-    """A config whose only receiver is the bridge, with credentials as Alertmanager sends them:
-    the bearer ``token`` (`authorization`), or ``basic_auth`` (user, password)."""
-    auth = ""
+    """The example users copy (``examples/alertmanager.yml``) with the bridge's URL, the
+    credentials as Alertmanager sends them (the bearer ``token`` inline instead of the example's
+    ``credentials_file``, or ``basic_auth`` (user, password), or none) and a test's timings."""
+    config: dict[str, Any] = YAML(typ="safe").load(EXAMPLE_CONFIG.read_text())
+    route = config["route"]
+    route.update(group_by=list(group_by), group_wait=group_wait, group_interval=group_interval)
+    (receiver,) = config["receivers"]
+    assert route["receiver"] == receiver["name"]
+    (webhook,) = receiver["webhook_configs"]
+    webhook.update(url=bridge_url + "/api/v1/alerts", max_alerts=max_alerts)
     if token:
-        auth = f"""
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {json.dumps(token)}"""
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     elif basic_auth:
-        auth = f"""
-        http_config:
-          basic_auth:
-            username: {json.dumps(basic_auth[0])}
-            password: {json.dumps(basic_auth[1])}"""
-    return f"""\
-global:
-  resolve_timeout: 5m
-route:
-  receiver: bridge
-  group_by: {json.dumps(list(group_by))}
-  group_wait: {group_wait}
-  group_interval: {group_interval}
-  repeat_interval: 1h
-receivers:
-  - name: bridge
-    webhook_configs:
-      - url: {json.dumps(bridge_url + "/api/v1/alerts")}
-        send_resolved: true
-        max_alerts: {max_alerts}{auth}
-"""
+        user, password = basic_auth
+        webhook["http_config"] = {"basic_auth": {"username": user, "password": password}}
+    else:
+        del webhook["http_config"]
+    out = io.StringIO()
+    YAML(typ="safe").dump(config, out)
+    return out.getvalue()
 
 
 @dataclass
