@@ -104,6 +104,10 @@ def test_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     with pytest.raises(BackupError, match=f"no directory {tmp_path / 'nowhere'}"):
         backup(foreign, tmp_path / "nowhere" / "b.db")
+    with pytest.raises(BackupError, match=f"{foreign} is the database itself"):
+        backup(foreign, foreign, force=True)
+    with pytest.raises(BackupError, match=f"{tmp_path} is a directory"):
+        backup(foreign, tmp_path, force=True)
 
 
 def test_a_damaged_database_fails_the_check(
