@@ -86,6 +86,14 @@ def test_a_backup_under_load_restores_every_acknowledged_webhook(tmp_path: Path)
                 timeout=60,
             )
             ended = time.monotonic()
+            # db check beside the running service, under the same load: read-only, sound.
+            live_check = subprocess.run(
+                [sys.executable, "-m", "bridge", "db", "check", "--db", str(bridge.db)],
+                capture_output=True,
+                text=True,
+                env=_clean_env(),
+                timeout=60,
+            )
             # The load went on through the copy.
             time.sleep(0.2)
         finally:
@@ -97,6 +105,8 @@ def test_a_backup_under_load_restores_every_acknowledged_webhook(tmp_path: Path)
         pages = int(re.search(r"(\d+) pages", done.stdout).group(1))  # type: ignore[union-attr]
         assert pages > 2 * PAGES_PER_STEP, done.stdout
         assert not poster.failed, poster.failed[:5]
+        assert live_check.returncode == 0, live_check.stdout + live_check.stderr
+        assert "integrity ok" in live_check.stdout
         during = [name for at, name in poster.acked if began < at < ended]
         assert during, "no webhook was answered while the backup ran"
         before = {name for at, name in poster.acked if at < began}
