@@ -123,7 +123,6 @@ class Metrics:
     webhook_requests: Counter
     webhook_duration: Histogram
     alerts_received: Counter
-    incidents_opened: Counter
     incidents_open: Gauge
     webhooks_duplicate: Counter
     notifications: Counter
@@ -181,14 +180,6 @@ class Metrics:
                 "Alerts in accepted webhooks, by alert status.",
                 ["status"],
                 registry=registry,
-            ),
-            # Counted in the process until 0011: the exported incidents_opened_total now comes
-            # from the store ({severity, team}, survives restarts); this one is not exported.
-            incidents_opened=Counter(
-                PREFIX + "incidents_opened",
-                "Incidents opened in this process, by severity (not exported).",
-                ["severity"],
-                registry=None,
             ),
             incidents_open=Gauge(
                 PREFIX + "incidents_open",

@@ -220,8 +220,6 @@ def _render_failed(decision: Decision, group_key: str, state: AppState) -> None:
 def _answer(result: WebhookResult, state: AppState) -> web.Response:
     metrics = state.metrics
     for touched in result.incidents:
-        if touched.created:
-            metrics.child(metrics.incidents_opened, touched.severity).inc()
         if touched.changed and touched.status == "mitigated":
             state.wake_scheduler()  # its follow-up opens now, not at the next tick
     if not result.changed:

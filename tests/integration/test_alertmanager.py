@@ -30,7 +30,7 @@ from tests.integration.procs import (
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_CONFIG = REPO / "docs" / "alertmanager-example.yml"
+EXAMPLE_CONFIG = REPO / "examples" / "alertmanager.yml"
 TIMEOUT = 30.0  # seconds for Alertmanager to deliver a transition (usually 1-3 s)
 
 

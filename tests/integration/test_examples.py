@@ -57,9 +57,6 @@ def test_the_alertmanager_example_passes_amtool(amtool_binary: str) -> None:
         "type": "Bearer",
         "credentials_file": "/etc/alertmanager/incident-bridge-token",
     }
-    # The old place links to the new one.
-    old = REPO / "docs" / "alertmanager-example.yml"
-    assert old.is_symlink() and old.resolve() == EXAMPLE_CONFIG
 
 
 def test_alertmanager_sends_the_token_from_its_credentials_file(
