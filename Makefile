@@ -28,8 +28,8 @@ run: install
 	$(BIN)/incident-bridge serve
 
 lint: install-test
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge tests bench tools
+	$(BIN)/ruff format --check bridge tests bench tools
 	$(BIN)/mypy
 
 test: lint
