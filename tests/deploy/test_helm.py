@@ -1,0 +1,465 @@
+"""The Helm chart helm/incident-bridge, checked with the real tools and without a cluster.
+
+- ``helm lint --strict`` with each ``ci/*-values.yaml``;
+- ``helm template`` of each (with ``--api-versions monitoring.coreos.com/v1``) piped to
+  ``kubernetes-validate --strict`` (offline schemas of the core kinds). kubernetes-validate has
+  no schema for the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule): it warns and
+  passes them, so their structure is checked here instead;
+- ``promtool check rules`` on the rendered PrometheusRule's ``spec``;
+- replicaCount 2 refused (by the schema, and by the templates' ``fail`` when the schema is
+  skipped), tokens only in the Secret, the rules' checksum rolling the pod, NOTES.txt's receiver.
+
+helm comes from ``.ci/get-helm`` (``.cache/helm/helm``) or PATH: without it these tests skip on a
+developer machine and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+import bridge
+from tests.integration.procs import in_ci, require_binary
+
+ROOT = Path(__file__).parent.parent.parent
+CHART = ROOT / "helm" / "incident-bridge"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+CRD_API = "monitoring.coreos.com/v1"
+RELEASE = "bridge"
+NAMESPACE = "incidents"
+FULLNAME = f"{RELEASE}-incident-bridge"
+CORE_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "Ingress",
+    "PersistentVolumeClaim",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+REPLICA_MESSAGE = "only one process may open"
+
+
+def _missing(what: str) -> None:
+    if in_ci():
+        pytest.fail(f"{what}; CI=true, so this test must run", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    cached = ROOT / ".cache" / "helm" / "helm"
+    if cached.is_file() and os.access(cached, os.X_OK):
+        return str(cached)
+    found = shutil.which("helm")
+    if found:
+        return found
+    _missing("helm is not installed: run `bash .ci/get-helm` (puts it at .cache/helm/helm)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate() -> str:
+    beside = Path(sys.executable).parent / "kubernetes-validate"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("kubernetes-validate")
+    if found:
+        return found
+    _missing("kubernetes-validate is not installed (pip install -e '.[test]')")
+    raise AssertionError("unreachable")
+
+
+def run(args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render(
+    helm: str,
+    *options: str,
+    chart: Path = CHART,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    result = run(
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            "--api-versions",
+            CRD_API,
+            *options,
+        ]
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def documents(manifest: str) -> list[dict[str, Any]]:
+    return [d for d in YAML(typ="safe").load_all(manifest) if d]
+
+
+def objects(helm: str, *options: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents(render(helm, *options).stdout)}
+
+
+def deployment(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    return objs[("Deployment", FULLNAME)]
+
+
+def container(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    containers = deployment(objs)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container(objs)["env"]}
+
+
+def values_id(path: Path) -> str:
+    return path.name.removesuffix("-values.yaml")
+
+
+def test_the_ci_values_cover_each_setup() -> None:
+    assert {values_id(p) for p in CI_VALUES} >= {
+        "default",
+        "persistence-existingclaim",
+        "ingress",
+        "monitoring",
+        "existingsecret",
+    }
+
+
+def test_app_version_is_the_package_version() -> None:
+    chart = YAML(typ="safe").load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    match = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert match
+    assert chart["appVersion"] == bridge.__version__ == match.group(1)
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=values_id)
+def test_lint_strict(helm: str, values: Path) -> None:
+    result = run([helm, "lint", "--strict", str(CHART), "--values", str(values)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def check_crd(doc: dict[str, Any], service: dict[str, Any]) -> None:
+    """What kubernetes-validate cannot: the operator CRDs' required structure."""
+    assert doc["apiVersion"] == CRD_API
+    meta = doc["metadata"]
+    assert meta["name"] == FULLNAME
+    assert meta["namespace"] == NAMESPACE
+    assert all(isinstance(v, str) for v in meta["labels"].values())
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+    spec = doc["spec"]
+    if doc["kind"] == "ServiceMonitor":
+        assert set(spec) <= {"jobLabel", "selector", "namespaceSelector", "endpoints"}
+        # it selects this release's Service, and scrapes its named port
+        assert spec["selector"]["matchLabels"] == service["spec"]["selector"]
+        assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        # job="incident-bridge", which the rules' expressions expect
+        assert service["metadata"]["labels"][spec["jobLabel"]] == "incident-bridge"
+        port_names = {p["name"] for p in service["spec"]["ports"]}
+        for endpoint in spec["endpoints"]:
+            assert endpoint["port"] in port_names
+            assert endpoint["path"] == "/metrics"
+            assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
+    else:
+        assert set(spec) == {"groups"}
+        assert spec["groups"]
+        for group in spec["groups"]:
+            assert isinstance(group["name"], str)
+            assert set(group) <= {"name", "interval", "rules", "limit", "partial_response_strategy"}
+            for rule in group["rules"]:
+                assert ("record" in rule) != ("alert" in rule)
+                assert isinstance(rule["expr"], str)
+                assert set(rule) <= {"record", "alert", "expr", "for", "labels", "annotations"}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=values_id)
+def test_template_is_valid_kubernetes(helm: str, kubernetes_validate: str, values: Path) -> None:
+    manifest = render(helm, "--values", str(values)).stdout
+    result = run([kubernetes_validate, "--strict", "-"], stdin=manifest)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "ERROR" not in output, output
+    docs = documents(manifest)
+    kinds = [d["kind"] for d in docs]
+    assert set(kinds) <= CORE_KINDS | CRD_KINDS, kinds
+    # every core object was validated against a schema, not passed for want of one
+    for doc in docs:
+        name = f"{doc['kind'].lower()}/{doc['metadata']['name']}"
+        if doc["kind"] in CORE_KINDS:
+            assert f"passed for resource {name}" in output, output
+    services = [d for d in docs if d["kind"] == "Service"]
+    assert len(services) == 1
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            check_crd(doc, services[0])
+    assert kinds.count("Deployment") == 1
+
+
+def test_the_defaults_as_sres_expect(helm: str) -> None:
+    objs = objects(helm)
+    deploy = deployment(objs)
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["fsGroup"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    c = container(objs)
+    assert c["image"] == f"incident-bridge:{bridge.__version__}"
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
+    assert c["ports"] == [{"name": "http", "containerPort": 9096, "protocol": "TCP"}]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert volumes[mounts["/data"]]["persistentVolumeClaim"] == {"claimName": FULLNAME}
+    assert ("PersistentVolumeClaim", FULLNAME) in objs
+    variables = env(objs)
+    assert variables["INCIDENT_BRIDGE_LISTEN"]["value"] == "0.0.0.0:9096"
+    assert variables["INCIDENT_BRIDGE_DB"]["value"] == "/data/incident-bridge.db"
+    # no rules given: no ConfigMap, the image's bundled rules
+    assert "INCIDENT_BRIDGE_RULES" not in variables
+    assert not any(kind == "ConfigMap" for kind, _ in objs)
+    service = objs[("Service", FULLNAME)]
+    assert service["spec"]["ports"][0]["port"] == 9096
+
+
+def test_existing_claim_and_no_persistence(helm: str) -> None:
+    objs = objects(helm, "--set", "persistence.existingClaim=mine")
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)
+    volumes = {v["name"]: v for v in deployment(objs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "mine"}
+    objs = objects(helm, "--set", "persistence.enabled=false")
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)
+    volumes = {v["name"]: v for v in deployment(objs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_every_variable_the_chart_sets_is_documented(helm: str) -> None:
+    documented = set(
+        re.findall(r"INCIDENT_BRIDGE_[A-Z_]+", (ROOT / "docs" / "configuration.md").read_text())
+    )
+    values = CHART / "ci" / "ingress-values.yaml"
+    for objs in (objects(helm), objects(helm, "--values", str(values))):
+        assert set(env(objs)) <= documented
+
+
+def test_more_than_one_replica_is_refused(helm: str) -> None:
+    result = render(helm, "--set", "replicaCount=2", check=False)
+    assert result.returncode != 0
+    assert "replicaCount: Must be less than or equal to 1" in result.stderr, result.stderr
+    # the templates refuse it too, with the reason, also when the schema is not checked
+    result = render(helm, "--set", "replicaCount=2", "--skip-schema-validation", check=False)
+    assert result.returncode != 0
+    assert "replicaCount is 2" in result.stderr, result.stderr
+    assert REPLICA_MESSAGE in result.stderr, result.stderr
+    # 0 stops it
+    assert deployment(objects(helm, "--set", "replicaCount=0"))["spec"]["replicas"] == 0
+
+
+def test_tokens_are_in_the_secret_only(helm: str) -> None:
+    webhook, api = "webhook-token-0123456789abcdef", "api-token-fedcba9876543210"
+    objs = objects(
+        helm,
+        "--values",
+        str(CHART / "ci" / "monitoring-values.yaml"),
+        "--values",
+        str(CHART / "ci" / "ingress-values.yaml"),
+        "--set",
+        f"auth.webhookToken={webhook},auth.apiToken={api}",
+    )
+    secret = objs[("Secret", FULLNAME)]
+    assert base64.b64decode(secret["data"]["webhook-token"]).decode() == webhook
+    assert base64.b64decode(secret["data"]["api-token"]).decode() == api
+    config_maps = [d for (kind, _), d in objs.items() if kind == "ConfigMap"]
+    assert {d["metadata"]["name"] for d in config_maps} == {
+        f"{FULLNAME}-rules",
+        f"{FULLNAME}-dashboard",
+    }
+    for doc in objs.values():
+        if doc["kind"] == "Secret":
+            continue
+        text = json.dumps(doc)
+        for token in (webhook, api):
+            assert token not in text, doc["kind"]
+            assert base64.b64encode(token.encode()).decode() not in text, doc["kind"]
+    variables = env(objs)
+    for name, key in (
+        ("INCIDENT_BRIDGE_WEBHOOK_TOKEN", "webhook-token"),
+        ("INCIDENT_BRIDGE_API_TOKEN", "api-token"),
+    ):
+        assert "value" not in variables[name]
+        ref = variables[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (FULLNAME, key)
+
+
+def test_generated_tokens_when_none_given(helm: str) -> None:
+    secret = objects(helm)[("Secret", FULLNAME)]
+    for key in ("webhook-token", "api-token"):
+        assert len(base64.b64decode(secret["data"][key])) == 48
+
+
+def test_existing_secret(helm: str) -> None:
+    objs = objects(helm, "--values", str(CHART / "ci" / "existingsecret-values.yaml"))
+    assert not any(kind == "Secret" for kind, _ in objs)
+    variables = env(objs)
+    webhook = variables["INCIDENT_BRIDGE_WEBHOOK_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert webhook == {"name": "incident-bridge-tokens", "key": "webhook"}
+    api = variables["INCIDENT_BRIDGE_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert api == {"name": "incident-bridge-tokens", "key": "api", "optional": True}
+    result = render(
+        helm,
+        "--values",
+        str(CHART / "ci" / "existingsecret-values.yaml"),
+        "--set",
+        "auth.webhookToken=x",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "both set" in result.stderr
+
+
+def rules_checksum(helm: str, *options: str) -> str | None:
+    objs = objects(helm, *options)
+    annotations = deployment(objs)["spec"]["template"]["metadata"]["annotations"]
+    checksum = annotations.get("checksum/rules")
+    return None if checksum is None else str(checksum)
+
+
+def test_a_rules_change_rolls_the_pod(helm: str, tmp_path: Path) -> None:
+    one = tmp_path / "one.yaml"
+    one.write_text("rules:\n  inline:\n    00-targets.yaml:\n      targets: {a: {type: console}}\n")
+    two = tmp_path / "two.yaml"
+    two.write_text("rules:\n  inline:\n    00-targets.yaml:\n      targets: {b: {type: console}}\n")
+    first = rules_checksum(helm, "--values", str(one))
+    assert first is not None and re.fullmatch(r"[0-9a-f]{64}", first)
+    assert rules_checksum(helm, "--values", str(one)) == first
+    assert rules_checksum(helm, "--values", str(two)) not in (None, first)
+    assert rules_checksum(helm) is None  # no rules: no ConfigMap, nothing to roll on
+
+    objs = objects(helm, "--values", str(one))
+    rules = objs[("ConfigMap", f"{FULLNAME}-rules")]
+    assert YAML(typ="safe").load(rules["data"]["00-targets.yaml"]) == {
+        "targets": {"a": {"type": "console"}}
+    }
+    assert env(objs)["INCIDENT_BRIDGE_RULES"]["value"] == "/etc/incident-bridge/rules"
+    mount = next(m for m in container(objs)["volumeMounts"] if m["name"] == "rules")
+    assert mount == {"name": "rules", "mountPath": "/etc/incident-bridge/rules", "readOnly": True}
+
+
+def test_rules_from_the_chart_files(helm: str, tmp_path: Path) -> None:
+    chart = tmp_path / "incident-bridge"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "rules").mkdir(parents=True)
+    for path in sorted((ROOT / "rules").glob("*.yaml")):
+        shutil.copy(path, chart / "files" / "rules")
+    objs = {
+        (d["kind"], d["metadata"]["name"]): d for d in documents(render(helm, chart=chart).stdout)
+    }
+    data = objs[("ConfigMap", f"{FULLNAME}-rules")]["data"]
+    assert data == {p.name: p.read_text() for p in (ROOT / "rules").glob("*.yaml")}
+    # an inline file wins over the chart's file of the same name
+    inline = tmp_path / "inline.yaml"
+    inline.write_text("rules:\n  inline:\n    20-root.yaml: 'route: {}'\n")
+    result = render(helm, "--values", str(inline), chart=chart)
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in documents(result.stdout)}
+    assert objs[("ConfigMap", f"{FULLNAME}-rules")]["data"]["20-root.yaml"] == "route: {}"
+
+
+def test_monitoring_objects(helm: str, tmp_path: Path) -> None:
+    promtool = require_binary("/usr/bin/promtool")
+    objs = objects(helm, "--values", str(CHART / "ci" / "monitoring-values.yaml"))
+    rule = objs[("PrometheusRule", FULLNAME)]
+    source = YAML(typ="safe").load((CHART / "prometheus" / "rules.yaml").read_text())
+    assert rule["spec"] == {"groups": source["groups"]}
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(rule["spec"]))
+    result = run([promtool, "check", "rules", str(spec)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {sum(len(g['rules']) for g in source['groups'])} rules found" in (
+        result.stdout
+    )
+
+    dashboard = objs[("ConfigMap", f"{FULLNAME}-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Incidents"}
+    shipped = (CHART / "dashboards" / "incident-bridge.json").read_text()
+    assert json.loads(dashboard["data"]["incident-bridge.json"]) == json.loads(shipped)
+
+    monitor = objs[("ServiceMonitor", FULLNAME)]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # the toggles are off by default
+    assert not ({kind for kind, _ in objects(helm)} & {"ServiceMonitor", "PrometheusRule"})
+
+
+def notes(helm: str, tmp_path: Path, *options: str) -> str:
+    """NOTES.txt as `helm install` prints it (which needs a cluster even with --dry-run)."""
+    chart = tmp_path / "incident-bridge"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'kind: Notes\nnotes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n'
+    )
+    result = render(helm, "--show-only", "templates/zz-notes.yaml", *options, chart=chart)
+    return str(YAML(typ="safe").load(result.stdout)["notes"])
+
+
+def test_notes_give_the_alertmanager_receiver(helm: str, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path)
+    url = f"http://{FULLNAME}.{NAMESPACE}.svc:9096/api/v1/alerts"
+    assert f"- url: {url}" in text
+    # the snippet is the example's receiver with this release's URL and a credentials file
+    snippet = textwrap.dedent(text.split("\n\n")[2])
+    config = YAML(typ="safe").load(snippet)
+    amtool = require_binary("/usr/bin/amtool")
+    (tmp_path / "alertmanager.yml").write_text(snippet)
+    result = run([amtool, "check-config", str(tmp_path / "alertmanager.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    example = YAML(typ="safe").load((ROOT / "examples" / "alertmanager.yml").read_text())
+    (ours,) = config["receivers"][0]["webhook_configs"]
+    (theirs,) = example["receivers"][0]["webhook_configs"]
+    assert ours["url"] == url
+    assert set(ours) == set(theirs)
+    assert ours["send_resolved"] is True
+    assert ours["http_config"]["authorization"]["type"] == "Bearer"
+    assert ours["http_config"]["authorization"]["credentials_file"].endswith("/webhook-token")
+    for key in ("group_by", "group_wait", "group_interval", "repeat_interval"):
+        assert config["route"][key] == example["route"][key]
+    assert f"kubectl get secret --namespace {NAMESPACE} {FULLNAME}" in text
+    text = notes(helm, tmp_path / "2", "--values", str(CHART / "ci" / "existingsecret-values.yaml"))
+    assert "secrets/incident-bridge-tokens/webhook" in text
