@@ -327,6 +327,16 @@ def test_tokens_are_in_the_secret_only(helm: str) -> None:
         assert (ref["name"], ref["key"]) == (FULLNAME, key)
 
 
+def test_no_token_in_config(helm: str) -> None:
+    """config becomes plain env values: the schema refuses a name that looks like a secret."""
+    for name in ("API_TOKEN", "WEBHOOK_BASIC_PASSWORD"):
+        result = render(helm, "--set", f"config.{name}=x", check=False)
+        assert result.returncode != 0
+        assert f'Property name of "{name}" does not match' in result.stderr, result.stderr
+    variables = env(objects(helm, "--set", "config.LOG_LEVEL=debug"))
+    assert variables["INCIDENT_BRIDGE_LOG_LEVEL"]["value"] == "debug"
+
+
 def test_generated_tokens_when_none_given(helm: str) -> None:
     secret = objects(helm)[("Secret", FULLNAME)]
     for key in ("webhook-token", "api-token"):
@@ -463,3 +473,21 @@ def test_notes_give_the_alertmanager_receiver(helm: str, tmp_path: Path) -> None
     assert f"kubectl get secret --namespace {NAMESPACE} {FULLNAME}" in text
     text = notes(helm, tmp_path / "2", "--values", str(CHART / "ci" / "existingsecret-values.yaml"))
     assert "secrets/incident-bridge-tokens/webhook" in text
+
+
+def test_the_values_example_in_deploy_md(
+    helm: str, kubernetes_validate: str, tmp_path: Path
+) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    match = re.search(r"```yaml\n# my-values.yaml\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/deploy.md has no my-values.yaml example"
+    values = tmp_path / "my-values.yaml"
+    values.write_text(match.group(1))
+    result = run([helm, "lint", "--strict", str(CHART), "--values", str(values)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = render(helm, "--values", str(values)).stdout
+    result = run([kubernetes_validate, "--strict", "-"], stdin=manifest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = {d["kind"] for d in documents(manifest)}
+    assert {"ServiceMonitor", "PrometheusRule", "Ingress"} <= kinds
+    assert "Secret" not in kinds  # existingSecret
