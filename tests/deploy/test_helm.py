@@ -235,6 +235,7 @@ def test_the_defaults_as_sres_expect(helm: str) -> None:
     assert pod["automountServiceAccountToken"] is False
     c = container(objs)
     assert c["image"] == f"incident-bridge:{bridge.__version__}"
+    assert (c["command"], c["args"]) == (["incident-bridge"], ["serve"])
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
@@ -256,6 +257,11 @@ def test_the_defaults_as_sres_expect(helm: str) -> None:
     assert not any(kind == "ConfigMap" for kind, _ in objs)
     service = objs[("Service", FULLNAME)]
     assert service["spec"]["ports"][0]["port"] == 9096
+
+
+def test_extra_args_follow_serve(helm: str) -> None:
+    c = container(objects(helm, "--set", "extraArgs={--log-level,debug}"))
+    assert c["args"] == ["serve", "--log-level", "debug"]
 
 
 def test_existing_claim_and_no_persistence(helm: str) -> None:
