@@ -202,10 +202,15 @@ def check_crd(doc: dict[str, Any], service: dict[str, Any]) -> None:
 @pytest.mark.parametrize("values", CI_VALUES, ids=values_id)
 def test_template_is_valid_kubernetes(helm: str, kubernetes_validate: str, values: Path) -> None:
     manifest = render(helm, "--values", str(values)).stdout
-    result = run([kubernetes_validate, "--strict", "-"], stdin=manifest)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "ERROR" not in output, output
+    # kubernetes-validate's newest schemas, and the oldest Kubernetes the chart allows
+    oldest = YAML(typ="safe").load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    oldest = re.sub(r"^>=\s*|-0$", "", oldest)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", oldest), oldest
+    for version in ([], ["--kubernetes-version", oldest]):
+        result = run([kubernetes_validate, "--strict", *version, "-"], stdin=manifest)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "ERROR" not in output, output
     docs = documents(manifest)
     kinds = [d["kind"] for d in docs]
     assert set(kinds) <= CORE_KINDS | CRD_KINDS, kinds
