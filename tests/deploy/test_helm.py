@@ -502,3 +502,14 @@ def test_the_values_example_in_deploy_md(
     kinds = {d["kind"] for d in documents(manifest)}
     assert {"ServiceMonitor", "PrometheusRule", "Ingress"} <= kinds
     assert "Secret" not in kinds  # existingSecret
+
+
+def test_the_packaged_chart_renders_the_same(helm: str, tmp_path: Path) -> None:
+    """`helm package` keeps what the templates read (.helmignore drops only ci/ and the tests)."""
+    result = run([helm, "package", str(CHART), "--destination", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    (package,) = tmp_path.glob("incident-bridge-*.tgz")
+    values = ("--values", str(CHART / "ci" / "monitoring-values.yaml"))
+    secretless = ("--set", "auth.webhookToken=a-webhook-token,auth.apiToken=an-api-token")
+    packaged = render(helm, *values, *secretless, chart=package).stdout
+    assert packaged == render(helm, *values, *secretless).stdout
