@@ -33,8 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     INCIDENT_BRIDGE_LISTEN=0.0.0.0:9096 \
     INCIDENT_BRIDGE_DB=/data/incident-bridge.db
-RUN groupadd --system --gid "${UID}" incident-bridge \
- && useradd --system --uid "${UID}" --gid "${UID}" --no-create-home --home-dir /data \
+RUN groupadd --gid "${UID}" incident-bridge \
+ && useradd --no-log-init --uid "${UID}" --gid "${UID}" --no-create-home --home-dir /data \
       --shell /usr/sbin/nologin incident-bridge \
  && mkdir -p /data \
  && chown "${UID}:${UID}" /data \
