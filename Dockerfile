@@ -1,6 +1,6 @@
 # incident-bridge as a container: a wheel and a virtualenv built in the first stage, only the
 # virtualenv copied into the runtime stage, run as the unprivileged UID 10001 with its SQLite
-# file in /data. See docs/deploy.md ("Docker") for how to run it.
+# file in /data. See docs/deploy.md ("Running it with Docker") for how to run it.
 #
 # BASE is any image with python3 (3.11 or later) and its venv module on PATH, the same in both
 # stages (the venv's interpreter is a symlink into it): python:3.12-slim by default, or an image
@@ -23,7 +23,6 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install /tmp/wheels/incident_bridge-*.whl
 
 FROM ${BASE}
-ARG UID=10001
 # Defaults for the container: listen on every interface, the database on the /data volume.
 # Listening beyond loopback needs webhook credentials: the service refuses to start until the
 # operator gives INCIDENT_BRIDGE_WEBHOOK_TOKEN or --webhook-token-file (or basic auth). Without
@@ -33,11 +32,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     INCIDENT_BRIDGE_LISTEN=0.0.0.0:9096 \
     INCIDENT_BRIDGE_DB=/data/incident-bridge.db
-RUN groupadd --gid "${UID}" incident-bridge \
- && useradd --no-log-init --uid "${UID}" --gid "${UID}" --no-create-home --home-dir /data \
+# A fixed UID/GID, so a volume or bind mount can be owned by it on the host too.
+RUN groupadd --gid 10001 incident-bridge \
+ && useradd --no-log-init --uid 10001 --gid 10001 --no-create-home --home-dir /data \
       --shell /usr/sbin/nologin incident-bridge \
  && mkdir -p /data \
- && chown "${UID}:${UID}" /data \
+ && chown 10001:10001 /data \
  && chmod 0700 /data
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
