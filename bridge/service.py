@@ -264,9 +264,10 @@ class ReminderScheduler:
                     log.warning("%s: store unavailable: %s; trying again next tick", name, exc)
                 except Exception:
                     log.exception("%s: unexpected error; trying again next tick", name)
+            pause = await self._pause()  # first: a stop while it reads leaves no coroutine behind
             due = self.state.scheduler_due
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(due.wait(), await self._pause())
+                await asyncio.wait_for(due.wait(), pause)
             due.clear()
 
     async def _pause(self) -> float:

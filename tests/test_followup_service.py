@@ -5,6 +5,7 @@ checklist is done."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,31 @@ async def test_action_items_become_github_issues_shown_on_the_items(
         f"Add a canary (incident {i})",
     ]
     assert actions[0]["ticket"]["url"] == github.issues[1]["html_url"]
+
+
+async def test_stopping_while_the_scheduler_reads_its_pause_leaves_nothing_unawaited(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import warnings
+
+    client: Any = await make_client()
+    state = state_of(client)
+    reading = asyncio.Event()
+    read = state.store.read
+
+    async def slow_read(fn: Any) -> Any:
+        if getattr(fn, "func", None) is service.next_validation_at:
+            reading.set()
+            await asyncio.Event().wait()  # the stop comes while this read is in flight
+        return await read(fn)
+
+    monkeypatch.setattr(state.store, "read", slow_read)
+    scheduler = ReminderScheduler(state, every_s=3600)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler.start()
+        await asyncio.wait_for(reading.wait(), 5)
+        await scheduler.stop()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
