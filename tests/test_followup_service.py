@@ -19,6 +19,7 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
 from bridge.service import AppState, ReminderScheduler, advance_followups
+from bridge.store.followup import next_validation_at
 from bridge.targets.base import TargetDeps
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body
 from tests.fakes.github import REPO as GITHUB_REPO
@@ -273,7 +274,7 @@ async def test_stopping_while_the_scheduler_reads_its_pause_leaves_nothing_unawa
     read = state.store.read
 
     async def slow_read(fn: Any) -> Any:
-        if getattr(fn, "func", None) is service.next_validation_at:
+        if getattr(fn, "func", None) is next_validation_at:
             reading.set()
             await asyncio.Event().wait()  # the stop comes while this read is in flight
         return await read(fn)
