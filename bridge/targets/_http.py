@@ -1,4 +1,4 @@
-"""One HTTP POST for the targets: timeouts, no redirects, errors without secrets.
+"""One HTTP request for the targets: timeouts, no redirects, errors without secrets.
 
 aiohttp's own exceptions name the URL, and a webhook URL or a Telegram bot URL is a secret,
 so they are turned into ``RetryableError``/``PermanentError`` with a bare reason and raised
@@ -53,16 +53,32 @@ async def post(
     timeout_s: float = 10.0,
 ) -> Response:
     """POST and read the answer; transport failures become bounded-reason errors."""
+    hdrs = dict(headers or {})
+    if json is not None:
+        data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+        hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
+    return await request(deps, "POST", url, data=data, headers=hdrs, timeout_s=timeout_s)
+
+
+async def request(
+    deps: TargetDeps,
+    method: str,
+    url: str,
+    *,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> Response:
+    """Send and read the answer (at most MAX_RESPONSE_BYTES); transport failures become
+    bounded-reason errors, raised ``from None``."""
     import aiohttp  # lazily: REGISTRY must import cheaply for config validation
 
     session = session_of(deps)
     hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
-    if json is not None:
-        data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
-        hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
     failure: RetryableError | PermanentError
     try:
-        async with session.post(
+        async with session.request(
+            method,
             url,
             data=data,
             headers=hdrs,

@@ -14,7 +14,6 @@ could not be found again, so the target warns when the created issue lacks it.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -242,40 +241,7 @@ def _rate_limited(resp: _http.Response) -> bool:
 
 
 async def _get(target: GitHubTarget, url: str) -> _http.Response:
-    """GET and read the answer; transport failures become bounded-reason errors, raised
-    ``from None`` so that neither message nor traceback carries the URL (as ``_http.post``)."""
-    import aiohttp  # lazily: REGISTRY must import cheaply for config validation
-
-    session = _http.session_of(target.deps)
-    headers = {"User-Agent": _http.USER_AGENT, **target._headers()}
-    failure: RetryableError | PermanentError
-    try:
-        async with session.get(
-            url,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=target.config.timeout_s),
-        ) as resp:
-            body = bytearray()
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                body += chunk
-                if len(body) >= _http.MAX_RESPONSE_BYTES:
-                    break
-            return _http.Response(
-                resp.status, dict(resp.headers), bytes(body[: _http.MAX_RESPONSE_BYTES])
-            )
-    except TimeoutError:
-        failure = RetryableError("timeout")
-    except aiohttp.InvalidURL:
-        failure = PermanentError("invalid_url")
-    except aiohttp.ClientSSLError:
-        failure = RetryableError("tls")
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError):
-        failure = RetryableError("connection")
-    except aiohttp.ClientError:
-        failure = RetryableError("http_client")
-    except asyncio.CancelledError:
-        raise
-    except ValueError:
-        failure = PermanentError("invalid_url")
-    raise failure from None
+    """GET and read the answer, as ``_http.post`` does (errors without the URL)."""
+    return await _http.request(
+        target.deps, "GET", url, headers=target._headers(), timeout_s=target.config.timeout_s
+    )
