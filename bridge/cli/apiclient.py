@@ -46,6 +46,27 @@ class Unreachable(Failure):
     """No HTTP answer came: worth one retry."""
 
 
+def add_output(parser: argparse.ArgumentParser) -> None:
+    """``-o text|json``: text for people, or the API's answer as it came, for scripts."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or the API's JSON answer",
+    )
+
+
+def add_actor(parser: argparse.ArgumentParser) -> None:
+    """``--as NAME``: who does a change, as the timeline records it."""
+    parser.add_argument(
+        "--as",
+        dest="actor",
+        metavar="NAME",
+        help="who does it, as the timeline records it (default: the token's name)",
+    )
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--token``/``--token-file`` and ``--db`` (to find the generated token)."""
     parser.add_argument(

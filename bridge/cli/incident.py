@@ -452,20 +452,9 @@ def register(commands: Any) -> None:
     sub = group.add_subparsers(dest="incident_command", metavar="COMMAND", required=True)
     common = argparse.ArgumentParser(add_help=False)
     apiclient.add_flags(common)
-    common.add_argument(
-        "-o",
-        "--output",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default) or the API's JSON answer",
-    )
+    apiclient.add_output(common)
     write = argparse.ArgumentParser(add_help=False, parents=[common])
-    write.add_argument(
-        "--as",
-        dest="actor",
-        metavar="NAME",
-        help="who does it, as the timeline records it (default: the token's name)",
-    )
+    apiclient.add_actor(write)
     write.add_argument(
         "--idempotency-key",
         type=_key,

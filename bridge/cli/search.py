@@ -65,11 +65,5 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--limit", type=int, default=20, help="how many incidents at most (1-100, default 20)"
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default) or the API's JSON answer",
-    )
+    apiclient.add_output(parser)
     parser.set_defaults(func=_search)
