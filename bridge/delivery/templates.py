@@ -124,15 +124,23 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     return (when.astimezone(UTC) if when.tzinfo else when).strftime(fmt)
 
 
-def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
-    esc = ESCAPERS[markup]
+def sandbox(
+    search: Sequence[Path],
+    escape: Callable[[str], str],
+    *,
+    auto_reload: bool = False,
+    keep_trailing_newline: bool = False,
+) -> SandboxedEnvironment:
+    """A sandboxed environment whose every ``{{ value }}`` goes through ``escape`` (the markup's
+    escaper): Markup passes as it is, None is empty, a missing name is an error; ``join`` and
+    ``replace`` escape the same way (the built-ins would HTML-escape under autoescape)."""
 
     def finalize(value: Any) -> Any:
         if value is None:
             return _safe("")
         if hasattr(value, "__html__"):
             return value
-        return _safe(esc(str(value)))
+        return _safe(escape(str(value)))
 
     env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
@@ -141,18 +149,24 @@ def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
         finalize=finalize,
         trim_blocks=True,
         lstrip_blocks=True,
-        # Templates are read once; Renderer.clear() (on a rules reload) reads them again.
-        auto_reload=False,
+        keep_trailing_newline=keep_trailing_newline,
+        auto_reload=auto_reload,
     )
 
-    # These built-ins would HTML-escape under autoescape; escape for the target instead.
     def join(items: Iterable[Any], sep: str = "") -> Safe:
         return _safe(str(sep).join(str(finalize(i)) for i in items))
 
     def replace(value: Any, old: str, new: str, count: int | None = None) -> str:
         return str(value).replace(old, new, -1 if count is None else count)
 
-    env.filters.update(join=join, replace=replace, time=_fmt_time)
+    env.filters.update(join=join, replace=replace)
+    return env
+
+
+def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
+    # Templates are read once; Renderer.clear() (on a rules reload) reads them again.
+    env = sandbox(search, ESCAPERS[markup])
+    env.filters.update(time=_fmt_time)
     env.globals.update(link=_make_link(markup), mention=_make_mention(markup))
     return env
 

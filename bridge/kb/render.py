@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
 from bridge.core.postmortem import md_cell, md_escape
-from bridge.delivery.templates import TemplateError, default_templates_dir
+from bridge.delivery.templates import TemplateError, default_templates_dir, sandbox
 
 TEMPLATE = "postmortem.md.j2"
 ROUTE_FOLDER = "postmortem"
@@ -43,14 +43,6 @@ class Rendered:
 
 def _safe(text: str) -> Safe:
     return Safe(text)  # noqa: S704 - escaped for Markdown by every caller
-
-
-def _finalize(value: Any) -> Any:
-    if value is None:
-        return _safe("")
-    if hasattr(value, "__html__"):
-        return value
-    return _safe(md_escape(str(value)))
 
 
 def _cell(value: Any) -> Safe:
@@ -87,31 +79,13 @@ def _time(value: Any) -> str:
     return text[:19].replace("T", " ") if len(text) >= 19 else text
 
 
-def _join(items: Iterable[Any], sep: str = "") -> Safe:
-    return _safe(str(sep).join(str(_finalize(i)) for i in items))
-
-
-def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
-    return str(value).replace(old, new, -1 if count is None else count)
-
-
 @functools.lru_cache(maxsize=8)
 def _env(dirs: tuple[Path, ...]) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(p) for p in dirs]),
-        undefined=jinja2.StrictUndefined,
-        # Markup (a link, a macro's output, the narrative) passes as it is; any other value is
-        # escaped for Markdown by finalize (autoescape's HTML escaping never applies to it).
-        autoescape=True,
-        finalize=_finalize,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=True,
-    )
-    env.filters.update(
-        cell=_cell, time=_time, join=_join, replace=_replace, md=lambda v: _safe(md_escape(str(v)))
-    )
+    # Markup (a link, a macro's output, the narrative) passes as it is; any other value is
+    # escaped for Markdown (autoescape's HTML escaping never applies to it). Read again when a
+    # template's file changes.
+    env = sandbox(dirs, md_escape, auto_reload=True, keep_trailing_newline=True)
+    env.filters.update(cell=_cell, time=_time, md=lambda v: _safe(md_escape(str(v))))
     env.globals.update(link=_link)
     return env
 
