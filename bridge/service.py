@@ -32,10 +32,10 @@ from bridge.store.followup import (
     OpenRequest,
     ValidationJob,
     due_validations,
+    has_work,
     next_validation_at,
     open_due,
     record_validation,
-    settle_unvalidated,
 )
 from bridge.store.reminders import FireResult, fire_due
 from bridge.targets.base import TargetDeps
@@ -314,7 +314,9 @@ async def advance_followups(state: AppState) -> int:
         acknowledge_within=acknowledge_within,
         base_url=state.settings.base_url,
     )
-    opened = await state.store.write(functools.partial(open_due, request=request))
+    opened: list[int] = []
+    if await state.store.read(functools.partial(has_work, now=request.now)):
+        opened = await state.store.write(functools.partial(open_due, request=request))
     changes = len(opened)
     for incident_id in opened:
         log.info("incident %d: follow-up opened", incident_id)
@@ -327,7 +329,6 @@ async def advance_followups(state: AppState) -> int:
         if ids:
             changes += 1
             log.info("incident %d: follow-up validated", job.incident_id)
-    await state.store.write(functools.partial(settle_unvalidated, now=state.clock()))
     if changes and state.worker is not None:
         state.worker.notify()
     return changes

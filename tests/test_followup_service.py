@@ -19,7 +19,7 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
 from bridge.service import AppState, ReminderScheduler, advance_followups
-from bridge.store.followup import next_validation_at
+from bridge.store.followup import has_work, next_validation_at
 from bridge.targets.base import TargetDeps
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body
 from tests.fakes.github import REPO as GITHUB_REPO
@@ -288,3 +288,23 @@ async def test_stopping_while_the_scheduler_reads_its_pause_leaves_nothing_unawa
         await scheduler.stop()
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+async def test_resolved_by_hand_in_the_window_the_validation_is_settled_not_run(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client: Any = await make_client()
+    state = state_of(client)
+    i = await mitigated(client)
+    await advance_followups(state)
+    base = f"/api/v1/incidents/{i}"
+    assert (await post(client, f"{base}/resolve", {"reason": "known fix shipped"}))[0] == 200
+    store = state.store
+    assert not await store.read(lambda c: has_work(c, clock()))  # an idle tick writes nothing
+    clock.advance(31 * 60)
+    assert await store.read(lambda c: has_work(c, clock()))
+    assert await advance_followups(state) == 0
+    _, view = await get(client, f"{base}/followup")
+    assert view["validation"] == {"skipped": "resolved before the stabilization window ended"}
+    assert view["validated_at"] is not None
+    assert not await store.read(lambda c: has_work(c, clock()))

@@ -209,15 +209,43 @@ def _evidence(
     )
 
 
+# Mitigated incidents without a follow-up, or mitigated again since theirs opened.
+_TO_OPEN = (
+    "FROM incidents i INDEXED BY idx_incidents_status_id "
+    "LEFT JOIN followups f ON f.incident_id = i.id WHERE i.status = 'mitigated' "
+    "AND (f.incident_id IS NULL OR f.opened_at < i.mitigated_at)"
+)
+# Follow-ups whose window ended after their incident was resolved by hand: no validation runs.
+_TO_SETTLE = (
+    "FROM followups INDEXED BY idx_followups_pending WHERE validated_at IS NULL "
+    "AND stabilize_until <= ? "
+    "AND incident_id IN (SELECT id FROM incidents WHERE status IN ('resolved', 'closed'))"
+)
+
+
+def has_work(conn: sqlite3.Connection, now: int) -> bool:
+    """Whether ``open_due`` has anything to do: the scheduler asks on the read pool first, so
+    that an idle service pays one read per tick, no write transaction."""
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 {_TO_OPEN}) OR EXISTS (SELECT 1 {_TO_SETTLE})", (now,)
+    ).fetchone()
+    return bool(row[0])
+
+
 def open_due(conn: sqlite3.Connection, request: OpenRequest) -> list[int]:
     """Open the follow-up of every mitigated incident that has none, and restart the
-    stabilization window of one mitigated again after it reopened. The incidents opened."""
+    stabilization window of one mitigated again after it reopened; settle the follow-ups of
+    incidents resolved by hand before their window ended. The incidents opened."""
     now = request.now
+    conn.execute(
+        'UPDATE followups SET validated_at = ?, validation = \'{"skipped": "resolved before '
+        "the stabilization window ended\"}' WHERE incident_id IN "
+        f"(SELECT incident_id {_TO_SETTLE})",
+        (now, now),
+    )
     rows = conn.execute(
-        f"SELECT {', '.join('i.' + c for c in _INCIDENT_FIELDS)}, "
-        "f.opened_at FROM incidents i INDEXED BY idx_incidents_status_id "
-        "LEFT JOIN followups f ON f.incident_id = i.id WHERE i.status = 'mitigated' "
-        "AND (f.incident_id IS NULL OR f.opened_at < i.mitigated_at) ORDER BY i.id LIMIT ?",
+        f"SELECT {', '.join('i.' + c for c in _INCIDENT_FIELDS)}, f.opened_at {_TO_OPEN} "
+        "ORDER BY i.id LIMIT ?",
         (OPEN_BATCH,),
     ).fetchall()
     opened: list[int] = []
@@ -393,18 +421,6 @@ def record_validation(
             return range(0), 0
     _write_items(conn, job.incident_id, outcome.items, 0, "incident-bridge", now)
     return _write_change(conn, incident, outcome, followup.ticket_target, now)
-
-
-def settle_unvalidated(conn: sqlite3.Connection, now: int) -> int:
-    """Follow-ups whose incident was resolved by hand before the window ended: no validation
-    will run; take them out of the scheduler's walk."""
-    cursor = conn.execute(
-        'UPDATE followups SET validated_at = ?, validation = \'{"skipped": "resolved before '
-        "the stabilization window ended\"}' WHERE validated_at IS NULL AND stabilize_until <= ? "
-        "AND incident_id IN (SELECT id FROM incidents WHERE status IN ('resolved', 'closed'))",
-        (now, now),
-    )
-    return cursor.rowcount
 
 
 # --- the view --------------------------------------------------------------------------------
