@@ -38,6 +38,7 @@ from bridge.http.errors import json_errors
 from bridge.indexer import Indexer
 from bridge.kb import postmortems
 from bridge.metrics import Metrics
+from bridge.reconciler import Reconciler
 from bridge.runtime import RulesError
 from bridge.service import (
     ApiAccess,
@@ -238,6 +239,45 @@ async def _prune_loop(state: AppState) -> None:
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
+def _reconciler(state: AppState, session: aiohttp.ClientSession) -> Reconciler | None:
+    """With --alertmanager-url: the reconciler, and the built-in sender ``@alertmanager`` that
+    makes and expires the silences of ``silence_on_ack`` (docs/reconcile.md)."""
+    settings = state.settings
+    if not settings.alertmanager_urls:
+        return None
+    from bridge.alertmanager_api import AlertmanagerClient
+    from bridge.silences import SilenceSender
+
+    client = AlertmanagerClient(
+        settings.alertmanager_urls,
+        session=session,
+        token=settings.alertmanager_token,
+        basic_user=settings.alertmanager_basic_user,
+        basic_password=settings.alertmanager_basic_password,
+        ca_file=settings.alertmanager_ca_file,
+        clock=state.clock,
+    )
+    reconciler = Reconciler(
+        state,
+        client,
+        interval_s=settings.reconcile_interval_s,
+        grace_s=settings.alertmanager_grace_s,
+    )
+    state.reconcile_detail = reconciler.health.detail
+    if state.worker is not None:
+        state.worker.add_builtin(
+            SilenceSender(
+                client, lambda route: state.runtime.silence_on_ack(route), clock=state.clock
+            )
+        )
+    log.info(
+        "reconciling with Alertmanager every %gs: %s",
+        settings.reconcile_interval_s,
+        ", ".join(client.peers),
+    )
+    return reconciler
+
+
 async def run(
     settings: Settings,
     *,
@@ -299,6 +339,7 @@ async def run(
     background: list[asyncio.Task[None]] = []
     reminders = ReminderScheduler(state)
     indexer = Indexer(state, incident_url=links)
+    reconciler = _reconciler(state, session)
     try:
         await site.start()
         log.info(
@@ -312,6 +353,8 @@ async def run(
         worker.start()
         reminders.start()
         indexer.start()
+        if reconciler is not None:
+            reconciler.start()
         tune_gc()
         if settings.body_retention_s > 0:
             background.append(asyncio.create_task(_prune_loop(state)))
@@ -325,6 +368,8 @@ async def run(
         await asyncio.gather(*background, return_exceptions=True)
         await reminders.stop()  # a tick in flight still commits (the writer finishes it)
         await indexer.stop()  # likewise; what is left is indexed at the next start
+        if reconciler is not None:
+            await reconciler.stop()  # nothing of it is lost: the next start asks again
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()  # stops listening, waits for handlers in flight

@@ -107,6 +107,14 @@ class Settings:
     kb_dir: Path | None = None
     kb_remote: str = ""
     kb_author: str = "incident-bridge <incident-bridge@localhost>"
+    # reconciliation with Alertmanager's API: its peers (one cluster), their credentials
+    alertmanager_urls: tuple[str, ...] = ()
+    alertmanager_token: Secret | None = None
+    alertmanager_basic_user: str | None = None
+    alertmanager_basic_password: Secret | None = None
+    alertmanager_ca_file: Path | None = None
+    reconcile_interval_s: float = 60.0
+    alertmanager_grace_s: float = 300.0
 
     @property
     def base_url(self) -> str | None:
@@ -173,13 +181,28 @@ def _read_secret_file(path: str, flag: str) -> Secret:
     return Secret(value)
 
 
+def _alertmanager_url(value: str) -> str:
+    """An http(s) URL with a host; shown without its password in every error."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = value.split("@")[-1] if "@" in value else value
+        raise ConfigError(f"--alertmanager-url: {shown!r} is not an http:// or https:// URL")
+    return value.strip().rstrip("/")
+
+
 # How a setting is given:
 #   text    one value; ``parse`` turns the text of the flag or the variable into the field's value
 #   number  one value; ``parse`` is int or float, and argparse already checks the flag with it
 #   switch  a flag without value; the variable turns it on with 1, true or yes
 #   secret  the flag names a file holding the secret, the variable holds the secret itself
 #   paths   a repeatable flag; the variable separates the paths with ":"
-Kind = Literal["text", "number", "switch", "secret", "paths"]
+#   urls    a repeatable flag; the variable separates the URLs with "," (a URL holds ":")
+Kind = Literal["text", "number", "switch", "secret", "paths", "urls"]
 
 
 @dataclass(frozen=True)
@@ -450,6 +473,67 @@ OPTIONS: tuple[Option, ...] = (
         "published is named in the message",
     ),
     Option(
+        name="alertmanager_urls",
+        flag="--alertmanager-url",
+        env="ALERTMANAGER_URL",
+        kind="urls",
+        parse=_alertmanager_url,
+        default="none",
+        meaning="the Alertmanager whose API the reconciler polls (`<url>/api/v2/alerts`, "
+        "`/api/v2/silences`) and where a route's `silence_on_ack` makes silences; give every "
+        "peer of one HA cluster (any that answers is asked). Without it nothing is reconciled "
+        "([reconcile.md](reconcile.md))",
+    ),
+    Option(
+        name="alertmanager_token",
+        flag="--alertmanager-token-file",
+        env="ALERTMANAGER_TOKEN",
+        kind="secret",
+        meaning="a bearer token for that Alertmanager (or a proxy in front of it)",
+    ),
+    Option(
+        name="alertmanager_basic_user",
+        flag="--alertmanager-basic-user",
+        env="ALERTMANAGER_BASIC_USER",
+        meaning="basic auth user for that Alertmanager (with the password below)",
+    ),
+    Option(
+        name="alertmanager_basic_password",
+        flag="--alertmanager-basic-password-file",
+        env="ALERTMANAGER_BASIC_PASSWORD",
+        kind="secret",
+        meaning="basic auth password for that Alertmanager",
+    ),
+    Option(
+        name="alertmanager_ca_file",
+        flag="--alertmanager-ca-file",
+        env="ALERTMANAGER_CA_FILE",
+        parse=Path,
+        meaning="PEM file of the certificate authorities an `https://` Alertmanager's certificate "
+        "is checked against (default: the system's)",
+    ),
+    Option(
+        name="reconcile_interval_s",
+        flag="--reconcile-interval",
+        env="RECONCILE_INTERVAL",
+        kind="number",
+        parse=float,
+        minimum=1,
+        meaning="seconds between two polls of Alertmanager's API (each jittered by ±10 %; "
+        "longer, doubling up to 10 times this, while it is unreachable)",
+    ),
+    Option(
+        name="alertmanager_grace_s",
+        flag="--alertmanager-grace",
+        env="ALERTMANAGER_GRACE",
+        kind="number",
+        parse=float,
+        minimum=0,
+        meaning="seconds an Alertmanager peer must have been up before its answer may resolve "
+        "alerts: a peer that restarted lists nothing until Prometheus sends its alerts again "
+        "(`resend_delay`, 1 minute by default)",
+    ),
+    Option(
         name="sqlite_synchronous",
         flag="--sqlite-synchronous",
         env="SQLITE_SYNCHRONOUS",
@@ -461,8 +545,12 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _TRUE = ("1", "true", "yes")
-_FLAG_NOTE: dict[Kind, str] = {"paths": " (repeatable)"}
-_ENV_NOTE: dict[Kind, str] = {"switch": " (`1`/`true`/`yes`)", "paths": " (paths separated by `:`)"}
+_FLAG_NOTE: dict[Kind, str] = {"paths": " (repeatable)", "urls": " (repeatable)"}
+_ENV_NOTE: dict[Kind, str] = {
+    "switch": " (`1`/`true`/`yes`)",
+    "paths": " (paths separated by `:`)",
+    "urls": " (URLs separated by `,`)",
+}
 
 
 def _dest(option: Option) -> str:
@@ -488,7 +576,7 @@ def _plain(markdown: str) -> str:
 
 
 def _help(option: Option) -> str:
-    repeatable = "repeatable; " if option.kind == "paths" else ""
+    repeatable = "repeatable; " if option.kind in ("paths", "urls") else ""
     env = f"env {option.var}{_ENV_NOTE.get(option.kind, '')}"
     text = f"{option.meaning} [{repeatable}{env}; default {_default_cell(option)}]"
     return _plain(text).replace("%", "%%")  # argparse formats help with %
@@ -509,7 +597,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"help": _help(option)}
         if option.kind == "switch":
             kwargs.update(action="store_true", default=None)
-        elif option.kind == "paths":
+        elif option.kind in ("paths", "urls"):
             kwargs["action"] = "append"
         elif option.kind == "number":
             kwargs["type"] = option.parse
@@ -533,6 +621,9 @@ def _read(option: Option, given: Any, text: str) -> Any:
     if option.kind == "paths":
         paths = list(given or []) or [p for p in text.split(":") if p]
         return tuple(Path(p) for p in paths) or None
+    if option.kind == "urls":
+        urls = list(given or []) or [u.strip() for u in text.split(",") if u.strip()]
+        return tuple(option.parse(u) for u in urls) or None
     if given is None:
         given = text
     if given == "":
@@ -580,6 +671,12 @@ def validate(settings: Settings) -> None:
         if option.minimum is not None and value < option.minimum:
             limit = f"be at least {option.minimum}" if option.minimum else "not be negative"
             raise ConfigError(f"{option.flag}: must {limit}")
+    if (settings.alertmanager_basic_user is None) != (settings.alertmanager_basic_password is None):
+        raise ConfigError(
+            "Alertmanager basic auth needs both --alertmanager-basic-user and a password"
+        )
+    if settings.alertmanager_token is not None and settings.alertmanager_basic_user is not None:
+        raise ConfigError("Alertmanager: a bearer token or basic auth, not both")
     if settings.max_bodies_bytes < settings.max_body_bytes:
         raise ConfigError("--max-bodies-bytes: must be at least --max-body-bytes")
     if (

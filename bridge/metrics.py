@@ -135,6 +135,11 @@ class Metrics:
     rules_reload_time: Gauge
     rules_hash: Gauge
     rule_render_errors: Counter
+    # reconciliation with Alertmanager's API (docs/reconcile.md)
+    alertmanager_up: Gauge
+    alertmanager_errors: Counter
+    reconcile_changes: Counter
+    reconcile_last_success: Gauge
     # computed from the store at each scrape (opened/reopened, MTTx, follow-ups, postmortems)
     incidents: IncidentMetrics
     build_info: Gauge
@@ -244,6 +249,34 @@ class Metrics:
             ),
             incidents=incidents,
             build_info=build_info,
+            alertmanager_up=Gauge(
+                PREFIX + "alertmanager_up",
+                "1 when the last reconciliation got a trusted answer from Alertmanager's API, "
+                "0 when no peer gave one (unreachable, failing, or up for less than the grace "
+                "period); stays 0 without --alertmanager-url.",
+                registry=registry,
+            ),
+            alertmanager_errors=Counter(
+                PREFIX + "alertmanager_api_errors",
+                "Failed requests to Alertmanager's API, by reason (unreachable, timeout, "
+                "http_error, bad_answer, too_large).",
+                ["reason"],
+                registry=registry,
+            ),
+            reconcile_changes=Counter(
+                PREFIX + "reconcile_changes",
+                "What reconciliation with Alertmanager's API recorded, by timeline kind "
+                "(alert_resolved, alert_silenced, alert_inhibited, alert_unsuppressed, "
+                "alert_fired, status_changed, reopened) and attached (alerts of truncated "
+                "groups fetched).",
+                ["kind"],
+                registry=registry,
+            ),
+            reconcile_last_success=Gauge(
+                PREFIX + "reconcile_last_success_timestamp_seconds",
+                "When reconciliation last compared the open incidents with a trusted answer.",
+                registry=registry,
+            ),
             rule_render_errors=Counter(
                 PREFIX + "rule_render_errors",
                 "Webhooks whose route could not render a template for their labels (the incident "

@@ -46,6 +46,15 @@ class Runtime:
 
     # route name -> severity -> postmortem policy: required, optional or none
     postmortems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # route name -> seconds of the silence made in Alertmanager on acknowledge (None: none)
+    silences: Mapping[str, float | None] = field(default_factory=dict)
+
+    def silence_on_ack(self, route: str) -> float | None:
+        """How long the silence made on acknowledge lasts for ``route`` (the root's for a route
+        that is gone); None: the route asks for none (the default, and without rules)."""
+        if route in self.silences:
+            return self.silences[route]
+        return self.silences.get(self.root_route)
 
     def postmortem_policy(self, route: str, severity: str) -> str:
         """``required`` (the incident cannot close without a published postmortem), ``optional``
@@ -148,4 +157,5 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
         root_route=ruleset.root.name,
         followups={r.name: r.settings.follow_up for r in ruleset.routes()},
         postmortems={r.name: dict(r.settings.postmortem) for r in ruleset.routes()},
+        silences={r.name: r.settings.silence_on_ack_s for r in ruleset.routes()},
     )

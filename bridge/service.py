@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -130,6 +131,8 @@ class AppState:
     # set by a change that calls for the scheduler before its next tick (a mitigated incident's
     # follow-up opens at once); the scheduler waits on it between ticks
     scheduler_due: asyncio.Event = field(default_factory=asyncio.Event)
+    # the reconciler's line for /-/ready (with --alertmanager-url; bridge/reconciler.py)
+    reconcile_detail: Callable[[], str] | None = None
 
     def __post_init__(self) -> None:
         self.bodies = BodyBudget(self.settings.max_bodies_bytes)
@@ -195,6 +198,8 @@ async def act(
         idempotency=idempotency,
         directory=state.runtime.people,
         postmortem_policy=state.runtime.postmortem_policy,
+        # a silence on acknowledge needs an Alertmanager to make it in
+        silence_on_ack=state.runtime.silence_on_ack if state.settings.alertmanager_urls else None,
     )
     answer = await state.store.write(functools.partial(apply_action, request=request))
     if answer.notifications and state.worker is not None:

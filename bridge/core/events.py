@@ -42,6 +42,12 @@ TimelineKind = Literal[
     "validated",  # the stabilization window and the PromQL checks, with their results
     "ticket_requested",  # an item becomes a ticket in the route's ticket target (Jira, GitHub)
     "postmortem_saved",  # a version of the postmortem's narrative saved
+    # what the reconciler learned from Alertmanager's API (core/reconcile.py), and the silence
+    # made on acknowledge (bridge/silences.py)
+    "alert_silenced",  # an alert of the incident is silenced: by which silence, who, until when
+    "alert_inhibited",  # an alert of the incident is inhibited: by which alert
+    "alert_unsuppressed",  # silenced or inhibited before, active again
+    "silence",  # a silence made (or expired) in Alertmanager for the incident, with its id
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 

@@ -66,6 +66,9 @@ class Incident:
     # the notification tiers the rules gave it when it opened (policy.tiers_json), so that
     # people's actions reach the same channels as its alerts
     tiers: str = "{}"
+    # the Alertmanager receiver whose webhook opened it: the reconciler compares only the
+    # incidents of receivers the configured Alertmanager has (docs/reconcile.md)
+    receiver: str | None = None
 
 
 @immutable
@@ -162,12 +165,19 @@ def plan_webhook(
     known: Mapping[str, AlertState],
     now: int,
     new_id: int | None = None,
+    receiver: str | None = None,
+    group: Mapping[str, Any] | None = None,
+    via: str = "webhook",
 ) -> Plan:
     """Plan the effect of ``alerts`` (one decision's share of a webhook) on its incident.
 
     ``current`` is the newest incident with the decision's key, ``current_links`` its alerts,
     ``new_id`` the id an incident opened by this plan gets (the store's single writer knows it),
     ``known`` the newest state per fingerprint across all incidents with that key.
+    ``receiver`` is the webhook's Alertmanager receiver (kept on a new incident), ``group`` what
+    the reconciler needs to fetch a truncated group's other alerts (its key, labels, receiver;
+    kept on the ``truncated_alerts`` entry), ``via`` "api" when the reconciler replays alerts it
+    fetched from Alertmanager's API (their entries say so).
     """
     changes = [(alert, alert_change(known.get(alert.fingerprint), alert)) for alert in alerts]
     fires = [a for a, c in changes if c == "fired"]
@@ -208,6 +218,7 @@ def plan_webhook(
             else "{}",
             people=_people(decision),
             tiers=tiers_json(decision.tiers),
+            receiver=receiver,
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}
@@ -238,14 +249,16 @@ def plan_webhook(
         if change == "fired":
             telling = telling or _telling_labels(alerts)
             name = _name(alert, telling)
-            events.append(Event("alert_fired", f"Alert fired: {name}", _alert_data(alert)))
+            events.append(
+                Event("alert_fired", f"Alert fired: {name}{_via(via)}", _alert_data(alert, via))
+            )
         elif change == "resolved":
             telling = telling or _telling_labels(alerts)
             events.append(
                 Event(
                     "alert_resolved",
-                    f"Alert resolved: {_name(alert, telling)}",
-                    _alert_data(alert),
+                    f"Alert resolved: {_name(alert, telling)}{_via(via)}",
+                    _alert_data(alert, via),
                 )
             )
         if alert.time_clamped:
@@ -277,7 +290,7 @@ def plan_webhook(
             Event(
                 "truncated_alerts",
                 f"Alertmanager left out {truncated} alert(s) of this group (max_alerts)",
-                {"truncated_alerts": truncated},
+                {"truncated_alerts": truncated, **(group or {})},
             )
         )
         incident = replace(incident, truncated_alerts=truncated)
@@ -343,6 +356,15 @@ def _people(decision: Decision) -> str:
     return jsontext.dumps(found) if found else "{}"
 
 
-def _alert_data(alert: Alert) -> dict[str, Any]:
+def _alert_data(alert: Alert, via: str = "webhook") -> dict[str, Any]:
     # The alert's labels live in the alerts table; the event only points at it.
-    return {"fingerprint": alert.fingerprint, "alertname": alert.labels.get("alertname", "")}
+    data = {"fingerprint": alert.fingerprint, "alertname": alert.labels.get("alertname", "")}
+    if via != "webhook":
+        data["via"] = via
+    return data
+
+
+def _via(via: str) -> str:
+    if via == "webhook":
+        return ""
+    return " (fetched from Alertmanager's API: the webhook left it out)"

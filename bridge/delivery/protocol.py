@@ -50,6 +50,18 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class TimelineNote:
+    """A timeline entry a send asks for, written with its delivered state in one transaction
+    (the silence a built-in sender made in Alertmanager, with its id). ``kind`` is one of
+    ``core.events.TimelineKind``."""
+
+    kind: str
+    text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    actor: str = "incident-bridge"
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     """A successful send: the per-(incident, target) state to persist and the provider's ids."""
 
@@ -57,6 +69,8 @@ class DeliveryResult:
     provider_ids: Mapping[str, str] = field(default_factory=dict)
     # True when the target had nothing to do for this event (e.g. PagerDuty and a note).
     skipped: bool = False
+    # entries for the incident's timeline, recorded with the state (built-in senders only)
+    timeline: tuple[TimelineNote, ...] = ()
 
 
 class DeliveryError(Exception):

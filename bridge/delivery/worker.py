@@ -31,6 +31,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from bridge.core.incidents import Event
 from bridge.core.timeutil import NS, Clock
 from bridge.delivery import snapshot
 from bridge.delivery.protocol import (
@@ -375,6 +376,9 @@ class OutboxWorker:
                 self.clock(),
                 state=dict(result.state) if result.state else None,
                 provider_ids=dict(result.provider_ids),
+                timeline=tuple(
+                    Event(n.kind, n.text, dict(n.data), actor=n.actor) for n in result.timeline
+                ),
             ),
         )
         for member in group:

@@ -74,6 +74,10 @@ class IncidentSummary(Answer):
         description="name -> that person's handles (slack, email, ...) from their rotation"
     )
     alert_count: int = Field(ge=0)
+    receiver: str | None = Field(
+        default=None,
+        description="the Alertmanager receiver whose webhook opened it (docs/reconcile.md)",
+    )
 
 
 class IncidentAlert(Answer):
@@ -88,6 +92,15 @@ class IncidentAlert(Answer):
     generator_url: str
     first_seen: Timestamp
     last_seen: Timestamp
+    suppressed: dict[str, Any] | None = Field(
+        default=None,
+        description="while Alertmanager's API lists it as silenced or inhibited: silenced_by "
+        "[{id, created_by, comment, ends_at}], inhibited_by [{fingerprint, alertname}]",
+    )
+    resolved_via: Literal["api"] | None = Field(
+        default=None,
+        description='"api" when its resolve was learned from Alertmanager\'s API, not a webhook',
+    )
 
 
 class TimelineEntry(Answer):

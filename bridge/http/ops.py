@@ -31,7 +31,9 @@ async def ready(request: web.Request) -> web.Response:
         await state.store.read(ready_check)
     except (StoreUnavailable, OSError) as exc:
         return web.Response(status=503, text=f"store not ready: {exc}\n")
-    return web.Response(text="OK\n")
+    # Alertmanager's API is a detail, never a reason to refuse traffic: webhooks still count.
+    detail = state.reconcile_detail() + "\n" if state.reconcile_detail is not None else ""
+    return web.Response(text="OK\n" + detail)
 
 
 def _scrape_reads(

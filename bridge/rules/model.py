@@ -70,6 +70,8 @@ class RouteSettings:
     postmortem: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSTMORTEM))
     # severity -> reminders and escalation (the scheduler reads the current rules' at each tick)
     reminders: Mapping[str, ReminderPolicy] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
+    # seconds of the silence made in Alertmanager on acknowledge; None: no silence
+    silence_on_ack_s: float | None = None
 
     @property
     def status_update(self) -> Mapping[str, float | None]:

@@ -269,6 +269,9 @@ class RouteSpec(Strict):
     postmortem: PostmortemSpec | None = None
     status_update: StatusUpdateSpec | None = None
     reminders: RemindersSpec | None = None
+    # a silence made in Alertmanager when the incident is acknowledged, for this long
+    # (``~``: none, the default); expired when the incident resolves (docs/reconcile.md)
+    silence_on_ack: PositiveDuration | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)

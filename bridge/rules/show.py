@@ -46,6 +46,7 @@ def settings_dict(s: RouteSettings) -> dict[str, Any]:
         "roles": {r: [src.describe() for src in v] for r, v in s.roles.items()},
         "follow_up": followup_dict(s.follow_up),
         "postmortem": dict(s.postmortem),
+        "silence_on_ack_s": s.silence_on_ack_s,
         "status_update_s": dict(s.status_update),
         "reminders": {
             sev: {

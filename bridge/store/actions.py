@@ -49,6 +49,8 @@ class ActionRequest:
     directory: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # (route, severity) -> the postmortem policy under the active rules: required, optional, none
     postmortem_policy: Callable[[str, str], str] | None = None
+    # route -> seconds of the silence made in Alertmanager on acknowledge (None: none)
+    silence_on_ack: Callable[[str], float | None] | None = None
 
 
 @immutable
@@ -141,7 +143,10 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     )
     if isinstance(outcome, Refusal):
         return _error(outcome.status, outcome.message, outcome.field)
-    ids, notifications = write_change(conn, before, outcome, now)
+    silence = request.silence_on_ack
+    ids, notifications = write_change(
+        conn, before, outcome, now, silence_on_ack=bool(silence and silence(before.route))
+    )
     body = {
         "changed": outcome.changed,
         "incident": incident_summary(conn, incident_id),

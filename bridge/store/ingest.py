@@ -49,6 +49,7 @@ _INCIDENT_FIELDS = (
     "roles",
     "people",
     "tiers",
+    "receiver",
 )
 _INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
 _UPSERT_INCIDENT = (
@@ -107,6 +108,9 @@ class IngestItem:
     sha256: str
     body: bytes | None
     now: int
+    # "api": alerts the reconciler fetched from Alertmanager's API for a truncated group,
+    # replayed as the webhook that left them out would have carried them
+    via: str = "webhook"
 
 
 @immutable
@@ -319,6 +323,9 @@ class _Batch:
                 known=known,
                 now=now,
                 new_id=self.next_incident,
+                receiver=payload.receiver or None,
+                group=_group(payload) if payload.truncated_alerts else None,
+                via=item.via,
             )
             plans.append(plan)
             incident = plan.incident
@@ -483,6 +490,15 @@ class _Batch:
                 (row[0],),
             )
         }
+
+
+def _group(payload: WebhookPayload) -> dict[str, Any]:
+    """What the reconciler needs to fetch a truncated group's other alerts."""
+    return {
+        "group_key": payload.group_key,
+        "group_labels": dict(payload.group_labels),
+        "receiver": payload.receiver,
+    }
 
 
 class LabelConflict(Exception):

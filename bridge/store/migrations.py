@@ -365,6 +365,25 @@ def _metrics(db: sqlite_utils.Database) -> None:
     install(db.conn)
 
 
+def _reconcile(db: sqlite_utils.Database) -> None:
+    """Reconciliation with Alertmanager's API (``store/reconcile.py``, docs/reconcile.md): the
+    Alertmanager receiver that opened each incident (the reconciler compares only incidents of
+    receivers the configured Alertmanager has), filled for the open incidents from the webhooks
+    journal in one pass over it; and per incident alert what the reconciler last recorded of it
+    (silenced, inhibited, resolved by the API), so that each change is recorded once."""
+    conn = db.conn
+    conn.execute("ALTER TABLE incidents ADD COLUMN receiver TEXT")
+    conn.execute("ALTER TABLE incident_alerts ADD COLUMN mark TEXT")
+    conn.execute(
+        "UPDATE incidents SET receiver = r.receiver FROM ("
+        "SELECT j.value AS incident_id, w.receiver AS receiver, max(w.id) FROM webhooks w, "
+        "json_each(CASE WHEN json_valid(w.incidents) THEN w.incidents ELSE '[]' END) j "
+        "WHERE w.receiver IS NOT NULL GROUP BY j.value) r "
+        "WHERE incidents.id = r.incident_id AND incidents.status IN "
+        "('triggered', 'acknowledged', 'mitigated')"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -377,6 +396,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0009_followup", _followup),
     ("0010_postmortem", _postmortem),
     ("0011_metrics", _metrics),
+    ("0012_reconcile", _reconcile),
 ]
 
 

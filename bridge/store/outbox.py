@@ -10,7 +10,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.core import jsontext
+from bridge.core.actions import Outcome
+from bridge.core.incidents import Event
 from bridge.core.timeutil import format_ns
+from bridge.store.changes import write_change
+from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
 from bridge.store.queries import get_incident_for_message, timeline_events
 
 STATES = ("pending", "delivered", "dead")
@@ -177,8 +181,9 @@ def mark_delivered(
     now: int,
     state: dict[str, Any] | None,
     provider_ids: dict[str, str] | None,
-) -> None:
-    conn.execute(
+) -> int:
+    """Mark the message's rows delivered; returns how many were still pending."""
+    cur = conn.execute(
         "UPDATE outbox SET state = 'delivered', delivered_at = ?, updated_at = ?, "
         "attempts = attempts + 1, last_error = NULL, provider_ids = ? "
         "WHERE leader_id = ? AND state = 'pending'",
@@ -186,6 +191,21 @@ def mark_delivered(
     )
     if state is not None:
         _save_state(conn, leader_id, state, now)
+    return cur.rowcount
+
+
+def _write_timeline(
+    conn: sqlite3.Connection, leader_id: int, events: Sequence[Event], now: int
+) -> None:
+    row = conn.execute(
+        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = "
+        "(SELECT incident_id FROM outbox WHERE id = ?)",
+        (leader_id,),
+    ).fetchone()
+    if row is None:
+        return
+    incident = _incident(row)
+    write_change(conn, incident, Outcome(incident, tuple(events)), now)
 
 
 def mark_failed(
@@ -324,13 +344,20 @@ class Attempt:
     retry_at: int | None = None
     state: dict[str, Any] | None = None
     provider_ids: dict[str, str] | None = None
+    # timeline entries the send asked for (a built-in sender's: the silence it made), written
+    # with the delivered state, once: only by the attempt that marks the row delivered
+    timeline: tuple[Event, ...] = ()
 
 
 def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
     """Record several sends' attempts at once (a ``Batched`` write)."""
     for o in attempts:
         if o.error is None:
-            mark_delivered(conn, o.leader_id, now=o.now, state=o.state, provider_ids=o.provider_ids)
+            done = mark_delivered(
+                conn, o.leader_id, now=o.now, state=o.state, provider_ids=o.provider_ids
+            )
+            if done and o.timeline:
+                _write_timeline(conn, o.leader_id, o.timeline, o.now)
         else:
             mark_failed(
                 conn, o.leader_id, now=o.now, error=o.error, retry_at=o.retry_at, state=o.state

@@ -13,7 +13,7 @@ from bridge.core.timeutil import format_ns
 _INCIDENT = (
     "id, key, title, severity, status, route, team, service, "
     + ", ".join(MILESTONES)
-    + ", truncated_alerts, previous_id, roles, people"
+    + ", truncated_alerts, previous_id, roles, people, receiver"
 )
 _COLUMNS = (
     _INCIDENT + ", (SELECT coalesce(sum(n), 0) FROM incident_alert_counts c "
@@ -21,7 +21,7 @@ _COLUMNS = (
 )
 _ALERT = (
     "ia.fingerprint, ia.status, a.labels, a.annotations, ia.starts_at, ia.ends_at, "
-    "a.generator_url, ia.first_seen, ia.last_seen"
+    "a.generator_url, ia.first_seen, ia.last_seen, ia.mark"
 )
 
 
@@ -187,20 +187,28 @@ def get_incident_for_message(
 
 
 def _alerts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    return [
-        {
-            "fingerprint": fp,
-            "status": status,
-            "labels": json.loads(labels),
-            "annotations": json.loads(annotations or "{}"),
-            "starts_at": format_ns(starts_at),
-            "ends_at": format_ns(ends_at),
-            "generator_url": generator_url or "",
-            "first_seen": format_ns(first_seen),
-            "last_seen": format_ns(last_seen),
-        }
-        for fp, status, labels, annotations, starts_at, ends_at, generator_url, first_seen, last_seen in cur.fetchall()
-    ]
+    out = []
+    for row in cur.fetchall():
+        fp, status, labels, annotations, starts_at, ends_at, url, first, last, mark = row
+        kept = json.loads(mark) if mark else {}
+        out.append(
+            {
+                "fingerprint": fp,
+                "status": status,
+                "labels": json.loads(labels),
+                "annotations": json.loads(annotations or "{}"),
+                "starts_at": format_ns(starts_at),
+                "ends_at": format_ns(ends_at),
+                "generator_url": url or "",
+                "first_seen": format_ns(first),
+                "last_seen": format_ns(last),
+                # what Alertmanager's API said of it (docs/reconcile.md): silenced or
+                # inhibited (with by what), and whether its resolve came from the API
+                "suppressed": kept.get("suppressed"),
+                "resolved_via": kept.get("resolved_via"),
+            }
+        )
+    return out
 
 
 def incident_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:

@@ -67,6 +67,8 @@ async def test_a_message_loads_the_counts_and_only_the_newest_alerts(
         "generator_url",
         "first_seen",
         "last_seen",
+        "suppressed",
+        "resolved_via",
     }
 
 

@@ -1,0 +1,254 @@
+"""The reconciler: a loop that asks Alertmanager's API what the webhooks did not say
+(docs/reconcile.md).
+
+Every ``--reconcile-interval`` (jittered, longer while Alertmanager is unreachable) one tick:
+
+1. ``AlertmanagerClient.fetch``: a trusted peer's alerts, silences and receivers (any reachable
+   peer of the cluster, up for at least ``--alertmanager-grace``), or why there is none;
+2. ``store/reconcile.candidates`` (a read): the open incidents of that Alertmanager's receivers
+   and the truncated groups among them;
+3. ``store/reconcile.apply_view`` (the writer, batches of incidents): ``core/reconcile`` decides
+   on what the store holds at that moment, ``changes.write_change`` writes;
+4. a truncated group's alerts the incident does not hold are replayed through the webhook's own
+   path (the rules, ``store/ingest``), as the webhook that left them out would have carried them.
+
+It never blocks ingest: it only ever waits for Alertmanager outside the writer, and its writes
+queue with the webhooks' in the one writer. A failure is logged and counted and the next tick
+tries again: the service does not stop for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bridge.core import jsontext
+from bridge.core.alertmanager import WebhookPayload
+from bridge.core.reconcile import AmAlert, AmView, group_missing
+from bridge.core.timeutil import GO_ZERO, format_ns
+from bridge.service import AppState
+from bridge.store import Batched, StoreUnavailable
+from bridge.store.ingest import IngestItem, apply_webhooks
+from bridge.store.reconcile import Applied, TruncatedGroup, apply_view, candidates
+
+if TYPE_CHECKING:
+    from bridge.alertmanager_api import AlertmanagerClient
+
+log = logging.getLogger("bridge.reconcile")
+
+# Incidents compared per write transaction: the writer is shared with the webhooks.
+BATCH = 100
+# While Alertmanager is unreachable the pause doubles, up to this many intervals.
+MAX_BACKOFF = 10
+
+
+@dataclass
+class ReconcileHealth:
+    """What the readiness answer and the logs say of the reconciliation."""
+
+    peers: tuple[str, ...] = ()
+    last_ok_at: int | None = None  # ns of the last tick with a trusted answer
+    failing_since: int | None = None
+    problem: str = ""  # why the last tick had no trusted answer
+    failures: int = 0  # ticks in a row without one
+    left_alone: int = 0  # open incidents of receivers the Alertmanager does not have
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def detail(self) -> str:
+        """One line for /-/ready (which stays 200: webhooks are still taken)."""
+        if self.failing_since is not None:
+            return (
+                f"alertmanager: no trusted answer since {format_ns(self.failing_since)} "
+                f"({self.problem}); nothing is reconciled meanwhile"
+            )
+        if self.last_ok_at is None:
+            return "alertmanager: not asked yet"
+        return f"alertmanager: reconciled at {format_ns(self.last_ok_at)}"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        state: AppState,
+        client: AlertmanagerClient,
+        *,
+        interval_s: float,
+        grace_s: float,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.state = state
+        self.client = client
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+        self.jitter = jitter
+        self.health = ReconcileHealth(peers=client.peers)
+        self._task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reconciler")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    def pause_s(self) -> float:
+        """The interval ±10 %; doubled per failed tick in a row, up to ``MAX_BACKOFF`` times."""
+        factor: float = min(2.0 ** min(self.health.failures, 8), MAX_BACKOFF)
+        return self.interval_s * factor * (0.9 + 0.2 * self.jitter())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except StoreUnavailable as exc:
+                log.warning("reconcile: store unavailable: %s; trying again next tick", exc)
+            except Exception:
+                log.exception("reconcile: unexpected error; trying again next tick")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.pause_s())
+            self.wake.clear()
+
+    async def tick(self) -> Applied | None:
+        """One comparison; None when no trusted answer came (nothing is decided then)."""
+        state, metrics, health = self.state, self.state.metrics, self.health
+        fetched = await self.client.fetch(self.grace_s)
+        for err in fetched.errors:
+            metrics.child(metrics.alertmanager_errors, err.reason).inc()
+        view = fetched.view
+        if view is None:
+            problems = [str(e) for e in fetched.errors]
+            if fetched.young:
+                problems.append(
+                    f"up for less than {self.grace_s:g}s (--alertmanager-grace): "
+                    + ", ".join(fetched.young)
+                )
+            health.problem = "; ".join(problems) or "no peer answered"
+            health.failures += 1
+            if health.failing_since is None:
+                health.failing_since = state.clock()
+            metrics.alertmanager_up.set(0)
+            log.warning("reconcile: no trusted answer from Alertmanager: %s", health.problem)
+            return None
+        if health.failing_since is not None:
+            log.info("reconcile: Alertmanager answers again (%s)", view.peer)
+        health.failures, health.failing_since, health.problem = 0, None, ""
+        metrics.alertmanager_up.set(1)
+        for err in fetched.errors:  # another peer answered; still say which one failed
+            log.info("reconcile: peer failed, another answered: %s", err)
+        found = await state.store.read(functools.partial(candidates, receivers=view.receivers))
+        health.left_alone = found.unknown_receiver
+        total = Applied()
+        ids = list(found.incidents)
+        for i in range(0, len(ids), BATCH):
+            applied = await state.store.write(
+                functools.partial(
+                    apply_view, incident_ids=ids[i : i + BATCH], view=view, now=state.clock()
+                )
+            )
+            total = _sum(total, applied)
+        attached = 0
+        for group in found.truncated:
+            attached += await self._attach(group, view)
+        if total.notifications and state.worker is not None:
+            state.worker.notify()
+        if total.mitigated:
+            state.wake_scheduler()  # their follow-ups open now
+        for kind, n in total.kinds.items():
+            metrics.child(metrics.reconcile_changes, kind).inc(n)
+            health.totals[kind] = health.totals.get(kind, 0) + n
+        if attached:
+            metrics.child(metrics.reconcile_changes, "attached").inc(attached)
+            health.totals["attached"] = health.totals.get("attached", 0) + attached
+        health.last_ok_at = state.clock()
+        metrics.reconcile_last_success.set(health.last_ok_at / 1e9)
+        if total.changed or attached:
+            log.info(
+                "reconcile: %d incident(s) changed (%s), %d alert(s) of truncated groups "
+                "attached (from %s)",
+                len(total.changed),
+                ", ".join(f"{k} {n}" for k, n in sorted(total.kinds.items())) or "none",
+                attached,
+                view.peer,
+            )
+        return total
+
+    async def _attach(self, group: TruncatedGroup, view: AmView) -> int:
+        """Replay the group's alerts that the incident does not hold through the webhook's path;
+        returns how many were missing."""
+        missing = group_missing(view, group.receiver, group.group_labels, set(group.held))
+        if not missing:
+            return 0
+        payload = synthetic_payload(group, missing)
+        state = self.state
+        now = state.clock()
+        decisions = state.runtime.policy.evaluate(payload, now)
+        body = jsontext.dumps(payload.model_dump(by_alias=True)).encode()
+        item = IngestItem(
+            payload=payload,
+            decisions=decisions,
+            sha256=hashlib.sha256(body).hexdigest(),
+            body=None,
+            now=now,
+            via="api",
+        )
+        result = await state.store.write(Batched(apply_webhooks, item))
+        if result.notifications and state.worker is not None:
+            state.worker.notify()
+        log.info(
+            "reconcile: incident %d: %d alert(s) the webhook left out fetched from Alertmanager",
+            group.incident_id,
+            len(missing),
+        )
+        return len(missing)
+
+
+def synthetic_payload(group: TruncatedGroup, alerts: Sequence[AmAlert]) -> WebhookPayload:
+    """The webhook Alertmanager would have sent with these alerts had it not cut the group:
+    the same group key, receiver and group labels, every alert firing."""
+    labels = [dict(a.labels) for a in alerts]
+    common = dict(set.intersection(*(set(x.items()) for x in labels))) if labels else {}
+    raw: dict[str, Any] = {
+        "version": "4",
+        "groupKey": group.group_key,
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": group.receiver,
+        "groupLabels": dict(group.group_labels),
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "startsAt": format_ns(a.starts_at),
+                "endsAt": GO_ZERO,
+                "generatorURL": a.generator_url,
+                "fingerprint": a.fingerprint,
+            }
+            for a in alerts
+        ],
+    }
+    return WebhookPayload.model_validate(raw)
+
+
+def _sum(a: Applied, b: Applied) -> Applied:
+    kinds = dict(a.kinds)
+    for k, n in b.kinds.items():
+        kinds[k] = kinds.get(k, 0) + n
+    return Applied(
+        a.changed + b.changed, a.mitigated + b.mitigated, a.notifications + b.notifications, kinds
+    )
