@@ -1,0 +1,171 @@
+"""The reconciler through the running app on an injected clock, with a scripted Alertmanager
+answer (the client itself is tested against the real Alertmanager in test_alertmanager_api.py
+and tests/integration/test_reconcile.py): no decision without a trusted answer, back-off while
+there is none, the readiness line, missed resolves, and a truncated group's other alerts
+replayed through the webhook's own path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.alertmanager_api import AmError, Fetched
+from bridge.core.reconcile import AmAlert, AmView
+from bridge.reconciler import Reconciler
+from bridge.service import AppState
+from tests.conftest import SECOND, Clock, MakeClient, fixture_body
+
+HOOK = "/api/v1/alerts"
+
+
+class Scripted:
+    """An AlertmanagerClient that answers what the test says."""
+
+    peers = ("http://am-0:9093",)
+
+    def __init__(self) -> None:
+        self.next: Fetched = Fetched(None, (), ())
+        self.asked = 0
+
+    async def fetch(self, grace_s: float) -> Fetched:
+        self.asked += 1
+        return self.next
+
+
+def view(clock: Clock, *alerts: AmAlert) -> AmView:
+    return AmView(
+        peer="http://am-0:9093",
+        fetched_at=clock.now,
+        up_since=clock.now - 3600 * SECOND,
+        alerts={a.fingerprint: a for a in alerts},
+        silences={},
+        receivers=frozenset({"bridge"}),
+    )
+
+
+def reconciler(client: Any, scripted: Scripted) -> tuple[Reconciler, AppState]:
+    state: AppState = client.server.app[AppState.KEY]
+    r = Reconciler(state, scripted, interval_s=60, grace_s=300, jitter=lambda: 0.5)  # type: ignore[arg-type]
+    state.reconcile_detail = r.health.detail
+    return r, state
+
+
+async def incident_of(client: Any, body: Any) -> dict[str, Any]:
+    resp = await client.post(HOOK, json=body)
+    assert resp.status == 200
+    incident_id = (await resp.json())["incidents"][0]["id"]
+    found: dict[str, Any] = await (await client.get(f"/api/v1/incidents/{incident_id}")).json()
+    return found
+
+
+async def test_no_trusted_answer_decides_nothing_backs_off_and_says_why(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client = await make_client()
+    scripted = Scripted()
+    r, _ = reconciler(client, scripted)
+    incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
+    clock.advance(5)
+    assert r.pause_s() == 60.0
+    scripted.next = Fetched(
+        None,
+        (AmError("unreachable", "http://am-0:9093", "/api/v2/status", "connection refused"),),
+        (),
+    )
+    assert await r.tick() is None
+    assert await r.tick() is None
+    assert r.pause_s() == 240.0, "doubled per failed tick"
+    for _ in range(6):
+        await r.tick()
+    assert r.pause_s() == 600.0, "at most ten intervals"
+    ready = await (await client.get("/-/ready")).text()
+    assert ready.startswith("OK\n") and "alertmanager: no trusted answer since" in ready
+    assert "connection refused" in ready
+    metrics = await (await client.get("/metrics")).text()
+    assert 'incident_bridge_alertmanager_api_errors_total{reason="unreachable"} 8.0' in metrics
+    assert "incident_bridge_alertmanager_up 0.0" in metrics
+    # A young peer's empty answer is no answer either: the client reports it as young.
+    scripted.next = Fetched(None, (), ("http://am-0:9093",))
+    assert await r.tick() is None
+    assert "up for less than 300s" in r.health.detail()
+    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    assert after["status"] == "triggered"
+    assert {a["status"] for a in after["alerts"]} == {"firing"}
+
+
+async def test_a_trusted_answer_resolves_what_it_no_longer_lists(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client = await make_client()
+    scripted = Scripted()
+    r, state = reconciler(client, scripted)
+    incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
+    clock.advance(5)
+    scripted.next = Fetched(view(clock), (), ())
+    done = await r.tick()
+    assert done is not None and done.mitigated == (incident["id"],)
+    assert r.pause_s() == 60.0
+    assert state.scheduler_due.is_set(), "the follow-up opens now"
+    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    assert after["status"] == "mitigated"
+    assert {a["resolved_via"] for a in after["alerts"]} == {"api"}
+    assert "alertmanager: reconciled at" in await (await client.get("/-/ready")).text()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'incident_bridge_reconcile_changes_total{kind="alert_resolved"} 2.0' in metrics
+    assert "incident_bridge_alertmanager_up 1.0" in metrics
+
+
+async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client = await make_client()
+    scripted = Scripted()
+    r, _ = reconciler(client, scripted)
+    body = fixture_body("firing-truncated-basic-auth.json")
+    incident = await incident_of(client, body)
+    assert incident["truncated_alerts"] > 0
+    held = {a["fingerprint"] for a in incident["alerts"]}
+    group = body["groupLabels"]
+    listed = [
+        AmAlert(
+            fingerprint=a["fingerprint"],
+            labels=a["labels"],
+            starts_at=clock.now - 60 * SECOND,
+            receivers=(body["receiver"],),
+        )
+        for a in incident["alerts"]
+    ]
+    extra = [
+        AmAlert(
+            fingerprint=f"{n:016x}",
+            labels={**group, "instance": f"extra-{n}"},
+            starts_at=clock.now - 30 * SECOND,
+            receivers=(body["receiver"],),
+        )
+        for n in range(incident["truncated_alerts"])
+    ]
+    clock.advance(5)
+    answer = view(clock, *listed, *extra)
+    scripted.next = Fetched(
+        AmView(
+            answer.peer,
+            answer.fetched_at,
+            answer.up_since,
+            answer.alerts,
+            {},
+            frozenset({body["receiver"]}),
+        ),
+        (),
+        (),
+    )
+    await r.tick()
+    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    got = {a["fingerprint"] for a in after["alerts"]}
+    assert got == held | {a.fingerprint for a in extra}
+    fetched = [
+        e for e in after["timeline"] if e["kind"] == "alert_fired" and e["data"].get("via") == "api"
+    ]
+    assert len(fetched) == len(extra)
+    assert "webhook left it out" in fetched[0]["text"]
+    await r.tick()  # the same answer again: nothing more
+    again = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    assert len(again["timeline"]) == len(after["timeline"])
