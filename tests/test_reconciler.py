@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.alertmanager_api import AmError, Fetched
-from bridge.core.reconcile import AmAlert, AmView
+from bridge.core.reconcile import AmAlert, AmSilence, AmView
+from bridge.core.timeutil import parse_rfc3339
 from bridge.reconciler import Reconciler
 from bridge.service import AppState
 from tests.conftest import SECOND, Clock, MakeClient, fixture_body
@@ -169,3 +170,42 @@ async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
     await r.tick()  # the same answer again: nothing more
     again = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
     assert len(again["timeline"]) == len(after["timeline"])
+
+
+async def test_a_silenced_alert_is_marked_on_the_incident_page(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    client = await make_client()
+    scripted = Scripted()
+    r, _ = reconciler(client, scripted)
+    incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
+    first, second = incident["alerts"]
+    clock.advance(5)
+    silence = AmSilence("5ee-1", "active", "alice", "<b>deploy</b>", clock.now, clock.now + SECOND)
+    listed = [
+        AmAlert(
+            fingerprint=a["fingerprint"],
+            labels=a["labels"],
+            starts_at=parse_rfc3339(a["starts_at"]) or 0,
+            state="suppressed" if a is first else "active",
+            silenced_by=("5ee-1",) if a is first else (),
+        )
+        for a in (first, second)
+    ]
+    answer = view(clock, *listed)
+    scripted.next = Fetched(
+        AmView(
+            answer.peer,
+            answer.fetched_at,
+            answer.up_since,
+            answer.alerts,
+            {"5ee-1": silence},
+            answer.receivers,
+        ),
+        (),
+        (),
+    )
+    await r.tick()
+    page = await (await client.get(f"/incidents/{incident['id']}")).text()
+    assert page.count("<b>silenced</b>") == 1
+    assert "&lt;b&gt;deploy&lt;/b&gt;" in page and "<b>deploy</b>" not in page

@@ -43,7 +43,9 @@ ol li{margin:.2rem 0}.kind{color:#555}
 <table>{% for role in roles %}<tr><th>{{ role }}</th>
 <td>{{ (i.roles.get(role) or [])|join(", ") or "unassigned" }}</td></tr>{% endfor %}</table>
 <h2>Alerts ({{ i.alerts|length }})</h2>
-<ul>{% for a in i.alerts %}<li><b>{{ a.status }}</b> {{ a.labels.get("alertname", a.fingerprint) }}
+<ul>{% for a in i.alerts %}<li><b>{{ a.status }}</b>
+{%- if a.suppressed and a.status == "firing" %} <b>{{ "silenced" if a.suppressed.get("silenced_by") else "inhibited" }}</b>{% endif %}
+ {{ a.labels.get("alertname", a.fingerprint) }}
 {%- for k, v in a.labels|dictsort if k != "alertname" %} <code>{{ k }}={{ v }}</code>{% endfor %}
 {%- if a.annotations.get("summary") %}: {{ a.annotations["summary"] }}{% endif %}
 {%- if safe_url(a.generator_url) %} · <a href="{{ a.generator_url }}">source</a>{% endif %}

@@ -62,3 +62,6 @@ def test_the_services_are_wired_as_documented() -> None:
     assert f"./incident-bridge-token:{token_path}:ro" in am["volumes"]
     bridge_token = bridge["command"][bridge["command"].index("--webhook-token-file") + 1]
     assert f"./incident-bridge-token:{bridge_token}:ro" in bridge["volumes"]
+    # Alertmanager's API is reached the same way (the shared namespace): docs/reconcile.md
+    am_url = bridge["command"][bridge["command"].index("--alertmanager-url") + 1]
+    assert am_url == "http://127.0.0.1:9093"
