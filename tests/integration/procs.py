@@ -134,6 +134,8 @@ class Bridge:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # For reads when the API needs a token (e.g. with --api-tokens-file); None: reads are open.
+    api_token: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,8 @@ class Bridge:
         return http("POST", self.url + "/api/v1/alerts", body, headers)
 
     def get_json(self, path: str) -> Any:
-        resp = http("GET", self.url + path)
+        headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else None
+        resp = http("GET", self.url + path, headers=headers)
         assert resp.status == 200, (path, resp.status, resp.body[:500])
         return resp.json()
 
@@ -285,17 +288,30 @@ def alertmanager_config(
     group_by: Sequence[str] = ("alertname", "service"),
     group_wait: str = "1s",
     group_interval: str = "2s",
+    repeat_interval: str | None = None,
+    send_resolved: bool = True,
+    inhibit_rules: list[dict[str, Any]] | None = None,
 ) -> str:
     """The example users copy (``examples/alertmanager.yml``) with the bridge's URL, the
     credentials as Alertmanager sends them (the bearer ``token`` inline instead of the example's
-    ``credentials_file``, or ``basic_auth`` (user, password), or none) and a test's timings."""
+    ``credentials_file``, or ``basic_auth`` (user, password), or none) and a test's timings.
+
+    ``repeat_interval`` (None: the example's), ``send_resolved: False`` (the resolves the
+    webhook never carries) and ``inhibit_rules`` (Alertmanager's own format) are for the
+    reconciliation tests; the defaults give the example's values."""
     config: dict[str, Any] = YAML(typ="safe").load(EXAMPLE_CONFIG.read_text())
     route = config["route"]
     route.update(group_by=list(group_by), group_wait=group_wait, group_interval=group_interval)
+    if repeat_interval is not None:
+        route["repeat_interval"] = repeat_interval
+    if inhibit_rules:
+        config["inhibit_rules"] = inhibit_rules
     (receiver,) = config["receivers"]
     assert route["receiver"] == receiver["name"]
     (webhook,) = receiver["webhook_configs"]
-    webhook.update(url=bridge_url + "/api/v1/alerts", max_alerts=max_alerts)
+    webhook.update(
+        url=bridge_url + "/api/v1/alerts", max_alerts=max_alerts, send_resolved=send_resolved
+    )
     if token:
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     elif basic_auth:
@@ -319,6 +335,9 @@ class Alertmanager:
     peers: Sequence[int] = ()
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # A web port chosen up front (e.g. the port of a peer that was stopped, to start another
+    # process in its place): start() binds exactly this one and never picks another.
+    web_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -327,6 +346,14 @@ class Alertmanager:
     @property
     def log_path(self) -> Path:
         return self.workdir / "alertmanager.log"
+
+    def reload(self, config: str) -> None:
+        """Write ``config`` and apply it (``POST /-/reload``): how a test gives an Alertmanager
+        started first the URL of a bridge started after it (the bridge needs Alertmanager's)."""
+        self.config = config
+        (self.workdir / "alertmanager.yml").write_text(config)
+        resp = http("POST", self.url + "/-/reload")
+        assert resp.status == 200, (resp.status, resp.body[:500], self.logs()[-2000:])
 
     def command(self) -> list[str]:
         config_file = self.workdir / "alertmanager.yml"
@@ -360,7 +387,7 @@ class Alertmanager:
         """Start and wait for /-/ready; a web port taken in the meantime is picked again."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):
-            self.port = free_port()
+            self.port = free_port() if self.web_port is None else self.web_port
             with self.log_path.open("ab") as log:
                 self.proc = subprocess.Popen(
                     self.command(),
@@ -377,6 +404,8 @@ class Alertmanager:
                         return self
                 time.sleep(0.1)
             self.stop()
+            if self.web_port is not None:
+                break  # pinned: another port would not do
             if f"{LOOPBACK}:{self.port}: bind: address already in use" not in self.logs():
                 break
         raise AssertionError(f"alertmanager did not become ready; its log:\n{self.logs()[-4000:]}")
