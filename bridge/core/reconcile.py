@@ -120,6 +120,15 @@ def alert_name(labels: Mapping[str, str], fingerprint: str) -> str:
     return f"{name} ({instance})" if instance else name
 
 
+MS = 1_000_000
+
+
+def same_start(api: int, held: int) -> bool:
+    """Alertmanager's API gives times to the millisecond (webhooks carry them as they were
+    sent, to the nanosecond): the same occurrence when they agree to the millisecond."""
+    return api // MS == held // MS
+
+
 def _suppression(alert: AmAlert, view: AmView) -> dict[str, Any] | None:
     """What keeps ``alert`` quiet, as the mark keeps it (None: nothing, it is active)."""
     if alert.state != "suppressed" or not (alert.silenced_by or alert.inhibited_by):
@@ -221,7 +230,7 @@ def plan_incident(
                     )
                 )
                 continue
-            if seen.starts_at != link.starts_at:
+            if not same_start(seen.starts_at, link.starts_at):
                 continue  # another occurrence: its webhook says what happened
             supp = _suppression(seen, view)
             old = (link.mark or {}).get("suppressed")
@@ -254,7 +263,7 @@ def plan_incident(
         elif (
             seen is not None
             and (link.mark or {}).get("resolved_via") == "api"
-            and seen.starts_at == link.starts_at
+            and same_start(seen.starts_at, link.starts_at)
             and not newer_webhook
         ):
             status[fp] = "firing"

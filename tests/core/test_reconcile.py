@@ -179,3 +179,14 @@ def test_group_missing_takes_the_receivers_alerts_with_the_group_labels() -> Non
 def test_the_new_kinds_are_timeline_kinds_told_in_the_dedicated_channel() -> None:
     for kind in ("alert_silenced", "alert_inhibited", "alert_unsuppressed", "silence"):
         assert kind in TIMELINE_KINDS and event_kind(kind) == "timeline"
+
+
+def test_the_api_s_milliseconds_are_the_same_start_as_the_webhook_s_nanoseconds() -> None:
+    # Alertmanager's API shows startsAt to the millisecond; the webhook carried 285745 µs.
+    held = LinkView("a", "firing", T0 + 285_745_000, None, T0, {"alertname": "Down"})
+    s = silence()
+    api = AmAlert(
+        "a", {"alertname": "Down"}, T0 + 285_000_000, state="suppressed", silenced_by=(s.id,)
+    )
+    plan = plan_incident(incident(), [held], view(api, silences=(s,)), now=FETCHED)
+    assert [e.kind for e in plan.events] == ["alert_silenced"]

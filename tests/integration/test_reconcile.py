@@ -242,13 +242,6 @@ def test_silence_and_its_expiry_are_recorded_once(
         assert metric(bridge, "incident_bridge_reconcile_changes_total", kind="alert_silenced") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service bug: core/reconcile.plan_incident compares the webhook's startsAt (as "
-    "posted, here to the microsecond, as any client may send) with the "
-    "API v2's, which Alertmanager shows to the millisecond only, and skips the alert as "
-    "'another occurrence': silences, inhibitions and re-fires are then never recorded",
-)
 def test_silence_of_an_alert_started_within_a_millisecond(
     alertmanager_binary: str, amtool_binary: str, tmp_path: Path
 ) -> None:
