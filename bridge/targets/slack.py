@@ -46,6 +46,10 @@ _BROADCAST = {
     "escalated",
 }
 _IGNORED_INVITE = {"slack_already_in_channel", "slack_cant_invite_self"}
+# Messages that carry the buttons (while the incident is open); the chat routes act on them
+# (bridge/http/chat.py, docs/chat.md). The action ids are core/chat.py's BUTTONS.
+_BUTTONED = {"opened", "reopened", "escalated", "acknowledged", "mitigated"}
+_OPEN = {"triggered", "acknowledged", "mitigated"}
 
 
 class SlackConfig(TargetConfig):
@@ -82,6 +86,34 @@ def topic_for(incident: Mapping[str, Any]) -> str:
     return truncate(escape_slack(text), TOPIC_MAX, "slack")
 
 
+def actions_block(event: str, incident: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Acknowledge (until someone has), I'm commander and Resolve, on the messages that open or
+    move an open incident; ``value`` is the incident's id, ``action_id`` what the button does
+    (core/chat.py ``BUTTONS``: the chat routes act on them as the person who pressed)."""
+    if event not in _BUTTONED or incident.get("status") not in _OPEN:
+        return None
+    value = str(incident.get("id", ""))
+    if not value.isdigit():
+        return None
+    buttons: list[tuple[str, str, str | None]] = []
+    if incident.get("status") == "triggered":
+        buttons.append(("incident.acknowledge", "Acknowledge", "primary"))
+    buttons.append(("incident.commander", "I'm commander", None))
+    buttons.append(("incident.resolve", "Resolve", None))
+    elements: list[dict[str, Any]] = []
+    for action_id, label, style in buttons:
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label},
+            "value": value,
+        }
+        if style:
+            button["style"] = style
+        elements.append(button)
+    return {"type": "actions", "block_id": f"incident-{value}", "elements": elements}
+
+
 class SlackTarget(Target):
     type_name = "slack"
     markup = "slack"
@@ -111,6 +143,9 @@ class SlackTarget(Target):
 
     def payload(self, n: Notification, channel: str) -> dict[str, Any]:
         msg = slack_message(self.render(n).body, self.config.max_chars)
+        buttons = actions_block(n.event, n.incident)
+        if buttons is not None:
+            msg["blocks"] = [*msg["blocks"], buttons]
         return {"channel": channel, **msg, "unfurl_links": False, "unfurl_media": False}
 
     async def send(self, notification: Notification) -> DeliveryResult:

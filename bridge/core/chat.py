@@ -1,0 +1,318 @@
+"""Chat commands, pure: the grammar of ``/incident ...`` (Slack and Mattermost), the buttons on
+the bridge's messages, the messages marked for the timeline, who a chat user is, and Slack's
+request signature. No I/O: ``http/chat.py`` verifies, parses with these functions and hands the
+core command to ``service.act`` with the person as the actor.
+
+The grammar::
+
+    /incident [<id>|#<id>] <verb> [arguments]
+
+In an incident's dedicated channel the id may be left out. Mentions come in Slack's escaped form
+(``<@U123>`` or ``<@U123|name>``) or Mattermost's (``@name``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from bridge.core.actions import (
+    MAX_TEXT,
+    AddEntry,
+    AssignRole,
+    ChangeSeverity,
+    Command,
+    Move,
+    PostUpdate,
+    Transition,
+)
+from bridge.core.policy import SEVERITIES
+from bridge.core.values import immutable
+
+Platform = Literal["slack", "mattermost"]
+Query = Literal["status", "help"]
+
+HELP = """\
+*/incident* acts on the incident of this channel; elsewhere give its id first: `/incident 42 ack`
+• `ack` - acknowledge
+• `role commander|scribe|liaison|responder [@user]` - take a role, or give it to someone
+• `note <text>` - a note on the timeline
+• `decision <text>` - a decision on the timeline
+• `action <text> [@owner]` - an action item
+• `update <text>` - the liaison's status update for stakeholders
+• `severity sev1|sev2|sev3|sev4 [reason]` - raise or lower the severity
+• `mitigate|resolve|close [reason]` - move the status
+• `status` - where the incident stands
+• `help` - this message"""
+
+# Slack: signatures older (or newer) than this are refused, as Slack's documentation advises.
+MAX_SKEW_S = 300
+SIGNATURE_VERSION = "v0"
+
+_MOVES: dict[str, Move] = {
+    "ack": "acknowledge",
+    "acknowledge": "acknowledge",
+    "mitigate": "mitigate",
+    "resolve": "resolve",
+    "close": "close",
+}
+_ROLES = {
+    "commander": "commander",
+    "ic": "commander",
+    "scribe": "scribe",
+    "liaison": "liaison",
+    "responder": "responders",
+    "responders": "responders",
+}
+_ENTRIES: dict[str, Literal["note", "decision", "action"]] = {
+    "note": "note",
+    "decision": "decision",
+    "action": "action",
+}
+_ID = re.compile(r"^#?([1-9][0-9]{0,17})$")
+_SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_MM_MENTION = re.compile(r"^@([a-z0-9][a-z0-9._-]{0,63})$", re.IGNORECASE)
+# Messages marked for the timeline by their first word.
+_MARKER = re.compile(r"^\s*(note|decision)\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
+
+# The buttons of the bridge's Slack messages: action_id -> what it does.
+BUTTON_ACKNOWLEDGE = "incident.acknowledge"
+BUTTON_COMMANDER = "incident.commander"
+BUTTON_RESOLVE = "incident.resolve"
+BUTTONS: Mapping[str, str] = {
+    BUTTON_ACKNOWLEDGE: "Acknowledge",
+    BUTTON_COMMANDER: "I'm commander",
+    BUTTON_RESOLVE: "Resolve",
+}
+
+
+@immutable
+class Person:
+    """Who acts: the name known to the rules (or ``slack:<id>``), and whether they may write."""
+
+    name: str
+    read_only: bool = False
+
+
+@immutable
+class Parsed:
+    """A command line understood: a core command for ``incident`` (None: the channel's), or a
+    query (``status``, ``help``) that changes nothing."""
+
+    incident_id: int | None
+    command: Command | None = None
+    query: Query | None = None
+
+
+@immutable
+class ParseError:
+    """Why the line was not understood; shown with the help, only to its author."""
+
+    message: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.message}\n\n{HELP}"
+
+
+def person(
+    platform: Platform,
+    user_id: str,
+    people: Mapping[str, Mapping[str, str]],
+    *,
+    username: str = "",
+    read_only: Iterable[str] = (),
+) -> Person:
+    """The person behind a chat user: the name whose handle (``handles: {slack: U123}``, or for
+    Mattermost the user id or the username) is this user's; unknown: ``slack:<id>``.
+    ``read_only`` names people (or ``slack:<id>``, or bare user ids) who can only look."""
+    found = None
+    for name, handles in sorted(people.items()):
+        handle = handles.get(platform)
+        if handle and (handle == user_id or (username and handle.lstrip("@") == username)):
+            found = name
+            break
+    name = found or f"{platform}:{user_id}"
+    ro = set(read_only)
+    return Person(name, bool(ro & {name, user_id, f"{platform}:{user_id}"}))
+
+
+def mention(token: str, platform: Platform, people: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The person a mention names (``<@U123|name>``, ``<@U123>``, ``@name``), or None when the
+    token is not a mention."""
+    m = _SLACK_MENTION.match(token)
+    if m:
+        return person("slack", m.group(1), people).name
+    m = _MM_MENTION.match(token)
+    if m and platform == "mattermost":  # Slack escapes real mentions; a bare @word is text
+        username = m.group(1)
+        for name, handles in sorted(people.items()):
+            if (handles.get("mattermost") or "").lstrip("@") == username:
+                return name
+        return f"mattermost:@{username}"
+    return None
+
+
+def parse(
+    text: str,
+    actor: str,
+    *,
+    platform: Platform = "slack",
+    people: Mapping[str, Mapping[str, str]] | None = None,
+    channel_incident: int | None = None,
+) -> Parsed | ParseError:
+    """``/incident``'s text, from ``actor``, into a command (see the module's grammar).
+    ``channel_incident``: the incident whose dedicated channel the command was typed in."""
+    people = people or {}
+    words = text.split()
+    incident_id = channel_incident
+    skip = 1
+    if words and (m := _ID.match(words[0])):
+        incident_id = int(m.group(1))
+        words, skip = words[1:], 2
+    if not words:
+        return Parsed(incident_id, query="help")
+    verb, args = words[0].lower(), words[1:]
+    tail = _tail(text, skip)  # the arguments, as typed
+    if verb == "help":
+        return Parsed(incident_id, query="help")
+    if incident_id is None:
+        return ParseError(
+            f"Which incident? Outside an incident's channel give its id: `/incident 42 {verb}`."
+        )
+    if verb == "status":
+        return Parsed(incident_id, query="status")
+    if len(tail) > MAX_TEXT:
+        return ParseError(f"At most {MAX_TEXT} characters.")
+    if verb in _MOVES:
+        move = _MOVES[verb]
+        return Parsed(incident_id, Transition(actor, move, tail))
+    if verb == "role":
+        if not args or args[0].lower() not in _ROLES:
+            return ParseError("Which role? `role commander|scribe|liaison|responder [@user]`.")
+        role = _ROLES[args[0].lower()]
+        if len(args) > 2:
+            return ParseError("`role` takes a role and at most one @user.")
+        who = actor
+        if len(args) == 2:
+            named = mention(args[1], platform, people)
+            if named is None:
+                return ParseError(f"{args[1]!r} is not a @mention of a user.")
+            who = named
+        return Parsed(incident_id, AssignRole(actor, role, who))
+    if verb in _ENTRIES:
+        kind = _ENTRIES[verb]
+        owner = None
+        body = tail
+        if kind == "action" and args:
+            named = mention(args[-1], platform, people)
+            if named is not None:
+                owner = named
+                body = tail[: tail.rfind(args[-1])].rstrip()
+        if not body.strip():
+            return ParseError(f"`{verb}` needs a text: `/incident {verb} <text>`.")
+        return Parsed(incident_id, AddEntry(actor, kind, body, owner=owner))
+    if verb == "update":
+        if not tail.strip():
+            return ParseError("`update` needs a text: `/incident update <text>`.")
+        return Parsed(incident_id, PostUpdate(actor, tail))
+    if verb in ("severity", "sev"):
+        if not args or args[0].lower() not in SEVERITIES:
+            return ParseError(f"Which severity? One of {', '.join(SEVERITIES)}.")
+        reason = _tail(tail, 1) or "changed in chat"
+        return Parsed(incident_id, ChangeSeverity(actor, args[0].lower(), reason))
+    return ParseError(f"Unknown command {words[0]!r}.")
+
+
+def _tail(text: str, skip: int) -> str:
+    """``text`` after its first ``skip`` words, its inner spacing and newlines kept."""
+    rest = text.strip()
+    for _ in range(skip):
+        parts = rest.split(None, 1)
+        rest = parts[1] if len(parts) == 2 else ""
+    return rest.strip()
+
+
+def button_command(action_id: str, actor: str) -> Command | None:
+    """The command of one of the bridge's buttons, or None for an unknown one."""
+    if action_id == BUTTON_ACKNOWLEDGE:
+        return Transition(actor, "acknowledge")
+    if action_id == BUTTON_COMMANDER:
+        return AssignRole(actor, "commander", actor)
+    if action_id == BUTTON_RESOLVE:
+        return Transition(actor, "resolve")
+    return None
+
+
+def marked_entry(text: str) -> tuple[Literal["note", "decision"], str] | None:
+    """A channel message meant for the timeline: ``note: ...`` or ``decision: ...``."""
+    m = _MARKER.match(text or "")
+    if not m or not m.group(2).strip():
+        return None
+    kind: Literal["note", "decision"] = "note" if m.group(1).lower() == "note" else "decision"
+    return kind, m.group(2).strip()
+
+
+def pinned_text(text: str, permalink: str) -> str:
+    """A pinned message's timeline text: its words and where it was said."""
+    room = MAX_TEXT - len(permalink) - 3
+    body = text.strip()
+    if len(body) > room:
+        body = body[: room - 1] + "…"
+    return f"{body} ({permalink})" if permalink else body
+
+
+def slack_permalink(channel: str, ts: str) -> str:
+    """A link to a message that Slack opens in the workspace of whoever follows it."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``v0=`` and the hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` (Slack's request signing)."""
+    base = f"{SIGNATURE_VERSION}:{timestamp}:".encode() + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def check_slack_signature(
+    secret: str, timestamp: str | None, signature: str | None, body: bytes, now_s: float
+) -> str | None:
+    """None when the request is Slack's, signed now; else why not (for the log, never shown)."""
+    if not timestamp or not signature:
+        return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return "bad timestamp"
+    if abs(now_s - int(timestamp)) > MAX_SKEW_S:
+        return "stale timestamp"
+    expected = slack_signature(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        return "bad signature"
+    return None
+
+
+def status_text(incident: Mapping[str, object], url: str | None = None) -> str:
+    """``status``: the incident in a few lines."""
+    roles = incident.get("roles")
+    roles = roles if isinstance(roles, Mapping) else {}
+
+    def holders(role: str) -> str:
+        names = roles.get(role) or []
+        return (
+            ", ".join(str(n) for n in names) if isinstance(names, list) and names else "unassigned"
+        )
+
+    head = (
+        f"#{incident.get('id')} [{str(incident.get('severity', '')).upper()}] "
+        f"{incident.get('title', '')}"
+    )
+    lines = [
+        head,
+        f"Status: {incident.get('status')} | Commander: {holders('commander')} | "
+        f"Scribe: {holders('scribe')} | Liaison: {holders('liaison')}",
+    ]
+    if url:
+        lines.append(url)
+    return "\n".join(lines)
