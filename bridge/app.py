@@ -25,6 +25,7 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.http import (
     actions,
     api,
+    chat,
     errors,
     followup,
     openapi,
@@ -104,6 +105,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
+    chat.install(app, state)  # /api/v1/chat/...: only those whose secret is configured
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
 

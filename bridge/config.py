@@ -115,6 +115,11 @@ class Settings:
     alertmanager_ca_file: Path | None = None
     reconcile_interval_s: float = 60.0
     alertmanager_grace_s: float = 300.0
+    # chat commands (docs/chat.md): Slack's signing secret, Mattermost's command token, and the
+    # people who can only look
+    slack_signing_secret: Secret | None = None
+    mattermost_command_token: Secret | None = None
+    chat_read_only_users: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str | None:
@@ -193,6 +198,11 @@ def _alertmanager_url(value: str) -> str:
         shown = value.split("@")[-1] if "@" in value else value
         raise ConfigError(f"--alertmanager-url: {shown!r} is not an http:// or https:// URL")
     return value.strip().rstrip("/")
+
+
+def _names_list(value: str) -> tuple[str, ...]:
+    """``alice, slack:U123`` -> ("alice", "slack:U123")."""
+    return tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
 
 
 # How a setting is given:
@@ -532,6 +542,32 @@ OPTIONS: tuple[Option, ...] = (
         meaning="seconds an Alertmanager peer must have been up before its answer may resolve "
         "alerts: a peer that restarted lists nothing until Prometheus sends its alerts again "
         "(`resend_delay`, 1 minute by default)",
+    ),
+    Option(
+        name="slack_signing_secret",
+        flag="--slack-signing-secret-file",
+        env="SLACK_SIGNING_SECRET",
+        kind="secret",
+        meaning="the Slack app's signing secret: every request to `/api/v1/chat/slack/*` is "
+        "checked against it (HMAC-SHA256, 5 minutes). Without it the Slack routes answer 404 "
+        "([chat.md](chat.md))",
+    ),
+    Option(
+        name="mattermost_command_token",
+        flag="--mattermost-command-token-file",
+        env="MATTERMOST_COMMAND_TOKEN",
+        kind="secret",
+        meaning="the token of Mattermost's `/incident` slash command (also put in the buttons' "
+        "context). Without it the Mattermost routes answer 404",
+    ),
+    Option(
+        name="chat_read_only_users",
+        flag="--chat-read-only-users",
+        env="CHAT_READ_ONLY_USERS",
+        parse=_names_list,
+        default="none",
+        meaning="people (names of the rotations, or `slack:U123`, `mattermost:<id>`) who can "
+        "only look from chat: `status` and `help`, no changes; separated by `,`",
     ),
     Option(
         name="sqlite_synchronous",

@@ -48,6 +48,8 @@ class Runtime:
     postmortems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # route name -> seconds of the silence made in Alertmanager on acknowledge (None: none)
     silences: Mapping[str, float | None] = field(default_factory=dict)
+    # route name -> whether messages marked in its dedicated Slack channel go to the timeline
+    chat_timelines: Mapping[str, bool] = field(default_factory=dict)
 
     def silence_on_ack(self, route: str) -> float | None:
         """How long the silence made on acknowledge lasts for ``route`` (the root's for a route
@@ -55,6 +57,13 @@ class Runtime:
         if route in self.silences:
             return self.silences[route]
         return self.silences.get(self.root_route)
+
+    def chat_timeline(self, route: str) -> bool:
+        """Whether messages marked in the dedicated Slack channel of an incident of ``route``
+        (the root's for a route that is gone) are recorded on its timeline; off without rules."""
+        if route in self.chat_timelines:
+            return self.chat_timelines[route]
+        return self.chat_timelines.get(self.root_route, False)
 
     def postmortem_policy(self, route: str, severity: str) -> str:
         """``required`` (the incident cannot close without a published postmortem), ``optional``
@@ -158,4 +167,5 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
         followups={r.name: r.settings.follow_up for r in ruleset.routes()},
         postmortems={r.name: dict(r.settings.postmortem) for r in ruleset.routes()},
         silences={r.name: r.settings.silence_on_ack_s for r in ruleset.routes()},
+        chat_timelines={r.name: r.settings.chat_timeline for r in ruleset.routes()},
     )

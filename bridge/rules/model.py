@@ -72,6 +72,8 @@ class RouteSettings:
     reminders: Mapping[str, ReminderPolicy] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
     # seconds of the silence made in Alertmanager on acknowledge; None: no silence
     silence_on_ack_s: float | None = None
+    # messages marked in the dedicated Slack channel go to the timeline (docs/chat.md)
+    chat_timeline: bool = False
 
     @property
     def status_update(self) -> Mapping[str, float | None]:

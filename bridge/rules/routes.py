@@ -220,6 +220,8 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
         out = replace(out, follow_up=_follow_up(out.follow_up, spec.follow_up))
     if "silence_on_ack" in s:
         out = replace(out, silence_on_ack_s=spec.silence_on_ack)
+    if "chat_timeline" in s:
+        out = replace(out, chat_timeline=bool(spec.chat_timeline))
     if spec.tiers is not None:
         t, ts = spec.tiers, spec.tiers.model_fields_set
         old = out.tiers

@@ -272,6 +272,9 @@ class RouteSpec(Strict):
     # a silence made in Alertmanager when the incident is acknowledged, for this long
     # (``~``: none, the default); expired when the incident resolves (docs/reconcile.md)
     silence_on_ack: PositiveDuration | None = None
+    # messages in the dedicated Slack channel marked for the timeline (a 📌 reaction, or
+    # ``note:``/``decision:``) are recorded there (docs/chat.md); off by default
+    chat_timeline: bool | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)

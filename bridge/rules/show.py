@@ -47,6 +47,7 @@ def settings_dict(s: RouteSettings) -> dict[str, Any]:
         "follow_up": followup_dict(s.follow_up),
         "postmortem": dict(s.postmortem),
         "silence_on_ack_s": s.silence_on_ack_s,
+        "chat_timeline": s.chat_timeline,
         "status_update_s": dict(s.status_update),
         "reminders": {
             sev: {
