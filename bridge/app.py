@@ -34,6 +34,7 @@ from bridge.http import (
     postmortem,
     receiver,
     search,
+    session,
 )
 from bridge.http.errors import json_errors
 from bridge.indexer import Indexer
@@ -100,7 +101,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
     app.router.add_get(openapi.PATH, json_errors(openapi.serve))
-    app.router.add_get("/incidents/{id}", json_errors(pages.incident_page))
+    # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.
+    pages.install(app, session.ensure_key(state.settings.db))
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)

@@ -115,6 +115,9 @@ class Settings:
     alertmanager_ca_file: Path | None = None
     reconcile_interval_s: float = 60.0
     alertmanager_grace_s: float = 300.0
+    # the web pages: a header a trusted reverse proxy sets to the signed-in user (opt-in)
+    web_user_header: str = ""
+    web_user_header_scope: str = "read"
     # chat commands (docs/chat.md): Slack's signing secret, Mattermost's command token, and the
     # people who can only look
     slack_signing_secret: Secret | None = None
@@ -203,6 +206,14 @@ def _alertmanager_url(value: str) -> str:
 def _names_list(value: str) -> tuple[str, ...]:
     """``alice, slack:U123`` -> ("alice", "slack:U123")."""
     return tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def _header_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+        raise ConfigError(f"--web-user-header: {value!r} is not an HTTP header name")
+    if value.lower() in ("authorization", "cookie", "host"):
+        raise ConfigError(f"--web-user-header: {value!r} cannot name the user")
+    return value
 
 
 # How a setting is given:
@@ -568,6 +579,25 @@ OPTIONS: tuple[Option, ...] = (
         default="none",
         meaning="people (names of the rotations, or `slack:U123`, `mattermost:<id>`) who can "
         "only look from chat: `status` and `help`, no changes; separated by `,`",
+    ),
+    Option(
+        name="web_user_header",
+        flag="--web-user-header",
+        env="WEB_USER_HEADER",
+        default="none",
+        parse=_header_name,
+        meaning="the web pages trust this request header (e.g. `X-Forwarded-User`) to name the "
+        "person, as set by a reverse proxy that authenticates them; only when every request "
+        "comes through that proxy, which must drop the header from clients "
+        "([web.md](web.md#behind-a-reverse-proxy)). Without it people sign in with an API token",
+    ),
+    Option(
+        name="web_user_header_scope",
+        flag="--web-user-header-scope",
+        env="WEB_USER_HEADER_SCOPE",
+        choices=("read", "write"),
+        meaning="what people named by `--web-user-header` may do: `read` the pages, or also "
+        "`write` (act)",
     ),
     Option(
         name="sqlite_synchronous",

@@ -560,21 +560,6 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/incidents/{id}": {
-            "get": {
-                "tags": ["incidents"],
-                "operationId": "incident_page",
-                "summary": "The incident as a page for people",
-                "description": "Server-rendered HTML, read-only, no script; the page messages "
-                f"link to. Errors are the API's JSON errors. {_READ_NOTE}",
-                "security": READ,
-                "parameters": [_id("incident")],
-                "responses": {
-                    "200": _text("the page", "text/html"),
-                    **_errors((401, 404, 503), e404="no such incident"),
-                },
-            }
-        },
         "/-/reload": {
             "post": {
                 "tags": ["operations"],

@@ -1,91 +1,683 @@
-"""``/incidents/{id}``: the incident as a page a person can read, where messages link to.
+"""The web pages (docs/web.md): the incident list at ``/`` and the incident at
+``/incidents/{id}``, server-rendered from ``templates/pages/`` (Jinja2, every value escaped),
+with forms for people's actions and live updates.
 
-Read-only and server-rendered, every value HTML-escaped (Jinja2 autoescape), no script. It is
-authorized like the read API. The web-page work will grow it into the full page; until then it
-shows what a responder opening a chat link needs: status, severity, milestones, roles, alerts
-with their links, and the timeline.
+The pages are one more client of the service: a form is read into the same pydantic body as
+the API's action and built into the same command (``http/actions.ACTIONS``), then
+``service.act`` runs it with the signed-in person as the actor and the form's one-time key as
+its Idempotency-Key (a double submit does it once). The answer is a redirect back to the page
+(POST, redirect, GET), or the page again with the refusal and its 4xx status.
+
+Progressive enhancement: everything works without JavaScript. ``static/app.js`` (the only
+script, no inline script anywhere: the Content-Security-Policy forbids it) listens to the
+incident's Server-Sent Events (``/incidents/{id}/live``) and, when the timeline changes, fetches
+the new entries and the status block as HTML fragments rendered by the same templates.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
+from pydantic import ValidationError
 
-from bridge.core.incidents import MILESTONES
-from bridge.core.policy import ROLES
-from bridge.http import auth
-from bridge.http.api import path_id
-from bridge.http.errors import HTTPError, store_unavailable
-from bridge.service import AppState
-from bridge.store import StoreUnavailable
-from bridge.store.queries import get_incident
+from bridge.core.actions import allowed_moves
+from bridge.core.incidents import MILESTONES, STATUSES, Incident
+from bridge.core.policy import ROLES, SEVERITIES
+from bridge.core.postmortem import SECTION_INFO
+from bridge.core.timeutil import NS, parse_rfc3339
+from bridge.http import session
+from bridge.http.actions import ACTIONS, ActionBody
+from bridge.http.session import Viewer
+from bridge.kb import postmortems
+from bridge.service import AppState, act
+from bridge.store import StoreUnavailable, outbox
+from bridge.store.actions import Idempotency
+from bridge.store.followup import followup_view
+from bridge.store.queries import (
+    get_incident,
+    last_change,
+    list_incidents,
+    timeline_since,
+)
+from bridge.store.search import QueryError, search
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>#{{ i.id }} {{ i.title }}</title>
-<style>
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
-table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:left;vertical-align:top}
-th{color:#555;font-weight:600}.sev{font-weight:700}code{font-size:90%}
-ol li{margin:.2rem 0}.kind{color:#555}
-</style></head><body>
-<h1>#{{ i.id }} {{ i.title }}</h1>
-<p><span class="sev">{{ i.severity }}</span> · {{ i.status }}
-{%- if i.team %} · team {{ i.team }}{% endif %}{% if i.service %} · {{ i.service }}{% endif %}
- · route {{ i.route }}</p>
-<h2>Milestones</h2>
-<table>{% for name in milestones %}<tr><th>{{ name|replace("_at", "")|replace("_", " ") }}</th>
-<td>{{ i[name] or "—" }}</td></tr>{% endfor %}</table>
-<h2>Roles</h2>
-<table>{% for role in roles %}<tr><th>{{ role }}</th>
-<td>{{ (i.roles.get(role) or [])|join(", ") or "unassigned" }}</td></tr>{% endfor %}</table>
-<h2>Alerts ({{ i.alerts|length }})</h2>
-<ul>{% for a in i.alerts %}<li><b>{{ a.status }}</b>
-{%- if a.suppressed and a.status == "firing" %} <b>{{ "silenced" if a.suppressed.get("silenced_by") else "inhibited" }}</b>{% endif %}
- {{ a.labels.get("alertname", a.fingerprint) }}
-{%- for k, v in a.labels|dictsort if k != "alertname" %} <code>{{ k }}={{ v }}</code>{% endfor %}
-{%- if a.annotations.get("summary") %}: {{ a.annotations["summary"] }}{% endif %}
-{%- if safe_url(a.generator_url) %} · <a href="{{ a.generator_url }}">source</a>{% endif %}
-{%- if safe_url(a.annotations.get("runbook_url", "")) %} ·
-<a href="{{ a.annotations["runbook_url"] }}">runbook</a>{% endif %}
- · since {{ a.starts_at }}</li>{% endfor %}</ul>
-<h2>Timeline</h2>
-<ol>{% for e in i.timeline %}<li>{{ e.time }} <span class="kind">{{ e.kind }}</span>
-{{ e.text }}{% if e.actor %} ({{ e.actor }}){% endif %}</li>{% endfor %}</ol>
-</body></html>
-"""
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-_TEMPLATE = _ENV.from_string(_PAGE)
+log = logging.getLogger("bridge.pages")
+
+PAGE_SIZE = 50
+MAX_FORM = 64 * 1024
+LIVE_POLL_S = 1.0
+LIVE_HEARTBEAT_S = 15.0
+MAX_LIVE = 200  # live connections at once; more get 503 and the page stays a plain page
+# No inline script or style, no plugin, no framing; forms post only here.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+SESSION_KEY: web.AppKey[bytes] = web.AppKey("session_key", bytes)
+LIVE: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("live", set[asyncio.Task[Any]])
+CSRF_COOKIE = "ib_csrf"
+
+
+def templates_dir() -> Path:
+    from bridge.delivery.templates import default_templates_dir
+
+    return default_templates_dir() / "pages"
 
 
 def _safe_url(url: Any) -> bool:
-    """Only http(s) links: a label could say ``javascript:``."""
+    """Only http(s) links: a label or annotation could say ``javascript:``."""
     return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
 
 
-def render(incident: dict[str, Any]) -> str:
-    return _TEMPLATE.render(i=incident, milestones=MILESTONES, roles=ROLES, safe_url=_safe_url)
+def _short_time(text: str | None) -> str:
+    return (text or "")[11:19]
+
+
+def _age(text: str | None, now_ns: int) -> str:
+    at = parse_rfc3339(text) if text else None
+    if at is None:
+        return ""
+    s = max(0, (now_ns - at) // NS)
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _markdown(text: str) -> str:
+    """Markdown to HTML with raw HTML off and only safe links (markdown-it's validation drops
+    ``javascript:``, ``vbscript:``, ``file:`` and ``data:`` links)."""
+    from markdown_it import MarkdownIt
+
+    return str(MarkdownIt("commonmark", {"html": False}).render(text))
+
+
+@functools.cache
+def environment(path: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(path),
+        autoescape=True,
+        # optional keys (a correction's, a ticket's) read as empty
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["short_time"] = _short_time
+    # markdown-it escapes what it does not render (raw HTML is off): its output is safe HTML
+    env.filters["markdown"] = lambda text: Markup(_markdown(text))  # noqa: S704
+    env.globals.update(
+        safe_url=_safe_url,
+        milestones=MILESTONES,
+        roles=ROLES,
+        severities=SEVERITIES,
+        statuses=STATUSES,
+        sections=SECTION_INFO,
+    )
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    return environment(str(templates_dir())).get_template(name).render(**context)
+
+
+def _html(text: str, status: int = 200, extra: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=text, status=status, content_type="text/html", headers={**HEADERS, **(extra or {})}
+    )
+
+
+def _secure(request: web.Request, state: AppState) -> bool:
+    return request.secure or state.settings.external_url.lower().startswith("https://")
+
+
+def _key(request: web.Request) -> bytes:
+    return request.app[SESSION_KEY]
+
+
+def _header_user(request: web.Request, state: AppState) -> str | None:
+    name = state.settings.web_user_header
+    if not name:
+        return None
+    value = request.headers.get(name, "").strip()
+    if not value or len(value) > 200 or not value.isprintable():
+        return None
+    return value
+
+
+def viewer(request: web.Request, state: AppState) -> tuple[Viewer | None, str | None]:
+    """Who looks (None: nobody may read without signing in), and a CSRF cookie nonce to set
+    when a header-named viewer has none yet."""
+    user = _header_user(request, state)
+    if user is not None:
+        nonce = request.cookies.get(CSRF_COOKIE, "")
+        fresh = None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", nonce):
+            nonce = fresh = secrets.token_urlsafe(32)
+        scope = state.settings.web_user_header_scope
+        csrf = session.header_csrf(_key(request), user, nonce)
+        return Viewer(user, scope, csrf, "header"), fresh
+    found = session.viewer_from_cookie(request, _key(request), state.api, time.time())
+    if found is not None:
+        return found, None
+    bearer = request.headers.get("Authorization", "")
+    if bearer[:7].lower() == "bearer ":
+        # A script or a monitor reading a page with an API token: it sees, it never posts (no
+        # CSRF token: a form needs a browser's session).
+        known = session.identify(bearer[7:].strip(), state.api)
+        if known is not None:
+            return Viewer(known[0], known[1], "", "token"), None
+    if state.api.open_reads:
+        return Viewer("anonymous", session.READ, "", "open"), None
+    return None, None
+
+
+def _with_csrf_cookie(response: web.StreamResponse, nonce: str | None, secure: bool) -> None:
+    if nonce:
+        response.set_cookie(
+            CSRF_COOKIE, nonce, path="/", httponly=True, samesite="Strict", secure=secure
+        )
+
+
+def _to_login(request: web.Request) -> web.Response:
+    target = request.path_qs if request.method == "GET" else "/"
+    raise web.HTTPSeeOther(location="/login?" + urlencode({"next": target}), headers=HEADERS)
+
+
+def _same_origin(request: web.Request, state: AppState) -> bool:
+    """A form's POST from another site is refused even with a valid cookie (SameSite=Strict
+    already keeps the cookie from it): the Origin, when the browser sends one, must be ours."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    allowed = {f"{request.scheme}://{request.host}"}
+    if state.settings.external_url:
+        parts = state.settings.external_url.split("/")
+        allowed.add("/".join(parts[:3]))
+    return origin in allowed
+
+
+def _error_page(status: int, message: str, who: Viewer | None) -> web.Response:
+    return _html(render("error.html.j2", status=status, message=message, viewer=who), status)
+
+
+async def _read(state: AppState, fn: Callable[[Any], Any]) -> Any:
+    try:
+        return await state.store.read(fn)
+    except StoreUnavailable as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"store unavailable: {exc}", headers=HEADERS
+        ) from None
+
+
+def _incident_id(request: web.Request) -> int:
+    text = request.match_info.get("id", "")
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
+    return int(text)
+
+
+# --- sign in and out ------------------------------------------------------------------------
+
+
+def _next(value: str) -> str:
+    """Only a path of this site (never ``//host`` or a scheme): an open redirect otherwise."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+async def login_form(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    nxt = _next(request.query.get("next", "/"))
+    return _html(
+        render("login.html.j2", next=nxt, error="", viewer=None, header=_header_mode(state))
+    )
+
+
+def _header_mode(state: AppState) -> bool:
+    return bool(state.settings.web_user_header)
+
+
+async def login(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    if not _same_origin(request, state):
+        return _error_page(403, "this form was posted from another site", None)
+    form = await _form(request)
+    nxt = _next(form.get("next", "/"))
+    token = form.get("token", "").strip()
+    found = session.identify(token, state.api) if token else None
+    if found is None:
+        log.info("web sign-in refused: wrong or missing token")
+        page = render(
+            "login.html.j2",
+            next=nxt,
+            error="That token is not one this service knows.",
+            viewer=None,
+            header=_header_mode(state),
+        )
+        return _html(page, 401)
+    name, scope, fp = found
+    response = web.HTTPSeeOther(location=nxt, headers=HEADERS)
+    cookie = session.make_cookie(_key(request), name, scope, fp, time.time())
+    session.set_cookie(response, cookie, secure=_secure(request, state))
+    log.info("web sign-in: %s (%s)", name, scope)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    who, _ = viewer(request, state)
+    form = await _form(request)
+    if who is None or not who.csrf or not session.csrf_ok(who, form.get("csrf", "")):
+        return _error_page(403, "sign-out needs the form of a page of this site", who)
+    response = web.HTTPSeeOther(location="/login", headers=HEADERS)
+    session.clear_cookie(response, secure=_secure(request, state))
+    raise response
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    if request.content_length is not None and request.content_length > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length, headers=HEADERS)
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    who, nonce = viewer(request, state)
+    if who is None:
+        return _to_login(request)
+    q = request.query
+    chosen: dict[str, list[str]] = {
+        "status": [s for s in q.getall("status", []) if s in STATUSES],
+        "severity": [s for s in q.getall("severity", []) if s in SEVERITIES],
+        "team": [t for t in q.getall("team", []) if t][:20],
+    }
+    if "status" not in q:
+        chosen["status"] = ["triggered", "acknowledged", "mitigated"]  # open ones first
+    text = q.get("q", "").strip()[:500]
+    before_text = q.get("before", "")
+    before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    hits: list[dict[str, Any]] = []
+    problem = ""
+    rows: list[dict[str, Any]] = []
+    if text:
+        try:
+            hits = await _read(state, functools.partial(search, text=text, limit=PAGE_SIZE))
+        except QueryError as exc:
+            problem = str(exc)
+    else:
+        rows = await _read(
+            state,
+            functools.partial(
+                list_incidents,
+                statuses=chosen["status"],
+                severities=chosen["severity"],
+                teams=chosen["team"],
+                before=before,
+                limit=PAGE_SIZE,
+            ),
+        )
+    now = state.clock()
+    for row in rows:
+        row["age"] = _age(row.get("opened_at"), now)
+        held = row.get("roles") or {}
+        row["commander"] = ", ".join(held.get("commander") or [])
+        row["unassigned"] = [r for r in ROLES if not held.get(r)]
+    older = None
+    if len(rows) == PAGE_SIZE:
+        params = [(k, v) for k, vs in chosen.items() for v in vs] + [
+            ("before", str(rows[-1]["id"]))
+        ]
+        older = "/?" + urlencode(params)
+    teams = sorted({str(r["team"]) for r in rows if r.get("team")} | set(chosen["team"]))
+    page = render(
+        "list.html.j2",
+        viewer=who,
+        rows=rows,
+        hits=hits,
+        q=text,
+        problem=problem,
+        chosen=chosen,
+        teams=teams,
+        older=older,
+    )
+    response = _html(page)
+    _with_csrf_cookie(response, nonce, _secure(request, state))
+    return response
+
+
+# --- the incident ---------------------------------------------------------------------------
+
+
+def _moves(incident: Mapping[str, Any]) -> tuple[str, ...]:
+    shape = Incident(
+        id=int(incident["id"]),
+        key=str(incident["key"]),
+        title=str(incident["title"]),
+        severity=str(incident["severity"]),
+        status=incident["status"],
+        started_at=0,
+        opened_at=0,
+        acknowledged_at=1 if incident.get("acknowledged_at") else None,
+    )
+    return allowed_moves(shape)
+
+
+async def _context(state: AppState, incident_id: int, who: Viewer) -> dict[str, Any] | None:
+    def reads(conn: Any) -> tuple[Any, Any, Any]:
+        found = get_incident(conn, incident_id)
+        if found is None:
+            return None, None, None
+        return found, followup_view(conn, incident_id), outbox.incident_rows(conn, incident_id)
+
+    incident, followup, rows = await _read(state, reads)
+    if incident is None:
+        return None
+    pm: dict[str, Any] | None = None
+    if incident["status"] in ("mitigated", "resolved", "closed"):
+        # Drafted from the record once the incident is mitigated; a page of an incident still
+        # being worked does not pay for rendering it.
+        try:
+            pm = await postmortems.show(state, incident_id)
+        except postmortems.PostmortemError as exc:
+            pm = {"error": exc.message}
+    return {
+        "viewer": who,
+        "i": incident,
+        "moves": _moves(incident),
+        "followup": followup,
+        "notifications": [r.as_json() for r in rows],
+        "pm": pm,
+        "last_id": max((e["id"] for e in incident["timeline"]), default=0),
+        "form_key": secrets.token_urlsafe(16),
+        "error": "",
+    }
 
 
 async def incident_page(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api)
-    incident_id = path_id(request, "incident")
+    who, nonce = viewer(request, state)
+    if who is None:
+        return _to_login(request)
+    incident_id = _incident_id(request)
+    context = await _context(state, incident_id, who)
+    if context is None:
+        return _error_page(404, f"There is no incident {incident_id}.", who)
+    response = _html(render("incident.html.j2", **context))
+    _with_csrf_cookie(response, nonce, _secure(request, state))
+    return response
+
+
+async def do_action(request: web.Request) -> web.Response:
+    """A form's action: the same body model and command as the API's, through service.act."""
+    state: AppState = request.app[AppState.KEY]
+    who, _ = viewer(request, state)
+    if who is None:
+        return _to_login(request)
+    incident_id = _incident_id(request)
+    name = request.match_info["action"]
+    form = await _form(request)
+    if not who.can_write:
+        return _error_page(403, "You can only look: acting needs a write token.", who)
+    if not _same_origin(request, state) or not session.csrf_ok(who, form.get("csrf", "")):
+        return _error_page(
+            403, "This form has expired or came from another site: reload the page.", who
+        )
+    fields = {
+        k: v for k, v in form.items() if k not in ("csrf", "form_key", "actor") and v.strip() != ""
+    }
+    name, fields = _adapt(name, fields)
+    key = form.get("form_key", "")[:100]
+    digest = hashlib.sha256(
+        json.dumps([name, sorted(fields.items())], separators=(",", ":")).encode()
+    ).hexdigest()
+    idempotency = Idempotency(who.name, f"web:{key}", f"web {name} {digest}") if key else None
+    if name == "postmortem":
+        return await _save_postmortem(state, incident_id, who, fields, idempotency)
+    if name == "publish":
+        try:
+            await postmortems.publish(state, incident_id, who.name)
+        except postmortems.PostmortemError as exc:
+            return await _refused(state, incident_id, who, exc.status, exc.message)
+        raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#postmortem", headers=HEADERS)
+    spec = ACTIONS.get(name)
+    if spec is None:
+        return _error_page(404, f"There is no action {name!r}.", who)
+    _summary, model, build = spec
     try:
-        found = await state.store.read(lambda conn: get_incident(conn, incident_id))
-    except StoreUnavailable:
-        raise store_unavailable() from None
-    if found is None:
-        raise HTTPError(404, "no such incident")
-    return web.Response(
-        text=render(found),
-        content_type="text/html",
+        body: ActionBody = model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "form"
+        return await _refused(state, incident_id, who, 400, f"{where}: {first['msg']}")
+    try:
+        answer = await act(state, incident_id, build(body, who.name), idempotency=idempotency)
+    except StoreUnavailable as exc:
+        return _error_page(503, f"The database is not available now ({exc}); try again.", who)
+    if answer.status != 200:
+        message = str(answer.body.get("error", "refused"))
+        return await _refused(state, incident_id, who, answer.status, message)
+    anchor = "followup" if name.startswith("followup") else "timeline"
+    raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#{anchor}", headers=HEADERS)
+
+
+def _adapt(name: str, fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The page's forms in the API's shapes: one entry form for notes, decisions and action
+    items (its ``kind``), the next update in minutes (the API takes seconds)."""
+    out: dict[str, Any] = dict(fields)
+    if name == "notes":
+        kind = out.pop("kind", "note")
+        name = {"decision": "decisions", "action": "actions"}.get(kind, "notes")
+        if name != "actions":
+            out.pop("owner", None)
+    if name == "updates" and "next_update_in_minutes" in out:
+        minutes = out.pop("next_update_in_minutes")
+        out["next_update_in"] = (
+            int(minutes) * 60 if minutes.isdigit() and len(minutes) < 9 else minutes
+        )
+    return name, out
+
+
+async def _save_postmortem(
+    state: AppState,
+    incident_id: int,
+    who: Viewer,
+    fields: Mapping[str, str],
+    idempotency: Idempotency | None,
+) -> web.Response:
+    known = {s.name for s in SECTION_INFO}
+    sections = {
+        k.removeprefix("section_"): v
+        for k, v in fields.items()
+        if k.removeprefix("section_") in known
+    }
+    try:
+        answer = await postmortems.save(
+            state, incident_id, sections, who.name, idempotency=idempotency
+        )
+    except postmortems.PostmortemError as exc:
+        return await _refused(state, incident_id, who, exc.status, exc.message)
+    if answer.status != 200:
+        return await _refused(state, incident_id, who, answer.status, str(answer.body.get("error")))
+    raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#postmortem", headers=HEADERS)
+
+
+async def _refused(
+    state: AppState, incident_id: int, who: Viewer, status: int, message: str
+) -> web.Response:
+    context = await _context(state, incident_id, who)
+    if context is None:
+        return _error_page(404, f"There is no incident {incident_id}.", who)
+    context["error"] = message
+    return _html(render("incident.html.j2", **context), status)
+
+
+# --- live -----------------------------------------------------------------------------------
+
+
+async def fragment(request: web.Request) -> web.Response:
+    """``timeline?after=N``: the entries after N; ``summary``: the status block."""
+    state: AppState = request.app[AppState.KEY]
+    who, _ = viewer(request, state)
+    if who is None:
+        raise web.HTTPUnauthorized(text="sign in", headers=HEADERS)
+    incident_id = _incident_id(request)
+    part = request.match_info["part"]
+    if part == "timeline":
+        after_text = request.query.get("after", "0")
+        after = int(after_text) if after_text.isdigit() and len(after_text) < 19 else 0
+        entries = await _read(
+            state, functools.partial(timeline_since, incident_id=incident_id, after=after)
+        )
+        return _html(render("fragments.html.j2", part=part, entries=entries))
+    if part == "summary":
+        context = await _context(state, incident_id, who)
+        if context is None:
+            raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
+        return _html(render("fragments.html.j2", part=part, **context))
+    raise web.HTTPNotFound(text="no such fragment", headers=HEADERS)
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: ``change`` with the newest entry id and the status whenever either
+    changes (the store is looked at every second: any writer's change is seen, the webhooks',
+    people's, the scheduler's), a comment every 15 s to keep proxies from closing it."""
+    state: AppState = request.app[AppState.KEY]
+    who, _ = viewer(request, state)
+    if who is None:
+        raise web.HTTPUnauthorized(text="sign in", headers=HEADERS)
+    incident_id = _incident_id(request)
+    tasks = request.app[LIVE]
+    if len(tasks) >= MAX_LIVE:
+        raise web.HTTPServiceUnavailable(
+            text="too many live pages", headers={**HEADERS, "Retry-After": "30"}
+        )
+    seen = await _read(state, functools.partial(last_change, incident_id=incident_id))
+    if seen is None:
+        raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
+    after_text = request.query.get("after", "")
+    if after_text.isdigit() and len(after_text) < 19:
+        seen = (int(after_text), "")  # what the page shows: anything newer is news at once
+    response = web.StreamResponse(
         headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            **HEADERS,
+            "Content-Type": "text/event-stream",
+            "X-Accel-Buffering": "no",  # nginx: do not hold the events back
+        }
+    )
+    await response.prepare(request)
+    task = asyncio.current_task()
+    assert task is not None
+    tasks.add(task)
+    try:
+        await response.write(b"retry: 3000\n\n")
+        quiet = 0.0
+        while True:
+            await asyncio.sleep(LIVE_POLL_S)
+            now = await state.store.read(functools.partial(last_change, incident_id=incident_id))
+            if now is None:
+                break
+            if now != seen and (now[0] != seen[0] or seen[1]):
+                data = json.dumps({"last": now[0], "status": now[1]})
+                await response.write(f"event: change\ndata: {data}\n\n".encode())
+                quiet = 0.0
+            seen = now
+            quiet += LIVE_POLL_S
+            if quiet >= LIVE_HEARTBEAT_S:
+                await response.write(b": still here\n\n")
+                quiet = 0.0
+    except (ConnectionResetError, StoreUnavailable, asyncio.CancelledError):
+        pass
+    finally:
+        tasks.discard(task)
+    return response
+
+
+async def stop_live(app: web.Application) -> None:
+    """At shutdown: end the live streams (their pages reconnect to the next process)."""
+    held: set[asyncio.Task[Any]] = app[LIVE]
+    running = list(held)
+    for task in running:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+# --- static files ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _static(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    suffix = Path(name).suffix
+    if not re.fullmatch(r"[a-z0-9-]+\.(css|js|svg)", name) or suffix not in STATIC_TYPES:
+        raise web.HTTPNotFound(text="no such file")
+    path = templates_dir() / "static" / name
+    if not path.is_file():
+        raise web.HTTPNotFound(text="no such file")
+    return web.Response(
+        body=_static(str(path)),
+        content_type=STATIC_TYPES[suffix],
+        headers={
+            "Cache-Control": "public, max-age=300",
             "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
         },
     )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The pages are for people, not an API: the OpenAPI document leaves them out (docs/web.md).
+# /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
+# /incidents/{id}/fragments/{part}, /login, /logout, /static/{name}
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/", index),
+    ("GET", "/login", login_form),
+    ("POST", "/login", login),
+    ("POST", "/logout", logout),
+    ("GET", "/incidents/{id}", incident_page),
+    ("POST", "/incidents/{id}/do/{action:[a-z/]+}", do_action),
+    ("GET", "/incidents/{id}/live", live),
+    ("GET", "/incidents/{id}/fragments/{part}", fragment),
+    ("GET", "/static/{name}", static),
+]
+
+
+def install(app: web.Application, session_key: bytes) -> None:
+    """The pages' routes (app.py calls this)."""
+    app[SESSION_KEY] = session_key
+    app[LIVE] = set()
+    app.on_shutdown.append(stop_live)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)

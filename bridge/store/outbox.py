@@ -275,6 +275,19 @@ def list_rows(
     return _rows(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)))
 
 
+def incident_rows(conn: sqlite3.Connection, incident_id: int, limit: int = 200) -> list[OutboxRow]:
+    """The notifications of one incident, newest first (the incident page): three short walks
+    of the (state, incident_id, ...) index, one per state, never a scan of the outbox."""
+    marks = ",".join("?" * len(STATES))
+    return _rows(
+        conn.execute(
+            f"SELECT {_ROW} FROM outbox WHERE state IN ({marks}) AND incident_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (*STATES, incident_id, limit),
+        )
+    )
+
+
 def get_row(conn: sqlite3.Connection, row_id: int) -> OutboxRow | None:
     rows = _rows(conn.execute(f"SELECT {_ROW} FROM outbox WHERE id = ?", (row_id,)))
     return rows[0] if rows else None

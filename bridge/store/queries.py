@@ -122,6 +122,31 @@ def timeline_events(
     return events
 
 
+def timeline_since(
+    conn: sqlite3.Connection, incident_id: int, after: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The entries after id ``after`` (what a live page has not shown yet), in order."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM timeline WHERE incident_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (incident_id, after, limit),
+        )
+    ]
+    return timeline_events(conn, incident_id, ids) if ids else []
+
+
+def last_change(conn: sqlite3.Connection, incident_id: int) -> tuple[int, str] | None:
+    """(newest timeline id, status) of an incident: what a live page watches (two index
+    lookups), or None when there is no such incident."""
+    row = conn.execute(
+        "SELECT status, (SELECT max(id) FROM timeline WHERE incident_id = ?1) FROM incidents "
+        "WHERE id = ?1",
+        (incident_id,),
+    ).fetchone()
+    return None if row is None else (int(row[1] or 0), str(row[0]))
+
+
 def incident_summary(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
     """The incident's row as the list shows it: no alerts, no timeline."""
     cur = conn.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,))

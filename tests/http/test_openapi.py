@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from bridge.app import create_app
 from bridge.config import Settings, api_token_path
 from bridge.core.incidents import MILESTONES
 from bridge.core.secrets import Secret
-from bridge.http import models, openapi
+from bridge.http import models, openapi, pages
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
 from bridge.service import AppState
@@ -37,7 +38,10 @@ from tests.conftest import WRITE, MakeClient, fixture_body, fixture_bytes
 from tests.integration.procs import Bridge
 
 # Served, and not an operation: the catch-all that answers JSON 404/405 for any other /api/ path.
-NOT_OPERATIONS = {"/api/{tail}"}
+# The web pages are for people, not operations of the API (bridge/http/pages.py).
+NOT_OPERATIONS = {"/api/{tail}"} | {
+    re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path) for _method, path, _handler in pages.ROUTES
+}
 
 
 def served_operations(tmp_path: Path) -> set[tuple[str, str]]:

@@ -1,0 +1,176 @@
+"""The web pages' sign-in: who a browser is, from a signed session cookie or (opt-in) a header
+set by a trusted reverse proxy, and the CSRF token of its forms.
+
+A person signs in with an API token (docs/web.md). The cookie holds no token: the token's
+name, its scope, a fingerprint of it (so that a token removed from the configuration ends the
+sessions made with it at the next restart), when it expires, and a random nonce that is the
+session's CSRF token; all signed with HMAC-SHA256 under a key kept beside the database
+(``<db>.session-key``, made at first start, readable by its owner only). The cookie is
+``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when the service is reached over TLS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.core.secrets import Secret
+from bridge.service import ApiAccess
+
+COOKIE = "ib_session"
+MAX_AGE_S = 12 * 3600
+WRITE, READ = "write", "read"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at a page: a name, a scope (``write`` may act), the CSRF token of the forms
+    (empty when the viewer cannot post), and how they came (``session``, ``header``, ``open``)."""
+
+    name: str
+    scope: str
+    csrf: str = ""
+    via: str = "session"
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == WRITE and bool(self.csrf)
+
+
+def key_path(db: Path) -> Path:
+    return db.with_name(db.name + ".session-key")
+
+
+def ensure_key(db: Path) -> bytes:
+    """The signing key: read from ``<db>.session-key``, or made (32 random bytes) there, 0600."""
+    path = key_path(db)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = ""
+    if len(text) < 32:
+        text = secrets.token_urlsafe(32)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text + "\n")
+    return text.encode()
+
+
+def fingerprint(secret: Secret | str) -> str:
+    raw = secret.reveal() if isinstance(secret, Secret) else secret
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def identify(token: str, access: ApiAccess) -> tuple[str, str, str] | None:
+    """(name, scope, fingerprint) of the configured token ``token`` is, or None. Every token is
+    compared in constant time, so the time taken does not tell which one nearly matched."""
+    found: tuple[str, str, str] | None = None
+    if access.write is not None and access.write.equals(token):
+        found = ("api", WRITE, fingerprint(access.write))
+    for named in access.named:
+        if named.secret.equals(token) and found is None:
+            found = (named.name, named.scope, fingerprint(named.secret))
+    for read in access.read:
+        if read.equals(token) and found is None:
+            found = ("reader", READ, fingerprint(read))
+    return found
+
+
+def _still_configured(name: str, scope: str, fp: str, access: ApiAccess) -> bool:
+    if name == "api" and access.write is not None:
+        return scope == WRITE and hmac.compare_digest(fp, fingerprint(access.write))
+    for named in access.named:
+        if named.name == name:
+            return named.scope == scope and hmac.compare_digest(fp, fingerprint(named.secret))
+    if name == "reader":
+        return scope == READ and any(hmac.compare_digest(fp, fingerprint(r)) for r in access.read)
+    return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def make_cookie(key: bytes, name: str, scope: str, fp: str, now_s: float) -> str:
+    body = {
+        "n": name,
+        "s": scope,
+        "f": fp,
+        "e": int(now_s + MAX_AGE_S),
+        "c": secrets.token_urlsafe(24),
+    }
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(key, payload)}"
+
+
+def read_cookie(key: bytes, value: str, now_s: float) -> dict[str, Any] | None:
+    payload, sep, mac = value.partition(".")
+    if not sep or not hmac.compare_digest(mac, _sign(key, payload)):
+        return None
+    try:
+        body = json.loads(_unb64(payload))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("e"), int) or body["e"] < now_s:
+        return None
+    if not all(isinstance(body.get(k), str) for k in ("n", "s", "f", "c")):
+        return None
+    return body
+
+
+def set_cookie(response: web.StreamResponse, value: str, *, secure: bool) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+    )
+
+
+def clear_cookie(response: web.StreamResponse, *, secure: bool) -> None:
+    response.del_cookie(COOKIE, path="/", secure=secure, httponly=True, samesite="Strict")
+
+
+def viewer_from_cookie(
+    request: web.Request, key: bytes, access: ApiAccess, now_s: float
+) -> Viewer | None:
+    value = request.cookies.get(COOKIE)
+    if not value:
+        return None
+    body = read_cookie(key, value, now_s)
+    if body is None or body["f"] == "header":
+        return None
+    if not _still_configured(body["n"], body["s"], body["f"], access):
+        return None
+    return Viewer(body["n"], body["s"], body["c"], "session")
+
+
+def csrf_ok(viewer: Viewer, given: str) -> bool:
+    return bool(viewer.csrf) and hmac.compare_digest(viewer.csrf.encode(), given.encode())
+
+
+def header_csrf(key: bytes, user: str, nonce: str) -> str:
+    """The CSRF token of a viewer named by the trusted header: bound to a random nonce kept in
+    its own cookie, so that it cannot be guessed from the name."""
+    return _sign(key, f"header|{user}|{nonce}")
