@@ -68,8 +68,10 @@ class ChatState:
         self.seen[signature] = now_s
         return False
 
-    def keep(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
+    def keep(self, coro: Coroutine[Any, Any, Any], *, guard: bool = True) -> asyncio.Task[Any]:
+        """Run ``coro`` behind the answer, referenced until done; ``guard``: its failure is
+        logged here (else whoever awaits the task gets it)."""
+        task = asyncio.create_task(_guarded(coro) if guard else coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -80,6 +82,35 @@ class ChatState:
 
 
 KEY: web.AppKey[ChatState] = web.AppKey("chat", ChatState)
+
+
+async def _guarded(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except Exception:
+        log.exception("chat: work behind the answer failed")
+        return None
+
+
+def _never_500(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A command always gets an answer its author can read: never a 500 (Slack would show
+    "dispatch_failed"); refusals of the request itself (401, 404, 413) stay as they are."""
+
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except StoreUnavailable:
+            return _message("The bridge cannot read or write now; try again in a moment.")
+        except Exception:
+            log.exception("chat: %s failed", request.path)
+            return _message("Something went wrong in the bridge; its log says what.")
+
+    return handle
 
 
 def install(app: web.Application, state: AppState) -> None:
@@ -201,7 +232,7 @@ async def _in_time(
             await late(result)
         return result
 
-    task = chat_state.keep(run())
+    task = chat_state.keep(run(), guard=False)
     try:
         return True, await asyncio.wait_for(asyncio.shield(task), chat_state.ack_within_s)
     except TimeoutError:
@@ -233,13 +264,27 @@ async def _post_json(state: AppState, url: str, payload: Mapping[str, Any]) -> N
         log.warning("chat: response_url failed: %s", type(exc).__name__)
 
 
+def people(state: AppState) -> dict[str, dict[str, str]]:
+    """Names and their chat handles: the rotations' ``handles``, with the ``users`` map of the
+    Slack targets over them (the same people the targets invite and mention)."""
+    out = {name: dict(handles) for name, handles in state.runtime.people.items()}
+    for target in state.runtime.targets.values():
+        if getattr(target, "type_name", "") != "slack":
+            continue
+        users = getattr(getattr(target, "config", None), "users", None) or {}
+        for name, user in users.items():
+            if isinstance(name, str) and isinstance(user, str):
+                out.setdefault(name, {})["slack"] = user
+    return out
+
+
 def _person(
     state: AppState, platform: chat.Platform, user_id: str, username: str = ""
 ) -> chat.Person:
     return chat.person(
         platform,
         user_id,
-        state.runtime.people,
+        people(state),
         username=username,
         read_only=state.settings.chat_read_only_users,
     )
@@ -295,6 +340,7 @@ async def _run_command(
 # -- Slack ---------------------------------------------------------------------------------
 
 
+@_never_500
 async def slack_command(request: web.Request) -> web.Response:
     """``/incident ...`` from Slack (form-encoded, answered within 3 s)."""
     state, chat_state, raw, signature = await _slack_verified(request)
@@ -311,7 +357,7 @@ async def slack_command(request: web.Request) -> web.Response:
         form.get("text", ""),
         who.name,
         platform="slack",
-        people=state.runtime.people,
+        people=people(state),
         channel_incident=channel.incident_id if channel else None,
     )
     if isinstance(parsed, chat.ParseError):
@@ -376,20 +422,51 @@ async def slack_interaction(request: web.Request) -> web.Response:
 def _updated(
     message: Mapping[str, Any], incident_id: int, answer: ActionAnswer | None
 ) -> dict[str, Any]:
-    """The message replaced: its blocks, and a line saying who did what (or, when refused, an
-    ephemeral answer to the one who pressed)."""
+    """The message replaced: its blocks, the buttons that still apply, and a line saying who
+    did what (the last few kept); when refused, an ephemeral answer to the one who pressed."""
     text, public = _answer_text(incident_id, answer)
     if not public:
         return {"response_type": "ephemeral", "replace_original": False, "text": text}
-    blocks = [b for b in message.get("blocks") or [] if isinstance(b, dict)]
     incident = (answer.body.get("incident") if answer else None) or {}
-    closed = isinstance(incident, Mapping) and incident.get("status") in ("resolved", "closed")
-    if closed:  # nothing left to press
-        blocks = [b for b in blocks if b.get("type") != "actions"]
-    line = {"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(text)}]}
-    blocks = [*blocks, line][-50:]
+    status = incident.get("status") if isinstance(incident, Mapping) else None
+    blocks: list[dict[str, Any]] = []
+    said: list[dict[str, Any]] = []
+    for block in message.get("blocks") or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "context":
+            said.append(block)
+        elif block.get("type") == "actions":
+            kept = _buttons_now(block, status)
+            if kept is not None:
+                blocks.append(kept)
+        else:
+            blocks.append(block)
+    said.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(text)}]})
+    blocks = [*blocks[: 50 - MAX_SAID], *said[-MAX_SAID:]]
     original = str(message.get("text") or "")
     return {"replace_original": True, "text": original or text, "blocks": blocks}
+
+
+# Lines saying who did what kept under a message.
+MAX_SAID = 5
+
+
+def _buttons_now(block: Mapping[str, Any], status: Any) -> dict[str, Any] | None:
+    """The actions block with the bridge's buttons that still apply at ``status``: none once
+    resolved or closed, no Acknowledge once acknowledged."""
+    if status in ("resolved", "closed"):
+        return None
+    elements = [
+        e
+        for e in block.get("elements") or []
+        if not (
+            isinstance(e, dict)
+            and e.get("action_id") == chat.BUTTON_ACKNOWLEDGE
+            and status != "triggered"
+        )
+    ]
+    return {**block, "elements": elements} if elements else None
 
 
 def _escape(text: str) -> str:
@@ -511,6 +588,7 @@ def _mattermost_token(state: AppState) -> Secret:
     return token
 
 
+@_never_500
 async def mattermost_command(request: web.Request) -> web.Response:
     """Mattermost's ``/incident`` (form-encoded; the command's token in the body, or as
     ``Authorization: Token ...``)."""
@@ -526,9 +604,7 @@ async def mattermost_command(request: web.Request) -> web.Response:
     if not user_id:
         return _refuse(400, "no user_id")
     who = _person(state, "mattermost", user_id, form.get("user_name", ""))
-    parsed = chat.parse(
-        form.get("text", ""), who.name, platform="mattermost", people=state.runtime.people
-    )
+    parsed = chat.parse(form.get("text", ""), who.name, platform="mattermost", people=people(state))
     if isinstance(parsed, chat.ParseError):
         return _message(parsed.text)
     trigger = form.get("trigger_id")

@@ -16,6 +16,7 @@ from bridge.http import chat as chat_routes
 from bridge.service import AppState
 from bridge.targets import build_target
 from bridge.targets.base import TargetDeps
+from bridge.targets.slack import actions_block
 from tests.conftest import SECOND, WRITE, Clock, MakeClient
 from tests.fakes.slack import TOKEN
 from tests.fakes.slack_app import (
@@ -249,14 +250,10 @@ async def test_buttons_act_and_update_the_message(chat: Chat) -> None:
     fake = ResponseURLFake()
     await fake.start()
     try:
-        message = {
-            "type": "message",
-            "text": "Incident opened",
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": "Incident opened"}},
-                {"type": "actions", "block_id": "incident-1", "elements": []},
-            ],
-        }
+        buttons = actions_block("opened", {"id": chat.incident, "status": "triggered"})
+        assert buttons is not None
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": "Incident opened"}}
+        message = {"type": "message", "text": "Incident opened", "blocks": [section, buttons]}
         url = fake.hook()
         i = str(chat.incident)
         body = button_body("incident.acknowledge", i, response_url=url, message=message)
@@ -265,8 +262,14 @@ async def test_buttons_act_and_update_the_message(chat: Chat) -> None:
         await chat.drain()
         update = fake.messages[-1]
         assert update["replace_original"] is True and update["text"] == "Incident opened"
-        assert update["blocks"][:2] == message["blocks"]
+        assert update["blocks"][0] == section
+        # Acknowledge is gone, I'm commander and Resolve stay
+        assert [e["action_id"] for e in update["blocks"][1]["elements"]] == [
+            "incident.commander",
+            "incident.resolve",
+        ]
         assert update["blocks"][2]["type"] == "context"
+        message = {**message, "blocks": update["blocks"]}  # Slack sends the message as it is
         assert "Acknowledged by alice" in update["blocks"][2]["elements"][0]["text"]
         assert (await chat.timeline())[-1]["actor"] == "alice"
         # the same press retried: nothing more on the timeline
@@ -284,8 +287,10 @@ async def test_buttons_act_and_update_the_message(chat: Chat) -> None:
         await chat.slack("interactions", body)
         await chat.drain()
         update = fake.messages[-1]
-        assert [b["type"] for b in update["blocks"]] == ["section", "context"]  # no buttons left
-        assert "Resolved by bob" in update["blocks"][1]["elements"][0]["text"]
+        # no buttons left; who did what, in order
+        assert [b["type"] for b in update["blocks"]] == ["section", "context", "context"]
+        assert "Acknowledged by alice" in update["blocks"][1]["elements"][0]["text"]
+        assert "Resolved by bob" in update["blocks"][2]["elements"][0]["text"]
         # a refusal is told to the one who pressed, the message stays
         body = button_body("incident.acknowledge", i, response_url=url, trigger_id="t4")
         await chat.slack("interactions", body)
@@ -451,3 +456,27 @@ async def test_mattermost_command_and_buttons(chat: Chat) -> None:
     assert resp.status == 200
     assert (await resp.json()) == {"ephemeral_text": f"#{chat.incident}: Resolved by alice"}
     assert (await chat.incident_now())["status"] == "resolved"
+
+
+async def test_a_command_never_gets_a_500(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(chat_routes, "_channel", broken)
+    body = await chat.command("ack")
+    assert body == {
+        "response_type": "ephemeral",
+        "text": "Something went wrong in the bridge; its log says what.",
+    }
+
+
+async def test_slack_targets_users_map_names_people(chat: Chat) -> None:
+    target = build_target(
+        "slack", "slack", {"token": TOKEN, "users": {"dana": "U0DANA"}}, TargetDeps()
+    )
+    chat.state.runtime = replace(
+        chat.state.runtime, targets={**chat.state.runtime.targets, "slack": target}
+    )
+    body = await chat.command("note from dana", user_id="U0DANA")
+    assert body["text"] == f"#{chat.incident}: Note: from dana"
+    assert (await chat.timeline())[-1]["actor"] == "dana"
