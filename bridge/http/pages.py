@@ -36,6 +36,7 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from bridge.core.actions import allowed_moves
+from bridge.core.events import TIMELINE_KINDS
 from bridge.core.incidents import MILESTONES, STATUSES, Incident
 from bridge.core.policy import ROLES, SEVERITIES
 from bridge.core.postmortem import SECTION_INFO
@@ -116,6 +117,34 @@ def _markdown(text: str) -> str:
     return str(MarkdownIt("commonmark", {"html": False}).render(text))
 
 
+_KIND_LABELS = {k: k.replace("_", " ") for k in TIMELINE_KINDS}
+
+
+def timeline_rows(entries: list[dict[str, Any]], previous_day: str = "") -> list[tuple[Any, ...]]:
+    """The entries as the template's loop unpacks them: a day's heading on its first entry."""
+    rows = []
+    day = previous_day
+    for e in entries:
+        time_text = str(e["time"] or "")
+        today = time_text[:10]
+        rows.append(
+            (
+                e["id"],
+                e["kind"],
+                _KIND_LABELS.get(e["kind"]) or e["kind"],
+                today if today != day else "",
+                time_text[11:19],
+                e["actor"],
+                e["text"],
+                e.get("corrected_by"),
+                e.get("corrected_text"),
+                (e.get("data") or {}).get("corrects"),
+            )
+        )
+        day = today
+    return rows
+
+
 @functools.cache
 def environment(path: str) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -130,6 +159,7 @@ def environment(path: str) -> jinja2.Environment:
     # markdown-it escapes what it does not render (raw HTML is off): its output is safe HTML
     env.filters["markdown"] = lambda text: Markup(_markdown(text))  # noqa: S704
     env.globals.update(
+        timeline_rows=timeline_rows,
         safe_url=_safe_url,
         milestones=MILESTONES,
         roles=ROLES,
