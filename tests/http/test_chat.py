@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -480,3 +481,38 @@ async def test_slack_targets_users_map_names_people(chat: Chat) -> None:
     body = await chat.command("note from dana", user_id="U0DANA")
     assert body["text"] == f"#{chat.incident}: Note: from dana"
     assert (await chat.timeline())[-1]["actor"] == "dana"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _manifest_and_docs() -> tuple[dict[str, Any], str]:
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "examples" / "slack-app-manifest.yaml").read_text())
+    return manifest, (ROOT / "docs" / "chat.md").read_text()
+
+
+async def test_the_example_manifest_points_at_the_routes(chat: Chat) -> None:
+    manifest, docs = _manifest_and_docs()
+    base = "https://incident-bridge.example.com"
+    (command,) = manifest["features"]["slash_commands"]
+    settings = manifest["settings"]
+    urls = {
+        command["url"],
+        settings["interactivity"]["request_url"],
+        settings["event_subscriptions"]["request_url"],
+    }
+    assert command["command"] == "/incident" and command["should_escape"] is True
+    routes = {
+        r.resource.canonical
+        for r in chat.client.server.app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith("/api/v1/chat/slack/")
+    }
+    assert {u.removeprefix(base) for u in urls} == routes
+    assert {"message.channels", "reaction_added"} <= set(
+        settings["event_subscriptions"]["bot_events"]
+    )
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"commands", "chat:write", "channels:history", "reactions:read"} <= scopes
+    assert all(f"`{s}`" in docs for s in scopes)
