@@ -437,6 +437,7 @@ async def _context(state: AppState, incident_id: int, who: Viewer) -> dict[str, 
         # being worked does not pay for rendering it.
         try:
             pm = await postmortems.show(state, incident_id)
+            pm["history"] = await postmortems.versions(state, incident_id)
         except postmortems.PostmortemError as exc:
             pm = {"error": exc.message}
     return {

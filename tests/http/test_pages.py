@@ -269,3 +269,33 @@ def test_links_point_at_the_page_and_never_at_a_wildcard_address(
         assert incident_links(Settings(host="0.0.0.0", port=9096)) is None
     assert "--external-url" in caplog.text
     assert GENERATED_API_TOKEN
+
+
+async def test_the_postmortem_is_rendered_safely_and_saved_from_the_page(
+    make_client: MakeClient,
+) -> None:
+    client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED)
+    incident = await opened(client)
+    await sign_in(client, ALICE)
+    page = await (await client.get(f"/incidents/{incident}")).text()
+    assert "drafted from the record once the incident is mitigated" in page
+    done = await client.post(
+        f"/incidents/{incident}/do/resolve",
+        data={"csrf": csrf_of(page), "reason": "rolled back"},
+        allow_redirects=False,
+    )
+    assert done.status == 303
+    page = await (await client.get(f"/incidents/{incident}")).text()
+    assert 'id="pm-summary"' in page and "Save postmortem" in page
+    hostile = "<script>alert(1)</script> [x](javascript:alert(2)) **bold**"
+    saved = await client.post(
+        f"/incidents/{incident}/do/postmortem",
+        data={"csrf": csrf_of(page), "form_key": "pm1", "section_summary": hostile},
+        allow_redirects=False,
+    )
+    assert saved.status == 303, await saved.text()
+    page = await (await client.get(f"/incidents/{incident}")).text()
+    rendered = page[page.index('class="markdown card"') :]
+    assert "<strong>bold</strong>" in rendered
+    assert "<script>alert" not in page and 'href="javascript:' not in page
+    assert "Version 1 by alice" in page
