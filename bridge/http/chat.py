@@ -516,6 +516,8 @@ async def _record_marked(state: AppState, event: Mapping[str, Any]) -> None:
             return
         channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
         user, text, entry_kind = str(event.get("item_user", "")), "", "note"
+        if _person(state, "slack", str(event.get("user", ""))).read_only:
+            return  # who pins must be allowed to write
     else:
         return
     if not channel or not ts:

@@ -14,6 +14,7 @@ import pytest
 
 from bridge.core.secrets import Secret
 from bridge.http import chat as chat_routes
+from bridge.runtime import rules_runtime
 from bridge.service import AppState
 from bridge.targets import build_target
 from bridge.targets.base import TargetDeps
@@ -37,6 +38,22 @@ PEOPLE = {
     "alice": {"slack": "U0ALICE", "mattermost": "alice.m"},
     "bob": {"slack": "U0BOB"},
 }
+# The people come from the rotations' handles; messages go to a general target and, for the
+# incident tier (every timeline entry), to a room: each verb's outbox rows are visible.
+RULES = """
+targets:
+  general: {type: console}
+  room: {type: console}
+rotations:
+  oncall:
+    members:
+      - {name: alice, handles: {slack: U0ALICE, mattermost: alice.m}}
+      - {name: bob, handles: {slack: U0BOB}}
+    start: 2026-01-05
+route:
+  tiers: {general: [general], incident: room}
+  postmortem: {sev1: optional, sev3: optional}
+"""
 CHANNEL = "C0INC"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -96,9 +113,12 @@ async def chat(make_client: MakeClient, clock: Clock) -> Chat:
         mattermost_command_token=Secret(MATTERMOST_TOKEN),
         chat_read_only_users=("carol", "slack:U0LOOK"),
     )
-    incident = await opened(client)
     state: AppState = client.server.app[AppState.KEY]
-    state.runtime = replace(state.runtime, people=PEOPLE)
+    rules = state.settings.db.parent / "chat-rules.yaml"
+    rules.write_text(RULES)
+    state.runtime = rules_runtime([rules], TargetDeps())
+    assert dict(state.runtime.people) == PEOPLE
+    incident = await opened(client)
 
     def dedicated(conn: Any) -> None:
         conn.execute(
@@ -126,24 +146,34 @@ async def test_chat_routes_are_off_without_their_secret(make_client: MakeClient)
 async def test_every_verb_from_the_dedicated_channel_to_the_timeline_and_outbox(
     chat: Chat,
 ) -> None:
-    # verb -> (the channel's answer, the new entries' (kind, actor), the outbox events)
-    cases: list[tuple[str, str, list[tuple[str, str]], list[str]]] = [
-        ("ack", "Acknowledged by alice", [("status_changed", "alice")], ["acknowledged"]),
-        ("role commander", "alice", [("role_changed", "alice")], []),
-        ("role scribe <@U0BOB|bob>", "bob", [("role_changed", "alice")], []),
-        ("role responder <@U0NEW>", "slack:U0NEW", [("role_changed", "alice")], []),
-        ("note db at 90% cpu", "db at 90% cpu", [("note", "alice")], []),
-        ("decision roll back", "roll back", [("decision", "alice")], []),
-        ("action add an index <@U0BOB>", "owner: bob", [("action", "alice")], []),
-        ("update rolling back now", "rolling back now", [("status_update", "alice")], ["update"]),
+    # verb -> (the channel's answer, the new entries' (kind, actor), the outbox rows' (target,
+    # event)): milestones to both tiers, the rest of the timeline to the incident's room
+    def both(event: str) -> list[tuple[str, str]]:
+        return [("general", event), ("room", event)]
+
+    room = [("room", "timeline")]
+    cases: list[tuple[str, str, list[tuple[str, str]], list[tuple[str, str]]]] = [
+        ("ack", "Acknowledged by alice", [("status_changed", "alice")], both("acknowledged")),
+        ("role commander", "alice", [("role_changed", "alice")], room),
+        ("role scribe <@U0BOB|bob>", "bob", [("role_changed", "alice")], room),
+        ("role responder <@U0NEW>", "slack:U0NEW", [("role_changed", "alice")], room),
+        ("note db at 90% cpu", "db at 90% cpu", [("note", "alice")], room),
+        ("decision roll back", "roll back", [("decision", "alice")], room),
+        ("action add an index <@U0BOB>", "owner: bob", [("action", "alice")], room),
+        (
+            "update rolling back now",
+            "rolling back now",
+            [("status_update", "alice")],
+            both("update"),
+        ),
         (
             "severity sev3 customers hit",
             "customers hit",
             [("severity_changed", "alice")],
-            ["severity_changed"],
+            both("severity_changed"),
         ),
-        ("mitigate rolled back", "rolled back", [("status_changed", "alice")], ["mitigated"]),
-        ("resolve", "Resolved by alice", [("status_changed", "alice")], ["resolved"]),
+        ("mitigate rolled back", "rolled back", [("status_changed", "alice")], both("mitigated")),
+        ("resolve", "Resolved by alice", [("status_changed", "alice")], both("resolved")),
     ]
     for text, says, entries, events in cases:
         before, outbox_before = await chat.timeline(), await chat.outbox()
@@ -153,7 +183,7 @@ async def test_every_verb_from_the_dedicated_channel_to_the_timeline_and_outbox(
         new = (await chat.timeline())[len(before) :]
         assert [(e["kind"], e["actor"]) for e in new] == entries, (text, new)
         rows = [r for r in await chat.outbox() if r["id"] not in {o["id"] for o in outbox_before}]
-        assert sorted({r["event"] for r in rows}) == events, (text, rows)
+        assert sorted((r["target"], r["event"]) for r in rows) == events, (text, rows)
         assert all(r["incident_id"] == chat.incident for r in rows)
     incident = await chat.incident_now()
     assert incident["status"] == "resolved" and incident["severity"] == "sev3"
@@ -228,7 +258,7 @@ async def test_bad_requests_are_refused_and_change_nothing(chat: Chat) -> None:
     resp = await chat.client.post(url, data=body, headers={**FORM, **good})
     assert resp.status == 401
     assert await chat.timeline() == after and len(after) == len(before) + 1
-    assert len(await chat.outbox()) == len(outbox) + 1
+    assert len(await chat.outbox()) == len(outbox) + 2  # general and room: one acknowledge
     for kind in ("interactions", "events"):
         resp = await chat.client.post(f"/api/v1/chat/slack/{kind}", data=b"{}")
         assert resp.status == 401
@@ -244,6 +274,22 @@ async def test_a_slack_retry_changes_nothing(chat: Chat) -> None:
     assert status == 200 and again == first
     # the same trigger_id in a new service would find the key in the database: the table is
     # the store's idempotency_keys, kept across restarts (tests/store/test_chat.py)
+    assert await chat.timeline() == before and await chat.outbox() == outbox
+
+
+async def test_a_replay_after_a_restart_changes_nothing(chat: Chat) -> None:
+    body = slash_body("decision fail over", channel_id=CHANNEL, trigger_id="T-restart")
+    now = chat.clock.now // SECOND
+    headers = {**FORM, **signed(body, now)}
+    url = "/api/v1/chat/slack/commands"
+    resp = await chat.client.post(url, data=body, headers=headers)
+    first = await resp.json()
+    assert first["response_type"] == "in_channel"
+    before, outbox = await chat.timeline(), await chat.outbox()
+    # a restart forgets the signatures seen; the idempotency key is in the database
+    chat.client.server.app[chat_routes.KEY].seen.clear()
+    resp = await chat.client.post(url, data=body, headers=headers)
+    assert resp.status == 200 and await resp.json() == first
     assert await chat.timeline() == before and await chat.outbox() == outbox
 
 
@@ -400,6 +446,10 @@ async def test_a_pushpin_records_the_message_with_its_author_and_permalink(chat:
         await chat.slack("events", event_body(pin, "EvP1"), json_=True)
         await chat.slack("events", event_body({**pin, "reaction": "thumbsup"}, "EvP2"), json_=True)
         await chat.slack("events", event_body({**pin, "user": "U0ALICE"}, "EvP3"), json_=True)
+        # a read-only person's pin on another message records nothing
+        ts2 = "1700000200.000000"
+        ro_pin = {**pin, "user": "U0LOOK", "item": {**pin["item"], "ts": ts2}}  # type: ignore[dict-item]
+        await chat.slack("events", event_body(ro_pin, "EvP4"), json_=True)
         await chat.drain()
         new = (await chat.timeline())[len(before) :]
         link = "https://example.slack.com/archives/C0INC/p1700000100000200"
