@@ -12,6 +12,7 @@ them), like ``tests/integration/procs.py:require_binary``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,15 +22,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    BrowserType,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from tests.integration.procs import (
     ALERTMANAGER,
     Alertmanager,
     Bridge,
     alertmanager_config,
+    http,
     in_ci,
     require_binary,
     running_alertmanagers,
@@ -77,27 +88,68 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # --- pytest-playwright's fixtures, pointed at Debian's Chromium ---------------------------
+#
+# Its Playwright, browser type and browser are session fixtures; here they are this package's,
+# so that Playwright's sync API (whose event loop counts as running while it lives) has
+# stopped before the asyncio tests of the other directories run: pytest-asyncio refuses to
+# start a loop inside a running one.
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    args = {**browser_type_launch_args, "executable_path": require_chromium()}
+@pytest.fixture(scope="package")
+def playwright(_pw_api_request_contexts: Any) -> Iterator[Playwright]:
+    require_chromium()
+    pw = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(pw)
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright) -> BrowserType:
+    return playwright.chromium
+
+
+@pytest.fixture(scope="package")
+def browser_type_launch_args(pytestconfig: pytest.Config) -> dict[str, Any]:
+    args: dict[str, Any] = {"executable_path": require_chromium(), "args": []}
     if os.geteuid() == 0:
-        # Chromium refuses to run its sandbox as root (CI runs as root).
-        args["args"] = [*args.get("args", []), "--no-sandbox"]
+        args["args"].append("--no-sandbox")  # Chromium refuses its sandbox as root (CI is)
+    if pytestconfig.getoption("--headed", False):
+        args["headless"] = False
+    slowmo = pytestconfig.getoption("--slowmo", 0)
+    if slowmo:
+        args["slow_mo"] = slowmo
     return args
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def launch_browser(
+    browser_type_launch_args: dict[str, Any], browser_type: BrowserType
+) -> Callable[..., Browser]:
+    def launch(**kwargs: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    launched = launch_browser()
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="package")
 def base_url(stack: Stack) -> str:
-    # Overrides pytest-playwright's own (whose session fixture on a class instance pytest 9
-    # warns about, an error here): the pages' relative URLs go to the bridge.
+    # Also replaces pytest-playwright's own (a session fixture on a class instance, which
+    # pytest 9 warns about): the pages' relative URLs go to the bridge.
     return stack.bridge.url
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": DESKTOP}
+@pytest.fixture(scope="package")
+def browser_context_args(base_url: str) -> dict[str, Any]:
+    return {"base_url": base_url, "viewport": DESKTOP}
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -155,8 +207,18 @@ class Stack:
     def incident(self, incident_id: int) -> dict[str, Any]:
         return self.bridge.incident(incident_id)
 
+    def act(self, incident_id: int, action: str, user: str = "alice", **body: Any) -> None:
+        """The write API as ``user`` (setting up a page's content faster than its forms)."""
+        resp = http(
+            "POST",
+            f"{self.bridge.url}/api/v1/incidents/{incident_id}/{action}",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {USERS[user][1]}"},
+        )
+        assert resp.status in (200, 201), (action, resp.status, resp.body[:500])
 
-@pytest.fixture(scope="session")
+
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_chromium()  # no processes for tests that will skip
     alertmanager_binary = require_binary(ALERTMANAGER)
@@ -179,6 +241,45 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 # --- the browser ---------------------------------------------------------------------------
 
+TIMEOUT_MS = 10_000  # an action or expectation waits this long (Playwright's default: 30 s)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def new_context(
+    new_context: Callable[..., BrowserContext], request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BrowserContext]]:
+    """pytest-playwright's, with shorter timeouts; when the test fails, every page it opened
+    is saved to test-artifacts/screenshots/failed/ (CI's artifacts)."""
+    made: list[BrowserContext] = []
+
+    def make(**kwargs: Any) -> BrowserContext:
+        context = new_context(**kwargs)
+        context.set_default_timeout(TIMEOUT_MS)
+        made.append(context)
+        return context
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield make
+    if request.node.stash.get(_FAILED, False):
+        failed = SCREENSHOTS / "failed"
+        failed.mkdir(parents=True, exist_ok=True)
+        name = request.node.name.replace("[", "-").replace("]", "")
+        for c, context in enumerate(made):
+            for p, page in enumerate(context.pages):
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=failed / f"{name}-{c}-{p}.png", full_page=True)
+
 
 @pytest.fixture
 def signed_in(new_context: Callable[..., BrowserContext]) -> Callable[..., Page]:
@@ -194,10 +295,10 @@ def signed_in(new_context: Callable[..., BrowserContext]) -> Callable[..., Page]
 
 def sign_in(page: Page, user: str, next_path: str = "/") -> None:
     """Through the sign-in form, as a person would: type the token, press "Sign in"."""
-    page.goto("/login" if next_path == "/" else f"/login?next={next_path}")
+    page.goto("/login" if next_path == "/" else f"/login?next={quote(next_path)}")
     page.get_by_label("API token").fill(USERS[user][1])
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{next_path}")
+    page.wait_for_url(lambda url: urlsplit(url).path == next_path)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
