@@ -189,7 +189,7 @@ def parse(
         return ParseError(f"At most {MAX_TEXT} characters.")
     if verb in _MOVES:
         move = _MOVES[verb]
-        return Parsed(incident_id, Transition(actor, move, tail))
+        return Parsed(incident_id, Transition(actor, move, clean(tail, platform, people)))
     if verb == "role":
         if not args or args[0].lower() not in _ROLES:
             return ParseError("Which role? `role commander|scribe|liaison|responder [@user]`.")
@@ -214,17 +214,48 @@ def parse(
                 body = tail[: tail.rfind(args[-1])].rstrip()
         if not body.strip():
             return ParseError(f"`{verb}` needs a text: `/incident {verb} <text>`.")
-        return Parsed(incident_id, AddEntry(actor, kind, body, owner=owner))
+        return Parsed(
+            incident_id, AddEntry(actor, kind, clean(body, platform, people), owner=owner)
+        )
     if verb == "update":
         if not tail.strip():
             return ParseError("`update` needs a text: `/incident update <text>`.")
-        return Parsed(incident_id, PostUpdate(actor, tail))
+        return Parsed(incident_id, PostUpdate(actor, clean(tail, platform, people)))
     if verb in ("severity", "sev"):
         if not args or args[0].lower() not in SEVERITIES:
             return ParseError(f"Which severity? One of {', '.join(SEVERITIES)}.")
-        reason = _tail(tail, 1) or "changed in chat"
+        reason = clean(_tail(tail, 1), platform, people) or "changed in chat"
         return Parsed(incident_id, ChangeSeverity(actor, args[0].lower(), reason))
     return ParseError(f"Unknown command {words[0]!r}.")
+
+
+_SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def clean(
+    text: str, platform: Platform = "slack", people: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """Slack's escaped text as people read it: ``<@U123|x>`` -> ``@alice`` (the person),
+    ``<#C1|ops>`` -> ``#ops``, ``<https://x|label>`` -> ``label (https://x)``, ``<!here>`` ->
+    ``@here``, then ``&lt;`` ``&gt;`` ``&amp;`` -> ``<`` ``>`` ``&``. Mattermost's text is
+    plain already."""
+    if platform != "slack":
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        target, label = m.group(1), m.group(2)
+        if target.startswith("@"):
+            return "@" + person("slack", target[1:], people or {}).name
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            return "@" + (label or target[1:].split("^")[0])
+        if label and label != target:
+            return f"{label} ({target})"
+        return target
+
+    text = _SLACK_LINK.sub(one, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _tail(text: str, skip: int) -> str:
@@ -247,13 +278,16 @@ def button_command(action_id: str, actor: str) -> Command | None:
     return None
 
 
-def marked_entry(text: str) -> tuple[Literal["note", "decision"], str] | None:
-    """A channel message meant for the timeline: ``note: ...`` or ``decision: ...``."""
+def marked_entry(
+    text: str, people: Mapping[str, Mapping[str, str]] | None = None
+) -> tuple[Literal["note", "decision"], str] | None:
+    """A channel message meant for the timeline: ``note: ...`` or ``decision: ...`` (its Slack
+    escapes made plain)."""
     m = _MARKER.match(text or "")
     if not m or not m.group(2).strip():
         return None
     kind: Literal["note", "decision"] = "note" if m.group(1).lower() == "note" else "decision"
-    return kind, m.group(2).strip()
+    return kind, clean(m.group(2).strip(), "slack", people)
 
 
 def pinned_text(text: str, permalink: str) -> str:

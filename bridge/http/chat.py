@@ -506,7 +506,7 @@ async def _record_marked(state: AppState, event: Mapping[str, Any]) -> None:
         if event.get("subtype") or event.get("bot_id"):
             return  # edits, joins, the bridge's own messages
         channel, ts, user = (str(event.get(k, "")) for k in ("channel", "ts", "user"))
-        marked = chat.marked_entry(str(event.get("text", "")))
+        marked = chat.marked_entry(str(event.get("text", "")), people(state))
         if marked is None:
             return
         entry_kind, text = marked
@@ -531,9 +531,11 @@ async def _record_marked(state: AppState, event: Mapping[str, Any]) -> None:
         if fetched is None:
             return
         user, text = fetched
-        marked = chat.marked_entry(text)
+        marked = chat.marked_entry(text, people(state))
         if marked is not None:
             entry_kind, text = marked
+        else:
+            text = chat.clean(text, "slack", people(state))
     who = _person(state, "slack", user) if user else None
     if who is None or who.read_only or not text.strip():
         return

@@ -172,3 +172,22 @@ def test_the_slack_targets_buttons_are_the_chat_buttons() -> None:
     assert acked is not None and chat.BUTTON_ACKNOWLEDGE not in str(acked)
     assert actions_block("resolved", {"id": 5, "status": "resolved"}) is None
     assert actions_block("timeline", {"id": 5, "status": "triggered"}) is None
+
+
+def test_slack_escapes_are_made_plain() -> None:
+    text = (
+        "db &lt;90% &amp; <@U0BOB|bob> asked <#C1|ops> see <https://x.example/a|the graph> <!here>"
+    )
+    assert chat.clean(text, "slack", PEOPLE) == (
+        "db <90% & @bob asked #ops see the graph (https://x.example/a) @here"
+    )
+    assert chat.clean("<https://x.example>", "slack") == "https://x.example"
+    assert chat.clean("<@U0ZED>", "slack") == "@slack:U0ZED"
+    assert chat.clean("a &lt; b", "mattermost") == "a &lt; b"  # Mattermost sends it plain
+    got = parse("note p99 &gt; 2s for <@U0BOB>", "alice", people=PEOPLE, channel_incident=1)
+    assert isinstance(got, Parsed) and got.command == AddEntry("alice", "note", "p99 > 2s for @bob")
+    got = parse("resolve fixed by <@U0BOB|bob>", "alice", people=PEOPLE, channel_incident=1)
+    assert isinstance(got, Parsed) and got.command == Transition(
+        "alice", "resolve", "fixed by @bob"
+    )
+    assert chat.marked_entry("decision: a &amp; b", PEOPLE) == ("decision", "a & b")
