@@ -353,7 +353,8 @@ def assert_accessible(page: Page, name: str) -> list[dict[str, Any]]:
     minor = [v for v in violations if v not in bad]
     if minor:
         print(f"axe, {name} ({page.url}), minor:\n{format_violations(minor)}")
-    assert not bad, f"axe on {name} ({page.url}):\n{format_violations(bad)}"
+    if bad:
+        raise AssertionError(f"axe on {name} ({page.url}):\n{format_violations(bad)}")
     return minor
 
 
