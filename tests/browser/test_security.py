@@ -131,3 +131,31 @@ def test_content_security_policy_blocks_inline_script(
     )
     page.wait_for_timeout(200)
     assert page.evaluate("() => window.__ran2") is None
+
+
+def test_every_form_carries_a_csrf_token(stack: Stack, signed_in: Callable[..., Page]) -> None:
+    incident = stack.fire("Forms carry their token")
+    iid = incident["id"]
+    page = signed_in("alice")
+    for path in ("/", f"/incidents/{iid}"):
+        page.goto(path)
+        forms: list[dict[str, Any]] = page.locator("form[method=post i]").evaluate_all(
+            """fs => fs.map(f => ({action: f.getAttribute('action'),
+                csrf: [...f.querySelectorAll('input[name=csrf]')]
+                    .map(i => [i.type, i.value.length])}))"""
+        )
+        assert forms, path
+        for form in forms:
+            assert len(form["csrf"]) == 1, form
+            kind, length = form["csrf"][0]
+            assert kind == "hidden" and length >= 16, form
+
+    # Alice's own session, a POST without her form's token: refused, nothing changes.
+    action = page.locator("form", has=page.get_by_role("button", name="Acknowledge")).get_attribute(
+        "action"
+    )
+    assert action
+    for csrf in ("", "forged-token-forged-token-forged"):
+        resp = page.request.post(stack.bridge.url + action, form={"csrf": csrf}, max_redirects=0)
+        assert resp.status in (400, 403), (csrf, resp.status)
+    assert stack.incident(iid)["status"] == "triggered"
