@@ -109,6 +109,38 @@ def _age(text: str | None, now_ns: int) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
+def _span(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def milestone_rows(incident: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(name, when, how long after the first alert started) per milestone: the header's
+    durations are the MTTx of this one incident (time to acknowledge, mitigate, resolve)."""
+    started = parse_rfc3339(incident["started_at"]) if incident.get("started_at") else None
+    rows = []
+    for name in MILESTONES:
+        text = incident.get(name)
+        at = parse_rfc3339(text) if text else None
+        label = name.removesuffix("_at").replace("_", " ")
+        if at is None:
+            rows.append((label, "—", ""))
+            continue
+        when = f"{text[:10]} {text[11:19]} UTC"
+        after = (
+            ""
+            if started is None or name == "started_at"
+            else "+" + _span(max(0, (at - started) // NS))
+        )
+        rows.append((label, when, after))
+    return rows
+
+
 def _markdown(text: str) -> str:
     """Markdown to HTML with raw HTML off and only safe links (markdown-it's validation drops
     ``javascript:``, ``vbscript:``, ``file:`` and ``data:`` links)."""
@@ -160,6 +192,7 @@ def environment(path: str) -> jinja2.Environment:
     env.filters["markdown"] = lambda text: Markup(_markdown(text))  # noqa: S704
     env.globals.update(
         timeline_rows=timeline_rows,
+        milestone_rows=milestone_rows,
         safe_url=_safe_url,
         milestones=MILESTONES,
         roles=ROLES,

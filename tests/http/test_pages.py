@@ -127,6 +127,12 @@ async def test_sign_in_sets_a_strict_cookie_and_the_forms_act_once(
     page = await (await client.get(f"/incidents/{incident}")).text()
     assert "roll back &lt;b&gt;now&lt;/b&gt;" in page
     assert ">Acknowledge</button>" not in page, "only the legal moves are offered"
+    # the header's durations: from the first alert's start to each milestone
+    assert re.search(
+        r"<dt>acknowledged</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+        r'<span class="after">\+1m 26s</span>',
+        page,
+    ), page[:3000]
 
 
 async def test_forms_without_the_csrf_token_or_from_another_site_do_nothing(
