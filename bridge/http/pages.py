@@ -125,7 +125,7 @@ def milestone_rows(incident: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     started = parse_rfc3339(incident["started_at"]) if incident.get("started_at") else None
     rows = []
     for name in MILESTONES:
-        text = incident.get(name)
+        text = str(incident.get(name) or "")
         at = parse_rfc3339(text) if text else None
         label = name.removesuffix("_at").replace("_", " ")
         if at is None:
