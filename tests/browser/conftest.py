@@ -192,7 +192,10 @@ class Stack:
         self.alertmanager.post_alerts(body)
 
         def probe() -> dict[str, Any] | None:
-            for listed in self.bridge.incidents():
+            listed_all = self.bridge.incidents()
+            # The key holds Alertmanager's groupKey (grouped by alertname): look there first.
+            mine = [i for i in listed_all if alertname in i["key"]] or listed_all
+            for listed in mine:
                 found = self.bridge.incident(listed["id"])
                 names = {a["labels"].get("alertname") for a in found["alerts"]}
                 if alertname in names and len(found["alerts"]) == alerts:
