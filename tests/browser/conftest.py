@@ -174,10 +174,12 @@ class Stack:
         labels: dict[str, str] | None = None,
         annotations: dict[str, str] | None = None,
         generator_url: str = "http://prometheus.example/graph?g0.expr=up",
+        alertname: str | None = None,
     ) -> dict[str, Any]:
         """Fire ``alerts`` alerts of a new group through Alertmanager; the incident they open
         (as the read API shows it) once the bridge has it."""
-        alertname = f"Browser{uuid.uuid4().hex[:10]}"
+        # A new group each time; a given name must be used once a session.
+        alertname = alertname or f"Browser{uuid.uuid4().hex[:10]}"
         base = {"alertname": alertname, "service": "checkout", "severity": "critical"}
         base.update(labels or {})
         body = [

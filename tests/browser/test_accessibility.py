@@ -32,15 +32,18 @@ def showcase(stack: Stack) -> dict[str, Any]:
     """Incidents as a team would have them mid-incident: the pictures show these."""
     stack.fire(
         "Ingress 5xx ratio above 1%",
+        alertname="IngressHigh5xxRatio",
         labels={"team": "platform", "severity": "warning", "service": "ingress"},
     )
     stack.fire(
         "Ledger writes failing",
+        alertname="LedgerWritesFailing",
         labels={"team": "payments", "service": "ledger"},
         annotations={"runbook_url": "https://runbooks.example/ledger-writes"},
     )
     main = stack.fire(
         "Checkout error rate above 5%",
+        alertname="CheckoutHighErrorRate",
         alerts=3,
         labels={"team": "payments"},
         annotations={
