@@ -207,5 +207,5 @@ async def test_a_silenced_alert_is_marked_on_the_incident_page(
     )
     await r.tick()
     page = await (await client.get(f"/incidents/{incident['id']}")).text()
-    assert page.count("<b>silenced</b>") == 1
+    assert page.count('<span class="badge muted">silenced</span>') == 1
     assert "&lt;b&gt;deploy&lt;/b&gt;" in page and "<b>deploy</b>" not in page

@@ -305,3 +305,15 @@ async def test_the_postmortem_is_rendered_safely_and_saved_from_the_page(
     assert "<strong>bold</strong>" in rendered
     assert "<script>alert" not in page and 'href="javascript:' not in page
     assert "Version 1 by alice" in page
+
+
+def test_urls_in_timeline_texts_become_links_and_nothing_else_does() -> None:
+    from bridge.http.pages import linked
+
+    assert linked("no link here <b>") == "no link here <b>"
+    html = str(linked('see https://x.example/a?b=1&c=2. and javascript:alert(1) "<i>"'))
+    assert '<a href="https://x.example/a?b=1&amp;c=2" rel="noopener noreferrer">' in html
+    assert "javascript:alert(1)" in html and 'href="javascript' not in html
+    assert "&lt;i&gt;" in html and "<i>" not in html
+    assert str(linked('https://x.example/"onmouseover=alert(1)')).count("<a ") == 1
+    assert 'href="https://x.example/"' in str(linked('https://x.example/"onmouseover=alert(1)'))
