@@ -1,5 +1,14 @@
 """``mattermost``: an incoming webhook (``<host>/hooks/<id>``; the URL is the secret).
-Text at most 16,383 characters; answers 200 ``ok``."""
+Text at most 16,383 characters; answers 200 ``ok``.
+
+With ``actions_url`` (the bridge's ``/api/v1/chat/mattermost/actions``) and ``actions_token``
+(the slash command's token, ``--mattermost-command-token-file``), the messages that open or
+move an open incident carry interactive buttons (an attachment's ``actions``): Acknowledge
+(until someone has), I'm commander, Resolve. Mattermost posts a press to ``actions_url`` with
+the ``context`` given here; the chat route checks the token and acts as the person who pressed
+(docs/chat.md). Mattermost does not sign these requests: the token in the context is what
+proves a press came through a message of the bridge, and it is visible to Mattermost's server
+and its API clients, as with every integration's context."""
 
 from __future__ import annotations
 
@@ -14,6 +23,9 @@ from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig
 
 MAX_CHARS = 16_383
+# The messages that carry buttons while the incident is open (the Slack target's too).
+_BUTTONED = {"opened", "reopened", "escalated", "acknowledged", "mitigated"}
+_OPEN = {"triggered", "acknowledged", "mitigated"}
 
 
 class MattermostConfig(TargetConfig):
@@ -22,6 +34,8 @@ class MattermostConfig(TargetConfig):
     username: str | None = None
     icon_url: str | None = None
     max_chars: int = Field(default=MAX_CHARS, ge=100, le=MAX_CHARS)
+    actions_url: str | None = Field(default=None, pattern=r"^https?://")
+    actions_token: Secret | None = None
 
 
 class MattermostTarget(Target):
@@ -35,11 +49,39 @@ class MattermostTarget(Target):
         payload: dict[str, Any] = {
             "text": truncate(self.render(n).body, self.config.max_chars, "markdown")
         }
+        actions = self.actions(n)
+        if actions:
+            payload["attachments"] = [{"fallback": "incident actions", "actions": actions}]
         for key in ("channel", "username", "icon_url"):
             value = getattr(self.config, key)
             if value:
                 payload[key] = value
         return payload
+
+    def actions(self, n: Notification) -> list[dict[str, Any]]:
+        """The buttons of a message that opens or moves an open incident (none without
+        ``actions_url`` and ``actions_token``)."""
+        url, token = self.config.actions_url, self.config.actions_token
+        incident = n.incident
+        if url is None or token is None or n.event not in _BUTTONED:
+            return []
+        value = str(incident.get("id", ""))
+        if incident.get("status") not in _OPEN or not value.isdigit():
+            return []
+        buttons = [("incident.commander", "I'm commander"), ("incident.resolve", "Resolve")]
+        if incident.get("status") == "triggered":
+            buttons.insert(0, ("incident.acknowledge", "Acknowledge"))
+        return [
+            {
+                "id": action_id.replace(".", ""),  # Mattermost's ids are letters and digits
+                "name": label,
+                "integration": {
+                    "url": url,
+                    "context": {"action": action_id, "incident": value, "token": token.reveal()},
+                },
+            }
+            for action_id, label in buttons
+        ]
 
     async def send(self, notification: Notification) -> DeliveryResult:
         url, payload = self.config.url.reveal(), self.payload(notification)

@@ -566,3 +566,44 @@ async def test_the_example_manifest_points_at_the_routes(chat: Chat) -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"commands", "chat:write", "channels:history", "reactions:read"} <= scopes
     assert all(f"`{s}`" in docs for s in scopes)
+
+
+async def test_the_mattermost_targets_own_buttons_act_when_pressed(chat: Chat) -> None:
+    """The mattermost target's message carries the buttons; Mattermost posts a press's context
+    back as it was given: the press acts as the person who pressed."""
+    from bridge.core.secrets import Secret as _Secret
+    from bridge.delivery.protocol import Notification
+    from bridge.targets.mattermost import MattermostConfig, MattermostTarget
+
+    config = MattermostConfig(
+        url=_Secret("https://mm.example/hooks/x"),
+        actions_url="https://bridge.example/api/v1/chat/mattermost/actions",
+        actions_token=_Secret(MATTERMOST_TOKEN),
+    )
+    target = MattermostTarget("mm", config, TargetDeps())
+    incident = await chat.incident_now()
+    assert incident["status"] == "triggered"
+    n = Notification(1, "k", "mm", "general", "opened", incident)
+    [attachment] = target.payload(n)["attachments"]
+    by_name = {a["name"]: a for a in attachment["actions"]}
+    assert list(by_name) == ["Acknowledge", "I'm commander", "Resolve"]
+    assert all(a["id"].isalnum() for a in by_name.values())
+    press = {
+        "user_id": "mm0alice",
+        "user_name": "alice.m",
+        "channel_id": "mmchannel",
+        "post_id": "p2",
+        "trigger_id": "mmt-2",
+        "context": by_name["Acknowledge"]["integration"]["context"],
+    }
+    resp = await chat.client.post("/api/v1/chat/mattermost/actions", json=press)
+    assert resp.status == 200, await resp.text()
+    assert (await chat.incident_now())["status"] == "acknowledged"
+    assert (await chat.timeline())[-1]["actor"] == "alice"
+    after = Notification(2, "k2", "mm", "general", "acknowledged", await chat.incident_now())
+    names = [a["name"] for a in target.payload(after)["attachments"][0]["actions"]]
+    assert names == ["I'm commander", "Resolve"]
+    plain = MattermostTarget(
+        "mm", MattermostConfig(url=_Secret("https://mm.example/hooks/x")), TargetDeps()
+    )
+    assert "attachments" not in plain.payload(n)

@@ -36,7 +36,7 @@ SECRET_KEYS = {
     "slack_webhook": {"url"},
     "slack": {"token"},
     "msteams": {"url"},
-    "mattermost": {"url"},
+    "mattermost": {"url", "actions_token"},
     "discord": {"url"},
     "pagerduty": {"routing_key"},
     "opsgenie": {"api_key"},
