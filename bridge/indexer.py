@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge.service import AppState
+from bridge.service import AppState, BackgroundLoop
 from bridge.store import StoreUnavailable
 from bridge.store.search import (
     Indexed,
@@ -71,7 +71,7 @@ def _activity(conn: sqlite3.Connection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-class Indexer:
+class Indexer(BackgroundLoop):
     """Runs ``tick`` while the service runs. A store error is logged and the next tick tries
     again; the service does not stop for it."""
 
@@ -89,25 +89,15 @@ class Indexer:
         self.poll_s = poll_s
         self.duty = duty
         self.similar_batch = similar_batch
-        self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._seen: tuple[int, int] | None = None
         self._written: set[int] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="indexer")
+    NAME = "indexer"
 
     def notify(self) -> None:
         """Look now rather than at the next poll (when not pacing a backlog)."""
         self._wake.set()
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
 
     async def tick(self) -> Tick:
         """Index one batch, then look up and record the similar incidents of one batch. An idle

@@ -33,7 +33,7 @@ from bridge.core import jsontext
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.reconcile import AmAlert, AmView, group_missing
 from bridge.core.timeutil import GO_ZERO, format_ns
-from bridge.service import AppState
+from bridge.service import AppState, BackgroundLoop
 from bridge.store import Batched, StoreUnavailable
 from bridge.store.ingest import IngestItem, apply_webhooks
 from bridge.store.reconcile import Applied, TruncatedGroup, apply_view, candidates
@@ -73,7 +73,9 @@ class ReconcileHealth:
         return f"alertmanager: reconciled at {format_ns(self.last_ok_at)}"
 
 
-class Reconciler:
+class Reconciler(BackgroundLoop):
+    NAME = "reconciler"
+
     def __init__(
         self,
         state: AppState,
@@ -89,19 +91,7 @@ class Reconciler:
         self.grace_s = grace_s
         self.jitter = jitter
         self.health = ReconcileHealth(peers=client.peers)
-        self._task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reconciler")
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
 
     def pause_s(self) -> float:
         """The interval ±10 %; doubled per failed tick in a row, up to ``MAX_BACKOFF`` times."""

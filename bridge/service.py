@@ -239,18 +239,15 @@ async def fire_reminders(state: AppState) -> FireResult:
     return result
 
 
-class ReminderScheduler:
-    """Runs ``fire_reminders`` every ``every_s`` seconds while the service runs, the first time
-    at start (what fell due while it was stopped goes out then). A store error is logged and
-    the next tick tries again: the service does not stop for it."""
+class BackgroundLoop:
+    """A task the service runs from start to stop (the scheduler, the indexer, the
+    reconciler): ``start`` creates it, ``stop`` cancels it and waits for it to end."""
 
-    def __init__(self, state: AppState, every_s: float = REMIND_EVERY_S) -> None:
-        self.state = state
-        self.every_s = every_s
-        self._task: asyncio.Task[None] | None = None
+    NAME = "loop"
+    _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reminders")
+        self._task = asyncio.create_task(self._run(), name=self.NAME)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -259,6 +256,21 @@ class ReminderScheduler:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ReminderScheduler(BackgroundLoop):
+    """Runs ``fire_reminders`` every ``every_s`` seconds while the service runs, the first time
+    at start (what fell due while it was stopped goes out then). A store error is logged and
+    the next tick tries again: the service does not stop for it."""
+
+    NAME = "reminders"
+
+    def __init__(self, state: AppState, every_s: float = REMIND_EVERY_S) -> None:
+        self.state = state
+        self.every_s = every_s
 
     async def _run(self) -> None:
         while True:
