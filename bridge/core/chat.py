@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from bridge.core.actions import (
     MAX_TEXT,
@@ -87,6 +87,23 @@ BUTTONS: Mapping[str, str] = {
     BUTTON_COMMANDER: "I'm commander",
     BUTTON_RESOLVE: "Resolve",
 }
+# The messages that carry the buttons, while the incident is open (every chat target's).
+_BUTTONED = {"opened", "reopened", "escalated", "acknowledged", "mitigated"}
+_OPEN = {"triggered", "acknowledged", "mitigated"}
+
+
+def message_buttons(event: str, incident: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(action_id, label) of the buttons a chat target puts on a message: Acknowledge (until
+    someone has), I'm commander and Resolve on the messages that open or move an open
+    incident; none on the others, nor without a numeric incident id."""
+    if event not in _BUTTONED or incident.get("status") not in _OPEN:
+        return []
+    if not str(incident.get("id", "")).isdigit():
+        return []
+    shown = [BUTTON_COMMANDER, BUTTON_RESOLVE]
+    if incident.get("status") == "triggered":
+        shown.insert(0, BUTTON_ACKNOWLEDGE)
+    return [(action_id, BUTTONS[action_id]) for action_id in shown]
 
 
 @immutable

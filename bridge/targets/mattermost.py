@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from bridge.core.chat import message_buttons
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
 from bridge.delivery.protocol import DeliveryResult, Notification
@@ -23,9 +24,6 @@ from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig
 
 MAX_CHARS = 16_383
-# The messages that carry buttons while the incident is open (the Slack target's too).
-_BUTTONED = {"opened", "reopened", "escalated", "acknowledged", "mitigated"}
-_OPEN = {"triggered", "acknowledged", "mitigated"}
 
 
 class MattermostConfig(TargetConfig):
@@ -62,15 +60,9 @@ class MattermostTarget(Target):
         """The buttons of a message that opens or moves an open incident (none without
         ``actions_url`` and ``actions_token``)."""
         url, token = self.config.actions_url, self.config.actions_token
-        incident = n.incident
-        if url is None or token is None or n.event not in _BUTTONED:
+        if url is None or token is None:
             return []
-        value = str(incident.get("id", ""))
-        if incident.get("status") not in _OPEN or not value.isdigit():
-            return []
-        buttons = [("incident.commander", "I'm commander"), ("incident.resolve", "Resolve")]
-        if incident.get("status") == "triggered":
-            buttons.insert(0, ("incident.acknowledge", "Acknowledge"))
+        value = str(n.incident.get("id", ""))
         return [
             {
                 "id": action_id.replace(".", ""),  # Mattermost's ids are letters and digits
@@ -80,7 +72,7 @@ class MattermostTarget(Target):
                     "context": {"action": action_id, "incident": value, "token": token.reveal()},
                 },
             }
-            for action_id, label in buttons
+            for action_id, label in message_buttons(n.event, n.incident)
         ]
 
     async def send(self, notification: Notification) -> DeliveryResult:

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
+from bridge.core.chat import BUTTON_ACKNOWLEDGE, message_buttons
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import escape_slack, truncate
 from bridge.delivery.protocol import (
@@ -46,10 +47,6 @@ _BROADCAST = {
     "escalated",
 }
 _IGNORED_INVITE = {"slack_already_in_channel", "slack_cant_invite_self"}
-# Messages that carry the buttons (while the incident is open); the chat routes act on them
-# (bridge/http/chat.py, docs/chat.md). The action ids are core/chat.py's BUTTONS.
-_BUTTONED = {"opened", "reopened", "escalated", "acknowledged", "mitigated"}
-_OPEN = {"triggered", "acknowledged", "mitigated"}
 
 
 class SlackConfig(TargetConfig):
@@ -90,26 +87,20 @@ def actions_block(event: str, incident: Mapping[str, Any]) -> dict[str, Any] | N
     """Acknowledge (until someone has), I'm commander and Resolve, on the messages that open or
     move an open incident; ``value`` is the incident's id, ``action_id`` what the button does
     (core/chat.py ``BUTTONS``: the chat routes act on them as the person who pressed)."""
-    if event not in _BUTTONED or incident.get("status") not in _OPEN:
+    buttons = message_buttons(event, incident)
+    if not buttons:
         return None
     value = str(incident.get("id", ""))
-    if not value.isdigit():
-        return None
-    buttons: list[tuple[str, str, str | None]] = []
-    if incident.get("status") == "triggered":
-        buttons.append(("incident.acknowledge", "Acknowledge", "primary"))
-    buttons.append(("incident.commander", "I'm commander", None))
-    buttons.append(("incident.resolve", "Resolve", None))
     elements: list[dict[str, Any]] = []
-    for action_id, label, style in buttons:
+    for action_id, label in buttons:
         button: dict[str, Any] = {
             "type": "button",
             "action_id": action_id,
             "text": {"type": "plain_text", "text": label},
             "value": value,
         }
-        if style:
-            button["style"] = style
+        if action_id == BUTTON_ACKNOWLEDGE:
+            button["style"] = "primary"
         elements.append(button)
     return {"type": "actions", "block_id": f"incident-{value}", "elements": elements}
 
