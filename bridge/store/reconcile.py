@@ -15,7 +15,6 @@ import json
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import field
-from typing import Any
 
 from bridge.core import jsontext
 from bridge.core.actions import Outcome
@@ -162,17 +161,3 @@ def apply_view(
         for e in plan.events:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
     return Applied(tuple(changed), tuple(mitigated), notifications, kinds)
-
-
-def receivers_of_open(conn: sqlite3.Connection) -> dict[str | None, int]:
-    """Open incidents per receiver (the readiness detail, the docs' troubleshooting)."""
-    out: dict[str | None, int] = {}
-    for receiver, n in conn.execute(
-        f"SELECT receiver, count(*) FROM incidents WHERE status IN ({_OPEN}) GROUP BY receiver"
-    ):
-        out[receiver] = n
-    return out
-
-
-def as_data(applied: Applied) -> dict[str, Any]:
-    return {"changed": list(applied.changed), "kinds": dict(applied.kinds)}
