@@ -51,22 +51,35 @@ READ_TOKEN_NAME = "reader"
 ANONYMOUS = "anonymous"
 
 
+def identify(token: str, access: ApiAccess) -> tuple[str, str, Secret] | None:
+    """(name, scope, the configured secret) of the token ``token`` is, or None: the API's and
+    the web pages' sign-in. Every token is compared (in constant time), so the time taken does
+    not tell which one nearly matched."""
+    found: tuple[str, str, Secret] | None = None
+    if access.write is not None and access.write.equals(token):
+        found = (WRITE_TOKEN_NAME, "write", access.write)
+    for named in access.named:
+        if named.secret.equals(token) and found is None:
+            found = (named.name, named.scope, named.secret)
+    for read in access.read:
+        if read.equals(token) and found is None:
+            found = (READ_TOKEN_NAME, "read", read)
+    return found
+
+
+def bearer(request: web.Request) -> str:
+    """The token of an ``Authorization: Bearer`` header, or ""."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def authorize(request: web.Request, access: ApiAccess, *, write: bool = False) -> str:
     """The name of the token the request carries, or 401 (no or a wrong token) or 403 (a
     read-only token for a write) unless the request may read, or with ``write`` change, what
-    the API holds. Every token is compared (in constant time), so the time taken does not tell
-    which one nearly matched."""
-    header = request.headers.get("Authorization")
-    name: str | None = None
-    scope = ""
-    if header:
-        if access.write is not None and check(header, token=access.write):
-            name, scope = WRITE_TOKEN_NAME, "write"
-        for token in access.named:
-            if check(header, token=token.secret) and name is None:
-                name, scope = token.name, token.scope
-        if any(check(header, token=t) for t in access.read) and name is None:
-            name, scope = READ_TOKEN_NAME, "read"
+    the API holds."""
+    token = bearer(request)
+    found = identify(token, access) if token else None
+    name, scope = (found[0], found[1]) if found is not None else (None, "")
     if name is not None and (scope == "write" or not write):
         return name
     if not write and access.open_reads:

@@ -41,7 +41,7 @@ from bridge.core.incidents import MILESTONES, STATUSES, Incident
 from bridge.core.policy import ROLES, SEVERITIES
 from bridge.core.postmortem import SECTION_INFO
 from bridge.core.timeutil import NS, parse_rfc3339
-from bridge.http import session
+from bridge.http import auth, session
 from bridge.http.actions import ACTIONS, ActionBody
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
@@ -264,13 +264,12 @@ def viewer(request: web.Request, state: AppState) -> tuple[Viewer | None, str | 
     found = session.viewer_from_cookie(request, _key(request), state.api, time.time())
     if found is not None:
         return found, None
-    bearer = request.headers.get("Authorization", "")
-    if bearer[:7].lower() == "bearer ":
+    token = auth.bearer(request)
+    known = auth.identify(token, state.api) if token else None
+    if known is not None:
         # A script or a monitor reading a page with an API token: it sees, it never posts (no
         # CSRF token: a form needs a browser's session).
-        known = session.identify(bearer[7:].strip(), state.api)
-        if known is not None:
-            return Viewer(known[0], known[1], "", "token"), None
+        return Viewer(known[0], known[1], "", "token"), None
     if state.api.open_reads:
         return Viewer("anonymous", session.READ, "", "open"), None
     return None, None
@@ -350,7 +349,7 @@ async def login(request: web.Request) -> web.Response:
     form = await _form(request)
     nxt = _next(form.get("next", "/"))
     token = form.get("token", "").strip()
-    found = session.identify(token, state.api) if token else None
+    found = auth.identify(token, state.api) if token else None
     if found is None:
         log.info("web sign-in refused: wrong or missing token")
         page = render(
@@ -361,7 +360,8 @@ async def login(request: web.Request) -> web.Response:
             header=_header_mode(state),
         )
         return _html(page, 401)
-    name, scope, fp = found
+    name, scope, secret = found
+    fp = session.fingerprint(secret)
     response = web.HTTPSeeOther(location=nxt, headers=HEADERS)
     cookie = session.make_cookie(_key(request), name, scope, fp, time.time())
     session.set_cookie(response, cookie, secure=_secure(request, state))

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.core.secrets import Secret
+from bridge.http.auth import READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.service import ApiAccess
 
 COOKIE = "ib_session"
@@ -71,28 +72,13 @@ def fingerprint(secret: Secret | str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def identify(token: str, access: ApiAccess) -> tuple[str, str, str] | None:
-    """(name, scope, fingerprint) of the configured token ``token`` is, or None. Every token is
-    compared in constant time, so the time taken does not tell which one nearly matched."""
-    found: tuple[str, str, str] | None = None
-    if access.write is not None and access.write.equals(token):
-        found = ("api", WRITE, fingerprint(access.write))
-    for named in access.named:
-        if named.secret.equals(token) and found is None:
-            found = (named.name, named.scope, fingerprint(named.secret))
-    for read in access.read:
-        if read.equals(token) and found is None:
-            found = ("reader", READ, fingerprint(read))
-    return found
-
-
 def _still_configured(name: str, scope: str, fp: str, access: ApiAccess) -> bool:
-    if name == "api" and access.write is not None:
+    if name == WRITE_TOKEN_NAME and access.write is not None:
         return scope == WRITE and hmac.compare_digest(fp, fingerprint(access.write))
     for named in access.named:
         if named.name == name:
             return named.scope == scope and hmac.compare_digest(fp, fingerprint(named.secret))
-    if name == "reader":
+    if name == READ_TOKEN_NAME:
         return scope == READ and any(hmac.compare_digest(fp, fingerprint(r)) for r in access.read)
     return False
 
