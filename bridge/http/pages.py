@@ -97,19 +97,8 @@ def _short_time(text: str | None) -> str:
     return (text or "")[11:19]
 
 
-def _age(text: str | None, now_ns: int) -> str:
-    at = parse_rfc3339(text) if text else None
-    if at is None:
-        return ""
-    s = max(0, (now_ns - at) // NS)
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
 def _span(seconds: int) -> str:
+    """``45s``, ``3m 12s``, ``2h 5m``, ``3d 4h``: an incident's age, a milestone's delay."""
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -117,6 +106,11 @@ def _span(seconds: int) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h {seconds % 3600 // 60}m"
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def _age(text: str | None, now_ns: int) -> str:
+    at = parse_rfc3339(text) if text else None
+    return "" if at is None else _span(max(0, (now_ns - at) // NS))
 
 
 def milestone_rows(incident: Mapping[str, Any]) -> list[tuple[str, str, str]]:
