@@ -32,14 +32,19 @@ class Scripted:
         return self.next
 
 
-def view(clock: Clock, *alerts: AmAlert) -> AmView:
+def view(
+    clock: Clock,
+    *alerts: AmAlert,
+    silences: tuple[AmSilence, ...] = (),
+    receiver: str = "bridge",
+) -> AmView:
     return AmView(
         peer="http://am-0:9093",
         fetched_at=clock.now,
         up_since=clock.now - 3600 * SECOND,
         alerts={a.fingerprint: a for a in alerts},
-        silences={},
-        receivers=frozenset({"bridge"}),
+        silences={s.id: s for s in silences},
+        receivers=frozenset({receiver}),
     )
 
 
@@ -145,19 +150,7 @@ async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
         for n in range(incident["truncated_alerts"])
     ]
     clock.advance(5)
-    answer = view(clock, *listed, *extra)
-    scripted.next = Fetched(
-        AmView(
-            answer.peer,
-            answer.fetched_at,
-            answer.up_since,
-            answer.alerts,
-            {},
-            frozenset({body["receiver"]}),
-        ),
-        (),
-        (),
-    )
+    scripted.next = Fetched(view(clock, *listed, *extra, receiver=body["receiver"]), (), ())
     await r.tick()
     after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
     got = {a["fingerprint"] for a in after["alerts"]}
@@ -192,19 +185,7 @@ async def test_a_silenced_alert_is_marked_on_the_incident_page(
         )
         for a in (first, second)
     ]
-    answer = view(clock, *listed)
-    scripted.next = Fetched(
-        AmView(
-            answer.peer,
-            answer.fetched_at,
-            answer.up_since,
-            answer.alerts,
-            {"5ee-1": silence},
-            answer.receivers,
-        ),
-        (),
-        (),
-    )
+    scripted.next = Fetched(view(clock, *listed, silences=(silence,)), (), ())
     await r.tick()
     page = await (await client.get(f"/incidents/{incident['id']}")).text()
     assert page.count('<span class="badge muted">silenced</span>') == 1

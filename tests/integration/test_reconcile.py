@@ -32,6 +32,7 @@ from tests.integration.procs import (
     running_alertmanagers,
     wait_for,
 )
+from tests.integration.test_alertmanager import alert
 
 pytestmark = pytest.mark.integration
 
@@ -51,25 +52,6 @@ def now_rfc3339(timespec: str = "milliseconds") -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"
-
-
-def alert(
-    alertname: str, instance: str, starts_at: str, ends_at: str | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "labels": {
-            "alertname": alertname,
-            "service": "checkout",
-            "instance": instance,
-            "severity": "critical",
-        },
-        "annotations": {"summary": f"{alertname} on checkout"},
-        "startsAt": starts_at,
-        "generatorURL": "http://prometheus.test/graph",
-    }
-    if ends_at is not None:
-        body["endsAt"] = ends_at
-    return body
 
 
 @contextlib.contextmanager
