@@ -3,12 +3,11 @@ expired in the real Alertmanager 0.25; the matchers it builds; how failures are 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +19,12 @@ from bridge.core.alertmanager import fingerprint
 from bridge.core.timeutil import NS, parse_rfc3339
 from bridge.delivery.protocol import Notification, PermanentError, RetryableError
 from bridge.silences import MARKER, SENDER, SilenceSender, silence_matchers
+
+# the real Alertmanager of the client tests (one per module) and their waiting helper
+from tests import test_alertmanager_api as client_tests
 from tests.integration.procs import (
-    ALERTMANAGER,
     Alertmanager,
-    alertmanager_config,
     free_port,
-    require_binary,
-    running_alertmanagers,
 )
 
 # --- silence_matchers, pure -----------------------------------------------------------------
@@ -75,18 +73,14 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@pytest.fixture(scope="module")
-def real_am(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
-    require_binary(ALERTMANAGER)
-    config = alertmanager_config("http://127.0.0.1:9", None)
-    with running_alertmanagers(tmp_path_factory.mktemp("am"), config) as (am,):
-        yield am
-
-
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+real_am = client_tests.real_am  # the client tests' Alertmanager fixture (one per module)
+until = client_tests.until
 
 
 @pytest.fixture
@@ -153,17 +147,6 @@ async def marked(client: AlertmanagerClient, inc: Mapping[str, Any]) -> list[AmS
         for s in await client.silences()
         if f"{MARKER} #{inc['id']}:" in s.comment and s.state in ("active", "pending")
     ]
-
-
-async def until(what: str, probe: Any, within: float = 8.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.integration
