@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -318,10 +318,25 @@ def _incident_id(request: web.Request) -> int:
 
 
 def _next(value: str) -> str:
-    """Only a path of this site (never ``//host`` or a scheme): an open redirect otherwise."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Only a path of this site, else ``/``: an open redirect otherwise. Browsers drop tabs and
+    newlines anywhere in a Location, trim controls and spaces and read a backslash as ``/``, so
+    ``/<TAB>/evil.example`` would go to ``//evil.example``. The value must be printable ASCII
+    without spaces, start with one ``/``, hold no backslash, and still be such a path (controls
+    aside: ``%20`` is a space) once percent-decoded, so that nothing in front that decodes it
+    makes it another site either."""
+    if len(value) > 2000 or _NOT_PLAIN.search(value):
+        return "/"
+    decoded = value
+    for _ in range(3):  # %252f -> %2f -> /
+        decoded = unquote(decoded)
+    for text in (value, decoded):
+        if not text.startswith("/") or text.startswith("//") or _CONTROL.search(text):
+            return "/"
+    return value
+
+
+_NOT_PLAIN = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII: spaces, controls, é
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")  # C0 controls, DEL, and the backslash
 
 
 async def login_form(request: web.Request) -> web.Response:
