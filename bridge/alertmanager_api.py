@@ -32,7 +32,7 @@ import aiohttp
 from yarl import URL
 
 from bridge.core.reconcile import AlertStateName, AmAlert, AmSilence, AmView, trusted
-from bridge.core.secrets import Secret
+from bridge.core.secrets import Secret, credential_forms, mask
 from bridge.core.text import escape_controls
 from bridge.core.timeutil import format_ns, parse_rfc3339
 
@@ -103,22 +103,13 @@ def _peer(url: str) -> _Peer:
     except (ValueError, TypeError):
         return _Peer(url.rstrip("/"), "the configured URL", None, (url,))
     auth = None
-    secrets: list[str] = []
     if parsed.user is not None:
         auth = aiohttp.encode_basic_auth(parsed.user, parsed.password or "")
-        secrets.append(auth.removeprefix("Basic "))  # as the header carries it
-        if parsed.password:
-            secrets += [parsed.password, parsed.raw_password or parsed.password]
-    if parsed.raw_user is not None:
-        secrets.append(url)  # the URL as given carries the credentials
-    return _Peer(base, base, auth, tuple(s for s in secrets if s))
+    return _Peer(base, base, auth, credential_forms(url=url))
 
 
 def _hide(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return mask(text, secrets, "***")
 
 
 def _excerpt(body: bytes, content_type: str) -> str:
@@ -294,11 +285,11 @@ class AlertmanagerClient:
         self._secrets: list[str] = []
         if token is not None:
             self._auth = f"Bearer {token.reveal()}"
-            self._secrets.append(token.reveal())
+            self._secrets += credential_forms(token=token)
         elif basic_user is not None:
             password = basic_password.reveal() if basic_password is not None else ""
             self._auth = aiohttp.encode_basic_auth(basic_user, password)
-            self._secrets += [password, self._auth.removeprefix("Basic ")]
+            self._secrets += credential_forms(user=basic_user, password=password)
         # Built once: loading a CA bundle reads and parses files.
         self._ssl: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
@@ -384,7 +375,10 @@ class AlertmanagerClient:
     def _http_error(
         self, peer: _Peer, where: str, status: int, raw: bytes, content_type: str
     ) -> AmError:
-        excerpt = _hide(_excerpt(raw, content_type), [*self._secrets, *peer.secrets])
+        # A refusal's body is not kept at all: auth proxies and gateways echo the request's
+        # Authorization there, in forms no list of secrets can foresee.
+        shown = "" if status in (401, 403) else _excerpt(raw, content_type)
+        excerpt = _hide(shown, [*self._secrets, *peer.secrets])
         detail = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
         return AmError("http_error", peer.shown, where, detail, status=status)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.secrets import MASK, Secret
+from bridge.core.secrets import MASK, MIN_MASKED, Secret
 from bridge.core.text import escape_controls
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -19,9 +19,11 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 class RedactFilter(logging.Filter):
     """Masks the values of known secrets wherever they would appear in a formatted line."""
 
-    def __init__(self, secrets: Iterable[Secret]) -> None:
+    def __init__(self, secrets: Iterable[Secret | str]) -> None:
         super().__init__()
-        self._values = [s.reveal() for s in secrets if s and len(s.reveal()) >= 4]
+        values = {s.reveal() if isinstance(s, Secret) else s for s in secrets if s}
+        # longest first: a longer form (a URL with its password) is masked whole
+        self._values = sorted((v for v in values if len(v) >= MIN_MASKED), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._values:
@@ -99,7 +101,7 @@ def quiet_client_errors() -> None:
         server_log.addFilter(ClientErrorFilter(HttpProcessingError))
 
 
-def setup(fmt: str = "text", level: str = "info", secrets: Iterable[Secret] = ()) -> None:
+def setup(fmt: str = "text", level: str = "info", secrets: Iterable[Secret | str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactFilter(secrets))

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import aiohttp
 from yarl import URL
 
 from bridge.core.checks import Answer, CheckResult, evaluate, not_run, read_answer
 from bridge.core.followup import Check, CheckOutcome
-from bridge.core.secrets import Secret
+from bridge.core.secrets import Secret, credential_forms, mask
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_CONCURRENCY = 4
@@ -68,7 +69,24 @@ async def query(
 ) -> Answer:
     """One instant query of ``expr`` at ``at`` (Unix seconds; None: Prometheus's now), within
     ``timeout_s`` (Prometheus is asked to stop evaluating then too). Never raises for an answer
-    or a network failure: the ``Answer`` says what happened."""
+    or a network failure: the ``Answer`` says what happened, and it never holds a credential
+    (the token, the URL's user and password in any form an answer may echo them): the error
+    is kept in the database and shown to readers."""
+    answer = await _query(session, base_url, expr, at, token, timeout_s)
+    if answer.error is None:
+        return answer
+    forms = credential_forms(token=token, url=base_url)
+    return replace(answer, error=mask(answer.error, forms))
+
+
+async def _query(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    expr: str,
+    at: float | None,
+    token: Secret | None,
+    timeout_s: float,
+) -> Answer:
     where = shown_url(base_url)
     form = {"query": expr, "timeout": f"{timeout_s:g}s"}
     if at is not None:

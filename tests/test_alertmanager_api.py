@@ -103,9 +103,10 @@ class FakeAlertmanager:
                 return web.Response(
                     status=503, text="upstream\x1b[31m down", content_type="text/plain"
                 )
-            if scenario == "echo":  # a proxy that echoes the request, credentials included
+            if scenario in ("echo", "echo500"):  # a proxy that echoes the request's credentials
                 text = f"denied: {request.headers.get('Authorization')}"
-                return web.Response(status=403, text=text, content_type="text/plain")
+                status = 403 if scenario == "echo" else 500
+                return web.Response(status=status, text=text, content_type="text/plain")
             if scenario == "slow":
                 await asyncio.sleep(2)
             return web.json_response({"uptime": uptime, "cluster": {}, "versionInfo": {}})
@@ -319,14 +320,28 @@ async def test_secrets_never_show(
     )
     assert PASSWORD not in " ".join(client.peers)
     got = await client.fetch(grace_s=0)
-    bearer = AlertmanagerClient([f"{fake.url}/echo"], session=session, token=Secret(TOKEN))
+    bearer = AlertmanagerClient(
+        [f"{fake.url}/echo", f"{fake.url}/echo500"], session=session, token=Secret(TOKEN)
+    )
     got_bearer = await bearer.fetch(grace_s=0)
-    errors = [*got.errors, *got_bearer.errors]
-    assert [e.reason for e in errors] == ["unreachable", "http_error", "http_error"]
-    assert "HTTP 403: denied: Bearer ***" in str(errors[2])  # the echo is shown, the token is not
+    basic = AlertmanagerClient(
+        [f"{fake.url}/echo500"], session=session, basic_user="dave", basic_password=Secret(PASSWORD)
+    )
+    got_basic = await basic.fetch(grace_s=0)
+    errors = [*got.errors, *got_bearer.errors, *got_basic.errors]
+    assert [e.reason for e in errors] == ["unreachable", *["http_error"] * 4]
+    # A refusal's body is not kept at all; another error's echo is shown with the token masked.
+    assert str(errors[1]).endswith("HTTP 403") and str(errors[2]).endswith("HTTP 403")
+    assert "HTTP 500: denied: Bearer ***" in str(errors[3])
+    assert "HTTP 500: denied: Basic ***" in str(errors[4])
     text = " ".join([*map(str, errors), *map(repr, errors), caplog.text])
-    assert "denied" in caplog.text  # the failures were logged
-    for secret in (TOKEN, PASSWORD, aiohttp.encode_basic_auth("carol", PASSWORD)):
+    assert "HTTP 403" in caplog.text  # the failures were logged
+    for secret in (
+        TOKEN,
+        PASSWORD,
+        aiohttp.encode_basic_auth("carol", PASSWORD).removeprefix("Basic "),
+        aiohttp.encode_basic_auth("dave", PASSWORD).removeprefix("Basic "),
+    ):
         assert secret not in text
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from typing import Any
 
 from bridge import logs
-from bridge.config import ConfigError, add_serve_arguments, settings_from
+from bridge.config import ConfigError, Settings, add_serve_arguments, settings_from
+from bridge.core.secrets import Secret, credential_forms
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -17,17 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"incident-bridge: {exc}", file=sys.stderr)
         return 2
-    secrets = [
-        s
-        for s in (
-            settings.webhook_token,
-            settings.basic_password,
-            settings.api_token,
-            settings.api_read_token,
-        )
-        if s
-    ]
-    logs.setup(settings.log_format, settings.log_level, secrets)
+    logs.setup(settings.log_format, settings.log_level, credentials(settings))
     # The service's modules (aiohttp, the store, the worker) load only for this command.
     from bridge.app import run
     from bridge.runtime import RulesError
@@ -48,6 +40,26 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"incident-bridge: cannot serve on {settings.listen}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def credentials(settings: Settings) -> list[str]:
+    """Every credential the settings hold, in every form an answer or an exception may show it
+    (``core.secrets.credential_forms``): the log lines mask them all."""
+    out: list[str] = []
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, Secret):
+            out += credential_forms(token=value)
+    out += [form for t in settings.api_tokens for form in credential_forms(token=t.secret)]
+    if settings.basic_password is not None:
+        out += credential_forms(user=settings.basic_user, password=settings.basic_password)
+    if settings.alertmanager_basic_password is not None:
+        out += credential_forms(
+            user=settings.alertmanager_basic_user, password=settings.alertmanager_basic_password
+        )
+    for url in (settings.prometheus_url, settings.kb_remote, *settings.alertmanager_urls):
+        out += credential_forms(url=url)
+    return out
 
 
 def register(commands: Any) -> None:

@@ -147,7 +147,13 @@ def _clip(text: str, limit: int = MAX_ERROR_TEXT) -> str:
 def read_answer(status: int, body: bytes, content_type: str = "") -> Answer:
     """What an HTTP answer of ``/api/v1/query`` says: a success's data, or why there is none
     (Prometheus's own error with its type, a status without Prometheus's JSON, a body that is
-    not JSON). A rejected query is never a result."""
+    not JSON). A rejected query is never a result. The body of a 401 or 403 is not kept: auth
+    proxies and gateways echo the request's credentials there."""
+    if status in (401, 403):
+        return Answer(
+            error=f"Prometheus refused the request: HTTP {status} (are the credentials right? "
+            "--prometheus-token-file, or the user and password of --prometheus-url)"
+        )
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -169,11 +175,6 @@ def read_answer(status: int, body: bytes, content_type: str = "") -> Answer:
 
 def _not_prometheus(status: int, body: bytes, content_type: str, is_json: bool) -> str:
     shown = _clip(body[:200].decode("utf-8", "replace"), 200) or "an empty body"
-    if status in (401, 403):
-        return (
-            f"Prometheus refused the request: HTTP {status} (is the Prometheus token right? "
-            f"--prometheus-token-file): {shown}"
-        )
     what = "JSON that is not Prometheus's answer" if is_json else "no JSON"
     return f"Prometheus answered HTTP {status} with {what} ({content_type or 'no type'}): {shown}"
 

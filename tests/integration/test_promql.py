@@ -6,6 +6,7 @@ request itself against a stub (form fields, token, answers that are not Promethe
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -297,3 +298,51 @@ async def test_a_url_with_credentials_is_not_shown(session: aiohttp.ClientSessio
     r = await one(session, url, Check("e", "up", "empty"))
     assert "pa55word" not in (r.error or "") and "user" not in (r.error or "")
     assert (r.error or "").startswith(f"cannot reach Prometheus at http://{LOOPBACK}:")
+
+
+async def test_credentials_echoed_by_a_gateway_never_reach_a_result(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An auth proxy in front of Prometheus that quotes the request's Authorization in its
+    answer: neither the bearer token nor the URL's user and password (as given, percent-encoded
+    or in the base64 of the Basic header) reach a check's error, which the database keeps and
+    every reader sees."""
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        form = dict(await request.post())
+        status = int(str(form["query"])[:3])
+        said = f"denied for {request.headers.get('Authorization', '')} on {request.url}"
+        if str(form["query"]).endswith("json"):
+            body = {"status": "error", "errorType": "auth", "error": said}
+            return web.json_response(body, status=status)
+        return web.Response(status=status, text=said, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    token, password = "tok-3cr3t-value", "p@ss:w0rd/value"
+    quoted = "p%40ss%3Aw0rd%2Fvalue"
+    basic = base64.b64encode(f"ops:{password}".encode()).decode()
+    try:
+        checks = [Check(q, q, "empty") for q in ("401", "403", "500", "500json", "422json")]
+        errors = []
+        for url, secret in (
+            (f"http://{LOOPBACK}:{port}", Secret(token)),
+            (f"http://ops:{quoted}@{LOOPBACK}:{port}", None),
+        ):
+            results = await run_checks(session, url, secret, checks, None)
+            errors += [r.error or "" for r in results]
+    finally:
+        await runner.cleanup()
+    text = "\n".join(errors)
+    for leaked in (token, password, quoted, basic):
+        assert leaked not in text
+    # A refusal's body is not kept; other answers are, with the credentials masked.
+    assert errors[0].startswith("Prometheus refused the request: HTTP 401 (")
+    assert "denied" not in errors[0] and "denied" not in errors[1]
+    assert "denied for Bearer <secret>" in errors[2]
+    assert "denied for Basic <secret>" in errors[7]
