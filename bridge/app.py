@@ -81,6 +81,11 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     # The receiver enforces its own limit while streaming; this only caps other endpoints.
     app = web.Application(client_max_size=state.settings.max_body_bytes)
     app[AppState.KEY] = state
+    # The delivered counters of every target (the rules' and the built-in senders, after a
+    # reload too) exist at 0 from the scrape before their first notification.
+    state.metrics.follow_targets(
+        lambda: state.worker.targets if state.worker is not None else state.runtime.targets
+    )
     for path in ("/api/v1/alerts", "/api/v1/alerts/"):
         app.router.add_post(path, receiver.receive_alerts)  # answers its own errors, fast
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))

@@ -24,10 +24,31 @@ from prometheus_client.registry import Collector
 
 import bridge
 from bridge.core import mttx
+from bridge.core.events import EVENTS
 from bridge.core.incidents import ACTIVE_STATUSES
 from bridge.core.policy import SEVERITIES
 
 PREFIX = "incident_bridge_"
+# What the webhook receiver answers (http/receiver.py): 200 accepted, 400 unreadable or invalid,
+# 401 credentials, 413 too large, 500 a bug, 503 busy or the store unavailable.
+WEBHOOK_CODES = ("200", "400", "401", "413", "500", "503")
+ALERT_STATUSES = ("firing", "resolved")
+
+
+class KnownLabels(Collector):
+    """Creates, at each scrape and before the counters are collected, the children of the label
+    values known in advance (the targets of the active rules, after a reload too) at 0. A
+    counter series that appears at its first event loses that event to ``increase()`` and
+    ``rate()``: Prometheus has no earlier sample to count from. Yields no metric itself."""
+
+    def __init__(self, metrics: Callable[[], Metrics | None]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        found = self._metrics()
+        if found is not None:
+            found.create_known()
+        return iter(())
 
 
 class IncidentMetrics(Collector):
@@ -145,6 +166,26 @@ class Metrics:
     build_info: Gauge
     # label values -> child metric: ``labels()`` costs more than the increment itself
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    # the notification targets known now (the rules' and the built-in senders), set by app.py
+    targets: Callable[[], Iterable[str]] = field(default=lambda: ())
+
+    def follow_targets(self, targets: Callable[[], Iterable[str]]) -> None:
+        """Where the target names come from (asked at each scrape, so a reload's new targets
+        are exported at 0 before their first notification); creates them at 0 now."""
+        self.targets = targets
+        self.create_known()
+
+    def create_known(self) -> None:
+        """Every (target, event) of the delivered counter and every target's latency
+        histogram at 0. Failures are not: their reasons (HTTP statuses, a vendor's error
+        codes) are not known in advance; the dashboard counts a failure series's first value
+        instead (docs/metrics.md)."""
+        for target in self.targets():
+            if (self.notification_duration._name, target) in self._children:
+                continue  # this target's series exist already
+            self.child(self.notification_duration, target)
+            for event in EVENTS:
+                self.notifications.labels(target, event)
 
     def child(self, metric: Counter | Histogram | Gauge, *values: str) -> Any:
         key = (metric._name, *values)
@@ -157,6 +198,9 @@ class Metrics:
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         registry = registry if registry is not None else CollectorRegistry()
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
+        created: list[Metrics] = []
+        # registered before the counters: the registry collects in the order of registration
+        registry.register(KnownLabels(lambda: created[0] if created else None))
         incidents = IncidentMetrics()
         registry.register(incidents)
         build_info = Gauge(
@@ -166,7 +210,7 @@ class Metrics:
             registry=registry,
         )
         build_info.labels(bridge.__version__, platform.python_version()).set(1)
-        return cls(
+        metrics = cls(
             registry=registry,
             webhook_requests=Counter(
                 PREFIX + "webhook_requests",
@@ -285,6 +329,12 @@ class Metrics:
                 registry=registry,
             ),
         )
+        for code in WEBHOOK_CODES:
+            metrics.child(metrics.webhook_requests, code)
+        for status in ALERT_STATUSES:
+            metrics.child(metrics.alerts_received, status)
+        created.append(metrics)
+        return metrics
 
     def set_open(self, counts: dict[tuple[str, str], int]) -> None:
         for severity in SEVERITIES:

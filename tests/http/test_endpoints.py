@@ -286,7 +286,8 @@ async def test_open_incidents_gauge_is_read_from_the_store(
             text = await (await again.get("/metrics")).text()
         assert 'incident_bridge_incidents_open{severity="sev1",status="triggered"} 1.0' in text
         assert 'incident_bridge_incidents_opened_total{severity="sev1",team="none"} 1.0' in text
-        assert "incident_bridge_webhook_requests_total{" not in text
+        # the process's own counters start again, at 0 (created so before their first event)
+        assert 'incident_bridge_webhook_requests_total{code="200"} 0.0' in text
     finally:
         store.close()
 
