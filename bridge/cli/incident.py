@@ -341,7 +341,7 @@ def _told(incident_id: int, event: dict[str, Any]) -> str:
         due = data.get("next_update_at")
         return line + (f"; next one due {_when(due)}" if due else "")
     text = _clean(event.get("text"))
-    if kind in ("status_changed", "acknowledged", "severity_changed"):
+    if kind in ("status_changed", "acknowledged", "severity_changed", "dismissed"):
         text = text[:1].lower() + text[1:]  # "Acknowledged by alice" and the like
     return f"#{incident_id} {text}"
 
@@ -396,6 +396,11 @@ def _move(args: argparse.Namespace) -> int:
     move = MOVES[args.incident_command]
     body = {"reason": args.reason} if args.reason is not None else {}
     return _change(args, move, body, lambda _: f"already {DONE.get(move, 'closed')}")
+
+
+@apiclient.guarded
+def _dismiss(args: argparse.Namespace) -> int:
+    return _change(args, "dismiss", {"reason": args.reason}, lambda _: "already dismissed")
 
 
 @apiclient.guarded
@@ -501,6 +506,13 @@ def register(commands: Any) -> None:
     for name, summary in what.items():
         move = command(name, summary, _move, writes=True)
         move.add_argument("--reason", help="why, recorded on the timeline")
+    dismiss = command(
+        "dismiss",
+        "close a false alarm or a test incident at once, without a postmortem",
+        _dismiss,
+        writes=True,
+    )
+    dismiss.add_argument("--reason", required=True, help="why it is dismissed (required)")
 
     role = command("role", "give a role, hand it over or --release it", _role, writes=True)
     role.add_argument("role", choices=[*ROLES, "responder"], metavar="ROLE", help=", ".join(ROLES))

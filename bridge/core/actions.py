@@ -95,7 +95,21 @@ class ChangeSeverity:
     reason: str
 
 
-Command = Transition | AssignRole | ReleaseRole | AddEntry | PostUpdate | ChangeSeverity
+@immutable
+class Dismiss:
+    """A false alarm or a test: the incident is closed at once, with the reason, without a
+    postmortem and without the milestones of real work (no ``mitigated_at``, no
+    ``resolved_at``), so that it adds nothing to the times to mitigate and resolve."""
+
+    actor: str
+    reason: str
+
+
+# Where a dismissal may come from: any open status. A resolved incident was worked on to the end;
+# it is closed (with its postmortem when the route requires one), not dismissed.
+DISMISSIBLE = ("triggered", "acknowledged", "mitigated")
+
+Command = Transition | AssignRole | ReleaseRole | AddEntry | PostUpdate | ChangeSeverity | Dismiss
 
 
 @immutable
@@ -115,6 +129,8 @@ class Guards:
 
     open_items: int = 0
     postmortem_missing: bool = False
+    # The incident was dismissed already: dismissing it again changes nothing.
+    dismissed: bool = False
 
 
 NO_GUARDS = Guards()
@@ -205,7 +221,29 @@ def decide(
         return _entry(incident, command, corrected)
     if isinstance(command, PostUpdate):
         return _update(incident, command, now)
+    if isinstance(command, Dismiss):
+        return _dismiss(incident, command, now, guards)
     return _severity(incident, command)
+
+
+def _dismiss(incident: Incident, command: Dismiss, now: int, guards: Guards) -> Outcome | Refusal:
+    bad = _text(command.reason, "reason")
+    if bad:
+        return bad
+    status = incident.status
+    if status == "closed" and guards.dismissed:
+        return Outcome(incident)  # a retry: dismissed already
+    if status not in DISMISSIBLE:
+        return Refusal(
+            409,
+            f"cannot dismiss: the incident is {status}; only an open incident "
+            f"({', '.join(DISMISSIBLE)}) is dismissed"
+            + ("; close it instead" if status == "resolved" else ""),
+        )
+    data = {"from": status, "to": "closed", "reason": command.reason}
+    text = f"Dismissed by {command.actor}: {command.reason}"
+    changed = replace(incident, status="closed", closed_at=now)
+    return Outcome(changed, (Event("dismissed", text, data, command.actor),))
 
 
 def _transition(

@@ -31,6 +31,7 @@ TimelineKind = Literal[
     "decision",
     "action",
     "status_update",
+    "dismissed",  # closed as a false alarm or a test, with the reason (no postmortem)
     # the scheduler (reminders and escalation)
     "reminder",
     "escalated",
@@ -86,6 +87,8 @@ _BY_STATUS: dict[str, EventKind] = {
 _SAME_NAME: dict[str, EventKind] = {e: e for e in EVENTS if e != "timeline"}
 _SAME_NAME["status_update"] = "update"
 _SAME_NAME["ticket_requested"] = "ticket"
+# A dismissal closes the incident: the channels hear of it as a close, whose text says why.
+_SAME_NAME["dismissed"] = "closed"
 
 
 def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:

@@ -69,6 +69,11 @@ COUNTERS: dict[str, tuple[str, str]] = {
         "Incidents reopened in place (mitigated, then an alert fired again within the reopen "
         "window), by severity and team.",
     ),
+    "dismissed": (
+        "incidents_dismissed",
+        "Incidents dismissed as a false alarm or a test (closed without a postmortem, no time "
+        "to mitigate or resolve observed), by severity and team.",
+    ),
 }
 
 NO_TEAM = "none"

@@ -20,6 +20,7 @@ from bridge.core.actions import (
     AssignRole,
     ChangeSeverity,
     Command,
+    Dismiss,
     Move,
     PostUpdate,
     ReleaseRole,
@@ -112,6 +113,10 @@ class UpdateBody(ActionBody):
 class SeverityBody(ActionBody):
     severity: Severity
     reason: Text
+
+
+class DismissBody(ActionBody):
+    reason: Text = Field(description="why: a false alarm, a test; recorded on the timeline")
 
 
 class FollowUpItemBody(ActionBody):
@@ -232,6 +237,10 @@ def _severity(body: SeverityBody, actor: str) -> Command:
     return ChangeSeverity(actor, body.severity, body.reason)
 
 
+def _dismiss(body: DismissBody, actor: str) -> Command:
+    return Dismiss(actor, body.reason)
+
+
 def _add_item(body: FollowUpItemBody, actor: str) -> AnyCommand:
     return AddItem(actor, body.text, body.kind, body.owner)
 
@@ -251,6 +260,11 @@ ACTIONS: dict[str, tuple[str, type[ActionBody], Callable[[Any, str], AnyCommand]
     "mitigate": ("Mark the incident mitigated by hand", TransitionBody, _transition("mitigate")),
     "resolve": ("Resolve the incident by hand", TransitionBody, _transition("resolve")),
     "close": ("Close a resolved incident", TransitionBody, _transition("close")),
+    "dismiss": (
+        "Dismiss a false alarm or a test: closed with the reason, no postmortem",
+        DismissBody,
+        _dismiss,
+    ),
     "roles": ("Assign, hand over or release a role", RoleBody, _role),
     "notes": ("Add a note to the timeline", EntryBody, _entry("note")),
     "decisions": ("Record a decision", EntryBody, _entry("decision")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import field
+from dataclasses import field, replace
 from typing import Any
 
 from bridge.core import jsontext
@@ -15,8 +15,10 @@ from bridge.core.actions import (
     NO_GUARDS,
     AddEntry,
     Command,
+    Dismiss,
     Entry,
     Guards,
+    Outcome,
     Refusal,
     Transition,
     decide,
@@ -143,6 +145,8 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     )
     if isinstance(outcome, Refusal):
         return _error(outcome.status, outcome.message, outcome.field)
+    if isinstance(command, Dismiss) and outcome.changed:
+        outcome = _dismissal(conn, outcome, command, now)
     silence = request.silence_on_ack
     ids, notifications = write_change(
         conn, before, outcome, now, silence_on_ack=bool(silence and silence(before.route))
@@ -155,13 +159,37 @@ def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     return ActionAnswer(200, body, outcome.changed, notifications)
 
 
+def _dismissal(conn: sqlite3.Connection, outcome: Outcome, command: Dismiss, now: int) -> Outcome:
+    """Mark the incident dismissed before its status changes (the metrics' triggers read the
+    mark: no postmortem pending, the ``dismissed`` counter), and waive its open follow-up
+    checks: a false alarm has nothing to check. Action items stay: their tickets are real."""
+    incident_id = outcome.incident.id
+    conn.execute("UPDATE incidents SET dismissed_at = ? WHERE id = ?", (now, incident_id))
+    waived = conn.execute(
+        "UPDATE followup_items SET state = 'waived', reason = ?, updated_by = ?, updated_at = ? "
+        "WHERE incident_id = ? AND state = 'open' AND kind != 'action'",
+        (f"incident dismissed: {command.reason}", command.actor, now, incident_id),
+    ).rowcount
+    if not waived:
+        return outcome
+    (event,) = outcome.events
+    data = {**event.data, "waived_items": waived}
+    return replace(outcome, events=(replace(event, data=data),))
+
+
 def _guards(
     conn: sqlite3.Connection,
     incident: Any,
     command: Command,
     postmortem_policy: Callable[[str, str], str] | None,
 ) -> Guards:
-    """What resolve and close must know of the follow-up and the postmortem (read only for them)."""
+    """What resolve and close must know of the follow-up and the postmortem (read only for them),
+    and dismiss whether it was done already."""
+    if isinstance(command, Dismiss):
+        row = conn.execute(
+            "SELECT dismissed_at FROM incidents WHERE id = ?", (incident.id,)
+        ).fetchone()
+        return Guards(dismissed=row is not None and row[0] is not None)
     if not isinstance(command, Transition) or command.move not in ("resolve", "close"):
         return NO_GUARDS
     if command.move == "resolve":

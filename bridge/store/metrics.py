@@ -9,6 +9,8 @@ transaction that writes the milestone, read whole at each scrape (``read``).
 - ``metric_postmortems`` (route, severity, n): incidents resolved or closed without a published
   postmortem; whether their route requires one is the rules' answer, asked at the scrape.
 - ``metric_gauges`` (name, n): ``followup_items_open``, the checklist items in state ``open``.
+- ``incidents.dismissed_at`` (0014): the dismissed incidents, counted as ``dismissed`` and left out
+  of ``metric_postmortems``; a dismissal observes no time to mitigate or resolve.
 
 Raw team values are kept (an incident without a team as ``''``); ``read`` bounds them to the
 active rules' teams and sums in SQL. One observation per incident per milestone, the first time the milestone
@@ -190,6 +192,31 @@ def _triggers(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE TRIGGER metric_followup_item_delete AFTER DELETE ON followup_items "
         f"WHEN old.state = 'open' BEGIN {open_items.format(-1)} END"
+    )
+
+
+def install_dismiss(conn: sqlite3.Connection) -> None:
+    """Migration 0014: ``incidents.dismissed_at``, set (before the status) when a person dismisses
+    an incident as a false alarm or a test; the ``dismissed`` counter; and the postmortem trigger
+    again, leaving dismissed incidents out (they need none). A dismissal sets neither
+    ``mitigated_at`` nor ``resolved_at``, so it observes no time to mitigate or resolve; what
+    was observed before it (detection, an acknowledgement) stays: the histograms' buckets are
+    counters, and taking one back would read as a counter reset to ``rate()``."""
+    conn.execute("ALTER TABLE incidents ADD COLUMN dismissed_at INTEGER")
+    conn.execute(
+        "CREATE TRIGGER metric_incident_dismissed AFTER UPDATE OF dismissed_at ON incidents "
+        f"WHEN old.dismissed_at IS NULL AND new.dismissed_at IS NOT NULL BEGIN "
+        f"{_count('dismissed')} END"
+    )
+    conn.execute("DROP TRIGGER metric_incident_postmortem")
+    conn.execute(
+        "CREATE TRIGGER metric_incident_postmortem AFTER UPDATE OF status, severity, route "
+        "ON incidents WHEN (old.status IS NOT new.status OR old.severity IS NOT new.severity "
+        "OR old.route IS NOT new.route) "
+        f"AND (old.status IN {DONE} OR new.status IN {DONE}) AND {_UNPUBLISHED} "
+        "AND new.dismissed_at IS NULL BEGIN "
+        "UPDATE metric_postmortems SET n = n - 1 WHERE route = coalesce(old.route, '') "
+        f"AND severity = old.severity AND old.status IN {DONE}; {_PENDING_ADD} END"
     )
 
 

@@ -384,6 +384,15 @@ def _reconcile(db: sqlite_utils.Database) -> None:
     )
 
 
+def _dismiss(db: sqlite_utils.Database) -> None:
+    """Dismissing a false alarm or a test incident (``store/actions.py``, docs/incidents.md):
+    ``incidents.dismissed_at``, its counter, and the postmortem aggregate that leaves dismissed
+    incidents out (``store/metrics.install_dismiss``)."""
+    from bridge.store.metrics import install_dismiss
+
+    install_dismiss(db.conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -397,6 +406,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0010_postmortem", _postmortem),
     ("0011_metrics", _metrics),
     ("0012_reconcile", _reconcile),
+    ("0014_dismiss", _dismiss),
 ]
 
 

@@ -221,6 +221,33 @@ def test_every_change_says_what_it_did(bridge: Bridge, capsys: pytest.CaptureFix
     assert re.search(r"\S+Z  #\d+\s+alice\s+status_changed\s+Closed by alice$", out, re.M)
 
 
+def test_dismiss_closes_a_false_alarm_without_a_postmortem(
+    bridge: Bridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sev1 (critical) incident: its route requires a postmortem before a close.
+    n = open_incident(bridge, "a test webhook", severity="critical")
+    flags = at(bridge)
+    code, out, err = cli(capsys, "dismiss", str(n), "--reason", "a test", "--as", "alice", *flags)
+    assert (code, out, err) == (0, f"#{n} dismissed by alice: a test\n", "")
+    code, out, _ = cli(capsys, "dismiss", str(n), "--reason", "a test", *flags)
+    assert (code, out) == (0, f"#{n}: nothing to change (already dismissed)\n")
+    incident = bridge.incident(n)
+    assert (incident["status"], incident["resolved_at"]) == ("closed", None)
+    assert incident["timeline"][-1]["kind"] == "dismissed"
+    assert re.search(
+        r'^incident_bridge_incidents_dismissed_total\{severity="sev1",team="none"\} [1-9]',
+        bridge.metrics(),
+        re.M,
+    )
+    # The reason is required; a resolved incident is closed, not dismissed.
+    code, out, err = cli(capsys, "dismiss", str(n), *flags)
+    assert (code, out) == (2, "") and "--reason" in err
+    m = open_incident(bridge)
+    assert cli(capsys, "resolve", str(m), *flags)[0] == 0
+    code, out, err = cli(capsys, "dismiss", str(m), "--reason", "x", *flags)
+    assert code == 1 and "409: cannot dismiss: the incident is resolved" in err
+
+
 def test_show_while_open_and_as_json(bridge: Bridge, capsys: pytest.CaptureFixture[str]) -> None:
     n = open_incident(bridge, "queue backlog")
     code, out, _ = cli(capsys, "update", str(n), "looking", "--next", "1h", *at(bridge))

@@ -11,6 +11,7 @@ from bridge.core.actions import (
     AddEntry,
     AssignRole,
     ChangeSeverity,
+    Dismiss,
     Entry,
     Guards,
     Outcome,
@@ -21,6 +22,7 @@ from bridge.core.actions import (
     allowed_moves,
     decide,
 )
+from bridge.core.events import event_kind
 from bridge.core.incidents import Incident
 from bridge.core.timeutil import NS
 
@@ -240,3 +242,33 @@ def test_closing_needs_the_required_postmortem() -> None:
     assert isinstance(refused, Refusal) and refused.status == 409
     assert "a postmortem is required for sev2 incidents" in refused.message
     assert outcome(decide(inc, Transition("alice", "close"), T)).incident.status == "closed"
+
+
+@pytest.mark.parametrize("status", ["triggered", "acknowledged", "mitigated"])
+def test_dismissing_closes_an_open_incident_without_the_milestones_of_work(status: str) -> None:
+    inc = incident(status, mitigated_at=T - NS if status == "mitigated" else None)
+    # The postmortem the route requires is not asked of a false alarm.
+    done = outcome(
+        decide(inc, Dismiss("alice", "a test"), T, guards=Guards(postmortem_missing=True))
+    )
+    assert (done.incident.status, done.incident.closed_at) == ("closed", T)
+    assert done.incident.resolved_at is None
+    assert done.incident.mitigated_at == inc.mitigated_at
+    (event,) = done.events
+    assert (event.kind, event.text, event.actor) == (
+        "dismissed",
+        "Dismissed by alice: a test",
+        "alice",
+    )
+    assert event.data == {"from": status, "to": "closed", "reason": "a test"}
+    assert event_kind(event.kind, event.data) == "closed"
+
+
+def test_dismissing_needs_a_reason_and_an_open_incident() -> None:
+    assert refusal(decide(incident(), Dismiss("a", " "), T)).field == "reason"
+    resolved = refusal(decide(incident("resolved", resolved_at=T), Dismiss("a", "x"), T))
+    assert resolved.status == 409 and "close it instead" in resolved.message
+    closed = incident("closed", closed_at=T)
+    assert refusal(decide(closed, Dismiss("a", "x"), T)).status == 409
+    # Dismissed already: a retry changes nothing.
+    assert not outcome(decide(closed, Dismiss("a", "x"), T, guards=Guards(dismissed=True))).changed

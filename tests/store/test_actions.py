@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bridge.core.actions import AddEntry, Transition
+from bridge.core.actions import AddEntry, Dismiss, Transition
 from bridge.store import Store
-from bridge.store.actions import ActionRequest, Idempotency, apply_action
+from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
 from tests.conftest import SECOND, T0, fixture_body
 from tests.store.test_store import ingest
 
@@ -73,5 +73,94 @@ async def test_an_action_writes_its_incident_events_and_outbox_rows_together(
         assert rows(store.path, "outbox") == before["outbox"] + answer.notifications
         missing = ActionRequest(999, Transition("alice", "acknowledge"), T0)
         assert (await store.write(lambda conn: apply_action(conn, missing))).status == 404
+    finally:
+        store.close()
+
+
+def _one(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.execute(sql, args).fetchall())
+    finally:
+        conn.close()
+
+
+async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "b.db")
+    store.open()
+    try:
+        result = await ingest(store, fixture_body("firing-group-bearer.json"))
+        n = result.incidents[0].id
+
+        async def do(command: object, at: int) -> ActionAnswer:
+            request = ActionRequest(n, command, at)  # type: ignore[arg-type]
+            return await store.write(lambda conn: apply_action(conn, request))
+
+        assert (await do(Transition("alice", "acknowledge"), T0 + SECOND)).changed
+        # An open checklist item of the false alarm is waived with it; an action item stays.
+        conn = sqlite3.connect(store.path)
+        with conn:
+            for kind in ("check", "action"):
+                conn.execute(
+                    "INSERT INTO followup_items (incident_id, kind, text, created_by, "
+                    "created_at) VALUES (?, ?, 'x', 'b', 0)",
+                    (n, kind),
+                )
+        conn.close()
+        answer = await do(Dismiss("alice", "a test webhook"), T0 + 2 * SECOND)
+        assert answer.status == 200 and answer.changed and answer.notifications >= 1
+        (event,) = answer.body["events"]
+        assert (
+            event["kind"] == "dismissed" and event["text"] == "Dismissed by alice: a test webhook"
+        )
+        assert event["data"] == {
+            "from": "acknowledged",
+            "to": "closed",
+            "reason": "a test webhook",
+            "waived_items": 1,
+        }
+        row = _one(
+            store.path,
+            "SELECT status, closed_at, mitigated_at, resolved_at, dismissed_at FROM incidents "
+            "WHERE id = ?",
+            n,
+        )
+        assert row == [("closed", T0 + 2 * SECOND, None, None, T0 + 2 * SECOND)]
+        assert _one(store.path, "SELECT kind, state FROM followup_items ORDER BY id") == [
+            ("check", "waived"),
+            ("action", "open"),
+        ]
+        # No time to mitigate or resolve, no postmortem pending (sev1: required without
+        # rules), counted as dismissed; the acknowledgement observed before stays.
+        metrics = {m for (m,) in _one(store.path, "SELECT metric FROM metric_histograms")}
+        assert metrics == {"detect", "ack"}
+        assert _one(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == []
+        assert _one(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [
+            (1,)
+        ]
+        # A retry changes nothing; a close after it neither (closed already).
+        again = await do(Dismiss("bob", "again"), T0 + 3 * SECOND)
+        assert (again.status, again.changed) == (200, False)
+        assert not (await do(Transition("bob", "close"), T0 + 3 * SECOND)).changed
+        assert _one(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [
+            (1,)
+        ]
+
+        # A resolved incident was worked on: it is closed, not dismissed; its missing
+        # postmortem is still counted.
+        body = fixture_body("firing-group-bearer.json")
+        body["groupKey"] = "{}:{other}"
+        other = await ingest(store, body, T0 + 4 * SECOND)
+        m = other.incidents[0].id
+        assert m != n
+        request = ActionRequest(m, Transition("a", "resolve"), T0 + 5 * SECOND)
+        assert (await store.write(lambda conn: apply_action(conn, request))).changed
+        request = ActionRequest(m, Dismiss("a", "oops"), T0 + 6 * SECOND)
+        refused = await store.write(lambda conn: apply_action(conn, request))
+        assert refused.status == 409
+        assert "cannot dismiss: the incident is resolved" in refused.body["error"]
+        assert _one(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == [(1,)]
     finally:
         store.close()
