@@ -135,12 +135,69 @@ def milestone_rows(incident: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _markdown(text: str) -> str:
-    """Markdown to HTML with raw HTML off and only safe links (markdown-it's validation drops
-    ``javascript:``, ``vbscript:``, ``file:`` and ``data:`` links)."""
+# Markdown's headings below the page's own: the postmortem's ``#`` title sits under the
+# section's <h2>, so it is an <h3> (screen readers' heading outline stays in order).
+_HEADING_SHIFT = 2
+
+
+def _table_open(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """A table in a region that scrolls sideways (on a phone), reachable with Tab and named
+    by the heading above it, like the page's other tables; ``(2)`` for a second table under
+    the same heading (a region's name must be its own)."""
+    heading = "Table"
+    for at in range(idx - 1, -1, -1):
+        if tokens[at].type == "heading_open":
+            words = (c.content for c in tokens[at + 1].children or () if c.type != "softbreak")
+            heading = "".join(words).strip() or heading
+            break
+    seen = env.setdefault("tables", {})
+    seen[heading] = seen.get(heading, 0) + 1
+    name = heading if seen[heading] == 1 else f"{heading} ({seen[heading]})"
+    env["in_table"] = True
+    label = escape(f"{name}, scrollable")
+    return f'<div class="scroll" tabindex="0" role="region" aria-label="{label}">\n<table>\n'
+
+
+def _table_close(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    env["in_table"] = False
+    return "</table>\n</div>\n"
+
+
+def _text(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """Text, escaped; in a table's cell the ``<br>`` the postmortem template puts for a line
+    break of a value (a cell is one line) is a line break again, and nothing else is HTML."""
+    shown = str(escape(tokens[idx].content))
+    return shown.replace("&lt;br&gt;", "<br>") if env.get("in_table") else shown
+
+
+def _heading(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    level = min(6, int(token.tag[1:]) + _HEADING_SHIFT)
+    token.tag = f"h{level}"
+    return str(self.renderToken(tokens, idx, options, env))
+
+
+@functools.cache
+def _parser() -> Any:
     from markdown_it import MarkdownIt
 
-    return str(MarkdownIt("commonmark", {"html": False}).render(text))
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    for rule, fn in (
+        ("table_open", _table_open),
+        ("table_close", _table_close),
+        ("text", _text),
+        ("heading_open", _heading),
+        ("heading_close", _heading),
+    ):
+        md.add_render_rule(rule, fn)
+    return md
+
+
+def _markdown(text: str) -> str:
+    """Markdown to HTML: CommonMark and tables (GitHub's, as the postmortem's are), with raw
+    HTML off and only safe links (markdown-it's validation drops ``javascript:``,
+    ``vbscript:``, ``file:`` and ``data:`` links)."""
+    return str(_parser().render(text, {}))
 
 
 _KIND_LABELS = {k: k.replace("_", " ") for k in TIMELINE_KINDS}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
-from bridge.http import auth
+from bridge.http import auth, pages
 from bridge.http.actions import ActionBody, _field, _idempotency
 from bridge.http.api import _int, _known_params, path_id
 from bridge.http.errors import HTTPError, store_unavailable
@@ -260,14 +261,26 @@ async def publish(request: web.Request) -> web.Response:
     token = auth.authorize(request, state.api, write=True)
     incident_id = path_id(request, "incident")
     body, _ = await _body(request, PublishBody)
-    done = await _call(postmortems.publish(state, incident_id, body.actor or token))
+    publisher = auth.actor(request, state.api, token, body.actor)
+    done = await _call(postmortems.publish(state, incident_id, publisher))
     return json_answer(PublishResult.model_validate(done))
 
 
 async def published_page(request: web.Request) -> web.Response:
-    """The Markdown last published, as text a browser shows."""
+    """The Markdown last published, as text a browser shows. People follow this link (from
+    "seen this before", in chat and on the pages) as they follow the incident's page: it reads
+    with the pages' session (or a proxy's user header), and sends someone who is not signed in
+    to the sign-in and back (``/login?next=...``) rather than answering a JSON 401. A request
+    with an ``Authorization`` header (a script) is checked as the API checks it."""
     state = _state(request)
-    auth.authorize(request, state.api)
+    who, _nonce = pages.viewer(request, state)
+    if who is None:
+        if "Authorization" not in request.headers:
+            # Returned, not raised: this route's JSON error wrapper makes any raised HTTP
+            # exception a JSON error, a redirect too.
+            login = "/login?" + urlencode({"next": request.path_qs})
+            return web.Response(status=303, headers={**pages.HEADERS, "Location": login})
+        auth.authorize(request, state.api)
     incident_id = path_id(request, "incident")
     text = await _call(postmortems.published(state, incident_id))
     return web.Response(

@@ -319,8 +319,9 @@ def axe_source() -> str:
     return _AXE_SOURCE
 
 
-def run_axe(page: Page) -> list[dict[str, Any]]:
-    """axe-core's violations on the page as it is now (WCAG 2.x A/AA and best practices).
+def run_axe(page: Page, within: str | None = None) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now (WCAG 2.x A/AA and best practices), in
+    the element ``within`` selects (the whole document by default).
 
     axe is injected with ``page.evaluate`` (the DevTools protocol's Runtime.evaluate), which
     the page's Content-Security-Policy does not apply to; ``add_script_tag`` would insert an
@@ -328,14 +329,15 @@ def run_axe(page: Page) -> list[dict[str, Any]]:
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(axe_source() + "\n;undefined")
     result: dict[str, Any] = page.evaluate(
-        """async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
+        """async (within) => {
+            const r = await axe.run(within || document, {resultTypes: ['violations']});
             return r.violations.map(v => ({
                 id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
                 nodes: v.nodes.map(n => ({target: n.target, html: n.html,
                                           summary: n.failureSummary})),
             }));
-        }"""
+        }""",
+        within,
     )
     return list(result)
 
@@ -351,9 +353,9 @@ def format_violations(violations: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def assert_accessible(page: Page, name: str) -> list[dict[str, Any]]:
+def assert_accessible(page: Page, name: str, within: str | None = None) -> list[dict[str, Any]]:
     """No ``serious`` or ``critical`` axe violation; the lesser ones are returned (and printed)."""
-    violations = run_axe(page)
+    violations = run_axe(page, within)
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]
     minor = [v for v in violations if v not in bad]
     if minor:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -467,3 +469,78 @@ async def test_a_knowledge_base_that_cannot_be_written_is_a_409(
     status, body = await publish(other, j)
     assert status == 409 and "cannot publish into the knowledge base" in body["error"]
     assert blocker.read_text() == "not a folder\n"
+
+
+def _postmortem_section(page: str) -> str:
+    found = re.search(r'<section id="postmortem".*?</section>', page, re.S)
+    assert found, "no postmortem section on the page"
+    return found.group(0)
+
+
+async def test_the_page_shows_the_postmortem_s_tables_and_a_readable_header(
+    service: Service,
+) -> None:
+    client = await service.start()
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    resp = await client.get(f"/incidents/{i}")
+    assert resp.status == 200
+    section = _postmortem_section(await resp.text())
+    # The header's two sentences stay apart ("...Z. Policy: required.", never "Z.Policy").
+    header = re.search(r"<p>(Version 1 by api, .*?)</p>", section, re.S)
+    assert header, section[:600]
+    assert re.search(r"\.\s+Policy: required\.", header.group(1)), header.group(1)
+    assert not re.search(r"\S\.Policy", header.group(1))
+    # Every table of the Markdown is a table, each in its own region that scrolls on a phone.
+    tables = re.findall(
+        r'<div class="scroll" tabindex="0" role="region" aria-label="([^"]+)">\s*<table>', section
+    )
+    assert "Milestones and durations, scrollable" in tables
+    assert "Milestones and durations (2), scrollable" in tables
+    assert "Roles and hand-overs, scrollable" in tables and "Timeline (UTC), scrollable" in tables
+    assert "Action items, scrollable" in tables
+    assert len(tables) == len(set(tables)) == section.count("<table>")
+    assert "|---|" not in section and "<th>Milestone</th>" in section
+    # The Markdown's headings sit below the section's own <h2>.
+    assert "<h3>Postmortem: #" in section and "<h4>Summary</h4>" in section
+
+
+ALICE = "alice-write-token-0123456789"
+CAROL = "carol-read-token-0123456789"
+NAMED = (ApiToken("alice", "write", Secret(ALICE)), ApiToken("carol", "read", Secret(CAROL)))
+
+
+async def test_the_published_postmortem_link_reads_with_the_session_or_signs_in(
+    service: Service,
+) -> None:
+    # Named tokens: reads need a token or a session, as on a listener beyond loopback.
+    client = await service.start(host="0.0.0.0", api_tokens=NAMED)
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    assert (await publish(client, i))[0] == 200
+    path = f"/incidents/{i}/postmortem"
+    # Nobody signed in (a person following "seen this before"): to the sign-in, and back.
+    resp = await client.get(path, allow_redirects=False)
+    assert resp.status == 303, (resp.status, await resp.text())
+    assert resp.headers["Location"] == "/login?" + urlencode({"next": path})
+    # A script with a wrong token gets the API's answer, not a page.
+    resp = await client.get(path, headers={"Authorization": "Bearer not-a-token"})
+    assert resp.status == 401 and resp.content_type == "application/json"
+    resp = await client.get(path, headers={"Authorization": f"Bearer {CAROL}"})
+    assert resp.status == 200 and "Checkout failed." in await resp.text()
+    # Signing in (a read token is enough) comes back to the postmortem, which now opens.
+    resp = await client.post("/login", data={"token": CAROL, "next": path}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == path
+    resp = await client.get(path, allow_redirects=False)
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    assert (await resp.text()).startswith(f"# Postmortem: #{i} ")
+    # The other links a person follows from messages and pages work with the session too.
+    for link in (f"/incidents/{i}", "/", "/?q=checkout"):
+        assert (await client.get(link, allow_redirects=False)).status == 200, link
+    # Signed out: every one of them sends to the sign-in again.
+    client.session.cookie_jar.clear()
+    for link in (path, f"/incidents/{i}", "/"):
+        resp = await client.get(link, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login?next="), link
