@@ -2,11 +2,12 @@
 receivers) for the reconciliation of ``core.reconcile``, and the silences the bridge makes and
 expires for its incidents (``bridge.silences``).
 
-An HA cluster is one logical source: every peer holds the same alerts (Prometheus sends to all)
-and the same silences (gossip), so any peer that answers will do. ``fetch`` asks the peer that
-answered last time first, then the others in their order, and keeps the first complete answer of
-a peer up for longer than the grace period (``core.reconcile.trusted``): a peer that has just
-restarted lists nothing yet, and "nothing listed" means "resolved" to the reconciler.
+An HA cluster is one logical source: every peer should hold the same alerts (Prometheus sends
+to all) and the same silences (gossip). ``fetch`` asks every peer and merges their answers
+(``core.reconcile.merge_views``): an alert is gone only when no peer that answers lists it, and
+at least one peer must be up for longer than the grace period (``core.reconcile.trusted``): a
+peer that has just restarted lists nothing yet, and "nothing listed" means "resolved" to the
+reconciler. Writes (silences) go to the first peer that answers.
 
 The alerts list is read strictly for the same reason: an entry without a fingerprint, labels or a
 start makes the whole answer unusable (a dropped entry would read as a resolve); a malformed
@@ -31,7 +32,14 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from bridge.core.reconcile import AlertStateName, AmAlert, AmSilence, AmView, trusted
+from bridge.core.reconcile import (
+    AlertStateName,
+    AmAlert,
+    AmSilence,
+    AmView,
+    merge_views,
+    trusted,
+)
 from bridge.core.secrets import Secret, credential_forms, mask
 from bridge.core.text import escape_controls
 from bridge.core.timeutil import format_ns, parse_rfc3339
@@ -443,26 +451,42 @@ class AlertmanagerClient:
             raise AmError("bad_answer", peer.shown, "GET /api/v2/silences", str(exc)) from None
 
     async def fetch(self, grace_s: float) -> Fetched:
-        """The first complete answer of a peer up for at least ``grace_s``: its alerts,
-        silences and receivers, asked for at ``fetched_at`` (taken before the requests). Never
-        raises for what the peers do: ``errors`` and ``young`` say why there is no view."""
+        """Every peer's answer, merged (``core.reconcile.merge_views``): their alerts, silences
+        and receivers, asked for at ``fetched_at`` (taken before the requests), when at least
+        one peer is up for ``grace_s``. Every peer is asked, not the first that answers: an
+        alert is resolved only when no peer that answers lists it (a peer that Prometheus does
+        not send to lists nothing). Never raises for what the peers do: ``errors`` and ``young``
+        say why there is no view."""
         errors: list[AmError] = []
-        young: list[str] = []
+        young: list[tuple[_Peer, int]] = []
+        answers: list[AmView] = []
+        first: int | None = None
         for index in self._order():
             peer = self._peers[index]
             try:
                 up_since = await self._up_since(peer)
                 if not trusted(up_since, self._clock(), grace_s):
-                    young.append(peer.shown)
+                    young.append((peer, up_since))
                     continue
-                view = await self._view(peer, up_since, self._clock())
+                answers.append(await self._view(peer, up_since, self._clock()))
             except AmError as exc:
                 log.debug("%s", exc)
                 errors.append(exc)
                 continue
-            self._last = index
-            return Fetched(view, tuple(errors), tuple(young))
-        return Fetched(None, tuple(errors), tuple(young))
+            first = index if first is None else first
+        shown = tuple(peer.shown for peer, _ in young)
+        if first is None:
+            return Fetched(None, tuple(errors), shown)  # young peers' alerts decide nothing
+        self._last = first
+        # A young peer cannot say an alert is gone, but one it lists is not.
+        listed: list[AmView] = []
+        for peer, up_since in young:
+            try:
+                listed.append(await self._view(peer, up_since, self._clock()))
+            except AmError as exc:
+                log.debug("%s", exc)
+                errors.append(exc)
+        return Fetched(merge_views(answers, listed), tuple(errors), shown)
 
     async def _first(self, call: Callable[[_Peer], Any], stop: Callable[[AmError], bool]) -> Any:
         """``call`` on each peer in turn until one succeeds; the last error when none does

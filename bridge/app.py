@@ -271,6 +271,7 @@ def _reconciler(state: AppState, session: aiohttp.ClientSession) -> Reconciler |
         client,
         interval_s=settings.reconcile_interval_s,
         grace_s=settings.alertmanager_grace_s,
+        min_age_s=settings.reconcile_min_age_s,
     )
     state.reconcile_detail = reconciler.health.detail
     if state.worker is not None:

@@ -115,6 +115,7 @@ class Settings:
     alertmanager_ca_file: Path | None = None
     reconcile_interval_s: float = 60.0
     alertmanager_grace_s: float = 300.0
+    reconcile_min_age_s: float = 300.0
     # the web pages: a header a trusted reverse proxy sets to the signed-in user (opt-in)
     web_user_header: str = ""
     web_user_header_scope: str = "read"
@@ -540,8 +541,19 @@ OPTIONS: tuple[Option, ...] = (
         kind="number",
         parse=float,
         minimum=1,
-        meaning="seconds between two polls of Alertmanager's API (each jittered by ±10 %; "
-        "longer, doubling up to 10 times this, while it is unreachable)",
+        meaning="seconds between two polls of Alertmanager's API, at least 1 (each jittered by "
+        "±10 %; longer, doubling up to 10 times this, while it is unreachable)",
+    ),
+    Option(
+        name="reconcile_min_age_s",
+        flag="--reconcile-min-age",
+        env="RECONCILE_MIN_AGE",
+        kind="number",
+        parse=float,
+        minimum=0,
+        meaning="seconds since an alert's last webhook before Alertmanager's API may resolve it "
+        "(and only when two polls in a row and every peer that answers agree it is gone): a "
+        "peer that Prometheus does not send to lists nothing",
     ),
     Option(
         name="alertmanager_grace_s",

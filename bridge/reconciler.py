@@ -83,12 +83,16 @@ class Reconciler(BackgroundLoop):
         *,
         interval_s: float,
         grace_s: float,
+        min_age_s: float = 0.0,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.state = state
         self.client = client
         self.interval_s = interval_s
         self.grace_s = grace_s
+        self.min_age_ns = int(min_age_s * 1e9)
+        # what the last trusted answer found gone: the next must agree before a resolve
+        self.gone: frozenset[tuple[int, str]] = frozenset()
         self.jitter = jitter
         self.health = ReconcileHealth(peers=client.peers)
         self.wake = asyncio.Event()
@@ -124,12 +128,20 @@ class Reconciler(BackgroundLoop):
                     f"up for less than {self.grace_s:g}s (--alertmanager-grace): "
                     + ", ".join(fetched.young)
                 )
-            health.problem = "; ".join(problems) or "no peer answered"
+            problem = "; ".join(problems) or "no peer answered"
+            # Said once, and again when the kind of trouble changes (unreachable, young, ...):
+            # a warning every poll during a peer's first minutes says nothing new.
+            said = (health.failing_since is not None, _kinds(health.problem))
+            health.problem = problem
             health.failures += 1
             if health.failing_since is None:
                 health.failing_since = state.clock()
             metrics.alertmanager_up.set(0)
-            log.warning("reconcile: no trusted answer from Alertmanager: %s", health.problem)
+            self.gone = frozenset()  # two answers in a row must agree: this one breaks the row
+            if said != (True, _kinds(problem)):
+                log.warning("reconcile: no trusted answer from Alertmanager: %s", problem)
+            else:
+                log.debug("reconcile: still no trusted answer from Alertmanager: %s", problem)
             return None
         if health.failing_since is not None:
             log.info("reconcile: Alertmanager answers again (%s)", view.peer)
@@ -144,10 +156,16 @@ class Reconciler(BackgroundLoop):
         for i in range(0, len(ids), BATCH):
             applied = await state.store.write(
                 functools.partial(
-                    apply_view, incident_ids=ids[i : i + BATCH], view=view, now=state.clock()
+                    apply_view,
+                    incident_ids=ids[i : i + BATCH],
+                    view=view,
+                    now=state.clock(),
+                    min_age_ns=self.min_age_ns,
+                    gone_before=self.gone,
                 )
             )
             total = _sum(total, applied)
+        self.gone = total.gone
         attached = 0
         for group in found.truncated:
             attached += await self._attach(group, view)
@@ -240,5 +258,19 @@ def _sum(a: Applied, b: Applied) -> Applied:
     for k, n in b.kinds.items():
         kinds[k] = kinds.get(k, 0) + n
     return Applied(
-        a.changed + b.changed, a.mitigated + b.mitigated, a.notifications + b.notifications, kinds
+        a.changed + b.changed,
+        a.mitigated + b.mitigated,
+        a.notifications + b.notifications,
+        kinds,
+        a.gone | b.gone,
     )
+
+
+def _kinds(problem: str) -> frozenset[str]:
+    """What kind of trouble a tick's problem names (for saying it once): the peers' failure
+    reasons as the messages show them, and a young peer."""
+    words = ("cannot connect", "no answer within", "HTTP ", "not JSON", "truncated", "larger")
+    found = {w for w in words if w in problem}
+    if "--alertmanager-grace" in problem:
+        found.add("young")
+    return frozenset(found)

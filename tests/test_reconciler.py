@@ -6,13 +6,17 @@ replayed through the webhook's own path."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from bridge.alertmanager_api import AmError, Fetched
 from bridge.core.reconcile import AmAlert, AmSilence, AmView
 from bridge.core.timeutil import parse_rfc3339
 from bridge.reconciler import Reconciler
 from bridge.service import AppState
+from bridge.store.reconcile import Applied
 from tests.conftest import SECOND, Clock, MakeClient, fixture_body
 
 HOOK = "/api/v1/alerts"
@@ -48,9 +52,18 @@ def view(
     )
 
 
-def reconciler(client: Any, scripted: Scripted) -> tuple[Reconciler, AppState]:
+def reconciler(
+    client: Any, scripted: Scripted, min_age_s: float = 0.0
+) -> tuple[Reconciler, AppState]:
     state: AppState = client.server.app[AppState.KEY]
-    r = Reconciler(state, scripted, interval_s=60, grace_s=300, jitter=lambda: 0.5)  # type: ignore[arg-type]
+    r = Reconciler(
+        state,
+        scripted,  # type: ignore[arg-type]
+        interval_s=60,
+        grace_s=300,
+        min_age_s=min_age_s,
+        jitter=lambda: 0.5,
+    )
     state.reconcile_detail = r.health.detail
     return r, state
 
@@ -107,6 +120,11 @@ async def test_a_trusted_answer_resolves_what_it_no_longer_lists(
     incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
     clock.advance(5)
     scripted.next = Fetched(view(clock), (), ())
+    first = await r.tick()
+    assert first is not None and not first.changed, "one answer alone resolves nothing"
+    assert len(first.gone) == 2
+    clock.advance(60)
+    scripted.next = Fetched(view(clock), (), ())
     done = await r.tick()
     assert done is not None and done.mitigated == (incident["id"],)
     assert r.pause_s() == 60.0
@@ -160,6 +178,7 @@ async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
     ]
     assert len(fetched) == len(extra)
     assert "webhook left it out" in fetched[0]["text"]
+    assert {e["actor"] for e in fetched} == {"alertmanager-api"}, "learned from the API"
     await r.tick()  # the same answer again: nothing more
     again = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
     assert len(again["timeline"]) == len(after["timeline"])
@@ -190,3 +209,53 @@ async def test_a_silenced_alert_is_marked_on_the_incident_page(
     page = await (await client.get(f"/incidents/{incident['id']}")).text()
     assert page.count('<span class="badge muted">silenced</span>') == 1
     assert "&lt;b&gt;deploy&lt;/b&gt;" in page and "<b>deploy</b>" not in page
+
+
+async def test_a_lying_or_wrong_peer_cannot_resolve_a_fresh_alert(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    """A peer that reports a long uptime and lists nothing (or one Prometheus does not send
+    to): nothing is resolved until the alert's last webhook is older than the minimum age and
+    two answers in a row agree; a failed poll in between breaks the row."""
+    client = await make_client()
+    scripted = Scripted()
+    r, _ = reconciler(client, scripted, min_age_s=300)
+    incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
+    url = f"/api/v1/incidents/{incident['id']}"
+    for _ in range(3):
+        clock.advance(2)
+        scripted.next = Fetched(view(clock), (), ())
+        done = await r.tick()
+        assert done is not None and not done.changed and not done.gone
+    assert (await (await client.get(url)).json())["status"] == "triggered"
+    clock.advance(300)
+    scripted.next = Fetched(view(clock), (), ())
+    assert not (await r.tick() or Applied()).changed, "the first old-enough answer only notes"
+    scripted.next = Fetched(None, (AmError("timeout", "http://am-0:9093", "/", "slow"),), ())
+    assert await r.tick() is None
+    clock.advance(60)
+    scripted.next = Fetched(view(clock), (), ())
+    assert not (await r.tick() or Applied()).changed, "the failed poll broke the row"
+    clock.advance(60)
+    scripted.next = Fetched(view(clock), (), ())
+    done = await r.tick()
+    assert done is not None and done.mitigated == (incident["id"],)
+
+
+async def test_no_trusted_answer_is_warned_once_per_kind_of_trouble(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+    scripted = Scripted()
+    r, _ = reconciler(client, scripted)
+    caplog.set_level(logging.DEBUG, logger="bridge.reconcile")
+    scripted.next = Fetched(None, (), ("http://am-0:9093",))
+    for _ in range(5):  # a young peer's first minutes
+        assert await r.tick() is None
+    refused = AmError("unreachable", "http://am-0:9093", "/", "cannot connect: refused")
+    scripted.next = Fetched(None, (refused,), ())
+    for _ in range(3):
+        assert await r.tick() is None
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "up for less than" in warnings[0] and "cannot connect" in warnings[1]

@@ -20,6 +20,8 @@ Status = Literal["triggered", "acknowledged", "mitigated", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated", "resolved", "closed")
 OPEN_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated")
 ACTIVE_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged")
+# The actor of what the bridge learned from Alertmanager's API rather than from a webhook.
+API_ACTOR = "alertmanager-api"
 # The milestone timestamps of an incident, in the order they happen.
 MILESTONES = (
     "started_at",
@@ -319,6 +321,8 @@ def plan_webhook(
             )
         )
 
+    if via == "api":  # what the reconciler learned from the API is the API's word
+        events = [replace(e, actor=API_ACTOR) if e.actor == "alertmanager" else e for e in events]
     touched = tuple([links[a.fingerprint] for a in alerts if a.fingerprint in links])
     return Plan(
         incident=incident,

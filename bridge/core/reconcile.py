@@ -14,16 +14,16 @@ for (the webhook is newer than the answer).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import field, replace
 from typing import Any, Literal
 
-from bridge.core.incidents import ACTIVE_STATUSES, Event, Incident
+from bridge.core.incidents import ACTIVE_STATUSES, API_ACTOR, Event, Incident
 from bridge.core.timeutil import NS, format_ns
 from bridge.core.values import immutable
 
 AlertStateName = Literal["active", "suppressed", "unprocessed"]
-ACTOR = "alertmanager-api"  # the actor of what the bridge learned from the API
+ACTOR = API_ACTOR  # the actor of what the bridge learned from the API
 
 
 @immutable
@@ -68,6 +68,38 @@ class AmView:
     alerts: Mapping[str, AmAlert]
     silences: Mapping[str, AmSilence]
     receivers: frozenset[str] = frozenset()
+    # every peer whose answer this view holds (``merge_views``); empty: ``peer`` alone
+    peers: tuple[str, ...] = ()
+
+
+def merge_views(answers: Sequence[AmView], young: Sequence[AmView] = ()) -> AmView:
+    """One view of every peer that answered: an alert is gone only when no peer lists it.
+
+    Peers of one cluster should agree, but a peer Prometheus does not send to, or one that
+    missed a push, lists less: the union keeps any alert one of them still holds. ``answers``
+    are trusted peers' (their entries win, the first's first); ``young`` peers' alerts are
+    added only where no trusted peer lists them (a young peer may know too little, never too
+    much). Asked for at the earliest ``fetched_at``, so a webhook newer than any of the answers
+    wins over them all."""
+    if not answers:
+        raise ValueError("no trusted answer to merge")
+    first = answers[0]
+    alerts: dict[str, AmAlert] = {}
+    silences: dict[str, AmSilence] = {}
+    for answer in (*answers, *young):
+        for fp, alert in answer.alerts.items():
+            alerts.setdefault(fp, alert)
+        for sid, s in answer.silences.items():
+            silences.setdefault(sid, s)
+    return AmView(
+        peer=first.peer,
+        fetched_at=min(a.fetched_at for a in (*answers, *young)),
+        up_since=first.up_since,
+        alerts=alerts,
+        silences=silences,
+        receivers=frozenset().union(*(a.receivers for a in answers)),
+        peers=tuple(a.peer for a in (*answers, *young)),
+    )
 
 
 def trusted(up_since: int, now: int, grace_s: float) -> bool:
@@ -108,6 +140,9 @@ class ReconcilePlan:
     incident: Incident
     events: tuple[Event, ...] = ()
     links: tuple[LinkChange, ...] = ()
+    # the firing alerts this answer says are gone (old enough, no newer webhook): the next
+    # answer must say so too before they are resolved (``plan_incident``'s ``gone_before``)
+    gone: frozenset[str] = frozenset()
 
     @property
     def changed(self) -> bool:
@@ -151,8 +186,14 @@ def _suppression(alert: AmAlert, view: AmView) -> dict[str, Any] | None:
         inhibitors = []
         for fp in sorted(alert.inhibited_by):
             src = view.alerts.get(fp)
+            # the inhibiting alert's name ("" when the answer does not list it any more);
+            # the text shows its instance too (``describe_suppression``)
             inhibitors.append(
-                {"fingerprint": fp, "alertname": alert_name(src.labels, fp) if src else fp}
+                {
+                    "fingerprint": fp,
+                    "alertname": src.labels.get("alertname", "") if src else "",
+                    "instance": src.labels.get("instance", "") if src else "",
+                }
             )
         out["inhibited_by"] = inhibitors
     return out
@@ -164,6 +205,14 @@ def _cause_key(mark: Mapping[str, Any] | None) -> tuple[tuple[str, ...], tuple[s
         tuple(str(s.get("id")) for s in supp.get("silenced_by") or ()),
         tuple(str(i.get("fingerprint")) for i in supp.get("inhibited_by") or ()),
     )
+
+
+def _inhibitor(entry: Mapping[str, Any]) -> str:
+    name = str(entry.get("alertname") or "")
+    if not name:  # an inhibiting alert the answer did not list: its fingerprint
+        return "alert " + str(entry.get("fingerprint", ""))[:16]
+    instance = entry.get("instance")
+    return f"{name} ({instance})" if instance else name
 
 
 def describe_suppression(supp: Mapping[str, Any]) -> str:
@@ -179,7 +228,7 @@ def describe_suppression(supp: Mapping[str, Any]) -> str:
         if s.get("ends_at"):
             detail.append(f"until {s['ends_at']}")
         parts.append(f"silenced by {short}" + (f" ({', '.join(detail)})" if detail else ""))
-    inhibitors = [str(i.get("alertname")) for i in supp.get("inhibited_by") or ()]
+    inhibitors = [_inhibitor(i) for i in supp.get("inhibited_by") or ()]
     if inhibitors:
         parts.append("inhibited by " + ", ".join(inhibitors))
     return "; ".join(parts)
@@ -190,11 +239,19 @@ def plan_incident(
     links: Sequence[LinkView],
     view: AmView,
     now: int,
+    *,
+    min_age_ns: int = 0,
+    gone_before: Collection[str] | None = None,
 ) -> ReconcilePlan:
     """Compare one open incident's alerts with a trusted answer of Alertmanager.
 
-    - firing here, not listed there, and no webhook since the answer was asked for: resolved,
-      learned from the API (the incident is mitigated when none fires any more);
+    - firing here, not listed there (by any peer that answered), no webhook since the answer
+      was asked for, the last webhook older than ``min_age_ns``, and, when ``gone_before`` is
+      given, already gone in the previous answer: resolved, learned from the API (the incident
+      is mitigated when none fires any more). A peer that Prometheus does not send to, or a
+      load balancer answering for the wrong peer, lists nothing: one such answer must not
+      resolve an alert a webhook has just announced. The plan's ``gone`` are the alerts this
+      answer found gone, for the next call's ``gone_before``;
     - listed there as suppressed: silenced (by which silence, who made it, its comment and end)
       or inhibited (by which alert), once per change of cause; active again: recorded too;
     - resolved here by the API, listed there again with the same start: firing again (the
@@ -202,8 +259,9 @@ def plan_incident(
     """
     events: list[Event] = []
     changes: list[LinkChange] = []
+    gone: set[str] = set()
     status = {link.fingerprint: link.status for link in links}
-    peer = view.peer
+    peer = ", ".join(view.peers) if view.peers else view.peer
     for link in links:
         fp = link.fingerprint
         name = alert_name(link.labels, fp)
@@ -212,8 +270,11 @@ def plan_incident(
         base = {"fingerprint": fp, "alertname": link.labels.get("alertname", ""), "via": "api"}
         if link.status == "firing":
             if seen is None:
-                if newer_webhook:
+                if newer_webhook or view.fetched_at - link.last_seen < min_age_ns:
                     continue
+                gone.add(fp)
+                if gone_before is not None and fp not in gone_before:
+                    continue  # the next answer must agree
                 status[fp] = "resolved"
                 changes.append(
                     LinkChange(
@@ -298,7 +359,7 @@ def plan_incident(
             )
         )
         after = replace(after, status="triggered", mitigated_at=None)
-    return ReconcilePlan(after, tuple(events), tuple(changes))
+    return ReconcilePlan(after, tuple(events), tuple(changes), frozenset(gone))
 
 
 def group_missing(

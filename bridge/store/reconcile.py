@@ -54,6 +54,9 @@ class Applied:
     mitigated: tuple[int, ...] = ()
     notifications: int = 0
     kinds: Mapping[str, int] = field(default_factory=dict)  # timeline kind -> entries written
+    # (incident id, fingerprint) of firing alerts this answer found gone: the next poll must
+    # find them gone too before they are resolved (core/reconcile.plan_incident)
+    gone: frozenset[tuple[int, str]] = frozenset()
 
 
 def candidates(conn: sqlite3.Connection, receivers: Collection[str]) -> Candidates:
@@ -117,9 +120,23 @@ def _links(conn: sqlite3.Connection, incident_id: int) -> list[LinkView]:
 
 
 def apply_view(
-    conn: sqlite3.Connection, *, incident_ids: Sequence[int], view: AmView, now: int
+    conn: sqlite3.Connection,
+    *,
+    incident_ids: Sequence[int],
+    view: AmView,
+    now: int,
+    min_age_ns: int = 0,
+    gone_before: Collection[tuple[int, str]] | None = None,
 ) -> Applied:
-    """Compare each incident (still open now) with ``view`` and write what changed."""
+    """Compare each incident (still open now) with ``view`` and write what changed. With
+    ``gone_before`` (the previous poll's ``Applied.gone``), an alert is resolved only when that
+    poll found it gone too; ``min_age_ns``: only when its last webhook is at least that old."""
+    previous: dict[int, set[str]] | None = None
+    if gone_before is not None:
+        previous = {}
+        for incident_id, fp in gone_before:
+            previous.setdefault(incident_id, set()).add(fp)
+    gone: set[tuple[int, str]] = set()
     changed: list[int] = []
     mitigated: list[int] = []
     notifications = 0
@@ -132,7 +149,15 @@ def apply_view(
         if row is None:
             continue
         before = _incident(row)
-        plan = plan_incident(before, _links(conn, incident_id), view, now)
+        plan = plan_incident(
+            before,
+            _links(conn, incident_id),
+            view,
+            now,
+            min_age_ns=min_age_ns,
+            gone_before=None if previous is None else previous.get(incident_id, frozenset()),
+        )
+        gone.update((incident_id, fp) for fp in plan.gone)
         if not plan.changed:
             continue
         for c in plan.links:
@@ -160,4 +185,4 @@ def apply_view(
             mitigated.append(incident_id)
         for e in plan.events:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
-    return Applied(tuple(changed), tuple(mitigated), notifications, kinds)
+    return Applied(tuple(changed), tuple(mitigated), notifications, kinds, frozenset(gone))

@@ -126,8 +126,40 @@ def test_inhibited_names_the_inhibiting_alert() -> None:
     answer = view(am("a", state="suppressed", inhibited_by=("n1",)), source)
     [event] = plan_incident(incident(), [link("a")], answer, now=FETCHED).events
     assert event.kind == "alert_inhibited"
-    assert event.data["inhibited_by"] == [{"fingerprint": "n1", "alertname": "NodeDown (x)"}]
+    # the data holds the alert's name (as docs/reconcile.md says), the text its instance too
+    assert event.data["inhibited_by"] == [
+        {"fingerprint": "n1", "alertname": "NodeDown", "instance": "x"}
+    ]
     assert "inhibited by NodeDown (x)" in event.text
+    # an inhibiting alert the answer does not list: no name is made up
+    unknown = view(am("a", state="suppressed", inhibited_by=("0123456789abcdef99",)))
+    [event] = plan_incident(incident(), [link("a")], unknown, now=FETCHED).events
+    assert event.data["inhibited_by"][0]["alertname"] == ""
+    assert "inhibited by alert 0123456789abcdef" in event.text
+
+
+def test_a_young_webhook_is_not_resolved_by_an_answer_that_lists_nothing() -> None:
+    # An Alertmanager that Prometheus does not send to (or a lying one) lists nothing 2 s after
+    # the firing webhook: under the minimum age nothing is resolved, nor even counted as gone.
+    young = link("a", seen=FETCHED - 2 * NS)
+    plan = plan_incident(incident(), [young], view(), now=FETCHED, min_age_ns=300 * NS)
+    assert not plan.changed and plan.gone == frozenset()
+    old = link("a", seen=FETCHED - 301 * NS)
+    plan = plan_incident(incident(), [old], view(), now=FETCHED, min_age_ns=300 * NS)
+    assert [e.kind for e in plan.events] == ["alert_resolved", "status_changed"]
+
+
+def test_two_answers_in_a_row_must_agree_before_a_resolve() -> None:
+    links = [link("a"), link("b")]
+    first = plan_incident(incident(), links, view(am("b")), now=FETCHED, gone_before=frozenset())
+    assert not first.changed and first.gone == frozenset({"a"})
+    # the next answer lists "a" again: forgotten, nothing resolved
+    again = plan_incident(incident(), links, view(am("a"), am("b")), now=FETCHED, gone_before={"a"})
+    assert not again.changed and again.gone == frozenset()
+    second = plan_incident(incident(), links, view(), now=FETCHED, gone_before=first.gone)
+    assert [e.kind for e in second.events] == ["alert_resolved"]
+    assert [c.fingerprint for c in second.links] == ["a"]
+    assert second.gone == frozenset({"a", "b"}) and second.incident.status == "triggered"
 
 
 def test_another_silence_is_a_new_entry_and_unprocessed_says_nothing() -> None:

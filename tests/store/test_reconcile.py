@@ -186,6 +186,6 @@ def test_the_migration_fills_the_receiver_of_open_incidents_from_the_journal(
         "(3, 3, 'z', 'zz', 'applied', 'not json')"
     )
     conn.commit()
-    assert migrate(db) == ["0012_reconcile"]
+    assert migrate(db)[0] == "0012_reconcile"  # and any later ones
     got = dict(conn.execute("SELECT id, receiver FROM incidents").fetchall())
     assert got == {1: "newer", 2: None}, "open incidents only, the newest webhook's receiver"
