@@ -27,6 +27,12 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/incident-bridge serve
 
+# A throwaway service on a free port with a temporary database: a sample webhook with fresh
+# times, the incident and its page; Ctrl-C ends it and deletes the database.
+.PHONY: demo
+demo: install
+	$(BIN)/incident-bridge demo
+
 lint: install-test
 	$(BIN)/ruff check bridge tests bench tools
 	$(BIN)/ruff format --check bridge tests bench tools

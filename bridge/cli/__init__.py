@@ -8,7 +8,17 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.cli import db, incident, notifications, postmortem, rules, search, serve, template
+from bridge.cli import (
+    db,
+    demo,
+    incident,
+    notifications,
+    postmortem,
+    rules,
+    search,
+    serve,
+    template,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"incident-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (serve, rules, incident, postmortem, notifications, search, template, db):
+    for group in (serve, rules, incident, postmortem, notifications, search, template, db, demo):
         group.register(commands)
     return parser
 

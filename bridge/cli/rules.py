@@ -1,4 +1,5 @@
-"""``incident-bridge rules check|test|route-test|show``: offline tools for rule files.
+"""``incident-bridge rules check|test|route-test|show``: offline tools for rule files; and
+``rules reload``, which asks the running service to load its rule files again (its API).
 
 Exit codes follow promtool/amtool: 0 success, 1 errors (or failed tests), 2 bad usage
 (argparse), 3 lint warnings when ``--lint-fatal`` is given.
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from bridge.cli import apiclient
 from bridge.delivery.templates import Renderer
 from bridge.rules.engine import RulesPolicy, match_routes
 from bridge.rules.loader import load_rules
@@ -207,6 +209,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     return SUCCESS
 
 
+@apiclient.guarded
+def cmd_reload(args: argparse.Namespace) -> int:
+    """``POST /-/reload`` to the running service, with the token found as the other API commands
+    find it (the one generated beside the database on this machine). Sent once: a reload is
+    harmless to repeat, by hand."""
+    answer = apiclient.Client.from_args(args).post("/-/reload", idempotency_key=None)
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if answer.status == 422 and isinstance(body.get("errors"), list):
+        if args.output == "json":
+            _json(args, body)
+        else:
+            for error in body["errors"]:
+                print(apiclient.printable(str(error)), file=_err(args))
+        apiclient.fail("the rules were not reloaded; the rules loaded before stay active")
+        return FAILURE
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        _json(args, body)
+    else:
+        print(f"SUCCESS: rules reloaded (config {body['config_hash']})", file=_out(args))
+    return SUCCESS
+
+
 def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
 
@@ -265,4 +291,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--no-secrets", action="store_true", help="do not resolve ${ENV} and *_file secrets"
     )
     show.set_defaults(func=cmd_show, output="json")
+
+    reload = sub.add_parser(
+        "reload", help="ask the running service to load its rule files again (through its API)"
+    )
+    apiclient.add_flags(reload)
+    _output(reload)
+    reload.set_defaults(func=cmd_reload)
     return rules

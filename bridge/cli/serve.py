@@ -19,6 +19,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"incident-bridge: {exc}", file=sys.stderr)
         return 2
+    if settings.db.is_dir():
+        # SQLite would only say "disk I/O error" once the service is starting.
+        print(
+            f"incident-bridge: --db {settings.db}: is a directory; give the database file's "
+            f"path (for example {settings.db / 'incident-bridge.db'})",
+            file=sys.stderr,
+        )
+        return 2
     logs.setup(settings.log_format, settings.log_level, credentials(settings))
     # The service's modules (aiohttp, the store, the worker) load only for this command.
     from bridge.app import run
