@@ -30,12 +30,18 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class ApiToken:
-    """A named API token: its name is the actor of the changes made with it (unless a request
-    names one), its scope ``read`` or ``write``."""
+    """A named API token: its name is the actor of the changes made with it, its scope ``read``
+    or ``write``. ``act_as`` (scope ``act-as`` in the file: a write token for an integration,
+    such as a chat bot, that acts for people) lets a request name another actor."""
 
     name: str
     scope: Literal["read", "write"]
     secret: Secret
+    act_as: bool = False
+
+
+# The scopes of --api-tokens-file: act-as is write, and may name the actor of a change.
+TOKEN_SCOPES = ("read", "write", "act-as")
 
 
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}")
@@ -63,14 +69,17 @@ def read_api_tokens(path: str) -> tuple[ApiToken, ...]:
         name, scope, secret = words
         if not _TOKEN_NAME.fullmatch(name):
             raise ConfigError(f"{where}: name {name!r}: letters, digits and _.@:- (at most 64)")
-        if scope not in ("read", "write"):
-            raise ConfigError(f"{where}: scope {scope!r} is not read or write")
+        if scope not in TOKEN_SCOPES:
+            raise ConfigError(f"{where}: scope {scope!r} is not read, write or act-as")
         if name in names:
             raise ConfigError(f"{where}: the name {name!r} is used twice")
         if len(secret) < 16:
             raise ConfigError(f"{where}: the token of {name!r} is shorter than 16 characters")
         names.add(name)
-        tokens.append(ApiToken(name, "write" if scope == "write" else "read", Secret(secret)))
+        writes = scope in ("write", "act-as")
+        tokens.append(
+            ApiToken(name, "write" if writes else "read", Secret(secret), scope == "act-as")
+        )
     return tuple(tokens)
 
 
@@ -319,9 +328,9 @@ OPTIONS: tuple[Option, ...] = (
         env="API_TOKENS_FILE",
         parse=read_api_tokens,
         default="none",
-        meaning="named API tokens, one a line: `NAME SCOPE TOKEN` (scope `read` or `write`; "
-        "`#` comments). The name is the actor of what is done with the token; see "
-        "[Authentication](#authentication)",
+        meaning="named API tokens, one a line: `NAME SCOPE TOKEN` (scope `read`, `write`, or "
+        "`act-as`: a write token that may name the actor; `#` comments). The name is the actor "
+        "of what is done with the token; see [Authentication](#authentication)",
     ),
     Option(
         name="insecure_no_auth",

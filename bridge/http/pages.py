@@ -41,6 +41,7 @@ from bridge.core.incidents import MILESTONES, STATUSES, Incident
 from bridge.core.policy import ROLES, SEVERITIES
 from bridge.core.postmortem import SECTION_INFO
 from bridge.core.timeutil import NS, parse_rfc3339
+from bridge.core.values import parse_id
 from bridge.http import auth, session
 from bridge.http.actions import ACTIONS, ActionBody
 from bridge.http.session import Viewer
@@ -365,10 +366,10 @@ async def _read(state: AppState, fn: Callable[[Any], Any]) -> Any:
 
 
 def _incident_id(request: web.Request) -> int:
-    text = request.match_info.get("id", "")
-    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
+    found = parse_id(request.match_info.get("id", ""))  # as the API reads a path's id
+    if found is None:
         raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
-    return int(text)
+    return found
 
 
 # --- sign in and out ------------------------------------------------------------------------
