@@ -8,7 +8,9 @@ The grammar::
     /incident [<id>|#<id>] <verb> [arguments]
 
 In an incident's dedicated channel the id may be left out. Mentions come in Slack's escaped form
-(``<@U123>`` or ``<@U123|name>``) or Mattermost's (``@name``).
+(``<@U123>`` or ``<@U123|name>``) or Mattermost's (``@name``). An id is plain ASCII digits
+within the store's range (``values.parse_id``); a first word of other digits (``²``, ``١٢``,
+30 of them) is answered as a bad id, never taken for a verb nor passed on.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bridge.core.actions import (
     Transition,
 )
 from bridge.core.policy import SEVERITIES
-from bridge.core.values import immutable
+from bridge.core.values import MAX_ID, immutable, parse_id
 
 Platform = Literal["slack", "mattermost"]
 Query = Literal["status", "help"]
@@ -72,8 +74,9 @@ _ENTRIES: dict[str, Literal["note", "decision", "action"]] = {
     "decision": "decision",
     "action": "action",
 }
-_ID = re.compile(r"^#?([1-9][0-9]{0,17})$")
 _SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+# The handle that holds a person's Mattermost user name, for @mentions (``mattermost``: the id).
+MM_USERNAME = "mattermost_username"
 _MM_MENTION = re.compile(r"^@([a-z0-9][a-z0-9._-]{0,63})$", re.IGNORECASE)
 # Messages marked for the timeline by their first word.
 _MARKER = re.compile(r"^\s*(note|decision)\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
@@ -98,7 +101,7 @@ def message_buttons(event: str, incident: Mapping[str, Any]) -> list[tuple[str, 
     incident; none on the others, nor without a numeric incident id."""
     if event not in _BUTTONED or incident.get("status") not in _OPEN:
         return []
-    if not str(incident.get("id", "")).isdigit():
+    if parse_id(str(incident.get("id", ""))) is None:
         return []
     shown = [BUTTON_COMMANDER, BUTTON_RESOLVE]
     if incident.get("status") == "triggered":
@@ -140,16 +143,16 @@ def person(
     user_id: str,
     people: Mapping[str, Mapping[str, str]],
     *,
-    username: str = "",
     read_only: Iterable[str] = (),
 ) -> Person:
-    """The person behind a chat user: the name whose handle (``handles: {slack: U123}``, or for
-    Mattermost the user id or the username) is this user's; unknown: ``slack:<id>``.
-    ``read_only`` names people (or ``slack:<id>``, or bare user ids) who can only look."""
+    """The person behind a chat user: the name whose handle (``handles: {slack: U123}``,
+    ``{mattermost: <user id>}``) is this user's id; unknown: ``slack:<id>``. Only the id: a
+    Mattermost request's ``user_name`` is whatever its owner chose (anyone can rename
+    themselves ``alice``), so it never names a person. ``read_only`` names people (or
+    ``slack:<id>``, or bare user ids) who can only look."""
     found = None
     for name, handles in sorted(people.items()):
-        handle = handles.get(platform)
-        if handle and (handle == user_id or (username and handle.lstrip("@") == username)):
+        if user_id and handles.get(platform) == user_id:
             found = name
             break
     name = found or f"{platform}:{user_id}"
@@ -165,9 +168,11 @@ def mention(token: str, platform: Platform, people: Mapping[str, Mapping[str, st
         return person("slack", m.group(1), people).name
     m = _MM_MENTION.match(token)
     if m and platform == "mattermost":  # Slack escapes real mentions; a bare @word is text
-        username = m.group(1)
+        # Mattermost sends a mention as the name typed: it names whoever holds that user name
+        # (``handles: {mattermost_username: alice}``); it only says who is meant, never who acts.
+        username = m.group(1).lower()
         for name, handles in sorted(people.items()):
-            if (handles.get("mattermost") or "").lstrip("@") == username:
+            if (handles.get(MM_USERNAME) or "").lstrip("@").lower() == username:
                 return name
         return f"mattermost:@{username}"
     return None
@@ -187,8 +192,14 @@ def parse(
     words = text.split()
     incident_id = channel_incident
     skip = 1
-    if words and (m := _ID.match(words[0])):
-        incident_id = int(m.group(1))
+    digits = words[0].removeprefix("#") if words else ""
+    if digits.isnumeric():  # any script's digits, superscripts, fractions: meant as an id
+        incident_id = parse_id(digits)
+        if incident_id is None:
+            return ParseError(
+                f"{words[0]!r} is not an incident id: give its number in plain digits, "
+                f"1 to {MAX_ID} (`/incident 42 ack`)."
+            )
         words, skip = words[1:], 2
     if not words:
         return Parsed(incident_id, query="help")

@@ -32,6 +32,7 @@ from bridge.core.timeutil import parse_rfc3339
 from bridge.http import auth
 from bridge.http.api import path_id
 from bridge.http.errors import HTTPError, store_unavailable
+from bridge.http.models import Id
 from bridge.service import AppState, act
 from bridge.store import StoreUnavailable
 from bridge.store.actions import Idempotency
@@ -51,7 +52,9 @@ class ActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actor: Name | None = Field(
-        default=None, description="who does it; default: the name of the API token"
+        default=None,
+        description="who does it; default: the token's name. Only the API token and named "
+        "tokens of scope `act-as` may name someone else (a 403 otherwise)",
     )
 
 
@@ -77,11 +80,8 @@ class RoleBody(ActionBody):
 
 class EntryBody(ActionBody):
     text: Text
-    corrects: int | None = Field(
-        default=None,
-        ge=1,
-        le=2**63 - 1,  # the store's integers: beyond them no entry can exist
-        description="the id of an earlier entry of the same kind it corrects",
+    corrects: Id | None = Field(
+        default=None, description="the id of an earlier entry of the same kind it corrects"
     )
 
 
@@ -129,7 +129,7 @@ class FollowUpItemBody(ActionBody):
     owner: Name | None = Field(default=None, description="who will do it")
 
 
-ItemId = Annotated[int, Field(ge=1, le=2**63 - 1, description="the item's id")]
+ItemId = Annotated[Id, Field(description="the item's id")]
 
 
 class ItemBody(ActionBody):
@@ -195,10 +195,9 @@ def _handler(
         incident_id = path_id(request, "incident")
         body, raw = await _body(request, model)
         idem = _idempotency(request, token, raw)
+        who = auth.actor(request, state.api, token, body.actor)
         try:
-            answer = await act(
-                state, incident_id, command(body, body.actor or token), idempotency=idem
-            )
+            answer = await act(state, incident_id, command(body, who), idempotency=idem)
         except StoreUnavailable:
             raise store_unavailable() from None
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else None

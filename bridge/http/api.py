@@ -11,6 +11,7 @@ from bridge.core import jsontext
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
 from bridge.core.timeutil import parse_rfc3339
+from bridge.core.values import parse_id
 from bridge.http import auth, models
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.service import AppState
@@ -65,16 +66,17 @@ def _time(request: web.Request, name: str) -> int | None:
 
 
 def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """A whole number in plain ASCII digits, from ``lo`` to ``hi``. Not ``int()`` alone: it
+    takes other scripts' digits, signs, spaces and underscores (``١٢``, ``+5``, `` 5``, ``1_0``)
+    and raises on thousands of digits."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(name, f"{raw!r} is not an integer") from None
-    if not lo <= value <= hi:
+    if not (raw.isascii() and raw.isdigit()):
+        raise _bad(name, f"{raw!r} is not a whole number in plain digits")
+    if len(raw.lstrip("0")) > len(str(hi)) or not lo <= int(raw) <= hi:
         raise _bad(name, f"must be between {lo} and {hi}")
-    return value
+    return int(raw)
 
 
 async def incidents(request: web.Request) -> web.Response:
@@ -118,11 +120,12 @@ def _not_found(what: str) -> HTTPError:
 
 
 def path_id(request: web.Request, what: str) -> int:
-    """The ``{id}`` of the path; anything but a plain decimal id is simply not found."""
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    """The ``{id}`` of the path; anything but an id (plain ASCII digits, 1 to 2**63-1:
+    ``values.parse_id``) is simply not found, as no row can have it."""
+    found = parse_id(request.match_info["id"])
+    if found is None:
         raise _not_found(what)
-    return int(raw)
+    return found
 
 
 async def incident(request: web.Request) -> web.Response:

@@ -91,3 +91,30 @@ def authorize(request: web.Request, access: ApiAccess, *, write: bool = False) -
         "missing or wrong API token",
         headers={"WWW-Authenticate": challenge("incident-bridge-api", basic=False)},
     )
+
+
+def may_act_for_others(token: str, access: ApiAccess) -> bool:
+    """Whether ``token`` may name another actor than itself: the API token (the operator's,
+    which the CLI uses on people's behalf with ``--as``) and named tokens of scope ``act-as``
+    (integrations that act for people, such as a chat bot). Every candidate is compared, in
+    constant time."""
+    allowed = access.write is not None and access.write.equals(token)
+    for named in access.named:
+        allowed = (named.act_as and named.secret.equals(token)) or allowed
+    return allowed
+
+
+def actor(request: web.Request, access: ApiAccess, token_name: str, named: str | None) -> str:
+    """Who a change is recorded as: ``named`` (the body's ``actor``) when the request's token
+    may act for others, else the token's own name; naming someone else without that right is
+    a 403 naming ``actor``, so a person's token cannot write as anybody else."""
+    if named is None or named == token_name:
+        return token_name
+    if may_act_for_others(bearer(request), access):
+        return named
+    raise HTTPError(
+        403,
+        f"the token {token_name!r} acts as {token_name!r} only; naming another actor needs "
+        "the API token or a named token of scope act-as",
+        field="actor",
+    )

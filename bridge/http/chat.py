@@ -8,6 +8,11 @@ its actor, under an idempotency key the platform gives (``trigger_id``, ``event_
 signature): a retry (``X-Slack-Retry-Num``) or a replay never acts twice, across restarts too
 (the ``idempotency_keys`` table). Slack wants an answer within 3 s: an action that takes longer
 than ``ack_within_s`` is answered "working on it" and finished through ``response_url``.
+
+A ``response_url`` is posted to only on the platform's own host (Slack: https://hooks.slack.com;
+Mattermost: the server its ``mattermost`` targets post to), and no redirect is followed: a
+verified request could still carry a URL of someone else's choosing (a Mattermost command's
+body is only as secret as its token), and the answer says what happened to an incident.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +35,7 @@ from aiohttp import web
 from bridge.core import chat
 from bridge.core.actions import AddEntry, Command
 from bridge.core.secrets import Secret
+from bridge.core.values import MAX_ID, parse_id
 from bridge.service import AppState, act
 from bridge.store import StoreUnavailable
 from bridge.store.actions import ActionAnswer, Idempotency
@@ -46,6 +52,40 @@ MAX_SEEN = 10_000
 READ_ONLY = "You can only look: `status` and `help` work for you, changes do not."
 T = TypeVar("T")
 
+# Where a response_url may point: (scheme, host, port). Slack's are documented as
+# https://hooks.slack.com/...; Mattermost's are on its server (the mattermost targets' URL).
+Origin = tuple[str, str, int]
+SLACK_ORIGINS: frozenset[Origin] = frozenset({("https", "hooks.slack.com", 443)})
+_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an http(s) URL without user info; None for anything else."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    return scheme, parts.hostname.lower(), port or _PORTS[scheme]
+
+
+def allowed_response_url(
+    url: str, platform: chat.Platform, extra: set[str], mattermost: set[Origin]
+) -> bool:
+    """Whether the bridge may post to ``url`` as ``platform``'s response_url: Slack's own host
+    over https, or the Mattermost server's (``mattermost``: its targets' origins); ``extra``
+    origins (``http://127.0.0.1:8080``) only where a test has put its fake."""
+    where = origin(url)
+    if where is None:
+        return False
+    own = SLACK_ORIGINS if platform == "slack" else mattermost
+    return where in own or where in {o for o in map(origin, extra) if o is not None}
+
 
 @dataclass
 class ChatState:
@@ -55,6 +95,9 @@ class ChatState:
     ack_within_s: float = 2.0
     seen: OrderedDict[str, float] = field(default_factory=OrderedDict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Origins (``http://127.0.0.1:8080``) a response_url may point at besides the platform's
+    # own host: empty in the service (no setting fills it); tests put their loopback fakes here.
+    response_origins: set[str] = field(default_factory=set)
 
     def replayed(self, signature: str, now_s: float) -> bool:
         """True when ``signature`` was seen within the window; else it is remembered."""
@@ -95,8 +138,8 @@ async def _guarded(coro: Coroutine[Any, Any, Any]) -> Any:
 def _never_500(
     handler: Callable[[web.Request], Awaitable[web.Response]],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A command always gets an answer its author can read: never a 500 (Slack would show
-    "dispatch_failed"); refusals of the request itself (401, 404, 413) stay as they are."""
+    """A command or a button always gets an answer its author can read: never a 500 (Slack
+    would show "dispatch_failed"); refusals of the request itself (401, 404, 413) stay."""
 
     @functools.wraps(handler)
     async def handle(request: web.Request) -> web.Response:
@@ -105,12 +148,22 @@ def _never_500(
         except web.HTTPException:
             raise
         except StoreUnavailable:
-            return _message("The bridge cannot read or write now; try again in a moment.")
+            return _said(request, "The bridge cannot read or write now; try again in a moment.")
         except Exception:
             log.exception("chat: %s failed", request.path)
-            return _message("Something went wrong in the bridge; its log says what.")
+            return _said(request, "Something went wrong in the bridge; its log says what.")
 
     return handle
+
+
+def _said(request: web.Request, text: str) -> web.Response:
+    """``text`` as the route's answer: a command's message, a Mattermost button's ephemeral
+    line; Slack's buttons take an empty 200 (their body is not shown)."""
+    if request.path.endswith("/mattermost/actions"):
+        return web.json_response({"ephemeral_text": text})
+    if request.path.endswith("/slack/interactions"):
+        return web.Response(status=200)
+    return _message(text)
 
 
 def install(app: web.Application, state: AppState) -> None:
@@ -242,23 +295,56 @@ async def _in_time(
         return False, None
 
 
-async def _post_json(state: AppState, url: str, payload: Mapping[str, Any]) -> None:
-    """POST to a ``response_url`` (Slack, Mattermost); failures are logged, never raised."""
-    if not url.startswith(("https://", "http://")):
+def _mattermost_origins(state: AppState) -> set[Origin]:
+    """The Mattermost server, as the mattermost targets name it (their incoming webhook's URL
+    is on the server that also makes the slash commands' response_url)."""
+    found: set[Origin] = set()
+    for target in state.runtime.targets.values():
+        if getattr(target, "type_name", "") != "mattermost":
+            continue
+        url = getattr(getattr(target, "config", None), "url", None)
+        if isinstance(url, Secret) and (where := origin(url.reveal())) is not None:
+            found.add(where)
+    return found
+
+
+async def _post_json(
+    request: web.Request, platform: chat.Platform, url: str, payload: Mapping[str, Any]
+) -> None:
+    """POST to a ``response_url`` (Slack, Mattermost) on the platform's own host, without
+    following a redirect; failures are logged (never the URL: it holds a secret), never
+    raised."""
+    if not url:
+        return
+    state, chat_state = request.app[AppState.KEY], request.app[KEY]
+    if not allowed_response_url(
+        url, platform, chat_state.response_origins, _mattermost_origins(state)
+    ):
+        where = origin(url)
+        log.warning(
+            "chat: a %s response_url on %s refused: not the platform's own host%s",
+            platform,
+            where[1] if where else "no http(s) host",
+            " (a mattermost target's URL names it)" if platform == "mattermost" else "",
+        )
         return
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         session = state.deps.session
         if session is not None and not session.closed:
-            async with session.post(url, json=payload, timeout=timeout) as resp:
+            async with session.post(
+                url, json=payload, timeout=timeout, allow_redirects=False
+            ) as resp:
                 status = resp.status
         else:
             async with (
                 aiohttp.ClientSession() as own,
-                own.post(url, json=payload, timeout=timeout) as resp,
+                own.post(url, json=payload, timeout=timeout, allow_redirects=False) as resp,
             ):
                 status = resp.status
-        if status >= 300:
+        if 300 <= status < 400:
+            log.warning("chat: response_url answered %d (a redirect, not followed)", status)
+        elif status >= 300:
             log.warning("chat: response_url answered %d", status)
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("chat: response_url failed: %s", type(exc).__name__)
@@ -278,15 +364,10 @@ def people(state: AppState) -> dict[str, dict[str, str]]:
     return out
 
 
-def _person(
-    state: AppState, platform: chat.Platform, user_id: str, username: str = ""
-) -> chat.Person:
+def _person(state: AppState, platform: chat.Platform, user_id: str) -> chat.Person:
+    """Who a chat user is, by their user id only (never a name the request carries)."""
     return chat.person(
-        platform,
-        user_id,
-        people(state),
-        username=username,
-        read_only=state.settings.chat_read_only_users,
+        platform, user_id, people(state), read_only=state.settings.chat_read_only_users
     )
 
 
@@ -295,14 +376,15 @@ async def _channel(state: AppState, channel: str) -> ChannelIncident | None:
 
 
 async def _run_command(
-    state: AppState,
-    chat_state: ChatState,
+    request: web.Request,
+    platform: chat.Platform,
     parsed: chat.Parsed,
     who: chat.Person,
     idem: Idempotency | None,
     response_url: str,
 ) -> web.Response:
     """A parsed slash command, answered the way both platforms take it."""
+    state, chat_state = request.app[AppState.KEY], request.app[KEY]
     incident_id = parsed.incident_id
     if parsed.query == "help" or incident_id is None:
         return _message(chat.HELP)
@@ -323,7 +405,7 @@ async def _run_command(
     async def late(answer: ActionAnswer | None) -> None:
         text, public = _answer_text(incident_id, answer)
         payload = {"response_type": "in_channel" if public else "ephemeral", "text": text}
-        await _post_json(state, response_url, payload)
+        await _post_json(request, platform, response_url, payload)
 
     try:
         done, answer = await _in_time(
@@ -343,7 +425,7 @@ async def _run_command(
 @_never_500
 async def slack_command(request: web.Request) -> web.Response:
     """``/incident ...`` from Slack (form-encoded, answered within 3 s)."""
-    state, chat_state, raw, signature = await _slack_verified(request)
+    state, _, raw, signature = await _slack_verified(request)
     form = _form(raw)
     user_id = form.get("user_id", "")
     if not user_id:
@@ -364,9 +446,10 @@ async def slack_command(request: web.Request) -> web.Response:
         return _message(parsed.text)
     key = form.get("trigger_id") or signature
     idem = Idempotency("chat slack", key, _digest(request, raw))
-    return await _run_command(state, chat_state, parsed, who, idem, form.get("response_url", ""))
+    return await _run_command(request, "slack", parsed, who, idem, form.get("response_url", ""))
 
 
+@_never_500
 async def slack_interaction(request: web.Request) -> web.Response:
     """A button of the bridge's messages (``block_actions``); the message is updated through
     its ``response_url`` to say who did what."""
@@ -384,20 +467,18 @@ async def slack_interaction(request: web.Request) -> web.Response:
     value = str(first.get("value", ""))
     user_id = str(user.get("id", "")) if isinstance(user, dict) else ""
     response_url = str(payload.get("response_url", ""))
-    if not value.isdigit() or not user_id or action_id not in chat.BUTTONS:
+    if not user_id or action_id not in chat.BUTTONS:
         return _refuse(400, "not a button of the bridge")
-    incident_id = int(value)
+    incident_id = parse_id(value)
     who = _person(state, "slack", user_id)
     given = payload.get("message")
     message: dict[str, Any] = given if isinstance(given, dict) else {}
-    if who.read_only:
-        chat_state.keep(
-            _post_json(
-                state,
-                response_url,
-                {"response_type": "ephemeral", "replace_original": False, "text": READ_ONLY},
-            )
-        )
+    refusal = READ_ONLY if who.read_only else None
+    if incident_id is None:
+        refusal = _not_an_id(value)  # told to the one who pressed; Slack ignores the body
+    if refusal is not None or incident_id is None:
+        ephemeral = {"response_type": "ephemeral", "replace_original": False, "text": refusal}
+        chat_state.keep(_post_json(request, "slack", response_url, ephemeral))
         return web.Response(status=200)
     command = chat.button_command(action_id, who.name)
     assert command is not None
@@ -405,7 +486,8 @@ async def slack_interaction(request: web.Request) -> web.Response:
     idem = Idempotency("chat slack", key, _digest(request, raw))
 
     async def finish(answer: ActionAnswer | None) -> None:
-        await _post_json(state, response_url, _updated(message, incident_id, answer))
+        assert incident_id is not None
+        await _post_json(request, "slack", response_url, _updated(message, incident_id, answer))
 
     async def work() -> None:
         answer: ActionAnswer | None
@@ -417,6 +499,12 @@ async def slack_interaction(request: web.Request) -> web.Response:
 
     chat_state.keep(work())  # Slack ignores the answer's body: the message is updated instead
     return web.Response(status=200)
+
+
+def _not_an_id(value: str) -> str:
+    """What a button or command carrying something else than an incident id is told."""
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"{shown!r} is not an incident id: ids are plain digits, 1 to {MAX_ID}."
 
 
 def _updated(
@@ -607,17 +695,18 @@ async def mattermost_command(request: web.Request) -> web.Response:
     user_id = form.get("user_id", "")
     if not user_id:
         return _refuse(400, "no user_id")
-    who = _person(state, "mattermost", user_id, form.get("user_name", ""))
+    who = _person(state, "mattermost", user_id)
     parsed = chat.parse(form.get("text", ""), who.name, platform="mattermost", people=people(state))
     if isinstance(parsed, chat.ParseError):
         return _message(parsed.text)
     trigger = form.get("trigger_id")
     idem = Idempotency("chat mattermost", trigger, _digest(request, raw)) if trigger else None
     return await _run_command(
-        state, request.app[KEY], parsed, who, idem, form.get("response_url", "")
+        request, "mattermost", parsed, who, idem, form.get("response_url", "")
     )
 
 
+@_never_500
 async def mattermost_action(request: web.Request) -> web.Response:
     """A button of an interactive message: ``context`` carries the action, the incident and
     the command's token (Mattermost does not sign these requests)."""
@@ -637,9 +726,12 @@ async def mattermost_action(request: web.Request) -> web.Response:
         return _refuse(401, "not a valid request from Mattermost")
     action, incident = str(context.get("action", "")), str(context.get("incident", ""))
     user_id = str(body.get("user_id", ""))
-    if action not in chat.BUTTONS or not incident.isdigit() or not user_id:
+    if action not in chat.BUTTONS or not user_id:
         return _refuse(400, "not a button of the bridge")
-    who = _person(state, "mattermost", user_id, str(body.get("user_name", "")))
+    incident_id = parse_id(incident)
+    if incident_id is None:
+        return web.json_response({"ephemeral_text": _not_an_id(incident)})
+    who = _person(state, "mattermost", user_id)
     if who.read_only:
         return web.json_response({"ephemeral_text": READ_ONLY})
     command = chat.button_command(action, who.name)
@@ -647,9 +739,9 @@ async def mattermost_action(request: web.Request) -> web.Response:
     key = str(body.get("trigger_id") or "")
     idem = Idempotency("chat mattermost", key, _digest(request, raw)) if key else None
     try:
-        answer: ActionAnswer | None = await act(state, int(incident), command, idempotency=idem)
+        answer: ActionAnswer | None = await act(state, incident_id, command, idempotency=idem)
     except StoreUnavailable:
         answer = None
     # The post is left as it is (the bridge's messages reach Mattermost through a webhook);
     # the one who pressed reads what was done, the channel reads it with the next message.
-    return web.json_response({"ephemeral_text": _answer_text(int(incident), answer)[0]})
+    return web.json_response({"ephemeral_text": _answer_text(incident_id, answer)[0]})

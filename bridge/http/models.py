@@ -19,12 +19,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from bridge.core.incidents import Status
 from bridge.core.policy import Severity
+from bridge.core.values import MAX_ID
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+# An id in a request's JSON: a JSON integer within the store's range. Strict: pydantic would
+# otherwise take "12", " 12", "+12", "1_2", true and 12.0 for 12.
+Id = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
 NotificationState = Literal["pending", "delivered", "dead"]
 
 

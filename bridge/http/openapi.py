@@ -52,7 +52,8 @@ _WRITE_NOTE = "Needs a token with the write scope, always: a read-only token get
 _ERRORS = {
     400: "bad input; `field` names the field, query parameter or header to blame",
     401: "no or a wrong token",
-    403: "a read-only token for a change",
+    403: "a read-only token for a change, or an `actor` the token may not name (only the API "
+    "token and tokens of scope act-as name someone else)",
     404: "not found",
     409: "not possible in the current state",
     413: "the body is too large",

@@ -225,9 +225,8 @@ async def save_postmortem(request: web.Request) -> web.Response:
     assert isinstance(body, SaveBody)
     idem = _idempotency(request, token, raw)
     sections = body.sections.model_dump(exclude_none=True)
-    answer = await _call(
-        postmortems.save(state, incident_id, sections, body.actor or token, idempotency=idem)
-    )
+    author = auth.actor(request, state.api, token, body.actor)
+    answer = await _call(postmortems.save(state, incident_id, sections, author, idempotency=idem))
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     if answer.status != 200:
         return web.json_response(dict(answer.body), status=answer.status, headers=headers)

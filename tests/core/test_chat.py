@@ -14,7 +14,10 @@ from bridge.core.actions import (
 )
 from bridge.core.chat import Parsed, ParseError, parse
 
-PEOPLE = {"alice": {"slack": "U0ALICE", "mattermost": "alice.m"}, "bob": {"slack": "U0BOB"}}
+PEOPLE = {
+    "alice": {"slack": "U0ALICE", "mattermost": "mm0alice", "mattermost_username": "alice.m"},
+    "bob": {"slack": "U0BOB"},
+}
 
 # Slack's published example ("Verifying requests from Slack").
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -59,8 +62,10 @@ def test_slack_signature_refusals(
 def test_people_are_mapped_and_unknown_users_named_by_id() -> None:
     assert chat.person("slack", "U0ALICE", PEOPLE) == chat.Person("alice")
     assert chat.person("slack", "U0NOBODY", PEOPLE) == chat.Person("slack:U0NOBODY")
-    assert chat.person("mattermost", "x1", PEOPLE, username="alice.m").name == "alice"
+    assert chat.person("mattermost", "mm0alice", PEOPLE).name == "alice"
     assert chat.person("mattermost", "x1", PEOPLE).name == "mattermost:x1"
+    # a Mattermost user name is whatever its owner typed: it never names a person
+    assert chat.person("mattermost", "alice.m", PEOPLE).name == "mattermost:alice.m"
     assert chat.person("slack", "U0BOB", PEOPLE, read_only=["bob"]).read_only
     assert chat.person("slack", "U0ZED", PEOPLE, read_only=["slack:U0ZED"]).read_only
     assert not chat.person("slack", "U0ALICE", PEOPLE, read_only=["bob"]).read_only
@@ -99,6 +104,8 @@ def test_every_verb() -> None:
     assert p("help") == Parsed(7, query="help")
     assert p("") == Parsed(7, query="help")
     assert p("help", None) == Parsed(None, query="help")
+    assert p(f"{2**63 - 1} ack", None) == Parsed(2**63 - 1, Transition("alice", "acknowledge"))
+    assert p("#0042 status", None) == Parsed(42, query="status")
 
 
 def test_mattermost_mentions() -> None:
@@ -128,6 +135,12 @@ def test_mattermost_mentions() -> None:
         ("severity", 7, "Which severity?"),
         ("severity sev9", 7, "Which severity?"),
         ("note " + "x" * 10_001, 7, "At most"),
+        ("² ack", None, "'²' is not an incident id"),
+        ("#¹ ack", 7, "'#¹' is not an incident id"),
+        ("١٢ ack", None, "is not an incident id"),
+        ("1" * 30 + " ack", None, "is not an incident id"),
+        (f"{2**63} ack", 7, "is not an incident id"),
+        ("0 ack", None, "is not an incident id"),
     ],
 )
 def test_bad_lines_get_the_help(text: str, channel: int | None, says: str) -> None:

@@ -107,7 +107,12 @@ def event_body(event: dict[str, Any], event_id: str = "Ev0001") -> bytes:
 
 
 def mattermost_body(
-    text: str, *, user_id: str = "mm0alice", user_name: str = "alice.m", token: str = ""
+    text: str,
+    *,
+    user_id: str = "mm0alice",
+    user_name: str = "alice.m",
+    token: str = "",
+    response_url: str = "",
 ) -> bytes:
     """Mattermost's slash command (form-encoded, its token in the body)."""
     return urlencode(
@@ -115,7 +120,7 @@ def mattermost_body(
             "channel_id": "mmchannel",
             "channel_name": "town-square",
             "command": "/incident",
-            "response_url": "",
+            "response_url": response_url,
             "team_domain": "example",
             "team_id": "mmteam",
             "text": text,
@@ -131,17 +136,26 @@ class ResponseURLFake(FakeServer):
     """``https://hooks.slack.com/actions/T/1/xyz``: a JSON message with ``text`` or ``blocks``
     (at most 50, each a known block type), ``response_type`` ephemeral or in_channel,
     ``replace_original``/``delete_original`` booleans; anything else is refused with 400
-    ``invalid_payload`` or ``invalid_blocks``, as Slack does."""
+    ``invalid_payload`` or ``invalid_blocks``, as Slack does. Mattermost's
+    ``<server>/hooks/commands/<id>`` takes the same message. ``redirect_to``: every post is
+    answered 307 to that URL instead (a response URL that points elsewhere)."""
 
     def routes(self) -> None:
         self.app.router.add_post("/actions/{team}/{id}/{token}", self.handle)
         self.app.router.add_post("/commands/{team}/{id}/{token}", self.handle)
+        self.app.router.add_post("/hooks/commands/{id}", self.handle)
         self.messages: list[dict[str, Any]] = []
+        self.redirect_to: str | None = None
 
     def hook(self, kind: str = "actions", n: int = 1) -> str:
         return f"{self.url}/{kind}/{TEAM}/{n}/secretpart{n}"
 
+    def mattermost_hook(self, n: int = 1) -> str:
+        return f"{self.url}/hooks/commands/mmcmd{n}"
+
     async def handle(self, request: web.Request) -> web.Response:
+        if self.redirect_to is not None:
+            return web.Response(status=307, headers={"Location": self.redirect_to})
         if request.content_type != "application/json":
             return web.Response(status=400, text="invalid_payload")
         data = json_body(await request.read())

@@ -18,6 +18,7 @@ from bridge.runtime import rules_runtime
 from bridge.service import AppState
 from bridge.targets import build_target
 from bridge.targets.base import TargetDeps
+from bridge.targets.mattermost import MattermostConfig, MattermostTarget
 from bridge.targets.slack import actions_block
 from tests.conftest import SECOND, WRITE, Clock, MakeClient
 from tests.fakes.slack import TOKEN
@@ -35,7 +36,7 @@ from tests.fakes.slack_app import (
 from tests.http.test_actions import opened
 
 PEOPLE = {
-    "alice": {"slack": "U0ALICE", "mattermost": "alice.m"},
+    "alice": {"slack": "U0ALICE", "mattermost": "mm0alice", "mattermost_username": "alice.m"},
     "bob": {"slack": "U0BOB"},
 }
 # The people come from the rotations' handles; messages go to a general target and, for the
@@ -47,7 +48,8 @@ targets:
 rotations:
   oncall:
     members:
-      - {name: alice, handles: {slack: U0ALICE, mattermost: alice.m}}
+      - {name: alice, handles: {slack: U0ALICE, mattermost: mm0alice,
+                                mattermost_username: alice.m}}
       - {name: bob, handles: {slack: U0BOB}}
     start: 2026-01-05
 route:
@@ -106,8 +108,7 @@ class Chat:
         await self.client.server.app[chat_routes.KEY].drain()
 
 
-@pytest.fixture
-async def chat(make_client: MakeClient, clock: Clock) -> Chat:
+async def start_chat(make_client: MakeClient, clock: Clock) -> Chat:
     client: Any = await make_client(
         slack_signing_secret=Secret(SIGNING_SECRET),
         mattermost_command_token=Secret(MATTERMOST_TOKEN),
@@ -128,6 +129,11 @@ async def chat(make_client: MakeClient, clock: Clock) -> Chat:
 
     await state.store.write(dedicated)
     return Chat(client, clock, incident)
+
+
+@pytest.fixture
+async def chat(make_client: MakeClient, clock: Clock) -> Chat:
+    return await start_chat(make_client, clock)
 
 
 async def test_chat_routes_are_off_without_their_secret(make_client: MakeClient) -> None:
@@ -297,6 +303,7 @@ async def test_buttons_act_and_update_the_message(chat: Chat) -> None:
     fake = ResponseURLFake()
     await fake.start()
     try:
+        chat.client.server.app[chat_routes.KEY].response_origins.add(fake.url)
         buttons = actions_block("opened", {"id": chat.incident, "status": "triggered"})
         assert buttons is not None
         section = {"type": "section", "text": {"type": "mrkdwn", "text": "Incident opened"}}
@@ -360,6 +367,7 @@ async def test_slow_work_is_acknowledged_and_finished_through_response_url(chat:
     await fake.start()
     try:
         chat.client.server.app[chat_routes.KEY].ack_within_s = 0
+        chat.client.server.app[chat_routes.KEY].response_origins.add(fake.url)
         body = await chat.command("ack", response_url=fake.hook("commands"))
         assert body["response_type"] == "ephemeral" and body["text"].startswith("Working on it")
         await chat.drain()
@@ -607,3 +615,113 @@ async def test_the_mattermost_targets_own_buttons_act_when_pressed(chat: Chat) -
         "mm", MattermostConfig(url=_Secret("https://mm.example/hooks/x")), TargetDeps()
     )
     assert "attachments" not in plain.payload(n)
+
+
+async def test_mattermost_people_are_known_by_user_id_never_by_user_name(chat: Chat) -> None:
+    """Mattermost sends a user name as typed by whoever set it: anyone can be called alice.m.
+    Only the user id names a person; the name only resolves @mentions."""
+    url = "/api/v1/chat/mattermost/commands"
+    i = chat.incident
+    resp = await chat.client.post(
+        url, data=mattermost_body(f"{i} note hi", user_id="zzz", user_name="alice.m"), headers=FORM
+    )
+    assert (await resp.json())["response_type"] == "in_channel"
+    assert (await chat.timeline())[-1]["actor"] == "mattermost:zzz"
+    resp = await chat.client.post(
+        url, data=mattermost_body(f"{i} note me", user_id="mm0alice", user_name="x"), headers=FORM
+    )
+    assert (await chat.timeline())[-1]["actor"] == "alice"
+    press = {
+        "user_id": "zzz",
+        "user_name": "alice.m",
+        "trigger_id": "mmt-zzz",
+        "context": {"action": "incident.acknowledge", "incident": i, "token": MATTERMOST_TOKEN},
+    }
+    resp = await chat.client.post("/api/v1/chat/mattermost/actions", json=press)
+    assert (await resp.json())["ephemeral_text"] == f"#{i}: Acknowledged by mattermost:zzz"
+    # rules written when a handle could be a user name: the name still names nobody
+    chat.state.runtime = replace(chat.state.runtime, people={"alice": {"mattermost": "alice.m"}})
+    resp = await chat.client.post(
+        url, data=mattermost_body(f"{i} note again", user_id="zzz", user_name="alice.m"),
+        headers=FORM,
+    )  # fmt: skip
+    assert (await chat.timeline())[-1]["actor"] == "mattermost:zzz"
+
+
+async def _slow_command(chat: Chat, url: str, *, mattermost: bool = False) -> None:
+    chat.client.server.app[chat_routes.KEY].ack_within_s = 0
+    if mattermost:
+        resp = await chat.client.post(
+            "/api/v1/chat/mattermost/commands",
+            data=mattermost_body(f"{chat.incident} note slow {url}", response_url=url),
+            headers=FORM,
+        )
+        body = await resp.json()
+    else:
+        body = await chat.command(f"note slow {url}", response_url=url)
+    assert body["text"].startswith("Working on it"), body
+    await chat.drain()
+
+
+async def test_response_url_only_on_the_platforms_own_hosts(chat: Chat) -> None:
+    """Slack's response_url is https://hooks.slack.com/...; Mattermost's is on the server
+    its target posts to. A verified request naming any other host gets nothing posted there."""
+    fake = ResponseURLFake()
+    await fake.start()
+    try:
+        origins = chat.client.server.app[chat_routes.KEY].response_origins
+        assert origins == set()  # nothing but the platforms' own hosts unless a test adds it
+        await _slow_command(chat, fake.hook("commands"))
+        await _slow_command(chat, fake.mattermost_hook(), mattermost=True)
+        assert fake.requests == []  # loopback is not hooks.slack.com, nor a Mattermost server
+        # the mattermost target's server is Mattermost's host; Slack's stays hooks.slack.com
+        config = MattermostConfig(url=Secret(f"{fake.url}/hooks/incominghook"))
+        target = MattermostTarget("mm", config, TargetDeps())
+        chat.state.runtime = replace(chat.state.runtime, targets={"mm": target})
+        await _slow_command(chat, fake.hook("commands", 2))
+        assert fake.requests == []
+        await _slow_command(chat, fake.mattermost_hook(2), mattermost=True)
+        [message] = fake.messages
+        assert message["response_type"] == "in_channel" and "slow" in message["text"]
+    finally:
+        await fake.close()
+
+
+def test_the_allowed_response_urls() -> None:
+    allowed = chat_routes.allowed_response_url
+    mm = {("https", "mm.example.com", 443)}
+    assert allowed("https://hooks.slack.com/commands/T1/2/x", "slack", set(), mm)
+    assert allowed("https://hooks.slack.com:443/actions/T1/2/x", "slack", set(), mm)
+    for url in (
+        "http://hooks.slack.com/commands/T1/2/x",
+        "https://hooks.slack.com.evil.example/commands/T1/2/x",
+        "https://evil.example/hooks.slack.com/",
+        "https://hooks.slack.com@evil.example/x",
+        "https://user@hooks.slack.com/x",
+        "https://hooks.slack.com:8443/x",
+        "https://mm.example.com/hooks/commands/x",
+        "ftp://hooks.slack.com/x",
+        "",
+        "not a url",
+    ):
+        assert not allowed(url, "slack", set(), mm), url
+    assert allowed("https://MM.example.com/hooks/commands/x", "mattermost", set(), mm)
+    assert not allowed("http://mm.example.com/hooks/commands/x", "mattermost", set(), mm)
+    assert not allowed("https://hooks.slack.com/commands/x", "mattermost", set(), mm)
+    assert allowed("http://127.0.0.1:5/x", "slack", {"http://127.0.0.1:5"}, mm)
+
+
+async def test_a_response_url_redirect_is_not_followed(chat: Chat) -> None:
+    """An allowed host answering 307 elsewhere: the bridge posts once and stops there."""
+    first, elsewhere = ResponseURLFake(), ResponseURLFake()
+    await first.start()
+    await elsewhere.start()
+    try:
+        chat.client.server.app[chat_routes.KEY].response_origins.add(first.url)
+        first.redirect_to = elsewhere.hook("commands")
+        await _slow_command(chat, first.hook("commands"))
+        assert len(first.requests) == 1 and first.messages == []
+        assert elsewhere.requests == []
+    finally:
+        await first.close()
+        await elsewhere.close()
