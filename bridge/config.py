@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.core.secrets import Secret
+from bridge.private_files import UnsafeFile, check_beside
 
 ENV_PREFIX = "INCIDENT_BRIDGE_"
 DEFAULT_LISTEN = "127.0.0.1:9096"
@@ -781,3 +782,8 @@ def validate(settings: Settings) -> None:
 
 if __name__ == "__main__":
     print(options_markdown(), end="")
+    try:
+        # the folder and the files beside the database: another user must not choose them
+        check_beside(settings.db)
+    except UnsafeFile as exc:
+        raise ConfigError(f"--db: {exc}") from None

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from bridge.core.secrets import Secret
 from bridge.core.timeutil import Clock, format_ns
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
+from bridge.private_files import read_private, write_private
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
 from bridge.store import Store, StoreUnavailable
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
@@ -82,16 +82,12 @@ def ensure_api_token(settings: Settings) -> Secret | None:
     if settings.api_token is not None:
         return None
     path = api_token_path(settings.db)
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        text = ""
+    # Trusted only as the service's own private file: a token planted by another user, or a
+    # symbolic link to a file anyone can read, would be a write token others know.
+    text = read_private(path) or ""
     if not text:
         text = secrets.token_urlsafe(32)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text + "\n")
+        write_private(path, text)
         log.info("API token generated in %s (readable by this user only)", path)
     return Secret(text)
 

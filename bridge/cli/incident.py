@@ -282,12 +282,25 @@ def _followup_lines(view: dict[str, Any]) -> list[str]:
         state = "passed"
     else:
         state = "failed: " + "; ".join(_clean(r) for r in validation.get("reasons") or [])
-    lines = [
-        f"{'follow-up':<13}#{view['incident_id']}, {view['open_items']} item(s) open",
-        f"{'stabilization':<13}{state}",
-    ]
+    # The count is of the rows below: the API's open_items leaves the open action items out
+    # (tracked in their tickets, they do not hold the incident's resolution), so say both.
+    items = view["items"]
+    open_rows = sum(1 for i in items if i["state"] == "open")
+    actions = sum(1 for i in items if i["state"] == "open" and i["kind"] == "action")
+    count = f"#{view['incident_id']}, {open_rows} item(s) open"
+    if actions:
+        which = (
+            "an action item, tracked in its ticket"
+            if actions == 1
+            else ("action items, tracked in their tickets")
+        )
+        count += f" ({actions} of them {which})"
+    fields = [("follow-up", count), ("stabilization", state)]
     if view.get("ticket_target"):
-        lines.append(f"{'tickets':<13}{_clean(view['ticket_target'])}")
+        fields.append(("tickets", _clean(view["ticket_target"])))
+    # "stabilization" is 13 characters: the names' column is as wide as the longest plus two.
+    width = max(len(name) for name, _ in fields) + 2
+    lines = [f"{name:<{width}}{value}" for name, value in fields]
     rows = [["ID", "STATE", "KIND", "ITEM", "OWNER", "TICKET"]]
     for item in view["items"]:
         ticket = item.get("ticket") or {}

@@ -290,6 +290,9 @@ class Finding:
 
 
 def _minutes(seconds: float) -> str:
+    # Under a minute in seconds: a 30 s window (or a 20 s late acknowledgement) is not "0 min".
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 

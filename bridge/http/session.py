@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from bridge.core.secrets import Secret
 from bridge.http.auth import READ_TOKEN_NAME, WRITE_TOKEN_NAME
+from bridge.private_files import read_private, write_private
 from bridge.service import ApiAccess
 
 COOKIE = "ib_session"
@@ -54,16 +54,12 @@ def key_path(db: Path) -> Path:
 def ensure_key(db: Path) -> bytes:
     """The signing key: read from ``<db>.session-key``, or made (32 random bytes) there, 0600."""
     path = key_path(db)
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        text = ""
+    # Only the service's own private file: a key another user planted or can read would let
+    # them sign any cookie; a symbolic link is neither read nor written through.
+    text = read_private(path) or ""
     if len(text) < 32:
         text = secrets.token_urlsafe(32)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text + "\n")
+        write_private(path, text)
     return text.encode()
 
 

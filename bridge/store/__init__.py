@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
+from bridge.private_files import UnsafeFile, check_folder, open_lock
 from bridge.store.migrations import migrate
 from bridge.store.writer import Batched, StoreUnavailable, Writer, is_fault
 
@@ -116,6 +117,10 @@ class Store:
         if not parent.exists():
             parent.mkdir(mode=0o700, parents=True)
         try:
+            check_folder(parent)  # others who can write it could plant the files beside the db
+        except UnsafeFile as exc:
+            raise StoreError(str(exc)) from None
+        try:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             if self.path.is_file() and self.path.stat().st_mode & 0o077:
@@ -128,7 +133,11 @@ class Store:
     def _take_lock(self) -> None:
         """An exclusive lock on ``<db>.lock`` for the process's life: a second service on the
         same database would deliver every notification twice. The file holds the owner's pid."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # never through a symbolic link: the truncation below would hit its target
+            fd = open_lock(self.lock_path)
+        except UnsafeFile as exc:
+            raise StoreError(f"cannot lock the database {self.path}: {exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

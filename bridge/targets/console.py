@@ -35,6 +35,8 @@ class ConsoleTarget(Target):
                     "tier": n.tier,
                     "event": n.event,
                     "incident": n.incident.get("id"),
+                    # the incident's page, when the service knows its URL (the text has it too)
+                    "url": n.incident.get("url"),
                     "idempotency_key": n.idempotency_key,
                     "text": text,
                 },

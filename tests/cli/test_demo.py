@@ -56,8 +56,9 @@ def test_demo_once_leaves_nothing_behind(tmp_path: Path) -> None:
     assert when, out
     at = parse_rfc3339(f"{when.group(1)}T{when.group(2)}Z")
     assert started - 60 * NS <= at <= time.time_ns()
-    # The console target's message was printed by the demo's service.
-    assert "Incident opened: [sev1] #" in out
+    # The console target's message was printed by the demo's service, with the page's link.
+    assert f"Incident opened: [sev1] #{page.group(2)} " in out
+    assert f" url={page.group(1)}/incidents/{page.group(2)} | " in out
 
 
 def test_make_demo_runs_the_demo() -> None:

@@ -138,7 +138,9 @@ def test_unusable_db_paths_are_one_line_not_a_traceback(tmp_path: Path, kind: st
 def test_a_database_on_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
     mount = tmp_path / "ro"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)], check=True
+    )
     try:
         store = Store(mount / "x.db")
         store.open()
