@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from bridge.delivery.protocol import PermanentError, RetryableError
+from bridge.delivery.protocol import PermanentError, RateLimited, RetryableError
 
 # A retry hint further away than this is capped: the outbox schedule takes over.
 MAX_RETRY_AFTER_S = 3600.0
@@ -46,6 +46,8 @@ class Verdict:
         if self.ok:
             return
         if self.retryable:
+            if self.reason == "rate_limited":
+                raise RateLimited(self.reason, self.retry_after)
             raise RetryableError(self.reason, self.retry_after)
         raise PermanentError(self.reason)
 

@@ -113,6 +113,33 @@ class RetryableError(DeliveryError):
         return f"RetryableError({self.reason!r}, retry_after={self.retry_after!r})"
 
 
+class RateLimited(RetryableError):
+    """The remote API said "too many requests" (a 429, Slack's ``ratelimited``...): a wait, not
+    a failure. The worker reschedules the row for the end of the window without counting an
+    attempt, so a rate-limited row is never dead-lettered.
+
+    ``scope`` names the limit the answer was about when the target keeps that window itself
+    (a Slack method, one channel's posts): the target holds only the requests of that scope,
+    and the worker does not pause the whole target. Without a scope the whole target waits.
+    """
+
+    def __init__(
+        self,
+        reason: str = "rate_limited",
+        retry_after: float | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+        scope: str | None = None,
+    ) -> None:
+        super().__init__(reason, retry_after, state=state)
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimited({self.reason!r}, retry_after={self.retry_after!r}, scope={self.scope!r})"
+        )
+
+
 class PermanentError(DeliveryError):
     pass
 

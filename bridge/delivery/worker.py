@@ -39,6 +39,7 @@ from bridge.delivery.protocol import (
     DeliveryResult,
     Notification,
     PermanentError,
+    RateLimited,
     RetryableError,
     Sender,
 )
@@ -62,6 +63,19 @@ class DeliveryPolicy:
     # An outcome the store refused is written again after this, doubling up to the cap.
     record_retry_s: float = 0.5
     record_retry_cap_s: float = 30.0
+    # A rate limit without a hint: the row waits this long (not an attempt).
+    rate_limit_wait_s: float = 5.0
+    # Pacing keeps this margin over a target's min_interval_s: the vendor measures the gap
+    # between arrivals, which jitters by some milliseconds around the gap between sends.
+    pace_margin: float = 0.05
+    pace_margin_s: float = 0.02
+
+
+def paced_interval(interval: float, policy: DeliveryPolicy) -> float:
+    """The least gap the worker keeps between two messages to one channel."""
+    if interval <= 0:
+        return 0.0
+    return interval * (1 + policy.pace_margin) + policy.pace_margin_s
 
 
 def backoff_s(
@@ -91,6 +105,8 @@ class _WaitRetryAfter:
 
 
 def _quick(exc: BaseException, cap: float) -> bool:
+    if isinstance(exc, RateLimited) and exc.scope is not None:
+        return False  # the target keeps that window itself and already waited what it could
     return isinstance(exc, RetryableError) and (exc.retry_after is None or exc.retry_after <= cap)
 
 
@@ -113,6 +129,27 @@ class _Pacer:
             return at - now
         self.next_at[key] = now + self.interval
         return 0.0
+
+
+@dataclass
+class _Gate:
+    """The pace of the requests actually sent: a send waits here, just before it goes out, for
+    its channel's turn (``interval`` after the previous send started). The ``_Pacer`` decides
+    when a row is claimed, which is earlier than its request by a write, a read and a render:
+    pacing on the claim alone let two requests to one channel go out closer than the interval.
+    """
+
+    interval: float
+    next_at: dict[str, float] = field(default_factory=dict)
+
+    async def wait(self, key: str) -> None:
+        if self.interval <= 0:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next_at.get(key, 0.0))
+        self.next_at[key] = slot + self.interval  # reserved before sleeping: no two share it
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 class _Paused(Exception):
@@ -163,6 +200,7 @@ class OutboxWorker:
         self._inflight: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._pacers: dict[str, _Pacer] = {}
+        self._gates: dict[str, _Gate] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._paced_until: float | None = None  # seconds until a paced channel may send
@@ -176,6 +214,7 @@ class OutboxWorker:
         The built-in senders stay."""
         self.targets = {**targets, **self._builtin}
         self._pacers.clear()  # a reload may change a target's pacing
+        self._gates.clear()
 
     def add_builtin(self, sender: Sender) -> None:
         """A sender of the service itself, not of the rules (its name cannot be a rule
@@ -294,8 +333,16 @@ class OutboxWorker:
         if pacer is None:
             target = self.targets.get(name)
             interval = target.pacing_s if target is not None else 0.0
-            pacer = self._pacers[name] = _Pacer(interval, time.monotonic)
+            pacer = self._pacers[name] = _Pacer(
+                paced_interval(interval, self.policy), time.monotonic
+            )
         return pacer
+
+    def _gate(self, name: str, target: Sender) -> _Gate:
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = _Gate(paced_interval(target.pacing_s, self.policy))
+        return gate
 
     def _done(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
@@ -355,7 +402,7 @@ class OutboxWorker:
             return
         started = time.perf_counter()
         try:
-            result = await self._send(leader.target, target, notification)
+            result = await self._send(leader.target, target, notification, _channel(leader))
         except _Paused:
             log.debug("outbox: notification %d waits for %s's pause", leader.id, leader.target)
             return
@@ -387,8 +434,11 @@ class OutboxWorker:
     def _observe(self, target: str, started: float) -> None:
         self.metrics.notification_duration.labels(target).observe(time.perf_counter() - started)
 
-    async def _send(self, name: str, target: Sender, n: Notification) -> DeliveryResult:
+    async def _send(
+        self, name: str, target: Sender, n: Notification, channel: str
+    ) -> DeliveryResult:
         limit = self._limits.setdefault(name, asyncio.Semaphore(self.policy.concurrency_per_target))
+        await self._gate(name, target).wait(channel)
         cap = self.policy.quick_max_wait_s
         paused = functools.partial(self._pause_left, name)
 
@@ -408,7 +458,10 @@ class OutboxWorker:
                     try:
                         return await target.send(n)
                     except RetryableError as exc:
-                        if exc.retry_after is not None and exc.retry_after > 0:
+                        scoped = isinstance(exc, RateLimited) and exc.scope is not None
+                        if exc.retry_after is not None and exc.retry_after > 0 and not scoped:
+                            # A window of the whole target; a scoped one (a Slack method, a
+                            # channel) is kept by the target and holds only that scope.
                             self._pause(name, exc.retry_after, exc.reason)
                         if exc.state is not None:
                             # Progress made before the failure (a channel created, a ticket
@@ -417,7 +470,40 @@ class OutboxWorker:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _wait(self, leader: outbox.OutboxRow, exc: RateLimited) -> None:
+        """A rate limit: the row waits for the window's end (or ``rate_limit_wait_s`` without
+        a hint); not an attempt, so it never comes nearer to the dead letter."""
+        if exc.retry_after is not None:
+            wait = exc.retry_after
+        else:
+            wait = max(self.policy.rate_limit_wait_s, backoff_s(leader.attempts + 1, self.policy))
+        if exc.scope is None:
+            wait = max(wait, self._pause_left(leader.target))
+        retry_at = self.clock() + int(wait * NS)
+        log.info(
+            "notification %d to %s rate-limited%s; waiting %.1fs (not counted as an attempt)",
+            leader.id,
+            leader.target,
+            f" ({exc.scope})" if exc.scope else "",
+            wait,
+        )
+        self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
+        await self._record(
+            leader,
+            outbox.Attempt(
+                leader.id,
+                self.clock(),
+                error=exc.reason,
+                retry_at=retry_at,
+                state=dict(exc.state) if exc.state is not None else None,
+                counts=False,
+            ),
+        )
+
     async def _fail(self, leader: outbox.OutboxRow, exc: DeliveryError) -> None:
+        if isinstance(exc, RateLimited):
+            await self._wait(leader, exc)
+            return
         attempts = leader.attempts + 1
         retry_at: int | None = None
         if isinstance(exc, RetryableError) and attempts < self.policy.max_attempts:

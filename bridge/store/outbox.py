@@ -216,9 +216,18 @@ def mark_failed(
     error: str,
     retry_at: int | None,
     state: dict[str, Any] | None,
+    counts: bool = True,
 ) -> None:
-    """A failed attempt: try again at ``retry_at``, or dead-letter when it is None."""
-    if retry_at is None:
+    """A failed attempt: try again at ``retry_at``, or dead-letter when it is None.
+    ``counts`` False: a rate limit's wait, which is not an attempt (``attempts`` unchanged), so
+    waiting never brings a row nearer to the dead letter."""
+    if not counts and retry_at is not None:
+        conn.execute(
+            "UPDATE outbox SET updated_at = ?, last_error = ?, next_attempt_at = ? "
+            "WHERE leader_id = ? AND state = 'pending'",
+            (now, error, retry_at, leader_id),
+        )
+    elif retry_at is None:
         conn.execute(
             "UPDATE outbox SET state = 'dead', updated_at = ?, attempts = attempts + 1, "
             "last_error = ? WHERE leader_id = ? AND state = 'pending'",
@@ -360,6 +369,8 @@ class Attempt:
     # timeline entries the send asked for (a built-in sender's: the silence it made), written
     # with the delivered state, once: only by the attempt that marks the row delivered
     timeline: tuple[Event, ...] = ()
+    # False for a rate limit's wait: the row is rescheduled, its attempts are not counted
+    counts: bool = True
 
 
 def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
@@ -373,6 +384,12 @@ def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
                 _write_timeline(conn, o.leader_id, o.timeline, o.now)
         else:
             mark_failed(
-                conn, o.leader_id, now=o.now, error=o.error, retry_at=o.retry_at, state=o.state
+                conn,
+                o.leader_id,
+                now=o.now,
+                error=o.error,
+                retry_at=o.retry_at,
+                state=o.state,
+                counts=o.counts,
             )
     return [None] * len(attempts)

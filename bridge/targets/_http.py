@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge.delivery.classify import Verdict, classify
-from bridge.delivery.protocol import DeliveryResult, PermanentError, RetryableError
+from bridge.delivery.protocol import DeliveryResult, PermanentError, RateLimited, RetryableError
 from bridge.targets.base import Target, TargetDeps
 
 if TYPE_CHECKING:
@@ -121,3 +122,68 @@ async def post_message(target: Target, url: str, payload: Any, *, vendor: str) -
     resp = await post(target.deps, url, json=payload, timeout_s=target.config.timeout_s)
     check(resp, target.deps, vendor=vendor)
     return DeliveryResult()
+
+
+# A vendor's limit is kept with this margin: it measures the gap between arrivals, which
+# jitters by some milliseconds around the gap between sends.
+PACE_MARGIN = 0.05
+PACE_MARGIN_S = 0.02
+
+
+@dataclass
+class Buckets:
+    """The rate limits of one target's remote API, per scope (a method, one channel's posts).
+
+    Every request of the target takes its scope's turn here just before it goes out, the
+    requests of sends already running included: at most ``burst`` requests at once, then one
+    per ``interval`` (plus a margin), and none inside a window the vendor gave in a
+    rate-limited answer (``block``). After such an answer the scope keeps to one request per
+    interval (no burst): the vendor has shown it counts more strictly than assumed.
+    A request whose turn is further away than ``max_wait`` is not sent: ``RateLimited`` with
+    the time to wait and the scope, which the worker turns into a wait of its row.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    # The scope's theoretical next turn when sending steadily (the generic cell rate
+    # algorithm): a request may go ``burst - 1`` gaps before it.
+    _tat: dict[str, float] = field(default_factory=dict)
+    _blocked: dict[str, float] = field(default_factory=dict)
+    _strict: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def gap(interval: float) -> float:
+        return interval * (1 + PACE_MARGIN) + PACE_MARGIN_S if interval > 0 else 0.0
+
+    def _slot(self, scope: str, interval: float, burst: int, now: float) -> float:
+        burst = 1 if scope in self._strict else max(1, burst)
+        early = (burst - 1) * self.gap(interval)
+        return max(now, self._tat.get(scope, 0.0) - early, self._blocked.get(scope, 0.0))
+
+    def ready_in(self, scope: str, interval: float, burst: int = 1) -> float:
+        """Seconds until ``scope`` may send (0: now)."""
+        now = self.clock()
+        return self._slot(scope, interval, burst, now) - now
+
+    async def acquire(
+        self, scope: str, interval: float, *, max_wait: float, burst: int = 1
+    ) -> None:
+        while True:
+            now = self.clock()
+            slot = self._slot(scope, interval, burst, now)
+            if slot - now > max_wait:
+                raise RateLimited("rate_limited", slot - now, scope=scope)
+            # reserved before sleeping: no two requests share a turn
+            self._tat[scope] = max(self._tat.get(scope, 0.0), slot) + self.gap(interval)
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            if self._blocked.get(scope, 0.0) <= self.clock():
+                return
+            # a rate-limited answer came while this one waited: its window holds this too
+
+    def block(self, scope: str, seconds: float) -> None:
+        """The vendor said to wait ``seconds`` before the next request of ``scope``."""
+        until = self.clock() + seconds
+        self._strict.add(scope)
+        if until > self._blocked.get(scope, 0.0):
+            self._blocked[scope] = until
+            self._tat[scope] = until

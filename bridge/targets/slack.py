@@ -6,8 +6,15 @@ updates and escalations are also broadcast to the channel). The ``incident`` tie
 dedicated channel per incident: ``conversations.create`` (``name_taken`` -> a numbered suffix),
 invite the role holders, set the topic (severity, status, commander), bookmark the runbook and
 the incident page, then post every event there; whoever takes a role later is invited with the
-next message. Progress is returned in ``state`` -- also on failure -- so a retry never creates
-a second channel nor invites anyone twice.
+next message. Progress is returned in ``state`` after every step -- also on failure -- so a
+retry resumes where the failed try stopped: it never creates a second channel, invites anyone
+twice or adds a bookmark again.
+
+Slack limits each Web API method on its own (``METHOD_INTERVAL_S``, its tiers) and posts per
+channel: every call takes its turn in the target's ``Buckets`` first, and a rate-limited
+answer holds only its method (or channel) for the ``Retry-After`` it gave. The topic and the
+bookmarks are niceties: when their method has no turn free they are left for a later message
+instead of holding this one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from bridge.delivery.protocol import (
     DeliveryResult,
     Notification,
     PermanentError,
+    RateLimited,
     RetryableError,
 )
 from bridge.targets import _http
@@ -47,6 +55,25 @@ _BROADCAST = {
     "escalated",
 }
 _IGNORED_INVITE = {"slack_already_in_channel", "slack_cant_invite_self"}
+# Least seconds between two calls of a method, from Slack's published tiers: Tier 2 about 20 a
+# minute, Tier 3 about 50, Tier 4 about 100. chat.postMessage is limited per channel instead
+# (the target's min_interval_s).
+METHOD_INTERVAL_S = {
+    "conversations.create": 3.0,
+    "conversations.setTopic": 3.0,
+    "bookmarks.add": 3.0,
+    "bookmarks.list": 1.2,
+    "conversations.invite": 1.2,
+    "users.lookupByEmail": 0.6,
+}
+# Slack lets a method's calls come in short bursts; after a rate-limited answer the method is
+# paced without (``_http.Buckets``).
+METHOD_BURST = 3
+# How long a call of a message that cannot go without it may wait for its turn; longer, and
+# the row waits in the outbox instead (the worker's other sends are not held meanwhile).
+MAX_CALL_WAIT_S = 2.0
+# A rate-limited answer without Retry-After holds its method this long.
+DEFAULT_RETRY_AFTER_S = 5.0
 
 
 class SlackConfig(TargetConfig):
@@ -112,10 +139,38 @@ class SlackTarget(Target):
     Config = SlackConfig
     config: SlackConfig
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buckets = _http.Buckets()
+
+    def _scope(self, method: str, payload: Mapping[str, Any]) -> tuple[str, float, int]:
+        """The limit a call counts against: its channel's for a post (one message per
+        ``min_interval_s``, no burst), else its method's."""
+        if method == "chat.postMessage":
+            return f"{method}:{payload.get('channel', '')}", self.pacing_s, 1
+        return method, METHOD_INTERVAL_S.get(method, 1.2), METHOD_BURST
+
     async def call(
-        self, method: str, payload: Mapping[str, Any], *, form: bool = False
+        self,
+        method: str,
+        payload: Mapping[str, Any],
+        *,
+        form: bool = False,
+        max_wait: float = MAX_CALL_WAIT_S,
     ) -> dict[str, Any]:
-        """One Web API call; ``form`` for read methods, which do not take JSON bodies."""
+        """One Web API call, in its method's (or channel's) turn; ``form`` for read methods,
+        which do not take JSON bodies. A rate-limited answer holds that scope for its
+        Retry-After and raises ``RateLimited`` naming it."""
+        scope, interval, burst = self._scope(method, payload)
+        await self.buckets.acquire(scope, interval, max_wait=max_wait, burst=burst)
+        try:
+            return await self._call(method, payload, form=form)
+        except RateLimited as exc:
+            after = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER_S
+            self.buckets.block(scope, after)
+            raise RateLimited(exc.reason, after, scope=scope) from None
+
+    async def _call(self, method: str, payload: Mapping[str, Any], *, form: bool) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.config.token.reveal()}"}
         url = f"{self.config.api_url.rstrip('/')}/{method}"
         if form:
@@ -166,28 +221,43 @@ class SlackTarget(Target):
         return DeliveryResult(state=state, provider_ids={"channel": channel, "ts": ts})
 
     async def _dedicated(self, n: Notification, state: dict[str, Any]) -> str:
-        """Create and set up the incident's channel once; keep its topic current."""
+        """Create and set up the incident's channel once; keep its topic current. Each step
+        is written into ``state`` as soon as it succeeded, so a retry skips it."""
         try:
-            if "channel" not in state:
+            created = "channel" not in state
+            if created:
                 state["channel"], state["channel_name"] = await self._create(n.incident)
             await self._invite(state, n.incident)
             if not state.get("setup"):
-                await self._bookmarks(state["channel"], n.incident)
-                state["setup"] = True
+                await self._bookmarks(state, n.incident, fresh=created)
             topic = topic_for(n.incident)
-            if state.get("topic") != topic:
-                await self._set_topic(state["channel"], topic)
+            if state.get("topic") != topic and await self._set_topic(state["channel"], topic):
                 state["topic"] = topic
         except DeliveryError as exc:
             exc.state = dict(state)
             raise
         return str(state["channel"])
 
-    async def _set_topic(self, channel: str, topic: str) -> None:
+    async def _nicety(self, method: str, payload: Mapping[str, Any]) -> bool | None:
+        """A call the message can go without (topic, bookmarks): True when done, False when
+        refused for good, None when its method has no turn now or was rate-limited (tried
+        again with a later message)."""
         try:
-            await self.call("conversations.setTopic", {"channel": channel, "topic": topic})
-        except PermanentError as exc:  # a stale topic is no reason to hold the message
-            self.deps.logger.warning("slack target %s: topic failed: %s", self.name, exc.reason)
+            await self.call(method, payload, max_wait=0.0)
+        except RateLimited:
+            return None
+        except PermanentError as exc:
+            self.deps.logger.warning(
+                "slack target %s: %s failed: %s", self.name, method, exc.reason
+            )
+            return False
+        return True
+
+    async def _set_topic(self, channel: str, topic: str) -> bool:
+        """True when the topic is settled (set, or refused: a stale topic is no reason to
+        hold the message nor to ask again for the same text)."""
+        done = await self._nicety("conversations.setTopic", {"channel": channel, "topic": topic})
+        return done is not None
 
     async def _create(self, incident: Mapping[str, Any]) -> tuple[str, str]:
         for suffix in range(10):
@@ -294,7 +364,14 @@ class SlackTarget(Target):
         self.deps.logger.warning("slack target %s: no Slack handle for %s", self.name, person)
         return None
 
-    async def _bookmarks(self, channel: str, incident: Mapping[str, Any]) -> None:
+    async def _bookmarks(
+        self, state: dict[str, Any], incident: Mapping[str, Any], *, fresh: bool
+    ) -> None:
+        """Bookmark the runbook and the incident page, each once: ``state["bookmarks"]`` keeps
+        the links added. On a channel this send did not create, a bookmark may have been added
+        by a try whose outcome was never recorded (the service stopped): the channel's
+        bookmarks are read once first. ``setup`` when none is left to add."""
+        channel = str(state["channel"])
         links: list[tuple[str, str]] = []
         for alert in incident.get("alerts") or []:
             runbook = (alert.get("annotations") or {}).get("runbook_url")
@@ -303,18 +380,38 @@ class SlackTarget(Target):
                 break
         if incident.get("url"):
             links.append(("Incident page", str(incident["url"])))
-        for title, link in links:
-            if not link.startswith(("http://", "https://")):
-                continue
+        done: list[str] = list(state.get("bookmarks") or [])
+        todo = [
+            (title, link)
+            for title, link in links
+            if link.startswith(("http://", "https://")) and link not in done
+        ]
+        add_interval = METHOD_INTERVAL_S["bookmarks.add"]
+        if todo and self.buckets.ready_in("bookmarks.add", add_interval, METHOD_BURST) > 0:
+            return  # no turn now: with a later message (nothing read for nothing)
+        if todo and not fresh and not state.get("bookmarks_read"):
             try:
-                await self.call(
-                    "bookmarks.add",
-                    {"channel_id": channel, "title": title, "type": "link", "link": link},
-                )
-            except PermanentError as exc:  # a bookmark is a nicety: never block the message
-                self.deps.logger.warning(
-                    "slack target %s: bookmark failed: %s", self.name, exc.reason
-                )
+                data = await self.call("bookmarks.list", {"channel_id": channel}, max_wait=0.0)
+            except RateLimited:
+                return  # with a later message
+            except PermanentError:
+                data = {}
+            there = {str(b.get("link")) for b in data.get("bookmarks") or [] if b.get("link")}
+            done.extend(link for _, link in todo if link in there)
+            state["bookmarks_read"] = True
+            todo = [(title, link) for title, link in todo if link not in there]
+        for title, link in todo:
+            added = await self._nicety(
+                "bookmarks.add",
+                {"channel_id": channel, "title": title, "type": "link", "link": link},
+            )
+            if added is None:
+                break  # no turn now: the rest with a later message
+            done.append(link)  # added, or refused for good: not asked again
+            state["bookmarks"] = done
+        else:
+            state["setup"] = True
+        state["bookmarks"] = done
 
 
 def _unique(items: Iterable[str]) -> list[str]:

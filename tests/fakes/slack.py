@@ -3,7 +3,10 @@ docs/contracts.md."""
 
 from __future__ import annotations
 
+import math
 import re
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +21,84 @@ _NAME = re.compile(r"^[a-z0-9_-]+$")
 _FORM_ONLY = {"users.lookupByEmail"}
 
 
+@dataclass
+class Limit:
+    """A token bucket: ``per_minute`` requests a minute, at most ``burst`` at once."""
+
+    per_minute: float
+    burst: int = 1
+
+
+# Slack's published tiers for the methods the target calls (Tier 2: 20+ a minute, Tier 3:
+# 50+, Tier 4: 100+), and chat.postMessage's one message a second per channel with a short burst.
+SLACK_LIMITS = {
+    "conversations.create": Limit(20, 3),
+    "conversations.setTopic": Limit(20, 3),
+    "bookmarks.add": Limit(20, 3),
+    "bookmarks.list": Limit(50, 3),
+    "conversations.invite": Limit(50, 3),
+    "users.lookupByEmail": Limit(100, 3),
+}
+POST_LIMIT = Limit(60, 2)
+IN_FLIGHT_S = 0.05
+
+
+@dataclass
+class _Bucket:
+    limit: Limit
+    tokens: float
+    at: float
+    window_end: float = 0.0
+    window_start: float = 0.0
+
+
+@dataclass
+class RateLimits:
+    """What Slack does with too many calls: HTTP 429, ``Retry-After`` in whole seconds and
+    ``{"ok": false, "error": "ratelimited"}``, per method, and for chat.postMessage per
+    channel. It notes every 429 it gave and every request that came inside a window it gave
+    (the client did not wait) -- except in the first ``IN_FLIGHT_S`` of the window: such a
+    request was on its way before the client could have read the answer."""
+
+    methods: dict[str, Limit] = field(default_factory=lambda: dict(SLACK_LIMITS))
+    post: Limit | None = field(default_factory=lambda: POST_LIMIT)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    limited: dict[str, int] = field(default_factory=dict)  # scope -> 429s given
+    inside: list[tuple[str, float]] = field(default_factory=list)  # (scope, seconds early)
+
+    def scope(self, method: str, args: Any) -> tuple[str, Limit] | None:
+        if method == "chat.postMessage":
+            channel = args.get("channel") if isinstance(args, dict) else None
+            return (f"{method}:{channel}", self.post) if self.post else None
+        limit = self.methods.get(method)
+        return (method, limit) if limit else None
+
+    def check(self, method: str, args: Any) -> float | None:
+        """None when the call may go on, else the Retry-After it gets."""
+        found = self.scope(method, args)
+        if found is None:
+            return None
+        scope, limit = found
+        now = time.monotonic()
+        b = self.buckets.get(scope)
+        if b is None:
+            b = self.buckets[scope] = _Bucket(limit, float(limit.burst), now)
+        rate = limit.per_minute / 60.0
+        b.tokens = min(float(limit.burst), b.tokens + (now - b.at) * rate)
+        b.at = now
+        if now < b.window_end and now - b.window_start > IN_FLIGHT_S:
+            self.inside.append((scope, b.window_end - now))
+        if b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return None
+        after = max(1, math.ceil((1.0 - b.tokens) / rate))
+        if now >= b.window_end:
+            b.window_start = now
+        b.window_end = max(b.window_end, now + after)
+        self.limited[scope] = self.limited.get(scope, 0) + 1
+        return float(after)
+
+
 def ok(**data: Any) -> web.Response:
     return web.json_response({"ok": True, **data})
 
@@ -27,7 +108,8 @@ def err(error: str) -> web.Response:
 
 
 class SlackAPIFake(FakeServer):
-    def __init__(self) -> None:
+    def __init__(self, limits: RateLimits | None = None) -> None:
+        self.limits = limits  # None: no rate limits (the contract tests of other things)
         self.channels: dict[str, dict[str, Any]] = {
             "C0GENERAL": {"name": "incidents", "members": set(), "topic": "", "bookmarks": []}
         }
@@ -35,6 +117,7 @@ class SlackAPIFake(FakeServer):
         self.users: dict[str, str] = {"alice@example.com": "U0ALICE", "bob@example.com": "U0BOB"}
         self.bot_user = "U0BRIDGEBOT"  # the token's own user: it cannot invite itself
         self.messages: list[dict[str, Any]] = []
+        self.reinvited = 0  # invites of someone already in the channel
         self._next = 1
         super().__init__()
 
@@ -66,6 +149,14 @@ class SlackAPIFake(FakeServer):
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
         if handler is None:
             return err("unknown_method")
+        if self.limits is not None:
+            after = self.limits.check(method, args)
+            if after is not None:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": f"{after:g}"},
+                )
         result: web.Response = handler(args)
         return result
 
@@ -113,6 +204,7 @@ class SlackAPIFake(FakeServer):
             elif u == self.bot_user:
                 errors.append({"user": u, "ok": False, "error": "cant_invite_self"})
             elif u in ch["members"]:
+                self.reinvited += 1
                 errors.append({"user": u, "ok": False, "error": "already_in_channel"})
         if errors:
             return web.json_response({"ok": False, "error": errors[0]["error"], "errors": errors})
@@ -139,6 +231,17 @@ class SlackAPIFake(FakeServer):
             return err("too_many_bookmarks")
         ch["bookmarks"].append({"title": a["title"], "link": a["link"]})
         return ok(bookmark={"id": f"Bk{len(ch['bookmarks'])}"})
+
+    def m_bookmarks_list(self, a: dict[str, Any]) -> web.Response:
+        ch = self.channels.get(str(a.get("channel_id")))
+        if ch is None:
+            return err("channel_not_found")
+        return ok(
+            bookmarks=[
+                {"id": f"Bk{i + 1}", "title": b["title"], "link": b["link"], "type": "link"}
+                for i, b in enumerate(ch["bookmarks"])
+            ]
+        )
 
     def m_users_lookupByEmail(self, a: dict[str, Any]) -> web.Response:
         uid = self.users.get(str(a.get("email")))

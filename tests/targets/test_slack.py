@@ -7,7 +7,8 @@ import logging
 import aiohttp
 import pytest
 
-from bridge.targets import PermanentError, RetryableError
+from bridge.delivery.protocol import RateLimited
+from bridge.targets import PermanentError, RetryableError, _http, slack
 from bridge.targets.slack import channel_name
 from tests.fakes.slack import TOKEN, SlackAPIFake
 from tests.targets.conftest import MakeTarget, incident, make_notification
@@ -41,6 +42,7 @@ def _target(make_target: MakeTarget, fake: SlackAPIFake, **extra: object):  # ty
         "token": TOKEN,
         "api_url": fake.url + "/api",
         "users": {"alice": "alice@example.com"},
+        "min_interval_s": 0,  # these tests are not about pacing (tests/delivery/test_storm.py is)
     }
     settings.update(extra)
     return make_target("slack", **settings)
@@ -410,3 +412,83 @@ async def test_fake_invite_contract(
         {"user": "U0NOBODY", "ok": False, "error": "user_not_found"},
     ]
     assert slack_api.channels["C0GENERAL"]["members"] == {"U0ALICE"}  # bob was not invited
+
+
+async def test_a_rate_limited_bookmark_holds_neither_the_message_nor_other_methods(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    """A 429 on bookmarks.add holds bookmarks.add alone, for its Retry-After: the message goes
+    out, the bookmark comes with a later message, and none is added twice."""
+    now = [1000.0]
+    target = _target(make_target, slack_api)
+    target.buckets = _http.Buckets(clock=lambda: now[0])  # type: ignore[attr-defined]
+    slack_api.fail_next(1, status=429, retry_after=30, path="/api/bookmarks.add")
+    first = await target.send(make_notification("opened", tier="incident"))
+    cid = first.state["channel"]
+    assert slack_api.messages[-1]["channel"] == cid  # not held by the bookmark
+    assert slack_api.channels[cid]["bookmarks"] == [] and not first.state.get("setup")
+
+    mark = len(slack_api.requests)
+    now[0] += 10  # inside the window: no bookmarks.add, the rest goes on
+    second = await target.send(
+        make_notification("timeline", tier="incident", state=dict(first.state), sequence=2)
+    )
+    assert _methods(slack_api, mark) == ["chat.postMessage"]
+
+    mark = len(slack_api.requests)
+    now[0] += 21  # the window is over
+    third = await target.send(
+        make_notification("timeline", tier="incident", state=dict(second.state), sequence=3)
+    )
+    # after a 429 the method keeps to one call per interval (no burst): the second bookmark
+    # comes with the next message a turn later
+    assert _methods(slack_api, mark) == ["bookmarks.list", "bookmarks.add", "chat.postMessage"]
+    assert not third.state.get("setup")
+    now[0] += slack.METHOD_INTERVAL_S["bookmarks.add"] * 1.1
+    mark = len(slack_api.requests)
+    fourth = await target.send(
+        make_notification("timeline", tier="incident", state=dict(third.state), sequence=4)
+    )
+    assert _methods(slack_api, mark) == ["bookmarks.add", "chat.postMessage"]
+    assert [b["title"] for b in slack_api.channels[cid]["bookmarks"]] == [
+        "Runbook",
+        "Incident page",
+    ]
+    assert fourth.state["setup"] is True
+    now[0] += 60
+    mark = len(slack_api.requests)
+    await target.send(
+        make_notification("timeline", tier="incident", state=dict(fourth.state), sequence=5)
+    )
+    assert _methods(slack_api, mark) == ["chat.postMessage"]
+
+
+async def test_a_bookmark_added_by_an_unrecorded_try_is_not_added_again(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    """The service stopped after bookmarks.add succeeded but before the outcome was saved:
+    the retry, on a channel it did not create, reads the channel's bookmarks first."""
+    target = _target(make_target, slack_api)
+    first = await target.send(make_notification("opened", tier="incident"))
+    cid = first.state["channel"]
+    assert len(slack_api.channels[cid]["bookmarks"]) == 2
+    lost = {k: v for k, v in first.state.items() if k not in ("bookmarks", "setup")}
+    await target.send(make_notification("opened", tier="incident", state=lost))
+    assert len(slack_api.channels[cid]["bookmarks"]) == 2
+
+
+async def test_a_rate_limited_post_names_its_channel_and_waits_for_the_window(
+    slack_api: SlackAPIFake, make_target: MakeTarget
+) -> None:
+    """A 429 on a post raises a wait scoped to that channel, with the progress made; the
+    channel's next post is not sent inside the window (it raises at once)."""
+    target = _target(make_target, slack_api, channel="C0GENERAL")
+    slack_api.fail_next(1, status=429, retry_after=30, path="/api/chat.postMessage")
+    with pytest.raises(RateLimited) as err:
+        await target.send(make_notification("opened"))
+    assert (err.value.scope, err.value.retry_after) == ("chat.postMessage:C0GENERAL", 30.0)
+    mark = len(slack_api.requests)
+    with pytest.raises(RateLimited) as again:
+        await target.send(make_notification("opened"))
+    assert again.value.retry_after is not None and 29 < again.value.retry_after <= 30
+    assert len(slack_api.requests) == mark  # nothing sent inside the window
