@@ -114,9 +114,11 @@ class Settings:
     # after the incident: the PromQL checks' Prometheus, the knowledge base's folder and remote
     prometheus_url: str = ""
     prometheus_token: Secret | None = None
-    kb_dir: Path | None = None
+    kb_dir: Path | None = None  # None: `kb` beside the database (kb_folder)
     kb_remote: str = ""
     kb_author: str = "incident-bridge <incident-bridge@localhost>"
+    kb_database_only: bool = False
+    kb_allow_raw_html: bool = False
     # reconciliation with Alertmanager's API: its peers (one cluster), their credentials
     alertmanager_urls: tuple[str, ...] = ()
     alertmanager_token: Secret | None = None
@@ -134,6 +136,14 @@ class Settings:
     slack_signing_secret: Secret | None = None
     mattermost_command_token: Secret | None = None
     chat_read_only_users: tuple[str, ...] = ()
+
+    @property
+    def kb_folder(self) -> Path | None:
+        """The knowledge base's folder: ``--kb-dir``, else ``kb`` beside the database, so that
+        the defaults publish postmortems into files too; None with ``--kb-database-only``."""
+        if self.kb_database_only:
+            return None
+        return self.kb_dir if self.kb_dir is not None else self.db.parent / "kb"
 
     @property
     def base_url(self) -> str | None:
@@ -484,9 +494,10 @@ OPTIONS: tuple[Option, ...] = (
         flag="--kb-dir",
         env="KB_DIR",
         parse=Path,
+        default="`kb` beside `--db` (`./data/kb`)",
         meaning="the knowledge base: the folder postmortems are published into, committed when it "
-        "is a Git repository ([postmortems.md](postmortems.md)); without it a publication is "
-        "recorded in the database only (served by the API)",
+        "is a Git repository; a folder that does not exist yet is created as a Git repository "
+        "of its own at the first publication ([knowledge-base.md](knowledge-base.md))",
     ),
     Option(
         name="kb_remote",
@@ -503,6 +514,24 @@ OPTIONS: tuple[Option, ...] = (
         default="`incident-bridge <incident-bridge@localhost>`",
         meaning="the author of the knowledge base's commits, `Name <address>`; the person who "
         "published is named in the message",
+    ),
+    Option(
+        name="kb_database_only",
+        flag="--kb-database-only",
+        env="KB_DATABASE_ONLY",
+        kind="switch",
+        meaning="publish postmortems into the database only: no folder, no commit; each is "
+        "served at `/incidents/{id}/postmortem` (cannot be used with `--kb-dir`)",
+    ),
+    Option(
+        name="kb_allow_raw_html",
+        flag="--kb-allow-raw-html",
+        env="KB_ALLOW_RAW_HTML",
+        kind="switch",
+        meaning="publish the narrative's Markdown verbatim, raw HTML and every link scheme "
+        "included. Off, raw HTML (`<script>`) is written as text and links other than "
+        "http, https and mailto (`javascript:`) are not links: a knowledge-base site that "
+        "renders raw HTML would run them ([postmortems.md](postmortems.md#the-narratives-sections))",
     ),
     Option(
         name="alertmanager_urls",
@@ -765,6 +794,8 @@ def validate(settings: Settings) -> None:
         )
     if settings.alertmanager_token is not None and settings.alertmanager_basic_user is not None:
         raise ConfigError("Alertmanager: a bearer token or basic auth, not both")
+    if settings.kb_database_only and settings.kb_dir is not None:
+        raise ConfigError("--kb-database-only: no folder is written; remove --kb-dir")
     if settings.max_bodies_bytes < settings.max_body_bytes:
         raise ConfigError("--max-bodies-bytes: must be at least --max-body-bytes")
     if (
