@@ -345,7 +345,7 @@ def check_slack_signature(
     """None when the request is Slack's, signed now; else why not (for the log, never shown)."""
     if not timestamp or not signature:
         return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:  # "¹²": no int
         return "bad timestamp"
     if abs(now_s - int(timestamp)) > MAX_SKEW_S:
         return "stale timestamp"

@@ -49,6 +49,8 @@ def test_slack_published_example_vector() -> None:
         (None, SLACK_SIG, SLACK_BODY, int(SLACK_TS), "missing"),
         (SLACK_TS, None, SLACK_BODY, int(SLACK_TS), "missing"),
         ("15314206a8", SLACK_SIG, SLACK_BODY, int(SLACK_TS), "bad timestamp"),
+        ("¹⁵³¹⁴²⁰⁶¹⁸", SLACK_SIG, SLACK_BODY, int(SLACK_TS), "bad timestamp"),  # isdigit, not int
+        ("١٥٣١٤٢٠٦١٨", SLACK_SIG, SLACK_BODY, int(SLACK_TS), "bad timestamp"),  # int, not ASCII
         (SLACK_TS, "v0=é", SLACK_BODY, int(SLACK_TS), "bad signature"),
     ],
 )

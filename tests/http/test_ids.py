@@ -158,3 +158,10 @@ async def test_api_body_ids_that_are_not_ids_are_a_400_naming_the_field(
         resp = await client.post(f"/api/v1/incidents/{i}/{suffix}", json=body, headers=WRITE)
         assert resp.status == 400, (suffix, bad, await resp.text())
         assert (await resp.json())["field"] == field
+
+
+async def test_a_slack_timestamp_in_other_digits_is_a_401_not_a_500(chat: Chat) -> None:
+    for kind in ("commands", "interactions", "events"):
+        headers = {"X-Slack-Request-Timestamp": "¹⁵", "X-Slack-Signature": "v0=" + "0" * 64}
+        resp = await chat.client.post(f"/api/v1/chat/slack/{kind}", data=b"x", headers=headers)
+        assert resp.status == 401, (kind, await resp.text())
