@@ -26,8 +26,41 @@ def _where(hit: dict[str, Any]) -> str:
     return f"{kind.replace('_', ' ')} #{_clean(hit['ref'])}"
 
 
+# This command's own flags (those that take a value): after ``--`` they are still flags. ``--``
+# is needed for a first word like ``-staging``, and argparse takes everything after it as TEXT,
+# so ``search -- -staging disk --limit 5`` would search for "--limit 5" and ignore the limit.
+_FLAGS = ("--limit", "-o", "--output", "--url", "--token", "--token-file", "--db")
+
+
+def _flags_in_text(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with this command's flags that stood among the words taken out of TEXT and
+    parsed as flags (their values checked as anywhere else: a bad one is a usage error)."""
+    words, flags = list(args.text), []
+    i = 0
+    while i < len(words):
+        name = words[i].split("=", 1)[0] if words[i].startswith("--") else words[i]
+        if name in _FLAGS:
+            inline = name != words[i]
+            taken = words[i : i + (1 if inline else 2)]
+            flags += taken
+            del words[i : i + len(taken)]
+        else:
+            i += 1
+    if not flags:
+        return args
+    if not words:
+        args.parser.error("the following arguments are required: TEXT")
+    parsed: argparse.Namespace = args.parser.parse_args([*flags, "--", *words])
+    # Flags given before "--" stay unless given again after it.
+    for name, value in vars(args).items():
+        if name != "text" and vars(parsed).get(name) == args.parser.get_default(name):
+            setattr(parsed, name, value)
+    return parsed
+
+
 @apiclient.guarded
 def _search(args: argparse.Namespace) -> int:
+    args = _flags_in_text(args)
     query = {"q": " ".join(args.text), "limit": str(args.limit)}
     answer = apiclient.Client.from_args(args).get("/api/v1/search", query)
     if not answer.ok:
@@ -66,4 +99,4 @@ def register(commands: Any) -> None:
         "--limit", type=int, default=20, help="how many incidents at most (1-100, default 20)"
     )
     apiclient.add_output(parser)
-    parser.set_defaults(func=_search)
+    parser.set_defaults(func=_search, parser=parser)

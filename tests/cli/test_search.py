@@ -65,6 +65,19 @@ def test_search_lists_the_incident_with_its_snippet(
     assert code == 0 and body["query"] == "wombat"
     assert [h["incident_id"] for h in body["results"]] == [n]
 
+    # After "--" (needed before a first word like -staging) the command's flags are still
+    # flags, never words of the search.
+    code, out, err = search(capsys, *at(bridge), "--", "-staging", "wombat", "--limit", "1",
+                            "--output=json")  # fmt: skip
+    assert (code, err) == (0, "")
+    body = json.loads(out)
+    assert (body["query"], [h["incident_id"] for h in body["results"]]) == ("-staging wombat", [n])
+    code, out, err = search(capsys, "-o", "json", "--", "-staging", "wombat", "--limit", "1",
+                            *at(bridge))  # fmt: skip
+    assert code == 0 and json.loads(out)["query"] == "-staging wombat", err
+    code, out, err = search(capsys, *at(bridge), "--", "-staging", "wombat", "--limit")
+    assert (code, out) == (2, "") and "--limit: expected one argument" in err
+
     assert search(capsys, "nothing-like-this-anywhere", *at(bridge))[:2] == (
         0,
         "no incidents match\n",
