@@ -798,6 +798,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--kb-database-only: no folder is written; remove --kb-dir")
     if settings.max_bodies_bytes < settings.max_body_bytes:
         raise ConfigError("--max-bodies-bytes: must be at least --max-body-bytes")
+    try:
+        # the folder and the files beside the database: another user must not choose them
+        check_beside(settings.db)
+    except UnsafeFile as exc:
+        raise ConfigError(f"--db: {exc}") from None
     if (
         not settings.has_webhook_auth
         and not is_loopback(settings.host)
@@ -813,8 +818,3 @@ def validate(settings: Settings) -> None:
 
 if __name__ == "__main__":
     print(options_markdown(), end="")
-    try:
-        # the folder and the files beside the database: another user must not choose them
-        check_beside(settings.db)
-    except UnsafeFile as exc:
-        raise ConfigError(f"--db: {exc}") from None

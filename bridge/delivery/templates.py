@@ -21,12 +21,26 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 import jinja2
+from jinja2.environment import TemplateModule
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
 from bridge.core.events import EVENTS, event_kind
-from bridge.delivery.markup import ESCAPERS, Markup
+from bridge.delivery.budget import (
+    MESSAGE_MAX,
+    TITLE_MAX,
+    BoundedSandbox,
+    Budget,
+    cut,
+    render_stream,
+)
+from bridge.delivery.markup import ESCAPERS, Markup, truncate
 from bridge.delivery.snapshot import normalized
+
+# What rendering one message may spend (the outbox worker renders on the event loop): label
+# values must not size an allocation or a loop (bridge/delivery/budget.py). The body is cut
+# at MESSAGE_MAX characters and the title at TITLE_MAX, markup kept valid.
+MESSAGE_BUDGET = Budget(max_size=1_000_000, max_steps=200_000, time_s=2.0, max_output=MESSAGE_MAX)
 
 
 def default_templates_dir() -> Path:
@@ -130,7 +144,7 @@ def sandbox(
     *,
     auto_reload: bool = False,
     keep_trailing_newline: bool = False,
-) -> SandboxedEnvironment:
+) -> BoundedSandbox:
     """A sandboxed environment whose every ``{{ value }}`` goes through ``escape`` (the markup's
     escaper): Markup passes as it is, None is empty, a missing name is an error; ``join`` and
     ``replace`` escape the same way (the built-ins would HTML-escape under autoescape)."""
@@ -142,7 +156,7 @@ def sandbox(
             return value
         return _safe(escape(str(value)))
 
-    env = SandboxedEnvironment(
+    env = BoundedSandbox(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         undefined=jinja2.StrictUndefined,
         autoescape=True,
@@ -160,14 +174,22 @@ def sandbox(
         return str(value).replace(old, new, -1 if count is None else count)
 
     env.filters.update(join=join, replace=replace)
+    env.bound_filters()
     return env
 
 
-def _make_env(search: Sequence[Path], markup: Markup) -> SandboxedEnvironment:
+def bounded_title(title: str) -> str:
+    """An incident title of at most TITLE_MAX characters (cut with an ellipsis); the same
+    object when it fits."""
+    return cut(title, TITLE_MAX)
+
+
+def _make_env(search: Sequence[Path], markup: Markup) -> BoundedSandbox:
     # Templates are read once; Renderer.clear() (on a rules reload) reads them again.
     env = sandbox(search, ESCAPERS[markup])
     env.filters.update(time=_fmt_time)
     env.globals.update(link=_make_link(markup), mention=_make_mention(markup))
+    env.bound_filters()  # time too
     return env
 
 
@@ -242,9 +264,13 @@ class Renderer:
         env = self._env(markup)
         try:
             template = env.get_template(name)
-            module = template.make_module(dict(context))
-            body = str(module)
-            title = str(getattr(module, "title", ""))
+            ctx = template.new_context(dict(context))
+            text, over = render_stream(
+                template.root_render_func(ctx), MESSAGE_BUDGET, limit=MESSAGE_MAX + 1
+            )
+            module = TemplateModule(template, ctx, [text])
+            body = truncate(str(module), MESSAGE_MAX, markup) if over else str(module)
+            title = truncate(str(getattr(module, "title", "")), TITLE_MAX, markup)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 _rel(exc.filename or str(path)), exc.lineno, exc.message or "syntax error"

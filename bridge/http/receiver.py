@@ -8,6 +8,7 @@ write is a 503 so that Alertmanager retries.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,6 +20,7 @@ from pydantic_core import to_json
 
 from bridge.core.alertmanager import PayloadError, parse_webhook
 from bridge.core.policy import Decision
+from bridge.delivery.templates import bounded_title
 from bridge.http import auth
 from bridge.http.errors import error_response, store_unavailable
 from bridge.service import AppState
@@ -119,7 +121,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
                 if accepted is None:
                     accepted = await _streamed_body(request, limit)
                 if isinstance(accepted, bytes):
-                    accepted = _accept(accepted, state)
+                    accepted = await _accept(accepted, state)
         if isinstance(accepted, web.Response):
             response = accepted
         else:
@@ -178,7 +180,7 @@ def _refuse(request: web.Request, state: AppState) -> web.Response | None:
     return None
 
 
-def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
+async def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
     """Validate and evaluate: the webhook ready for the writer, or a 400."""
     try:
         payload = parse_webhook(body)
@@ -193,10 +195,15 @@ def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
     policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
     # Never a 4xx because of the rules: a template that cannot render falls back (and says so
     # in render_errors); anything else the rules raise is a bug, a 500 Alertmanager retries.
-    decisions = policy.evaluate(payload, now)
-    for decision in decisions:
-        if decision.render_errors:
-            _render_failed(decision, payload.group_key, state)
+    if getattr(policy, "renders_templates", False):
+        # Title templates run in a thread: each is bounded (bridge/delivery/budget.py), but a
+        # webhook's renders may take up to half a second, during which the event loop goes on
+        # taking other webhooks (the thread gives the GIL back every few milliseconds).
+        decisions = await asyncio.to_thread(policy.evaluate, payload, now)
+    else:
+        decisions = policy.evaluate(payload, now)
+    decisions = [_bounded(d) for d in decisions]
+    _render_failed(decisions, payload.group_key, state)
     return IngestItem(
         payload=payload,
         decisions=decisions,
@@ -206,15 +213,31 @@ def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
     )
 
 
-def _render_failed(decision: Decision, group_key: str, state: AppState) -> None:
+def _bounded(decision: Decision) -> Decision:
+    """A title of at most TITLE_MAX characters, whatever the policy (the built-in one takes the
+    summary annotation as it came)."""
+    title = bounded_title(decision.title)
+    return decision if title is decision.title else dataclasses.replace(decision, title=title)
+
+
+def _render_failed(decisions: list[Decision], group_key: str, state: AppState) -> None:
+    """Count every render error; log each distinct one once per webhook (a webhook of many
+    groups with one bad template is one line with a count, not thousands on the event loop)."""
     metrics = state.metrics
-    metrics.child(metrics.rule_render_errors, decision.route).inc()
-    log.warning(
-        "route %s could not render for group %s: %s (the incident is kept with a fallback)",
-        decision.route,
-        group_key,
-        "; ".join(decision.render_errors),
-    )
+    seen: dict[tuple[str, str], int] = {}
+    for decision in decisions:
+        if decision.render_errors:
+            metrics.child(metrics.rule_render_errors, decision.route).inc()
+            what = (decision.route, "; ".join(decision.render_errors))
+            seen[what] = seen.get(what, 0) + 1
+    for (route, errors), count in seen.items():
+        log.warning(
+            "route %s could not render for group %s: %s (%s kept with a fallback)",
+            route,
+            group_key,
+            errors,
+            "the incident is" if count == 1 else f"{count} incidents are",
+        )
 
 
 def _answer(result: WebhookResult, state: AppState) -> web.Response:

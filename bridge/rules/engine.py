@@ -11,6 +11,7 @@ Incident keys (stable: they depend only on the route and the alerts' labels or g
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,12 +22,19 @@ from jinja2 import UndefinedError
 
 from bridge.core.alertmanager import Alert, WebhookPayload
 from bridge.core.policy import ROLES, Decision, Severity, severity_rank
+from bridge.delivery.budget import TITLE_MAX, Budget, cut, render_stream
 from bridge.rules.matchers import format_labels, matches_all
 from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import holder
 from bridge.rules.show import followup_dict
 
 RENDER_ERROR_MAX = 200  # characters of one render error (Decision.render_errors)
+# What one title render may spend: it runs in the receiver, before the webhook's write, so
+# it must be quick whatever the labels say (bridge/delivery/budget.py).
+TITLE_BUDGET = Budget(max_size=100_000, max_steps=20_000, time_s=0.1, max_output=TITLE_MAX)
+# What the title renders of one webhook may spend together (many groups, many routes): past
+# it, the remaining incidents get their fallback title and a render error.
+WEBHOOK_RENDER_S = 0.5
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
@@ -77,6 +85,8 @@ class RulesPolicy:
     """``bridge.core.policy.Policy`` backed by a loaded ``RuleSet``."""
 
     ruleset: RuleSet
+    # titles are rendered (Jinja2 in a bounded sandbox): the receiver evaluates in a thread
+    renders_templates: bool = field(init=False, default=True)
     _policy_cache: dict[tuple[int, str], Mapping[str, Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -88,8 +98,9 @@ class RulesPolicy:
             for route in match_routes(root, alert.labels):
                 key = incident_key(route, alert, payload.group_key, route is root)
                 groups.setdefault((route.name, key), (route, []))[1].append(alert)
+        deadline = time.monotonic() + WEBHOOK_RENDER_S
         return [
-            self.decide(route, key, alerts, payload, now_ns)
+            self.decide(route, key, alerts, payload, now_ns, render_until=deadline)
             for (_, key), (route, alerts) in groups.items()
         ]
 
@@ -140,7 +151,14 @@ class RulesPolicy:
         return roles, handles
 
     def decide(
-        self, route: Route, key: str, alerts: list[Alert], payload: WebhookPayload, now_ns: int
+        self,
+        route: Route,
+        key: str,
+        alerts: list[Alert],
+        payload: WebhookPayload,
+        now_ns: int,
+        *,
+        render_until: float | None = None,
     ) -> Decision:
         s = route.settings
         labels: Mapping[str, str]
@@ -165,9 +183,9 @@ class RulesPolicy:
             context = _title_context(
                 route, labels, annotations, alerts, payload, severity, team, service
             )
-            title, render_errors = _title(route, labels, annotations, key, context)
+            title, render_errors = _title(route, labels, annotations, key, context, render_until)
         else:
-            title = annotations.get("summary") or labels.get("alertname") or key
+            title = _fallback(labels, annotations, key)
         return Decision(
             key=key,
             severity=severity,
@@ -220,6 +238,7 @@ def _title(
     annotations: Mapping[str, str],
     key: str,
     context: Callable[[], Mapping[str, Any]],
+    render_until: float | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """The rendered title, or the fallback (summary annotation, alertname, key) and why.
 
@@ -230,15 +249,29 @@ def _title(
     """
     errors: tuple[str, ...] = ()
     if route.title_template is not None:
+        if render_until is not None and time.monotonic() > render_until:
+            over = f"title: not rendered: this webhook's titles took over {WEBHOOK_RENDER_S:g} s"
+            return _fallback(labels, annotations, key), (over,)
         try:
-            text = " ".join(route.title_template.render(context()).split())
+            # The output is collected up to a little more than a title can hold (runs of
+            # spaces are folded below), then cut: a title is at most TITLE_MAX characters.
+            raw, _ = render_stream(
+                route.title_template.generate(context()), TITLE_BUDGET, limit=4 * TITLE_MAX
+            )
+            text = " ".join(raw.split())
             if text:
-                return text, errors
+                return cut(text, TITLE_MAX), errors
         except UndefinedError:
             pass  # a label the template needs is missing: fall back below
         except Exception as exc:  # any exception type: the template is the rule author's code
             errors = (render_error("title", exc),)
-    return annotations.get("summary") or labels.get("alertname") or key, errors
+    return _fallback(labels, annotations, key), errors
+
+
+def _fallback(labels: Mapping[str, str], annotations: Mapping[str, str], key: str) -> str:
+    """The title without a template, or when it fails: summary, alertname, key; at most
+    TITLE_MAX characters (annotations are as long as their author made them)."""
+    return cut(annotations.get("summary") or labels.get("alertname") or key, TITLE_MAX)
 
 
 def render_error(what: str, exc: BaseException) -> str:

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, Template
-from jinja2.sandbox import SandboxedEnvironment
 
 from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
 from bridge.core.policy import Severity, Tiers
 from bridge.core.reminders import DEFAULT_REMINDERS, ReminderPolicy
+from bridge.delivery.budget import BoundedSandbox
 from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
 from bridge.rules.rotations import Rotation
@@ -35,11 +35,12 @@ DEFAULT_STATUS_UPDATE: Mapping[str, float | None] = {
 }
 
 
-def title_environment() -> SandboxedEnvironment:
-    """Title templates: sandboxed, and a missing label is an error (not an empty string)."""
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
+def title_environment() -> BoundedSandbox:
+    """Title templates: sandboxed, and a missing label is an error (not an empty string). The
+    sandbox is bounded: label values must not size what a title allocates (``'x' * n``)."""
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.bound_filters()
+    return env
 
 
 @dataclass(frozen=True)
