@@ -7,17 +7,20 @@ time):
 
 1. the incident must be resolved or closed, and something must have been written (409);
 2. the Markdown is rendered (a template error: 422, nothing written);
-3. with ``--kb-dir``: ``<kb>/<year>/<id>-<slug>.md`` (the file it was published to before, if
-   any) and the index page ``<kb>/README.md`` are written atomically (a path that would leave
-   the folder: 409, nothing written), then committed when the folder is a Git repository;
+3. into the knowledge base's folder (``--kb-dir``, else ``kb`` beside the database):
+   ``<kb>/<year>/<id>-<slug>.md`` (the file it was published to before, if any) and the index
+   page ``<kb>/README.md`` are written atomically (a path that would leave the folder: 409,
+   nothing written), then committed when the folder is a Git repository (a folder made by
+   this first publication is made one: ``git init``);
 4. the publication is recorded in one transaction: its timeline entry, the notifications of
    the incident's tiers, the push of the knowledge base (``--kb-remote``: an outbox row for
    the built-in sender ``@knowledge-base``) and the postmortem's search document;
 5. the incident is closed by the publisher (``service.act``, the same way as any close) unless
    it already is.
 
-Without ``--kb-dir`` only steps 1, 2, 4 and 5 happen: the publication is recorded (its file
-empty) and the Markdown is served by the API, so a route that requires a postmortem can close.
+With ``--kb-database-only`` only steps 1, 2, 4 and 5 happen: the publication is recorded (its
+file empty) and the Markdown is served by the API, so a route that requires a postmortem can
+close.
 Publishing the same version again with nothing changed records nothing.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,7 +91,15 @@ def _no_incident(incident_id: int) -> PostmortemError:
 
 async def _render(state: AppState, doc: Mapping[str, Any], route: str) -> render.Rendered:
     try:
-        return await asyncio.to_thread(render.render, doc, route, user_dir=state.settings.templates)
+        return await asyncio.to_thread(
+            functools.partial(
+                render.render,
+                doc,
+                route,
+                user_dir=state.settings.templates,
+                raw_html=state.settings.kb_allow_raw_html,
+            )
+        )
     except TemplateError as exc:
         log.error("postmortem template: %s", exc)
         raise PostmortemError(422, f"the postmortem template does not render: {exc}") from None
@@ -212,11 +224,27 @@ class _Written:
     committed: bool
 
 
+async def _initialise(root: Path) -> None:
+    """The folder this publication made becomes a Git repository of its own, so that the
+    defaults (``kb`` beside the database) keep every version from the first; without git the
+    files are written all the same, uncommitted (logged)."""
+    try:
+        done = await git.run(root, "init", "--quiet")
+    except git.GitError as exc:
+        log.warning("knowledge base %s: %s; publishing without commits", root, exc)
+        return
+    if done.code != 0:
+        log.warning("knowledge base %s: git init failed: %s", root, done.err.strip()[-300:])
+    else:
+        log.info("knowledge base %s: made a Git repository (git init)", root)
+
+
 async def _write_kb(
     state: AppState, root: Path, rel: str, markdown: str, entry: Any, message: str
 ) -> _Written:
     listed = await state.store.read(published_index)
     index = index_page([*(e for e in listed if e.incident_id != entry.incident_id), entry])
+    fresh = not await asyncio.to_thread(os.path.lexists, root)
     try:
         await asyncio.to_thread(files.write_files, root, {rel: markdown, INDEX: index})
     except files.UnsafePath as exc:
@@ -225,6 +253,8 @@ async def _write_kb(
         raise PostmortemError(
             409, f"cannot publish into the knowledge base {root}: {exc.strerror or exc}"
         ) from None
+    if fresh:
+        await _initialise(root)
     if not await git.is_repository(root):
         if state.settings.kb_remote:
             log.warning(
@@ -250,7 +280,7 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
     """Publish the newest version (the module's docstring says how); the answer says what
     changed, the publication, the incident after it, and the timeline entries written."""
     settings = state.settings
-    root = settings.kb_dir
+    root = settings.kb_folder
     events: list[Any] = []
     changed = False
     pushed = False
@@ -355,10 +385,11 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
 
 
 def install(state: AppState) -> None:
-    """With ``--kb-dir`` and ``--kb-remote``: the built-in sender that pushes the knowledge base
+    """With a knowledge base folder and ``--kb-remote``: the built-in sender that pushes the knowledge base
     (``git.GitPush``, named ``@knowledge-base``), among the outbox worker's targets now and
     after every reload of the rules (which swaps the targets)."""
     worker, settings = state.worker, state.settings
-    if worker is None or settings.kb_dir is None or not settings.kb_remote:
+    root = settings.kb_folder
+    if worker is None or root is None or not settings.kb_remote:
         return
-    worker.add_builtin(git.GitPush(settings.kb_dir, settings.kb_remote))
+    worker.add_builtin(git.GitPush(root, settings.kb_remote))

@@ -366,7 +366,7 @@ async def test_a_template_error_is_named_and_nothing_is_written(
 async def test_without_a_knowledge_base_the_publication_is_recorded_only(
     service: Service,
 ) -> None:
-    client = await service.start()
+    client = await service.start(kb_database_only=True)
     i = await opened(client)
     await resolve(client, i)
     status, body = await publish(client, i)
@@ -380,6 +380,7 @@ async def test_without_a_knowledge_base_the_publication_is_recorded_only(
     assert (await client.get("/incidents/999/postmortem")).status == 404
     status, shown = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
     assert shown["published"]["version"] == 1 and shown["published"]["path"] == ""
+    assert not (service.tmp_path / "kb").exists()  # not even the default folder
 
 
 async def test_the_push_goes_through_the_outbox_and_is_retried(
@@ -544,3 +545,129 @@ async def test_the_published_postmortem_link_reads_with_the_session_or_signs_in(
     for link in (path, f"/incidents/{i}", "/"):
         resp = await client.get(link, allow_redirects=False)
         assert resp.status == 303 and resp.headers["Location"].startswith("/login?next="), link
+
+
+HOSTILE = (
+    "Checkout failed. <script>alert(1)</script> <img src=x onerror=alert(2)>\n\n"
+    "See [the graph](javascript:alert(3)), [the runbook](https://runbooks.example/pool), "
+    "<javascript:alert(4)>, <https://status.example/incidents/9> and [the ref][r].\n\n"
+    "[r]: JavaScript&#58;alert(5)\n\n"
+    "The payload was `<script>`:\n\n```html\n<script>alert('quoted')</script>\n```"
+)
+
+
+def _html_and_links(markdown: str) -> tuple[list[str], list[str]]:
+    """What a Markdown renderer with raw HTML on reads in ``markdown``: its raw HTML, and the
+    destination of every link and image (markdown-it, every link let through)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.validateLink = lambda url: True  # type: ignore[method-assign]  # every link
+    html: list[str] = []
+    links: list[str] = []
+    stack = list(md.parse(markdown))
+    while stack:
+        token = stack.pop()
+        if token.type in ("html_block", "html_inline"):
+            html.append(token.content)
+        links += [str(token.attrGet(a)) for a in ("href", "src") if token.attrGet(a)]
+        stack.extend(token.children or ())
+    return html, links
+
+
+async def test_raw_html_and_unsafe_links_are_not_published(
+    service: Service, tmp_path: Path
+) -> None:
+    kb = git_repo(tmp_path / "kb")
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    i = await opened(client)
+    await save(client, i, summary=HOSTILE)
+    await resolve(client, i)
+    status, done = await publish(client, i)
+    assert status == 200, done
+    committed = git(kb, "show", f"HEAD:{done['publication']['path']}")
+    html, links = _html_and_links(committed)
+    assert html == []
+    # The alerts' links, the runbook and the autolink; nothing else.
+    assert all(link.startswith(("http://", "https://")) for link in links), links
+    assert {"https://runbooks.example/pool", "https://status.example/incidents/9"} <= set(links)
+    assert "javascript" not in " ".join(links).lower()
+    # Shown as the text it was; the code block is kept exactly as written.
+    assert "&lt;script>alert(1)&lt;/script>" in committed
+    assert "```html\n<script>alert('quoted')</script>\n```" in committed
+    assert "`<script>`" in committed
+    # What the API and the page show is what was published.
+    status, shown = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
+    assert shown["markdown"] == committed
+    assert shown["sections"]["summary"] == HOSTILE  # the team's text itself is kept
+
+
+async def test_raw_html_is_published_when_the_team_allows_it(
+    service: Service, tmp_path: Path
+) -> None:
+    kb = git_repo(tmp_path / "kb")
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR, kb_allow_raw_html=True)
+    i = await opened(client)
+    await save(client, i, summary=HOSTILE)
+    await resolve(client, i)
+    status, done = await publish(client, i)
+    assert status == 200, done
+    committed = git(kb, "show", f"HEAD:{done['publication']['path']}")
+    assert HOSTILE in committed
+    html, links = _html_and_links(committed)
+    assert "<script>" in html and "<img src=x onerror=alert(2)>" in html
+    assert "javascript:alert(3)" in links
+    # The page still shows it as text: it renders Markdown with raw HTML off.
+    page = await (await client.get(f"/incidents/{i}")).text()
+    section = _postmortem_section(page)
+    assert "<script" not in section and "<img" not in section
+    assert 'href="javascript' not in section.lower()
+
+
+async def test_by_default_postmortems_land_in_a_repository_beside_the_database(
+    service: Service, tmp_path: Path
+) -> None:
+    # A fresh machine: nothing but the database's folder, no --kb-dir.
+    client = await service.start()
+    assert service.state is not None
+    kb = service.state.settings.db.parent / "kb"
+    assert not kb.exists()
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    status, done = await publish(client, i)
+    assert status == 200, done
+    path = f"2026/{i}-{TITLE_SLUG}.md"
+    assert done["publication"]["path"] == path and done["publication"]["commit"]
+    # A Git repository of its own, made by that first publication, with the files committed.
+    assert git(kb, "rev-parse", "--show-toplevel").strip() == str(kb.resolve())
+    assert git(kb, "rev-parse", "HEAD").strip() == done["publication"]["commit"]
+    assert sorted(git(kb, "ls-files").split()) == sorted([path, "README.md"])
+
+
+async def test_a_new_folder_inside_another_repository_is_a_repository_of_its_own(
+    service: Service, tmp_path: Path
+) -> None:
+    """A service run from a checkout keeps its data in it (./data is ignored there): the
+    knowledge base made there must not commit into that checkout."""
+    outer = git_repo(tmp_path / "checkout")
+    (outer / ".gitignore").write_text("/data/\n")
+    kb = outer / "data" / "kb"
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    i = await opened(client)
+    await save(client, i, summary="Checkout failed.")
+    await resolve(client, i)
+    status, done = await publish(client, i)
+    assert status == 200 and done["publication"]["commit"], done
+    assert git(kb, "rev-parse", "--show-toplevel").strip() == str(kb.resolve())
+    assert git(outer, "rev-list", "--all", "--count").strip() == "0"
+    # An existing folder that is no repository is used as it is: written, not committed.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    other = await service.start(kb_dir=plain)
+    j = await opened(other)
+    await save(other, j, summary="x")
+    await resolve(other, j)
+    status, done = await publish(other, j)
+    assert status == 200 and done["publication"]["commit"] is None
+    assert not (plain / ".git").exists() and (plain / "README.md").exists()

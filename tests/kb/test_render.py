@@ -13,7 +13,7 @@ import pytest
 from bridge.core.postmortem import Narrative, Version, build_facts, document, merge
 from bridge.core.timeutil import NS
 from bridge.delivery.templates import TemplateError
-from bridge.kb.render import render
+from bridge.kb.render import render, safe_markdown, unsafe_url
 
 GOLDEN = Path(__file__).parent / "golden" / "postmortem.md"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -235,3 +235,94 @@ def test_a_template_error_names_its_file_and_line(
     assert caught.value.template.endswith("postmortem.md.j2")
     assert caught.value.line == line and message in caught.value.message
     assert str(caught.value).startswith(f"{caught.value.template}:{line}: ")
+
+
+# --- the narrative's raw HTML and unsafe links ------------------------------------------------
+
+
+def _read_as_html(markdown: str) -> tuple[list[str], list[str]]:
+    """Raw HTML and link destinations a renderer with raw HTML on finds (every link let
+    through)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.validateLink = lambda url: True  # type: ignore[method-assign]  # every link
+    html: list[str] = []
+    links: list[str] = []
+    stack = list(md.parse(markdown))
+    while stack:
+        token = stack.pop()
+        if token.type in ("html_block", "html_inline"):
+            html.append(token.content)
+        links += [str(token.attrGet(a)) for a in ("href", "src") if token.attrGet(a)]
+        stack.extend(token.children or ())
+    return html, links
+
+
+HOSTILE_MARKDOWN = [
+    "<script>alert(1)</script>",
+    "Hi <img src=x onerror=alert(1)> there",
+    "<div>\n`<script>`\n</div>",
+    "[x](javascript:alert(1))",
+    "[x]( JaVaScRiPt:alert(1))",
+    "[x](javascript&#58;alert(1))",
+    "[x](java\\script:alert(1))",
+    "[x](<javascript:alert(1)>)",
+    "![i](data:text/html,<script>alert(1)</script>)",
+    "<javascript:alert(1)>",
+    "[r]\n\n[r]: javascript:alert(1)",
+    "[r]\n\n[r]:\n  vbscript:msgbox(1)",
+    "> [r]: javascript:alert(1)\n\n[r]",
+    "- item <b>x</b>\n  - [y](file:///etc/passwd)",
+    "| a | b |\n|---|---|\n| `<x>` | <b>y</b> [j](javascript:1) |",
+    "`unclosed <b>",
+    "<!-- a comment --> <?php ?> <![CDATA[x]]>",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_MARKDOWN)
+def test_the_narrative_s_raw_html_and_unsafe_links_are_made_text(text: str) -> None:
+    safe = safe_markdown(text)
+    html, links = _read_as_html(safe)
+    assert html == [] and not any(unsafe_url(link) for link in links), (safe, html, links)
+    assert safe_markdown(safe) == safe  # made safe once, nothing more to do
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain *Markdown*, [a link](https://runbooks.example/a?b=1) and [relative](../2025/7.md)",
+        "Mail <mailto:oncall@example.com> or <https://status.example/9>",
+        "Code `<b>` and ``a ` <i> b``",
+        "```html\n<script>alert('quoted')</script>\n```",
+        "    <script>indented code</script>",
+        "- item\n  ```\n  <s>\n  ```",
+        "a \\<b> escaped already, 1 < 2",
+    ],
+)
+def test_safe_markdown_and_code_are_kept(text: str) -> None:
+    expected = text.replace("1 < 2", "1 &lt; 2")
+    assert safe_markdown(text) == expected
+
+
+def test_what_the_escaping_misses_is_caught_by_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the scan read a construct differently from the parser, the check after it
+    escapes the whole text bluntly: every < and [ as a character reference."""
+    import bridge.kb.render as rendering
+
+    monkeypatch.setattr(rendering, "_escape_inline", lambda text: text)
+    text = "Hi <script>alert(1)</script> [x](javascript:alert(2)) `<code>`"
+    safe = safe_markdown(text)
+    assert safe == text.replace("<", "&lt;").replace("[", "&#91;")
+    html, links = _read_as_html(safe)
+    assert html == [] and links == []
+
+
+def test_the_template_gets_the_sections_made_safe_unless_raw_html_is_allowed() -> None:
+    narrative = Narrative(summary="Down. <script>alert(1)</script> [x](javascript:alert(2))")
+    made_safe = render(fixed_document(narrative), "checkout").markdown
+    assert "&lt;script>alert(1)&lt;/script> [x]\\(javascript:alert(2))" in made_safe
+    verbatim = render(fixed_document(narrative), "checkout", raw_html=True).markdown
+    assert "<script>alert(1)</script> [x](javascript:alert(2))" in verbatim
+    # The template's own <br> (a line break in a table's cell) is not the narrative's: kept.
+    assert "100%<br>see graph" in made_safe
