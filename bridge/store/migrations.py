@@ -393,6 +393,14 @@ def _dismiss(db: sqlite_utils.Database) -> None:
     install_dismiss(db.conn)
 
 
+def _sessions(db: sqlite_utils.Database) -> None:
+    """The web pages' sessions, ended on the server by a sign-out or a token's removal
+    (``store/sessions.py``, docs/web.md)."""
+    from bridge.store.sessions import create_table
+
+    create_table(db.conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -407,6 +415,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0011_metrics", _metrics),
     ("0012_reconcile", _reconcile),
     ("0014_dismiss", _dismiss),
+    ("0013_sessions", _sessions),
 ]
 
 
