@@ -472,7 +472,7 @@ async def index(request: web.Request) -> web.Response:
         chosen["status"] = ["triggered", "acknowledged", "mitigated"]  # open ones first
     text = q.get("q", "").strip()[:500]
     before_text = q.get("before", "")
-    before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    before = parse_id(before_text)  # anything else ("²", 30 digits): the first page
     hits: list[dict[str, Any]] = []
     problem = ""
     rows: list[dict[str, Any]] = []
@@ -650,7 +650,9 @@ def _adapt(name: str, fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if name == "updates" and "next_update_in_minutes" in out:
         minutes = out.pop("next_update_in_minutes")
         out["next_update_in"] = (
-            int(minutes) * 60 if minutes.isdigit() and len(minutes) < 9 else minutes
+            int(minutes) * 60  # plain ASCII digits only: int() of "²" would raise
+            if minutes.isascii() and minutes.isdigit() and len(minutes) < 9
+            else minutes
         )
     return name, out
 
@@ -702,7 +704,7 @@ async def fragment(request: web.Request) -> web.Response:
     part = request.match_info["part"]
     if part == "timeline":
         after_text = request.query.get("after", "0")
-        after = int(after_text) if after_text.isdigit() and len(after_text) < 19 else 0
+        after = parse_id(after_text) or 0
         entries = await _read(
             state, functools.partial(timeline_since, incident_id=incident_id, after=after)
         )

@@ -165,3 +165,17 @@ async def test_a_slack_timestamp_in_other_digits_is_a_401_not_a_500(chat: Chat) 
         headers = {"X-Slack-Request-Timestamp": "¹⁵", "X-Slack-Signature": "v0=" + "0" * 64}
         resp = await chat.client.post(f"/api/v1/chat/slack/{kind}", data=b"x", headers=headers)
         assert resp.status == 401, (kind, await resp.text())
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "1" * 30, "+5"])
+async def test_the_pages_numbers_that_are_not_plain_digits_are_ignored_not_a_500(
+    make_client: MakeClient, bad: str
+) -> None:
+    """The pages read numbers from their query (the list's page, the timeline fragment's last
+    entry): one that is not plain ASCII digits is the default, never a 500."""
+    client: Any = await make_client()
+    i = await opened(client)
+    listing = await client.get("/", params={"before": bad})
+    assert listing.status == 200, await listing.text()
+    entries = await client.get(f"/incidents/{i}/fragments/timeline", params={"after": bad})
+    assert entries.status == 200, await entries.text()
