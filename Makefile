@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test lint install install-test clean bench-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: lint
 	$(BIN)/incident-bridge rules check --no-secrets rules/
 	$(BIN)/incident-bridge rules test rules/tests/*.yaml
 	$(BIN)/python -m pytest -q
+
+# Every bench/*.py in its smoke mode (a few seconds each): that each benchmark still runs.
+bench-smoke: install-test
+	tools/bench-smoke
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

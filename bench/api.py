@@ -162,9 +162,11 @@ def compare(
     rounds = []
     for _ in range(args.rounds):
         wait_idle(bridge_pid)
-        wrk(args, bare_url, mode, args.warmup, connections, cpus[1])
+        if args.warmup > 0:  # wrk runs 1 s at least: --warmup 0 (--smoke) skips it
+            wrk(args, bare_url, mode, args.warmup, connections, cpus[1])
         bare = wrk(args, bare_url, mode, args.duration, connections, cpus[1])
-        wrk(args, bridge_url, mode, args.warmup, connections, cpus[1])
+        if args.warmup > 0:
+            wrk(args, bridge_url, mode, args.warmup, connections, cpus[1])
         bridge = wrk(args, bridge_url, mode, args.duration, connections, cpus[1])
         rounds.append((bare, bridge))
     ratios = [b.per_second / a.per_second if a.per_second else 0.0 for a, b in rounds]
@@ -194,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.rounds, args.warmup, args.incidents = 0.5, 1, 0.0, 1000
     if not Path(args.wrk).exists():
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2

@@ -521,7 +521,14 @@ def main(argv: list[str] | None = None) -> int:
         help="min_interval_s of the Slack target (default 0: no pacing; -1: the type's default, 1 s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rate, args.seconds = 10.0, 1.0
     if args.rate <= 0 or args.seconds <= 0:
         parser.error("--rate and --seconds must be positive")
     if args.slack_min_interval is not None and args.slack_min_interval < 0:

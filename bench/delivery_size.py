@@ -266,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=50_000, help="alerts of the large incident")
     parser.add_argument("--messages", type=int, default=100, help="messages measured per case")
     parser.add_argument("--rounds", type=int, default=2, help="small/large pairs, alternating")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.alerts, args.messages, args.rounds = 300, 3, 1
     if args.alerts < 101 or args.messages < 1 or args.rounds < 1:
         parser.error("--alerts must be more than 100, --messages and --rounds at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="incident-bridge-delivery-size-"))

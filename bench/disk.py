@@ -118,7 +118,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incidents", type=int, default=2000)
     parser.add_argument("--alerts", type=int, default=3, help="alerts per incident")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.incidents = 50
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         store = Store(path)

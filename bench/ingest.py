@@ -386,7 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.warmup, args.rounds, args.alerts = 1.0, 0.0, 1, "1"
     if not Path(args.wrk).exists():
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2

@@ -185,4 +185,12 @@ if __name__ == "__main__":
     parser.add_argument("--entries", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=40)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.entries, args.rounds, args.requests = 200, 1, 5
+    asyncio.run(main(args))

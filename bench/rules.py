@@ -271,9 +271,18 @@ def main() -> None:
         "--no-receiver", action="store_true", help="skip the run through the real receiver"
     )
     parser.add_argument("--receiver-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args()
+    sizes, receiver_routes, receiver_pers = (10, 100, 1000), 1000, (1, 10)
+    if args.smoke:
+        args.seconds, args.receiver_seconds = 0.1, 0.5
+        sizes, receiver_routes, receiver_pers = (10, 100), 100, (1,)
     for shape in ("flat", "tree"):
-        for n in (10, 100, 1000):
+        for n in sizes:
             t0 = time.perf_counter()
             rs = build_ruleset(n, shape)
             load_s = time.perf_counter() - t0
@@ -290,15 +299,17 @@ def main() -> None:
                 print(json.dumps(line), flush=True)
     if args.ingest_rps or args.no_receiver:
         return
-    for per in (1, 10):
-        ingest = receiver_rps(1000, per, args.receiver_seconds)
+    for per in receiver_pers:
+        ingest = receiver_rps(receiver_routes, per, args.receiver_seconds)
         cost = evaluation_cost(
-            build_ruleset(1000, "flat"), make_payloads(1000, per, 500), args.seconds
+            build_ruleset(receiver_routes, "flat"),
+            make_payloads(receiver_routes, per, 500),
+            args.seconds,
         )
         # The server's own CPU time per webhook, whatever the client managed to send.
         share = cost["s_per_webhook"] / ingest["server_cpu_s_per_webhook"]
         print(json.dumps({
-            "bench": "rules", "case": "receiver", "routes": 1000, "shape": "flat",
+            "bench": "rules", "case": "receiver", "routes": receiver_routes, "shape": "flat",
             "alerts_per_webhook": per, "ingest_webhooks_per_s": round(ingest["rps"], 1),
             "failed": ingest["failed"],
             "ingest_cpu_us_per_webhook": round(ingest["server_cpu_s_per_webhook"] * 1e6, 1),
@@ -306,6 +317,8 @@ def main() -> None:
             "share_of_ingest": round(share, 3), "target_share_max": 0.10, "met": share <= 0.10,
             "pinned": ingest["pinned"],
         }), flush=True)  # fmt: skip
+        if args.smoke and (ingest["failed"] or not ingest["rps"]):
+            raise SystemExit(f"the receiver run failed: {ingest}")
 
 
 if __name__ == "__main__":

@@ -340,7 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, default=200, help="new incidents looked up")
     parser.add_argument("--db", type=Path, help="keep (and reuse) the database here")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.incidents, args.new = 500, 10
     workdir = Path(tempfile.mkdtemp(prefix="incident-bridge-similar-"))
     try:
         return run(args.db or workdir / "similar.db", args)
