@@ -167,6 +167,67 @@ class Ticket(Answer):
     url: str = Field(description="where people open it")
 
 
+class CheckSpec(Answer):
+    """A PromQL check as the route declares it (docs/rules.md, "Follow-up")."""
+
+    name: str
+    expr: str = Field(description="the PromQL expression, evaluated at the window's end")
+    expect: str = Field(description="what its result must be: `< 0.01`, `empty`, ...")
+
+
+class CheckRecord(Answer):
+    """One PromQL check as a validation judged it."""
+
+    name: str
+    passed: bool
+    reason: str = Field(description="why, in a sentence")
+    values: list[dict[str, Any]] = Field(
+        description="the samples seen (those that fail first): each `labels` and `value` (a "
+        "number, or `NaN`, `+Inf`, `-Inf`)"
+    )
+    error: str | None = Field(description="why there was no result to judge (then not passed)")
+
+
+class Validation(Answer):
+    """The follow-up's validation: quiet over the stabilization window, and the PromQL checks.
+    A follow-up that was not validated says why in `skipped` (and has no other key)."""
+
+    passed: bool | None = Field(default=None, description="quiet and every check passed")
+    quiet: bool | None = Field(
+        default=None, description="no alert of the incident fired again within the window"
+    )
+    window_s: float | None = Field(default=None, description="the stabilization window")
+    checks: list[CheckRecord] | None = Field(default=None, description="each check's result")
+    reasons: list[str] | None = Field(
+        default=None, description="why it failed (left out when it passed)"
+    )
+    skipped: str | None = Field(
+        default=None, description="why there was no validation (left out when there was one)"
+    )
+
+
+class Finding(Answer):
+    """Something the review should look at, that the bridge saw itself (docs/followup.md)."""
+
+    kind: str = Field(description="`no_runbook`, `recurrence`, `late_acknowledgement`, ...")
+    text: str
+    evidence: dict[str, Any] = Field(description="links and values behind it")
+
+
+class ItemDetail(Answer):
+    """What an item carries besides its text: the findings on the review item; the window, the
+    checks and, once run, the validation on the validate item; nothing on the others."""
+
+    findings: list[Finding] | None = Field(default=None, description="the review item's")
+    stabilization_s: float | None = Field(
+        default=None, description="the validate item's stabilization window"
+    )
+    checks: list[CheckSpec] | None = Field(default=None, description="the validate item's checks")
+    validation: Validation | None = Field(
+        default=None, description="the validate item's latest validation"
+    )
+
+
 class FollowUpItem(Answer):
     id: int
     kind: Literal["check", "validate", "review", "action"] = Field(
@@ -177,9 +238,9 @@ class FollowUpItem(Answer):
     state: Literal["open", "done", "waived"]
     owner: str | None
     reason: str | None = Field(description="why it was waived (or the note when checked off)")
-    detail: dict[str, Any] = Field(
+    detail: ItemDetail = Field(
         description="`findings` on the review item; `stabilization_s`, `checks` and "
-        "`validation` on the validate item"
+        "`validation` on the validate item; `{}` on the others"
     )
     ticket: Ticket | None = Field(description="its ticket, once the ticket target opened it")
     created_by: str
@@ -196,14 +257,140 @@ class FollowUpView(Answer):
     stabilization_started_at: Timestamp = Field(description="when the window started (mitigated)")
     stabilize_until: Timestamp = Field(description="when the window ends and validation runs")
     ticket_target: str | None
-    checks: list[dict[str, str]] = Field(description="the PromQL checks: name, expr, expect")
+    checks: list[CheckSpec] = Field(description="the PromQL checks: name, expr, expect")
     validated_at: Timestamp | None
-    validation: dict[str, Any] | None = Field(
+    validation: Validation | None = Field(
         description="`passed`, `quiet`, `window_s`, `checks` (each `name`, `passed`, `reason`, "
-        "`values`, `error`), `reasons`; or `skipped`"
+        "`values`, `error`), `reasons`; or `skipped`; null until the window ends"
     )
-    open_items: int
+    open_items: int = Field(
+        description="the open items the incident waits on: every open item but the action "
+        "items, which their tickets track (`items` lists those too)"
+    )
     items: list[FollowUpItem]
+
+
+# --- the postmortem's facts (core/postmortem.facts_dict) ------------------------------------
+
+Milestone = Literal[
+    "started_at", "opened_at", "acknowledged_at", "mitigated_at", "resolved_at", "closed_at"
+]
+DurationName = Literal[
+    "detection_delay", "time_to_acknowledge", "time_to_mitigate", "time_to_resolve"
+]
+
+
+class FactsIncident(Answer):
+    id: int
+    title: str
+    severity: str
+    status: str
+    route: str
+    team: str
+    service: str
+    key: str
+
+
+class FactsImpact(Answer):
+    start: Timestamp | None = Field(description="the first alert's startsAt")
+    end: Timestamp | None = Field(description="mitigated (resolved when it never was)")
+    duration: str = Field(description="the span between, as people read it; `-` when open")
+
+
+class FactsMilestone(Answer):
+    name: Milestone
+    label: str = Field(description="`Started (first alert)`, `Opened`, `Acknowledged`, ...")
+    at: Timestamp | None = Field(description="null: not reached")
+
+
+class FactsDuration(Answer):
+    name: DurationName = Field(
+        description="each from `started_at`: `detection_delay` to `opened_at`, "
+        "`time_to_acknowledge` to `acknowledged_at`, `time_to_mitigate` to `mitigated_at`, "
+        "`time_to_resolve` to `resolved_at`"
+    )
+    label: str
+    seconds: float | None = Field(description="null: the milestone was not reached")
+    text: str = Field(description="as people read it: `4m12s`; `-` when not reached")
+
+
+class FactsRole(Answer):
+    role: str
+    people: list[str]
+
+
+class FactsHandover(Answer):
+    # "from" is a Python keyword: the field is from_, read and written as "from".
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    at: Timestamp | None
+    role: str
+    from_: list[str] = Field(alias="from", description="who held it before")
+    to: list[str] = Field(description="who holds it after")
+    action: str = Field(description="`assign`, `handover` or `release`")
+    actor: str
+
+
+class FactsEntry(Answer):
+    id: int
+    at: Timestamp | None
+    kind: str
+    actor: str
+    text: str = Field(description="as corrected, when a correction points at it")
+    corrected_by: int | None
+
+
+class FactsAlert(Answer):
+    alertname: str
+    status: str
+    starts_at: Timestamp | None
+    ends_at: Timestamp | None
+    summary: str
+    generator_url: str
+    runbook_url: str
+    labels: dict[str, str]
+
+
+class FactsCheck(Answer):
+    name: str
+    passed: bool | None
+    reason: str
+
+
+class FactsValidation(Answer):
+    validated_at: Timestamp | None
+    passed: bool | None = Field(description="null: not run (yet), or skipped")
+    quiet: bool | None
+    skipped: str
+    reasons: list[str]
+    checks: list[FactsCheck]
+
+
+class FactsItem(Answer):
+    id: int
+    kind: str
+    text: str
+    owner: str
+    state: str
+    reason: str
+    ticket: Ticket | None
+
+
+class PostmortemFacts(Answer):
+    """What the bridge knows of the incident, gathered at every read (docs/postmortems.md)."""
+
+    incident: FactsIncident
+    impact: FactsImpact
+    milestones: list[FactsMilestone] = Field(description="the six, in order")
+    durations: list[FactsDuration] = Field(description="the four, in order")
+    roles: list[FactsRole]
+    handovers: list[FactsHandover]
+    timeline: list[FactsEntry] = Field(description="corrections applied")
+    timeline_omitted: int = Field(description="entries left out of a long timeline")
+    alerts: list[FactsAlert]
+    alerts_omitted: int
+    validation: FactsValidation | None
+    action_items: list[FactsItem]
 
 
 class ActionResult(Answer):

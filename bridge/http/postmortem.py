@@ -20,7 +20,14 @@ from bridge.http import auth, pages
 from bridge.http.actions import ActionBody, _field, _idempotency
 from bridge.http.api import _int, _known_params, path_id
 from bridge.http.errors import HTTPError, store_unavailable
-from bridge.http.models import Answer, IncidentSummary, TimelineEntry, Timestamp, json_answer
+from bridge.http.models import (
+    Answer,
+    IncidentSummary,
+    PostmortemFacts,
+    TimelineEntry,
+    Timestamp,
+    json_answer,
+)
 from bridge.kb import postmortems
 from bridge.kb.postmortems import PostmortemError
 from bridge.service import AppState
@@ -99,7 +106,7 @@ class PostmortemView(Answer):
     author: str | None
     saved_at: Timestamp | None
     sections: Sections
-    facts: dict[str, Any] = Field(
+    facts: PostmortemFacts = Field(
         description="`incident`, `impact`, `milestones`, `durations`, `roles`, `handovers`, "
         "`timeline` (corrections applied), `alerts`, `validation`, `action_items`: "
         "docs/postmortems.md"
