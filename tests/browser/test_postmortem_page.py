@@ -15,7 +15,6 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.browser.conftest import (
     DESKTOP,
     PHONE,
-    SCREENSHOTS,
     USERS,
     Stack,
     assert_accessible,
@@ -62,7 +61,6 @@ def test_the_postmortem_s_tables_are_tables(
         page.goto(f"/incidents/{written['id']}#postmortem")
         expect(section.locator(".markdown table").first).to_be_visible()
         screenshot(page, "postmortem", width)
-        section.screenshot(path=SCREENSHOTS / f"postmortem-section-{width}.png")
         text = section.inner_text()
         assert "|---|" not in text and "| Milestone |" not in text, text[:500]
         # The template's tables (milestones, durations, roles, hand-overs, timeline, action

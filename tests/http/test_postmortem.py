@@ -491,7 +491,7 @@ async def test_the_page_shows_the_postmortem_s_tables_and_a_readable_header(
     # The header's two sentences stay apart ("...Z. Policy: required.", never "Z.Policy").
     header = re.search(r"<p>(Version 1 by api, .*?)</p>", section, re.S)
     assert header, section[:600]
-    assert re.search(r"\.\s+Policy: required\.", header.group(1)), header.group(1)
+    assert re.search(r", 2026-11-27 04:06:40 UTC\.\s+Policy: required\.", header.group(1)), header
     assert not re.search(r"\S\.Policy", header.group(1))
     # Every table of the Markdown is a table, each in its own region that scrolls on a phone.
     tables = re.findall(
