@@ -147,24 +147,49 @@ def load_runtime(settings: Settings, deps: TargetDeps) -> Runtime:
     return rules_runtime(settings.rules, deps)
 
 
+# How long loading new rules may take before the reload gives up (the old rules stay). The
+# loader bounds each file's size, nodes and nesting (bridge/rules/source.py), so real rules load
+# in well under a second; this is the last guard, for SIGHUP, /-/reload and --watch-rules.
+RELOAD_TIMEOUT_S = 30.0
+
+
 async def reload(state: AppState) -> list[str]:
-    """Load the rules aside and swap them in whole; on errors keep the old ones. Returns errors."""
+    """Load the rules aside and swap them in whole; on errors keep the old ones. Returns errors.
+
+    Never raises: a reload runs from SIGHUP (a task nobody awaits), /-/reload (a 422) and the
+    file watcher, and a bad file must leave the service as it was, the metric at 0."""
+    loading = asyncio.to_thread(load_runtime, state.settings, state.deps)
     try:
-        runtime = await asyncio.to_thread(load_runtime, state.settings, state.deps)
+        runtime = await asyncio.wait_for(loading, RELOAD_TIMEOUT_S)
     except RulesError as exc:
-        state.metrics.rules_reload_ok.set(0)
-        for line in exc.errors:
-            log.error("rules reload failed: %s", line)
-        log.error(
-            "rules reload failed: keeping the rules loaded before (%s)",
-            state.runtime.config_hash[:12],
+        errors = list(exc.errors)
+    except TimeoutError:
+        # The loading thread cannot be stopped; it ends on its own and its result is dropped.
+        errors = [f"{_rule_paths(state)}: loading took longer than {RELOAD_TIMEOUT_S:g} s"]
+    except Exception as exc:  # a loader bug (RecursionError, MemoryError...): not the service's end
+        log.error("rules reload: the loader failed", exc_info=exc)
+        # The type only: an exception's message may quote the file.
+        errors = [f"{_rule_paths(state)}: the rules could not be loaded ({type(exc).__name__})"]
+    else:
+        activate(state, runtime)
+        log.info(
+            "rules reloaded: %s (%s)",
+            ", ".join(runtime.files) or "built-in",
+            runtime.config_hash[:12],
         )
-        return exc.errors
-    activate(state, runtime)
-    log.info(
-        "rules reloaded: %s (%s)", ", ".join(runtime.files) or "built-in", runtime.config_hash[:12]
+        return []
+    state.metrics.rules_reload_ok.set(0)
+    for line in errors:
+        log.error("rules reload failed: %s", line)
+    log.error(
+        "rules reload failed: keeping the rules loaded before (%s)",
+        state.runtime.config_hash[:12],
     )
-    return []
+    return errors
+
+
+def _rule_paths(state: AppState) -> str:
+    return ", ".join(str(p) for p in state.settings.rules) or "<rules>"
 
 
 def activate(state: AppState, runtime: Runtime) -> None:

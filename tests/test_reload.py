@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bridge import service
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.core.secrets import Secret
@@ -16,7 +20,7 @@ from bridge.service import AppState, activate, api_access, load_runtime
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
 from tests.conftest import GENERATED_API_TOKEN, WRITE, fixture_body
-from tests.integration.procs import Bridge, wait_for
+from tests.integration.procs import Bridge, http, wait_for
 
 RULES_A = """\
 targets:
@@ -154,5 +158,107 @@ def test_sighup_and_file_watcher_reload_a_running_service(tmp_path: Path) -> Non
         wait_for("failed reload logged", lambda: "colour" in bridge.logs() or None, timeout=15)
         assert bridge.get_json("/api/v1/rules")["rules"]["route"]["name"] == "root-c"
         assert second != first
+    finally:
+        assert bridge.stop() == 0
+
+
+DEEP = RULES_A + "  team: " + "[" * 3000 + "]" * 3000 + "\n"
+BOMB_LINES = ["  x0: &x0 [a, b, c, d, e, f, g, h, i, j]"] + [
+    f"  x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 10) + "]" for i in range(1, 9)
+]
+BOMB = RULES_A.replace("route:", "templates:\n" + "\n".join(BOMB_LINES) + "\nroute:")
+
+
+async def reload_metric(client: Any) -> str:
+    text: str = await (await client.get("/metrics")).text()
+    return next(
+        line
+        for line in text.splitlines()
+        if line.startswith("incident_bridge_rules_last_reload_successful ")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (DEEP, "nesting deeper than 64"),
+        (BOMB, "aliases expand to more than 200000 nodes"),
+    ],
+    ids=["deep", "alias-bomb"],
+)
+async def test_a_hostile_file_is_a_422_and_the_old_rules_stay(
+    aiohttp_client: Any, tmp_path: Path, text: str, error: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_A)
+    client, _state = await make(aiohttp_client, tmp_path, rules)
+    before = (await (await client.get("/api/v1/rules")).json())["config_hash"]
+    rules.write_text(text)
+    started = time.perf_counter()
+    resp = await client.post("/-/reload", headers=WRITE)
+    assert resp.status == 422, await resp.text()
+    assert time.perf_counter() - started < 5
+    errors = (await resp.json())["errors"]
+    assert len(errors) == 1 and errors[0].startswith(f"{rules}:") and error in errors[0], errors
+    assert await reload_metric(client) == "incident_bridge_rules_last_reload_successful 0.0"
+    assert (await (await client.get("/api/v1/rules")).json())["config_hash"] == before
+    ok = await client.post(
+        "/api/v1/alerts", data=json.dumps(fixture_body("ha-pair-single-delivery.json"))
+    )
+    assert ok.status == 200
+
+
+async def test_a_loader_that_fails_or_hangs_is_a_422_not_a_500(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the loader does (a bug raising, a file it takes too long on), a reload ends
+    with the old rules, the metric at 0 and an error naming the rule files."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_A)
+    client, _state = await make(aiohttp_client, tmp_path, rules)
+
+    def crash(*_args: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(service, "load_runtime", crash)
+    resp = await client.post("/-/reload", headers=WRITE)
+    assert resp.status == 422
+    assert (await resp.json())["errors"] == [
+        f"{rules}: the rules could not be loaded (RecursionError)"
+    ]
+    assert await reload_metric(client) == "incident_bridge_rules_last_reload_successful 0.0"
+
+    def slow(*_args: Any) -> Any:
+        time.sleep(1.0)
+        raise AssertionError("the reload should have given up before")
+
+    monkeypatch.setattr(service, "load_runtime", slow)
+    monkeypatch.setattr(service, "RELOAD_TIMEOUT_S", 0.2)
+    resp = await client.post("/-/reload", headers=WRITE)
+    assert resp.status == 422
+    assert (await resp.json())["errors"] == [f"{rules}: loading took longer than 0.2 s"]
+    assert (await (await client.get("/api/v1/rules")).json())["rules"]["route"]["name"] == "root-a"
+    await asyncio.sleep(1.0)  # the abandoned thread ends before the test's loop closes
+
+
+def test_sighup_with_a_deep_file_logs_the_error_and_keeps_the_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_A)
+    bridge = Bridge(tmp_path / "b", args=["--rules", str(rules)])
+    bridge.start()
+    try:
+        rules.write_text(DEEP)
+        assert bridge.proc is not None
+        bridge.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            "failed reload logged",
+            lambda: "nesting deeper than 64" in bridge.logs() or None,
+            timeout=15,
+        )
+        assert bridge.get_json("/api/v1/rules")["rules"]["route"]["name"] == "root-a"
+        metrics = http("GET", bridge.url + "/metrics").body.decode()
+        assert "incident_bridge_rules_last_reload_successful 0.0" in metrics
+        assert "Task exception was never retrieved" not in bridge.logs()
+        assert "RecursionError" not in bridge.logs()
     finally:
         assert bridge.stop() == 0

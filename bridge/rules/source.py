@@ -11,8 +11,23 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    Event,
+    NodeEvent,
+)
 
 Loc = tuple[int | str, ...]
+
+# A rule file's shape is bounded before it is built: aliases (``*name``) share one node in the
+# parsed tree, but everything after (validation, routes, JSON) walks them expanded, so a 1 KB
+# "billion laughs" of nested aliases would cost gigabytes. The bounds are far above real rules
+# (a route is 10 to 30 nodes) and keep a bad file from taking the service's memory and time.
+MAX_FILE_BYTES = 4 * 1024 * 1024  # bytes of one rule file
+MAX_NODES = 200_000  # nodes of one rule file, aliases expanded (keys, values, items)
+MAX_DEPTH = 64  # mappings and lists nested in one another (a route level is two)
 
 
 @dataclass(frozen=True)
@@ -112,10 +127,14 @@ def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
     """Parse one file; YAML errors (syntax, duplicate keys) become diagnostics."""
     name = display_name(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         diags.errors.append(f"{name}:0:0: cannot read: {exc.strerror}")
         return None, b""
+    if len(raw) > MAX_FILE_BYTES:
+        diags.errors.append(f"{name}:0:0: larger than {MAX_FILE_BYTES} bytes")
+        return None, raw
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -123,6 +142,10 @@ def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
         return None, raw
     yaml = YAML(typ="rt")
     try:
+        problem = _shape_error(yaml.parse(text))
+        if problem is not None:
+            diags.errors.append(f"{name}:{problem}")
+            return None, raw
         data = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -131,6 +154,41 @@ def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
         diags.errors.append(f"{name}:{line}:{col}: YAML: {problem}")
         return None, raw
     return Source(name, data), raw
+
+
+def _shape_error(events: Iterable[Event]) -> str | None:
+    """``line:col: message`` when the document nests deeper than MAX_DEPTH or has more than
+    MAX_NODES nodes with its aliases expanded; None when it is within bounds. One pass over
+    the parser's events, no recursion and nothing built: an alias counts the nodes its anchor
+    stood for, so a bomb is found at the alias that crosses the bound."""
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for, expanded
+    open_: list[tuple[int, str | None]] = []  # per open collection: nodes before it, anchor
+    nodes = 0
+    for event in events:
+        if isinstance(event, CollectionEndEvent):
+            before, anchor = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before
+            continue
+        if not isinstance(event, NodeEvent):
+            continue  # stream and document start and end
+        mark = event.start_mark
+        place = f"{mark.line + 1}:{mark.column + 1}"
+        if isinstance(event, AliasEvent):
+            nodes += sizes.get(str(event.anchor), 1)  # an unknown alias: the loader says so
+            if nodes > MAX_NODES:
+                return f"{place}: aliases expand to more than {MAX_NODES} nodes"
+            continue
+        if isinstance(event, CollectionStartEvent):
+            open_.append((nodes, event.anchor))
+            if len(open_) > MAX_DEPTH:
+                return f"{place}: nesting deeper than {MAX_DEPTH}"
+        elif event.anchor is not None:
+            sizes[event.anchor] = 1
+        nodes += 1
+        if nodes > MAX_NODES:
+            return f"{place}: more than {MAX_NODES} nodes"
+    return None
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -1,0 +1,125 @@
+"""Rule files that would cost the loader without bound: a "billion laughs" of nested aliases,
+nesting deeper than the parser's recursion, a file too large. Each is refused before anything
+is built, quickly, with a clear error at its place, by the loader, ``rules check`` and
+``rules test``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.rules import load_rules
+from bridge.rules.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def alias_bomb(levels: int = 8, fan: int = 10) -> str:
+    """A ~1 KB file whose root route has ``fan ** levels`` (10^8) routes once aliases expand."""
+    lines = ["targets: {out: {type: console}}", "templates:"]
+    lines.append("  r0: &r0 {name: r0, matchers: ['a=\"b\"']}")
+    for i in range(1, levels + 1):
+        children = ", ".join([f"*r{i - 1}"] * fan)
+        lines.append(f"  r{i}: &r{i} {{name: r{i}, routes: [{children}]}}")
+    lines.append(f"route: *r{levels}")
+    return "\n".join(lines) + "\n"
+
+
+def deep(depth: int = 5000) -> str:
+    return "routes: " + "[" * depth + "]" * depth + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_the_alias_quickly_and_small(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    assert path.stat().st_size < 1024
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = load_rules([path])
+    took = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.ruleset is None
+    assert result.errors == [f"{path}:8:36: aliases expand to more than {MAX_NODES} nodes"]
+    assert took < 2.0, took
+    assert peak < 20 * 2**20, peak
+
+
+def test_aliases_within_the_bound_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        "targets: {out: {type: console}}\n"
+        "route:\n"
+        "  name: root\n"
+        "  tiers: &tiers {general: [out]}\n"
+        "  routes:\n"
+        "    - {name: a, matchers: ['team=\"a\"'], tiers: *tiers}\n"
+        "    - {name: b, matchers: ['team=\"b\"'], tiers: *tiers}\n"
+    )
+    result = load_rules([path])
+    assert result.errors == [] and result.ruleset is not None
+
+
+def test_deep_nesting_is_a_clear_error_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(deep())
+    result = load_rules([path])
+    assert result.errors == [f"{path}:1:{9 + MAX_DEPTH - 1}: nesting deeper than {MAX_DEPTH}"]
+
+
+def test_nesting_within_the_bound_loads(tmp_path: Path) -> None:
+    """Twenty levels of routes (forty of YAML) are fine."""
+    text = "targets: {out: {type: console}}\nroute:\n  name: r0\n"
+    indent = "  "
+    for i in range(1, 21):
+        text += f"{indent}routes:\n{indent}  - name: r{i}\n"
+        indent += "    "
+    path = tmp_path / "nested.yaml"
+    path.write_text(text)
+    result = load_rules([path])
+    assert result.errors == [] and result.ruleset is not None
+
+
+def test_a_file_too_large_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "large.yaml"
+    path.write_text("# " + "x" * MAX_FILE_BYTES + "\n")
+    result = load_rules([path])
+    assert result.errors == [f"{path}:0:0: larger than {MAX_FILE_BYTES} bytes"]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [(deep(), "nesting deeper than"), (alias_bomb(), "aliases expand to more than")],
+    ids=["deep", "bomb"],
+)
+def test_rules_check_prints_the_error_not_a_traceback(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "rules", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert error in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_rules_test_refuses_a_deep_test_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("tests: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert main(["rules", "test", str(path)]) == 1
+    out = capsys.readouterr()
+    assert f"nesting deeper than {MAX_DEPTH}" in out.out + out.err
