@@ -50,6 +50,18 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class Digest:
+    """Several incidents' messages to one channel as one message, when more wait for that
+    channel than its rate lets out within the worker's budget (a storm). ``items`` holds one
+    notification per incident (each as it would have been sent alone), most severe first;
+    once the digest is delivered, none of them is sent again on its own."""
+
+    target: str
+    tier: Tier
+    items: tuple[Notification, ...]
+
+
+@dataclass(frozen=True)
 class TimelineNote:
     """A timeline entry a send asks for, written with its delivered state in one transaction
     (the silence a built-in sender made in Alertmanager, with its id). ``kind`` is one of
@@ -156,3 +168,9 @@ class Sender(Protocol):
         ...
 
     async def send(self, notification: Notification) -> DeliveryResult: ...
+
+
+class DigestSender(Sender, Protocol):
+    """A target that can merge several incidents into one message (``Digest``)."""
+
+    async def send_digest(self, digest: Digest) -> DeliveryResult: ...

@@ -37,6 +37,7 @@ from bridge.delivery import snapshot
 from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
+    Digest,
     Notification,
     PermanentError,
     RateLimited,
@@ -69,6 +70,11 @@ class DeliveryPolicy:
     # between arrivals, which jitters by some milliseconds around the gap between sends.
     pace_margin: float = 0.05
     pace_margin_s: float = 0.02
+    # Storms: when more general-tier messages wait for one channel than its pace lets out
+    # within digest_budget_s, they go out as digests of up to digest_size incidents (for the
+    # targets that can send one; 0 or 1 turns digests off).
+    digest_budget_s: float = 10.0
+    digest_size: int = 20
 
 
 def paced_interval(interval: float, policy: DeliveryPolicy) -> float:
@@ -296,24 +302,41 @@ class OutboxWorker:
             )
         )
         leaders: list[int] = []
+        # (target, channel) -> the leaders of its digest; None: the channel has no turn now
+        digests: dict[tuple[str, str], list[int] | None] = {}
+        storming = self._storming(rows)
         self._paced_until = None
-        for row in rows:
+        for row in rows:  # most severe first (outbox.priority)
             key = (row.incident_id, row.target)
             if key in self._inflight or key in self._unrecorded:
                 continue  # one send at a time; an outcome not yet recorded holds its row
             if row.target in self._paused:
                 continue  # the target asked to wait: its rows stay in the outbox, unclaimed
-            wait = self._pacer(row.target).delay(_channel(row))
+            channel = _channel(row)
+            if row.tier == "general" and (row.target, channel) in storming:
+                batch = digests.get((row.target, channel), [])
+                if not batch and batch is not None:
+                    wait = self._pacer(row.target).delay(channel)  # the digest's turn
+                    if wait > 0:
+                        self._paced_until = min(self._paced_until or wait, wait)
+                        batch = None
+                    digests[(row.target, channel)] = batch
+                if batch is not None and len(batch) < self.policy.digest_size:
+                    batch.append(row.id)
+                continue
+            wait = self._pacer(row.target).delay(channel)
             if wait > 0:
                 self._paced_until = min(self._paced_until or wait, wait)
                 continue
             leaders.append(row.id)
-        if not leaders:
+        batches = [batch for batch in digests.values() if batch]
+        claimed = leaders + [leader for batch in batches for leader in batch]
+        if not claimed:
             return 0
         # One write claims every group, one read loads what their messages need.
         groups = await self.store.write(
             functools.partial(
-                outbox.claim_groups, leader_ids=leaders, max_group=self.policy.group_size
+                outbox.claim_groups, leader_ids=claimed, max_group=self.policy.group_size
             )
         )
         contexts = await self.store.read(
@@ -321,12 +344,50 @@ class OutboxWorker:
                 outbox.contexts, groups=list(groups.values()), max_alerts=snapshot.MAX_ALERTS
             )
         )
-        for leader_id, group in groups.items():
-            key = (group[0].incident_id, group[0].target)
-            task = asyncio.create_task(self._deliver(group, contexts.get(leader_id)))
+        started = 0
+        for leader_id in leaders:
+            if (group := groups.get(leader_id)) is not None:
+                self._start(self._deliver(group, contexts.get(leader_id)), [group])
+                started += 1
+        for batch in batches:
+            members = [groups[leader] for leader in batch if leader in groups]
+            if len(members) == 1:
+                self._start(self._deliver(members[0], contexts.get(members[0][0].id)), members)
+            elif members:
+                self._start(self._deliver_digest(members, contexts), members)
+            started += len(members)
+        return started
+
+    def _start(self, send: Any, groups: list[list[outbox.OutboxRow]]) -> None:
+        keys = [(g[0].incident_id, g[0].target) for g in groups]
+        task = asyncio.create_task(send)
+        for key in keys:
             self._inflight[key] = task
-            task.add_done_callback(functools.partial(self._done, key))
-        return len(groups)
+        task.add_done_callback(functools.partial(self._done_all, keys))
+
+    def _done_all(self, keys: list[tuple[int, str]], task: asyncio.Task[None]) -> None:
+        for key in keys:
+            self._done(key, task)
+
+    def _storming(self, rows: list[outbox.OutboxRow]) -> set[tuple[str, str]]:
+        """The (target, channel)s whose waiting general-tier messages are more than the
+        channel's pace lets out within ``digest_budget_s``, for targets that send digests."""
+        waiting: dict[tuple[str, str], int] = {}
+        for row in rows:
+            if row.tier == "general" and (row.incident_id, row.target) not in self._inflight:
+                key = (row.target, _channel(row))
+                waiting[key] = waiting.get(key, 0) + 1
+        out: set[tuple[str, str]] = set()
+        if self.policy.digest_size < 2:
+            return out
+        for (name, channel), count in waiting.items():
+            target = self.targets.get(name)
+            if target is None or getattr(target, "send_digest", None) is None:
+                continue
+            interval = paced_interval(target.pacing_s, self.policy)
+            if interval > 0 and count > max(1.0, self.policy.digest_budget_s / interval):
+                out.add((name, channel))
+        return out
 
     def _pacer(self, name: str) -> _Pacer:
         pacer = self._pacers.get(name)
@@ -385,17 +446,7 @@ class OutboxWorker:
             await self._fail(leader, PermanentError("incident_missing"))
             return
         try:
-            notification = Notification(
-                id=leader.id,
-                idempotency_key=leader.idempotency_key,
-                target=leader.target,
-                tier=leader.tier,  # type: ignore[arg-type]
-                event=_headline(group),  # type: ignore[arg-type]
-                incident=snapshot.from_store(ctx.incident, self.incident_url),
-                events=tuple(ctx.events),
-                state=ctx.state,
-                sequence=leader.id,
-            )
+            notification = self._notification(group, ctx)
         except Exception as exc:  # a bug, not the target's fault: retried on the schedule
             log.exception("outbox: cannot build notification %d", leader.id)
             await self._fail(leader, RetryableError(f"internal_{type(exc).__name__}"))
@@ -430,6 +481,99 @@ class OutboxWorker:
         )
         for member in group:
             self.metrics.notifications.labels(member.target, member.event).inc()
+
+    def _notification(self, group: list[outbox.OutboxRow], ctx: outbox.Context) -> Notification:
+        leader = group[0]
+        return Notification(
+            id=leader.id,
+            idempotency_key=leader.idempotency_key,
+            target=leader.target,
+            tier=leader.tier,  # type: ignore[arg-type]
+            event=_headline(group),  # type: ignore[arg-type]
+            incident=snapshot.from_store(ctx.incident, self.incident_url),
+            events=tuple(ctx.events),
+            state=ctx.state,
+            sequence=leader.id,
+        )
+
+    async def _deliver_digest(
+        self, groups: list[list[outbox.OutboxRow]], contexts: Mapping[int, outbox.Context]
+    ) -> None:
+        """Several incidents' messages to one channel as one digest; delivered, each of their
+        rows is marked delivered (with the digest's ids) and none is sent again alone."""
+        first = groups[0][0]
+        target = self.targets.get(first.target)
+        items: list[Notification] = []
+        members: list[list[outbox.OutboxRow]] = []
+        for group in groups:
+            ctx = contexts.get(group[0].id)
+            if target is None:
+                await self._fail(group[0], PermanentError("unknown_target"))
+            elif ctx is None:
+                await self._fail(group[0], PermanentError("incident_missing"))
+            else:
+                try:
+                    items.append(self._notification(group, ctx))
+                except Exception as exc:  # a bug: retried on the schedule, the others go on
+                    log.exception("outbox: cannot build notification %d", group[0].id)
+                    await self._fail(group[0], RetryableError(f"internal_{type(exc).__name__}"))
+                    continue
+                members.append(group)
+        if target is None or not members:
+            return
+        digest = Digest(first.target, first.tier, tuple(items))  # type: ignore[arg-type]
+        started = time.perf_counter()
+        try:
+            result = await self._send_digest(first.target, target, digest, _channel(first))
+        except _Paused:
+            return
+        except DeliveryError as exc:
+            self._observe(first.target, started)
+            for group in members:
+                await self._fail(group[0], exc)
+            return
+        except Exception as exc:
+            self._observe(first.target, started)
+            log.exception("outbox: target %s raised unexpectedly on a digest", first.target)
+            for group in members:
+                await self._fail(group[0], RetryableError(f"internal_{type(exc).__name__}"))
+            return
+        self._observe(first.target, started)
+        log.info(
+            "outbox: %d incidents to %s went out as one digest (a storm: more waited for the "
+            "channel than it takes one by one)",
+            len(members),
+            first.target,
+        )
+        ids = {**result.provider_ids, "digest": str(members[0][0].id)}
+        now = self.clock()
+        await asyncio.gather(
+            *(
+                self._record(group[0], outbox.Attempt(group[0].id, now, provider_ids=ids))
+                for group in members
+            )
+        )
+        for group in members:
+            for member in group:
+                self.metrics.notifications.labels(member.target, member.event).inc()
+
+    async def _send_digest(
+        self, name: str, target: Sender, digest: Digest, channel: str
+    ) -> DeliveryResult:
+        send = getattr(target, "send_digest")  # noqa: B009 - checked by _storming
+        limit = self._limits.setdefault(name, asyncio.Semaphore(self.policy.concurrency_per_target))
+        await self._gate(name, target).wait(channel)
+        async with limit:
+            if self._pause_left(name) > 0:
+                raise _Paused
+            try:
+                result: DeliveryResult = await send(digest)
+            except RetryableError as exc:
+                scoped = isinstance(exc, RateLimited) and exc.scope is not None
+                if exc.retry_after is not None and exc.retry_after > 0 and not scoped:
+                    self._pause(name, exc.retry_after, exc.reason)
+                raise
+            return result
 
     def _observe(self, target: str, started: float) -> None:
         self.metrics.notification_duration.labels(target).observe(time.perf_counter() - started)

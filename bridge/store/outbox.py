@@ -12,6 +12,7 @@ from typing import Any
 from bridge.core import jsontext
 from bridge.core.actions import Outcome
 from bridge.core.incidents import Event
+from bridge.core.policy import severity_rank
 from bridge.core.timeutil import format_ns
 from bridge.store.changes import write_change
 from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
@@ -41,6 +42,8 @@ class OutboxRow:
     delivered_at: int | None
     last_error: str | None
     leader_id: int | None
+    # the incident's severity when the row was read as due (the worker orders by it)
+    severity: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -81,8 +84,11 @@ def _pending_targets(conn: sqlite3.Connection) -> list[str]:
 
 # The heads of one target in time order: pending rows with no older pending row of the same
 # incident and target, walked on (state, target, next_attempt_at, id).
+_ROW_O = ", ".join(f"o.{c}" for c in _ROW.split(", "))
+_SEVERITY = "(SELECT i.severity FROM incidents i WHERE i.id = o.incident_id)"
 _HEADS = (
-    f"SELECT {_ROW} FROM outbox o INDEXED BY idx_outbox_state_target_next_attempt_at_id "
+    f"SELECT {_ROW}, {_SEVERITY} FROM outbox o "
+    "INDEXED BY idx_outbox_state_target_next_attempt_at_id "
     "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at {op} ? "
     "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
     "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
@@ -90,6 +96,25 @@ _HEADS = (
 )
 _HEADS_DUE = _HEADS.format(op="<=")
 _HEADS_LATER = _HEADS.format(op=">")
+# The heads of one target for the open incidents of one severity: a walk of the incidents'
+# (status, severity) index, and per incident its oldest pending row of the target (the
+# outbox's (state, incident_id, target, id) index). Under a storm the oldest heads are often
+# of minor incidents: these are what a sev1 must not wait behind.
+_URGENT_HEADS = (
+    f"SELECT {_ROW_O}, i.severity FROM incidents i JOIN outbox o ON o.id = "
+    "(SELECT min(p.id) FROM outbox p WHERE p.state = 'pending' AND p.incident_id = i.id "
+    "AND p.target = ?) "
+    "WHERE i.status IN ('triggered', 'acknowledged', 'mitigated') AND i.severity = ? "
+    "AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?"
+)
+# Severities whose heads are looked for apart from the time order.
+URGENT = ("sev1", "sev2")
+
+
+def priority(row: OutboxRow) -> tuple[int, int, int, int]:
+    """The order rows are sent in: severity first, then a stakeholder page before other news
+    of the same severity, then age."""
+    return (severity_rank(row.severity), row.tier != "stakeholders", row.next_attempt_at, row.id)
 
 
 def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> list[OutboxRow]:
@@ -101,13 +126,18 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> l
     The cost does not grow with the backlog: under an alert storm thousands of rows wait, and
     this runs after every send. Each target is one index walk in time order (index on state,
     target, next_attempt_at, id) that stops after ``per_target`` heads; the targets with pending
-    rows are found by skipping through the same index, one lookup per target.
+    rows are found by skipping through the same index, one lookup per target. The heads of open
+    sev1 and sev2 incidents are added however old (``_URGENT_HEADS``), and the rows come in the
+    order they should be sent (``priority``: severity, stakeholders, age).
     """
-    rows: list[OutboxRow] = []
+    rows: dict[int, OutboxRow] = {}
     for target in _pending_targets(conn):
-        rows.extend(_rows(conn.execute(_HEADS_DUE, (target, now, per_target))))
-    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-    return rows[:limit]
+        for row in _rows(conn.execute(_HEADS_DUE, (target, now, per_target))):
+            rows[row.id] = row
+        for severity in URGENT:
+            for row in _rows(conn.execute(_URGENT_HEADS, (target, severity, now, per_target))):
+                rows[row.id] = row
+    return sorted(rows.values(), key=priority)[:limit]
 
 
 def next_due_at(conn: sqlite3.Connection, *, after: int) -> int | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.delivery.markup import Markup
-from bridge.delivery.protocol import DeliveryResult, Notification, PermanentError
+from bridge.delivery.protocol import DeliveryResult, Digest, Notification, PermanentError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -110,6 +110,54 @@ class Target:
         except TemplateError as exc:
             self.deps.logger.error("template error for target %s: %s", self.name, exc)
             raise PermanentError("template_error") from None
+
+    def render_digest(self, digest: Digest) -> Rendered:
+        """Render this type's ``digest`` template: one line per incident (``incidents``: id,
+        title, severity, status, url, event, team, service), most severe first, with
+        ``count`` and ``severities`` (how many of each)."""
+        from bridge.delivery.templates import TemplateError
+
+        incidents: list[dict[str, Any]] = [
+            {
+                "id": n.incident.get("id"),
+                "title": str(n.incident.get("title") or ""),
+                "severity": str(n.incident.get("severity") or ""),
+                "status": str(n.incident.get("status") or ""),
+                "url": str(n.incident.get("url") or ""),
+                "team": str(n.incident.get("team") or ""),
+                "service": str(n.incident.get("service") or ""),
+                "event": n.event,
+            }
+            for n in digest.items
+        ]
+        severities: dict[str, int] = {}
+        for item in incidents:
+            sev = str(item["severity"])
+            severities[sev] = severities.get(sev, 0) + 1
+        ctx = {
+            "incidents": incidents,
+            "count": len(incidents),
+            "severities": dict(sorted(severities.items())),
+            "target": digest.target,
+            "tier": digest.tier,
+        }
+        try:
+            return self.deps.get_renderer().render(
+                self.type_name, "digest", ctx, markup=self.markup
+            )
+        except TemplateError as exc:
+            # A storm is no time to dead-letter every incident of a broken digest template
+            # (``rules check`` renders the events' templates, not this one): plain lines.
+            self.deps.logger.error("template error for target %s: %s", self.name, exc)
+            from bridge.delivery.markup import ESCAPERS
+            from bridge.delivery.templates import Rendered
+
+            escape = ESCAPERS[self.markup]
+            lines = [f"{len(incidents)} incidents at once:"] + [
+                escape(f"{i['severity']} #{i['id']} {i['title']} ({i['status']}) {i['url']}")
+                for i in incidents
+            ]
+            return Rendered(title="", body="\n".join(lines), template="(built in)")
 
     async def aclose(self) -> None:
         """Release resources held by the target (none by default)."""

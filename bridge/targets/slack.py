@@ -33,6 +33,7 @@ from bridge.delivery.markup import escape_slack, truncate
 from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
+    Digest,
     Notification,
     PermanentError,
     RateLimited,
@@ -43,6 +44,8 @@ from bridge.targets.base import Target, TargetConfig
 from bridge.targets.slack_webhook import SECTION_LIMIT, slack_message
 
 NAME_MAX = 80
+MAX_TEXT = 40_000  # chat.postMessage's text
+MAX_BLOCKS = 50
 TOPIC_MAX = 250
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _BROADCAST = {
@@ -219,6 +222,34 @@ class SlackTarget(Target):
         if threaded and not state.get("ts") and ts:
             state["ts"] = ts
         return DeliveryResult(state=state, provider_ids={"channel": channel, "ts": ts})
+
+    async def send_digest(self, digest: Digest) -> DeliveryResult:
+        """Several incidents in one message to ``channel`` (a storm): top level, no buttons,
+        one section per block of lines (a section holds at most 3,000 characters)."""
+        if not self.config.channel:
+            raise PermanentError("no_channel")
+        body = self.render_digest(digest).body
+        blocks: list[dict[str, Any]] = []
+        chunk = ""
+        for line in body.splitlines():
+            line = truncate(line, self.config.max_chars, "slack")
+            if chunk and len(chunk) + 1 + len(line) > self.config.max_chars:
+                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+                chunk = ""
+            chunk = f"{chunk}\n{line}" if chunk else line
+        if chunk:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+        payload = {
+            "channel": self.config.channel,
+            "text": body[:MAX_TEXT],
+            "blocks": blocks[:MAX_BLOCKS],
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        data = await self.call("chat.postMessage", payload)
+        return DeliveryResult(
+            provider_ids={"channel": self.config.channel, "ts": str(data.get("ts", ""))}
+        )
 
     async def _dedicated(self, n: Notification, state: dict[str, Any]) -> str:
         """Create and set up the incident's channel once; keep its topic current. Each step

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -192,3 +193,53 @@ async def test_dedicated_channels_keep_every_methods_limit_and_resume_after_a_re
     assert fake.reinvited == 0  # nobody invited to a channel they were in already
     for cid in created:  # one message each: nothing posted twice
         assert sum(m["channel"] == cid for m in fake.messages) == 1
+
+
+async def test_a_storm_goes_out_as_digests_and_sev1_pages_go_first(store: Store) -> None:
+    """Thirty sev3 incidents, then five sev1. The general channel gets digests, the sev1
+    incidents in the first; every incident is named once and nothing is sent twice. The
+    stakeholders' channel (paged from sev3 up here) gets one message per page, never merged,
+    and the five sev1 pages first although they are the newest."""
+    fake = SlackAPIFake(RateLimits(methods={}, post=Limit(600, 1)))
+    fake.channels["C0PAGE"] = {"name": "page", "members": set(), "topic": "", "bookmarks": []}
+    await fake.start()
+    tiers = Tiers(general=("slack",), stakeholders=("pager",), stakeholder_min_severity="sev3")
+    for i in range(30):
+        await ingest(store, alert_body(i), time.time_ns(), Tiered("sev3", tiers))
+    for i in range(30, 35):
+        await ingest(store, alert_body(i), time.time_ns(), Tiered("sev1", tiers))
+    try:
+        async with aiohttp.ClientSession() as session:
+            deps = TargetDeps(session=session)
+            common = {"token": TOKEN, "api_url": fake.url + "/api", "min_interval_s": 0.12}
+            targets = {
+                "slack": build_target("slack", "slack", {**common, "channel": "C0GENERAL"}, deps),
+                "pager": build_target("pager", "slack", {**common, "channel": "C0PAGE"}, deps),
+            }
+            worker = OutboxWorker(
+                store,
+                targets,
+                Metrics.create(),
+                policy=DeliveryPolicy(digest_budget_s=0.5, digest_size=10),
+                incident_url=lambda i: f"https://bridge.example/incidents/{i}",
+            )
+            worker.start()
+            try:
+                await until("all delivered", lambda: delivered(store), within_s=30)
+            finally:
+                await worker.stop()
+    finally:
+        await fake.close()
+    assert fake.limits is not None and fake.limits.limited == {}
+    general = [m["text"] for m in fake.messages if m["channel"] == "C0GENERAL"]
+    assert all("incidents at once" in t for t in general), general
+    named = [int(n) for t in general for n in re.findall(r"\|#(\d+) ", t)]
+    assert sorted(named) == list(range(1, 36))  # each incident once
+    assert len(general) == 4  # 35 incidents, at most 10 a digest
+    assert re.findall(r"\*(SEV\d)\*", general[0])[:5] == ["SEV1"] * 5  # most severe first
+    pages = [m["text"] for m in fake.messages if m["channel"] == "C0PAGE"]
+    assert len(pages) == 35 and not [t for t in pages if "incidents at once" in t]
+    assert all("[SEV1]" in t for t in pages[:5]), pages[:6]
+    every = await rows(store)
+    assert {r.state for r in every} == {"delivered"}
+    assert all(r.attempts == 1 for r in every)
