@@ -311,6 +311,7 @@ def test_what_the_escaping_misses_is_caught_by_the_check(monkeypatch: pytest.Mon
     import bridge.kb.render as rendering
 
     monkeypatch.setattr(rendering, "_escape_inline", lambda text: text)
+    safe_markdown.cache_clear()  # no answer kept from before the patch
     text = "Hi <script>alert(1)</script> [x](javascript:alert(2)) `<code>`"
     safe = safe_markdown(text)
     assert safe == text.replace("<", "&lt;").replace("[", "&#91;")
