@@ -3,27 +3,32 @@ fresh virtualenv, ``incident-bridge serve`` started from an EMPTY working direct
 with its database in a directory that user owns. The bundled rules and templates must come from
 the installed package (``bridge/_embedded/``), never from a source tree.
 
-The fresh virtualenv gets the wheel only; its dependencies (aiohttp, pydantic, ...) are read from
-the test virtualenv's site-packages through a ``.pth`` line, so the test needs no network (a plain
-path in a ``.pth`` file does not run that directory's own ``.pth`` files, so the editable install
-of the source tree stays out). Needs root to switch to UID 10001: skipped otherwise, failed under
-CI=true.
+The fresh virtualenv (no system site-packages) lives in a temporary folder UID 10001 can
+traverse, and holds everything it runs: the wheel, installed by pip, and the wheel's dependency
+closure (its ``Requires-Dist``, recursively, markers evaluated), copied file by file from the
+test virtualenv's installed distributions at the versions the tests run with, so the test needs
+no network. Nothing in it points back into the checkout: a checkout under a folder UID 10001
+cannot traverse (a clone under /root, or in a 0700 temporary folder) works the same. Needs root
+to switch to UID 10001: skipped otherwise, failed under CI=true.
 """
 
 from __future__ import annotations
 
+import email.parser
 import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.integration.procs import free_port, http, in_ci, wait_for
 
@@ -156,9 +161,45 @@ def _install(wheel: Path, root: Path) -> Path:
             timeout=30,
         ).stdout.strip()
     )
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "zz-test-dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
+    for dist in _dependencies(wheel):
+        _copy_distribution(dist, site)
     return venv
+
+
+def _dependencies(wheel: Path) -> list[metadata.Distribution]:
+    """The distributions the wheel needs to run, as the test virtualenv has them installed."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        meta = email.parser.Parser().parsestr(archive.read(name).decode())
+    todo = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
+    found: dict[str, metadata.Distribution] = {}
+    while todo:
+        req = todo.pop()
+        # No extras are asked for: a requirement only an extra brings (extra == "...") is out.
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        key = canonicalize_name(req.name)
+        if key in found:
+            continue
+        dist = metadata.distribution(req.name)
+        assert req.specifier.contains(dist.version, prereleases=True), (req, dist.version)
+        found[key] = dist
+        todo += [Requirement(r) for r in dist.requires or []]
+    return list(found.values())
+
+
+def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
+    """``dist``'s files (its RECORD) into ``site``, as pip would have installed them."""
+    files = dist.files or []
+    assert files, f"{dist.metadata['Name']} lists no files"
+    for file in files:
+        if file.parts[0] == ".." or "__pycache__" in file.parts:
+            continue  # console scripts outside site-packages; bytecode is made again
+        source = Path(str(dist.locate_file(file)))
+        if source.is_file():
+            target = site / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
 
 def _as_uid(*paths: Path) -> None:
@@ -193,6 +234,33 @@ def test_the_installed_wheel_serves_from_an_empty_directory_as_uid_10001(
         "INCIDENT_BRIDGE_DB": str(data / "incident-bridge.db"),
     }
     as_uid = {"user": UID, "group": UID, "extra_groups": [], "cwd": empty, "env": env}
+
+    # Everything the service imports is inside the virtualenv: nothing points back into the
+    # checkout, whose parents UID 10001 may not be able to traverse.
+    where = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sys, aiohttp, pydantic, pydantic_core, jinja2, sqlite_utils, bridge; "
+            "print('\\n'.join(m.__file__ for m in (aiohttp, pydantic, pydantic_core, jinja2, "
+            "sqlite_utils, bridge))); print('\\n'.join(p for p in sys.path if p))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        **as_uid,
+    )
+    assert where.returncode == 0, where.stderr
+    lines = where.stdout.splitlines()
+    modules, search_path = lines[:6], lines[6:]
+    for module in modules:
+        assert Path(module).resolve().is_relative_to(venv.resolve()), module
+    for entry in search_path:  # the venv's and the interpreter's own, never the checkout's
+        resolved = Path(entry).resolve()
+        assert not resolved.is_relative_to(REPO) and not resolved.is_relative_to(
+            Path(sys.prefix).resolve()
+        ), entry
 
     # As in the image: a non-loopback listen without webhook credentials is refused at start.
     refused = subprocess.run(
