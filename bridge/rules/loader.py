@@ -139,6 +139,11 @@ def _read_file(
     if not isinstance(data, dict):
         diags.error(src, (), f"the top level must be a mapping with keys {', '.join(_SECTIONS)}")
         return
+    if data and not any(key in _SECTIONS for key in data):
+        # Not a rules file at all (a file put or linked here by mistake): its keys are not
+        # quoted, they may be anything it holds.
+        diags.error(src, (), f"not a rules file: no top-level key {', '.join(_SECTIONS)}")
+        return
     for key in data:
         if key not in _SECTIONS:
             diags.error(

@@ -86,6 +86,9 @@ class Diagnostics:
         self.warnings.append(f"{src.where(loc, key=key)}: {message}")
 
 
+_OUTSIDE = "a symbolic link to a file outside the rules folder: not read"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
@@ -99,8 +102,19 @@ def display_name(path: Path) -> str:
         return str(path)
 
 
+def _leaves(link: Path, folder: Path) -> bool:
+    """Whether ``link`` is a symbolic link whose target is outside ``folder``."""
+    if not link.is_symlink():
+        return False
+    return not link.resolve().is_relative_to(folder.resolve())
+
+
 def collect_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
-    """Rule files from files and directories (``*.yaml``/``*.yml``, not recursive, sorted)."""
+    """Rule files from files and directories (``*.yaml``/``*.yml``, not recursive, sorted).
+
+    A symbolic link whose target is outside its folder is not read: errors quote the places
+    of a rule file, and a link to any file the service can read would have them quote it.
+    Links inside the folder are followed (a Kubernetes ConfigMap volume is made of them)."""
     files: list[Path] = []
     errors: list[str] = []
     for raw in paths:
@@ -109,9 +123,16 @@ def collect_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
             found = sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
             if not found:
                 errors.append(f"{display_name(p)}:0:0: no *.yaml rule files in this directory")
-            files.extend(found)
+            for q in found:
+                if _leaves(q, p):
+                    errors.append(f"{display_name(q)}:0:0: {_OUTSIDE}")
+                else:
+                    files.append(q)
         elif p.is_file():
-            files.append(p)
+            if _leaves(p, p.parent):
+                errors.append(f"{display_name(p)}:0:0: {_OUTSIDE}")
+            else:
+                files.append(p)
         else:
             errors.append(f"{display_name(p)}:0:0: no such file or directory")
     unique: list[Path] = []

@@ -123,3 +123,50 @@ def test_rules_test_refuses_a_deep_test_file(
     assert main(["rules", "test", str(path)]) == 1
     out = capsys.readouterr()
     assert f"nesting deeper than {MAX_DEPTH}" in out.out + out.err
+
+
+SECRET = "DB_PASSWORD: hunter2-very-long-secret-value-0123456789abcdef\nroot: x:0:0:root:/root\n"
+
+
+def test_a_link_leaving_the_rules_folder_is_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret.env"
+    secret.write_text(SECRET)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "00-ok.yaml").write_text("targets: {out: {type: console}}\n")
+    link = folder / "leak.yaml"
+    link.symlink_to(secret)
+    for paths in ([folder], [link]):
+        result = load_rules(paths)
+        assert result.errors == [
+            f"{link}:0:0: a symbolic link to a file outside the rules folder: not read"
+        ]
+    assert main(["rules", "check", str(folder)]) == 1
+    out = capsys.readouterr()
+    assert "symbolic link" in out.out + out.err
+    assert "hunter2" not in out.out + out.err and "DB_PASSWORD" not in out.out + out.err
+
+
+def test_links_inside_the_folder_are_followed(tmp_path: Path) -> None:
+    """A Kubernetes ConfigMap volume: each file a link into ..data, itself a link."""
+    folder = tmp_path / "rules"
+    (folder / "..2026_12_07").mkdir(parents=True)
+    (folder / "..2026_12_07" / "root.yaml").write_text(
+        "targets: {out: {type: console}}\nroute: {name: root, tiers: {general: [out]}}\n"
+    )
+    (folder / "..data").symlink_to("..2026_12_07")
+    (folder / "root.yaml").symlink_to("..data/root.yaml")
+    result = load_rules([folder])
+    assert result.errors == [] and result.ruleset is not None
+
+
+def test_a_file_that_is_not_rules_is_named_not_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "notes.yaml"
+    path.write_text(SECRET)
+    result = load_rules([path])
+    assert result.errors == [
+        f"{path}:1:1: not a rules file: no top-level key targets, rotations, templates, "
+        "route, routes"
+    ]
