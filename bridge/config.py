@@ -8,6 +8,7 @@ Each setting is one record in ``OPTIONS``: its flag, its variable, how it is rea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import re
@@ -131,6 +132,10 @@ class Settings:
     # the web pages: a header a trusted reverse proxy sets to the signed-in user (opt-in)
     web_user_header: str = ""
     web_user_header_scope: str = "read"
+    # the proxies (networks) that may set that header; none given: loopback only
+    web_user_header_trusted_proxies: tuple[str, ...] = ()
+    # the files the API tokens came from, (field, path): a reload reads them again
+    token_files: tuple[tuple[str, str], ...] = ()
     # chat commands (docs/chat.md): Slack's signing secret, Mattermost's command token, and the
     # people who can only look
     slack_signing_secret: Secret | None = None
@@ -227,6 +232,21 @@ def _alertmanager_url(value: str) -> str:
 def _names_list(value: str) -> tuple[str, ...]:
     """``alice, slack:U123`` -> ("alice", "slack:U123")."""
     return tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    """``10.0.0.5, 10.1.0.0/16`` -> ("10.0.0.5/32", "10.1.0.0/16"); a wrong one is named."""
+    found: list[str] = []
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"--web-user-header-trusted-proxy: {item!r} is not an address or a network"
+            ) from None
+    return tuple(dict.fromkeys(found))
 
 
 def _header_name(value: str) -> str:
@@ -651,6 +671,17 @@ OPTIONS: tuple[Option, ...] = (
         "`write` (act)",
     ),
     Option(
+        name="web_user_header_trusted_proxies",
+        flag="--web-user-header-trusted-proxy",
+        env="WEB_USER_HEADER_TRUSTED_PROXY",
+        parse=_networks,
+        default="loopback (`127.0.0.0/8`, `::1`)",
+        meaning="the addresses or networks (`10.0.0.5`, `10.1.0.0/16`, `::1`; separated by `,`) "
+        "of the proxy that sets `--web-user-header`: the header from any other peer is refused "
+        "(403, logged). Without it, only a proxy on this machine (loopback) is trusted "
+        "([web.md](web.md#behind-a-reverse-proxy))",
+    ),
+    Option(
         name="sqlite_synchronous",
         flag="--sqlite-synchronous",
         env="SQLITE_SYNCHRONOUS",
@@ -767,9 +798,41 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
             values[option.name] = value
     if "listen" in values:  # the one flag that sets two fields
         values["host"], values["port"] = values.pop("listen")
+    values["token_files"] = _token_files(args, env)
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+# The API tokens a reload reads again from their files (a variable cannot change in a running
+# process): a token removed or changed there stops working at the reload, not the next start.
+RELOADED_TOKENS = ("api_token", "api_read_token", "api_tokens")
+
+
+def _token_files(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    files = []
+    for option in OPTIONS:
+        if option.name not in RELOADED_TOKENS:
+            continue
+        given = getattr(args, _dest(option), None)
+        if not given and option.kind != "secret":  # --api-tokens-file's variable is a path too
+            given = env.get(option.var, "")
+        if given:
+            files.append((option.name, str(given)))
+    return tuple(files)
+
+
+def reread_tokens(settings: Settings) -> Settings:
+    """The settings with the API tokens read again from the files they came from; raises
+    ``ConfigError`` (naming the file) and changes nothing when one cannot be read."""
+    changed: dict[str, Any] = {}
+    for name, path in settings.token_files:
+        option = next(o for o in OPTIONS if o.name == name)
+        if option.kind == "secret":
+            changed[name] = _read_secret_file(path, option.flag)
+        else:
+            changed[name] = option.parse(path)
+    return dataclasses.replace(settings, **changed)
 
 
 def _one_of(choices: tuple[str, ...]) -> str:

@@ -377,7 +377,12 @@ def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: s
             after = time.time() + 1.0
 
             def scraped_after() -> float | None:
-                got = query(prom, 'timestamp(up{job="incident-bridge"})')["result"]
+                # the last scrape's own timestamp (timestamp() of a selector), if it succeeded:
+                # after a failed one the series are stale and answer nothing
+                got = query(
+                    prom,
+                    'timestamp(up{job="incident-bridge"}) and up{job="incident-bridge"} == 1',
+                )["result"]
                 rule = query(
                     prom, "timestamp(severity_team:incident_bridge_time_to_resolve_seconds:mean7d)"
                 )["result"]
