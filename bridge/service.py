@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import secrets
 import time
@@ -18,7 +19,14 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from bridge.config import ApiToken, Settings, api_token_path, is_loopback
+from bridge.config import (
+    ApiToken,
+    ConfigError,
+    Settings,
+    api_token_path,
+    is_loopback,
+    reread_tokens,
+)
 from bridge.core.actions import Command
 from bridge.core.followup import CheckOutcome, FollowUpCommand
 from bridge.core.secrets import Secret
@@ -39,6 +47,7 @@ from bridge.store.followup import (
     record_validation,
 )
 from bridge.store.reminders import FireResult, fire_due
+from bridge.store.sessions import end_sessions_of
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.service")
@@ -54,6 +63,18 @@ class ApiAccess:
     open_reads: bool = True
     token_file: Path | None = None  # where a generated write token is kept
     named: tuple[ApiToken, ...] = ()  # --api-tokens-file
+
+
+def token_fingerprint(secret: Secret | str) -> str:
+    """What a session keeps of the token it was made with: enough to tell that the token was
+    removed or changed, nothing to find it back by."""
+    raw = secret.reveal() if isinstance(secret, Secret) else secret
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def access_fingerprints(access: ApiAccess) -> set[str]:
+    secrets_ = [access.write, *access.read, *(n.secret for n in access.named)]
+    return {token_fingerprint(s) for s in secrets_ if s is not None}
 
 
 def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess:
@@ -158,6 +179,7 @@ async def reload(state: AppState) -> list[str]:
 
     Never raises: a reload runs from SIGHUP (a task nobody awaits), /-/reload (a 422) and the
     file watcher, and a bad file must leave the service as it was, the metric at 0."""
+    token_errors = await reload_tokens(state)  # first: a removed token stops working at once
     loading = asyncio.to_thread(load_runtime, state.settings, state.deps)
     try:
         runtime = await asyncio.wait_for(loading, RELOAD_TIMEOUT_S)
@@ -177,7 +199,7 @@ async def reload(state: AppState) -> list[str]:
             ", ".join(runtime.files) or "built-in",
             runtime.config_hash[:12],
         )
-        return []
+        return token_errors
     state.metrics.rules_reload_ok.set(0)
     for line in errors:
         log.error("rules reload failed: %s", line)
@@ -185,7 +207,46 @@ async def reload(state: AppState) -> list[str]:
         "rules reload failed: keeping the rules loaded before (%s)",
         state.runtime.config_hash[:12],
     )
-    return errors
+    return token_errors + errors
+
+
+async def reload_tokens(state: AppState) -> list[str]:
+    """Read the API tokens again from their files (``--api-token-file``,
+    ``--api-read-token-file``, ``--api-tokens-file``) and use them from the next request: a
+    token removed or changed there no longer reads or writes through the API, and the web
+    sessions made with it end, in the database too (every process on it, and after a restart).
+    A file that cannot be read keeps the tokens as they were; its error is returned."""
+    if not state.settings.token_files:
+        return []
+    try:
+        settings = await asyncio.to_thread(reread_tokens, state.settings)
+    except ConfigError as exc:
+        log.error("API tokens reload failed: %s; keeping the tokens loaded before", exc)
+        return [str(exc)]
+    generated = state.api.write if state.settings.api_token is None else None
+    before = access_fingerprints(state.api)
+    state.settings = settings
+    state.api = api_access(settings, generated)
+    gone = before - access_fingerprints(state.api)
+    if not gone:
+        return []
+    end = functools.partial(
+        end_sessions_of, fingerprints=sorted(gone), now=time.time_ns(), why="token removed"
+    )
+    try:
+        ended = await state.store.write(end)
+    except StoreUnavailable as exc:
+        # This process refuses those sessions anyway (their token is not configured any more).
+        log.error(
+            "API tokens reloaded, but their sessions could not be ended in the store: %s", exc
+        )
+        return []
+    log.info(
+        "API tokens reloaded: %d removed or changed; %d web session(s) made with them ended",
+        len(gone),
+        ended,
+    )
+    return []
 
 
 def _rule_paths(state: AppState) -> str:

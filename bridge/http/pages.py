@@ -57,6 +57,7 @@ from bridge.store.queries import (
     timeline_since,
 )
 from bridge.store.search import QueryError, search
+from bridge.store.sessions import end_session, start_session
 
 log = logging.getLogger("bridge.pages")
 
@@ -429,8 +430,24 @@ async def login(request: web.Request) -> web.Response:
         return _html(page, 401)
     name, scope, secret = found
     fp = session.fingerprint(secret)
+    # The session is a row first: a sign-out (or the token's removal) ends it there, for
+    # every copy of the cookie and every process on the database.
+    session_id, now = session.new_session_id(), time.time()
+    start = functools.partial(
+        start_session,
+        id_hash=session.id_hash(session_id),
+        name=name,
+        scope=scope,
+        fingerprint=fp,
+        now=int(now * 1e9),
+        expires_at=int((now + session.MAX_AGE_S) * 1e9),
+    )
+    try:
+        await state.store.write(start)
+    except StoreUnavailable:
+        return _error_page(503, "signing in needs the database, which cannot be reached now", None)
     response = web.HTTPSeeOther(location=nxt, headers=HEADERS)
-    cookie = session.make_cookie(_key(request), name, scope, fp, time.time())
+    cookie = session.make_cookie(_key(request), name, scope, fp, now, session_id)
     session.set_cookie(response, cookie, secure=_secure(request, state))
     log.info("web sign-in: %s (%s)", name, scope)
     raise response
@@ -442,6 +459,20 @@ async def logout(request: web.Request) -> web.Response:
     form = await _form(request)
     if who is None or not who.csrf or not session.csrf_ok(who, form.get("csrf", "")):
         return _error_page(403, "sign-out needs the form of a page of this site", who)
+    session_id = request.get(session.LIVE_SESSION)
+    if who.via == "session" and session_id:
+        # Ended on the server: a copy of the cookie (another tab, a stolen one) ends with it.
+        end = functools.partial(
+            end_session,
+            id_hash=session.id_hash(session_id),
+            now=time.time_ns(),
+            why="signed out",
+        )
+        try:
+            await state.store.write(end)
+        except StoreUnavailable:
+            return _error_page(503, "signing out needs the database; try again", who)
+        log.info("web sign-out: %s", who.name)
     response = web.HTTPSeeOther(location="/login", headers=HEADERS)
     session.clear_cookie(response, secure=_secure(request, state))
     raise response
@@ -825,9 +856,26 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
+# Paths that are not pages: no session to check there (the API reads Bearer tokens only).
+_NOT_PAGES = ("/api/", "/-/", "/metrics")
+
+
+@web.middleware
+async def _who(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Before a page's handler: whether its session cookie names a live session (one read of
+    the database), so that ``viewer`` stays a plain function for every page handler."""
+    if not request.path.startswith(_NOT_PAGES):
+        state: AppState = request.app[AppState.KEY]
+        if session.COOKIE in request.cookies:
+            await session.check_session(request, _key(request), state.store, time.time())
+    return await handler(request)
+
+
 def install(app: web.Application, session_key: bytes) -> None:
-    """The pages' routes (app.py calls this)."""
+    """The pages' routes (app.py calls this), and the middleware that checks their
+    sessions."""
     app[SESSION_KEY] = session_key
+    app.middlewares.append(_who)
     app[LIVE] = set()
     app.on_shutdown.append(stop_live)
     for method, path, handler in ROUTES:

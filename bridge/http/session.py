@@ -2,16 +2,24 @@
 set by a trusted reverse proxy, and the CSRF token of its forms.
 
 A person signs in with an API token (docs/web.md). The cookie holds no token: the token's
-name, its scope, a fingerprint of it (so that a token removed from the configuration ends the
-sessions made with it at the next restart), when it expires, and a random nonce that is the
-session's CSRF token; all signed with HMAC-SHA256 under a key kept beside the database
-(``<db>.session-key``, made at first start, readable by its owner only). The cookie is
-``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when the service is reached over TLS.
+name, its scope, a fingerprint of it (so that a token removed from the configuration, at a
+reload or a restart, ends the sessions made with it), when it expires, a random nonce that is
+the session's CSRF token, and the session's id; all signed with HMAC-SHA256 under a key kept
+beside the database (``<db>.session-key``, made at first start, readable by its owner only).
+The cookie is ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when the service is reached over
+TLS.
+
+A signature is not enough: the session must also be live in the database
+(``store/sessions.py``), where a sign-out or a token's removal ends it, so that a copied cookie
+stops working then, across restarts and for every process on the same database. The pages'
+middleware (``check_session``) asks the database once per request that carries the cookie;
+``viewer_from_cookie`` then takes only the session it found live.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -25,9 +33,13 @@ from aiohttp import web
 from bridge.core.secrets import Secret
 from bridge.http.auth import READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import read_private, write_private
-from bridge.service import ApiAccess
+from bridge.service import ApiAccess, token_fingerprint
+from bridge.store import Store, StoreUnavailable
+from bridge.store.sessions import session_is_live
 
 COOKIE = "ib_session"
+# The id of the request's session once the database has said it is live (check_session).
+LIVE_SESSION = web.RequestKey("live_session", str)
 MAX_AGE_S = 12 * 3600
 WRITE, READ = "write", "read"
 
@@ -64,8 +76,16 @@ def ensure_key(db: Path) -> bytes:
 
 
 def fingerprint(secret: Secret | str) -> str:
-    raw = secret.reveal() if isinstance(secret, Secret) else secret
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return token_fingerprint(secret)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def id_hash(session_id: str) -> str:
+    """What the database keeps of a session's id: its SHA-256, never the id itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _still_configured(name: str, scope: str, fp: str, access: ApiAccess) -> bool:
@@ -91,13 +111,16 @@ def _sign(key: bytes, payload: str) -> str:
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
 
 
-def make_cookie(key: bytes, name: str, scope: str, fp: str, now_s: float) -> str:
+def make_cookie(
+    key: bytes, name: str, scope: str, fp: str, now_s: float, session_id: str
+) -> str:
     body = {
         "n": name,
         "s": scope,
         "f": fp,
         "e": int(now_s + MAX_AGE_S),
         "c": secrets.token_urlsafe(24),
+        "i": session_id,
     }
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     return f"{payload}.{_sign(key, payload)}"
@@ -113,7 +136,8 @@ def read_cookie(key: bytes, value: str, now_s: float) -> dict[str, Any] | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("e"), int) or body["e"] < now_s:
         return None
-    if not all(isinstance(body.get(k), str) for k in ("n", "s", "f", "c")):
+    # a cookie without a session id (made before sessions were kept) is signed in again
+    if not all(isinstance(body.get(k), str) for k in ("n", "s", "f", "c", "i")):
         return None
     return body
 
@@ -143,9 +167,28 @@ def viewer_from_cookie(
     body = read_cookie(key, value, now_s)
     if body is None or body["f"] == "header":
         return None
+    if request.get(LIVE_SESSION) != body["i"]:
+        return None  # signed out, ended by a token's removal, or not known to the database
     if not _still_configured(body["n"], body["s"], body["f"], access):
         return None
     return Viewer(body["n"], body["s"], body["c"], "session")
+
+
+async def check_session(request: web.Request, key: bytes, store: Store, now_s: float) -> None:
+    """When the request's cookie is well signed and names a session the database holds live,
+    mark the request with it (``LIVE_SESSION``). A store that cannot answer leaves it unmarked:
+    nobody is signed in on a session the service cannot check."""
+    value = request.cookies.get(COOKIE)
+    body = read_cookie(key, value, now_s) if value else None
+    if body is None:
+        return
+    job = functools.partial(session_is_live, id_hash=id_hash(body["i"]), now=int(now_s * 1e9))
+    try:
+        live = await store.read(job)
+    except StoreUnavailable:
+        return
+    if live:
+        request[LIVE_SESSION] = body["i"]
 
 
 def csrf_ok(viewer: Viewer, given: str) -> bool:

@@ -111,7 +111,8 @@ def test_the_published_postmortem_link_signs_in_and_comes_back(
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: urlsplit(url).path == path)
     assert page.locator("body").inner_text().startswith(f"# Postmortem: #{iid} ")
-    # With the session, the link opens at once.
-    page.goto("/")
-    page.goto(path)
-    assert urlsplit(page.url).path == path
+    # With the session, the incident's page links it, and the link opens at once.
+    page.goto(f"/incidents/{iid}")
+    page.locator("#postmortem").get_by_role("link", name="Published as").click()
+    page.wait_for_url(lambda url: urlsplit(url).path == path)
+    assert page.locator("body").inner_text().startswith(f"# Postmortem: #{iid} ")

@@ -537,9 +537,12 @@ async def test_the_published_postmortem_link_reads_with_the_session_or_signs_in(
     resp = await client.get(path, allow_redirects=False)
     assert resp.status == 200 and resp.content_type == "text/plain"
     assert (await resp.text()).startswith(f"# Postmortem: #{i} ")
-    # The other links a person follows from messages and pages work with the session too.
+    # The other links a person follows from messages and pages work with the session too; the
+    # page links the published postmortem.
     for link in (f"/incidents/{i}", "/", "/?q=checkout"):
         assert (await client.get(link, allow_redirects=False)).status == 200, link
+    page = await (await client.get(f"/incidents/{i}")).text()
+    assert f'<a href="{path}">Published as 2026/{i}-' in _postmortem_section(page)
     # Signed out: every one of them sends to the sign-in again.
     client.session.cookie_jar.clear()
     for link in (path, f"/incidents/{i}", "/"):

@@ -6,14 +6,25 @@ and its Bearer access at once, and the trusted header is taken only from the tru
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.app import create_app
+from bridge.config import Settings, read_api_tokens
 from bridge.core.secrets import Secret
-from tests.conftest import MakeClient
-from tests.http.test_pages import ALICE, NAMED, TOKEN, sign_in
+from bridge.metrics import Metrics
+from bridge.runtime import builtin_runtime
+from bridge.service import AppState, api_access
+from bridge.store import Store
+from bridge.targets.base import TargetDeps
+from tests.conftest import GENERATED_API_TOKEN, WRITE, MakeClient
+from tests.http.test_pages import ALICE, CAROL, NAMED, TOKEN, csrf_of, opened, sign_in, timeline
 
 SITE = "https://bridge.example/"
 
@@ -69,3 +80,169 @@ async def test_a_path_of_this_site_is_kept_after_sign_in(make_client: MakeClient
     client: Any = await make_client(host="0.0.0.0", webhook_token=Secret(TOKEN), api_tokens=NAMED)
     resp = await sign_in(client, ALICE, "/incidents/3?status=resolved&q=a%20b")
     assert resp.headers["Location"] == "/incidents/3?status=resolved&q=a%20b"
+
+
+# --- sessions end on the server ---------------------------------------------------------------
+
+Start = Callable[..., Any]
+
+
+@pytest.fixture
+async def start(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Start]:
+    """The real app on a database that outlives it: ``start(db, **settings)`` serves it, and
+    ``stop(client)`` ends it as a restart would (the store closed, its lock released)."""
+    stores: list[Store] = []
+
+    async def run(db: Path, **overrides: Any) -> TestClient[Any, Any]:
+        settings = Settings(db=db, host="0.0.0.0", webhook_token=Secret(TOKEN), **overrides)
+        store = Store(db)
+        store.open()
+        stores.append(store)
+        state = AppState(
+            settings=settings,
+            store=store,
+            metrics=Metrics.create(),
+            runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
+            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(TestServer(create_app(state)))
+        return client
+
+    yield run
+    for s in stores:
+        s.close()
+
+
+def cookie_of(resp: Any) -> str:
+    morsel = resp.cookies.get("ib_session")
+    assert morsel is not None and morsel.value, resp.headers
+    return str(morsel.value)
+
+
+async def as_copy(client: Any, cookie: str, method: str, path: str, **kw: Any) -> Any:
+    """A request with a copy of the cookie, from another browser (its own empty jar)."""
+    headers = {"Cookie": f"ib_session={cookie}", **kw.pop("headers", {})}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as other:
+        resp = await other.request(
+            method, client.make_url(path), headers=headers, allow_redirects=False, **kw
+        )
+        await resp.read()
+        return resp
+
+
+async def test_a_cookie_copied_before_sign_out_neither_reads_nor_writes_after_it(
+    start: Start, tmp_path: Path
+) -> None:
+    db = tmp_path / "bridge.db"
+    client: Any = await start(db, api_tokens=NAMED)
+    incident = await opened(client)
+    cookie = cookie_of(await sign_in(client, ALICE))
+    copy_page = await as_copy(client, cookie, "GET", f"/incidents/{incident}")
+    assert copy_page.status == 200, "the copy is a session like the original until sign-out"
+    page = await (await client.get(f"/incidents/{incident}")).text()
+    csrf = csrf_of(page)
+    out = await client.post("/logout", data={"csrf": csrf}, allow_redirects=False)
+    assert out.status == 303 and out.headers["Location"] == "/login"
+    entries = len(await timeline(client, incident))
+
+    read = await as_copy(client, cookie, "GET", f"/incidents/{incident}")
+    assert read.status == 303 and read.headers["Location"].startswith("/login")
+    note = {"csrf": csrf, "form_key": "after-sign-out", "kind": "note", "text": "as alice"}
+    wrote = await as_copy(client, cookie, "POST", f"/incidents/{incident}/do/notes", data=note)
+    assert wrote.status in (303, 403)
+    assert wrote.status == 403 or wrote.headers["Location"].startswith("/login")
+    assert len(await timeline(client, incident)) == entries, "nothing was written as alice"
+    assert (await client.get("/", allow_redirects=False)).status == 303
+
+    # A restart on the same database (and key) does not bring the session back.
+    await client.close()
+    client.server.app[AppState.KEY].store.close()
+    again: Any = await start(db, api_tokens=NAMED)
+    read = await as_copy(again, cookie, "GET", f"/incidents/{incident}")
+    assert read.status == 303 and read.headers["Location"].startswith("/login")
+    # while a session made after the restart works, and one from before it too
+    fresh = cookie_of(await sign_in(again, ALICE))
+    assert (await as_copy(again, fresh, "GET", f"/incidents/{incident}")).status == 200
+
+
+async def test_a_session_survives_a_restart_until_it_is_signed_out(
+    start: Start, tmp_path: Path
+) -> None:
+    db = tmp_path / "bridge.db"
+    client: Any = await start(db, api_tokens=NAMED)
+    cookie = cookie_of(await sign_in(client, CAROL))
+    await client.close()
+    client.server.app[AppState.KEY].store.close()
+    again: Any = await start(db, api_tokens=NAMED)
+    assert (await as_copy(again, cookie, "GET", "/")).status == 200
+
+
+def tokens_file(path: Path, *lines: str) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    path.chmod(0o600)
+    return path
+
+
+async def test_a_reload_that_removes_or_changes_a_token_ends_its_sessions_and_bearer_access(
+    start: Start, tmp_path: Path
+) -> None:
+    db = tmp_path / "bridge.db"
+    path = tokens_file(
+        tmp_path / "api-tokens", f"alice write {ALICE}", f"carol read {CAROL}", "# people"
+    )
+    client: Any = await start(
+        db,
+        api_tokens=read_api_tokens(str(path)),
+        token_files=(("api_tokens", str(path)),),
+    )
+    incident = await opened(client)
+    alice = cookie_of(await sign_in(client, ALICE))
+    carol = cookie_of(await sign_in(client, CAROL))
+    bearer = {"Authorization": f"Bearer {ALICE}"}
+    assert (await client.get(f"/api/v1/incidents/{incident}", headers=bearer)).status == 200
+    assert (await as_copy(client, alice, "GET", f"/incidents/{incident}")).status == 200
+
+    # alice removed, carol's token changed
+    tokens_file(path, f"carol read {CAROL}-changed", f"bob write {ALICE[::-1]}")
+    reload = await client.post("/-/reload", headers=WRITE)
+    assert reload.status == 200, await reload.text()
+
+    assert (await client.get(f"/api/v1/incidents/{incident}", headers=bearer)).status == 401
+    assert (
+        await client.get(f"/incidents/{incident}", headers=bearer, allow_redirects=False)
+    ).status == 303
+    for cookie in (alice, carol):
+        page = await as_copy(client, cookie, "GET", f"/incidents/{incident}")
+        assert page.status == 303 and page.headers["Location"].startswith("/login")
+    note = {"kind": "note", "text": "still alice?"}
+    wrote = await client.post(f"/api/v1/incidents/{incident}/notes", json=note, headers=bearer)
+    assert wrote.status == 401
+    # the new token works at once
+    new = {"Authorization": f"Bearer {ALICE[::-1]}"}
+    assert (await client.get(f"/api/v1/incidents/{incident}", headers=new)).status == 200
+
+    # Ended in the database: a restart with alice's token back does not revive the session.
+    tokens_file(path, f"alice write {ALICE}", f"carol read {CAROL}")
+    await client.close()
+    client.server.app[AppState.KEY].store.close()
+    again: Any = await start(db, api_tokens=read_api_tokens(str(path)))
+    page = await as_copy(again, alice, "GET", f"/incidents/{incident}")
+    assert page.status == 303
+
+
+async def test_a_tokens_file_that_cannot_be_read_at_a_reload_keeps_the_tokens(
+    start: Start, tmp_path: Path
+) -> None:
+    path = tokens_file(tmp_path / "api-tokens", f"alice write {ALICE}")
+    client: Any = await start(
+        tmp_path / "bridge.db",
+        api_tokens=read_api_tokens(str(path)),
+        token_files=(("api_tokens", str(path)),),
+    )
+    cookie = cookie_of(await sign_in(client, ALICE))
+    path.write_text(f"alice write {ALICE} extra\n")
+    reload = await client.post("/-/reload", headers=WRITE)
+    assert reload.status == 422
+    body = await reload.text()
+    assert "api-tokens:1" in body and ALICE not in body
+    assert (await as_copy(client, cookie, "GET", "/")).status == 200
