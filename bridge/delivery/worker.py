@@ -152,6 +152,8 @@ class _Gate:
         if self.interval <= 0:
             return
         now = time.monotonic()
+        if len(self.next_at) > 1000:  # one key per dedicated channel: forget the idle ones
+            self.next_at = {k: at for k, at in self.next_at.items() if at > now}
         slot = max(now, self.next_at.get(key, 0.0))
         self.next_at[key] = slot + self.interval  # reserved before sleeping: no two share it
         if slot > now:

@@ -167,6 +167,8 @@ class Buckets:
     async def acquire(
         self, scope: str, interval: float, *, max_wait: float, burst: int = 1
     ) -> None:
+        if len(self._tat) > 1000:  # one scope per dedicated channel: forget the idle ones
+            self._forget_idle()
         while True:
             now = self.clock()
             slot = self._slot(scope, interval, burst, now)
@@ -179,6 +181,14 @@ class Buckets:
             if self._blocked.get(scope, 0.0) <= self.clock():
                 return
             # a rate-limited answer came while this one waited: its window holds this too
+
+    def _forget_idle(self) -> None:
+        now = self.clock()
+        for scope in [s for s, tat in self._tat.items() if tat < now]:
+            if self._blocked.get(scope, 0.0) < now:
+                self._tat.pop(scope, None)
+                self._blocked.pop(scope, None)
+                self._strict.discard(scope)
 
     def block(self, scope: str, seconds: float) -> None:
         """The vendor said to wait ``seconds`` before the next request of ``scope``."""

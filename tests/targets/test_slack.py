@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import aiohttp
 import pytest
@@ -492,3 +494,34 @@ async def test_a_rate_limited_post_names_its_channel_and_waits_for_the_window(
         await target.send(make_notification("opened"))
     assert again.value.retry_after is not None and 29 < again.value.retry_after <= 30
     assert len(slack_api.requests) == mark  # nothing sent inside the window
+
+
+async def test_a_window_holds_the_requests_already_waiting_for_their_turn() -> None:
+    """A request that took its turn and sleeps until then, when a 429 for its scope comes
+    meanwhile, waits for the window's end too; a turn further than ``max_wait`` is refused
+    with the time to wait and the scope, unsent."""
+    buckets = _http.Buckets()
+    await buckets.acquire("bookmarks.add", 0.2, max_wait=1.0)
+    start = time.monotonic()
+    waiting = asyncio.create_task(buckets.acquire("bookmarks.add", 0.2, max_wait=1.0))
+    await asyncio.sleep(0.05)
+    buckets.block("bookmarks.add", 0.5)  # another request of the scope got a 429
+    await waiting
+    assert time.monotonic() - start >= 0.5
+    with pytest.raises(RateLimited) as err:
+        await buckets.acquire("bookmarks.add", 0.2, max_wait=0.1)
+    assert err.value.scope == "bookmarks.add" and err.value.retry_after is not None
+    await buckets.acquire("conversations.invite", 0.2, max_wait=0.0)  # other scopes go on
+
+
+async def test_a_burst_then_the_pace_and_no_burst_after_a_429() -> None:
+    buckets = _http.Buckets()
+    for _ in range(3):  # a burst of three goes at once
+        await buckets.acquire("m", 10.0, max_wait=0.0, burst=3)
+    with pytest.raises(RateLimited):
+        await buckets.acquire("m", 10.0, max_wait=0.0, burst=3)
+    buckets.block("n", 0.01)
+    await asyncio.sleep(0.02)
+    await buckets.acquire("n", 10.0, max_wait=0.0, burst=3)
+    with pytest.raises(RateLimited):  # strict after its 429: one per interval
+        await buckets.acquire("n", 10.0, max_wait=0.0, burst=3)
