@@ -101,7 +101,7 @@ def draw_panel(panel: dict[str, Any], prom: str, start: float, end: float) -> li
     if panel["type"] == "table":
         # One row per (severity, team), a column per query, named as the dashboard's organize
         # transformation names them (what Grafana's merge makes of the instant table queries).
-        names = next(
+        names: dict[str, str] = next(
             (
                 t["options"].get("renameByName", {})
                 for t in panel.get("transformations", [])
@@ -125,7 +125,7 @@ def draw_panel(panel: dict[str, Any], prom: str, start: float, end: float) -> li
             out.append(text(x + 10, y + 36 + n * 17 + 5, line, 11, fill="#ccccdc"))
         return out
     if panel["type"] == "stat":
-        lines: list[str] = []
+        lines = []
         for target in panel.get("targets", []):
             for r in query(prom, substitute(target["expr"]))["result"]:
                 value = float(r["value"][1])

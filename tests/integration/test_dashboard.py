@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -302,7 +302,9 @@ def vector(result: list[dict[str, Any]], *by: str) -> dict[tuple[str, ...], floa
     return {tuple(r["metric"].get(k, "") for k in by): float(r["value"][1]) for r in result}
 
 
-def close(got: dict[Any, float], want: dict[Any, float], what: str, tol: float = 1e-6) -> None:
+def close(
+    got: Mapping[Any, float], want: Mapping[Any, float], what: str, tol: float = 1e-6
+) -> None:
     """Every series expected, no other (zeros may be exported for any label value)."""
     extra = {k: v for k, v in got.items() if k not in want and v != 0}
     assert not extra, f"{what}: unexpected {extra} (want {want})"
@@ -395,16 +397,16 @@ def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: s
 
             # What happened, from the bridge's API.
             seen = observations(incidents)
-            delivered: Counter[tuple[str]] = Counter(
+            delivered: Counter[tuple[str, ...]] = Counter(
                 (r["target"],) for r in rows if r["state"] == "delivered"
             )
-            failures: Counter[tuple[str]] = Counter()
+            failures: Counter[tuple[str, ...]] = Counter()
             for r in rows:
                 if r["state"] == "dead" and r["carried_by"] is None:
                     failures[(r["last_error"],)] += r["attempts"]
             assert delivered[("ok",)] and delivered[("pager",)] and failures, (delivered, failures)
-            opened: Counter[tuple[str]] = Counter((i["severity"],) for i in incidents)
-            open_now: Counter[tuple[str]] = Counter(
+            opened: Counter[tuple[str, ...]] = Counter((i["severity"],) for i in incidents)
+            open_now: Counter[tuple[str, ...]] = Counter(
                 (i["status"],) for i in incidents if i["status"] in ("triggered", "acknowledged")
             )
             reopened = sum(1 for i in incidents for e in i["timeline"] if e["kind"] == "reopened")
@@ -416,7 +418,7 @@ def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: s
             )
             dead = sum(1 for r in rows if r["state"] == "dead")
             targets_s = {"sev1": 300, "sev2": 900, "sev3": 3600, "sev4": 14400}
-            within: dict[tuple[str], float] = {}
+            within: dict[tuple[str, ...], float] = {}
             for severity, limit in targets_s.items():
                 acked = [
                     d
@@ -457,7 +459,11 @@ def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: s
 
                 return check
 
-            def single(by: tuple[str, ...], want: dict[tuple[str, ...], float], scale: float = 1):
+            Check = Callable[[dict[str, Any]], None]
+
+            def single(
+                by: tuple[str, ...], want: Mapping[tuple[str, ...], float], scale: float = 1
+            ) -> Check:
                 def check(panel: dict[str, Any]) -> None:
                     (t,) = panel["targets"]
                     got = {k: v * scale for k, v in vector(ask(t["expr"]), *by).items()}
@@ -472,12 +478,12 @@ def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: s
 
                 return check
 
-            def bounded(low: float, high: float, by: str, *keys: str):
+            def bounded(low: float, high: float, by: str, *keys: str) -> Check:
                 def check(panel: dict[str, Any]) -> None:
                     for t in panel["targets"]:
                         got = vector(ask(t["expr"]), by) if by else vector(ask(t["expr"]))
-                        for key in keys or [()]:
-                            key = (key,) if isinstance(key, str) else key
+                        wanted: list[tuple[str, ...]] = [(k,) for k in keys] or [()]
+                        for key in wanted:
                             assert key in got and low < got[key] <= high, (panel["title"], got)
 
                 return check
