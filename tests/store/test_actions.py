@@ -148,16 +148,20 @@ async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
             (1,)
         ]
 
+        # Alertmanager repeating the same alerts (same startsAt) does not bring it back.
+        repeat = await ingest(store, fixture_body("firing-group-bearer.json"), T0 + 60 * SECOND)
+        assert [(i.id, i.status, i.created) for i in repeat.incidents] == [(n, "closed", False)]
+
         # A resolved incident was worked on: it is closed, not dismissed; its missing
         # postmortem is still counted.
         body = fixture_body("firing-group-bearer.json")
         body["groupKey"] = "{}:{other}"
-        other = await ingest(store, body, T0 + 4 * SECOND)
+        other = await ingest(store, body, T0 + 61 * SECOND)
         m = other.incidents[0].id
         assert m != n
-        request = ActionRequest(m, Transition("a", "resolve"), T0 + 5 * SECOND)
+        request = ActionRequest(m, Transition("a", "resolve"), T0 + 62 * SECOND)
         assert (await store.write(lambda conn: apply_action(conn, request))).changed
-        request = ActionRequest(m, Dismiss("a", "oops"), T0 + 6 * SECOND)
+        request = ActionRequest(m, Dismiss("a", "oops"), T0 + 63 * SECOND)
         refused = await store.write(lambda conn: apply_action(conn, request))
         assert refused.status == 409
         assert "cannot dismiss: the incident is resolved" in refused.body["error"]
