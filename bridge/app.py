@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -28,6 +29,7 @@ from bridge.http import (
     chat,
     errors,
     followup,
+    live,
     openapi,
     ops,
     pages,
@@ -37,6 +39,7 @@ from bridge.http import (
     session,
 )
 from bridge.http.errors import json_errors
+from bridge.http.live import source_of
 from bridge.indexer import Indexer
 from bridge.kb import postmortems
 from bridge.metrics import Metrics
@@ -86,8 +89,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     state.metrics.follow_targets(
         lambda: state.worker.targets if state.worker is not None else state.runtime.targets
     )
-    for path in ("/api/v1/alerts", "/api/v1/alerts/"):
-        app.router.add_post(path, receiver.receive_alerts)  # answers its own errors, fast
+    _webhook_routes(app)
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
     app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
@@ -108,12 +110,28 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get(openapi.PATH, json_errors(openapi.serve))
     # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.
     pages.install(app, session.ensure_key(state.settings.db))
+    live.install(app)  # /incidents/{id}/live (http/live.py): the pages' live streams, counted
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     chat.install(app, state)  # /api/v1/chat/...: only those whose secret is configured
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
+    return app
+
+
+def _webhook_routes(app: web.Application) -> None:
+    for path in ("/api/v1/alerts", "/api/v1/alerts/"):
+        app.router.add_post(path, receiver.receive_alerts)  # answers its own errors, fast
+
+
+def create_webhook_app(state: AppState) -> web.Application:
+    """The routes of ``--webhook-listen``: the webhook and the liveness probe, nothing that a
+    page, a stream or a script could hold its connections with."""
+    app = web.Application(client_max_size=state.settings.max_body_bytes)
+    app[AppState.KEY] = state
+    _webhook_routes(app)
+    app.router.add_get("/-/healthy", ops.healthy)
     return app
 
 
@@ -159,42 +177,169 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 
 
 class ConnectionLimit:
-    """At most ``limit`` open connections: one more is closed as soon as it is accepted, so
-    that the file descriptors the service needs (the database, its sends) stay free. Refusals
-    are logged at most once every ``LOG_EVERY_S``, with how many there were."""
+    """What connections may hold, so that Alertmanager always finds room:
+
+    - at most ``limit`` open connections (each takes a file descriptor); at the limit a new one
+      closes an idle connection (no request in progress: a silent new one, or a kept-alive
+      one between requests) of the address holding the most, and is closed itself only when
+      every connection is busy;
+    - at most ``per_source`` from one address (0: no cap); one more is closed at once;
+    - a new connection has ``header_timeout_s`` for its first request line and headers.
+
+    Closing a connection costs no log line of its own: what was closed and why is summed up in
+    one warning at most every ``LOG_EVERY_S``, said once the interval is over.
+    """
 
     LOG_EVERY_S = 60.0
+    FIRST_REPORT_S = 1.0  # after a quiet spell: long enough to sum up a burst in one line
 
-    def __init__(self, server: web.Server, limit: int) -> None:
+    def __init__(
+        self,
+        server: web.Server,
+        limit: int,
+        *,
+        per_source: int = Settings.max_connections_per_source,
+        header_timeout_s: float = Settings.header_timeout_s,
+    ) -> None:
         self.server = server
         self.limit = limit
-        self.refused = 0
+        self.per_source = per_source
+        self.header_timeout_s = header_timeout_s
+        # open connections by address, oldest first (dicts keep insertion order)
+        self.sources: dict[str, dict[web.RequestHandler, asyncio.TimerHandle | None]] = {}
+        self.open: dict[web.RequestHandler, str] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.by_source: collections.Counter[str] = collections.Counter()
         self._logged_at = -self.LOG_EVERY_S
+        self._report: asyncio.TimerHandle | None = None
         self._accept = server.connection_made
+        self._lost = server.connection_lost
         server.connection_made = self.connection_made  # type: ignore[method-assign]
+        server.connection_lost = self.connection_lost  # type: ignore[method-assign]
+
+    @classmethod
+    def from_settings(cls, server: web.Server, settings: Settings) -> ConnectionLimit:
+        return cls(
+            server,
+            settings.max_connections,
+            per_source=settings.max_connections_per_source,
+            header_timeout_s=settings.header_timeout_s,
+        )
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
-        if len(self.server.connections) >= self.limit:
-            transport.abort()
-            self.refused += 1
-            now = time.monotonic()
-            if now - self._logged_at >= self.LOG_EVERY_S:
-                self._logged_at = now
-                log.warning(
-                    "connection limit reached (--max-connections %d): %d connection(s) closed "
-                    "at once since the last report",
-                    self.limit,
-                    self.refused,
-                )
-                self.refused = 0
+        source = source_of(transport)
+        refused = self.admit(source)
+        if refused is not None:
+            self._refuse(handler, transport, source, refused)
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(self.header_timeout_s, self._header_deadline, handler)
+        self.sources.setdefault(source, {})[handler] = deadline
+        self.open[handler] = source
         self._accept(handler, transport)
+
+    def admit(self, source: str) -> str | None:
+        """Room for one more connection from ``source`` (None), or why not. At the limit, the
+        room is made here: an idle connection is closed."""
+        # An address at its cap gets no more: a client that reuses its kept-alive connections
+        # (Alertmanager does) opens a new one only when all of them are busy. Refusing is the
+        # cheapest answer to one that opens connections as fast as they are closed.
+        if self.per_source and len(self.sources.get(source, ())) >= self.per_source:
+            return f"refused at --max-connections-per-source {self.per_source}"
+        # At the limit, an idle connection of the address holding the most makes room; only
+        # when every one is busy is the new one refused.
+        if len(self.open) >= self.limit:
+            biggest = sorted(self.sources, key=lambda s: len(self.sources[s]), reverse=True)
+            if not self._close_idle(biggest, "idle closed to make room"):
+                return f"refused at --max-connections {self.limit}"
+        return None
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        source = self.open.pop(handler, None)
+        if source is not None:
+            held = self.sources[source]
+            deadline = held.pop(handler, None)
+            if deadline is not None:
+                deadline.cancel()
+            if not held:
+                del self.sources[source]
+        self._lost(handler, exc)
+
+    @staticmethod
+    def _idle(handler: web.RequestHandler) -> bool:
+        """No request in progress: waiting for one (aiohttp's own test, in its keep-alive
+        timer). A connection whose handler has not started yet is not idle: it is new."""
+        waiter = handler._waiter
+        return waiter is not None and not waiter.done() and not handler._request_in_progress
+
+    def _close_idle(self, sources: list[str], why: str) -> bool:
+        for source in sources:
+            for handler in self.sources.get(source, {}):
+                if self._idle(handler):
+                    handler.force_close()  # connection_lost follows, which forgets it
+                    self._count(why, source)
+                    return True
+        return False
+
+    def _header_deadline(self, handler: web.RequestHandler) -> None:
+        source = self.open.get(handler)
+        if source is None:
+            return
+        self.sources[source][handler] = None
+        if handler._request_count == 0 and self._idle(handler):
+            handler.force_close()
+            self._count(f"no headers within --header-timeout {self.header_timeout_s:g}s", source)
+
+    def _refuse(
+        self, handler: web.RequestHandler, transport: asyncio.Transport, source: str, why: str
+    ) -> None:
+        # The handler's start() is already scheduled, and it asserts that the connection is
+        # still there: with the close flag set it ends at once, and the transport is aborted
+        # only after that (a traceback per refusal otherwise). Nothing it sends is read.
+        handler._force_close = True
+        transport.pause_reading()
+        asyncio.get_running_loop().call_soon(transport.abort)
+        self._count(why, source)
+
+    def _count(self, what: str, source: str) -> None:
+        self.counts[what] += 1
+        self.by_source[source] += 1
+        if self._report is None:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            at = max(self._logged_at + self.LOG_EVERY_S, now + self.FIRST_REPORT_S)
+            self._report = loop.call_at(at, self.report)
+
+    def report(self) -> None:
+        """One warning for what happened since the last one: at the end of an interval, the
+        first after a quiet spell a moment after it started."""
+        self._report = None
+        if not self.counts:
+            return
+        self._logged_at = asyncio.get_running_loop().time()
+        total = sum(self.counts.values())
+        what = ", ".join(f"{n} {why}" for why, n in self.counts.most_common())
+        source, most = self.by_source.most_common(1)[0]
+        log.warning(
+            "connections: %d closed in the last %gs (%s); the most from %s (%d); open now %d",
+            total,
+            self.LOG_EVERY_S,
+            what,
+            source,
+            most,
+            len(self.open),
+        )
+        self.counts.clear()
+        self.by_source.clear()
 
 
 def raise_file_limit(settings: Settings) -> None:
     """Connections and the database each take a file descriptor: raise the soft limit as far as
     the hard one allows, and say so when even that is too low (set LimitNOFILE)."""
-    need = settings.max_connections + 128
+    listeners = 2 if settings.webhook_listen else 1
+    need = settings.max_connections * listeners + 128
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= need:
         return
@@ -332,7 +477,7 @@ async def run(
     runner = web.AppRunner(app, **runner_options(settings))
     await runner.setup()
     assert runner.server is not None
-    ConnectionLimit(runner.server, settings.max_connections)
+    ConnectionLimit.from_settings(runner.server, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -345,13 +490,30 @@ async def run(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
+    # asyncio accepts up to `backlog` connections each time the socket is ready, in one go:
+    # with the webhooks on a listener of their own, a short batch here keeps a flood of
+    # connections on this one from holding up the loop (the kernel drops the rest's SYNs).
+    backlog = 1024 if settings.webhook_listen is None else 128
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=backlog)
+    # --webhook-listen: a runner of its own, so its own connections, caps and accept queue
+    hooks: web.AppRunner | None = None
+    hook_site: web.TCPSite | None = None
+    if settings.webhook_listen is not None:
+        hooks = web.AppRunner(create_webhook_app(state), **runner_options(settings))
+        await hooks.setup()
+        assert hooks.server is not None
+        ConnectionLimit.from_settings(hooks.server, settings)
+        hook_host, hook_port = settings.webhook_listen
+        hook_site = web.TCPSite(hooks, hook_host, hook_port, reuse_address=True, backlog=1024)
     background: list[asyncio.Task[None]] = []
     reminders = ReminderScheduler(state)
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
     try:
         await site.start()
+        if hook_site is not None:
+            await hook_site.start()
+            log.info("webhooks also on http://%s", hook_site.name.removeprefix("http://"))
         log.info(
             "listening on http://%s (database %s, rules %s, webhook auth %s)",
             settings.listen,
@@ -382,6 +544,8 @@ async def run(
             await reconciler.stop()  # nothing of it is lost: the next start asks again
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if hooks is not None:
+            await hooks.cleanup()
         await runner.cleanup()  # stops listening, waits for handlers in flight
         await worker.stop()  # sends in flight finish; unsent rows stay pending for next start
         store.close()  # commits whatever the writer still holds

@@ -108,6 +108,12 @@ class Settings:
     max_bodies_bytes: int = 64 * 1024 * 1024
     max_connections: int = 1000
     idle_timeout_s: float = 30.0
+    # what one address, a silent new connection and the live streams may hold (Limits)
+    max_connections_per_source: int = 100
+    header_timeout_s: float = 5.0
+    max_live_streams: int = 200
+    max_live_streams_per_viewer: int = 10
+    webhook_listen: tuple[str, int] | None = None
     rules: tuple[Path, ...] = ()
     templates: Path | None = None
     external_url: str = ""
@@ -196,6 +202,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _webhook_listen(value: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ConfigError:
+        raise ConfigError(f"--webhook-listen: {value!r} is not HOST:PORT") from None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -279,7 +292,7 @@ class Option:
     kind: Kind = "text"
     parse: Callable[[str], Any] = str
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
+    minimum: float | None = None
     default: str = ""  # the docs' default cell, when the field's default value does not say it
     fallback: Callable[[], Any] | None = None
 
@@ -407,8 +420,9 @@ OPTIONS: tuple[Option, ...] = (
         kind="number",
         parse=int,
         minimum=1,
-        meaning="open connections at most; one more is closed at once (logged at most once a "
-        "minute). Each takes a file descriptor: see [Limits](#limits)",
+        meaning="open connections at most; at the limit a new one closes an idle connection "
+        "of the address holding the most, or is closed at once when none is idle (summed up "
+        "in one warning a minute). Each takes a file descriptor: see [Limits](#limits)",
     ),
     Option(
         name="idle_timeout_s",
@@ -420,6 +434,59 @@ OPTIONS: tuple[Option, ...] = (
         default="`30`",
         meaning="seconds a connection may stay open without a request in progress: a new one "
         "that has not sent its headers, or a kept-alive one between requests",
+    ),
+    Option(
+        name="max_connections_per_source",
+        flag="--max-connections-per-source",
+        env="MAX_CONNECTIONS_PER_SOURCE",
+        kind="number",
+        parse=int,
+        minimum=0,
+        meaning="open connections at most from one client address (an IPv6 /64); one more "
+        "is closed at once. `0`: no cap. "
+        "Behind a reverse proxy every client has the proxy's address: see "
+        "[Limits](#limits)",
+    ),
+    Option(
+        name="header_timeout_s",
+        flag="--header-timeout",
+        env="HEADER_TIMEOUT",
+        kind="number",
+        parse=float,
+        minimum=0.1,
+        default="`5`",
+        meaning="seconds a new connection has to send its first request line and headers; "
+        "then it is closed (a kept-alive one waits `--idle-timeout` between requests)",
+    ),
+    Option(
+        name="webhook_listen",
+        flag="--webhook-listen",
+        env="WEBHOOK_LISTEN",
+        parse=lambda value: _webhook_listen(value),
+        meaning="`HOST:PORT` of a second listener for webhooks only (`POST /api/v1/alerts` "
+        "and `/-/healthy`), with its own connections, caps and accept queue: point "
+        "Alertmanager at it and no client of the pages or the API can crowd it out. The "
+        "webhook path stays on `--listen` too",
+    ),
+    Option(
+        name="max_live_streams",
+        flag="--max-live-streams",
+        env="MAX_LIVE_STREAMS",
+        kind="number",
+        parse=int,
+        minimum=1,
+        meaning="the web pages' live streams open at once, and never more than half "
+        "`--max-connections`; one more gets 503 and its page stays a plain page",
+    ),
+    Option(
+        name="max_live_streams_per_viewer",
+        flag="--max-live-streams-per-viewer",
+        env="MAX_LIVE_STREAMS_PER_VIEWER",
+        kind="number",
+        parse=int,
+        minimum=1,
+        meaning="live streams at once of one signed-in person, or of one client address for "
+        "those not signed in; one more gets 429",
     ),
     Option(
         name="reopen_window_s",
@@ -866,13 +933,16 @@ def validate(settings: Settings) -> None:
         check_beside(settings.db)
     except UnsafeFile as exc:
         raise ConfigError(f"--db: {exc}") from None
+    hook = settings.webhook_listen
     if (
         not settings.has_webhook_auth
-        and not is_loopback(settings.host)
+        and not (is_loopback(settings.host) and (hook is None or is_loopback(hook[0])))
         and not settings.insecure_no_auth
     ):
+        exposed = settings.listen if not is_loopback(settings.host) or hook is None else hook
+        exposed = exposed if isinstance(exposed, str) else f"{exposed[0]}:{exposed[1]}"
         raise ConfigError(
-            f"refusing to listen on {settings.listen} without webhook credentials: anyone who can "
+            f"refusing to listen on {exposed} without webhook credentials: anyone who can "
             f"reach it could open incidents. Set {ENV_PREFIX}WEBHOOK_TOKEN (or "
             "--webhook-token-file, or basic auth), listen on a loopback address, or pass "
             "--insecure-no-auth"

@@ -16,8 +16,6 @@ the new entries and the status block as HTML fragments rendered by the same temp
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import hashlib
 import json
@@ -52,7 +50,6 @@ from bridge.store.actions import Idempotency
 from bridge.store.followup import followup_view
 from bridge.store.queries import (
     get_incident,
-    last_change,
     list_incidents,
     timeline_since,
 )
@@ -63,9 +60,6 @@ log = logging.getLogger("bridge.pages")
 
 PAGE_SIZE = 50
 MAX_FORM = 64 * 1024
-LIVE_POLL_S = 1.0
-LIVE_HEARTBEAT_S = 15.0
-MAX_LIVE = 200  # live connections at once; more get 503 and the page stays a plain page
 # No inline script or style, no plugin, no framing; forms post only here.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -80,7 +74,6 @@ HEADERS = {
 }
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 SESSION_KEY: web.AppKey[bytes] = web.AppKey("session_key", bytes)
-LIVE: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("live", set[asyncio.Task[Any]])
 CSRF_COOKIE = "ib_csrf"
 
 
@@ -293,12 +286,23 @@ def _key(request: web.Request) -> bytes:
 
 
 def _header_user(request: web.Request, state: AppState) -> str | None:
+    """The person the trusted proxy names (the middleware has refused the header twice or
+    from elsewhere); a name the service or a token already uses is refused (403)."""
     name = state.settings.web_user_header
     if not name:
         return None
     value = request.headers.get(name, "").strip()
     if not value or len(value) > 200 or not value.isprintable():
         return None
+    if session.reserved_name(value, state.api):
+        log.warning(
+            "web: %s names %r, a name of the service or of an API token: refused", name, value
+        )
+        raise web.HTTPForbidden(
+            text=f"{value!r} is a name of the service or of an API token; the proxy must not "
+            "give it (docs/web.md)",
+            headers=HEADERS,
+        )
     return value
 
 
@@ -748,71 +752,6 @@ async def fragment(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(text="no such fragment", headers=HEADERS)
 
 
-async def live(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: ``change`` with the newest entry id and the status whenever either
-    changes (the store is looked at every second: any writer's change is seen, the webhooks',
-    people's, the scheduler's), a comment every 15 s to keep proxies from closing it."""
-    state: AppState = request.app[AppState.KEY]
-    who, _ = viewer(request, state)
-    if who is None:
-        raise web.HTTPUnauthorized(text="sign in", headers=HEADERS)
-    incident_id = _incident_id(request)
-    tasks = request.app[LIVE]
-    if len(tasks) >= MAX_LIVE:
-        raise web.HTTPServiceUnavailable(
-            text="too many live pages", headers={**HEADERS, "Retry-After": "30"}
-        )
-    seen = await _read(state, functools.partial(last_change, incident_id=incident_id))
-    if seen is None:
-        raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
-    after_text = request.query.get("after", "")
-    if after_text.isdigit() and len(after_text) < 19:
-        seen = (int(after_text), "")  # what the page shows: anything newer is news at once
-    response = web.StreamResponse(
-        headers={
-            **HEADERS,
-            "Content-Type": "text/event-stream",
-            "X-Accel-Buffering": "no",  # nginx: do not hold the events back
-        }
-    )
-    await response.prepare(request)
-    task = asyncio.current_task()
-    assert task is not None
-    tasks.add(task)
-    try:
-        await response.write(b"retry: 3000\n\n")
-        quiet = 0.0
-        while True:
-            await asyncio.sleep(LIVE_POLL_S)
-            now = await state.store.read(functools.partial(last_change, incident_id=incident_id))
-            if now is None:
-                break
-            if now != seen and (now[0] != seen[0] or seen[1]):
-                data = json.dumps({"last": now[0], "status": now[1]})
-                await response.write(f"event: change\ndata: {data}\n\n".encode())
-                quiet = 0.0
-            seen = now
-            quiet += LIVE_POLL_S
-            if quiet >= LIVE_HEARTBEAT_S:
-                await response.write(b": still here\n\n")
-                quiet = 0.0
-    except (ConnectionResetError, StoreUnavailable, asyncio.CancelledError):
-        pass
-    finally:
-        tasks.discard(task)
-    return response
-
-
-async def stop_live(app: web.Application) -> None:
-    """At shutdown: end the live streams (their pages reconnect to the next process)."""
-    held: set[asyncio.Task[Any]] = app[LIVE]
-    running = list(held)
-    for task in running:
-        task.cancel()
-    with contextlib.suppress(Exception):
-        await asyncio.gather(*running, return_exceptions=True)
-
-
 # --- static files ---------------------------------------------------------------------------
 
 
@@ -850,7 +789,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/logout", logout),
     ("GET", "/incidents/{id}", incident_page),
     ("POST", "/incidents/{id}/do/{action:[a-z/]+}", do_action),
-    ("GET", "/incidents/{id}/live", live),
     ("GET", "/incidents/{id}/fragments/{part}", fragment),
     ("GET", "/static/{name}", static),
 ]
@@ -866,17 +804,33 @@ async def _who(request: web.Request, handler: Handler) -> web.StreamResponse:
     the database), so that ``viewer`` stays a plain function for every page handler."""
     if not request.path.startswith(_NOT_PAGES):
         state: AppState = request.app[AppState.KEY]
+        header = state.settings.web_user_header
+        if header and header in request.headers:
+            refused = session.header_refusal(
+                request, header, state.settings.web_user_header_trusted_proxies
+            )
+            if refused is not None:
+                status, why = refused
+                log.warning("web: refused a request from %s: %s", request.remote, why)
+                return _error_page(status, why, None)
         if session.COOKIE in request.cookies:
             await session.check_session(request, _key(request), state.store, time.time())
     return await handler(request)
 
 
 def install(app: web.Application, session_key: bytes) -> None:
-    """The pages' routes (app.py calls this), and the middleware that checks their
-    sessions."""
+    """The pages' routes (app.py calls this; the live stream's is http/live.py's), and the
+    middleware that checks their sessions."""
     app[SESSION_KEY] = session_key
     app.middlewares.append(_who)
-    app[LIVE] = set()
-    app.on_shutdown.append(stop_live)
+    settings = app[AppState.KEY].settings
+    if settings.web_user_header:
+        trusted = settings.web_user_header_trusted_proxies
+        log.info(
+            "web pages: people are named by the header %s (scope %s), taken only from %s",
+            settings.web_user_header,
+            settings.web_user_header_scope,
+            ", ".join(trusted) if trusted else "loopback (no --web-user-header-trusted-proxy)",
+        )
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bridge import logs
+from bridge.app import ConnectionLimit
 from bridge.core.secrets import Secret
 from bridge.service import AppState
 from tests.conftest import MakeClient
@@ -60,12 +61,18 @@ async def test_connections_beyond_the_limit_are_closed_with_one_log_line(
 ) -> None:
     client: Any = await make_client(webhook_token=Secret(TOKEN), max_connections=3)
     held = [await _open(client) for _ in range(3)]
+    for _reader, writer in held:  # each a webhook whose body is still coming: none is idle
+        writer.write(
+            b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n\r\n{{".encode()
+        )
     await asyncio.sleep(0.1)
     with caplog.at_level(logging.WARNING):
         extra = [await _open(client) for _ in range(5)]
         for reader, _writer in extra:
             assert await asyncio.wait_for(reader.read(), timeout=5) == b""
-    lines = [r for r in caplog.records if "connection limit" in r.getMessage()]
+        await asyncio.sleep(ConnectionLimit.FIRST_REPORT_S + 0.2)  # the burst's summary
+    lines = [r for r in caplog.records if "refused at --max-connections 3" in r.getMessage()]
     assert len(lines) == 1
     for _reader, writer in held + extra:
         writer.close()

@@ -1,0 +1,365 @@
+"""Connection flood benchmark: do webhooks get through while one source holds connections?
+
+The real service (``incident-bridge serve``, a separate process) listens on 127.0.0.1. From
+127.0.0.2 (another loopback address, so another source for the service) the flood holds:
+
+- ``--idle`` connections that send nothing, each opened again ``--reopen-after`` (0.1) seconds
+  after the service closes it (its idle or header deadline, a connection cap);
+- ``--streams`` live streams of the incident page (``GET /incidents/{id}/live``), each opened
+  again ``--reopen-after`` (0.1) seconds after it ends or is refused.
+
+From 127.0.0.1 a webhook is posted every ``--every`` seconds, each on a fresh connection, as
+Alertmanager does after an idle close: to the same listener, or with ``--webhook-listener`` to
+the service's ``--webhook-listen``. The baseline is the same webhooks without the flood,
+measured first in the same run; the figures are the share of webhooks answered 200 and their
+p99, against the targets (99 %, 100 ms) and as a ratio to the baseline's p99.
+
+    .venv/bin/python bench/flood.py            # 1,000 idle + 1,000 streams, 160 webhooks (~60 s)
+    .venv/bin/python bench/flood.py --webhook-listener   # the webhooks on a listener of their own
+    .venv/bin/python bench/flood.py --smoke    # 100 + 100 against --max-connections 150 (~10 s)
+
+Everything is bounded: the flood's size, the webhooks' count, a deadline on every wait; loopback
+only. The exit status is 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
+TOKEN = "flood-bench-token"
+FLOOD_FROM = "127.0.0.2"
+WEBHOOKS_FROM = "127.0.0.1"
+TARGET_OK = 0.99
+TARGET_P99_MS = 100.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_open_files(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {proc.returncode}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url + "/-/ready", timeout=2) as resp,
+        ):
+            if resp.status == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def webhook_body() -> bytes:
+    return json.dumps(json.loads(FIXTURE.read_text())["body"]).encode()
+
+
+def request(method: str, path: str, body: bytes = b"", auth: bool = False) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    if auth:
+        head.append(f"Authorization: Bearer {TOKEN}")
+    if body:
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def post_webhook(port: int, body: bytes, wait_s: float) -> tuple[int, float]:
+    """One webhook on a fresh connection: its status (0 when reset or closed unanswered,
+    -1 on timeout) and how long it took, in ms."""
+    started = time.perf_counter()
+    writer = None
+    try:
+        async with asyncio.timeout(wait_s):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(WEBHOOKS_FROM, 0)
+            )
+            writer.write(request("POST", "/api/v1/alerts", body, auth=True))
+            await writer.drain()
+            line = await reader.readline()
+            status = int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+            await reader.read()  # the whole answer (Connection: close)
+    except TimeoutError:
+        status = -1
+    except OSError:
+        status = 0
+    finally:
+        if writer is not None:
+            writer.close()
+    return status, (time.perf_counter() - started) * 1000
+
+
+@dataclass
+class Flood:
+    port: int
+    incident: int
+    reopen_after: float
+    opened: int = 0
+    closed: int = 0
+    streams_up: int = 0
+    refused_streams: int = 0
+    idle_up: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: bool = False
+
+    async def idle(self) -> None:
+        """A connection that sends nothing, opened again when the service closes it."""
+        while not self.stopping:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, local_addr=(FLOOD_FROM, 0)
+                )
+            except OSError:
+                await asyncio.sleep(self.reopen_after)
+                continue
+            self.opened += 1
+            self.idle_up += 1
+            try:
+                await reader.read()  # until the service closes it
+            except OSError:
+                pass
+            finally:
+                self.idle_up -= 1
+                self.closed += 1
+                writer.close()
+            await asyncio.sleep(self.reopen_after)
+
+    async def stream(self) -> None:
+        """A live stream held open, opened again when it ends or is refused."""
+        path = f"/incidents/{self.incident}/live"
+        while not self.stopping:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, local_addr=(FLOOD_FROM, 0)
+                )
+            except OSError:
+                await asyncio.sleep(self.reopen_after)
+                continue
+            self.opened += 1
+            up = False
+            try:
+                writer.write(request("GET", path))
+                await writer.drain()
+                line = await reader.readline()
+                if line.startswith(b"HTTP/1.1 200"):
+                    up = True
+                    self.streams_up += 1
+                else:
+                    self.refused_streams += 1
+                while await reader.read(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                if up:
+                    self.streams_up -= 1
+                self.closed += 1
+                writer.close()
+            await asyncio.sleep(self.reopen_after)
+
+    def start(self, idle: int, streams: int) -> None:
+        self.tasks = [asyncio.create_task(self.idle()) for _ in range(idle)]
+        self.tasks += [asyncio.create_task(self.stream()) for _ in range(streams)]
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@dataclass
+class Webhooks:
+    statuses: list[int]
+    ms: list[float]
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for s in self.statuses if s == 200)
+
+    @property
+    def share(self) -> float:
+        return self.ok / len(self.statuses) if self.statuses else 0.0
+
+    def pct(self, q: float) -> float:
+        """The q-quantile of the latency of every webhook; a failed one counts as its time."""
+        ordered = sorted(self.ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def webhooks(port: int, count: int, every: float, body: bytes) -> Webhooks:
+    """``count`` webhooks, one started every ``every`` seconds (each waits at most 5 s)."""
+    pending = []
+    for _ in range(count):
+        pending.append(asyncio.create_task(post_webhook(port, body, 5.0)))
+        await asyncio.sleep(every)
+    done = await asyncio.gather(*pending)
+    return Webhooks([s for s, _ in done], [ms for _, ms in done])
+
+
+async def settle(flood: Flood, seconds: float) -> None:
+    """Give the flood time to fill what it can; stop early once it stops growing."""
+    deadline = time.monotonic() + seconds
+    last = -1
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        held = flood.idle_up + flood.streams_up
+        if held == last and held > 0:
+            return
+        last = held
+
+
+async def measure(args: argparse.Namespace, port: int, hook_port: int) -> int:
+    body = webhook_body()
+    first = await post_webhook(hook_port, body, 10.0)  # the incident the streams watch
+    if first[0] != 200:
+        print(f"the first webhook got {first[0]}", file=sys.stderr)
+        return 1
+    quiet = await webhooks(hook_port, args.baseline, 0.05, body)
+    flood = Flood(port, incident=1, reopen_after=args.reopen_after)
+    flood.start(args.idle, args.streams)
+    try:
+        await settle(flood, args.settle)
+        before = (flood.idle_up, flood.streams_up)
+        loaded = await webhooks(hook_port, args.webhooks, args.every, body)
+        after = (flood.idle_up, flood.streams_up)
+    finally:
+        await flood.stop()
+    p99_quiet, p99 = quiet.pct(0.99), loaded.pct(0.99)
+    print(
+        f"baseline (no flood): {quiet.ok}/{len(quiet.statuses)} webhooks 200, "
+        f"p50 {quiet.pct(0.5):.1f} ms, p99 {p99_quiet:.1f} ms"
+    )
+    print(
+        f"flood from {FLOOD_FROM}: {args.idle} idle connections, {args.streams} live streams "
+        f"wanted, each opened again {args.reopen_after:g} s after it closed; held idle {before[0]}->{after[0]}, streams {before[1]}->{after[1]}; "
+        f"{flood.opened} connections opened in all, {flood.refused_streams} streams refused"
+    )
+    failed = {s: loaded.statuses.count(s) for s in set(loaded.statuses) if s != 200}
+    where = "their own listener" if hook_port != port else "the same listener"
+    print(
+        f"webhooks from {WEBHOOKS_FROM} to {where} under the flood: {loaded.ok}/{len(loaded.statuses)} "
+        f"200 ({loaded.share:.1%}; others {failed or 'none'}; 0 = reset or closed unanswered, "
+        f"-1 = no answer in 5 s), p50 {loaded.pct(0.5):.1f} ms, p99 {p99:.1f} ms"
+    )
+    ratio = p99 / p99_quiet if p99_quiet else float("inf")
+    print(f"p99 under the flood / baseline p99: {ratio:.2f}")
+    ok = loaded.share >= TARGET_OK and p99 < TARGET_P99_MS
+    print(
+        f"target: >= {TARGET_OK:.0%} answered 200 with p99 < {TARGET_P99_MS:.0f} ms: "
+        + ("met" if ok else "MISSED")
+    )
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--idle", type=int, default=1000, help="idle connections of the flood")
+    parser.add_argument("--streams", type=int, default=1000, help="live streams of the flood")
+    parser.add_argument("--webhooks", type=int, default=160, help="webhooks under the flood")
+    parser.add_argument("--every", type=float, default=0.25, help="seconds between webhooks")
+    parser.add_argument("--baseline", type=int, default=40, help="webhooks without the flood")
+    parser.add_argument("--settle", type=float, default=15.0, help="seconds the flood builds up")
+    parser.add_argument(
+        "--max-connections", type=int, default=None, help="the service's --max-connections"
+    )
+    parser.add_argument(
+        "--reopen-after",
+        type=float,
+        default=0.1,
+        help="seconds the flood waits before it opens a closed connection again",
+    )
+    parser.add_argument(
+        "--webhook-listener",
+        action="store_true",
+        help="post the webhooks to a listener of their own (`serve --webhook-listen`)",
+    )
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="one more argument for `serve`"
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.idle, args.streams, args.webhooks, args.every = 100, 100, 20, 0.1
+        args.baseline, args.settle = 10, 4.0
+        args.max_connections = args.max_connections or 150
+    raise_open_files(args.idle + args.streams + 512)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file = Path(tmp) / "token"
+        token_file.write_text(TOKEN)
+        cmd = [
+            str(REPO / ".venv" / "bin" / "incident-bridge"),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--db",
+            str(Path(tmp) / "bridge.db"),
+            "--webhook-token-file",
+            str(token_file),
+            "--log-level",
+            "warning",
+            *args.serve_arg,
+        ]
+        hook_port = port
+        if args.webhook_listener:
+            hook_port = free_port()
+            cmd += ["--webhook-listen", f"127.0.0.1:{hook_port}"]
+        if args.max_connections:
+            cmd += ["--max-connections", str(args.max_connections)]
+        log = Path(tmp) / "serve.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        try:
+            wait_ready(url, proc)
+            status = asyncio.run(measure(args, port, hook_port))
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        lines = log.read_text(errors="replace").splitlines()
+        # a traceback is one line with its newlines escaped (bridge/logs.py)
+        tracebacks = sum(1 for line in lines if "Traceback" in line)
+        refusals = [line for line in lines if "connection" in line and "WARNING" in line]
+        print(
+            f"service log: {len(lines)} lines, {tracebacks} with a traceback, "
+            f"{len(refusals)} warnings about connections"
+        )
+        for line in refusals[:3]:
+            print(f"  {line[:240]}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
