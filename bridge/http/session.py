@@ -22,6 +22,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.core.secrets import Secret
-from bridge.http.auth import READ_TOKEN_NAME, WRITE_TOKEN_NAME
+from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import read_private, write_private
 from bridge.service import ApiAccess, token_fingerprint
 from bridge.store import Store, StoreUnavailable
@@ -111,9 +112,7 @@ def _sign(key: bytes, payload: str) -> str:
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
 
 
-def make_cookie(
-    key: bytes, name: str, scope: str, fp: str, now_s: float, session_id: str
-) -> str:
+def make_cookie(key: bytes, name: str, scope: str, fp: str, now_s: float, session_id: str) -> str:
     body = {
         "n": name,
         "s": scope,
@@ -193,6 +192,75 @@ async def check_session(request: web.Request, key: bytes, store: Store, now_s: f
 
 def csrf_ok(viewer: Viewer, given: str) -> bool:
     return bool(viewer.csrf) and hmac.compare_digest(viewer.csrf.encode(), given.encode())
+
+
+# --- the trusted header (--web-user-header) ----------------------------------------------------
+
+# Without --web-user-header-trusted-proxy only a proxy on this machine may name people.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+# Names the service writes on the timeline itself, and the API's unnamed tokens: a person named
+# by the header is never one of them, nor a namespaced chat person (``slack:U123``), nor a
+# named token, so that the timeline never mixes who did what.
+SYSTEM_ACTORS = frozenset(
+    {
+        WRITE_TOKEN_NAME,
+        READ_TOKEN_NAME,
+        ANONYMOUS,
+        "alertmanager",
+        "alertmanager-api",
+        "incident-bridge",
+        "knowledge-base",
+    }
+)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(given: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in (given or LOOPBACK))
+
+
+def from_trusted_proxy(remote: str | None, trusted: tuple[str, ...]) -> bool:
+    """Whether the peer ``remote`` (the TCP connection's, never a forwarded header) is one of
+    the trusted proxies (loopback when none is configured)."""
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(trusted))
+
+
+def header_refusal(
+    request: web.Request, header: str, trusted: tuple[str, ...]
+) -> tuple[int, str] | None:
+    """The status and the reason a request carrying the user header is refused, or None:
+    given twice (400: a proxy that
+    appends instead of replacing would let the client choose the first), or from a peer that
+    is not a trusted proxy (403: anyone reaching the service directly could name themselves)."""
+    values = request.headers.getall(header, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        return 400, f"the header {header} is given {len(values)} times; the proxy must replace it"
+    if not from_trusted_proxy(request.remote, trusted):
+        return 403, (
+            f"the header {header} is taken only from a trusted proxy "
+            "(--web-user-header-trusted-proxy); this request came from elsewhere"
+        )
+    return None
+
+
+def reserved_name(name: str, access: ApiAccess) -> bool:
+    """A name the header may not give: the service's own actors, a chat person's namespace, or
+    an API token's name (compared without case)."""
+    folded = name.casefold()
+    if folded in SYSTEM_ACTORS or ":" in name:
+        return True
+    return any(token.name.casefold() == folded for token in access.named)
 
 
 def header_csrf(key: bytes, user: str, nonce: str) -> str:

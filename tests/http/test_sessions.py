@@ -5,6 +5,8 @@ and its Bearer access at once, and the trusted header is taken only from the tru
 
 from __future__ import annotations
 
+import argparse
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +18,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app
-from bridge.config import Settings, read_api_tokens
+from bridge.config import (
+    ConfigError,
+    Settings,
+    add_serve_arguments,
+    read_api_tokens,
+    settings_from,
+)
 from bridge.core.secrets import Secret
+from bridge.http import session
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
 from bridge.service import AppState, api_access
@@ -246,3 +255,104 @@ async def test_a_tokens_file_that_cannot_be_read_at_a_reload_keeps_the_tokens(
     body = await reload.text()
     assert "api-tokens:1" in body and ALICE not in body
     assert (await as_copy(client, cookie, "GET", "/")).status == 200
+
+
+# --- the trusted header -------------------------------------------------------------------------
+
+
+async def from_address(
+    client: Any, source: str, method: str, path: str, **kw: Any
+) -> aiohttp.ClientResponse:
+    """A request whose TCP connection comes from ``source`` (a loopback address of its own)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as other:
+        resp = await other.request(method, client.make_url(path), allow_redirects=False, **kw)
+        await resp.read()
+        return resp
+
+
+HEADER = {"web_user_header": "X-Remote-User", "web_user_header_scope": "write"}
+
+
+async def test_the_header_from_a_peer_that_is_not_the_trusted_proxy_is_refused_and_logged(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client: Any = await make_client(
+        webhook_token=Secret(TOKEN), web_user_header_trusted_proxies=("127.0.0.2/32",), **HEADER
+    )
+    incident = await opened(client)
+    forged = {"X-Remote-User": "dana"}
+    caplog.set_level(logging.WARNING, "bridge.pages")
+    direct = await client.get(f"/incidents/{incident}", headers=forged)  # from 127.0.0.1
+    assert direct.status == 403 and "ib_csrf" not in direct.headers.get("Set-Cookie", "")
+    assert "trusted proxy" in await direct.text()
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records), caplog.text
+    posted = await client.post(f"/incidents/{incident}/do/acknowledge", headers=forged)
+    assert posted.status == 403
+    assert not [e for e in await timeline(client, incident) if e["actor"] == "dana"]
+    # without the header the same peer is an ordinary visitor (reads are open on loopback)
+    assert (await client.get(f"/incidents/{incident}")).status == 200
+    # the trusted proxy's address is believed
+    page = await from_address(client, "127.0.0.2", "GET", f"/incidents/{incident}", headers=forged)
+    assert page.status == 200 and "dana" in await page.text()
+
+
+async def test_without_a_trusted_proxy_setting_only_loopback_may_set_the_header(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "bridge.pages")
+    client: Any = await make_client(webhook_token=Secret(TOKEN), **HEADER)
+    said = [r.getMessage() for r in caplog.records if "X-Remote-User" in r.getMessage()]
+    assert said and "loopback" in said[0], "the start-up log says header mode is on, and from where"
+    page = await client.get("/", headers={"X-Remote-User": "dana"})
+    assert page.status == 200 and "dana" in await page.text()
+    assert session.from_trusted_proxy("::ffff:127.0.0.1", ())
+    assert not session.from_trusted_proxy("10.0.0.5", ())
+    assert not session.from_trusted_proxy("::ffff:10.0.0.5", ())
+    assert session.from_trusted_proxy("10.1.2.3", ("10.0.0.0/8",))
+    assert not session.from_trusted_proxy(None, ())
+
+
+async def test_the_header_given_twice_is_refused(make_client: MakeClient) -> None:
+    client: Any = await make_client(webhook_token=Secret(TOKEN), **HEADER)
+    incident = await opened(client)
+    twice = [("X-Remote-User", "mallory"), ("X-Remote-User", "dana")]
+    page = await client.get(f"/incidents/{incident}", headers=twice)
+    assert page.status == 400 and "2 times" in await page.text()
+    done = await client.post(f"/incidents/{incident}/do/acknowledge", headers=twice)
+    assert done.status == 400
+    assert not [e for e in await timeline(client, incident) if e["kind"] == "status_changed"]
+
+
+@pytest.mark.parametrize(
+    "name", ["api", "API", "reader", "alertmanager", "alertmanager-api", "slack:U123", "alice"]
+)
+async def test_the_header_cannot_give_a_system_or_token_name(
+    make_client: MakeClient, name: str
+) -> None:
+    client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED, **HEADER)
+    incident = await opened(client)
+    page = await client.get(f"/incidents/{incident}", headers={"X-Remote-User": name})
+    assert page.status == 403 and "name of the service or of an API token" in await page.text()
+
+
+def test_the_trusted_proxy_setting_is_addresses_or_networks(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    base = ["--db", str(tmp_path / "bridge.db"), "--web-user-header", "X-Remote-User"]
+    given = parser.parse_args(
+        [*base, "--web-user-header-trusted-proxy", "10.0.0.5, 10.1.0.0/16,::1"]
+    )
+    settings = settings_from(given, env={})
+    assert settings.web_user_header_trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16", "::1/128")
+    env = {"INCIDENT_BRIDGE_WEB_USER_HEADER_TRUSTED_PROXY": "192.168.1.7"}
+    assert settings_from(parser.parse_args(base), env=env).web_user_header_trusted_proxies == (
+        "192.168.1.7/32",
+    )
+    with pytest.raises(ConfigError, match=r"--web-user-header-trusted-proxy: 'proxy\.local'"):
+        settings_from(
+            parser.parse_args([*base, "--web-user-header-trusted-proxy", "10.0.0.5,proxy.local"]),
+            env={},
+        )
