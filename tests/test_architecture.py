@@ -177,3 +177,47 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     assert (
         layer("bridge.delivery.worker") == "delivery.worker" and layer("bridge.rules.x") == "rules"
     )
+
+
+def test_the_chat_platforms_import_only_their_common_module() -> None:
+    """``http/chat``: Slack and Mattermost each over ``common``; ``common`` knows neither
+    platform, and neither platform knows the other (one way, as the map's layers)."""
+    full = graph()
+    chat = "bridge.http.chat"
+    platforms = {f"{chat}.slack", f"{chat}.mattermost"}
+    assert {f"{chat}.common", *platforms} <= set(full), "http/chat: a module is missing"
+    wrong = [
+        f"{module}:{line} imports {dep}"
+        for module in (f"{chat}.common", *platforms)
+        for dep, line in full[module].items()
+        if dep == chat or (dep in platforms and dep != module)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_slack_target_has_what_chat_calls() -> None:
+    """The chat routes reach a ``slack`` target through ``http/chat/slack.SlackApi`` (the
+    http layer does not import the targets): the target has each of its methods, with the same
+    parameters (its extra ones optional) and the same answer, and is one to ``isinstance``."""
+    import inspect
+
+    from bridge.http.chat.slack import SlackApi
+    from bridge.targets.base import TargetDeps
+    from bridge.targets.slack import SlackConfig, SlackTarget
+
+    methods = [n for n, v in vars(SlackApi).items() if inspect.iscoroutinefunction(v)]
+    assert methods, "SlackApi names no method"
+    for name in methods:
+        wanted = inspect.signature(getattr(SlackApi, name))
+        has = inspect.signature(getattr(SlackTarget, name))
+        assert inspect.iscoroutinefunction(getattr(SlackTarget, name)), name
+        for param in wanted.parameters.values():
+            mine = has.parameters.get(param.name)
+            assert mine is not None, f"SlackTarget.{name} takes no {param.name}"
+            assert (mine.kind, mine.annotation) == (param.kind, param.annotation), param.name
+            assert param.default is param.empty or mine.default == param.default, param.name
+        extra = [p for n, p in has.parameters.items() if n not in wanted.parameters]
+        assert all(p.default is not p.empty for p in extra), f"SlackTarget.{name}: {extra}"
+        assert has.return_annotation == wanted.return_annotation, name
+    target = SlackTarget("slack", SlackConfig(token="xoxb-test"), TargetDeps())
+    assert isinstance(target, SlackApi)

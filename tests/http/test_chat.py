@@ -14,6 +14,7 @@ import pytest
 
 from bridge.core.secrets import Secret
 from bridge.http import chat as chat_routes
+from bridge.http.chat import slack as slack_routes
 from bridge.runtime import rules_runtime
 from bridge.service import AppState
 from bridge.targets import build_target
@@ -521,7 +522,7 @@ async def test_a_command_never_gets_a_500(chat: Chat, monkeypatch: pytest.Monkey
     async def broken(*_: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(chat_routes, "_channel", broken)
+    monkeypatch.setattr(slack_routes, "_channel", broken)
     body = await chat.command("ack")
     assert body == {
         "response_type": "ephemeral",
