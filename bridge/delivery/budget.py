@@ -299,10 +299,14 @@ class BoundedSandbox(SandboxedEnvironment):
         return _checked(result, "call result")
 
 
-def render_stream(chunks: Iterable[str], budget: Budget, *, limit: int) -> tuple[str, bool]:
+def render_stream(
+    chunks: Iterable[str], budget: Budget, *, limit: int, started: bool = False
+) -> tuple[str, bool]:
     """Collect a template's output (``template.generate``, ``root_render_func``) within
-    ``budget``: at most ``limit`` characters are kept; returns (text, cut short)."""
-    token = _CURRENT.set(budget.start())
+    ``budget`` (a fresh start of it, or ``budget`` itself when ``started``, so that the
+    caller reads what was spent): at most ``limit`` characters are kept; returns (text, cut
+    short)."""
+    token = _CURRENT.set(budget if started else budget.start())
     try:
         out: list[str] = []
         size = 0

@@ -33,8 +33,20 @@ RENDER_ERROR_MAX = 200  # characters of one render error (Decision.render_errors
 # it must be quick whatever the labels say (bridge/delivery/budget.py).
 TITLE_BUDGET = Budget(max_size=100_000, max_steps=20_000, time_s=0.1, max_output=TITLE_MAX)
 # What the title renders of one webhook may spend together (many groups, many routes): past
-# it, the remaining incidents get their fallback title and a render error.
+# it, the remaining incidents get their fallback title and a render error. A title of real
+# rules takes 5 to 50 steps, so 2,000 groups fit many times over; a title that loops on
+# purpose spends the webhook's steps in a few tens of milliseconds (the render thread holds
+# the interpreter while it runs, which slows every other request).
+WEBHOOK_RENDER_STEPS = 200_000
 WEBHOOK_RENDER_S = 0.5
+
+
+@dataclass
+class _Allowance:
+    """What is left of one webhook's render budget."""
+
+    steps: int
+    until: float
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
@@ -98,9 +110,9 @@ class RulesPolicy:
             for route in match_routes(root, alert.labels):
                 key = incident_key(route, alert, payload.group_key, route is root)
                 groups.setdefault((route.name, key), (route, []))[1].append(alert)
-        deadline = time.monotonic() + WEBHOOK_RENDER_S
+        allowance = _Allowance(WEBHOOK_RENDER_STEPS, time.monotonic() + WEBHOOK_RENDER_S)
         return [
-            self.decide(route, key, alerts, payload, now_ns, render_until=deadline)
+            self.decide(route, key, alerts, payload, now_ns, allowance=allowance)
             for (_, key), (route, alerts) in groups.items()
         ]
 
@@ -158,7 +170,7 @@ class RulesPolicy:
         payload: WebhookPayload,
         now_ns: int,
         *,
-        render_until: float | None = None,
+        allowance: _Allowance | None = None,
     ) -> Decision:
         s = route.settings
         labels: Mapping[str, str]
@@ -183,7 +195,7 @@ class RulesPolicy:
             context = _title_context(
                 route, labels, annotations, alerts, payload, severity, team, service
             )
-            title, render_errors = _title(route, labels, annotations, key, context, render_until)
+            title, render_errors = _title(route, labels, annotations, key, context, allowance)
         else:
             title = _fallback(labels, annotations, key)
         return Decision(
@@ -238,7 +250,7 @@ def _title(
     annotations: Mapping[str, str],
     key: str,
     context: Callable[[], Mapping[str, Any]],
-    render_until: float | None = None,
+    allowance: _Allowance | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """The rendered title, or the fallback (summary annotation, alertname, key) and why.
 
@@ -249,15 +261,29 @@ def _title(
     """
     errors: tuple[str, ...] = ()
     if route.title_template is not None:
-        if render_until is not None and time.monotonic() > render_until:
-            over = f"title: not rendered: this webhook's titles took over {WEBHOOK_RENDER_S:g} s"
-            return _fallback(labels, annotations, key), (over,)
+        budget = TITLE_BUDGET.start()
+        if allowance is not None:
+            if allowance.steps <= 0 or time.monotonic() > allowance.until:
+                over = (
+                    f"title: not rendered: this webhook's titles took over "
+                    f"{WEBHOOK_RENDER_STEPS} steps or {WEBHOOK_RENDER_S:g} s"
+                )
+                return _fallback(labels, annotations, key), (over,)
+            budget.max_steps = min(budget.max_steps, allowance.steps)
+            budget.deadline = min(budget.deadline, allowance.until)
         try:
             # The output is collected up to a little more than a title can hold (runs of
             # spaces are folded below), then cut: a title is at most TITLE_MAX characters.
-            raw, _ = render_stream(
-                route.title_template.generate(context()), TITLE_BUDGET, limit=4 * TITLE_MAX
-            )
+            try:
+                raw, _ = render_stream(
+                    route.title_template.generate(context()),
+                    budget,
+                    limit=4 * TITLE_MAX,
+                    started=True,
+                )
+            finally:
+                if allowance is not None:
+                    allowance.steps -= budget.steps
             text = " ".join(raw.split())
             if text:
                 return cut(text, TITLE_MAX), errors
