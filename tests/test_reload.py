@@ -262,3 +262,24 @@ def test_sighup_with_a_deep_file_logs_the_error_and_keeps_the_rules(tmp_path: Pa
         assert "RecursionError" not in bridge.logs()
     finally:
         assert bridge.stop() == 0
+
+
+async def test_a_link_out_of_the_rules_folder_is_refused_without_its_content(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "rules.yaml").write_text(RULES_A)
+    secret = tmp_path / "secret.env"
+    secret.write_text("DB_PASSWORD: hunter2-very-long-secret-value\n")
+    client, _state = await make(aiohttp_client, tmp_path, folder)
+    link = folder / "zz-leak.yaml"
+    link.symlink_to(secret)
+    resp = await client.post("/-/reload", headers=WRITE)
+    assert resp.status == 422
+    text = await resp.text()
+    assert "hunter2" not in text and "DB_PASSWORD" not in text
+    assert (await resp.json())["errors"] == [
+        f"{link}:0:0: a symbolic link to a file outside the rules folder: not read"
+    ]
+    assert (await (await client.get("/api/v1/rules")).json())["rules"]["route"]["name"] == "root-a"
