@@ -794,8 +794,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-# Paths that are not pages: no session to check there (the API reads Bearer tokens only).
-_NOT_PAGES = ("/api/", "/-/", "/metrics")
+# Paths that are not pages: no session to check there (the API reads Bearer tokens only, the
+# stylesheet and the script are the same for everyone), so they pay no database read for it.
+_NOT_PAGES = ("/api/", "/-/", "/metrics", "/static/")
 
 
 @web.middleware
