@@ -8,10 +8,11 @@ Runs everything on 127.0.0.1:
   ``Retry-After`` as Slack answers; it notes each 429 and any request inside a window it gave;
 - two real ``prometheus-alertmanager`` processes clustered on loopback
   (``tests/integration/procs.running_alertmanagers``), group_wait 5s, group_interval 10s;
-- ``incident-bridge serve`` (``tests/integration/procs.Bridge``) with rules: the general tier
-  and the dedicated channels on one ``slack`` target (channel ``C0GENERAL``), sev1 stakeholders
-  paged on ``pager`` (another channel, ``C0PAGE``); dedicated channels for critical alerts only
-  (``--dedicated sev1``, the default), for all, or none.
+- ``incident-bridge serve`` (``tests/integration/procs.Bridge``) with rules as the bundled
+  ``rules/`` lay them out: the general tier on the ``slack`` target (channel ``C0GENERAL``),
+  the dedicated channels on ``rooms`` (the same token), sev1 stakeholders paged through
+  PagerDuty's Events API (``pager``, its contract fake); dedicated channels for critical
+  alerts only (``--dedicated sev1``, the default), for all, or none.
 
 N alerts in G groups (one alertname a group; ``--critical`` of the groups critical, the rest
 warning) are posted to both Alertmanagers, as Prometheus does, spread over ``--window``
@@ -59,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.fakes import paging  # noqa: E402
 from tests.fakes import slack as slack_fake  # noqa: E402
 from tests.integration.procs import (  # noqa: E402
     ALERTMANAGER,
@@ -72,7 +74,7 @@ from tests.integration.procs import (  # noqa: E402
 
 T = TypeVar("T")
 PREFIX = "incident_bridge_"
-GENERAL, PAGE = "C0GENERAL", "C0PAGE"
+GENERAL = "C0GENERAL"
 MENTION = re.compile(r"#(\d+)\b")
 LINE_STATUS = re.compile(r"#(\d+)\b[^\n]*?· (triggered|acknowledged|mitigated|resolved|closed)")
 HEADING = re.compile(r"\*Incident (opened|acknowledged|mitigated|resolved|closed|reopened)\*")
@@ -81,8 +83,8 @@ AIM_GENERAL_S, AIM_PAGE_S, AIM_ROOM_S, AIM_DRAIN_S, AIM_RSS_MIB = 60.0, 30.0, 2.
 RULES = """\
 targets:
   slack: {type: slack, token: "${SLACK_TOKEN}", api_url: "${SLACK_API}", channel: C0GENERAL}
-  pager: {type: slack, token: "${SLACK_TOKEN}", api_url: "${SLACK_API}", channel: C0PAGE,
-          thread_updates: false}
+  rooms: {type: slack, token: "${SLACK_TOKEN}", api_url: "${SLACK_API}"}
+  pager: {type: pagerduty, routing_key: "${PD_KEY}", api_url: "${PD_URL}"}
 route:
   name: root
   tiers:
@@ -93,12 +95,12 @@ ROOM_ROUTES = {
     "sev1": """  routes:
     - name: critical
       matchers: ['severity="critical"']
-      tiers: {incident: slack}
+      tiers: {incident: rooms}
 """,
     "all": """  routes:
     - name: every
       matchers: ['alertname=~".+"']
-      tiers: {incident: slack}
+      tiers: {incident: rooms}
 """,
     "none": "",
 }
@@ -119,7 +121,6 @@ class TimedSlack(slack_fake.SlackAPIFake):
 
     def __init__(self) -> None:
         super().__init__(slack_fake.RateLimits())
-        self.channels[PAGE] = {"name": "page", "members": set(), "topic": "", "bookmarks": []}
         self.users["oncall@example.com"] = "U0ONCALL"
         self.posts: list[Post] = []
         self.created_at: dict[str, float] = {}
@@ -136,11 +137,28 @@ class TimedSlack(slack_fake.SlackAPIFake):
         return response
 
 
+class TimedPagerDuty(paging.PagerDutyFake):
+    """Notes when each page arrived and for which incident key (its ``dedup_key``)."""
+
+    def routes(self) -> None:
+        super().routes()
+        self.pages: list[tuple[float, str, str]] = []  # (at, dedup_key, action)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        arrived = time.time()
+        body = json.loads(await request.read() or b"null")
+        response = await super().handle(request)
+        if response.status == 202 and isinstance(body, dict):
+            self.pages.append((arrived, str(body.get("dedup_key")), str(body.get("event_action"))))
+        return response
+
+
 class FakeThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.fake: TimedSlack | None = None
+        self.pager: TimedPagerDuty | None = None
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -148,18 +166,20 @@ class FakeThread:
     def start(self) -> TimedSlack:
         self.thread.start()
 
-        async def make() -> TimedSlack:
-            fake = TimedSlack()
+        async def make() -> tuple[TimedSlack, TimedPagerDuty]:
+            fake, pager = TimedSlack(), TimedPagerDuty()
             await fake.start()
-            return fake
+            await pager.start()
+            return fake, pager
 
-        self.fake = self.call(make())
+        self.fake, self.pager = self.call(make())
         return self.fake
 
     def stop(self) -> None:
-        if self.fake is not None:
-            with contextlib.suppress(Exception):
-                self.call(self.fake.close())
+        for fake in (self.fake, self.pager):
+            if fake is not None:
+                with contextlib.suppress(Exception):
+                    self.call(fake.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -172,11 +192,12 @@ def iso(at: float) -> str:
 
 
 def alerts_of(n: int, groups: int, critical: int, starts: float) -> list[list[dict[str, Any]]]:
-    """The alerts of each group: alertname ``Storm<g>``, ``critical`` groups critical."""
+    """The alerts of each group: alertname ``Storm<g>``, ``critical`` groups critical, spread
+    evenly over the storm."""
     out: list[list[dict[str, Any]]] = [[] for _ in range(groups)]
     for i in range(n):
         g = i % groups
-        sev = "critical" if g < critical else "warning"
+        sev = "critical" if (g + 1) * critical // groups > g * critical // groups else "warning"
         out[g].append(
             {
                 "labels": {
@@ -332,7 +353,13 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
         )
         rules = workdir / "rules.yaml"
         rules.write_text(RULES % {"routes": ROOM_ROUTES[args.dedicated]})
-        env = {"SLACK_TOKEN": slack_fake.TOKEN, "SLACK_API": slack.url + "/api"}
+        assert fakes.pager is not None
+        env = {
+            "SLACK_TOKEN": slack_fake.TOKEN,
+            "SLACK_API": slack.url + "/api",
+            "PD_KEY": paging.ROUTING_KEY,
+            "PD_URL": fakes.pager.url + "/v2/enqueue",
+        }
         bridge = Bridge(
             workdir / "bridge",
             args=["--rules", str(rules), "--external-url", "https://bridge.example"],
@@ -346,12 +373,12 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
             groups = alerts_of(args.alerts, args.groups, critical, time.time())
             began = fire(ams, groups, args.window)
             time.sleep(max(0.0, args.hold - (time.time() - max(began.values()))))
-            resolved_at = resolve(ams, groups)
+            resolve(ams, groups)
             drained = wait_drained(bridge, args.drain_timeout)
             cpu, rss = proc_usage(bridge.proc.pid) if bridge.proc else (0.0, 0.0)
         time.sleep(1.0)
         bridge.stop()
-        return report(args, slack, bridge.db, began, resolved_at, drained, cpu, rss, critical)
+        return report(args, slack, fakes.pager, bridge.db, began, drained, cpu, rss)
     finally:
         if bridge is not None:
             bridge.stop()
@@ -361,13 +388,12 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
 def report(
     args: argparse.Namespace,
     slack: TimedSlack,
+    pager: TimedPagerDuty,
     db: Path,
     began: dict[int, float],
-    resolved_at: float,
     drained: float | None,
     cpu: float,
     rss: float,
-    critical: int,
 ) -> bool:
     incidents = read_incidents(db)
     by_key = {inc.key: inc for inc in incidents.values()}
@@ -383,9 +409,9 @@ def report(
         for inc in incidents.values()
         if (m := re.search(r"Storm(\d{4})", inc.key))
     ]
-    rooms = {cid: ch for cid, ch in slack.channels.items() if cid not in (GENERAL, PAGE)}
+    rooms = {cid: ch for cid, ch in slack.channels.items() if cid != GENERAL}
     room_of = {int(ch["name"].split("-")[1]): cid for cid, ch in rooms.items()}
-    lines_seen: Counter[tuple[int, str]] = Counter()
+    lines_seen: Counter[str] = Counter()  # a digest line (incident, status, news) seen twice
     for post in slack.posts:
         if post.channel == GENERAL:
             heading = HEADING.search(post.text)
@@ -393,22 +419,22 @@ def report(
             for m in LINE_STATUS.finditer(post.text) if digest else ():
                 inc = incidents.get(int(m.group(1)))
                 if inc is not None:
-                    lines_seen[(inc.id, m.group(2))] += 1
+                    line = post.text[m.start() :].split("\n", 1)[0]
+                    lines_seen[line] += 1
                     if "general" not in inc.first:
                         inc.first["general"], inc.first_status = post.at, m.group(2)
             if not digest and heading and (ids := MENTION.findall(post.text)):
                 inc = incidents.get(int(ids[0]))
                 if inc is not None and "general" not in inc.first:
                     inc.first["general"], inc.first_status = post.at, heading.group(1)
-        elif post.channel == PAGE:
-            ids = MENTION.findall(post.text)
-            inc = incidents.get(int(ids[0])) if ids else None
-            if inc is not None and "stakeholders" not in inc.first:
-                inc.first["stakeholders"] = post.at
         else:
             for iid, cid in room_of.items():
                 if cid == post.channel and iid in incidents:
                     incidents[iid].first.setdefault("incident", post.at)
+    for at, key, action in pager.pages:
+        page_of = by_key.get(key)
+        if page_of is not None and action == "trigger":
+            page_of.first.setdefault("stakeholders", at)
     baseline_am = pct(am_latency, 99)
     one_by_one_s = len(incidents) * 1.0  # the general channel at Slack's one message a second
     emit(
