@@ -437,6 +437,7 @@ async def login(request: web.Request) -> web.Response:
     # The session is a row first: a sign-out (or the token's removal) ends it there, for
     # every copy of the cookie and every process on the database.
     session_id, now = session.new_session_id(), time.time()
+    previous = request.get(session.LIVE_SESSION)  # this browser's session before: it ends
     start = functools.partial(
         start_session,
         id_hash=session.id_hash(session_id),
@@ -445,6 +446,7 @@ async def login(request: web.Request) -> web.Response:
         fingerprint=fp,
         now=int(now * 1e9),
         expires_at=int((now + session.MAX_AGE_S) * 1e9),
+        replaces=session.id_hash(previous) if previous else None,
     )
     try:
         await state.store.write(start)

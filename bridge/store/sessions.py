@@ -43,7 +43,12 @@ def start_session(
     fingerprint: str,
     now: int,
     expires_at: int,
+    replaces: str | None = None,
 ) -> None:
+    """A new session; ``replaces`` (the hash of the browser's session before) ends with it, so
+    that signing in again leaves no copy of the old cookie working."""
+    if replaces is not None:
+        end_session(conn, id_hash=replaces, now=now, why="signed in again")
     conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now - KEEP_NS,))
     conn.execute(
         "INSERT INTO web_sessions (id, name, scope, fingerprint, created_at, expires_at) "

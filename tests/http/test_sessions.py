@@ -174,6 +174,17 @@ async def test_a_cookie_copied_before_sign_out_neither_reads_nor_writes_after_it
     assert (await as_copy(again, fresh, "GET", f"/incidents/{incident}")).status == 200
 
 
+async def test_signing_in_again_ends_the_browsers_session_before(
+    start: Start, tmp_path: Path
+) -> None:
+    client: Any = await start(tmp_path / "bridge.db", api_tokens=NAMED)
+    first = cookie_of(await sign_in(client, CAROL))
+    second = cookie_of(await sign_in(client, ALICE))  # the same browser: it sends `first`
+    assert first != second
+    assert (await as_copy(client, first, "GET", "/")).status == 303
+    assert (await as_copy(client, second, "GET", "/")).status == 200
+
+
 async def test_a_session_survives_a_restart_until_it_is_signed_out(
     start: Start, tmp_path: Path
 ) -> None:
@@ -206,7 +217,7 @@ async def test_a_reload_that_removes_or_changes_a_token_ends_its_sessions_and_be
     )
     incident = await opened(client)
     alice = cookie_of(await sign_in(client, ALICE))
-    carol = cookie_of(await sign_in(client, CAROL))
+    carol = cookie_of(await as_copy(client, "", "POST", "/login", data={"token": CAROL}))
     bearer = {"Authorization": f"Bearer {ALICE}"}
     assert (await client.get(f"/api/v1/incidents/{incident}", headers=bearer)).status == 200
     assert (await as_copy(client, alice, "GET", f"/incidents/{incident}")).status == 200
