@@ -33,9 +33,9 @@ from bridge.core.secrets import Secret
 from bridge.core.timeutil import Clock, format_ns
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
-from bridge.private_files import read_private, write_private
+from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store, StoreError, StoreUnavailable
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
 from bridge.store.followup import (
     OpenRequest,
@@ -105,11 +105,14 @@ def ensure_api_token(settings: Settings) -> Secret | None:
     path = api_token_path(settings.db)
     # Trusted only as the service's own private file: a token planted by another user, or a
     # symbolic link to a file anyone can read, would be a write token others know.
-    text = read_private(path) or ""
-    if not text:
-        text = secrets.token_urlsafe(32)
-        write_private(path, text)
-        log.info("API token generated in %s (readable by this user only)", path)
+    try:
+        text = read_private(path) or ""
+        if not text:
+            text = secrets.token_urlsafe(32)
+            write_private(path, text)
+            log.info("API token generated in %s (readable by this user only)", path)
+    except UnsafeFile as exc:  # planted after the start-up check: one line, not a traceback
+        raise StoreError(str(exc)) from None
     return Secret(text)
 
 

@@ -59,7 +59,7 @@ def planted_by_another_user(path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_symlink_at_the_token_path_is_not_the_write_token(folder: Path, outside: Path) -> None:
     settings = Settings(db=folder / "bridge.db")
     api_token_path(settings.db).symlink_to(outside)
-    with pytest.raises(UnsafeFile, match="symbolic link"):
+    with pytest.raises(StoreError, match="symbolic link"):
         ensure_api_token(settings)
     with pytest.raises(ConfigError, match=r"bridge\.db\.api-token is a symbolic link"):
         validate(settings)
@@ -75,7 +75,7 @@ def test_a_token_planted_by_another_user_is_refused(
     os.write(fd, b"planted-token-0123456789abcdef\n")
     os.close(fd)
     planted_by_another_user(path, monkeypatch)
-    with pytest.raises(UnsafeFile, match="belongs to another user"):
+    with pytest.raises(StoreError, match="belongs to another user"):
         ensure_api_token(settings)
 
 
@@ -84,11 +84,11 @@ def test_a_token_file_others_can_read_or_a_hard_link_is_refused(folder: Path) ->
     path = api_token_path(settings.db)
     path.write_text("readable-token-0123456789abcdef\n")
     path.chmod(0o644)
-    with pytest.raises(UnsafeFile, match=r"chmod 600"):
+    with pytest.raises(StoreError, match=r"chmod 600"):
         ensure_api_token(settings)
     path.chmod(0o600)
     os.link(path, folder / "another-name")
-    with pytest.raises(UnsafeFile, match="hard link"):
+    with pytest.raises(StoreError, match="hard link"):
         ensure_api_token(settings)
     os.unlink(folder / "another-name")
     assert ensure_api_token(settings) == Secret("readable-token-0123456789abcdef")
@@ -114,13 +114,13 @@ def test_a_symlink_at_the_session_key_is_neither_read_nor_overwritten(
 ) -> None:
     db = folder / "bridge.db"
     key_path(db).symlink_to(outside)  # long enough to have been taken as the key before
-    with pytest.raises(UnsafeFile, match="symbolic link"):
+    with pytest.raises(StoreError, match="symbolic link"):
         ensure_key(db)
     short = tmp_path / "victim.txt"
     short.write_text("short\n")
     key_path(db).unlink()
     key_path(db).symlink_to(short)  # too short for a key: it was overwritten before
-    with pytest.raises(UnsafeFile, match="symbolic link"):
+    with pytest.raises(StoreError, match="symbolic link"):
         ensure_key(db)
     assert short.read_text() == "short\n" and outside.read_text() == PUBLIC + "\n"
 
@@ -141,6 +141,8 @@ def test_write_private_replaces_a_symlink_and_never_writes_through_it(
 ) -> None:
     path = folder / "secret"
     path.symlink_to(outside)
+    with pytest.raises(UnsafeFile, match="symbolic link; remove it"):
+        read_private(path)
     write_private(path, "new-secret")
     assert not path.is_symlink() and read_private(path) == "new-secret"
     assert outside.read_text() == PUBLIC + "\n"

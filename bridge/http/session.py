@@ -33,9 +33,9 @@ from aiohttp import web
 
 from bridge.core.secrets import Secret
 from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
-from bridge.private_files import read_private, write_private
+from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.service import ApiAccess, token_fingerprint
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store, StoreError, StoreUnavailable
 from bridge.store.sessions import session_is_live
 
 COOKIE = "ib_session"
@@ -69,10 +69,13 @@ def ensure_key(db: Path) -> bytes:
     path = key_path(db)
     # Only the service's own private file: a key another user planted or can read would let
     # them sign any cookie; a symbolic link is neither read nor written through.
-    text = read_private(path) or ""
-    if len(text) < 32:
-        text = secrets.token_urlsafe(32)
-        write_private(path, text)
+    try:
+        text = read_private(path) or ""
+        if len(text) < 32:
+            text = secrets.token_urlsafe(32)
+            write_private(path, text)
+    except UnsafeFile as exc:  # planted after the start-up check: one line, not a traceback
+        raise StoreError(str(exc)) from None
     return text.encode()
 
 
