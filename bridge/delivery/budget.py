@@ -67,6 +67,7 @@ class Budget:
 
 
 _CURRENT: ContextVar[Budget | None] = ContextVar("render_budget", default=None)
+_UNSCOPED = Budget(max_size=10_000_000, max_steps=10**9, time_s=3600.0, max_output=10_000_000)
 
 
 def _sized(value: Any) -> int:
@@ -114,8 +115,9 @@ class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
 
 def _budget() -> Budget:
     current = _CURRENT.get()
-    # A render outside render_stream/with_budget: sizes are still bounded (steps per call only).
-    return current if current is not None else Budget().start()
+    # A render outside render_stream/with_budget (the postmortem's Markdown, whose whole output
+    # goes through concat): sizes are still bounded, generously (steps per call only).
+    return current if current is not None else _UNSCOPED.start()
 
 
 def _check_binop(op: str, left: Any, right: Any) -> None:

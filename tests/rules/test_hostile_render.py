@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.delivery.budget import ELLIPSIS, MESSAGE_MAX, TITLE_MAX
+from bridge.delivery.budget import ELLIPSIS, MESSAGE_MAX, TITLE_MAX, RenderBudgetExceeded
 from bridge.delivery.templates import Renderer, TemplateError, context
 from bridge.rules import RulesPolicy
 from bridge.rules.engine import WEBHOOK_RENDER_STEPS
@@ -145,3 +145,15 @@ def test_a_long_message_is_cut_with_a_marker(tmp_path: Path) -> None:
     assert len(out.body) <= MESSAGE_MAX and out.body.endswith(ELLIPSIS)
     assert not out.body.rstrip(ELLIPSIS).endswith(("&", "&l", "&lt"))  # no entity cut through
     assert len(out.title) <= TITLE_MAX and out.title.endswith(ELLIPSIS)
+
+
+def test_a_long_document_outside_a_message_budget_still_renders() -> None:
+    """The postmortem's Markdown renders through the same sandbox without a message budget:
+    a document of a few hundred thousand characters is fine, 400 million is not."""
+    from bridge.delivery.templates import sandbox
+
+    env = sandbox([], lambda s: s)
+    long = env.from_string("{% for i in range(300) %}{{ x }}{% endfor %}").render(x="y" * 1000)
+    assert len(long) == 300_000
+    with pytest.raises(RenderBudgetExceeded):
+        env.from_string("{{ 'x' * 400000000 }}").render()
