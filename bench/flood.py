@@ -28,6 +28,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import resource
 import signal
 import socket
@@ -38,6 +40,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -183,15 +186,58 @@ class Flood:
                 writer.close()
             await asyncio.sleep(self.reopen_after)
 
-    def start(self, idle: int, streams: int) -> None:
+    async def run(self, idle: int, streams: int, stop: Any, shared: Any) -> None:
+        """Until ``stop`` is set, publishing the counts into ``shared`` ten times a second."""
         self.tasks = [asyncio.create_task(self.idle()) for _ in range(idle)]
         self.tasks += [asyncio.create_task(self.stream()) for _ in range(streams)]
-
-    async def stop(self) -> None:
+        while not stop.is_set():
+            shared[:] = [self.opened, self.idle_up, self.streams_up, self.refused_streams]
+            await asyncio.sleep(0.1)
         self.stopping = True
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class FloodProcess:
+    """The flood in a process of its own: its event loop, busy with thousands of connections,
+    must not delay the webhooks being measured (they would show the flood's own lag)."""
+
+    def __init__(self, port: int, idle: int, streams: int, reopen_after: float) -> None:
+        self.stop_event = multiprocessing.Event()
+        self.shared = multiprocessing.Array("q", 4)
+        self.proc = multiprocessing.Process(
+            target=self._main,
+            args=(port, idle, streams, reopen_after, self.stop_event, self.shared),
+            daemon=True,
+        )
+
+    @staticmethod
+    def _main(port: int, idle: int, streams: int, reopen: float, stop: Any, shared: Any) -> None:
+        flood = Flood(port, incident=1, reopen_after=reopen)
+        asyncio.run(flood.run(idle, streams, stop, shared))
+
+    @property
+    def opened(self) -> int:
+        return int(self.shared[0])
+
+    @property
+    def held(self) -> tuple[int, int]:
+        return int(self.shared[1]), int(self.shared[2])
+
+    @property
+    def refused_streams(self) -> int:
+        return int(self.shared[3])
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
 
 
 @dataclass
@@ -223,34 +269,47 @@ async def webhooks(port: int, count: int, every: float, body: bytes) -> Webhooks
     return Webhooks([s for s, _ in done], [ms for _, ms in done])
 
 
-async def settle(flood: Flood, seconds: float) -> None:
+async def settle(flood: FloodProcess, seconds: float) -> None:
     """Give the flood time to fill what it can; stop early once it stops growing."""
     deadline = time.monotonic() + seconds
     last = -1
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        held = flood.idle_up + flood.streams_up
+        held = sum(flood.held)
         if held == last and held > 0:
             return
         last = held
 
 
-async def measure(args: argparse.Namespace, port: int, hook_port: int) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(args: argparse.Namespace, port: int, hook_port: int, pid: int) -> int:
     body = webhook_body()
     first = await post_webhook(hook_port, body, 10.0)  # the incident the streams watch
     if first[0] != 200:
         print(f"the first webhook got {first[0]}", file=sys.stderr)
         return 1
     quiet = await webhooks(hook_port, args.baseline, 0.05, body)
-    flood = Flood(port, incident=1, reopen_after=args.reopen_after)
-    flood.start(args.idle, args.streams)
+    flood = FloodProcess(port, args.idle, args.streams, args.reopen_after)
+    flood.start()
     try:
         await settle(flood, args.settle)
-        before = (flood.idle_up, flood.streams_up)
+        before = flood.held
+        assert flood.proc.pid is not None
+        cpu, theirs = cpu_seconds(pid), cpu_seconds(flood.proc.pid)
+        started, opened = time.monotonic(), flood.opened
         loaded = await webhooks(hook_port, args.webhooks, args.every, body)
-        after = (flood.idle_up, flood.streams_up)
+        seconds = time.monotonic() - started
+        cpu = (cpu_seconds(pid) - cpu) / seconds
+        theirs = (cpu_seconds(flood.proc.pid) - theirs) / seconds
+        rate = (flood.opened - opened) / seconds
+        after = flood.held
     finally:
-        await flood.stop()
+        await asyncio.to_thread(flood.stop)
     p99_quiet, p99 = quiet.pct(0.99), loaded.pct(0.99)
     print(
         f"baseline (no flood): {quiet.ok}/{len(quiet.statuses)} webhooks 200, "
@@ -258,8 +317,13 @@ async def measure(args: argparse.Namespace, port: int, hook_port: int) -> int:
     )
     print(
         f"flood from {FLOOD_FROM}: {args.idle} idle connections, {args.streams} live streams "
-        f"wanted, each opened again {args.reopen_after:g} s after it closed; held idle {before[0]}->{after[0]}, streams {before[1]}->{after[1]}; "
+        f"wanted, each opened again {args.reopen_after:g} s after it closed; "
+        f"held idle {before[0]}->{after[0]}, streams {before[1]}->{after[1]}; "
         f"{flood.opened} connections opened in all, {flood.refused_streams} streams refused"
+    )
+    print(
+        f"while the webhooks were posted: the flood opened {rate:,.0f} connections/s; the "
+        f"service used {cpu:.0%} of a core, the flood's process {theirs:.0%}"
     )
     failed = {s: loaded.statuses.count(s) for s in set(loaded.statuses) if s != 200}
     where = "their own listener" if hook_port != port else "the same listener"
@@ -302,6 +366,13 @@ def main() -> int:
         help="post the webhooks to a listener of their own (`serve --webhook-listen`)",
     )
     parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="serve the `bridge` package of this source tree (e.g. an older commit's, "
+        "unpacked with `git archive`) instead of this one's",
+    )
+    parser.add_argument(
         "--serve-arg", action="append", default=[], help="one more argument for `serve`"
     )
     args = parser.parse_args()
@@ -336,10 +407,17 @@ def main() -> int:
             cmd += ["--max-connections", str(args.max_connections)]
         log = Path(tmp) / "serve.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            env, cwd = dict(os.environ), None
+            if args.source is not None:  # `-c` puts the working folder first on sys.path
+                cwd = str(args.source.resolve())
+                env["PYTHONPATH"] = str(args.source.resolve())
+                cmd[:2] = [sys.executable, "-c", "from bridge.cli import run; run()", "serve"]
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd
+            )
         try:
             wait_ready(url, proc)
-            status = asyncio.run(measure(args, port, hook_port))
+            status = asyncio.run(measure(args, port, hook_port, proc.pid))
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

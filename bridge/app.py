@@ -11,6 +11,7 @@ import gc
 import logging
 import resource
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ from bridge.http import (
     session,
 )
 from bridge.http.errors import json_errors
-from bridge.http.live import source_of
+from bridge.http.live import source_of, source_of_peer
 from bridge.indexer import Indexer
 from bridge.kb import postmortems
 from bridge.metrics import Metrics
@@ -279,7 +280,7 @@ class ConnectionLimit:
             for handler in self.sources.get(source, {}):
                 if self._idle(handler):
                     handler.force_close()  # connection_lost follows, which forgets it
-                    self._count(why, source)
+                    self.count(why, source)
                     return True
         return False
 
@@ -290,7 +291,7 @@ class ConnectionLimit:
         self.sources[source][handler] = None
         if handler._request_count == 0 and self._idle(handler):
             handler.force_close()
-            self._count(f"no headers within --header-timeout {self.header_timeout_s:g}s", source)
+            self.count(f"no headers within --header-timeout {self.header_timeout_s:g}s", source)
 
     def _refuse(
         self, handler: web.RequestHandler, transport: asyncio.Transport, source: str, why: str
@@ -301,9 +302,10 @@ class ConnectionLimit:
         handler._force_close = True
         transport.pause_reading()
         asyncio.get_running_loop().call_soon(transport.abort)
-        self._count(why, source)
+        self.count(why, source)
 
-    def _count(self, what: str, source: str) -> None:
+    def count(self, what: str, source: str) -> None:
+        """One connection closed or refused, for the next summary."""
         self.counts[what] += 1
         self.by_source[source] += 1
         if self._report is None:
@@ -333,6 +335,71 @@ class ConnectionLimit:
         )
         self.counts.clear()
         self.by_source.clear()
+
+
+class Listener:
+    """A listening socket served by the aiohttp ``server``, whose new connections are checked
+    against the caps as they are accepted: one refused is closed there, before asyncio or
+    aiohttp makes anything of it (no transport, no handler, no task). A client that opens
+    connections as fast as they are closed then costs an accept and a close each, and the
+    loop accepts at most ``BATCH`` at a time, so the rest of the service keeps its turn.
+    ``ConnectionLimit`` still sees every connection let in (it counts, closes idle ones,
+    and refuses in a race that this first look could not see)."""
+
+    BATCH = 64
+    PAUSE_S = 1.0  # out of file descriptors: accept again after this (as asyncio does)
+
+    def __init__(self, server: web.Server, limit: ConnectionLimit, host: str, port: int) -> None:
+        self.server = server
+        self.limit = limit
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.create_server((host, port), family=family, backlog=1024)
+        self.sock.setblocking(False)
+        self.connecting: set[asyncio.Task[Any]] = set()
+
+    @property
+    def address(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.BATCH):
+            try:
+                conn, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: wait instead of spinning
+                self.limit.count(f"not accepted ({exc.strerror})", "this host")
+                loop.remove_reader(self.sock.fileno())
+                loop.call_later(self.PAUSE_S, self.start)
+                return
+            source = source_of_peer(peer)
+            refused = self.limit.admit(source)
+            if refused is not None:
+                conn.close()
+                self.limit.count(refused, source)
+                continue
+            conn.setblocking(False)
+            task = loop.create_task(self._serve(conn))
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(self.server, conn)
+        except OSError:
+            conn.close()
 
 
 def raise_file_limit(settings: Settings) -> None:
@@ -477,7 +544,7 @@ async def run(
     runner = web.AppRunner(app, **runner_options(settings))
     await runner.setup()
     assert runner.server is not None
-    ConnectionLimit.from_settings(runner.server, settings)
+    limit = ConnectionLimit.from_settings(runner.server, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -490,30 +557,27 @@ async def run(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    # asyncio accepts up to `backlog` connections each time the socket is ready, in one go:
-    # with the webhooks on a listener of their own, a short batch here keeps a flood of
-    # connections on this one from holding up the loop (the kernel drops the rest's SYNs).
-    backlog = 1024 if settings.webhook_listen is None else 128
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=backlog)
     # --webhook-listen: a runner of its own, so its own connections, caps and accept queue
     hooks: web.AppRunner | None = None
-    hook_site: web.TCPSite | None = None
+    listeners: list[Listener] = []
     if settings.webhook_listen is not None:
         hooks = web.AppRunner(create_webhook_app(state), **runner_options(settings))
         await hooks.setup()
         assert hooks.server is not None
-        ConnectionLimit.from_settings(hooks.server, settings)
-        hook_host, hook_port = settings.webhook_listen
-        hook_site = web.TCPSite(hooks, hook_host, hook_port, reuse_address=True, backlog=1024)
+        hook_limit = ConnectionLimit.from_settings(hooks.server, settings)
     background: list[asyncio.Task[None]] = []
     reminders = ReminderScheduler(state)
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
     try:
-        await site.start()
-        if hook_site is not None:
-            await hook_site.start()
-            log.info("webhooks also on http://%s", hook_site.name.removeprefix("http://"))
+        listeners.append(Listener(runner.server, limit, settings.host, settings.port))
+        if hooks is not None and settings.webhook_listen is not None:
+            assert hooks.server is not None
+            hook_host, hook_port = settings.webhook_listen
+            listeners.append(Listener(hooks.server, hook_limit, hook_host, hook_port))
+            log.info("webhooks also on http://%s", listeners[-1].address)
+        for listener in listeners:
+            listener.start()
         log.info(
             "listening on http://%s (database %s, rules %s, webhook auth %s)",
             settings.listen,
@@ -544,9 +608,11 @@ async def run(
             await reconciler.stop()  # nothing of it is lost: the next start asks again
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for listener in listeners:
+            listener.close()  # no new connections
         if hooks is not None:
             await hooks.cleanup()
-        await runner.cleanup()  # stops listening, waits for handlers in flight
+        await runner.cleanup()  # waits for handlers in flight
         await worker.stop()  # sends in flight finish; unsent rows stay pending for next start
         store.close()  # commits whatever the writer still holds
         await session.close()
