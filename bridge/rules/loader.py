@@ -26,6 +26,7 @@ from bridge.rules.model import RouteSettings, RuleSet, TargetDef, title_environm
 from bridge.rules.routes import RawRoute, Refs, build_route, inherit_templates
 from bridge.rules.schema import NAME_PATTERN, RotationSpec, RuleFile, keys_of
 from bridge.rules.source import (
+    MAX_TOTAL_NODES,
     Diagnostics,
     Source,
     collect_files,
@@ -212,10 +213,19 @@ def load_rules(
     diags.errors.extend(errs)
     digest = hashlib.sha256()
     sources: list[Source] = []
+    nodes = 0
     for f in files:
         src, raw = read_source(f, diags)
         digest.update(f.name.encode() + b"\0" + hashlib.sha256(raw).digest())
         if src is not None:
+            nodes += src.nodes
+            if nodes > MAX_TOTAL_NODES:
+                # each file within its bounds, but all of them together too much to build
+                diags.errors.append(
+                    f"{src.name}:0:0: the rule files up to this one have more than "
+                    f"{MAX_TOTAL_NODES} nodes together"
+                )
+                break
             sources.append(src)
     config_hash = digest.hexdigest()
     acc = _Acc()

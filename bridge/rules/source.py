@@ -28,6 +28,7 @@ Loc = tuple[int | str, ...]
 MAX_FILE_BYTES = 4 * 1024 * 1024  # bytes of one rule file
 MAX_NODES = 200_000  # nodes of one rule file, aliases expanded (keys, values, items)
 MAX_DEPTH = 64  # mappings and lists nested in one another (a route level is two)
+MAX_TOTAL_NODES = 1_000_000  # nodes of all the rule files of one load together
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Source:
 
     name: str
     data: Any
+    nodes: int = 0  # with aliases expanded (MAX_NODES)
 
     def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the node at ``loc``; ``key=True`` points at a mapping key.
@@ -163,7 +165,7 @@ def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
         return None, raw
     yaml = YAML(typ="rt")
     try:
-        problem = _shape_error(yaml.parse(text))
+        problem, nodes = _shape_error(yaml.parse(text))
         if problem is not None:
             diags.errors.append(f"{name}:{problem}")
             return None, raw
@@ -174,12 +176,13 @@ def read_source(path: Path, diags: Diagnostics) -> tuple[Source | None, bytes]:
         problem = " ".join(p for p in (exc.problem, exc.context) if p) or str(exc)
         diags.errors.append(f"{name}:{line}:{col}: YAML: {problem}")
         return None, raw
-    return Source(name, data), raw
+    return Source(name, data, nodes), raw
 
 
-def _shape_error(events: Iterable[Event]) -> str | None:
+def _shape_error(events: Iterable[Event]) -> tuple[str | None, int]:
     """``line:col: message`` when the document nests deeper than MAX_DEPTH or has more than
-    MAX_NODES nodes with its aliases expanded; None when it is within bounds. One pass over
+    MAX_NODES nodes with its aliases expanded, None when it is within bounds; and its nodes
+    (expanded). One pass over
     the parser's events, no recursion and nothing built: an alias counts the nodes its anchor
     stood for, so a bomb is found at the alias that crosses the bound."""
     sizes: dict[str, int] = {}  # anchor -> nodes it stands for, expanded
@@ -198,18 +201,18 @@ def _shape_error(events: Iterable[Event]) -> str | None:
         if isinstance(event, AliasEvent):
             nodes += sizes.get(str(event.anchor), 1)  # an unknown alias: the loader says so
             if nodes > MAX_NODES:
-                return f"{place}: aliases expand to more than {MAX_NODES} nodes"
+                return f"{place}: aliases expand to more than {MAX_NODES} nodes", nodes
             continue
         if isinstance(event, CollectionStartEvent):
             open_.append((nodes, event.anchor))
             if len(open_) > MAX_DEPTH:
-                return f"{place}: nesting deeper than {MAX_DEPTH}"
+                return f"{place}: nesting deeper than {MAX_DEPTH}", nodes
         elif event.anchor is not None:
             sizes[event.anchor] = 1
         nodes += 1
         if nodes > MAX_NODES:
-            return f"{place}: more than {MAX_NODES} nodes"
-    return None
+            return f"{place}: more than {MAX_NODES} nodes", nodes
+    return None, nodes
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -170,3 +170,21 @@ def test_a_file_that_is_not_rules_is_named_not_quoted(tmp_path: Path) -> None:
         f"{path}:1:1: not a rules file: no top-level key targets, rotations, templates, "
         "route, routes"
     ]
+
+
+def test_files_within_their_bounds_are_bounded_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.rules import loader
+
+    monkeypatch.setattr(loader, "MAX_TOTAL_NODES", 40)
+    for i in range(3):
+        (tmp_path / f"{i}.yaml").write_text(f"targets: {{t{i}: {{type: console}}}}\n" + "#\n" * i)
+    assert load_rules([tmp_path]).errors == []  # 3 x 7 nodes
+    for i in range(3, 8):
+        (tmp_path / f"{i}.yaml").write_text(f"targets: {{t{i}: {{type: console}}}}\n")
+    result = load_rules([tmp_path])
+    assert result.ruleset is None
+    assert result.errors == [
+        f"{tmp_path / '5.yaml'}:0:0: the rule files up to this one have more than 40 nodes together"
+    ]
