@@ -26,9 +26,9 @@ Loc = tuple[int | str, ...]
 # "billion laughs" of nested aliases would cost gigabytes. The bounds are far above real rules
 # (a route is 10 to 30 nodes) and keep a bad file from taking the service's memory and time.
 MAX_FILE_BYTES = 4 * 1024 * 1024  # bytes of one rule file
-MAX_NODES = 200_000  # nodes of one rule file, aliases expanded (keys, values, items)
+MAX_NODES = 100_000  # nodes of one rule file, aliases expanded (keys, values, items)
 MAX_DEPTH = 64  # mappings and lists nested in one another (a route level is two)
-MAX_TOTAL_NODES = 1_000_000  # nodes of all the rule files of one load together
+MAX_TOTAL_NODES = 250_000  # nodes of all the rule files of one load together
 
 
 @dataclass(frozen=True)
