@@ -195,11 +195,15 @@ async def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
     policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
     # Never a 4xx because of the rules: a template that cannot render falls back (and says so
     # in render_errors); anything else the rules raise is a bug, a 500 Alertmanager retries.
-    if getattr(policy, "renders_templates", False):
-        # Title templates run in a thread: each is bounded (bridge/delivery/budget.py), but a
-        # webhook's renders may take up to half a second, during which the event loop goes on
-        # taking other webhooks (the thread gives the GIL back every few milliseconds).
-        decisions = await asyncio.to_thread(policy.evaluate, payload, now)
+    quick = getattr(policy, "evaluate_quick", None)
+    if quick is not None:
+        # Title templates: most webhooks' render in a few dozen steps, here. One that needs more
+        # (thousands of groups, a template that loops) is evaluated again in a thread, within
+        # the whole budget (bridge/rules/engine.py), while the loop goes on with the others.
+        found = quick(payload, now)
+        decisions = (
+            found if found is not None else await asyncio.to_thread(policy.evaluate, payload, now)
+        )
     else:
         decisions = policy.evaluate(payload, now)
     decisions = [_bounded(d) for d in decisions]

@@ -39,6 +39,10 @@ TITLE_BUDGET = Budget(max_size=100_000, max_steps=20_000, time_s=0.1, max_output
 # the interpreter while it runs, which slows every other request).
 WEBHOOK_RENDER_STEPS = 200_000
 WEBHOOK_RENDER_S = 0.5
+# Most webhooks' titles take a few dozen steps: the receiver renders them on the event loop
+# within this much, and only a webhook that needs more goes to a thread with the budget above.
+QUICK_RENDER_STEPS = 5_000
+QUICK_RENDER_S = 0.005
 
 
 @dataclass
@@ -97,20 +101,33 @@ class RulesPolicy:
     """``bridge.core.policy.Policy`` backed by a loaded ``RuleSet``."""
 
     ruleset: RuleSet
-    # titles are rendered (Jinja2 in a bounded sandbox): the receiver evaluates in a thread
-    renders_templates: bool = field(init=False, default=True)
     _policy_cache: dict[tuple[int, str], Mapping[str, Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     def evaluate(self, payload: WebhookPayload, now_ns: int) -> list[Decision]:
+        allowance = _Allowance(WEBHOOK_RENDER_STEPS, time.monotonic() + WEBHOOK_RENDER_S)
+        return self._evaluate(payload, now_ns, allowance)
+
+    def evaluate_quick(self, payload: WebhookPayload, now_ns: int) -> list[Decision] | None:
+        """``evaluate`` with a small render budget (QUICK_RENDER_STEPS, QUICK_RENDER_S), cheap
+        enough for the event loop: the decisions, or None when the titles need more (then
+        ``evaluate``, in a thread). Evaluation is pure, so doing it twice changes nothing."""
+        allowance = _Allowance(QUICK_RENDER_STEPS, time.monotonic() + QUICK_RENDER_S)
+        decisions = self._evaluate(payload, now_ns, allowance)
+        if allowance.steps <= 0 or time.monotonic() > allowance.until:
+            return None
+        return decisions
+
+    def _evaluate(
+        self, payload: WebhookPayload, now_ns: int, allowance: _Allowance
+    ) -> list[Decision]:
         groups: dict[tuple[str, str], tuple[Route, list[Alert]]] = {}
         root = self.ruleset.root
         for alert in payload.alerts:
             for route in match_routes(root, alert.labels):
                 key = incident_key(route, alert, payload.group_key, route is root)
                 groups.setdefault((route.name, key), (route, []))[1].append(alert)
-        allowance = _Allowance(WEBHOOK_RENDER_STEPS, time.monotonic() + WEBHOOK_RENDER_S)
         return [
             self.decide(route, key, alerts, payload, now_ns, allowance=allowance)
             for (_, key), (route, alerts) in groups.items()

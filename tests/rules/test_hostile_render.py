@@ -157,3 +157,15 @@ def test_a_long_document_outside_a_message_budget_still_renders() -> None:
     assert len(long) == 300_000
     with pytest.raises(RenderBudgetExceeded):
         env.from_string("{{ 'x' * 400000000 }}").render()
+
+
+def test_quick_evaluation_is_all_or_nothing(tmp_path: Path) -> None:
+    """The receiver's first try on the event loop: the same decisions as ``evaluate`` when the
+    titles fit its small budget, None (not fallbacks) when they do not."""
+    policy = RulesPolicy(load_text(tmp_path, RULES.format(title="'{{ labels.alertname }}!'")))
+    body = payload({"alertname": "Small"})
+    assert policy.evaluate_quick(body, NOW) == policy.evaluate(body, NOW)
+    slow = RULES.format(title="'{% for i in range(19000) %}{% endfor %}{{ labels.alertname }}'")
+    policy = RulesPolicy(load_text(tmp_path, slow, name="slow.yaml"))
+    assert policy.evaluate_quick(body, NOW) is None
+    assert policy.evaluate(body, NOW)[0].title == "Small"
