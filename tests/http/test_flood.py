@@ -387,6 +387,7 @@ async def test_the_webhook_listener_has_connections_of_its_own(tmp_path: Path) -
         webhook_token=Secret(TOKEN),
         max_connections=10,
         max_connections_per_source=0,
+        shutdown_timeout_s=2.0,
     )
     stop = asyncio.Event()
     served = asyncio.create_task(run(settings, stop=stop))
@@ -411,6 +412,8 @@ async def test_the_webhook_listener_has_connections_of_its_own(tmp_path: Path) -
         writer.write(b"GET /incidents/1/live HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 404")
     finally:
+        for writer in OPENED:  # the requests in flight end, and with them the shutdown's wait
+            writer.close()
         stop.set()
         await asyncio.wait_for(served, 30)
 
