@@ -209,6 +209,11 @@ class ConnectionLimit:
         # open connections by address, oldest first (dicts keep insertion order)
         self.sources: dict[str, dict[web.RequestHandler, asyncio.TimerHandle | None]] = {}
         self.open: dict[web.RequestHandler, str] = {}
+        # let in by the Listener, not yet made (``connection_made`` comes a turn later): they
+        # count, or one accept batch could pass a cap 64 times over
+        self.pending: collections.Counter[str] = collections.Counter()
+        # closed to make room, not yet gone: they no longer count, or each would make room twice
+        self.closing: set[web.RequestHandler] = set()
         self.counts: collections.Counter[str] = collections.Counter()
         self.by_source: collections.Counter[str] = collections.Counter()
         self._logged_at = -self.LOG_EVERY_S
@@ -229,8 +234,9 @@ class ConnectionLimit:
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         source = source_of(transport)
-        refused = self.admit(source)
-        if refused is not None:
+        if self.pending[source] > 0:
+            self.release(source)  # admitted as it was accepted
+        elif (refused := self.admit(source)) is not None:
             self._refuse(handler, transport, source, refused)
             return
         loop = asyncio.get_running_loop()
@@ -239,26 +245,36 @@ class ConnectionLimit:
         self.open[handler] = source
         self._accept(handler, transport)
 
-    def admit(self, source: str) -> str | None:
+    def admit(self, source: str, *, reserve: bool = False) -> str | None:
         """Room for one more connection from ``source`` (None), or why not. At the limit, the
-        room is made here: an idle connection is closed."""
+        room is made here: an idle connection is closed. ``reserve``: the room is held until
+        ``connection_made`` (or ``release``)."""
         # An address at its cap gets no more: a client that reuses its kept-alive connections
         # (Alertmanager does) opens a new one only when all of them are busy. Refusing is the
         # cheapest answer to one that opens connections as fast as they are closed.
-        if self.per_source and len(self.sources.get(source, ())) >= self.per_source:
+        held = len(self.sources.get(source, ())) + self.pending[source]
+        if self.per_source and held >= self.per_source:
             return f"refused at --max-connections-per-source {self.per_source}"
         # At the limit, an idle connection of the address holding the most makes room; only
         # when every one is busy is the new one refused.
-        if len(self.open) >= self.limit:
+        if len(self.open) - len(self.closing) + self.pending.total() >= self.limit:
             biggest = sorted(self.sources, key=lambda s: len(self.sources[s]), reverse=True)
             if not self._close_idle(biggest, "idle closed to make room"):
                 return f"refused at --max-connections {self.limit}"
+        if reserve:
+            self.pending[source] += 1
         return None
+
+    def release(self, source: str) -> None:
+        self.pending[source] -= 1
+        if self.pending[source] <= 0:
+            del self.pending[source]
 
     def connection_lost(
         self, handler: web.RequestHandler, exc: BaseException | None = None
     ) -> None:
         source = self.open.pop(handler, None)
+        self.closing.discard(handler)
         if source is not None:
             held = self.sources[source]
             deadline = held.pop(handler, None)
@@ -280,6 +296,7 @@ class ConnectionLimit:
             for handler in self.sources.get(source, {}):
                 if self._idle(handler):
                     handler.force_close()  # connection_lost follows, which forgets it
+                    self.closing.add(handler)
                     self.count(why, source)
                     return True
         return False
@@ -291,6 +308,7 @@ class ConnectionLimit:
         self.sources[source][handler] = None
         if handler._request_count == 0 and self._idle(handler):
             handler.force_close()
+            self.closing.add(handler)
             self.count(f"no headers within --header-timeout {self.header_timeout_s:g}s", source)
 
     def _refuse(
@@ -385,21 +403,23 @@ class Listener:
                 loop.call_later(self.PAUSE_S, self.start)
                 return
             source = source_of_peer(peer)
-            refused = self.limit.admit(source)
+            refused = self.limit.admit(source, reserve=True)
             if refused is not None:
                 conn.close()
                 self.limit.count(refused, source)
                 continue
             conn.setblocking(False)
-            task = loop.create_task(self._serve(conn))
+            task = loop.create_task(self._serve(conn, source))
             self.connecting.add(task)
             task.add_done_callback(self.connecting.discard)
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _serve(self, conn: socket.socket, source: str) -> None:
         try:
             await asyncio.get_running_loop().connect_accepted_socket(self.server, conn)
-        except OSError:
+        except OSError:  # gone before it was made: its room is given back
             conn.close()
+            if self.limit.pending[source] > 0:
+                self.limit.release(source)
 
 
 def raise_file_limit(settings: Settings) -> None:

@@ -429,3 +429,42 @@ def test_the_webhook_listener_is_a_setting_checked_like_listen() -> None:
     exposed = parser.parse_args(["--webhook-listen", "0.0.0.0:9097"])
     with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0:9097"):
         settings_from(exposed, env={})
+
+
+async def test_the_listener_keeps_the_caps_and_makes_room_once(tmp_path: Path) -> None:
+    """``serve``'s own accept loop: a burst from one address keeps to its cap, and a new
+    connection at the limit closes one idle connection, not two."""
+    port = free_port()
+    settings = Settings(
+        port=port,
+        db=tmp_path / "bridge.db",
+        webhook_token=Secret(TOKEN),
+        max_connections=12,
+        max_connections_per_source=10,
+        shutdown_timeout_s=2.0,
+    )
+    stop = asyncio.Event()
+    served = asyncio.create_task(run(settings, stop=stop))
+    target = SimpleNamespace(host="127.0.0.1", port=port)
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                with contextlib.suppress(OSError):
+                    _reader, probe = await asyncio.open_connection("127.0.0.1", port)
+                    probe.close()
+                    break
+                await asyncio.sleep(0.05)
+        burst = await asyncio.gather(*(connect(target, FLOOD) for _ in range(30)))
+        await asyncio.sleep(0.3)
+        assert sum([not await is_closed(reader) for reader, _w in burst]) == 10
+        others = [await connect(target, "127.0.0.3") for _ in range(2)]  # the limit: 12
+        await asyncio.sleep(0.3)
+        assert await post_webhook(target) == 200
+        await asyncio.sleep(0.3)
+        still = [reader for reader, _w in [*burst, *others] if not await is_closed(reader)]
+        assert len(still) == 11  # one idle connection made room, of the address with the most
+    finally:
+        for writer in OPENED:
+            writer.close()
+        stop.set()
+        await asyncio.wait_for(served, 30)
