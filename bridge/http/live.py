@@ -171,8 +171,13 @@ async def stop_live(app: web.Application) -> None:
         await asyncio.gather(*running, return_exceptions=True)
 
 
+# A page's, not the API's: the OpenAPI document leaves it out, as it does pages.ROUTES.
+ROUTES = [("GET", "/incidents/{id}/live", live)]
+
+
 def install(app: web.Application) -> None:
     """The live stream's route and its bookkeeping (app.py calls this, after pages.install)."""
     app[STREAMS] = Streams()
     app.on_shutdown.append(stop_live)
-    app.router.add_get("/incidents/{id}/live", live)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)

@@ -28,7 +28,7 @@ from bridge.app import create_app
 from bridge.config import Settings, api_token_path
 from bridge.core.incidents import MILESTONES
 from bridge.core.secrets import Secret
-from bridge.http import models, openapi, pages
+from bridge.http import live, models, openapi, pages
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
 from bridge.service import AppState
@@ -40,7 +40,8 @@ from tests.integration.procs import Bridge
 # Served, and not an operation: the catch-all that answers JSON 404/405 for any other /api/ path.
 # The web pages are for people, not operations of the API (bridge/http/pages.py).
 NOT_OPERATIONS = {"/api/{tail}"} | {
-    re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path) for _method, path, _handler in pages.ROUTES
+    re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
+    for _method, path, _handler in [*pages.ROUTES, *live.ROUTES]
 }
 
 
