@@ -217,6 +217,7 @@ class ConnectionLimit:
         self.counts: collections.Counter[str] = collections.Counter()
         self.by_source: collections.Counter[str] = collections.Counter()
         self._logged_at = -self.LOG_EVERY_S
+        self._since = 0.0  # when what the next report sums up began
         self._report: asyncio.TimerHandle | None = None
         self._accept = server.connection_made
         self._lost = server.connection_lost
@@ -328,7 +329,7 @@ class ConnectionLimit:
         self.by_source[source] += 1
         if self._report is None:
             loop = asyncio.get_running_loop()
-            now = loop.time()
+            now = self._since = loop.time()
             at = max(self._logged_at + self.LOG_EVERY_S, now + self.FIRST_REPORT_S)
             self._report = loop.call_at(at, self.report)
 
@@ -339,13 +340,13 @@ class ConnectionLimit:
         if not self.counts:
             return
         self._logged_at = asyncio.get_running_loop().time()
-        total = sum(self.counts.values())
+        total = self.counts.total()
         what = ", ".join(f"{n} {why}" for why, n in self.counts.most_common())
         source, most = self.by_source.most_common(1)[0]
         log.warning(
-            "connections: %d closed in the last %gs (%s); the most from %s (%d); open now %d",
+            "connections: %d closed in %.0fs (%s); the most from %s (%d); open now %d",
             total,
-            self.LOG_EVERY_S,
+            self._logged_at - self._since,
             what,
             source,
             most,
@@ -381,7 +382,8 @@ class Listener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def start(self) -> None:
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
+        if self.sock.fileno() >= 0:  # not closed (the shutdown) during a pause
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
