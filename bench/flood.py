@@ -50,6 +50,7 @@ FLOOD_FROM = "127.0.0.2"
 WEBHOOKS_FROM = "127.0.0.1"
 TARGET_OK = 0.99
 TARGET_P99_MS = 100.0
+SMOKE_P99_MS = 1000.0
 
 
 def free_port() -> int:
@@ -334,9 +335,12 @@ async def measure(args: argparse.Namespace, port: int, hook_port: int, pid: int)
     )
     ratio = p99 / p99_quiet if p99_quiet else float("inf")
     print(f"p99 under the flood / baseline p99: {ratio:.2f}")
-    ok = loaded.share >= TARGET_OK and p99 < TARGET_P99_MS
+    # A smoke run's 20 webhooks make a p99 that is their slowest one, on whatever else the
+    # machine does: it checks the answers, and only that no webhook took a second.
+    limit_ms = SMOKE_P99_MS if args.smoke else TARGET_P99_MS
+    ok = loaded.share >= TARGET_OK and p99 < limit_ms
     print(
-        f"target: >= {TARGET_OK:.0%} answered 200 with p99 < {TARGET_P99_MS:.0f} ms: "
+        f"target: >= {TARGET_OK:.0%} answered 200 with p99 < {limit_ms:.0f} ms: "
         + ("met" if ok else "MISSED")
     )
     return 0 if ok else 1
