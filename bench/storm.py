@@ -478,6 +478,23 @@ def report(
         or (i.mitigated is not None and i.first["stakeholders"] > i.mitigated)
     ]
     never_general = [i.id for i in incidents.values() if "general" not in i.first]
+    creates = sorted(slack.created_at.values())
+    after_create = [
+        incidents[iid].first["incident"] - slack.created_at[cid]
+        for iid, cid in room_of.items()
+        if iid in incidents and "incident" in incidents[iid].first and cid in slack.created_at
+    ]
+    emit(
+        {
+            "case": "channels",
+            "created": len(creates),
+            "creates_per_minute": round((len(creates) - 1) * 60 / (creates[-1] - creates[0]), 1)
+            if len(creates) > 1 and creates[-1] > creates[0]
+            else None,
+            "first_post_after_create_p50_s": pct(after_create, 50),
+            "first_post_after_create_p99_s": pct(after_create, 99),
+        }
+    )
     for tier, values in tiers.items():
         emit(
             {

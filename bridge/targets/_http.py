@@ -8,6 +8,7 @@ so they are turned into ``RetryableError``/``PermanentError`` with a bare reason
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json as jsonlib
 import time
 from collections.abc import Callable, Mapping
@@ -130,6 +131,11 @@ PACE_MARGIN = 0.05
 PACE_MARGIN_S = 0.02
 
 
+# Who is asking for a turn (the incident a send is about): a request refused for a turn too far
+# away keeps that turn reserved under it, and takes it when it comes back (``Buckets``).
+TICKET: contextvars.ContextVar[str | None] = contextvars.ContextVar("ticket", default=None)
+
+
 @dataclass
 class Buckets:
     """The rate limits of one target's remote API, per scope (a method, one channel's posts).
@@ -140,7 +146,10 @@ class Buckets:
     rate-limited answer (``block``). After such an answer the scope keeps to one request per
     interval (no burst): the vendor has shown it counts more strictly than assumed.
     A request whose turn is further away than ``max_wait`` is not sent: ``RateLimited`` with
-    the time to wait and the scope, which the worker turns into a wait of its row.
+    the time to wait and the scope, which the worker turns into a wait of its row. That turn is
+    kept for the request's ``TICKET`` (its incident) until a minute after it: coming back at
+    its time it takes it, so a queue of refused requests is served one turn each, in order,
+    instead of every one of them asking again at every turn.
     """
 
     clock: Callable[[], float] = time.monotonic
@@ -149,6 +158,7 @@ class Buckets:
     _tat: dict[str, float] = field(default_factory=dict)
     _blocked: dict[str, float] = field(default_factory=dict)
     _strict: set[str] = field(default_factory=set)
+    _reserved: dict[tuple[str, str], float] = field(default_factory=dict)  # (scope, ticket)
 
     @staticmethod
     def gap(interval: float) -> float:
@@ -165,15 +175,41 @@ class Buckets:
         return self._slot(scope, interval, burst, now) - now
 
     async def acquire(
-        self, scope: str, interval: float, *, max_wait: float, burst: int = 1
+        self,
+        scope: str,
+        interval: float,
+        *,
+        max_wait: float,
+        burst: int = 1,
+        reserve: bool = True,
     ) -> None:
+        """Wait for ``scope``'s turn (at most ``max_wait``); ``reserve`` False: a refused
+        request keeps no turn (a call that is simply left out when it has none)."""
         if len(self._tat) > 1000:  # one scope per dedicated channel: forget the idle ones
             self._forget_idle()
+        ticket = TICKET.get() if reserve else None
+        held = self._reserved.pop((scope, ticket), None) if ticket is not None else None
         while True:
             now = self.clock()
-            slot = self._slot(scope, interval, burst, now)
+            kept = held is not None and held + 60.0 > now
+            if held is not None and kept:
+                slot = max(held, self._blocked.get(scope, 0.0))  # the turn kept for it
+            else:
+                slot = self._slot(scope, interval, burst, now)
+            held = None
             if slot - now > max_wait:
+                if ticket is not None:
+                    # keep this turn for the request when it comes back
+                    self._reserved[(scope, ticket)] = slot
+                    if not kept:
+                        self._tat[scope] = max(self._tat.get(scope, 0.0), slot) + self.gap(interval)
                 raise RateLimited("rate_limited", slot - now, scope=scope)
+            if kept:
+                if slot > now:
+                    await asyncio.sleep(slot - now)
+                if self._blocked.get(scope, 0.0) <= self.clock():
+                    return
+                continue
             # reserved before sleeping: no two requests share a turn
             self._tat[scope] = max(self._tat.get(scope, 0.0), slot) + self.gap(interval)
             if slot > now:
@@ -184,6 +220,7 @@ class Buckets:
 
     def _forget_idle(self) -> None:
         now = self.clock()
+        self._reserved = {k: at for k, at in self._reserved.items() if at + 60.0 > now}
         for scope in [s for s, tat in self._tat.items() if tat < now]:
             if self._blocked.get(scope, 0.0) < now:
                 self._tat.pop(scope, None)

@@ -165,7 +165,10 @@ class SlackTarget(Target):
         which do not take JSON bodies. A rate-limited answer holds that scope for its
         Retry-After and raises ``RateLimited`` naming it."""
         scope, interval, burst = self._scope(method, payload)
-        await self.buckets.acquire(scope, interval, max_wait=max_wait, burst=burst)
+        # a call that may wait keeps its turn when refused; a nicety (max_wait 0) is left out
+        await self.buckets.acquire(
+            scope, interval, max_wait=max_wait, burst=burst, reserve=max_wait > 0
+        )
         try:
             return await self._call(method, payload, form=form)
         except RateLimited as exc:
@@ -198,6 +201,9 @@ class SlackTarget(Target):
         return {"channel": channel, **msg, "unfurl_links": False, "unfurl_media": False}
 
     async def send(self, notification: Notification) -> DeliveryResult:
+        # A call refused for a turn too far away keeps that turn for this incident
+        # (``_http.Buckets``); each send runs in its own task, so this is its own.
+        _http.TICKET.set(f"{notification.tier}:{notification.incident.get('id')}")
         n = notification
         state = dict(n.state)
         create = n.tier == "incident" and self.config.incident_mode == "channel"

@@ -525,3 +525,28 @@ async def test_a_burst_then_the_pace_and_no_burst_after_a_429() -> None:
     await buckets.acquire("n", 10.0, max_wait=0.0, burst=3)
     with pytest.raises(RateLimited):  # strict after its 429: one per interval
         await buckets.acquire("n", 10.0, max_wait=0.0, burst=3)
+
+
+async def test_a_refused_turn_is_kept_for_the_incident_that_asked() -> None:
+    """Three incidents refused for turns too far away each get their own turn, in order; each
+    coming back at its time is served at once, and nobody else takes it."""
+    now = [100.0]
+    buckets = _http.Buckets(clock=lambda: now[0])
+    await buckets.acquire("conversations.create", 3.0, max_wait=0.0)
+    waits = {}
+    for incident_id in ("1", "2", "3"):
+        _http.TICKET.set(incident_id)
+        with pytest.raises(RateLimited) as err:
+            await buckets.acquire("conversations.create", 3.0, max_wait=0.0)
+        waits[incident_id] = err.value.retry_after
+    assert waits["1"] is not None and waits["2"] is not None and waits["3"] is not None
+    assert waits["1"] < waits["2"] < waits["3"]  # one turn each, in order
+    _http.TICKET.set(None)
+    now[0] += waits["1"]
+    with pytest.raises(RateLimited):  # a request without a kept turn waits behind them
+        await buckets.acquire("conversations.create", 3.0, max_wait=0.0)
+    for incident_id in ("1", "2", "3"):
+        now[0] = 100.0 + waits[incident_id]
+        _http.TICKET.set(incident_id)
+        await buckets.acquire("conversations.create", 3.0, max_wait=0.0)  # its turn: no wait
+    _http.TICKET.set(None)
