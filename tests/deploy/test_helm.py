@@ -248,7 +248,14 @@ def test_the_defaults_as_sres_expect(helm: str) -> None:
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
-    assert c["ports"] == [{"name": "http", "containerPort": 9096, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 9096, "protocol": "TCP"},
+        {"name": "webhooks", "containerPort": 9097, "protocol": "TCP"},  # Alertmanager's own
+    ]
+    assert env(objs)["INCIDENT_BRIDGE_WEBHOOK_LISTEN"]["value"] == "0.0.0.0:9097"
+    service = objs[("Service", FULLNAME)]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {"http": (9096, "http"), "webhooks": (9097, "webhooks")}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -462,7 +469,7 @@ def notes(helm: str, tmp_path: Path, *options: str) -> str:
 
 def test_notes_give_the_alertmanager_receiver(helm: str, tmp_path: Path) -> None:
     text = notes(helm, tmp_path)
-    url = f"http://{FULLNAME}.{NAMESPACE}.svc:9096/api/v1/alerts"
+    url = f"http://{FULLNAME}.{NAMESPACE}.svc:9097/api/v1/alerts"  # service.webhookPort
     assert f"- url: {url}" in text
     # the snippet is the example's receiver with this release's URL and a credentials file
     snippet = textwrap.dedent(text.split("\n\n")[2])
