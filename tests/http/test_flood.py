@@ -145,6 +145,36 @@ async def is_closed(reader: asyncio.StreamReader) -> bool:
         return True
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, **overrides: Any) -> AsyncIterator[SimpleNamespace]:
+    """The service as ``serve`` runs it (``app.run``: its listeners, every setting); yields
+    where to connect."""
+    port = free_port()
+    settings = Settings(port=port, db=tmp_path / "served.db", shutdown_timeout_s=2.0, **overrides)
+    stop = asyncio.Event()
+    served = asyncio.create_task(run(settings, stop=stop))
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                with contextlib.suppress(OSError):
+                    _reader, probe = await asyncio.open_connection("127.0.0.1", port)
+                    probe.close()
+                    break
+                await asyncio.sleep(0.05)
+        yield SimpleNamespace(host="127.0.0.1", port=port, settings=settings)
+    finally:
+        for writer in OPENED:  # the requests in flight end, and with them the shutdown's wait
+            writer.close()
+        stop.set()
+        await asyncio.wait_for(served, 30)
+
+
 async def opened(client: Any) -> int:
     resp = await client.post(
         "/api/v1/alerts", data=fixture_bytes("firing-group-bearer.json"), headers=AUTH
@@ -227,34 +257,47 @@ BUSY = (
 )
 
 
+@pytest.mark.parametrize("how", ["serve", "make_client"])
 async def test_refused_connections_log_one_summary_line_and_no_traceback(
-    make_client: MakeClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    how: str,
+    make_client: MakeClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ConnectionLimit, "FIRST_REPORT_S", 2.0)  # past the burst
-    client: Any = await make_client(webhook_token=Secret(TOKEN), max_connections=5)
-    held = [await connect(client, WEBHOOKS) for _ in range(5)]
-    for _reader, writer in held:  # busy, not idle: nothing can make room
-        writer.write(BUSY)
-    await asyncio.sleep(0.2)
-    with caplog.at_level(logging.DEBUG):
-        refused = [await connect(client, FLOOD) for _ in range(200)]
-        for reader, _writer in refused:
-            assert await asyncio.wait_for(reader.read(), timeout=5) == b""
-        gc.collect()  # a task whose exception nobody read is logged when it is collected
-        await asyncio.sleep(2.5)  # FIRST_REPORT_S after the first refusal, and a margin
-    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(records) == 1, [r.getMessage()[:200] for r in records]
-    assert "200" in records[0].getMessage() and "--max-connections 5" in records[0].getMessage()
-    assert not any(r.exc_info for r in caplog.records)
-    for _reader, writer in held + refused:
-        writer.close()
+    """Through ``serve`` (its accept loop) and through aiohttp's own (the tests' servers)."""
+    monkeypatch.setattr(ConnectionLimit, "FIRST_REPORT_S", 2.0, raising=False)  # past the burst
+    async with contextlib.AsyncExitStack() as stack:
+        if how == "serve":
+            client: Any = await stack.enter_async_context(
+                serving(tmp_path, webhook_token=Secret(TOKEN), max_connections=5)
+            )
+        else:
+            client = await make_client(webhook_token=Secret(TOKEN), max_connections=5)
+        held = [await connect(client, WEBHOOKS) for _ in range(5)]
+        for _reader, writer in held:  # busy, not idle: nothing can make room
+            writer.write(BUSY)
+        await asyncio.sleep(0.2)
+        with caplog.at_level(logging.DEBUG):
+            refused = [await connect(client, FLOOD) for _ in range(200)]
+            for reader, _writer in refused:
+                assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+            gc.collect()  # a task whose exception nobody read is logged when it is collected
+            await asyncio.sleep(2.5)  # FIRST_REPORT_S after the first refusal, and a margin
+        records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not any(r.exc_info for r in caplog.records)
+        assert len(records) == 1, [r.getMessage()[:200] for r in records]
+        assert "200" in records[0].getMessage()
+        assert "--max-connections 5" in records[0].getMessage()
+        for writer in OPENED:  # the requests in flight end, and with them the shutdown's wait
+            writer.close()
 
 
 async def test_refusals_are_summed_up_once_an_interval(
     make_client: MakeClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ConnectionLimit, "LOG_EVERY_S", 0.5)
-    monkeypatch.setattr(ConnectionLimit, "FIRST_REPORT_S", 0.2)
+    monkeypatch.setattr(ConnectionLimit, "FIRST_REPORT_S", 0.2, raising=False)
     client: Any = await make_client(webhook_token=Secret(TOKEN), max_connections=2)
     held = [await connect(client, WEBHOOKS) for _ in range(2)]
     for _reader, writer in held:
@@ -372,34 +415,15 @@ async def test_a_refused_stream_for_a_missing_incident_gives_its_slot_back(serve
 # --- a listener of the webhooks' own ----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_the_webhook_listener_has_connections_of_its_own(tmp_path: Path) -> None:
-    main, hooks = free_port(), free_port()
-    settings = Settings(
-        port=main,
+    hooks = free_port()
+    async with serving(
+        tmp_path,
         webhook_listen=("127.0.0.1", hooks),
-        db=tmp_path / "bridge.db",
         webhook_token=Secret(TOKEN),
         max_connections=10,
         max_connections_per_source=0,
-        shutdown_timeout_s=2.0,
-    )
-    stop = asyncio.Event()
-    served = asyncio.create_task(run(settings, stop=stop))
-    try:
-        async with asyncio.timeout(15):
-            while True:
-                with contextlib.suppress(OSError):
-                    _reader, probe = await asyncio.open_connection("127.0.0.1", hooks)
-                    probe.close()
-                    break
-                await asyncio.sleep(0.05)
-        target = SimpleNamespace(host="127.0.0.1", port=main)
+    ) as target:
         for _ in range(10):  # every connection of the main listener busy
             _reader, writer = await connect(target, FLOOD)
             writer.write(BUSY)
@@ -411,11 +435,6 @@ async def test_the_webhook_listener_has_connections_of_its_own(tmp_path: Path) -
         reader, writer = await connect(on_hooks, WEBHOOKS)
         writer.write(b"GET /incidents/1/live HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 404")
-    finally:
-        for writer in OPENED:  # the requests in flight end, and with them the shutdown's wait
-            writer.close()
-        stop.set()
-        await asyncio.wait_for(served, 30)
 
 
 def test_the_webhook_listener_is_a_setting_checked_like_listen() -> None:
@@ -434,26 +453,9 @@ def test_the_webhook_listener_is_a_setting_checked_like_listen() -> None:
 async def test_the_listener_keeps_the_caps_and_makes_room_once(tmp_path: Path) -> None:
     """``serve``'s own accept loop: a burst from one address keeps to its cap, and a new
     connection at the limit closes one idle connection, not two."""
-    port = free_port()
-    settings = Settings(
-        port=port,
-        db=tmp_path / "bridge.db",
-        webhook_token=Secret(TOKEN),
-        max_connections=12,
-        max_connections_per_source=10,
-        shutdown_timeout_s=2.0,
-    )
-    stop = asyncio.Event()
-    served = asyncio.create_task(run(settings, stop=stop))
-    target = SimpleNamespace(host="127.0.0.1", port=port)
-    try:
-        async with asyncio.timeout(15):
-            while True:
-                with contextlib.suppress(OSError):
-                    _reader, probe = await asyncio.open_connection("127.0.0.1", port)
-                    probe.close()
-                    break
-                await asyncio.sleep(0.05)
+    async with serving(
+        tmp_path, webhook_token=Secret(TOKEN), max_connections=12, max_connections_per_source=10
+    ) as target:
         burst = await asyncio.gather(*(connect(target, FLOOD) for _ in range(30)))
         await asyncio.sleep(0.3)
         assert sum([not await is_closed(reader) for reader, _w in burst]) == 10
@@ -463,8 +465,3 @@ async def test_the_listener_keeps_the_caps_and_makes_room_once(tmp_path: Path) -
         await asyncio.sleep(0.3)
         still = [reader for reader, _w in [*burst, *others] if not await is_closed(reader)]
         assert len(still) == 11  # one idle connection made room, of the address with the most
-    finally:
-        for writer in OPENED:
-            writer.close()
-        stop.set()
-        await asyncio.wait_for(served, 30)
