@@ -414,8 +414,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0010_postmortem", _postmortem),
     ("0011_metrics", _metrics),
     ("0012_reconcile", _reconcile),
-    ("0014_dismiss", _dismiss),
     ("0013_sessions", _sessions),
+    ("0014_dismiss", _dismiss),
 ]
 
 

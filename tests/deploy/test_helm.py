@@ -285,6 +285,10 @@ def test_existing_claim_and_no_persistence(helm: str) -> None:
     assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)
     volumes = {v["name"]: v for v in deployment(objs)["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    # an emptyDir is world-writable (0777): the database goes in a 0700 folder the service makes
+    [container] = deployment(objs)["spec"]["template"]["spec"]["containers"]
+    variables = {v["name"]: v for v in container["env"]}
+    assert variables["INCIDENT_BRIDGE_DB"]["value"] == "/data/db/incident-bridge.db"
 
 
 def test_every_variable_the_chart_sets_is_documented(helm: str) -> None:
