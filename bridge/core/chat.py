@@ -1,6 +1,6 @@
 """Chat commands, pure: the grammar of ``/incident ...`` (Slack and Mattermost), the buttons on
 the bridge's messages, the messages marked for the timeline, who a chat user is, and Slack's
-request signature. No I/O: ``http/chat.py`` verifies, parses with these functions and hands the
+request signature. No I/O: ``http/chat/`` verifies, parses with these functions and hands the
 core command to ``service.act`` with the person as the actor.
 
 The grammar::
