@@ -10,15 +10,23 @@ a 503 changes nothing twice.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge.cli import apiclient
+from bridge.cli.fmt import (
+    cut,
+    ns_or_none,
+    parse_id,
+    parse_key,
+    print_json,
+    shown_text,
+    shown_time,
+    table,
+)
 from bridge.core.actions import MAX_TEXT, SINGLE_ROLES
 from bridge.core.incidents import OPEN_STATUSES, STATUSES
 from bridge.core.policy import ROLES, SEVERITIES
@@ -31,24 +39,9 @@ ENTRY_LABELS = {"note": "note", "decision": "decision", "action": "action item"}
 TITLE_WIDTH = 50
 _SPAN = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _UNITS = (86400, 3600, 60, 1)
-MAX_KEY = 255
 
 
 # --- arguments -------------------------------------------------------------------------------
-
-
-def _id(text: str) -> int:
-    """An incident or entry id: ``12`` or ``#12``, as the output shows them."""
-    digits = text.removeprefix("#")
-    if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a positive number)")
-    return int(digits)
-
-
-def _key(text: str) -> str:
-    if not (0 < len(text) <= MAX_KEY and text.isascii() and text.isprintable()):
-        raise argparse.ArgumentTypeError(f"1 to {MAX_KEY} printable ASCII characters")
-    return text
 
 
 def _next(text: str) -> tuple[str, Any]:
@@ -74,23 +67,6 @@ def _text(args: argparse.Namespace) -> str:
 # --- how things read -------------------------------------------------------------------------
 
 
-def _ns(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError:
-        return None
-
-
-def _when(value: Any) -> str:
-    """An RFC 3339 time as ``2026-11-28 09:31:22Z``; ``-`` for none."""
-    ns = _ns(value)
-    if ns is None:
-        return "-"
-    return datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _span(ns: int) -> str:
     """A duration in its two largest units: ``45s``, ``4m12s``, ``2h05m``, ``3d04h``."""
     seconds = max(ns // NS, 0)
@@ -103,30 +79,13 @@ def _span(ns: int) -> str:
 
 
 def _since(value: Any, until: int) -> str:
-    start = _ns(value)
+    start = ns_or_none(value)
     return "-" if start is None else _span(until - start)
-
-
-def _clean(value: Any) -> str:
-    """One line of text as the API gave it, safe for a terminal."""
-    return apiclient.printable(str(value if value is not None else "-")).replace("\n", " ")
 
 
 def _holders(incident: dict[str, Any], role: str) -> str:
     names = (incident.get("roles") or {}).get(role) or []
-    return ", ".join(_clean(n) for n in names) if names else "unassigned"
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-
-
-def _json(body: Any) -> int:
-    print(json.dumps(body, indent=2, ensure_ascii=False))
-    return 0
+    return ", ".join(shown_text(n) for n in names) if names else "unassigned"
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -145,7 +104,7 @@ def _list(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     incidents = answer.body["incidents"]
     if not incidents:
         print("no incidents")
@@ -153,21 +112,19 @@ def _list(args: argparse.Namespace) -> int:
     now = time.time_ns()
     rows = [["ID", "STATUS", "SEVERITY", "AGE", "TITLE", "COMMANDER", "TEAM"]]
     for i in incidents:
-        title = _clean(i.get("title"))
-        if len(title) > TITLE_WIDTH:
-            title = title[: TITLE_WIDTH - 1] + "…"
+        title = cut(shown_text(i.get("title")), TITLE_WIDTH)
         rows.append(
             [
                 f"#{i['id']}",
-                _clean(i["status"]),
-                _clean(i["severity"]),
+                shown_text(i["status"]),
+                shown_text(i["severity"]),
                 _since(i.get("opened_at"), now),
                 title,
                 _holders(i, "commander"),
-                _clean(i.get("team")),
+                shown_text(i.get("team")),
             ]
         )
-    print("\n".join(_table(rows)))
+    print("\n".join(table(rows)))
     if answer.body.get("next"):
         print(f"(more: --before {incidents[-1]['id']})")
     return 0
@@ -175,24 +132,24 @@ def _list(args: argparse.Namespace) -> int:
 
 def _header(incident: dict[str, Any], now: int) -> list[str]:
     i = incident
-    lines = [f"#{i['id']} {_clean(i.get('title'))}", ""]
+    lines = [f"#{i['id']} {shown_text(i.get('title'))}", ""]
     fields = [
-        ("status", _clean(i["status"])),
-        ("severity", _clean(i["severity"])),
-        ("team", _clean(i.get("team"))),
-        ("route", _clean(i.get("route"))),
-        ("service", _clean(i.get("service"))),
-        ("key", _clean(i.get("key"))),
+        ("status", shown_text(i["status"])),
+        ("severity", shown_text(i["severity"])),
+        ("team", shown_text(i.get("team"))),
+        ("route", shown_text(i.get("route"))),
+        ("service", shown_text(i.get("service"))),
+        ("key", shown_text(i.get("key"))),
     ]
     if i.get("previous_id"):
         fields.append(("follows", f"#{i['previous_id']}"))
-    opened = _ns(i.get("opened_at"))
-    fields.append(("started", _when(i.get("started_at")) + "  (the first alert)"))
-    fields.append(("opened", _when(i.get("opened_at"))))
+    opened = ns_or_none(i.get("opened_at"))
+    fields.append(("started", shown_time(i.get("started_at")) + "  (the first alert)"))
+    fields.append(("opened", shown_time(i.get("opened_at"))))
     for milestone in ("acknowledged", "mitigated", "resolved", "closed"):
-        at = _ns(i.get(f"{milestone}_at"))
+        at = ns_or_none(i.get(f"{milestone}_at"))
         after = f"  after {_span(at - opened)}" if at is not None and opened is not None else ""
-        fields.append((milestone, _when(i.get(f"{milestone}_at")) + after))
+        fields.append((milestone, shown_time(i.get(f"{milestone}_at")) + after))
     if opened is not None and i["status"] in OPEN_STATUSES:
         fields.append(("open for", _span(now - opened)))
     lines += [f"{name:<13}{value}" for name, value in fields]
@@ -207,11 +164,11 @@ def _next_update(incident: dict[str, Any], now: int) -> str | None:
     for entry in incident.get("timeline") or []:
         if entry.get("kind") == "status_update":
             due = (entry.get("data") or {}).get("next_update_at")
-    at = _ns(due)
+    at = ns_or_none(due)
     if at is None:
         return None
     when = f"in {_span(at - now)}" if at >= now else f"{_span(now - at)} overdue"
-    return f"{_when(due)}  ({when})"
+    return f"{shown_time(due)}  ({when})"
 
 
 def _roles(incident: dict[str, Any]) -> list[str]:
@@ -240,7 +197,12 @@ def _timeline(entries: list[dict[str, Any]]) -> list[str]:
         if e.get("corrected_by"):
             corrected = apiclient.printable(str(e.get("corrected_text") or ""))
             text += f"\n[corrected by #{e['corrected_by']}: {corrected}]"
-        head = [_when(e.get("time")), f"#{e.get('id')}", _clean(e.get("actor")), _clean(e["kind"])]
+        head = [
+            shown_time(e.get("time")),
+            f"#{e.get('id')}",
+            shown_text(e.get("actor")),
+            shown_text(e["kind"]),
+        ]
         rows.append((head, text))
     if not rows:
         return ["Timeline", "  (empty)"]
@@ -260,7 +222,7 @@ def _show(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     incident, now = answer.body, time.time_ns()
     lines = _header(incident, now)
     due = _next_update(incident, now)
@@ -275,13 +237,13 @@ def _show(args: argparse.Namespace) -> int:
 def _followup_lines(view: dict[str, Any]) -> list[str]:
     validation = view.get("validation")
     if validation is None:
-        state = f"until {_when(view['stabilize_until'])}"
+        state = f"until {shown_time(view['stabilize_until'])}"
     elif validation.get("skipped"):
-        state = f"skipped: {_clean(validation['skipped'])}"
+        state = f"skipped: {shown_text(validation['skipped'])}"
     elif validation.get("passed"):
         state = "passed"
     else:
-        state = "failed: " + "; ".join(_clean(r) for r in validation.get("reasons") or [])
+        state = "failed: " + "; ".join(shown_text(r) for r in validation.get("reasons") or [])
     # The count is of the rows below: the API's open_items leaves the open action items out
     # (tracked in their tickets, they do not hold the incident's resolution), so say both.
     items = view["items"]
@@ -297,30 +259,30 @@ def _followup_lines(view: dict[str, Any]) -> list[str]:
         count += f" ({actions} of them {which})"
     fields = [("follow-up", count), ("stabilization", state)]
     if view.get("ticket_target"):
-        fields.append(("tickets", _clean(view["ticket_target"])))
+        fields.append(("tickets", shown_text(view["ticket_target"])))
     # "stabilization" is 13 characters: the names' column is as wide as the longest plus two.
     width = max(len(name) for name, _ in fields) + 2
     lines = [f"{name:<{width}}{value}" for name, value in fields]
     rows = [["ID", "STATE", "KIND", "ITEM", "OWNER", "TICKET"]]
     for item in view["items"]:
         ticket = item.get("ticket") or {}
-        text = _clean(item["text"])
+        text = shown_text(item["text"])
         if item.get("reason"):
-            text += f" ({_clean(item['reason'])})"
+            text += f" ({shown_text(item['reason'])})"
         rows.append(
             [
                 str(item["id"]),
-                _clean(item["state"]),
-                _clean(item["kind"]),
+                shown_text(item["state"]),
+                shown_text(item["kind"]),
                 text,
-                _clean(item.get("owner")),
-                " ".join(_clean(v) for v in (ticket.get("key"), ticket.get("url")) if v) or "-",
+                shown_text(item.get("owner")),
+                " ".join(shown_text(v) for v in (ticket.get("key"), ticket.get("url")) if v) or "-",
             ]
         )
-    lines += ["", *_table(rows)]
+    lines += ["", *table(rows)]
     for item in view["items"]:
         for finding in (item.get("detail") or {}).get("findings") or []:
-            lines.append(f"  finding: {_clean(finding.get('text'))}")
+            lines.append(f"  finding: {shown_text(finding.get('text'))}")
     return lines
 
 
@@ -330,7 +292,7 @@ def _followup(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     print("\n".join(_followup_lines(answer.body)))
     return 0
 
@@ -341,19 +303,19 @@ def _followup(args: argparse.Namespace) -> int:
 def _told(incident_id: int, event: dict[str, Any]) -> str:
     """One line for a timeline entry a change wrote."""
     kind, data = event.get("kind"), event.get("data") or {}
-    actor = _clean(event.get("actor"))
+    actor = shown_text(event.get("actor"))
     if kind in ENTRY_LABELS:
         line = f"#{incident_id} {ENTRY_LABELS[kind]} #{event.get('id')} added by {actor}"
         if data.get("owner"):
-            line += f" (owner: {_clean(data['owner'])})"
+            line += f" (owner: {shown_text(data['owner'])})"
         if data.get("corrects"):
             line += f", correcting #{data['corrects']}"
         return line
     if kind == "status_update":
         line = f"#{incident_id} status update #{event.get('id')} sent by {actor}"
         due = data.get("next_update_at")
-        return line + (f"; next one due {_when(due)}" if due else "")
-    text = _clean(event.get("text"))
+        return line + (f"; next one due {shown_time(due)}" if due else "")
+    text = shown_text(event.get("text"))
     if kind in ("status_changed", "acknowledged", "severity_changed", "dismissed"):
         text = text[:1].lower() + text[1:]  # "Acknowledged by alice" and the like
     return f"#{incident_id} {text}"
@@ -375,7 +337,7 @@ def _change(
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     incident = answer.body["incident"]
     if not answer.body["changed"]:
         print(f"#{incident['id']}: nothing to change ({unchanged(incident)})")
@@ -475,7 +437,7 @@ def register(commands: Any) -> None:
     apiclient.add_actor(write)
     write.add_argument(
         "--idempotency-key",
-        type=_key,
+        type=parse_key,
         metavar="KEY",
         help="the change's Idempotency-Key (default: a new one per invocation); the same key "
         "and request again changes nothing and gets the first answer",
@@ -489,7 +451,7 @@ def register(commands: Any) -> None:
         )
         parser.set_defaults(func=func, parser=parser)
         if name != "list":
-            parser.add_argument("id", type=_id, metavar="ID", help="the incident (12 or #12)")
+            parser.add_argument("id", type=parse_id, metavar="ID", help="the incident (12 or #12)")
         return parser
 
     listing = command("list", "incidents, newest first", _list, writes=False)
@@ -507,7 +469,9 @@ def register(commands: Any) -> None:
     )
     listing.add_argument("--team", action="append", help="only these teams (repeat, or commas)")
     listing.add_argument("--limit", type=int, help="at most this many (1-500, default 50)")
-    listing.add_argument("--before", type=_id, metavar="ID", help="continue below this incident")
+    listing.add_argument(
+        "--before", type=parse_id, metavar="ID", help="continue below this incident"
+    )
     command("show", "an incident: milestones, roles, alerts, timeline", _show, writes=False)
 
     what = {
@@ -543,7 +507,10 @@ def register(commands: Any) -> None:
                         _entry, writes=True)  # fmt: skip
         entry.add_argument("text", nargs="+", metavar="TEXT", help=f"1 to {MAX_TEXT} characters")
         entry.add_argument(
-            "--corrects", type=_id, metavar="N", help=f"the id of the earlier {kind} it corrects"
+            "--corrects",
+            type=parse_id,
+            metavar="N",
+            help=f"the id of the earlier {kind} it corrects",
         )
         if kind == "action":
             entry.add_argument("--owner", help="who will do it")
@@ -570,7 +537,7 @@ def register(commands: Any) -> None:
         ("reopen-item", "open a follow-up item again"),
     ):
         setter = command(name, summary, _set_item, writes=True)
-        setter.add_argument("item", type=_id, metavar="ITEM", help="the item's id")
+        setter.add_argument("item", type=parse_id, metavar="ITEM", help="the item's id")
         if name == "waive":
             setter.add_argument("--reason", required=True, help="why it is not needed")
         else:

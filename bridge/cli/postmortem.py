@@ -10,24 +10,18 @@ stdin) with an ``Idempotency-Key``, so a retry after a lost connection saves it 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bridge.cli import apiclient
-from bridge.cli.incident import _clean, _id, _key, _table, _when
+from bridge.cli.fmt import parse_id, parse_key, print_json, shown_text, shown_time, table
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
 
 
 def _path(args: argparse.Namespace, tail: str = "") -> str:
     return f"/api/v1/incidents/{args.id}/postmortem{tail}"
-
-
-def _json(body: Any) -> int:
-    print(json.dumps(body, indent=2, ensure_ascii=False))
-    return 0
 
 
 def _version(text: str) -> int:
@@ -43,7 +37,7 @@ def _show(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     sys.stdout.write(apiclient.printable(str(answer.body["markdown"])))
     return 0
 
@@ -73,11 +67,11 @@ def _edit(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     if not answer.body["changed"]:
         print(f"#{args.id}: nothing to change (the {args.section} already reads so)")
     for event in answer.body["events"]:
-        print(f"#{args.id} {_clean(event.get('text'))}")
+        print(f"#{args.id} {shown_text(event.get('text'))}")
     return 0
 
 
@@ -87,7 +81,7 @@ def _versions(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     versions = answer.body["versions"]
     if not versions:
         print(f"#{args.id}: no version saved yet")
@@ -97,18 +91,18 @@ def _versions(args: argparse.Namespace) -> int:
             rows.append(
                 [
                     f"v{v['version']}",
-                    _when(v.get("saved_at")),
-                    _clean(v.get("author")),
-                    ", ".join(_clean(s) for s in v.get("sections") or []) or "-",
+                    shown_time(v.get("saved_at")),
+                    shown_text(v.get("author")),
+                    ", ".join(shown_text(s) for s in v.get("sections") or []) or "-",
                 ]
             )
-        print("\n".join(_table(rows)))
+        print("\n".join(table(rows)))
     for p in answer.body["publications"]:
-        where = _clean(p.get("path")) or "(recorded only)"
-        commit = f" commit {_clean(p['commit'])[:12]}" if p.get("commit") else ""
+        where = shown_text(p.get("path")) or "(recorded only)"
+        commit = f" commit {shown_text(p['commit'])[:12]}" if p.get("commit") else ""
         print(
-            f"published v{p['version']} {_when(p.get('published_at'))} by "
-            f"{_clean(p.get('published_by'))}: {where}{commit}"
+            f"published v{p['version']} {shown_time(p.get('published_at'))} by "
+            f"{shown_text(p.get('published_by'))}: {where}{commit}"
         )
     return 0
 
@@ -120,7 +114,7 @@ def _diff(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     text = str(answer.body["diff"])
     if not text:
         print(f"#{args.id}: v{args.a} and v{args.b} read the same")
@@ -142,13 +136,13 @@ def _publish(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return _json(answer.body)
+        return print_json(answer.body)
     body = answer.body
     publication = body["publication"]
     if not body["changed"]:
         print(f"#{args.id}: nothing to change (v{publication['version']} is published as it is)")
     for event in body["events"]:
-        text = _clean(event.get("text"))
+        text = shown_text(event.get("text"))
         if event.get("kind") == "status_changed":
             text = text[:1].lower() + text[1:]  # "closed by alice"
         print(f"#{args.id} {text}")
@@ -174,7 +168,7 @@ def register(commands: Any) -> None:
             name, parents=[write if writes else common], help=summary
         )
         parser.set_defaults(func=func, parser=parser)
-        parser.add_argument("id", type=_id, metavar="ID", help="the incident (12 or #12)")
+        parser.add_argument("id", type=parse_id, metavar="ID", help="the incident (12 or #12)")
         return parser
 
     show = command("show", "the postmortem as Markdown (the newest version)", _show, writes=False)
@@ -189,7 +183,7 @@ def register(commands: Any) -> None:
     text.add_argument("--file", metavar="F", help="read it from a file (- for stdin)")
     edit.add_argument(
         "--idempotency-key",
-        type=_key,
+        type=parse_key,
         metavar="KEY",
         help="the save's Idempotency-Key (default: a new one per invocation)",
     )

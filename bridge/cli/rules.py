@@ -25,8 +25,8 @@ from bridge.rules.samples import check_titles
 from bridge.rules.show import ruleset_dict
 from bridge.rules.testing import (
     TestAlert,
-    _instant,
     got_incident,
+    instant,
     payload_from_alerts,
     render_errors,
     run_file,
@@ -157,7 +157,7 @@ def cmd_route_test(args: argparse.Namespace) -> int:
         return FAILURE
     try:
         labels = _labels(args.labels)
-        at = _instant(args.at) if args.at else datetime.now(UTC)
+        at = instant(args.at) if args.at else datetime.now(UTC)
     except ValueError as exc:
         print(f"route-test: {exc}", file=err)
         return FAILURE

@@ -4,26 +4,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from bridge.cli import apiclient
+from bridge.cli.fmt import cut, print_json, shown_text
 
 TITLE_WIDTH = 60
 
 
-def _clean(value: Any) -> str:
-    """One line of text as the API gave it, safe for a terminal."""
-    return apiclient.printable(str(value if value is not None else "-")).replace("\n", " ")
-
-
 def _where(hit: dict[str, Any]) -> str:
-    kind = _clean(hit["kind"])
+    kind = shown_text(hit["kind"])
     if kind == "incident":
         return "incident"
     if kind == "postmortem":
         return "postmortem"
-    return f"{kind.replace('_', ' ')} #{_clean(hit['ref'])}"
+    return f"{kind.replace('_', ' ')} #{shown_text(hit['ref'])}"
 
 
 # This command's own flags (those that take a value): after ``--`` they are still flags. ``--``
@@ -66,22 +61,19 @@ def _search(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        print(json.dumps(answer.body, indent=2, ensure_ascii=False))
-        return 0
+        return print_json(answer.body)
     results = answer.body["results"]
     if not results:
         print("no incidents match")
         return 0
     for hit in results:
-        title = _clean(hit["title"])
-        if len(title) > TITLE_WIDTH:
-            title = title[: TITLE_WIDTH - 1] + "…"
-        opened = _clean(hit["opened_at"])[:10]
+        title = cut(shown_text(hit["title"]), TITLE_WIDTH)
+        opened = shown_text(hit["opened_at"])[:10]
         print(
-            f"#{hit['incident_id']}  {_clean(hit['status'])}  {_clean(hit['severity'])}  "
+            f"#{hit['incident_id']}  {shown_text(hit['status'])}  {shown_text(hit['severity'])}  "
             f"{opened}  {title}"
         )
-        print(f"    {_where(hit)}: {_clean(hit['snippet'])}")
+        print(f"    {_where(hit)}: {shown_text(hit['snippet'])}")
     return 0
 
 

@@ -142,7 +142,7 @@ class WaiveBody(ActionBody):
     reason: Text = Field(description="why the item is not needed")
 
 
-def _field(loc: tuple[int | str, ...], message: str) -> str:
+def error_field(loc: tuple[int | str, ...], message: str) -> str:
     if loc:
         return ".".join(str(p) for p in loc)
     head, sep, _ = message.partition(":")
@@ -159,7 +159,7 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         message = str(err["msg"]).removeprefix("Value error, ")
-        field = _field(tuple(err["loc"]), message)
+        field = error_field(tuple(err["loc"]), message)
         if err["type"] == "json_invalid":
             field, message = "body", f"not valid JSON: {err['ctx'].get('error', message)}"
         elif err["type"] == "model_type":
@@ -169,7 +169,7 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
         raise HTTPError(400, message, field=field) from None
 
 
-def _idempotency(request: web.Request, scope: str, raw: bytes) -> Idempotency | None:
+def idempotency(request: web.Request, scope: str, raw: bytes) -> Idempotency | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -194,7 +194,7 @@ def _handler(
         token = auth.authorize(request, state.api, write=True)
         incident_id = path_id(request, "incident")
         body, raw = await _body(request, model)
-        idem = _idempotency(request, token, raw)
+        idem = idempotency(request, token, raw)
         who = auth.actor(request, state.api, token, body.actor)
         try:
             answer = await act(state, incident_id, command(body, who), idempotency=idem)

@@ -14,6 +14,7 @@ from bridge.core.timeutil import parse_rfc3339
 from bridge.core.values import parse_id
 from bridge.http import auth, models
 from bridge.http.errors import HTTPError, store_unavailable
+from bridge.http.params import bad_param, int_param, known_params
 from bridge.service import AppState
 from bridge.store import StoreUnavailable, outbox
 from bridge.store.queries import get_incident, list_incidents
@@ -21,15 +22,11 @@ from bridge.store.queries import get_incident, list_incidents
 MAX_LIMIT = 500
 
 
-def _bad(field: str, message: str) -> HTTPError:
-    return HTTPError(400, message, field=field)
-
-
 def _multi(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[str]:
     values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
     for value in values:
         if value not in allowed:
-            raise _bad(name, f"{value!r} is not one of {', '.join(allowed)}")
+            raise bad_param(name, f"{value!r} is not one of {', '.join(allowed)}")
     return values
 
 
@@ -40,17 +37,10 @@ NOTIFICATION_PARAMS = ("state", "limit", "before")
 MAX_VALUES = 50
 
 
-def _known_params(request: web.Request, known: tuple[str, ...]) -> None:
-    """A misspelt filter would silently list everything: name it instead."""
-    for name in request.query:
-        if name not in known:
-            raise _bad(name, f"unknown query parameter; known: {', '.join(known)}")
-
-
 def _texts(request: web.Request, name: str) -> list[str]:
     values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
     if len(values) > MAX_VALUES or any(len(v) > 200 for v in values):
-        raise _bad(name, f"at most {MAX_VALUES} values of at most 200 characters")
+        raise bad_param(name, f"at most {MAX_VALUES} values of at most 200 characters")
     return values
 
 
@@ -61,28 +51,14 @@ def _time(request: web.Request, name: str) -> int | None:
     try:
         value = parse_rfc3339(raw)
     except ValueError as exc:
-        raise _bad(name, f"{raw!r}: {exc} (RFC 3339, e.g. 2026-11-28T06:00:00Z)") from None
+        raise bad_param(name, f"{raw!r}: {exc} (RFC 3339, e.g. 2026-11-28T06:00:00Z)") from None
     return value
-
-
-def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    """A whole number in plain ASCII digits, from ``lo`` to ``hi``. Not ``int()`` alone: it
-    takes other scripts' digits, signs, spaces and underscores (``١٢``, ``+5``, `` 5``, ``1_0``)
-    and raises on thousands of digits."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()):
-        raise _bad(name, f"{raw!r} is not a whole number in plain digits")
-    if len(raw.lstrip("0")) > len(str(hi)) or not lo <= int(raw) <= hi:
-        raise _bad(name, f"must be between {lo} and {hi}")
-    return int(raw)
 
 
 async def incidents(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    _known_params(request, INCIDENT_PARAMS)
+    known_params(request, INCIDENT_PARAMS)
     query = functools.partial(
         list_incidents,
         statuses=_multi(request, "status", STATUSES),
@@ -92,8 +68,8 @@ async def incidents(request: web.Request) -> web.Response:
         services=_texts(request, "service"),
         since=_time(request, "since"),
         until=_time(request, "until"),
-        before=_int(request, "before", None, 1, 2**63 - 1),
-        limit=(limit := _int(request, "limit", 50, 1, MAX_LIMIT) or 50),
+        before=int_param(request, "before", None, 1, 2**63 - 1),
+        limit=(limit := int_param(request, "limit", 50, 1, MAX_LIMIT) or 50),
     )
     try:
         rows = await state.store.read(query)
@@ -144,12 +120,12 @@ async def incident(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    _known_params(request, NOTIFICATION_PARAMS)
+    known_params(request, NOTIFICATION_PARAMS)
     wanted = _multi(request, "state", outbox.STATES)
     if len(wanted) > 1:
-        raise _bad("state", "give one state")
-    limit = _int(request, "limit", 50, 1, MAX_LIMIT) or 50
-    before = _int(request, "before", None, 1, 2**63 - 1)
+        raise bad_param("state", "give one state")
+    limit = int_param(request, "limit", 50, 1, MAX_LIMIT) or 50
+    before = int_param(request, "before", None, 1, 2**63 - 1)
     try:
         rows = await state.store.read(
             functools.partial(

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
 from bridge.http import auth, pages
-from bridge.http.actions import ActionBody, _field, _idempotency
-from bridge.http.api import _int, _known_params, path_id
+from bridge.http.actions import ActionBody, error_field, idempotency
+from bridge.http.api import path_id
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.http.models import (
     Answer,
@@ -28,6 +28,7 @@ from bridge.http.models import (
     Timestamp,
     json_answer,
 )
+from bridge.http.params import int_param, known_params
 from bridge.kb import postmortems
 from bridge.kb.postmortems import PostmortemError
 from bridge.service import AppState
@@ -180,7 +181,7 @@ async def _call(awaitable: Awaitable[Any]) -> Any:
 
 
 def _version(request: web.Request, name: str, low: int) -> int | None:
-    return _int(request, name, None, low, MAX_VERSION)
+    return int_param(request, name, None, low, MAX_VERSION)
 
 
 async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBody, bytes]:
@@ -201,7 +202,7 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
         err = exc.errors(include_url=False)[0]
         loc = tuple(err["loc"])
         message = str(err["msg"]).removeprefix("Value error, ")
-        field = _field(loc, message)
+        field = error_field(loc, message)
         if err["type"] == "json_invalid":
             field, message = "body", f"not valid JSON: {err['ctx'].get('error', message)}"
         elif err["type"] == "model_type" and len(loc) <= 1:
@@ -214,11 +215,18 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
         raise HTTPError(400, message, field=field) from None
 
 
-async def get_postmortem(request: web.Request) -> web.Response:
+def _reading(request: web.Request, params: tuple[str, ...]) -> tuple[AppState, int]:
+    """What every read of a postmortem checks first, in this order: the token, the incident's
+    id, the query's names."""
     state = _state(request)
     auth.authorize(request, state.api)
     incident_id = path_id(request, "incident")
-    _known_params(request, VIEW_PARAMS)
+    known_params(request, params)
+    return state, incident_id
+
+
+async def get_postmortem(request: web.Request) -> web.Response:
+    state, incident_id = _reading(request, VIEW_PARAMS)
     version = _version(request, "version", 1)
     view = await _call(postmortems.show(state, incident_id, version))
     return json_answer(PostmortemView.model_validate(view))
@@ -230,7 +238,7 @@ async def save_postmortem(request: web.Request) -> web.Response:
     incident_id = path_id(request, "incident")
     body, raw = await _body(request, SaveBody)
     assert isinstance(body, SaveBody)
-    idem = _idempotency(request, token, raw)
+    idem = idempotency(request, token, raw)
     sections = body.sections.model_dump(exclude_none=True)
     author = auth.actor(request, state.api, token, body.actor)
     answer = await _call(postmortems.save(state, incident_id, sections, author, idempotency=idem))
@@ -244,19 +252,13 @@ async def save_postmortem(request: web.Request) -> web.Response:
 
 
 async def get_versions(request: web.Request) -> web.Response:
-    state = _state(request)
-    auth.authorize(request, state.api)
-    incident_id = path_id(request, "incident")
-    _known_params(request, ())
+    state, incident_id = _reading(request, ())
     found = await _call(postmortems.versions(state, incident_id))
     return json_answer(VersionList.model_validate(found))
 
 
 async def get_diff(request: web.Request) -> web.Response:
-    state = _state(request)
-    auth.authorize(request, state.api)
-    incident_id = path_id(request, "incident")
-    _known_params(request, DIFF_PARAMS)
+    state, incident_id = _reading(request, DIFF_PARAMS)
     start, end = _version(request, "from", 0), _version(request, "to", 0)
     found = await _call(postmortems.difference(state, incident_id, start, end))
     return json_answer(DiffAnswer.model_validate(found))

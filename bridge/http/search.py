@@ -12,9 +12,9 @@ from pydantic import Field
 from bridge.core.incidents import Status
 from bridge.core.policy import Severity
 from bridge.http import auth
-from bridge.http.api import _bad, _int, _known_params
 from bridge.http.errors import store_unavailable
 from bridge.http.models import Answer, Timestamp, json_answer
+from bridge.http.params import bad_param, int_param, known_params
 from bridge.service import AppState
 from bridge.store import StoreUnavailable
 from bridge.store.search import QueryError, search
@@ -51,25 +51,25 @@ class SearchAnswer(Answer):
 def query_text(request: web.Request) -> str:
     values = request.query.getall("q", [])
     if len(values) > 1:
-        raise _bad("q", "give q once")
+        raise bad_param("q", "give q once")
     text = values[0].strip() if values else ""
     if not text:
-        raise _bad("q", "give words to look for: q=...")
+        raise bad_param("q", "give words to look for: q=...")
     if len(text) > MAX_QUERY:
-        raise _bad("q", f"at most {MAX_QUERY} characters")
+        raise bad_param("q", f"at most {MAX_QUERY} characters")
     return text
 
 
 async def search_incidents(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
-    _known_params(request, SEARCH_PARAMS)
+    known_params(request, SEARCH_PARAMS)
     text = query_text(request)
-    limit = _int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     try:
         results = await state.store.read(functools.partial(search, text=text, limit=limit))
     except QueryError as exc:
-        raise _bad("q", str(exc)) from None
+        raise bad_param("q", str(exc)) from None
     except StoreUnavailable:
         raise store_unavailable() from None
     answer = SearchAnswer.model_validate({"query": text, "results": results})

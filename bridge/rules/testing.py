@@ -25,7 +25,7 @@ from bridge.rules.schema import Strict
 from bridge.rules.source import Diagnostics, display_name, read_source, report_validation
 
 
-def _instant(value: Any) -> datetime:
+def instant(value: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
@@ -40,7 +40,7 @@ def _instant(value: Any) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-Instant = Annotated[datetime, PlainValidator(_instant)]
+Instant = Annotated[datetime, PlainValidator(instant)]
 
 
 class TestAlert(Strict):
