@@ -5,32 +5,17 @@ people work its checklist from the terminal."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_incident import at, cli, open_incident
+from tests.cli.conftest import at
+from tests.cli.test_incident import cli, open_incident
 from tests.integration.procs import Bridge
 
-
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("INCIDENT_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
-    running = Bridge(tmp_path_factory.mktemp("followup-cli"))
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+pytestmark = pytest.mark.usefixtures("no_developer_settings")
 
 
 def test_the_checklist_from_the_terminal(

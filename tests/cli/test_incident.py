@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,26 +20,13 @@ from typing import Any
 import pytest
 
 from bridge.cli import main
+from tests.cli.conftest import at, run
 from tests.integration.procs import Bridge, _clean_env, free_port
 
 TEXT_OF = re.compile(r"#(\d+) note #(\d+) added by (\S+)")
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("INCIDENT_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
-    """One service for the module (no token configured: writes take the one it generates)."""
-    running = Bridge(tmp_path_factory.mktemp("incident-cli"))
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+pytestmark = pytest.mark.usefixtures("no_developer_settings")
 
 
 _groups = iter(range(1, 10_000))
@@ -79,17 +65,7 @@ def open_incident(bridge: Bridge, summary: str = "disk full", **labels: str) -> 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``incident-bridge incident ARGS``: exit code, stdout, stderr."""
-    try:
-        code = main(["incident", *args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def at(bridge: Bridge) -> list[str]:
-    """Where the service is, and its database (its generated token is found beside it)."""
-    return ["--url", bridge.url, "--db", str(bridge.db)]
+    return run(capsys, "incident", *args)
 
 
 def test_list_shows_a_table_and_its_filters(

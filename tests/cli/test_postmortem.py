@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.cli import main
-from tests.cli.test_incident import at, open_incident
+from tests.cli.conftest import at, run
+from tests.cli.test_incident import open_incident
 from tests.integration.procs import Bridge
 
 AUTHOR = "KB Bot <kb@bridge.example>"
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("INCIDENT_BRIDGE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_developer_settings")
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +30,13 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory, kb: Path) -> Iterator[Bridge]:
-    running = Bridge(
-        tmp_path_factory.mktemp("postmortem-cli"),
-        args=["--kb-dir", str(kb), "--kb-author", AUTHOR],
-    )
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+def bridge_args(kb: Path) -> list[str]:
+    return ["--kb-dir", str(kb), "--kb-author", AUTHOR]
 
 
 def pm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``incident-bridge postmortem ARGS``: exit code, stdout, stderr."""
-    try:
-        code = main(["postmortem", *args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run(capsys, "postmortem", *args)
 
 
 def test_a_postmortem_from_the_terminal(

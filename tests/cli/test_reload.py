@@ -3,32 +3,19 @@ the token it generated beside its database, as the README says to do it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bridge.cli import main
+from tests.cli.conftest import run as run_main
 from tests.integration.procs import Bridge
+from tests.test_reload import BROKEN, RULES_A
 
-RULES_A = """\
-targets:
-  out: {type: console}
-route:
-  name: root-a
-  severity: sev1
-  tiers: {general: [out]}
-"""
 RULES_B = RULES_A.replace("root-a", "root-b")
-BROKEN = RULES_A + "  colour: blue\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("INCIDENT_BRIDGE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_developer_settings")
 
 
 @pytest.fixture
@@ -43,12 +30,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Bridge, Path]]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(["rules", "reload", *args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(capsys, "rules", "reload", *args)
 
 
 def test_reload_finds_the_token_and_says_what_happened(

@@ -5,39 +5,18 @@ for people or as the API's JSON."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 
 import pytest
 
-from bridge.cli import main
-from tests.cli.test_incident import at, cli, open_incident
+from tests.cli.conftest import at, run
+from tests.cli.test_incident import cli, open_incident
 from tests.integration.procs import Bridge, wait_for
 
-
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("INCIDENT_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
-    running = Bridge(tmp_path_factory.mktemp("search-cli"))
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+pytestmark = pytest.mark.usefixtures("no_developer_settings")
 
 
 def search(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(["search", *args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run(capsys, "search", *args)
 
 
 def test_search_lists_the_incident_with_its_snippet(
