@@ -34,6 +34,42 @@ _CHUNK = 64 * 1024
 BODY_READ_TIMEOUT_S = 10.0
 
 
+class BodyBudget:
+    """Bytes of webhook bodies the receiver holds at once, all requests together (both
+    listeners share the state's one): concurrent large webhooks wait for Alertmanager's retry
+    instead of growing the process without bound (--max-bodies-bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+def body_budget(state: AppState) -> BodyBudget:
+    """The state's body budget (``state.bodies``), made at the first webhook: the service
+    layer, below http, holds it without knowing its type."""
+    budget = state.bodies
+    if not isinstance(budget, BodyBudget):
+        budget = state.bodies = BodyBudget(state.settings.max_bodies_bytes)
+    return budget
+
+
+class _Refused(Exception):
+    """The answer to a webhook that is not accepted, built where the reason is found."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it is larger than ``limit`` (stops reading at the limit)."""
     if request.content_length is not None and request.content_length > limit:
@@ -50,37 +86,40 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
         chunks.append(chunk)
 
 
-def _too_large(limit: int) -> web.Response:
+def _too_large(limit: int) -> _Refused:
     response = error_response(413, f"body larger than {limit} bytes")
     response.force_close()  # do not read the rest of an oversized body to reuse the connection
-    return response
+    return _Refused(response)
 
 
-def _unreadable(exc: Exception) -> web.Response:
+def _unreadable(exc: Exception) -> _Refused:
     # A body the HTTP layer cannot decode, e.g. "Content-Encoding: gzip" that is not gzip.
     # The rest of the body cannot be skipped, so the connection cannot be reused.
     response = error_response(400, f"cannot read the request body: {type(exc).__name__}")
     response.force_close()
-    return response
+    return _Refused(response)
 
 
-def _buffered_body(request: web.Request, limit: int) -> bytes | web.Response | None:
+def _buffered_body(request: web.Request, limit: int) -> bytes | None:
     """The body when it came whole with the headers (most webhooks: nothing to wait for, no
-    timer to arm), an error response, or None when the body is still arriving."""
+    timer to arm), or None when it is still arriving; raises _Refused."""
     content = request.content
     if not content.is_eof():
         return None
     if request.content_length is not None and request.content_length > limit:
-        return _too_large(limit)
+        raise _too_large(limit)
     try:
         body = content.read_nowait(-1)
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
-        return _unreadable(exc)
-    return _too_large(limit) if len(body) > limit else body
+        raise _unreadable(exc) from None
+    if len(body) > limit:
+        raise _too_large(limit)
+    return body
 
 
-async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The body of a request whose body did not come with its headers, within a time limit."""
+async def _streamed_body(request: web.Request, limit: int) -> bytes:
+    """The body of a request whose body did not come with its headers, within a time limit;
+    raises _Refused."""
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
             body = await _read_limited(request, limit)
@@ -97,61 +136,63 @@ async def _streamed_body(request: web.Request, limit: int) -> bytes | web.Respon
             503, "request body not received in time, retry", headers={"Retry-After": "1"}
         )
         response.force_close()
-        return response
+        raise _Refused(response) from None
     except (RequestPayloadError, HttpProcessingError, ValueError) as exc:
-        return _unreadable(exc)
-    return _too_large(limit) if body is None else body
+        raise _unreadable(exc) from None
+    if body is None:
+        raise _too_large(limit)
+    return body
 
 
 async def receive_alerts(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     started = time.perf_counter()
-    reserved = 0  # bytes of the body budget this request holds until it is answered
     try:
-        accepted: IngestItem | bytes | web.Response | None = _refuse(request, state)
-        if accepted is None:
-            limit = state.settings.max_body_bytes
-            length = request.content_length
-            reserved = limit if length is None else min(length, limit)
-            if not state.bodies.take(reserved):
-                reserved = 0
-                accepted = _busy(state)
-            else:
-                accepted = _buffered_body(request, limit)
-                if accepted is None:
-                    accepted = await _streamed_body(request, limit)
-                if isinstance(accepted, bytes):
-                    accepted = await _accept(accepted, state)
-        if isinstance(accepted, web.Response):
-            response = accepted
-        else:
+        _check_credentials(request, state)
+        limit = state.settings.max_body_bytes
+        length = request.content_length
+        # bytes of the body budget this request holds until it is answered
+        reserved = limit if length is None else min(length, limit)
+        budget = body_budget(state)
+        if not budget.take(reserved):
+            return _counted(state, _busy(budget), started)
+        try:
+            body = _buffered_body(request, limit)
+            if body is None:
+                body = await _streamed_body(request, limit)
+            item = await _accept(body, state)
+            # The one await that waits (for the commit) is here rather than in a helper: every
+            # coroutine between the request and the writer's future is resumed once more when
+            # the future is done, for every webhook.
             try:
-                # The one await that waits (for the commit) is here rather than in a helper:
-                # every coroutine between the request and the writer's future is resumed once
-                # more when the future is done, for every webhook.
-                result = await state.store.write(Batched(apply_webhooks, accepted))
+                result = await state.store.write(Batched(apply_webhooks, item))
             except StoreUnavailable as exc:
                 log.error("store unavailable, webhook not accepted: %s", exc)
-                response = store_unavailable().response()
-            else:
-                response = _answer(result, state)
+                return _counted(state, store_unavailable().response(), started)
+            return _counted(state, _answer(result, state), started)
+        finally:
+            budget.give(reserved)
+    except _Refused as refused:
+        return _counted(state, refused.response, started)
     except Exception:  # a bug: still a JSON 5xx (Alertmanager retries it), counted and logged
         log.exception("webhook failed")
-        response = error_response(500, "internal error")
-    finally:
-        state.bodies.give(reserved)
+        return _counted(state, error_response(500, "internal error"), started)
+
+
+def _counted(state: AppState, response: web.Response, started: float) -> web.Response:
+    """Every answer counted by status; an accepted webhook's time observed."""
     state.metrics.child(state.metrics.webhook_requests, str(response.status)).inc()
     if response.status == 200:
         state.metrics.webhook_duration.observe(time.perf_counter() - started)
     return response
 
 
-def _busy(state: AppState) -> web.Response:
+def _busy(budget: BodyBudget) -> web.Response:
     """Too many bodies held at once: Alertmanager sends this one again later."""
     log.warning(
         "webhook refused for now: %d bytes of bodies held already (--max-bodies-bytes %d)",
-        state.bodies.held,
-        state.bodies.limit,
+        budget.held,
+        budget.limit,
     )
     response = error_response(
         503, "too many webhooks in progress, retry", headers={"Retry-After": "1"}
@@ -160,8 +201,8 @@ def _busy(state: AppState) -> web.Response:
     return response
 
 
-def _refuse(request: web.Request, state: AppState) -> web.Response | None:
-    """401 when credentials are configured and these are missing or wrong."""
+def _check_credentials(request: web.Request, state: AppState) -> None:
+    """Raises _Refused (401) when credentials are configured and these are missing or wrong."""
     settings = state.settings
     if settings.has_webhook_auth and not auth.check(
         request.headers.get("Authorization"),
@@ -176,17 +217,16 @@ def _refuse(request: web.Request, state: AppState) -> web.Response | None:
         # Nothing of an unauthenticated body is read, not even to keep the connection open
         # (app.runner_options): it may be undecodable, and it is not ours to spend time on.
         response.force_close()
-        return response
-    return None
+        raise _Refused(response)
 
 
-async def _accept(body: bytes, state: AppState) -> IngestItem | web.Response:
-    """Validate and evaluate: the webhook ready for the writer, or a 400."""
+async def _accept(body: bytes, state: AppState) -> IngestItem:
+    """Validate and evaluate: the webhook ready for the writer; raises _Refused (a 400)."""
     try:
         payload = parse_webhook(body)
     except PayloadError as exc:
         log.info("webhook rejected: %s", exc, extra={"field": exc.field})
-        return error_response(400, exc.message, field=exc.field)
+        raise _Refused(error_response(400, exc.message, field=exc.field)) from None
 
     metrics = state.metrics
     for alert in payload.alerts:
