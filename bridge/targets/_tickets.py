@@ -24,14 +24,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from bridge.core.events import event_kind
-from bridge.delivery.protocol import DeliveryError, DeliveryResult, Notification, RetryableError
+from bridge.core.text import escape_controls
+from bridge.delivery.classify import classify
+from bridge.delivery.protocol import (
+    DeliveryError,
+    DeliveryResult,
+    Notification,
+    PermanentError,
+    RetryableError,
+)
+from bridge.targets import _http
 from bridge.targets.base import Target, TargetConfig, TargetDeps
 
 # The marker label's prefix: short enough that a whole marker fits GitHub's 50 characters.
@@ -148,10 +157,97 @@ class TicketTarget(Target):
         """Open the item's ticket. Raises ``RetryableError`` when the outcome is unknown."""
         raise NotImplementedError
 
+    def search_request(self, n: Notification, item: Item) -> dict[str, Any]:
+        """The search that finds the item's ticket by its marker label."""
+        raise NotImplementedError
+
+    def issue(self, n: Notification, item: Item) -> dict[str, Any]:
+        """The create request of one item's ticket."""
+        raise NotImplementedError
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _check(self, resp: _http.Response) -> None:
+        """Raise for an answer that is not a success (``judge`` does most of it)."""
+        raise NotImplementedError
+
+    def _refusal(self, resp: _http.Response, fallback: str) -> str:
+        """A bounded reason for a refused request; the remote's own words go to the log."""
+        raise NotImplementedError
+
     # -- shared --------------------------------------------------------------------------------
 
     def marker(self, n: Notification, item: Item) -> str:
         return marker(self.config.label_prefix, n.incident.get("id"), item.id)
+
+    def labels(self, n: Notification, item: Item) -> list[str]:
+        """The target's labels and the item's marker, each once."""
+        return list(dict.fromkeys([*self.config.labels, self.marker(n, item)]))
+
+    def requests(self, n: Notification) -> list[dict[str, Any]]:
+        """What goes on the wire for ``n``: per item, the search and the create (tests)."""
+        items, _ = items_of(n)
+        return [{"search": self.search_request(n, i), "create": self.issue(n, i)} for i in items]
+
+    def first_found(self, n: Notification, item: Item, found: list[Ticket]) -> Ticket | None:
+        """The oldest of the tickets that carry the item's marker; more than one is logged."""
+        if not found:
+            return None
+        if len(found) > 1:
+            self.deps.logger.warning(
+                "%s target %s: %d issues carry the label %s; keeping %s",
+                self.type_name,
+                self.name,
+                len(found),
+                self.marker(n, item),
+                found[0].key,
+            )
+        return found[0]
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> Any:
+        """POST ``body``; the answer checked, its JSON."""
+        resp = await _http.post(
+            self.deps, url, json=body, headers=self._headers(), timeout_s=self.config.timeout_s
+        )
+        self._check(resp)
+        return resp.json()
+
+    async def create_assigned(
+        self,
+        item: Item,
+        body: dict[str, Any],
+        post: Callable[[dict[str, Any]], Awaitable[Any]],
+        *,
+        refused: str,
+        holder: dict[str, Any],
+        key: str,
+    ) -> Any:
+        """``post(body)``; when the remote refuses the assignee (reason ``refused``), the
+        assignee (``holder[key]``) is dropped and the ticket opened unassigned: a person the
+        remote cannot assign must not keep the ticket from being opened."""
+        try:
+            return await post(body)
+        except PermanentError as exc:
+            if exc.reason != refused or key not in holder:
+                raise
+            self.deps.logger.warning(
+                "%s target %s: %s cannot be assigned; the issue is opened unassigned",
+                self.type_name,
+                self.name,
+                escape_controls(item.owner or ""),
+            )
+            del holder[key]
+            return await post(body)
+
+    def judge(self, resp: _http.Response, now: float) -> None:
+        """The shared classifier's verdict: a success passes, a retryable answer raises its
+        error, anything else is permanent with the target's own bounded reason."""
+        verdict = classify(resp.status, resp.headers, resp.body, vendor=self.type_name, now=now)
+        if verdict.ok or verdict.retryable:
+            verdict.raise_for()
+            return
+        raise PermanentError(self._refusal(resp, verdict.reason))
 
     def assignee(self, n: Notification, owner: str | None) -> str | None:
         """The owner's account: the target's ``assignees`` map first, then the handle the

@@ -22,11 +22,11 @@ from pydantic import Field, field_validator
 
 from bridge.core.secrets import Secret
 from bridge.core.text import escape_controls
-from bridge.delivery.classify import classify, retry_hint
+from bridge.delivery.classify import retry_hint
 from bridge.delivery.markup import truncate
-from bridge.delivery.protocol import Notification, PermanentError, RetryableError
+from bridge.delivery.protocol import Notification, RetryableError
 from bridge.targets import _http
-from bridge.targets._tickets import Item, Ticket, TicketConfig, TicketTarget, items_of
+from bridge.targets._tickets import Item, Ticket, TicketConfig, TicketTarget
 
 TITLE_MAX = 256
 BODY_MAX = 65_536
@@ -83,7 +83,7 @@ class GitHubTarget(TicketTarget):
             "X-GitHub-Api-Version": API_VERSION,
         }
 
-    def search_query(self, n: Notification, item: Item) -> dict[str, str]:
+    def search_request(self, n: Notification, item: Item) -> dict[str, Any]:
         return {
             "labels": self.marker(n, item),
             "state": "all",
@@ -99,20 +99,15 @@ class GitHubTarget(TicketTarget):
         body: dict[str, Any] = {
             "title": truncate(" ".join(title.split()) or "Follow-up", TITLE_MAX),
             "body": truncate(rendered.body, BODY_MAX, "markdown"),
-            "labels": list(dict.fromkeys([*self.config.labels, self.marker(n, item)])),
+            "labels": self.labels(n, item),
         }
         login = self.assignee(n, item.owner)
         if login:
             body["assignees"] = [login]
         return body
 
-    def requests(self, n: Notification) -> list[dict[str, Any]]:
-        """What goes on the wire for ``n``: per item, the search and the create (tests)."""
-        items, _ = items_of(n)
-        return [{"search": self.search_query(n, i), "create": self.issue(n, i)} for i in items]
-
     async def find(self, n: Notification, item: Item) -> Ticket | None:
-        url = self._repo_url("issues") + "?" + urlencode(self.search_query(n, item))
+        url = self._repo_url("issues") + "?" + urlencode(self.search_request(n, item))
         resp = await _get(self, url)
         self._check(resp)
         data = resp.json()
@@ -127,34 +122,19 @@ class GitHubTarget(TicketTarget):
             and "pull_request" not in i
             and label in _label_names(i)
         ]
-        if not found:
-            return None
-        if len(found) > 1:
-            self.deps.logger.warning(
-                "github target %s: %d issues carry the label %s; keeping #%d",
-                self.name,
-                len(found),
-                label,
-                found[0]["number"],
-            )
-        return _ticket(found[0])
+        return self.first_found(n, item, [_ticket(i) for i in found])
 
     async def create(self, n: Notification, item: Item) -> Ticket:
         body = self.issue(n, item)
-        try:
-            data = await self._create(body)
-        except PermanentError as exc:
-            # A login GitHub cannot assign (not a collaborator) must not keep the issue from
-            # being opened: open it unassigned.
-            if exc.reason != "github_invalid_assignees" or "assignees" not in body:
-                raise
-            self.deps.logger.warning(
-                "github target %s: %s cannot be assigned; the issue is opened unassigned",
-                self.name,
-                escape_controls(item.owner or ""),
-            )
-            del body["assignees"]
-            data = await self._create(body)
+        # A login GitHub cannot assign: not a collaborator.
+        data = await self.create_assigned(
+            item,
+            body,
+            self._create,
+            refused="github_invalid_assignees",
+            holder=body,
+            key="assignees",
+        )
         if not isinstance(data, dict) or not isinstance(data.get("number"), int):
             raise RetryableError("github_bad_response")  # created or not: a retry searches
         if self.marker(n, item) not in _label_names(data):
@@ -168,26 +148,14 @@ class GitHubTarget(TicketTarget):
         return _ticket(data)
 
     async def _create(self, body: dict[str, Any]) -> Any:
-        resp = await _http.post(
-            self.deps,
-            self._repo_url("issues"),
-            json=body,
-            headers=self._headers(),
-            timeout_s=self.config.timeout_s,
-        )
-        self._check(resp)
-        return resp.json()
+        return await self.post_json(self._repo_url("issues"), body)
 
     def _check(self, resp: _http.Response) -> None:
         now = self.deps.clock()
         if resp.status in (403, 429) and _rate_limited(resp):
             hint = retry_hint(resp.headers, None, now)
             raise RetryableError("rate_limited", RATE_LIMIT_WAIT_S if hint is None else hint)
-        verdict = classify(resp.status, resp.headers, resp.body, vendor="github", now=now)
-        if verdict.ok or verdict.retryable:
-            verdict.raise_for()
-            return
-        raise PermanentError(self._refusal(resp, verdict.reason))
+        self.judge(resp, now)
 
     def _refusal(self, resp: _http.Response, fallback: str) -> str:
         """A bounded reason for a refused request; GitHub's own words go to the log."""

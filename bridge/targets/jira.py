@@ -20,11 +20,10 @@ from pydantic import Field, field_validator
 
 from bridge.core.secrets import Secret
 from bridge.core.text import escape_controls
-from bridge.delivery.classify import classify
 from bridge.delivery.markup import truncate
-from bridge.delivery.protocol import Notification, PermanentError, RetryableError
+from bridge.delivery.protocol import Notification, RetryableError
 from bridge.targets import _http
-from bridge.targets._tickets import Item, Ticket, TicketConfig, TicketTarget, items_of
+from bridge.targets._tickets import Item, Ticket, TicketConfig, TicketTarget
 
 SUMMARY_MAX = 255
 # Jira refuses a text field over 32,767 characters; the description's document (its JSON) is
@@ -168,7 +167,7 @@ class JiraTarget(TicketTarget):
             "Accept": "application/json",
         }
 
-    def search_body(self, n: Notification, item: Item) -> dict[str, Any]:
+    def search_request(self, n: Notification, item: Item) -> dict[str, Any]:
         jql = (
             f"project = {jql_string(self.config.project)}"
             f" AND labels = {jql_string(self.marker(n, item))} ORDER BY created ASC"
@@ -179,69 +178,40 @@ class JiraTarget(TicketTarget):
         """The create request of one item's issue."""
         rendered = self.render(self.single(n, item))
         summary = rendered.title or item.text or str(n.incident.get("title") or "Follow-up")
-        labels = list(dict.fromkeys([*self.config.labels, self.marker(n, item)]))
         fields: dict[str, Any] = {
             "project": {"key": self.config.project},
             "issuetype": {"name": self.config.issue_type},
             "summary": truncate(" ".join(summary.split()), SUMMARY_MAX),
             "description": description(rendered.body),
-            "labels": labels,
+            "labels": self.labels(n, item),
         }
         account = self.assignee(n, item.owner)
         if account:
             fields["assignee"] = {"accountId": account}
         return {"fields": fields}
 
-    def requests(self, n: Notification) -> list[dict[str, Any]]:
-        """What goes on the wire for ``n``: per item, the search and the create (tests)."""
-        items, _ = items_of(n)
-        return [{"search": self.search_body(n, i), "create": self.issue(n, i)} for i in items]
-
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        resp = await _http.post(
-            self.deps,
-            self._api(path),
-            json=body,
-            headers=self._headers(),
-            timeout_s=self.config.timeout_s,
-        )
-        self._check(resp)
-        return resp.json()
+        return await self.post_json(self._api(path), body)
 
     async def find(self, n: Notification, item: Item) -> Ticket | None:
-        data = await self._post("search/jql", self.search_body(n, item))
+        data = await self._post("search/jql", self.search_request(n, item))
         issues = data.get("issues") if isinstance(data, dict) else None
         if not isinstance(issues, list):
             raise RetryableError("jira_bad_response")
         keys = [str(i["key"]) for i in issues if isinstance(i, dict) and i.get("key")]
-        if not keys:
-            return None
-        if len(keys) > 1:
-            self.deps.logger.warning(
-                "jira target %s: %d issues carry the label %s; keeping %s",
-                self.name,
-                len(keys),
-                self.marker(n, item),
-                keys[0],
-            )
-        return Ticket(keys[0], self.browse(keys[0]))
+        return self.first_found(n, item, [Ticket(key, self.browse(key)) for key in keys])
 
     async def create(self, n: Notification, item: Item) -> Ticket:
         body = self.issue(n, item)
-        try:
-            data = await self._post("issue", body)
-        except PermanentError as exc:
-            # A person Jira cannot assign (no access to the project, a stale account id) must
-            # not keep the ticket from being opened: open it unassigned.
-            if exc.reason != "jira_invalid_assignee" or "assignee" not in body["fields"]:
-                raise
-            self.deps.logger.warning(
-                "jira target %s: %s cannot be assigned; the issue is opened unassigned",
-                self.name,
-                escape_controls(item.owner or ""),
-            )
-            del body["fields"]["assignee"]
-            data = await self._post("issue", body)
+        # A person Jira cannot assign: no access to the project, a stale account id.
+        data = await self.create_assigned(
+            item,
+            body,
+            lambda b: self._post("issue", b),
+            refused="jira_invalid_assignee",
+            holder=body["fields"],
+            key="assignee",
+        )
         key = data.get("key") if isinstance(data, dict) else None
         if not isinstance(key, str) or not key:
             # Created or not, nobody can tell: a retry searches first.
@@ -249,13 +219,7 @@ class JiraTarget(TicketTarget):
         return Ticket(key, self.browse(key))
 
     def _check(self, resp: _http.Response) -> None:
-        verdict = classify(
-            resp.status, resp.headers, resp.body, vendor="jira", now=self.deps.clock()
-        )
-        if verdict.ok or verdict.retryable:
-            verdict.raise_for()
-            return
-        raise PermanentError(self._refusal(resp, verdict.reason))
+        self.judge(resp, self.deps.clock())
 
     def _refusal(self, resp: _http.Response, fallback: str) -> str:
         """A bounded reason for a refused request; Jira's own words go to the log."""

@@ -4,7 +4,6 @@ fails and whenever; refusals with bounded reasons; no secret anywhere."""
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ from pydantic import ValidationError
 from bridge.rules import load_rules
 from bridge.targets import (
     REGISTRY,
-    DeliveryError,
-    Notification,
     PermanentError,
     RetryableError,
     Target,
@@ -24,28 +21,7 @@ from bridge.targets.jira import DESCRIPTION_MAX, SUMMARY_MAX, adf, jql_string
 from tests.fakes import jira
 from tests.fakes.jira import JiraFake, adf_problem
 from tests.targets.conftest import FixedClock, MakeTarget, StartFake, incident, make_notification
-
-ITEMS = {
-    7: ("Add a circuit breaker to checkout-api's calls to payments", "bob"),
-    8: ("Alert on the payments error budget burn rate", "alice"),
-    9: ("Write the runbook for a payments outage", None),
-}
-
-
-def tickets(
-    *ids: int, state: dict[str, Any] | None = None, inc: dict[str, Any] | None = None
-) -> Notification:
-    events = tuple(
-        {
-            "kind": "ticket_requested",
-            "actor": "carol",
-            "at": "2026-11-27T07:00:00Z",
-            "text": f"Ticket requested: {ITEMS[i][0]}",
-            "data": {"item": i, "text": ITEMS[i][0], "owner": ITEMS[i][1]},
-        }
-        for i in ids
-    )
-    return make_notification("ticket", tier="tickets", events=events, state=state, inc=inc)
+from tests.targets.tickets import ITEMS, describe, failures, tickets
 
 
 def settings(fake: JiraFake, **overrides: Any) -> dict[str, Any]:
@@ -66,10 +42,6 @@ async def start(start_fake: StartFake, make_target: MakeTarget, **overrides: Any
 
 def creates(fake: JiraFake) -> list[Any]:
     return [r for r in fake.requests if r.path == "/rest/api/3/issue"]
-
-
-def describe(err: BaseException) -> str:
-    return "\n".join([str(err), repr(err), *traceback.format_exception(err)])
 
 
 # -- one issue per item ------------------------------------------------------------------------
@@ -267,18 +239,8 @@ async def test_no_secret_in_any_failure(
     start_fake: StartFake, make_target: MakeTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake, target = await start(start_fake, make_target)
-    errors: list[DeliveryError] = []
     with caplog.at_level(logging.DEBUG):
-        for status in (500, 429, 400, 401, 403, 404, 302):
-            fake.fail_next(1, status=status, body="error body", retry_after=1)
-            try:
-                await target.send(tickets(7))
-            except DeliveryError as exc:
-                errors.append(exc)
-        await fake.close()
-        with pytest.raises(DeliveryError) as gone:
-            await target.send(tickets(8))
-        errors.append(gone.value)
+        errors = await failures(fake, target, (500, 429, 400, 401, 403, 404, 302))
     assert [e.reason for e in errors] == [
         "http_500",
         "rate_limited",
