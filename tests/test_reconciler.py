@@ -68,20 +68,32 @@ def reconciler(
     return r, state
 
 
+async def started(
+    make_client: MakeClient, min_age_s: float = 0.0
+) -> tuple[Any, Scripted, Reconciler, AppState]:
+    """The app, a scripted Alertmanager, and the reconciler over both (not running: the test
+    ticks it)."""
+    client = await make_client()
+    scripted = Scripted()
+    r, state = reconciler(client, scripted, min_age_s)
+    return client, scripted, r, state
+
+
+async def incident_now(client: Any, incident_id: int) -> dict[str, Any]:
+    found: dict[str, Any] = await (await client.get(f"/api/v1/incidents/{incident_id}")).json()
+    return found
+
+
 async def incident_of(client: Any, body: Any) -> dict[str, Any]:
     resp = await client.post(HOOK, json=body)
     assert resp.status == 200
-    incident_id = (await resp.json())["incidents"][0]["id"]
-    found: dict[str, Any] = await (await client.get(f"/api/v1/incidents/{incident_id}")).json()
-    return found
+    return await incident_now(client, (await resp.json())["incidents"][0]["id"])
 
 
 async def test_no_trusted_answer_decides_nothing_backs_off_and_says_why(
     make_client: MakeClient, clock: Clock
 ) -> None:
-    client = await make_client()
-    scripted = Scripted()
-    r, _ = reconciler(client, scripted)
+    client, scripted, r, _ = await started(make_client)
     incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
     clock.advance(5)
     assert r.pause_s() == 60.0
@@ -106,7 +118,7 @@ async def test_no_trusted_answer_decides_nothing_backs_off_and_says_why(
     scripted.next = Fetched(None, (), ("http://am-0:9093",))
     assert await r.tick() is None
     assert "up for less than 300s" in r.health.detail()
-    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    after = await incident_now(client, incident["id"])
     assert after["status"] == "triggered"
     assert {a["status"] for a in after["alerts"]} == {"firing"}
 
@@ -114,9 +126,7 @@ async def test_no_trusted_answer_decides_nothing_backs_off_and_says_why(
 async def test_a_trusted_answer_resolves_what_it_no_longer_lists(
     make_client: MakeClient, clock: Clock
 ) -> None:
-    client = await make_client()
-    scripted = Scripted()
-    r, state = reconciler(client, scripted)
+    client, scripted, r, state = await started(make_client)
     incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
     clock.advance(5)
     scripted.next = Fetched(view(clock), (), ())
@@ -129,7 +139,7 @@ async def test_a_trusted_answer_resolves_what_it_no_longer_lists(
     assert done is not None and done.mitigated == (incident["id"],)
     assert r.pause_s() == 60.0
     assert state.scheduler_due.is_set(), "the follow-up opens now"
-    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    after = await incident_now(client, incident["id"])
     assert after["status"] == "mitigated"
     assert {a["resolved_via"] for a in after["alerts"]} == {"api"}
     assert "alertmanager: reconciled at" in await (await client.get("/-/ready")).text()
@@ -141,9 +151,7 @@ async def test_a_trusted_answer_resolves_what_it_no_longer_lists(
 async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
     make_client: MakeClient, clock: Clock
 ) -> None:
-    client = await make_client()
-    scripted = Scripted()
-    r, _ = reconciler(client, scripted)
+    client, scripted, r, _ = await started(make_client)
     body = fixture_body("firing-truncated-basic-auth.json")
     incident = await incident_of(client, body)
     assert incident["truncated_alerts"] > 0
@@ -170,7 +178,7 @@ async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
     clock.advance(5)
     scripted.next = Fetched(view(clock, *listed, *extra, receiver=body["receiver"]), (), ())
     await r.tick()
-    after = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    after = await incident_now(client, incident["id"])
     got = {a["fingerprint"] for a in after["alerts"]}
     assert got == held | {a.fingerprint for a in extra}
     fetched = [
@@ -180,16 +188,14 @@ async def test_a_truncated_groups_other_alerts_are_fetched_and_attached(
     assert "webhook left it out" in fetched[0]["text"]
     assert {e["actor"] for e in fetched} == {"alertmanager-api"}, "learned from the API"
     await r.tick()  # the same answer again: nothing more
-    again = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    again = await incident_now(client, incident["id"])
     assert len(again["timeline"]) == len(after["timeline"])
 
 
 async def test_a_silenced_alert_is_marked_on_the_incident_page(
     make_client: MakeClient, clock: Clock
 ) -> None:
-    client = await make_client()
-    scripted = Scripted()
-    r, _ = reconciler(client, scripted)
+    client, scripted, r, _ = await started(make_client)
     incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
     first, second = incident["alerts"]
     clock.advance(5)
@@ -217,9 +223,7 @@ async def test_a_lying_or_wrong_peer_cannot_resolve_a_fresh_alert(
     """A peer that reports a long uptime and lists nothing (or one Prometheus does not send
     to): nothing is resolved until the alert's last webhook is older than the minimum age and
     two answers in a row agree; a failed poll in between breaks the row."""
-    client = await make_client()
-    scripted = Scripted()
-    r, _ = reconciler(client, scripted, min_age_s=300)
+    client, scripted, r, _ = await started(make_client, min_age_s=300)
     incident = await incident_of(client, fixture_body("firing-group-bearer.json"))
     url = f"/api/v1/incidents/{incident['id']}"
     for _ in range(3):
@@ -245,9 +249,7 @@ async def test_a_lying_or_wrong_peer_cannot_resolve_a_fresh_alert(
 async def test_no_trusted_answer_is_warned_once_per_kind_of_trouble(
     make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = await make_client()
-    scripted = Scripted()
-    r, _ = reconciler(client, scripted)
+    _client, scripted, r, _ = await started(make_client)
     caplog.set_level(logging.DEBUG, logger="bridge.reconcile")
     scripted.next = Fetched(None, (), ("http://am-0:9093",))
     for _ in range(5):  # a young peer's first minutes
