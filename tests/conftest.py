@@ -12,7 +12,7 @@ from bridge.app import ConnectionLimit, create_app, runner_options
 from bridge.config import Settings
 from bridge.core.secrets import Secret
 from bridge.metrics import Metrics
-from bridge.runtime import builtin_runtime
+from bridge.runtime import Runtime, builtin_runtime
 from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
@@ -64,6 +64,25 @@ GENERATED_API_TOKEN = "generated-api-token"
 WRITE = {"Authorization": f"Bearer {GENERATED_API_TOKEN}"}
 
 
+def app_state(
+    settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None
+) -> AppState:
+    """The service's shared state on a store opened at ``settings.db`` (the caller closes
+    it): the built-in rules unless ``runtime`` is given, the service's clock unless ``clock``
+    is."""
+    store = Store(settings.db)
+    store.open()
+    return AppState(
+        settings=settings,
+        store=store,
+        metrics=Metrics.create(),
+        runtime=runtime or builtin_runtime(settings.reopen_window_s, TargetDeps()),
+        # as `serve` does: without a configured token, one is generated for writes
+        api=api_access(settings, Secret(GENERATED_API_TOKEN)),
+        **({} if clock is None else {"clock": clock}),
+    )
+
+
 @pytest.fixture
 async def make_client(
     aiohttp_client: Any, tmp_path: Path, clock: Clock
@@ -73,18 +92,8 @@ async def make_client(
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
         settings = Settings(db=tmp_path / f"bridge{len(stores)}.db", **overrides)
-        store = Store(settings.db)
-        store.open()
-        stores.append(store)
-        state = AppState(
-            settings=settings,
-            store=store,
-            metrics=Metrics.create(),
-            runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
-            clock=clock,
-            # as `serve` does: without a configured token, one is generated for writes
-            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-        )
+        state = app_state(settings, clock=clock)
+        stores.append(state.store)
         server = TestServer(create_app(state))
         await server.start_server(**runner_options(settings))
         assert server.runner is not None and server.runner.server is not None

@@ -11,7 +11,7 @@ from typing import Any
 from bridge.core.events import EVENTS
 from bridge.metrics import WEBHOOK_CODES
 from tests.conftest import WRITE
-from tests.test_reload import make
+from tests.test_reload import served
 
 RULES = """\
 targets:
@@ -38,9 +38,7 @@ def samples(text: str, name: str) -> dict[str, float]:
 async def test_counters_exist_at_zero_before_their_first_event(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES)
     text = await (await client.get("/metrics")).text()
     delivered = samples(text, "incident_bridge_notifications_total")
     for target in ("general-chat", "pager"):
@@ -59,9 +57,7 @@ async def test_counters_exist_at_zero_before_their_first_event(
 async def test_a_reload_that_adds_a_target_exports_it_at_zero(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES)
     assert 'target="added"' not in await (await client.get("/metrics")).text()
     rules.write_text(MORE)
     assert (await client.post("/-/reload", headers=WRITE)).status == 200
@@ -71,9 +67,7 @@ async def test_a_reload_that_adds_a_target_exports_it_at_zero(
 
 
 async def test_an_event_counts_on_its_zero_series(aiohttp_client: Any, tmp_path: Path) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES)
     await client.get("/metrics")
     assert (await client.post("/api/v1/alerts", data=b"{not json")).status == 400
     codes = samples(

@@ -14,12 +14,9 @@ import pytest
 from bridge import service
 from bridge.app import create_app
 from bridge.config import Settings
-from bridge.core.secrets import Secret
-from bridge.metrics import Metrics
-from bridge.service import AppState, activate, api_access, load_runtime
-from bridge.store import Store
+from bridge.service import AppState, activate, load_runtime
 from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, WRITE, fixture_body
+from tests.conftest import WRITE, app_state, fixture_body
 from tests.integration.procs import Bridge, http, wait_for
 
 RULES_A = """\
@@ -36,32 +33,30 @@ BROKEN = RULES_A + "  colour: blue\n"
 
 async def make(aiohttp_client: Any, tmp_path: Path, rules: Path) -> tuple[Any, AppState]:
     settings = Settings(db=tmp_path / "r.db", rules=(rules,))
-    store = Store(settings.db)
-    store.open()
     deps = TargetDeps()
-    state = AppState(
-        settings=settings,
-        store=store,
-        metrics=Metrics.create(),
-        runtime=load_runtime(settings, deps),
-        api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-    )
+    state = app_state(settings, runtime=load_runtime(settings, deps))
     activate(state, state.runtime)
     app = create_app(state, deps)
 
     async def close(_app: Any) -> None:
-        await asyncio.to_thread(store.close)
+        await asyncio.to_thread(state.store.close)
 
     app.on_cleanup.append(close)
     return await aiohttp_client(app), state
 
 
+async def served(aiohttp_client: Any, tmp_path: Path, text: str) -> tuple[Any, AppState, Path]:
+    """``make`` over a rules file written with ``text``; the file too, to write again."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+    client, state = await make(aiohttp_client, tmp_path, rules)
+    return client, state, rules
+
+
 async def test_reload_swaps_and_keeps_old_rules_when_invalid(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_A)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES_A)
     before = (await (await client.get("/api/v1/rules")).json())["config_hash"]
 
     rules.write_text(BROKEN)
@@ -97,9 +92,7 @@ async def test_reload_swaps_and_keeps_old_rules_when_invalid(
 async def test_webhooks_during_reloads_see_old_or_new_rules_never_a_mix(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_A)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES_A)
     stop = asyncio.Event()
 
     async def reloader() -> int:
@@ -189,9 +182,7 @@ async def reload_metric(client: Any) -> str:
 async def test_a_hostile_file_is_a_422_and_the_old_rules_stay(
     aiohttp_client: Any, tmp_path: Path, text: str, error: str
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_A)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES_A)
     before = (await (await client.get("/api/v1/rules")).json())["config_hash"]
     rules.write_text(text)
     started = time.perf_counter()
@@ -213,9 +204,7 @@ async def test_a_loader_that_fails_or_hangs_is_a_422_not_a_500(
 ) -> None:
     """Whatever the loader does (a bug raising, a file it takes too long on), a reload ends
     with the old rules, the metric at 0 and an error naming the rule files."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES_A)
-    client, _state = await make(aiohttp_client, tmp_path, rules)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES_A)
 
     def crash(*_args: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")

@@ -22,12 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.app import ConnectionLimit, create_app, run, runner_options
 from bridge.config import ApiToken, ConfigError, Settings, add_serve_arguments, settings_from
 from bridge.core.secrets import Secret
-from bridge.metrics import Metrics
-from bridge.runtime import builtin_runtime
-from bridge.service import AppState, api_access
 from bridge.store import Store
-from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, Clock, MakeClient, fixture_bytes
+from tests.conftest import Clock, MakeClient, app_state, fixture_bytes
 
 TOKEN = "flood-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,17 +60,8 @@ async def serve(aiohttp_client: Any, tmp_path: Path, clock: Clock) -> AsyncItera
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
         settings = Settings(db=tmp_path / f"flood{len(stores)}.db", **overrides)
-        store = Store(settings.db)
-        store.open()
-        stores.append(store)
-        state = AppState(
-            settings=settings,
-            store=store,
-            metrics=Metrics.create(),
-            runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
-            clock=clock,
-            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-        )
+        state = app_state(settings, clock=clock)
+        stores.append(state.store)
         server = TestServer(create_app(state), host="127.0.0.1")
         await server.start_server(**runner_options(settings))
         assert server.runner is not None and server.runner.server is not None

@@ -27,12 +27,9 @@ from bridge.config import (
 )
 from bridge.core.secrets import Secret
 from bridge.http import session
-from bridge.metrics import Metrics
-from bridge.runtime import builtin_runtime
-from bridge.service import AppState, api_access
+from bridge.service import AppState
 from bridge.store import Store
-from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, WRITE, MakeClient
+from tests.conftest import WRITE, MakeClient, app_state
 from tests.http.test_pages import ALICE, CAROL, NAMED, TOKEN, csrf_of, opened, sign_in, timeline
 
 SITE = "https://bridge.example/"
@@ -104,16 +101,8 @@ async def start(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Start]:
 
     async def run(db: Path, **overrides: Any) -> TestClient[Any, Any]:
         settings = Settings(db=db, host="0.0.0.0", webhook_token=Secret(TOKEN), **overrides)
-        store = Store(db)
-        store.open()
-        stores.append(store)
-        state = AppState(
-            settings=settings,
-            store=store,
-            metrics=Metrics.create(),
-            runtime=builtin_runtime(settings.reopen_window_s, TargetDeps()),
-            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-        )
+        state = app_state(settings)
+        stores.append(state.store)
         client: TestClient[Any, Any] = await aiohttp_client(TestServer(create_app(state)))
         return client
 
