@@ -4,9 +4,10 @@
 turns whatever comes back, or does not, into a ``core.checks.Answer``: a success's data, or a
 sentence saying why there is none (Prometheus rejected the query, timed out, was unreachable,
 answered something that is not its JSON). It never raises for what Prometheus or the network
-does. ``run_checks`` runs a route's checks concurrently (at most ``MAX_CONCURRENCY`` at once) at
-one evaluation time and judges each with ``core.checks.evaluate``; ``check_outcomes`` is the
-same for the service, in the records the validation keeps.
+does. ``run_checks``, the one function that runs checks, runs a route's checks concurrently (at
+most ``MAX_CONCURRENCY`` at once) at one evaluation time and judges each with
+``core.checks.evaluate`` into a ``CheckResult``; ``check_outcomes`` only adapts it to the
+service's validation (checks as stored, times in ns, the records it keeps).
 
 Without a Prometheus URL every check is "not run" and not passed: the validation item then
 cannot check itself off, and a person does (docs/followup.md). Imports the core only.
@@ -127,7 +128,7 @@ async def _query(
 
 
 async def run_checks(
-    session: aiohttp.ClientSession,
+    session: aiohttp.ClientSession | None,
     base_url: str | None,
     token: Secret | None,
     checks: Sequence[Check],
@@ -137,19 +138,25 @@ async def run_checks(
     concurrency: int = MAX_CONCURRENCY,
 ) -> list[CheckResult]:
     """Each check's result, in the order given: its query at ``at`` (Unix seconds) judged
-    against its ``expect``. Without ``base_url`` every check is not run (and not passed)."""
+    against its ``expect``. Without ``base_url`` every check is not run (and not passed);
+    without ``session``, one of its own for these queries."""
     if not checks:
         return []
     if not base_url:
         return [not_run(c, NO_PROMETHEUS) for c in checks]
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await run_checks(
+                own, base_url, token, checks, at, timeout_s=timeout_s, concurrency=concurrency
+            )
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(check: Check) -> CheckResult:
+    async def one(client: aiohttp.ClientSession, check: Check) -> CheckResult:
         async with gate:
-            answer = await query(session, base_url, check.expr, at, token, timeout_s)
+            answer = await query(client, base_url, check.expr, at, token, timeout_s)
         return evaluate(check, answer)
 
-    return list(await asyncio.gather(*(one(c) for c in checks)))
+    return list(await asyncio.gather(*(one(session, c) for c in checks)))
 
 
 def as_check(check: Check | Mapping[str, str]) -> Check:
@@ -172,16 +179,9 @@ async def check_outcomes(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[CheckOutcome]:
-    """``run_checks`` for the service's validation: checks as stored, the time in ns, the
-    results as ``core.followup.CheckOutcome`` (JSON-able). Without a session, one of its own."""
-    wanted = [as_check(c) for c in checks]
-    if not wanted:
-        return []
-    if not base_url:
-        return [not_run(c, NO_PROMETHEUS).outcome() for c in wanted]
-    if session is None:
-        async with aiohttp.ClientSession() as own:
-            return await check_outcomes(own, base_url, token, wanted, at_ns, timeout_s=timeout_s)
+    """``run_checks`` as the service's validation calls it: checks as stored, the time in ns,
+    each result as the record the validation keeps (``CheckResult.outcome``)."""
     at = at_ns / 1e9 if at_ns is not None else None
+    wanted = [as_check(c) for c in checks]
     results = await run_checks(session, base_url, token, wanted, at, timeout_s=timeout_s)
     return [r.outcome() for r in results]

@@ -464,13 +464,24 @@ def open_followup(
 
 @immutable
 class CheckOutcome:
-    """One PromQL check's result as the validation records it (``core/checks.py`` computes it)."""
+    """One PromQL check's result as the validation records it: ``core/checks.CheckResult``
+    judges a check and ``CheckResult.outcome`` makes this record of it (JSON-able values)."""
 
     name: str
     passed: bool
     reason: str
     values: tuple[Any, ...] = ()
     error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """What the follow-up keeps (``validation.checks``) and the API shows."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "reason": self.reason,
+            "values": list(self.values),
+            "error": self.error,
+        }
 
 
 def validate(
@@ -503,16 +514,7 @@ def validate(
         "passed": passed,
         "quiet": quiet,
         "window_s": window_s,
-        "checks": [
-            {
-                "name": c.name,
-                "passed": c.passed,
-                "reason": c.reason,
-                "values": list(c.values),
-                "error": c.error,
-            }
-            for c in checks
-        ],
+        "checks": [c.as_json() for c in checks],
     }
     if reasons:
         data["reasons"] = reasons
