@@ -15,14 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import (
-    DESKTOP,
-    PHONE,
-    USERS,
-    Stack,
-    assert_accessible,
-    screenshot,
-)
+from tests.browser.conftest import DESKTOP, PHONE, USERS, Stack, assert_accessible, screenshot
 
 WIDTHS = {"desktop": DESKTOP, "phone": PHONE}
 

@@ -12,14 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import (
-    DESKTOP,
-    PHONE,
-    USERS,
-    Stack,
-    assert_accessible,
-    screenshot,
-)
+from tests.browser.conftest import DESKTOP, PHONE, USERS, Stack, assert_accessible, screenshot
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
 from tests.conftest import GENERATED_API_TOKEN, WRITE, Clock, fixture_body
+from tests.rendered import html_and_links
 
 HOOK = "/api/v1/alerts"
 AUTHOR = "Bridge Bot <bot@bridge.example>"
@@ -559,37 +560,26 @@ HOSTILE = (
 )
 
 
-def _html_and_links(markdown: str) -> tuple[list[str], list[str]]:
-    """What a Markdown renderer with raw HTML on reads in ``markdown``: its raw HTML, and the
-    destination of every link and image (markdown-it, every link let through)."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": True}).enable("table")
-    md.validateLink = lambda url: True  # type: ignore[method-assign]  # every link
-    html: list[str] = []
-    links: list[str] = []
-    stack = list(md.parse(markdown))
-    while stack:
-        token = stack.pop()
-        if token.type in ("html_block", "html_inline"):
-            html.append(token.content)
-        links += [str(token.attrGet(a)) for a in ("href", "src") if token.attrGet(a)]
-        stack.extend(token.children or ())
-    return html, links
-
-
-async def test_raw_html_and_unsafe_links_are_not_published(
-    service: Service, tmp_path: Path
-) -> None:
+async def published_hostile(
+    service: Service, tmp_path: Path, **settings: Any
+) -> tuple[TestClient[Any, Any], int, str]:
+    """An incident whose summary is ``HOSTILE``, resolved and published into a new knowledge
+    base: the client, the incident, the file as committed."""
     kb = git_repo(tmp_path / "kb")
-    client = await service.start(kb_dir=kb, kb_author=AUTHOR)
+    client = await service.start(kb_dir=kb, kb_author=AUTHOR, **settings)
     i = await opened(client)
     await save(client, i, summary=HOSTILE)
     await resolve(client, i)
     status, done = await publish(client, i)
     assert status == 200, done
-    committed = git(kb, "show", f"HEAD:{done['publication']['path']}")
-    html, links = _html_and_links(committed)
+    return client, i, git(kb, "show", f"HEAD:{done['publication']['path']}")
+
+
+async def test_raw_html_and_unsafe_links_are_not_published(
+    service: Service, tmp_path: Path
+) -> None:
+    client, i, committed = await published_hostile(service, tmp_path)
+    html, links = html_and_links(committed)
     assert html == []
     # The alerts' links, the runbook and the autolink; nothing else.
     assert all(link.startswith(("http://", "https://")) for link in links), links
@@ -600,7 +590,7 @@ async def test_raw_html_and_unsafe_links_are_not_published(
     assert "```html\n<script>alert('quoted')</script>\n```" in committed
     assert "`<script>`" in committed
     # What the API and the page show is what was published.
-    status, shown = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
+    _status, shown = await call(client, "GET", f"/api/v1/incidents/{i}/postmortem")
     assert shown["markdown"] == committed
     assert shown["sections"]["summary"] == HOSTILE  # the team's text itself is kept
 
@@ -608,16 +598,9 @@ async def test_raw_html_and_unsafe_links_are_not_published(
 async def test_raw_html_is_published_when_the_team_allows_it(
     service: Service, tmp_path: Path
 ) -> None:
-    kb = git_repo(tmp_path / "kb")
-    client = await service.start(kb_dir=kb, kb_author=AUTHOR, kb_allow_raw_html=True)
-    i = await opened(client)
-    await save(client, i, summary=HOSTILE)
-    await resolve(client, i)
-    status, done = await publish(client, i)
-    assert status == 200, done
-    committed = git(kb, "show", f"HEAD:{done['publication']['path']}")
+    client, i, committed = await published_hostile(service, tmp_path, kb_allow_raw_html=True)
     assert HOSTILE in committed
-    html, links = _html_and_links(committed)
+    html, links = html_and_links(committed)
     assert "<script>" in html and "<img src=x onerror=alert(2)>" in html
     assert "javascript:alert(3)" in links
     # The page still shows it as text: it renders Markdown with raw HTML off.

@@ -14,6 +14,7 @@ from bridge.core.postmortem import Narrative, Version, build_facts, document, me
 from bridge.core.timeutil import NS
 from bridge.delivery.templates import TemplateError
 from bridge.kb.render import render, safe_markdown, unsafe_url
+from tests.rendered import html_and_links
 
 GOLDEN = Path(__file__).parent / "golden" / "postmortem.md"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -240,25 +241,6 @@ def test_a_template_error_names_its_file_and_line(
 # --- the narrative's raw HTML and unsafe links ------------------------------------------------
 
 
-def _read_as_html(markdown: str) -> tuple[list[str], list[str]]:
-    """Raw HTML and link destinations a renderer with raw HTML on finds (every link let
-    through)."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": True}).enable("table")
-    md.validateLink = lambda url: True  # type: ignore[method-assign]  # every link
-    html: list[str] = []
-    links: list[str] = []
-    stack = list(md.parse(markdown))
-    while stack:
-        token = stack.pop()
-        if token.type in ("html_block", "html_inline"):
-            html.append(token.content)
-        links += [str(token.attrGet(a)) for a in ("href", "src") if token.attrGet(a)]
-        stack.extend(token.children or ())
-    return html, links
-
-
 HOSTILE_MARKDOWN = [
     "<script>alert(1)</script>",
     "Hi <img src=x onerror=alert(1)> there",
@@ -283,7 +265,7 @@ HOSTILE_MARKDOWN = [
 @pytest.mark.parametrize("text", HOSTILE_MARKDOWN)
 def test_the_narrative_s_raw_html_and_unsafe_links_are_made_text(text: str) -> None:
     safe = safe_markdown(text)
-    html, links = _read_as_html(safe)
+    html, links = html_and_links(safe)
     assert html == [] and not any(unsafe_url(link) for link in links), (safe, html, links)
     assert safe_markdown(safe) == safe  # made safe once, nothing more to do
 
@@ -315,7 +297,7 @@ def test_what_the_escaping_misses_is_caught_by_the_check(monkeypatch: pytest.Mon
     text = "Hi <script>alert(1)</script> [x](javascript:alert(2)) `<code>`"
     safe = safe_markdown(text)
     assert safe == text.replace("<", "&lt;").replace("[", "&#91;")
-    html, links = _read_as_html(safe)
+    html, links = html_and_links(safe)
     assert html == [] and links == []
 
 
