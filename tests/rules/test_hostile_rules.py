@@ -16,23 +16,9 @@ import pytest
 from bridge.cli import main
 from bridge.rules import load_rules
 from bridge.rules.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from tests.rules.hostile import alias_bomb, deep
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def alias_bomb(levels: int = 8, fan: int = 10) -> str:
-    """A ~1 KB file whose root route has ``fan ** levels`` (10^8) routes once aliases expand."""
-    lines = ["targets: {out: {type: console}}", "templates:"]
-    lines.append("  r0: &r0 {name: r0, matchers: ['a=\"b\"']}")
-    for i in range(1, levels + 1):
-        children = ", ".join([f"*r{i - 1}"] * fan)
-        lines.append(f"  r{i}: &r{i} {{name: r{i}, routes: [{children}]}}")
-    lines.append(f"route: *r{levels}")
-    return "\n".join(lines) + "\n"
-
-
-def deep(depth: int = 5000) -> str:
-    return "routes: " + "[" * depth + "]" * depth + "\n"
 
 
 def test_an_alias_bomb_is_refused_at_the_alias_quickly_and_small(tmp_path: Path) -> None:
