@@ -367,7 +367,9 @@ class ReminderScheduler(BackgroundLoop):
 
 
 async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:
-    """The job's PromQL checks against the configured Prometheus, at the window's end."""
+    """The job's PromQL checks against the configured Prometheus, at the window's end: the
+    service's settings and HTTP session given to ``promql.run_checks`` (through
+    ``check_outcomes``), which runs them; the validation's records come back."""
     if not job.checks:
         return []
     from bridge import promql  # loaded only when a route has checks
