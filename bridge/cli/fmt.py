@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,3 +68,17 @@ def print_json(body: Any) -> int:
     """``-o json``: the API's answer as it came, for scripts."""
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return 0
+
+
+def fetch(
+    args: argparse.Namespace, path: str, query: Mapping[str, str | Sequence[str]] | None = None
+) -> Any:
+    """A read for a command to show: the API's answer; None once ``-o json`` printed it as it
+    came. An error answer is a ``Failure``: one line on stderr, exit 1 (``guarded``)."""
+    answer = apiclient.Client.from_args(args).get(path, query)
+    if not answer.ok:
+        raise apiclient.Failure(answer.error())
+    if args.output == "json":
+        print_json(answer.body)
+        return None
+    return answer.body

@@ -19,6 +19,7 @@ from typing import Any
 from bridge.cli import apiclient
 from bridge.cli.fmt import (
     cut,
+    fetch,
     ns_or_none,
     parse_id,
     parse_key,
@@ -100,12 +101,10 @@ def _list(args: argparse.Namespace) -> int:
         query["limit"] = str(args.limit)
     if args.before is not None:
         query["before"] = str(args.before)
-    answer = apiclient.Client.from_args(args).get("/api/v1/incidents", query)
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    incidents = answer.body["incidents"]
+    body = fetch(args, "/api/v1/incidents", query)
+    if body is None:
+        return 0
+    incidents = body["incidents"]
     if not incidents:
         print("no incidents")
         return 0
@@ -125,7 +124,7 @@ def _list(args: argparse.Namespace) -> int:
             ]
         )
     print("\n".join(table(rows)))
-    if answer.body.get("next"):
+    if body.get("next"):
         print(f"(more: --before {incidents[-1]['id']})")
     return 0
 
@@ -218,12 +217,10 @@ def _timeline(entries: list[dict[str, Any]]) -> list[str]:
 
 @apiclient.guarded
 def _show(args: argparse.Namespace) -> int:
-    answer = apiclient.Client.from_args(args).get(f"/api/v1/incidents/{args.id}")
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    incident, now = answer.body, time.time_ns()
+    body = fetch(args, f"/api/v1/incidents/{args.id}")
+    if body is None:
+        return 0
+    incident, now = body, time.time_ns()
     lines = _header(incident, now)
     due = _next_update(incident, now)
     if due:
@@ -288,12 +285,10 @@ def _followup_lines(view: dict[str, Any]) -> list[str]:
 
 @apiclient.guarded
 def _followup(args: argparse.Namespace) -> int:
-    answer = apiclient.Client.from_args(args).get(f"/api/v1/incidents/{args.id}/followup")
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    print("\n".join(_followup_lines(answer.body)))
+    body = fetch(args, f"/api/v1/incidents/{args.id}/followup")
+    if body is None:
+        return 0
+    print("\n".join(_followup_lines(body)))
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.cli import apiclient
-from bridge.cli.fmt import parse_id, parse_key, print_json, shown_text, shown_time, table
+from bridge.cli.fmt import fetch, parse_id, parse_key, print_json, shown_text, shown_time, table
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
 
 
@@ -33,12 +33,10 @@ def _version(text: str) -> int:
 @apiclient.guarded
 def _show(args: argparse.Namespace) -> int:
     query = {"version": str(args.version)} if args.version is not None else None
-    answer = apiclient.Client.from_args(args).get(_path(args), query)
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    sys.stdout.write(apiclient.printable(str(answer.body["markdown"])))
+    body = fetch(args, _path(args), query)
+    if body is None:
+        return 0
+    sys.stdout.write(apiclient.printable(str(body["markdown"])))
     return 0
 
 
@@ -77,12 +75,10 @@ def _edit(args: argparse.Namespace) -> int:
 
 @apiclient.guarded
 def _versions(args: argparse.Namespace) -> int:
-    answer = apiclient.Client.from_args(args).get(_path(args, "/versions"))
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    versions = answer.body["versions"]
+    body = fetch(args, _path(args, "/versions"))
+    if body is None:
+        return 0
+    versions = body["versions"]
     if not versions:
         print(f"#{args.id}: no version saved yet")
     else:
@@ -97,7 +93,7 @@ def _versions(args: argparse.Namespace) -> int:
                 ]
             )
         print("\n".join(table(rows)))
-    for p in answer.body["publications"]:
+    for p in body["publications"]:
         where = shown_text(p.get("path")) or "(recorded only)"
         commit = f" commit {shown_text(p['commit'])[:12]}" if p.get("commit") else ""
         print(
@@ -110,12 +106,10 @@ def _versions(args: argparse.Namespace) -> int:
 @apiclient.guarded
 def _diff(args: argparse.Namespace) -> int:
     query = {"from": str(args.a), "to": str(args.b)}
-    answer = apiclient.Client.from_args(args).get(_path(args, "/diff"), query)
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    text = str(answer.body["diff"])
+    body = fetch(args, _path(args, "/diff"), query)
+    if body is None:
+        return 0
+    text = str(body["diff"])
     if not text:
         print(f"#{args.id}: v{args.a} and v{args.b} read the same")
         return 0

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from bridge.cli import apiclient
-from bridge.cli.fmt import cut, print_json, shown_text
+from bridge.cli.fmt import cut, fetch, shown_text
 
 TITLE_WIDTH = 60
 
@@ -57,12 +57,10 @@ def _flags_in_text(args: argparse.Namespace) -> argparse.Namespace:
 def _search(args: argparse.Namespace) -> int:
     args = _flags_in_text(args)
     query = {"q": " ".join(args.text), "limit": str(args.limit)}
-    answer = apiclient.Client.from_args(args).get("/api/v1/search", query)
-    if not answer.ok:
-        return apiclient.fail(answer.error())
-    if args.output == "json":
-        return print_json(answer.body)
-    results = answer.body["results"]
+    body = fetch(args, "/api/v1/search", query)
+    if body is None:
+        return 0
+    results = body["results"]
     if not results:
         print("no incidents match")
         return 0

@@ -225,6 +225,18 @@ def _reading(request: web.Request, params: tuple[str, ...]) -> tuple[AppState, i
     return state, incident_id
 
 
+async def _writing(
+    request: web.Request, model: type[ActionBody]
+) -> tuple[AppState, str, int, ActionBody, bytes]:
+    """What every change of a postmortem checks first, in this order: a write token, the
+    incident's id, the body."""
+    state = _state(request)
+    token = auth.authorize(request, state.api, write=True)
+    incident_id = path_id(request, "incident")
+    body, raw = await _body(request, model)
+    return state, token, incident_id, body, raw
+
+
 async def get_postmortem(request: web.Request) -> web.Response:
     state, incident_id = _reading(request, VIEW_PARAMS)
     version = _version(request, "version", 1)
@@ -233,10 +245,7 @@ async def get_postmortem(request: web.Request) -> web.Response:
 
 
 async def save_postmortem(request: web.Request) -> web.Response:
-    state = _state(request)
-    token = auth.authorize(request, state.api, write=True)
-    incident_id = path_id(request, "incident")
-    body, raw = await _body(request, SaveBody)
+    state, token, incident_id, body, raw = await _writing(request, SaveBody)
     assert isinstance(body, SaveBody)
     idem = idempotency(request, token, raw)
     sections = body.sections.model_dump(exclude_none=True)
@@ -265,10 +274,7 @@ async def get_diff(request: web.Request) -> web.Response:
 
 
 async def publish(request: web.Request) -> web.Response:
-    state = _state(request)
-    token = auth.authorize(request, state.api, write=True)
-    incident_id = path_id(request, "incident")
-    body, _ = await _body(request, PublishBody)
+    state, token, incident_id, body, _ = await _writing(request, PublishBody)
     publisher = auth.actor(request, state.api, token, body.actor)
     done = await _call(postmortems.publish(state, incident_id, publisher))
     return json_answer(PublishResult.model_validate(done))
