@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.app import ConnectionLimit, create_app, runner_options
 from bridge.config import Settings
 from bridge.core.secrets import Secret
+from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime, builtin_runtime
 from bridge.service import AppState, api_access
@@ -65,21 +66,30 @@ WRITE = {"Authorization": f"Bearer {GENERATED_API_TOKEN}"}
 
 
 def app_state(
-    settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    runtime: Runtime | None = None,
+    worker: bool = False,
 ) -> AppState:
     """The service's shared state on a store opened at ``settings.db`` (the caller closes
     it): the built-in rules unless ``runtime`` is given, the service's clock unless ``clock``
-    is."""
+    is, and with ``worker`` an outbox worker over the rules' targets (not started)."""
     store = Store(settings.db)
     store.open()
+    if runtime is None:
+        runtime = builtin_runtime(settings.reopen_window_s, TargetDeps())
+    extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+    if worker:
+        extra["worker"] = OutboxWorker(store, runtime.targets, Metrics.create(), **extra)
     return AppState(
         settings=settings,
         store=store,
         metrics=Metrics.create(),
-        runtime=runtime or builtin_runtime(settings.reopen_window_s, TargetDeps()),
+        runtime=runtime,
         # as `serve` does: without a configured token, one is generated for writes
         api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-        **({} if clock is None else {"clock": clock}),
+        **extra,
     )
 
 

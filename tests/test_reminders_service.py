@@ -19,14 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app, runner_options
 from bridge.config import Settings
-from bridge.core.secrets import Secret
-from bridge.delivery.worker import OutboxWorker
-from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
-from bridge.service import AppState, ReminderScheduler, api_access, fire_reminders
+from bridge.service import AppState, ReminderScheduler, fire_reminders
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, T0, WRITE, Clock, fixture_body
+from tests.conftest import T0, WRITE, Clock, app_state, fixture_body
 
 MIN = 60 * 1_000_000_000
 RULES = """
@@ -64,23 +61,14 @@ class Service:
         self.client: TestClient[Any, Any] | None = None
 
     async def start(self) -> None:
-        self.store = Store(self.settings.db)
-        self.store.open()
         runtime = rules_runtime([self.rules], TargetDeps())
-        worker = OutboxWorker(self.store, runtime.targets, Metrics.create(), clock=self.clock)
-        self.state = AppState(
-            settings=self.settings,
-            store=self.store,
-            metrics=Metrics.create(),
-            runtime=runtime,
-            clock=self.clock,
-            worker=worker,
-            api=api_access(self.settings, Secret(GENERATED_API_TOKEN)),
-        )
+        self.state = app_state(self.settings, clock=self.clock, runtime=runtime, worker=True)
+        self.store = self.state.store
         server = TestServer(create_app(self.state))
         await server.start_server(**runner_options(self.settings))
         self.client = await self.make_client(server)
-        worker.start()
+        assert self.state.worker is not None
+        self.state.worker.start()
         self.scheduler = ReminderScheduler(self.state, every_s=0.01)
         self.scheduler.start()
 

@@ -20,15 +20,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import create_app, runner_options
 from bridge.config import Settings
-from bridge.core.secrets import Secret
 from bridge.delivery.worker import OutboxWorker
 from bridge.indexer import Indexer
-from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
-from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, WRITE, Clock, fixture_body
+from tests.conftest import WRITE, Clock, app_state, fixture_body
 
 RULES = """
 targets:
@@ -58,19 +55,9 @@ class Service:
         self.client: TestClient[Any, Any] | None = None
 
     async def start(self) -> None:
-        self.store = Store(self.settings.db)
-        self.store.open()
         runtime = rules_runtime([self.rules], TargetDeps())
-        self.worker = OutboxWorker(self.store, runtime.targets, Metrics.create(), clock=self.clock)
-        state = AppState(
-            settings=self.settings,
-            store=self.store,
-            metrics=Metrics.create(),
-            runtime=runtime,
-            clock=self.clock,
-            worker=self.worker,
-            api=api_access(self.settings, Secret(GENERATED_API_TOKEN)),
-        )
+        state = app_state(self.settings, clock=self.clock, runtime=runtime, worker=True)
+        self.store, self.worker = state.store, state.worker
         server = TestServer(create_app(state))
         await server.start_server(**runner_options(self.settings))
         self.client = await self.make_client(server)

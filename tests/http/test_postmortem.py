@@ -27,12 +27,9 @@ from bridge.core.secrets import Secret
 from bridge.delivery.worker import OutboxWorker
 from bridge.indexer import Indexer
 from bridge.kb.git import SENDER
-from bridge.metrics import Metrics
-from bridge.runtime import builtin_runtime
-from bridge.service import AppState, api_access
+from bridge.service import AppState
 from bridge.store import Store
-from bridge.targets.base import TargetDeps
-from tests.conftest import GENERATED_API_TOKEN, WRITE, Clock, fixture_body
+from tests.conftest import WRITE, Clock, app_state, fixture_body
 from tests.rendered import html_and_links
 
 HOOK = "/api/v1/alerts"
@@ -67,20 +64,9 @@ class Service:
 
     async def start(self, **overrides: Any) -> TestClient[Any, Any]:
         settings = Settings(db=self.tmp_path / f"b{len(self.stores)}.db", **overrides)
-        store = Store(settings.db)
-        store.open()
-        self.stores.append(store)
-        runtime = builtin_runtime(settings.reopen_window_s, TargetDeps())
-        self.worker = OutboxWorker(store, runtime.targets, Metrics.create(), clock=self.clock)
-        self.state = AppState(
-            settings=settings,
-            store=store,
-            metrics=Metrics.create(),
-            runtime=runtime,
-            clock=self.clock,
-            worker=self.worker,
-            api=api_access(settings, Secret(GENERATED_API_TOKEN)),
-        )
+        self.state = app_state(settings, clock=self.clock, worker=True)
+        self.stores.append(self.state.store)
+        self.worker = self.state.worker
         server = TestServer(create_app(self.state))
         await server.start_server(**runner_options(settings))
         client: TestClient[Any, Any] = await self.make_client(server)
