@@ -33,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from _common import add_smoke  # noqa: E402
+
 from bench.ingest import (  # noqa: E402
     WrkResult,
     free_port,
@@ -196,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.rounds, args.warmup, args.incidents = 0.5, 1, 0.0, 1000

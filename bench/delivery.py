@@ -63,6 +63,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _common import add_smoke  # noqa: E402
+
 from bridge.targets.webhook import sign  # noqa: E402
 from tests.fakes import slack as slack_fake  # noqa: E402
 from tests.fakes import webhook as webhook_fake  # noqa: E402
@@ -521,11 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         help="min_interval_s of the Slack target (default 0: no pacing; -1: the type's default, 1 s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.rate, args.seconds = 10.0, 1.0

@@ -26,6 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import add_smoke
+
 from bridge.core.alertmanager import parse_webhook
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store
@@ -118,11 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incidents", type=int, default=2000)
     parser.add_argument("--alerts", type=int, default=3, help="alerts per incident")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args()
     if args.smoke:
         args.incidents = 50

@@ -26,21 +26,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _common import free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -53,32 +52,11 @@ TARGET_P99_MS = 100.0
 SMOKE_P99_MS = 1000.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def raise_open_files(need: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         target = need if hard == resource.RLIM_INFINITY else min(need, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url + "/-/ready", timeout=2) as resp,
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 def webhook_body() -> bytes:
@@ -132,17 +110,23 @@ class Flood:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: bool = False
 
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection from the flood's address; None (after a pause) when it is refused."""
+        try:
+            pair = await asyncio.open_connection("127.0.0.1", self.port, local_addr=(FLOOD_FROM, 0))
+        except OSError:
+            await asyncio.sleep(self.reopen_after)
+            return None
+        self.opened += 1
+        return pair
+
     async def idle(self) -> None:
         """A connection that sends nothing, opened again when the service closes it."""
         while not self.stopping:
-            try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, local_addr=(FLOOD_FROM, 0)
-                )
-            except OSError:
-                await asyncio.sleep(self.reopen_after)
+            pair = await self.connect()
+            if pair is None:
                 continue
-            self.opened += 1
+            reader, writer = pair
             self.idle_up += 1
             try:
                 await reader.read()  # until the service closes it
@@ -158,14 +142,10 @@ class Flood:
         """A live stream held open, opened again when it ends or is refused."""
         path = f"/incidents/{self.incident}/live"
         while not self.stopping:
-            try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, local_addr=(FLOOD_FROM, 0)
-                )
-            except OSError:
-                await asyncio.sleep(self.reopen_after)
+            pair = await self.connect()
+            if pair is None:
                 continue
-            self.opened += 1
+            reader, writer = pair
             up = False
             try:
                 writer.write(request("GET", path))
@@ -420,7 +400,7 @@ def main() -> int:
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd
             )
         try:
-            wait_ready(url, proc)
+            wait_ready(url, proc, 30.0, what="the service")
             status = asyncio.run(measure(args, port, hook_port, proc.pid))
         finally:
             if proc.poll() is None:

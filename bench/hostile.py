@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.core.alertmanager import WebhookPayload  # noqa: E402
 from bridge.rules import RulesPolicy, load_rules  # noqa: E402
+from tests.rules.hostile import alias_bomb, deep  # noqa: E402
 
 NOW_NS = 1_795_000_000 * 10**9
 FAILURES: list[str] = []
@@ -67,20 +68,6 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, float, int]:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return result, took, peak
-
-
-def alias_bomb(levels: int = 8, fan: int = 10) -> str:
-    lines = ["targets: {out: {type: console}}", "templates:"]
-    lines.append("  r0: &r0 {name: r0, matchers: ['a=\"b\"']}")
-    for i in range(1, levels + 1):
-        children = ", ".join([f"*r{i - 1}"] * fan)
-        lines.append(f"  r{i}: &r{i} {{name: r{i}, routes: [{children}]}}")
-    lines.append(f"route: *r{levels}")
-    return "\n".join(lines) + "\n"
-
-
-def deep(depth: int = 5000) -> str:
-    return "routes: " + "[" * depth + "]" * depth + "\n"
 
 
 def bench_rule_files(work: Path) -> None:

@@ -35,17 +35,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _common import add_smoke, free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -56,29 +56,8 @@ TARGET_RATIO = 0.3
 TARGET_P99_MS = 50.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pin(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)] if cpu is not None else []
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url + "/-/ready", timeout=2) as resp,
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 @contextlib.contextmanager
@@ -386,11 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.warmup, args.rounds, args.alerts = 1.0, 0.0, 1, "1"

@@ -24,11 +24,9 @@ process on a scratch file (synchronous=OFF, so that it is CPU, not fsync), alter
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -44,17 +42,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from _common import add_smoke, free_port, wait_ready  # noqa: E402
+
 from bridge.store.migrations import MIGRATIONS, migrate  # noqa: E402
 
 NS = 10**9
 TARGET_SCRAPE_MS = 50.0
 TARGET_START_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build(path: Path, incidents: int) -> dict[str, float]:
@@ -136,21 +130,6 @@ def serve(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve exited with {proc.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url + "/-/ready", timeout=2) as resp,
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.01)
-    raise RuntimeError("not ready")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -171,7 +150,7 @@ def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
         t0 = time.perf_counter()
         proc = serve(db, port, db.parent / "serve.log")
         try:
-            wait_ready(url, proc)
+            wait_ready(url, proc, 120.0, what="serve", every=0.01)
             start_times.append(time.perf_counter() - t0)
             if n == 0:
                 with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
@@ -262,11 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-writes", type=int, default=20_000)
     parser.add_argument("--triggers-only", action="store_true")
     parser.add_argument("--no-triggers", action="store_true")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.incidents, args.scrapes, args.starts, args.rounds = 2000, 5, 1, 1

@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import aiohttp  # noqa: E402
+from _common import add_smoke  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from bridge.app import create_app  # noqa: E402
@@ -185,11 +186,7 @@ if __name__ == "__main__":
     parser.add_argument("--entries", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args()
     if args.smoke:
         args.entries, args.rounds, args.requests = 200, 1, 5

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import add_smoke
+
 from bridge.core.alertmanager import WebhookPayload
 from bridge.rules import RuleSet, RulesPolicy, load_rules
 
@@ -271,11 +273,7 @@ def main() -> None:
         "--no-receiver", action="store_true", help="skip the run through the real receiver"
     )
     parser.add_argument("--receiver-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little",
-    )
+    add_smoke(parser)
     args = parser.parse_args()
     sizes, receiver_routes, receiver_pers = (10, 100, 1000), 1000, (1, 10)
     if args.smoke:
