@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from bridge.config import Settings
 from bridge.core.secrets import Secret
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
-from bridge.runtime import Runtime, builtin_runtime
+from bridge.runtime import Runtime, builtin_runtime, rules_runtime
 from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
@@ -91,6 +93,48 @@ def app_state(
         api=api_access(settings, Secret(GENERATED_API_TOKEN)),
         **extra,
     )
+
+
+class RulesService:
+    """One life of the service as ``run`` wires it over a rules file, on a clock the test
+    moves: the store, the rules, the outbox worker and the HTTP app (``serve``); the loops a
+    test needs besides, its subclass starts and stops. ``rows`` reads the database file."""
+
+    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any, rules: str) -> None:
+        self.rules = tmp_path / "rules.yaml"
+        self.rules.write_text(textwrap.dedent(rules))
+        self.settings = Settings(db=tmp_path / "bridge.db", rules=(self.rules,))
+        self.clock = clock
+        self.make_client = make_client
+        self.store: Store | None = None
+        self.state: AppState | None = None
+        self.worker: OutboxWorker | None = None
+        self.client: TestClient[Any, Any] | None = None
+
+    async def serve(self) -> AppState:
+        runtime = rules_runtime([self.rules], TargetDeps())
+        state = app_state(self.settings, clock=self.clock, runtime=runtime, worker=True)
+        self.state, self.store, self.worker = state, state.store, state.worker
+        server = TestServer(create_app(state))
+        await server.start_server(**runner_options(self.settings))
+        self.client = await self.make_client(server)
+        assert self.worker is not None
+        self.worker.start()
+        return state
+
+    async def close(self) -> None:
+        """What ``serve`` started, once the subclass's loops are stopped."""
+        assert self.worker and self.store and self.client
+        await self.client.close()
+        await self.worker.stop()
+        self.store.close()
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.settings.db)
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
 
 
 @pytest.fixture

@@ -7,23 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app, runner_options
-from bridge.config import Settings
-from bridge.runtime import rules_runtime
-from bridge.service import AppState, ReminderScheduler, fire_reminders
-from bridge.store import Store
-from bridge.targets.base import TargetDeps
-from tests.conftest import T0, WRITE, Clock, app_state, fixture_body
+from bridge.service import ReminderScheduler, fire_reminders
+from tests.conftest import T0, WRITE, Clock, RulesService, fixture_body
 
 MIN = 60 * 1_000_000_000
 RULES = """
@@ -45,46 +37,23 @@ route:
 """
 
 
-class Service:
+class Service(RulesService):
     """The service's parts as ``run`` wires them (store, rules, worker, scheduler, HTTP), on a
     clock the test moves; ``start``/``stop`` is one life of the process."""
 
     def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
-        self.rules = tmp_path / "rules.yaml"
-        self.rules.write_text(textwrap.dedent(RULES))
-        self.settings = Settings(db=tmp_path / "bridge.db", rules=(self.rules,))
-        self.clock = clock
-        self.make_client = make_client
-        self.store: Store | None = None
-        self.state: AppState | None = None
+        super().__init__(tmp_path, clock, make_client, RULES)
         self.scheduler: ReminderScheduler | None = None
-        self.client: TestClient[Any, Any] | None = None
 
     async def start(self) -> None:
-        runtime = rules_runtime([self.rules], TargetDeps())
-        self.state = app_state(self.settings, clock=self.clock, runtime=runtime, worker=True)
-        self.store = self.state.store
-        server = TestServer(create_app(self.state))
-        await server.start_server(**runner_options(self.settings))
-        self.client = await self.make_client(server)
-        assert self.state.worker is not None
-        self.state.worker.start()
-        self.scheduler = ReminderScheduler(self.state, every_s=0.01)
+        state = await self.serve()
+        self.scheduler = ReminderScheduler(state, every_s=0.01)
         self.scheduler.start()
 
     async def stop(self) -> None:
-        assert self.scheduler and self.state and self.state.worker and self.store and self.client
+        assert self.scheduler
         await self.scheduler.stop()
-        await self.client.close()
-        await self.state.worker.stop()
-        self.store.close()
-
-    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.settings.db)
-        try:
-            return list(conn.execute(sql, args).fetchall())
-        finally:
-            conn.close()
+        await self.close()
 
     def bridge_entries(self) -> list[tuple[str, int]]:
         """(kind, time) of what the scheduler put on the timeline."""

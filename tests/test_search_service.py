@@ -8,24 +8,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import sqlite3
-import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import create_app, runner_options
-from bridge.config import Settings
-from bridge.delivery.worker import OutboxWorker
 from bridge.indexer import Indexer
-from bridge.runtime import rules_runtime
-from bridge.store import Store
-from bridge.targets.base import TargetDeps
-from tests.conftest import WRITE, Clock, app_state, fixture_body
+from tests.conftest import WRITE, Clock, RulesService, fixture_body
 
 RULES = """
 targets:
@@ -39,45 +30,22 @@ route:
 BASE = "https://bridge.example"
 
 
-class Service:
+class Service(RulesService):
     """The store, rules, outbox worker, indexer and HTTP app as ``run`` wires them."""
 
     def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
-        rules = tmp_path / "rules.yaml"
-        rules.write_text(textwrap.dedent(RULES))
-        self.rules = rules
-        self.settings = Settings(db=tmp_path / "bridge.db", rules=(rules,))
-        self.clock = clock
-        self.make_client = make_client
-        self.store: Store | None = None
+        super().__init__(tmp_path, clock, make_client, RULES)
         self.indexer: Indexer | None = None
-        self.worker: OutboxWorker | None = None
-        self.client: TestClient[Any, Any] | None = None
 
     async def start(self) -> None:
-        runtime = rules_runtime([self.rules], TargetDeps())
-        state = app_state(self.settings, clock=self.clock, runtime=runtime, worker=True)
-        self.store, self.worker = state.store, state.worker
-        server = TestServer(create_app(state))
-        await server.start_server(**runner_options(self.settings))
-        self.client = await self.make_client(server)
-        self.worker.start()
+        state = await self.serve()
         self.indexer = Indexer(state, incident_url=lambda i: f"{BASE}/incidents/{i}", poll_s=0.02)
         self.indexer.start()
 
     async def stop(self) -> None:
-        assert self.indexer and self.worker and self.store and self.client
+        assert self.indexer
         await self.indexer.stop()
-        await self.client.close()
-        await self.worker.stop()
-        self.store.close()
-
-    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.settings.db)
-        try:
-            return list(conn.execute(sql, args).fetchall())
-        finally:
-            conn.close()
+        await self.close()
 
 
 async def until(what: str, check: Callable[[], Awaitable[Any]], within_s: float = 10.0) -> Any:
