@@ -1,5 +1,5 @@
-"""What several benchmark scripts share: the ``--smoke`` flag, a free loopback port, and the
-wait for a started service's ``/-/ready``. Not a benchmark itself: run with ``--smoke`` (as
+"""What several benchmark scripts share: the ``--smoke`` flag's help, a free loopback port,
+and the wait for a started service's ``/-/ready``. Not a benchmark itself: run with ``--smoke`` (as
 tools/bench-smoke runs every bench/*.py) it checks its own helpers against a tiny server."""
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ import urllib.request
 SMOKE_HELP = (
     "a few seconds with tiny sizes (CI): checks that the benchmark runs, figures mean little"
 )
-
-
-def add_smoke(parser: argparse.ArgumentParser, help: str = SMOKE_HELP) -> None:
-    parser.add_argument("--smoke", action="store_true", help=help)
 
 
 def free_port() -> int:
@@ -79,6 +75,6 @@ def _self_check() -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.parse_args()
     sys.exit(_self_check())

@@ -33,8 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from _common import add_smoke  # noqa: E402
-
+from bench._common import SMOKE_HELP  # noqa: E402
 from bench.ingest import (  # noqa: E402
     WrkResult,
     free_port,
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.rounds, args.warmup, args.incidents = 0.5, 1, 0.0, 1000

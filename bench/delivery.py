@@ -63,8 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import add_smoke  # noqa: E402
-
+from bench._common import SMOKE_HELP  # noqa: E402
 from bridge.targets.webhook import sign  # noqa: E402
 from tests.fakes import slack as slack_fake  # noqa: E402
 from tests.fakes import webhook as webhook_fake  # noqa: E402
@@ -523,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         help="min_interval_s of the Slack target (default 0: no pacing; -1: the type's default, 1 s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.rate, args.seconds = 10.0, 1.0

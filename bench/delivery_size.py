@@ -51,8 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import add_smoke  # noqa: E402
-
+from bench._common import SMOKE_HELP  # noqa: E402
 from bridge.core.alertmanager import parse_webhook  # noqa: E402
 from bridge.core.policy import Decision, Tiers  # noqa: E402
 from bridge.delivery.worker import DeliveryPolicy, OutboxWorker  # noqa: E402
@@ -268,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=50_000, help="alerts of the large incident")
     parser.add_argument("--messages", type=int, default=100, help="messages measured per case")
     parser.add_argument("--rounds", type=int, default=2, help="small/large pairs, alternating")
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.alerts, args.messages, args.rounds = 300, 3, 1

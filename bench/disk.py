@@ -26,8 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import add_smoke
-
+from bench._common import SMOKE_HELP
 from bridge.core.alertmanager import parse_webhook
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store
@@ -120,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incidents", type=int, default=2000)
     parser.add_argument("--alerts", type=int, default=3, help="alerts per incident")
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.smoke:
         args.incidents = 50

@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import free_port, wait_ready
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from bench._common import free_port, wait_ready  # noqa: E402
+
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
 TOKEN = "flood-bench-token"
 FLOOD_FROM = "127.0.0.2"

@@ -45,10 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import add_smoke, free_port, wait_ready
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+
 LUA = HERE / "webhook.lua"
 TOKEN = "bench-token"
 # Targets from the core issue, for 1-alert payloads.
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
     )
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.warmup, args.rounds, args.alerts = 1.0, 0.0, 1, "1"

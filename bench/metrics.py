@@ -42,8 +42,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from _common import add_smoke, free_port, wait_ready  # noqa: E402
-
+from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
 from bridge.store.migrations import MIGRATIONS, migrate  # noqa: E402
 
 NS = 10**9
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-writes", type=int, default=20_000)
     parser.add_argument("--triggers-only", action="store_true")
     parser.add_argument("--no-triggers", action="store_true")
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.incidents, args.scrapes, args.starts, args.rounds = 2000, 5, 1, 1

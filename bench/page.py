@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import aiohttp  # noqa: E402
-from _common import add_smoke  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench._common import SMOKE_HELP  # noqa: E402
 from bridge.app import create_app  # noqa: E402
 from bridge.config import Settings  # noqa: E402
 from bridge.core.actions import AddEntry, PostUpdate  # noqa: E402
@@ -186,7 +186,7 @@ if __name__ == "__main__":
     parser.add_argument("--entries", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=40)
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.smoke:
         args.entries, args.rounds, args.requests = 200, 1, 5

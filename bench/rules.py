@@ -21,13 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import add_smoke
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import SMOKE_HELP
 from bridge.core.alertmanager import WebhookPayload
 from bridge.rules import RuleSet, RulesPolicy, load_rules
 
@@ -273,7 +275,7 @@ def main() -> None:
         "--no-receiver", action="store_true", help="skip the run through the real receiver"
     )
     parser.add_argument("--receiver-seconds", type=float, default=5.0)
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     sizes, receiver_routes, receiver_pers = (10, 100, 1000), 1000, (1, 10)
     if args.smoke:

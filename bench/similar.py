@@ -41,8 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from _common import add_smoke  # noqa: E402
-
+from bench._common import SMOKE_HELP  # noqa: E402
 from bench.ingest import line  # noqa: E402
 from bridge.core.alertmanager import fingerprint, parse_webhook  # noqa: E402
 from bridge.core.policy import BuiltinPolicy  # noqa: E402
@@ -342,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, default=200, help="new incidents looked up")
     parser.add_argument("--db", type=Path, help="keep (and reuse) the database here")
     parser.add_argument("--seed", type=int, default=7)
-    add_smoke(parser)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.smoke:
         args.incidents, args.new = 500, 10
