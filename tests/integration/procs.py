@@ -463,6 +463,26 @@ PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 
 
+def start_prometheus(binary: str, workdir: Path, port: int, *flags: str) -> subprocess.Popen[bytes]:
+    """Prometheus on ``LOOPBACK:port`` over ``workdir/prometheus.yml``, its data in
+    ``workdir/data``, its log appended to ``workdir/prometheus.log``; ``flags`` besides."""
+    with (workdir / "prometheus.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{port}",
+                *flags,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=_clean_env(),
+        )
+
+
 @contextlib.contextmanager
 def running_prometheus(
     workdir: Path, alertmanager_url: str, rules: str, binary: str = PROMETHEUS
@@ -486,24 +506,15 @@ alerting:
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     log_path = workdir / "prometheus.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={LOOPBACK}:{port}",
-                f"--web.external-url={url}",
-                # Alerts go out at most this often: the default (1m) would miss the Alertmanager
-                # that service discovery only hands the notifier about 5 s after the start.
-                "--rules.alert.resend-delay=1s",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=_clean_env(),
-        )
+    proc = start_prometheus(
+        binary,
+        workdir,
+        port,
+        f"--web.external-url={url}",
+        # Alerts go out at most this often: the default (1m) would miss the Alertmanager
+        # that service discovery only hands the notifier about 5 s after the start.
+        "--rules.alert.resend-delay=1s",
+    )
     try:
         try:
             wait_for(

@@ -35,11 +35,11 @@ import pytest
 from tests.integration.procs import (
     LOOPBACK,
     PROMETHEUS,
-    _clean_env,
     _terminate,
     free_port,
     http,
     require_binary,
+    start_prometheus,
     wait_for,
 )
 
@@ -207,21 +207,7 @@ def running_prometheus_with_exporter(
         for _attempt in range(3):
             port = free_port()
             url = f"http://{LOOPBACK}:{port}"
-            with log_path.open("ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={workdir / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={workdir / 'data'}",
-                        f"--web.listen-address={LOOPBACK}:{port}",
-                        "--log.level=warn",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=workdir,
-                    env=_clean_env(),
-                )
+            proc = start_prometheus(binary, workdir, port, "--log.level=warn")
             running = PrometheusWithExporter(url, exporter, workdir)
 
             def ready(proc: subprocess.Popen[bytes] = proc, url: str = url) -> bool:

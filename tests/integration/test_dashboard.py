@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import re
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -37,10 +36,10 @@ from bridge.core.mttx import BUCKETS
 from tests.integration.procs import (
     LOOPBACK,
     Bridge,
-    _clean_env,
     _terminate,
     free_port,
     http,
+    start_prometheus,
     wait_for,
 )
 from tests.integration.test_metrics import Api, payload
@@ -145,21 +144,7 @@ def prometheus_scraping(
     (workdir / "prometheus.yml").write_text(config)
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
-    with (workdir / "prometheus.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={LOOPBACK}:{port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(),
-            cwd=workdir,
-        )
+    proc = start_prometheus(binary, workdir, port, "--log.level=warn")
     try:
         wait_for("Prometheus", lambda: http("GET", url + "/-/ready", timeout=2).status == 200, 30)
         yield url
