@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.config import Settings
+from bridge.core.values import parse_id
 from bridge.http.pages import HEADERS, _incident_id, _read, viewer
 from bridge.http.session import Viewer
 from bridge.service import AppState
@@ -129,9 +130,9 @@ async def _stream(request: web.Request, state: AppState, incident_id: int) -> we
     seen = await _read(state, functools.partial(last_change, incident_id=incident_id))
     if seen is None:
         raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
-    after_text = request.query.get("after", "")
-    if after_text.isdigit() and len(after_text) < 19:
-        seen = (int(after_text), "")  # what the page shows: anything newer is news at once
+    after = parse_id(request.query.get("after", ""))  # "²" and such: not a time, ignored
+    if after is not None:
+        seen = (after, "")  # what the page shows: anything newer is news at once
     response = web.StreamResponse(
         headers={
             **HEADERS,

@@ -179,3 +179,13 @@ async def test_the_pages_numbers_that_are_not_plain_digits_are_ignored_not_a_500
     assert listing.status == 200, await listing.text()
     entries = await client.get(f"/incidents/{i}/fragments/timeline", params={"after": bad})
     assert entries.status == 200, await entries.text()
+
+
+async def test_a_live_stream_with_an_after_that_is_not_plain_digits_is_a_stream(
+    make_client: MakeClient,
+) -> None:
+    client: Any = await make_client()
+    i = await opened(client)
+    resp = await client.get(f"/incidents/{i}/live", params={"after": "²"})
+    assert resp.status == 200 and resp.content_type == "text/event-stream"
+    resp.close()
