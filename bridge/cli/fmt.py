@@ -82,3 +82,14 @@ def fetch(
         print_json(answer.body)
         return None
     return answer.body
+
+
+def api_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The flags every API command takes (where the service is, its token, ``-o``), and those
+    of a change besides them (who acts): parents for the commands' parsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    apiclient.add_flags(common)
+    apiclient.add_output(common)
+    write = argparse.ArgumentParser(add_help=False, parents=[common])
+    apiclient.add_actor(write)
+    return common, write

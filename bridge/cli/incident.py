@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.cli import apiclient
 from bridge.cli.fmt import (
+    api_parents,
     cut,
     fetch,
     ns_or_none,
@@ -425,11 +426,7 @@ def register(commands: Any) -> None:
         "incident", help="list, show and act on incidents (through the service's API)"
     )
     sub = group.add_subparsers(dest="incident_command", metavar="COMMAND", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    apiclient.add_flags(common)
-    apiclient.add_output(common)
-    write = argparse.ArgumentParser(add_help=False, parents=[common])
-    apiclient.add_actor(write)
+    common, write = api_parents()
     write.add_argument(
         "--idempotency-key",
         type=parse_key,

@@ -15,8 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bridge.cli import apiclient
-from bridge.cli.fmt import fetch, parse_id, parse_key, print_json, shown_text, shown_time, table
+from bridge.cli import apiclient, fmt
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
 
 
@@ -33,7 +32,7 @@ def _version(text: str) -> int:
 @apiclient.guarded
 def _show(args: argparse.Namespace) -> int:
     query = {"version": str(args.version)} if args.version is not None else None
-    body = fetch(args, _path(args), query)
+    body = fmt.fetch(args, _path(args), query)
     if body is None:
         return 0
     sys.stdout.write(apiclient.printable(str(body["markdown"])))
@@ -65,17 +64,17 @@ def _edit(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return print_json(answer.body)
+        return fmt.print_json(answer.body)
     if not answer.body["changed"]:
         print(f"#{args.id}: nothing to change (the {args.section} already reads so)")
     for event in answer.body["events"]:
-        print(f"#{args.id} {shown_text(event.get('text'))}")
+        print(f"#{args.id} {fmt.shown_text(event.get('text'))}")
     return 0
 
 
 @apiclient.guarded
 def _versions(args: argparse.Namespace) -> int:
-    body = fetch(args, _path(args, "/versions"))
+    body = fmt.fetch(args, _path(args, "/versions"))
     if body is None:
         return 0
     versions = body["versions"]
@@ -87,18 +86,18 @@ def _versions(args: argparse.Namespace) -> int:
             rows.append(
                 [
                     f"v{v['version']}",
-                    shown_time(v.get("saved_at")),
-                    shown_text(v.get("author")),
-                    ", ".join(shown_text(s) for s in v.get("sections") or []) or "-",
+                    fmt.shown_time(v.get("saved_at")),
+                    fmt.shown_text(v.get("author")),
+                    ", ".join(fmt.shown_text(s) for s in v.get("sections") or []) or "-",
                 ]
             )
-        print("\n".join(table(rows)))
+        print("\n".join(fmt.table(rows)))
     for p in body["publications"]:
-        where = shown_text(p.get("path")) or "(recorded only)"
-        commit = f" commit {shown_text(p['commit'])[:12]}" if p.get("commit") else ""
+        where = fmt.shown_text(p.get("path")) or "(recorded only)"
+        commit = f" commit {fmt.shown_text(p['commit'])[:12]}" if p.get("commit") else ""
         print(
-            f"published v{p['version']} {shown_time(p.get('published_at'))} by "
-            f"{shown_text(p.get('published_by'))}: {where}{commit}"
+            f"published v{p['version']} {fmt.shown_time(p.get('published_at'))} by "
+            f"{fmt.shown_text(p.get('published_by'))}: {where}{commit}"
         )
     return 0
 
@@ -106,7 +105,7 @@ def _versions(args: argparse.Namespace) -> int:
 @apiclient.guarded
 def _diff(args: argparse.Namespace) -> int:
     query = {"from": str(args.a), "to": str(args.b)}
-    body = fetch(args, _path(args, "/diff"), query)
+    body = fmt.fetch(args, _path(args, "/diff"), query)
     if body is None:
         return 0
     text = str(body["diff"])
@@ -130,13 +129,13 @@ def _publish(args: argparse.Namespace) -> int:
     if not answer.ok:
         return apiclient.fail(answer.error())
     if args.output == "json":
-        return print_json(answer.body)
+        return fmt.print_json(answer.body)
     body = answer.body
     publication = body["publication"]
     if not body["changed"]:
         print(f"#{args.id}: nothing to change (v{publication['version']} is published as it is)")
     for event in body["events"]:
-        text = shown_text(event.get("text"))
+        text = fmt.shown_text(event.get("text"))
         if event.get("kind") == "status_changed":
             text = text[:1].lower() + text[1:]  # "closed by alice"
         print(f"#{args.id} {text}")
@@ -151,18 +150,14 @@ def register(commands: Any) -> None:
         help="show, edit, diff and publish an incident's postmortem (through the service's API)",
     )
     sub = group.add_subparsers(dest="postmortem_command", metavar="COMMAND", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    apiclient.add_flags(common)
-    apiclient.add_output(common)
-    write = argparse.ArgumentParser(add_help=False, parents=[common])
-    apiclient.add_actor(write)
+    common, write = fmt.api_parents()
 
     def command(name: str, summary: str, func: Any, *, writes: bool) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(
             name, parents=[write if writes else common], help=summary
         )
         parser.set_defaults(func=func, parser=parser)
-        parser.add_argument("id", type=parse_id, metavar="ID", help="the incident (12 or #12)")
+        parser.add_argument("id", type=fmt.parse_id, metavar="ID", help="the incident (12 or #12)")
         return parser
 
     show = command("show", "the postmortem as Markdown (the newest version)", _show, writes=False)
@@ -177,7 +172,7 @@ def register(commands: Any) -> None:
     text.add_argument("--file", metavar="F", help="read it from a file (- for stdin)")
     edit.add_argument(
         "--idempotency-key",
-        type=parse_key,
+        type=fmt.parse_key,
         metavar="KEY",
         help="the save's Idempotency-Key (default: a new one per invocation)",
     )
