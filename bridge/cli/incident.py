@@ -286,10 +286,9 @@ def _followup_lines(view: dict[str, Any]) -> list[str]:
 
 @apiclient.guarded
 def _followup(args: argparse.Namespace) -> int:
-    body = fetch(args, f"/api/v1/incidents/{args.id}/followup")
-    if body is None:
-        return 0
-    print("\n".join(_followup_lines(body)))
+    view = fetch(args, f"/api/v1/incidents/{args.id}/followup")
+    if view is not None:
+        print("\n".join(_followup_lines(view)))
     return 0
 
 

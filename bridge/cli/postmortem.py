@@ -33,9 +33,8 @@ def _version(text: str) -> int:
 def _show(args: argparse.Namespace) -> int:
     query = {"version": str(args.version)} if args.version is not None else None
     body = fmt.fetch(args, _path(args), query)
-    if body is None:
-        return 0
-    sys.stdout.write(apiclient.printable(str(body["markdown"])))
+    if body is not None:
+        sys.stdout.write(apiclient.printable(str(body["markdown"])))
     return 0
 
 
