@@ -312,16 +312,21 @@ NAMED = tuple(
 )
 
 
-async def test_a_burst_of_live_requests_keeps_to_the_cap(serve: Serve) -> None:
+async def streaming(serve: Serve, **caps: Any) -> tuple[Any, int]:
+    """The app with the viewers' tokens, no cap per address nor per viewer that matters here,
+    and ``caps`` (the connections, the live streams); an incident to watch."""
     client: Any = await serve(
         webhook_token=Secret(TOKEN),
         api_tokens=NAMED,
-        max_connections=400,
         max_connections_per_source=0,
-        max_live_streams=20,
         max_live_streams_per_viewer=100,
+        **caps,
     )
-    incident = await opened(client)
+    return client, await opened(client)
+
+
+async def test_a_burst_of_live_requests_keeps_to_the_cap(serve: Serve) -> None:
+    client, incident = await streaming(serve, max_connections=400, max_live_streams=20)
     burst = await asyncio.gather(
         *(
             open_stream(client, FLOOD, incident, NAMED[i % len(NAMED)].secret.reveal())
@@ -357,15 +362,7 @@ async def test_one_viewer_holds_at_most_its_share_of_live_streams(serve: Serve) 
 
 
 async def test_live_streams_leave_the_webhooks_their_connections(serve: Serve) -> None:
-    client: Any = await serve(
-        webhook_token=Secret(TOKEN),
-        api_tokens=NAMED,
-        max_connections=40,
-        max_connections_per_source=0,
-        max_live_streams=200,
-        max_live_streams_per_viewer=100,
-    )
-    incident = await opened(client)
+    client, incident = await streaming(serve, max_connections=40, max_live_streams=200)
     streams = await asyncio.gather(
         *(open_stream(client, FLOOD, incident, NAMED[i % 12].secret.reveal()) for i in range(60))
     )
