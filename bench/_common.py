@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +50,17 @@ def wait_ready(
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+def stop(proc: subprocess.Popen[bytes], grace_s: float, kill_wait_s: float = 10.0) -> None:
+    """A process asked to end (SIGTERM), killed if it has not after ``grace_s`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(kill_wait_s)
+
+
 def _self_check() -> int:
     class Ready(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -67,8 +79,7 @@ def _self_check() -> int:
         wait_ready(f"http://127.0.0.1:{port}", sleeper, 5.0)
         print(f"bench/_common: ready seen on port {port}")
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        stop(sleeper, 0.0)
         server.shutdown()
     return 0
 

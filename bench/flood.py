@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import free_port, wait_ready  # noqa: E402
+from bench._common import free_port, stop, wait_ready  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
 TOKEN = "flood-bench-token"
@@ -405,13 +404,7 @@ def main() -> int:
             wait_ready(url, proc, 30.0, what="the service")
             status = asyncio.run(measure(args, port, hook_port, proc.pid))
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop(proc, 20.0)
         lines = log.read_text(errors="replace").splitlines()
         # a traceback is one line with its newlines escaped (bridge/logs.py)
         tracebacks = sum(1 for line in lines if "Traceback" in line)

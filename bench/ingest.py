@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+from bench._common import SMOKE_HELP, free_port, stop, wait_ready  # noqa: E402
 
 LUA = HERE / "webhook.lua"
 TOKEN = "bench-token"
@@ -73,13 +72,7 @@ def process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+        stop(proc, 15.0, 15.0)
 
 
 @dataclass

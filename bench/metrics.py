@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+from bench._common import SMOKE_HELP, free_port, stop, wait_ready  # noqa: E402
 from bridge.store.migrations import MIGRATIONS, migrate  # noqa: E402
 
 NS = 10**9
@@ -129,16 +128,6 @@ def serve(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
     start_times: list[float] = []
     scrape_ms: list[float] = []
@@ -161,7 +150,7 @@ def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
                     scrape_ms.append((time.perf_counter() - t1) * 1000)
                     size = len(body)
         finally:
-            stop(proc)
+            stop(proc, 30.0)
     scrape_ms.sort()
     return {
         "start_s": round(statistics.median(start_times), 3),
