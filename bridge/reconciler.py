@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import random
@@ -34,9 +33,7 @@ from bridge.core.alertmanager import WebhookPayload
 from bridge.core.reconcile import AmAlert, AmView, group_missing
 from bridge.core.timeutil import GO_ZERO, format_ns
 from bridge.service import AppState, BackgroundLoop
-from bridge.store import Batched, StoreUnavailable
-from bridge.store.ingest import IngestItem, apply_webhooks
-from bridge.store.reconcile import Applied, TruncatedGroup, apply_view, candidates
+from bridge.store.interface import Applied, IngestItem, StoreUnavailable, TruncatedGroup
 
 if TYPE_CHECKING:
     from bridge.alertmanager_api import AlertmanagerClient
@@ -149,20 +146,17 @@ class Reconciler(BackgroundLoop):
         metrics.alertmanager_up.set(1)
         for err in fetched.errors:  # another peer answered; still say which one failed
             log.info("reconcile: peer failed, another answered: %s", err)
-        found = await state.store.read(functools.partial(candidates, receivers=view.receivers))
+        found = await state.store.reconcile.candidates(view.receivers)
         health.left_alone = found.unknown_receiver
         total = Applied()
         ids = list(found.incidents)
         for i in range(0, len(ids), BATCH):
-            applied = await state.store.write(
-                functools.partial(
-                    apply_view,
-                    incident_ids=ids[i : i + BATCH],
-                    view=view,
-                    now=state.clock(),
-                    min_age_ns=self.min_age_ns,
-                    gone_before=self.gone,
-                )
+            applied = await state.store.reconcile.apply_view(
+                incident_ids=ids[i : i + BATCH],
+                view=view,
+                now=state.clock(),
+                min_age_ns=self.min_age_ns,
+                gone_before=self.gone,
             )
             total = _sum(total, applied)
         self.gone = total.gone
@@ -211,7 +205,7 @@ class Reconciler(BackgroundLoop):
             now=now,
             via="api",
         )
-        result = await state.store.write(Batched(apply_webhooks, item))
+        result = await state.store.ingest.apply_webhooks(item)
         if result.notifications and state.worker is not None:
             state.worker.notify()
         log.info(

@@ -24,8 +24,7 @@ from bridge.delivery.templates import bounded_title
 from bridge.http import auth
 from bridge.http.errors import error_response, store_unavailable
 from bridge.service import AppState
-from bridge.store import Batched, StoreUnavailable
-from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
+from bridge.store.interface import IngestItem, StoreUnavailable, WebhookResult
 
 log = logging.getLogger("bridge.http.receiver")
 _CHUNK = 64 * 1024
@@ -165,7 +164,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
             # coroutine between the request and the writer's future is resumed once more when
             # the future is done, for every webhook.
             try:
-                result = await state.store.write(Batched(apply_webhooks, item))
+                result = await state.store.ingest.apply_webhooks(item)
             except StoreUnavailable as exc:
                 log.error("store unavailable, webhook not accepted: %s", exc)
                 return _counted(state, store_unavailable().response(), started)

@@ -18,24 +18,36 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlite_utils
 
 from bridge.private_files import UnsafeFile, check_folder, open_lock
+from bridge.store import sqlite
+from bridge.store.backup import backup as backup_database
+from bridge.store.backup import check as check_database
+from bridge.store.errors import StoreError, StoreUnavailable
+from bridge.store.ingest import CarefulMode
 from bridge.store.migrations import migrate
-from bridge.store.writer import Batched, StoreUnavailable, Writer, is_fault
+from bridge.store.writer import Batched, Writer, is_fault
 
-__all__ = ["Batched", "Store", "StoreError", "StoreUnavailable"]
+if TYPE_CHECKING:
+    from bridge.store.interface import StoreInterface
+
+# What the service opens (``Store``: the SQLite backend of ``interface.StoreInterface``), the
+# offline tools on a database file (``db backup``, ``db check``), and the errors.
+__all__ = [
+    "Batched",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "backup_database",
+    "check_database",
+]
 log = logging.getLogger("bridge.store")
 # Names of the tables the first migration creates; a database with other tables and no
 # migrations table belongs to something else.
 _MIGRATIONS_TABLE = "_migrations"
-
-
-class StoreError(Exception):
-    """The database cannot be used at all (in use, foreign, corrupt, unreadable); the message
-    names the file and says why. Raised by ``Store.open``, which then changed nothing."""
 
 
 T = TypeVar("T")
@@ -46,12 +58,15 @@ def _unchanged(value: T) -> T:
     return value
 
 
-# The sqlite3 module binds int, float and str directly but sends None and bytes through its
-# adapter lookup, which fails twice (raising and clearing AttributeError) before binding them
-# as they are. A webhook binds about twenty such values (absent milestones, the raw body); an
-# identity adapter finds them at once. Binding is unchanged: None is NULL, bytes a BLOB.
-sqlite3.register_adapter(type(None), _unchanged)
-sqlite3.register_adapter(bytes, _unchanged)
+def _bind_plainly() -> None:
+    """The sqlite3 module binds int, float and str directly but sends None and bytes through
+    its adapter lookup, which fails twice (raising and clearing AttributeError) before binding
+    them as they are. A webhook binds about twenty such values (absent milestones, the raw
+    body); an identity adapter finds them at once. Binding is unchanged: None is NULL, bytes a
+    BLOB. sqlite3 keeps adapters for the whole process, not per connection, so a store sets
+    them when it opens (twice is harmless) and importing the store changes nothing."""
+    sqlite3.register_adapter(type(None), _unchanged)
+    sqlite3.register_adapter(bytes, _unchanged)
 
 
 class Store:
@@ -67,6 +82,21 @@ class Store:
         self._lock = threading.Lock()
         self._lockfile: int | None = None
         self._read_fault: str | None = None
+        # this store's own: a false fingerprint seen here makes only its next batches careful
+        self.careful = CarefulMode()
+        # interface.StoreInterface: one part per concern, each over this writer and read pool
+        self.ingest = sqlite.SqliteIngest(self, self.careful)
+        self.actions = sqlite.SqliteActions(self)
+        self.reminders = sqlite.SqliteReminders(self)
+        self.followups = sqlite.SqliteFollowUps(self)
+        self.queries = sqlite.SqliteQueries(self)
+        self.outbox = sqlite.SqliteOutbox(self)
+        self.metrics = sqlite.SqliteMetrics(self)
+        self.search = sqlite.SqliteSearch(self)
+        self.postmortems = sqlite.SqlitePostmortems(self)
+        self.reconcile = sqlite.SqliteReconcile(self)
+        self.chat = sqlite.SqliteChat(self)
+        self.sessions = sqlite.SqliteSessions(self)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -103,6 +133,7 @@ class Store:
         except StoreError:
             self._release_lock()
             raise
+        _bind_plainly()
         self._writer = Writer(self._connect)
         self._writer.start()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
@@ -244,3 +275,9 @@ class Store:
                 conn.close()
             self._reader_conns.clear()
         self._release_lock()
+
+
+if TYPE_CHECKING:  # mypy checks that the SQLite store is the whole interface
+
+    def _implements(store: Store) -> StoreInterface:
+        return store

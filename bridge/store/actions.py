@@ -27,7 +27,7 @@ from bridge.core.followup import AddItem, FollowUpCommand, SetItem
 from bridge.core.values import immutable
 from bridge.store.changes import write_change
 from bridge.store.followup import apply_item_command, followup_view
-from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 from bridge.store.queries import incident_summary, timeline_events
 
 
@@ -110,11 +110,11 @@ def apply_action(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnsw
 def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
     incident_id, command, now = request.incident_id, request.command, request.now
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
     ).fetchone()
     if row is None:
         return _error(404, f"no incident {incident_id}")
-    before = _incident(row)
+    before = incident_from_row(row)
     if isinstance(command, AddItem | SetItem):
         done = apply_item_command(conn, before, command, now)
         if done.refusal is not None:

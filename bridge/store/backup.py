@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.store.errors import BackupError, DestinationExists
 from bridge.store.migrations import MIGRATIONS
 
 __all__ = ["BackupError", "BackupResult", "CheckResult", "backup", "check"]
@@ -29,14 +30,6 @@ __all__ = ["BackupError", "BackupResult", "CheckResult", "backup", "check"]
 # 256 pages of 4 KiB: 1 MiB a step, then a short pause for the writer's fsyncs.
 PAGES_PER_STEP = 256
 PAUSE_S = 0.002
-
-
-class BackupError(Exception):
-    """The backup or the check could not be done; the message names the file and says why."""
-
-
-class DestinationExists(BackupError):
-    """The backup's destination exists and ``force`` was not given."""
 
 
 @dataclass(frozen=True)

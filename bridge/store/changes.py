@@ -11,12 +11,12 @@ from bridge.core import jsontext
 from bridge.core.actions import Outcome
 from bridge.core.notify import plan_notifications
 from bridge.core.policy import tiers_from_json
-from bridge.store.ingest import (
-    _INSERT_EVENT,
-    _INSERT_OUTBOX,
-    _UPSERT_INCIDENT,
-    _incident_values,
-    _next_id,
+from bridge.store.incidents import (
+    INSERT_EVENT,
+    INSERT_OUTBOX,
+    UPSERT_INCIDENT,
+    incident_values,
+    next_id,
 )
 
 
@@ -39,11 +39,11 @@ def write_change(
     after = outcome.incident
     assert after.id is not None
     if after != before:
-        conn.execute(_UPSERT_INCIDENT, (*_incident_values(after), now))
-    first = _next_id(conn, "timeline")
+        conn.execute(UPSERT_INCIDENT, (*incident_values(after), now))
+    first = next_id(conn, "timeline")
     ids = range(first, first + len(outcome.events))
     conn.executemany(
-        _INSERT_EVENT,
+        INSERT_EVENT,
         [
             (eid, after.id, now, e.kind, e.actor, e.text, jsontext.dumps(e.data))
             for eid, e in zip(ids, outcome.events, strict=True)
@@ -57,7 +57,7 @@ def write_change(
         ticket_target=ticket_target,
     )
     conn.executemany(
-        _INSERT_OUTBOX,
+        INSERT_OUTBOX,
         [
             (
                 after.id,
@@ -116,7 +116,7 @@ def _silence_rows(
         ids[0],
     )
     cur = conn.execute(
-        _INSERT_OUTBOX,
+        INSERT_OUTBOX,
         (
             after.id,
             SILENCE_SENDER,

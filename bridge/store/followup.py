@@ -29,7 +29,7 @@ from bridge.core.incidents import Event, Incident
 from bridge.core.timeutil import NS, format_ns
 from bridge.core.values import immutable
 from bridge.store.changes import write_change
-from bridge.store.ingest import _INCIDENT_COLUMNS, _INCIDENT_FIELDS, _incident, _next_id
+from bridge.store.incidents import INCIDENT_COLUMNS, INCIDENT_FIELDS, incident_from_row, next_id
 
 # Alerts looked at for the findings (a large group's first ones tell as much).
 MAX_EVIDENCE_ALERTS = 1000
@@ -121,7 +121,7 @@ def apply_item_command(
     """A person's command on the follow-up's items, in the caller's transaction."""
     assert before.id is not None
     followup = load_followup(conn, before.id)
-    first_id = _next_id(conn, "followup_items")
+    first_id = next_id(conn, "followup_items")
     outcome = decide_item(before, followup, command, now, first_id)
     if isinstance(outcome, Refusal):
         return ItemAnswer(refusal=outcome)
@@ -244,13 +244,13 @@ def open_due(conn: sqlite3.Connection, request: OpenRequest) -> list[int]:
         (now, now),
     )
     rows = conn.execute(
-        f"SELECT {', '.join('i.' + c for c in _INCIDENT_FIELDS)}, f.opened_at {_TO_OPEN} "
+        f"SELECT {', '.join('i.' + c for c in INCIDENT_FIELDS)}, f.opened_at {_TO_OPEN} "
         "ORDER BY i.id LIMIT ?",
         (OPEN_BATCH,),
     ).fetchall()
     opened: list[int] = []
     for row in rows:
-        incident = _incident(row[:-1])
+        incident = incident_from_row(row[:-1])
         assert incident.id is not None
         policy = request.policy(incident.route)
         if row[-1] is None:
@@ -268,7 +268,7 @@ def _open(
     now = request.now
     ack = request.acknowledge_within(incident.route, incident.severity)
     evidence = _evidence(conn, incident, ack, now)
-    first_id = _next_id(conn, "followup_items")
+    first_id = next_id(conn, "followup_items")
     opening = open_followup(evidence, policy, now, first_id, request.base_url)
     checks = [{"name": c.name, "expr": c.expr, "expect": c.expect} for c in policy.checks]
     # The window starts when the incident was mitigated: quiet since then is what counts.
@@ -389,12 +389,12 @@ def record_validation(
 ) -> tuple[range, int]:
     """Record a validation (the incident read again: it may have changed while the checks ran)."""
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (job.incident_id,)
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (job.incident_id,)
     ).fetchone()
     followup = load_followup(conn, job.incident_id)
     if row is None or followup is None:
         return range(0), 0
-    incident = _incident(row)
+    incident = incident_from_row(row)
     if incident.status != "mitigated":
         return range(0), 0  # reopened meanwhile (the window restarts) or resolved by hand
     outcome = validate(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -26,37 +25,18 @@ from bridge.core.notify import plan_notifications
 from bridge.core.policy import Decision
 from bridge.core.text import escape_controls
 from bridge.core.values import immutable
+from bridge.store.incidents import (
+    INCIDENT_COLUMNS,
+    INSERT_EVENT,
+    INSERT_OUTBOX,
+    UPSERT_INCIDENT,
+    incident_from_row,
+    incident_values,
+    next_id,
+)
 
 log = logging.getLogger("bridge.store")
 
-_INCIDENT_FIELDS = (
-    "id",
-    "key",
-    "title",
-    "severity",
-    "status",
-    "started_at",
-    "opened_at",
-    "route",
-    "team",
-    "service",
-    "acknowledged_at",
-    "mitigated_at",
-    "resolved_at",
-    "closed_at",
-    "truncated_alerts",
-    "previous_id",
-    "roles",
-    "people",
-    "tiers",
-    "receiver",
-)
-_INCIDENT_COLUMNS = ", ".join(_INCIDENT_FIELDS)
-_UPSERT_INCIDENT = (
-    f"INSERT INTO incidents ({_INCIDENT_COLUMNS}, updated_at) "
-    f"VALUES ({', '.join('?' * (len(_INCIDENT_FIELDS) + 1))}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{f} = excluded.{f}" for f in (*_INCIDENT_FIELDS[1:], "updated_at"))
-)
 # The alerts table holds the newest occurrence per fingerprint; a stale copy (older startsAt,
 # or "firing" for an occurrence already resolved) only refreshes last_seen.
 _NEWER = (
@@ -83,15 +63,6 @@ _UPSERT_LINK = (
     "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(incident_id, fingerprint) DO UPDATE SET status = excluded.status, "
     "starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen"
-)
-_INSERT_EVENT = (
-    "INSERT INTO timeline (id, incident_id, time, kind, actor, text, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (incident_id, target, tier, event, event_id, idempotency_key, state, "
-    "attempts, next_attempt_at, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING"
 )
 _INSERT_WEBHOOK = (
     "INSERT INTO webhooks (id, received_at, sha256, group_key, receiver, status, alert_count, "
@@ -140,22 +111,6 @@ class WebhookResult:
         return any(t.changed for t in self.incidents)
 
 
-def _incident(row: Sequence[Any]) -> Incident:
-    values = dict(zip(_INCIDENT_FIELDS, row, strict=True))
-    values["truncated_alerts"] = values["truncated_alerts"] or 0
-    values["roles"] = values["roles"] or "{}"
-    values["people"] = values["people"] or "{}"
-    values["tiers"] = values["tiers"] or "{}"
-    return Incident(**values)
-
-
-_incident_values = operator.attrgetter(*_INCIDENT_FIELDS)
-
-
-def _next_id(conn: sqlite3.Connection, table: str) -> int:
-    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
-
-
 @dataclass
 class _Batch:
     """The incidents a batch has seen, and the rows it has yet to write."""
@@ -182,9 +137,9 @@ class _Batch:
         stored under them, so that a fingerprint that names other labels is caught before its
         rows are written."""
         conn = self.conn
-        self.next_incident = _next_id(conn, "incidents")
-        self.next_event = _next_id(conn, "timeline")
-        self.next_webhook = _next_id(conn, "webhooks")
+        self.next_incident = next_id(conn, "incidents")
+        self.next_event = next_id(conn, "timeline")
+        self.next_webhook = next_id(conn, "webhooks")
         wanted = list(fingerprints or ())
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
@@ -199,13 +154,13 @@ class _Batch:
             return
         marks = ",".join("?" * len(keys))
         rows = conn.execute(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id IN "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN "
             f"(SELECT max(id) FROM incidents WHERE key IN ({marks}) GROUP BY key)",
             tuple(keys),
         ).fetchall()
         self.latest = dict.fromkeys(keys)
         for row in rows:
-            incident = _incident(row)
+            incident = incident_from_row(row)
             self.latest[incident.key] = incident
             self.links[row[0]] = {}
         if self.links:
@@ -245,13 +200,13 @@ class _Batch:
             if not self.careful and conn.total_changes - written != len(self.alerts):
                 raise LabelConflict  # a row was refused: a fingerprint with other labels
         if self.incidents:
-            conn.executemany(_UPSERT_INCIDENT, list(self.incidents.values()))
+            conn.executemany(UPSERT_INCIDENT, list(self.incidents.values()))
         if self.link_rows:
             conn.executemany(_UPSERT_LINK, self.link_rows)
         if self.events:
-            conn.executemany(_INSERT_EVENT, self.events)
+            conn.executemany(INSERT_EVENT, self.events)
         if self.outbox:
-            conn.executemany(_INSERT_OUTBOX, self.outbox)
+            conn.executemany(INSERT_OUTBOX, self.outbox)
         if self.webhooks:
             conn.executemany(_INSERT_WEBHOOK, self.webhooks)
         # Cleared in place: callers hold the lists' bound ``append``s across a flush.
@@ -339,7 +294,7 @@ class _Batch:
             assert incident_id is not None
             if plan.changed:
                 self.latest[incident.key] = incident
-                self.incidents[incident_id] = (*_incident_values(incident), now)
+                self.incidents[incident_id] = (*incident_values(incident), now)
             held = self.links[incident_id]
             add_link = self.link_rows.append
             for st in plan.links:
@@ -474,13 +429,13 @@ class _Batch:
 
     def _load_key(self, key: str) -> None:
         row = self.conn.execute(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1",
             (key,),
         ).fetchone()
         if row is None:
             self.latest[key] = None
             return
-        incident = _incident(row)
+        incident = incident_from_row(row)
         self.latest[key] = incident
         self.links[row[0]] = {
             r[0]: AlertState(*r)
@@ -506,34 +461,50 @@ class LabelConflict(Exception):
     runs each webhook again, and for a while every batch is checked before it writes."""
 
 
-class _Careful:
-    """When the next batches read the stored labels first (monotonic seconds). Only the writer
+class CarefulMode:
+    """Whether a store's next batches read the stored labels first: for ``SECONDS`` after a
+    ``LabelConflict`` (monotonic). Each store has its own (``Store.careful``); only its writer
     thread applies webhooks, so this needs no lock."""
 
-    until = 0.0
     SECONDS = 300.0
 
+    def __init__(self) -> None:
+        self.until = 0.0
 
-def apply_webhooks(conn: sqlite3.Connection, items: Sequence[IngestItem]) -> list[WebhookResult]:
+    def active(self) -> bool:
+        return time.monotonic() < self.until
+
+    def start(self) -> None:
+        self.until = time.monotonic() + self.SECONDS
+
+
+def apply_webhooks(
+    conn: sqlite3.Connection,
+    items: Sequence[IngestItem],
+    *,
+    careful: CarefulMode | None = None,
+) -> list[WebhookResult]:
     """Store the webhooks' alerts, update their incidents and write the timeline.
 
     A sender's fingerprint is trusted while it names one label set. Checking every alert's
     stored labels first would cost a read per batch (about 24,000 instructions a webhook), so
     the fast path lets the alerts' upsert refuse a fingerprint stored with other labels, sees it
     in the change count, and raises ``LabelConflict``: the writer rolls back and runs each
-    webhook again, now in the careful mode that reads the labels first and moves a false
-    fingerprint (``_Batch._checked``)."""
-    careful = time.monotonic() < _Careful.until
-    batch = _Batch(conn, careful=careful)
+    webhook again, now in the careful mode (``careful``, the store's) that reads the labels
+    first and moves a false fingerprint (``_Batch._checked``). Without ``careful`` (a tool on a
+    connection of its own) the call starts on the fast path."""
+    mode = careful if careful is not None else CarefulMode()
+    on = mode.active()
+    batch = _Batch(conn, careful=on)
     batch.start(
         {d.key for item in items for d in item.decisions},
-        {a.fingerprint for item in items for a in item.payload.alerts} if careful else None,
+        {a.fingerprint for item in items for a in item.payload.alerts} if on else None,
     )
     try:
         results = [batch.apply(item) for item in items]
         batch.flush()
     except LabelConflict:
-        _Careful.until = time.monotonic() + _Careful.SECONDS
+        mode.start()
         raise
     return results
 

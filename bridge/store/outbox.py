@@ -15,7 +15,7 @@ from bridge.core.incidents import Event
 from bridge.core.policy import severity_rank
 from bridge.core.timeutil import format_ns
 from bridge.store.changes import write_change
-from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 from bridge.store.queries import get_incident_for_message, timeline_events
 
 STATES = ("pending", "delivered", "dead")
@@ -228,13 +228,13 @@ def _write_timeline(
     conn: sqlite3.Connection, leader_id: int, events: Sequence[Event], now: int
 ) -> None:
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = "
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = "
         "(SELECT incident_id FROM outbox WHERE id = ?)",
         (leader_id,),
     ).fetchone()
     if row is None:
         return
-    incident = _incident(row)
+    incident = incident_from_row(row)
     write_change(conn, incident, Outcome(incident, tuple(events)), now)
 
 

@@ -36,7 +36,7 @@ from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
 from bridge.store.actions import ActionAnswer, Idempotency
 from bridge.store.changes import write_change
-from bridge.store.ingest import _INCIDENT_COLUMNS, _INSERT_OUTBOX, _incident
+from bridge.store.incidents import INCIDENT_COLUMNS, INSERT_OUTBOX, incident_from_row
 from bridge.store.queries import incident_summary, timeline_events
 from bridge.store.search import POSTMORTEM, index_document
 
@@ -337,11 +337,11 @@ def save_version(conn: sqlite3.Connection, request: SaveRequest) -> ActionAnswer
 def _save(conn: sqlite3.Connection, request: SaveRequest) -> ActionAnswer:
     incident_id = request.incident_id
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
     ).fetchone()
     if row is None:
         return ActionAnswer(404, {"error": f"no incident {incident_id}"})
-    incident = _incident(row)
+    incident = incident_from_row(row)
     newest = get_version(conn, incident_id)
     base = newest.narrative if newest is not None else EMPTY
     after = apply_sections(base, request.changes)
@@ -401,11 +401,11 @@ def record_publication(conn: sqlite3.Connection, record: PublishRecord) -> Recor
     incident's tiers call for, the push of the knowledge base (an outbox row for the built-in
     sender) and the postmortem's search document. None: no such incident."""
     row = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (record.incident_id,)
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (record.incident_id,)
     ).fetchone()
     if row is None:
         return None
-    incident = _incident(row)
+    incident = incident_from_row(row)
     conn.execute(
         "INSERT INTO postmortem_publications (incident_id, version, path, commit_sha, "
         "published_by, published_at, markdown) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -426,7 +426,7 @@ def record_publication(conn: sqlite3.Connection, record: PublishRecord) -> Recor
         event_id = ids[0]
         key = f"incident-{record.incident_id}/knowledge-base/{record.push_target}/push/{event_id}"
         conn.execute(
-            _INSERT_OUTBOX,
+            INSERT_OUTBOX,
             (
                 record.incident_id,
                 record.push_target,

@@ -259,6 +259,15 @@ def prune_webhook_bodies(conn: sqlite3.Connection, older_than: int) -> int:
     return cur.rowcount
 
 
+def activity(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The newest webhook and timeline entry: they move when the service is being used."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM webhooks), "
+        "(SELECT coalesce(max(id), 0) FROM timeline)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
 def ready_check(conn: sqlite3.Connection) -> None:
     """Raises when the database cannot be read (missing, locked past the timeout, corrupt)."""
     conn.execute("SELECT 1 FROM incidents LIMIT 1").fetchall()

@@ -22,7 +22,7 @@ from bridge.core.incidents import OPEN_STATUSES
 from bridge.core.reconcile import AmView, LinkView, plan_incident
 from bridge.core.values import immutable
 from bridge.store.changes import write_change
-from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
 _OPEN = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
 
@@ -143,12 +143,12 @@ def apply_view(
     kinds: dict[str, int] = {}
     for incident_id in incident_ids:
         row = conn.execute(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ? AND status IN ({_OPEN})",
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ? AND status IN ({_OPEN})",
             (incident_id,),
         ).fetchone()
         if row is None:
             continue
-        before = _incident(row)
+        before = incident_from_row(row)
         plan = plan_incident(
             before,
             _links(conn, incident_id),

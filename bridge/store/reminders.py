@@ -31,7 +31,7 @@ from bridge.core.reminders import (
 from bridge.core.timeutil import parse_rfc3339
 from bridge.core.values import immutable
 from bridge.store.changes import write_change as _write
-from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
 # (route, severity) -> the current rules' reminders for them
 PolicyFor = Callable[[str, str], ReminderPolicy]
@@ -108,12 +108,12 @@ def fire_due(
     who an escalation hands the commander role to, where the policy says so; ``directory``
     people's handles (the rotations'), so that the new commander is invited and mentioned."""
     rows = conn.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE status IN ({_SCHEDULED}) ORDER BY id"
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status IN ({_SCHEDULED}) ORDER BY id"
     ).fetchall()
     fired: list[Fired] = []
     notifications = 0
     for row in rows:
-        incident = _incident(row)
+        incident = incident_from_row(row)
         assert incident.id is not None
         p = policy(incident.route, incident.severity)
         if p.update_every_s is None and p.acknowledge_within_s is None:

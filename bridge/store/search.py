@@ -37,7 +37,8 @@ from bridge.core.similar import (
 from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
 from bridge.store.changes import write_change as _write
-from bridge.store.ingest import _INCIDENT_COLUMNS, _incident
+from bridge.store.errors import QueryError
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
 # Kinds of documents besides the timeline's kinds (a timeline entry is indexed under its own
 # kind: note, decision, alert_fired, ...).
@@ -70,10 +71,6 @@ PROGRESS_EVERY = 10_000  # SQLite VM steps between two looks at the time
 MAX_TERMS = 32
 SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS = "«", "»", "…"
 SNIPPET_TOKENS = 16
-
-
-class QueryError(ValueError):
-    """What a person typed cannot be searched for; the message says why."""
 
 
 @immutable
@@ -420,11 +417,11 @@ def record_similar(
         if incident_id <= done or not candidates:
             continue
         row = conn.execute(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
         ).fetchone()
         if row is None:
             continue
-        incident = _incident(row)
+        incident = incident_from_row(row)
         postmortems = {
             c.id: link for c in candidates if (link := postmortem_url(conn, c.id, url)) is not None
         }

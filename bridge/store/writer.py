@@ -23,17 +23,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from bridge.core.values import immutable
+from bridge.store.errors import StoreUnavailable
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 log = logging.getLogger("bridge.store")
+__all__ = ["Batched", "StoreUnavailable", "Writer", "is_fault"]
 
 _STOP = object()
 MAX_BATCH = 512
-
-
-class StoreUnavailable(Exception):
-    """The database cannot take writes now (locked, full, read-only, closed, damaged)."""
 
 
 def is_fault(exc: sqlite3.DatabaseError) -> bool:

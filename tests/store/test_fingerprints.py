@@ -14,7 +14,6 @@ import pytest
 from bridge.core.alertmanager import fingerprint, parse_webhook
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store
-from bridge.store import ingest as ingest_module
 from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
 from tests.conftest import SECOND, T0
 
@@ -62,7 +61,7 @@ def item(raw: bytes, now: int) -> IngestItem:
 async def ingest(store: Store, *raws: bytes, now: int = T0) -> list[WebhookResult]:
     """The webhooks as one writer batch."""
     items = [item(raw, now) for raw in raws]
-    return await store.write(lambda conn: apply_webhooks(conn, items))
+    return await store.write(lambda conn: apply_webhooks(conn, items, careful=store.careful))
 
 
 def stored(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
@@ -94,12 +93,6 @@ def stored(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
 EXPECTED = {fingerprint(CHECKOUT): CHECKOUT, fingerprint(BATCH): BATCH}
 
 
-@pytest.fixture(autouse=True)
-def fast_path() -> None:
-    """Each test starts on the fast path (no labels read before writing)."""
-    ingest_module._Careful.until = 0.0
-
-
 async def test_a_false_fingerprint_cannot_rewrite_another_incidents_alert(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -109,7 +102,7 @@ async def test_a_false_fingerprint_cannot_rewrite_another_incidents_alert(
             store, body("{}:{batch}", alert(BATCH, fingerprint(CHECKOUT))), now=T0 + SECOND
         )
     # The fast path's upsert refused the row; the batch was redone in the careful mode.
-    assert ingest_module._Careful.until > 0
+    assert store.careful.active()
     labels, held = stored(store.path)
     assert labels == EXPECTED
     assert held == {
@@ -170,7 +163,7 @@ async def test_honest_resends_are_not_checked(
     assert "fingerprint" not in caplog.text
     # Labels in another order are a refused upsert too, then found equal in the careful mode,
     # where the row is updated (a later occurrence's annotations are kept).
-    assert ingest_module._Careful.until > 0
+    assert store.careful.active()
     later = alert(reordered)
     later["startsAt"] = "2026-11-27T05:00:00Z"
     later["annotations"] = {"summary": "again"}
@@ -182,3 +175,19 @@ async def test_honest_resends_are_not_checked(
         conn.close()
     assert json.loads(annotations) == {"summary": "again"}
     assert stored(store.path)[0] == {fingerprint(CHECKOUT): CHECKOUT}
+
+
+async def test_the_careful_mode_belongs_to_the_store_that_saw_the_false_fingerprint(
+    store: Store, tmp_path: Path
+) -> None:
+    other = Store(tmp_path / "other.db")
+    other.open()
+    try:
+        await ingest(store, body("{}:{checkout}", alert(CHECKOUT)))
+        await ingest(store, body("{}:{batch}", alert(BATCH, fingerprint(CHECKOUT))), now=T0 + 1)
+        assert store.careful.active()
+        # another database (and a store opened later) starts on the fast path
+        assert not other.careful.active()
+        assert not Store(tmp_path / "third.db").careful.active()
+    finally:
+        other.close()

@@ -206,3 +206,23 @@ async def test_a_new_data_directory_and_database_are_private(tmp_path: Path) -> 
             assert (tmp_path / "data" / name).stat().st_mode & 0o777 == 0o600, name
     finally:
         store.close()
+
+
+def test_importing_the_store_leaves_sqlite3_as_it_was(tmp_path: Path) -> None:
+    """The identity adapters for None and bytes are set by a store that opens, not by importing
+    the store (a tool that only imports it keeps sqlite3's own binding)."""
+    script = (
+        "import sqlite3, sys\n"
+        "import bridge.store, bridge.store.interface\n"
+        "keys = [(type(None), sqlite3.PrepareProtocol), (bytes, sqlite3.PrepareProtocol)]\n"
+        "before = [k in sqlite3.adapters for k in keys]\n"
+        "s = bridge.store.Store(sys.argv[1]); s.open(); s.close()\n"
+        "print(before, [k in sqlite3.adapters for k in keys])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "bridge.db")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[False, False] [True, True]"

@@ -1,0 +1,68 @@
+"""The incident row: its columns, reading one into a core ``Incident``, writing one back, and
+the timeline and outbox rows every writer of an incident change adds (``ingest``, ``changes``,
+``postmortem``). Ids are the next past the largest: the writer thread is the only writer."""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.core.incidents import Incident
+
+INCIDENT_FIELDS = (
+    "id",
+    "key",
+    "title",
+    "severity",
+    "status",
+    "started_at",
+    "opened_at",
+    "route",
+    "team",
+    "service",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+    "truncated_alerts",
+    "previous_id",
+    "roles",
+    "people",
+    "tiers",
+    "receiver",
+)
+INCIDENT_COLUMNS = ", ".join(INCIDENT_FIELDS)
+UPSERT_INCIDENT = (
+    f"INSERT INTO incidents ({INCIDENT_COLUMNS}, updated_at) "
+    f"VALUES ({', '.join('?' * (len(INCIDENT_FIELDS) + 1))}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in (*INCIDENT_FIELDS[1:], "updated_at"))
+)
+INSERT_EVENT = (
+    "INSERT INTO timeline (id, incident_id, time, kind, actor, text, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (incident_id, target, tier, event, event_id, idempotency_key, state, "
+    "attempts, next_attempt_at, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING"
+)
+
+
+def incident_from_row(row: Sequence[Any]) -> Incident:
+    """The incident of a row selected as ``INCIDENT_COLUMNS``."""
+    values = dict(zip(INCIDENT_FIELDS, row, strict=True))
+    values["truncated_alerts"] = values["truncated_alerts"] or 0
+    values["roles"] = values["roles"] or "{}"
+    values["people"] = values["people"] or "{}"
+    values["tiers"] = values["tiers"] or "{}"
+    return Incident(**values)
+
+
+# The row's values in ``INCIDENT_FIELDS`` order (``UPSERT_INCIDENT`` adds updated_at).
+incident_values = operator.attrgetter(*INCIDENT_FIELDS)
+
+
+def next_id(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])

@@ -1,0 +1,310 @@
+"""The store's interface: what everything outside ``bridge/store/`` may ask of the database.
+
+``StoreInterface`` is one object (``AppState.store``) with one typed part per concern
+(``store.ingest``, ``store.queries``, ``store.outbox``, ...). Every method is a coroutine, or
+returns an awaitable, whose answer comes after the commit that holds its rows (writes) or from
+the read pool (reads). Errors are the store's own (``bridge.store.errors``): a backend maps its
+driver's errors to them. The records the methods take and give are re-exported here, so that a
+caller imports this module and the errors, and nothing else of the store.
+
+``bridge.store.Store`` is the SQLite backend (one writer thread with group commit, a pool of
+read-only readers); another backend implements these protocols beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from bridge.core.followup import CheckOutcome
+from bridge.core.postmortem import IndexEntry, Version
+from bridge.core.reconcile import AmView
+from bridge.core.similar import Candidate
+from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency
+from bridge.store.backup import BackupResult, CheckResult
+from bridge.store.chat import ChannelIncident
+from bridge.store.errors import (
+    BackupError,
+    DestinationExists,
+    QueryError,
+    StoreError,
+    StoreUnavailable,
+)
+from bridge.store.followup import OpenRequest, ValidationJob
+from bridge.store.ingest import IngestItem, Touched, WebhookResult
+from bridge.store.metrics import Aggregates
+from bridge.store.outbox import STATES, Attempt, Context, OutboxRow, Stats
+from bridge.store.postmortem import (
+    PostmortemRead,
+    Publication,
+    PublishRecord,
+    SaveRequest,
+    publication_json,
+)
+from bridge.store.postmortem import Recorded as Published
+from bridge.store.reconcile import Applied, Candidates, TruncatedGroup
+from bridge.store.reminders import FireResult, NextCommander, PolicyFor
+from bridge.store.search import Backlog, Indexed, Recorded
+
+__all__ = [
+    "STATES",
+    "ActionAnswer",
+    "ActionRequest",
+    "Actions",
+    "Aggregates",
+    "Applied",
+    "Attempt",
+    "Backlog",
+    "BackupError",
+    "BackupResult",
+    "ChannelIncident",
+    "Chat",
+    "CheckResult",
+    "Context",
+    "DestinationExists",
+    "FireResult",
+    "FollowUps",
+    "Idempotency",
+    "Indexed",
+    "Ingest",
+    "IngestItem",
+    "Metrics",
+    "OpenRequest",
+    "Outbox",
+    "OutboxRow",
+    "PostmortemRead",
+    "Postmortems",
+    "Publication",
+    "PublishRecord",
+    "Published",
+    "Queries",
+    "QueryError",
+    "Reconcile",
+    "Recorded",
+    "Reminders",
+    "SaveRequest",
+    "Search",
+    "Sessions",
+    "Stats",
+    "StoreError",
+    "StoreInterface",
+    "StoreUnavailable",
+    "Touched",
+    "TruncatedGroup",
+    "ValidationJob",
+    "WebhookResult",
+    "publication_json",
+]
+
+
+class Ingest(Protocol):
+    def apply_webhooks(self, item: IngestItem) -> Awaitable[WebhookResult]:
+        """One accepted webhook, written with those queued at the same moment (one commit).
+        A plain function returning the awaitable, not a coroutine: every webhook awaits it, and
+        each coroutine layer between the request and the commit costs a resume."""
+        ...
+
+
+class Actions(Protocol):
+    async def apply_action(self, request: ActionRequest) -> ActionAnswer:
+        """A person's command in one transaction (the kept answer for a known key)."""
+        ...
+
+
+class Reminders(Protocol):
+    async def fire_due(
+        self,
+        now: int,
+        *,
+        policy: PolicyFor,
+        next_commander: NextCommander | None = None,
+        directory: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> FireResult: ...
+
+
+class FollowUps(Protocol):
+    async def has_work(self, now: int) -> bool: ...
+    async def open_due(self, request: OpenRequest) -> list[int]: ...
+    async def due_validations(self, now: int) -> list[ValidationJob]: ...
+    async def next_validation_at(self, now: int) -> int | None: ...
+    async def record_validation(
+        self, job: ValidationJob, checks: Sequence[CheckOutcome], now: int
+    ) -> tuple[range, int]: ...
+    async def incident_followup(self, incident_id: int) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the incident exists, and its follow-up's view (None before it opens)."""
+        ...
+
+
+class Queries(Protocol):
+    async def list_incidents(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        severities: Sequence[str] = (),
+        teams: Sequence[str] = (),
+        routes: Sequence[str] = (),
+        services: Sequence[str] = (),
+        since: int | None = None,
+        until: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]: ...
+    async def get_incident(self, incident_id: int) -> dict[str, Any] | None: ...
+    async def incident_page(
+        self, incident_id: int
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[OutboxRow]]:
+        """The incident, its follow-up's view and its notifications, in one read (a page)."""
+        ...
+
+    async def incident_summary(self, incident_id: int) -> dict[str, Any] | None: ...
+    async def timeline_since(self, incident_id: int, after: int) -> list[dict[str, Any]]: ...
+    async def last_change(self, incident_id: int) -> tuple[int, str] | None: ...
+    async def activity(self) -> tuple[int, int]:
+        """The newest webhook's and timeline entry's ids: they move when the service is used."""
+        ...
+
+    async def ready_check(self) -> None: ...
+    async def prune_webhook_bodies(self, older_than: int) -> int: ...
+
+
+class Outbox(Protocol):
+    async def next_due_at(self, *, after: int) -> int | None: ...
+    async def due(self, *, now: int, limit: int, per_target: int) -> list[OutboxRow]: ...
+    async def claim_groups(
+        self, leader_ids: Sequence[int], max_group: int
+    ) -> dict[int, list[OutboxRow]]: ...
+    async def contexts(
+        self, groups: Sequence[list[OutboxRow]], *, max_alerts: int
+    ) -> dict[int, Context]: ...
+    def record(self, attempt: Attempt) -> Awaitable[None]:
+        """An attempt's outcome; outcomes recorded together share one write and one commit."""
+        ...
+
+    async def list_rows(
+        self, *, state: str | None, before: int | None, limit: int
+    ) -> list[OutboxRow]: ...
+    async def retry(self, row_id: int, *, now: int) -> bool: ...
+    async def get_row(self, row_id: int) -> OutboxRow | None: ...
+
+
+class Metrics(Protocol):
+    async def scrape(
+        self, teams: Collection[str]
+    ) -> tuple[dict[tuple[str, str], int], Stats, Aggregates]:
+        """Everything a scrape reads (open incidents, the outbox, the aggregates), one read."""
+        ...
+
+
+class Search(Protocol):
+    async def search(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """Raises ``QueryError`` when what was typed cannot be searched for."""
+        ...
+
+    async def backlog(self) -> Backlog: ...
+    async def index_pending(self) -> Indexed: ...
+    async def pending_similar(self, limit: int) -> tuple[list[int], int]: ...
+    async def look_up_similar(self, ids: Sequence[int]) -> list[tuple[int, list[Candidate]]]: ...
+    async def record_similar(
+        self,
+        found: Sequence[tuple[int, Sequence[Candidate]]],
+        *,
+        upto: int,
+        now: int,
+        url: Callable[[int], str] | None = None,
+    ) -> Recorded: ...
+
+
+class Postmortems(Protocol):
+    async def read(self, incident_id: int, version: int | None = None) -> PostmortemRead | None: ...
+    async def save_version(self, request: SaveRequest) -> ActionAnswer: ...
+    async def history(self, incident_id: int) -> tuple[list[Version], list[Publication]] | None:
+        """The versions and the publications, in one read; None when there is no incident."""
+        ...
+
+    async def versions(self, incident_id: int) -> list[Version] | None:
+        """The versions, in one read; None when there is no incident."""
+        ...
+
+    async def published_markdown(self, incident_id: int) -> str | None: ...
+    async def published_index(self) -> list[IndexEntry]: ...
+    async def previous_path(self, incident_id: int) -> str: ...
+    async def list_publications(self, incident_id: int) -> list[Publication]: ...
+    async def record_publication(self, record: PublishRecord) -> Published | None: ...
+
+
+class Reconcile(Protocol):
+    async def candidates(self, receivers: Collection[str]) -> Candidates: ...
+    async def apply_view(
+        self,
+        *,
+        incident_ids: Sequence[int],
+        view: AmView,
+        now: int,
+        min_age_ns: int = 0,
+        gone_before: Collection[tuple[int, str]] | None = None,
+    ) -> Applied: ...
+
+
+class Chat(Protocol):
+    async def incident_of_channel(self, channel: str) -> ChannelIncident | None: ...
+
+
+class Sessions(Protocol):
+    async def start(
+        self,
+        *,
+        id_hash: str,
+        name: str,
+        scope: str,
+        fingerprint: str,
+        now: int,
+        expires_at: int,
+        replaces: str | None = None,
+    ) -> None: ...
+    async def end(self, *, id_hash: str, now: int, why: str) -> bool: ...
+    async def end_of(self, *, fingerprints: Collection[str], now: int, why: str) -> int:
+        """End every live session made with one of these tokens; how many."""
+        ...
+
+    async def is_live(self, *, id_hash: str, now: int) -> bool: ...
+
+
+class StoreInterface(Protocol):
+    """The database as the service uses it: one part per concern, and its life."""
+
+    @property
+    def ingest(self) -> Ingest: ...
+    @property
+    def actions(self) -> Actions: ...
+    @property
+    def reminders(self) -> Reminders: ...
+    @property
+    def followups(self) -> FollowUps: ...
+    @property
+    def queries(self) -> Queries: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def search(self) -> Search: ...
+    @property
+    def postmortems(self) -> Postmortems: ...
+    @property
+    def reconcile(self) -> Reconcile: ...
+    @property
+    def chat(self) -> Chat: ...
+    @property
+    def sessions(self) -> Sessions: ...
+    @property
+    def fault(self) -> str | None:
+        """What made the database fail while serving (a damaged file), or None."""
+        ...
+
+    def open(self) -> list[str]:
+        """Lock, check, migrate, start; the migrations run. Raises ``StoreError``."""
+        ...
+
+    def close(self) -> None:
+        """Finish queued writes (they commit), then let the database go."""
+        ...
