@@ -75,15 +75,7 @@ def wrk(
     if done.returncode != 0 or out is None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr}{done.stdout}")
     data = json.loads(out.removeprefix("WRK_JSON "))
-    errors = data["errors"]
-    return WrkResult(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=sum(errors.values()),
-        non_2xx=errors["status"],
-        p50_ms=data["latency_us"]["p50"] / 1000,
-        p99_ms=data["latency_us"]["p99"] / 1000,
-    )
+    return WrkResult.of(data)
 
 
 def populate(db: Path, count: int) -> float:

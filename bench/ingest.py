@@ -84,6 +84,19 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
 
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> WrkResult:
+        """From the ``WRK_JSON`` line the Lua scripts print at the end of a run."""
+        errors = data["errors"]
+        return cls(
+            requests=data["requests"],
+            seconds=data["duration_us"] / 1e6,
+            errors=sum(errors.values()),
+            non_2xx=errors["status"],
+            p50_ms=data["latency_us"]["p50"] / 1000,
+            p99_ms=data["latency_us"]["p99"] / 1000,
+        )
+
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
@@ -128,15 +141,7 @@ def run_wrk(
     if line is None:
         raise RuntimeError(f"wrk printed no WRK_JSON line:\n{out}")
     data = json.loads(line.removeprefix("WRK_JSON "))
-    errors = data["errors"]
-    return WrkResult(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=sum(errors.values()),
-        non_2xx=errors["status"],
-        p50_ms=data["latency_us"]["p50"] / 1000,
-        p99_ms=data["latency_us"]["p99"] / 1000,
-    )
+    return WrkResult.of(data)
 
 
 def wait_idle(pid: int, timeout: float = 120.0) -> None:
