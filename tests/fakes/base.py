@@ -123,3 +123,16 @@ def json_body(request_body: bytes) -> Any:
 
 async def read_json(request: web.Request) -> Any:
     return json_body(await request.read())
+
+
+def answer_lost(lose: list[str], request: web.Request) -> bool:
+    """The next of the scripted losses of an answer (the work behind it done): ``close`` drops
+    the connection (raises), any other is True, for an error answer instead; False when none
+    is scripted."""
+    if not lose:
+        return False
+    how = lose.pop(0)
+    if how == "close" and request.transport is not None:
+        request.transport.close()
+        raise ConnectionResetError("the fake drops the answer")
+    return True

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, json_body
+from tests.fakes.base import FakeServer, answer_lost, json_body
 
 TOKEN = "github_pat_11AAAAAAA0githubSECRET0123456789abcdefghijklmnop"
 REPO = "acme/checkout"
@@ -170,11 +170,7 @@ class GitHubFake(FakeServer):
                 )
         issue = self._store({**body, "title": str(title)})
         self.created += 1
-        if self._lose:
-            how = self._lose.pop(0)
-            if how == "close" and request.transport is not None:
-                request.transport.close()
-                raise ConnectionResetError("the fake drops the answer")
+        if answer_lost(self._lose, request):
             return self.error(502, "Server Error")
         return web.json_response(issue, status=201)
 

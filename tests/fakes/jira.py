@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, json_body
+from tests.fakes.base import FakeServer, answer_lost, json_body
 
 EMAIL = "bridge@example.com"
 API_TOKEN = "ATATT3xFfGF0-jiraSECRET-0123456789abcdef"
@@ -214,11 +214,7 @@ class JiraFake(FakeServer):
             return self.refused(400, [], errors)
         issue_key = self._store(fields)
         self.created += 1
-        if self._lose:
-            how = self._lose.pop(0)
-            if how == "close" and request.transport is not None:
-                request.transport.close()
-                raise ConnectionResetError("the fake drops the answer")
+        if answer_lost(self._lose, request):
             return web.json_response(
                 {"errorMessages": ["Internal server error"], "errors": {}}, status=500
             )
