@@ -135,13 +135,19 @@ async def test_sign_in_sets_a_strict_cookie_and_the_forms_act_once(
     ), page[:3000]
 
 
-async def test_forms_without_the_csrf_token_or_from_another_site_do_nothing(
-    make_client: MakeClient,
-) -> None:
+async def signed_in_on_a_page(make_client: MakeClient) -> tuple[Any, int, str]:
+    """The app with the named tokens, an incident, Alice signed in: the client, the incident,
+    and its page as she sees it."""
     client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED)
     incident = await opened(client)
     await sign_in(client, ALICE)
-    page = await (await client.get(f"/incidents/{incident}")).text()
+    return client, incident, await (await client.get(f"/incidents/{incident}")).text()
+
+
+async def test_forms_without_the_csrf_token_or_from_another_site_do_nothing(
+    make_client: MakeClient,
+) -> None:
+    client, incident, page = await signed_in_on_a_page(make_client)
     before = len(await timeline(client, incident))
     do = f"/incidents/{incident}/do/acknowledge"
     assert (await client.post(do, data={}, allow_redirects=False)).status == 403
@@ -173,10 +179,7 @@ async def test_a_read_token_sees_the_page_without_forms_and_cannot_post(
 
 
 async def test_a_refusal_is_shown_on_the_page_with_its_status(make_client: MakeClient) -> None:
-    client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED)
-    incident = await opened(client)
-    await sign_in(client, ALICE)
-    page = await (await client.get(f"/incidents/{incident}")).text()
+    client, incident, page = await signed_in_on_a_page(make_client)
     resp = await client.post(
         f"/incidents/{incident}/do/close", data={"csrf": csrf_of(page)}, allow_redirects=False
     )
@@ -279,10 +282,7 @@ def test_links_point_at_the_page_and_never_at_a_wildcard_address(
 async def test_the_postmortem_is_rendered_safely_and_saved_from_the_page(
     make_client: MakeClient,
 ) -> None:
-    client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED)
-    incident = await opened(client)
-    await sign_in(client, ALICE)
-    page = await (await client.get(f"/incidents/{incident}")).text()
+    client, incident, page = await signed_in_on_a_page(make_client)
     assert "drafted from the record once the incident is mitigated" in page
     done = await client.post(
         f"/incidents/{incident}/do/resolve",
