@@ -58,21 +58,23 @@ def _search(args: argparse.Namespace) -> int:
     args = _flags_in_text(args)
     query = {"q": " ".join(args.text), "limit": str(args.limit)}
     body = fetch(args, "/api/v1/search", query)
-    if body is None:
-        return 0
-    results = body["results"]
-    if not results:
-        print("no incidents match")
-        return 0
+    if body is not None:
+        print("\n".join(_hits(body["results"])) or "no incidents match")
+    return 0
+
+
+def _hits(results: list[dict[str, Any]]) -> list[str]:
+    """Two lines a hit: the incident, and where it matched with the snippet."""
+    lines = []
     for hit in results:
         title = cut(shown_text(hit["title"]), TITLE_WIDTH)
         opened = shown_text(hit["opened_at"])[:10]
-        print(
+        lines.append(
             f"#{hit['incident_id']}  {shown_text(hit['status'])}  {shown_text(hit['severity'])}  "
             f"{opened}  {title}"
         )
-        print(f"    {_where(hit)}: {shown_text(hit['snippet'])}")
-    return 0
+        lines.append(f"    {_where(hit)}: {shown_text(hit['snippet'])}")
+    return lines
 
 
 def register(commands: Any) -> None:
