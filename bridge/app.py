@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import gc
 import logging
 import resource
@@ -56,8 +55,8 @@ from bridge.service import (
     load_runtime,
     reload,
 )
-from bridge.store import Store, StoreError, StoreUnavailable
-from bridge.store.queries import prune_webhook_bodies
+from bridge.store import Store
+from bridge.store.interface import StoreError, StoreUnavailable
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.app")
@@ -472,9 +471,7 @@ async def _prune_loop(state: AppState) -> None:
     while True:
         cutoff = state.clock() - int(state.settings.body_retention_s * 1e9)
         try:
-            pruned = await state.store.write(
-                functools.partial(prune_webhook_bodies, older_than=cutoff)
-            )
+            pruned = await state.store.queries.prune_webhook_bodies(cutoff)
             if pruned:
                 log.info("pruned %d webhook bodies past retention", pruned)
         except StoreUnavailable as exc:

@@ -23,24 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.service import AppState, BackgroundLoop
-from bridge.store import StoreUnavailable
-from bridge.store.search import (
-    Indexed,
-    Recorded,
-    backlog,
-    index_pending,
-    look_up_similar,
-    pending_similar,
-    record_similar,
-)
+from bridge.store.interface import Indexed, Recorded, StoreUnavailable
 
 log = logging.getLogger("bridge.indexer")
 
@@ -60,15 +49,6 @@ class Tick:
     indexed: Indexed
     recorded: Recorded
     more: bool  # a backlog remains
-
-
-def _activity(conn: sqlite3.Connection) -> tuple[int, int]:
-    """The newest webhook and timeline entry: they move when the service is being used."""
-    row = conn.execute(
-        "SELECT (SELECT coalesce(max(id), 0) FROM webhooks), "
-        "(SELECT coalesce(max(id), 0) FROM timeline)"
-    ).fetchone()
-    return int(row[0]), int(row[1])
 
 
 class Indexer(BackgroundLoop):
@@ -103,24 +83,18 @@ class Indexer(BackgroundLoop):
         """Index one batch, then look up and record the similar incidents of one batch. An idle
         service costs one read: no write transaction when there is nothing to do."""
         store = self.state.store
-        left = await store.read(backlog)
+        left = await store.search.backlog()
         indexed = Indexed(0, 0, False, left.marks)
         if left.to_index:
-            indexed = await store.write(index_pending)
+            indexed = await store.search.index_pending()
         elif not left.to_look_up:
             return Tick(indexed, NOTHING, more=False)
-        ids, upto = await store.read(functools.partial(pending_similar, limit=self.similar_batch))
+        ids, upto = await store.search.pending_similar(self.similar_batch)
         recorded = NOTHING
         if ids or upto > indexed.marks.similar:
-            found = await store.read(functools.partial(look_up_similar, ids=ids))
-            recorded = await store.write(
-                functools.partial(
-                    record_similar,
-                    found=found,
-                    upto=upto,
-                    now=self.state.clock(),
-                    url=self.incident_url,
-                )
+            found = await store.search.look_up_similar(ids)
+            recorded = await store.search.record_similar(
+                found, upto=upto, now=self.state.clock(), url=self.incident_url
             )
             # The entries written are timeline entries the next batches read past.
             self._written.update(recorded.event_ids)
@@ -134,7 +108,7 @@ class Indexer(BackgroundLoop):
 
     async def _busy(self) -> bool:
         """Whether webhooks or people wrote since the last look (this loop's own entries aside)."""
-        seen = await self.state.store.read(_activity)
+        seen = await self.state.store.queries.activity()
         before, self._seen = self._seen, seen
         if before is None:
             return True

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import secrets
@@ -35,19 +34,17 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.runtime import RulesError, Runtime, builtin_runtime, rules_runtime
-from bridge.store import Store, StoreError, StoreUnavailable
-from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
-from bridge.store.followup import (
+from bridge.store.interface import (
+    ActionAnswer,
+    ActionRequest,
+    FireResult,
+    Idempotency,
     OpenRequest,
+    StoreError,
+    StoreInterface,
+    StoreUnavailable,
     ValidationJob,
-    due_validations,
-    has_work,
-    next_validation_at,
-    open_due,
-    record_validation,
 )
-from bridge.store.reminders import FireResult, fire_due
-from bridge.store.sessions import end_sessions_of
 from bridge.targets.base import TargetDeps
 
 log = logging.getLogger("bridge.service")
@@ -121,7 +118,7 @@ class AppState:
     KEY: ClassVar[web.AppKey[AppState]]
 
     settings: Settings
-    store: Store
+    store: StoreInterface
     metrics: Metrics
     runtime: Runtime  # swapped whole on reload; a handler reads it once per request
     clock: Clock = field(default=time.time_ns)
@@ -214,11 +211,10 @@ async def reload_tokens(state: AppState) -> list[str]:
     gone = before - access_fingerprints(state.api)
     if not gone:
         return []
-    end = functools.partial(
-        end_sessions_of, fingerprints=sorted(gone), now=time.time_ns(), why="token removed"
-    )
     try:
-        ended = await state.store.write(end)
+        ended = await state.store.sessions.end_of(
+            fingerprints=sorted(gone), now=time.time_ns(), why="token removed"
+        )
     except StoreUnavailable as exc:
         # This process refuses those sessions anyway (their token is not configured any more).
         log.error(
@@ -267,7 +263,7 @@ async def act(
         # a silence on acknowledge needs an Alertmanager to make it in
         silence_on_ack=state.runtime.silence_on_ack if state.settings.alertmanager_urls else None,
     )
-    answer = await state.store.write(functools.partial(apply_action, request=request))
+    answer = await state.store.actions.apply_action(request)
     if answer.notifications and state.worker is not None:
         state.worker.notify()
     incident = answer.body.get("incident") if answer.changed else None
@@ -285,14 +281,12 @@ async def fire_reminders(state: AppState) -> FireResult:
     rules (read now, so a change of the rules applies to the incidents already open), in one
     transaction; the outbox is woken after the commit when it has rows to send."""
     runtime = state.runtime
-    job = functools.partial(
-        fire_due,
-        now=state.clock(),
+    result = await state.store.reminders.fire_due(
+        state.clock(),
         policy=runtime.reminder_policy,
         next_commander=runtime.next_commander,
         directory=runtime.people,
     )
-    result = await state.store.write(job)
     if result.notifications and state.worker is not None:
         state.worker.notify()
     for fired in result.fired:
@@ -358,7 +352,7 @@ class ReminderScheduler(BackgroundLoop):
         sooner (its validation runs then)."""
         try:
             now = self.state.clock()
-            at = await self.state.store.read(functools.partial(next_validation_at, now=now))
+            at = await self.state.store.followups.next_validation_at(now)
         except StoreUnavailable:
             return self.every_s
         if at is None:
@@ -400,17 +394,15 @@ async def advance_followups(state: AppState) -> int:
         base_url=state.settings.base_url,
     )
     opened: list[int] = []
-    if await state.store.read(functools.partial(has_work, now=request.now)):
-        opened = await state.store.write(functools.partial(open_due, request=request))
+    if await state.store.followups.has_work(request.now):
+        opened = await state.store.followups.open_due(request)
     changes = len(opened)
     for incident_id in opened:
         log.info("incident %d: follow-up opened", incident_id)
-    jobs = await state.store.read(functools.partial(due_validations, now=state.clock()))
+    jobs = await state.store.followups.due_validations(state.clock())
     for job in jobs:
         outcomes = await run_checks(state, job)
-        ids, _ = await state.store.write(
-            functools.partial(record_validation, job=job, checks=outcomes, now=state.clock())
-        )
+        ids, _ = await state.store.followups.record_validation(job, outcomes, state.clock())
         if ids:
             changes += 1
             log.info("incident %d: follow-up validated", job.incident_id)

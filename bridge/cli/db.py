@@ -29,7 +29,8 @@ def _fail(message: str, code: int = 1) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     # The store's modules load only for these commands.
-    from bridge.store.backup import BackupError, DestinationExists, backup
+    from bridge.store import backup_database as backup
+    from bridge.store.interface import BackupError, DestinationExists
 
     source = _db(args)
     try:
@@ -47,7 +48,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from bridge.store.backup import BackupError, check
+    from bridge.store import check_database as check
+    from bridge.store.interface import BackupError
 
     path = _db(args)
     try:

@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     # The service's modules (aiohttp, the store, the worker) load only for this command.
     from bridge.app import run
     from bridge.runtime import RulesError
-    from bridge.store import StoreError
+    from bridge.store.interface import StoreError
 
     try:
         asyncio.run(run(settings))

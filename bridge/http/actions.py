@@ -34,8 +34,7 @@ from bridge.http.api import path_id
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.http.models import Id
 from bridge.service import AppState, act
-from bridge.store import StoreUnavailable
-from bridge.store.actions import Idempotency
+from bridge.store.interface import Idempotency, StoreUnavailable
 
 # A write's body at most: a note of MAX_TEXT characters, escaped, fits with room to spare.
 MAX_BODY = 64 * 1024

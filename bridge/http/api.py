@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aiohttp import web
@@ -16,8 +15,7 @@ from bridge.http import auth, models
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.http.params import bad_param, int_param, known_params
 from bridge.service import AppState
-from bridge.store import StoreUnavailable, outbox
-from bridge.store.queries import get_incident, list_incidents
+from bridge.store.interface import STATES, StoreUnavailable
 
 MAX_LIMIT = 500
 
@@ -59,8 +57,7 @@ async def incidents(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
     known_params(request, INCIDENT_PARAMS)
-    query = functools.partial(
-        list_incidents,
+    query = state.store.queries.list_incidents(
         statuses=_multi(request, "status", STATUSES),
         severities=_multi(request, "severity", SEVERITIES),
         teams=_texts(request, "team"),
@@ -72,7 +69,7 @@ async def incidents(request: web.Request) -> web.Response:
         limit=(limit := int_param(request, "limit", 50, 1, MAX_LIMIT) or 50),
     )
     try:
-        rows = await state.store.read(query)
+        rows = await query
     except StoreUnavailable:
         raise store_unavailable() from None
     last = rows[-1]["id"] if len(rows) == limit else None
@@ -109,7 +106,7 @@ async def incident(request: web.Request) -> web.Response:
     auth.authorize(request, state.api)
     incident_id = path_id(request, "incident")
     try:
-        found = await state.store.read(lambda conn: get_incident(conn, incident_id))
+        found = await state.store.queries.get_incident(incident_id)
     except StoreUnavailable:
         raise store_unavailable() from None
     if found is None:
@@ -121,16 +118,14 @@ async def notifications(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
     known_params(request, NOTIFICATION_PARAMS)
-    wanted = _multi(request, "state", outbox.STATES)
+    wanted = _multi(request, "state", STATES)
     if len(wanted) > 1:
         raise bad_param("state", "give one state")
     limit = int_param(request, "limit", 50, 1, MAX_LIMIT) or 50
     before = int_param(request, "before", None, 1, 2**63 - 1)
     try:
-        rows = await state.store.read(
-            functools.partial(
-                outbox.list_rows, state=wanted[0] if wanted else None, before=before, limit=limit
-            )
+        rows = await state.store.outbox.list_rows(
+            state=wanted[0] if wanted else None, before=before, limit=limit
         )
     except StoreUnavailable:
         raise store_unavailable() from None
@@ -144,10 +139,8 @@ async def retry_notification(request: web.Request) -> web.Response:
     auth.authorize(request, state.api, write=True)
     row_id = path_id(request, "notification")
     try:
-        done = await state.store.write(
-            functools.partial(outbox.retry, row_id=row_id, now=state.clock())
-        )
-        row = await state.store.read(functools.partial(outbox.get_row, row_id=row_id))
+        done = await state.store.outbox.retry(row_id, now=state.clock())
+        row = await state.store.outbox.get_row(row_id)
     except StoreUnavailable:
         raise store_unavailable() from None
     if row is None:

@@ -3,8 +3,6 @@ validation, tickets). Its changes are actions (``actions.ACTIONS``: ``followup/.
 
 from __future__ import annotations
 
-import functools
-
 from aiohttp import web
 
 from bridge.http import auth
@@ -12,8 +10,7 @@ from bridge.http.api import path_id
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.http.models import FollowUpView, json_answer
 from bridge.service import AppState
-from bridge.store import StoreUnavailable
-from bridge.store.followup import incident_followup
+from bridge.store.interface import StoreUnavailable
 
 
 async def get_followup(request: web.Request) -> web.Response:
@@ -21,9 +18,7 @@ async def get_followup(request: web.Request) -> web.Response:
     auth.authorize(request, state.api)
     incident_id = path_id(request, "incident")
     try:
-        exists, view = await state.store.read(
-            functools.partial(incident_followup, incident_id=incident_id)
-        )
+        exists, view = await state.store.followups.incident_followup(incident_id)
     except StoreUnavailable:
         raise store_unavailable() from None
     if not exists:

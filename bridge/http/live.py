@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ from aiohttp import web
 
 from bridge.config import Settings
 from bridge.core.values import parse_id
-from bridge.http.pages import HEADERS, _incident_id, _read, viewer
+from bridge.http.pages import HEADERS, incident_id_of, read_or_503, viewer
 from bridge.http.session import Viewer
 from bridge.service import AppState
-from bridge.store import StoreUnavailable
-from bridge.store.queries import last_change
+from bridge.store.interface import StoreUnavailable
 
 POLL_S = 1.0
 HEARTBEAT_S = 15.0
@@ -110,7 +108,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     who, _ = viewer(request, state)
     if who is None:
         raise web.HTTPUnauthorized(text="sign in", headers=HEADERS)
-    incident_id = _incident_id(request)
+    incident_id = incident_id_of(request)
     streams = request.app[STREAMS]
     key = viewer_key(request, who)
     refusal = streams.take(key, state.settings)
@@ -127,7 +125,7 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, state: AppState, incident_id: int) -> web.StreamResponse:
-    seen = await _read(state, functools.partial(last_change, incident_id=incident_id))
+    seen = await read_or_503(state.store.queries.last_change(incident_id))
     if seen is None:
         raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
     after = parse_id(request.query.get("after", ""))  # "²" and such: not a time, ignored
@@ -146,7 +144,7 @@ async def _stream(request: web.Request, state: AppState, incident_id: int) -> we
         quiet = 0.0
         while True:
             await asyncio.sleep(POLL_S)
-            now = await state.store.read(functools.partial(last_change, incident_id=incident_id))
+            now = await state.store.queries.last_change(incident_id)
             if now is None:
                 break
             if now != seen and (now[0] != seen[0] or seen[1]):

@@ -30,7 +30,7 @@ from bridge.core.policy import SEVERITIES
 from bridge.http import actions, api, auth, models, postmortem, search
 from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
 from bridge.service import AppState
-from bridge.store import outbox
+from bridge.store.interface import STATES
 
 PATH = "/api/v1/openapi.json"
 JSON = "application/json"
@@ -184,7 +184,7 @@ _SEARCH_QUERY: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 _NOTIFICATION_QUERY: dict[str, tuple[dict[str, Any], str]] = {
-    "state": ({"type": "string", "enum": list(outbox.STATES)}, "only rows in this state"),
+    "state": ({"type": "string", "enum": list(STATES)}, "only rows in this state"),
     "limit": _LIMIT,
     "before": _BEFORE,
 }

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -14,9 +13,7 @@ from bridge.http import auth
 from bridge.http.models import Reloaded, ReloadFailed, Rules, json_answer
 from bridge.runtime import Runtime
 from bridge.service import AppState, reload
-from bridge.store import StoreUnavailable, outbox
-from bridge.store import metrics as aggregates
-from bridge.store.queries import incident_counts, ready_check
+from bridge.store.interface import StoreUnavailable
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -28,22 +25,12 @@ async def ready(request: web.Request) -> web.Response:
     if state.store.fault is not None:  # damaged while serving: not ready until restored
         return web.Response(status=503, text=f"store not ready: damaged: {state.store.fault}\n")
     try:
-        await state.store.read(ready_check)
+        await state.store.queries.ready_check()
     except (StoreUnavailable, OSError) as exc:
         return web.Response(status=503, text=f"store not ready: {exc}\n")
     # Alertmanager's API is a detail, never a reason to refuse traffic: webhooks still count.
     detail = state.reconcile_detail() + "\n" if state.reconcile_detail is not None else ""
     return web.Response(text="OK\n" + detail)
-
-
-def _scrape_reads(
-    teams: frozenset[str],
-) -> Callable[
-    [sqlite3.Connection],
-    tuple[dict[tuple[str, str], int], outbox.Stats, aggregates.Aggregates],
-]:
-    """Everything a scrape reads from the store, in one trip to the read pool."""
-    return lambda conn: (incident_counts(conn), outbox.stats(conn), aggregates.read(conn, teams))
 
 
 _teams_cache: dict[str, frozenset[str]] = {}
@@ -82,7 +69,7 @@ async def metrics(request: web.Request) -> web.Response:
     with contextlib.suppress(StoreUnavailable):
         runtime = state.runtime
         teams = rule_teams(runtime)
-        counts, stats, agg = await state.store.read(_scrape_reads(teams))
+        counts, stats, agg = await state.store.metrics.scrape(teams)  # one read
         state.metrics.set_open(counts)
         state.metrics.outbox_pending.set(stats.pending)
         state.metrics.notifications_dead.set(stats.dead)

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode
 
 import jinja2
@@ -45,18 +45,10 @@ from bridge.http.actions import ACTIONS, ActionBody
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
 from bridge.service import AppState, act
-from bridge.store import StoreUnavailable, outbox
-from bridge.store.actions import Idempotency
-from bridge.store.followup import followup_view
-from bridge.store.queries import (
-    get_incident,
-    list_incidents,
-    timeline_since,
-)
-from bridge.store.search import QueryError, search
-from bridge.store.sessions import end_session, start_session
+from bridge.store.interface import Idempotency, QueryError, StoreUnavailable
 
 log = logging.getLogger("bridge.pages")
+T = TypeVar("T")
 
 PAGE_SIZE = 50
 MAX_FORM = 64 * 1024
@@ -361,16 +353,17 @@ def _error_page(status: int, message: str, who: Viewer | None) -> web.Response:
     return _html(render("error.html.j2", status=status, message=message, viewer=who), status)
 
 
-async def _read(state: AppState, fn: Callable[[Any], Any]) -> Any:
+async def read_or_503(pending: Awaitable[T]) -> T:
+    """A page's read from the store; a store that cannot answer is a 503 page."""
     try:
-        return await state.store.read(fn)
+        return await pending
     except StoreUnavailable as exc:
         raise web.HTTPServiceUnavailable(
             text=f"store unavailable: {exc}", headers=HEADERS
         ) from None
 
 
-def _incident_id(request: web.Request) -> int:
+def incident_id_of(request: web.Request) -> int:
     found = parse_id(request.match_info.get("id", ""))  # as the API reads a path's id
     if found is None:
         raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
@@ -438,18 +431,16 @@ async def login(request: web.Request) -> web.Response:
     # every copy of the cookie and every process on the database.
     session_id, now = session.new_session_id(), time.time()
     previous = request.get(session.LIVE_SESSION)  # this browser's session before: it ends
-    start = functools.partial(
-        start_session,
-        id_hash=session.id_hash(session_id),
-        name=name,
-        scope=scope,
-        fingerprint=fp,
-        now=int(now * 1e9),
-        expires_at=int((now + session.MAX_AGE_S) * 1e9),
-        replaces=session.id_hash(previous) if previous else None,
-    )
     try:
-        await state.store.write(start)
+        await state.store.sessions.start(
+            id_hash=session.id_hash(session_id),
+            name=name,
+            scope=scope,
+            fingerprint=fp,
+            now=int(now * 1e9),
+            expires_at=int((now + session.MAX_AGE_S) * 1e9),
+            replaces=session.id_hash(previous) if previous else None,
+        )
     except StoreUnavailable:
         return _error_page(503, "signing in needs the database, which cannot be reached now", None)
     response = web.HTTPSeeOther(location=nxt, headers=HEADERS)
@@ -468,14 +459,10 @@ async def logout(request: web.Request) -> web.Response:
     session_id = request.get(session.LIVE_SESSION)
     if who.via == "session" and session_id:
         # Ended on the server: a copy of the cookie (another tab, a stolen one) ends with it.
-        end = functools.partial(
-            end_session,
-            id_hash=session.id_hash(session_id),
-            now=time.time_ns(),
-            why="signed out",
-        )
         try:
-            await state.store.write(end)
+            await state.store.sessions.end(
+                id_hash=session.id_hash(session_id), now=time.time_ns(), why="signed out"
+            )
         except StoreUnavailable:
             return _error_page(503, "signing out needs the database; try again", who)
         log.info("web sign-out: %s", who.name)
@@ -515,20 +502,18 @@ async def index(request: web.Request) -> web.Response:
     rows: list[dict[str, Any]] = []
     if text:
         try:
-            hits = await _read(state, functools.partial(search, text=text, limit=PAGE_SIZE))
+            hits = await read_or_503(state.store.search.search(text, limit=PAGE_SIZE))
         except QueryError as exc:
             problem = str(exc)
     else:
-        rows = await _read(
-            state,
-            functools.partial(
-                list_incidents,
+        rows = await read_or_503(
+            state.store.queries.list_incidents(
                 statuses=chosen["status"],
                 severities=chosen["severity"],
                 teams=chosen["team"],
                 before=before,
                 limit=PAGE_SIZE,
-            ),
+            )
         )
     now = state.clock()
     for row in rows:
@@ -577,13 +562,7 @@ def _moves(incident: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 async def _context(state: AppState, incident_id: int, who: Viewer) -> dict[str, Any] | None:
-    def reads(conn: Any) -> tuple[Any, Any, Any]:
-        found = get_incident(conn, incident_id)
-        if found is None:
-            return None, None, None
-        return found, followup_view(conn, incident_id), outbox.incident_rows(conn, incident_id)
-
-    incident, followup, rows = await _read(state, reads)
+    incident, followup, rows = await read_or_503(state.store.queries.incident_page(incident_id))
     if incident is None:
         return None
     pm: dict[str, Any] | None = None
@@ -613,7 +592,7 @@ async def incident_page(request: web.Request) -> web.Response:
     who, nonce = viewer(request, state)
     if who is None:
         return _to_login(request)
-    incident_id = _incident_id(request)
+    incident_id = incident_id_of(request)
     context = await _context(state, incident_id, who)
     if context is None:
         return _error_page(404, f"There is no incident {incident_id}.", who)
@@ -628,7 +607,7 @@ async def do_action(request: web.Request) -> web.Response:
     who, _ = viewer(request, state)
     if who is None:
         return _to_login(request)
-    incident_id = _incident_id(request)
+    incident_id = incident_id_of(request)
     name = request.match_info["action"]
     form = await _form(request)
     if not who.can_write:
@@ -737,14 +716,12 @@ async def fragment(request: web.Request) -> web.Response:
     who, _ = viewer(request, state)
     if who is None:
         raise web.HTTPUnauthorized(text="sign in", headers=HEADERS)
-    incident_id = _incident_id(request)
+    incident_id = incident_id_of(request)
     part = request.match_info["part"]
     if part == "timeline":
         after_text = request.query.get("after", "0")
         after = parse_id(after_text) or 0
-        entries = await _read(
-            state, functools.partial(timeline_since, incident_id=incident_id, after=after)
-        )
+        entries = await read_or_503(state.store.queries.timeline_since(incident_id, after))
         return _html(render("fragments.html.j2", part=part, entries=entries))
     if part == "summary":
         context = await _context(state, incident_id, who)

@@ -32,7 +32,7 @@ from bridge.http.params import int_param, known_params
 from bridge.kb import postmortems
 from bridge.kb.postmortems import PostmortemError
 from bridge.service import AppState
-from bridge.store import StoreUnavailable
+from bridge.store.interface import StoreUnavailable
 
 BASE = "/api/v1/incidents/{id}/postmortem"
 PAGE = "/incidents/{id}/postmortem"

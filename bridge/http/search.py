@@ -4,8 +4,6 @@ with a snippet of its best-matching document. Read like the other reads (``api.p
 
 from __future__ import annotations
 
-import functools
-
 from aiohttp import web
 from pydantic import Field
 
@@ -16,8 +14,7 @@ from bridge.http.errors import store_unavailable
 from bridge.http.models import Answer, Timestamp, json_answer
 from bridge.http.params import bad_param, int_param, known_params
 from bridge.service import AppState
-from bridge.store import StoreUnavailable
-from bridge.store.search import QueryError, search
+from bridge.store.interface import QueryError, StoreUnavailable
 
 SEARCH_PARAMS = ("q", "limit")
 DEFAULT_LIMIT = 20
@@ -67,7 +64,7 @@ async def search_incidents(request: web.Request) -> web.Response:
     text = query_text(request)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     try:
-        results = await state.store.read(functools.partial(search, text=text, limit=limit))
+        results = await state.store.search.search(text, limit=limit)
     except QueryError as exc:
         raise bad_param("q", str(exc)) from None
     except StoreUnavailable:

@@ -35,8 +35,7 @@ from bridge.core.secrets import Secret
 from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.service import ApiAccess, token_fingerprint
-from bridge.store import Store, StoreError, StoreUnavailable
-from bridge.store.sessions import session_is_live
+from bridge.store.interface import StoreError, StoreInterface, StoreUnavailable
 
 COOKIE = "ib_session"
 # The id of the request's session once the database has said it is live (check_session).
@@ -176,7 +175,9 @@ def viewer_from_cookie(
     return Viewer(body["n"], body["s"], body["c"], "session")
 
 
-async def check_session(request: web.Request, key: bytes, store: Store, now_s: float) -> None:
+async def check_session(
+    request: web.Request, key: bytes, store: StoreInterface, now_s: float
+) -> None:
     """When the request's cookie is well signed and names a session the database holds live,
     mark the request with it (``LIVE_SESSION``). A store that cannot answer leaves it unmarked:
     nobody is signed in on a session the service cannot check."""
@@ -184,9 +185,8 @@ async def check_session(request: web.Request, key: bytes, store: Store, now_s: f
     body = read_cookie(key, value, now_s) if value else None
     if body is None:
         return
-    job = functools.partial(session_is_live, id_hash=id_hash(body["i"]), now=int(now_s * 1e9))
     try:
-        live = await store.read(job)
+        live = await store.sessions.is_live(id_hash=id_hash(body["i"]), now=int(now_s * 1e9))
     except StoreUnavailable:
         return
     if live:

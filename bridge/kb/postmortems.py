@@ -30,7 +30,6 @@ import asyncio
 import functools
 import logging
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,6 @@ from typing import Any
 from bridge.core.actions import Transition
 from bridge.core.postmortem import (
     EMPTY,
-    Version,
     diff,
     document,
     facts_dict,
@@ -53,21 +51,13 @@ from bridge.core.timeutil import format_ns
 from bridge.delivery.templates import TemplateError
 from bridge.kb import files, git, render
 from bridge.service import AppState, act
-from bridge.store.actions import ActionAnswer, Idempotency
-from bridge.store.postmortem import (
+from bridge.store.interface import (
+    ActionAnswer,
+    Idempotency,
     PublishRecord,
     SaveRequest,
-    list_publications,
-    list_versions,
-    previous_path,
     publication_json,
-    published_index,
-    published_markdown,
-    read_postmortem,
-    record_publication,
-    save_version,
 )
-from bridge.store.queries import incident_summary
 
 log = logging.getLogger("bridge.kb")
 
@@ -112,9 +102,7 @@ def _template_name(path: Path) -> str:
 async def show(state: AppState, incident_id: int, version: int | None = None) -> dict[str, Any]:
     """The postmortem as ``GET .../postmortem`` answers it: the version asked for (the newest by
     default) over the facts now, its sections, the facts and the rendered Markdown."""
-    read = await state.store.read(
-        functools.partial(read_postmortem, incident_id=incident_id, version=version)
-    )
+    read = await state.store.postmortems.read(incident_id, version)
     if read is None:
         raise _no_incident(incident_id)
     if version is not None and read.version is None:
@@ -148,15 +136,17 @@ async def save(
     """Save the sections given over the newest version: a new version, or nothing when they
     read the same."""
     request = SaveRequest(incident_id, dict(sections), actor, state.clock(), idempotency)
-    answer = await state.store.write(functools.partial(save_version, request=request))
+    answer = await state.store.postmortems.save_version(request)
     if answer.notifications and state.worker is not None:
         state.worker.notify()
     return answer
 
 
-def _versions(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
-    if incident_summary(conn, incident_id) is None:
-        return None
+async def versions(state: AppState, incident_id: int) -> dict[str, Any]:
+    found = await state.store.postmortems.history(incident_id)
+    if found is None:
+        raise _no_incident(incident_id)
+    saved, publications = found
     return {
         "incident_id": incident_id,
         "versions": [
@@ -166,17 +156,10 @@ def _versions(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | No
                 "saved_at": format_ns(v.saved_at),
                 "sections": list(v.narrative.written),
             }
-            for v in list_versions(conn, incident_id)
+            for v in saved
         ],
-        "publications": [publication_json(p) for p in list_publications(conn, incident_id)],
+        "publications": [publication_json(p) for p in publications],
     }
-
-
-async def versions(state: AppState, incident_id: int) -> dict[str, Any]:
-    found = await state.store.read(functools.partial(_versions, incident_id=incident_id))
-    if found is None:
-        raise _no_incident(incident_id)
-    return found
 
 
 async def difference(
@@ -184,12 +167,8 @@ async def difference(
 ) -> dict[str, Any]:
     """The unified diff of two versions' narratives (``to``: the newest by default; ``from``:
     the one before it; version 0 is the empty narrative)."""
-
-    def read(conn: sqlite3.Connection) -> tuple[bool, list[Version]]:
-        return incident_summary(conn, incident_id) is not None, list_versions(conn, incident_id)
-
-    exists, saved = await state.store.read(read)
-    if not exists:
+    saved = await state.store.postmortems.versions(incident_id)
+    if saved is None:
         raise _no_incident(incident_id)
     by_number = {v.version: v for v in saved}
     to = to_version if to_version is not None else (saved[-1].version if saved else 0)
@@ -211,7 +190,7 @@ async def difference(
 
 async def published(state: AppState, incident_id: int) -> str:
     """The Markdown last published (404 when never)."""
-    text = await state.store.read(functools.partial(published_markdown, incident_id=incident_id))
+    text = await state.store.postmortems.published_markdown(incident_id)
     if text is None:
         raise PostmortemError(404, f"incident {incident_id} has no published postmortem")
     return text
@@ -242,7 +221,7 @@ async def _initialise(root: Path) -> None:
 async def _write_kb(
     state: AppState, root: Path, rel: str, markdown: str, entry: Any, message: str
 ) -> _Written:
-    listed = await state.store.read(published_index)
+    listed = await state.store.postmortems.published_index()
     index = index_page([*(e for e in listed if e.incident_id != entry.incident_id), entry])
     fresh = not await asyncio.to_thread(os.path.lexists, root)
     try:
@@ -285,9 +264,7 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
     changed = False
     pushed = False
     async with git.repo_lock(root):
-        read = await state.store.read(
-            functools.partial(read_postmortem, incident_id=incident_id, version=None)
-        )
+        read = await state.store.postmortems.read(incident_id, None)
         if read is None:
             raise _no_incident(incident_id)
         facts = read.facts
@@ -309,9 +286,9 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
         written = _Written("", None, False)
         if root is not None:
             opened = facts.at("opened_at") or 0
-            rel = await state.store.read(
-                functools.partial(previous_path, incident_id=incident_id)
-            ) or kb_path(incident_id, facts.title, opened)
+            rel = await state.store.postmortems.previous_path(incident_id) or kb_path(
+                incident_id, facts.title, opened
+            )
             message = (
                 f"Postmortem #{incident_id}: {facts.title} (v{pm.version})\n\n"
                 f"Published by {actor} through incident-bridge."
@@ -323,10 +300,7 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
             and last.version == pm.version
             and last.path == written.path
             and not written.committed
-            and await state.store.read(
-                functools.partial(published_markdown, incident_id=incident_id)
-            )
-            == markdown
+            and await state.store.postmortems.published_markdown(incident_id) == markdown
         )
         if not same:
             push = git.SENDER if settings.kb_remote and written.committed else None
@@ -341,7 +315,7 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
                 search_text=searchable_text(pm),
                 push_target=push,
             )
-            recorded = await state.store.write(functools.partial(record_publication, record=record))
+            recorded = await state.store.postmortems.record_publication(record)
             if recorded is None:
                 raise _no_incident(incident_id)
             changed, pushed = True, recorded.pushed
@@ -369,12 +343,8 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
                 answer.body.get("error"),
             )
     if incident is None:
-        incident = await state.store.read(
-            functools.partial(incident_summary, incident_id=incident_id)
-        )
-    publications = await state.store.read(
-        functools.partial(list_publications, incident_id=incident_id)
-    )
+        incident = await state.store.queries.incident_summary(incident_id)
+    publications = await state.store.postmortems.list_publications(incident_id)
     publication = publication_json(publications[-1]) if publications else None
     return {
         "changed": changed,

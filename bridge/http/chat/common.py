@@ -30,9 +30,7 @@ from bridge.core.actions import Command
 from bridge.core.secrets import Secret
 from bridge.core.values import MAX_ID
 from bridge.service import AppState, act
-from bridge.store import StoreUnavailable
-from bridge.store.actions import ActionAnswer, Idempotency
-from bridge.store.queries import incident_summary
+from bridge.store.interface import ActionAnswer, Idempotency, StoreUnavailable
 
 # One logger for the chat routes of both platforms (the name the logs have always shown).
 log = logging.getLogger("bridge.http.chat")
@@ -331,9 +329,7 @@ async def run_command(
     if parsed.query == "help" or incident_id is None:
         return command_answer(chat.HELP)
     if parsed.query == "status":
-        summary = await state.store.read(
-            functools.partial(incident_summary, incident_id=incident_id)
-        )
+        summary = await state.store.queries.incident_summary(incident_id)
         if summary is None:
             return command_answer(f"No incident #{incident_id}.")
         base = state.settings.base_url

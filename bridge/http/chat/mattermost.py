@@ -14,8 +14,7 @@ from bridge.core.secrets import Secret
 from bridge.core.values import parse_id
 from bridge.http.chat import common
 from bridge.service import AppState, act
-from bridge.store import StoreUnavailable
-from bridge.store.actions import ActionAnswer, Idempotency
+from bridge.store.interface import ActionAnswer, Idempotency, StoreUnavailable
 
 
 def _mattermost_token(state: AppState) -> Secret:

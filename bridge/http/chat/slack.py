@@ -10,7 +10,6 @@ The Slack target is reached only through ``SlackApi``, what these routes call on
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -22,9 +21,7 @@ from bridge.core.actions import AddEntry
 from bridge.core.values import parse_id
 from bridge.http.chat import common
 from bridge.service import AppState, act
-from bridge.store import StoreUnavailable
-from bridge.store.actions import ActionAnswer, Idempotency
-from bridge.store.chat import ChannelIncident, incident_of_channel
+from bridge.store.interface import ActionAnswer, ChannelIncident, Idempotency, StoreUnavailable
 
 
 @runtime_checkable
@@ -67,7 +64,7 @@ async def _slack_verified(request: web.Request) -> tuple[AppState, common.ChatSt
 
 
 async def _channel(state: AppState, channel: str) -> ChannelIncident | None:
-    return await state.store.read(functools.partial(incident_of_channel, channel=channel))
+    return await state.store.chat.incident_of_channel(channel)
 
 
 @common.never_500
