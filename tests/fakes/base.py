@@ -3,9 +3,12 @@ requests and can be scripted to fail the next N of them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,3 +139,30 @@ def answer_lost(lose: list[str], request: web.Request) -> bool:
         request.transport.close()
         raise ConnectionResetError("the fake drops the answer")
     return True
+
+
+@contextlib.contextmanager
+def in_a_thread(*servers: FakeServer) -> Iterator[None]:
+    """The fakes started on an event loop in a thread of their own, for a test that talks to
+    the bridge with blocking calls; closed, and the loop ended, at the end."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        for server in servers:
+            loop.run_until_complete(server.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield
+    finally:
+        for server in servers:
+            asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

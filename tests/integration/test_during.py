@@ -3,11 +3,9 @@ API and the `incident` CLI, and every tier's contract fake receives what it shou
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,14 +15,9 @@ from typing import Any
 import pytest
 
 from bridge.config import api_token_path
+from tests.fakes.base import in_a_thread
 from tests.fakes.webhook import SECRET, WebhookFake
-from tests.integration.procs import (
-    Bridge,
-    alertmanager_config,
-    http,
-    running_alertmanagers,
-    wait_for,
-)
+from tests.integration.procs import Bridge, alertmanager_config, http, running_alertmanagers, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,26 +50,9 @@ route:
 @pytest.fixture
 def fakes() -> Iterator[dict[str, WebhookFake]]:
     """Three webhook contract fakes, one per tier, in a thread of their own."""
-    loop = asyncio.new_event_loop()
     servers = {name: WebhookFake() for name in ("general", "channel", "stakeholders")}
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        for server in servers.values():
-            loop.run_until_complete(server.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield servers
-    for server in servers.values():
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with in_a_thread(*servers.values()):
+        yield servers
 
 
 def events(fake: WebhookFake) -> list[str]:
