@@ -25,7 +25,13 @@ from bridge.core.timeutil import parse_rfc3339
 from tests.fakes.jira import API_TOKEN, EMAIL, JiraFake
 from tests.fakes.webhook import SECRET, WebhookFake
 from tests.integration import prometheus as prometheus_fixtures
-from tests.integration.procs import Bridge, alertmanager_config, http, running_alertmanagers, wait_for
+from tests.integration.procs import (
+    Bridge,
+    alertmanager_config,
+    http,
+    running_alertmanagers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 prometheus = prometheus_fixtures.prometheus

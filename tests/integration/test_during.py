@@ -17,7 +17,13 @@ import pytest
 from bridge.config import api_token_path
 from tests.fakes.base import in_a_thread
 from tests.fakes.webhook import SECRET, WebhookFake
-from tests.integration.procs import Bridge, alertmanager_config, http, running_alertmanagers, wait_for
+from tests.integration.procs import (
+    Bridge,
+    alertmanager_config,
+    http,
+    running_alertmanagers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
