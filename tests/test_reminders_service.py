@@ -94,15 +94,21 @@ async def service(
         await svc.stop()
 
 
-async def test_reminders_and_escalation_across_a_restart(
-    service: Service, clock: Clock, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def started_with_a_webhook(service: Service) -> Any:
+    """The service started, and a webhook (an incident opened) answered 200: the answer."""
     await service.start()
     assert service.client is not None
     resp = await service.client.post(
         "/api/v1/alerts", json=fixture_body("firing-group-bearer.json")
     )
     assert resp.status == 200
+    return resp
+
+
+async def test_reminders_and_escalation_across_a_restart(
+    service: Service, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resp = await started_with_a_webhook(service)
     incident = (await resp.json())["incidents"][0]["id"]
     ((roles,),) = service.rows("SELECT roles FROM incidents WHERE id = ?", incident)
     commander = "amara" if '"amara"' in roles else "bjorn"
@@ -167,12 +173,7 @@ async def test_reminders_and_escalation_across_a_restart(
 async def test_what_fell_due_while_stopped_goes_out_at_start(
     service: Service, clock: Clock
 ) -> None:
-    await service.start()
-    assert service.client is not None
-    resp = await service.client.post(
-        "/api/v1/alerts", json=fixture_body("firing-group-bearer.json")
-    )
-    assert resp.status == 200
+    await started_with_a_webhook(service)
     await service.stop()
     clock.advance(95 * 60)  # down for the escalation and three update periods
     await service.start()
