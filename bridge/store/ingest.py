@@ -22,7 +22,7 @@ from bridge.core import jsontext
 from bridge.core.alertmanager import Alert, WebhookPayload, fingerprint
 from bridge.core.incidents import AlertState, Incident, Plan, plan_webhook
 from bridge.core.notify import plan_notifications
-from bridge.core.policy import Decision
+from bridge.core.policy import Decision, Tiers
 from bridge.core.text import escape_controls
 from bridge.core.values import immutable
 from bridge.store.incidents import (
@@ -215,7 +215,40 @@ class _Batch:
         self.webhooks.clear()
 
     def apply(self, item: IngestItem) -> WebhookResult:
+        """One webhook: its alerts, then each decision planned and its rows buffered, then the
+        webhook's journal row. Nothing is written until ``flush``."""
         payload, now = item.payload, item.now
+        by_fp, more = self._take_alerts(payload, now)
+        touched: list[Touched] = []
+        plans: list[Plan] = []
+        event_ids: list[tuple[int, ...]] = []
+        notifications = 0
+        for decision in item.decisions:
+            alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
+            if more:
+                alerts += [
+                    a for fp in dict.fromkeys(decision.fingerprints) for a in more.get(fp, ())
+                ]
+            current, plan = self._plan(item, decision, alerts)
+            plans.append(plan)
+            if plan.incident is None:
+                event_ids.append(())
+                continue
+            ids, notified = self._buffer_plan(plan, current, decision.tiers, now)
+            event_ids.append(ids)
+            notifications += notified
+            touched.append(_touched(plan))
+        webhook_id = self._journal(item, touched)
+        return WebhookResult(
+            webhook_id, tuple(touched), tuple(plans), tuple(event_ids), notifications
+        )
+
+    def _take_alerts(
+        self, payload: WebhookPayload, now: int
+    ) -> tuple[dict[str, Alert], dict[str, list[Alert]]]:
+        """Buffer the payload's alert rows (a fingerprint stored with other labels moved first:
+        ``_checked``); the alerts by the fingerprint they came with, and the further alerts
+        under a fingerprint supplied more than once."""
         dumps = jsontext.dumps
         add_alert = self.alerts.append
         by_fp: dict[str, Alert] = {}
@@ -249,118 +282,111 @@ class _Batch:
                     now,
                 )
             )
-        touched: list[Touched] = []
-        plans: list[Plan] = []
-        event_ids: list[tuple[int, ...]] = []
-        notifications = 0
-        for decision in item.decisions:
-            alerts = [by_fp[fp] for fp in dict.fromkeys(decision.fingerprints) if fp in by_fp]
-            if more:
-                alerts += [
-                    a for fp in dict.fromkeys(decision.fingerprints) for a in more.get(fp, ())
-                ]
-            if decision.key not in self.latest:
-                self.flush()
-                self._load_key(decision.key)
-            current = self.latest[decision.key]
-            if current is None or current.id is None:
-                links: dict[str, AlertState] = {}
-                known: dict[str, AlertState] = {}  # no incident ever had this key
-            else:
-                links = self.links[current.id]
-                known = self.known(decision.key, [a.fingerprint for a in alerts], links)
-            plan = plan_webhook(
-                decision=decision,
-                alerts=alerts,
-                truncated=payload.truncated_alerts,
-                current=current,
-                current_links=links,
-                known=known,
-                now=now,
-                new_id=self.next_incident,
-                receiver=payload.receiver or None,
-                group=_group(payload) if payload.truncated_alerts else None,
-                via=item.via,
-            )
-            plans.append(plan)
-            incident = plan.incident
-            if incident is None:
-                event_ids.append(())
-                continue
-            if plan.created:
-                self.links[self.next_incident] = {}
-                self.next_incident += 1
-            incident_id = incident.id
-            assert incident_id is not None
-            if plan.changed:
-                self.latest[incident.key] = incident
-                self.incidents[incident_id] = (*incident_values(incident), now)
-            held = self.links[incident_id]
-            add_link = self.link_rows.append
-            for st in plan.links:
-                held[st.fingerprint] = st
-                add_link(
-                    (incident_id, st.fingerprint, st.status, st.starts_at, st.ends_at, now, now)
-                )
-            first = self.next_event
-            self.next_event += len(plan.events)
-            ids = tuple(range(first, self.next_event))
-            add_event = self.events.append
-            for eid, e in zip(ids, plan.events, strict=True):
-                add_event((eid, incident_id, now, e.kind, e.actor, e.text, dumps(e.data)))
-            event_ids.append(ids)
-            tiers = decision.tiers
-            if tiers.general or tiers.incident or tiers.stakeholders:
-                entries = plan_notifications(
-                    before=current if current is not None and current.id == incident_id else None,
-                    after=incident,
-                    events=list(zip(ids, plan.events, strict=True)),
-                    tiers=tiers,
-                )
-                notifications += len(entries)
-                add_outbox = self.outbox.append
-                for entry in entries:
-                    add_outbox(
-                        (
-                            incident_id,
-                            entry.target,
-                            entry.tier,
-                            entry.event,
-                            entry.event_id,
-                            entry.idempotency_key,
-                            now,
-                            now,
-                            now,
-                        )
-                    )
-            touched.append(
-                Touched(
-                    id=incident_id,
-                    key=incident.key,
-                    status=incident.status,
-                    severity=incident.severity,
-                    created=plan.created,
-                    changed=plan.changed,
+        return by_fp, more
+
+    def _plan(
+        self, item: IngestItem, decision: Decision, alerts: list[Alert]
+    ) -> tuple[Incident | None, Plan]:
+        """The incident the decision's key has now (loaded once per batch) and the plan for
+        the alerts that arrived (``core/incidents.plan_webhook``)."""
+        payload = item.payload
+        if decision.key not in self.latest:
+            self.flush()
+            self._load_key(decision.key)
+        current = self.latest[decision.key]
+        if current is None or current.id is None:
+            links: dict[str, AlertState] = {}
+            known: dict[str, AlertState] = {}  # no incident ever had this key
+        else:
+            links = self.links[current.id]
+            known = self.known(decision.key, [a.fingerprint for a in alerts], links)
+        plan = plan_webhook(
+            decision=decision,
+            alerts=alerts,
+            truncated=payload.truncated_alerts,
+            current=current,
+            current_links=links,
+            known=known,
+            now=item.now,
+            new_id=self.next_incident,
+            receiver=payload.receiver or None,
+            group=_group(payload) if payload.truncated_alerts else None,
+            via=item.via,
+        )
+        return current, plan
+
+    def _buffer_plan(
+        self, plan: Plan, current: Incident | None, tiers: Tiers, now: int
+    ) -> tuple[tuple[int, ...], int]:
+        """Buffer a plan's rows (the incident, its links, its timeline events and the outbox
+        rows the tiers call for) and keep the view up to date; the events' ids and how many
+        outbox rows."""
+        incident = plan.incident
+        assert incident is not None
+        if plan.created:
+            self.links[self.next_incident] = {}
+            self.next_incident += 1
+        incident_id = incident.id
+        assert incident_id is not None
+        if plan.changed:
+            self.latest[incident.key] = incident
+            self.incidents[incident_id] = (*incident_values(incident), now)
+        held = self.links[incident_id]
+        add_link = self.link_rows.append
+        for st in plan.links:
+            held[st.fingerprint] = st
+            add_link((incident_id, st.fingerprint, st.status, st.starts_at, st.ends_at, now, now))
+        first = self.next_event
+        self.next_event += len(plan.events)
+        ids = tuple(range(first, self.next_event))
+        add_event = self.events.append
+        dumps = jsontext.dumps
+        for eid, e in zip(ids, plan.events, strict=True):
+            add_event((eid, incident_id, now, e.kind, e.actor, e.text, dumps(e.data)))
+        if not (tiers.general or tiers.incident or tiers.stakeholders):
+            return ids, 0
+        entries = plan_notifications(
+            before=current if current is not None and current.id == incident_id else None,
+            after=incident,
+            events=list(zip(ids, plan.events, strict=True)),
+            tiers=tiers,
+        )
+        add_outbox = self.outbox.append
+        for entry in entries:
+            add_outbox(
+                (
+                    incident_id,
+                    entry.target,
+                    entry.tier,
+                    entry.event,
+                    entry.event_id,
+                    entry.idempotency_key,
+                    now,
+                    now,
+                    now,
                 )
             )
+        return ids, len(entries)
+
+    def _journal(self, item: IngestItem, touched: list[Touched]) -> int:
+        """Buffer the webhook's journal row; its id."""
+        payload = item.payload
         webhook_id = self.next_webhook
         self.next_webhook += 1
         self.webhooks.append(
             (
                 webhook_id,
-                now,
+                item.now,
                 item.sha256,
                 payload.group_key,
                 payload.receiver,
                 "applied" if any(t.changed for t in touched) else "unchanged",
                 len(payload.alerts),
-                dumps([t.id for t in touched]),
+                jsontext.dumps([t.id for t in touched]),
                 item.body,
             )
         )
-        return WebhookResult(
-            webhook_id, tuple(touched), tuple(plans), tuple(event_ids), notifications
-        )
+        return webhook_id
 
     def _checked(self, alert: Alert, text: str, group_key: str) -> str:
         """The fingerprint to store ``alert`` under, when the one it came with is already stored
@@ -445,6 +471,19 @@ class _Batch:
                 (row[0],),
             )
         }
+
+
+def _touched(plan: Plan) -> Touched:
+    incident = plan.incident
+    assert incident is not None and incident.id is not None
+    return Touched(
+        id=incident.id,
+        key=incident.key,
+        status=incident.status,
+        severity=incident.severity,
+        created=plan.created,
+        changed=plan.changed,
+    )
 
 
 def _group(payload: WebhookPayload) -> dict[str, Any]:
