@@ -139,16 +139,20 @@ class Queries(Protocol):
     async def list_incidents(
         self,
         *,
-        statuses: Sequence[str] = (),
-        severities: Sequence[str] = (),
-        teams: Sequence[str] = (),
-        routes: Sequence[str] = (),
-        services: Sequence[str] = (),
-        since: int | None = None,
-        until: int | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> list[dict[str, Any]]: ...
+        statuses: Sequence[str] = ...,
+        severities: Sequence[str] = ...,
+        teams: Sequence[str] = ...,
+        routes: Sequence[str] = ...,
+        services: Sequence[str] = ...,
+        since: int | None = ...,
+        until: int | None = ...,
+        before: int | None = ...,
+        limit: int = ...,
+    ) -> list[dict[str, Any]]:
+        """Newest first, each filter one of its values (none: any); keyset pages below
+        ``before``."""
+        ...
+
     async def get_incident(self, incident_id: int) -> dict[str, Any] | None: ...
     async def incident_page(
         self, incident_id: int
@@ -259,8 +263,11 @@ class Sessions(Protocol):
         fingerprint: str,
         now: int,
         expires_at: int,
-        replaces: str | None = None,
-    ) -> None: ...
+        replaces: str | None = ...,
+    ) -> None:
+        """A new session; ``replaces`` (the browser's session before) ends with it."""
+        ...
+
     async def end(self, *, id_hash: str, now: int, why: str) -> bool: ...
     async def end_of(self, *, fingerprints: Collection[str], now: int, why: str) -> int:
         """End every live session made with one of these tokens; how many."""

@@ -1,18 +1,18 @@
 """The SQLite backend's parts of ``interface.StoreInterface``: each method runs one of the SQL
-functions of its concern's module, a read on the read pool or a write in the writer thread
-(whose batched writes share one call and one commit). ``Store`` holds one of each."""
+functions of its concern's module (a function of a connection, then the method's arguments),
+a read on the read pool or a write in the writer thread (whose batched writes share one call
+and one commit). ``Store`` holds one of each."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from bridge.core.followup import CheckOutcome
-from bridge.core.postmortem import IndexEntry, Version
-from bridge.core.reconcile import AmView
-from bridge.core.similar import Candidate
+from bridge.core.postmortem import Version
+from bridge.store import actions as actions_sql
 from bridge.store import chat as chat_sql
 from bridge.store import followup as followup_sql
 from bridge.store import ingest as ingest_sql
@@ -24,21 +24,16 @@ from bridge.store import reconcile as reconcile_sql
 from bridge.store import reminders as reminders_sql
 from bridge.store import search as search_sql
 from bridge.store import sessions as sessions_sql
-from bridge.store.actions import ActionAnswer, ActionRequest, apply_action
-from bridge.store.chat import ChannelIncident
-from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import CarefulMode, IngestItem, WebhookResult
 from bridge.store.metrics import Aggregates
-from bridge.store.outbox import Attempt, Context, OutboxRow, Stats
-from bridge.store.postmortem import PostmortemRead, Publication, PublishRecord, SaveRequest
-from bridge.store.postmortem import Recorded as Published
-from bridge.store.reconcile import Applied, Candidates
-from bridge.store.reminders import FireResult, NextCommander, PolicyFor
-from bridge.store.search import Backlog, Indexed, Recorded
+from bridge.store.outbox import Attempt, OutboxRow, Stats
+from bridge.store.postmortem import Publication
 from bridge.store.writer import Batched
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Job = Callable[[sqlite3.Connection], T]
+Method = Callable[Concatenate["_Part", P], Coroutine[Any, Any, T]]
 
 
 class Runner(Protocol):
@@ -53,6 +48,44 @@ class _Part:
         self._run = runner
 
 
+def _job(
+    fn: Callable[..., T], names: list[str], args: tuple[Any, ...], kwargs: Any
+) -> functools.partial[T]:
+    """``fn`` with a method's arguments, waiting for the connection: a ``functools.partial``
+    of ``fn`` itself (what the writer and the readers, and tests watching them, are given),
+    the positional arguments passed by name since the connection comes first."""
+    return functools.partial(fn, **dict(zip(names, args, strict=False)), **kwargs)
+
+
+def _names(fn: Callable[..., Any]) -> list[str]:
+    """The names of ``fn``'s parameters after the connection."""
+    return list(inspect.signature(fn).parameters)[1:]
+
+
+def _reads(fn: Callable[Concatenate[sqlite3.Connection, P], T]) -> Method[P, T]:
+    """A method that runs ``fn`` with its arguments on the read pool."""
+
+    names = _names(fn)
+
+    async def read(self: _Part, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run.read(_job(fn, names, args, kwargs))
+
+    read.__doc__ = fn.__doc__
+    return read
+
+
+def _writes(fn: Callable[Concatenate[sqlite3.Connection, P], T]) -> Method[P, T]:
+    """A method that runs ``fn`` with its arguments in the writer; answered after the commit."""
+
+    names = _names(fn)
+
+    async def write(self: _Part, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run.write(_job(fn, names, args, kwargs))
+
+    write.__doc__ = fn.__doc__
+    return write
+
+
 class SqliteIngest(_Part):
     def __init__(self, runner: Runner, careful: CarefulMode) -> None:
         super().__init__(runner)
@@ -65,59 +98,26 @@ class SqliteIngest(_Part):
 
 
 class SqliteActions(_Part):
-    async def apply_action(self, request: ActionRequest) -> ActionAnswer:
-        return await self._run.write(functools.partial(apply_action, request=request))
+    apply_action = _writes(actions_sql.apply_action)
 
 
 class SqliteReminders(_Part):
-    async def fire_due(
-        self,
-        now: int,
-        *,
-        policy: PolicyFor,
-        next_commander: NextCommander | None = None,
-        directory: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> FireResult:
-        return await self._run.write(
-            functools.partial(
-                reminders_sql.fire_due,
-                now=now,
-                policy=policy,
-                next_commander=next_commander,
-                directory=directory,
-            )
-        )
+    fire_due = _writes(reminders_sql.fire_due)
 
 
 class SqliteFollowUps(_Part):
-    async def has_work(self, now: int) -> bool:
-        return await self._run.read(functools.partial(followup_sql.has_work, now=now))
-
-    async def open_due(self, request: OpenRequest) -> list[int]:
-        return await self._run.write(functools.partial(followup_sql.open_due, request=request))
-
-    async def due_validations(self, now: int) -> list[ValidationJob]:
-        return await self._run.read(functools.partial(followup_sql.due_validations, now=now))
-
-    async def next_validation_at(self, now: int) -> int | None:
-        return await self._run.read(functools.partial(followup_sql.next_validation_at, now=now))
-
-    async def record_validation(
-        self, job: ValidationJob, checks: Sequence[CheckOutcome], now: int
-    ) -> tuple[range, int]:
-        return await self._run.write(
-            functools.partial(followup_sql.record_validation, job=job, checks=checks, now=now)
-        )
-
-    async def incident_followup(self, incident_id: int) -> tuple[bool, dict[str, Any] | None]:
-        return await self._run.read(
-            functools.partial(followup_sql.incident_followup, incident_id=incident_id)
-        )
+    has_work = _reads(followup_sql.has_work)
+    open_due = _writes(followup_sql.open_due)
+    due_validations = _reads(followup_sql.due_validations)
+    next_validation_at = _reads(followup_sql.next_validation_at)
+    record_validation = _writes(followup_sql.record_validation)
+    incident_followup = _reads(followup_sql.incident_followup)
 
 
 def _incident_page(
     conn: sqlite3.Connection, incident_id: int
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[OutboxRow]]:
+    """The incident, its follow-up's view and its notifications (a page's one read)."""
     found = queries_sql.get_incident(conn, incident_id)
     if found is None:
         return None, None, []
@@ -129,114 +129,34 @@ def _incident_page(
 
 
 class SqliteQueries(_Part):
-    async def list_incidents(
-        self,
-        *,
-        statuses: Sequence[str] = (),
-        severities: Sequence[str] = (),
-        teams: Sequence[str] = (),
-        routes: Sequence[str] = (),
-        services: Sequence[str] = (),
-        since: int | None = None,
-        until: int | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> list[dict[str, Any]]:
-        return await self._run.read(
-            functools.partial(
-                queries_sql.list_incidents,
-                statuses=statuses,
-                severities=severities,
-                teams=teams,
-                routes=routes,
-                services=services,
-                since=since,
-                until=until,
-                before=before,
-                limit=limit,
-            )
-        )
-
-    async def get_incident(self, incident_id: int) -> dict[str, Any] | None:
-        return await self._run.read(
-            functools.partial(queries_sql.get_incident, incident_id=incident_id)
-        )
-
-    async def incident_page(
-        self, incident_id: int
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[OutboxRow]]:
-        return await self._run.read(functools.partial(_incident_page, incident_id=incident_id))
-
-    async def incident_summary(self, incident_id: int) -> dict[str, Any] | None:
-        return await self._run.read(
-            functools.partial(queries_sql.incident_summary, incident_id=incident_id)
-        )
-
-    async def timeline_since(self, incident_id: int, after: int) -> list[dict[str, Any]]:
-        return await self._run.read(
-            functools.partial(queries_sql.timeline_since, incident_id=incident_id, after=after)
-        )
-
-    async def last_change(self, incident_id: int) -> tuple[int, str] | None:
-        return await self._run.read(
-            functools.partial(queries_sql.last_change, incident_id=incident_id)
-        )
-
-    async def activity(self) -> tuple[int, int]:
-        return await self._run.read(queries_sql.activity)
-
-    async def ready_check(self) -> None:
-        await self._run.read(queries_sql.ready_check)
-
-    async def prune_webhook_bodies(self, older_than: int) -> int:
-        return await self._run.write(
-            functools.partial(queries_sql.prune_webhook_bodies, older_than=older_than)
-        )
+    list_incidents = _reads(queries_sql.list_incidents)
+    get_incident = _reads(queries_sql.get_incident)
+    incident_page = _reads(_incident_page)
+    incident_summary = _reads(queries_sql.incident_summary)
+    timeline_since = _reads(queries_sql.timeline_since)
+    last_change = _reads(queries_sql.last_change)
+    activity = _reads(queries_sql.activity)
+    ready_check = _reads(queries_sql.ready_check)
+    prune_webhook_bodies = _writes(queries_sql.prune_webhook_bodies)
 
 
 class SqliteOutbox(_Part):
-    async def next_due_at(self, *, after: int) -> int | None:
-        return await self._run.read(functools.partial(outbox_sql.next_due_at, after=after))
-
-    async def due(self, *, now: int, limit: int, per_target: int) -> list[OutboxRow]:
-        return await self._run.read(
-            functools.partial(outbox_sql.due, now=now, limit=limit, per_target=per_target)
-        )
-
-    async def claim_groups(
-        self, leader_ids: Sequence[int], max_group: int
-    ) -> dict[int, list[OutboxRow]]:
-        return await self._run.write(
-            functools.partial(outbox_sql.claim_groups, leader_ids=leader_ids, max_group=max_group)
-        )
-
-    async def contexts(
-        self, groups: Sequence[list[OutboxRow]], *, max_alerts: int
-    ) -> dict[int, Context]:
-        return await self._run.read(
-            functools.partial(outbox_sql.contexts, groups=groups, max_alerts=max_alerts)
-        )
+    next_due_at = _reads(outbox_sql.next_due_at)
+    due = _reads(outbox_sql.due)
+    claim_groups = _writes(outbox_sql.claim_groups)
+    contexts = _reads(outbox_sql.contexts)
+    list_rows = _reads(outbox_sql.list_rows)
+    retry = _writes(outbox_sql.retry)
+    get_row = _reads(outbox_sql.get_row)
 
     def record(self, attempt: Attempt) -> Awaitable[None]:
         return self._run.write(Batched(outbox_sql.record, attempt))
-
-    async def list_rows(
-        self, *, state: str | None, before: int | None, limit: int
-    ) -> list[OutboxRow]:
-        return await self._run.read(
-            functools.partial(outbox_sql.list_rows, state=state, before=before, limit=limit)
-        )
-
-    async def retry(self, row_id: int, *, now: int) -> bool:
-        return await self._run.write(functools.partial(outbox_sql.retry, row_id=row_id, now=now))
-
-    async def get_row(self, row_id: int) -> OutboxRow | None:
-        return await self._run.read(functools.partial(outbox_sql.get_row, row_id=row_id))
 
 
 def _scrape(
     conn: sqlite3.Connection, teams: Collection[str]
 ) -> tuple[dict[tuple[str, str], int], Stats, Aggregates]:
+    """Everything a scrape reads, in one trip to the read pool."""
     return (
         queries_sql.incident_counts(conn),
         outbox_sql.stats(conn),
@@ -245,39 +165,16 @@ def _scrape(
 
 
 class SqliteMetrics(_Part):
-    async def scrape(
-        self, teams: Collection[str]
-    ) -> tuple[dict[tuple[str, str], int], Stats, Aggregates]:
-        return await self._run.read(functools.partial(_scrape, teams=teams))
+    scrape = _reads(_scrape)
 
 
 class SqliteSearch(_Part):
-    async def search(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
-        return await self._run.read(functools.partial(search_sql.search, text=text, limit=limit))
-
-    async def backlog(self) -> Backlog:
-        return await self._run.read(search_sql.backlog)
-
-    async def index_pending(self) -> Indexed:
-        return await self._run.write(search_sql.index_pending)
-
-    async def pending_similar(self, limit: int) -> tuple[list[int], int]:
-        return await self._run.read(functools.partial(search_sql.pending_similar, limit=limit))
-
-    async def look_up_similar(self, ids: Sequence[int]) -> list[tuple[int, list[Candidate]]]:
-        return await self._run.read(functools.partial(search_sql.look_up_similar, ids=ids))
-
-    async def record_similar(
-        self,
-        found: Sequence[tuple[int, Sequence[Candidate]]],
-        *,
-        upto: int,
-        now: int,
-        url: Callable[[int], str] | None = None,
-    ) -> Recorded:
-        return await self._run.write(
-            functools.partial(search_sql.record_similar, found=found, upto=upto, now=now, url=url)
-        )
+    search = _reads(search_sql.search)
+    backlog = _reads(search_sql.backlog)
+    index_pending = _writes(search_sql.index_pending)
+    pending_similar = _reads(search_sql.pending_similar)
+    look_up_similar = _reads(search_sql.look_up_similar)
+    record_similar = _writes(search_sql.record_similar)
 
 
 def _history(
@@ -298,120 +195,28 @@ def _versions(conn: sqlite3.Connection, incident_id: int) -> list[Version] | Non
 
 
 class SqlitePostmortems(_Part):
-    async def read(self, incident_id: int, version: int | None = None) -> PostmortemRead | None:
-        return await self._run.read(
-            functools.partial(
-                postmortem_sql.read_postmortem, incident_id=incident_id, version=version
-            )
-        )
-
-    async def save_version(self, request: SaveRequest) -> ActionAnswer:
-        return await self._run.write(
-            functools.partial(postmortem_sql.save_version, request=request)
-        )
-
-    async def history(self, incident_id: int) -> tuple[list[Version], list[Publication]] | None:
-        return await self._run.read(functools.partial(_history, incident_id=incident_id))
-
-    async def versions(self, incident_id: int) -> list[Version] | None:
-        return await self._run.read(functools.partial(_versions, incident_id=incident_id))
-
-    async def published_markdown(self, incident_id: int) -> str | None:
-        return await self._run.read(
-            functools.partial(postmortem_sql.published_markdown, incident_id=incident_id)
-        )
-
-    async def published_index(self) -> list[IndexEntry]:
-        return await self._run.read(postmortem_sql.published_index)
-
-    async def previous_path(self, incident_id: int) -> str:
-        return await self._run.read(
-            functools.partial(postmortem_sql.previous_path, incident_id=incident_id)
-        )
-
-    async def list_publications(self, incident_id: int) -> list[Publication]:
-        return await self._run.read(
-            functools.partial(postmortem_sql.list_publications, incident_id=incident_id)
-        )
-
-    async def record_publication(self, record: PublishRecord) -> Published | None:
-        return await self._run.write(
-            functools.partial(postmortem_sql.record_publication, record=record)
-        )
+    read = _reads(postmortem_sql.read_postmortem)
+    save_version = _writes(postmortem_sql.save_version)
+    history = _reads(_history)
+    versions = _reads(_versions)
+    published_markdown = _reads(postmortem_sql.published_markdown)
+    published_index = _reads(postmortem_sql.published_index)
+    previous_path = _reads(postmortem_sql.previous_path)
+    list_publications = _reads(postmortem_sql.list_publications)
+    record_publication = _writes(postmortem_sql.record_publication)
 
 
 class SqliteReconcile(_Part):
-    async def candidates(self, receivers: Collection[str]) -> Candidates:
-        return await self._run.read(
-            functools.partial(reconcile_sql.candidates, receivers=receivers)
-        )
-
-    async def apply_view(
-        self,
-        *,
-        incident_ids: Sequence[int],
-        view: AmView,
-        now: int,
-        min_age_ns: int = 0,
-        gone_before: Collection[tuple[int, str]] | None = None,
-    ) -> Applied:
-        return await self._run.write(
-            functools.partial(
-                reconcile_sql.apply_view,
-                incident_ids=incident_ids,
-                view=view,
-                now=now,
-                min_age_ns=min_age_ns,
-                gone_before=gone_before,
-            )
-        )
+    candidates = _reads(reconcile_sql.candidates)
+    apply_view = _writes(reconcile_sql.apply_view)
 
 
 class SqliteChat(_Part):
-    async def incident_of_channel(self, channel: str) -> ChannelIncident | None:
-        return await self._run.read(
-            functools.partial(chat_sql.incident_of_channel, channel=channel)
-        )
+    incident_of_channel = _reads(chat_sql.incident_of_channel)
 
 
 class SqliteSessions(_Part):
-    async def start(
-        self,
-        *,
-        id_hash: str,
-        name: str,
-        scope: str,
-        fingerprint: str,
-        now: int,
-        expires_at: int,
-        replaces: str | None = None,
-    ) -> None:
-        await self._run.write(
-            functools.partial(
-                sessions_sql.start_session,
-                id_hash=id_hash,
-                name=name,
-                scope=scope,
-                fingerprint=fingerprint,
-                now=now,
-                expires_at=expires_at,
-                replaces=replaces,
-            )
-        )
-
-    async def end(self, *, id_hash: str, now: int, why: str) -> bool:
-        return await self._run.write(
-            functools.partial(sessions_sql.end_session, id_hash=id_hash, now=now, why=why)
-        )
-
-    async def end_of(self, *, fingerprints: Collection[str], now: int, why: str) -> int:
-        return await self._run.write(
-            functools.partial(
-                sessions_sql.end_sessions_of, fingerprints=fingerprints, now=now, why=why
-            )
-        )
-
-    async def is_live(self, *, id_hash: str, now: int) -> bool:
-        return await self._run.read(
-            functools.partial(sessions_sql.session_is_live, id_hash=id_hash, now=now)
-        )
+    start = _writes(sessions_sql.start_session)
+    end = _writes(sessions_sql.end_session)
+    end_of = _writes(sessions_sql.end_sessions_of)
+    is_live = _reads(sessions_sql.session_is_live)
