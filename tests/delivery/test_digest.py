@@ -17,6 +17,7 @@ from bridge.delivery.protocol import Digest, Notification
 from bridge.delivery.templates import Renderer
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
+from tests.fakes.base import serving
 from tests.fakes.slack import TOKEN, SlackAPIFake
 from tests.targets.conftest import incident, make_notification
 
@@ -50,10 +51,8 @@ def items(storm: list[tuple[str, str, str, str]], first: int = 101) -> tuple[Not
 
 @pytest.fixture
 async def slack_api() -> AsyncIterator[SlackAPIFake]:
-    fake = SlackAPIFake()
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with serving(SlackAPIFake()) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from bridge.targets.base import TargetDeps
 from tests.conftest import Clock, fixture_body
 from tests.delivery.test_store_outage import until
 from tests.delivery.test_worker import hook_worker, ingest, rows, settle
+from tests.fakes.base import serving
 from tests.fakes.webhook import SECRET, WebhookFake
 
 WINDOW_S = 2.0
@@ -89,18 +90,14 @@ class RateLimitedFake(StampedFake):
 
 @pytest.fixture
 async def limited() -> AsyncIterator[RateLimitedFake]:
-    server = RateLimitedFake()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(RateLimitedFake()) as server:
+        yield server
 
 
 @pytest.fixture
 async def other() -> AsyncIterator[StampedFake]:
-    server = StampedFake()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(StampedFake()) as server:
+        yield server
 
 
 async def storm(store: Store, target: str, first: int, n: int, now: int | None = None) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import fixture_body
+from tests.fakes.base import in_a_thread
 from tests.fakes.webhook import PATH, SECRET, WebhookFake
 from tests.integration.procs import Bridge, wait_for
 
@@ -36,24 +35,9 @@ class SwitchableFake(WebhookFake):
 @pytest.fixture
 def fake() -> Iterator[SwitchableFake]:
     """The fake in a thread of its own: the test talks to the bridge with blocking calls."""
-    loop = asyncio.new_event_loop()
     server = SwitchableFake()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with in_a_thread(server):
+        yield server
 
 
 def test_pending_and_in_flight_notifications_survive_sigkill(

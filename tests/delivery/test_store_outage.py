@@ -27,6 +27,7 @@ from bridge.store import Store
 from bridge.store import outbox as q
 from tests.conftest import fixture_body
 from tests.delivery.test_worker import hook_worker, ingest, rows
+from tests.fakes.base import serving
 from tests.fakes.webhook import WebhookFake
 
 DISK_SIZE = "3m"
@@ -112,10 +113,8 @@ class FillingFake(WebhookFake):
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FillingFake]:
-    server = FillingFake()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(FillingFake()) as server:
+        yield server
 
 
 async def until(what: str, check: Callable[[], Any], within_s: float = 10.0) -> None:

@@ -25,6 +25,7 @@ from bridge.store.ingest import WebhookResult, apply_webhook
 from bridge.targets import build_target
 from bridge.targets.base import TargetDeps
 from tests.conftest import SECOND, Clock, fixture_body
+from tests.fakes.base import serving
 from tests.fakes.webhook import SECRET, WebhookFake
 
 POLICY = BuiltinPolicy(general=("hook",))
@@ -50,10 +51,8 @@ async def ingest(
 
 @pytest.fixture
 async def fake() -> AsyncIterator[WebhookFake]:
-    server = WebhookFake()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(WebhookFake()) as server:
+        yield server
 
 
 @contextlib.asynccontextmanager

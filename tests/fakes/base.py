@@ -8,13 +8,14 @@ import contextlib
 import json
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+F = TypeVar("F", bound="FakeServer")
 
 
 @dataclass
@@ -166,3 +167,13 @@ def in_a_thread(*servers: FakeServer) -> Iterator[None]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(server: F) -> AsyncIterator[F]:
+    """``server`` started, and closed at the end (a fixture's whole life of a fake)."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
