@@ -147,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
                     )
                     page_ms += p
                     ratios.append(statistics.median(p) / statistics.median(a))
-            context = await pages._context(
+            context = await pages.incident_context(
                 state, incident, pages.Viewer("bench", "write", "x" * 32)
             )
             assert context is not None

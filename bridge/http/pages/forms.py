@@ -1,0 +1,133 @@
+"""The forms' target, ``/incidents/{id}/do/{action}``: a form is read into the same pydantic
+body as the API's action and built into the same command (``http/actions.ACTIONS``), then
+``service.act`` runs it with the signed-in person as the actor and the form's one-time key as
+its Idempotency-Key (a double submit does it once); the postmortem's save and publish go to
+``kb/postmortems``. The answer is a redirect back to the page (POST, redirect, GET), or the
+page again with the refusal and its 4xx status. Uses ``render``, ``signin`` and ``views``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bridge.core.postmortem import SECTION_INFO
+from bridge.http import session
+from bridge.http.actions import ACTIONS, ActionBody
+from bridge.http.pages.render import HEADERS, error_page, html_response, render
+from bridge.http.pages.signin import read_form, same_origin, to_login, viewer
+from bridge.http.pages.views import incident_context, incident_id_of
+from bridge.http.session import Viewer
+from bridge.kb import postmortems
+from bridge.service import AppState, act
+from bridge.store.interface import Idempotency, StoreUnavailable
+
+
+async def do_action(request: web.Request) -> web.Response:
+    """A form's action: the same body model and command as the API's, through service.act."""
+    state: AppState = request.app[AppState.KEY]
+    who, _ = viewer(request, state)
+    if who is None:
+        return to_login(request)
+    incident_id = incident_id_of(request)
+    name = request.match_info["action"]
+    form = await read_form(request)
+    if not who.can_write:
+        return error_page(403, "You can only look: acting needs a write token.", who)
+    if not same_origin(request, state) or not session.csrf_ok(who, form.get("csrf", "")):
+        return error_page(
+            403, "This form has expired or came from another site: reload the page.", who
+        )
+    fields = {
+        k: v for k, v in form.items() if k not in ("csrf", "form_key", "actor") and v.strip() != ""
+    }
+    name, fields = _adapt(name, fields)
+    key = form.get("form_key", "")[:100]
+    digest = hashlib.sha256(
+        json.dumps([name, sorted(fields.items())], separators=(",", ":")).encode()
+    ).hexdigest()
+    idempotency = Idempotency(who.name, f"web:{key}", f"web {name} {digest}") if key else None
+    if name == "postmortem":
+        return await _save_postmortem(state, incident_id, who, fields, idempotency)
+    if name == "publish":
+        try:
+            await postmortems.publish(state, incident_id, who.name)
+        except postmortems.PostmortemError as exc:
+            return await _refused(state, incident_id, who, exc.status, exc.message)
+        raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#postmortem", headers=HEADERS)
+    spec = ACTIONS.get(name)
+    if spec is None:
+        return error_page(404, f"There is no action {name!r}.", who)
+    _summary, model, build = spec
+    try:
+        body: ActionBody = model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "form"
+        return await _refused(state, incident_id, who, 400, f"{where}: {first['msg']}")
+    try:
+        answer = await act(state, incident_id, build(body, who.name), idempotency=idempotency)
+    except StoreUnavailable as exc:
+        return error_page(503, f"The database is not available now ({exc}); try again.", who)
+    if answer.status != 200:
+        message = str(answer.body.get("error", "refused"))
+        return await _refused(state, incident_id, who, answer.status, message)
+    anchor = "followup" if name.startswith("followup") else "timeline"
+    raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#{anchor}", headers=HEADERS)
+
+
+def _adapt(name: str, fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The page's forms in the API's shapes: one entry form for notes, decisions and action
+    items (its ``kind``), the next update in minutes (the API takes seconds)."""
+    out: dict[str, Any] = dict(fields)
+    if name == "notes":
+        kind = out.pop("kind", "note")
+        name = {"decision": "decisions", "action": "actions"}.get(kind, "notes")
+        if name != "actions":
+            out.pop("owner", None)
+    if name == "updates" and "next_update_in_minutes" in out:
+        minutes = out.pop("next_update_in_minutes")
+        out["next_update_in"] = (
+            int(minutes) * 60  # plain ASCII digits only: int() of "²" would raise
+            if minutes.isascii() and minutes.isdigit() and len(minutes) < 9
+            else minutes
+        )
+    return name, out
+
+
+async def _save_postmortem(
+    state: AppState,
+    incident_id: int,
+    who: Viewer,
+    fields: Mapping[str, str],
+    idempotency: Idempotency | None,
+) -> web.Response:
+    known = {s.name for s in SECTION_INFO}
+    sections = {
+        k.removeprefix("section_"): v
+        for k, v in fields.items()
+        if k.removeprefix("section_") in known
+    }
+    try:
+        answer = await postmortems.save(
+            state, incident_id, sections, who.name, idempotency=idempotency
+        )
+    except postmortems.PostmortemError as exc:
+        return await _refused(state, incident_id, who, exc.status, exc.message)
+    if answer.status != 200:
+        return await _refused(state, incident_id, who, answer.status, str(answer.body.get("error")))
+    raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#postmortem", headers=HEADERS)
+
+
+async def _refused(
+    state: AppState, incident_id: int, who: Viewer, status: int, message: str
+) -> web.Response:
+    context = await incident_context(state, incident_id, who)
+    if context is None:
+        return error_page(404, f"There is no incident {incident_id}.", who)
+    context["error"] = message
+    return html_response(render("incident.html.j2", **context), status)
