@@ -633,16 +633,29 @@ class OutboxWorker:
             f" ({exc.scope})" if exc.scope else "",
             wait,
         )
+        await self._failed(leader, exc, exc.reason, retry_at, counts=False)
+
+    async def _failed(
+        self,
+        leader: outbox.OutboxRow,
+        exc: DeliveryError,
+        error: str,
+        retry_at: int | None,
+        *,
+        counts: bool = True,
+    ) -> None:
+        """A failed send counted and recorded with the state the target left (``counts``
+        False: a rate limit's wait, not an attempt)."""
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
         await self._record(
             leader,
             outbox.Attempt(
                 leader.id,
                 self.clock(),
-                error=exc.reason,
+                error=error,
                 retry_at=retry_at,
                 state=dict(exc.state) if exc.state is not None else None,
-                counts=False,
+                counts=counts,
             ),
         )
 
@@ -674,17 +687,7 @@ class OutboxWorker:
             if retry_at
             else ", dead-lettered",
         )
-        self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
-        await self._record(
-            leader,
-            outbox.Attempt(
-                leader.id,
-                self.clock(),
-                error=error,
-                retry_at=retry_at,
-                state=dict(exc.state) if exc.state is not None else None,
-            ),
-        )
+        await self._failed(leader, exc, error, retry_at)
 
     # -- recording outcomes ---------------------------------------------------------------
 
