@@ -19,7 +19,7 @@ from bridge.core.postmortem import SECTION_INFO
 from bridge.http import session
 from bridge.http.actions import ACTIONS, ActionBody
 from bridge.http.pages.render import HEADERS, error_page, html_response, render
-from bridge.http.pages.signin import read_form, same_origin, to_login, viewer
+from bridge.http.pages.signin import read_form, same_origin, signed_in
 from bridge.http.pages.views import incident_context, incident_id_of
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
@@ -29,10 +29,7 @@ from bridge.store.interface import Idempotency, StoreUnavailable
 
 async def do_action(request: web.Request) -> web.Response:
     """A form's action: the same body model and command as the API's, through service.act."""
-    state: AppState = request.app[AppState.KEY]
-    who, _ = viewer(request, state)
-    if who is None:
-        return to_login(request)
+    state, who, _ = signed_in(request)
     incident_id = incident_id_of(request)
     name = request.match_info["action"]
     form = await read_form(request)

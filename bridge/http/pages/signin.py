@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 from urllib.parse import unquote, urlencode
 
 from aiohttp import web
@@ -89,9 +90,19 @@ def with_csrf_cookie(response: web.StreamResponse, nonce: str | None, secure: bo
         )
 
 
-def to_login(request: web.Request) -> web.Response:
+def to_login(request: web.Request) -> NoReturn:
     target = request.path_qs if request.method == "GET" else "/"
     raise web.HTTPSeeOther(location="/login?" + urlencode({"next": target}), headers=HEADERS)
+
+
+def signed_in(request: web.Request) -> tuple[AppState, Viewer, str | None]:
+    """A page's state, who looks and the CSRF cookie nonce to set (``viewer``); nobody who
+    may read is sent to the sign-in page."""
+    state: AppState = request.app[AppState.KEY]
+    who, nonce = viewer(request, state)
+    if who is None:
+        to_login(request)
+    return state, who, nonce
 
 
 def same_origin(request: web.Request, state: AppState) -> bool:

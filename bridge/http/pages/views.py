@@ -16,7 +16,7 @@ from bridge.core.incidents import STATUSES, Incident
 from bridge.core.policy import ROLES, SEVERITIES
 from bridge.core.values import parse_id
 from bridge.http.pages.render import HEADERS, age, error_page, html_response, render
-from bridge.http.pages.signin import is_secure, to_login, viewer, with_csrf_cookie
+from bridge.http.pages.signin import is_secure, signed_in, viewer, with_csrf_cookie
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
 from bridge.service import AppState
@@ -48,10 +48,7 @@ def incident_id_of(request: web.Request) -> int:
 
 
 async def index(request: web.Request) -> web.Response:
-    state: AppState = request.app[AppState.KEY]
-    who, nonce = viewer(request, state)
-    if who is None:
-        return to_login(request)
+    state, who, nonce = signed_in(request)
     q = request.query
     chosen: dict[str, list[str]] = {
         "status": [s for s in q.getall("status", []) if s in STATUSES],
@@ -154,10 +151,7 @@ async def incident_context(state: AppState, incident_id: int, who: Viewer) -> di
 
 
 async def incident_page(request: web.Request) -> web.Response:
-    state: AppState = request.app[AppState.KEY]
-    who, nonce = viewer(request, state)
-    if who is None:
-        return to_login(request)
+    state, who, nonce = signed_in(request)
     incident_id = incident_id_of(request)
     context = await incident_context(state, incident_id, who)
     if context is None:
