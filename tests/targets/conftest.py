@@ -10,7 +10,7 @@ import pytest
 
 from bridge.delivery.templates import SAMPLE_INCIDENT
 from bridge.targets import REGISTRY, Notification, Target, TargetDeps
-from tests.fakes.base import FakeServer
+from tests.fakes.base import FakeServer, serving
 from tests.fakes.chat import DiscordFake, MattermostFake, TeamsFake, TelegramFake
 from tests.fakes.paging import OpsgenieFake, PagerDutyFake
 from tests.fakes.slack import SlackAPIFake, SlackWebhookFake
@@ -105,63 +105,55 @@ async def start_fake(fixed_clock: FixedClock) -> AsyncIterator[StartFake]:
         await fake.close()
 
 
-async def _serve(fake: FakeServer) -> AsyncIterator[Any]:
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
 @pytest.fixture
 async def slack_api() -> AsyncIterator[SlackAPIFake]:
-    async for f in _serve(SlackAPIFake()):
+    async with serving(SlackAPIFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def slack_hook() -> AsyncIterator[SlackWebhookFake]:
-    async for f in _serve(SlackWebhookFake()):
+    async with serving(SlackWebhookFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def teams() -> AsyncIterator[TeamsFake]:
-    async for f in _serve(TeamsFake()):
+    async with serving(TeamsFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def mattermost() -> AsyncIterator[MattermostFake]:
-    async for f in _serve(MattermostFake()):
+    async with serving(MattermostFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def discord() -> AsyncIterator[DiscordFake]:
-    async for f in _serve(DiscordFake()):
+    async with serving(DiscordFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def telegram() -> AsyncIterator[TelegramFake]:
-    async for f in _serve(TelegramFake()):
+    async with serving(TelegramFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def pagerduty() -> AsyncIterator[PagerDutyFake]:
-    async for f in _serve(PagerDutyFake()):
+    async with serving(PagerDutyFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def opsgenie() -> AsyncIterator[OpsgenieFake]:
-    async for f in _serve(OpsgenieFake()):
+    async with serving(OpsgenieFake()) as f:
         yield f
 
 
 @pytest.fixture
 async def webhook(fixed_clock: FixedClock) -> AsyncIterator[WebhookFake]:
-    async for f in _serve(WebhookFake(now=fixed_clock)):
+    async with serving(WebhookFake(now=fixed_clock)) as f:
         yield f
