@@ -1,5 +1,6 @@
 """What several benchmark scripts share: the ``--smoke`` flag's help, a free loopback port,
-and the wait for a started service's ``/-/ready``. Not a benchmark itself: run with ``--smoke`` (as
+and the wait for a started service's ``/-/ready`` (a process is ended by
+``tests.integration.procs.terminate``). Not a benchmark itself: run with ``--smoke`` (as
 tools/bench-smoke runs every bench/*.py) it checks its own helpers against a tiny server."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
-import signal
 import socket
 import subprocess
 import sys
@@ -50,17 +50,6 @@ def wait_ready(
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def stop(proc: subprocess.Popen[bytes], grace_s: float, kill_wait_s: float = 10.0) -> None:
-    """A process asked to end (SIGTERM), killed if it has not after ``grace_s`` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(kill_wait_s)
-
-
 def _self_check() -> int:
     class Ready(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -79,7 +68,8 @@ def _self_check() -> int:
         wait_ready(f"http://127.0.0.1:{port}", sleeper, 5.0)
         print(f"bench/_common: ready seen on port {port}")
     finally:
-        stop(sleeper, 0.0)
+        sleeper.kill()
+        sleeper.wait()
         server.shutdown()
     return 0
 

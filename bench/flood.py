@@ -42,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import free_port, stop, wait_ready  # noqa: E402
+from bench._common import free_port, wait_ready  # noqa: E402
+from tests.integration.procs import terminate  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
 TOKEN = "flood-bench-token"
@@ -404,7 +405,7 @@ def main() -> int:
             wait_ready(url, proc, 30.0, what="the service")
             status = asyncio.run(measure(args, port, hook_port, proc.pid))
         finally:
-            stop(proc, 20.0)
+            terminate(proc, 20.0)
         lines = log.read_text(errors="replace").splitlines()
         # a traceback is one line with its newlines escaped (bridge/logs.py)
         tracebacks = sum(1 for line in lines if "Traceback" in line)

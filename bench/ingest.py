@@ -48,7 +48,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import SMOKE_HELP, free_port, stop, wait_ready  # noqa: E402
+from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+from tests.integration.procs import terminate  # noqa: E402
 
 LUA = HERE / "webhook.lua"
 TOKEN = "bench-token"
@@ -72,7 +73,7 @@ def process(
     try:
         yield proc
     finally:
-        stop(proc, 15.0, 15.0)
+        terminate(proc, 15.0)
 
 
 @dataclass

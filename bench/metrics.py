@@ -41,8 +41,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench._common import SMOKE_HELP, free_port, stop, wait_ready  # noqa: E402
+from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
 from bridge.store.migrations import MIGRATIONS, migrate  # noqa: E402
+from tests.integration.procs import terminate  # noqa: E402
 
 NS = 10**9
 TARGET_SCRAPE_MS = 50.0
@@ -150,7 +151,7 @@ def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
                     scrape_ms.append((time.perf_counter() - t1) * 1000)
                     size = len(body)
         finally:
-            stop(proc, 30.0)
+            terminate(proc, 30.0)
     scrape_ms.sort()
     return {
         "start_s": round(statistics.median(start_times), 3),

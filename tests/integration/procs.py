@@ -104,7 +104,9 @@ def http(
             return Response(err.code, dict(err.headers.items()), err.read())
 
 
-def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
+def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
+    """A process asked to end (SIGTERM), killed if it has not within ``grace`` seconds; its
+    exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -209,7 +211,7 @@ class Bridge:
         """SIGTERM (graceful), SIGKILL after 10 s; the exit code."""
         if self.proc is None:
             return 0
-        return _terminate(self.proc)
+        return terminate(self.proc)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -414,7 +416,7 @@ class Alertmanager:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> int:
-        return 0 if self.proc is None else _terminate(self.proc)
+        return 0 if self.proc is None else terminate(self.proc)
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """Alertmanager's v2 API, as Prometheus sends alerts."""
@@ -528,4 +530,4 @@ alerting:
             raise AssertionError(log_path.read_text(errors="replace")[-4000:]) from None
         yield url
     finally:
-        _terminate(proc)
+        terminate(proc)

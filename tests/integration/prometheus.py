@@ -35,11 +35,11 @@ import pytest
 from tests.integration.procs import (
     LOOPBACK,
     PROMETHEUS,
-    _terminate,
     free_port,
     http,
     require_binary,
     start_prometheus,
+    terminate,
     wait_for,
 )
 
@@ -218,7 +218,7 @@ def running_prometheus_with_exporter(
             try:
                 wait_for("Prometheus to be ready", ready, timeout)
             except AssertionError:
-                _terminate(proc)
+                terminate(proc)
                 if "address already in use" in running.logs():
                     continue
                 raise AssertionError(running.logs()[-4000:]) from None
@@ -233,7 +233,7 @@ def running_prometheus_with_exporter(
         )
     finally:
         if proc is not None:
-            _terminate(proc)
+            terminate(proc)
         exporter.stop()
 
 

@@ -36,10 +36,10 @@ from bridge.core.mttx import BUCKETS
 from tests.integration.procs import (
     LOOPBACK,
     Bridge,
-    _terminate,
     free_port,
     http,
     start_prometheus,
+    terminate,
     wait_for,
 )
 from tests.integration.test_metrics import Api, payload
@@ -149,7 +149,7 @@ def prometheus_scraping(
         wait_for("Prometheus", lambda: http("GET", url + "/-/ready", timeout=2).status == 200, 30)
         yield url
     finally:
-        _terminate(proc)
+        terminate(proc)
 
 
 def query(url: str, expr: str, at: float | None = None) -> dict[str, Any]:
