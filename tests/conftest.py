@@ -19,6 +19,8 @@ from bridge.runtime import Runtime, builtin_runtime, rules_runtime
 from bridge.service import AppState, api_access
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
+from tests.fakes.base import serving
+from tests.fakes.slack import SlackAPIFake
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager-0.25"
 T0 = 1_795_752_400_000_000_000  # 2026-11-27T04:06:40Z, after every fixture's startsAt
@@ -135,6 +137,13 @@ class RulesService:
             return list(conn.execute(sql, args).fetchall())
         finally:
             conn.close()
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[SlackAPIFake]:
+    """The Slack Web API fake, served for the test (targets' and the digests' tests)."""
+    async with serving(SlackAPIFake()) as f:
+        yield f
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from bridge.delivery.protocol import Digest, Notification
 from bridge.delivery.templates import Renderer
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
-from tests.fakes.base import serving
 from tests.fakes.slack import TOKEN, SlackAPIFake
 from tests.targets.conftest import incident, make_notification
 
@@ -47,12 +46,6 @@ def items(storm: list[tuple[str, str, str, str]], first: int = 101) -> tuple[Not
         )
         for i, (event, sev, status, title) in enumerate(storm, first)
     )
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[SlackAPIFake]:
-    async with serving(SlackAPIFake()) as fake:
-        yield fake
 
 
 @pytest.fixture

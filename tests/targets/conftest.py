@@ -13,7 +13,7 @@ from bridge.targets import REGISTRY, Notification, Target, TargetDeps
 from tests.fakes.base import FakeServer, serving
 from tests.fakes.chat import DiscordFake, MattermostFake, TeamsFake, TelegramFake
 from tests.fakes.paging import OpsgenieFake, PagerDutyFake
-from tests.fakes.slack import SlackAPIFake, SlackWebhookFake
+from tests.fakes.slack import SlackWebhookFake
 from tests.fakes.webhook import WebhookFake
 
 NOW = 1_795_752_400.0  # 2026-11-27T04:06:40Z
@@ -103,12 +103,6 @@ async def start_fake(fixed_clock: FixedClock) -> AsyncIterator[StartFake]:
     yield start
     for fake in started:
         await fake.close()
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[SlackAPIFake]:
-    async with serving(SlackAPIFake()) as f:
-        yield f
 
 
 @pytest.fixture
