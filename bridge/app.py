@@ -45,16 +45,9 @@ from bridge.kb import postmortems
 from bridge.metrics import Metrics
 from bridge.reconciler import Reconciler
 from bridge.runtime import RulesError
-from bridge.service import (
-    ApiAccess,
-    AppState,
-    ReminderScheduler,
-    activate,
-    api_access,
-    ensure_api_token,
-    load_runtime,
-    reload,
-)
+from bridge.service import AppState, activate, load_runtime, reload
+from bridge.service.access import ApiAccess, api_access, ensure_api_token
+from bridge.service.scheduler import ReminderScheduler
 from bridge.store import Store
 from bridge.store.interface import StoreError, StoreUnavailable
 from bridge.targets.base import TargetDeps

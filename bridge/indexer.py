@@ -98,8 +98,7 @@ class Indexer(BackgroundLoop):
             )
             # The entries written are timeline entries the next batches read past.
             self._written.update(recorded.event_ids)
-        if recorded.notifications and self.state.worker is not None:
-            self.state.worker.notify()
+        self.state.committed(notifications=recorded.notifications)
         if recorded.linked:
             shown = ", ".join(str(i) for i in recorded.linked[:10])
             more = f" and {len(recorded.linked) - 10} more" if len(recorded.linked) > 10 else ""

@@ -163,10 +163,7 @@ class Reconciler(BackgroundLoop):
         attached = 0
         for group in found.truncated:
             attached += await self._attach(group, view)
-        if total.notifications and state.worker is not None:
-            state.worker.notify()
-        if total.mitigated:
-            state.wake_scheduler()  # their follow-ups open now
+        state.committed(notifications=total.notifications, mitigated=bool(total.mitigated))
         for kind, n in total.kinds.items():
             metrics.child(metrics.reconcile_changes, kind).inc(n)
             health.totals[kind] = health.totals.get(kind, 0) + n
@@ -206,8 +203,7 @@ class Reconciler(BackgroundLoop):
             via="api",
         )
         result = await state.store.ingest.apply_webhooks(item)
-        if result.notifications and state.worker is not None:
-            state.worker.notify()
+        state.committed(notifications=result.notifications)
         log.info(
             "reconcile: incident %d: %d alert(s) the webhook left out fetched from Alertmanager",
             group.incident_id,

@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge import service
 from bridge.core.followup import Check, CheckOutcome, FollowUpPolicy
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
-from bridge.service import AppState, ReminderScheduler, advance_followups
+from bridge.service import AppState
+from bridge.service import scheduler as service
+from bridge.service.scheduler import ReminderScheduler, advance_followups
 from bridge.store.followup import has_work, next_validation_at
 from bridge.targets.base import TargetDeps
 from tests.conftest import WRITE, Clock, MakeClient, fixture_body

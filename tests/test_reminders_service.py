@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge.service import ReminderScheduler, fire_reminders
+from bridge.service.scheduler import ReminderScheduler, fire_reminders
 from tests.conftest import T0, WRITE, Clock, RulesService, fixture_body
 
 MIN = 60 * 1_000_000_000

@@ -147,6 +147,5 @@ async def retry_notification(request: web.Request) -> web.Response:
         raise _not_found("notification")
     if not done:
         raise HTTPError(409, f"notification {row_id} is {row.state}, only dead ones can be retried")
-    if state.worker is not None:
-        state.worker.notify()
+    state.committed(notifications=1)  # the dead row is pending again
     return models.json_answer(models.Notification.model_validate(row.as_json()))

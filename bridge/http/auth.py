@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bridge.core.secrets import Secret
 from bridge.http.errors import HTTPError
-from bridge.service import ApiAccess
+from bridge.service.access import ApiAccess
 
 
 def check(

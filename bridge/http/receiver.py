@@ -285,13 +285,10 @@ def _render_failed(decisions: list[Decision], group_key: str, state: AppState) -
 
 def _answer(result: WebhookResult, state: AppState) -> web.Response:
     metrics = state.metrics
-    for touched in result.incidents:
-        if touched.changed and touched.status == "mitigated":
-            state.wake_scheduler()  # its follow-up opens now, not at the next tick
+    mitigated = any(t.changed and t.status == "mitigated" for t in result.incidents)
     if not result.changed:
         metrics.webhooks_duplicate.inc()
-    if result.notifications and state.worker is not None:
-        state.worker.notify()
+    state.committed(notifications=result.notifications, mitigated=mitigated)
     return web.Response(
         body=to_json({"status": "ok", "incidents": [t.as_json() for t in result.incidents]}),
         content_type="application/json",

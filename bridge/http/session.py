@@ -34,7 +34,7 @@ from aiohttp import web
 from bridge.core.secrets import Secret
 from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import UnsafeFile, read_private, write_private
-from bridge.service import ApiAccess, token_fingerprint
+from bridge.service.access import ApiAccess, token_fingerprint
 from bridge.store.interface import StoreError, StoreInterface, StoreUnavailable
 
 COOKIE = "ib_session"

@@ -137,8 +137,7 @@ async def save(
     read the same."""
     request = SaveRequest(incident_id, dict(sections), actor, state.clock(), idempotency)
     answer = await state.store.postmortems.save_version(request)
-    if answer.notifications and state.worker is not None:
-        state.worker.notify()
+    state.committed(notifications=answer.notifications)
     return answer
 
 
@@ -320,8 +319,7 @@ async def publish(state: AppState, incident_id: int, actor: str) -> dict[str, An
                 raise _no_incident(incident_id)
             changed, pushed = True, recorded.pushed
             events += recorded.events
-            if recorded.notifications and state.worker is not None:
-                state.worker.notify()
+            state.committed(notifications=recorded.notifications)
             log.info(
                 "incident %d: postmortem v%s published by %s%s",
                 incident_id,
