@@ -27,13 +27,13 @@ def fingerprint(labels: dict[str, str]) -> str:
     return f"{h:016x}"
 
 
-def _timestamp(value: Any) -> int | None:
+def parse_timestamp(value: Any) -> int | None:
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 string")
     return parse_rfc3339(value, clamp=True)
 
 
-Timestamp = Annotated[int | None, BeforeValidator(_timestamp)]
+Timestamp = Annotated[int | None, BeforeValidator(parse_timestamp)]
 Status = Literal["firing", "resolved"]
 
 
@@ -45,7 +45,7 @@ class Alert(_Lenient):
     status: Status
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: Annotated[int, BeforeValidator(_timestamp)] = Field(alias="startsAt")
+    starts_at: Annotated[int, BeforeValidator(parse_timestamp)] = Field(alias="startsAt")
     ends_at: Timestamp = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""

@@ -45,7 +45,7 @@ from bridge.delivery.protocol import (
     Sender,
 )
 from bridge.metrics import Metrics
-from bridge.store import Batched, Store, StoreUnavailable, outbox
+from bridge.store.interface import Attempt, Context, OutboxRow, StoreInterface, StoreUnavailable
 
 log = logging.getLogger("bridge.delivery.worker")
 
@@ -170,17 +170,17 @@ class _Unrecorded:
     """An outcome the store refused: written again at ``next_try`` (``time.monotonic``); its
     row is not sent again until then."""
 
-    attempt: outbox.Attempt
+    attempt: Attempt
     tries: int
     next_try: float
 
 
-def _headline(group: list[outbox.OutboxRow]) -> str:
+def _headline(group: list[OutboxRow]) -> str:
     """The event a coalesced message is about: its newest milestone, else "timeline"."""
     return next((r.event for r in reversed(group) if r.event != "timeline"), group[-1].event)
 
 
-def _channel(row: outbox.OutboxRow) -> str:
+def _channel(row: OutboxRow) -> str:
     """Pacing applies per channel: each incident has its own dedicated channel."""
     return f"incident-{row.incident_id}" if row.tier == "incident" else "general"
 
@@ -188,7 +188,7 @@ def _channel(row: outbox.OutboxRow) -> str:
 class OutboxWorker:
     def __init__(
         self,
-        store: Store,
+        store: StoreInterface,
         targets: Mapping[str, Sender],
         metrics: Metrics,
         *,
@@ -264,9 +264,7 @@ class OutboxWorker:
             next_at: int | None = None
             try:
                 await self.run_once()
-                next_at = await self.store.read(
-                    functools.partial(outbox.next_due_at, after=self.clock())
-                )
+                next_at = await self.store.outbox.next_due_at(after=self.clock())
             except StoreUnavailable as exc:
                 log.warning("outbox: store unavailable: %s", exc)
             except Exception:
@@ -298,17 +296,15 @@ class OutboxWorker:
         await self._record_held()
         now = self.clock()
         self._paused = {name: until for name, until in self._paused.items() if until > now}
-        rows = await self.store.read(
-            functools.partial(
-                outbox.due, now=now, limit=1000, per_target=self.policy.due_per_target
-            )
+        rows = await self.store.outbox.due(
+            now=now, limit=1000, per_target=self.policy.due_per_target
         )
         leaders: list[int] = []
         # (target, channel) -> the leaders of its digest; None: the channel has no turn now
         digests: dict[tuple[str, str], list[int] | None] = {}
         storming = self._storming(rows)
         self._paced_until = None
-        for row in rows:  # most severe first (outbox.priority)
+        for row in rows:  # most severe first (store/outbox.priority)
             key = (row.incident_id, row.target)
             if key in self._inflight or key in self._unrecorded:
                 continue  # one send at a time; an outcome not yet recorded holds its row
@@ -336,15 +332,11 @@ class OutboxWorker:
         if not claimed:
             return 0
         # One write claims every group, one read loads what their messages need.
-        groups = await self.store.write(
-            functools.partial(
-                outbox.claim_groups, leader_ids=claimed, max_group=self.policy.group_size
-            )
+        groups = await self.store.outbox.claim_groups(
+            leader_ids=claimed, max_group=self.policy.group_size
         )
-        contexts = await self.store.read(
-            functools.partial(
-                outbox.contexts, groups=list(groups.values()), max_alerts=snapshot.MAX_ALERTS
-            )
+        contexts = await self.store.outbox.contexts(
+            groups=list(groups.values()), max_alerts=snapshot.MAX_ALERTS
         )
         started = 0
         for leader_id in leaders:
@@ -360,7 +352,7 @@ class OutboxWorker:
             started += len(members)
         return started
 
-    def _start(self, send: Any, groups: list[list[outbox.OutboxRow]]) -> None:
+    def _start(self, send: Any, groups: list[list[OutboxRow]]) -> None:
         keys = [(g[0].incident_id, g[0].target) for g in groups]
         task = asyncio.create_task(send)
         for key in keys:
@@ -371,7 +363,7 @@ class OutboxWorker:
         for key in keys:
             self._done(key, task)
 
-    def _storming(self, rows: list[outbox.OutboxRow]) -> set[tuple[str, str]]:
+    def _storming(self, rows: list[OutboxRow]) -> set[tuple[str, str]]:
         """The (target, channel)s whose waiting general-tier messages are more than the
         channel's pace lets out within ``digest_budget_s``, for targets that send digests."""
         waiting: dict[tuple[str, str], int] = {}
@@ -438,7 +430,7 @@ class OutboxWorker:
 
     # -- one message ----------------------------------------------------------------------
 
-    async def _deliver(self, group: list[outbox.OutboxRow], ctx: outbox.Context | None) -> None:
+    async def _deliver(self, group: list[OutboxRow], ctx: Context | None) -> None:
         leader = group[0]
         target = self.targets.get(leader.target)
         if target is None:
@@ -471,7 +463,7 @@ class OutboxWorker:
         self._observe(leader.target, started)
         await self._record(
             leader,
-            outbox.Attempt(
+            Attempt(
                 leader.id,
                 self.clock(),
                 state=dict(result.state) if result.state else None,
@@ -484,7 +476,7 @@ class OutboxWorker:
         for member in group:
             self.metrics.notifications.labels(member.target, member.event).inc()
 
-    def _notification(self, group: list[outbox.OutboxRow], ctx: outbox.Context) -> Notification:
+    def _notification(self, group: list[OutboxRow], ctx: Context) -> Notification:
         leader = group[0]
         return Notification(
             id=leader.id,
@@ -499,14 +491,14 @@ class OutboxWorker:
         )
 
     async def _deliver_digest(
-        self, groups: list[list[outbox.OutboxRow]], contexts: Mapping[int, outbox.Context]
+        self, groups: list[list[OutboxRow]], contexts: Mapping[int, Context]
     ) -> None:
         """Several incidents' messages to one channel as one digest; delivered, each of their
         rows is marked delivered (with the digest's ids) and none is sent again alone."""
         first = groups[0][0]
         target = self.targets.get(first.target)
         items: list[Notification] = []
-        members: list[list[outbox.OutboxRow]] = []
+        members: list[list[OutboxRow]] = []
         for group in groups:
             ctx = contexts.get(group[0].id)
             if target is None:
@@ -551,7 +543,7 @@ class OutboxWorker:
         now = self.clock()
         await asyncio.gather(
             *(
-                self._record(group[0], outbox.Attempt(group[0].id, now, provider_ids=ids))
+                self._record(group[0], Attempt(group[0].id, now, provider_ids=ids))
                 for group in members
             )
         )
@@ -616,7 +608,7 @@ class OutboxWorker:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _wait(self, leader: outbox.OutboxRow, exc: RateLimited) -> None:
+    async def _wait(self, leader: OutboxRow, exc: RateLimited) -> None:
         """A rate limit: the row waits for the window's end (or ``rate_limit_wait_s`` without
         a hint); not an attempt, so it never comes nearer to the dead letter."""
         if exc.retry_after is not None:
@@ -637,7 +629,7 @@ class OutboxWorker:
 
     async def _failed(
         self,
-        leader: outbox.OutboxRow,
+        leader: OutboxRow,
         exc: DeliveryError,
         error: str,
         retry_at: int | None,
@@ -649,7 +641,7 @@ class OutboxWorker:
         self.metrics.notifications_failed.labels(leader.target, exc.reason).inc()
         await self._record(
             leader,
-            outbox.Attempt(
+            Attempt(
                 leader.id,
                 self.clock(),
                 error=error,
@@ -659,7 +651,7 @@ class OutboxWorker:
             ),
         )
 
-    async def _fail(self, leader: outbox.OutboxRow, exc: DeliveryError) -> None:
+    async def _fail(self, leader: OutboxRow, exc: DeliveryError) -> None:
         if isinstance(exc, RateLimited):
             await self._wait(leader, exc)
             return
@@ -691,7 +683,7 @@ class OutboxWorker:
 
     # -- recording outcomes ---------------------------------------------------------------
 
-    async def _record(self, leader: outbox.OutboxRow, attempt: outbox.Attempt) -> None:
+    async def _record(self, leader: OutboxRow, attempt: Attempt) -> None:
         """Record an outcome; when the store refuses it (disk full, read-only), keep it in
         memory and hold the row: it is not sent again before the outcome is written."""
         try:
@@ -702,9 +694,9 @@ class OutboxWorker:
             self._unrecorded[key] = held
             self._refused(leader.target, held, exc)
 
-    async def _write(self, attempt: outbox.Attempt) -> None:
-        # Outcomes of concurrent sends share one write (Batched): one call, one commit.
-        await self.store.write(Batched(outbox.record, attempt))
+    async def _write(self, attempt: Attempt) -> None:
+        # Outcomes of concurrent sends share one write (batched): one call, one commit.
+        await self.store.outbox.record(attempt)
 
     def _refused(self, target: str, held: _Unrecorded, exc: BaseException) -> None:
         wait = min(

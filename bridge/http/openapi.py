@@ -88,7 +88,7 @@ class _Schemas(GenerateJsonSchema):
 def _rfc3339(schema: core_schema.CoreSchema) -> bool:
     return (
         schema["type"] == "function-before"
-        and schema["function"]["function"] is alertmanager._timestamp
+        and schema["function"]["function"] is alertmanager.parse_timestamp
     )
 
 
