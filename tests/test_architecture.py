@@ -195,6 +195,32 @@ def test_the_chat_platforms_import_only_their_common_module() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+# Inside ``http/pages``, each module and the modules of the pages it may import: one way, from
+# the rendering up to the forms; none imports the package (its ``__init__`` imports them all).
+PAGES_ALLOWED = {
+    "render": set(),
+    "signin": {"render"},
+    "views": {"render", "signin"},
+    "forms": {"render", "signin", "views"},
+    "static": {"render"},
+}
+
+
+def test_the_pages_modules_import_one_way() -> None:
+    """``http/pages``: views and forms use render and signin, never the reverse."""
+    full = graph()
+    pages = "bridge.http.pages"
+    assert {f"{pages}.{m}" for m in PAGES_ALLOWED} <= set(full), "http/pages: a module is missing"
+    wrong = [
+        f"{pages}.{module}:{line} imports {dep}"
+        for module, allowed in PAGES_ALLOWED.items()
+        for dep, line in full[f"{pages}.{module}"].items()
+        if dep == pages
+        or (dep.startswith(f"{pages}.") and dep.removeprefix(f"{pages}.") not in allowed)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_slack_target_has_what_chat_calls() -> None:
     """The chat routes reach a ``slack`` target through ``http/chat/slack.SlackApi`` (the
     http layer does not import the targets): the target has each of its methods, with the same
