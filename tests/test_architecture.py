@@ -247,3 +247,110 @@ def test_the_slack_target_has_what_chat_calls() -> None:
         assert has.return_annotation == wanted.return_annotation, name
     target = SlackTarget("slack", SlackConfig(token="xoxb-test"), TargetDeps())
     assert isinstance(target, SlackApi)
+
+
+# What a module outside ``bridge/store/`` may import of the store: its interface and errors,
+# and from the package itself what the service opens and the offline tools (docs/architecture.md).
+STORE_INTERFACE = {"bridge.store.interface", "bridge.store.errors"}
+STORE_PACKAGE_NAMES = {
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "backup_database",
+    "check_database",
+}
+DRIVERS = ("sqlite3", "sqlite_utils")
+
+
+def store_reach(path: Path) -> list[str]:
+    """How ``path`` (outside the store) goes around the store's interface: a database driver
+    imported, a store module other than the interface, a name of the package it does not
+    offer, or the SQLite store's ``read``/``write`` (a function of a connection) called."""
+    found = []
+    for name, line in imports(path):
+        driver = name.split(".")[0] in DRIVERS
+        if driver or (name.startswith("bridge.store.") and name not in STORE_INTERFACE):
+            found.append(f"{path.name}:{line} imports {name}")
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "bridge.store" and not node.level:
+            for alias in node.names:
+                if alias.name not in STORE_PACKAGE_NAMES:
+                    found.append(f"{path.name}:{node.lineno} imports bridge.store.{alias.name}")
+        if isinstance(node, ast.Attribute) and node.attr in ("read", "write"):
+            owner = node.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            if name == "store":
+                found.append(f"{path.name}:{node.lineno} calls store.{node.attr}")
+    return found
+
+
+def private_reach(path: Path) -> list[str]:
+    """Private names (``_x``) ``path`` takes from another module: imported by name, or read as
+    an attribute of a module it imported. A package's private submodule (``targets/_http``)
+    may be imported inside that package."""
+    parts = path.with_suffix("").parts
+    own = ".".join(parts[len(parts) - 1 - parts[::-1].index("bridge") : -1])  # its package
+    tree = ast.parse(path.read_text(), str(path))
+    modules: set[str] = set()  # local names bound to imported bridge modules
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("bridge") and alias.asname:
+                    modules.add(alias.asname)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bridge"):
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                if _exists(candidate):
+                    modules.add(alias.asname or alias.name)
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not (_exists(candidate) and node.module == own):
+                    found.append(f"{path.name}:{node.lineno} imports {candidate}")
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{path.name}:{node.lineno} reads {node.value.id}.{node.attr}")
+    return found
+
+
+def test_only_the_store_knows_its_database() -> None:
+    """Outside ``bridge/store/`` the store is ``store.interface.StoreInterface`` and its
+    errors: no driver, no SQL function of a connection, no store module but the interface
+    (another backend then changes nothing outside the store)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if PACKAGE / "store" not in path.parents:
+            found += [f"{module_name(path)}: {f}" for f in store_reach(path)]
+    assert not found, "\n".join(found)
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += [f"{module_name(path)}: {f}" for f in private_reach(path)]
+    assert not found, "\n".join(found)
+
+
+def test_the_store_checks_catch_what_they_are_for(tmp_path: Path) -> None:
+    pkg = tmp_path / "bridge" / "http"
+    pkg.mkdir(parents=True)
+    src = pkg / "m.py"
+    src.write_text(
+        "import sqlite3\nfrom bridge.store import Batched, Store\n"
+        "from bridge.store.queries import get_incident\nfrom bridge.store.interface import X\n"
+        "from bridge.store.ingest import _incident\nfrom bridge.http import pages as p\n"
+        "async def f(state):\n    await state.store.read(get_incident)\n    p._read\n"
+    )
+    reach = "\n".join(store_reach(src))
+    for wanted in ("sqlite3", "bridge.store.Batched", "bridge.store.queries", "store.read"):
+        assert wanted in reach, wanted
+    assert "interface" not in reach and "bridge.store.Store" not in reach
+    private = "\n".join(private_reach(src))
+    assert "bridge.store.ingest._incident" in private and "p._read" in private
+    assert not private_reach(PACKAGE / "targets" / "slack.py")  # its package's own _http
