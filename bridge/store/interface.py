@@ -45,6 +45,7 @@ from bridge.store.postmortem import Recorded as Published
 from bridge.store.reconcile import Applied, Candidates, TruncatedGroup
 from bridge.store.reminders import FireResult, NextCommander, PolicyFor
 from bridge.store.search import Backlog, Indexed, Recorded
+from bridge.store.sessions import NewSession
 
 __all__ = [
     "STATES",
@@ -69,6 +70,7 @@ __all__ = [
     "Ingest",
     "IngestItem",
     "Metrics",
+    "NewSession",
     "OpenRequest",
     "Outbox",
     "OutboxRow",
@@ -254,18 +256,8 @@ class Chat(Protocol):
 
 
 class Sessions(Protocol):
-    async def start(
-        self,
-        *,
-        id_hash: str,
-        name: str,
-        scope: str,
-        fingerprint: str,
-        now: int,
-        expires_at: int,
-        replaces: str | None = ...,
-    ) -> None:
-        """A new session; ``replaces`` (the browser's session before) ends with it."""
+    async def start(self, new: NewSession) -> None:
+        """A new session; the one it replaces ends with it."""
         ...
 
     async def end(self, *, id_hash: str, now: int, why: str) -> bool: ...

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 
+from bridge.core.values import immutable
+
 # Ended and expired rows are kept a day (what a sign-out was is still there to look at), then
 # deleted at a later sign-in: the table stays as small as the sessions of a day.
 KEEP_NS = 86400 * 10**9
@@ -34,26 +36,31 @@ def create_table(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX web_sessions_fingerprint ON web_sessions (fingerprint)")
 
 
-def start_session(
-    conn: sqlite3.Connection,
-    *,
-    id_hash: str,
-    name: str,
-    scope: str,
-    fingerprint: str,
-    now: int,
-    expires_at: int,
-    replaces: str | None = None,
-) -> None:
-    """A new session; ``replaces`` (the hash of the browser's session before) ends with it, so
-    that signing in again leaves no copy of the old cookie working."""
-    if replaces is not None:
-        end_session(conn, id_hash=replaces, now=now, why="signed in again")
+@immutable
+class NewSession:
+    """A sign-in: the hash of the session's id, who, with which token's fingerprint, when,
+    until when, and the hash of the browser's session before (``replaces``)."""
+
+    id_hash: str
+    name: str
+    scope: str
+    fingerprint: str
+    now: int
+    expires_at: int
+    replaces: str | None = None
+
+
+def start_session(conn: sqlite3.Connection, new: NewSession) -> None:
+    """A new session; the one it replaces ends with it, so that signing in again leaves no copy
+    of the old cookie working."""
+    now = new.now
+    if new.replaces is not None:
+        end_session(conn, id_hash=new.replaces, now=now, why="signed in again")
     conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now - KEEP_NS,))
     conn.execute(
         "INSERT INTO web_sessions (id, name, scope, fingerprint, created_at, expires_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (id_hash, name, scope, fingerprint, now, expires_at),
+        (new.id_hash, new.name, new.scope, new.fingerprint, now, new.expires_at),
     )
 
 

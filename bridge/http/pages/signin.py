@@ -19,7 +19,7 @@ from bridge.http import auth, session
 from bridge.http.pages.render import HEADERS, error_page, html_response, render
 from bridge.http.session import Viewer
 from bridge.service import AppState
-from bridge.store.interface import StoreUnavailable
+from bridge.store.interface import NewSession, StoreUnavailable
 
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
 
@@ -181,13 +181,15 @@ async def login(request: web.Request) -> web.Response:
     previous = request.get(session.LIVE_SESSION)  # this browser's session before: it ends
     try:
         await state.store.sessions.start(
-            id_hash=session.id_hash(session_id),
-            name=name,
-            scope=scope,
-            fingerprint=fp,
-            now=int(now * 1e9),
-            expires_at=int((now + session.MAX_AGE_S) * 1e9),
-            replaces=session.id_hash(previous) if previous else None,
+            NewSession(
+                id_hash=session.id_hash(session_id),
+                name=name,
+                scope=scope,
+                fingerprint=fp,
+                now=int(now * 1e9),
+                expires_at=int((now + session.MAX_AGE_S) * 1e9),
+                replaces=session.id_hash(previous) if previous else None,
+            )
         )
     except StoreUnavailable:
         return error_page(503, "signing in needs the database, which cannot be reached now", None)
