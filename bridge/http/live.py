@@ -16,6 +16,7 @@ import collections
 import contextlib
 import ipaddress
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +25,13 @@ from aiohttp import web
 from bridge.config import Settings
 from bridge.core.values import parse_id
 from bridge.http.pages import HEADERS, incident_id_of, read_or_503, viewer
-from bridge.http.session import Viewer
+from bridge.http.session import LIVE_SESSION, Viewer, id_hash
 from bridge.service import AppState
 from bridge.store.interface import StoreUnavailable
 
 POLL_S = 1.0
 HEARTBEAT_S = 15.0
+SESSION_CHECK_S = 5.0  # how soon a stream notices that its session was ended
 RETRY_AFTER = "30"
 
 
@@ -139,11 +141,23 @@ async def _stream(request: web.Request, state: AppState, incident_id: int) -> we
         }
     )
     await response.prepare(request)
+    # A stream opened with a session cookie ends once that session has: a sign-out, or the
+    # reload that removed its token (the database says so, whichever process ended it).
+    signed_in = request.get(LIVE_SESSION)
     try:
         await response.write(b"retry: 3000\n\n")
-        quiet = 0.0
+        quiet = since_check = 0.0
         while True:
             await asyncio.sleep(POLL_S)
+            since_check += POLL_S
+            if signed_in is not None and since_check >= SESSION_CHECK_S:
+                since_check = 0.0
+                live = await state.store.sessions.is_live(
+                    id_hash=id_hash(signed_in), now=time.time_ns()
+                )
+                if not live:
+                    await response.write(b"event: signedout\ndata: {}\n\n")
+                    break
             now = await state.store.queries.last_change(incident_id)
             if now is None:
                 break

@@ -6,6 +6,7 @@ and its Bearer access at once, and the trusted header is taken only from the tru
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -356,3 +357,30 @@ def test_the_trusted_proxy_setting_is_addresses_or_networks(tmp_path: Path) -> N
             parser.parse_args([*base, "--web-user-header-trusted-proxy", "10.0.0.5,proxy.local"]),
             env={},
         )
+
+
+async def test_a_live_stream_ends_when_its_session_is_signed_out(
+    start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's live stream opened with a session stops once that session is ended (here by a
+    sign-out in another tab), instead of feeding a signed-out browser until it closes."""
+    from bridge.http import live
+
+    monkeypatch.setattr(live, "POLL_S", 0.05)
+    monkeypatch.setattr(live, "SESSION_CHECK_S", 0.1)
+    client: Any = await start(tmp_path / "bridge.db", api_tokens=NAMED)
+    incident = await opened(client)
+    cookie = cookie_of(await sign_in(client, ALICE))
+    headers = {"Cookie": f"ib_session={cookie}"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as other:
+        url = client.make_url(f"/incidents/{incident}/live")
+        async with other.get(url, headers=headers) as stream:
+            assert stream.status == 200 and stream.content_type == "text/event-stream"
+            await asyncio.wait_for(stream.content.readline(), 2)  # the retry line
+            await asyncio.sleep(0.3)
+            assert not stream.content.at_eof(), "a live session keeps its stream"
+            page = await (await client.get(f"/incidents/{incident}")).text()
+            out = await client.post("/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+            assert out.status == 303
+            rest = await asyncio.wait_for(stream.content.read(), 3)
+    assert b"event: signedout" in rest

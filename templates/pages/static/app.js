@@ -46,6 +46,11 @@
   const source = new EventSource("/incidents/" + id + "/live?after=" + last);
   source.addEventListener("open", function () { live.textContent = "Live"; });
   source.addEventListener("error", function () { live.textContent = "Reconnecting…"; });
+  // The session ended (signed out here or elsewhere): no more updates, no reconnecting.
+  source.addEventListener("signedout", function () {
+    source.close();
+    live.textContent = "Signed out: reload to sign in";
+  });
   source.addEventListener("change", function () {
     busy = busy.then(refresh).catch(function () { live.textContent = "Reload for updates"; });
   });
