@@ -4,10 +4,10 @@
 turns whatever comes back, or does not, into a ``core.checks.Answer``: a success's data, or a
 sentence saying why there is none (Prometheus rejected the query, timed out, was unreachable,
 answered something that is not its JSON). It never raises for what Prometheus or the network
-does. ``run_checks``, the one function that runs checks, runs a route's checks concurrently (at
-most ``MAX_CONCURRENCY`` at once) at one evaluation time and judges each with
-``core.checks.evaluate`` into a ``CheckResult``; ``check_outcomes`` only adapts it to the
-service's validation (checks as stored, times in ns, the records it keeps).
+does. ``run_checks``, the one function that runs checks, runs a route's checks (as the rules
+give them or as the store keeps them) concurrently (at most ``MAX_CONCURRENCY`` at once) at one
+evaluation time and judges each with ``core.checks.evaluate`` into a ``CheckResult``, which the
+validation records as it is.
 
 Without a Prometheus URL every check is "not run" and not passed: the validation item then
 cannot check itself off, and a person does (docs/followup.md). Imports the core only.
@@ -22,8 +22,7 @@ from dataclasses import replace
 import aiohttp
 from yarl import URL
 
-from bridge.core.checks import Answer, CheckResult, evaluate, not_run, read_answer
-from bridge.core.followup import Check, CheckOutcome
+from bridge.core.checks import Answer, Check, CheckResult, evaluate, not_run, read_answer
 from bridge.core.secrets import Secret, credential_forms, mask
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -131,7 +130,7 @@ async def run_checks(
     session: aiohttp.ClientSession | None,
     base_url: str | None,
     token: Secret | None,
-    checks: Sequence[Check],
+    checks: Sequence[Check | Mapping[str, str]],
     at: float | None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -140,14 +139,15 @@ async def run_checks(
     """Each check's result, in the order given: its query at ``at`` (Unix seconds) judged
     against its ``expect``. Without ``base_url`` every check is not run (and not passed);
     without ``session``, one of its own for these queries."""
-    if not checks:
+    wanted = [as_check(c) for c in checks]
+    if not wanted:
         return []
     if not base_url:
-        return [not_run(c, NO_PROMETHEUS) for c in checks]
+        return [not_run(c, NO_PROMETHEUS) for c in wanted]
     if session is None:
         async with aiohttp.ClientSession() as own:
             return await run_checks(
-                own, base_url, token, checks, at, timeout_s=timeout_s, concurrency=concurrency
+                own, base_url, token, wanted, at, timeout_s=timeout_s, concurrency=concurrency
             )
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -156,7 +156,7 @@ async def run_checks(
             answer = await query(client, base_url, check.expr, at, token, timeout_s)
         return evaluate(check, answer)
 
-    return list(await asyncio.gather(*(one(session, c) for c in checks)))
+    return list(await asyncio.gather(*(one(session, c) for c in wanted)))
 
 
 def as_check(check: Check | Mapping[str, str]) -> Check:
@@ -168,20 +168,3 @@ def as_check(check: Check | Mapping[str, str]) -> Check:
         expr=str(check.get("expr", "")),
         expect=str(check.get("expect", "")),
     )
-
-
-async def check_outcomes(
-    session: aiohttp.ClientSession | None,
-    base_url: str | None,
-    token: Secret | None,
-    checks: Sequence[Check | Mapping[str, str]],
-    at_ns: int | None,
-    *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> list[CheckOutcome]:
-    """``run_checks`` as the service's validation calls it: checks as stored, the time in ns,
-    each result as the record the validation keeps (``CheckResult.outcome``)."""
-    at = at_ns / 1e9 if at_ns is not None else None
-    wanted = [as_check(c) for c in checks]
-    results = await run_checks(session, base_url, token, wanted, at, timeout_s=timeout_s)
-    return [r.outcome() for r in results]

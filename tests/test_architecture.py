@@ -354,3 +354,25 @@ def test_the_store_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     private = "\n".join(private_reach(src))
     assert "bridge.store.ingest._incident" in private and "p._read" in private
     assert not private_reach(PACKAGE / "targets" / "slack.py")  # its package's own _http
+
+
+def _defined(name: str) -> list[str]:
+    """The modules of bridge/ that define a class or function called ``name`` at top level."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            kinds = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+            if isinstance(node, kinds) and node.name == name:
+                found.append(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_a_check_result_has_one_type_and_one_function_that_runs_checks() -> None:
+    # A PromQL check's result is one record, judged in core/checks and kept as it is by the
+    # validation; the name means nothing else anywhere (the backup's and the postmortem's
+    # records say what they are).
+    assert _defined("CheckResult") == ["bridge/core/checks.py"]
+    assert _defined("CheckOutcome") == []
+    assert _defined("run_checks") == ["bridge/promql.py"]
+    assert _defined("check_outcomes") == []

@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.core.followup import Check, CheckOutcome, FollowUpPolicy
+from bridge import promql
+from bridge.core.checks import CheckResult, Sample
+from bridge.core.followup import Check, FollowUpPolicy
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import rules_runtime
 from bridge.service import AppState
-from bridge.service import scheduler as service
 from bridge.service.scheduler import ReminderScheduler, advance_followups
 from bridge.store.followup import has_work, next_validation_at
 from bridge.targets.base import TargetDeps
@@ -184,13 +185,13 @@ async def test_a_failed_validation_looks_again_and_checks_itself_off_when_health
     ratio = [0.2]
     looks: list[int] = []
 
-    async def checks(_: AppState, job: Any) -> list[CheckOutcome]:
-        looks.append(job.at)
+    async def checks(*args: Any, **kwargs: Any) -> list[CheckResult]:
+        looks.append(args[4])
         ok = ratio[0] < 0.01
         why = f"{ratio[0]} {'<' if ok else 'is not <'} 0.01"
-        return [CheckOutcome("errors", ok, why, ({"value": ratio[0]},))]
+        return [CheckResult("errors", check.expr, check.expect, ok, (Sample({}, ratio[0]),), why)]
 
-    monkeypatch.setattr(service, "run_checks", checks)
+    monkeypatch.setattr(promql, "run_checks", checks)
     i = await mitigated(client)
     await advance_followups(state)
     base = f"/api/v1/incidents/{i}"

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bridge"
         ("bridge.service", ("AppState", "reload", "act", "activate", "BackgroundLoop")),
         (
             "bridge.service.scheduler",
-            ("ReminderScheduler", "fire_reminders", "advance_followups", "run_checks"),
+            ("ReminderScheduler", "fire_reminders", "advance_followups"),
         ),
         (
             "bridge.service.access",

@@ -1,6 +1,7 @@
 """The follow-up's PromQL checks, pure: the ``expect`` grammar, Prometheus's answer to an
 instant query read from its status and body, and that answer judged against the expectation:
-a ``CheckResult`` with the values seen and a sentence saying why. No I/O: ``bridge/promql.py``
+a ``CheckResult`` with the values seen and a sentence saying why, the one record of a check's
+result (``core/followup.validate`` keeps its ``record()``). No I/O: ``bridge/promql.py``
 asks Prometheus and hands the answer here.
 
 The grammar of ``expect`` (spaces around the parts are free)::
@@ -36,7 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
-from bridge.core.followup import Check, CheckOutcome
 from bridge.core.text import escape_controls
 from bridge.core.values import immutable
 
@@ -64,6 +64,16 @@ _EXPECT = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(.*?)\s*$", re.DOTALL)
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _NOT_FINITE = re.compile(r"^[+-]?(?:inf(?:inity)?|nan)$", re.IGNORECASE)
 GRAMMAR = 'a comparison and a number, like "< 0.01", ">= 1e3" or "== 0"; or "empty" / "not empty"'
+
+
+@immutable
+class Check:
+    """A PromQL check run at the end of the stabilization window: ``expr`` must give a result
+    that meets ``expect`` (e.g. ``< 0.01``; the grammar is this module's)."""
+
+    name: str
+    expr: str
+    expect: str
 
 
 class ExpectError(ValueError):
@@ -205,18 +215,19 @@ class CheckResult:
     error: str | None = None
     series: int = 0
 
-    def outcome(self) -> CheckOutcome:
-        """The record ``core/followup.validate`` keeps (JSON-able values: a non-finite value as
-        Prometheus writes it, ``NaN``, ``+Inf``, ``-Inf``)."""
-        return CheckOutcome(
-            name=self.name,
-            passed=self.passed,
-            reason=self.reason,
-            values=tuple(
+    def record(self) -> dict[str, Any]:
+        """What the validation keeps (``validation.checks`` of the follow-up, its timeline
+        entry) and the API shows: JSON-able, a non-finite value as Prometheus writes it
+        (``NaN``, ``+Inf``, ``-Inf``)."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "reason": self.reason,
+            "values": [
                 {"labels": dict(s.labels), "value": json_value(s.value)} for s in self.values
-            ),
-            error=self.error,
-        )
+            ],
+            "error": self.error,
+        }
 
 
 def format_value(value: float) -> str:

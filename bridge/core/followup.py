@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from bridge.core.actions import MAX_TEXT, Refusal
+from bridge.core.checks import Check, CheckResult
 from bridge.core.incidents import Event, Incident
 from bridge.core.timeutil import NS, format_ns
 from bridge.core.values import immutable
@@ -50,16 +51,6 @@ DEFAULT_CHECKLIST: tuple[ChecklistItem, ...] = (
 )
 VALIDATE_TEXT = DEFAULT_CHECKLIST[1].text
 REVIEW_TEXT = DEFAULT_CHECKLIST[2].text
-
-
-@immutable
-class Check:
-    """A PromQL check run at the end of the stabilization window: ``expr`` must give a result
-    that meets ``expect`` (e.g. ``< 0.01``; the grammar is ``core/checks.py``'s)."""
-
-    name: str
-    expr: str
-    expect: str
 
 
 @immutable
@@ -462,35 +453,13 @@ def open_followup(
 # --- validation at the end of the stabilization window ------------------------------------
 
 
-@immutable
-class CheckOutcome:
-    """One PromQL check's result as the validation records it: ``core/checks.CheckResult``
-    judges a check and ``CheckResult.outcome`` makes this record of it (JSON-able values)."""
-
-    name: str
-    passed: bool
-    reason: str
-    values: tuple[Any, ...] = ()
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """What the follow-up keeps (``validation.checks``) and the API shows."""
-        return {
-            "name": self.name,
-            "passed": self.passed,
-            "reason": self.reason,
-            "values": list(self.values),
-            "error": self.error,
-        }
-
-
 def validate(
     incident: Incident,
     followup: FollowUp,
     *,
     quiet: bool,
     window_s: float,
-    checks: Sequence[CheckOutcome],
+    checks: Sequence[CheckResult],
     now: int,
 ) -> ItemOutcome:
     """Record the validation: the validate item is done when the incident stayed quiet for the
@@ -514,7 +483,7 @@ def validate(
         "passed": passed,
         "quiet": quiet,
         "window_s": window_s,
-        "checks": [c.as_json() for c in checks],
+        "checks": [c.record() for c in checks],
     }
     if reasons:
         data["reasons"] = reasons

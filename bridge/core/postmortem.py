@@ -234,7 +234,10 @@ class AlertFact:
 
 
 @immutable
-class CheckResult:
+class PostmortemCheck:
+    """One PromQL check as the postmortem tells it, read back from the validation kept (the
+    record of ``core/checks.CheckResult``): ``passed`` None when the record does not say."""
+
     name: str
     passed: bool | None
     reason: str
@@ -249,7 +252,7 @@ class ValidationFact:
     quiet: bool | None
     skipped: str
     reasons: tuple[str, ...]
-    checks: tuple[CheckResult, ...]
+    checks: tuple[PostmortemCheck, ...]
 
 
 @immutable
@@ -473,7 +476,7 @@ def _validation(followup: Mapping[str, Any] | None) -> ValidationFact | None:
         return None
     v = _mapping(followup.get("validation"))
     checks = tuple(
-        CheckResult(
+        PostmortemCheck(
             _text(c.get("name")),
             c.get("passed") if isinstance(c.get("passed"), bool) else None,
             _text(c.get("reason") or c.get("error")),

@@ -11,7 +11,8 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
-from bridge.core.followup import DEFAULT_POLICY, Check, ChecklistItem, FollowUpPolicy
+from bridge.core.checks import Check
+from bridge.core.followup import DEFAULT_POLICY, ChecklistItem, FollowUpPolicy
 from bridge.core.policy import ROLES, SEVERITIES, Tiers
 from bridge.core.reminders import NO_REMINDERS, ReminderPolicy
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers

@@ -1,8 +1,8 @@
 """The scheduler of reminders, escalations and the follow-up: one loop (``ReminderScheduler``)
 that sends the reminders and escalations due (``fire_reminders``), opens the follow-up of newly
 mitigated incidents and validates those whose stabilization window has ended
-(``advance_followups``, the PromQL checks through ``run_checks``); every 15 s on the injected
-clock, at once when a commit says an incident was mitigated (``AppState.committed``)."""
+(``advance_followups``, the PromQL checks through ``promql.run_checks``); every 15 s on the
+injected clock, at once when a commit says an incident was mitigated (``AppState.committed``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import logging
 
-from bridge.core.followup import CheckOutcome
+from bridge import promql
 from bridge.core.timeutil import format_ns
 from bridge.service import AppState, BackgroundLoop
-from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable, ValidationJob
+from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable
 
 # The service's logger: its lines read as they did when this was part of bridge.service.
 log = logging.getLogger("bridge.service")
@@ -83,23 +83,6 @@ class ReminderScheduler(BackgroundLoop):
         return min(self.every_s, max(0.05, (at - now) / 1e9))
 
 
-async def run_checks(state: AppState, job: ValidationJob) -> list[CheckOutcome]:
-    """The job's PromQL checks against the configured Prometheus, at the window's end: the
-    service's settings and HTTP session given to ``promql.run_checks`` (through
-    ``check_outcomes``), which runs them; the validation's records come back."""
-    if not job.checks:
-        return []
-    from bridge import promql  # loaded only when a route has checks
-
-    return await promql.check_outcomes(
-        state.deps.session,
-        state.settings.prometheus_url,
-        state.settings.prometheus_token,
-        job.checks,
-        job.at,
-    )
-
-
 async def advance_followups(state: AppState) -> int:
     """One tick of the follow-up phase: open the follow-up of every newly mitigated incident
     (the checklist from the active rules, the findings), then validate those whose
@@ -124,8 +107,15 @@ async def advance_followups(state: AppState) -> int:
         log.info("incident %d: follow-up opened", incident_id)
     jobs = await state.store.followups.due_validations(state.clock())
     for job in jobs:
-        outcomes = await run_checks(state, job)
-        ids, _ = await state.store.followups.record_validation(job, outcomes, state.clock())
+        # the checks at the window's end (job.at, ns), outside the writer
+        results = await promql.run_checks(
+            state.deps.session,
+            state.settings.prometheus_url,
+            state.settings.prometheus_token,
+            job.checks,
+            job.at / 1e9,
+        )
+        ids, _ = await state.store.followups.record_validation(job, results, state.clock())
         if ids:
             changes += 1
             log.info("incident %d: follow-up validated", job.incident_id)

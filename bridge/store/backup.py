@@ -25,7 +25,7 @@ from pathlib import Path
 from bridge.store.errors import BackupError, DestinationExists
 from bridge.store.migrations import MIGRATIONS
 
-__all__ = ["BackupError", "BackupResult", "CheckResult", "backup", "check"]
+__all__ = ["BackupError", "BackupResult", "IntegrityResult", "backup", "check"]
 
 # 256 pages of 4 KiB: 1 MiB a step, then a short pause for the writer's fsyncs.
 PAGES_PER_STEP = 256
@@ -42,7 +42,9 @@ class BackupResult:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class IntegrityResult:
+    """``db check``'s findings on a database file: integrity_check and the migrations."""
+
     path: Path
     problems: list[str]  # integrity_check's findings; empty when the file is sound
     applied: list[str]  # the migrations the database has, in the order they ran
@@ -83,7 +85,7 @@ def _integrity(conn: sqlite3.Connection) -> list[str]:
     return [] if found == ["ok"] else found
 
 
-def check(path: Path) -> CheckResult:
+def check(path: Path) -> IntegrityResult:
     """``PRAGMA integrity_check`` and the migrations applied against those this version knows.
     Read-only; raises ``BackupError`` when the file cannot be read as a database at all."""
     conn = _read_only(path)
@@ -99,7 +101,7 @@ def check(path: Path) -> CheckResult:
     finally:
         conn.close()
     known = [name for name, _ in MIGRATIONS]
-    return CheckResult(
+    return IntegrityResult(
         path=path,
         problems=problems,
         applied=applied,

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bridge.core.actions import Outcome, Refusal
+from bridge.core.checks import CheckResult
 from bridge.core.followup import (
     RECURRENCE_DAYS,
-    CheckOutcome,
     Evidence,
     FollowUp,
     FollowUpCommand,
@@ -384,7 +384,7 @@ def next_validation_at(conn: sqlite3.Connection, now: int) -> int | None:
 def record_validation(
     conn: sqlite3.Connection,
     job: ValidationJob,
-    checks: Sequence[CheckOutcome],
+    checks: Sequence[CheckResult],
     now: int,
 ) -> tuple[range, int]:
     """Record a validation (the incident read again: it may have changed while the checks ran)."""

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from bridge.core.followup import CheckOutcome
+from bridge.core.checks import CheckResult
 from bridge.core.postmortem import IndexEntry, Version
 from bridge.core.reconcile import AmView
 from bridge.core.similar import Candidate
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency
-from bridge.store.backup import BackupResult, CheckResult
+from bridge.store.backup import BackupResult, IntegrityResult
 from bridge.store.chat import ChannelIncident
 from bridge.store.errors import (
     BackupError,
@@ -69,6 +69,7 @@ __all__ = [
     "Indexed",
     "Ingest",
     "IngestItem",
+    "IntegrityResult",
     "Metrics",
     "NewSession",
     "OpenRequest",
@@ -130,7 +131,7 @@ class FollowUps(Protocol):
     async def due_validations(self, now: int) -> list[ValidationJob]: ...
     async def next_validation_at(self, now: int) -> int | None: ...
     async def record_validation(
-        self, job: ValidationJob, checks: Sequence[CheckOutcome], now: int
+        self, job: ValidationJob, checks: Sequence[CheckResult], now: int
     ) -> tuple[range, int]: ...
     async def incident_followup(self, incident_id: int) -> tuple[bool, dict[str, Any] | None]:
         """Whether the incident exists, and its follow-up's view (None before it opens)."""

@@ -12,6 +12,7 @@ import pytest
 from bridge.core.checks import (
     MAX_VALUES,
     Answer,
+    Check,
     CheckResult,
     Expect,
     ExpectError,
@@ -22,7 +23,7 @@ from bridge.core.checks import (
     parse_expect,
     read_answer,
 )
-from bridge.core.followup import Check, CheckOutcome, validate
+from bridge.core.followup import validate
 
 
 @pytest.mark.parametrize(
@@ -278,9 +279,9 @@ def test_values_and_series_print_plainly() -> None:
 
 def test_the_outcome_the_validation_keeps_is_json() -> None:
     r = evaluate(check("< 1"), vector(({"i": "a"}, "+Inf"), ({"i": "b"}, "NaN"), ({"i": "c"}, "0")))
-    out = r.outcome()
-    assert isinstance(out, CheckOutcome) and not out.passed
-    assert json.loads(json.dumps(list(out.values), allow_nan=False)) == [
+    out = r.record()
+    assert not out["passed"]
+    assert json.loads(json.dumps(out["values"], allow_nan=False)) == [
         {"labels": {"i": "a"}, "value": "+Inf"},
         {"labels": {"i": "b"}, "value": "NaN"},
         {"labels": {"i": "c"}, "value": 0.0},
@@ -294,7 +295,7 @@ def test_the_validation_says_why_with_the_result() -> None:
     inc = Incident(id=1, key="k", title="t", severity="sev2", status="mitigated", started_at=0,
                    opened_at=0, mitigated_at=1)  # fmt: skip
     fu = FollowUp(1, None, (Item(5, "validate", "Validate"),))
-    bad = evaluate(check("< 0.01"), vector(({}, "0.2"))).outcome()
+    bad = evaluate(check("< 0.01"), vector(({}, "0.2")))
     outcome = validate(inc, fu, quiet=True, window_s=1800, checks=[bad], now=2)
     assert outcome.events[0].text == "Validation failed: check error_ratio: 0.2 is not < 0.01"
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 from bridge.core.actions import Refusal
+from bridge.core.checks import CheckResult, Sample
 from bridge.core.followup import (
     DEFAULT_CHECKLIST,
     AddItem,
     Check,
     ChecklistItem,
-    CheckOutcome,
     Evidence,
     FollowUp,
     FollowUpPolicy,
@@ -158,9 +158,11 @@ def test_commands_on_items() -> None:
 
 def test_validation_passes_only_when_quiet_and_every_check_passes() -> None:
     inc = incident()
-    good = CheckOutcome("errors", True, "0.001 < 0.01", ({"value": 0.001},))
-    bad = CheckOutcome("errors", False, "0.2 is not < 0.01", ({"value": 0.2},))
-    rejected = CheckOutcome("p99", False, "", error="Prometheus rejected the query: bad_data")
+    good = CheckResult("errors", "e", "< 0.01", True, (Sample({}, 0.001),), "0.001 < 0.01")
+    bad = CheckResult("errors", "e", "< 0.01", False, (Sample({}, 0.2),), "0.2 is not < 0.01")
+    rejected = CheckResult(
+        "p99", "p", "< 1", False, error="Prometheus rejected the query: bad_data"
+    )
     passed = validate(
         inc, _followup("done", "open", "done"), quiet=True, window_s=1800, checks=[good], now=T
     )

@@ -15,10 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.core.checks import CheckResult
-from bridge.core.followup import Check
+from bridge.core.checks import Check, CheckResult
 from bridge.core.secrets import Secret
-from bridge.promql import check_outcomes, query, run_checks
+from bridge.promql import query, run_checks
 from tests.integration import prometheus as fixtures
 from tests.integration.procs import LOOPBACK, free_port
 from tests.integration.prometheus import PrometheusWithExporter
@@ -144,19 +143,19 @@ async def test_the_checks_are_evaluated_at_the_time_given(
     assert [r.passed for r in then] == [True, False, True]
     assert [r.passed for r in now] == [False, False, True]
     assert now[0].reason == "3 is not < 0.5"
-    # what the service calls: stored checks, the time in ns, records for the validation
-    outcomes = await check_outcomes(
+    # what the service calls: checks as stored, its own session, the records it keeps
+    outcomes = await run_checks(
         None,
         prom.url,
         Secret("ignored-by-this-prometheus"),
         [{"name": c.name, "expr": c.expr, "expect": c.expect} for c in checks],
-        int(window_end * 1e9),
+        int(window_end * 1e9) / 1e9,
     )
     assert [(o.name, o.passed) for o in outcomes] == [
         ("latency", True), ("broken", False), ("up", True),
     ]  # fmt: skip
-    assert outcomes[0].values[0]["value"] == 0.1
-    assert outcomes[0].values[0]["labels"]["service"] == "at"
+    assert outcomes[0].record()["values"][0]["value"] == 0.1
+    assert outcomes[0].record()["values"][0]["labels"]["service"] == "at"
 
 
 async def test_prometheus_down_is_an_error(session: aiohttp.ClientSession) -> None:
@@ -194,9 +193,7 @@ async def test_without_a_prometheus_url_the_checks_are_not_run(
     assert [(r.passed, r.error) for r in results] == [
         (False, "not run: no Prometheus configured (--prometheus-url)")
     ] * 2
-    outcomes = await check_outcomes(
-        None, None, None, [{"name": "a", "expr": "up", "expect": "< 1"}], 0
-    )
+    outcomes = await run_checks(None, None, None, [{"name": "a", "expr": "up", "expect": "< 1"}], 0)
     assert not outcomes[0].passed and "no Prometheus configured" in (outcomes[0].error or "")
     assert await run_checks(session, "http://x", None, [], None) == []
 
