@@ -70,6 +70,16 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, float, int]:
     return result, took, peak
 
 
+def against(took: float, peak: int, base_s: float, base_peak: int) -> dict[str, float]:
+    """A case's seconds and peak memory, and both as ratios to the baseline's in this run."""
+    return {
+        "seconds": round(took, 4),
+        "peak_mb": _mb(peak),
+        "time_ratio": round(took / base_s, 2) if base_s else 1.0,
+        "memory_ratio": round(peak / base_peak, 2),
+    }
+
+
 def bench_rule_files(work: Path) -> None:
     base, base_s, base_peak = measure(lambda: load_rules([ROOT / "rules"], env={}))
     check(base.ruleset is not None, "the bundled rules load")
@@ -83,10 +93,7 @@ def bench_rule_files(work: Path) -> None:
             case="rules",
             file=name,
             bytes=len(text),
-            seconds=round(took, 4),
-            peak_mb=_mb(peak),
-            time_ratio=round(took / base_s, 2),
-            memory_ratio=round(peak / base_peak, 2),
+            **against(took, peak, base_s, base_peak),
             error=result.errors[0] if result.errors else None,
         )
         check(took < 5.0, f"{name} refused within 5 s")
@@ -141,10 +148,7 @@ def bench_titles(work: Path, smoke: bool) -> None:
             case="title",
             template=name,
             incidents=len(decisions),
-            seconds=round(took, 4),
-            peak_mb=_mb(peak),
-            time_ratio=round(took / base_s, 2) if base_s else 1.0,
-            memory_ratio=round(peak / base_peak, 2),
+            **against(took, peak, base_s, base_peak),
             longest_title=longest,
             render_errors=errors,
         )

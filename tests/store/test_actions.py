@@ -9,15 +9,12 @@ from bridge.core.actions import AddEntry, Dismiss, Transition
 from bridge.store import Store
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
 from tests.conftest import SECOND, T0, fixture_body
+from tests.store.conftest import opened, query
 from tests.store.test_store import ingest
 
 
 def rows(path: Path, table: str) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(query(path, f"SELECT count(*) FROM {table}")[0][0])
 
 
 async def test_the_kept_answer_survives_a_restart(tmp_path: Path) -> None:
@@ -57,114 +54,88 @@ async def test_the_kept_answer_survives_a_restart(tmp_path: Path) -> None:
 
 
 async def test_an_action_writes_its_incident_events_and_outbox_rows_together(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
-    store = Store(tmp_path / "b.db")
-    store.open()
-    try:
-        result = await ingest(store, fixture_body("firing-group-bearer.json"))
-        incident = result.incidents[0].id
-        before = {t: rows(store.path, t) for t in ("timeline", "outbox")}
-        request = ActionRequest(incident, Transition("alice", "acknowledge"), T0 + SECOND)
-        answer = await store.write(lambda conn: apply_action(conn, request))
-        assert answer.status == 200 and answer.changed and answer.notifications >= 1
-        assert rows(store.path, "timeline") == before["timeline"] + 1
-        # The built-in policy's console target hears of the acknowledgement in the general tier.
-        assert rows(store.path, "outbox") == before["outbox"] + answer.notifications
-        missing = ActionRequest(999, Transition("alice", "acknowledge"), T0)
-        assert (await store.write(lambda conn: apply_action(conn, missing))).status == 404
-    finally:
-        store.close()
-
-
-def _one(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql, args).fetchall())
-    finally:
-        conn.close()
+    incident = await opened(store)
+    before = {t: rows(store.path, t) for t in ("timeline", "outbox")}
+    request = ActionRequest(incident, Transition("alice", "acknowledge"), T0 + SECOND)
+    answer = await store.write(lambda conn: apply_action(conn, request))
+    assert answer.status == 200 and answer.changed and answer.notifications >= 1
+    assert rows(store.path, "timeline") == before["timeline"] + 1
+    # The built-in policy's console target hears of the acknowledgement in the general tier.
+    assert rows(store.path, "outbox") == before["outbox"] + answer.notifications
+    missing = ActionRequest(999, Transition("alice", "acknowledge"), T0)
+    assert (await store.write(lambda conn: apply_action(conn, missing))).status == 404
 
 
 async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
-    store = Store(tmp_path / "b.db")
-    store.open()
-    try:
-        result = await ingest(store, fixture_body("firing-group-bearer.json"))
-        n = result.incidents[0].id
+    n = await opened(store)
 
-        async def do(command: object, at: int) -> ActionAnswer:
-            request = ActionRequest(n, command, at)  # type: ignore[arg-type]
-            return await store.write(lambda conn: apply_action(conn, request))
+    async def do(command: object, at: int) -> ActionAnswer:
+        request = ActionRequest(n, command, at)  # type: ignore[arg-type]
+        return await store.write(lambda conn: apply_action(conn, request))
 
-        assert (await do(Transition("alice", "acknowledge"), T0 + SECOND)).changed
-        # An open checklist item of the false alarm is waived with it; an action item stays.
-        conn = sqlite3.connect(store.path)
-        with conn:
-            for kind in ("check", "action"):
-                conn.execute(
-                    "INSERT INTO followup_items (incident_id, kind, text, created_by, "
-                    "created_at) VALUES (?, ?, 'x', 'b', 0)",
-                    (n, kind),
-                )
-        conn.close()
-        answer = await do(Dismiss("alice", "a test webhook"), T0 + 2 * SECOND)
-        assert answer.status == 200 and answer.changed and answer.notifications >= 1
-        (event,) = answer.body["events"]
-        assert (
-            event["kind"] == "dismissed" and event["text"] == "Dismissed by alice: a test webhook"
-        )
-        assert event["data"] == {
-            "from": "acknowledged",
-            "to": "closed",
-            "reason": "a test webhook",
-            "waived_items": 1,
-        }
-        row = _one(
-            store.path,
-            "SELECT status, closed_at, mitigated_at, resolved_at, dismissed_at FROM incidents "
-            "WHERE id = ?",
-            n,
-        )
-        assert row == [("closed", T0 + 2 * SECOND, None, None, T0 + 2 * SECOND)]
-        assert _one(store.path, "SELECT kind, state FROM followup_items ORDER BY id") == [
-            ("check", "waived"),
-            ("action", "open"),
-        ]
-        # No time to mitigate or resolve, no postmortem pending (sev1: required without
-        # rules), counted as dismissed; the acknowledgement observed before stays.
-        metrics = {m for (m,) in _one(store.path, "SELECT metric FROM metric_histograms")}
-        assert metrics == {"detect", "ack"}
-        assert _one(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == []
-        assert _one(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [
-            (1,)
-        ]
-        # A retry changes nothing; a close after it neither (closed already).
-        again = await do(Dismiss("bob", "again"), T0 + 3 * SECOND)
-        assert (again.status, again.changed) == (200, False)
-        assert not (await do(Transition("bob", "close"), T0 + 3 * SECOND)).changed
-        assert _one(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [
-            (1,)
-        ]
+    assert (await do(Transition("alice", "acknowledge"), T0 + SECOND)).changed
+    # An open checklist item of the false alarm is waived with it; an action item stays.
+    conn = sqlite3.connect(store.path)
+    with conn:
+        for kind in ("check", "action"):
+            conn.execute(
+                "INSERT INTO followup_items (incident_id, kind, text, created_by, "
+                "created_at) VALUES (?, ?, 'x', 'b', 0)",
+                (n, kind),
+            )
+    conn.close()
+    answer = await do(Dismiss("alice", "a test webhook"), T0 + 2 * SECOND)
+    assert answer.status == 200 and answer.changed and answer.notifications >= 1
+    (event,) = answer.body["events"]
+    assert event["kind"] == "dismissed" and event["text"] == "Dismissed by alice: a test webhook"
+    assert event["data"] == {
+        "from": "acknowledged",
+        "to": "closed",
+        "reason": "a test webhook",
+        "waived_items": 1,
+    }
+    row = query(
+        store.path,
+        "SELECT status, closed_at, mitigated_at, resolved_at, dismissed_at FROM incidents "
+        "WHERE id = ?",
+        n,
+    )
+    assert row == [("closed", T0 + 2 * SECOND, None, None, T0 + 2 * SECOND)]
+    assert query(store.path, "SELECT kind, state FROM followup_items ORDER BY id") == [
+        ("check", "waived"),
+        ("action", "open"),
+    ]
+    # No time to mitigate or resolve, no postmortem pending (sev1: required without
+    # rules), counted as dismissed; the acknowledgement observed before stays.
+    metrics = {m for (m,) in query(store.path, "SELECT metric FROM metric_histograms")}
+    assert metrics == {"detect", "ack"}
+    assert query(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == []
+    assert query(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
+    # A retry changes nothing; a close after it neither (closed already).
+    again = await do(Dismiss("bob", "again"), T0 + 3 * SECOND)
+    assert (again.status, again.changed) == (200, False)
+    assert not (await do(Transition("bob", "close"), T0 + 3 * SECOND)).changed
+    assert query(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
 
-        # Alertmanager repeating the same alerts (same startsAt) does not bring it back.
-        repeat = await ingest(store, fixture_body("firing-group-bearer.json"), T0 + 60 * SECOND)
-        assert [(i.id, i.status, i.created) for i in repeat.incidents] == [(n, "closed", False)]
+    # Alertmanager repeating the same alerts (same startsAt) does not bring it back.
+    repeat = await ingest(store, fixture_body("firing-group-bearer.json"), T0 + 60 * SECOND)
+    assert [(i.id, i.status, i.created) for i in repeat.incidents] == [(n, "closed", False)]
 
-        # A resolved incident was worked on: it is closed, not dismissed; its missing
-        # postmortem is still counted.
-        body = fixture_body("firing-group-bearer.json")
-        body["groupKey"] = "{}:{other}"
-        other = await ingest(store, body, T0 + 61 * SECOND)
-        m = other.incidents[0].id
-        assert m != n
-        request = ActionRequest(m, Transition("a", "resolve"), T0 + 62 * SECOND)
-        assert (await store.write(lambda conn: apply_action(conn, request))).changed
-        request = ActionRequest(m, Dismiss("a", "oops"), T0 + 63 * SECOND)
-        refused = await store.write(lambda conn: apply_action(conn, request))
-        assert refused.status == 409
-        assert "cannot dismiss: the incident is resolved" in refused.body["error"]
-        assert _one(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == [(1,)]
-    finally:
-        store.close()
+    # A resolved incident was worked on: it is closed, not dismissed; its missing
+    # postmortem is still counted.
+    body = fixture_body("firing-group-bearer.json")
+    body["groupKey"] = "{}:{other}"
+    other = await ingest(store, body, T0 + 61 * SECOND)
+    m = other.incidents[0].id
+    assert m != n
+    request = ActionRequest(m, Transition("a", "resolve"), T0 + 62 * SECOND)
+    assert (await store.write(lambda conn: apply_action(conn, request))).changed
+    request = ActionRequest(m, Dismiss("a", "oops"), T0 + 63 * SECOND)
+    refused = await store.write(lambda conn: apply_action(conn, request))
+    assert refused.status == 409
+    assert "cannot dismiss: the incident is resolved" in refused.body["error"]
+    assert query(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == [(1,)]

@@ -32,8 +32,8 @@ from bridge.store.postmortem import (
     save_version,
 )
 from bridge.store.search import postmortem_url, search
-from tests.conftest import SECOND, T0, fixture_body
-from tests.store.test_store import ingest
+from tests.conftest import SECOND, T0
+from tests.store.conftest import opened
 
 
 @pytest.fixture
@@ -50,11 +50,6 @@ def rows(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql, args).fetchall())
     finally:
         conn.close()
-
-
-async def opened(store: Store) -> int:
-    result = await ingest(store, fixture_body("firing-group-bearer.json"))
-    return result.incidents[0].id
 
 
 async def act(store: Store, incident: int, command: Any, at: int) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.changes import silence_key
 from bridge.store.migrations import MIGRATIONS, migrate
 from bridge.store.reconcile import apply_view, candidates
-from tests.conftest import SECOND, T0, fixture_body
-from tests.store.test_store import ingest
+from tests.conftest import SECOND, T0
+from tests.store.conftest import opened
 
 FPS = ("b1c11497b32ce15e", "5308e11450d376b3")  # the fixture's two alerts
 STARTS = 1_795_752_313_998_173_144  # their startsAt (2026-11-27T04:05:13.998173144Z)
@@ -55,11 +55,6 @@ def rows(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
-
-
-async def opened(store: Store) -> int:
-    result = await ingest(store, fixture_body("firing-group-bearer.json"))
-    return result.incidents[0].id
 
 
 async def test_missed_resolves_mitigate_once_and_a_second_poll_changes_nothing(

@@ -21,6 +21,7 @@ from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.ingest import apply_webhook
 from bridge.store.reminders import FireResult, PolicyFor, fire_due
 from tests.conftest import T0, fixture_bytes
+from tests.store.conftest import query
 
 MIN = 60 * NS
 SEV1 = ReminderPolicy(update_every_s=1800.0, acknowledge_within_s=300.0)
@@ -55,14 +56,6 @@ def fire(
     store: Store, now: int, policy: PolicyFor = sev1, **kwargs: Any
 ) -> Any:  # an awaitable FireResult
     return store.write(functools.partial(fire_due, now=now, policy=policy, **kwargs))
-
-
-def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql, args).fetchall())
-    finally:
-        conn.close()
 
 
 def sent(path: Path, incident: int) -> list[tuple[str, str, str]]:
