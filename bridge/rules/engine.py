@@ -47,10 +47,19 @@ QUICK_RENDER_S = 0.005
 
 @dataclass
 class _Allowance:
-    """What is left of one webhook's render budget."""
+    """What is left of one webhook's render budget. ``quick``: the event loop's small share
+    (``evaluate_quick``), given up as soon as a title needs more than it."""
 
     steps: int
     until: float
+    quick: bool = False
+
+    def spent(self) -> bool:
+        return self.steps <= 0 or time.monotonic() > self.until
+
+
+class _NeedsMore(Exception):
+    """A title needs more than the quick allowance: the whole webhook goes to ``evaluate``."""
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
@@ -113,11 +122,11 @@ class RulesPolicy:
         """``evaluate`` with a small render budget (QUICK_RENDER_STEPS, QUICK_RENDER_S), cheap
         enough for the event loop: the decisions, or None when the titles need more (then
         ``evaluate``, in a thread). Evaluation is pure, so doing it twice changes nothing."""
-        allowance = _Allowance(QUICK_RENDER_STEPS, time.monotonic() + QUICK_RENDER_S)
-        decisions = self._evaluate(payload, now_ns, allowance)
-        if allowance.steps <= 0 or time.monotonic() > allowance.until:
+        allowance = _Allowance(QUICK_RENDER_STEPS, time.monotonic() + QUICK_RENDER_S, quick=True)
+        try:
+            return self._evaluate(payload, now_ns, allowance)
+        except _NeedsMore:  # stopped at the first title past the allowance, not after them all
             return None
-        return decisions
 
     def _evaluate(
         self, payload: WebhookPayload, now_ns: int, allowance: _Allowance
@@ -280,7 +289,9 @@ def _title(
     if route.title_template is not None:
         budget = TITLE_BUDGET.start()
         if allowance is not None:
-            if allowance.steps <= 0 or time.monotonic() > allowance.until:
+            if allowance.spent():
+                if allowance.quick:
+                    raise _NeedsMore
                 over = (
                     f"title: not rendered: this webhook's titles took over "
                     f"{WEBHOOK_RENDER_STEPS} steps or {WEBHOOK_RENDER_S:g} s"
@@ -302,12 +313,14 @@ def _title(
                 if allowance is not None:
                     allowance.steps -= budget.steps
             text = " ".join(raw.split())
-            if text:
-                return cut(text, TITLE_MAX), errors
         except UndefinedError:
-            pass  # a label the template needs is missing: fall back below
+            text = ""  # a label the template needs is missing: fall back below
         except Exception as exc:  # any exception type: the template is the rule author's code
-            errors = (render_error("title", exc),)
+            text, errors = "", (render_error("title", exc),)
+        if allowance is not None and allowance.quick and allowance.spent():
+            raise _NeedsMore  # cut short by the quick allowance: rendered again in full
+        if text:
+            return cut(text, TITLE_MAX), errors
     return _fallback(labels, annotations, key), errors
 
 
