@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "alertmanager_api": {"core"},
     "delivery.protocol": {"core"},
     "delivery.markup": set(),
-    "delivery.budget": set(),
+    "delivery.budget": {"delivery.markup"},
     "delivery.classify": {"delivery.protocol"},
     "delivery.snapshot": {"core"},
     "silences": {"core", "delivery.protocol", "alertmanager_api"},

@@ -6,8 +6,8 @@ size an allocation, and no loop may run long enough to hold up the process.
 ``BoundedSandbox`` refuses, *before* it allocates, any value a template builds that is longer than
 ``max_size`` (string and list repetition, ``%`` and ``str.format`` widths, ``center``/``indent``
 and friends, ``replace``/``join`` results, ``range``), counts loop iterations, calls and attribute
-look-ups against ``max_steps`` and a wall-clock deadline, and stops collecting output past
-``max_output``. A refusal is a ``RenderBudgetExceeded`` (a ``SecurityError``): callers already
+look-ups against ``max_steps`` and a wall-clock deadline; ``render_stream`` stops collecting
+output past its ``limit``. A refusal is a ``RenderBudgetExceeded`` (a ``SecurityError``): callers already
 treat a template that raises as a render error with a fallback.
 """
 
@@ -28,7 +28,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter, safe_range
 from markupsafe import EscapeFormatter, Markup
 
-ELLIPSIS = "\u2026"
+from bridge.delivery.markup import ELLIPSIS
+
 TITLE_MAX = 500  # characters of an incident title (a longer one is cut, ending in ELLIPSIS)
 MESSAGE_MAX = 40_000  # characters of a rendered message body (targets cut further to their API)
 
@@ -46,13 +47,11 @@ class Budget:
     max_size: int = 100_000
     max_steps: int = 50_000
     time_s: float = 0.5
-    max_output: int = 100_000
     steps: int = 0
     deadline: float = field(default=0.0)
 
     def start(self) -> Budget:
-        return Budget(self.max_size, self.max_steps, self.time_s, self.max_output, 0,
-                      time.monotonic() + self.time_s)  # fmt: skip
+        return Budget(self.max_size, self.max_steps, self.time_s, 0, time.monotonic() + self.time_s)
 
     def step(self, n: int = 1) -> None:
         self.steps += n
@@ -67,7 +66,17 @@ class Budget:
 
 
 _CURRENT: ContextVar[Budget | None] = ContextVar("render_budget", default=None)
-_UNSCOPED = Budget(max_size=10_000_000, max_steps=10**9, time_s=3600.0, max_output=10_000_000)
+
+
+class _SizesOnly(Budget):
+    """Outside a budget's scope: sizes are bounded, generously; steps and time are not counted
+    (one shared instance, nothing allocated per operation)."""
+
+    def step(self, n: int = 1) -> None:
+        return None
+
+
+_UNSCOPED = _SizesOnly(max_size=10_000_000)
 
 
 def _sized(value: Any) -> int:
@@ -116,8 +125,8 @@ class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
 def _budget() -> Budget:
     current = _CURRENT.get()
     # A render outside render_stream/with_budget (the postmortem's Markdown, whose whole output
-    # goes through concat): sizes are still bounded, generously (steps per call only).
-    return current if current is not None else _UNSCOPED.start()
+    # goes through concat): sizes are still bounded, generously.
+    return current if current is not None else _UNSCOPED
 
 
 def _check_binop(op: str, left: Any, right: Any) -> None:

@@ -40,7 +40,7 @@ from bridge.delivery.snapshot import normalized
 # What rendering one message may spend (the outbox worker renders on the event loop): label
 # values must not size an allocation or a loop (bridge/delivery/budget.py). The body is cut
 # at MESSAGE_MAX characters and the title at TITLE_MAX, markup kept valid.
-MESSAGE_BUDGET = Budget(max_size=1_000_000, max_steps=200_000, time_s=2.0, max_output=MESSAGE_MAX)
+MESSAGE_BUDGET = Budget(max_size=1_000_000, max_steps=200_000, time_s=2.0)
 
 
 def default_templates_dir() -> Path:

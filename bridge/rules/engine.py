@@ -31,7 +31,7 @@ from bridge.rules.show import followup_dict
 RENDER_ERROR_MAX = 200  # characters of one render error (Decision.render_errors)
 # What one title render may spend: it runs in the receiver, before the webhook's write, so
 # it must be quick whatever the labels say (bridge/delivery/budget.py).
-TITLE_BUDGET = Budget(max_size=100_000, max_steps=20_000, time_s=0.1, max_output=TITLE_MAX)
+TITLE_BUDGET = Budget(max_size=100_000, max_steps=20_000, time_s=0.1)
 # What the title renders of one webhook may spend together (many groups, many routes): past
 # it, the remaining incidents get their fallback title and a render error. A title of real
 # rules takes 5 to 50 steps, so 2,000 groups fit many times over; a title that loops on
