@@ -204,6 +204,9 @@ class ConnectionLimit:
         # let in by the Listener, not yet made (``connection_made`` comes a turn later): they
         # count, or one accept batch could pass a cap 64 times over
         self.pending: collections.Counter[str] = collections.Counter()
+        # the address each of those was let in for: a peer that resets before its connection
+        # is made has no address to ask for any more, and its room must still be given back
+        self.reserved: dict[web.RequestHandler, str] = {}
         # closed to make room, not yet gone: they no longer count, or each would make room twice
         self.closing: set[web.RequestHandler] = set()
         self.counts: collections.Counter[str] = collections.Counter()
@@ -226,12 +229,14 @@ class ConnectionLimit:
         )
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
-        source = source_of(transport)
-        if self.pending[source] > 0:
+        source = self.reserved.pop(handler, None)
+        if source is not None:
             self.release(source)  # admitted as it was accepted
-        elif (refused := self.admit(source)) is not None:
-            self._refuse(handler, transport, source, refused)
-            return
+        else:
+            source = source_of(transport)
+            if (refused := self.admit(source)) is not None:
+                self._refuse(handler, transport, source, refused)
+                return
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(self.header_timeout_s, self._header_deadline, handler)
         self.sources.setdefault(source, {})[handler] = deadline
@@ -408,11 +413,19 @@ class Listener:
             task.add_done_callback(self.connecting.discard)
 
     async def _serve(self, conn: socket.socket, source: str) -> None:
+        made: list[web.RequestHandler] = []
+
+        def handler() -> web.RequestHandler:
+            # the address it was let in for goes with it (see ConnectionLimit.reserved)
+            made.append(self.server())
+            self.limit.reserved[made[-1]] = source
+            return made[-1]
+
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(self.server, conn)
+            await asyncio.get_running_loop().connect_accepted_socket(handler, conn)
         except OSError:  # gone before it was made: its room is given back
             conn.close()
-            if self.limit.pending[source] > 0:
+            if not made or self.limit.reserved.pop(made[-1], None) is not None:
                 self.limit.release(source)
 
 

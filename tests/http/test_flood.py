@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge import app as app_module
 from bridge.app import ConnectionLimit, create_app, run, runner_options
 from bridge.config import ApiToken, ConfigError, Settings, add_serve_arguments, settings_from
 from bridge.core.secrets import Secret
@@ -449,3 +450,18 @@ async def test_the_listener_keeps_the_caps_and_makes_room_once(tmp_path: Path) -
         await asyncio.sleep(0.3)
         still = [reader for reader, _w in [*burst, *others] if not await is_closed(reader)]
         assert len(still) == 11  # one idle connection made room, of the address with the most
+
+
+async def test_a_peer_that_resets_before_its_connection_is_made_gives_its_room_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client (or a load balancer's health check) that resets between the accept and the
+    connection being made: its transport no longer knows its peer (asyncio keeps None). The
+    room it was let in for is given back all the same, or its address would be refused for
+    good. Here every transport has lost its peer, as such a reset leaves it."""
+    monkeypatch.setattr(app_module, "source_of", lambda _transport: "local")
+    async with serving(
+        tmp_path, webhook_token=Secret(TOKEN), max_connections=50, max_connections_per_source=3
+    ) as target:
+        answers = [await post_webhook(target) for _ in range(6)]
+    assert answers == [200] * 6
