@@ -19,6 +19,7 @@ core only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -457,36 +458,52 @@ class AlertmanagerClient:
         alert is resolved only when no peer that answers lists it (a peer that Prometheus does
         not send to lists nothing). Never raises for what the peers do: ``errors`` and ``young``
         say why there is no view."""
+        order = self._order()
+
+        async def ask(peer: _Peer) -> AmView | int:
+            """A trusted peer's view, or a young peer's start (its view is asked for only
+            when some peer is trusted)."""
+            up_since = await self._up_since(peer)
+            if not trusted(up_since, self._clock(), grace_s):
+                return up_since
+            return await self._view(peer, up_since, self._clock())
+
+        # At once, not one after another: a peer that does not answer costs its timeout once.
+        got = await asyncio.gather(*(ask(self._peers[i]) for i in order), return_exceptions=True)
         errors: list[AmError] = []
         young: list[tuple[_Peer, int]] = []
         answers: list[AmView] = []
         first: int | None = None
-        for index in self._order():
-            peer = self._peers[index]
-            try:
-                up_since = await self._up_since(peer)
-                if not trusted(up_since, self._clock(), grace_s):
-                    young.append((peer, up_since))
-                    continue
-                answers.append(await self._view(peer, up_since, self._clock()))
-            except AmError as exc:
-                log.debug("%s", exc)
-                errors.append(exc)
-                continue
-            first = index if first is None else first
+        for index, result in zip(order, got, strict=True):
+            if isinstance(result, AmError):
+                log.debug("%s", result)
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result  # a bug, or cancellation: not a peer's doing
+            elif isinstance(result, AmView):
+                answers.append(result)
+                first = index if first is None else first
+            else:
+                young.append((self._peers[index], result))
         shown = tuple(peer.shown for peer, _ in young)
         if first is None:
             return Fetched(None, tuple(errors), shown)  # young peers' alerts decide nothing
         self._last = first
         # A young peer cannot say an alert is gone, but one it lists is not.
-        listed: list[AmView] = []
-        for peer, up_since in young:
-            try:
-                listed.append(await self._view(peer, up_since, self._clock()))
-            except AmError as exc:
-                log.debug("%s", exc)
-                errors.append(exc)
-        return Fetched(merge_views(answers, listed), tuple(errors), shown)
+        listed = await asyncio.gather(
+            *(self._view(peer, up_since, self._clock()) for peer, up_since in young),
+            return_exceptions=True,
+        )
+        views: list[AmView] = []
+        for result in listed:
+            if isinstance(result, AmError):
+                log.debug("%s", result)
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                views.append(result)
+        return Fetched(merge_views(answers, views), tuple(errors), shown)
 
     async def _first(self, call: Callable[[_Peer], Any], stop: Callable[[AmError], bool]) -> Any:
         """``call`` on each peer in turn until one succeeds; the last error when none does

@@ -511,3 +511,15 @@ async def test_real_ha_pair(tmp_path: Path, session: aiohttp.ClientSession) -> N
         assert [e.reason for e in got.errors] == ["unreachable"]
         assert {fingerprint(a["labels"]) for a in alerts} <= set(got.view.alerts)
         assert sid in got.view.silences
+
+
+async def test_peers_are_asked_at_once_so_a_silent_one_costs_its_timeout_once(
+    fake: FakeAlertmanager, session: aiohttp.ClientSession
+) -> None:
+    slow = [f"{fake.url}/slow" for _ in range(3)]
+    client = AlertmanagerClient([*slow, fake.url + "/good"], session=session, timeout_s=0.3)
+    started = time.monotonic()
+    got = await client.fetch(grace_s=300)
+    took = time.monotonic() - started
+    assert got.view is not None and [e.reason for e in got.errors] == ["timeout"] * 3
+    assert took < 0.75, f"{took:.2f} s: the peers were asked one after another"
