@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from bridge.core.events import EventKind, Tier, event_kind
 
@@ -170,6 +170,7 @@ class Sender(Protocol):
     async def send(self, notification: Notification) -> DeliveryResult: ...
 
 
+@runtime_checkable
 class DigestSender(Sender, Protocol):
     """A target that can merge several incidents into one message (``Digest``)."""
 

@@ -38,6 +38,7 @@ from bridge.delivery.protocol import (
     DeliveryError,
     DeliveryResult,
     Digest,
+    DigestSender,
     Notification,
     PermanentError,
     RateLimited,
@@ -376,7 +377,7 @@ class OutboxWorker:
             return out
         for (name, channel), count in waiting.items():
             target = self.targets.get(name)
-            if target is None or getattr(target, "send_digest", None) is None:
+            if not isinstance(target, DigestSender):
                 continue
             interval = paced_interval(target.pacing_s, self.policy)
             if interval > 0 and count > max(1.0, self.policy.digest_budget_s / interval):
@@ -497,6 +498,11 @@ class OutboxWorker:
         rows is marked delivered (with the digest's ids) and none is sent again alone."""
         first = groups[0][0]
         target = self.targets.get(first.target)
+        if target is not None and not isinstance(target, DigestSender):
+            # a reload made it a target that sends no digests: one message each, as usual
+            for group in groups:
+                await self._deliver(group, contexts.get(group[0].id))
+            return
         items: list[Notification] = []
         members: list[list[OutboxRow]] = []
         for group in groups:
@@ -552,16 +558,15 @@ class OutboxWorker:
                 self.metrics.notifications.labels(member.target, member.event).inc()
 
     async def _send_digest(
-        self, name: str, target: Sender, digest: Digest, channel: str
+        self, name: str, target: DigestSender, digest: Digest, channel: str
     ) -> DeliveryResult:
-        send = getattr(target, "send_digest")  # noqa: B009 - checked by _storming
         limit = self._limits.setdefault(name, asyncio.Semaphore(self.policy.concurrency_per_target))
         await self._gate(name, target).wait(channel)
         async with limit:
             if self._pause_left(name) > 0:
                 raise _Paused
             try:
-                result: DeliveryResult = await send(digest)
+                result: DeliveryResult = await target.send_digest(digest)
             except RetryableError as exc:
                 scoped = isinstance(exc, RateLimited) and exc.scope is not None
                 if exc.retry_after is not None and exc.retry_after > 0 and not scoped:
