@@ -31,7 +31,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.core.secrets import Secret
 from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.service.access import ApiAccess, token_fingerprint
@@ -78,10 +77,6 @@ def ensure_key(db: Path) -> bytes:
     return text.encode()
 
 
-def fingerprint(secret: Secret | str) -> str:
-    return token_fingerprint(secret)
-
-
 def new_session_id() -> str:
     return secrets.token_urlsafe(24)
 
@@ -93,12 +88,14 @@ def id_hash(session_id: str) -> str:
 
 def _still_configured(name: str, scope: str, fp: str, access: ApiAccess) -> bool:
     if name == WRITE_TOKEN_NAME and access.write is not None:
-        return scope == WRITE and hmac.compare_digest(fp, fingerprint(access.write))
+        return scope == WRITE and hmac.compare_digest(fp, token_fingerprint(access.write))
     for named in access.named:
         if named.name == name:
-            return named.scope == scope and hmac.compare_digest(fp, fingerprint(named.secret))
+            return named.scope == scope and hmac.compare_digest(fp, token_fingerprint(named.secret))
     if name == READ_TOKEN_NAME:
-        return scope == READ and any(hmac.compare_digest(fp, fingerprint(r)) for r in access.read)
+        return scope == READ and any(
+            hmac.compare_digest(fp, token_fingerprint(r)) for r in access.read
+        )
     return False
 
 

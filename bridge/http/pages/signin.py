@@ -19,6 +19,7 @@ from bridge.http import auth, session
 from bridge.http.pages.render import HEADERS, error_page, html_response, render
 from bridge.http.session import Viewer
 from bridge.service import AppState
+from bridge.service.access import token_fingerprint
 from bridge.store.interface import NewSession, StoreUnavailable
 
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
@@ -174,7 +175,7 @@ async def login(request: web.Request) -> web.Response:
         )
         return html_response(page, 401)
     name, scope, secret = found
-    fp = session.fingerprint(secret)
+    fp = token_fingerprint(secret)
     # The session is a row first: a sign-out (or the token's removal) ends it there, for
     # every copy of the cookie and every process on the database.
     session_id, now = session.new_session_id(), time.time()
