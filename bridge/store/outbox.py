@@ -127,8 +127,8 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> l
     this runs after every send. Each target is one index walk in time order (index on state,
     target, next_attempt_at, id) that stops after ``per_target`` heads; the targets with pending
     rows are found by skipping through the same index, one lookup per target. The heads of open
-    sev1 and sev2 incidents are added however old (``_URGENT_HEADS``, only for a target with more
-due heads than ``per_target``: otherwise they are all there), and the rows come in the
+    sev1 and sev2 incidents are added however old (``_URGENT_HEADS``, only for a target with
+    more due heads than ``per_target``: otherwise they are all there), and the rows come in the
     order they should be sent (``priority``: severity, stakeholders, age).
     """
     rows: dict[int, OutboxRow] = {}
