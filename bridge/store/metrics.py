@@ -30,28 +30,28 @@ from bridge.core.mttx import BUCKETS, HISTOGRAMS
 DONE = "('resolved', 'closed')"
 
 
-def _seconds(column: str, base: str, row: str = "new") -> str:
+def seconds_sql(column: str, base: str, row: str = "new") -> str:
     return f"max(0.0, ({row}.{column} - {row}.{base}) / 1e9)"
 
 
-def _bucket(d: str) -> str:
+def bucket_sql(d: str) -> str:
     whens = " ".join(f"WHEN {d} <= {bound} THEN {i}" for i, bound in enumerate(BUCKETS))
     return f"CASE {whens} ELSE {len(BUCKETS)} END"
 
 
-def _observe(metric: str) -> str:
+def observe_sql(metric: str) -> str:
     """One observation of ``metric`` for the row ``new`` (a trigger's statement)."""
     _, column, base, _ = HISTOGRAMS[metric]
     return (
         "INSERT INTO metric_histograms (metric, severity, team, bucket, n, sum) "
-        f"SELECT '{metric}', new.severity, coalesce(new.team, ''), {_bucket('d')}, 1, d "
-        f"FROM (SELECT {_seconds(column, base)} AS d) WHERE true "
+        f"SELECT '{metric}', new.severity, coalesce(new.team, ''), {bucket_sql('d')}, 1, d "
+        f"FROM (SELECT {seconds_sql(column, base)} AS d) WHERE true "
         "ON CONFLICT (metric, severity, team, bucket) DO UPDATE SET n = n + 1, "
         "sum = sum + excluded.sum;"
     )
 
 
-def _count(metric: str) -> str:
+def count_sql(metric: str) -> str:
     return (
         "INSERT INTO metric_counters (metric, severity, team, n) "
         f"VALUES ('{metric}', new.severity, coalesce(new.team, ''), 1) "
@@ -59,8 +59,8 @@ def _count(metric: str) -> str:
     )
 
 
-_UNPUBLISHED = "NOT EXISTS (SELECT 1 FROM postmortem_publications p WHERE p.incident_id = new.id)"
-_PENDING_ADD = (
+UNPUBLISHED = "NOT EXISTS (SELECT 1 FROM postmortem_publications p WHERE p.incident_id = new.id)"
+PENDING_ADD = (
     "INSERT INTO metric_postmortems (route, severity, n) "
     f"SELECT coalesce(new.route, ''), new.severity, 1 WHERE new.status IN {DONE} "
     "ON CONFLICT (route, severity) DO UPDATE SET n = n + 1;"
@@ -87,20 +87,20 @@ def install(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE TABLE metric_gauges (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
     )
-    _backfill(conn)
+    backfill(conn)
     _triggers(conn)
 
 
-def _backfill(conn: sqlite3.Connection) -> None:
+def backfill(conn: sqlite3.Connection) -> None:
     """The aggregates of the incidents stored before this migration, with their current severity
     and team; an incident reopened and mitigated again is observed at its latest mitigation
     (the first is not kept anywhere)."""
     for metric, (_, column, base, _) in HISTOGRAMS.items():
         conn.execute(
             "INSERT INTO metric_histograms (metric, severity, team, bucket, n, sum) "
-            f"SELECT '{metric}', severity, team, {_bucket('d')}, count(*), sum(d) FROM "
-            f"(SELECT severity, coalesce(team, '') AS team, {_seconds(column, base, 'i')} AS d "
-            f"FROM incidents i WHERE {column} IS NOT NULL) GROUP BY 1, 2, 3, 4"
+            f"SELECT '{metric}', severity, team, {bucket_sql('d')}, count(*), sum(d) FROM "
+            f"(SELECT severity, coalesce(team, '') AS team, {seconds_sql(column, base, 'i')} AS d "
+            f"FROM incidents i WHERE {column} IS NOT NULL) AS observed GROUP BY 1, 2, 3, 4"
         )
     conn.execute(
         "INSERT INTO metric_counters (metric, severity, team, n) "
@@ -129,15 +129,15 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 def _triggers(conn: sqlite3.Connection) -> None:
     # A new incident: opened, its detection delay, and any milestone it already has.
-    inserted = [_count("opened"), _observe("detect")]
+    inserted = [count_sql("opened"), observe_sql("detect")]
     for metric in ("ack", "mitigate", "resolve"):
         column = HISTOGRAMS[metric][1]
         inserted.append(
-            _observe(metric).replace("WHERE true", f"WHERE new.{column} IS NOT NULL", 1)
+            observe_sql(metric).replace("WHERE true", f"WHERE new.{column} IS NOT NULL", 1)
         )
     conn.execute(
         f"CREATE TRIGGER metric_incident_insert AFTER INSERT ON incidents BEGIN "
-        f"{' '.join(inserted)} {_PENDING_ADD.replace('WHERE', f'WHERE {_UNPUBLISHED} AND', 1)} "
+        f"{' '.join(inserted)} {PENDING_ADD.replace('WHERE', f'WHERE {UNPUBLISHED} AND', 1)} "
         "END"
     )
     # A milestone set for the first time (an UPDATE OF fires whenever the column is assigned,
@@ -146,18 +146,18 @@ def _triggers(conn: sqlite3.Connection) -> None:
         column = HISTOGRAMS[metric][1]
         conn.execute(
             f"CREATE TRIGGER metric_incident_{metric} AFTER UPDATE OF {column} ON incidents "
-            f"WHEN old.{column} IS NULL AND new.{column} IS NOT NULL BEGIN {_observe(metric)} END"
+            f"WHEN old.{column} IS NULL AND new.{column} IS NOT NULL BEGIN {observe_sql(metric)} END"
         )
     conn.execute(
         "CREATE TRIGGER metric_incident_mitigate AFTER UPDATE OF mitigated_at ON incidents "
         "WHEN old.mitigated_at IS NULL AND new.mitigated_at IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM metric_reopened r WHERE r.incident_id = new.id) "
-        f"BEGIN {_observe('mitigate')} END"
+        f"BEGIN {observe_sql('mitigate')} END"
     )
     conn.execute(
         "CREATE TRIGGER metric_incident_reopen AFTER UPDATE OF status ON incidents "
         "WHEN old.status = 'mitigated' AND new.status = 'triggered' BEGIN "
-        f"{_count('reopened')} "
+        f"{count_sql('reopened')} "
         "INSERT OR IGNORE INTO metric_reopened (incident_id) VALUES (new.id); END"
     )
     # Resolved or closed without a publication: counted under its (route, severity).
@@ -165,9 +165,9 @@ def _triggers(conn: sqlite3.Connection) -> None:
         "CREATE TRIGGER metric_incident_postmortem AFTER UPDATE OF status, severity, route "
         "ON incidents WHEN (old.status IS NOT new.status OR old.severity IS NOT new.severity "
         "OR old.route IS NOT new.route) "
-        f"AND (old.status IN {DONE} OR new.status IN {DONE}) AND {_UNPUBLISHED} BEGIN "
+        f"AND (old.status IN {DONE} OR new.status IN {DONE}) AND {UNPUBLISHED} BEGIN "
         "UPDATE metric_postmortems SET n = n - 1 WHERE route = coalesce(old.route, '') "
-        f"AND severity = old.severity AND old.status IN {DONE}; {_PENDING_ADD} END"
+        f"AND severity = old.severity AND old.status IN {DONE}; {PENDING_ADD} END"
     )
     conn.execute(
         "CREATE TRIGGER metric_postmortem_published AFTER INSERT ON postmortem_publications "
@@ -206,17 +206,17 @@ def install_dismiss(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE TRIGGER metric_incident_dismissed AFTER UPDATE OF dismissed_at ON incidents "
         f"WHEN old.dismissed_at IS NULL AND new.dismissed_at IS NOT NULL BEGIN "
-        f"{_count('dismissed')} END"
+        f"{count_sql('dismissed')} END"
     )
     conn.execute("DROP TRIGGER metric_incident_postmortem")
     conn.execute(
         "CREATE TRIGGER metric_incident_postmortem AFTER UPDATE OF status, severity, route "
         "ON incidents WHEN (old.status IS NOT new.status OR old.severity IS NOT new.severity "
         "OR old.route IS NOT new.route) "
-        f"AND (old.status IN {DONE} OR new.status IN {DONE}) AND {_UNPUBLISHED} "
+        f"AND (old.status IN {DONE} OR new.status IN {DONE}) AND {UNPUBLISHED} "
         "AND new.dismissed_at IS NULL BEGIN "
         "UPDATE metric_postmortems SET n = n - 1 WHERE route = coalesce(old.route, '') "
-        f"AND severity = old.severity AND old.status IN {DONE}; {_PENDING_ADD} END"
+        f"AND severity = old.severity AND old.status IN {DONE}; {PENDING_ADD} END"
     )
 
 

@@ -30,7 +30,7 @@ I = TypeVar("I")  # noqa: E741
 log = logging.getLogger("bridge.store")
 __all__ = ["Batched", "StoreUnavailable", "Writer", "is_fault"]
 
-_STOP = object()
+STOP = object()
 MAX_BATCH = 512
 
 
@@ -50,7 +50,7 @@ class Batched(Generic[I, T]):
 
 Job = Callable[[sqlite3.Connection], Any] | Batched[Any, Any]
 Entry = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-_Result = tuple[bool, Any]
+Result = tuple[bool, Any]
 
 
 class Writer:
@@ -87,7 +87,7 @@ class Writer:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         if self._thread is not None:
             self._thread.join()
 
@@ -102,42 +102,46 @@ class Writer:
         try:
             stop = False
             while not stop:
-                batch = [self._queue.get()]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if any(entry is _STOP for entry in batch):
-                    stop = True
-                    batch = [entry for entry in batch if entry is not _STOP]
+                batch, stop = self.next_batch()
                 if batch:
                     self._run_batch(conn, batch)
         finally:
             conn.close()
+
+    def next_batch(self) -> tuple[list[Entry], bool]:
+        """What is queued (waiting for one entry), up to MAX_BATCH; and whether to stop after."""
+        batch = [self._queue.get()]
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if any(entry is STOP for entry in batch):
+            return [entry for entry in batch if entry is not STOP], True
+        return batch, False
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Entry]) -> None:
         results = self._attempt(conn, batch, isolate=False)
         if results is None:
             results = self._attempt(conn, batch, isolate=True)
         assert results is not None
-        _resolve(batch, results)
+        resolve(batch, results)
 
     def _attempt(
         self, conn: sqlite3.Connection, batch: list[Entry], *, isolate: bool
-    ) -> list[_Result] | None:
+    ) -> list[Result] | None:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             log.error("store: cannot begin a transaction: %s", exc)
             return [(False, StoreUnavailable(str(exc)))] * len(batch)
-        results: list[_Result] = []
-        groups = [[entry[0]] for entry in batch] if isolate else _group([e[0] for e in batch])
+        results: list[Result] = []
+        groups = [[entry[0]] for entry in batch] if isolate else group([e[0] for e in batch])
         for jobs in groups:
             if isolate:
                 conn.execute("SAVEPOINT w")
             try:
-                results.extend((True, r) for r in _run_jobs(conn, jobs))
+                results.extend((True, r) for r in run_jobs(conn, jobs))
             except Exception as exc:
                 if not isolate:
                     conn.execute("ROLLBACK")
@@ -160,7 +164,7 @@ class Writer:
         return results
 
 
-def _group(jobs: list[Job]) -> list[list[Job]]:
+def group(jobs: list[Job]) -> list[list[Job]]:
     """Runs of consecutive batched jobs with the same function; plain jobs stand alone."""
     groups: list[list[Job]] = []
     for job in jobs:
@@ -172,7 +176,7 @@ def _group(jobs: list[Job]) -> list[list[Job]]:
     return groups
 
 
-def _run_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
+def run_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
     first = jobs[0]
     if isinstance(first, Batched):
         items = [job.item for job in jobs if isinstance(job, Batched)]
@@ -183,7 +187,7 @@ def _run_jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
     return [first(conn)]
 
 
-def _resolve(batch: list[Entry], results: list[_Result]) -> None:
+def resolve(batch: list[Entry], results: list[Result]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
     for (_job, future, loop), (ok, value) in zip(batch, results, strict=True):
         by_loop.setdefault(loop, []).append((future, ok, value))

@@ -1,0 +1,352 @@
+"""The PostgreSQL store: the second backend of ``interface.StoreInterface``.
+
+Its parts are SQLite's (``store/sqlite.py``): the same SQL functions of ``bridge/store/*.py``,
+run with a ``PgConnection`` (``connection.py``) that speaks their shared dialect to PostgreSQL
+(``dialect.py``). What differs is how a function reaches the database:
+
+- Writes: one writer thread with group commit, as on SQLite (``PgWriter``). Each of its
+  transactions (READ COMMITTED) first takes ``pg_advisory_xact_lock(WRITE_LOCK)``, so that write
+  transactions run one after another, across processes too, exactly as SQLite's single writer
+  does: an incident's state machine reads what the previous change committed, a reminder's key
+  is claimed once, ids are the next past the largest. A lost connection fails the batch
+  (``StoreUnavailable``: webhooks get 503 and Alertmanager sends them again) and is made again,
+  no sooner than a backoff that grows to ``RECONNECT_MAX_S``.
+- Reads: a ``psycopg_pool`` pool; each read function runs in one REPEATABLE READ READ ONLY
+  transaction (one snapshot, as a read transaction on SQLite). More reads waiting than the pool
+  can take soon are refused at once (``StoreUnavailable``), never queued without bound.
+- Every statement is bounded by ``statement_timeout``; a timeout is ``StoreUnavailable``.
+
+The password never sits in the URL the service logs: it is given apart (``password``), or by
+libpq's own files (PGPASSFILE, a service file); ``url.masked`` is what messages show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import psycopg
+import psycopg_pool
+
+from bridge.core.secrets import Secret
+from bridge.store import sqlite
+from bridge.store.errors import StoreError, StoreUnavailable
+from bridge.store.ingest import CarefulMode
+from bridge.store.postgres import schema
+from bridge.store.postgres.connection import PgConnection, configure
+from bridge.store.postgres.url import DatabaseUrl
+from bridge.store.writer import Batched, Result, Writer, group, resolve, run_jobs
+
+if TYPE_CHECKING:
+    from bridge.store.interface import StoreInterface
+
+__all__ = ["DatabaseUrl", "PgStore"]
+log = logging.getLogger("bridge.store")
+T = TypeVar("T")
+RECONNECT_MIN_S = 0.2
+RECONNECT_MAX_S = 5.0
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StoreUnavailable(f"PostgreSQL: a statement ran past statement_timeout ({exc})")
+    return StoreUnavailable(f"PostgreSQL: {str(exc).strip() or type(exc).__name__}")
+
+
+class PgWriter(Writer):
+    """SQLite's writer thread (batches, group commit, one savepoint per write on a retry) over a
+    PostgreSQL connection that is made again when it breaks."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        super().__init__(cast(Any, connect))
+        self._make = connect
+        self._raw: psycopg.Connection[Any] | None = None
+        self._next_try = 0.0
+        self._backoff = RECONNECT_MIN_S
+        self.down: str | None = None  # why the last attempt to reach the database failed
+
+    def _run(self) -> None:
+        self._ready.set()
+        try:
+            stop = False
+            while not stop:
+                batch, stop = self.next_batch()
+                if batch:
+                    self._write(batch)
+        finally:
+            if self._raw is not None:
+                self._raw.close()
+
+    def _connection(self) -> psycopg.Connection[Any] | None:
+        if self._raw is not None and not self._raw.closed and not self._raw.broken:
+            return self._raw
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        now = time.monotonic()
+        if now < self._next_try:
+            return None
+        try:
+            self._raw = self._make()
+        except psycopg.Error as exc:
+            self.down = str(exc).strip()
+            self._next_try = now + self._backoff
+            self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+            log.error("store: cannot connect to PostgreSQL: %s", self.down)
+            return None
+        self.down = None
+        self._backoff = RECONNECT_MIN_S
+        return self._raw
+
+    def _write(self, batch: list[Any]) -> None:
+        raw = self._connection()
+        if raw is None:
+            error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
+            resolve(batch, [(False, error)] * len(batch))
+            return
+        results = self._pg_attempt(raw, batch, isolate=False)
+        if results is None:
+            results = self._pg_attempt(raw, batch, isolate=True)
+        assert results is not None
+        resolve(batch, results)
+
+    def _pg_attempt(
+        self, raw: psycopg.Connection[Any], batch: list[Any], *, isolate: bool
+    ) -> list[Result] | None:
+        conn = cast(sqlite3.Connection, PgConnection(raw))
+        try:
+            raw.execute("BEGIN")
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (schema.WRITE_LOCK,))
+        except psycopg.Error as exc:
+            self._abandon(raw)
+            log.error("store: cannot begin a transaction: %s", exc)
+            return [(False, _unavailable(exc))] * len(batch)
+        results: list[Result] = []
+        groups = [[entry[0]] for entry in batch] if isolate else group([e[0] for e in batch])
+        for jobs in groups:
+            try:
+                if isolate:
+                    raw.execute("SAVEPOINT w")
+                results.extend((True, r) for r in run_jobs(conn, jobs))
+                if isolate:
+                    raw.execute("RELEASE w")
+            except Exception as exc:
+                if raw.broken or raw.closed:
+                    self._abandon(raw)
+                    return [(False, _unavailable(exc))] * len(batch)
+                if not isolate:
+                    raw.execute("ROLLBACK")
+                    return None
+                raw.execute("ROLLBACK TO w")
+                raw.execute("RELEASE w")
+                results.append(
+                    (False, _unavailable(exc) if isinstance(exc, psycopg.Error) else exc)
+                )
+        try:
+            raw.execute("COMMIT")
+        except psycopg.Error as exc:
+            # The outcome of a COMMIT whose answer was lost is unknown: the callers are told
+            # the write failed, and one sent again is recognised (webhooks by their journal and
+            # the state machine, actions by their Idempotency-Key).
+            log.error("store: commit failed: %s", exc)
+            self._abandon(raw)
+            return [(False, _unavailable(exc))] * len(batch)
+        return results
+
+    def _abandon(self, raw: psycopg.Connection[Any]) -> None:
+        if raw.broken or raw.closed:
+            raw.close()
+            self._raw = None
+            return
+        try:
+            raw.execute("ROLLBACK")
+        except psycopg.Error:
+            raw.close()
+            self._raw = None
+
+
+class PgStore:
+    """The database as the service uses it, on PostgreSQL (``interface.StoreInterface``)."""
+
+    def __init__(
+        self,
+        url: DatabaseUrl | str,
+        *,
+        password: Secret | None = None,
+        pool_size: int = 10,
+        statement_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url if isinstance(url, DatabaseUrl) else DatabaseUrl.parse(url)
+        self._password = password
+        self.pool_size = pool_size
+        self.statement_timeout_ms = max(1, int(statement_timeout_s * 1000))
+        self.connect_timeout_s = connect_timeout_s
+        self._writer: PgWriter | None = None
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reading = 0
+        # reads beyond the pool's connections that may wait for one; past that, refused at once
+        self.max_waiting_reads = 4 * pool_size
+        self.careful = CarefulMode()
+        self.ingest = sqlite.SqliteIngest(self, self.careful)
+        self.actions = sqlite.SqliteActions(self)
+        self.reminders = sqlite.SqliteReminders(self)
+        self.followups = sqlite.SqliteFollowUps(self)
+        self.queries = sqlite.SqliteQueries(self)
+        self.outbox = sqlite.SqliteOutbox(self)
+        self.metrics = sqlite.SqliteMetrics(self)
+        self.search = sqlite.SqliteSearch(self)
+        self.postmortems = sqlite.SqlitePostmortems(self)
+        self.reconcile = sqlite.SqliteReconcile(self)
+        self.chat = sqlite.SqliteChat(self)
+        self.sessions = sqlite.SqliteSessions(self)
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.url.masked})"
+
+    def _kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, round(self.connect_timeout_s)),
+            "application_name": "incident-bridge",
+        }
+        if self._password is not None:
+            kwargs["password"] = self._password.reveal()
+        return kwargs
+
+    def _settings(self, raw: psycopg.Connection[Any]) -> None:
+        configure(raw)
+        raw.execute(f"SET statement_timeout = {self.statement_timeout_ms}")
+        raw.execute("SET TIME ZONE 'UTC'")
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection in autocommit mode (the writer's, the migrations')."""
+        raw = psycopg.connect(self.url.conninfo, autocommit=True, **self._kwargs())
+        try:
+            self._settings(raw)
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    def _configure_reader(self, raw: psycopg.Connection[Any]) -> None:
+        raw.autocommit = True
+        self._settings(raw)
+        raw.autocommit = False
+        raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        raw.read_only = True
+
+    def open(self) -> list[str]:
+        """Check, migrate, start the writer and the read pool; the migrations run. Raises
+        ``StoreError`` (the database untouched) when it cannot be used."""
+        try:
+            raw = self.connect()
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.url.masked}: {str(exc).strip()}"
+            ) from None
+        try:
+            tables = schema.user_tables(raw)
+            if tables and schema.MIGRATIONS_TABLE not in tables:
+                shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreError(
+                    f"{self.url.masked} is not an incident-bridge database (it has {shown} and "
+                    f"no {schema.MIGRATIONS_TABLE} table); refusing to change it. Give --db an "
+                    "empty database"
+                )
+            applied = schema.migrate(raw)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot prepare the database {self.url.masked}: {str(exc).strip()}"
+            ) from None
+        finally:
+            raw.close()
+        self._writer = PgWriter(self.connect)
+        self._writer.start()
+        self._pool = psycopg_pool.ConnectionPool(
+            self.url.conninfo,
+            kwargs=self._kwargs(),
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            configure=self._configure_reader,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            reconnect_timeout=0,  # never give up: the pool keeps trying, with backoff
+            name="incident-bridge-readers",
+        )
+        self._pool.open(wait=False)
+        self._readers = ThreadPoolExecutor(
+            max_workers=self.pool_size, thread_name_prefix="store-reader"
+        )
+        return applied
+
+    @property
+    def fault(self) -> str | None:
+        """PostgreSQL has no damaged file to report: an unreachable server is the ready
+        check's to say (``queries.ready_check`` fails)."""
+        return None
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why the writer's last attempt to reach PostgreSQL failed, while it still fails."""
+        return self._writer.down if self._writer is not None else None
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    def write(self, job: Callable[[sqlite3.Connection], T] | Batched[Any, T]) -> Awaitable[T]:
+        if self._writer is None:
+            raise StoreUnavailable("store is not open")
+        return self._writer.submit(job)
+
+    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._pool is not None
+        try:
+            with self._pool.connection(timeout=self.connect_timeout_s) as raw:
+                return fn(cast(sqlite3.Connection, PgConnection(raw)))
+        except psycopg_pool.PoolTimeout:
+            raise StoreUnavailable(
+                "PostgreSQL: no connection from the pool in time (the database is unreachable "
+                "or every connection is busy)"
+            ) from None
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreUnavailable("store is not open")
+        if self._reading >= self.pool_size + self.max_waiting_reads:
+            raise StoreUnavailable(
+                f"PostgreSQL: {self._reading} reads in progress, the pool is exhausted"
+            )
+        self._reading += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._readers, self._read_now, fn
+            )
+        finally:
+            self._reading -= 1
+
+    def close(self) -> None:
+        """Finish queued writes (they commit), then close every connection."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+if TYPE_CHECKING:  # mypy checks that the PostgreSQL store is the whole interface
+
+    def _implements(store: PgStore) -> StoreInterface:
+        return store

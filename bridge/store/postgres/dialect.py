@@ -1,0 +1,192 @@
+"""The store's SQL as PostgreSQL reads it.
+
+The store's SQL functions are written once, in the dialect the two databases share, against a
+DB-API connection (``execute``, ``executemany``, ``fetchone``, ``rowcount``). ``translate``
+turns the few SQLite spellings they use into PostgreSQL's, once per statement text (cached):
+
+- ``?`` placeholders become ``%s``, and a literal ``%`` becomes ``%%`` (outside string literals);
+  numbered ones (``?1``, used twice) become one ``%s`` each, with the order of the arguments;
+- ``INSERT OR IGNORE INTO ...`` becomes ``INSERT INTO ... ON CONFLICT DO NOTHING``;
+- the scalar ``max(a, b)`` / ``min(a, b)`` become ``greatest`` / ``least`` (the aggregates with
+  one argument are the same in both);
+- ``IN ()`` (an empty list, which SQLite allows) becomes an empty subquery;
+- ``CAST(... AS INTEGER)`` becomes ``BIGINT`` (the store's times are nanoseconds);
+- in an upsert's ``DO UPDATE SET``, a bare column on the right of ``=`` (``n = n + 1``) is the
+  existing row's, as SQLite reads it: PostgreSQL calls it ambiguous, so it gets the table's name;
+- ``BEGIN`` / ``COMMIT`` written by a read function are dropped: on PostgreSQL every read runs in
+  one read-only REPEATABLE READ transaction the backend opens (``store.PgStore.read``).
+
+``json_valid`` and ``json_extract`` (SQLite's JSON functions the store calls on TEXT columns)
+are SQL functions the PostgreSQL schema defines (``schema.py``). What cannot be written in the
+shared dialect (the search index, the triggers) has a PostgreSQL module of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+_TRANSACTION = re.compile(r"^\s*(BEGIN(\s+(IMMEDIATE|DEFERRED))?|COMMIT|END)\s*;?\s*$", re.I)
+_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.I)
+_SCALAR = re.compile(r"\b(max|min)\s*\(", re.I)
+_CAST_INTEGER = re.compile(r"\bAS\s+INTEGER\s*\)", re.I)
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
+_NUMBERED = re.compile(r"\?(\d+)")
+_INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
+_DO_UPDATE = re.compile(r"\bDO\s+UPDATE\s+SET\b", re.I)
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\S")
+_EMPTY_IN = re.compile(r"\bIN\s*\(\s*\)", re.I)
+_KEYWORDS = frozenset(
+    [
+        "case",
+        "when",
+        "then",
+        "else",
+        "end",
+        "and",
+        "or",
+        "not",
+        "null",
+        "is",
+        "in",
+        "where",
+        "true",
+        "false",
+        "like",
+        "between",
+        "distinct",
+        "from",
+        "as",
+        "asc",
+        "desc",
+        "excluded",
+        "returning",
+        "select",
+        "exists",
+    ]
+)
+
+
+def _qualify_upsert(code: str, table: str) -> str:
+    """The bare columns after ``DO UPDATE SET`` (not the assigned ones) named ``table.col``."""
+    m = _DO_UPDATE.search(code)
+    if m is None:
+        return code
+    head, tail = code[: m.end()], code[m.end() :]
+    out: list[str] = []
+    pos, depth, prev = 0, 0, ","
+    tokens = list(_TOKEN.finditer(tail))
+    for i, tok in enumerate(tokens):
+        text = tok.group(0)
+        if text.upper() == "RETURNING":
+            break
+        nxt = tokens[i + 1].group(0) if i + 1 < len(tokens) else ""
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        elif (
+            (text[0].isalpha() or text[0] == "_")
+            and text.lower() not in _KEYWORDS
+            and prev != "."
+            and nxt not in (".", "(")
+        ):
+            target = depth == 0 and prev in (",", "SET") and nxt == "="
+            if not target:
+                out.append(tail[pos : tok.start()] + f"{table}.{text}")
+                pos = tok.end()
+        prev = text.upper() if text.upper() == "SET" else text
+    out.append(tail[pos:])
+    return head + "".join(out)
+
+
+def is_transaction_control(sql: str) -> bool:
+    return _TRANSACTION.match(sql) is not None
+
+
+def _outside_strings(sql: str) -> list[tuple[bool, str]]:
+    """``sql`` cut into (is_code, text) pieces: string literals and quoted names are not code."""
+    pieces: list[tuple[bool, str]] = []
+    i, start = 0, 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'\"":
+            if i > start:
+                pieces.append((True, sql[start:i]))
+            j = i + 1
+            while j < len(sql):
+                if sql[j] == ch:
+                    if j + 1 < len(sql) and sql[j + 1] == ch:  # '' inside a literal
+                        j += 2
+                        continue
+                    break
+                j += 1
+            pieces.append((False, sql[i : j + 1]))
+            i = start = j + 1
+            continue
+        i += 1
+    if start < len(sql):
+        pieces.append((True, sql[start:]))
+    return pieces
+
+
+def _scalar_minmax(code: str) -> str:
+    """``max(a, b)`` -> ``greatest(a, b)`` when the parentheses hold a top-level comma."""
+    out: list[str] = []
+    pos = 0
+    for m in _SCALAR.finditer(code):
+        if m.start() < pos:
+            continue
+        depth, j, comma = 1, m.end(), False
+        while j < len(code) and depth:
+            if code[j] == "(":
+                depth += 1
+            elif code[j] == ")":
+                depth -= 1
+            elif code[j] == "," and depth == 1:
+                comma = True
+            j += 1
+        if comma:
+            out.append(code[pos : m.start()])
+            out.append("greatest(" if m.group(1).lower() == "max" else "least(")
+            pos = m.end()
+    out.append(code[pos:])
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """``sql`` (the shared dialect, SQLite's placeholders) as PostgreSQL runs it, and for
+    numbered placeholders the indexes of the arguments in the order PostgreSQL takes them."""
+    ignore = _OR_IGNORE.match(sql) is not None
+    if ignore:
+        sql = _OR_IGNORE.sub("INSERT INTO", sql, count=1)
+    pieces = []
+    order: list[int] = []
+    literals: list[str] = []
+    for is_code, text in _outside_strings(sql):
+        if not is_code:  # kept aside while the code is rewritten, put back at the end
+            literals.append(text.replace("%", "%%"))
+            text = f"\u00a7{len(literals) - 1}\u00a7"
+        else:
+            text = text.replace("%", "%%")
+            if _NUMBERED.search(text):
+                order.extend(int(m.group(1)) - 1 for m in _NUMBERED.finditer(text))
+                text = _NUMBERED.sub("%s", text)
+            text = text.replace("?", "%s")
+            text = _CAST_INTEGER.sub("AS BIGINT)", _scalar_minmax(text))
+            text = _EMPTY_IN.sub("IN (SELECT NULL WHERE false)", text)
+        pieces.append(text)
+    out = "".join(pieces)
+    into = _INSERT_INTO.match(out)
+    if into is not None:
+        out = _qualify_upsert(out, into.group(1))
+    for i, literal in enumerate(literals):
+        out = out.replace(f"\u00a7{i}\u00a7", literal, 1)
+    if ignore:
+        returning = _RETURNING.search(out)
+        if returning is None:
+            out = out.rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
+        else:
+            out = out[: returning.start()] + "ON CONFLICT DO NOTHING " + out[returning.start() :]
+    return out, tuple(order) if order else None
