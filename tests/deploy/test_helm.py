@@ -146,6 +146,7 @@ def test_the_ci_values_cover_each_setup() -> None:
         "ingress",
         "monitoring",
         "existingsecret",
+        "postgresql",
     }
 
 
@@ -296,8 +297,15 @@ def test_every_variable_the_chart_sets_is_documented(helm: str) -> None:
         re.findall(r"INCIDENT_BRIDGE_[A-Z_]+", (ROOT / "docs" / "configuration.md").read_text())
     )
     values = CHART / "ci" / "ingress-values.yaml"
-    for objs in (objects(helm), objects(helm, "--values", str(values))):
-        assert set(env(objs)) <= documented
+    postgresql = CHART / "ci" / "postgresql-values.yaml"
+    for objs in (
+        objects(helm),
+        objects(helm, "--values", str(values)),
+        objects(helm, "--values", str(postgresql), "--set", "database.passwordKey=password"),
+    ):
+        # PG*: libpq's own variables (docs/postgresql.md), which the PostgreSQL values set
+        ours = {name for name in env(objs) if not name.startswith("PG")}
+        assert ours <= documented, ours - documented
 
 
 def test_more_than_one_replica_is_refused(helm: str) -> None:
@@ -524,3 +532,233 @@ def test_the_packaged_chart_renders_the_same(helm: str, tmp_path: Path) -> None:
     secretless = ("--set", "auth.webhookToken=a-webhook-token,auth.apiToken=an-api-token")
     packaged = render(helm, *values, *secretless, chart=package).stdout
     assert packaged == render(helm, *values, *secretless).stdout
+
+
+# PostgreSQL (docs/postgresql.md): database.url or database.existingSecret selects it.
+PG_VALUES = CHART / "ci" / "postgresql-values.yaml"
+CNPG_EXAMPLE = ROOT / "examples" / "cloudnativepg-cluster.yaml"
+PG_URL = "postgresql://bridge@pg-rw.db:5432/bridge?sslmode=verify-full"
+
+
+def volumes(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in deployment(objs)["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_sqlite_needs_nothing_of_the_database_block(helm: str) -> None:
+    """The default renders as before the PostgreSQL values existed: a claim, the file's path,
+    none of PostgreSQL's variables."""
+    objs = objects(helm)
+    variables = env(objs)
+    assert variables["INCIDENT_BRIDGE_DB"] == {
+        "name": "INCIDENT_BRIDGE_DB",
+        "value": "/data/incident-bridge.db",
+    }
+    for name in (
+        "INCIDENT_BRIDGE_DB_PASSWORD",
+        "INCIDENT_BRIDGE_DATA_DIR",
+        "INCIDENT_BRIDGE_KB_DATABASE_ONLY",
+    ):
+        assert name not in variables
+    assert ("PersistentVolumeClaim", FULLNAME) in objs
+    # an empty database block is SQLite, the same manifests (tokens fixed: else generated)
+    tokens = ("--set", "auth.webhookToken=a-webhook-token,auth.apiToken=an-api-token")
+    empty = ("--set", "database.url=,database.existingSecret=")
+    assert render(helm, *tokens, *empty).stdout == render(helm, *tokens).stdout
+
+
+def test_postgresql_from_an_existing_secret(helm: str) -> None:
+    objs = objects(helm, "--values", str(PG_VALUES))
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)
+    variables = env(objs)
+    assert variables["INCIDENT_BRIDGE_DB"] == {
+        "name": "INCIDENT_BRIDGE_DB",
+        "valueFrom": {"secretKeyRef": {"name": "incident-bridge-pg-app", "key": "uri"}},
+    }
+    assert "INCIDENT_BRIDGE_DB_PASSWORD" not in variables  # the uri holds it
+    # the files beside the store: an emptyDir at /data, in a folder the service makes 0700
+    assert volumes(objs)["data"] == {"name": "data", "emptyDir": {}}
+    mounts = {m["name"]: m["mountPath"] for m in container(objs)["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    assert variables["INCIDENT_BRIDGE_DATA_DIR"]["value"] == "/data/files"
+    # a knowledge base folder in the emptyDir would be a new repository at every start
+    assert variables["INCIDENT_BRIDGE_KB_DATABASE_ONLY"]["value"] == "true"
+    # the API token from the chart's Secret, never generated into the emptyDir
+    ref = variables["INCIDENT_BRIDGE_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": FULLNAME, "key": "api-token"}
+    assert deployment(objs)["spec"]["strategy"] == {"type": "Recreate"}
+    # the server's certificate checked against the cluster's CA, its key not mounted
+    assert variables["PGSSLMODE"]["value"] == "verify-full"
+    ca = volumes(objs)["postgresql-ca"]["secret"]
+    assert ca == {
+        "secretName": "incident-bridge-pg-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    ca_mount = next(m for m in container(objs)["volumeMounts"] if m["name"] == "postgresql-ca")
+    assert variables["PGSSLROOTCERT"]["value"] == ca_mount["mountPath"] + "/ca.crt"
+
+
+def test_postgresql_from_the_url_value(helm: str) -> None:
+    objs = objects(
+        helm,
+        "--set",
+        f"database.url={PG_URL}",
+        "--set",
+        "database.existingSecret=pg-password,database.passwordKey=password",
+        # the claim is SQLite's: not used, not made
+        "--set",
+        "persistence.existingClaim=mine",
+    )
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objs)
+    assert volumes(objs)["data"] == {"name": "data", "emptyDir": {}}
+    variables = env(objs)
+    assert variables["INCIDENT_BRIDGE_DB"] == {"name": "INCIDENT_BRIDGE_DB", "value": PG_URL}
+    assert variables["INCIDENT_BRIDGE_DB_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "pg-password", "key": "password"}
+    }
+
+
+def test_postgresql_with_an_existing_token_secret_requires_the_api_token(helm: str) -> None:
+    """With SQLite a missing API token key lets the service generate one on the volume; on
+    PostgreSQL that file would be in the emptyDir, a new token at every start: the key is
+    required (the pod does not start without it)."""
+    existing = ("--values", str(CHART / "ci" / "existingsecret-values.yaml"))
+    api = env(objects(helm, *existing))["INCIDENT_BRIDGE_API_TOKEN"]["valueFrom"]
+    assert api["secretKeyRef"]["optional"] is True
+    api = env(objects(helm, *existing, "--values", str(PG_VALUES)))["INCIDENT_BRIDGE_API_TOKEN"]
+    assert api["valueFrom"]["secretKeyRef"] == {"name": "incident-bridge-tokens", "key": "api"}
+
+
+def test_postgresql_leaves_the_knowledge_base_to_config(helm: str) -> None:
+    variables = env(objects(helm, "--values", str(PG_VALUES)))
+    assert variables["INCIDENT_BRIDGE_KB_DATABASE_ONLY"]["value"] == "true"
+    for option in ("config.KB_DIR=/kb", "config.KB_DATABASE_ONLY=true"):
+        variables = env(objects(helm, "--values", str(PG_VALUES), "--set", option))
+        assert [n for n in variables if n.startswith("INCIDENT_BRIDGE_KB_")] == [
+            "INCIDENT_BRIDGE_" + option.split("=")[0].removeprefix("config.")
+        ]
+    extra = "extraEnv[0].name=INCIDENT_BRIDGE_KB_DIR,extraEnv[0].value=/kb"
+    variables = env(objects(helm, "--values", str(PG_VALUES), "--set", extra))
+    assert "INCIDENT_BRIDGE_KB_DATABASE_ONLY" not in variables
+
+
+@pytest.mark.parametrize(
+    ("options", "schema", "template"),
+    [
+        (
+            ["--set", "database.url=postgresql://bridge:hunter2@pg-rw/bridge"],
+            "database.url",
+            "database.url holds a password",
+        ),
+        (
+            ["--set", "database.url=postgres://bridge@pg-rw/bridge?password=hunter2"],
+            "database.url",
+            "database.url holds a password",
+        ),
+        (
+            ["--set", "database.url=/data/incident-bridge.db"],
+            "database.url",
+            "database.url must start with postgresql://",
+        ),
+        (
+            ["--set", "database.url=" + PG_URL, "--set", "database.passwordKey=password"],
+            None,
+            "database.passwordKey is set without database.existingSecret",
+        ),
+        (
+            ["--set", "database.url=" + PG_URL, "--set", "database.existingSecret=pg"],
+            None,
+            "the Secret would not be used",
+        ),
+        (
+            ["--set", "database.existingSecret=pg,database.urlKey="],
+            None,
+            "database.urlKey is empty",
+        ),
+        (
+            ["--values", str(PG_VALUES), "--set", "replicaCount=2"],
+            "replicaCount: Must be less than or equal to 1",
+            "several replicas on one PostgreSQL database are not supported yet",
+        ),
+    ],
+    ids=[
+        "password-in-url",
+        "password-in-query",
+        "not-postgresql",
+        "password-key-alone",
+        "secret-unused",
+        "no-url-key",
+        "replicas",
+    ],
+)
+def test_postgresql_values_refused(
+    helm: str, options: list[str], schema: str | None, template: str
+) -> None:
+    """Refused by the schema when it can say so, and by the templates with the reason (also
+    when the schema is skipped); a password never echoed."""
+    result = render(helm, *options, check=False)
+    assert result.returncode != 0
+    assert (schema or template) in result.stderr, result.stderr
+    result = render(helm, *options, "--skip-schema-validation", check=False)
+    assert result.returncode != 0
+    assert template in result.stderr, result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_notes_name_the_postgresql_store(helm: str, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, "--values", str(PG_VALUES))
+    assert "the store is in PostgreSQL" in text
+    assert "key uri of the Secret incident-bridge-pg-app" in text
+    assert "SQLite" not in text
+    assert "SQLite" in notes(helm, tmp_path / "2")
+
+
+def test_the_cloudnativepg_example(helm: str) -> None:
+    """kubernetes-validate has no schema for CloudNativePG's Cluster (a CRD) offline: its shape
+    is checked here, and the chart's values read the Secrets the operator makes for it."""
+    docs = documents(CNPG_EXAMPLE.read_text())
+    assert len(docs) == 1
+    (cluster,) = docs
+    assert set(cluster) == {"apiVersion", "kind", "metadata", "spec"}
+    assert (cluster["apiVersion"], cluster["kind"]) == ("postgresql.cnpg.io/v1", "Cluster")
+    name = cluster["metadata"]["name"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+    spec = cluster["spec"]
+    assert spec["instances"] == 3
+    assert spec["bootstrap"] == {"initdb": {"database": "bridge", "owner": "bridge"}}
+    assert re.fullmatch(r"\d+[MG]i", spec["storage"]["size"])
+    assert spec["postgresql"]["synchronous"] == {"method": "any", "number": 1}
+    assert "enableSuperuserAccess" not in spec or spec["enableSuperuserAccess"] is False
+    values = YAML(typ="safe").load(PG_VALUES.read_text())
+    assert values["database"] == {"existingSecret": f"{name}-app", "urlKey": "uri"}
+    secrets = {v["secret"]["secretName"] for v in values["extraVolumes"]}
+    assert secrets == {f"{name}-ca"}
+
+
+def yaml_blocks(text: str, first_line: str) -> list[str]:
+    return [
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if b.startswith(first_line)
+    ]
+
+
+def test_postgresql_md_shows_the_files_as_they_are(
+    helm: str, kubernetes_validate: str, tmp_path: Path
+) -> None:
+    """docs/postgresql.md's Cluster and chart values are the example file and the CI values,
+    and its other values blocks render and validate."""
+    text = (ROOT / "docs" / "postgresql.md").read_text()
+    load = YAML(typ="safe").load
+    (cluster,) = yaml_blocks(text, "apiVersion: postgresql.cnpg.io/v1")
+    assert load(cluster) == load(CNPG_EXAMPLE)
+    (values,) = yaml_blocks(text, "# pg-values.yaml")
+    assert load(values) == load(PG_VALUES)
+    others = yaml_blocks(text, "# values:")
+    assert others
+    for number, block in enumerate(others):
+        path = tmp_path / f"{number}.yaml"
+        path.write_text(block)
+        manifest = render(helm, "--values", str(path)).stdout
+        result = run([kubernetes_validate, "--strict", "-"], stdin=manifest)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "INCIDENT_BRIDGE_DB" in env(
+            {(d["kind"], d["metadata"]["name"]): d for d in documents(manifest)}
+        )

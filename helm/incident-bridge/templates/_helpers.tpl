@@ -114,11 +114,56 @@ Whether any rule file is given (then a ConfigMap is mounted as the rules folder)
 {{- end }}
 
 {{/*
+Whether the store is PostgreSQL: database.url or database.existingSecret is set. Empty for
+SQLite (the default), whose manifests do not depend on the database block at all.
+*/}}
+{{- define "incident-bridge.postgresql" -}}
+{{- with .Values.database }}{{ if or .url .existingSecret }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Whether the values or extraEnv already say where postmortems go (KB_DIR or KB_DATABASE_ONLY):
+then the chart does not choose for them on PostgreSQL.
+*/}}
+{{- define "incident-bridge.kbChosen" -}}
+{{- range $name, $_ := .Values.config }}
+{{- if has ($name | upper) (list "KB_DIR" "KB_DATABASE_ONLY") }}true{{ end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if has .name (list "INCIDENT_BRIDGE_KB_DIR" "INCIDENT_BRIDGE_KB_DATABASE_ONLY") }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks that fail the render with a message, before anything is applied.
 */}}
 {{- define "incident-bridge.validate" -}}
 {{- if gt (int .Values.replicaCount) 1 }}
+{{- if include "incident-bridge.postgresql" . }}
+{{- fail (printf "replicaCount is %d, but incident-bridge runs as one process per database: several replicas on one PostgreSQL database are not supported yet (docs/postgresql.md). Set replicaCount to 1 (or 0 to stop it)." (int .Values.replicaCount)) }}
+{{- else }}
 {{- fail (printf "replicaCount is %d, but incident-bridge keeps its store in one SQLite file that only one process may open (a second one is refused at start by the lock beside the database): set replicaCount to 1 (or 0 to stop it)." (int .Values.replicaCount)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.database }}
+{{- if .url }}
+{{- if not (regexMatch "^postgres(ql)?://" .url) }}
+{{- fail "database.url must start with postgresql:// (or postgres://): leave it empty for SQLite (persistence.*)." }}
+{{- end }}
+{{- /* The URL is a plain value of the pod spec: whoever may read the Deployment would read a password in it. */}}
+{{- if or (regexMatch "^postgres(ql)?://[^/@]*:[^/@]*@" .url) (regexMatch "[?&]password=" .url) }}
+{{- fail "database.url holds a password, which would be readable in the Deployment: put the URL in a Secret (database.existingSecret, key database.urlKey) or the password alone (database.passwordKey)." }}
+{{- end }}
+{{- end }}
+{{- if and .passwordKey (not .existingSecret) }}
+{{- fail "database.passwordKey is set without database.existingSecret: name the Secret that holds the password." }}
+{{- end }}
+{{- if and .existingSecret (not .url) (not .urlKey) }}
+{{- fail "database.existingSecret is set but database.urlKey is empty: name the Secret's key that holds the URL (CloudNativePG's is uri), or give database.url." }}
+{{- end }}
+{{- if and .existingSecret .url (not .passwordKey) }}
+{{- fail "database.existingSecret is set, but the URL comes from database.url and database.passwordKey is empty, so the Secret would not be used: set database.passwordKey, or leave database.url empty to read the URL from the Secret." }}
+{{- end }}
 {{- end }}
 {{- if and .Values.auth.existingSecret .Values.auth.webhookToken }}
 {{- fail "auth.webhookToken and auth.existingSecret are both set: give the token in the existing Secret (key auth.existingSecretKeys.webhookToken) or in values, not both." }}
