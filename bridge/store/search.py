@@ -15,6 +15,14 @@ Nothing here runs on a webhook's path. The indexer loop (``bridge/indexer.py``) 
 semantics (``store/postmortem.record_publication`` indexes a published postmortem with it, and
 ``postmortem_url`` gives "seen this before" the link to it). ``search`` answers
 ``GET /api/v1/search``; ``fts_query`` turns what a person typed into a safe FTS5 query.
+
+Everything here is shared by the two backends but what only a full-text engine does: adding and
+deleting a document, the similar-terms table and its lookups, the ranked search with snippets,
+and the engine's query language. That is the ``Fts`` protocol, chosen per connection
+(``engine``): SQLite's FTS5 below (``SQLITE_FTS``), PostgreSQL's text search in
+``store/postgres/fts.py`` (a ``PgConnection`` carries it as its ``fts`` attribute). What a
+person types is read once (``parse_query``: words, phrases, prefixes, exclusions) and each
+engine writes its own query from it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.core.actions import Outcome
 from bridge.core.similar import (
@@ -115,6 +123,64 @@ def _set_mark(conn: sqlite3.Connection, name: str, value: int) -> None:
     conn.execute("UPDATE search_marks SET value = max(value, ?) WHERE name = ?", (value, name))
 
 
+# --- the full-text engine ---------------------------------------------------------------------
+
+
+@immutable
+class Hit:
+    incident_id: int
+    kind: str
+    ref: str
+    snippet: str
+    score: float
+
+
+class Fts(Protocol):
+    """What only a full-text engine does, for the shared functions of this module. ``conn`` is
+    the connection the engine belongs to (``sqlite3.Connection``, or ``PgConnection`` for
+    ``store/postgres/fts.py``), in the caller's transaction."""
+
+    def add(self, conn: Any, incident_id: int, kind: str, ref: str, text: str) -> int:
+        """Index one document; its id (what ``search_docs.doc`` keeps)."""
+        ...
+
+    def add_many(self, conn: Any, docs: Sequence[tuple[int, str, str, str]]) -> None:
+        """Index (incident_id, kind, ref, text) documents that are never replaced (no ids)."""
+        ...
+
+    def delete(self, conn: Any, doc: int) -> None: ...
+
+    def add_similar(self, conn: Any, incident_id: int, title: str, labels: str) -> None:
+        """What a new incident is compared with: the incident's title and label values."""
+        ...
+
+    def similar_count(self, conn: Any, term: str, before: int, cap: int) -> int:
+        """How many incidents below ``before`` have the word ``term`` (counted up to ``cap``)."""
+        ...
+
+    def similar_ranked(
+        self, conn: Any, terms: Sequence[tuple[str, int]], before: int, limit: int
+    ) -> dict[int, float]:
+        """The ``limit`` incidents below ``before`` that have any of ``terms`` (each with the
+        count of incidents that have it), most relevant first: id -> score, higher is better."""
+        ...
+
+    def query(self, text: str) -> str:
+        """What a person typed as the engine's query; ``QueryError`` when nothing is left."""
+        ...
+
+    def matches(self, conn: Any, text: str, limit: int, budget_s: float) -> list[Hit]:
+        """The best document of each of the ``limit`` best-matching incidents, best first.
+        ``QueryError`` for what cannot be searched, or a search past ``budget_s``."""
+        ...
+
+
+def engine(conn: Any) -> Fts:
+    """The connection's full-text engine: its ``fts`` attribute, else SQLite's FTS5."""
+    fts: Fts = getattr(conn, "fts", SQLITE_FTS)
+    return fts
+
+
 # --- documents --------------------------------------------------------------------------------
 
 
@@ -130,7 +196,7 @@ def index_document(
         (incident_id, kind, ref),
     ).fetchone()
     if row is not None:
-        conn.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
+        engine(conn).delete(conn, int(row[0]))
         conn.execute(
             "DELETE FROM search_docs WHERE incident_id = ? AND kind = ? AND ref = ?",
             (incident_id, kind, ref),
@@ -140,13 +206,10 @@ def index_document(
 
 
 def _add(conn: sqlite3.Connection, incident_id: int, kind: str, ref: str, text: str) -> None:
-    cur = conn.execute(
-        "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)",
-        (incident_id, kind, ref, text),
-    )
+    doc = engine(conn).add(conn, incident_id, kind, ref, text)
     conn.execute(
         "INSERT INTO search_docs (incident_id, kind, ref, doc) VALUES (?, ?, ?, ?)",
-        (incident_id, kind, ref, cur.lastrowid),
+        (incident_id, kind, ref, doc),
     )
 
 
@@ -223,9 +286,8 @@ def index_pending(
         labels = _labels(conn, incident_id)
         text = incident_text(title, key, team, service, labels)
         _add(conn, incident_id, INCIDENT, str(incident_id), text)
-        conn.execute(
-            "INSERT INTO similar_terms (rowid, title, labels) VALUES (?, ?, ?)",
-            (incident_id, title, " ".join(compared_values(_pairs(labels)))),
+        engine(conn).add_similar(
+            conn, incident_id, title, " ".join(compared_values(_pairs(labels)))
         )
         conn.executemany(
             "INSERT OR IGNORE INTO similar_keys (alertname, service, incident_id) VALUES (?, ?, ?)",
@@ -237,8 +299,8 @@ def index_pending(
     ).fetchall()
     more = more or len(entries) > max_entries
     entries = entries[:max_entries]
-    conn.executemany(
-        "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)",
+    engine(conn).add_many(
+        conn,
         [
             (incident_id, kind, str(entry_id), text)
             for entry_id, incident_id, kind, text in entries
@@ -318,27 +380,20 @@ def _by_key(
 def _by_text(
     conn: sqlite3.Connection, incident_id: int, terms: Sequence[str], limit: int, max_df: int
 ) -> dict[int, float]:
-    """Past incidents whose title and labels share the rarer of ``terms``, by bm25."""
+    """Past incidents whose title and labels share the rarer of ``terms``, most relevant
+    first (bm25 on SQLite)."""
     # Incident ids run from 1 without gaps: there are incident_id - 1 past ones.
     max_df = min(max_df, max(MIN_DF, int((incident_id - 1) * MAX_SHARE)))
+    fts = engine(conn)
     kept = []
     for term in terms:
         # How many past incidents have the word, counted up to max_df + 1 only: bounded.
-        (df,) = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM similar_terms WHERE similar_terms MATCH ? "
-            "AND rowid < ? LIMIT ?)",
-            (_quoted(term), incident_id, max_df + 1),
-        ).fetchone()
+        df = fts.similar_count(conn, term, incident_id, max_df + 1)
         if 0 < df <= max_df:
-            kept.append(_quoted(term))
+            kept.append((term, df))
     if not kept:
         return {}
-    rows = conn.execute(
-        "SELECT rowid, rank FROM similar_terms WHERE similar_terms MATCH ? AND rowid < ? "
-        "ORDER BY rank LIMIT ?",
-        (" OR ".join(kept), incident_id, limit),
-    ).fetchall()
-    return {int(rowid): _score(rank) for rowid, rank in rows}
+    return fts.similar_ranked(conn, kept, incident_id, limit)
 
 
 def find_similar(
@@ -443,11 +498,29 @@ def _has_word(text: str) -> bool:
     return any(c.isalnum() for c in text)
 
 
-def _terms(text: str) -> list[tuple[bool, str]]:
-    """(is an operator, text) of what a person typed: ``"a phrase"`` (an unclosed quote runs
-    to the end), ``-word`` or ``-"a phrase"`` (excluded), ``word*`` (a prefix), ``OR``,
+@immutable
+class Term:
+    """A word or ``"a phrase"`` as typed (without its quotes), or a prefix (``word*``)."""
+
+    text: str
+    phrase: bool = False
+    prefix: bool = False
+
+
+@immutable
+class Parsed:
+    """What a person typed, read: every group must match (AND), any term of a group (OR), and
+    no ``excluded`` term."""
+
+    groups: tuple[tuple[Term, ...], ...]
+    excluded: tuple[Term, ...]
+
+
+def _terms(text: str) -> list[tuple[str | None, bool, Term | None]]:
+    """(operator, excluded, term) of what a person typed: ``"a phrase"`` (an unclosed quote
+    runs to the end), ``-word`` or ``-"a phrase"`` (excluded), ``word*`` (a prefix), ``OR``,
     ``NOT``, ``AND``; everything else, ``:`` and ``(`` included, is a word to find as typed."""
-    out: list[tuple[bool, str]] = []
+    out: list[tuple[str | None, bool, Term | None]] = []
     i, n = 0, len(text)
     while i < n:
         if text[i].isspace():
@@ -461,40 +534,39 @@ def _terms(text: str) -> list[tuple[bool, str]]:
             end = n if end < 0 else end
             phrase, i = text[i + 1 : end], end + 1
             if _has_word(phrase):
-                out.append((False, ("-" if negated else "") + _quoted(phrase)))
+                out.append((None, negated, Term(phrase, phrase=True)))
             continue
         end = i
         while end < n and not text[end].isspace() and text[end] != '"':
             end += 1
         word, i = text[i:end], end
         if not negated and word in _OPERATORS:
-            out.append((True, word))
+            out.append((word, False, None))
             continue
         prefix = word.endswith("*")
         word = word.rstrip("*")
         if not _has_word(word):
             continue
         # A one-letter prefix would walk most of the index: it is searched as a word.
-        star = "*" if prefix and len(word) >= 2 else ""
-        out.append((False, ("-" if negated else "") + _quoted(word) + star))
+        out.append((None, negated, Term(word, prefix=prefix and len(word) >= 2)))
     return out
 
 
-def fts_query(text: str) -> str:
-    """What a person typed as an FTS5 query that cannot be a syntax error: every word and
-    phrase quoted (so ``a:b`` is no column filter and ``"`` no syntax), words all required
-    (AND), ``OR`` between two of them either, ``-word`` or ``NOT word`` excluded, ``word*`` a
-    prefix. ``QueryError`` when nothing is left to look for."""
-    groups: list[list[str]] = []
-    excluded: list[str] = []
+def parse_query(text: str) -> Parsed:
+    """What a person typed, read the same for every engine: words all required (AND), ``OR``
+    between two of them either, ``-word`` or ``NOT word`` excluded, ``word*`` a prefix.
+    ``QueryError`` when nothing is left to look for, or for more than ``MAX_TERMS`` terms."""
+    groups: list[list[Term]] = []
+    excluded: list[Term] = []
     either = negate = False
-    for operator, term in _terms(text):
-        if operator:
-            either = term == "OR" and bool(groups)
-            negate = term == "NOT"
+    for operator, negated, term in _terms(text):
+        if operator is not None:
+            either = operator == "OR" and bool(groups)
+            negate = operator == "NOT"
             continue
-        if term.startswith("-") or negate:
-            excluded.append(term.removeprefix("-"))
+        assert term is not None
+        if negated or negate:
+            excluded.append(term)
         elif either:
             groups[-1].append(term)
         else:
@@ -506,9 +578,22 @@ def fts_query(text: str) -> str:
         )
     if sum(map(len, groups)) + len(excluded) > MAX_TERMS:
         raise QueryError(f"at most {MAX_TERMS} words")
-    query = " AND ".join(f"({' OR '.join(g)})" for g in groups)
-    if excluded:
-        query = f"({query}) NOT ({' OR '.join(excluded)})"
+    return Parsed(tuple(tuple(g) for g in groups), tuple(excluded))
+
+
+def _fts5_term(term: Term) -> str:
+    return _quoted(term.text) + ("*" if term.prefix else "")
+
+
+def fts_query(text: str) -> str:
+    """What a person typed as an FTS5 query that cannot be a syntax error: every word and
+    phrase quoted (so ``a:b`` is no column filter and ``"`` no syntax), words all required
+    (AND), ``OR`` between two of them either, ``-word`` or ``NOT word`` excluded, ``word*`` a
+    prefix. ``QueryError`` when nothing is left to look for."""
+    parsed = parse_query(text)
+    query = " AND ".join(f"({' OR '.join(map(_fts5_term, g))})" for g in parsed.groups)
+    if parsed.excluded:
+        query = f"({query}) NOT ({' OR '.join(map(_fts5_term, parsed.excluded))})"
     return query
 
 
@@ -520,33 +605,92 @@ def _phrase(text: str) -> str:
     return _quoted(" ".join(words))
 
 
-@immutable
-class Hit:
-    incident_id: int
-    kind: str
-    ref: str
-    snippet: str
-    score: float
+class SqliteFts:
+    """SQLite's FTS5 (migration ``0008_search``): ``search`` (rowid: the document's id,
+    ``body`` indexed) and the contentless ``similar_terms`` (rowid: the incident's id), both
+    with the Porter stemmer over unicode61 without diacritics; ranked by bm25."""
 
+    def add(self, conn: Any, incident_id: int, kind: str, ref: str, text: str) -> int:
+        cur = conn.execute(
+            "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)",
+            (incident_id, kind, ref, text),
+        )
+        return int(cur.lastrowid)
 
-def _matches(conn: sqlite3.Connection, query: str, limit: int) -> list[Hit]:
-    """The best document of each of the ``limit`` best-matching incidents, best first: the
-    best documents are read by rank (bm25) in a growing window until it holds ``limit``
-    incidents or every match."""
-    window = limit * 4
-    while True:
+    def add_many(self, conn: Any, docs: Sequence[tuple[int, str, str, str]]) -> None:
+        conn.executemany(
+            "INSERT INTO search (incident_id, kind, ref, body) VALUES (?, ?, ?, ?)", docs
+        )
+
+    def delete(self, conn: Any, doc: int) -> None:
+        conn.execute("DELETE FROM search WHERE rowid = ?", (doc,))
+
+    def add_similar(self, conn: Any, incident_id: int, title: str, labels: str) -> None:
+        conn.execute(
+            "INSERT INTO similar_terms (rowid, title, labels) VALUES (?, ?, ?)",
+            (incident_id, title, labels),
+        )
+
+    def similar_count(self, conn: Any, term: str, before: int, cap: int) -> int:
+        (df,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM similar_terms WHERE similar_terms MATCH ? "
+            "AND rowid < ? LIMIT ?)",
+            (_quoted(term), before, cap),
+        ).fetchone()
+        return int(df)
+
+    def similar_ranked(
+        self, conn: Any, terms: Sequence[tuple[str, int]], before: int, limit: int
+    ) -> dict[int, float]:
         rows = conn.execute(
-            "SELECT incident_id, kind, ref, snippet(search, 3, ?, ?, ?, ?), rank FROM search "
-            "WHERE search MATCH ? ORDER BY rank LIMIT ?",
-            (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS, SNIPPET_TOKENS, query, window),
+            "SELECT rowid, rank FROM similar_terms WHERE similar_terms MATCH ? AND rowid < ? "
+            "ORDER BY rank LIMIT ?",
+            (" OR ".join(_quoted(term) for term, _ in terms), before, limit),
         ).fetchall()
-        best: dict[int, Hit] = {}
-        for incident_id, kind, ref, snippet, rank in rows:
-            if incident_id not in best:
-                best[incident_id] = Hit(incident_id, kind, ref, snippet, _score(rank))
-        if len(best) >= limit or len(rows) < window or window >= 64 * limit:
-            return list(best.values())[:limit]
-        window *= 4
+        return {int(rowid): _score(rank) for rowid, rank in rows}
+
+    def query(self, text: str) -> str:
+        return fts_query(text)
+
+    def matches(self, conn: Any, text: str, limit: int, budget_s: float) -> list[Hit]:
+        query = fts_query(text)
+        deadline = time.monotonic() + budget_s
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_EVERY)
+        try:
+            try:
+                return self._matches(conn, query, limit)
+            except sqlite3.OperationalError as exc:
+                if "interrupt" in str(exc):
+                    raise QueryError(
+                        "this search matches too much to rank in time: use rarer words"
+                    ) from None
+                # A query the quoting did not make safe after all: every word as one phrase.
+                return self._matches(conn, _phrase(text), limit)
+        except sqlite3.OperationalError as exc:
+            raise QueryError(f"cannot search for this: {exc}") from None
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def _matches(self, conn: Any, query: str, limit: int) -> list[Hit]:
+        """The best documents are read by rank (bm25) in a growing window until it holds
+        ``limit`` incidents or every match."""
+        window = limit * 4
+        while True:
+            rows = conn.execute(
+                "SELECT incident_id, kind, ref, snippet(search, 3, ?, ?, ?, ?), rank "
+                "FROM search WHERE search MATCH ? ORDER BY rank LIMIT ?",
+                (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS, SNIPPET_TOKENS, query, window),
+            ).fetchall()
+            best: dict[int, Hit] = {}
+            for incident_id, kind, ref, snippet, rank in rows:
+                if incident_id not in best:
+                    best[incident_id] = Hit(incident_id, kind, ref, snippet, _score(rank))
+            if len(best) >= limit or len(rows) < window or window >= 64 * limit:
+                return list(best.values())[:limit]
+            window *= 4
+
+
+SQLITE_FTS: Fts = SqliteFts()
 
 
 def search(
@@ -555,26 +699,10 @@ def search(
     """Incidents matching what a person typed, best first, each with its best-matching
     document: ``incident_id``, ``title``, ``status``, ``severity``, ``opened_at``, ``kind``
     (``incident``, a timeline kind such as ``note``, or ``postmortem``), ``ref`` (the timeline
-    entry's id, ...), ``snippet`` (the match in «», cut with …) and ``score`` (bm25, higher is
-    better). ``QueryError`` for nothing to look for, or a search that takes more than
-    ``budget_s`` (too broad)."""
-    query = fts_query(text)
-    deadline = time.monotonic() + budget_s
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_EVERY)
-    try:
-        try:
-            hits = _matches(conn, query, limit)
-        except sqlite3.OperationalError as exc:
-            if "interrupt" in str(exc):
-                raise QueryError(
-                    "this search matches too much to rank in time: use rarer words"
-                ) from None
-            # A query the quoting did not make safe after all: every word as one phrase.
-            hits = _matches(conn, _phrase(text), limit)
-    except sqlite3.OperationalError as exc:
-        raise QueryError(f"cannot search for this: {exc}") from None
-    finally:
-        conn.set_progress_handler(None, 0)
+    entry's id, ...), ``snippet`` (the match in «», cut with …) and ``score`` (the engine's
+    relevance, higher is better). ``QueryError`` for nothing to look for, or a search that
+    takes more than ``budget_s`` (too broad)."""
+    hits = engine(conn).matches(conn, text, limit, budget_s)
     if not hits:
         return []
     ids = [h.incident_id for h in hits]
