@@ -47,8 +47,9 @@ from bridge.reconciler import Reconciler
 from bridge.runtime import RulesError
 from bridge.service import AppState, activate, load_runtime, reload
 from bridge.service.access import ApiAccess, api_access, ensure_api_token
+from bridge.service.database import describe as describe_db
+from bridge.service.database import new_store
 from bridge.service.scheduler import ReminderScheduler
-from bridge.store import Store
 from bridge.store.interface import StoreError, StoreUnavailable
 from bridge.targets.base import TargetDeps
 
@@ -541,7 +542,7 @@ async def run(
         for line in exc.errors:
             log.error("rules: %s", line)
         raise
-    store = Store(settings.db, synchronous=settings.sqlite_synchronous)  # type: ignore[arg-type]
+    store = new_store(settings)
     try:
         applied = store.open()
     except StoreError as exc:
@@ -549,7 +550,7 @@ async def run(
         log.error("%s", exc)
         raise
     if applied:
-        log.info("database %s migrated: %s", settings.db, ", ".join(applied))
+        log.info("database %s migrated: %s", describe_db(settings), ", ".join(applied))
     metrics_ = Metrics.create()
     links = incident_links(settings)
     worker = OutboxWorker(store, runtime.targets, metrics_, clock=clock, incident_url=links)
@@ -606,7 +607,7 @@ async def run(
         log.info(
             "listening on http://%s (database %s, rules %s, webhook auth %s)",
             settings.listen,
-            settings.db,
+            describe_db(settings),
             ", ".join(str(p) for p in settings.rules) or "built-in",
             "on" if settings.has_webhook_auth else "off",
         )

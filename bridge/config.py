@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bridge.core.dburl import DatabaseUrl, UrlError, is_postgres
 from bridge.core.secrets import Secret
 from bridge.private_files import UnsafeFile, check_beside
 
@@ -89,7 +90,14 @@ def read_api_tokens(path: str) -> tuple[ApiToken, ...]:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 9096
+    # SQLite's file; with PostgreSQL, the base name of the files kept beside a database
+    # (``<data-dir>/incident-bridge``: its .api-token and .session-key, and kb/ beside them)
     db: Path = Path(DEFAULT_DB)
+    database_url: DatabaseUrl | None = None  # PostgreSQL (docs/postgresql.md); None: SQLite
+    db_password: Secret | None = None
+    db_pool_size: int = 10
+    db_statement_timeout_s: float = 30.0
+    data_dir: Path = Path("./data")
     webhook_token: Secret | None = None
     basic_user: str | None = None
     basic_password: Secret | None = None
@@ -187,6 +195,26 @@ def default_rules() -> tuple[Path, ...]:
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def parse_db(value: str) -> Path | DatabaseUrl:
+    """``--db``: a ``postgresql://`` URL, or SQLite's file as a path or ``sqlite:///path``."""
+    if is_postgres(value):
+        try:
+            return DatabaseUrl.parse(value)
+        except UrlError as exc:
+            raise ConfigError(f"--db: {exc}") from None
+    if value.startswith("sqlite://"):
+        path = value.removeprefix("sqlite://")
+        if not path.startswith("/") or path == "/":
+            raise ConfigError("--db: sqlite:///PATH names the file by an absolute path")
+        return Path(path)
+    if "://" in value:
+        raise ConfigError(
+            "--db: a path, sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME "
+            f"(not {value.split('://', 1)[0]}://)"
+        )
+    return Path(value)
 
 
 def api_token_path(db: Path) -> Path:
@@ -319,12 +347,52 @@ OPTIONS: tuple[Option, ...] = (
         name="db",
         flag="--db",
         env="DB",
-        parse=Path,
+        parse=parse_db,
         default=f"`{DEFAULT_DB}`",
         meaning=(
-            "the SQLite file; a new one is created 0600 (its directory 0700), with a `.lock` "
-            "file beside it that keeps a second service off it"
+            "the database: SQLite's file (a path or `sqlite:///PATH`; a new one is created 0600, "
+            "its directory 0700, with a `.lock` file beside it that keeps a second service off "
+            "it), or PostgreSQL's `postgresql://USER@HOST:PORT/DBNAME?sslmode=...` "
+            "([docs/postgresql.md](postgresql.md)); a password in the URL is refused on the "
+            "command line (`ps` shows it), accepted in the variable, and masked everywhere"
         ),
+    ),
+    Option(
+        name="db_password",
+        flag="--db-password-file",
+        env="DB_PASSWORD",
+        kind="secret",
+        meaning="PostgreSQL's password; the flag names a file holding it, the variable holds "
+        "it. Without it libpq's own ways work: `PGPASSFILE`/`~/.pgpass`, a service file",
+    ),
+    Option(
+        name="db_pool_size",
+        flag="--db-pool-size",
+        env="DB_POOL_SIZE",
+        kind="number",
+        parse=int,
+        minimum=1,
+        meaning="PostgreSQL: connections for reads (writes have one of their own); reads "
+        "waiting beyond four times this many are refused with 503 at once",
+    ),
+    Option(
+        name="db_statement_timeout_s",
+        flag="--db-statement-timeout",
+        env="DB_STATEMENT_TIMEOUT",
+        kind="number",
+        parse=float,
+        minimum=0.1,
+        meaning="PostgreSQL: seconds any one statement may run (`statement_timeout`); past "
+        "it the request gets 503",
+    ),
+    Option(
+        name="data_dir",
+        flag="--data-dir",
+        env="DATA_DIR",
+        parse=Path,
+        default="`./data`",
+        meaning="PostgreSQL: the folder of the files SQLite keeps beside its database "
+        "(`incident-bridge.api-token`, `incident-bridge.session-key`, `kb/`)",
     ),
     Option(
         name="webhook_token",
@@ -865,6 +933,17 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
             values[option.name] = value
     if "listen" in values:  # the one flag that sets two fields
         values["host"], values["port"] = values.pop("listen")
+    if isinstance(values.get("db"), DatabaseUrl):
+        url: DatabaseUrl = values.pop("db")
+        if url.has_password and getattr(args, "db", None):
+            raise ConfigError(
+                f"--db: {url.masked}: a password in the URL on the command line shows in `ps`; "
+                f"use --db-password-file, PGPASSFILE, or the URL in {ENV_PREFIX}DB"
+            )
+        if url.has_password and "db_password" in values:
+            raise ConfigError("--db-password-file: the URL in --db has a password already")
+        values["database_url"] = url
+        values["db"] = values.get("data_dir", Settings.data_dir) / "incident-bridge"
     values["token_files"] = _token_files(args, env)
     settings = Settings(**values)
     validate(settings)

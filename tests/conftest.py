@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +12,17 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import ConnectionLimit, create_app, runner_options
 from bridge.config import Settings
+from bridge.core.dburl import DatabaseUrl
 from bridge.core.secrets import Secret
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime, builtin_runtime, rules_runtime
 from bridge.service import AppState, api_access
-from bridge.store import Store
+from bridge.store import Store, new_store
 from bridge.targets.base import TargetDeps
 from tests.fakes.base import serving
 from tests.fakes.slack import SlackAPIFake
+from tests.pgcluster import Cluster, running_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager-0.25"
 T0 = 1_795_752_400_000_000_000  # 2026-11-27T04:06:40Z, after every fixture's startsAt
@@ -63,6 +65,101 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
+# The store's backends. A test runs on both when it takes the ``backend`` fixture (or
+# ``db_settings``/``any_store``, which do); PostgreSQL's cluster starts at the first such test.
+BACKENDS = ("sqlite", "postgresql")
+TEMPLATE = "bridge_template"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """The tests' PostgreSQL server, with a template database that holds the schema."""
+    with running_cluster() as cluster:
+        cluster.sql(f"CREATE DATABASE {TEMPLATE}")
+        template = new_store(Path("unused"), url=DatabaseUrl.parse(cluster.url(TEMPLATE)))
+        template.open()
+        template.close()
+        cluster.template = TEMPLATE
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A database of this test's own, with the schema."""
+    return pg_cluster.new_database(template=pg_cluster.template)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``Settings`` fields that put a test's service on the backend: SQLite's file in
+    ``tmp_path``, or a PostgreSQL database of its own (its other files in ``tmp_path``)."""
+    if backend == "sqlite":
+        return {"db": tmp_path / "bridge.db"}
+    url = request.getfixturevalue("pg_url")
+    return {"db": tmp_path / "incident-bridge", "database_url": DatabaseUrl.parse(url)}
+
+
+def open_store(settings: Settings) -> Any:
+    """The store of ``settings`` (either backend), open."""
+    s = new_store(
+        settings.db,
+        url=settings.database_url,
+        password=settings.db_password,
+        pool_size=settings.db_pool_size,
+        statement_timeout_s=settings.db_statement_timeout_s,
+    )
+    s.open()
+    return s
+
+
+@pytest.fixture
+def any_store(db_settings: dict[str, Any]) -> Any:
+    """An open store on each backend."""
+    s = open_store(Settings(**db_settings))
+    yield s
+    s.close()
+
+
+def rows(store: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (the store's shared dialect) read through a connection of its own,
+    as another process would: SQLite's file, or a new PostgreSQL connection."""
+    if isinstance(store, Store):
+        conn = sqlite3.connect(store.path)
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
+    import psycopg
+
+    from bridge.store.postgres.connection import PgConnection
+
+    with psycopg.connect(store.url.conninfo, autocommit=True) as raw:
+        return [tuple(r) for r in PgConnection(raw).execute(sql, args).fetchall()]
+
+
+def execute(store: Any, sql: str, args: Sequence[Any] = ()) -> None:
+    """One statement (the shared dialect) committed through a connection of its own."""
+    if isinstance(store, Store):
+        conn = sqlite3.connect(store.path)
+        try:
+            conn.execute(sql, args)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    from bridge.store.postgres.connection import PgConnection
+
+    with psycopg.connect(store.url.conninfo, autocommit=True) as raw:
+        PgConnection(raw).execute(sql, args)
+
+
 MakeClient = Callable[..., Any]
 # The write token a test service has when its settings configure none (``serve`` generates one).
 GENERATED_API_TOKEN = "generated-api-token"
@@ -79,8 +176,7 @@ def app_state(
     """The service's shared state on a store opened at ``settings.db`` (the caller closes
     it): the built-in rules unless ``runtime`` is given, the service's clock unless ``clock``
     is, and with ``worker`` an outbox worker over the rules' targets (not started)."""
-    store = Store(settings.db)
-    store.open()
+    store = open_store(settings)
     if runtime is None:
         runtime = builtin_runtime(settings.reopen_window_s, TargetDeps())
     extra: dict[str, Any] = {} if clock is None else {"clock": clock}

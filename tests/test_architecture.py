@@ -258,6 +258,7 @@ STORE_PACKAGE_NAMES = {
     "StoreUnavailable",
     "backup_database",
     "check_database",
+    "new_store",
 }
 DRIVERS = ("sqlite3", "sqlite_utils")
 

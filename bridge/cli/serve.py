@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"incident-bridge: {exc}", file=sys.stderr)
         return 2
-    if settings.db.is_dir():
+    if settings.database_url is None and settings.db.is_dir():
         # SQLite would only say "disk I/O error" once the service is starting.
         print(
             f"incident-bridge: --db {settings.db}: is a directory; give the database file's "
@@ -67,6 +67,8 @@ def credentials(settings: Settings) -> list[str]:
         )
     for url in (settings.prometheus_url, settings.kb_remote, *settings.alertmanager_urls):
         out += credential_forms(url=url)
+    if settings.database_url is not None:
+        out += credential_forms(url=settings.database_url.conninfo)
     return out
 
 

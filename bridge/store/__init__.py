@@ -32,6 +32,8 @@ from bridge.store.migrations import migrate
 from bridge.store.writer import Batched, Writer, is_fault
 
 if TYPE_CHECKING:
+    from bridge.core.dburl import DatabaseUrl
+    from bridge.core.secrets import Secret
     from bridge.store.interface import StoreInterface
 
 # What the service opens (``Store``: the SQLite backend of ``interface.StoreInterface``), the
@@ -43,6 +45,7 @@ __all__ = [
     "StoreUnavailable",
     "backup_database",
     "check_database",
+    "new_store",
 ]
 log = logging.getLogger("bridge.store")
 # Names of the tables the first migration creates; a database with other tables and no
@@ -281,3 +284,23 @@ if TYPE_CHECKING:  # mypy checks that the SQLite store is the whole interface
 
     def _implements(store: Store) -> StoreInterface:
         return store
+
+
+def new_store(
+    path: Path,
+    *,
+    url: DatabaseUrl | None = None,
+    password: Secret | None = None,
+    pool_size: int = 10,
+    statement_timeout_s: float = 30.0,
+    synchronous: Synchronous = "FULL",
+) -> StoreInterface:
+    """The store, not yet open: PostgreSQL's at ``url`` when given, else SQLite's file at
+    ``path``. The PostgreSQL backend (and its driver) is loaded only when asked for."""
+    if url is not None:
+        from bridge.store.postgres import PgStore
+
+        return PgStore(
+            url, password=password, pool_size=pool_size, statement_timeout_s=statement_timeout_s
+        )
+    return Store(path, synchronous=synchronous)

@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.store import Store
 from tests.conftest import fixture_body
 from tests.store.test_store import ingest
@@ -25,3 +27,9 @@ async def opened(store: Store) -> int:
     """The incident the bearer fixture's firing group opens (its id)."""
     result = await ingest(store, fixture_body("firing-group-bearer.json"))
     return result.incidents[0].id
+
+
+@pytest.fixture
+def store(any_store: Any) -> Any:
+    """The store's tests run on both backends (``tests/conftest.any_store``)."""
+    return any_store

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import psycopg
 import psycopg_pool
 
+from bridge.core.dburl import DatabaseUrl
 from bridge.core.secrets import Secret
 from bridge.store import sqlite
 from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.store.ingest import CarefulMode
 from bridge.store.postgres import schema
 from bridge.store.postgres.connection import PgConnection, configure
-from bridge.store.postgres.url import DatabaseUrl
 from bridge.store.writer import Batched, Result, Writer, group, resolve, run_jobs
 
 if TYPE_CHECKING:
