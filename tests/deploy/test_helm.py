@@ -751,6 +751,16 @@ def test_postgresql_md_shows_the_files_as_they_are(
     assert load(cluster) == load(CNPG_EXAMPLE)
     (values,) = yaml_blocks(text, "# pg-values.yaml")
     assert load(values) == load(PG_VALUES)
+    # the copy pod of "Moving from SQLite": a valid Pod that mounts the chart's claim
+    (pod,) = yaml_blocks(text, "apiVersion: v1\nkind: Pod")
+    result = run([kubernetes_validate, "--strict", "-"], stdin=pod)
+    assert result.returncode == 0 and "passed for resource pod/" in result.stdout, result.stdout
+    claims = [
+        v["persistentVolumeClaim"]
+        for v in load(pod)["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == [{"claimName": "incident-bridge"}]  # `helm install incident-bridge`
     others = yaml_blocks(text, "# values:")
     assert others
     for number, block in enumerate(others):
