@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import DEFAULT_DB, DEFAULT_LISTEN, ENV_PREFIX, api_token_path, is_loopback
+from bridge.core.dburl import is_postgres
 
 URL_VAR = ENV_PREFIX + "URL"
 TOKEN_VAR = ENV_PREFIX + "API_TOKEN"
@@ -88,8 +89,16 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         help=f"the service's database, to find its generated token (default ${ENV_PREFIX}DB "
-        f"or {DEFAULT_DB})",
+        f"or {DEFAULT_DB}); for PostgreSQL the token is in ${ENV_PREFIX}DATA_DIR (./data)",
     )
+
+
+def files_base(db: str) -> Path:
+    """Where the service on ``db`` keeps its files: beside SQLite's file, or for a PostgreSQL
+    URL in its data folder (``--data-dir``, as the service's ``Settings.db``)."""
+    if is_postgres(db):
+        return Path(os.environ.get(ENV_PREFIX + "DATA_DIR") or "./data") / "incident-bridge"
+    return Path(db.removeprefix("sqlite://"))
 
 
 def base_url(args: argparse.Namespace) -> str:
@@ -141,7 +150,7 @@ def _token(args: argparse.Namespace) -> str | None:
     host = urllib.parse.urlsplit(base_url(args)).hostname or ""
     if not is_loopback(host):
         return None
-    db = Path(args.db or os.environ.get(ENV_PREFIX + "DB") or DEFAULT_DB)
+    db = files_base(args.db or os.environ.get(ENV_PREFIX + "DB") or DEFAULT_DB)
     try:
         return api_token_path(db).read_text(encoding="ascii").strip() or None
     except (OSError, UnicodeDecodeError):
