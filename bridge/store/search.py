@@ -286,9 +286,7 @@ def index_pending(
         labels = _labels(conn, incident_id)
         text = incident_text(title, key, team, service, labels)
         _add(conn, incident_id, INCIDENT, str(incident_id), text)
-        engine(conn).add_similar(
-            conn, incident_id, title, " ".join(compared_values(_pairs(labels)))
-        )
+        engine(conn).add_similar(conn, incident_id, title, _similar_labels(labels))
         conn.executemany(
             "INSERT OR IGNORE INTO similar_keys (alertname, service, incident_id) VALUES (?, ?, ?)",
             [(name, svc, incident_id) for name, svc in _keys(service, labels)],
@@ -317,6 +315,25 @@ def index_pending(
     if after.timeline != m.timeline:
         _set_mark(conn, "timeline", after.timeline)
     return Indexed(len(incidents), len(entries), more, after)
+
+
+def _similar_labels(labels: Sequence[Mapping[str, str]]) -> str:
+    """The label values a new incident is compared by, as ``similar_terms.labels``."""
+    return " ".join(compared_values(_pairs(labels)))
+
+
+def rebuild_similar_terms(conn: sqlite3.Connection) -> int:
+    """Fill an empty ``similar_terms`` for every incident indexed so far, as ``index_pending``
+    did; how many. For a copy of a database (``db copy``): SQLite's ``similar_terms`` keeps no
+    text to copy, so the copy re-derives it from the incidents and their alerts."""
+    upto = marks(conn).incidents
+    rows = conn.execute(
+        "SELECT id, title FROM incidents WHERE id <= ? ORDER BY id", (upto,)
+    ).fetchall()
+    fts = engine(conn)
+    for incident_id, title in rows:
+        fts.add_similar(conn, incident_id, title, _similar_labels(_labels(conn, incident_id)))
+    return len(rows)
 
 
 # --- seen this before -------------------------------------------------------------------------

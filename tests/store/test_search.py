@@ -1,9 +1,11 @@
 """The search index and "seen this before" in the store: what the indexer writes, what a search
 finds and how it ranks and cuts, that nothing a person types is an SQL error, and which past
-incidents a new one is linked to."""
+incidents a new one is linked to. On both backends (the ``db`` fixture): SQLite's FTS5 and
+PostgreSQL's text search (tests/store/test_search_pg.py has what is PostgreSQL's own)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -17,7 +19,6 @@ import sqlite_utils
 from bridge.core.actions import AddEntry
 from bridge.core.alertmanager import fingerprint, parse_webhook
 from bridge.core.policy import BuiltinPolicy
-from bridge.store import Store
 from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.ingest import apply_webhook
 from bridge.store.migrations import MIGRATIONS, migrate
@@ -30,10 +31,11 @@ from bridge.store.search import (
     look_up_similar,
     marks,
     pending_similar,
+    rebuild_similar_terms,
     record_similar,
     search,
 )
-from tests.conftest import SECOND, T0
+from tests.conftest import SECOND, T0, execute
 
 POLICY = BuiltinPolicy()
 
@@ -68,20 +70,38 @@ def webhook(group: str, summary: str, *labels: dict[str, str]) -> bytes:
 
 class Db:
     """A migrated database on one connection: each call is its own transaction, as the writer's
-    would be."""
+    would be. ``doc_id`` is the name of a ``search`` row's id (SQLite's rowid)."""
+
+    doc_id = "rowid"
 
     def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn: Any = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA foreign_keys = ON")
         migrate(sqlite_utils.Database(self.conn))
         self.now = T0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def forget_similar_terms(self) -> None:
+        """``similar_terms`` emptied, as a copy of the database leaves it."""
+        self.conn.execute("INSERT INTO similar_terms (similar_terms) VALUES ('delete-all')")
 
     def open(self, group: str, summary: str, *labels: dict[str, str]) -> int:
         raw = webhook(group, summary, *labels)
         payload = parse_webhook(raw)
         self.now += SECOND
-        with self.conn:
-            self.conn.execute("BEGIN")
+        with self.transaction():
             result = apply_webhook(
                 self.conn,
                 payload=payload,
@@ -94,16 +114,14 @@ class Db:
 
     def note(self, incident_id: int, text: str, kind: str = "note") -> None:
         request = ActionRequest(incident_id, AddEntry("alice", kind, text), self.now)  # type: ignore[arg-type]
-        self.conn.execute("BEGIN")
-        answer = apply_action(self.conn, request)
-        self.conn.execute("COMMIT")
+        with self.transaction():
+            answer = apply_action(self.conn, request)
         assert answer.status == 200, answer.body
 
     def index(self) -> None:
         while True:
-            self.conn.execute("BEGIN")
-            done = index_pending(self.conn, max_incidents=3, max_entries=5)
-            self.conn.execute("COMMIT")
+            with self.transaction():
+                done = index_pending(self.conn, max_incidents=3, max_entries=5)
             if not done.more:
                 return
 
@@ -116,9 +134,8 @@ class Db:
             if not ids and upto <= marks(self.conn).similar:
                 return linked
             found = look_up_similar(self.conn, ids)
-            self.conn.execute("BEGIN")
-            done = record_similar(self.conn, found, upto=upto, now=self.now, url=url)
-            self.conn.execute("COMMIT")
+            with self.transaction():
+                done = record_similar(self.conn, found, upto=upto, now=self.now, url=url)
             linked += done.linked
 
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -128,11 +145,39 @@ class Db:
         return list(self.conn.execute(sql, args).fetchall())
 
 
+class PgDb(Db):
+    """The same on PostgreSQL: a database of the test's own (the schema made by the store's
+    migrations), one connection, each call in its own transaction."""
+
+    doc_id = "id"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from bridge.store.postgres.connection import PgConnection, configure
+
+        self.raw = psycopg.connect(url, autocommit=True)
+        configure(self.raw)
+        self.conn = PgConnection(self.raw)
+        self.now = T0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.raw.transaction():
+            yield
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def forget_similar_terms(self) -> None:
+        self.conn.execute("DELETE FROM similar_terms")
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Db]:
-    d = Db(tmp_path / "s.db")
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Db]:
+    d = Db(tmp_path / "s.db") if backend == "sqlite" else PgDb(request.getfixturevalue("pg_url"))
     yield d
-    d.conn.close()
+    d.close()
 
 
 def labels(alertname: str, service: str, **more: str) -> dict[str, str]:
@@ -150,9 +195,8 @@ def test_incidents_and_timeline_entries_are_indexed_in_bounded_batches_by_waterm
         for n in range(7)
     ]
     db.note(ids[0], "the backup job filled /var; rotated its logs")
-    db.conn.execute("BEGIN")
-    first = index_pending(db.conn, max_incidents=3, max_entries=5)
-    db.conn.execute("COMMIT")
+    with db.transaction():
+        first = index_pending(db.conn, max_incidents=3, max_entries=5)
     assert (first.incidents, first.entries, first.more) == (3, 5, True)
     assert first.marks.incidents == ids[2]
     db.index()
@@ -171,7 +215,7 @@ def test_incidents_and_timeline_entries_are_indexed_in_bounded_batches_by_waterm
     assert db.rows("SELECT count(*) FROM search_docs") == [(7,)]
     # The incident's document: its title, key, service and its alerts' labels.
     (body,) = db.rows(
-        "SELECT body FROM search WHERE rowid = (SELECT doc FROM search_docs "
+        f"SELECT body FROM search WHERE {db.doc_id} = (SELECT doc FROM search_docs "
         "WHERE kind = 'incident' AND ref = ?)",
         str(ids[3]),
     )[0]
@@ -196,6 +240,8 @@ def test_index_document_replaces_what_was_indexed_under_its_name(db: Db) -> None
 def test_a_new_database_links_from_its_first_incident_and_an_upgraded_one_from_its_next(
     tmp_path: Path,
 ) -> None:
+    """SQLite only: an upgrade through SQLite's migrations (PostgreSQL's schema starts with its
+    0008 as a new database does)."""
     conn = sqlite3.connect(tmp_path / "u.db", isolation_level=None)
     db = sqlite_utils.Database(conn)
     before = [m for m in MIGRATIONS if m[0] != "0008_search"]
@@ -228,6 +274,21 @@ def test_search_finds_an_incident_by_a_word_of_a_timeline_note_with_a_snippet(db
     assert hit["ref"] == str(entry[0][0])
     # The Porter stemmer: "rolling back" finds "Rolled back".
     assert [h["incident_id"] for h in db.search("rolling back")] == [target]
+
+
+def test_case_accents_and_word_endings_do_not_matter(db: Db) -> None:
+    cafe = db.open("g1", "Café checkout FAILING", labels("CheckoutFailing", "checkout"))
+    pods = db.open("g2", "Queue backlog", labels("QueueBacklog", "jobs"))
+    db.note(pods, "We restarted the pods of the Zürich workers")
+    db.index()
+    (hit,) = db.search("cafe failing")
+    assert hit["incident_id"] == cafe
+    # the snippet is the document's own text, accents kept
+    assert "«Café»" in hit["snippet"] and "«FAILING»" in hit["snippet"]
+    assert [h["incident_id"] for h in db.search("CAFÉ")] == [cafe]
+    (hit,) = db.search("restart pod zurich")
+    assert hit["incident_id"] == pods and hit["kind"] == "note"
+    assert "«restarted»" in hit["snippet"] and "«Zürich»" in hit["snippet"]
 
 
 def test_search_ranks_by_bm25_and_gives_one_hit_per_incident(db: Db) -> None:
@@ -310,6 +371,7 @@ def test_nothing_to_look_for_is_a_query_error(text: str) -> None:
 
 
 def test_the_query_quotes_every_word() -> None:
+    """FTS5's syntax (PostgreSQL's tsquery: tests/store/test_search_pg.py)."""
     assert (
         fts_query('a:b -c "d e" foo* OR g') == '(("a:b") AND ("d e") AND ("foo"* OR "g")) NOT ("c")'
     )
@@ -428,12 +490,41 @@ def test_an_incident_with_nothing_similar_gets_no_entry(db: Db) -> None:
     assert marks(db.conn).similar == marks(db.conn).incidents
 
 
-async def test_the_store_functions_run_in_the_writer_and_the_readers(tmp_path: Path) -> None:
-    store = Store(tmp_path / "w.db")
-    store.open()
-    try:
-        indexed = await store.write(index_pending)
-        assert not indexed.more
-        assert await store.read(lambda conn: search(conn, "nothing")) == []
-    finally:
-        store.close()
+def test_similar_terms_rebuilt_after_a_copy_find_the_same(db: Db) -> None:
+    ids = [
+        db.open("g1", "Payments gateway timeouts", labels("GatewayTimeout", "gateway")),
+        db.open("g2", "Payments down", labels("PaymentsDown", "payments", provider="stripe")),
+        db.open("g3", "Disk full", labels("DiskFull", "db")),
+    ]
+    db.index()
+    new = db.open("g4", "Stripe payments slow", labels("Slow", "api", provider="stripe"))
+    db.index()
+    before = find_similar(db.conn, new)
+    assert {c.id for c in before} == set(ids[:2])
+    db.forget_similar_terms()
+    assert find_similar(db.conn, new) == []
+    with db.transaction():
+        assert rebuild_similar_terms(db.conn) == 4
+    assert find_similar(db.conn, new) == before
+
+
+async def test_the_store_functions_run_in_the_writer_and_the_readers(
+    any_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.store.search.PROGRESS_EVERY", 1)  # SQLite looks at every step
+    assert await any_store.read(lambda conn: search(conn, "nothing")) == []
+    execute(
+        any_store,
+        "INSERT INTO incidents (id, key, title, severity, status, started_at, opened_at) "
+        "VALUES (1, 'k', 'Kafka lag on orders', 'sev2', 'triggered', 1, 1)",
+    )
+    indexed = await any_store.write(index_pending)
+    assert (indexed.incidents, indexed.more) == (1, False)
+    await any_store.write(lambda conn: index_document(conn, 1, "postmortem", "pm", "a broker"))
+    hits = await any_store.read(lambda conn: search(conn, "kafka"))
+    assert [(h["incident_id"], h["kind"]) for h in hits] == [(1, "incident")]
+    # a search past its budget leaves the reader's connection as it was
+    with pytest.raises(QueryError):
+        await any_store.read(lambda conn: search(conn, "kafka", budget_s=-1))
+    hits = await any_store.read(lambda conn: search(conn, "broker"))
+    assert [(h["kind"], h["snippet"]) for h in hits] == [("postmortem", "a «broker»")]

@@ -15,6 +15,7 @@ from psycopg.adapt import AdaptersMap, Loader
 from psycopg.types.numeric import IntDumper
 
 from bridge.store.postgres.dialect import is_transaction_control, translate
+from bridge.store.postgres.fts import PG_FTS
 
 
 class _NumericLoader(Loader):
@@ -65,6 +66,9 @@ def _arguments(args: Sequence[Any], order: tuple[int, ...] | None) -> Sequence[A
 class PgConnection:
     """What the SQL functions call on a connection, over one psycopg connection whose
     transaction the backend manages."""
+
+    # the full-text engine store/search.py uses on this connection (search.engine)
+    fts = PG_FTS
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
