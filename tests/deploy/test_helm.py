@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,7 @@ import pytest
 from ruamel.yaml import YAML
 
 import bridge
-from tests.integration.procs import in_ci, require_binary
+from tests.integration.procs import free_port, http, in_ci, require_binary, terminate, wait_for
 
 ROOT = Path(__file__).parent.parent.parent
 CHART = ROOT / "helm" / "incident-bridge"
@@ -772,3 +773,95 @@ def test_postgresql_md_shows_the_files_as_they_are(
         assert "INCIDENT_BRIDGE_DB" in env(
             {(d["kind"], d["metadata"]["name"]): d for d in documents(manifest)}
         )
+
+
+def pod_environment(
+    objs: dict[tuple[str, str], dict[str, Any]], secrets: dict[tuple[str, str], str]
+) -> dict[str, str]:
+    """The container's variables as the kubelet would give them: values as they are, each
+    secretKeyRef from the chart's rendered Secret or from ``secrets``."""
+    rendered = {
+        (name, key): base64.b64decode(value).decode()
+        for (kind, name), doc in objs.items()
+        if kind == "Secret"
+        for key, value in doc["data"].items()
+    }
+    out = {}
+    for entry in container(objs)["env"]:
+        if "value" in entry:
+            out[entry["name"]] = str(entry["value"])
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            out[entry["name"]] = {**rendered, **secrets}[(ref["name"], ref["key"])]
+    return out
+
+
+def test_the_postgresql_values_start_the_service(helm: str, pg_url: str, tmp_path: Path) -> None:
+    """The variables the chart gives the pod with the CloudNativePG values, with the URL of a
+    throwaway PostgreSQL in the Secret's place and a 0777 folder (as an emptyDir) for /data:
+    the service starts, keeps its files in a 0700 folder below it, and serves the tokens of the
+    chart's Secret. (libpq's PGSSL* are left out: the test's server has no TLS.)"""
+    objs = objects(helm, "--values", str(PG_VALUES))
+    variables = pod_environment(objs, {("incident-bridge-pg-app", "uri"): pg_url})
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    port, hook_port = free_port(), free_port()
+    variables["INCIDENT_BRIDGE_LISTEN"] = f"127.0.0.1:{port}"
+    variables["INCIDENT_BRIDGE_WEBHOOK_LISTEN"] = f"127.0.0.1:{hook_port}"
+    variables["INCIDENT_BRIDGE_DATA_DIR"] = variables["INCIDENT_BRIDGE_DATA_DIR"].replace(
+        "/data", str(data), 1
+    )
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INCIDENT_BRIDGE_", "PG"))  # the developer's own settings
+    }
+    environment.update({k: v for k, v in variables.items() if not k.startswith("PGSSL")})
+    log = (tmp_path / "bridge.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *container(objs)["args"]],
+        env=environment,
+        cwd=data,  # the image's working directory
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        ready = wait_for(
+            "/-/ready",
+            # an exit ends the wait at once (the probe's refused connection would not)
+            lambda: (
+                proc.poll() is not None
+                or http("GET", f"http://127.0.0.1:{port}/-/ready", timeout=2).status == 200
+            ),
+            timeout=30,
+        )
+        assert ready and proc.poll() is None, (tmp_path / "bridge.log").read_text()[-3000:]
+        files = data / "files"
+        assert stat.S_IMODE(files.stat().st_mode) == 0o700
+        assert (files / "incident-bridge.session-key").is_file()
+        assert not (files / "incident-bridge.api-token").exists()  # the Secret's token
+        assert not (files / "kb").exists()
+        fixture = json.loads(
+            (
+                ROOT / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
+            ).read_text()
+        )
+        webhook = http(
+            "POST",
+            f"http://127.0.0.1:{hook_port}/api/v1/alerts",
+            json.dumps(fixture["body"]).encode(),
+            {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {variables['INCIDENT_BRIDGE_WEBHOOK_TOKEN']}",
+            },
+        )
+        assert webhook.status == 200, webhook.body
+        api = {"Authorization": f"Bearer {variables['INCIDENT_BRIDGE_API_TOKEN']}"}
+        listed = http("GET", f"http://127.0.0.1:{port}/api/v1/incidents", headers=api)
+        assert listed.status == 200, listed.body
+        assert "HighErrorRate" in listed.body.decode()
+    finally:
+        terminate(proc)
+        log.close()
