@@ -18,6 +18,7 @@ auth, no store) in alternating rounds, the ratio being the median of the rounds'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -27,13 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import SMOKE_HELP  # noqa: E402
+from bench._pg import Place, Server, masked, missing_reason, server, skip_or_fail  # noqa: E402
 from bench.ingest import (  # noqa: E402
     WrkResult,
     free_port,
@@ -44,6 +48,9 @@ from bench.ingest import (  # noqa: E402
     wait_idle,
     wait_ready,
 )
+
+if TYPE_CHECKING:
+    from bridge.store.ingest import IngestItem
 
 LUA = HERE / "api.lua"
 TOKEN = "bench-api-token-0123456789"
@@ -78,21 +85,13 @@ def wrk(
     return WrkResult.of(data)
 
 
-def populate(db: Path, count: int) -> float:
-    """``count`` incidents (one alert each; teams team-0..team-9) written through the store's
-    own ingest function, as webhooks would write them; returns the seconds it took."""
+def batches(count: int) -> Iterator[list[IngestItem]]:
+    """``count`` incidents (one alert each; teams team-0..team-9) as the store's ingest function
+    takes them, as webhooks would write them, 1000 at a time."""
     from bridge.core.alertmanager import parse_webhook
     from bridge.core.policy import Decision
-    from bridge.store import Store
-    from bridge.store.ingest import IngestItem, apply_webhooks
+    from bridge.store.ingest import IngestItem
 
-    store = Store(db)
-    store.open()  # the schema, then the store is closed so that `serve` can take the lock
-    store.close()
-    started = time.monotonic()
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")  # filling a benchmark database only
     now = time.time_ns()
     batch: list[IngestItem] = []
     for n in range(count):
@@ -126,20 +125,44 @@ def populate(db: Path, count: int) -> float:
         sha = hashlib.sha256(raw).hexdigest()
         batch.append(IngestItem(payload, (decision,), sha, None, now + n))
         if len(batch) == 1000 or n == count - 1:
+            yield batch
+            batch = []
+
+
+def populate(place: Place, count: int) -> float:
+    """``count`` incidents written through the store's own ingest function (``batches``) into
+    a new store on ``place``'s backend; returns the seconds it took."""
+    from bridge.core.dburl import DatabaseUrl
+    from bridge.store import new_store
+    from bridge.store.ingest import apply_webhooks
+
+    store = new_store(place.path, url=None if place.url is None else DatabaseUrl.parse(place.url))
+    store.open()  # the schema, then the store is closed so that `serve` can take it
+    store.close()
+    started = time.monotonic()
+    if place.url is None:
+        conn = sqlite3.connect(place.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")  # filling a benchmark database only
+        for batch in batches(count):
             conn.execute("BEGIN")
             apply_webhooks(conn, batch)
             conn.execute("COMMIT")
-            batch = []
-    conn.close()
-    return time.monotonic() - started
-
-
-def timeline_notes(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT count(*) FROM timeline WHERE kind = 'note'").fetchone()[0])
-    finally:
         conn.close()
+        return time.monotonic() - started
+    import psycopg
+
+    from bridge.store.postgres.connection import PgConnection, configure
+
+    with psycopg.connect(place.url, autocommit=True) as raw:
+        configure(raw)
+        raw.execute("SET synchronous_commit = off")  # filling a benchmark database only
+        pg = cast(sqlite3.Connection, PgConnection(raw))
+        for batch in batches(count):
+            with raw.transaction():
+                apply_webhooks(pg, batch)
+        raw.execute("ANALYZE")
+    return time.monotonic() - started
 
 
 def compare(
@@ -147,35 +170,89 @@ def compare(
     case: str,
     mode: str,
     connections: int,
-    bridge_url: str,
+    bridges: dict[str, tuple[str, int]],
     bare_url: str,
-    bridge_pid: int,
     cpus: tuple[int | None, int | None],
-) -> list[tuple[WrkResult, WrkResult]]:
-    rounds = []
+) -> list[tuple[WrkResult, dict[str, WrkResult]]]:
+    """Rounds of a bare run and one run per bridge (``bridges``: backend -> url, pid), one right
+    after the other, the bridges' order swapped every round; a line per backend, and
+    PostgreSQL against SQLite when both ran."""
+    rounds: list[tuple[WrkResult, dict[str, WrkResult]]] = []
+    order = list(bridges)
     for _ in range(args.rounds):
-        wait_idle(bridge_pid)
+        for _, pid in bridges.values():
+            wait_idle(pid)
         if args.warmup > 0:  # wrk runs 1 s at least: --warmup 0 (--smoke) skips it
             wrk(args, bare_url, mode, args.warmup, connections, cpus[1])
         bare = wrk(args, bare_url, mode, args.duration, connections, cpus[1])
-        if args.warmup > 0:
-            wrk(args, bridge_url, mode, args.warmup, connections, cpus[1])
-        bridge = wrk(args, bridge_url, mode, args.duration, connections, cpus[1])
-        rounds.append((bare, bridge))
-    ratios = [b.per_second / a.per_second if a.per_second else 0.0 for a, b in rounds]
-    line(
-        case=case,
-        connections=connections,
-        bare_per_s=round(median([a.per_second for a, _ in rounds]), 1),
-        bare_p99_ms=round(max(a.p99_ms for a, _ in rounds), 2),
-        bridge_per_s=round(median([b.per_second for _, b in rounds]), 1),
-        bridge_p50_ms=round(median([b.p50_ms for _, b in rounds]), 2),
-        bridge_p99_ms=round(max(b.p99_ms for _, b in rounds), 2),
-        errors=sum(b.errors for _, b in rounds),
-        ratio_vs_bare=round(median(ratios), 3),
-        ratios=[round(x, 3) for x in ratios],
-    )
+        results: dict[str, WrkResult] = {}
+        for backend in order:
+            url = bridges[backend][0]
+            if args.warmup > 0:
+                wrk(args, url, mode, args.warmup, connections, cpus[1])
+            results[backend] = wrk(args, url, mode, args.duration, connections, cpus[1])
+        order.reverse()
+        rounds.append((bare, results))
+    for backend in bridges:
+        runs = [(a, by[backend]) for a, by in rounds]
+        ratios = [b.per_second / a.per_second if a.per_second else 0.0 for a, b in runs]
+        line(
+            case=case,
+            backend=backend,
+            connections=connections,
+            bare_per_s=round(median([a.per_second for a, _ in runs]), 1),
+            bare_p99_ms=round(max(a.p99_ms for a, _ in runs), 2),
+            bridge_per_s=round(median([b.per_second for _, b in runs]), 1),
+            bridge_p50_ms=round(median([b.p50_ms for _, b in runs]), 2),
+            bridge_p99_ms=round(max(b.p99_ms for _, b in runs), 2),
+            errors=sum(b.errors for _, b in runs),
+            ratio_vs_bare=round(median(ratios), 3),
+            ratios=[round(x, 3) for x in ratios],
+        )
+    if "postgresql" in bridges and "sqlite" in bridges:
+        vs = [
+            by["postgresql"].per_second / by["sqlite"].per_second if by["sqlite"].per_second else 0
+            for _, by in rounds
+        ]
+        line(
+            case=f"{case}_postgresql_vs_sqlite",
+            connections=connections,
+            ratio=round(median(vs), 3),
+            ratios=[round(x, 3) for x in vs],
+        )
     return rounds
+
+
+def start_bridge(
+    stack: contextlib.ExitStack,
+    place: Place,
+    work: Path,
+    cpus: tuple[int | None, int | None],
+) -> tuple[str, int]:
+    """``incident-bridge serve`` on ``place`` until ``stack`` closes; its URL and pid."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    where, more_env = place.serve_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
+    env.update(INCIDENT_BRIDGE_API_TOKEN=TOKEN, INCIDENT_BRIDGE_WEBHOOK_TOKEN=TOKEN, **more_env)
+    cmd = [
+        *pin(cpus[0]),
+        sys.executable,
+        "-m",
+        "bridge",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        *where,
+        "--rules",
+        str(work / "rules.yaml"),
+        "--log-level",
+        "warning",
+    ]
+    log = work / f"{place.path.name}-{place.backend}.log"
+    bridge = stack.enter_context(process(cmd, log, env=env))
+    wait_ready(url, bridge)
+    return url, bridge.pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,10 +266,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument(
+        "--db",
+        help="also PostgreSQL, in the same rounds as SQLite: `postgresql` (a throwaway server "
+        "the bench starts, fsync and synchronous_commit on) or `postgresql://USER@HOST:PORT/DB` "
+        "(a running server; new databases are created through it and dropped)",
+    )
+    parser.add_argument(
+        "--pg-unpinned",
+        action="store_true",
+        help="do not pin the throwaway PostgreSQL server to the bridge's CPU",
+    )
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if args.db is not None and not args.db.startswith("postgres"):
+        parser.error("--db: `postgresql` or a postgresql:// URL")
     if args.smoke:
         args.duration, args.rounds, args.warmup, args.incidents = 0.5, 1, 0.0, 1000
+        if args.db is None:
+            reason = missing_reason()
+            if reason is None:
+                args.db = "postgresql"
+            elif skip_or_fail("bench/api.py --smoke", reason):
+                return 1
     if not Path(args.wrk).exists():
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
@@ -202,8 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         cpus = (mine[0], mine[1])
     work = Path(tempfile.mkdtemp(prefix="incident-bridge-api-bench-"))
     ok = True
+    stack = contextlib.ExitStack()  # the PostgreSQL server, when there is one
     try:
         line(case="setup", pinned=cpus[0] is not None, python=sys.version.split()[0])
+        pg: Server | None = None
+        if args.db is not None:
+            pg_cpu = None if args.pg_unpinned else cpus[0]
+            pg = stack.enter_context(server(args.db, pg_cpu))
+            line(case="postgresql", server=masked(pg.admin_url), **pg.settings())
         bare_port = free_port()
         bare_url = f"http://127.0.0.1:{bare_port}"
         bare_cmd = [
@@ -215,65 +317,61 @@ def main(argv: list[str] | None = None) -> int:
         ]
         with process(bare_cmd, work / "bare.log") as bare:
             wait_ready(bare_url, bare)
+            (work / "rules.yaml").write_text("route:\n  name: root\n")
             for case, count in (("writes", WRITE_INCIDENTS), ("list", args.incidents)):
-                db = work / f"{case}.db"
-                seconds = populate(db, count)
-                line(case=f"{case}_setup", incidents=count, populate_s=round(seconds, 1))
-                (work / "rules.yaml").write_text("route:\n  name: root\n")
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
-                env.update(INCIDENT_BRIDGE_API_TOKEN=TOKEN, INCIDENT_BRIDGE_WEBHOOK_TOKEN=TOKEN)
-                cmd = [
-                    *pin(cpus[0]),
-                    sys.executable,
-                    "-m",
-                    "bridge",
-                    "serve",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--db",
-                    str(db),
-                    "--rules",
-                    str(work / "rules.yaml"),
-                    "--log-level",
-                    "warning",
-                ]
-                with process(cmd, work / f"{case}.log", env=env) as bridge:
-                    wait_ready(url, bridge)
-                    if case == "writes":
-                        rounds = compare(
-                            args, "writes", "write", 32, url, bare_url, bridge.pid, cpus
-                        )
-                        # 3 of 4 requests are notes (the rest acknowledges)
-                        answered = sum(round(b.ok * 3 / 4) for _, b in rounds)
-                        stored = timeline_notes(db)
-                        # wrk's warm-up runs wrote notes too: at least the measured ones are in.
-                        durable = stored >= answered * 0.99
-                        ok = ok and durable
+                with contextlib.ExitStack() as bridges_up:
+                    places: list[Place] = [Place.sqlite(work / f"{case}.db")]
+                    if pg is not None:
+                        places.append(Place.postgresql(pg, case, work / f"{case}-pg"))
+                    bridges: dict[str, tuple[str, int]] = {}
+                    for place in places:
+                        seconds = populate(place, count)
                         line(
-                            case="writes_durable",
-                            notes_stored=stored,
-                            notes_measured_approx=answered,
-                            ok=durable,
+                            case=f"{case}_setup",
+                            backend=place.backend,
+                            incidents=count,
+                            populate_s=round(seconds, 1),
                         )
+                        bridges[place.backend] = start_bridge(bridges_up, place, work, cpus)
+                    if case == "writes":
+                        rounds = compare(args, "writes", "write", 32, bridges, bare_url, cpus)
+                        for place in places:
+                            # 3 of 4 requests are notes (the rest acknowledges)
+                            answered = sum(round(by[place.backend].ok * 3 / 4) for _, by in rounds)
+                            stored = place.count(
+                                "SELECT count(*) FROM timeline WHERE kind = 'note'"
+                            )
+                            # wrk's warm-up runs wrote notes too: at least the measured ones are in.
+                            durable = stored >= answered * 0.99
+                            ok = ok and durable
+                            line(
+                                case="writes_durable",
+                                backend=place.backend,
+                                notes_stored=stored,
+                                notes_measured_approx=answered,
+                                ok=durable,
+                            )
                     else:
                         # One client: the latency a request has on its own (the target);
                         # then 8 at once, where each also waits for the others.
-                        run = (url, bare_url, bridge.pid, cpus)
-                        rounds = compare(args, "list", "list", 1, *run)
-                        rounds += compare(args, "list_filtered", "list-filtered", 1, *run)
-                        compare(args, "list_8_connections", "list", 8, *run)
-                        p99 = max(b.p99_ms for _, b in rounds)
-                        met = p99 <= TARGET_LIST_P99_MS
-                        line(
-                            case="target_list_p99",
-                            incidents=count,
-                            p99_ms=round(p99, 2),
-                            p99_max_ms=TARGET_LIST_P99_MS,
-                            met=met,
+                        rounds = compare(args, "list", "list", 1, bridges, bare_url, cpus)
+                        rounds += compare(
+                            args, "list_filtered", "list-filtered", 1, bridges, bare_url, cpus
                         )
+                        if not args.smoke:  # the smoke's seconds go to the two above
+                            compare(args, "list_8_connections", "list", 8, bridges, bare_url, cpus)
+                        for place in places:
+                            p99 = max(by[place.backend].p99_ms for _, by in rounds)
+                            line(
+                                case="target_list_p99",
+                                backend=place.backend,
+                                incidents=count,
+                                p99_ms=round(p99, 2),
+                                p99_max_ms=TARGET_LIST_P99_MS,
+                                met=p99 <= TARGET_LIST_P99_MS,
+                            )
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+from bench._pg import Place, Server, masked, missing_reason, server, skip_or_fail  # noqa: E402
 from tests.integration.procs import terminate  # noqa: E402
 
 LUA = HERE / "webhook.lua"
@@ -56,6 +56,8 @@ TOKEN = "bench-token"
 # Targets from the core issue, for 1-alert payloads.
 TARGET_RATIO = 0.3
 TARGET_P99_MS = 50.0
+# PostgreSQL's target (same machine, synchronous_commit on): this share of SQLite's rate
+TARGET_PG_RATIO = 0.5
 
 
 def pin(cpu: int | None) -> list[str]:
@@ -163,14 +165,6 @@ def wait_idle(pid: int, timeout: float = 120.0) -> None:
             return
 
 
-def rows(db: Path, table: str) -> int:
-    conn = sqlite3.connect(db)  # after SIGKILL: a normal open recovers from the WAL
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def line(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
@@ -187,16 +181,14 @@ def bench_size(
     workdir: Path,
     bare_url: str,
     cpus: tuple[int | None, int | None],
+    pg: Server | None,
 ) -> bool:
     durable = True
+    backends = ["sqlite"] + (["postgresql"] if pg is not None else [])
     for case, extra in bridge_variants(args, workdir):
-        rounds, ok = bench_bridge(args, case, extra, alerts, workdir, bare_url, cpus)
+        rounds, ok = bench_bridge(args, case, extra, alerts, workdir, bare_url, cpus, pg)
         durable = durable and ok
         bare_rates = [bare.per_second for bare, _ in rounds]
-        ratios = [b.per_second / a.per_second if a.per_second else 0.0 for a, b in rounds]
-        ratio = median(ratios)
-        p99 = max(b.p99_ms for _, b in rounds)
-        errors = sum(b.errors for _, b in rounds)
         line(
             case="bare",
             payload_alerts=alerts,
@@ -206,31 +198,70 @@ def bench_size(
             p99_ms=round(max(a.p99_ms for a, _ in rounds), 2),
             errors=sum(a.errors for a, _ in rounds),
         )
-        line(
-            case=case,
-            payload_alerts=alerts,
-            webhooks_per_s=round(median([b.per_second for _, b in rounds]), 1),
-            rounds=[round(b.per_second, 1) for _, b in rounds],
-            p50_ms=round(median([b.p50_ms for _, b in rounds]), 2),
-            p99_ms=round(p99, 2),
-            errors=errors,
-            ratio_vs_bare=round(ratio, 3),
-            ratios=[round(x, 3) for x in ratios],
-        )
-        if alerts == 1 and case == TARGET_CASE:
-            met = ratio >= TARGET_RATIO and p99 <= TARGET_P99_MS and errors == 0
+        for backend in backends:
+            runs = [(bare, by[backend]) for bare, by in rounds]
+            ratios = [b.per_second / a.per_second if a.per_second else 0.0 for a, b in runs]
+            ratio = median(ratios)
+            p99 = max(b.p99_ms for _, b in runs)
+            errors = sum(b.errors for _, b in runs)
             line(
-                case="target_1_alert",
-                measured_on=case,
-                ratio=round(ratio, 3),
-                ratio_min=TARGET_RATIO,
+                case=case,
+                backend=backend,
+                payload_alerts=alerts,
+                webhooks_per_s=round(median([b.per_second for _, b in runs]), 1),
+                rounds=[round(b.per_second, 1) for _, b in runs],
+                p50_ms=round(median([b.p50_ms for _, b in runs]), 2),
                 p99_ms=round(p99, 2),
-                p99_max_ms=TARGET_P99_MS,
                 errors=errors,
-                errors_max=0,
-                durable=ok,
-                met=met and ok,
+                ratio_vs_bare=round(ratio, 3),
+                ratios=[round(x, 3) for x in ratios],
             )
+            if alerts == 1 and case == TARGET_CASE and backend == "sqlite":
+                met = ratio >= TARGET_RATIO and p99 <= TARGET_P99_MS and errors == 0
+                line(
+                    case="target_1_alert",
+                    measured_on=case,
+                    ratio=round(ratio, 3),
+                    ratio_min=TARGET_RATIO,
+                    p99_ms=round(p99, 2),
+                    p99_max_ms=TARGET_P99_MS,
+                    errors=errors,
+                    errors_max=0,
+                    durable=ok,
+                    met=met and ok,
+                )
+        if pg is not None:
+            # PostgreSQL against SQLite: the median of each round's neighbours' ratio
+            lite = [by["sqlite"] for _, by in rounds]
+            post = [by["postgresql"] for _, by in rounds]
+            vs = [
+                p.per_second / s.per_second if s.per_second else 0.0
+                for s, p in zip(lite, post, strict=True)
+            ]
+            ratio = median(vs)
+            p99 = max(p.p99_ms for p in post)
+            errors = sum(p.errors for p in post)
+            line(
+                case="postgresql_vs_sqlite",
+                bridge_case=case,
+                payload_alerts=alerts,
+                ratio=round(ratio, 3),
+                ratios=[round(x, 3) for x in vs],
+            )
+            if alerts == 1 and case == TARGET_CASE:
+                met = ratio >= TARGET_PG_RATIO and p99 <= TARGET_P99_MS and errors == 0
+                line(
+                    case="target_postgresql_1_alert",
+                    measured_on=case,
+                    ratio_vs_sqlite=round(ratio, 3),
+                    ratio_min=TARGET_PG_RATIO,
+                    p99_ms=round(p99, 2),
+                    p99_max_ms=TARGET_P99_MS,
+                    errors=errors,
+                    errors_max=0,
+                    durable=ok,
+                    met=met and ok,
+                )
     return durable
 
 
@@ -261,69 +292,93 @@ def bench_bridge(
     workdir: Path,
     bare_url: str,
     cpus: tuple[int | None, int | None],
-) -> tuple[list[tuple[WrkResult, WrkResult]], bool]:
-    """One bridge process on a fresh database: warm-up, then rounds of (bare, bridge) runs taken
-    one right after the other (this machine's speed drifts; a ratio of neighbours does not),
-    SIGKILL, durability."""
+    pg: Server | None,
+) -> tuple[list[tuple[WrkResult, dict[str, WrkResult]]], bool]:
+    """One bridge process per backend, each on a fresh database: warm-up, then rounds of a bare
+    run and one run per backend taken one right after the other (this machine's speed drifts;
+    a ratio of neighbours does not; the backends' order swaps every round), SIGKILL,
+    durability."""
     server_cpu, client_cpu = cpus
-    db = workdir / f"{case}-{alerts}.db"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
-    env["INCIDENT_BRIDGE_WEBHOOK_TOKEN"] = TOKEN
-    cmd = [
-        *pin(server_cpu),
-        sys.executable,
-        "-m",
-        "bridge",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--db",
-        str(db),
-        "--log-format",
-        "json",
-        "--log-level",
-        "warning",
-        *extra,
-        *args.bridge_arg,
-    ]
-    acked_webhooks = 0
-    rounds: list[tuple[WrkResult, WrkResult]] = []
+    places = [Place.sqlite(workdir / f"{case}-{alerts}.db")]
+    if pg is not None:
+        places.append(Place.postgresql(pg, f"{case}{alerts}", workdir / f"{case}-{alerts}-pg"))
+    acked = {p.backend: 0 for p in places}
+    rounds: list[tuple[WrkResult, dict[str, WrkResult]]] = []
     run_number = 0
-    with process(cmd, workdir / f"{case}-{alerts}.log", env) as bridge:
-        wait_ready(url, bridge)
-        # Every wrk run (the warm-up too) writes to this database: count all of their 2xx.
+    with contextlib.ExitStack() as stack:
+        bridges: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        for place in places:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            where, more_env = place.serve_args()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
+            env["INCIDENT_BRIDGE_WEBHOOK_TOKEN"] = TOKEN
+            env.update(more_env)
+            cmd = [
+                *pin(server_cpu),
+                sys.executable,
+                "-m",
+                "bridge",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                *where,
+                "--log-format",
+                "json",
+                "--log-level",
+                "warning",
+                *extra,
+                *args.bridge_arg,
+            ]
+            log = workdir / f"{case}-{alerts}-{place.backend}.log"
+            bridge = stack.enter_context(process(cmd, log, env))
+            wait_ready(url, bridge)
+            bridges[place.backend] = (url, bridge)
+        # Every wrk run (the warm-up too) writes to the databases: count all of their 2xx.
         if args.warmup > 0:
             run_wrk(args, bare_url, alerts, "bare-warmup", 0, args.warmup, client_cpu)
-            warm = run_wrk(
-                args, url, alerts, f"{case}{alerts}-warmup", run_number, args.warmup, client_cpu
-            )
-            acked_webhooks += warm.ok
-            run_number += 1
+            for backend, (url, _) in bridges.items():
+                warm = run_wrk(
+                    args, url, alerts, f"{case}{alerts}-{backend}-warmup", 0, args.warmup,
+                    client_cpu,
+                )  # fmt: skip
+                acked[backend] += warm.ok
+        order = list(bridges)
         for _ in range(args.rounds):
-            wait_idle(bridge.pid)
+            for _, bridge in bridges.values():
+                wait_idle(bridge.pid)
             bare = run_wrk(args, bare_url, alerts, "bare", 0, args.duration, client_cpu)
-            result = run_wrk(
-                args, url, alerts, f"{case}{alerts}", run_number, args.duration, client_cpu
-            )
-            acked_webhooks += result.ok
+            results: dict[str, WrkResult] = {}
             run_number += 1
-            rounds.append((bare, result))
-        bridge.kill()  # SIGKILL, right after the load: nothing gets a graceful flush
-        bridge.wait(15)
-    stored = rows(db, "incident_alerts")
-    durable = stored >= acked_webhooks * alerts
-    line(
-        case="durability_after_sigkill",
-        bridge_case=case,
-        payload_alerts=alerts,
-        acked_webhooks=acked_webhooks,
-        acked_alerts=acked_webhooks * alerts,
-        stored_alerts=stored,
-        notifications_per_webhook=round(rows(db, "outbox") / max(1, rows(db, "webhooks")), 2),
-        ok=durable,
-    )
+            for backend in order:
+                url = bridges[backend][0]
+                tag = f"{case}{alerts}-{backend}"
+                result = run_wrk(args, url, alerts, tag, run_number, args.duration, client_cpu)
+                acked[backend] += result.ok
+                results[backend] = result
+            order.reverse()
+            rounds.append((bare, results))
+        for _, bridge in bridges.values():
+            bridge.kill()  # SIGKILL, right after the load: nothing gets a graceful flush
+            bridge.wait(15)
+    durable = True
+    for place in places:
+        stored = place.count("SELECT count(*) FROM incident_alerts")
+        ok = stored >= acked[place.backend] * alerts
+        durable = durable and ok
+        outbox = place.count("SELECT count(*) FROM outbox")
+        webhooks = place.count("SELECT count(*) FROM webhooks")
+        line(
+            case="durability_after_sigkill",
+            bridge_case=case,
+            backend=place.backend,
+            payload_alerts=alerts,
+            acked_webhooks=acked[place.backend],
+            acked_alerts=acked[place.backend] * alerts,
+            stored_alerts=stored,
+            notifications_per_webhook=round(outbox / max(1, webhooks), 2),
+            ok=ok,
+        )
     return rounds, durable
 
 
@@ -366,10 +421,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
     )
+    parser.add_argument(
+        "--db",
+        help="also PostgreSQL, in the same rounds as SQLite: `postgresql` (a throwaway server "
+        "the bench starts, fsync and synchronous_commit on) or `postgresql://USER@HOST:PORT/DB` "
+        "(a running server; a new database per bridge is created through it and dropped)",
+    )
+    parser.add_argument(
+        "--pg-unpinned",
+        action="store_true",
+        help="do not pin the throwaway PostgreSQL server to the bridge's CPU",
+    )
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if args.db is not None and args.db != "postgresql" and not args.db.startswith("postgres"):
+        parser.error("--db: `postgresql` or a postgresql:// URL")
     if args.smoke:
         args.duration, args.warmup, args.rounds, args.alerts = 1.0, 0.0, 1, "1"
+        if args.db is None:
+            reason = missing_reason()
+            if reason is None:
+                args.db = "postgresql"
+            elif skip_or_fail("bench/ingest.py --smoke", reason):
+                return 1
     if not Path(args.wrk).exists():
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
@@ -386,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="incident-bridge-bench-"))
     ok = True
+    stack = contextlib.ExitStack()  # the PostgreSQL server, when there is one
     try:
         line(
             case="setup",
@@ -396,6 +471,17 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=args.duration,
             python=sys.version.split()[0],
         )
+        pg: Server | None = None
+        if args.db is not None:
+            pg_cpu = None if args.pg_unpinned else cpus[0]
+            pg = stack.enter_context(server(args.db, pg_cpu))
+            line(
+                case="postgresql",
+                server=masked(pg.admin_url),
+                started_by_bench=pg.owned,
+                pinned_cpu=pg_cpu if pg.owned else None,
+                **pg.settings(),
+            )
         port = free_port()
         bare_url = f"http://127.0.0.1:{port}"
         bare_cmd = [
@@ -408,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         with process(bare_cmd, workdir / "bare.log") as bare:
             wait_ready(bare_url, bare)
             for alerts in sizes:
-                ok = bench_size(args, alerts, workdir, bare_url, cpus) and ok
+                ok = bench_size(args, alerts, workdir, bare_url, cpus, pg) and ok
     finally:
+        stack.close()
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:

@@ -24,6 +24,7 @@ process on a scratch file (synchronous=OFF, so that it is CPU, not fsync), alter
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -33,7 +34,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import sqlite_utils
 
@@ -42,6 +46,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import SMOKE_HELP, free_port, wait_ready  # noqa: E402
+from bench._pg import Place, Server, masked, missing_reason, server, skip_or_fail  # noqa: E402
 from bridge.store.migrations import MIGRATIONS, migrate  # noqa: E402
 from tests.integration.procs import terminate  # noqa: E402
 
@@ -114,10 +119,92 @@ def build(path: Path, incidents: int) -> dict[str, float]:
     }
 
 
-def serve(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}"]
-    cmd += ["--db", str(db)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def build_pg(url: str, incidents: int) -> dict[str, float]:
+    """The same store as ``build`` on PostgreSQL: migrations up to 0010, the incidents from
+    ``generate_series`` in one statement (no webhooks, no triggers yet), then 0011's backfill
+    timed and the later migrations."""
+    import psycopg
+
+    from bridge.store.postgres import schema
+
+    def migrate_pg(raw: psycopg.Connection[Any], keep: Callable[[str], bool]) -> list[str]:
+        steps = [m for m in schema.MIGRATIONS if keep(m[0])]
+        with mock.patch.object(schema, "MIGRATIONS", steps):
+            return schema.migrate(raw)
+
+    with psycopg.connect(url, autocommit=True) as raw:
+        migrate_pg(raw, lambda name: name < "0011")
+        now = time.time_ns()
+        t0 = time.perf_counter()
+        with raw.transaction():
+            # the same rows as build's, i a bigint so that the products do not overflow
+            raw.execute(
+                f"""INSERT INTO incidents (id, key, title, severity, status, route, team,
+                    started_at, opened_at, acknowledged_at, mitigated_at, resolved_at, closed_at,
+                    updated_at)
+                SELECT i, 'k' || (i % 5000), 'Incident ' || i,
+                    'sev' || (1 + i % 4),
+                    CASE WHEN i > {incidents} - 300 THEN 'triggered' WHEN i % 3 = 0 THEN 'closed'
+                         ELSE 'resolved' END,
+                    CASE i % 3 WHEN 0 THEN 'payments' WHEN 1 THEN 'platform' ELSE 'default' END,
+                    CASE i % 7 WHEN 0 THEN NULL WHEN 1 THEN 'alert-team-' || (i % 97)
+                         ELSE 'team-' || (i % 6) END,
+                    s, s + 30000000000 + (i % 11) * 10000000000,
+                    CASE WHEN i > {incidents} - 300 OR i % 9 = 0 THEN NULL
+                         ELSE s + (60 + (i % 1000) * 7) * {NS}::bigint END,
+                    CASE WHEN i > {incidents} - 300 THEN NULL
+                         ELSE s + (600 + (i % 997) * 60) * {NS}::bigint END,
+                    CASE WHEN i > {incidents} - 300 THEN NULL
+                         ELSE s + (3600 + (i % 991) * 300) * {NS}::bigint END,
+                    CASE WHEN i % 3 = 0 THEN s + 900000 * {NS}::bigint END,
+                    s
+                FROM (SELECT i, {now}::bigint - ({incidents} - i) * 3600 * {NS}::bigint AS s
+                      FROM generate_series(1::bigint, {incidents}::bigint) AS i) AS c"""  # type: ignore[arg-type]
+            )
+            raw.execute(  # SQLite's rowid is the store's to give here: id / 50 is unique
+                "INSERT INTO timeline (id, incident_id, time, kind, actor, text) "
+                "SELECT id / 50, id, opened_at, 'reopened', 'alertmanager', 'Reopened' "
+                "FROM incidents WHERE id % 50 = 0"
+            )
+            raw.execute(
+                "UPDATE search_marks SET value = (SELECT coalesce(max(id), 0) FROM incidents) "
+                "WHERE name IN ('incidents', 'similar')"
+            )
+            raw.execute(
+                "UPDATE search_marks SET value = (SELECT coalesce(max(id), 0) FROM timeline) "
+                "WHERE name = 'timeline'"
+            )
+        raw.execute("ANALYZE")
+        built = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        applied = migrate_pg(raw, lambda name: name == "0011_metrics")
+        backfill = time.perf_counter() - t0
+        assert applied == ["0011_metrics"], applied
+        t0 = time.perf_counter()
+        later = schema.migrate(raw)
+        later_s = time.perf_counter() - t0
+        assert all(name > "0011" for name in later), later
+        raw.execute("VACUUM ANALYZE")
+        size = raw.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert size is not None
+    return {
+        "build_s": round(built, 2),
+        "backfill_0011_s": round(backfill, 2),
+        "later_migrations": len(later),
+        "later_migrations_s": round(later_s, 2),
+        "db_mb": round(int(size[0]) / 2**20, 1),
+    }
+
+
+def line(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def serve(place: Place, port: int, log: Path) -> subprocess.Popen[bytes]:
+    where, more_env = place.serve_args()
+    cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}", *where]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
+    env.update(PYTHONPATH=str(REPO), **more_env)
     with log.open("ab") as out:
         return subprocess.Popen(
             cmd,
@@ -125,11 +212,11 @@ def serve(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=db.parent,
+            cwd=log.parent,
         )
 
 
-def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
+def measure(place: Place, log: Path, starts: int, scrapes: int) -> dict[str, float]:
     start_times: list[float] = []
     scrape_ms: list[float] = []
     size = 0
@@ -137,7 +224,7 @@ def measure(db: Path, starts: int, scrapes: int) -> dict[str, float]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
-        proc = serve(db, port, db.parent / "serve.log")
+        proc = serve(place, port, log)
         try:
             wait_ready(url, proc, 120.0, what="serve", every=0.01)
             start_times.append(time.perf_counter() - t0)
@@ -231,50 +318,75 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triggers-only", action="store_true")
     parser.add_argument("--no-triggers", action="store_true")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument(
+        "--db",
+        help="also PostgreSQL, after SQLite: `postgresql` (a throwaway server the bench starts) "
+        "or `postgresql://USER@HOST:PORT/DB` (a running server: new databases made and dropped)",
+    )
     args = parser.parse_args(argv)
+    if args.db is not None and not args.db.startswith("postgres"):
+        parser.error("--db: `postgresql` or a postgresql:// URL")
     if args.smoke:
         args.incidents, args.scrapes, args.starts, args.rounds = 2000, 5, 1, 1
         args.trigger_writes = 200
+        if args.db is None:
+            reason = missing_reason()
+            if reason is None:
+                args.db = "postgresql"
+            elif skip_or_fail("bench/metrics.py --smoke", reason):
+                return 1
     if not args.no_triggers:
         print(json.dumps(triggers_bench(args.rounds, args.trigger_writes)), flush=True)
     if args.triggers_only:
         return 0
-    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
-        empty_dir, big_dir = Path(tmp) / "empty", Path(tmp) / "big"
-        empty_dir.mkdir()
-        big_dir.mkdir()
-        empty, big = empty_dir / "bridge.db", big_dir / "bridge.db"
-        conn = sqlite3.connect(empty, isolation_level=None)
-        migrate(sqlite_utils.Database(conn))
-        conn.close()
-        built = build(big, args.incidents)
-        print(
-            json.dumps(
-                {
-                    "case": "build",
-                    "incidents": args.incidents,
-                    **built,
-                    "db_mb": round(big.stat().st_size / 2**20, 1),
-                }
-            ),
-            flush=True,
-        )
-        base = measure(empty, args.starts, args.scrapes)
-        print(json.dumps({"case": "empty", **base}), flush=True)
-        many = measure(big, args.starts, args.scrapes)
-        print(json.dumps({"case": "big", "incidents": args.incidents, **many}), flush=True)
-        print(
-            json.dumps(
-                {
-                    "case": "ratios",
-                    "scrape_p50": round(many["scrape_ms_p50"] / base["scrape_ms_p50"], 2),
-                    "start": round(many["start_s"] / base["start_s"], 2),
-                    "met": many["scrape_ms_p50"] < TARGET_SCRAPE_MS
-                    and many["start_s"] < TARGET_START_S,
-                }
-            ),
-            flush=True,
-        )
+    backends = ["sqlite"] + ([] if args.db is None else ["postgresql"])
+    big: dict[str, dict[str, float]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        pg: Server | None = None
+        if args.db is not None:
+            pg = stack.enter_context(server(args.db))
+            line(case="postgresql", server=masked(pg.admin_url), **pg.settings())
+        for backend in backends:
+            folder = Path(tmp) / backend
+            folder.mkdir()
+            if pg is None or backend == "sqlite":
+                empty, many = Place.sqlite(folder / "empty.db"), Place.sqlite(folder / "big.db")
+                conn = sqlite3.connect(empty.path, isolation_level=None)
+                migrate(sqlite_utils.Database(conn))
+                conn.close()
+                built = build(many.path, args.incidents)
+                built["db_mb"] = round(many.path.stat().st_size / 2**20, 1)
+            else:
+                empty = Place.postgresql(pg, "empty", folder / "empty")
+                many = Place.postgresql(pg, "big", folder / "big")
+                assert empty.url is not None and many.url is not None
+                build_pg(empty.url, 0)
+                built = build_pg(many.url, args.incidents)
+            line(case="build", backend=backend, incidents=args.incidents, **built)
+            base = measure(empty, folder / "serve.log", args.starts, args.scrapes)
+            line(case="empty", backend=backend, **base)
+            big[backend] = measure(many, folder / "serve.log", args.starts, args.scrapes)
+            line(case="big", backend=backend, incidents=args.incidents, **big[backend])
+            line(
+                case="ratios",
+                backend=backend,
+                scrape_p50=round(big[backend]["scrape_ms_p50"] / base["scrape_ms_p50"], 2),
+                start=round(big[backend]["start_s"] / base["start_s"], 2),
+                met=big[backend]["scrape_ms_p50"] < TARGET_SCRAPE_MS
+                and big[backend]["start_s"] < TARGET_START_S,
+            )
+        if pg is not None:
+            lite, post = big["sqlite"], big["postgresql"]
+            line(
+                case="postgresql_vs_sqlite",
+                incidents=args.incidents,
+                scrape_p50=round(post["scrape_ms_p50"] / lite["scrape_ms_p50"], 2),
+                scrape_p99=round(post["scrape_ms_p99"] / lite["scrape_ms_p99"], 2),
+                start=round(post["start_s"] / lite["start_s"], 2),
+            )
     return 0
 
 
