@@ -8,13 +8,22 @@ run with a ``PgConnection`` (``connection.py``) that speaks their shared dialect
   transactions (READ COMMITTED) first takes ``pg_advisory_xact_lock(WRITE_LOCK)``, so that write
   transactions run one after another, across processes too, exactly as SQLite's single writer
   does: an incident's state machine reads what the previous change committed, a reminder's key
-  is claimed once, ids are the next past the largest. A lost connection fails the batch
+  is claimed once, ids are the next past the largest. A connection found broken before anything
+  was sent on it (the server restarted while the service was idle) is made again at once and the
+  batch runs on the new one. A connection lost during a batch fails the batch
   (``StoreUnavailable``: webhooks get 503 and Alertmanager sends them again) and is made again,
-  no sooner than a backoff that grows to ``RECONNECT_MAX_S``.
+  no sooner than a backoff that grows to ``RECONNECT_MAX_S``, or at once when a read has just
+  reached the server.
 - Reads: a ``psycopg_pool`` pool; each read function runs in one REPEATABLE READ READ ONLY
   transaction (one snapshot, as a read transaction on SQLite). More reads waiting than the pool
-  can take soon are refused at once (``StoreUnavailable``), never queued without bound.
-- Every statement is bounded by ``statement_timeout``; a timeout is ``StoreUnavailable``.
+  can take soon are refused at once (``StoreUnavailable``), never queued without bound. The pool
+  makes its connections when reads ask for them, so an unreachable server costs a read at most
+  ``connect_timeout`` (``DOWN_WAIT_S`` once the server is known to be unreachable), and the
+  first read after the server is back reconnects.
+- Every statement is bounded by ``statement_timeout``; a timeout is ``StoreUnavailable``. When a
+  batch of writes times out, its writes are tried one by one, but after the first of those that
+  times out too, the others are refused without being tried: a batch waiting on a lock costs
+  about two timeouts, not one per write.
 
 The password never sits in the URL the service logs: it is given apart (``password``), or by
 libpq's own files (PGPASSFILE, a service file); ``url.masked`` is what messages show.
@@ -50,12 +59,51 @@ log = logging.getLogger("bridge.store")
 T = TypeVar("T")
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
+# How long a read waits for a connection once the server is known to be unreachable: long
+# enough for a connection to a server that is back, short enough that /-/ready answers within
+# a probe's timeout (Kubernetes' default is 1 s) while it is down.
+DOWN_WAIT_S = 0.5
+
+
+def _said(exc: BaseException) -> str:
+    """libpq's message on one line (it spreads a connection failure over several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StoreUnavailable(f"PostgreSQL: a statement ran past statement_timeout ({exc})")
-    return StoreUnavailable(f"PostgreSQL: {str(exc).strip() or type(exc).__name__}")
+    return StoreUnavailable(f"PostgreSQL: {_said(exc)}")
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.errors.QueryCanceled)
+
+
+def _recording(note: Callable[[str | None], None]) -> type[psycopg.Connection[Any]]:
+    """The pool's connection class: as psycopg's, but every attempt to connect tells ``note``
+    why it failed (or None when it succeeded), so that a read refused for want of a connection
+    can say that the server is unreachable, and why."""
+
+    class Recording(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                conn = super().connect(*args, **kwargs)
+            except psycopg.Error as exc:
+                note(_said(exc))
+                raise
+            note(None)
+            return conn
+
+    return Recording
+
+
+class _Stale:
+    """_pg_attempt's answer when the connection was broken before the batch was sent."""
+
+
+_STALE = _Stale()
 
 
 class PgWriter(Writer):
@@ -82,6 +130,10 @@ class PgWriter(Writer):
             if self._raw is not None:
                 self._raw.close()
 
+    def retry_now(self) -> None:
+        """The server answered someone else: the next write need not wait out the backoff."""
+        self._next_try = 0.0
+
     def _connection(self) -> psycopg.Connection[Any] | None:
         if self._raw is not None and not self._raw.closed and not self._raw.broken:
             return self._raw
@@ -94,7 +146,7 @@ class PgWriter(Writer):
         try:
             self._raw = self._make()
         except psycopg.Error as exc:
-            self.down = str(exc).strip()
+            self.down = _said(exc)
             self._next_try = now + self._backoff
             self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
             log.error("store: cannot connect to PostgreSQL: %s", self.down)
@@ -104,31 +156,64 @@ class PgWriter(Writer):
         return self._raw
 
     def _write(self, batch: list[Any]) -> None:
+        reused = self._raw is not None and not self._raw.closed and not self._raw.broken
         raw = self._connection()
         if raw is None:
             error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
             resolve(batch, [(False, error)] * len(batch))
             return
-        results = self._pg_attempt(raw, batch, isolate=False)
+        results = self._pg_attempt(raw, batch, isolate=False, fresh=not reused)
+        if isinstance(results, _Stale):
+            # The connection broke while idle (a restart, a failover, an idle timeout): nothing
+            # of this batch reached the server, so it runs on a new connection rather than
+            # failing webhooks that a server that is up again would take.
+            raw = self._connection()
+            if raw is None:
+                error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
+                resolve(batch, [(False, error)] * len(batch))
+                return
+            results = self._pg_attempt(raw, batch, isolate=False, fresh=True)
         if results is None:
             results = self._pg_attempt(raw, batch, isolate=True)
-        assert results is not None
+        assert results is not None and not isinstance(results, _Stale)
         resolve(batch, results)
 
     def _pg_attempt(
-        self, raw: psycopg.Connection[Any], batch: list[Any], *, isolate: bool
-    ) -> list[Result] | None:
+        self,
+        raw: psycopg.Connection[Any],
+        batch: list[Any],
+        *,
+        isolate: bool,
+        fresh: bool = False,
+    ) -> list[Result] | _Stale | None:
+        """The batch in one transaction: its results; None when a write failed (the caller
+        runs the batch again with ``isolate``: one savepoint per write); ``_STALE`` when the
+        connection was found broken at BEGIN, before anything was sent (not when ``fresh``)."""
         conn = cast(sqlite3.Connection, PgConnection(raw))
         try:
             raw.execute("BEGIN")
+        except psycopg.Error as exc:
+            self._abandon(raw)
+            if not fresh and not isolate and self._raw is None:
+                log.warning("store: the connection to PostgreSQL was lost, connecting again")
+                return _STALE
+            log.error("store: cannot begin a transaction: %s", _said(exc))
+            return [(False, _unavailable(exc))] * len(batch)
+        try:
             raw.execute("SELECT pg_advisory_xact_lock(%s)", (schema.WRITE_LOCK,))
         except psycopg.Error as exc:
             self._abandon(raw)
-            log.error("store: cannot begin a transaction: %s", exc)
+            log.error("store: cannot begin a transaction: %s", _said(exc))
             return [(False, _unavailable(exc))] * len(batch)
         results: list[Result] = []
         groups = [[entry[0]] for entry in batch] if isolate else group([e[0] for e in batch])
+        timed_out: StoreUnavailable | None = None
         for jobs in groups:
+            if timed_out is not None:
+                # One write of the batch ran past the timeout alone: the others most likely
+                # wait on the same lock, and trying each would hold the batch a timeout per write.
+                results.append((False, timed_out))
+                continue
             try:
                 if isolate:
                     raw.execute("SAVEPOINT w")
@@ -144,16 +229,17 @@ class PgWriter(Writer):
                     return None
                 raw.execute("ROLLBACK TO w")
                 raw.execute("RELEASE w")
-                results.append(
-                    (False, _unavailable(exc) if isinstance(exc, psycopg.Error) else exc)
-                )
+                error = _unavailable(exc) if isinstance(exc, psycopg.Error) else exc
+                if _timed_out(exc):
+                    timed_out = cast(StoreUnavailable, error)
+                results.append((False, error))
         try:
             raw.execute("COMMIT")
         except psycopg.Error as exc:
             # The outcome of a COMMIT whose answer was lost is unknown: the callers are told
             # the write failed, and one sent again is recognised (webhooks by their journal and
             # the state machine, actions by their Idempotency-Key).
-            log.error("store: commit failed: %s", exc)
+            log.error("store: commit failed: %s", _said(exc))
             self._abandon(raw)
             return [(False, _unavailable(exc))] * len(batch)
         return results
@@ -191,6 +277,8 @@ class PgStore:
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reading = 0
+        # why the read pool's last attempt to connect failed; None once one succeeded
+        self._readers_down: str | None = None
         # reads beyond the pool's connections that may wait for one; past that, refused at once
         self.max_waiting_reads = 4 * pool_size
         self.careful = CarefulMode()
@@ -276,7 +364,12 @@ class PgStore:
             open=False,
             configure=self._configure_reader,
             check=psycopg_pool.ConnectionPool.check_connection,
-            reconnect_timeout=0,  # never give up: the pool keeps trying, with backoff
+            connection_class=_recording(self._note_readers),
+            # A connection that fails is not tried again in the background: the pool makes
+            # one when a read asks for it (it grows on demand), so a server that is down costs
+            # each read at most its wait, and the first read after the server is back
+            # reconnects; nobody hammers a server that is starting.
+            reconnect_timeout=0,
             name="incident-bridge-readers",
         )
         self._pool.open(wait=False)
@@ -305,15 +398,27 @@ class PgStore:
             raise StoreUnavailable("store is not open")
         return self._writer.submit(job)
 
+    def _note_readers(self, down: str | None) -> None:
+        self._readers_down = down
+        if down is None and self._writer is not None and self._writer.down is not None:
+            self._writer.retry_now()
+
     def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._pool is not None
+        known_down = self._readers_down is not None or self.unreachable is not None
+        wait = min(DOWN_WAIT_S, self.connect_timeout_s) if known_down else self.connect_timeout_s
         try:
-            with self._pool.connection(timeout=self.connect_timeout_s) as raw:
+            with self._pool.connection(timeout=wait) as raw:
                 return fn(cast(sqlite3.Connection, PgConnection(raw)))
         except psycopg_pool.PoolTimeout:
+            down = self._readers_down or self.unreachable
+            if down is not None:
+                raise StoreUnavailable(
+                    f"PostgreSQL at {self.url.masked} is unreachable: {down}"
+                ) from None
             raise StoreUnavailable(
-                "PostgreSQL: no connection from the pool in time (the database is unreachable "
-                "or every connection is busy)"
+                f"PostgreSQL: no connection from the pool within {wait:g} s (every one of its "
+                f"{self.pool_size} connections is busy)"
             ) from None
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
