@@ -1011,7 +1011,8 @@ def validate(settings: Settings) -> None:
         # the folder and the files beside the database: another user must not choose them
         check_beside(settings.db)
     except UnsafeFile as exc:
-        raise ConfigError(f"--db: {exc}") from None
+        flag = "--data-dir" if settings.database_url is not None else "--db"
+        raise ConfigError(f"{flag}: {exc}") from None
     hook = settings.webhook_listen
     if (
         not settings.has_webhook_auth

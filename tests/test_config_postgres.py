@@ -66,6 +66,18 @@ def test_a_password_in_the_variable_is_accepted_and_masked_everywhere() -> None:
     # the log lines mask every credential the settings hold
     assert SECRET in credentials(s)
     assert SECRET not in mask(f"connect to {s.database_url.conninfo} failed", credentials(s))
+    # a URL without a password is no secret: the logs name the database as it is
+    plain = settings(["--db", "postgresql://bridge@db/bridge"])
+    assert plain.database_url is not None
+    assert mask(plain.database_url.masked, credentials(plain)) == "postgresql://bridge@db/bridge"
+
+
+def test_a_world_writable_data_dir_is_refused_by_its_flag(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"^--data-dir: "):
+        settings(["--db", "postgresql://bridge@db/bridge", "--data-dir", str(shared)])
 
 
 def test_the_password_file_and_a_password_in_the_url_do_not_mix(tmp_path: Path) -> None:

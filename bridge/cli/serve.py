@@ -67,8 +67,9 @@ def credentials(settings: Settings) -> list[str]:
         )
     for url in (settings.prometheus_url, settings.kb_remote, *settings.alertmanager_urls):
         out += credential_forms(url=url)
-    if settings.database_url is not None:
-        out += credential_forms(url=settings.database_url.conninfo)
+    url = settings.database_url
+    if url is not None and url.password is not None:  # a URL without one names no secret
+        out += credential_forms(url=url.conninfo) + credential_forms(token=url.password)
     return out
 
 

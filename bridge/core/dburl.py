@@ -9,7 +9,7 @@ URL becomes ``***``, and so does any ``password`` parameter of its query.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -27,6 +27,14 @@ class DatabaseUrl:
     conninfo: str  # as given: libpq reads it
     masked: str
     has_password: bool
+
+    @property
+    def password(self) -> str | None:
+        """The password written in the URL (its user part or a ``password`` parameter)."""
+        parts = urlsplit(self.conninfo)
+        if parts.password is not None:
+            return unquote(parts.password)
+        return dict(parse_qsl(parts.query, keep_blank_values=True)).get("password")
 
     @classmethod
     def parse(cls, value: str) -> DatabaseUrl:
