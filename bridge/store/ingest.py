@@ -439,9 +439,13 @@ class _Batch:
             "WHERE fingerprint = ? ON CONFLICT(fingerprint) DO NOTHING",
             (real, fp),
         )
-        # An incident that already holds the real fingerprint keeps that link.
+        # An incident that already holds the real fingerprint keeps that link (the NOT EXISTS
+        # is SQLite's UPDATE OR IGNORE written so that PostgreSQL reads it too).
         conn.execute(
-            "UPDATE OR IGNORE incident_alerts SET fingerprint = ? WHERE fingerprint = ?", (real, fp)
+            "UPDATE incident_alerts SET fingerprint = ? WHERE fingerprint = ? AND NOT EXISTS "
+            "(SELECT 1 FROM incident_alerts held WHERE held.incident_id = "
+            "incident_alerts.incident_id AND held.fingerprint = ?)",
+            (real, fp, real),
         )
         conn.execute("DELETE FROM incident_alerts WHERE fingerprint = ?", (fp,))
         conn.execute("DELETE FROM alerts WHERE fingerprint = ?", (fp,))

@@ -190,8 +190,10 @@ def get_incident_for_message(
     incident = _row(cur, row)
     # Counts the triggers keep (migration 0004): a few rows, whatever the incident's size.
     total, firing, resolved = conn.execute(
-        "SELECT coalesce(sum(n), 0), coalesce(sum(n * (status = 'firing')), 0), "
-        "coalesce(sum(n * (status = 'resolved')), 0) FROM incident_alert_counts "
+        "SELECT coalesce(sum(n), 0), "
+        "coalesce(sum(CASE WHEN status = 'firing' THEN n ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN status = 'resolved' THEN n ELSE 0 END), 0) "
+        "FROM incident_alert_counts "
         "WHERE incident_id = ?",
         (incident_id,),
     ).fetchone()

@@ -2,40 +2,38 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from typing import Any
 
+from bridge.config import Settings
 from bridge.core.actions import AddEntry, Dismiss, Transition
 from bridge.store import Store
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency, apply_action
-from tests.conftest import SECOND, T0, fixture_body
-from tests.store.conftest import opened, query
-from tests.store.test_store import ingest
+from tests.conftest import SECOND, T0, execute, fixture_body, open_store, rows
+from tests.store.conftest import opened
+from tests.store.test_store import ingest, next_id
 
 
-def rows(path: Path, table: str) -> int:
-    return int(query(path, f"SELECT count(*) FROM {table}")[0][0])
+def count(store: Any, table: str) -> int:
+    return int(rows(store, f"SELECT count(*) FROM {table}")[0][0])
 
 
-async def test_the_kept_answer_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
-    store = Store(path)
-    store.open()
+async def test_the_kept_answer_survives_a_restart(db_settings: dict[str, Any]) -> None:
+    settings = Settings(**db_settings)
+    store = open_store(settings)
     result = await ingest(store, fixture_body("firing-group-bearer.json"))
     incident = result.incidents[0].id
     key = Idempotency("alice", "k-1", "digest-1")
     request = ActionRequest(incident, AddEntry("alice", "note", "once"), T0 + SECOND, key)
     first = await store.write(lambda conn: apply_action(conn, request))
     store.close()
-    events = rows(path, "timeline")
+    events = count(store, "timeline")
 
-    store = Store(path)
-    store.open()
+    store = open_store(settings)
     try:
         later = ActionRequest(incident, AddEntry("alice", "note", "once"), T0 + 9 * SECOND, key)
         again = await store.write(lambda conn: apply_action(conn, later))
         assert again.replayed and (again.status, again.body) == (first.status, first.body)
-        assert rows(path, "timeline") == events  # nothing written twice
+        assert count(store, "timeline") == events  # nothing written twice
         other = ActionRequest(
             incident,
             AddEntry("alice", "note", "twice"),
@@ -57,13 +55,13 @@ async def test_an_action_writes_its_incident_events_and_outbox_rows_together(
     store: Store,
 ) -> None:
     incident = await opened(store)
-    before = {t: rows(store.path, t) for t in ("timeline", "outbox")}
+    before = {t: count(store, t) for t in ("timeline", "outbox")}
     request = ActionRequest(incident, Transition("alice", "acknowledge"), T0 + SECOND)
     answer = await store.write(lambda conn: apply_action(conn, request))
     assert answer.status == 200 and answer.changed and answer.notifications >= 1
-    assert rows(store.path, "timeline") == before["timeline"] + 1
+    assert count(store, "timeline") == before["timeline"] + 1
     # The built-in policy's console target hears of the acknowledgement in the general tier.
-    assert rows(store.path, "outbox") == before["outbox"] + answer.notifications
+    assert count(store, "outbox") == before["outbox"] + answer.notifications
     missing = ActionRequest(999, Transition("alice", "acknowledge"), T0)
     assert (await store.write(lambda conn: apply_action(conn, missing))).status == 404
 
@@ -79,15 +77,13 @@ async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
 
     assert (await do(Transition("alice", "acknowledge"), T0 + SECOND)).changed
     # An open checklist item of the false alarm is waived with it; an action item stays.
-    conn = sqlite3.connect(store.path)
-    with conn:
-        for kind in ("check", "action"):
-            conn.execute(
-                "INSERT INTO followup_items (incident_id, kind, text, created_by, "
-                "created_at) VALUES (?, ?, 'x', 'b', 0)",
-                (n, kind),
-            )
-    conn.close()
+    for kind in ("check", "action"):
+        execute(
+            store,
+            "INSERT INTO followup_items (id, incident_id, kind, text, created_by, created_at) "
+            f"VALUES ({next_id('followup_items')}, ?, ?, 'x', 'b', 0)",
+            (n, kind),
+        )
     answer = await do(Dismiss("alice", "a test webhook"), T0 + 2 * SECOND)
     assert answer.status == 200 and answer.changed and answer.notifications >= 1
     (event,) = answer.body["events"]
@@ -98,28 +94,28 @@ async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
         "reason": "a test webhook",
         "waived_items": 1,
     }
-    row = query(
-        store.path,
+    row = rows(
+        store,
         "SELECT status, closed_at, mitigated_at, resolved_at, dismissed_at FROM incidents "
         "WHERE id = ?",
         n,
     )
     assert row == [("closed", T0 + 2 * SECOND, None, None, T0 + 2 * SECOND)]
-    assert query(store.path, "SELECT kind, state FROM followup_items ORDER BY id") == [
+    assert rows(store, "SELECT kind, state FROM followup_items ORDER BY id") == [
         ("check", "waived"),
         ("action", "open"),
     ]
     # No time to mitigate or resolve, no postmortem pending (sev1: required without
     # rules), counted as dismissed; the acknowledgement observed before stays.
-    metrics = {m for (m,) in query(store.path, "SELECT metric FROM metric_histograms")}
+    metrics = {m for (m,) in rows(store, "SELECT metric FROM metric_histograms")}
     assert metrics == {"detect", "ack"}
-    assert query(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == []
-    assert query(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
+    assert rows(store, "SELECT n FROM metric_postmortems WHERE n > 0") == []
+    assert rows(store, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
     # A retry changes nothing; a close after it neither (closed already).
     again = await do(Dismiss("bob", "again"), T0 + 3 * SECOND)
     assert (again.status, again.changed) == (200, False)
     assert not (await do(Transition("bob", "close"), T0 + 3 * SECOND)).changed
-    assert query(store.path, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
+    assert rows(store, "SELECT n FROM metric_counters WHERE metric = 'dismissed'") == [(1,)]
 
     # Alertmanager repeating the same alerts (same startsAt) does not bring it back.
     repeat = await ingest(store, fixture_body("firing-group-bearer.json"), T0 + 60 * SECOND)
@@ -138,4 +134,4 @@ async def test_a_dismissal_closes_without_a_postmortem_and_stays_out_of_mttr(
     refused = await store.write(lambda conn: apply_action(conn, request))
     assert refused.status == 409
     assert "cannot dismiss: the incident is resolved" in refused.body["error"]
-    assert query(store.path, "SELECT n FROM metric_postmortems WHERE n > 0") == [(1,)]
+    assert rows(store, "SELECT n FROM metric_postmortems WHERE n > 0") == [(1,)]

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
+from bridge.config import Settings
 from bridge.core.actions import AddEntry
 from bridge.store import Store
 from bridge.store.actions import ActionRequest, Idempotency, apply_action
 from bridge.store.chat import ChannelIncident, incident_of_channel
+from tests.conftest import open_store
+from tests.store.test_store import next_id
 
 
 def _incident(conn: Any, route: str = "root") -> int:
     cur = conn.execute(
-        "INSERT INTO incidents (key, title, severity, status, route, started_at, opened_at, "
-        "updated_at) "
-        "VALUES (?, 't', 'sev2', 'triggered', ?, 0, 0, 0)",
+        "INSERT INTO incidents (id, key, title, severity, status, route, started_at, opened_at, "
+        f"updated_at) VALUES ({next_id('incidents')}, ?, 't', 'sev2', 'triggered', ?, 0, 0, 0) "
+        "RETURNING id",
         (f"k-{route}-{conn.total_changes}", route),
     )
-    return int(cur.lastrowid)
+    return int(cur.fetchone()[0])
 
 
 def _state(conn: Any, incident: int, target: str, state: str) -> None:
@@ -48,10 +50,9 @@ async def test_the_incident_of_a_dedicated_channel(store: Store) -> None:
     assert await store.read(functools.partial(look, channel="")) is None
 
 
-async def test_a_chat_key_is_kept_across_a_restart(tmp_path: Path) -> None:
+async def test_a_chat_key_is_kept_across_a_restart(db_settings: dict[str, Any]) -> None:
     idem = Idempotency("chat slack", "trigger-1", "digest")
-    store = Store(tmp_path / "b.db")
-    store.open()
+    store = open_store(Settings(**db_settings))
     try:
         incident = await store.write(_incident)
         request = ActionRequest(incident, AddEntry("alice", "note", "x"), 1, idem)
@@ -59,8 +60,7 @@ async def test_a_chat_key_is_kept_across_a_restart(tmp_path: Path) -> None:
         assert first.changed and not first.replayed
     finally:
         store.close()
-    store = Store(tmp_path / "b.db")
-    store.open()
+    store = open_store(Settings(**db_settings))
     try:
         again = await store.write(functools.partial(apply_action, request=request))
         assert again.replayed and again.body == first.body

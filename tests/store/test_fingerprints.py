@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from bridge.core.alertmanager import fingerprint, parse_webhook
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store
 from bridge.store.ingest import IngestItem, WebhookResult, apply_webhooks
-from tests.conftest import SECOND, T0
+from tests.conftest import SECOND, T0, rows
 
 POLICY = BuiltinPolicy()
 CHECKOUT = {"alertname": "CheckoutDown", "service": "checkout", "severity": "critical"}
@@ -64,30 +63,24 @@ async def ingest(store: Store, *raws: bytes, now: int = T0) -> list[WebhookResul
     return await store.write(lambda conn: apply_webhooks(conn, items, careful=store.careful))
 
 
-def stored(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+def stored(store: Any) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
     """The alerts' labels by fingerprint, and the fingerprints each incident (by key) holds."""
-    conn = sqlite3.connect(path)
-    try:
-        labels = {
-            fp: json.loads(t) for fp, t in conn.execute("SELECT fingerprint, labels FROM alerts")
-        }
-        held: dict[str, set[str]] = {}
-        for key, fp in conn.execute(
-            "SELECT i.key, ia.fingerprint FROM incident_alerts ia JOIN incidents i ON i.id = ia.incident_id"
-        ):
-            held.setdefault(key, set()).add(fp)
-        counts = dict(
-            conn.execute(
-                "SELECT incident_id, sum(n) FROM incident_alert_counts GROUP BY incident_id"
-            )
-        )
-        real = dict(
-            conn.execute("SELECT incident_id, count(*) FROM incident_alerts GROUP BY incident_id")
-        )
-        assert counts == real  # the counting triggers followed every move
-        return labels, held
-    finally:
-        conn.close()
+    labels = {fp: json.loads(t) for fp, t in rows(store, "SELECT fingerprint, labels FROM alerts")}
+    held: dict[str, set[str]] = {}
+    for key, fp in rows(
+        store,
+        "SELECT i.key, ia.fingerprint FROM incident_alerts ia "
+        "JOIN incidents i ON i.id = ia.incident_id",
+    ):
+        held.setdefault(key, set()).add(fp)
+    counts = dict(
+        rows(store, "SELECT incident_id, sum(n) FROM incident_alert_counts GROUP BY incident_id")
+    )
+    real = dict(
+        rows(store, "SELECT incident_id, count(*) FROM incident_alerts GROUP BY incident_id")
+    )
+    assert counts == real  # the counting triggers followed every move
+    return labels, held
 
 
 EXPECTED = {fingerprint(CHECKOUT): CHECKOUT, fingerprint(BATCH): BATCH}
@@ -103,7 +96,7 @@ async def test_a_false_fingerprint_cannot_rewrite_another_incidents_alert(
         )
     # The fast path's upsert refused the row; the batch was redone in the careful mode.
     assert store.careful.active()
-    labels, held = stored(store.path)
+    labels, held = stored(store)
     assert labels == EXPECTED
     assert held == {
         checkout.incidents[0].key: {fingerprint(CHECKOUT)},
@@ -120,7 +113,7 @@ async def test_a_squatted_fingerprint_is_given_back_to_the_alert_it_belongs_to(
     (batch,) = await ingest(store, body("{}:{batch}", alert(BATCH, fingerprint(CHECKOUT))))
     with caplog.at_level(logging.WARNING, "bridge.store"):
         (checkout,) = await ingest(store, body("{}:{checkout}", alert(CHECKOUT)), now=T0 + SECOND)
-    labels, held = stored(store.path)
+    labels, held = stored(store)
     assert labels == EXPECTED
     assert held == {
         checkout.incidents[0].key: {fingerprint(CHECKOUT)},
@@ -142,7 +135,7 @@ async def test_both_in_one_batch_and_one_payload(store: Store) -> None:
         body("{}:{checkout}", alert(CHECKOUT)),
         body("{}:{both}", alert(CHECKOUT), false),
     )
-    labels, held = stored(store.path)
+    labels, held = stored(store)
     assert labels == EXPECTED
     batch, checkout, both = (r.incidents[0].key for r in results)
     assert held == {
@@ -168,13 +161,9 @@ async def test_honest_resends_are_not_checked(
     later["startsAt"] = "2026-11-27T05:00:00Z"
     later["annotations"] = {"summary": "again"}
     await ingest(store, body("{}:{checkout}", later), now=T0 + 2 * SECOND)
-    conn = sqlite3.connect(store.path)
-    try:
-        (annotations,) = conn.execute("SELECT annotations FROM alerts").fetchone()
-    finally:
-        conn.close()
+    ((annotations,),) = rows(store, "SELECT annotations FROM alerts")
     assert json.loads(annotations) == {"summary": "again"}
-    assert stored(store.path)[0] == {fingerprint(CHECKOUT): CHECKOUT}
+    assert stored(store)[0] == {fingerprint(CHECKOUT): CHECKOUT}
 
 
 async def test_the_careful_mode_belongs_to_the_store_that_saw_the_false_fingerprint(

@@ -3,30 +3,19 @@ transaction, the backfill of a database that already has incidents, and what cou
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from pathlib import Path
-
-import sqlite_utils
+from typing import Any
 
 from bridge.core import mttx
 from bridge.store import metrics as aggregates
-from bridge.store.migrations import MIGRATIONS, migrate
+from tests.store.conftest import Databases
+from tests.store.test_store import next_id
 
 NS = 10**9
 TEAMS = frozenset({"pay", "web"})
-Step = Callable[[sqlite3.Connection], None]
-
-
-def _db(path: Path, upto: str | None = None) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    steps = MIGRATIONS if upto is None else [m for m in MIGRATIONS if m[0] < upto]
-    migrate(sqlite_utils.Database(conn), steps)
-    return conn
 
 
 def _open(
-    conn: sqlite3.Connection,
+    conn: Any,
     iid: int,
     severity: str = "sev1",
     team: str | None = "pay",
@@ -40,20 +29,20 @@ def _open(
     )
 
 
-def _set(conn: sqlite3.Connection, iid: int, **values: int | str | None) -> None:
+def _set(conn: Any, iid: int, **values: int | str | None) -> None:
     sets = ", ".join(f"{k} = ?" for k in values)
     conn.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values.values(), iid))
 
 
-def _life(conn: sqlite3.Connection) -> None:
+def _life(conn: Any) -> None:
     """Four incidents: acknowledged, mitigated, reopened, mitigated again and resolved (1);
     acknowledged after mitigation, by hand (2); resolved by hand at once (3); open (4)."""
     _open(conn, 1)
     _set(conn, 1, status="acknowledged", acknowledged_at=100 * NS)
     _set(conn, 1, status="mitigated", mitigated_at=200 * NS)
     conn.execute(
-        "INSERT INTO timeline (incident_id, time, kind, actor, text) "
-        "VALUES (1, 1, 'reopened', 'alertmanager', 'Reopened')"
+        "INSERT INTO timeline (id, incident_id, time, kind, actor, text) "
+        f"VALUES ({next_id('timeline')}, 1, 1, 'reopened', 'alertmanager', 'Reopened')"
     )
     _set(conn, 1, status="triggered", mitigated_at=None)
     _set(conn, 1, status="acknowledged", acknowledged_at=4000 * NS)  # overwritten: not again
@@ -67,7 +56,7 @@ def _life(conn: sqlite3.Connection) -> None:
     _open(conn, 4, started=100, opened=50)  # started after it opened: a delay of 0, never < 0
 
 
-def _histograms(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[int, float]]:
+def _histograms(conn: Any) -> dict[tuple[str, str, str], tuple[int, float]]:
     out: dict[tuple[str, str, str], tuple[int, float]] = {}
     for metric, severity, team, _bucket, n, total in aggregates.read(conn, TEAMS).histograms:
         c, s = out.get((metric, severity, team), (0, 0.0))
@@ -75,8 +64,8 @@ def _histograms(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[in
     return out
 
 
-def test_one_observation_per_incident_per_milestone_the_first_time(tmp_path: Path) -> None:
-    conn = _db(tmp_path / "a.db")
+def test_one_observation_per_incident_per_milestone_the_first_time(databases: Databases) -> None:
+    conn = databases.new()
     _life(conn)
     h = _histograms(conn)
     assert h[("ack", "sev1", "pay")] == (1, 100.0)  # the second acknowledgement is not observed
@@ -95,12 +84,12 @@ def test_one_observation_per_incident_per_milestone_the_first_time(tmp_path: Pat
     assert ("resolve", 8) in buckets  # 3600 < 6000 <= 7200
 
 
-def test_the_backfill_equals_the_triggers(tmp_path: Path) -> None:
-    live = _db(tmp_path / "live.db")
+def test_the_backfill_equals_the_triggers(databases: Databases) -> None:
+    live = databases.new()
     _life(live)
-    old = _db(tmp_path / "old.db", upto="0011")
+    old = databases.new(upto="0011")
     _life(old)
-    migrate(sqlite_utils.Database(old))
+    databases.upgrade(old)
     a, b = aggregates.read(live, TEAMS), aggregates.read(old, TEAMS)
     assert sorted(a.counters) == sorted(b.counters)
     assert sorted(a.postmortems) == sorted(b.postmortems)
@@ -113,8 +102,8 @@ def test_the_backfill_equals_the_triggers(tmp_path: Path) -> None:
     assert _histograms(old)[("detect", "sev1", "pay")] == (3, 90.0)
 
 
-def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
-    conn = _db(tmp_path / "a.db")
+def test_postmortems_pending_and_followup_items_open(databases: Databases) -> None:
+    conn = databases.new()
     _life(conn)
     pending = {(r, s): n for r, s, n in aggregates.read(conn, TEAMS).postmortems}
     assert pending == {("r", "sev1"): 1, ("r", "sev3"): 1}
@@ -132,8 +121,8 @@ def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
 
     def item(iid: int, state: str) -> None:
         conn.execute(
-            "INSERT INTO followup_items (incident_id, kind, text, state, created_by, created_at) "
-            "VALUES (?, 'action', 'x', ?, 'ann', 1)",
+            "INSERT INTO followup_items (id, incident_id, kind, text, state, created_by, "
+            f"created_at) VALUES ({next_id('followup_items')}, ?, 'action', 'x', ?, 'ann', 1)",
             (iid, state),
         )
 
@@ -149,8 +138,8 @@ def test_postmortems_pending_and_followup_items_open(tmp_path: Path) -> None:
     assert aggregates.read(conn, TEAMS).followup_items_open == 1
 
 
-def test_the_read_bounds_teams_and_sums_them(tmp_path: Path) -> None:
-    conn = _db(tmp_path / "a.db")
+def test_the_read_bounds_teams_and_sums_them(databases: Databases) -> None:
+    conn = databases.new()
     for iid, team in enumerate(["pay", "x1", "x2", None, "web"], start=1):
         _open(conn, iid, team=team)
     opened = {t: n for m, _s, t, n in aggregates.read(conn, {"pay"}).counters if m == "opened"}

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,24 +30,14 @@ from bridge.store.postmortem import (
     save_version,
 )
 from bridge.store.search import postmortem_url, search
-from tests.conftest import SECOND, T0
+from tests.conftest import SECOND, T0, rows
 from tests.store.conftest import opened
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "b.db")
-    store.open()
-    yield store
-    store.close()
-
-
-def rows(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(store.path)
-    try:
-        return list(conn.execute(sql, args).fetchall())
-    finally:
-        conn.close()
+def db(any_store: Any) -> Any:
+    """The store, on each backend."""
+    return any_store
 
 
 async def act(store: Store, incident: int, command: Any, at: int) -> dict[str, Any]:

@@ -5,31 +5,19 @@ transaction per batch, scoped to the answering Alertmanager's receivers; the sil
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bridge.core.actions import Transition
 from bridge.core.reconcile import AmAlert, AmSilence, AmView
 from bridge.store import Store
 from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.changes import silence_key
-from bridge.store.migrations import MIGRATIONS, migrate
 from bridge.store.reconcile import apply_view, candidates
-from tests.conftest import SECOND, T0
-from tests.store.conftest import opened
+from tests.conftest import SECOND, T0, rows
+from tests.store.conftest import Databases, opened
 
 FPS = ("b1c11497b32ce15e", "5308e11450d376b3")  # the fixture's two alerts
 STARTS = 1_795_752_313_998_173_144  # their startsAt (2026-11-27T04:05:13.998173144Z)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Any:
-    s = Store(tmp_path / "b.db")
-    s.open()
-    yield s
-    s.close()
 
 
 def answer(
@@ -47,14 +35,6 @@ def answer(
 
 def listed(fp: str, **kw: Any) -> AmAlert:
     return AmAlert(fingerprint=fp, labels={"alertname": "HighErrorRate"}, starts_at=STARTS, **kw)
-
-
-def rows(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 async def test_missed_resolves_mitigate_once_and_a_second_poll_changes_nothing(
@@ -163,14 +143,9 @@ async def test_no_silence_rows_without_the_route_asking(store: Store) -> None:
 
 
 def test_the_migration_fills_the_receiver_of_open_incidents_from_the_journal(
-    tmp_path: Path,
+    databases: Databases,
 ) -> None:
-    import sqlite_utils
-
-    db = sqlite_utils.Database(tmp_path / "old.db")
-    before = [m for m in MIGRATIONS if m[0] < "0012"]
-    migrate(db, before)
-    conn = db.conn
+    conn = databases.new(upto="0012")
     conn.execute(
         "INSERT INTO incidents (id, key, title, severity, status, started_at, opened_at) "
         "VALUES (1, 'a', 't', 'sev2', 'triggered', 1, 1), (2, 'b', 't', 'sev2', 'closed', 1, 1)"
@@ -180,7 +155,6 @@ def test_the_migration_fills_the_receiver_of_open_incidents_from_the_journal(
         "(1, 1, 'x', 'old', 'applied', '[1, 2]'), (2, 2, 'y', 'newer', 'applied', '[1]'), "
         "(3, 3, 'z', 'zz', 'applied', 'not json')"
     )
-    conn.commit()
-    assert migrate(db)[0] == "0012_reconcile"  # and any later ones
+    assert databases.upgrade(conn)[0] == "0012_reconcile"  # and any later ones
     got = dict(conn.execute("SELECT id, receiver FROM incidents").fetchall())
     assert got == {1: "newer", 2: None}, "open incidents only, the newest webhook's receiver"

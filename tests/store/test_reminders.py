@@ -20,8 +20,7 @@ from bridge.store import Store
 from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.ingest import apply_webhook
 from bridge.store.reminders import FireResult, PolicyFor, fire_due
-from tests.conftest import T0, fixture_bytes
-from tests.store.conftest import query
+from tests.conftest import T0, fixture_bytes, rows
 
 MIN = 60 * NS
 SEV1 = ReminderPolicy(update_every_s=1800.0, acknowledge_within_s=300.0)
@@ -58,12 +57,12 @@ def fire(
     return store.write(functools.partial(fire_due, now=now, policy=policy, **kwargs))
 
 
-def sent(path: Path, incident: int) -> list[tuple[str, str, str]]:
+def sent(store: Store, incident: int) -> list[tuple[str, str, str]]:
     """(timeline kind, tier, target) of every outbox row the scheduler wrote."""
     return [
         (kind, tier, target)
-        for kind, tier, target in query(
-            path,
+        for kind, tier, target in rows(
+            store,
             "SELECT t.kind, o.tier, o.target FROM outbox o JOIN timeline t ON t.id = o.event_id "
             "WHERE o.incident_id = ? AND t.actor = 'incident-bridge' ORDER BY o.id",
             incident,
@@ -79,19 +78,19 @@ async def test_each_item_is_sent_once_per_due_time(store: Store) -> None:
     assert first.notifications == 2
     for later in (T0 + 5 * MIN, T0 + 5 * MIN + 15 * NS, T0 + 29 * MIN):
         assert (await fire(store, later)).fired == ()  # the next ticks: nothing again
-    assert sent(store.path, incident) == [
+    assert sent(store, incident) == [
         ("escalated", "incident", "room"),
         ("escalated", "stakeholders", "pager"),
     ]
-    (entry,) = query(
-        store.path,
+    (entry,) = rows(
+        store,
         "SELECT id, time, text, data FROM timeline WHERE incident_id = ? AND kind = 'escalated'",
         incident,
     )
     assert entry[1] == T0 + 5 * MIN
     assert entry[2] == "Not acknowledged within 5 min: escalated to the stakeholders"
     assert json.loads(entry[3]) == {"after_s": 300, "target_s": 300}
-    assert query(store.path, "SELECT kind, due_at, event_id FROM reminders") == [
+    assert rows(store, "SELECT kind, due_at, event_id FROM reminders") == [
         ("escalated", T0 + 5 * MIN, entry[0])
     ]
 
@@ -101,8 +100,8 @@ async def test_each_item_is_sent_once_per_due_time(store: Store) -> None:
     reminder = await fire(store, T0 + 30 * MIN)
     assert [(f.kind, f.due_at) for f in reminder.fired] == [("reminder", T0 + 30 * MIN)]
     assert (await fire(store, T0 + 31 * MIN)).fired == ()
-    (text,) = query(
-        store.path,
+    (text,) = rows(
+        store,
         "SELECT text FROM timeline WHERE kind = 'reminder' AND incident_id = ?",
         incident,
     )
@@ -115,7 +114,7 @@ async def test_each_item_is_sent_once_per_due_time(store: Store) -> None:
     assert (await fire(store, T0 + 49 * MIN)).fired == ()
     assert [f.due_at for f in (await fire(store, T0 + 50 * MIN)).fired] == [T0 + 50 * MIN]
     assert [f.due_at for f in (await fire(store, T0 + 81 * MIN)).fired] == [T0 + 80 * MIN]
-    assert [k for k, *_ in sent(store.path, incident)] == [
+    assert [k for k, *_ in sent(store, incident)] == [
         "escalated",
         "escalated",
         "reminder",
@@ -123,9 +122,9 @@ async def test_each_item_is_sent_once_per_due_time(store: Store) -> None:
         "reminder",
     ]
     # reminders go to the dedicated channel only
-    assert {
-        (tier, target) for k, tier, target in sent(store.path, incident) if k == "reminder"
-    } == {("incident", "room")}
+    assert {(tier, target) for k, tier, target in sent(store, incident) if k == "reminder"} == {
+        ("incident", "room")
+    }
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -175,13 +174,13 @@ def test_writers_racing_on_one_file_send_each_item_once(tmp_path: Path) -> None:
     won = [r for r in results if r.fired]
     assert len(results) == racers and len(won) == 1
     assert [f.kind for f in won[0].fired] == ["escalated", "reminder"]
-    assert query(path, "SELECT count(*) FROM reminders") == [(2,)]
-    kinds = query(
-        path,
+    assert rows(store, "SELECT count(*) FROM reminders") == [(2,)]
+    kinds = rows(
+        store,
         "SELECT kind, count(*) FROM timeline WHERE actor = 'incident-bridge' GROUP BY kind",
     )
     assert sorted(kinds) == [("escalated", 1), ("reminder", 1)]
-    assert sent(path, incident) == [
+    assert sent(store, incident) == [
         ("escalated", "incident", "room"),
         ("escalated", "stakeholders", "pager"),
         ("reminder", "incident", "room"),
@@ -224,7 +223,7 @@ def test_a_tick_on_a_stale_snapshot_cannot_send_twice(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
-    assert query(path, "SELECT count(*) FROM timeline WHERE kind = 'escalated'") == [(1,)]
+    assert rows(store, "SELECT count(*) FROM timeline WHERE kind = 'escalated'") == [(1,)]
 
 
 async def test_escalation_hands_the_commander_role_to_the_next_in_the_rotation(
@@ -249,14 +248,14 @@ async def test_escalation_hands_the_commander_role_to_the_next_in_the_rotation(
     assert asked == [("default", "amara", T0 + 6 * MIN)]
     (fired,) = result.fired
     assert len(fired.event_ids) == 2
-    rows = query(
-        store.path,
+    entries = rows(
+        store,
         "SELECT kind, actor, text, data FROM timeline WHERE incident_id = ? AND actor = ? "
         "ORDER BY id",
         incident,
         "incident-bridge",
     )
-    assert [(k, a, t) for k, a, t, _ in rows] == [
+    assert [(k, a, t) for k, a, t, _ in entries] == [
         (
             "escalated",
             "incident-bridge",
@@ -269,19 +268,17 @@ async def test_escalation_hands_the_commander_role_to_the_next_in_the_rotation(
             "Commander handed over from amara to bjorn (by incident-bridge)",
         ),
     ]
-    assert json.loads(rows[1][3]) == {
+    assert json.loads(entries[1][3]) == {
         "role": "commander",
         "from": ["amara"],
         "to": ["bjorn"],
         "action": "handover",
     }
-    ((roles, people),) = query(
-        store.path, "SELECT roles, people FROM incidents WHERE id = ?", incident
-    )
+    ((roles, people),) = rows(store, "SELECT roles, people FROM incidents WHERE id = ?", incident)
     assert json.loads(roles)["commander"] == ["bjorn"]
     assert json.loads(people)["bjorn"] == {"slack": "U01BJORN"}
     # the hand-over is a timeline entry: the dedicated channel hears of it
-    assert sent(store.path, incident) == [
+    assert sent(store, incident) == [
         ("escalated", "incident", "room"),
         ("escalated", "stakeholders", "pager"),
         ("role_changed", "incident", "room"),
@@ -314,8 +311,8 @@ async def test_without_a_dedicated_channel_the_reminder_is_on_the_timeline_only(
     result = await fire(store, T0 + 31 * MIN)
     assert [f.kind for f in result.fired] == ["escalated", "reminder"]
     assert result.notifications == 0
-    assert sent(store.path, incident) == []
-    ((text,),) = query(store.path, "SELECT text FROM timeline WHERE kind = 'escalated'")
+    assert sent(store, incident) == []
+    ((text,),) = rows(store, "SELECT text FROM timeline WHERE kind = 'escalated'")
     assert text == "Not acknowledged within 5 min (no stakeholders to escalate to)"
 
 

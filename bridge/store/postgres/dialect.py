@@ -11,6 +11,8 @@ turns the few SQLite spellings they use into PostgreSQL's, once per statement te
   one argument are the same in both);
 - ``IN ()`` (an empty list, which SQLite allows) becomes an empty subquery;
 - ``CAST(... AS INTEGER)`` becomes ``BIGINT`` (the store's times are nanoseconds);
+- ``INDEXED BY name`` (SQLite's planner told which index to walk) is dropped: PostgreSQL's
+  planner chooses by its statistics;
 - in an upsert's ``DO UPDATE SET``, a bare column on the right of ``=`` (``n = n + 1``) is the
   existing row's, as SQLite reads it: PostgreSQL calls it ambiguous, so it gets the table's name;
 - ``BEGIN`` / ``COMMIT`` written by a read function are dropped: on PostgreSQL every read runs in
@@ -36,6 +38,7 @@ _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _DO_UPDATE = re.compile(r"\bDO\s+UPDATE\s+SET\b", re.I)
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\S")
 _EMPTY_IN = re.compile(r"\bIN\s*\(\s*\)", re.I)
+_INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
 _KEYWORDS = frozenset(
     [
         "case",
@@ -176,6 +179,7 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
             text = text.replace("?", "%s")
             text = _CAST_INTEGER.sub("AS BIGINT)", _scalar_minmax(text))
             text = _EMPTY_IN.sub("IN (SELECT NULL WHERE false)", text)
+            text = _INDEXED_BY.sub("", text)
         pieces.append(text)
     out = "".join(pieces)
     into = _INSERT_INTO.match(out)

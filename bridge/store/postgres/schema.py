@@ -441,12 +441,13 @@ def user_tables(raw: psycopg.Connection) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def migrate(raw: psycopg.Connection) -> list[str]:
-    """Apply the missing migrations, each in its own transaction, under the advisory lock; the
-    names applied. ``raw`` is in autocommit mode."""
+def migrate(raw: psycopg.Connection, steps: list[tuple[str, Step]] | None = None) -> list[str]:
+    """Apply the missing migrations (of ``steps``, all of them by default: the tests stop at
+    an earlier one to upgrade from it), each in its own transaction, under the advisory lock;
+    the names applied. ``raw`` is in autocommit mode."""
     applied: list[str] = []
     conn = PgConnection(raw)
-    for name, step in MIGRATIONS:
+    for name, step in MIGRATIONS if steps is None else steps:
         with raw.transaction():
             raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             raw.execute(
