@@ -94,6 +94,11 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# The mark of a test (or a module's ``pytestmark``) whose service runs on each backend: its
+# database comes from ``service_db`` (``make_client``, the integration tests' ``bridge_db``).
+BOTH_BACKENDS = pytest.mark.usefixtures("backend")
+
+
 @pytest.fixture
 def db_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     """``Settings`` fields that put a test's service on the backend: SQLite's file in
@@ -102,6 +107,19 @@ def db_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         return {"db": tmp_path / "bridge.db"}
     url = request.getfixturevalue("pg_url")
     return {"db": tmp_path / "incident-bridge", "database_url": DatabaseUrl.parse(url)}
+
+
+def service_db(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> dict[str, Any]:
+    """``Settings`` fields for one more database of a test's service, ``name`` telling several
+    apart: on PostgreSQL (a database of its own) when the test runs on that backend -- it
+    takes ``backend``/``db_settings`` or is marked ``BOTH_BACKENDS`` -- else SQLite's
+    ``<name>.db``. Tests opt in so rather than through a parametrized ``make_client``: the
+    HTTP tests that are not about the store (floods, fuzzing, hardening) run once."""
+    if "backend" not in request.fixturenames or request.getfixturevalue("backend") == "sqlite":
+        return {"db": tmp_path / f"{name}.db"}
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database(template=cluster.template)
+    return {"db": tmp_path / name, "database_url": DatabaseUrl.parse(url)}
 
 
 def open_store(settings: Settings) -> Any:
@@ -196,12 +214,21 @@ def app_state(
 class RulesService:
     """One life of the service as ``run`` wires it over a rules file, on a clock the test
     moves: the store, the rules, the outbox worker and the HTTP app (``serve``); the loops a
-    test needs besides, its subclass starts and stops. ``rows`` reads the database file."""
+    test needs besides, its subclass starts and stops. ``db`` is the database's settings
+    (``db_settings``; SQLite's ``bridge.db`` without); ``rows`` reads it through a connection
+    of its own."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any, rules: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        clock: Clock,
+        make_client: Any,
+        rules: str,
+        db: dict[str, Any] | None = None,
+    ) -> None:
         self.rules = tmp_path / "rules.yaml"
         self.rules.write_text(textwrap.dedent(rules))
-        self.settings = Settings(db=tmp_path / "bridge.db", rules=(self.rules,))
+        self.settings = Settings(**(db or {"db": tmp_path / "bridge.db"}), rules=(self.rules,))
         self.clock = clock
         self.make_client = make_client
         self.store: Store | None = None
@@ -228,11 +255,8 @@ class RulesService:
         self.store.close()
 
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.settings.db)
-        try:
-            return list(conn.execute(sql, args).fetchall())
-        finally:
-            conn.close()
+        assert self.store is not None, "rows() reads the database of a service that was served"
+        return rows(self.store, sql, *args)
 
 
 @pytest.fixture
@@ -244,13 +268,16 @@ async def slack_api() -> AsyncIterator[SlackAPIFake]:
 
 @pytest.fixture
 async def make_client(
-    aiohttp_client: Any, tmp_path: Path, clock: Clock
+    aiohttp_client: Any, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
 ) -> AsyncIterator[MakeClient]:
-    """Start the real app on a real SQLite file; keyword args override Settings."""
-    stores: list[Store] = []
+    """Start the real app on a real database, a new one per call (SQLite's file, or
+    PostgreSQL's when the test runs on a backend: ``service_db``); keyword args override
+    Settings."""
+    stores: list[Any] = []
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
-        settings = Settings(db=tmp_path / f"bridge{len(stores)}.db", **overrides)
+        db = service_db(request, tmp_path, f"bridge{len(stores)}")
+        settings = Settings(**{**db, **overrides})
         state = app_state(settings, clock=clock)
         stores.append(state.store)
         server = TestServer(create_app(state))

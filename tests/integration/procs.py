@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -138,10 +139,15 @@ class Bridge:
     starts: int = 0
     # For reads when the API needs a token (e.g. with --api-tokens-file); None: reads are open.
     api_token: str | None = None
+    # The PostgreSQL database (``--db postgresql://...``, its files in ``--data-dir workdir``);
+    # None: SQLite's file in ``workdir``. ``db`` is the base name of the files either keeps
+    # there (``api_token_path(bridge.db)``).
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.db = self.workdir / "incident-bridge.db"
+        name = "incident-bridge" if self.database_url else "incident-bridge.db"
+        self.db = self.workdir / name
 
     @property
     def url(self) -> str:
@@ -156,7 +162,11 @@ class Bridge:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"{LOOPBACK}:{self.port}"]
-        cmd += ["--db", str(self.db), "--log-format", "json"]
+        if self.database_url:
+            cmd += ["--db", self.database_url, "--data-dir", str(self.workdir)]
+        else:
+            cmd += ["--db", str(self.db)]
+        cmd += ["--log-format", "json"]
         if self.token:
             token_file = self.workdir / "webhook-token"
             token_file.write_text(self.token + "\n")
@@ -249,6 +259,22 @@ class Bridge:
         resp = http("GET", self.url + "/metrics")
         assert resp.status == 200
         return resp.body.decode()
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` (the store's shared SQLite spelling) read from the bridge's
+        database through a connection of the test's own, on either backend."""
+        if self.database_url is None:
+            conn = sqlite3.connect(self.db)
+            try:
+                return list(conn.execute(sql, args).fetchall())
+            finally:
+                conn.close()
+        import psycopg
+
+        from bridge.store.postgres.connection import PgConnection
+
+        with psycopg.connect(self.database_url, autocommit=True) as raw:
+            return [tuple(r) for r in PgConnection(raw).execute(sql, args).fetchall()]
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bridge.config import api_token_path
 from bridge.core.timeutil import parse_rfc3339
+from tests.conftest import BOTH_BACKENDS
 from tests.fakes.jira import API_TOKEN, EMAIL, JiraFake
 from tests.fakes.webhook import SECRET, WebhookFake
 from tests.integration import prometheus as prometheus_fixtures
@@ -133,11 +134,13 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+@BOTH_BACKENDS
 def test_the_whole_life_after_the_fire(
     alertmanager_binary: str,
     tmp_path: Path,
     fakes: Fakes,
     prometheus: prometheus_fixtures.PrometheusWithExporter,
+    bridge_db: str | None,
 ) -> None:
     prom_url, exporter = prometheus
     exporter.set("checkout_error_ratio", 0.2)
@@ -155,7 +158,7 @@ def test_the_whole_life_after_the_fire(
     kb.mkdir()
     git(kb, "init", "-q", "-b", "main")
     args = ["--rules", str(rules), "--prometheus-url", prom_url, "--kb-dir", str(kb)]
-    bridge = Bridge(tmp_path / "bridge", args=args, env=env).start()
+    bridge = Bridge(tmp_path / "bridge", args=args, env=env, database_url=bridge_db).start()
     try:
         token = api_token_path(bridge.db).read_text().strip()
         write = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.procs import (
     Bridge,
     alertmanager_config,
@@ -125,6 +126,7 @@ def assert_timeline(incident: dict[str, Any]) -> None:
     assert ids == sorted(ids)
 
 
+@BOTH_BACKENDS
 def test_alertmanager_group_becomes_one_incident_then_mitigated(
     alertmanager_binary: str, bridge: Bridge, tmp_path: Path
 ) -> None:
@@ -161,15 +163,16 @@ def test_alertmanager_rejected_without_the_token(
     assert bridge.incidents() == []
 
 
+@BOTH_BACKENDS
 def test_alertmanager_basic_auth_and_max_alerts_truncation(
-    alertmanager_binary: str, tmp_path: Path
+    alertmanager_binary: str, tmp_path: Path, bridge_db: str | None
 ) -> None:
     """Basic auth as Alertmanager sends it; `max_alerts: 2` of three alerts is noted on the incident."""
     password_file = tmp_path / "basic-password"
     password_file.write_text("pa55-w0rd\n")
     args = ["--webhook-basic-user", "alertmanager", "--webhook-basic-password-file"]
     with running_bridge(
-        tmp_path / "bridge", token=None, args=[*args, str(password_file)]
+        tmp_path / "bridge", token=None, args=[*args, str(password_file)], database_url=bridge_db
     ) as bridge:
         config = alertmanager_config(
             bridge.url, None, basic_auth=("alertmanager", "pa55-w0rd"), max_alerts=2
@@ -190,6 +193,7 @@ def test_alertmanager_basic_auth_and_max_alerts_truncation(
         assert metric_value(metrics, "incident_bridge_webhook_requests_total", code="401") == 0
 
 
+@BOTH_BACKENDS
 def test_alertmanager_ha_pair_gives_one_incident_without_duplicate_events(
     alertmanager_binary: str, bridge: Bridge, tmp_path: Path
 ) -> None:
@@ -293,6 +297,7 @@ def test_generated_alertmanager_config_is_valid(amtool_binary: str, tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@BOTH_BACKENDS
 def test_bridge_ready_and_healthy(bridge: Bridge) -> None:
     for path in ("/-/healthy", "/-/ready"):
         assert http("GET", bridge.url + path).status == 200

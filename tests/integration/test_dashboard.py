@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.core.mttx import BUCKETS
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.procs import (
     LOOPBACK,
     Bridge,
@@ -298,12 +299,17 @@ def close(
         assert math.isclose(got[key], value, rel_tol=tol, abs_tol=tol), (what, key, got, want)
 
 
-def test_every_panel_shows_the_known_values(tmp_path: Path, prometheus_binary: str) -> None:
+@BOTH_BACKENDS
+def test_every_panel_shows_the_known_values(
+    tmp_path: Path, prometheus_binary: str, bridge_db: str | None
+) -> None:
     hooks = Hooks()
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     started_at = time.time()
-    bridge = Bridge(tmp_path / "bridge", args=["--rules", str(rules)], env=hooks.env()).start()
+    bridge = Bridge(
+        tmp_path / "bridge", args=["--rules", str(rules)], env=hooks.env(), database_url=bridge_db
+    ).start()
     codes: Counter[str] = Counter()
 
     def post(body: dict[str, Any] | bytes, **headers: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bridge.config import api_token_path
+from tests.conftest import BOTH_BACKENDS
 from tests.fakes.base import in_a_thread
 from tests.fakes.webhook import SECRET, WebhookFake
 from tests.integration.procs import (
@@ -71,8 +72,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+@BOTH_BACKENDS
 def test_people_drive_an_incident_from_open_to_closed(
-    alertmanager_binary: str, tmp_path: Path, fakes: dict[str, WebhookFake]
+    alertmanager_binary: str, tmp_path: Path, fakes: dict[str, WebhookFake], bridge_db: str | None
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
@@ -82,7 +84,9 @@ def test_people_drive_an_incident_from_open_to_closed(
         "STAKE_URL": fakes["stakeholders"].hook_url,
         "HOOK_SECRET": SECRET,
     }
-    bridge = Bridge(tmp_path / "bridge", args=["--rules", str(rules)], env=env).start()
+    bridge = Bridge(
+        tmp_path / "bridge", args=["--rules", str(rules)], env=env, database_url=bridge_db
+    ).start()
     try:
         token = api_token_path(bridge.db).read_text().strip()
         write = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import threading
 import time
@@ -16,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import api_token_path
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.procs import Bridge, http, metric_value
+
+# Each test on both backends (the incidents' metrics are computed from the store).
+pytestmark = BOTH_BACKENDS
 
 PREFIX = "incident_bridge_"
 HISTOGRAMS = {
@@ -111,8 +114,8 @@ def drive(bridge: Bridge, api: Api, n: int, tag: str) -> None:
             assert api.act(iid, "resolve") == 200
 
 
-def test_a_restart_shows_the_same_incident_metrics(tmp_path: Path) -> None:
-    bridge = Bridge(tmp_path / "bridge").start()
+def test_a_restart_shows_the_same_incident_metrics(tmp_path: Path, bridge_db: str | None) -> None:
+    bridge = Bridge(tmp_path / "bridge", database_url=bridge_db).start()
     try:
         drive(bridge, Api(bridge), 9, "R")
         before = incident_series(bridge.metrics())
@@ -136,8 +139,10 @@ def test_a_restart_shows_the_same_incident_metrics(tmp_path: Path) -> None:
         bridge.stop()
 
 
-def test_sigkill_mid_load_leaves_counts_equal_to_the_milestones(tmp_path: Path) -> None:
-    bridge = Bridge(tmp_path / "bridge").start()
+def test_sigkill_mid_load_leaves_counts_equal_to_the_milestones(
+    tmp_path: Path, bridge_db: str | None
+) -> None:
+    bridge = Bridge(tmp_path / "bridge", database_url=bridge_db).start()
     api = Api(bridge)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -178,17 +183,11 @@ def test_sigkill_mid_load_leaves_counts_equal_to_the_milestones(tmp_path: Path) 
     for t in threads:
         t.join(30)
     assert not errors, errors
-    conn = sqlite3.connect(bridge.db)
-    try:
-        total = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
-        expected = {
-            name: conn.execute(
-                f"SELECT count(*) FROM incidents WHERE {column} IS NOT NULL"
-            ).fetchone()[0]
-            for name, column in HISTOGRAMS.items()
-        }
-    finally:
-        conn.close()
+    [(total,)] = bridge.rows("SELECT count(*) FROM incidents")
+    expected = {
+        name: bridge.rows(f"SELECT count(*) FROM incidents WHERE {column} IS NOT NULL")[0][0]
+        for name, column in HISTOGRAMS.items()
+    }
     assert total > 20, "the load did too little"
     assert expected["time_to_acknowledge_seconds"] > 0
     bridge.start()
@@ -202,8 +201,10 @@ def test_sigkill_mid_load_leaves_counts_equal_to_the_milestones(tmp_path: Path) 
         bridge.stop()
 
 
-def test_promtool_accepts_the_metrics(tmp_path: Path, promtool_binary: str) -> None:
-    bridge = Bridge(tmp_path / "bridge").start()
+def test_promtool_accepts_the_metrics(
+    tmp_path: Path, promtool_binary: str, bridge_db: str | None
+) -> None:
+    bridge = Bridge(tmp_path / "bridge", database_url=bridge_db).start()
     try:
         drive(bridge, Api(bridge), 3, "P")
         text = bridge.metrics()
@@ -238,10 +239,11 @@ route:
 """
 
 
-def test_team_labels_come_from_the_rules(tmp_path: Path) -> None:
+def test_team_labels_come_from_the_rules(tmp_path: Path, bridge_db: str | None) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    bridge = Bridge(tmp_path / "bridge", args=["--rules", str(rules)]).start()
+    bridge = Bridge(tmp_path / "bridge", args=["--rules", str(rules)], database_url=bridge_db)
+    bridge.start()
     try:
         started = datetime.now(UTC) - timedelta(minutes=5)
         for name, team in [("A", "payments"), ("B", "growth"), ("C", None), ("D", "x" * 40)]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import BOTH_BACKENDS
 from tests.integration.procs import (
     LOOPBACK,
     Alertmanager,
@@ -65,15 +66,22 @@ def bridge_behind(
     bridge_args: Sequence[str] = FAST,
     extra_urls_first: Sequence[str] = (),
     api_token: str | None = None,
+    database_url: str | None = None,
     **config: Any,
 ) -> Iterator[tuple[Bridge, list[Alertmanager]]]:
     """Alertmanager (``peers`` clustered peers), a bridge reconciling with them (every peer's
-    URL, after ``extra_urls_first``), and Alertmanager reloaded with the bridge's URL."""
+    URL, after ``extra_urls_first``) on ``database_url`` (None: SQLite), and Alertmanager
+    reloaded with the bridge's URL."""
     placeholder = alertmanager_config(PLACEHOLDER, "unused", **config)
     with running_alertmanagers(tmp_path, placeholder, peers=peers, binary=binary) as ams:
         urls = [*extra_urls_first, *(am.url for am in ams)]
         args = [a for url in urls for a in ("--alertmanager-url", url)]
-        bridge = Bridge(tmp_path / "bridge", args=[*args, *bridge_args], api_token=api_token)
+        bridge = Bridge(
+            tmp_path / "bridge",
+            args=[*args, *bridge_args],
+            api_token=api_token,
+            database_url=database_url,
+        )
         try:
             bridge.start()
             for am in ams:
@@ -134,9 +142,14 @@ def silences(am: Alertmanager) -> list[dict[str, Any]]:
 # --- 1. a resolve the webhook never carries --------------------------------------------------
 
 
-def test_missed_resolve_is_learned_from_the_api(alertmanager_binary: str, tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_missed_resolve_is_learned_from_the_api(
+    alertmanager_binary: str, tmp_path: Path, bridge_db: str | None
+) -> None:
     """`send_resolved: false`: no webhook says the alert ended; the reconciler resolves it."""
-    with bridge_behind(tmp_path, alertmanager_binary, send_resolved=False) as (bridge, [am]):
+    with bridge_behind(
+        tmp_path, alertmanager_binary, send_resolved=False, database_url=bridge_db
+    ) as (bridge, [am]):
         name, started = unique("ReconcileMissed"), now_rfc3339()
         am.post_alerts([alert(name, "web-1", started)])
         incident = wait_incident(bridge, "a triggered incident", lambda i: i["alerts"])
@@ -170,10 +183,11 @@ def test_missed_resolve_is_learned_from_the_api(alertmanager_binary: str, tmp_pa
 # --- 2. a silence made with amtool -----------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_silence_and_its_expiry_are_recorded_once(
-    alertmanager_binary: str, amtool_binary: str, tmp_path: Path
+    alertmanager_binary: str, amtool_binary: str, tmp_path: Path, bridge_db: str | None
 ) -> None:
-    with bridge_behind(tmp_path, alertmanager_binary) as (bridge, [am]):
+    with bridge_behind(tmp_path, alertmanager_binary, database_url=bridge_db) as (bridge, [am]):
         name = unique("ReconcileSilenced")
         am.post_alerts([alert(name, "db-1", now_rfc3339())])
         wait_incident(bridge, "a triggered incident", lambda i: i["alerts"])
@@ -245,7 +259,10 @@ def test_silence_of_an_alert_started_within_a_millisecond(
 # --- 3. inhibition ---------------------------------------------------------------------------
 
 
-def test_inhibited_alert_names_its_inhibitor(alertmanager_binary: str, tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_inhibited_alert_names_its_inhibitor(
+    alertmanager_binary: str, tmp_path: Path, bridge_db: str | None
+) -> None:
     target = unique("ReconcileTarget")
     rules = [
         {
@@ -254,7 +271,9 @@ def test_inhibited_alert_names_its_inhibitor(alertmanager_binary: str, tmp_path:
             "equal": ["instance"],
         }
     ]
-    with bridge_behind(tmp_path, alertmanager_binary, inhibit_rules=rules) as (bridge, [am]):
+    with bridge_behind(
+        tmp_path, alertmanager_binary, inhibit_rules=rules, database_url=bridge_db
+    ) as (bridge, [am]):
         am.post_alerts([alert(target, "node-7", now_rfc3339())])
         incident = wait_incident(bridge, "the target's incident", lambda i: i["alerts"])
         target_id = incident["id"]
@@ -280,10 +299,14 @@ def test_inhibited_alert_names_its_inhibitor(alertmanager_binary: str, tmp_path:
 # --- 4. a group truncated by max_alerts --------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_truncated_group_is_completed_from_the_api(
-    alertmanager_binary: str, tmp_path: Path
+    alertmanager_binary: str, tmp_path: Path, bridge_db: str | None
 ) -> None:
-    with bridge_behind(tmp_path, alertmanager_binary, max_alerts=2) as (bridge, [am]):
+    with bridge_behind(tmp_path, alertmanager_binary, max_alerts=2, database_url=bridge_db) as (
+        bridge,
+        [am],
+    ):
         name, started = unique("ReconcileTruncated"), now_rfc3339()
         am.post_alerts([alert(name, f"web-{n}", started) for n in range(1, 6)])
         incident = wait_incident(
@@ -316,7 +339,10 @@ route:
 """
 
 
-def test_acknowledge_silences_and_resolve_expires(alertmanager_binary: str, tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_acknowledge_silences_and_resolve_expires(
+    alertmanager_binary: str, tmp_path: Path, bridge_db: str | None
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(SILENCE_RULES)
     tokens = tmp_path / "api-tokens"
@@ -324,10 +350,9 @@ def test_acknowledge_silences_and_resolve_expires(alertmanager_binary: str, tmp_
     tokens.chmod(0o600)
     args = [*FAST, "--rules", str(rules), "--api-tokens-file", str(tokens)]
     write = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
-    with bridge_behind(tmp_path, alertmanager_binary, bridge_args=args, api_token=API_TOKEN) as (
-        bridge,
-        [am],
-    ):
+    with bridge_behind(
+        tmp_path, alertmanager_binary, bridge_args=args, api_token=API_TOKEN, database_url=bridge_db
+    ) as (bridge, [am]):
         name = unique("ReconcileAck")
         am.post_alerts([alert(name, "web-1", now_rfc3339())])
         incident = wait_incident(bridge, "a triggered incident", lambda i: i["alerts"])
