@@ -177,6 +177,32 @@ async def test_server_restarted_while_idle_the_next_webhook_commits(
         assert r.status == 200, await r.text()
 
 
+@pytest.fixture
+async def pool_of_4(
+    cluster_up: Cluster, tmp_path: Path, aiohttp_client: Any
+) -> AsyncIterator[Service]:
+    async for s in _service(cluster_up, tmp_path, aiohttp_client, db_pool_size=4):
+        yield s
+
+
+async def test_idle_read_connections_lost_in_a_restart_cost_no_read(
+    pool_of_4: Service, cluster_up: Cluster
+) -> None:
+    """After a busy moment the pool keeps its connections; a restart breaks them all while
+    they are idle. The first read after it finds that out and is served all the same, at once,
+    and so is the ready check."""
+    store = pool_of_4.store
+    await asyncio.gather(*await _blocked_reads(store, 4, 0.3))
+    assert store._pool is not None and store._pool.get_stats()["pool_available"] == 4
+    cluster_up.stop("immediate")
+    cluster_up.start()
+    for path in ("/-/ready", "/api/v1/incidents", "/-/ready"):
+        started = time.monotonic()
+        async with pool_of_4.client.get(path) as r:
+            assert r.status == 200, (path, await r.text())
+        assert time.monotonic() - started < 1.0, path
+
+
 async def test_a_password_never_appears_in_errors_or_logs(
     service: Service, cluster_up: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:

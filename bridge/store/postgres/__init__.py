@@ -99,6 +99,14 @@ def _recording(note: Callable[[str | None], None]) -> type[psycopg.Connection[An
     return Recording
 
 
+class _Broken(Exception):
+    """A read's connection found broken: the read may run again on another."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Stale:
     """_pg_attempt's answer when the connection was broken before the batch was sent."""
 
@@ -363,7 +371,9 @@ class PgStore:
             max_size=self.pool_size,
             open=False,
             configure=self._configure_reader,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # No check when a connection is taken: the pool's sleeps a backoff (1 s, 2 s...)
+            # after each broken one, and a restart breaks every idle connection at once. A read
+            # that finds its connection broken has the pool check them all (_read_now).
             connection_class=_recording(self._note_readers),
             # A connection that fails is not tried again in the background: the pool makes
             # one when a read asks for it (it grows on demand), so a server that is down costs
@@ -404,12 +414,31 @@ class PgStore:
             self._writer.retry_now()
 
     def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return self._read_once(fn)
+        except _Broken:
+            # The connection was lost while it sat in the pool (a restart, a failover, an idle
+            # timeout), and so, most likely, were the others beside it: they are all checked
+            # (the broken ones replaced) and the read, which changed nothing, runs again once.
+            assert self._pool is not None
+            self._pool.check()
+            try:
+                return self._read_once(fn)
+            except _Broken as broken:
+                raise _unavailable(broken.error) from broken.error
+
+    def _read_once(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._pool is not None
         known_down = self._readers_down is not None or self.unreachable is not None
         wait = min(DOWN_WAIT_S, self.connect_timeout_s) if known_down else self.connect_timeout_s
         try:
             with self._pool.connection(timeout=wait) as raw:
-                return fn(cast(sqlite3.Connection, PgConnection(raw)))
+                try:
+                    return fn(cast(sqlite3.Connection, PgConnection(raw)))
+                except psycopg.OperationalError as exc:
+                    if raw.broken or raw.closed:
+                        raise _Broken(exc) from exc
+                    raise
         except psycopg_pool.PoolTimeout:
             down = self._readers_down or self.unreachable
             if down is not None:
