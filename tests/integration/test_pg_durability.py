@@ -42,6 +42,7 @@ N = 300  # distinct webhooks per story
 SENDERS = 8
 ACKS_BEFORE_FAULT = 100
 RETRY_PAUSE_S = 0.05  # Alertmanager's retries back off from about this much
+PASSWORD = "durable-pw-5e1c9a"  # the server asks for it (scram); it never shows
 RULES = (
     "targets:\n  hook:\n    type: webhook\n    url: ${HOOK_URL}\n    secret: ${HOOK_SECRET}\n"
     "route:\n  name: default\n  tiers:\n    general: [hook]\n"
@@ -57,7 +58,10 @@ class PgBridge(Bridge):
         cmd = super().command()
         at = cmd.index("--db")
         cmd[at + 1] = self.url_db
-        return [*cmd, "--data-dir", str(self.workdir / "data")]
+        password = self.workdir / "db-password"
+        password.write_text(PASSWORD + "\n")
+        password.chmod(0o600)
+        return [*cmd, "--data-dir", str(self.workdir / "data"), "--db-password-file", str(password)]
 
 
 @dataclass
@@ -163,7 +167,7 @@ async def send(
 
 
 def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, password=PASSWORD) as conn:
         return [tuple(r) for r in conn.execute(sql, args).fetchall()]
 
 
@@ -235,15 +239,25 @@ def check_notifications(url: str, fake: WebhookFake) -> None:
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def cluster() -> Iterator[tuple[Cluster, str]]:
+    """A server of the test's own (it is stopped) that asks TCP clients for a password, and
+    the URL of an empty database on it."""
     with running_cluster() as c:
-        yield c
+        url = c.new_database()
+        c.sql(f"ALTER ROLE bridge PASSWORD '{PASSWORD}'")
+        (c.data / "pg_hba.conf").write_text(
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        c.sql("SELECT pg_reload_conf()")
+        yield c, url
 
 
 def test_every_200_survives_sigkill_and_postgresql_stopping(
-    cluster: Cluster, tmp_path: Path
+    cluster: tuple[Cluster, str], tmp_path: Path
 ) -> None:
-    url = cluster.new_database()
+    server, url = cluster
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(url).close()  # the password is needed
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     fake = WebhookFake()
@@ -278,9 +292,9 @@ def test_every_200_survives_sigkill_and_postgresql_stopping(
             stopped = Run("pgstop-" + uuid.uuid4().hex[:8])
 
             async def outage() -> None:
-                await asyncio.to_thread(cluster.stop, "immediate")
+                await asyncio.to_thread(server.stop, "immediate")
                 await asyncio.sleep(1.0)
-                await asyncio.to_thread(cluster.start)
+                await asyncio.to_thread(server.start)
 
             asyncio.run(send(bridge, stopped, list(range(N)), retry=True, fault=outage))
             assert stopped.acked == set(range(N))
@@ -297,6 +311,10 @@ def test_every_200_survives_sigkill_and_postgresql_stopping(
                 f"refused {dict(stopped.refused)}"
             )
             assert bridge.stop() == 0, bridge.logs()[-3000:]
+            assert PASSWORD not in bridge.logs()
+            # only 503s, never an error of the bridge's own (a 500) or a 4xx that Alertmanager
+            # would take as final
+            assert set(killed.refused) <= {0, 503} and set(stopped.refused) <= {0, 503}
         finally:
             bridge.stop()
 
