@@ -257,7 +257,10 @@ STORE_PACKAGE_NAMES = {
     "StoreError",
     "StoreUnavailable",
     "backup_database",
+    "backup_postgres",
     "check_database",
+    "check_postgres",
+    "copy_database",
     "new_store",
 }
 DRIVERS = ("sqlite3", "sqlite_utils")

@@ -35,16 +35,22 @@ if TYPE_CHECKING:
     from bridge.core.dburl import DatabaseUrl
     from bridge.core.secrets import Secret
     from bridge.store.interface import StoreInterface
+    from bridge.store.postgres.backup import PgBackupResult, PgCheckResult
+    from bridge.store.postgres.copy import CopyResult
 
 # What the service opens (``Store``: the SQLite backend of ``interface.StoreInterface``), the
-# offline tools on a database file (``db backup``, ``db check``), and the errors.
+# offline tools on a database file (``db backup``, ``db check``) and on PostgreSQL (``db copy``,
+# ``db backup|check --db postgresql://``), and the errors.
 __all__ = [
     "Batched",
     "Store",
     "StoreError",
     "StoreUnavailable",
     "backup_database",
+    "backup_postgres",
     "check_database",
+    "check_postgres",
+    "copy_database",
     "new_store",
 ]
 log = logging.getLogger("bridge.store")
@@ -304,3 +310,30 @@ def new_store(
             url, password=password, pool_size=pool_size, statement_timeout_s=statement_timeout_s
         )
     return Store(path, synchronous=synchronous)
+
+
+# The offline tools on PostgreSQL, loaded (with the driver) only when asked for.
+
+
+def copy_database(source: Path, url: DatabaseUrl, password: Secret | None = None) -> CopyResult:
+    """``db copy``: the SQLite store at ``source`` into the empty PostgreSQL database at ``url``
+    (``store/postgres/copy.py``)."""
+    from bridge.store.postgres.copy import copy_sqlite_to_postgres
+
+    return copy_sqlite_to_postgres(source, url, password)
+
+
+def backup_postgres(
+    url: DatabaseUrl, dest: Path, *, password: Secret | None = None, force: bool = False
+) -> PgBackupResult:
+    """``db backup`` of a PostgreSQL database: ``pg_dump`` (``store/postgres/backup.py``)."""
+    from bridge.store.postgres.backup import backup
+
+    return backup(url, dest, password=password, force=force)
+
+
+def check_postgres(url: DatabaseUrl, *, password: Secret | None = None) -> PgCheckResult:
+    """``db check`` of a PostgreSQL database (``store/postgres/backup.py``)."""
+    from bridge.store.postgres.backup import check
+
+    return check(url, password=password)
