@@ -371,14 +371,14 @@ class PgStore:
             max_size=self.pool_size,
             open=False,
             configure=self._configure_reader,
-            # No check when a connection is taken: the pool's sleeps a backoff (1 s, 2 s...)
-            # after each broken one, and a restart breaks every idle connection at once. A read
-            # that finds its connection broken has the pool check them all (_read_now).
+            # No check when a connection is taken: the pool's own check sleeps a backoff (1 s,
+            # 2 s...) after each broken connection, and a restart breaks every idle one at once.
+            # A read that finds its connection broken has the pool check them all (_read_now).
             connection_class=_recording(self._note_readers),
-            # A connection that fails is not tried again in the background: the pool makes
-            # one when a read asks for it (it grows on demand), so a server that is down costs
-            # each read at most its wait, and the first read after the server is back
-            # reconnects; nobody hammers a server that is starting.
+            # A connection that fails is tried once more at once, then not in the background:
+            # the pool makes one when a read asks for it (it grows on demand), so a server that
+            # is down costs each read at most its wait, and the first read after the server
+            # is back reconnects; nobody hammers a server that is starting.
             reconnect_timeout=0,
             name="incident-bridge-readers",
         )
