@@ -567,6 +567,10 @@ def test_an_unreachable_server_and_a_password_on_the_command_line(
     assert code == 2 and "shows in `ps`" in one_line(err) and secret not in err
     code, _, err = run(capsys, "db", "copy", url, str(small))
     assert code == 2 and "FROM is SQLite's file" in one_line(err)
+    for command in ("check", "backup"):
+        argv = ["db", command, "--db", f"postgresql://u:{secret}@h:5/db"]
+        code, out, err = run(capsys, *argv, *(["x.dump"] if command == "backup" else []))
+        assert code == 2 and "shows in `ps`" in one_line(err) and secret not in out + err
 
 
 def test_a_value_postgresql_cannot_hold_rolls_everything_back(
