@@ -63,7 +63,6 @@ FTS_DERIVED = "similar_terms"
 # Tables whose rows an empty schema already has (the migrations put them there): replaced by
 # the source's, and not taken as the sign of a target in use.
 SEEDED = ("search_marks", "metric_gauges")
-BATCH = 2000  # source rows fetched at a time
 
 
 class CopyRefused(DestinationExists):
@@ -357,18 +356,17 @@ def _copy_table(
     n = 0
     with raw.cursor() as cur, cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
         copy.set_types([c.type for c in columns])
-        while batch := cursor.fetchmany(BATCH):
-            for row in batch:
-                n += 1
-                try:
-                    copy.write_row([f(v) for f, v in zip(converters, row, strict=True)])
-                except _Unconvertible as exc:
-                    column = next(
-                        c.name
-                        for c, f, v in zip(columns, converters, row, strict=True)
-                        if _fails(f, v)
-                    )
-                    raise BackupError(f"cannot copy {table}.{column}, row {n}: {exc}") from None
+        # Row by row from SQLite's cursor (it steps lazily): a journal of webhook bodies of up
+        # to 8 MiB each is never held in memory at once; psycopg's COPY buffer is bounded too.
+        for row in cursor:
+            n += 1
+            try:
+                copy.write_row([f(v) for f, v in zip(converters, row, strict=True)])
+            except _Unconvertible as exc:
+                column = next(
+                    c.name for c, f, v in zip(columns, converters, row, strict=True) if _fails(f, v)
+                )
+                raise BackupError(f"cannot copy {table}.{column}, row {n}: {exc}") from None
     return n
 
 
