@@ -49,21 +49,6 @@ RULES = (
 )
 
 
-class PgBridge(Bridge):
-    """``serve`` on a PostgreSQL URL, its files beside the store in a data folder."""
-
-    url_db: str = ""
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--db")
-        cmd[at + 1] = self.url_db
-        password = self.workdir / "db-password"
-        password.write_text(PASSWORD + "\n")
-        password.chmod(0o600)
-        return [*cmd, "--data-dir", str(self.workdir / "data"), "--db-password-file", str(password)]
-
-
 @dataclass
 class Run:
     tag: str
@@ -263,8 +248,15 @@ def test_every_200_survives_sigkill_and_postgresql_stopping(
     fake = WebhookFake()
     with in_a_thread(fake):
         env = {"HOOK_URL": fake.hook_url, "HOOK_SECRET": SECRET}
-        bridge = PgBridge(tmp_path / "bridge", args=["--rules", str(rules)], env=env)
-        bridge.url_db = url
+        password = tmp_path / "db-password"
+        password.write_text(PASSWORD + "\n")
+        password.chmod(0o600)
+        bridge = Bridge(
+            tmp_path / "bridge",
+            args=["--rules", str(rules), "--db-password-file", str(password)],
+            env=env,
+            database_url=url,
+        )
         try:
             bridge.start()
             assert bridge.proc is not None
