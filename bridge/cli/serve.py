@@ -67,9 +67,9 @@ def credentials(settings: Settings) -> list[str]:
         )
     for url in (settings.prometheus_url, settings.kb_remote, *settings.alertmanager_urls):
         out += credential_forms(url=url)
-    url = settings.database_url
-    if url is not None and url.password is not None:  # a URL without one names no secret
-        out += credential_forms(url=url.conninfo) + credential_forms(token=url.password)
+    db = settings.database_url
+    if db is not None and db.password is not None:  # a URL without one names no secret
+        out += credential_forms(url=db.conninfo) + credential_forms(token=db.password)
     return out
 
 
