@@ -472,6 +472,23 @@ def test_words_most_past_incidents_share_are_not_asked_for(db: Db) -> None:
     assert len(find_similar(db.conn, new, max_df=1000)) == 5
 
 
+def test_similar_text_ranks_a_rarer_shared_word_first(db: Db) -> None:
+    rare = db.open("r", "Flux capacitor drift", labels("FluxDrift", "timeline"))
+    common = [
+        db.open(f"g{n}", f"Exporter {n} stale", labels(f"Stale{n}", f"svc{n}", job="node"))
+        for n in range(6)
+    ]
+    db.index()
+    db.link()
+    new = db.open("new", "flux", labels("Other", "elsewhere", job="node"))
+    db.index()
+    found = find_similar(db.conn, new)
+    assert found[0].id == rare and {c.id for c in found[1:]} <= set(common)
+    assert len(found) == 5
+    assert found[0].score is not None and found[1].score is not None
+    assert found[0].score > found[1].score > 0
+
+
 def test_facets_are_not_compared(db: Db) -> None:
     db.open("g1", "Checkout errors", labels("HighErrorRate", "checkout", env="prod"))
     db.index()
