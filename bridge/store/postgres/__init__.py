@@ -310,6 +310,15 @@ class PgStore:
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(self.connect_timeout_s)),
             "application_name": "incident-bridge",
+            # A server that vanishes without a reset (a node lost, a network cut) would hold a
+            # statement until the kernel gives up, minutes later, and the webhooks waiting on
+            # the writer with it: keepalives notice an idle connection is gone, and
+            # tcp_user_timeout bounds how long sent data may stay unacknowledged.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 20_000,
         }
         if self._password is not None:
             kwargs["password"] = self._password.reveal()
