@@ -23,10 +23,13 @@ from bridge.service import AppState
 from bridge.service.scheduler import ReminderScheduler, advance_followups
 from bridge.store.followup import has_work, next_validation_at
 from bridge.targets.base import TargetDeps
-from tests.conftest import WRITE, Clock, MakeClient, fixture_body
+from tests.conftest import BOTH_BACKENDS, WRITE, Clock, MakeClient, fixture_body
 from tests.fakes.github import REPO as GITHUB_REPO
 from tests.fakes.github import TOKEN as GITHUB_TOKEN
 from tests.fakes.github import GitHubFake
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 HOOK = "/api/v1/alerts"
 

@@ -36,9 +36,9 @@ def samples(text: str, name: str) -> dict[str, float]:
 
 
 async def test_counters_exist_at_zero_before_their_first_event(
-    aiohttp_client: Any, tmp_path: Path
+    aiohttp_client: Any, tmp_path: Path, db_settings: dict[str, Any]
 ) -> None:
-    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES)
+    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES, db_settings)
     text = await (await client.get("/metrics")).text()
     delivered = samples(text, "incident_bridge_notifications_total")
     for target in ("general-chat", "pager"):
@@ -55,9 +55,9 @@ async def test_counters_exist_at_zero_before_their_first_event(
 
 
 async def test_a_reload_that_adds_a_target_exports_it_at_zero(
-    aiohttp_client: Any, tmp_path: Path
+    aiohttp_client: Any, tmp_path: Path, db_settings: dict[str, Any]
 ) -> None:
-    client, _state, rules = await served(aiohttp_client, tmp_path, RULES)
+    client, _state, rules = await served(aiohttp_client, tmp_path, RULES, db_settings)
     assert 'target="added"' not in await (await client.get("/metrics")).text()
     rules.write_text(MORE)
     assert (await client.post("/-/reload", headers=WRITE)).status == 200
@@ -66,8 +66,10 @@ async def test_a_reload_that_adds_a_target_exports_it_at_zero(
     assert all(delivered[f'event="{event}",target="added"'] == 0.0 for event in EVENTS)
 
 
-async def test_an_event_counts_on_its_zero_series(aiohttp_client: Any, tmp_path: Path) -> None:
-    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES)
+async def test_an_event_counts_on_its_zero_series(
+    aiohttp_client: Any, tmp_path: Path, db_settings: dict[str, Any]
+) -> None:
+    client, _state, _rules = await served(aiohttp_client, tmp_path, RULES, db_settings)
     await client.get("/metrics")
     assert (await client.post("/api/v1/alerts", data=b"{not json")).status == 400
     codes = samples(

@@ -17,7 +17,10 @@ from bridge.core.timeutil import parse_rfc3339
 from bridge.reconciler import Reconciler
 from bridge.service import AppState
 from bridge.store.reconcile import Applied
-from tests.conftest import SECOND, Clock, MakeClient, fixture_body
+from tests.conftest import BOTH_BACKENDS, SECOND, Clock, MakeClient, fixture_body
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 HOOK = "/api/v1/alerts"
 

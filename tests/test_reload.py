@@ -31,8 +31,11 @@ RULES_B = RULES_A.replace("root-a", "root-b").replace("sev1", "sev3")
 BROKEN = RULES_A + "  colour: blue\n"
 
 
-async def make(aiohttp_client: Any, tmp_path: Path, rules: Path) -> tuple[Any, AppState]:
-    settings = Settings(db=tmp_path / "r.db", rules=(rules,))
+async def make(
+    aiohttp_client: Any, tmp_path: Path, rules: Path, db: dict[str, Any] | None = None
+) -> tuple[Any, AppState]:
+    """The service over ``rules`` on ``db`` (``db_settings``; SQLite's ``r.db`` without)."""
+    settings = Settings(**(db or {"db": tmp_path / "r.db"}), rules=(rules,))
     deps = TargetDeps()
     state = app_state(settings, runtime=load_runtime(settings, deps))
     activate(state, state.runtime)
@@ -45,11 +48,13 @@ async def make(aiohttp_client: Any, tmp_path: Path, rules: Path) -> tuple[Any, A
     return await aiohttp_client(app), state
 
 
-async def served(aiohttp_client: Any, tmp_path: Path, text: str) -> tuple[Any, AppState, Path]:
+async def served(
+    aiohttp_client: Any, tmp_path: Path, text: str, db: dict[str, Any] | None = None
+) -> tuple[Any, AppState, Path]:
     """``make`` over a rules file written with ``text``; the file too, to write again."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(text)
-    client, state = await make(aiohttp_client, tmp_path, rules)
+    client, state = await make(aiohttp_client, tmp_path, rules, db)
     return client, state, rules
 
 

@@ -41,8 +41,8 @@ class Service(RulesService):
     """The service's parts as ``run`` wires them (store, rules, worker, scheduler, HTTP), on a
     clock the test moves; ``start``/``stop`` is one life of the process."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
-        super().__init__(tmp_path, clock, make_client, RULES)
+    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any, db: dict[str, Any]) -> None:
+        super().__init__(tmp_path, clock, make_client, RULES, db)
         self.scheduler: ReminderScheduler | None = None
 
     async def start(self) -> None:
@@ -86,9 +86,13 @@ async def until(what: str, check: Callable[[], Any], within_s: float = 10.0) -> 
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, clock: Clock, aiohttp_client: Callable[..., Awaitable[Any]]
+    tmp_path: Path,
+    clock: Clock,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+    db_settings: dict[str, Any],
 ) -> AsyncIterator[Service]:
-    svc = Service(tmp_path, clock, aiohttp_client)
+    """The service on each backend (``db_settings``)."""
+    svc = Service(tmp_path, clock, aiohttp_client, db_settings)
     yield svc
     if svc.store is not None and svc.store.is_open:
         await svc.stop()

@@ -33,8 +33,8 @@ BASE = "https://bridge.example"
 class Service(RulesService):
     """The store, rules, outbox worker, indexer and HTTP app as ``run`` wires them."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
-        super().__init__(tmp_path, clock, make_client, RULES)
+    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any, db: dict[str, Any]) -> None:
+        super().__init__(tmp_path, clock, make_client, RULES, db)
         self.indexer: Indexer | None = None
 
     async def start(self) -> None:
@@ -59,9 +59,13 @@ async def until(what: str, check: Callable[[], Awaitable[Any]], within_s: float 
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, clock: Clock, aiohttp_client: Callable[..., Awaitable[Any]]
+    tmp_path: Path,
+    clock: Clock,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+    db_settings: dict[str, Any],
 ) -> AsyncIterator[Service]:
-    svc = Service(tmp_path, clock, aiohttp_client)
+    """The service on each backend (``db_settings``)."""
+    svc = Service(tmp_path, clock, aiohttp_client, db_settings)
     await svc.start()
     yield svc
     await svc.stop()

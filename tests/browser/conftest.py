@@ -47,6 +47,7 @@ from tests.integration.procs import (
     running_bridge,
     wait_for,
 )
+from tests.pgcluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -223,11 +224,12 @@ class Stack:
         assert resp.status in (200, 201), (action, resp.status, resp.body[:500])
 
 
-@pytest.fixture(scope="package")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(workdir: Path, database_url: str | None = None) -> Iterator[Stack]:
+    """The bridge with the named tokens (on ``database_url``; None: SQLite) behind one
+    Alertmanager."""
     require_chromium()  # no processes for tests that will skip
     alertmanager_binary = require_binary(ALERTMANAGER)
-    workdir = tmp_path_factory.mktemp("browser")
     tokens = workdir / "api-tokens"
     tokens.write_text(
         "# name scope token\n"
@@ -238,10 +240,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         workdir / "bridge",
         args=["--api-tokens-file", str(tokens)],
         api_token=USERS["carol"][1],
+        database_url=database_url,
     ) as bridge:
         config = alertmanager_config(bridge.url, bridge.token)
         with running_alertmanagers(workdir, config, binary=alertmanager_binary) as (am,):
             yield Stack(bridge, am)
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("browser")) as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[Stack]:
+    """The same on PostgreSQL, started only for the one story that runs on both backends (the
+    browser tests are slow; the store's behaviour is the other tests' business)."""
+    url = pg_cluster.new_database(template=pg_cluster.template)
+    with running_stack(tmp_path_factory.mktemp("browser-pg"), url) as running:
+        yield running
 
 
 # --- the browser ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import USERS, Stack, now_rfc3339, sign_in
@@ -33,7 +34,23 @@ def add_entry(page: Page, text: str, kind: str = "note") -> None:
     form.get_by_role("button", name="Add to timeline").click()
 
 
-def test_responder_flow(stack: Stack, signed_in: Callable[..., Page]) -> None:
+@pytest.fixture
+def browser_context_args(
+    browser_context_args: dict[str, Any], request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """The package's, its pages' relative URLs going to the PostgreSQL stack's bridge when the
+    test runs on that backend."""
+    if "backend" in request.fixturenames and request.getfixturevalue("backend") == "postgresql":
+        stack: Stack = request.getfixturevalue("pg_stack")
+        return {**browser_context_args, "base_url": stack.bridge.url}
+    return browser_context_args
+
+
+def test_responder_flow(
+    backend: str, request: pytest.FixtureRequest, signed_in: Callable[..., Page]
+) -> None:
+    """The main story, on each backend (the one browser test that runs on PostgreSQL too)."""
+    stack: Stack = request.getfixturevalue("stack" if backend == "sqlite" else "pg_stack")
     incident = stack.fire("Checkout answers slowly", alerts=2)
     iid = incident["id"]
     alice = signed_in("alice")

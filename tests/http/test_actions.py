@@ -10,7 +10,10 @@ import pytest
 from bridge.config import ApiToken
 from bridge.core.secrets import Secret
 from bridge.http.actions import ACTIONS
-from tests.conftest import WRITE, MakeClient, fixture_body
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, fixture_body
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 HOOK = "/api/v1/alerts"
 

@@ -11,8 +11,11 @@ import pytest
 
 from bridge.config import ApiToken, ConfigError, read_api_tokens
 from bridge.core.secrets import Secret
-from tests.conftest import WRITE, MakeClient
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient
 from tests.http.test_actions import opened, timeline
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 ALICE = "alice-token-0123456789"
 BOT = "chatops-token-0123456789"

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from bridge.core.secrets import Secret
-from tests.conftest import MakeClient, fixture_body
+from tests.conftest import BOTH_BACKENDS, MakeClient, fixture_body
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 TOKEN = "filters-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -21,7 +21,7 @@ from bridge.targets import build_target
 from bridge.targets.base import TargetDeps
 from bridge.targets.mattermost import MattermostConfig, MattermostTarget
 from bridge.targets.slack import actions_block
-from tests.conftest import SECOND, WRITE, Clock, MakeClient
+from tests.conftest import BOTH_BACKENDS, SECOND, WRITE, Clock, MakeClient
 from tests.fakes.slack import TOKEN
 from tests.fakes.slack_app import (
     MATTERMOST_TOKEN,
@@ -35,6 +35,9 @@ from tests.fakes.slack_app import (
     slash_body,
 )
 from tests.http.test_actions import opened
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 PEOPLE = {
     "alice": {"slack": "U0ALICE", "mattermost": "mm0alice", "mattermost_username": "alice.m"},

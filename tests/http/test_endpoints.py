@@ -17,7 +17,18 @@ from bridge.runtime import builtin_runtime
 from bridge.service import AppState
 from bridge.store import Store
 from bridge.targets.base import TargetDeps
-from tests.conftest import FIXTURES, WRITE, MakeClient, fixture_body, fixture_bytes
+from tests.conftest import (
+    BOTH_BACKENDS,
+    FIXTURES,
+    WRITE,
+    MakeClient,
+    fixture_body,
+    fixture_bytes,
+    open_store,
+)
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -264,20 +275,17 @@ async def test_ops_endpoints_and_metrics(client: Any) -> None:
     assert TOKEN not in text
 
 
-async def test_open_incidents_gauge_is_read_from_the_store(
-    make_client: MakeClient, tmp_path: Any
-) -> None:
+async def test_open_incidents_gauge_is_read_from_the_store(make_client: MakeClient) -> None:
     first = await make_client(webhook_token=Secret(TOKEN))
     await post(first, fixture_bytes("firing-group-bearer.json"))
-    db = tmp_path / "bridge0.db"
-    # the first one stops, a second app opens the same file, as after a restart: counters of
-    # the process start at zero, the gauge and the counters computed from the store do not
+    settings = first.server.app[AppState.KEY].settings
+    # the first one stops, a second app opens the same database, as after a restart: counters
+    # of the process start at zero, the gauge and the counters computed from the store do not
     first.server.app[AppState.KEY].store.close()
-    store = Store(db)
-    store.open()
+    store = open_store(Settings(db=settings.db, database_url=settings.database_url))
     try:
         state = AppState(
-            settings=Settings(db=db),
+            settings=Settings(db=settings.db, database_url=settings.database_url),
             store=store,
             metrics=Metrics.create(),
             runtime=builtin_runtime(3600, TargetDeps()),
@@ -295,16 +303,37 @@ async def test_open_incidents_gauge_is_read_from_the_store(
 async def test_store_failure_is_503(make_client: MakeClient) -> None:
     client = await make_client(webhook_token=Secret(TOKEN))
     state = client.server.app[AppState.KEY]
-    await state.store.write(lambda c: c.execute("PRAGMA query_only = ON"))
+    # the writer's connection made read-only: every write after this one fails
+    if isinstance(state.store, Store):
+        read_only = "PRAGMA query_only = ON"
+    else:
+        read_only = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+    await state.store.write(lambda c: c.execute(read_only))
     resp = await post(client, fixture_bytes("firing-group-bearer.json"))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
 
 
+def close_to_connections(url: str) -> None:
+    """PostgreSQL's database at ``url`` refuses new connections and its open ones are ended,
+    from a connection to the server's ``postgres`` database."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')  # type: ignore[arg-type]
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
 async def test_api_store_failure_is_503_with_its_message(
     make_client: MakeClient, tmp_path: Path
 ) -> None:
-    """The database file vanished under the running service: the read API cannot open it."""
+    """The database vanished under the running service (SQLite's file moved away; PostgreSQL's
+    database closed to connections, its open ones ended): the read API cannot open it."""
     client = await make_client(webhook_token=Secret(TOKEN))
     state = client.server.app[AppState.KEY]
 
@@ -314,7 +343,10 @@ async def test_api_store_failure_is_503_with_its_message(
             if path.exists():
                 path.rename(tmp_path / f"moved{suffix}")
 
-    move_away()
+    if isinstance(state.store, Store):
+        move_away()
+    else:
+        close_to_connections(state.store.url.conninfo)
     for url in ("/api/v1/incidents", "/api/v1/incidents/1", "/api/v1/notifications"):
         resp = await client.get(url)
         assert resp.status == 503, url

@@ -11,10 +11,13 @@ import pytest
 
 from bridge.core.values import MAX_ID, parse_id
 from bridge.http import chat as chat_routes
-from tests.conftest import WRITE, Clock, MakeClient
+from tests.conftest import BOTH_BACKENDS, WRITE, Clock, MakeClient
 from tests.fakes.slack_app import MATTERMOST_TOKEN, ResponseURLFake, button_body, mattermost_body
 from tests.http.test_actions import opened
 from tests.http.test_chat import FORM, Chat, start_chat
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 # Not ids: digits that are not ASCII (superscripts pass str.isdigit() and fail int(); Arabic-
 # Indic ones pass int()), signs, spaces, underscores, zero, and beyond SQLite's integers.

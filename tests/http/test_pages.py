@@ -15,7 +15,10 @@ import pytest
 from bridge.app import incident_links
 from bridge.config import ApiToken, Settings
 from bridge.core.secrets import Secret
-from tests.conftest import WRITE, MakeClient, fixture_body
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, fixture_body
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 TOKEN = "pages-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,8 +6,11 @@ import re
 from typing import Any
 
 from bridge.core.secrets import Secret
-from tests.conftest import MakeClient
+from tests.conftest import BOTH_BACKENDS, MakeClient
 from tests.http.test_pages import ALICE, NAMED, TOKEN, csrf_of, opened, sign_in, timeline
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 
 async def test_the_page_dismisses_an_open_incident(make_client: MakeClient) -> None:

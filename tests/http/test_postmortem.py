@@ -28,9 +28,11 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.indexer import Indexer
 from bridge.kb.git import SENDER
 from bridge.service import AppState
-from bridge.store import Store
-from tests.conftest import WRITE, Clock, app_state, fixture_body
+from tests.conftest import BOTH_BACKENDS, WRITE, Clock, app_state, fixture_body, rows, service_db
 from tests.rendered import html_and_links
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 HOOK = "/api/v1/alerts"
 AUTHOR = "Bridge Bot <bot@bridge.example>"
@@ -54,16 +56,20 @@ def git_repo(path: Path, *, bare: bool = False) -> Path:
 class Service:
     """The app with a store, an outbox worker (run by hand) and the given settings."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, make_client: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, clock: Clock, make_client: Any, request: pytest.FixtureRequest
+    ) -> None:
         self.tmp_path = tmp_path
         self.clock = clock
         self.make_client = make_client
-        self.stores: list[Store] = []
+        self.request = request  # the test's backend: service_db
+        self.stores: list[Any] = []
         self.state: AppState | None = None
         self.worker: OutboxWorker | None = None
 
     async def start(self, **overrides: Any) -> TestClient[Any, Any]:
-        settings = Settings(db=self.tmp_path / f"b{len(self.stores)}.db", **overrides)
+        db = service_db(self.request, self.tmp_path, f"b{len(self.stores)}")
+        settings = Settings(**{**db, **overrides})
         self.state = app_state(settings, clock=self.clock, worker=True)
         self.stores.append(self.state.store)
         self.worker = self.state.worker
@@ -79,7 +85,7 @@ class Service:
         await self.worker.drain()
 
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return list(self.stores[-1]._connect().execute(sql, args).fetchall())
+        return rows(self.stores[-1], sql, *args)
 
     def close(self) -> None:
         for store in self.stores:
@@ -88,9 +94,12 @@ class Service:
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, clock: Clock, aiohttp_client: Callable[..., Awaitable[Any]]
+    tmp_path: Path,
+    clock: Clock,
+    aiohttp_client: Callable[..., Awaitable[Any]],
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Service]:
-    svc = Service(tmp_path, clock, aiohttp_client)
+    svc = Service(tmp_path, clock, aiohttp_client, request)
     yield svc
     svc.close()
 

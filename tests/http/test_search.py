@@ -11,7 +11,10 @@ from bridge.core.secrets import Secret
 from bridge.http.search import SearchAnswer
 from bridge.indexer import Indexer
 from bridge.service import AppState
-from tests.conftest import WRITE, MakeClient, fixture_bytes
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, fixture_bytes
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 
 async def indexed(client: Any) -> None:

@@ -30,8 +30,11 @@ from bridge.core.secrets import Secret
 from bridge.http import session
 from bridge.service import AppState
 from bridge.store import Store
-from tests.conftest import WRITE, MakeClient, app_state
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, app_state
 from tests.http.test_pages import ALICE, CAROL, NAMED, TOKEN, csrf_of, opened, sign_in, timeline
+
+# Each test's service runs on SQLite and on PostgreSQL (tests/conftest.py: service_db).
+pytestmark = BOTH_BACKENDS
 
 SITE = "https://bridge.example/"
 
@@ -95,13 +98,14 @@ Start = Callable[..., Any]
 
 
 @pytest.fixture
-async def start(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Start]:
-    """The real app on a database that outlives it: ``start(db, **settings)`` serves it, and
-    ``stop(client)`` ends it as a restart would (the store closed, its lock released)."""
+async def start(aiohttp_client: Any, db_settings: dict[str, Any]) -> AsyncIterator[Start]:
+    """The real app on the test's database (``db_settings``, on each backend), which outlives
+    it: ``start(**settings)`` serves it; the test stops it as a restart would (its client and
+    store closed) and starts it again on the same database."""
     stores: list[Store] = []
 
-    async def run(db: Path, **overrides: Any) -> TestClient[Any, Any]:
-        settings = Settings(db=db, host="0.0.0.0", webhook_token=Secret(TOKEN), **overrides)
+    async def run(**overrides: Any) -> TestClient[Any, Any]:
+        settings = Settings(**db_settings, host="0.0.0.0", webhook_token=Secret(TOKEN), **overrides)
         state = app_state(settings)
         stores.append(state.store)
         client: TestClient[Any, Any] = await aiohttp_client(TestServer(create_app(state)))
@@ -132,8 +136,7 @@ async def as_copy(client: Any, cookie: str, method: str, path: str, **kw: Any) -
 async def test_a_cookie_copied_before_sign_out_neither_reads_nor_writes_after_it(
     start: Start, tmp_path: Path
 ) -> None:
-    db = tmp_path / "bridge.db"
-    client: Any = await start(db, api_tokens=NAMED)
+    client: Any = await start(api_tokens=NAMED)
     incident = await opened(client)
     cookie = cookie_of(await sign_in(client, ALICE))
     copy_page = await as_copy(client, cookie, "GET", f"/incidents/{incident}")
@@ -156,7 +159,7 @@ async def test_a_cookie_copied_before_sign_out_neither_reads_nor_writes_after_it
     # A restart on the same database (and key) does not bring the session back.
     await client.close()
     client.server.app[AppState.KEY].store.close()
-    again: Any = await start(db, api_tokens=NAMED)
+    again: Any = await start(api_tokens=NAMED)
     read = await as_copy(again, cookie, "GET", f"/incidents/{incident}")
     assert read.status == 303 and read.headers["Location"].startswith("/login")
     # while a session made after the restart works, and one from before it too
@@ -167,7 +170,7 @@ async def test_a_cookie_copied_before_sign_out_neither_reads_nor_writes_after_it
 async def test_signing_in_again_ends_the_browsers_session_before(
     start: Start, tmp_path: Path
 ) -> None:
-    client: Any = await start(tmp_path / "bridge.db", api_tokens=NAMED)
+    client: Any = await start(api_tokens=NAMED)
     first = cookie_of(await sign_in(client, CAROL))
     second = cookie_of(await sign_in(client, ALICE))  # the same browser: it sends `first`
     assert first != second
@@ -178,12 +181,11 @@ async def test_signing_in_again_ends_the_browsers_session_before(
 async def test_a_session_survives_a_restart_until_it_is_signed_out(
     start: Start, tmp_path: Path
 ) -> None:
-    db = tmp_path / "bridge.db"
-    client: Any = await start(db, api_tokens=NAMED)
+    client: Any = await start(api_tokens=NAMED)
     cookie = cookie_of(await sign_in(client, CAROL))
     await client.close()
     client.server.app[AppState.KEY].store.close()
-    again: Any = await start(db, api_tokens=NAMED)
+    again: Any = await start(api_tokens=NAMED)
     assert (await as_copy(again, cookie, "GET", "/")).status == 200
 
 
@@ -196,12 +198,10 @@ def tokens_file(path: Path, *lines: str) -> Path:
 async def test_a_reload_that_removes_or_changes_a_token_ends_its_sessions_and_bearer_access(
     start: Start, tmp_path: Path
 ) -> None:
-    db = tmp_path / "bridge.db"
     path = tokens_file(
         tmp_path / "api-tokens", f"alice write {ALICE}", f"carol read {CAROL}", "# people"
     )
     client: Any = await start(
-        db,
         api_tokens=read_api_tokens(str(path)),
         token_files=(("api_tokens", str(path)),),
     )
@@ -235,7 +235,7 @@ async def test_a_reload_that_removes_or_changes_a_token_ends_its_sessions_and_be
     tokens_file(path, f"alice write {ALICE}", f"carol read {CAROL}")
     await client.close()
     client.server.app[AppState.KEY].store.close()
-    again: Any = await start(db, api_tokens=read_api_tokens(str(path)))
+    again: Any = await start(api_tokens=read_api_tokens(str(path)))
     page = await as_copy(again, alice, "GET", f"/incidents/{incident}")
     assert page.status == 303
 
@@ -245,7 +245,6 @@ async def test_a_tokens_file_that_cannot_be_read_at_a_reload_keeps_the_tokens(
 ) -> None:
     path = tokens_file(tmp_path / "api-tokens", f"alice write {ALICE}")
     client: Any = await start(
-        tmp_path / "bridge.db",
         api_tokens=read_api_tokens(str(path)),
         token_files=(("api_tokens", str(path)),),
     )
@@ -368,7 +367,7 @@ async def test_a_live_stream_ends_when_its_session_is_signed_out(
 
     monkeypatch.setattr(live, "POLL_S", 0.05)
     monkeypatch.setattr(live, "SESSION_CHECK_S", 0.1)
-    client: Any = await start(tmp_path / "bridge.db", api_tokens=NAMED)
+    client: Any = await start(api_tokens=NAMED)
     incident = await opened(client)
     cookie = cookie_of(await sign_in(client, ALICE))
     headers = {"Cookie": f"ib_session={cookie}"}
