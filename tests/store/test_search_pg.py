@@ -114,6 +114,11 @@ def test_a_search_past_its_budget_is_stopped_by_the_server_and_the_read_goes_on(
     assert db.raw.execute("SHOW statement_timeout").fetchone() == ("30s",)
     assert len(search(db.conn, "number", limit=3)) == 1
     assert db.raw.execute("SHOW statement_timeout").fetchone() == ("30s",)
+    # the store's own statement_timeout is never raised by a search's budget
+    db.raw.execute("SET LOCAL statement_timeout = '5ms'")
+    with pytest.raises(QueryError, match="rarer words"):
+        search(db.conn, "anything")
+    assert db.raw.execute("SHOW statement_timeout").fetchone() == ("5ms",)
     db.raw.rollback()
 
 

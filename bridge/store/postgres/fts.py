@@ -265,15 +265,18 @@ class PgFts:
         wanted, excluded = query_parts(text)
         raw: psycopg.Connection[Any] = conn.raw
         deadline = time.monotonic() + budget_s
-        # The first statement also opens the reader's transaction, so that the block below
-        # is a savepoint in it.
-        row = raw.execute("SELECT current_setting('statement_timeout')").fetchone()
-        before = str(row[0]) if row else "0"
+        # The store's own statement_timeout (ms, 0 for none), which the search's never exceeds.
+        # This first statement also opens the reader's transaction, so that the block below is
+        # a savepoint in it.
+        row = raw.execute(
+            "SELECT setting FROM pg_settings WHERE name = 'statement_timeout'"
+        ).fetchone()
+        before = int(row[0]) if row else 0
         try:
             with raw.transaction():
-                ranked = self._ranked(raw, wanted, excluded, limit, deadline)
-                hits = self._snippets(raw, ranked, wanted, deadline)
-                raw.execute("SELECT set_config('statement_timeout', %s, true)", (before,))
+                ranked = self._ranked(raw, wanted, excluded, limit, (deadline, before))
+                hits = self._snippets(raw, ranked, wanted, (deadline, before))
+                raw.execute("SELECT set_config('statement_timeout', %s, true)", (str(before),))
                 return hits
         except psycopg.errors.QueryCanceled:
             raise QueryError(
@@ -283,11 +286,15 @@ class PgFts:
             # Nothing typed should get here (every word is quoted): said, never a 500.
             raise QueryError(f"cannot search for this: {str(exc).strip()}") from None
 
-    def _bound(self, raw: psycopg.Connection[Any], deadline: float) -> None:
-        """The next statement gets what is left of the search's time."""
+    def _bound(self, raw: psycopg.Connection[Any], bound: tuple[float, int]) -> None:
+        """The next statement gets what is left of the search's time (``bound``: its
+        deadline, and the store's statement_timeout in ms)."""
+        deadline, store_ms = bound
         left_ms = int((deadline - time.monotonic()) * 1000)
         if left_ms <= 0:
             raise QueryError("this search matches too much to rank in time: use rarer words")
+        if store_ms > 0:
+            left_ms = min(left_ms, store_ms)
         raw.execute("SELECT set_config('statement_timeout', %s, true)", (str(left_ms),))
 
     def _ranked(
@@ -296,7 +303,7 @@ class PgFts:
         wanted: str,
         excluded: str,
         limit: int,
-        deadline: float,
+        bound: tuple[float, int],
     ) -> list[tuple[int, Hit]]:
         """The best document of each of the best incidents (its id, and the hit without its
         snippet), read by rank in a growing window until it holds ``limit`` incidents or every
@@ -304,7 +311,7 @@ class PgFts:
         window = limit * 4
         args = {"wanted": wanted, "excluded": excluded}
         while True:
-            self._bound(raw, deadline)
+            self._bound(raw, bound)
             rows = raw.execute(
                 "SELECT id, incident_id, kind, ref, "
                 f"ts_rank_cd(terms, to_tsquery('{CONFIG}', %(wanted)s), 1) AS r FROM search "
@@ -325,12 +332,12 @@ class PgFts:
         raw: psycopg.Connection[Any],
         hits: list[tuple[int, Hit]],
         wanted: str,
-        deadline: float,
+        bound: tuple[float, int],
     ) -> list[Hit]:
         """The hits with their documents' snippets."""
         if not hits:
             return []
-        self._bound(raw, deadline)
+        self._bound(raw, bound)
         rows = raw.execute(
             f"SELECT id, body, ts_headline('{CONFIG}', {_folded_sql('body')}, "
             f"to_tsquery('{CONFIG}', %(wanted)s), CASE WHEN "
