@@ -56,7 +56,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -72,8 +72,13 @@ from bridge.store.search import (
     parse_query,
 )
 
-if TYPE_CHECKING:
-    from bridge.store.postgres.connection import PgConnection
+
+class PgConnection(Protocol):
+    """What this module needs of ``connection.PgConnection`` (which imports this module): its
+    psycopg connection."""
+
+    raw: psycopg.Connection[Any]
+
 
 CONFIG = "english"
 # The combining marks a canonical decomposition (NFD) leaves after a base letter, removed: the
