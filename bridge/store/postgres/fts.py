@@ -43,10 +43,10 @@ the words' inverse document frequency (bm25's idf of the counts just made) over 
 has: the same candidates as SQLite, ordered by rarity of the shared words without bm25's length
 and frequency terms.
 
-A copy of a SQLite database (``db copy``) inserts ``search`` rows with SQLite's rowid as ``id``
-(then moves the identity past the largest: ``restart_ids``) and needs no tsvector; SQLite's
-``similar_terms`` holds no text to copy, so it is re-derived from the copied incidents and
-alerts by ``search.rebuild_similar_terms``.
+A copy of a SQLite database (``db copy``, ``store/postgres/copy.py``) inserts ``search`` rows
+with SQLite's rowid as ``id`` and no tsvector, then sets the identity past the largest id;
+SQLite's ``similar_terms`` holds no text to copy, so it is derived again from the copied
+incidents and alerts by ``search.rebuild_similar_terms``.
 """
 
 from __future__ import annotations
@@ -119,15 +119,7 @@ def create_search_tables(conn: PgConnection) -> None:
         f"({_tsvector_sql(_TITLE_AND_LABELS)}) STORED)",
         "CREATE INDEX similar_terms_terms ON similar_terms USING gin (terms)",
     ):
-        conn.raw.execute(statement.encode())
-
-
-def restart_ids(conn: PgConnection) -> None:
-    """After rows were inserted with their ids (a copy): new documents get ids past them."""
-    conn.raw.execute(
-        "SELECT setval(pg_get_serial_sequence('search', 'id'), "
-        "(SELECT coalesce(max(id), 0) + 1 FROM search), false)"
-    )
+        conn.raw.execute(statement)
 
 
 def _clean(text: str) -> str:
