@@ -6,14 +6,20 @@ statement_timeout, and rows inserted as text only (a copy)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.store.errors import QueryError
+from bridge.core.dburl import DatabaseUrl
+from bridge.store import new_store
+from bridge.store.errors import QueryError, StoreError
+from bridge.store.postgres import schema
 from bridge.store.postgres.fts import PG_FTS
 from bridge.store.search import index_document, search
+from tests.pgcluster import Cluster
 from tests.store.test_search import PgDb, labels
 
 
@@ -152,3 +158,23 @@ def test_snippets_keep_the_documents_own_characters(db: PgDb) -> None:
     assert hit["snippet"] == "«Cafe\u0301» <b>«crème»</b> brûlée 한국어 «ÅNGSTRÖM»"
     (hit,) = db.search("한국어")
     assert "«한국어»" in hit["snippet"]
+
+
+def test_a_database_that_is_not_utf8_is_refused_before_its_search_tables(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.new_database()
+    name = url.rsplit("/", 1)[1]
+    pg_cluster.sql(f"DROP DATABASE {name}")
+    pg_cluster.sql(
+        f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    )
+    store = new_store(tmp_path / "unused", url=DatabaseUrl.parse(url))
+    with pytest.raises(StoreError, match=r"encoding is SQL_ASCII: .* needs UTF8"):
+        store.open()
+    store.close()
+    with psycopg.connect(url) as raw:
+        assert "search" not in schema.user_tables(raw)  # 0008 rolled back whole
+        # (an SQL_ASCII database's text comes back as bytes)
+        applied = raw.execute(f"SELECT name FROM {schema.MIGRATIONS_TABLE}").fetchall()
+        assert (b"0007_reminders",) in applied and (b"0008_search",) not in applied
