@@ -11,7 +11,13 @@ auth, no store) in alternating rounds, the ratio being the median of the rounds'
   with 100,000 incidents in the store, from one client (p99 against the 20 ms target: what a
   request costs on its own) and at 8 connections (where each also waits for the others).
 
+``--db postgresql`` (a throwaway durable server) or ``--db postgresql://...`` (a running server)
+adds a bridge on PostgreSQL to both figures, in the same rounds (bare, SQLite, PostgreSQL), with
+the PostgreSQL / SQLite ratio; its incidents are written through the same ingest function.
+``--smoke`` includes PostgreSQL whenever its binaries are installed (bench/_pg.py).
+
     .venv/bin/python bench/api.py                       # 3 rounds of 5 s per case
+    .venv/bin/python bench/api.py --db postgresql --rounds 2 --duration 3   # both backends
     .venv/bin/python bench/api.py --rounds 1 --duration 2 --incidents 20000   # a quick look
 """
 

@@ -23,7 +23,18 @@ gets CPU 0 and wrk CPU 1, so that the load generator does not steal the server's
 figure is "what one core of server does" (the design figures in docs/performance.md are measured
 the same way). ``--no-pin`` lets the scheduler decide.
 
+``--db postgresql`` (a throwaway server the bench starts: fsync and synchronous_commit on, as
+durable as SQLite's synchronous=FULL, pinned to the bridge's CPU unless ``--pg-unpinned``) or
+``--db postgresql://USER@HOST:PORT/DB`` (a running server; a new database per bridge is created
+through it and dropped) adds a bridge on PostgreSQL to every case: each round is then a bare run,
+the SQLite bridge and the PostgreSQL bridge one after the other (the two bridges' order swapped
+every round), and a ``postgresql_vs_sqlite`` line gives the median of the rounds' PostgreSQL /
+SQLite rates; ``target_postgresql_1_alert`` holds it against 0.5, p99 against 50 ms. ``--smoke``
+includes PostgreSQL whenever Debian's server binaries are installed (says so when they are not,
+and fails then under CI=true).
+
     .venv/bin/python bench/ingest.py                 # 3 rounds of 5 s per case
+    .venv/bin/python bench/ingest.py --db postgresql --alerts 1 --ingest-only   # PostgreSQL too
     .venv/bin/python bench/ingest.py --duration 2 --rounds 1 --ingest-only   # a quick look
 """
 

@@ -11,6 +11,12 @@ as a real process: start-up (exec to ``/-/ready``, median of ``--starts``) and `
 (median and p99 of ``--scrapes`` sequential scrapes, after a warm-up scrape). The ratios are big
 over empty.
 
+``--db postgresql`` (a throwaway durable server) or ``--db postgresql://...`` (a running server)
+measures PostgreSQL after SQLite the same way: the big store built by one ``INSERT ... SELECT``
+over ``generate_series`` (no webhooks), migration 0011 timed, then start-up and scrapes of an
+empty and a big database, and the PostgreSQL / SQLite ratios of the big store's figures.
+``--smoke`` includes PostgreSQL whenever its binaries are installed (bench/_pg.py).
+
 ``--triggers``: the cost of the triggers on the writes a webhook makes to ``incidents`` (a new
 incident, a milestone, an update that changes no milestone), with and without them, in one
 process on a scratch file (synchronous=OFF, so that it is CPU, not fsync), alternated
@@ -19,6 +25,7 @@ process on a scratch file (synchronous=OFF, so that it is CPU, not fsync), alter
     .venv/bin/python bench/metrics.py                       # 1,000,000 incidents
     .venv/bin/python bench/metrics.py --incidents 100000 --scrapes 50
     .venv/bin/python bench/metrics.py --triggers-only
+    .venv/bin/python bench/metrics.py --db postgresql --no-triggers   # both backends
 """
 
 from __future__ import annotations
