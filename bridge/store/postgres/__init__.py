@@ -49,6 +49,7 @@ from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.store.ingest import CarefulMode
 from bridge.store.postgres import schema
 from bridge.store.postgres.connection import PgConnection, configure
+from bridge.store.postgres.fts import require_utf8
 from bridge.store.writer import Batched, Result, Writer, group, resolve, run_jobs
 
 if TYPE_CHECKING:
@@ -364,6 +365,7 @@ class PgStore:
                     f"no {schema.MIGRATIONS_TABLE} table); refusing to change it. Give --db an "
                     "empty database"
                 )
+            require_utf8(raw)  # before any migration: refused untouched
             applied = schema.migrate(raw)
         except psycopg.Error as exc:
             raise StoreError(
