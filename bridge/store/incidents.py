@@ -4,6 +4,7 @@ the timeline and outbox rows every writer of an incident change adds (``ingest``
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import sqlite3
 from collections.abc import Sequence
@@ -66,3 +67,17 @@ incident_values = operator.attrgetter(*INCIDENT_FIELDS)
 
 def next_id(conn: sqlite3.Connection, table: str) -> int:
     return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
+
+
+def next_ids(conn: sqlite3.Connection, *tables: str) -> tuple[int, ...]:
+    """``next_id`` of each table, in one statement (on PostgreSQL one round trip, not one per
+    table, on the webhook's path)."""
+    parts = ", ".join(f"(SELECT coalesce(max(id), 0) + 1 FROM {t})" for t in tables)
+    return tuple(int(v) for v in conn.execute(f"SELECT {parts}").fetchone())
+
+
+def together(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[Any]:
+    """Statements whose results nobody reads sent together: on PostgreSQL one pipeline (one
+    round trip, errors raised at its end), on SQLite nothing to do (no server to wait for)."""
+    batch = getattr(conn, "together", None)
+    return batch() if batch is not None else contextlib.nullcontext()

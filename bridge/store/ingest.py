@@ -32,7 +32,8 @@ from bridge.store.incidents import (
     UPSERT_INCIDENT,
     incident_from_row,
     incident_values,
-    next_id,
+    next_ids,
+    together,
 )
 
 log = logging.getLogger("bridge.store")
@@ -137,9 +138,9 @@ class _Batch:
         stored under them, so that a fingerprint that names other labels is caught before its
         rows are written."""
         conn = self.conn
-        self.next_incident = next_id(conn, "incidents")
-        self.next_event = next_id(conn, "timeline")
-        self.next_webhook = next_id(conn, "webhooks")
+        self.next_incident, self.next_event, self.next_webhook = next_ids(
+            conn, "incidents", "timeline", "webhooks"
+        )
         wanted = list(fingerprints or ())
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
@@ -199,16 +200,17 @@ class _Batch:
             conn.executemany(_UPSERT_ALERT, self.alerts)
             if not self.careful and conn.total_changes - written != len(self.alerts):
                 raise LabelConflict  # a row was refused: a fingerprint with other labels
-        if self.incidents:
-            conn.executemany(UPSERT_INCIDENT, list(self.incidents.values()))
-        if self.link_rows:
-            conn.executemany(_UPSERT_LINK, self.link_rows)
-        if self.events:
-            conn.executemany(INSERT_EVENT, self.events)
-        if self.outbox:
-            conn.executemany(INSERT_OUTBOX, self.outbox)
-        if self.webhooks:
-            conn.executemany(_INSERT_WEBHOOK, self.webhooks)
+        with together(conn):
+            if self.incidents:
+                conn.executemany(UPSERT_INCIDENT, list(self.incidents.values()))
+            if self.link_rows:
+                conn.executemany(_UPSERT_LINK, self.link_rows)
+            if self.events:
+                conn.executemany(INSERT_EVENT, self.events)
+            if self.outbox:
+                conn.executemany(INSERT_OUTBOX, self.outbox)
+            if self.webhooks:
+                conn.executemany(_INSERT_WEBHOOK, self.webhooks)
         # Cleared in place: callers hold the lists' bound ``append``s across a flush.
         for rows in (self.alerts, self.incidents, self.link_rows, self.events, self.outbox):
             rows.clear()

@@ -60,6 +60,7 @@ log = logging.getLogger("bridge.store")
 T = TypeVar("T")
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
+_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({schema.WRITE_LOCK})"
 # How long a read waits for a connection once the server is known to be unreachable: long
 # enough for a connection to a server that is back, short enough that /-/ready answers within
 # a probe's timeout (Kubernetes' default is 1 s) while it is down.
@@ -200,18 +201,14 @@ class PgWriter(Writer):
         connection was found broken at BEGIN, before anything was sent (not when ``fresh``)."""
         conn = cast(sqlite3.Connection, PgConnection(raw))
         try:
-            raw.execute("BEGIN")
+            # BEGIN and the lock in one round trip (a query without parameters may hold two
+            # statements): the webhooks' path pays for each trip to the server
+            raw.execute(_BEGIN_LOCKED)
         except psycopg.Error as exc:
             self._abandon(raw)
             if not fresh and not isolate and self._raw is None:
                 log.warning("store: the connection to PostgreSQL was lost, connecting again")
                 return _STALE
-            log.error("store: cannot begin a transaction: %s", _said(exc))
-            return [(False, _unavailable(exc))] * len(batch)
-        try:
-            raw.execute("SELECT pg_advisory_xact_lock(%s)", (schema.WRITE_LOCK,))
-        except psycopg.Error as exc:
-            self._abandon(raw)
             log.error("store: cannot begin a transaction: %s", _said(exc))
             return [(False, _unavailable(exc))] * len(batch)
         results: list[Result] = []

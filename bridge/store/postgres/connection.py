@@ -6,6 +6,7 @@ flags are integers, as in SQLite)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -83,6 +84,10 @@ class PgConnection:
         if cur.rowcount > 0 and _changes(sql):
             self.total_changes += cur.rowcount
         return cur
+
+    def together(self) -> contextlib.AbstractContextManager[Any]:
+        """``incidents.together``: one pipeline; rowcounts and errors come at its end."""
+        return self.raw.pipeline()
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         text, order = translate(sql)
