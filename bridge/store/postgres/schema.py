@@ -403,7 +403,7 @@ def _dismiss(conn: PgConnection) -> None:
     )
 
 
-# The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres_schema.py)
+# The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres.py)
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
