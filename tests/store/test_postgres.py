@@ -10,6 +10,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -438,3 +439,40 @@ async def test_the_mttx_aggregates_are_sqlites_after_the_same_story(
     finally:
         lite.close()
         pg.close()
+
+
+# Text order ---------------------------------------------------------------------------------
+
+
+async def test_alerts_of_one_start_are_in_sqlites_order_whatever_the_databases_collation(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Fingerprints break the tie between alerts that started together; a database created
+    with a language's collation (ICU's en-US sorts "a" before "B") orders them as SQLite's
+    bytes do."""
+    name = f"icu_{uuid.uuid4().hex[:12]}"
+    pg_cluster.sql(
+        f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+        "LOCALE 'C.UTF-8'"
+    )
+    body = fixture_body("firing-group-bearer.json")
+    template = body["alerts"][0]
+    fingerprints = ["b0000000000000e1", "B0000000000000e2", "_000000000000003", "a0000000000000e4"]
+    body["alerts"] = [
+        {**template, "fingerprint": fp, "labels": {**template["labels"], "instance": fp}}
+        for fp in fingerprints
+    ]
+    lite, pg = Store(tmp_path / "bridge.db"), PgStore(pg_cluster.url(name))
+    lite.open()
+    pg.open()
+    try:
+        orders = []
+        for store in (lite, pg):
+            result = await store.ingest.apply_webhooks(item(body, T0))
+            incident = await store.queries.get_incident(result.incidents[0].id)
+            orders.append([a["fingerprint"] for a in incident["alerts"]])
+    finally:
+        lite.close()
+        pg.close()
+    assert orders[0] == sorted(fingerprints)  # SQLite: by bytes
+    assert orders[1] == orders[0]

@@ -3,6 +3,8 @@
 
 - Every INTEGER is a BIGINT (times are nanoseconds); TEXT stays TEXT, REAL is double precision,
   the raw webhook body is BYTEA.
+- The fingerprints, which order alerts that started together, compare as SQLite's text does
+  (``COLLATE "C"``: by bytes), whatever collation the database was created with.
 - Ids are given by the store (the next past the largest, as on SQLite: write transactions run one
   after another, ``store.PgStore``); the two tables whose rows are inserted without an id
   (``outbox``, ``postmortem_publications``) take theirs from an identity column.
@@ -55,11 +57,11 @@ def _initial(conn: PgConnection) -> None:
         "updated_at BIGINT)",
         "CREATE INDEX idx_incidents_key_id ON incidents (key, id)",
         "CREATE INDEX idx_incidents_status_severity ON incidents (status, severity)",
-        "CREATE TABLE alerts (fingerprint TEXT PRIMARY KEY, labels TEXT NOT NULL, "
+        'CREATE TABLE alerts (fingerprint TEXT COLLATE "C" PRIMARY KEY, labels TEXT NOT NULL, '
         "annotations TEXT, status TEXT NOT NULL, starts_at BIGINT NOT NULL, ends_at BIGINT, "
         "generator_url TEXT, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL)",
         "CREATE TABLE incident_alerts (incident_id BIGINT REFERENCES incidents (id), "
-        "fingerprint TEXT REFERENCES alerts (fingerprint), status TEXT NOT NULL, "
+        'fingerprint TEXT COLLATE "C" REFERENCES alerts (fingerprint), status TEXT NOT NULL, '
         "starts_at BIGINT NOT NULL, ends_at BIGINT, first_seen BIGINT NOT NULL, "
         "last_seen BIGINT NOT NULL, PRIMARY KEY (incident_id, fingerprint))",
         "CREATE TABLE timeline (id BIGINT PRIMARY KEY, "
