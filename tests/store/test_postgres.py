@@ -6,6 +6,7 @@ same story."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -20,10 +21,13 @@ import pytest
 
 from bridge.core.actions import AddEntry, AssignRole, Dismiss, Transition
 from bridge.core.alertmanager import parse_webhook
+from bridge.core.followup import DEFAULT_POLICY
 from bridge.core.policy import BuiltinPolicy
 from bridge.store import Store, StoreError
 from bridge.store.actions import ActionRequest, Idempotency
+from bridge.store.followup import OpenRequest
 from bridge.store.ingest import IngestItem, WebhookResult
+from bridge.store.outbox import Attempt
 from bridge.store.postgres import PgStore, schema
 from bridge.store.postgres.connection import PgConnection
 from bridge.store.postgres.dialect import translate
@@ -476,3 +480,102 @@ async def test_alerts_of_one_start_are_in_sqlites_order_whatever_the_databases_c
         pg.close()
     assert orders[0] == sorted(fingerprints)  # SQLite: by bytes
     assert orders[1] == orders[0]
+
+
+# The interface's reads ----------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A read's answer as nested lists and dicts of (type name, value): an int read back as a
+    bool, a float or a Decimal differs from SQLite's."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, range):
+        return ("range", value.start, value.stop)
+    if hasattr(value, "__slots__") and not isinstance(value, str | bytes | int | float):
+        return {k: plain(getattr(value, k)) for k in value.__slots__ if hasattr(value, k)}
+    return (type(value).__name__, value)
+
+
+async def more_story(store: Any) -> None:
+    """After ``mttx_story``: the open group mitigated, its follow-up opened; notifications
+    delivered, failed and dead."""
+    for name, at in (("partially-resolved.json", 6000), ("resolved-last.json", 6100)):
+        body = {**fixture_body(name), "groupKey": "{}:{again}"}
+        await store.ingest.apply_webhooks(item(body, T0 + at * SECOND))
+    request = OpenRequest(
+        now=T0 + 6200 * SECOND,
+        policy=lambda _: DEFAULT_POLICY,
+        acknowledge_within=lambda *_: 300.0,
+    )
+    assert await store.followups.open_due(request)
+    due = await store.outbox.due(now=T0 + 10**6 * SECOND, limit=100, per_target=100)
+    groups = await store.outbox.claim_groups([r.id for r in due[:3]], 5)
+    now = T0 + 7000 * SECOND
+    outcomes = [
+        Attempt(leader_id=due[0].id, now=now, state={"ts": "1.2"}),
+        Attempt(leader_id=due[1].id, now=now, error="timeout", retry_at=now + 60 * SECOND),
+        Attempt(leader_id=due[2].id, now=now, error="gone", retry_at=None),
+    ]
+    assert len(groups) == 3
+    for outcome in outcomes:
+        await store.outbox.record(outcome)
+
+
+async def everything_read(store: Any) -> Any:
+    q, late = store.queries, T0 + 10**6 * SECOND
+    answers: dict[str, Any] = {
+        "list": await q.list_incidents(),
+        "list filtered": await q.list_incidents(
+            statuses=["resolved", "triggered", "closed"], severities=["sev1"], before=4, limit=2
+        ),
+        "list by team": await q.list_incidents(
+            teams=["checkout"], routes=["default"], services=["checkout"], since=T0, until=late
+        ),
+        "activity": await q.activity(),
+        "rows": await store.outbox.list_rows(state=None, before=None, limit=100),
+        "pending rows": await store.outbox.list_rows(state="pending", before=20, limit=5),
+        "due": await store.outbox.due(now=late, limit=100, per_target=2),
+        "next due": await store.outbox.next_due_at(after=T0 + 7000 * SECOND),
+        "candidates": await store.reconcile.candidates(["bridge", "default"]),
+        "follow-up work": await store.followups.has_work(late),
+        "validations": await store.followups.due_validations(late),
+        "next validation": await store.followups.next_validation_at(T0),
+        "published": await store.postmortems.published_index(),
+        "scrape": normalized(await store.metrics.scrape(("checkout",))),  # rows in no order
+    }
+    for i in range(1, 6):
+        answers[f"incident {i}"] = (
+            await q.get_incident(i),
+            await q.incident_page(i),
+            await q.incident_summary(i),
+            await q.timeline_since(i, 3),
+            await q.last_change(i),
+            await store.followups.incident_followup(i),
+            await store.postmortems.history(i),
+            await store.postmortems.read(i),
+            await store.postmortems.previous_path(i),
+        )
+    return plain(answers)
+
+
+async def test_every_read_of_the_interface_answers_as_sqlite_after_the_same_story(
+    pg_url: str, tmp_path: Path
+) -> None:
+    lite, pg = Store(tmp_path / "bridge.db"), PgStore(pg_url)
+    lite.open()
+    pg.open()
+    try:
+        for store in (lite, pg):
+            await mttx_story(store)
+            await more_story(store)
+        expected, got = await everything_read(lite), await everything_read(pg)
+    finally:
+        lite.close()
+        pg.close()
+    for name in expected:
+        assert got[name] == expected[name], name
