@@ -34,6 +34,7 @@ from bridge.store.postgres.dialect import translate
 from bridge.store.postmortem import PublishRecord, record_publication
 from tests.conftest import SECOND, T0, fixture_body, rows
 from tests.pgcluster import Cluster
+from tests.store.test_reminders import MIN, open_incident, sent, sev1
 
 POLICY = BuiltinPolicy()
 
@@ -153,6 +154,31 @@ async def test_two_processes_writing_one_incident_at_once_write_it_once(
     assert serial["timeline"][("note", "ann", "Note: seen by ann")] == 1
 
 
+async def test_two_processes_firing_reminders_at_once_send_each_item_once(
+    pg_cluster: Cluster,
+) -> None:
+    """The PostgreSQL side of SQLite's racing writers (test_reminders): the writers of two
+    processes fire the same due items at the same instant; each is claimed once."""
+    url = pg_cluster.new_database(template=pg_cluster.template)
+    a, b = opened(url), opened(url)
+    try:
+        incident = await open_incident(a)
+        results = await asyncio.gather(
+            *(s.reminders.fire_due(T0 + 31 * MIN, policy=sev1) for s in (a, b) for _ in range(4))
+        )
+        won = [r for r in results if r.fired]
+        assert len(won) == 1 and [f.kind for f in won[0].fired] == ["escalated", "reminder"]
+        assert rows(a, "SELECT count(*) FROM reminders") == [(2,)]
+        kinds = rows(
+            a, "SELECT kind, count(*) FROM timeline WHERE actor = 'incident-bridge' GROUP BY kind"
+        )
+        assert sorted(kinds) == [("escalated", 1), ("reminder", 1)]
+        assert len(sent(a, incident)) == 3
+    finally:
+        a.close()
+        b.close()
+
+
 # (b) Two starts on a fresh database ---------------------------------------------------------
 
 
@@ -185,6 +211,41 @@ def test_two_stores_opening_a_new_database_at_once_migrate_it_once(pg_cluster: C
     finally:
         for s in stores:
             s.close()
+
+
+def test_migrating_again_changes_nothing(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        before = catalog(raw)
+        assert schema.migrate(raw) == []
+        assert catalog(raw) == before
+
+
+def test_a_failing_migration_leaves_nothing_behind(pg_cluster: Cluster) -> None:
+    def broken(conn: PgConnection) -> None:
+        conn.raw.execute("CREATE TABLE half (id BIGINT PRIMARY KEY)")
+        raise ValueError("boom")
+
+    with psycopg.connect(pg_cluster.new_database(), autocommit=True) as raw:
+        with pytest.raises(ValueError):
+            schema.migrate(raw, [*schema.MIGRATIONS[:1], ("0002_broken", broken)])
+        assert "half" not in schema.user_tables(raw)
+        done = raw.execute("SELECT name FROM _migrations").fetchall()
+        assert done == [("0001_initial",)]
+
+
+def catalog(raw: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The schema's tables, columns, indexes, triggers and functions, as PostgreSQL lists them."""
+    return raw.execute(
+        "SELECT 'column', table_name || '.' || column_name, data_type, "
+        "coalesce(column_default, '') FROM information_schema.columns "
+        "WHERE table_schema = current_schema() "
+        "UNION ALL SELECT 'index', indexname, indexdef, '' FROM pg_indexes "
+        "WHERE schemaname = current_schema() "
+        "UNION ALL SELECT 'trigger', tgname, tgrelid::regclass::text, '' FROM pg_trigger "
+        "WHERE NOT tgisinternal "
+        "UNION ALL SELECT 'function', proname, md5(prosrc), '' FROM pg_proc "
+        "WHERE pronamespace = current_schema()::regnamespace ORDER BY 1, 2, 3"
+    ).fetchall()
 
 
 # (c) A database that is not the bridge's ----------------------------------------------------
