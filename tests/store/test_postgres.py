@@ -325,6 +325,14 @@ def test_a_database_with_tables_and_no_migrations_is_refused_untouched(
             "n = c.n + excluded.n, s = greatest(c.s, excluded.s) RETURNING n",
             None,
         ),
+        # a number's exponent is no column
+        (
+            "INSERT INTO c (k, s) VALUES (?, 1) ON CONFLICT(k) DO UPDATE SET "
+            "s = s + 1e9 * excluded.s + 2.5E-3",
+            "INSERT INTO c (k, s) VALUES (%s, 1) ON CONFLICT(k) DO UPDATE SET "
+            "s = c.s + 1e9 * excluded.s + 2.5E-3",
+            None,
+        ),
         (
             "INSERT INTO c (k, n) VALUES (?, 1) ON CONFLICT(k) DO UPDATE SET "
             "n = CASE WHEN n IS NULL THEN 'a?' ELSE n END",

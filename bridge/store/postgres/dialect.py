@@ -36,7 +36,8 @@ _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _NUMBERED = re.compile(r"\?(\d+)")
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _DO_UPDATE = re.compile(r"\bDO\s+UPDATE\s+SET\b", re.I)
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\S")
+# a number first, so that its exponent (1e9) is not read as a column
+_TOKEN = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|\S")
 _EMPTY_IN = re.compile(r"\bIN\s*\(\s*\)", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
 _KEYWORDS = frozenset(
