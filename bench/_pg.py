@@ -100,11 +100,31 @@ def masked(url: str) -> str:
 class Server:
     """A PostgreSQL server the benchmark may create databases on."""
 
-    def __init__(self, admin_url: str, *, owned: bool) -> None:
+    def __init__(self, admin_url: str, *, owned: bool, data: Path | None = None) -> None:
         self.admin_url = admin_url  # connects to a database from which others are created
         self.owned = owned  # started by the benchmark (durable settings known)
+        self.data = data  # the data folder of a server the benchmark started
         self._made: list[str] = []
         self._names = itertools.count(1)
+
+    def pids(self) -> list[int]:
+        """The server's processes (its postmaster and every child: the bridges' backends,
+        autovacuum...) when the benchmark started it; none for a server it was given."""
+        if self.data is None:
+            return []
+        try:
+            master = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        found = [master]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master:
+                found.append(int(stat.parent.name))
+        return found
 
     def sql(self, statement: str, url: str | None = None) -> list[tuple[Any, ...]]:
         import psycopg
@@ -200,7 +220,7 @@ def server(spec: str, cpu: int | None = None) -> Iterator[Server]:
         cluster = Cluster(root / "cluster", cpu)
         try:
             cluster.start()
-            pg = Server(cluster.url(), owned=True)
+            pg = Server(cluster.url(), owned=True, data=cluster.data)
             try:
                 yield pg
             finally:

@@ -13,8 +13,9 @@ payloads, a new groupKey and new fingerprints on every request, 32 connections) 
 
 in rounds: a bare run, then a bridge run right after it, three times; the ratio is the median of
 the three neighbours' ratios, because this machine's speed drifts by tens of percent over a
-minute. Before each bare run it waits until the bridge process is idle (a bridge still
-delivering would slow the bare server down). It prints one JSON line per case, and after each
+minute. Before each run it waits until the bridge processes (and the benchmark's PostgreSQL
+server) are idle: a bridge still delivering, or indexing the previous run's new incidents, would
+slow the run after it down. It prints one JSON line per case, and after each
 bridge case kills the bridge with SIGKILL and checks that the database holds at least every
 alert of every webhook that got a 200.
 
@@ -355,13 +356,22 @@ def bench_bridge(
                 )  # fmt: skip
                 acked[backend] += warm.ok
         order = list(bridges)
+
+        def settle() -> None:
+            # Each run starts on a quiet machine: the other runs' work still going on (a
+            # bridge's indexer catching up on a round's new incidents, mostly in PostgreSQL's
+            # processes for the PostgreSQL bridge; autovacuum after a round's inserts) would
+            # land on the core the measured server runs on.
+            for pid in [b.pid for _, b in bridges.values()] + (pg.pids() if pg else []):
+                wait_idle(pid)
+
         for _ in range(args.rounds):
-            for _, bridge in bridges.values():
-                wait_idle(bridge.pid)
+            settle()
             bare = run_wrk(args, bare_url, alerts, "bare", 0, args.duration, client_cpu)
             results: dict[str, WrkResult] = {}
             run_number += 1
             for backend in order:
+                settle()
                 url = bridges[backend][0]
                 tag = f"{case}{alerts}-{backend}"
                 result = run_wrk(args, url, alerts, tag, run_number, args.duration, client_cpu)
