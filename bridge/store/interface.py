@@ -115,6 +115,10 @@ class Actions(Protocol):
 
 
 class Reminders(Protocol):
+    async def due_incidents(self, now: int, *, policy: PolicyFor) -> list[int]:
+        """The incidents with a reminder or escalation due and not sent (a read)."""
+        ...
+
     async def fire_due(
         self,
         now: int,
@@ -122,6 +126,7 @@ class Reminders(Protocol):
         policy: PolicyFor,
         next_commander: NextCommander | None = None,
         directory: Mapping[str, Mapping[str, str]] | None = None,
+        incident_ids: Collection[int] | None = None,
     ) -> FireResult: ...
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from bridge.core.actions import AssignRole, Outcome, decide
 from bridge.core.incidents import Event, Incident
@@ -71,7 +71,7 @@ _TICK = (
     f"{_NEWEST_UPDATE.format(col='t.data')}, "
     "EXISTS (SELECT 1 FROM reminders r WHERE r.incident_id = incidents.id "
     "AND r.kind = 'escalated') "
-    f"FROM incidents WHERE status IN ({_SCHEDULED}) ORDER BY id"
+    f"FROM incidents WHERE status IN ({_SCHEDULED})"
 )
 _FIELDS = len(INCIDENT_COLUMNS.split(", "))
 
@@ -97,6 +97,59 @@ def _claim(conn: sqlite3.Connection, incident_id: int, item: Due, now: int) -> b
     return cur.rowcount == 1
 
 
+def _worked(
+    conn: sqlite3.Connection, policy: PolicyFor, incident_ids: Collection[int] | None
+) -> Iterator[tuple[Incident, ReminderPolicy, LastUpdate | None, bool]]:
+    """Each incident being worked (of ``incident_ids`` when given) whose rules have reminders,
+    with its policy, newest status update and whether it was escalated."""
+    if incident_ids is None:
+        rows = conn.execute(_TICK + " ORDER BY id").fetchall()
+    else:
+        ids = sorted(incident_ids)
+        rows = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows += conn.execute(f"{_TICK} AND id IN ({marks}) ORDER BY id", chunk).fetchall()
+    for row in rows:
+        incident = incident_from_row(row[:_FIELDS])
+        p = policy(incident.route, incident.severity)
+        if p.update_every_s is None and p.acknowledge_within_s is None:
+            continue
+        update_at, update_data, was_escalated = row[_FIELDS:]
+        last = _last(update_at, update_data) if p.update_every_s is not None else None
+        escalated = p.acknowledge_within_s is not None and bool(was_escalated)
+        yield incident, p, last, escalated
+
+
+def due_incidents(conn: sqlite3.Connection, now: int, *, policy: PolicyFor) -> list[int]:
+    """The incidents with something due at ``now`` that is not sent yet, read on a reader: the
+    tick writes only when there are some, and only for them (``fire_due(incident_ids=)``), so
+    that reading every incident being worked never holds the writer and the webhooks behind
+    it. What the writer does is decided again from what it reads (an incident acknowledged
+    in between has nothing due any more); one that becomes due in between waits a tick."""
+    found = []
+    for incident, p, last, escalated in _worked(conn, policy, None):
+        assert incident.id is not None
+        items = due(incident, p, now, last_update=last, escalated=escalated)
+        if items and _unsent(conn, incident.id, items):
+            found.append(incident.id)
+    return found
+
+
+def _unsent(conn: sqlite3.Connection, incident_id: int, items: Sequence[Due]) -> bool:
+    """Whether one of ``items`` has no claim yet (most due items were sent at an earlier tick
+    and stay due until the incident moves on)."""
+    for item in items:
+        sent = conn.execute(
+            "SELECT 1 FROM reminders WHERE incident_id = ? AND kind = ? AND due_at = ?",
+            (incident_id, item.kind, item.due_at),
+        ).fetchone()
+        if sent is None:
+            return True
+    return False
+
+
 def fire_due(
     conn: sqlite3.Connection,
     now: int,
@@ -104,24 +157,18 @@ def fire_due(
     policy: PolicyFor,
     next_commander: NextCommander | None = None,
     directory: Mapping[str, Mapping[str, str]] | None = None,
+    incident_ids: Collection[int] | None = None,
 ) -> FireResult:
-    """Send what is due at ``now`` for every incident being worked, each item once.
+    """Send what is due at ``now`` for every incident being worked (of ``incident_ids`` when
+    given: those ``due_incidents`` found), each item once.
 
     ``policy`` gives the current rules' reminders of a route and severity; ``next_commander``
     who an escalation hands the commander role to, where the policy says so; ``directory``
     people's handles (the rotations'), so that the new commander is invited and mentioned."""
-    rows = conn.execute(_TICK).fetchall()
     fired: list[Fired] = []
     notifications = 0
-    for row in rows:
-        incident = incident_from_row(row[:_FIELDS])
+    for incident, p, last, escalated in _worked(conn, policy, incident_ids):
         assert incident.id is not None
-        p = policy(incident.route, incident.severity)
-        if p.update_every_s is None and p.acknowledge_within_s is None:
-            continue
-        update_at, update_data, was_escalated = row[_FIELDS:]
-        last = _last(update_at, update_data) if p.update_every_s is not None else None
-        escalated = p.acknowledge_within_s is not None and bool(was_escalated)
         for item in due(incident, p, now, last_update=last, escalated=escalated):
             if not _claim(conn, incident.id, item, now):
                 continue  # sent already (an earlier tick, or another writer)

@@ -102,6 +102,7 @@ class SqliteActions(_Part):
 
 
 class SqliteReminders(_Part):
+    due_incidents = _reads(reminders_sql.due_incidents)
     fire_due = _writes(reminders_sql.fire_due)
 
 
