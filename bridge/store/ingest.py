@@ -27,6 +27,7 @@ from bridge.core.text import escape_controls
 from bridge.core.values import immutable
 from bridge.store.incidents import (
     INCIDENT_COLUMNS,
+    INCIDENT_FIELDS,
     INSERT_EVENT,
     INSERT_OUTBOX,
     UPSERT_INCIDENT,
@@ -35,6 +36,8 @@ from bridge.store.incidents import (
     next_ids,
     together,
 )
+
+_INCIDENT_ROW = ", ".join(f"incidents.{f}" for f in INCIDENT_FIELDS)
 
 log = logging.getLogger("bridge.store")
 
@@ -153,10 +156,15 @@ class _Batch:
             )
         if not keys:
             return
-        marks = ",".join("?" * len(keys))
+        # Per key its newest incident (the max of the (key, id) index), then that row by its
+        # id: a nested loop over the keys given whatever the planner believes of the table.
+        # PostgreSQL's statistics lag a table that grows fast (a storm of new incidents): with
+        # "key IN (...) GROUP BY key" it chose scans of the whole table.
+        values = ", ".join("(?)" for _ in keys)
         rows = conn.execute(
-            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN "
-            f"(SELECT max(id) FROM incidents WHERE key IN ({marks}) GROUP BY key)",
+            f"SELECT {_INCIDENT_ROW} FROM (VALUES {values}) AS wanted "
+            "JOIN incidents ON incidents.id = "
+            "(SELECT max(i.id) FROM incidents i WHERE i.key = wanted.column1)",
             tuple(keys),
         ).fetchall()
         self.latest = dict.fromkeys(keys)
