@@ -154,6 +154,27 @@ async def test_two_processes_writing_one_incident_at_once_write_it_once(
     assert serial["timeline"][("note", "ann", "Note: seen by ann")] == 1
 
 
+async def test_a_write_waits_for_another_processes_write_transaction(pg_url: str) -> None:
+    """Write transactions are serial across processes (the writer's advisory lock): while
+    another process's write transaction is open, a webhook waits, and it is answered only once
+    that one has committed. Without the lock both would run at once, each reading the tables as
+    they were before the other's change (the racing tests above then rely on colliding ids)."""
+    store = opened(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("BEGIN")
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (schema.WRITE_LOCK,))
+            webhook = arrivals("am-1")[0]
+            pending = asyncio.ensure_future(store.ingest.apply_webhooks(webhook))
+            await asyncio.sleep(0.5)
+            assert not pending.done()  # waiting for the lock, not writing beside it
+            other.execute("COMMIT")
+        result = await asyncio.wait_for(pending, 10)
+        assert result.incidents[0].created
+    finally:
+        store.close()
+
+
 async def test_two_processes_firing_reminders_at_once_send_each_item_once(
     pg_cluster: Cluster,
 ) -> None:
