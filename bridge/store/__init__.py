@@ -78,7 +78,7 @@ def _bind_plainly() -> None:
     sqlite3.register_adapter(bytes, _unchanged)
 
 
-class Store:
+class Store(sqlite.Parts):
     """Owns the database file. Writes go through ``write``; reads through ``read``."""
 
     def __init__(self, path: Path | str, *, synchronous: Synchronous = "FULL") -> None:
@@ -94,18 +94,7 @@ class Store:
         # this store's own: a false fingerprint seen here makes only its next batches careful
         self.careful = CarefulMode()
         # interface.StoreInterface: one part per concern, each over this writer and read pool
-        self.ingest = sqlite.SqliteIngest(self, self.careful)
-        self.actions = sqlite.SqliteActions(self)
-        self.reminders = sqlite.SqliteReminders(self)
-        self.followups = sqlite.SqliteFollowUps(self)
-        self.queries = sqlite.SqliteQueries(self)
-        self.outbox = sqlite.SqliteOutbox(self)
-        self.metrics = sqlite.SqliteMetrics(self)
-        self.search = sqlite.SqliteSearch(self)
-        self.postmortems = sqlite.SqlitePostmortems(self)
-        self.reconcile = sqlite.SqliteReconcile(self)
-        self.chat = sqlite.SqliteChat(self)
-        self.sessions = sqlite.SqliteSessions(self)
+        self.attach_parts(self, self.careful)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

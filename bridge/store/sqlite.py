@@ -221,3 +221,35 @@ class SqliteSessions(_Part):
     end = _writes(sessions_sql.end_session)
     end_of = _writes(sessions_sql.end_sessions_of)
     is_live = _reads(sessions_sql.session_is_live)
+
+
+class Parts:
+    """The interface's parts, each over a runner's writer and read pool: the two backends'
+    stores (``Store``, ``postgres.PgStore``) are both made of these, over the same SQL."""
+
+    ingest: SqliteIngest
+    actions: SqliteActions
+    reminders: SqliteReminders
+    followups: SqliteFollowUps
+    queries: SqliteQueries
+    outbox: SqliteOutbox
+    metrics: SqliteMetrics
+    search: SqliteSearch
+    postmortems: SqlitePostmortems
+    reconcile: SqliteReconcile
+    chat: SqliteChat
+    sessions: SqliteSessions
+
+    def attach_parts(self, runner: Runner, careful: CarefulMode) -> None:
+        self.ingest = SqliteIngest(runner, careful)
+        self.actions = SqliteActions(runner)
+        self.reminders = SqliteReminders(runner)
+        self.followups = SqliteFollowUps(runner)
+        self.queries = SqliteQueries(runner)
+        self.outbox = SqliteOutbox(runner)
+        self.metrics = SqliteMetrics(runner)
+        self.search = SqliteSearch(runner)
+        self.postmortems = SqlitePostmortems(runner)
+        self.reconcile = SqliteReconcile(runner)
+        self.chat = SqliteChat(runner)
+        self.sessions = SqliteSessions(runner)

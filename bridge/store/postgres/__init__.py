@@ -262,7 +262,7 @@ class PgWriter(Writer):
             self._raw = None
 
 
-class PgStore:
+class PgStore(sqlite.Parts):
     """The database as the service uses it, on PostgreSQL (``interface.StoreInterface``)."""
 
     def __init__(
@@ -288,18 +288,7 @@ class PgStore:
         # reads beyond the pool's connections that may wait for one; past that, refused at once
         self.max_waiting_reads = 4 * pool_size
         self.careful = CarefulMode()
-        self.ingest = sqlite.SqliteIngest(self, self.careful)
-        self.actions = sqlite.SqliteActions(self)
-        self.reminders = sqlite.SqliteReminders(self)
-        self.followups = sqlite.SqliteFollowUps(self)
-        self.queries = sqlite.SqliteQueries(self)
-        self.outbox = sqlite.SqliteOutbox(self)
-        self.metrics = sqlite.SqliteMetrics(self)
-        self.search = sqlite.SqliteSearch(self)
-        self.postmortems = sqlite.SqlitePostmortems(self)
-        self.reconcile = sqlite.SqliteReconcile(self)
-        self.chat = sqlite.SqliteChat(self)
-        self.sessions = sqlite.SqliteSessions(self)
+        self.attach_parts(self, self.careful)
 
     def __repr__(self) -> str:
         return f"PgStore({self.url.masked})"
