@@ -19,6 +19,7 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,43 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_destination(dest: Path, *, force: bool) -> None:
+    """Refuse a backup's destination that exists (unless ``force``), is a folder, or whose
+    folder is missing, before anything is read or written."""
+    if dest.exists() and not force:
+        raise DestinationExists(f"{dest} exists; give --force to replace it")
+    if dest.is_dir():
+        raise BackupError(f"{dest} is a directory; give the backup's file name")
+    if not dest.parent.is_dir():
+        raise BackupError(f"cannot write the backup {dest}: no directory {dest.parent}")
+
+
+@contextlib.contextmanager
+def written_whole(dest: Path) -> Iterator[Path]:
+    """A temporary file beside ``dest`` for the block to write (0600: a backup holds what the
+    database holds). When the block ends, the file is flushed to disk and replaces ``dest`` in
+    one rename; when it raises, the file is removed. A backup is whole or not there."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        try:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def backup(
     source: Path,
     dest: Path,
@@ -127,59 +165,38 @@ def backup(
     pause_s: float = PAUSE_S,
 ) -> BackupResult:
     """Copy ``source`` into ``dest`` consistently while it may be written; see the module."""
-    if dest.exists() and not force:
-        raise DestinationExists(f"{dest} exists; give --force to replace it")
-    if dest.is_dir():
-        raise BackupError(f"{dest} is a directory; give the backup's file name")
+    check_destination(dest, force=force)
     if dest.exists() and source.exists() and dest.resolve() == source.resolve():
         raise BackupError(f"{dest} is the database itself; give the backup another path")
-    if not dest.parent.is_dir():
-        raise BackupError(f"cannot write the backup {dest}: no directory {dest.parent}")
     started = time.monotonic()
     src = _read_only(source)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    except OSError as exc:
-        src.close()
-        raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
-    os.close(fd)  # mkstemp made it 0600: the copy holds what the database holds
-    tmp = Path(tmp_name)
-    try:
-        try:
-            # One read transaction for the whole copy: every step reads the same snapshot, so
-            # the writer's commits meanwhile neither restart the copy nor show up half in it.
-            src.execute("BEGIN")
-            migrations = _migrations(src, source)
-            dst = sqlite3.connect(tmp, isolation_level=None)
+        with written_whole(dest) as tmp:
             try:
-                src.backup(dst, pages=pages_per_step, sleep=pause_s)
-                src.execute("COMMIT")
-                dst.execute("PRAGMA journal_mode = DELETE")  # one file: no -wal beside it
-                pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
-                problems = _integrity(dst)
-            finally:
-                dst.close()
-        except sqlite3.DatabaseError as exc:
-            raise BackupError(f"cannot back up {source} to {dest}: {exc}") from None
-        except OSError as exc:
-            raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
-        if problems:
-            raise BackupError(
-                f"the copy of {source} failed its integrity check ({problems[0]}); {dest} "
-                "was not written. Run `incident-bridge db check` on the database"
-            )
-        try:
-            with tmp.open("rb+") as f:
-                os.fsync(f.fileno())
-            size = tmp.stat().st_size
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-        except OSError as exc:
-            raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+                # One read transaction for the whole copy: every step reads the same snapshot,
+                # so the writer's commits meanwhile neither restart the copy nor show up half
+                # in it.
+                src.execute("BEGIN")
+                migrations = _migrations(src, source)
+                dst = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    src.backup(dst, pages=pages_per_step, sleep=pause_s)
+                    src.execute("COMMIT")
+                    dst.execute("PRAGMA journal_mode = DELETE")  # one file: no -wal beside it
+                    pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
+                    problems = _integrity(dst)
+                finally:
+                    dst.close()
+            except sqlite3.DatabaseError as exc:
+                raise BackupError(f"cannot back up {source} to {dest}: {exc}") from None
+            except OSError as exc:
+                raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
+            if problems:
+                raise BackupError(
+                    f"the copy of {source} failed its integrity check ({problems[0]}); {dest} "
+                    "was not written. Run `incident-bridge db check` on the database"
+                )
     finally:
         src.close()
+    size = dest.stat().st_size
     return BackupResult(dest, pages, size, time.monotonic() - started, migrations)

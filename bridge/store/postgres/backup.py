@@ -21,11 +21,9 @@ the alert counts per incident equal to the alerts linked.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge.core.dburl import DatabaseUrl
 from bridge.core.secrets import Secret
-from bridge.store.errors import BackupError, DestinationExists
+from bridge.store.backup import check_destination, written_whole
+from bridge.store.errors import BackupError
 from bridge.store.postgres import PgStore, schema
 
 __all__ = ["PgBackupResult", "PgCheckResult", "backup", "check", "find_tool"]
@@ -120,14 +119,6 @@ def _child_connection(url: DatabaseUrl, password: Secret | None) -> tuple[str, d
     return make_conninfo("", **params), env
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _stderr(done: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     return "; ".join(lines[-3:]) or f"exit code {done.returncode}"
@@ -137,12 +128,7 @@ def backup(
     url: DatabaseUrl, dest: Path, *, password: Secret | None = None, force: bool = False
 ) -> PgBackupResult:
     """``pg_dump --format=custom`` of the database into ``dest``; see the module."""
-    if dest.exists() and not force:
-        raise DestinationExists(f"{dest} exists; give --force to replace it")
-    if dest.is_dir():
-        raise BackupError(f"{dest} is a directory; give the backup's file name")
-    if not dest.parent.is_dir():
-        raise BackupError(f"cannot write the backup {dest}: no directory {dest.parent}")
+    check_destination(dest, force=force)
     dump, restore = find_tool("pg_dump"), find_tool("pg_restore")
     if dump is None or restore is None:
         raise BackupError(
@@ -156,13 +142,7 @@ def backup(
     finally:
         raw.close()
     conninfo, env = _child_connection(url, password)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
-    os.close(fd)  # mkstemp made it 0600: the dump holds what the database holds
-    tmp = Path(tmp_name)
-    try:
+    with written_whole(dest) as tmp:
         done = subprocess.run(
             [
                 str(dump),
@@ -183,18 +163,7 @@ def backup(
         )
         if listed.returncode != 0 or "TABLE DATA" not in listed.stdout:
             raise BackupError(f"the dump of {url.masked} cannot be read back: {_stderr(listed)}")
-        try:
-            with tmp.open("rb+") as f:
-                os.fsync(f.fileno())
-            size = tmp.stat().st_size
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-        except OSError as exc:
-            raise BackupError(f"cannot write the backup {dest}: {exc.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    size = dest.stat().st_size
     return PgBackupResult(dest, size, time.monotonic() - started, dump, migrations)
 
 
