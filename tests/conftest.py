@@ -18,6 +18,7 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime, builtin_runtime, rules_runtime
 from bridge.service import AppState, api_access
+from bridge.service.database import new_store as service_store
 from bridge.store import Store, new_store
 from bridge.targets.base import TargetDeps
 from tests.fakes.base import serving
@@ -124,13 +125,7 @@ def service_db(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> dic
 
 def open_store(settings: Settings) -> Any:
     """The store of ``settings`` (either backend), open."""
-    s = new_store(
-        settings.db,
-        url=settings.database_url,
-        password=settings.db_password,
-        pool_size=settings.db_pool_size,
-        statement_timeout_s=settings.db_statement_timeout_s,
-    )
+    s = service_store(settings)  # as the service opens it
     s.open()
     return s
 

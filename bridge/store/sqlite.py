@@ -227,19 +227,6 @@ class Parts:
     """The interface's parts, each over a runner's writer and read pool: the two backends'
     stores (``Store``, ``postgres.PgStore``) are both made of these, over the same SQL."""
 
-    ingest: SqliteIngest
-    actions: SqliteActions
-    reminders: SqliteReminders
-    followups: SqliteFollowUps
-    queries: SqliteQueries
-    outbox: SqliteOutbox
-    metrics: SqliteMetrics
-    search: SqliteSearch
-    postmortems: SqlitePostmortems
-    reconcile: SqliteReconcile
-    chat: SqliteChat
-    sessions: SqliteSessions
-
     def attach_parts(self, runner: Runner, careful: CarefulMode) -> None:
         self.ingest = SqliteIngest(runner, careful)
         self.actions = SqliteActions(runner)

@@ -30,7 +30,7 @@ I = TypeVar("I")  # noqa: E741
 log = logging.getLogger("bridge.store")
 __all__ = ["Batched", "StoreUnavailable", "Writer", "is_fault"]
 
-STOP = object()
+_STOP = object()
 MAX_BATCH = 512
 
 
@@ -87,7 +87,7 @@ class Writer:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(STOP)
+        self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join()
 
@@ -116,8 +116,8 @@ class Writer:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        if any(entry is STOP for entry in batch):
-            return [entry for entry in batch if entry is not STOP], True
+        if any(entry is _STOP for entry in batch):
+            return [entry for entry in batch if entry is not _STOP], True
         return batch, False
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Entry]) -> None:
