@@ -42,22 +42,25 @@ _INCIDENT_ROW = ", ".join(f"incidents.{f}" for f in INCIDENT_FIELDS)
 log = logging.getLogger("bridge.store")
 
 # The alerts table holds the newest occurrence per fingerprint; a stale copy (older startsAt,
-# or "firing" for an occurrence already resolved) only refreshes last_seen.
+# or "firing" for an occurrence already resolved) only refreshes last_seen. The stored row's
+# columns are named with their table: PostgreSQL calls a bare one ambiguous beside excluded.
 _NEWER = (
-    "(excluded.starts_at > starts_at OR (excluded.starts_at = starts_at AND status = 'firing'))"
+    "(excluded.starts_at > alerts.starts_at OR (excluded.starts_at = alerts.starts_at "
+    "AND alerts.status = 'firing'))"
 )
 _UPSERT_ALERT = (
     "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, ends_at, "
     "generator_url, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(fingerprint) DO UPDATE SET last_seen = excluded.last_seen, "
-    "labels = CASE WHEN excluded.starts_at >= starts_at THEN excluded.labels ELSE labels END, "
-    "annotations = CASE WHEN excluded.starts_at >= starts_at "
-    "THEN excluded.annotations ELSE annotations END, "
-    "generator_url = CASE WHEN excluded.starts_at >= starts_at "
-    "THEN excluded.generator_url ELSE generator_url END, "
-    f"status = CASE WHEN {_NEWER} THEN excluded.status ELSE status END, "
-    f"ends_at = CASE WHEN {_NEWER} THEN excluded.ends_at ELSE ends_at END, "
-    "starts_at = max(starts_at, excluded.starts_at) "
+    "labels = CASE WHEN excluded.starts_at >= alerts.starts_at THEN excluded.labels "
+    "ELSE alerts.labels END, "
+    "annotations = CASE WHEN excluded.starts_at >= alerts.starts_at "
+    "THEN excluded.annotations ELSE alerts.annotations END, "
+    "generator_url = CASE WHEN excluded.starts_at >= alerts.starts_at "
+    "THEN excluded.generator_url ELSE alerts.generator_url END, "
+    f"status = CASE WHEN {_NEWER} THEN excluded.status ELSE alerts.status END, "
+    f"ends_at = CASE WHEN {_NEWER} THEN excluded.ends_at ELSE alerts.ends_at END, "
+    "starts_at = max(alerts.starts_at, excluded.starts_at) "
     # A fingerprint stored with other labels is not overwritten: the row is left alone, the
     # change count says so, and the batch is redone with the labels checked (LabelConflict).
     "WHERE alerts.labels = excluded.labels"

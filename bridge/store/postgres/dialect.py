@@ -4,8 +4,8 @@ The store's SQL functions are written once, in the dialect the two databases sha
 DB-API connection (``execute``, ``executemany``, ``fetchone``, ``rowcount``). ``translate``
 turns the few SQLite spellings they use into PostgreSQL's, once per statement text (cached):
 
-- ``?`` placeholders become ``%s``, and a literal ``%`` becomes ``%%`` (outside string literals);
-  numbered ones (``?1``, used twice) become one ``%s`` each, with the order of the arguments;
+- ``?`` placeholders become ``%s`` (outside string literals), and every ``%`` becomes ``%%``
+  (psycopg reads the whole text for its placeholders); numbered ones (``?1``, used twice) become one ``%s`` each, with the order of the arguments;
 - ``INSERT OR IGNORE INTO ...`` becomes ``INSERT INTO ... ON CONFLICT DO NOTHING``;
 - the scalar ``max(a, b)`` / ``min(a, b)`` become ``greatest`` / ``least`` (the aggregates with
   one argument are the same in both);
@@ -13,14 +13,14 @@ turns the few SQLite spellings they use into PostgreSQL's, once per statement te
 - ``CAST(... AS INTEGER)`` becomes ``BIGINT`` (the store's times are nanoseconds);
 - ``INDEXED BY name`` (SQLite's planner told which index to walk) is dropped: PostgreSQL's
   planner chooses by its statistics;
-- in an upsert's ``DO UPDATE SET``, a bare column on the right of ``=`` (``n = n + 1``) is the
-  existing row's, as SQLite reads it: PostgreSQL calls it ambiguous, so it gets the table's name;
 - ``BEGIN`` / ``COMMIT`` written by a read function are dropped: on PostgreSQL every read runs in
   one read-only REPEATABLE READ transaction the backend opens (``store.PgStore.read``).
 
 ``json_valid`` and ``json_extract`` (SQLite's JSON functions the store calls on TEXT columns)
 are SQL functions the PostgreSQL schema defines (``schema.py``). What cannot be written in the
-shared dialect (the search index, the triggers) has a PostgreSQL module of its own.
+shared dialect (the search index, the triggers) has a PostgreSQL module of its own. Some of the
+dialect is simply written so that both read it: an upsert names the stored row's columns with
+their table (``alerts.starts_at``: PostgreSQL calls a bare one ambiguous beside ``excluded``).
 """
 
 from __future__ import annotations
@@ -34,74 +34,8 @@ _SCALAR = re.compile(r"\b(max|min)\s*\(", re.I)
 _CAST_INTEGER = re.compile(r"\bAS\s+INTEGER\s*\)", re.I)
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _NUMBERED = re.compile(r"\?(\d+)")
-_INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
-_DO_UPDATE = re.compile(r"\bDO\s+UPDATE\s+SET\b", re.I)
-# a number first, so that its exponent (1e9) is not read as a column
-_TOKEN = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|\S")
 _EMPTY_IN = re.compile(r"\bIN\s*\(\s*\)", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
-_KEYWORDS = frozenset(
-    [
-        "case",
-        "when",
-        "then",
-        "else",
-        "end",
-        "and",
-        "or",
-        "not",
-        "null",
-        "is",
-        "in",
-        "where",
-        "true",
-        "false",
-        "like",
-        "between",
-        "distinct",
-        "from",
-        "as",
-        "asc",
-        "desc",
-        "excluded",
-        "returning",
-        "select",
-        "exists",
-    ]
-)
-
-
-def _qualify_upsert(code: str, table: str) -> str:
-    """The bare columns after ``DO UPDATE SET`` (not the assigned ones) named ``table.col``."""
-    m = _DO_UPDATE.search(code)
-    if m is None:
-        return code
-    head, tail = code[: m.end()], code[m.end() :]
-    out: list[str] = []
-    pos, depth, prev = 0, 0, ","
-    tokens = list(_TOKEN.finditer(tail))
-    for i, tok in enumerate(tokens):
-        text = tok.group(0)
-        if text.upper() == "RETURNING":
-            break
-        nxt = tokens[i + 1].group(0) if i + 1 < len(tokens) else ""
-        if text == "(":
-            depth += 1
-        elif text == ")":
-            depth -= 1
-        elif (
-            (text[0].isalpha() or text[0] == "_")
-            and text.lower() not in _KEYWORDS
-            and prev != "."
-            and nxt not in (".", "(")
-        ):
-            target = depth == 0 and prev in (",", "SET") and nxt == "="
-            if not target:
-                out.append(tail[pos : tok.start()] + f"{table}.{text}")
-                pos = tok.end()
-        prev = text.upper() if text.upper() == "SET" else text
-    out.append(tail[pos:])
-    return head + "".join(out)
 
 
 def is_transaction_control(sql: str) -> bool:
@@ -167,13 +101,9 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
         sql = _OR_IGNORE.sub("INSERT INTO", sql, count=1)
     pieces = []
     order: list[int] = []
-    literals: list[str] = []
     for is_code, text in _outside_strings(sql):
-        if not is_code:  # kept aside while the code is rewritten, put back at the end
-            literals.append(text.replace("%", "%%"))
-            text = f"\u00a7{len(literals) - 1}\u00a7"
-        else:
-            text = text.replace("%", "%%")
+        text = text.replace("%", "%%")
+        if is_code:
             if _NUMBERED.search(text):
                 order.extend(int(m.group(1)) - 1 for m in _NUMBERED.finditer(text))
                 text = _NUMBERED.sub("%s", text)
@@ -183,11 +113,6 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
             text = _INDEXED_BY.sub("", text)
         pieces.append(text)
     out = "".join(pieces)
-    into = _INSERT_INTO.match(out)
-    if into is not None:
-        out = _qualify_upsert(out, into.group(1))
-    for i, literal in enumerate(literals):
-        out = out.replace(f"\u00a7{i}\u00a7", literal, 1)
     if ignore:
         returning = _RETURNING.search(out)
         if returning is None:
