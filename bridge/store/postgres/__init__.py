@@ -169,8 +169,7 @@ class PgWriter(Writer):
         reused = self._raw is not None and not self._raw.closed and not self._raw.broken
         raw = self._connection()
         if raw is None:
-            error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
-            resolve(batch, [(False, error)] * len(batch))
+            self._refuse(batch)
             return
         results = self._pg_attempt(raw, batch, isolate=False, fresh=not reused)
         if isinstance(results, _Stale):
@@ -179,14 +178,17 @@ class PgWriter(Writer):
             # failing webhooks that a server that is up again would take.
             raw = self._connection()
             if raw is None:
-                error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
-                resolve(batch, [(False, error)] * len(batch))
+                self._refuse(batch)
                 return
             results = self._pg_attempt(raw, batch, isolate=False, fresh=True)
         if results is None:
             results = self._pg_attempt(raw, batch, isolate=True)
         assert results is not None and not isinstance(results, _Stale)
         resolve(batch, results)
+
+    def _refuse(self, batch: list[Any]) -> None:
+        error = StoreUnavailable(f"PostgreSQL is unreachable: {self.down}")
+        resolve(batch, [(False, error)] * len(batch))
 
     def _pg_attempt(
         self,
