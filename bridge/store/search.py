@@ -127,6 +127,17 @@ def _set_mark(conn: sqlite3.Connection, name: str, value: int) -> None:
 
 
 @immutable
+class IncidentDoc:
+    """What the indexer writes for one new incident (``Fts.add_incidents``)."""
+
+    incident_id: int
+    text: str  # its document (``incident_text``)
+    title: str
+    labels: str  # the label values it is compared by (``similar_terms.labels``)
+    keys: tuple[tuple[str, str], ...]  # (alertname, service) pairs for ``similar_keys``
+
+
+@immutable
 class Hit:
     incident_id: int
     kind: str
@@ -152,6 +163,20 @@ class Fts(Protocol):
 
     def add_similar(self, conn: Any, incident_id: int, title: str, labels: str) -> None:
         """What a new incident is compared with: the incident's title and label values."""
+        ...
+
+    def first_labels(self, conn: Any, ids: Sequence[int], limit: int) -> dict[int, list[str]]:
+        """The labels (JSON text) of each incident's first ``limit`` alerts (by start, then
+        fingerprint); an incident without alerts is left out. Here, beside the engine, because
+        the indexer's job reads them for a whole batch of incidents at once where the engine's
+        SQL can (PostgreSQL: one statement; SQLite, where a statement costs no round trip: one
+        walk of the index per incident)."""
+        ...
+
+    def add_incidents(self, conn: Any, docs: Sequence[IncidentDoc]) -> None:
+        """The indexer's new incidents: each one's document (kind ``incident``, named in
+        ``search_docs``), ``similar_terms`` row and ``similar_keys`` (as ``index_pending`` did
+        one at a time; PostgreSQL writes each table in one statement for the whole batch)."""
         ...
 
     def similar_count(self, conn: Any, term: str, before: int, cap: int) -> int:
@@ -213,13 +238,15 @@ def _add(conn: sqlite3.Connection, incident_id: int, kind: str, ref: str, text: 
     )
 
 
+_FIRST_LABELS = (
+    "SELECT a.labels FROM incident_alerts ia JOIN alerts a ON a.fingerprint = ia.fingerprint "
+    "WHERE ia.incident_id = ? ORDER BY ia.starts_at, ia.fingerprint LIMIT ?"
+)
+
+
 def _labels(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, str]]:
     """The labels of the incident's first ``MAX_ALERTS`` alerts (a walk of its index)."""
-    rows = conn.execute(
-        "SELECT a.labels FROM incident_alerts ia JOIN alerts a ON a.fingerprint = ia.fingerprint "
-        "WHERE ia.incident_id = ? ORDER BY ia.starts_at, ia.fingerprint LIMIT ?",
-        (incident_id, MAX_ALERTS),
-    ).fetchall()
+    rows = conn.execute(_FIRST_LABELS, (incident_id, MAX_ALERTS)).fetchall()
     return [json.loads(text) for (text,) in rows]
 
 
@@ -282,15 +309,21 @@ def index_pending(
     ).fetchall()
     more = len(incidents) > max_incidents
     incidents = incidents[:max_incidents]
+    fts = engine(conn)
+    first = fts.first_labels(conn, [row[0] for row in incidents], MAX_ALERTS)
+    docs = []
     for incident_id, key, title, team, service in incidents:
-        labels = _labels(conn, incident_id)
-        text = incident_text(title, key, team, service, labels)
-        _add(conn, incident_id, INCIDENT, str(incident_id), text)
-        engine(conn).add_similar(conn, incident_id, title, _similar_labels(labels))
-        conn.executemany(
-            "INSERT OR IGNORE INTO similar_keys (alertname, service, incident_id) VALUES (?, ?, ?)",
-            [(name, svc, incident_id) for name, svc in _keys(service, labels)],
+        labels = [json.loads(text) for text in first.get(incident_id, ())]
+        docs.append(
+            IncidentDoc(
+                incident_id,
+                incident_text(title, key, team, service, labels),
+                title,
+                _similar_labels(labels),
+                tuple(_keys(service, labels)),
+            )
         )
+    fts.add_incidents(conn, docs)
     entries = conn.execute(
         "SELECT id, incident_id, kind, text FROM timeline WHERE id > ? ORDER BY id LIMIT ?",
         (m.timeline, max_entries + 1),
@@ -647,6 +680,24 @@ class SqliteFts:
             "INSERT INTO similar_terms (rowid, title, labels) VALUES (?, ?, ?)",
             (incident_id, title, labels),
         )
+
+    def first_labels(self, conn: Any, ids: Sequence[int], limit: int) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for incident_id in ids:
+            rows = conn.execute(_FIRST_LABELS, (incident_id, limit)).fetchall()
+            if rows:
+                out[incident_id] = [text for (text,) in rows]
+        return out
+
+    def add_incidents(self, conn: Any, docs: Sequence[IncidentDoc]) -> None:
+        for d in docs:
+            _add(conn, d.incident_id, INCIDENT, str(d.incident_id), d.text)
+            self.add_similar(conn, d.incident_id, d.title, d.labels)
+            conn.executemany(
+                "INSERT OR IGNORE INTO similar_keys (alertname, service, incident_id) "
+                "VALUES (?, ?, ?)",
+                [(name, svc, d.incident_id) for name, svc in d.keys],
+            )
 
     def similar_count(self, conn: Any, term: str, before: int, cap: int) -> int:
         (df,) = conn.execute(

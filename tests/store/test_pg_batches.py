@@ -1,0 +1,112 @@
+"""PostgreSQL's batches: the writer's jobs that handle many rows send a number of statements that
+does not grow with the rows (each statement is a round trip and a server parse/plan/execute:
+the webhooks' path waits behind them on one writer, docs/performance.md), and write what the
+one-at-a-time code wrote.
+
+Statements are counted where they leave the client: libpq's trace of the protocol messages
+(``Query`` for a simple query, ``Bind`` for each execution of an extended one, so a pipeline's
+or an ``executemany``'s rows count one each)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bridge.store.search import (
+    INCIDENT,
+    MAX_ALERTS,
+    _keys,
+    _labels,
+    _similar_labels,
+    incident_text,
+    index_pending,
+)
+from tests.store.test_search import PgDb, labels
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[PgDb]:
+    d = PgDb(pg_url)
+    yield d
+    d.close()
+
+
+@contextlib.contextmanager
+def counted(db: PgDb) -> Iterator[list[int]]:
+    """The statements ``db``'s connection sends inside the block, in the list once it ends."""
+    out: list[int] = []
+    with tempfile.TemporaryFile("w+") as trace:
+        db.raw.pgconn.trace(trace.fileno())
+        try:
+            yield out
+        finally:
+            db.raw.pgconn.untrace()
+        trace.flush()
+        os.lseek(trace.fileno(), 0, os.SEEK_SET)
+        sent = [line.split("\t") for line in os.read(trace.fileno(), 1 << 24).decode().splitlines()]
+    out.append(sum(1 for f in sent if len(f) > 3 and f[1] == "F" and f[3] in ("Query", "Bind")))
+
+
+def index_once(db: PgDb) -> Any:
+    with db.transaction():
+        return index_pending(db.conn, max_incidents=64)
+
+
+def test_indexing_forty_new_incidents_sends_as_many_statements_as_indexing_one(
+    db: PgDb,
+) -> None:
+    db.open("g0", "first", labels("A", "svc"))
+    with counted(db) as one:
+        assert index_once(db).incidents == 1
+    for n in range(40):
+        # two alerts each, the same (alertname, service) twice in one incident
+        db.open(f"g{n + 1}", f"t{n}", labels("A", "svc", i="1"), labels("A", "svc", i="2"))
+    with counted(db) as forty:
+        assert index_once(db).incidents == 40
+    # Per incident it used to be a labels read, two inserts for its document, one for its
+    # terms and one per key: 5 statements each, 200 here
+    assert forty[0] == one[0], (one, forty)
+    assert forty[0] <= 12
+
+
+def test_a_batch_writes_what_each_incident_alone_would(db: PgDb) -> None:
+    many = [labels("Big", "db", instance=f"db-{n:03}") for n in range(MAX_ALERTS + 10)]
+    ids = [
+        db.open("storm", "Big storm", *many),
+        db.open("g1", "Disk full", labels("DiskFull", "db"), labels("DiskFull", "")),
+        db.open("g2", "No service label", {"alertname": "Lonely", "severity": "critical"}),
+        db.open("g3", "Two names", labels("A", "web"), labels("B", "web"), labels("A", "web")),
+    ]
+    assert index_once(db).incidents == len(ids)
+    for incident_id in ids:
+        key, title, team, service = db.rows(
+            "SELECT key, title, team, service FROM incidents WHERE id = ?", incident_id
+        )[0]
+        first = _labels(db.conn, incident_id)  # one incident's own read, as before batches
+        assert len(first) <= MAX_ALERTS
+        text = incident_text(title, key, team, service, first)
+        assert db.rows(
+            "SELECT s.body FROM search_docs d JOIN search s ON s.id = d.doc "
+            "WHERE d.incident_id = ? AND d.kind = ? AND d.ref = ?",
+            incident_id,
+            INCIDENT,
+            str(incident_id),
+        ) == [(text,)]
+        assert db.rows(
+            "SELECT title, labels FROM similar_terms WHERE incident_id = ?", incident_id
+        ) == [(title, _similar_labels(first))]
+        keys = db.rows(
+            "SELECT alertname, service FROM similar_keys WHERE incident_id = ? "
+            "ORDER BY alertname, service",
+            incident_id,
+        )
+        assert keys == sorted(_keys(service, first))
+    # the storm's document holds its first MAX_ALERTS alerts' labels (by start, fingerprint)
+    storm = json.dumps(db.rows("SELECT body FROM search WHERE incident_id = ?", ids[0]))
+    assert storm.count("instance=db-") == MAX_ALERTS
