@@ -108,6 +108,7 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
+    app[ops.STOPPING] = asyncio.Event()  # set at SIGTERM (run's stop sequence)
     app.router.add_get("/metrics", ops.metrics)
     chat.install(app, state)  # /api/v1/chat/...: only those whose secret is configured
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
@@ -572,9 +573,16 @@ async def run(
     assert runner.server is not None
     limit = ConnectionLimit.from_settings(runner.server, settings)
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()  # a second SIGTERM/SIGINT: no more --shutdown-delay
     loop = asyncio.get_running_loop()
+
+    def on_stop_signal() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop_signal)
     reloads: set[asyncio.Task[list[str]]] = set()  # the loop keeps only weak references
 
     def on_sighup() -> None:
@@ -623,23 +631,105 @@ async def run(
         if settings.watch_rules and settings.rules:
             background.append(asyncio.create_task(_watch_rules(state)))
         await stop.wait()
-        log.info("stopping: no new connections, finishing requests in flight")
+        await _shutdown_delay(app, settings, hurry)
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await reminders.stop()  # a tick in flight still commits (the writer finishes it)
-        await indexer.stop()  # likewise; what is left is indexed at the next start
-        if reconciler is not None:
-            await reconciler.stop()  # nothing of it is lost: the next start asks again
+        await _stop(
+            settings,
+            listeners,
+            [r for r in (hooks, runner) if r is not None],
+            background,
+            [reminders, indexer, *([reconciler] if reconciler is not None else [])],
+            worker,
+        )
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        for listener in listeners:
-            listener.close()  # no new connections
-        if hooks is not None:
-            await hooks.cleanup()
-        await runner.cleanup()  # waits for handlers in flight
-        await worker.stop()  # sends in flight finish; unsent rows stay pending for next start
         store.close()  # commits whatever the writer still holds
         await session.close()
         log.info("stopped")
+
+
+async def _shutdown_delay(app: web.Application, settings: Settings, hurry: asyncio.Event) -> None:
+    """The first step of a stop: /-/ready answers 503 at once while everything is still
+    served, for --shutdown-delay (or until a second signal). Kubernetes removes a pod that is
+    terminating from the Service's endpoints, but every node's proxy and every ingress learns
+    it a moment later: closing the listeners at once would refuse what they still send."""
+    app[ops.STOPPING].set()
+    delay = settings.shutdown_delay_s
+    if delay <= 0:
+        return
+    log.info("stopping: /-/ready answers 503; still serving for --shutdown-delay %gs", delay)
+    try:
+        await asyncio.wait_for(hurry.wait(), delay)
+        log.info("stopping: a second signal ends the delay")
+    except TimeoutError:
+        pass
+
+
+DRAIN_POLL_S = 0.05
+
+
+async def drain(servers: list[web.Server], timeout_s: float) -> int:
+    """Waits until no connection of ``servers`` has a request in progress, for at most
+    ``timeout_s``, closing each connection once it is idle (kept alive between requests, or
+    new and silent). A request in progress is left alone: aiohttp's own shutdown marks every
+    connection closing at once, and a closing connection drops what still arrives, so a
+    webhook whose body was on its way would wait for the rest in vain (and be answered 503).
+    At the deadline, those still in progress are closed: the handler's read fails, and it
+    unwinds at once. Returns how many were."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        busy = []
+        for server in servers:
+            for handler in list(server.connections):
+                if ConnectionLimit._idle(handler):
+                    handler.close()
+                else:
+                    busy.append(handler)
+        if not busy:
+            return 0
+        if loop.time() >= deadline:
+            for handler in busy:
+                handler.force_close()
+            return len(busy)
+        await asyncio.sleep(DRAIN_POLL_S)
+
+
+async def _stop(
+    settings: Settings,
+    listeners: list[Listener],
+    runners: list[web.AppRunner],
+    background: list[asyncio.Task[None]],
+    loops: list[Indexer | ReminderScheduler | Reconciler],
+    worker: OutboxWorker,
+) -> None:
+    """The stop after the delay, in this order: no new connections, the requests in flight
+    finished (webhooks answered and committed), then the loops (each gives up its leadership
+    in stop()), then the worker (sends in flight finish). The store closes after this."""
+    log.info(
+        "stopping: listeners closed; finishing the requests in flight (--shutdown-timeout %gs)",
+        settings.shutdown_timeout_s,
+    )
+    for listener in listeners:
+        listener.close()  # no new connections
+    servers = [each.server for each in runners if each.server is not None]
+    late = await drain(servers, settings.shutdown_timeout_s)
+    if late:
+        log.warning(
+            "stopping: %d request(s) still in flight after --shutdown-timeout %gs: closed",
+            late,
+            settings.shutdown_timeout_s,
+        )
+    for each in runners:
+        await each.cleanup()  # what is left: idle connections, closed handlers unwinding
+    log.info("stopping: background loops")
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    for loop_ in loops:
+        # A tick in flight still commits (the writer finishes it); the indexer's remainder is
+        # indexed at the next start; the reconciler asks Alertmanager again at the next start.
+        await loop_.stop()
+    log.info("stopping: outbox worker (sends in flight finish)")
+    await worker.stop()  # unsent rows stay pending for the next start (or another replica)
+    log.info("stopping: closing the store")

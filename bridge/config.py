@@ -113,6 +113,7 @@ class Settings:
     body_retention_s: float = 7 * 86400.0
     sqlite_synchronous: str = "FULL"
     shutdown_timeout_s: float = 10.0
+    shutdown_delay_s: float = 0.0
     max_bodies_bytes: int = 64 * 1024 * 1024
     max_connections: int = 1000
     idle_timeout_s: float = 30.0
@@ -525,6 +526,34 @@ OPTIONS: tuple[Option, ...] = (
         default="`5`",
         meaning="seconds a new connection has to send its first request line and headers; "
         "then it is closed (a kept-alive one waits `--idle-timeout` between requests)",
+    ),
+    Option(
+        name="shutdown_delay_s",
+        flag="--shutdown-delay",
+        env="SHUTDOWN_DELAY",
+        kind="number",
+        parse=float,
+        minimum=0,
+        default="`0`",
+        meaning="seconds between SIGTERM and closing the listeners: `/-/ready` answers 503 "
+        "`stopping` while everything is still served, so that a load balancer (Kubernetes "
+        "removes the pod from the Service's endpoints asynchronously) stops sending before "
+        "connections are refused. The Helm chart sets 5; a second SIGTERM or SIGINT ends the "
+        "wait ([docs/ha.md](ha.md#stopping))",
+    ),
+    Option(
+        name="shutdown_timeout_s",
+        flag="--shutdown-timeout",
+        env="SHUTDOWN_TIMEOUT",
+        kind="number",
+        parse=float,
+        minimum=0,
+        default="`10`",
+        meaning="seconds the requests in flight get to finish once the listeners are closed "
+        "at a stop (a webhook whose body is still arriving is read, answered and committed); "
+        "those still running then are closed. The outbox worker then gives its sends in "
+        "flight up to 10 s more: a supervisor's kill timeout (Kubernetes' "
+        "`terminationGracePeriodSeconds`) should exceed `--shutdown-delay` plus this plus 15",
     ),
     Option(
         name="webhook_listen",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,10 @@ from bridge.runtime import Runtime
 from bridge.service import AppState, reload
 from bridge.store.interface import StoreUnavailable
 
+# Set by bridge/app.py at SIGTERM: from then on /-/ready answers 503 "stopping" (the load
+# balancer stops sending) while the listeners still serve everything, for --shutdown-delay.
+STOPPING = web.AppKey("stopping", asyncio.Event)
+
 
 async def healthy(request: web.Request) -> web.Response:
     return web.Response(text="OK\n")
@@ -22,6 +27,9 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
+    stopping = request.app.get(STOPPING)
+    if stopping is not None and stopping.is_set():
+        return web.Response(status=503, text="stopping\n")
     if state.store.fault is not None:  # damaged while serving: not ready until restored
         return web.Response(status=503, text=f"store not ready: damaged: {state.store.fault}\n")
     try:
