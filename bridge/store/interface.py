@@ -33,7 +33,16 @@ from bridge.store.errors import (
 from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import IngestItem, Touched, WebhookResult
 from bridge.store.metrics import Aggregates
-from bridge.store.outbox import STATES, Attempt, Context, OutboxRow, Stats
+from bridge.store.outbox import (
+    LEASE_NS,
+    STATES,
+    Attempt,
+    Claimed,
+    Context,
+    OutboxRow,
+    Pace,
+    Stats,
+)
 from bridge.store.postmortem import (
     PostmortemRead,
     Publication,
@@ -48,6 +57,7 @@ from bridge.store.search import Backlog, Indexed, Recorded
 from bridge.store.sessions import NewSession
 
 __all__ = [
+    "LEASE_NS",
     "STATES",
     "ActionAnswer",
     "ActionRequest",
@@ -61,6 +71,7 @@ __all__ = [
     "ChannelIncident",
     "Chat",
     "CheckResult",
+    "Claimed",
     "Context",
     "DestinationExists",
     "FireResult",
@@ -75,6 +86,7 @@ __all__ = [
     "OpenRequest",
     "Outbox",
     "OutboxRow",
+    "Pace",
     "PostmortemRead",
     "Postmortems",
     "Publication",
@@ -180,11 +192,27 @@ class Queries(Protocol):
 
 
 class Outbox(Protocol):
-    async def next_due_at(self, *, after: int) -> int | None: ...
-    async def due(self, *, now: int, limit: int, per_target: int) -> list[OutboxRow]: ...
+    """The outbox, worked by one or several replicas (``store/outbox.py``: claims with a
+    lease, pauses and pacing kept in the database)."""
+
+    async def next_due_at(self, *, after: int, replica: str = "") -> int | None: ...
+    async def due(
+        self, *, now: int, limit: int, per_target: int, replica: str = ""
+    ) -> list[OutboxRow]: ...
     async def claim_groups(
-        self, leader_ids: Sequence[int], max_group: int
-    ) -> dict[int, list[OutboxRow]]: ...
+        self,
+        leader_ids: Sequence[int],
+        max_group: int,
+        *,
+        replica: str = "",
+        now: int | None = None,
+        lease_ns: int = LEASE_NS,
+        paces: Sequence[Pace] = (),
+        pace_now: int | None = None,
+    ) -> Claimed: ...
+    async def renew(self, replica: str, leader_ids: Sequence[int], *, until: int) -> None: ...
+    async def release(self, replica: str, leader_ids: Sequence[int]) -> None: ...
+    async def paused_targets(self, *, now: int) -> dict[str, int]: ...
     async def contexts(
         self, groups: Sequence[list[OutboxRow]], *, max_alerts: int
     ) -> dict[int, Context]: ...

@@ -401,6 +401,29 @@ def _sessions(db: sqlite_utils.Database) -> None:
     create_table(db.conn)
 
 
+def _outbox_claims(db: sqlite_utils.Database) -> None:
+    """The outbox across replicas (``store/outbox.py``, docs/delivery.md): a head's claim by one
+    replica's worker with its lease (``claimed_by``, ``claim_until``; an index on the live
+    claims only, which ``next_due_at`` walks for the leases that run out), a target's pause
+    after a Retry-After seen by any replica (``outbox_pauses``), and the next send slot of each
+    paced (target, channel) (``outbox_pace``, its stale rows forgotten by ``next_at``)."""
+    conn = db.conn
+    conn.execute("ALTER TABLE outbox ADD COLUMN claimed_by TEXT")
+    conn.execute("ALTER TABLE outbox ADD COLUMN claim_until INTEGER")
+    conn.execute(
+        "CREATE INDEX idx_outbox_claim_until ON outbox (claim_until) WHERE claim_until IS NOT NULL"
+    )
+    conn.execute(
+        "CREATE TABLE outbox_pauses (target TEXT PRIMARY KEY, paused_until INTEGER NOT NULL, "
+        "reason TEXT NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE outbox_pace (target TEXT NOT NULL, channel TEXT NOT NULL, "
+        "next_at INTEGER NOT NULL, PRIMARY KEY (target, channel)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX idx_outbox_pace_next_at ON outbox_pace (next_at)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -416,6 +439,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0012_reconcile", _reconcile),
     ("0013_sessions", _sessions),
     ("0014_dismiss", _dismiss),
+    ("0015_outbox_claims", _outbox_claims),
 ]
 
 

@@ -1,10 +1,30 @@
 """Outbox queries and state changes. Writes run in the writer thread (``Store.write``), reads on
-the read pool (``Store.read``); every function takes the connection first."""
+the read pool (``Store.read``); every function takes the connection first.
+
+Several replicas (``serve`` processes on one PostgreSQL database) work the same outbox, each
+under its replica id. What one process used to keep in memory is in the database:
+
+- a head being sent is claimed (``claimed_by``, ``claim_until``) in the write that fixes its
+  group (``claim_groups``); ``due`` leaves out the heads another replica holds with a live
+  claim, and as only the oldest pending row of an (incident, target) is ever a head, a claimed
+  head holds back that (incident, target)'s later rows on every replica. A claim ends with the
+  attempt's outcome (``record``), a release (``release``: the worker stopping) or its lease
+  (``LEASE_NS``, renewed by the worker while the send lasts: ``renew``); an expired claim is
+  free, and the row goes out again in the group fixed at its first claim, under the same
+  idempotency key, as after a restart;
+- a target's pause after a Retry-After (``outbox_pauses``), written with the attempt's outcome
+  and read by every replica (``paused_targets``, ``due``);
+- the next send slot of each paced (target, channel) (``outbox_pace``), taken in the claim's
+  write, so that the replicas together keep one channel's pace.
+
+On SQLite there is one process, and the same code runs with one replica id.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +39,14 @@ from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 from bridge.store.queries import get_incident_for_message, timeline_events
 
 STATES = ("pending", "delivered", "dead")
+# How long a claim holds a head without news of its replica. The worker renews its claims every
+# third of this while their sends last (a send may wait for its target's turn, its pace and its
+# quick retries for much longer than one request), so the lease only has to outlast a pause of
+# the whole process between two renewals; a replica that died holds its heads this long at
+# most, then another one sends them again.
+LEASE_NS = 60 * 1_000_000_000
+# Leaders claimed per statement (SQLite's bound parameters stay far below its limit).
+_CLAIM_CHUNK = 500
 _ROW = (
     "id, incident_id, target, tier, event, event_id, idempotency_key, state, attempts, "
     "next_attempt_at, created_at, updated_at, delivered_at, last_error, leader_id"
@@ -86,16 +114,18 @@ def _pending_targets(conn: sqlite3.Connection) -> list[str]:
 # incident and target, walked on (state, target, next_attempt_at, id).
 _ROW_O = ", ".join(f"o.{c}" for c in _ROW.split(", "))
 _SEVERITY = "(SELECT i.severity FROM incidents i WHERE i.id = o.incident_id)"
+# A head another replica holds (a live claim) is not free; its own replica's is.
+_FREE = "AND (o.claim_until IS NULL OR o.claim_until <= ? OR o.claimed_by = ?) "
 _HEADS = (
     f"SELECT {_ROW}, {_SEVERITY} FROM outbox o "
     "INDEXED BY idx_outbox_state_target_next_attempt_at_id "
-    "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at {op} ? "
+    "WHERE o.state = 'pending' AND o.target = ? AND o.next_attempt_at {op} ? {free}"
     "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
     "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
     "ORDER BY o.next_attempt_at, o.id LIMIT ?"
 )
-_HEADS_DUE = _HEADS.format(op="<=")
-_HEADS_LATER = _HEADS.format(op=">")
+_HEADS_DUE = _HEADS.format(op="<=", free=_FREE)
+_HEADS_LATER = _HEADS.format(op=">", free="")
 # The heads of one target for the open incidents of one severity: a walk of the incidents'
 # (status, severity) index, and per incident its oldest pending row of the target (the
 # outbox's (state, incident_id, target, id) index). Under a storm the oldest heads are often
@@ -105,7 +135,7 @@ _URGENT_HEADS = (
     "(SELECT min(p.id) FROM outbox p WHERE p.state = 'pending' AND p.incident_id = i.id "
     "AND p.target = ?) "
     "WHERE i.status IN ('triggered', 'acknowledged', 'mitigated') AND i.severity = ? "
-    "AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?"
+    f"AND o.next_attempt_at <= ? {_FREE}ORDER BY o.next_attempt_at, o.id LIMIT ?"
 )
 # Severities whose heads are looked for apart from the time order.
 URGENT = ("sev1", "sev2")
@@ -117,9 +147,13 @@ def priority(row: OutboxRow) -> tuple[int, int, int, int]:
     return (severity_rank(row.severity), row.tier != "stakeholders", row.next_attempt_at, row.id)
 
 
-def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> list[OutboxRow]:
+def due(
+    conn: sqlite3.Connection, *, now: int, limit: int, per_target: int, replica: str = ""
+) -> list[OutboxRow]:
     """The oldest pending row of each (incident, target) whose time has come, at most
-    ``per_target`` for each target so that one slow or paced target cannot fill the window.
+    ``per_target`` for each target so that one slow or paced target cannot fill the window;
+    not the heads another replica than ``replica`` holds with a live claim, nor the rows of a
+    target paused (``outbox_pauses``) at ``now``.
 
     Only the oldest is ever sent, so a target hears of an incident's events in order.
 
@@ -132,21 +166,27 @@ def due(conn: sqlite3.Connection, *, now: int, limit: int, per_target: int) -> l
     order they should be sent (``priority``: severity, stakeholders, age).
     """
     rows: dict[int, OutboxRow] = {}
+    paused = paused_targets(conn, now=now)
     for target in _pending_targets(conn):
-        heads = _rows(conn.execute(_HEADS_DUE, (target, now, per_target)))
+        if target in paused:
+            continue
+        heads = _rows(conn.execute(_HEADS_DUE, (target, now, now, replica, per_target)))
         for row in heads:
             rows[row.id] = row
         if len(heads) < per_target:
             continue  # every due head of this target is there, the urgent ones with them
         for severity in URGENT:
-            for row in _rows(conn.execute(_URGENT_HEADS, (target, severity, now, per_target))):
+            urgent = (target, severity, now, now, replica, per_target)
+            for row in _rows(conn.execute(_URGENT_HEADS, urgent)):
                 rows[row.id] = row
     return sorted(rows.values(), key=priority)[:limit]
 
 
-def next_due_at(conn: sqlite3.Connection, *, after: int) -> int | None:
+def next_due_at(conn: sqlite3.Connection, *, after: int, replica: str = "") -> int | None:
     """When the next row waiting for its time (a retry's backoff) becomes due: the earliest
-    ``next_attempt_at`` later than ``after`` among the heads, or None.
+    ``next_attempt_at`` later than ``after`` among the heads, or the end of a claim another
+    replica than ``replica`` holds (that replica may have died: its heads are free then), or
+    None.
 
     Heads already due are left out: the worker has started them, or holds them for a reason it
     knows the end of (a send in flight, a paced channel, a paused target, an outcome not yet
@@ -158,19 +198,152 @@ def next_due_at(conn: sqlite3.Connection, *, after: int) -> int | None:
         for target in _pending_targets(conn)
         for row in _rows(conn.execute(_HEADS_LATER, (target, after, 1)))
     ]
+    # The claims' index holds only the live claims (a claim ends with its row's outcome).
+    claim = conn.execute(
+        "SELECT claim_until FROM outbox INDEXED BY idx_outbox_claim_until "
+        "WHERE claim_until > ? AND state = 'pending' AND claimed_by <> ? "
+        "ORDER BY claim_until LIMIT 1",
+        (after, replica),
+    ).fetchone()
+    if claim is not None:
+        times.append(int(claim[0]))
     return min(times, default=None)
 
 
+def paused_targets(conn: sqlite3.Connection, *, now: int) -> dict[str, int]:
+    """The targets paused at ``now`` (a Retry-After any replica was given): name -> until."""
+    return {
+        name: int(until)
+        for name, until in conn.execute(
+            "SELECT target, paused_until FROM outbox_pauses WHERE paused_until > ?", (now,)
+        )
+    }
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A paced (target, channel)'s next send slot asked for ``leaders`` (one message, or the
+    leaders of one digest): taken only when one of them is claimed, then free again
+    ``interval_ns`` later."""
+
+    target: str
+    channel: str
+    interval_ns: int
+    leaders: tuple[int, ...]
+
+
+class Claimed(dict[int, list[OutboxRow]]):
+    """The groups claimed, by leader id; ``paced``: (target, channel) -> when its next slot
+    comes (``pace_now``'s clock), for the paces whose slot another send (maybe another
+    replica's) had taken: their leaders were left unclaimed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paced: dict[tuple[str, str], int] = {}
+
+
 def claim_groups(
-    conn: sqlite3.Connection, leader_ids: Sequence[int], max_group: int
-) -> dict[int, list[OutboxRow]]:
-    """``claim_group`` for several leaders in one write; leaders no longer pending are left out."""
-    out: dict[int, list[OutboxRow]] = {}
-    for leader_id in leader_ids:
-        group = claim_group(conn, leader_id, max_group)
-        if group:
+    conn: sqlite3.Connection,
+    leader_ids: Sequence[int],
+    max_group: int,
+    *,
+    replica: str = "",
+    now: int | None = None,
+    lease_ns: int = LEASE_NS,
+    paces: Sequence[Pace] = (),
+    pace_now: int | None = None,
+) -> Claimed:
+    """Claim leaders for ``replica`` until ``now + lease_ns`` and fix their groups
+    (``claim_group``), in one write. A leader is left out when it is no longer pending, no
+    longer the oldest pending row of its (incident, target), held by another replica's live
+    claim, or when its ``Pace``'s slot is not free at ``pace_now`` (the pacing clock: the wall
+    clock, shared by the replicas; ``now`` is the worker's clock, which due times use)."""
+    now = time.time_ns() if now is None else now
+    pace_now = now if pace_now is None else pace_now
+    out = Claimed()
+    refused: set[int] = set()
+    granted: list[Pace] = []
+    if paces:
+        # A slot in the past is no slot: forgetting those keeps the table to the channels
+        # paced in the last interval (the dedicated channels come and go with incidents).
+        conn.execute("DELETE FROM outbox_pace WHERE next_at <= ?", (pace_now,))
+    for pace in paces:
+        slot = conn.execute(
+            "SELECT next_at FROM outbox_pace WHERE target = ? AND channel = ?",
+            (pace.target, pace.channel),
+        ).fetchone()
+        if slot is not None and int(slot[0]) > pace_now:
+            out.paced[(pace.target, pace.channel)] = int(slot[0])
+            refused.update(pace.leaders)
+        else:
+            granted.append(pace)
+    wanted = [i for i in leader_ids if i not in refused]
+    free = _free_heads(conn, wanted, replica=replica, now=now)
+    conn.executemany(
+        "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ?",
+        [(replica, now + lease_ns, i) for i in wanted if i in free],
+    )
+    for leader_id in wanted:
+        if leader_id in free and (group := claim_group(conn, leader_id, max_group)):
             out[leader_id] = group
+    for pace in granted:
+        if any(leader in out for leader in pace.leaders):
+            conn.execute(
+                "INSERT INTO outbox_pace (target, channel, next_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(target, channel) DO UPDATE SET next_at = excluded.next_at",
+                (pace.target, pace.channel, pace_now + pace.interval_ns),
+            )
     return out
+
+
+def _free_heads(
+    conn: sqlite3.Connection, leader_ids: Sequence[int], *, replica: str, now: int
+) -> set[int]:
+    """Of ``leader_ids``, the rows ``replica`` may claim at ``now``, locked until the commit:
+    pending, the oldest pending row of their (incident, target) (``due``'s answer was read
+    before this write: another replica may have sent that head since, or a retry made an
+    older row pending again), and not held by another replica's live claim.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` locks them and passes over the rows another
+    transaction is claiming. Today that never skips anything: every write transaction first
+    takes the writer's advisory lock (``postgres.schema.WRITE_LOCK``), so the replicas' writes
+    run one after the other and each sees the claims committed before it. The clause keeps
+    the claim right if that lock is ever narrowed. SQLite reads it as a comment (``dialect``):
+    its one writer holds the whole database."""
+    free: set[int] = set()
+    for start in range(0, len(leader_ids), _CLAIM_CHUNK):
+        chunk = leader_ids[start : start + _CLAIM_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        free.update(
+            int(row_id)
+            for (row_id,) in conn.execute(
+                f"SELECT o.id FROM outbox o WHERE o.id IN ({marks}) AND o.state = 'pending' "
+                f"{_FREE}"
+                "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
+                "AND p.incident_id = o.incident_id AND p.target = o.target AND p.id < o.id) "
+                "/* FOR UPDATE SKIP LOCKED */",
+                (*chunk, now, replica),
+            )
+        )
+    return free
+
+
+def renew(conn: sqlite3.Connection, replica: str, leader_ids: Sequence[int], *, until: int) -> None:
+    """Extend ``replica``'s claims on ``leader_ids`` to ``until`` (their sends go on); a claim
+    another replica took over after it expired stays that replica's."""
+    conn.executemany(
+        "UPDATE outbox SET claim_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'",
+        [(until, i, replica) for i in leader_ids],
+    )
+
+
+def release(conn: sqlite3.Connection, replica: str, leader_ids: Sequence[int]) -> None:
+    """End ``replica``'s claims on ``leader_ids`` (a stopping worker's unfinished sends): the
+    other replicas take those heads at once instead of after the lease."""
+    conn.executemany(
+        "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE id = ? AND claimed_by = ?",
+        [(i, replica) for i in leader_ids],
+    )
 
 
 def claim_group(conn: sqlite3.Connection, leader_id: int, max_group: int) -> list[OutboxRow]:
@@ -208,6 +381,10 @@ def claim_group(conn: sqlite3.Connection, leader_id: int, max_group: int) -> lis
     return members
 
 
+# An outcome ends the claim of the row's sender.
+_UNCLAIMED = "claimed_by = NULL, claim_until = NULL"
+
+
 def mark_delivered(
     conn: sqlite3.Connection,
     leader_id: int,
@@ -219,7 +396,7 @@ def mark_delivered(
     """Mark the message's rows delivered; returns how many were still pending."""
     cur = conn.execute(
         "UPDATE outbox SET state = 'delivered', delivered_at = ?, updated_at = ?, "
-        "attempts = attempts + 1, last_error = NULL, provider_ids = ? "
+        f"attempts = attempts + 1, last_error = NULL, provider_ids = ?, {_UNCLAIMED} "
         "WHERE leader_id = ? AND state = 'pending'",
         (now, now, jsontext.dumps(provider_ids or {}), leader_id),
     )
@@ -257,20 +434,20 @@ def mark_failed(
     waiting never brings a row nearer to the dead letter."""
     if not counts and retry_at is not None:
         conn.execute(
-            "UPDATE outbox SET updated_at = ?, last_error = ?, next_attempt_at = ? "
+            f"UPDATE outbox SET updated_at = ?, last_error = ?, next_attempt_at = ?, {_UNCLAIMED} "
             "WHERE leader_id = ? AND state = 'pending'",
             (now, error, retry_at, leader_id),
         )
     elif retry_at is None:
         conn.execute(
             "UPDATE outbox SET state = 'dead', updated_at = ?, attempts = attempts + 1, "
-            "last_error = ? WHERE leader_id = ? AND state = 'pending'",
+            f"last_error = ?, {_UNCLAIMED} WHERE leader_id = ? AND state = 'pending'",
             (now, error, leader_id),
         )
     else:
         conn.execute(
             "UPDATE outbox SET updated_at = ?, attempts = attempts + 1, last_error = ?, "
-            "next_attempt_at = ? WHERE leader_id = ? AND state = 'pending'",
+            f"next_attempt_at = ?, {_UNCLAIMED} WHERE leader_id = ? AND state = 'pending'",
             (now, error, retry_at, leader_id),
         )
     if state is not None:
@@ -287,6 +464,23 @@ def _save_state(conn: sqlite3.Connection, leader_id: int, state: dict[str, Any],
     )
 
 
+def _save_pause(
+    conn: sqlite3.Connection, leader_id: int, until: int, reason: str, now: int
+) -> None:
+    """The leader's target paused until ``until`` (a later pause already stored stands); the
+    pauses over at ``now`` are forgotten (one row a target at most)."""
+    conn.execute("DELETE FROM outbox_pauses WHERE paused_until <= ?", (now,))
+    conn.execute(
+        "INSERT INTO outbox_pauses (target, paused_until, reason) "
+        "SELECT target, ?, ? FROM outbox WHERE id = ? "
+        "ON CONFLICT(target) DO UPDATE SET "
+        "reason = CASE WHEN excluded.paused_until > outbox_pauses.paused_until "
+        "THEN excluded.reason ELSE outbox_pauses.reason END, "
+        "paused_until = max(outbox_pauses.paused_until, excluded.paused_until)",
+        (until, reason, leader_id),
+    )
+
+
 def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
     """Send a dead-lettered notification (and the rows its message carried) again."""
     row = conn.execute("SELECT state, leader_id FROM outbox WHERE id = ?", (row_id,)).fetchone()
@@ -294,8 +488,8 @@ def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
         return False
     leader = row[1] if row[1] is not None else row_id
     conn.execute(
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? "
-        "WHERE (leader_id = ? OR id = ?) AND state = 'dead'",
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, "
+        f"{_UNCLAIMED} WHERE (leader_id = ? OR id = ?) AND state = 'dead'",
         (now, now, leader, row_id),
     )
     return True
@@ -405,11 +599,16 @@ class Attempt:
     timeline: tuple[Event, ...] = ()
     # False for a rate limit's wait: the row is rescheduled, its attempts are not counted
     counts: bool = True
+    # The row's target asked to wait (a Retry-After) until then: every replica holds its sends
+    pause_until: int | None = None
+    pause_reason: str = ""
 
 
 def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
     """Record several sends' attempts at once (a ``Batched`` write)."""
     for o in attempts:
+        if o.pause_until is not None:
+            _save_pause(conn, o.leader_id, o.pause_until, o.pause_reason, o.now)
         if o.error is None:
             done = mark_delivered(
                 conn, o.leader_id, now=o.now, state=o.state, provider_ids=o.provider_ids

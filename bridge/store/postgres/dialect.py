@@ -14,7 +14,10 @@ turns the few SQLite spellings they use into PostgreSQL's, once per statement te
 - ``INDEXED BY name`` (SQLite's planner told which index to walk) is dropped: PostgreSQL's
   planner chooses by its statistics;
 - ``BEGIN`` / ``COMMIT`` written by a read function are dropped: on PostgreSQL every read runs in
-  one read-only REPEATABLE READ transaction the backend opens (``store.PgStore.read``).
+  one read-only REPEATABLE READ transaction the backend opens (``store.PgStore.read``);
+- the comment ``/* FOR UPDATE SKIP LOCKED */`` becomes that clause: SQLite has no row locks
+  (its one writer holds the whole database, which is what the clause asks for there), so the
+  shared text carries PostgreSQL's clause where SQLite reads a comment.
 
 ``json_valid`` and ``json_extract`` (SQLite's JSON functions the store calls on TEXT columns)
 are SQL functions the PostgreSQL schema defines (``schema.py``). What cannot be written in the
@@ -36,6 +39,7 @@ _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _NUMBERED = re.compile(r"\?(\d+)")
 _EMPTY_IN = re.compile(r"\bIN\s*\(\s*\)", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
+_ROW_LOCK = re.compile(r"/\*\s*(FOR\s+UPDATE\s+SKIP\s+LOCKED)\s*\*/", re.I)
 
 
 def is_transaction_control(sql: str) -> bool:
@@ -111,6 +115,7 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
             text = _CAST_INTEGER.sub("AS BIGINT)", _scalar_minmax(text))
             text = _EMPTY_IN.sub("IN (SELECT NULL WHERE false)", text)
             text = _INDEXED_BY.sub("", text)
+            text = _ROW_LOCK.sub(r"\1", text)
         pieces.append(text)
     out = "".join(pieces)
     if ignore:

@@ -405,6 +405,20 @@ def _dismiss(conn: PgConnection) -> None:
     )
 
 
+def _outbox_claims(conn: PgConnection) -> None:
+    _run(
+        conn,
+        "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE outbox ADD COLUMN claim_until BIGINT",
+        "CREATE INDEX idx_outbox_claim_until ON outbox (claim_until) WHERE claim_until IS NOT NULL",
+        "CREATE TABLE outbox_pauses (target TEXT PRIMARY KEY, paused_until BIGINT NOT NULL, "
+        "reason TEXT NOT NULL)",
+        "CREATE TABLE outbox_pace (target TEXT NOT NULL, channel TEXT NOT NULL, "
+        "next_at BIGINT NOT NULL, PRIMARY KEY (target, channel))",
+        "CREATE INDEX idx_outbox_pace_next_at ON outbox_pace (next_at)",
+    )
+
+
 # The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres.py)
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -421,6 +435,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0012_reconcile", _reconcile),
     ("0013_sessions", _sessions),
     ("0014_dismiss", _dismiss),
+    ("0015_outbox_claims", _outbox_claims),
 ]
 
 
