@@ -6,8 +6,11 @@
   no schema for the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule): it warns and
   passes them, so their structure is checked here instead;
 - ``promtool check rules`` on the rendered PrometheusRule's ``spec``;
-- replicaCount 2 refused (by the schema, and by the templates' ``fail`` when the schema is
-  skipped), tokens only in the Secret, the rules' checksum rolling the pod, NOTES.txt's receiver.
+- replicaCount 2 refused on SQLite (by the schema, and by the templates' ``fail`` when the
+  schema is skipped), allowed on PostgreSQL with the tokens given (a PodDisruptionBudget, a
+  spread over nodes, a rolling update that keeps every pod until its successor is ready),
+  the stop's settings and a grace period that covers them, tokens only in the Secret, the
+  rules' checksum rolling the pod, NOTES.txt's receiver.
 
 helm comes from ``.ci/get-helm`` (``.cache/helm/helm``) or PATH: without it these tests skip on a
 developer machine and fail under CI=true.
@@ -46,6 +49,7 @@ CORE_KINDS = {
     "Deployment",
     "Ingress",
     "PersistentVolumeClaim",
+    "PodDisruptionBudget",
     "Secret",
     "Service",
     "ServiceAccount",
@@ -148,6 +152,7 @@ def test_the_ci_values_cover_each_setup() -> None:
         "monitoring",
         "existingsecret",
         "postgresql",
+        "replicas",
     }
 
 
@@ -309,7 +314,7 @@ def test_every_variable_the_chart_sets_is_documented(helm: str) -> None:
         assert ours <= documented, ours - documented
 
 
-def test_more_than_one_replica_is_refused(helm: str) -> None:
+def test_more_than_one_replica_is_refused_on_sqlite_only(helm: str) -> None:
     result = render(helm, "--set", "replicaCount=2", check=False)
     assert result.returncode != 0
     assert "replicaCount: Must be less than or equal to 1" in result.stderr, result.stderr
@@ -320,6 +325,10 @@ def test_more_than_one_replica_is_refused(helm: str) -> None:
     assert REPLICA_MESSAGE in result.stderr, result.stderr
     # 0 stops it
     assert deployment(objects(helm, "--set", "replicaCount=0"))["spec"]["replicas"] == 0
+    # PostgreSQL: allowed (the tokens given), by the schema and the templates alike
+    for skip in ((), ("--skip-schema-validation",)):
+        objs = objects(helm, "--values", str(REPLICAS_VALUES), "--set", "replicaCount=2", *skip)
+        assert deployment(objs)["spec"]["replicas"] == 2
 
 
 def test_tokens_are_in_the_secret_only(helm: str) -> None:
@@ -537,6 +546,7 @@ def test_the_packaged_chart_renders_the_same(helm: str, tmp_path: Path) -> None:
 
 # PostgreSQL (docs/postgresql.md): database.url or database.existingSecret selects it.
 PG_VALUES = CHART / "ci" / "postgresql-values.yaml"
+REPLICAS_VALUES = CHART / "ci" / "replicas-values.yaml"
 CNPG_EXAMPLE = ROOT / "examples" / "cloudnativepg-cluster.yaml"
 PG_URL = "postgresql://bridge@pg-rw.db:5432/bridge?sslmode=verify-full"
 
@@ -586,7 +596,11 @@ def test_postgresql_from_an_existing_secret(helm: str) -> None:
     # the API token from the chart's Secret, never generated into the emptyDir
     ref = variables["INCIDENT_BRIDGE_API_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": FULLNAME, "key": "api-token"}
-    assert deployment(objs)["spec"]["strategy"] == {"type": "Recreate"}
+    # nothing held by one pod: a new one is ready before an old one stops (docs/ha.md)
+    assert deployment(objs)["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     # the server's certificate checked against the cluster's CA, its key not mounted
     assert variables["PGSSLMODE"]["value"] == "verify-full"
     ca = volumes(objs)["postgresql-ca"]["secret"]
@@ -677,8 +691,8 @@ def test_postgresql_leaves_the_knowledge_base_to_config(helm: str) -> None:
         ),
         (
             ["--values", str(PG_VALUES), "--set", "replicaCount=2"],
-            "replicaCount: Must be less than or equal to 1",
-            "several replicas on one PostgreSQL database are not supported yet",
+            None,
+            "replicaCount is 2: every replica must take the same API token",
         ),
     ],
     ids=[
@@ -865,3 +879,143 @@ def test_the_postgresql_values_start_the_service(helm: str, pg_url: str, tmp_pat
     finally:
         terminate(proc)
         log.close()
+
+
+# --- replicas on PostgreSQL (docs/ha.md) and the stop ---------------------------------------
+
+
+def pod_labels(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, str]:
+    labels: dict[str, str] = deployment(objs)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_replicas_on_postgresql(helm: str) -> None:
+    """Three replicas: a rolling update that stops an old pod only once a new one is ready,
+    a budget that keeps one serving through node drains, the pods spread over nodes (still
+    scheduled when there are too few), readiness on /-/ready, and a grace period that
+    covers the stop."""
+    objs = objects(helm, "--values", str(REPLICAS_VALUES))
+    deploy = deployment(objs)
+    assert deploy["spec"]["replicas"] == 3
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    pdb = objs[("PodDisruptionBudget", FULLNAME)]
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in pdb["spec"]
+    # the budget and the spread count this release's pods, and only them
+    assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(objs).items()
+    pod = deploy["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": deploy["spec"]["selector"]["matchLabels"]},
+    }
+    c = container(objs)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    variables = env(objs)
+    delay = float(variables["INCIDENT_BRIDGE_SHUTDOWN_DELAY"]["value"])
+    timeout = float(variables["INCIDENT_BRIDGE_SHUTDOWN_TIMEOUT"]["value"])
+    assert delay == 5 and timeout == 10
+    # SIGTERM: the delay, the requests in flight, up to 10 s of sends in flight, the store
+    assert pod["terminationGracePeriodSeconds"] >= delay + timeout + 15
+    # the tokens from the Secret, required (never generated by a pod)
+    for name, key in (
+        ("INCIDENT_BRIDGE_API_TOKEN", "api"),
+        ("INCIDENT_BRIDGE_WEBHOOK_TOKEN", "webhook"),
+    ):
+        ref = variables[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "incident-bridge-tokens", "key": key}
+    assert not any(kind == "Secret" for kind, _ in objs)
+
+
+def test_pdb_and_spread_tuned_or_off(helm: str) -> None:
+    replicas = ("--values", str(REPLICAS_VALUES))
+    objs = objects(helm, *replicas, "--set", "podDisruptionBudget.maxUnavailable=50%")
+    assert objs[("PodDisruptionBudget", FULLNAME)]["spec"]["maxUnavailable"] == "50%"
+    assert "minAvailable" not in objs[("PodDisruptionBudget", FULLNAME)]["spec"]
+    objs = objects(
+        helm,
+        *replicas,
+        "--set",
+        "podDisruptionBudget.enabled=false,topologySpread.enabled=false",
+    )
+    assert ("PodDisruptionBudget", FULLNAME) not in objs
+    assert "topologySpreadConstraints" not in deployment(objs)["spec"]["template"]["spec"]
+    spread = "topologySpread.whenUnsatisfiable=DoNotSchedule,topologySpread.topologyKey=zone"
+    objs = objects(helm, *replicas, "--set", spread)
+    (got,) = deployment(objs)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert (got["whenUnsatisfiable"], got["topologyKey"]) == ("DoNotSchedule", "zone")
+    # a budget no eviction could satisfy would hang every node drain
+    result = render(helm, *replicas, "--set", "podDisruptionBudget.minAvailable=3", check=False)
+    assert result.returncode != 0
+    assert "podDisruptionBudget.minAvailable is 3 with replicaCount 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--values", str(PG_VALUES))],
+    ids=["sqlite", "postgresql"],
+)
+def test_one_replica_has_no_budget_nor_spread(helm: str, options: tuple[str, ...]) -> None:
+    """With one pod a budget would block every drain (minAvailable 1) or allow nothing more
+    than none; the spread has nothing to spread. PostgreSQL still rolls (no downtime);
+    SQLite's single file needs Recreate."""
+    objs = objects(helm, *options)
+    assert not any(kind == "PodDisruptionBudget" for kind, _ in objs)
+    assert "topologySpreadConstraints" not in deployment(objs)["spec"]["template"]["spec"]
+    strategy = deployment(objs)["spec"]["strategy"]["type"]
+    assert strategy == ("RollingUpdate" if options else "Recreate")
+    assert env(objs)["INCIDENT_BRIDGE_SHUTDOWN_DELAY"]["value"] == "5"
+
+
+def test_replicas_require_the_tokens(helm: str) -> None:
+    """Every replica must take the same tokens: with more than one, the chart does not
+    generate them (a new pair at each `helm template`), on the schema's side or not."""
+    pg = ("--values", str(PG_VALUES), "--set", "replicaCount=2")
+    for skip in ((), ("--skip-schema-validation",)):
+        result = render(helm, *pg, *skip, check=False)
+        assert result.returncode != 0
+        assert "every replica must take the same API token" in result.stderr, result.stderr
+        assert "auth.apiToken, or auth.existingSecret" in result.stderr
+        result = render(helm, *pg, *skip, "--set", "auth.apiToken=an-api-token", check=False)
+        assert result.returncode != 0
+        assert "every replica must take the same webhook token" in result.stderr
+    tokens = "auth.apiToken=an-api-token-0123456789,auth.webhookToken=a-webhook-token-012345"
+    objs = objects(helm, *pg, "--set", tokens)
+    secret = objs[("Secret", FULLNAME)]
+    assert base64.b64decode(secret["data"]["api-token"]) == b"an-api-token-0123456789"
+    # one replica: generated and kept, as before
+    assert objects(helm, "--values", str(PG_VALUES))[("Secret", FULLNAME)]
+
+
+def test_the_grace_period_covers_the_stop(helm: str) -> None:
+    for options in (
+        ("--set", "terminationGracePeriodSeconds=29"),
+        ("--set", "shutdown.delaySeconds=10"),
+        ("--values", str(REPLICAS_VALUES), "--set", "shutdown.timeoutSeconds=11"),
+    ):
+        for skip in ((), ("--skip-schema-validation",)):
+            result = render(helm, *options, *skip, check=False)
+            assert result.returncode != 0, options
+            assert "less than shutdown.delaySeconds + shutdown.timeoutSeconds + 15" in (
+                result.stderr
+            )
+    objs = objects(helm, "--set", "shutdown.delaySeconds=0,terminationGracePeriodSeconds=25")
+    assert deployment(objs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 25
+    assert env(objs)["INCIDENT_BRIDGE_SHUTDOWN_DELAY"]["value"] == "0"
+
+
+def test_notes_name_the_replicas(helm: str, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, "--values", str(REPLICAS_VALUES))
+    assert "3 replica(s), strategy RollingUpdate with maxUnavailable 0" in text
+    assert f"PodDisruptionBudget {FULLNAME}: minAvailable 1." in text
+    assert "docs/ha.md" in text
+    one = notes(helm, tmp_path / "2", "--values", str(PG_VALUES))
+    assert "1 replica(s)" in one and "PodDisruptionBudget" not in one
