@@ -14,6 +14,13 @@ the outcome. Nothing is lost: a row leaves ``pending`` only as ``delivered`` or 
   never goes out faster than its schedule.
 - Crashes: a row sent but not yet marked is sent again after a restart with the same
   idempotency key, which the targets pass on where the remote API dedupes.
+- Replicas: several workers (``serve`` processes on one PostgreSQL database) share the outbox.
+  Each claims the heads it sends under its replica id, with a lease it renews while the sends
+  last and releases when it stops; a replica that died holds its heads until the lease runs
+  out, then another sends them again (same group, same idempotency key). A target's pause and
+  each channel's pace are kept in the database (``store/outbox.py``), so a Retry-After seen by
+  one replica holds them all and the replicas together keep one channel's pace. The gate just
+  before a request (``_Gate``) stays per process: it only spaces what the claims let through.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import random
+import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,9 +56,22 @@ from bridge.delivery.protocol import (
     Sender,
 )
 from bridge.metrics import Metrics
-from bridge.store.interface import Attempt, Context, OutboxRow, StoreInterface, StoreUnavailable
+from bridge.store.interface import (
+    LEASE_NS,
+    Attempt,
+    Context,
+    OutboxRow,
+    Pace,
+    StoreInterface,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("bridge.delivery.worker")
+
+# The replica id of this process's workers unless the service gives one (``--replica-id``):
+# unique to the process, so that a restarted process never takes a dead one's claims for its
+# own; the workers of one process (tests) share it, as they share the process.
+REPLICA = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,8 @@ class DeliveryPolicy:
     # targets that can send one; 0 or 1 turns digests off).
     digest_budget_s: float = 10.0
     digest_size: int = 20
+    # A claim's lease (store/outbox.LEASE_NS), renewed every third of it while its send lasts.
+    lease_s: float = LEASE_NS / NS
 
 
 def paced_interval(interval: float, policy: DeliveryPolicy) -> float:
@@ -119,23 +144,35 @@ def _quick(exc: BaseException, cap: float) -> bool:
 
 @dataclass
 class _Pacer:
-    """At most one send per ``interval`` per channel. Rows wait in the outbox (not in memory)
-    until their channel's turn, so they stay free to be coalesced with later events."""
+    """At most one send per ``interval`` (ns) per channel, across the replicas: the slot is
+    taken in the claim's write (``outbox.Pace``, on the wall clock the replicas share). This
+    keeps what the replica last learned of each channel's next slot, so that it asks for a slot
+    only when one may be free. Rows wait in the outbox (not in memory) until their channel's
+    turn, so they stay free to be coalesced with later events."""
 
-    interval: float
-    clock: Callable[[], float]
-    next_at: dict[str, float] = field(default_factory=dict)
+    interval: int
+    next_at: dict[str, int] = field(default_factory=dict)
 
-    def delay(self, key: str) -> float:
-        """Seconds until ``key`` may send; 0 takes the slot now."""
+    def delay(self, key: str, now: int) -> float:
+        """Seconds until ``key`` may send; 0: its slot may be free, and it is kept for the
+        caller's claim until ``settle`` says how the claim went."""
         if self.interval <= 0:
             return 0.0
-        now = self.clock()
-        at = self.next_at.get(key, 0.0)
+        at = self.next_at.get(key, 0)
         if at > now:
-            return at - now
+            return (at - now) / NS
+        if len(self.next_at) > 1000:  # one key per dedicated channel: forget the idle ones
+            self.next_at = {k: v for k, v in self.next_at.items() if v > now}
         self.next_at[key] = now + self.interval
         return 0.0
+
+    def settle(self, key: str, *, taken: bool, slot: int | None) -> None:
+        """The claim's answer for ``key``: its slot taken, held by another send until ``slot``,
+        or not used (none of its rows could be claimed)."""
+        if slot is not None:
+            self.next_at[key] = slot
+        elif not taken:
+            self.next_at.pop(key, None)
 
 
 @dataclass
@@ -196,8 +233,10 @@ class OutboxWorker:
         clock: Clock = time.time_ns,
         policy: DeliveryPolicy | None = None,
         incident_url: Callable[[int], str] | None = None,
+        replica: str = REPLICA,
     ) -> None:
         self.store = store
+        self.replica = replica
         self.targets = dict(targets)
         # senders of the service itself (the knowledge base's push), kept across reloads
         self._builtin: dict[str, Sender] = {}
@@ -217,6 +256,14 @@ class OutboxWorker:
         self._paused: dict[str, int] = {}
         # (incident, target) -> an outcome the store has not taken yet; the row waits for it.
         self._unrecorded: dict[tuple[int, str], _Unrecorded] = {}
+        # Leaders this replica claimed whose outcome is not recorded yet (renewed, released).
+        self._claimed: set[int] = set()
+        self._renew_at = time.monotonic() + self.policy.lease_s / 3
+        # Target -> why it asked to wait, for the pauses this replica saw (written to the store
+        # with the next outcome recorded, so that every replica holds its sends).
+        self._pause_reasons: dict[str, str] = {}
+        # The pacing clock: the wall clock, the same for every replica of the database.
+        self.wall: Callable[[], int] = time.time_ns
 
     def set_targets(self, targets: Mapping[str, Sender]) -> None:
         """Swap the targets (after a rules reload); sends in flight finish with the old ones.
@@ -239,7 +286,8 @@ class OutboxWorker:
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop taking rows; let sends in flight finish (their rows stay pending otherwise)."""
+        """Stop taking rows; let sends in flight finish (their rows stay pending otherwise),
+        and release the claims of those that did not: the other replicas take them at once."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
@@ -252,6 +300,7 @@ class OutboxWorker:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self._record_held(every=True)
+        await self._release(list(self._claimed))
         if self._unrecorded:
             log.error(
                 "outbox: stopping with %d outcome(s) the store did not take; those "
@@ -265,7 +314,9 @@ class OutboxWorker:
             next_at: int | None = None
             try:
                 await self.run_once()
-                next_at = await self.store.outbox.next_due_at(after=self.clock())
+                next_at = await self.store.outbox.next_due_at(
+                    after=self.clock(), replica=self.replica
+                )
             except StoreUnavailable as exc:
                 log.warning("outbox: store unavailable: %s", exc)
             except Exception:
@@ -295,11 +346,18 @@ class OutboxWorker:
         """Start a send for every due (incident, target) whose channel may send now and that
         is not already sending; return how many."""
         await self._record_held()
+        await self._renew()
         now = self.clock()
+        # The pauses any replica was asked for; a send queued here checks them before it goes.
+        for name, until in (await self.store.outbox.paused_targets(now=now)).items():
+            self._paused[name] = max(until, self._paused.get(name, 0))
         self._paused = {name: until for name, until in self._paused.items() if until > now}
+        self._pause_reasons = {n: r for n, r in self._pause_reasons.items() if n in self._paused}
         rows = await self.store.outbox.due(
-            now=now, limit=1000, per_target=self.policy.due_per_target
+            now=now, limit=1000, per_target=self.policy.due_per_target, replica=self.replica
         )
+        wall = self.wall()
+        paces: dict[tuple[str, str], list[int]] = {}  # the slots asked for, and their leaders
         leaders: list[int] = []
         # (target, channel) -> the leaders of its digest; None: the channel has no turn now
         digests: dict[tuple[str, str], list[int] | None] = {}
@@ -315,27 +373,49 @@ class OutboxWorker:
             if row.tier == "general" and (row.target, channel) in storming:
                 batch = digests.get((row.target, channel), [])
                 if not batch and batch is not None:
-                    wait = self._pacer(row.target).delay(channel)  # the digest's turn
+                    wait = self._pacer(row.target).delay(channel, wall)  # the digest's turn
                     if wait > 0:
                         self._paced_until = min(self._paced_until or wait, wait)
                         batch = None
+                    elif self._pacer(row.target).interval > 0:
+                        paces[(row.target, channel)] = batch  # one slot for the digest
                     digests[(row.target, channel)] = batch
                 if batch is not None and len(batch) < self.policy.digest_size:
                     batch.append(row.id)
                 continue
-            wait = self._pacer(row.target).delay(channel)
+            wait = self._pacer(row.target).delay(channel, wall)
             if wait > 0:
                 self._paced_until = min(self._paced_until or wait, wait)
                 continue
+            if self._pacer(row.target).interval > 0:
+                paces[(row.target, channel)] = [row.id]
             leaders.append(row.id)
         batches = [batch for batch in digests.values() if batch]
         claimed = leaders + [leader for batch in batches for leader in batch]
         if not claimed:
             return 0
-        # One write claims every group, one read loads what their messages need.
+        # One write claims every group (and takes the paced channels' slots), one read loads
+        # what their messages need.
         groups = await self.store.outbox.claim_groups(
-            leader_ids=claimed, max_group=self.policy.group_size
+            leader_ids=claimed,
+            max_group=self.policy.group_size,
+            replica=self.replica,
+            now=now,
+            lease_ns=int(self.policy.lease_s * NS),
+            paces=[
+                Pace(target, channel, self._pacer(target).interval, tuple(ids))
+                for (target, channel), ids in paces.items()
+            ],
+            pace_now=wall,
         )
+        self._claimed.update(groups)
+        for (target, channel), ids in paces.items():
+            slot = groups.paced.get((target, channel))
+            taken = any(i in groups for i in ids)
+            self._pacer(target).settle(channel, taken=taken, slot=slot)
+            if slot is not None:
+                wait = max(0.0, (slot - wall) / NS)
+                self._paced_until = min(self._paced_until or wait, wait)
         contexts = await self.store.outbox.contexts(
             groups=list(groups.values()), max_alerts=snapshot.MAX_ALERTS
         )
@@ -389,9 +469,7 @@ class OutboxWorker:
         if pacer is None:
             target = self.targets.get(name)
             interval = target.pacing_s if target is not None else 0.0
-            pacer = self._pacers[name] = _Pacer(
-                paced_interval(interval, self.policy), time.monotonic
-            )
+            pacer = self._pacers[name] = _Pacer(int(paced_interval(interval, self.policy) * NS))
         return pacer
 
     def _gate(self, name: str, target: Sender) -> _Gate:
@@ -417,6 +495,7 @@ class OutboxWorker:
         until = self.clock() + int(seconds * NS)
         if until > self._paused.get(name, 0):
             self._paused[name] = until
+            self._pause_reasons[name] = reason
             log.info(
                 "outbox: %s asked to wait %.1fs (%s); nothing is sent to it until then",
                 name,
@@ -451,6 +530,7 @@ class OutboxWorker:
             result = await self._send(leader.target, target, notification, _channel(leader))
         except _Paused:
             log.debug("outbox: notification %d waits for %s's pause", leader.id, leader.target)
+            await self._release([leader.id])
             return
         except DeliveryError as exc:
             self._observe(leader.target, started)
@@ -526,6 +606,7 @@ class OutboxWorker:
         try:
             result = await self._send_digest(first.target, target, digest, _channel(first))
         except _Paused:
+            await self._release([group[0].id for group in members])
             return
         except DeliveryError as exc:
             self._observe(first.target, started)
@@ -686,13 +767,57 @@ class OutboxWorker:
         )
         await self._failed(leader, exc, error, retry_at)
 
+    # -- claims -----------------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        """Every third of the lease, extend this replica's claims (its sends go on: one may
+        wait for its target's turn, its pace or its quick retries longer than a lease)."""
+        mono = time.monotonic()
+        if mono < self._renew_at:
+            return
+        self._renew_at = mono + self.policy.lease_s / 3
+        if not self._claimed:
+            return
+        until = self.clock() + int(self.policy.lease_s * NS)
+        try:
+            await self.store.outbox.renew(self.replica, sorted(self._claimed), until=until)
+        except Exception as exc:
+            log.warning(
+                "outbox: cannot renew %d claim(s): %s; another replica may send them again "
+                "(same idempotency keys) when their lease runs out",
+                len(self._claimed),
+                exc,
+            )
+
+    async def _release(self, leader_ids: list[int]) -> None:
+        """End this replica's claims on ``leader_ids`` (nothing was sent, or sending stops)."""
+        ids = sorted(i for i in leader_ids if i in self._claimed)
+        if not ids:
+            return
+        self._claimed.difference_update(ids)
+        try:
+            await self.store.outbox.release(self.replica, ids)
+        except Exception as exc:
+            log.warning(
+                "outbox: cannot release %d claim(s): %s; they are free when their lease runs out",
+                len(ids),
+                exc,
+            )
+
     # -- recording outcomes ---------------------------------------------------------------
 
     async def _record(self, leader: OutboxRow, attempt: Attempt) -> None:
-        """Record an outcome; when the store refuses it (disk full, read-only), keep it in
-        memory and hold the row: it is not sent again before the outcome is written."""
+        """Record an outcome (with the pause its target asked this replica for, if any); when
+        the store refuses it (disk full, read-only), keep it in memory and hold the row: it is
+        not sent again before the outcome is written."""
+        until = self._paused.get(leader.target)
+        if leader.target in self._pause_reasons and until is not None and until > attempt.now:
+            attempt = dataclasses.replace(
+                attempt, pause_until=until, pause_reason=self._pause_reasons[leader.target]
+            )
         try:
             await self._write(attempt)
+            self._claimed.discard(leader.id)  # the outcome ended the claim
         except Exception as exc:
             key = (leader.incident_id, leader.target)
             held = _Unrecorded(attempt, 1, 0.0)
@@ -740,6 +865,7 @@ class OutboxWorker:
                 self._refused(key[1], held, result)
             else:
                 del self._unrecorded[key]
+                self._claimed.discard(held.attempt.leader_id)
                 log.info(
                     "notification %d to %s: outcome recorded after %d refused tries",
                     held.attempt.leader_id,
