@@ -40,12 +40,20 @@ from bridge.http import (
 )
 from bridge.http.errors import json_errors
 from bridge.http.live import source_of, source_of_peer
+from bridge.http.pages.signin import SESSION_KEY
 from bridge.indexer import Indexer
 from bridge.kb import postmortems
 from bridge.metrics import Metrics
 from bridge.reconciler import Reconciler
 from bridge.runtime import RulesError
-from bridge.service import AppState, activate, load_runtime, reload
+from bridge.service import (
+    AppState,
+    BackgroundLoop,
+    ReplicaHeartbeat,
+    activate,
+    load_runtime,
+    reload,
+)
 from bridge.service.access import ApiAccess, api_access, ensure_api_token
 from bridge.service.database import describe as describe_db
 from bridge.service.database import new_store
@@ -103,7 +111,14 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
     app.router.add_get(openapi.PATH, json_errors(openapi.serve))
     # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.
-    pages.install(app, session.ensure_key(state.settings.db))
+    key = session.signing_key(state.settings)
+    pages.install(app, key or b"")
+    if key is None:  # PostgreSQL: the replicas' one key, read before the first request
+
+        async def shared_key(app_: web.Application) -> None:
+            app_[SESSION_KEY] = await session.database_key(state.store)
+
+        app.on_startup.append(shared_key)
     live.install(app)  # /incidents/{id}/live (http/live.py): the pages' live streams, counted
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
@@ -603,6 +618,7 @@ async def run(
     reminders = ReminderScheduler(state)
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
+    heartbeat = ReplicaHeartbeat(state)  # this replica seen by the others (docs/postgresql.md)
     try:
         listeners.append(Listener(runner.server, limit, settings.host, settings.port))
         if hooks is not None and settings.webhook_listen is not None:
@@ -621,6 +637,7 @@ async def run(
         )
         log.info("%s", describe_access(state.api, settings))
         worker.start()
+        heartbeat.start()
         reminders.start()
         indexer.start()
         if reconciler is not None:
@@ -638,7 +655,7 @@ async def run(
             listeners,
             [r for r in (hooks, runner) if r is not None],
             background,
-            [reminders, indexer, *([reconciler] if reconciler is not None else [])],
+            [reminders, indexer, *([reconciler] if reconciler is not None else []), heartbeat],
             worker,
         )
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -700,7 +717,7 @@ async def _stop(
     listeners: list[Listener],
     runners: list[web.AppRunner],
     background: list[asyncio.Task[None]],
-    loops: list[Indexer | ReminderScheduler | Reconciler],
+    loops: list[BackgroundLoop],
     worker: OutboxWorker,
 ) -> None:
     """The stop after the delay, in this order: no new connections, the requests in flight

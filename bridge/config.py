@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,10 @@ class Settings:
     slack_signing_secret: Secret | None = None
     mattermost_command_token: Secret | None = None
     chat_read_only_users: tuple[str, ...] = ()
+    # replicas on one PostgreSQL database (docs/postgresql.md#replicas): this process's name
+    # in the leases and the replicas' table, and the web sessions' signing key they share
+    replica_id: str = dataclasses.field(default_factory=lambda: default_replica_id())
+    session_key: Secret | None = None
 
     @property
     def kb_folder(self) -> Path | None:
@@ -221,6 +226,21 @@ def parse_db(value: str) -> Path | DatabaseUrl:
 def api_token_path(db: Path) -> Path:
     """Where the service on ``db`` keeps the API token it generated (no token configured)."""
     return db.with_name(db.name + ".api-token")
+
+
+def default_replica_id() -> str:
+    """The host name (a pod's name in Kubernetes) and the pid: unique among the processes on
+    one database, and telling which pod holds what."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _replica_id(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:@-]{1,128}", value):
+        raise ConfigError(
+            f"--replica-id: {value!r}: 1 to 128 letters, digits and . _ : @ - (no spaces)"
+        )
+    return value
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -387,13 +407,35 @@ OPTIONS: tuple[Option, ...] = (
         "it the request gets 503",
     ),
     Option(
+        name="replica_id",
+        flag="--replica-id",
+        env="REPLICA_ID",
+        parse=_replica_id,
+        default="host name and pid (`<hostname>-<pid>`)",
+        meaning="this process's name among the replicas on one PostgreSQL database: who holds "
+        "a background loop's lease, the replicas `/-/ready` and the metrics list; unique per "
+        "process (in Kubernetes the host name is the pod's name) "
+        "([postgresql.md](postgresql.md#replicas))",
+    ),
+    Option(
+        name="session_key",
+        flag="--session-key-file",
+        env="SESSION_KEY",
+        kind="secret",
+        meaning="the key that signs the web pages' session cookies (at least 32 characters; "
+        "file, or the value in the variable), the same on every replica (a Kubernetes Secret). "
+        "Without it: `<db>.session-key` on SQLite, one key kept in the database on PostgreSQL "
+        "([web.md](web.md#who-may-see-and-do-what))",
+    ),
+    Option(
         name="data_dir",
         flag="--data-dir",
         env="DATA_DIR",
         parse=Path,
         default="`./data`",
         meaning="PostgreSQL: the folder of the files SQLite keeps beside its database "
-        "(`incident-bridge.api-token`, `incident-bridge.session-key`, `kb/`)",
+        "(`kb/`; the API token and the session key are not files there: see "
+        "`--api-token-file`, `--session-key-file`)",
     ),
     Option(
         name="webhook_token",
@@ -1036,6 +1078,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--kb-database-only: no folder is written; remove --kb-dir")
     if settings.max_bodies_bytes < settings.max_body_bytes:
         raise ConfigError("--max-bodies-bytes: must be at least --max-body-bytes")
+    if settings.session_key is not None and len(settings.session_key.reveal()) < 32:
+        raise ConfigError("--session-key-file: the key is shorter than 32 characters")
     try:
         # the folder and the files beside the database: another user must not choose them
         check_beside(settings.db)

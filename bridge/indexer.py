@@ -17,6 +17,10 @@ at once while the service is otherwise idle, and while webhooks or actions keep 
 works at most ``duty`` of the time (a pause after each tick of ``(1 - duty) / duty`` times what
 it took, ended early when they stop), so that a storm of new incidents is indexed behind it
 without slowing its ingest (docs/performance.md).
+
+With replicas, it runs on the one that holds the ``indexer`` lease (``BackgroundLoop``), of
+``LEASE_TICK_S``: its own 1 s tick would renew a lease twice a second for nothing; the leader
+finds the other replicas' writes at its next poll.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ DUTY = 0.05
 PACE_SLICE_S = 0.05
 # Incidents looked at for similar ones per tick.
 SIMILAR_BATCH = 32
+# The indexer's lease (seconds): another replica resumes its work within 1.5 of these.
+LEASE_TICK_S = 5.0
 
 
 NOTHING = Recorded((), (), 0)
@@ -63,8 +69,10 @@ class Indexer(BackgroundLoop):
         poll_s: float = POLL_S,
         duty: float = DUTY,
         similar_batch: int = SIMILAR_BATCH,
+        lease_tick_s: float = LEASE_TICK_S,
     ) -> None:
         self.state = state
+        self._lease_tick_s = lease_tick_s
         self.incident_url = incident_url
         self.poll_s = poll_s
         self.duty = duty
@@ -74,6 +82,11 @@ class Indexer(BackgroundLoop):
         self._written: set[int] = set()
 
     NAME = "indexer"
+    LEASE = "indexer"
+
+    @property
+    def lease_tick_s(self) -> float:
+        return self._lease_tick_s
 
     def notify(self) -> None:
         """Look now rather than at the next poll (when not pacing a backlog)."""

@@ -33,6 +33,8 @@ PREFIX = "incident_bridge_"
 # 401 credentials, 413 too large, 500 a bug, 503 busy or the store unavailable.
 WEBHOOK_CODES = ("200", "400", "401", "413", "500", "503")
 ALERT_STATUSES = ("firing", "resolved")
+# The background loops that run on one replica at a time (service.BackgroundLoop.LEASE).
+LEADER_LOOPS = ("scheduler", "indexer", "reconciler")
 
 
 class KnownLabels(Collector):
@@ -161,6 +163,11 @@ class Metrics:
     alertmanager_errors: Counter
     reconcile_changes: Counter
     reconcile_last_success: Gauge
+    # replicas on one database (docs/postgresql.md#replicas)
+    leader: Gauge
+    replica_info: Gauge
+    replicas: Gauge
+    rules_hash_mismatch: Gauge
     # computed from the store at each scrape (opened/reopened, MTTx, follow-ups, postmortems)
     incidents: IncidentMetrics
     build_info: Gauge
@@ -321,6 +328,31 @@ class Metrics:
                 "When reconciliation last compared the open incidents with a trusted answer.",
                 registry=registry,
             ),
+            leader=Gauge(
+                PREFIX + "leader",
+                "1 while this replica holds the lease of a background loop that runs on one "
+                "replica at a time (scheduler, indexer, reconciler), else 0.",
+                ["loop"],
+                registry=registry,
+            ),
+            replica_info=Gauge(
+                PREFIX + "replica_info",
+                "Always 1: this process's replica id (--replica-id).",
+                ["replica"],
+                registry=registry,
+            ),
+            replicas=Gauge(
+                PREFIX + "replicas",
+                "Replicas on this database seen live at this replica's last heartbeat "
+                "(itself included).",
+                registry=registry,
+            ),
+            rules_hash_mismatch=Gauge(
+                PREFIX + "rules_hash_mismatch",
+                "1 when another live replica on this database runs other rules (a rules "
+                "change half rolled out), else 0.",
+                registry=registry,
+            ),
             rule_render_errors=Counter(
                 PREFIX + "rule_render_errors",
                 "Webhooks whose route could not render a template for their labels (the incident "
@@ -333,6 +365,8 @@ class Metrics:
             metrics.child(metrics.webhook_requests, code)
         for status in ALERT_STATUSES:
             metrics.child(metrics.alerts_received, status)
+        for loop in LEADER_LOOPS:
+            metrics.child(metrics.leader, loop).set(0)
         created.append(metrics)
         return metrics
 

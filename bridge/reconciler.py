@@ -14,7 +14,8 @@ Every ``--reconcile-interval`` (jittered, longer while Alertmanager is unreachab
 
 It never blocks ingest: it only ever waits for Alertmanager outside the writer, and its writes
 queue with the webhooks' in the one writer. A failure is logged and counted and the next tick
-tries again: the service does not stop for it.
+tries again: the service does not stop for it. With replicas, it runs on the one that holds the
+``reconciler`` lease (``BackgroundLoop``), of one ``--reconcile-interval``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class ReconcileHealth:
 
 class Reconciler(BackgroundLoop):
     NAME = "reconciler"
+    LEASE = "reconciler"
+
+    @property
+    def lease_tick_s(self) -> float:
+        return self.interval_s
 
     def __init__(
         self,

@@ -200,6 +200,9 @@ async def test_a_store_error_does_not_stop_the_scheduler(
 ) -> None:
     await service.start()
     assert service.store is not None and service.scheduler is not None
+    scheduler = service.scheduler
+    # it ticks once it holds its lease (the first write of its own; docs/postgresql.md#replicas)
+    await until("the scheduler's lease", lambda: scheduler.leading)
     service.store.close()  # every write now fails
     with caplog.at_level(logging.WARNING, logger="bridge.service"):
         await until(

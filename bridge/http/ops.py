@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bridge.http import auth
 from bridge.http.models import Reloaded, ReloadFailed, Rules, json_answer
 from bridge.runtime import Runtime
-from bridge.service import AppState, reload
+from bridge.service import AppState, reload, rules_differ
 from bridge.store.interface import StoreUnavailable
 
 # Set by bridge/app.py at SIGTERM: from then on /-/ready answers 503 "stopping" (the load
@@ -38,7 +38,24 @@ async def ready(request: web.Request) -> web.Response:
         return web.Response(status=503, text=f"store not ready: {exc}\n")
     # Alertmanager's API is a detail, never a reason to refuse traffic: webhooks still count.
     detail = state.reconcile_detail() + "\n" if state.reconcile_detail is not None else ""
-    return web.Response(text="OK\n" + detail)
+    return web.Response(text="OK\n" + detail + replicas_detail(state))
+
+
+def replicas_detail(state: AppState) -> str:
+    """This replica, the loops it leads, the replicas seen; a warning when live replicas run
+    other rules. Still 200: during a rolling change of the rules replicas differ for a while,
+    and taking every replica out of the load balancer for it would stop the webhooks too (the
+    ``IncidentBridgeRulesDiffer`` alert says when it lasts)."""
+    me = state.settings.replica_id
+    leads = ", ".join(sorted(state.leading)) or "nothing"
+    lines = [f"replica {me}: leads {leads}; {len(state.replicas) or 1} replica(s) live"]
+    differ = rules_differ(state)
+    if differ:
+        others = ", ".join(f"{r.id} ({r.rules_hash[:12]})" for r in differ)
+        lines.append(
+            f"warning: rules differ: this replica runs {state.runtime.config_hash[:12]}, {others}"
+        )
+    return "".join(line + "\n" for line in lines)
 
 
 _teams_cache: dict[str, frozenset[str]] = {}

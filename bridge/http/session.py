@@ -4,8 +4,11 @@ set by a trusted reverse proxy, and the CSRF token of its forms.
 A person signs in with an API token (docs/web.md). The cookie holds no token: the token's
 name, its scope, a fingerprint of it (so that a token removed from the configuration, at a
 reload or a restart, ends the sessions made with it), when it expires, a random nonce that is
-the session's CSRF token, and the session's id; all signed with HMAC-SHA256 under a key kept
-beside the database (``<db>.session-key``, made at first start, readable by its owner only).
+the session's CSRF token, and the session's id; all signed with HMAC-SHA256 under one key
+(``signing_key``): ``--session-key-file`` when given; else on SQLite a key kept beside the
+database (``<db>.session-key``, made at first start, readable by its owner only), and on
+PostgreSQL one key kept in the database, made by the first replica that asks and read by every
+other, so that a cookie signed by one replica is good on all (``database_key``).
 The cookie is ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when the service is reached over
 TLS.
 
@@ -25,12 +28,14 @@ import hmac
 import ipaddress
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from bridge.config import Settings
 from bridge.http.auth import ANONYMOUS, READ_TOKEN_NAME, WRITE_TOKEN_NAME
 from bridge.private_files import UnsafeFile, read_private, write_private
 from bridge.service.access import ApiAccess, token_fingerprint
@@ -74,6 +79,34 @@ def ensure_key(db: Path) -> bytes:
             write_private(path, text)
     except UnsafeFile as exc:  # planted after the start-up check: one line, not a traceback
         raise StoreError(str(exc)) from None
+    return text.encode()
+
+
+def signing_key(settings: Settings) -> bytes | None:
+    """The key the settings give (``--session-key-file``), else SQLite's file; None on
+    PostgreSQL without one: the database's, read when the app starts (``database_key``)."""
+    if settings.session_key is not None:
+        return settings.session_key.reveal().encode()
+    if settings.database_url is not None:
+        return None  # never a key of this process's own: the other replicas would refuse it
+    return ensure_key(settings.db)
+
+
+# The name of the session key in the database's shared secrets (store/coordination.py).
+SHARED_KEY_NAME = "session_key"
+
+
+async def database_key(store: StoreInterface) -> bytes:
+    """The one key of every replica on the database: made by the first to ask (32 random
+    bytes), read by the others."""
+    try:
+        text = await store.coordination.shared_secret(
+            name=SHARED_KEY_NAME, candidate=secrets.token_urlsafe(32), now=time.time_ns()
+        )
+    except StoreUnavailable as exc:
+        raise StoreError(
+            f"the web session key could not be read from the database: {exc}"
+        ) from None
     return text.encode()
 
 

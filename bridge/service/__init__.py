@@ -4,7 +4,15 @@ says after its commit (``AppState.committed``), the one way to swap the rules wh
 (``reload``), used by SIGHUP, ``POST /-/reload`` and ``--watch-rules``, the one way a person's
 command reaches the store (``act``), and the base of the background loops. The scheduler of
 reminders and the follow-up is ``bridge.service.scheduler``; who may use the API,
-``bridge.service.access``."""
+``bridge.service.access``.
+
+Replicas on one database (docs/postgresql.md#replicas) coordinate through it alone. A loop that
+must run once cluster-wide (``BackgroundLoop.LEASE``: the scheduler, the indexer, the
+reconciler) runs only while this replica holds its lease (``store/coordination.py``): the lease
+lasts one of the loop's lease ticks, its holder renews it every half tick, the others look every
+half tick, so a dead holder's loop resumes on another replica within one and a half ticks, and a
+clean stop releases it for the next look. ``ReplicaHeartbeat`` writes this replica's row every
+``HEARTBEAT_S`` and reads the others' (``/-/ready``, the metrics)."""
 
 from __future__ import annotations
 
@@ -36,6 +44,8 @@ from bridge.store.interface import (
     ActionAnswer,
     ActionRequest,
     Idempotency,
+    Replica,
+    StoreError,
     StoreInterface,
     StoreUnavailable,
 )
@@ -48,6 +58,7 @@ __all__ = [
     "ApiAccess",
     "AppState",
     "BackgroundLoop",
+    "ReplicaHeartbeat",
     "access_fingerprints",
     "act",
     "activate",
@@ -56,6 +67,7 @@ __all__ = [
     "load_runtime",
     "reload",
     "reload_tokens",
+    "rules_differ",
     "token_fingerprint",
 ]
 
@@ -83,6 +95,10 @@ class AppState:
     scheduler_due: asyncio.Event = field(default_factory=asyncio.Event)
     # the reconciler's line for /-/ready (with --alertmanager-url; bridge/reconciler.py)
     reconcile_detail: Callable[[], str] | None = None
+    # the loops whose lease this replica holds now (BackgroundLoop.LEASE), for /-/ready
+    leading: set[str] = field(default_factory=set)
+    # the live replicas on the database at the last heartbeat (this one among them), by id
+    replicas: tuple[Replica, ...] = ()
 
     def committed(self, *, notifications: int, mitigated: bool = False) -> None:
         """What a transaction wrote, said once after its commit; whoever must look is woken:
@@ -225,15 +241,43 @@ async def act(
     return answer
 
 
+# A lease tick shorter than this would make a write of its own every few milliseconds.
+MIN_LEASE_TICK_S = 0.2
+
+
 class BackgroundLoop:
     """A task the service runs from start to stop (the scheduler, the indexer, the
-    reconciler): ``start`` creates it, ``stop`` cancels it and waits for it to end."""
+    reconciler): ``start`` creates it, ``stop`` cancels it and waits for it to end.
+
+    With ``LEASE`` set, the loop's body (``_run``) runs on one replica at a time: only while
+    this replica holds the lease of that name. The lease is taken or renewed every half
+    ``lease_tick_s`` and lasts one ``lease_tick_s``: a holder that stops renewing (killed,
+    partitioned from the database) loses it at most one tick after, and another replica, which
+    looks every half tick, takes it then. While the database cannot be reached, a replica keeps
+    doing what it did (the loop's own reads and writes fail too, so it writes nothing meanwhile)
+    and learns at its first renewal after whether another took the lease over. Two replicas may
+    thus both run a tick at a lease's edge; what the loops write is safe for that (a reminder's
+    due-time key, the indexer's watermarks and the reconciler's plans are decided again in the
+    writer's serial transactions). ``stop`` releases the lease."""
 
     NAME = "loop"
+    LEASE: ClassVar[str] = ""  # "": runs on every replica
+    state: AppState
     _task: asyncio.Task[None] | None = None
+    _work: asyncio.Task[None] | None = None
+
+    @property
+    def lease_tick_s(self) -> float:
+        """The loop's tick, as its lease counts it (a subclass with a lease says)."""
+        raise NotImplementedError
+
+    @property
+    def leading(self) -> bool:
+        return self._work is not None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.NAME)
+        body = self._lead() if self.LEASE else self._run()
+        self._task = asyncio.create_task(body, name=self.NAME)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -242,6 +286,147 @@ class BackgroundLoop:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self.LEASE:
+            await self._release()
+
+    async def _release(self) -> None:
+        """A clean stop hands the lease over at once (the next replica's look takes it)."""
+        try:
+            await self.state.store.coordination.release_lease(
+                name=self.LEASE, holder=self.state.settings.replica_id
+            )
+        except (StoreError, StoreUnavailable) as exc:
+            log.warning("%s: lease not released (it expires on its own): %s", self.LEASE, exc)
+
+    async def _lead(self) -> None:
+        coordination = self.state.store.coordination
+        me = self.state.settings.replica_id
+        failing = False  # said once per outage of the database
+        try:
+            while True:
+                tick = max(self.lease_tick_s, MIN_LEASE_TICK_S)
+                asked = time.monotonic()
+                now = time.time_ns()
+                leads = self._work is not None
+                try:
+                    free = True
+                    if self._work is None:  # a look first: a held lease costs no write
+                        found = await coordination.lease(name=self.LEASE)
+                        free = found is None or found.holder == me or found.expires_at < now
+                    leads = False
+                    if free:
+                        lease = await coordination.take_lease(
+                            name=self.LEASE, holder=me, now=now, until=now + int(tick * 1e9)
+                        )
+                        # an answer later than the lease's length: it may have run out already
+                        leads = lease.holder == me and time.monotonic() < asked + tick
+                    failing = False
+                except (StoreError, StoreUnavailable) as exc:
+                    if not failing:
+                        log.warning("%s: lease not renewed: %s; trying again", self.LEASE, exc)
+                    failing = True
+                self._follow(leads)
+                await asyncio.sleep(tick / 2)
+        finally:
+            await self._follow_stop()
+
+    def _follow(self, leads: bool) -> None:
+        """Start the loop's body on becoming the leader, cancel it on losing the lease."""
+        if self._work is not None and self._work.done():  # the body ended on its own
+            with contextlib.suppress(asyncio.CancelledError):
+                if self._work.exception() is not None:
+                    log.error("%s ended", self.NAME, exc_info=self._work.exception())
+            self._work = None
+        if leads and self._work is None:
+            log.info("%s: this replica leads (%s)", self.LEASE, self.state.settings.replica_id)
+            self._work = asyncio.create_task(self._run(), name=f"{self.NAME} (leader)")
+            self._said(True)
+        elif not leads and self._work is not None:
+            log.warning("%s: lease lost; another replica leads", self.LEASE)
+            self._work.cancel()
+            self._work = None
+            self._said(False)
+
+    async def _follow_stop(self) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            self._said(False)
+
+    def _said(self, leads: bool) -> None:
+        metrics = self.state.metrics
+        metrics.child(metrics.leader, self.LEASE).set(1 if leads else 0)
+        if leads:
+            self.state.leading.add(self.LEASE)
+        else:
+            self.state.leading.discard(self.LEASE)
 
     async def _run(self) -> None:
         raise NotImplementedError
+
+
+# Seconds between two heartbeats of a replica; a replica not seen for LIVE_BEATS of them is not
+# counted live; its row is deleted after PRUNE_AFTER_S (what stopped is there to look at a while).
+HEARTBEAT_S = 5.0
+LIVE_BEATS = 3
+PRUNE_AFTER_S = 3600.0
+
+
+class ReplicaHeartbeat(BackgroundLoop):
+    """Every ``every_s``: this replica's row (id, the active rules' hash, when it started, now),
+    the rows of replicas gone for ``PRUNE_AFTER_S`` deleted, and the live ones read into
+    ``state.replicas`` and the metrics (how many, whether their rules differ from this one's).
+    A clean stop deletes this replica's row."""
+
+    NAME = "heartbeat"
+
+    def __init__(self, state: AppState, every_s: float = HEARTBEAT_S) -> None:
+        self.state = state
+        self.every_s = every_s
+        self.started_at = time.time_ns()
+
+    async def beat(self) -> tuple[Replica, ...]:
+        state = self.state
+        now = time.time_ns()
+        mine = state.runtime.config_hash
+        live = await state.store.coordination.heartbeat(
+            replica=state.settings.replica_id,
+            rules_hash=mine,
+            started_at=self.started_at,
+            now=now,
+            live_after=now - int(LIVE_BEATS * self.every_s * 1e9),
+            prune_before=now - int(PRUNE_AFTER_S * 1e9),
+        )
+        state.replicas = tuple(live)
+        metrics = state.metrics
+        metrics.replicas.set(len(live))
+        metrics.rules_hash_mismatch.set(1 if rules_differ(state) else 0)
+        return state.replicas
+
+    async def _run(self) -> None:
+        metrics = self.state.metrics
+        metrics.child(metrics.replica_info, self.state.settings.replica_id).set(1)
+        while True:
+            try:
+                await self.beat()
+            except (StoreError, StoreUnavailable) as exc:
+                log.warning("replica heartbeat: %s; trying again", exc)
+            except Exception:
+                log.exception("replica heartbeat: unexpected error; trying again")
+            await asyncio.sleep(self.every_s)
+
+    async def stop(self) -> None:
+        await super().stop()
+        try:
+            await self.state.store.coordination.leave(replica=self.state.settings.replica_id)
+        except (StoreError, StoreUnavailable) as exc:
+            log.warning("replica heartbeat: row not removed (pruned later): %s", exc)
+
+
+def rules_differ(state: AppState) -> list[Replica]:
+    """The live replicas whose rules are not this one's (a rules change half rolled out)."""
+    mine = state.runtime.config_hash
+    me = state.settings.replica_id
+    return [r for r in state.replicas if r.id != me and r.rules_hash != mine]

@@ -1,6 +1,6 @@
 """Who may use the API: the tokens of the settings (write, read, named with scopes) and the
-write token generated into ``<db>.api-token`` when none is configured; what a web session keeps
-of the token it was made with (``token_fingerprint``)."""
+write token generated into ``<db>.api-token`` when none is configured (SQLite only); what a
+web session keeps of the token it was made with (``token_fingerprint``)."""
 
 from __future__ import annotations
 
@@ -65,9 +65,20 @@ def api_access(settings: Settings, generated: Secret | None = None) -> ApiAccess
 
 def ensure_api_token(settings: Settings) -> Secret | None:
     """The generated write token when none is configured: read from ``<db>.api-token``, or
-    made (32 random bytes) and written there readable by its owner only."""
+    made (32 random bytes) and written there readable by its owner only. SQLite only: on
+    PostgreSQL every replica must accept the same tokens, and a file each made for itself
+    would be a different token per replica, so a token must be configured (``StoreError``,
+    which ``serve`` says before it exits, when none is)."""
     if settings.api_token is not None:
         return None
+    if settings.database_url is not None:
+        if any(t.scope == "write" for t in settings.api_tokens):
+            return None  # writes through the named tokens; nothing generated
+        raise StoreError(
+            "with PostgreSQL (replicas), the API token must be configured, the same on every "
+            "replica: --api-token-file FILE or INCIDENT_BRIDGE_API_TOKEN (or a write token in "
+            "--api-tokens-file); a token generated into a file per replica would differ"
+        )
     path = api_token_path(settings.db)
     # Trusted only as the service's own private file: a token planted by another user, or a
     # symbolic link to a file anyone can read, would be a write token others know.

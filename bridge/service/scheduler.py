@@ -2,7 +2,10 @@
 that sends the reminders and escalations due (``fire_reminders``), opens the follow-up of newly
 mitigated incidents and validates those whose stabilization window has ended
 (``advance_followups``, the PromQL checks through ``promql.run_checks``); every 15 s on the
-injected clock, at once when a commit says an incident was mitigated (``AppState.committed``)."""
+injected clock, at once when a commit says an incident was mitigated (``AppState.committed``).
+With replicas, it runs on the one that holds the ``scheduler`` lease (``BackgroundLoop``), a
+lease of one tick: another replica takes over within a tick and a half of the holder's end; a
+mitigation on another replica is seen at the next tick."""
 
 from __future__ import annotations
 
@@ -56,10 +59,15 @@ class ReminderScheduler(BackgroundLoop):
     the next tick tries again: the service does not stop for it."""
 
     NAME = "reminders"
+    LEASE = "scheduler"
 
     def __init__(self, state: AppState, every_s: float = REMIND_EVERY_S) -> None:
         self.state = state
         self.every_s = every_s
+
+    @property
+    def lease_tick_s(self) -> float:
+        return self.every_s
 
     async def _run(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from bridge.core.similar import Candidate
 from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency
 from bridge.store.backup import BackupResult, IntegrityResult
 from bridge.store.chat import ChannelIncident
+from bridge.store.coordination import Lease, Replica
 from bridge.store.errors import (
     BackupError,
     DestinationExists,
@@ -73,6 +74,7 @@ __all__ = [
     "CheckResult",
     "Claimed",
     "Context",
+    "Coordination",
     "DestinationExists",
     "FireResult",
     "FollowUps",
@@ -81,6 +83,7 @@ __all__ = [
     "Ingest",
     "IngestItem",
     "IntegrityResult",
+    "Lease",
     "Metrics",
     "NewSession",
     "OpenRequest",
@@ -97,6 +100,7 @@ __all__ = [
     "Reconcile",
     "Recorded",
     "Reminders",
+    "Replica",
     "SaveRequest",
     "Search",
     "Sessions",
@@ -302,6 +306,37 @@ class Sessions(Protocol):
     async def is_live(self, *, id_hash: str, now: int) -> bool: ...
 
 
+class Coordination(Protocol):
+    """Replicas on one database (``store/coordination.py``): leases, the replicas seen, the
+    secrets they share. Every method but ``lease`` and ``replicas`` is a write."""
+
+    async def take_lease(self, *, name: str, holder: str, now: int, until: int) -> Lease:
+        """Take or renew ``name`` when it is free, expired or ``holder``'s already; the lease
+        after (its ``holder`` says who won)."""
+        ...
+
+    async def lease(self, *, name: str) -> Lease | None: ...
+    async def release_lease(self, *, name: str, holder: str) -> bool: ...
+    async def heartbeat(
+        self,
+        *,
+        replica: str,
+        rules_hash: str,
+        started_at: int,
+        now: int,
+        live_after: int,
+        prune_before: int,
+    ) -> list[Replica]:
+        """This replica seen now; the long-gone pruned; the live ones (this one too)."""
+        ...
+
+    async def replicas(self, *, live_after: int) -> list[Replica]: ...
+    async def leave(self, *, replica: str) -> None: ...
+    async def shared_secret(self, *, name: str, candidate: str, now: int) -> str:
+        """``name``'s value for every replica: ``candidate`` when first, else the first's."""
+        ...
+
+
 class StoreInterface(Protocol):
     """The database as the service uses it: one part per concern, and its life."""
 
@@ -329,6 +364,8 @@ class StoreInterface(Protocol):
     def chat(self) -> Chat: ...
     @property
     def sessions(self) -> Sessions: ...
+    @property
+    def coordination(self) -> Coordination: ...
     @property
     def fault(self) -> str | None:
         """What made the database fail while serving (a damaged file), or None."""

@@ -424,6 +424,15 @@ def _outbox_claims(db: sqlite_utils.Database) -> None:
     conn.execute("CREATE INDEX idx_outbox_pace_next_at ON outbox_pace (next_at)")
 
 
+def _coordination(db: sqlite_utils.Database) -> None:
+    """Replicas on one database (``store/coordination.py``): the background loops' leases, the
+    replicas seen, the secrets they share. On SQLite one process holds the file, so it always
+    wins its leases; the tables are there so that the same code runs on both backends."""
+    from bridge.store.coordination import create_tables
+
+    create_tables(db.conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -440,6 +449,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0013_sessions", _sessions),
     ("0014_dismiss", _dismiss),
     ("0015_outbox_claims", _outbox_claims),
+    ("0016_coordination", _coordination),
 ]
 
 

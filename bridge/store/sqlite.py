@@ -14,6 +14,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from bridge.core.postmortem import Version
 from bridge.store import actions as actions_sql
 from bridge.store import chat as chat_sql
+from bridge.store import coordination as coordination_sql
 from bridge.store import followup as followup_sql
 from bridge.store import ingest as ingest_sql
 from bridge.store import metrics as metrics_sql
@@ -226,6 +227,16 @@ class SqliteSessions(_Part):
     is_live = _reads(sessions_sql.session_is_live)
 
 
+class SqliteCoordination(_Part):
+    take_lease = _writes(coordination_sql.take_lease)
+    lease = _reads(coordination_sql.read_lease)
+    release_lease = _writes(coordination_sql.release_lease)
+    heartbeat = _writes(coordination_sql.heartbeat)
+    replicas = _reads(coordination_sql.live_replicas)
+    leave = _writes(coordination_sql.leave)
+    shared_secret = _writes(coordination_sql.shared_secret)
+
+
 class Parts:
     """The interface's parts, each over a runner's writer and read pool: the two backends'
     stores (``Store``, ``postgres.PgStore``) are both made of these, over the same SQL."""
@@ -243,3 +254,4 @@ class Parts:
         self.reconcile = SqliteReconcile(runner)
         self.chat = SqliteChat(runner)
         self.sessions = SqliteSessions(runner)
+        self.coordination = SqliteCoordination(runner)

@@ -164,6 +164,17 @@ class Bridge:
         cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"{LOOPBACK}:{self.port}"]
         if self.database_url:
             cmd += ["--db", self.database_url, "--data-dir", str(self.workdir)]
+            given = ("--api-token-file", "--api-tokens-file")
+            if (
+                not any(a in given for a in self.args)
+                and "INCIDENT_BRIDGE_API_TOKEN" not in self.env
+            ):
+                # PostgreSQL generates no token (replicas would each make their own): one is
+                # configured, kept where the CLI looks for the generated one (<db>.api-token).
+                token_file = self.db.with_name(self.db.name + ".api-token")
+                token_file.write_text(f"pg-api-token-{self.workdir.name}-0123456789\n")
+                token_file.chmod(0o600)
+                cmd += ["--api-token-file", str(token_file)]
         else:
             cmd += ["--db", str(self.db)]
         cmd += ["--log-format", "json"]

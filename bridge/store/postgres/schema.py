@@ -419,6 +419,18 @@ def _outbox_claims(conn: PgConnection) -> None:
     )
 
 
+def _coordination(conn: PgConnection) -> None:
+    _run(
+        conn,
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+        "taken_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+        "CREATE TABLE replicas (id TEXT PRIMARY KEY, rules_hash TEXT NOT NULL, "
+        "started_at BIGINT NOT NULL, seen_at BIGINT NOT NULL)",
+        "CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, "
+        "created_at BIGINT NOT NULL)",
+    )
+
+
 # The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres.py)
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -436,6 +448,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0013_sessions", _sessions),
     ("0014_dismiss", _dismiss),
     ("0015_outbox_claims", _outbox_claims),
+    ("0016_coordination", _coordination),
 ]
 
 
