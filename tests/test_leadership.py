@@ -203,7 +203,7 @@ async def test_ready_and_metrics_name_the_replica_what_it_leads_and_rules_that_d
     other.write_text("targets:\n  room: {type: console}\nroute:\n  tiers:\n    incident: room\n")
     b.runtime = rules_runtime([other], TargetDeps())
     assert a.runtime.config_hash != b.runtime.config_hash
-    beat_a, beat_b = ReplicaHeartbeat(a), ReplicaHeartbeat(b)
+    beat_a, beat_b = ReplicaHeartbeat(a, every_s=TICK), ReplicaHeartbeat(b, every_s=TICK)
     replicas.loops += [beat_a, beat_b]
     sched_a = replicas.scheduler(a)
     sched_a.start()
