@@ -143,6 +143,9 @@ class Bridge:
     # None: SQLite's file in ``workdir``. ``db`` is the base name of the files either keeps
     # there (``api_token_path(bridge.db)``).
     database_url: str | None = None
+    # A port kept across restarts (a replica that Alertmanager or a test's client knows by its
+    # address); None: a free one at each start.
+    fixed_port: int | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -171,10 +174,14 @@ class Bridge:
             ):
                 # PostgreSQL generates no token (replicas would each make their own): one is
                 # configured, kept where the CLI looks for the generated one (<db>.api-token).
+                # A configured token closes the reads too (as on SQLite with one): the test's
+                # reads carry it.
+                token = f"pg-api-token-{self.workdir.name}-0123456789"
                 token_file = self.db.with_name(self.db.name + ".api-token")
-                token_file.write_text(f"pg-api-token-{self.workdir.name}-0123456789\n")
+                token_file.write_text(token + "\n")
                 token_file.chmod(0o600)
                 cmd += ["--api-token-file", str(token_file)]
+                self.api_token = self.api_token or token
         else:
             cmd += ["--db", str(self.db)]
         cmd += ["--log-format", "json"]
@@ -188,7 +195,7 @@ class Bridge:
     def start(self, timeout: float = 20.0) -> Bridge:
         """Start (or restart, same database) and wait for /-/ready. Retries a taken port."""
         for _attempt in range(3):
-            self.port = free_port()
+            self.port = free_port() if self.fixed_port is None else self.fixed_port
             self.starts += 1
             # Logs go to stderr; stdout is the console notification target's.
             out_path = self.workdir / f"bridge-{self.starts}.out"
@@ -377,6 +384,9 @@ class Alertmanager:
     # A web port chosen up front (e.g. the port of a peer that was stopped, to start another
     # process in its place): start() binds exactly this one and never picks another.
     web_port: int | None = None
+    # How long a peer waits for the peers before it in the cluster to notify before it notifies
+    # too; "0s": every peer sends each group at once (both copies reach the receivers).
+    peer_timeout: str = "1s"
 
     @property
     def url(self) -> str:
@@ -415,7 +425,7 @@ class Alertmanager:
             "--cluster.gossip-interval=50ms",
             "--cluster.pushpull-interval=1s",
             "--cluster.settle-timeout=3s",
-            "--cluster.peer-timeout=1s",
+            f"--cluster.peer-timeout={self.peer_timeout}",
             "--cluster.probe-interval=200ms",
             "--cluster.probe-timeout=200ms",
             "--cluster.reconnect-interval=1s",
