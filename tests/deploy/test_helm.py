@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -790,10 +791,13 @@ def test_postgresql_md_shows_the_files_as_they_are(
 
 
 def pod_environment(
-    objs: dict[tuple[str, str], dict[str, Any]], secrets: dict[tuple[str, str], str]
+    objs: dict[tuple[str, str], dict[str, Any]],
+    secrets: dict[tuple[str, str], str],
+    pod_name: str = f"{FULLNAME}-5d8f7c9b4-x2k4p",
 ) -> dict[str, str]:
     """The container's variables as the kubelet would give them: values as they are, each
-    secretKeyRef from the chart's rendered Secret or from ``secrets``."""
+    secretKeyRef from the chart's rendered Secret or from ``secrets``, the pod's name for
+    its fieldRef."""
     rendered = {
         (name, key): base64.b64decode(value).decode()
         for (kind, name), doc in objs.items()
@@ -804,6 +808,9 @@ def pod_environment(
     for entry in container(objs)["env"]:
         if "value" in entry:
             out[entry["name"]] = str(entry["value"])
+        elif "fieldRef" in entry["valueFrom"]:
+            assert entry["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}
+            out[entry["name"]] = pod_name
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
             out[entry["name"]] = {**rendered, **secrets}[(ref["name"], ref["key"])]
@@ -813,8 +820,10 @@ def pod_environment(
 def test_the_postgresql_values_start_the_service(helm: str, pg_url: str, tmp_path: Path) -> None:
     """The variables the chart gives the pod with the CloudNativePG values, with the URL of a
     throwaway PostgreSQL in the Secret's place and a 0777 folder (as an emptyDir) for /data:
-    the service starts, keeps its files in a 0700 folder below it, and serves the tokens of the
-    chart's Secret. (libpq's PGSSL* are left out: the test's server has no TLS.)"""
+    the service starts, keeps its files (if any) in a 0700 folder below it, names itself by
+    the pod's name, serves the tokens of the chart's Secret, and at SIGTERM answers /-/ready
+    503 for the chart's delay (a second SIGTERM cuts it short) and exits 0. (libpq's PGSSL*
+    are left out: the test's server has no TLS.)"""
     objs = objects(helm, "--values", str(PG_VALUES))
     variables = pod_environment(objs, {("incident-bridge-pg-app", "uri"): pg_url})
     data = tmp_path / "data"
@@ -853,10 +862,15 @@ def test_the_postgresql_values_start_the_service(helm: str, pg_url: str, tmp_pat
         )
         assert ready and proc.poll() is None, (tmp_path / "bridge.log").read_text()[-3000:]
         files = data / "files"
-        assert stat.S_IMODE(files.stat().st_mode) == 0o700
-        assert (files / "incident-bridge.session-key").is_file()
-        assert not (files / "incident-bridge.api-token").exists()  # the Secret's token
+        if files.exists():
+            assert stat.S_IMODE(files.stat().st_mode) == 0o700
+        # the session key in the database (one for every replica), the Secret's API token,
+        # postmortems in the database: nothing of them in the emptyDir
+        assert not (files / "incident-bridge.session-key").exists()
+        assert not (files / "incident-bridge.api-token").exists()
         assert not (files / "kb").exists()
+        body = http("GET", f"http://127.0.0.1:{port}/-/ready").body.decode()
+        assert f"replica {variables['INCIDENT_BRIDGE_REPLICA_ID']}:" in body, body
         fixture = json.loads(
             (
                 ROOT / "tests" / "fixtures" / "alertmanager-0.25" / "firing-group-bearer.json"
@@ -876,6 +890,17 @@ def test_the_postgresql_values_start_the_service(helm: str, pg_url: str, tmp_pat
         listed = http("GET", f"http://127.0.0.1:{port}/api/v1/incidents", headers=api)
         assert listed.status == 200, listed.body
         assert "HighErrorRate" in listed.body.decode()
+        # the chart's stop: /-/ready 503 at once, still serving for shutdown.delaySeconds
+        assert variables["INCIDENT_BRIDGE_SHUTDOWN_DELAY"] == "5"
+        proc.send_signal(signal.SIGTERM)
+        wait_for(
+            "/-/ready 503",
+            lambda: http("GET", f"http://127.0.0.1:{port}/-/ready").status == 503,
+            timeout=5,
+        )
+        assert http("GET", f"http://127.0.0.1:{port}/-/healthy").status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
     finally:
         terminate(proc)
         log.close()
