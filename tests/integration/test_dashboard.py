@@ -360,7 +360,12 @@ def test_every_panel_shows_the_known_values(
             assert settled() and len(rows) < 500
             followups = 0
             for incident in incidents:
-                resp = http("GET", f"{bridge.url}/api/v1/incidents/{incident['id']}/followup")
+                # with a configured API token (PostgreSQL's), reads carry it
+                reads = (
+                    {"Authorization": f"Bearer {bridge.api_token}"} if bridge.api_token else None
+                )
+                path = f"/api/v1/incidents/{incident['id']}/followup"
+                resp = http("GET", bridge.url + path, headers=reads)
                 if resp.status == 200:
                     followups += resp.json()["open_items"]
 
