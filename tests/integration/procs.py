@@ -182,7 +182,6 @@ class Bridge:
                 token_file.chmod(0o600)
                 cmd += ["--api-token-file", str(token_file)]
                 self.api_token = self.api_token or token
-                self.api_token = self.api_token or token
         else:
             cmd += ["--db", str(self.db)]
         cmd += ["--log-format", "json"]
