@@ -569,7 +569,12 @@ async def run(
         log.info("database %s migrated: %s", describe_db(settings), ", ".join(applied))
     metrics_ = Metrics.create()
     links = incident_links(settings)
-    worker = OutboxWorker(store, runtime.targets, metrics_, clock=clock, incident_url=links)
+    # The outbox's claims under this replica's id; SQLite is held by one process at a time (its
+    # lock file), so one fixed id: a restart takes back at once what a crash left claimed.
+    replica = settings.replica_id if settings.database_url is not None else "sqlite"
+    worker = OutboxWorker(
+        store, runtime.targets, metrics_, clock=clock, incident_url=links, replica=replica
+    )
     state = AppState(
         settings=settings,
         store=store,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,57 @@ def test_pending_and_in_flight_notifications_survive_sigkill(
     finally:
         conn.close()
     assert states == {"delivered": 20}
+
+
+class HangingFake(WebhookFake):
+    """Holds every request until ``released`` is set (a send in flight), then answers those
+    503 unrecorded: what reaches ``deliveries`` came after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()  # set by the test's thread
+        self.held = 0
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self.released.is_set():
+            self.held += 1
+            await asyncio.get_running_loop().run_in_executor(None, self.released.wait, 60)
+            return web.json_response({"error": "gone"}, status=503)
+        return await super()._middleware(request, handler)
+
+
+def test_a_send_in_flight_at_a_crash_goes_out_at_once_after_the_restart(tmp_path: Path) -> None:
+    """The row was claimed by the killed process; on SQLite the restarted one (one process per
+    database, so the same replica id) takes it back at once instead of after the lease."""
+    server = HangingFake()
+    with in_a_thread(server):
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            "targets:\n  hook:\n    type: webhook\n    url: ${HOOK_URL}\n"
+            "    secret: ${HOOK_SECRET}\n"
+            "route:\n  name: default\n  tiers:\n    general: [hook]\n"
+        )
+        env = {"HOOK_URL": server.hook_url, "HOOK_SECRET": SECRET}
+        bridge = Bridge(tmp_path / "bridge", args=["--rules", str(rules)], env=env)
+        bridge.start()
+        try:
+            assert bridge.post_webhook(fixture_body("ha-pair-single-delivery.json")).status == 200
+            wait_for("a send in flight", lambda: server.held >= 1 or None, timeout=20)
+            assert bridge.proc is not None
+            bridge.proc.send_signal(signal.SIGKILL)
+            bridge.proc.wait(10)
+            server.released.set()
+            started = time.monotonic()
+            bridge.start()
+            wait_for("the notification delivered", lambda: server.deliveries or None, timeout=40)
+            assert time.monotonic() - started < 30  # the claim's lease is 60 s
+        finally:
+            bridge.stop()
+    [key] = server.deliveries
+    conn = sqlite3.connect(bridge.db)
+    try:
+        found = conn.execute("SELECT idempotency_key, claimed_by FROM outbox").fetchall()
+    finally:
+        conn.close()
+    assert found == [(key, None)]
