@@ -325,6 +325,9 @@ def bench_bridge(
             where, more_env = place.serve_args()
             env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
             env["INCIDENT_BRIDGE_WEBHOOK_TOKEN"] = TOKEN
+            # the API's token given, not generated into a file: with PostgreSQL the service
+            # asks for one (replicas share it); the same on both backends
+            env["INCIDENT_BRIDGE_API_TOKEN"] = "bench-api-token"
             env.update(more_env)
             cmd = [
                 *pin(server_cpu),

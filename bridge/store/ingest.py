@@ -159,17 +159,30 @@ class _Batch:
             )
         if not keys:
             return
-        # Per key its newest incident (the max of the (key, id) index), then that row by its
-        # id: a nested loop over the keys given whatever the planner believes of the table.
+        # Per key its newest incident's id (the max of the (key, id) index, a subquery per
+        # key: no join for a planner to turn into a scan), then those rows by their ids.
         # PostgreSQL's statistics lag a table that grows fast (a storm of new incidents): with
-        # "key IN (...) GROUP BY key" it chose scans of the whole table.
+        # "key IN (...) GROUP BY key" it chose scans of the whole table, and it hashed a join of
+        # the keys with "incidents.id = (SELECT max ...)" over a scan of the whole table too
+        # (a batch's cost growing with every incident). A batch of new keys (a storm) stops
+        # after the first statement.
         values = ", ".join("(?)" for _ in keys)
-        rows = conn.execute(
-            f"SELECT {_INCIDENT_ROW} FROM (VALUES {values}) AS wanted "
-            "JOIN incidents ON incidents.id = "
-            "(SELECT max(i.id) FROM incidents i WHERE i.key = wanted.column1)",
-            tuple(keys),
-        ).fetchall()
+        newest = [
+            int(i)
+            for (i,) in conn.execute(
+                "SELECT (SELECT max(i.id) FROM incidents i WHERE i.key = wanted.column1) "
+                f"FROM (VALUES {values}) AS wanted",
+                tuple(keys),
+            )
+            if i is not None
+        ]
+        rows = []
+        if newest:
+            rows = conn.execute(
+                f"SELECT {_INCIDENT_ROW} FROM incidents WHERE incidents.id IN "
+                f"({','.join('?' * len(newest))})",
+                newest,
+            ).fetchall()
         self.latest = dict.fromkeys(keys)
         for row in rows:
             incident = incident_from_row(row)
