@@ -734,6 +734,11 @@ async def _stop(
     )
     for listener in listeners:
         listener.close()  # no new connections
+    for each in runners:
+        # The app's on_shutdown, as aiohttp runs it before it waits for handlers: the live
+        # streams, which never end on their own, end now (their pages reconnect elsewhere)
+        # instead of holding the drain for --shutdown-timeout. Cleanup runs it again: a no-op.
+        await each.shutdown()
     servers = [each.server for each in runners if each.server is not None]
     late = await drain(servers, settings.shutdown_timeout_s)
     if late:

@@ -231,3 +231,27 @@ def test_a_request_in_flight_gets_shutdown_timeout_then_is_cancelled(tmp_path: P
     # the 10 s a stuck client would otherwise cost
     assert 1.0 <= took < 6, took
     assert stored(bridge, "NeverFinished") == 0
+
+
+def test_live_streams_end_at_once_and_do_not_hold_the_stop(tmp_path: Path) -> None:
+    """A page's live stream never ends on its own: it is ended when the listeners close (its
+    page reconnects to another replica), not waited for until --shutdown-timeout."""
+    bridge = Bridge(tmp_path, args=("--shutdown-timeout", "20")).start()  # reads open on loopback
+    assert bridge.proc is not None
+    try:
+        assert bridge.post_webhook(webhook("Watched")).status == 200
+        (incident,) = bridge.incidents()
+        sock = socket.create_connection((LOOPBACK, bridge.port), timeout=20)
+        with sock:
+            sock.sendall(
+                f"GET /incidents/{incident['id']}/live HTTP/1.1\r\n"
+                f"Host: {LOOPBACK}:{bridge.port}\r\n\r\n".encode()
+            )
+            assert answer_status(sock) == 200  # the stream is open
+            began = time.monotonic()
+            bridge.proc.send_signal(signal.SIGTERM)
+            assert bridge.proc.wait(25) == 0, bridge.logs()[-3000:]
+            took = time.monotonic() - began
+    finally:
+        bridge.kill()
+    assert took < 5, took
