@@ -527,7 +527,7 @@ def _reconciler(state: AppState, session: aiohttp.ClientSession) -> Reconciler |
         grace_s=settings.alertmanager_grace_s,
         min_age_s=settings.reconcile_min_age_s,
     )
-    state.reconcile_detail = reconciler.health.detail
+    state.reconcile_detail = reconciler.detail
     if state.worker is not None:
         state.worker.add_builtin(
             SilenceSender(

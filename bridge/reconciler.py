@@ -100,6 +100,13 @@ class Reconciler(BackgroundLoop):
         self.health = ReconcileHealth(peers=client.peers)
         self.wake = asyncio.Event()
 
+    def detail(self) -> str:
+        """This replica's line for /-/ready: the reconciliation's health where it runs; on a
+        replica that does not lead it, who does (its health there is another process's)."""
+        if self._task is not None and not self.leading:
+            return "alertmanager: reconciled by the replica holding the reconciler's lease"
+        return self.health.detail()
+
     def pause_s(self) -> float:
         """The interval ±10 %; doubled per failed tick in a row, up to ``MAX_BACKOFF`` times."""
         factor: float = min(2.0 ** min(self.health.failures, 8), MAX_BACKOFF)

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.alertmanager_api import Fetched
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.core.dburl import DatabaseUrl
 from bridge.core.secrets import Secret
 from bridge.http.pages.signin import SESSION_KEY
+from bridge.reconciler import Reconciler
 from bridge.runtime import rules_runtime
 from bridge.service import AppState, BackgroundLoop, ReplicaHeartbeat, ensure_api_token
 from bridge.service.scheduler import ReminderScheduler, fire_reminders
@@ -292,3 +294,37 @@ async def test_a_chat_command_replayed_to_another_replica_acts_once(
         incident,
     )
     assert notes == [(1,)]
+
+
+class Unreachable:
+    """An Alertmanager client whose peers never answer (the reconciler's only dependency)."""
+
+    peers = ("http://127.0.0.1:9",)
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def fetch(self, grace_s: float) -> Fetched:
+        self.asked += 1
+        return Fetched(view=None, errors=(), young=())
+
+
+async def test_the_reconciler_asks_alertmanager_from_one_replica_and_ready_says_who(
+    replicas: Replicas,
+) -> None:
+    a, b = replicas.state("a"), replicas.state("b")
+    clients = [Unreachable(), Unreachable()]
+    loops = [
+        Reconciler(s, c, interval_s=TICK, grace_s=0, jitter=lambda: 0.5)  # type: ignore[arg-type]
+        for s, c in zip((a, b), clients, strict=True)
+    ]
+    replicas.loops += loops
+    loops[0].start()
+    await until("a leads", lambda: loops[0].leading, 5)
+    loops[1].start()
+    await asyncio.sleep(2 * TICK)
+    assert clients[0].asked >= 2 and clients[1].asked == 0
+    assert loops[0].detail().startswith("alertmanager: no trusted answer since")
+    assert loops[1].detail() == (
+        "alertmanager: reconciled by the replica holding the reconciler's lease"
+    )
