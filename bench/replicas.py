@@ -14,9 +14,11 @@ What to expect on this machine (2 cores): the replicas, wrk and PostgreSQL share
 PostgreSQL's write transactions are serial (one advisory lock: docs/ha.md), so more replicas
 bring availability, not throughput; a ratio under 1 is the price of the coordination.
 
-The failover part starts three replicas with ``--lease-seconds`` short, and for each background
-loop finds its leader in ``incident_bridge_leader``, SIGKILLs it, and times until another
-replica says it leads (``failover_<loop>``, in seconds and in lease periods).
+The failover part starts three replicas (the scheduler's tick ``--scheduler-interval`` set to
+``--scheduler-tick``, the indexer's lease its fixed 5 s), and for each background loop finds its
+leader in ``incident_bridge_leader``, SIGKILLs it, and times until another replica says it leads
+(``failover_<loop>``, in seconds and in ticks: a lease lasts one tick and is renewed every half,
+so the bound is 1.5 ticks plus the probe's own delay).
 
     .venv/bin/python bench/replicas.py                      # 3 rounds of 5 s
     .venv/bin/python bench/replicas.py --smoke              # a few seconds (CI)
@@ -47,7 +49,7 @@ from bench.ingest import NO_TARGETS_RULES, TOKEN, WrkResult, line, median, run_w
 from tests.integration.procs import terminate  # noqa: E402
 
 API_TOKEN = "bench-replicas-api-token"
-LOOPS = ("scheduler", "indexer")
+INDEXER_TICK_S = 5.0  # bridge/indexer.py LEASE_TICK_S
 
 
 class Replica:
@@ -166,10 +168,11 @@ def throughput(args: argparse.Namespace, pg: Server, workdir: Path) -> bool:
 
 def failover(args: argparse.Namespace, pg: Server, workdir: Path) -> bool:
     url = pg.new_database("failover")
-    lease = args.lease_seconds
+    ticks = {"scheduler": args.scheduler_tick, "indexer": INDEXER_TICK_S}
     ok = True
-    with replicas(workdir / "failover", url, 3, ["--lease-seconds", str(lease)]) as running:
-        for loop in LOOPS:
+    extra = ["--scheduler-interval", str(args.scheduler_tick)]
+    with replicas(workdir / "failover", url, 3, extra) as running:
+        for loop, lease in ticks.items():
             deadline = time.monotonic() + 10 * lease
             leaders: list[Replica] = []
             while time.monotonic() < deadline:
@@ -195,8 +198,8 @@ def failover(args: argparse.Namespace, pg: Server, workdir: Path) -> bool:
             line(
                 case=f"failover_{loop}",
                 seconds=None if took is None else round(took, 2),
-                lease_periods=None if took is None else round(took / lease, 2),
-                lease_seconds=lease,
+                ticks=None if took is None else round(took / lease, 2),
+                tick_seconds=lease,
                 ok=good,
             )
             leader.start()
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=30)
-    parser.add_argument("--lease-seconds", type=float, default=2.0)
+    parser.add_argument("--scheduler-tick", type=float, default=1.0)
     parser.add_argument("--no-failover", action="store_true")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)

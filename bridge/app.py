@@ -620,7 +620,7 @@ async def run(
         assert hooks.server is not None
         hook_limit = ConnectionLimit.from_settings(hooks.server, settings)
     background: list[asyncio.Task[None]] = []
-    reminders = ReminderScheduler(state)
+    reminders = ReminderScheduler(state, every_s=settings.scheduler_interval_s)
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
     heartbeat = ReplicaHeartbeat(state)  # this replica seen by the others (docs/postgresql.md)

@@ -143,6 +143,7 @@ class Settings:
     alertmanager_basic_password: Secret | None = None
     alertmanager_ca_file: Path | None = None
     reconcile_interval_s: float = 60.0
+    scheduler_interval_s: float = 15.0
     alertmanager_grace_s: float = 300.0
     reconcile_min_age_s: float = 300.0
     # the web pages: a header a trusted reverse proxy sets to the signed-in user (opt-in)
@@ -808,6 +809,18 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         meaning="seconds between two polls of Alertmanager's API, at least 1 (each jittered by "
         "±10 %; longer, doubling up to 10 times this, while it is unreachable)",
+    ),
+    Option(
+        name="scheduler_interval_s",
+        flag="--scheduler-interval",
+        env="SCHEDULER_INTERVAL",
+        kind="number",
+        parse=float,
+        minimum=1,
+        meaning="seconds between two looks of the scheduler at what is due (status-update "
+        "reminders, escalations, the follow-up's openings and checks), at least 1; with "
+        "replicas, another replica takes the scheduler over within 1.5 of these after its "
+        "holder dies ([ha.md](ha.md))",
     ),
     Option(
         name="reconcile_min_age_s",
