@@ -23,7 +23,13 @@ from bridge.core.secrets import Secret
 from bridge.http.pages.signin import SESSION_KEY
 from bridge.reconciler import Reconciler
 from bridge.runtime import rules_runtime
-from bridge.service import AppState, BackgroundLoop, ReplicaHeartbeat, ensure_api_token
+from bridge.service import (
+    AppState,
+    BackgroundLoop,
+    ReplicaHeartbeat,
+    ensure_api_token,
+    reload,
+)
 from bridge.service.scheduler import ReminderScheduler, fire_reminders
 from bridge.store.interface import StoreError
 from bridge.targets.base import TargetDeps
@@ -330,3 +336,24 @@ async def test_the_reconciler_asks_alertmanager_from_one_replica_and_ready_says_
     assert loops[1].detail() == (
         "alertmanager: reconciled by the replica holding the reconciler's lease"
     )
+
+
+async def test_a_reload_tells_the_other_replicas_at_once(replicas: Replicas) -> None:
+    """A heartbeat a minute apart, and yet the database holds a reload's rules at once."""
+    rules = replicas.tmp_path / "rules.yaml"
+    rules.write_text("targets:\n  room: {type: console}\nroute:\n  tiers:\n    incident: room\n")
+    a = replicas.state("a", rules=(rules,))
+    a.runtime = rules_runtime([rules], TargetDeps())
+    beat = ReplicaHeartbeat(a, every_s=60)
+    replicas.loops.append(beat)
+    beat.start()
+
+    def stored() -> str:
+        ((found,),) = rows(a.store, "SELECT rules_hash FROM replicas WHERE id = 'a'") or [("",)]
+        return str(found)
+
+    await until("the first beat", lambda: stored() == a.runtime.config_hash, 5)
+    rules.write_text(rules.read_text() + "  reminders:\n    sev1: {update_every: 30m}\n")
+    assert await reload(a) == []
+    took = await until("the reload's beat", lambda: stored() == a.runtime.config_hash, 5)
+    assert took < 2, took

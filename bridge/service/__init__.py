@@ -99,6 +99,8 @@ class AppState:
     leading: set[str] = field(default_factory=set)
     # the live replicas on the database at the last heartbeat (this one among them), by id
     replicas: tuple[Replica, ...] = ()
+    # set by a reload: the heartbeat writes the new rules' hash now, not at its next beat
+    heartbeat_due: asyncio.Event = field(default_factory=asyncio.Event)
 
     def committed(self, *, notifications: int, mitigated: bool = False) -> None:
         """What a transaction wrote, said once after its commit; whoever must look is woken:
@@ -205,8 +207,10 @@ def _rule_paths(state: AppState) -> str:
 
 
 def activate(state: AppState, runtime: Runtime) -> None:
-    """Make ``runtime`` the active one: for the next webhook, the worker and the metrics."""
+    """Make ``runtime`` the active one: for the next webhook, the worker and the metrics (and
+    the other replicas, at once through the heartbeat)."""
     state.runtime = runtime
+    state.heartbeat_due.set()
     if state.worker is not None:
         state.worker.set_targets(runtime.targets)
     state.metrics.rules_reload_ok.set(1)
@@ -375,10 +379,11 @@ PRUNE_AFTER_S = 3600.0
 
 
 class ReplicaHeartbeat(BackgroundLoop):
-    """Every ``every_s``: this replica's row (id, the active rules' hash, when it started, now),
-    the rows of replicas gone for ``PRUNE_AFTER_S`` deleted, and the live ones read into
-    ``state.replicas`` and the metrics (how many, whether their rules differ from this one's).
-    A clean stop deletes this replica's row."""
+    """Every ``every_s``, and at once after a reload of the rules (``AppState.heartbeat_due``):
+    this replica's row (id, the active rules' hash, when it started, now), the rows of
+    replicas gone for ``PRUNE_AFTER_S`` deleted, and the live ones read into ``state.replicas``
+    and the metrics (how many, whether their rules differ from this one's). A clean stop
+    deletes this replica's row."""
 
     NAME = "heartbeat"
 
@@ -415,7 +420,10 @@ class ReplicaHeartbeat(BackgroundLoop):
                 log.warning("replica heartbeat: %s; trying again", exc)
             except Exception:
                 log.exception("replica heartbeat: unexpected error; trying again")
-            await asyncio.sleep(self.every_s)
+            due = self.state.heartbeat_due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self.every_s)
+            due.clear()
 
     async def stop(self) -> None:
         await super().stop()
