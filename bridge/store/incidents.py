@@ -81,3 +81,13 @@ def together(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[Any]
     round trip, errors raised at its end), on SQLite nothing to do (no server to wait for)."""
     batch = getattr(conn, "together", None)
     return batch() if batch is not None else contextlib.nullcontext()
+
+
+def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``executemany`` of an INSERT: on PostgreSQL one statement for all the rows (or one per
+    round of an upsert's repeated keys), on SQLite ``executemany`` (no server to send them)."""
+    many = getattr(conn, "insert_rows", None)
+    if many is not None:
+        many(sql, rows)
+    else:
+        conn.executemany(sql, rows)

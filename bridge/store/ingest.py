@@ -33,6 +33,7 @@ from bridge.store.incidents import (
     UPSERT_INCIDENT,
     incident_from_row,
     incident_values,
+    insert_rows,
     next_ids,
     together,
 )
@@ -221,20 +222,20 @@ class _Batch:
         # Order matters: links and events refer to alerts and incidents.
         if self.alerts:
             written = conn.total_changes
-            conn.executemany(_UPSERT_ALERT, self.alerts)
+            insert_rows(conn, _UPSERT_ALERT, self.alerts)
             if not self.careful and conn.total_changes - written != len(self.alerts):
                 raise LabelConflict  # a row was refused: a fingerprint with other labels
         with together(conn):
             if self.incidents:
-                conn.executemany(UPSERT_INCIDENT, list(self.incidents.values()))
+                insert_rows(conn, UPSERT_INCIDENT, list(self.incidents.values()))
             if self.link_rows:
-                conn.executemany(_UPSERT_LINK, self.link_rows)
+                insert_rows(conn, _UPSERT_LINK, self.link_rows)
             if self.events:
-                conn.executemany(INSERT_EVENT, self.events)
+                insert_rows(conn, INSERT_EVENT, self.events)
             if self.outbox:
-                conn.executemany(INSERT_OUTBOX, self.outbox)
+                insert_rows(conn, INSERT_OUTBOX, self.outbox)
             if self.webhooks:
-                conn.executemany(_INSERT_WEBHOOK, self.webhooks)
+                insert_rows(conn, _INSERT_WEBHOOK, self.webhooks)
         # Cleared in place: callers hold the lists' bound ``append``s across a flush.
         for rows in (self.alerts, self.incidents, self.link_rows, self.events, self.outbox):
             rows.clear()
