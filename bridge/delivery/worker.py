@@ -328,7 +328,8 @@ class OutboxWorker:
 
     def _delay(self, next_at: int | None) -> float:
         """Seconds until the next look: when a row's retry is due, a paced channel's or a
-        paused target's turn comes, or a refused outcome is written again; at most ``poll_s``.
+        paused target's turn comes, a refused outcome is written again, or this replica's
+        claims are renewed; at most ``poll_s``.
         Rows already due that were not started wait for one of these (or for a send in flight,
         whose end wakes the worker): the worker does not look again in a loop meanwhile."""
         now = self.clock()
@@ -340,6 +341,8 @@ class OutboxWorker:
         delays.extend((until - now) / NS for until in self._paused.values())
         mono = time.monotonic()
         delays.extend(held.next_try - mono for held in self._unrecorded.values())
+        if self._claimed:  # the claims' renewal is on time, not up to a poll late
+            delays.append(self._renew_at - mono)
         return max(0.0, min(delays))
 
     async def run_once(self) -> int:

@@ -41,10 +41,11 @@ from bridge.store.queries import get_incident_for_message, timeline_events
 STATES = ("pending", "delivered", "dead")
 # How long a claim holds a head without news of its replica. The worker renews its claims every
 # third of this while their sends last (a send may wait for its target's turn, its pace and its
-# quick retries for much longer than one request), so the lease only has to outlast a pause of
-# the whole process between two renewals; a replica that died holds its heads this long at
-# most, then another one sends them again.
-LEASE_NS = 60 * 1_000_000_000
+# quick retries for much longer than one request), so the lease only has to outlast a stall of
+# the whole process between two renewals (about 13 s of margin). A replica that died holds its
+# heads this long at most, then another one (or the process restarted, under a new replica id)
+# sends them again: the lease is what a crash costs those notifications.
+LEASE_NS = 20 * 1_000_000_000
 # Leaders claimed per statement (SQLite's bound parameters stay far below its limit).
 _CLAIM_CHUNK = 500
 _ROW = (

@@ -96,6 +96,20 @@ class DiesAfterSending(Counting):
         raise AssertionError("unreachable")
 
 
+class Slow(Counting):
+    """A send that takes ``seconds`` (a slow receiver, or a long queue for the target)."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        super().__init__(inner)
+        self.seconds = seconds
+        self.started = 0
+
+    async def send(self, notification: Notification) -> DeliveryResult:
+        self.started += 1
+        await asyncio.sleep(self.seconds)
+        return await super().send(notification)
+
+
 async def test_two_replicas_deliver_every_row_exactly_once(
     stores: tuple[Any, Any], fake: WebhookFake, session: aiohttp.ClientSession
 ) -> None:
@@ -103,7 +117,9 @@ async def test_two_replicas_deliver_every_row_exactly_once(
     clock = Clock()
     await incidents(a_store, 200, clock)
     policy = DeliveryPolicy(due_per_target=10, poll_s=0.2)
-    targets = [Counting(hook(fake.hook_url, session)) for _ in range(2)]
+    # 20 ms a send, 4 at a time: one replica alone would take a second, so the other's
+    # first look (its connections opening) comes while there is still work to share
+    targets = [Slow(hook(fake.hook_url, session), seconds=0.02) for _ in range(2)]
     workers = [
         OutboxWorker(s, {"hook": t}, Metrics.create(), policy=policy, replica=name)
         for s, t, name in zip(stores, targets, ("a", "b"), strict=True)
@@ -238,20 +254,6 @@ async def test_stop_releases_the_claims_of_sends_that_did_not_finish(
         pass
     assert {r.state for r in await rows(b_store)} == {"delivered"}
     assert len(fake.deliveries) == 3
-
-
-class Slow(Counting):
-    """A send that takes ``seconds`` (a slow receiver, or a long queue for the target)."""
-
-    def __init__(self, inner: Any, seconds: float) -> None:
-        super().__init__(inner)
-        self.seconds = seconds
-        self.started = 0
-
-    async def send(self, notification: Notification) -> DeliveryResult:
-        self.started += 1
-        await asyncio.sleep(self.seconds)
-        return await super().send(notification)
 
 
 async def test_a_send_longer_than_the_lease_keeps_its_claim_by_renewing_it(
