@@ -47,7 +47,7 @@ from bridge.store.actions import ActionRequest, Idempotency
 from bridge.store.followup import OpenRequest
 from bridge.store.ingest import apply_webhook
 from bridge.store.migrations import MIGRATIONS
-from bridge.store.outbox import Attempt
+from bridge.store.outbox import Attempt, Pace
 from bridge.store.postgres import PgStore
 from bridge.store.postgres.backup import find_tool
 from bridge.store.postmortem import PublishRecord, SaveRequest
@@ -194,18 +194,37 @@ async def build_history(store: Store) -> None:
         assert await store.postmortems.record_publication(record) is not None
         await act(store, incident, Transition("dave", "close"), at + 20)
     # deliveries as the worker makes them: due rows claimed in groups, then their outcomes
+    # (under a replica's claim, one channel paced, one target asking to wait: every table of
+    # the outbox's has rows)
     due = await store.outbox.due(now=T0 + 120 * MIN, limit=12, per_target=4)
-    groups = await store.outbox.claim_groups([row.id for row in due], 3)
+    paced = Pace(due[0].target, "#incidents", MIN, (due[0].id,))
+    groups = await store.outbox.claim_groups(
+        [row.id for row in due], 3, replica="replica-a", now=T0 + 120 * MIN, paces=[paced],
+        pace_now=T0 + 120 * MIN,
+    )  # fmt: skip
     for n, (leader, group) in enumerate(groups.items()):
         now = T0 + 120 * MIN + n
         if n % 3 == 0:
             state = {"channel": f"C{group[0].incident_id}", "thread": "1.2"}
             attempt = Attempt(leader, now, state=state, provider_ids={"ts": f"{n}.1"})
         elif n % 3 == 1:
-            attempt = Attempt(leader, now, error="503 from the API", retry_at=now + MIN)
+            attempt = Attempt(
+                leader, now, error="429 from the API", retry_at=now + MIN, counts=False,
+                pause_until=now + MIN, pause_reason="Retry-After: 60",
+            )  # fmt: skip
         else:
             attempt = Attempt(leader, now, error="404: channel_not_found")
         await store.outbox.record(attempt)
+    # what replicas coordinate through: a loop's lease, a replica's heartbeat, the shared key
+    coordination = store.coordination
+    await coordination.take_lease(
+        name="scheduler", holder="replica-a", now=T0 + 125 * MIN, until=T0 + 126 * MIN
+    )
+    await coordination.heartbeat(
+        replica="replica-a", rules_hash="abc", started_at=T0, now=T0 + 125 * MIN,
+        live_after=T0, prune_before=T0,
+    )  # fmt: skip
+    await coordination.shared_secret(name="session-key", candidate="k" * 43, now=T0)
     for n in range(3):
         session = NewSession(
             f"hash-{n}", f"person-{n}", "write", f"fp-{n}", T0 + n, T0 + 1000 * MIN
@@ -681,7 +700,8 @@ def test_check_finds_disabled_triggers_and_newer_migrations(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "db", "check", "--db", pg_url)
-    assert code == 0 and "migrations applied: 14" in out and "rows: " in out
+    applied = f"migrations applied: {len(MIGRATIONS)}"
+    assert code == 0 and applied in out and "rows: " in out
     with psycopg.connect(pg_url, autocommit=True) as raw:
         raw.execute("ALTER TABLE incidents DISABLE TRIGGER USER")
         raw.execute("INSERT INTO _migrations VALUES ('9999_future', 1)")
