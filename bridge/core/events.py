@@ -35,6 +35,7 @@ TimelineKind = Literal[
     # the scheduler (reminders and escalation)
     "reminder",
     "escalated",
+    "escalation_step",  # a level of an escalation policy (core/escalation.py)
     # the indexer: similar past incidents, linked when an incident opens (core/similar.py)
     "similar_incidents",
     # after the incident: the follow-up phase (core/followup.py) and the postmortem
@@ -49,6 +50,10 @@ TimelineKind = Literal[
     "alert_inhibited",  # an alert of the incident is inhibited: by which alert
     "alert_unsuppressed",  # silenced or inhibited before, active again
     "silence",  # a silence made (or expired) in Alertmanager for the incident, with its id
+    # incidents people start and join (core/declare.py)
+    "linked",  # an Alertmanager group linked into the incident: its webhooks update it
+    "merged",  # closed as a duplicate of another incident, with a pointer to it
+    "merged_in",  # a duplicate merged into this incident: its entries named by id, not copied
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 
@@ -89,6 +94,10 @@ _SAME_NAME["status_update"] = "update"
 _SAME_NAME["ticket_requested"] = "ticket"
 # A dismissal closes the incident: the channels hear of it as a close, whose text says why.
 _SAME_NAME["dismissed"] = "closed"
+# A level of an escalation policy is an escalation to whom it reaches (its own targets).
+_SAME_NAME["escalation_step"] = "escalated"
+# So does a merge, for the duplicate: its text names the incident it was merged into.
+_SAME_NAME["merged"] = "closed"
 
 
 def event_kind(kind: str, data: Mapping[str, Any] | None = None) -> EventKind:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridge.core.escalation import STEP_KIND, step_targets
 from bridge.core.events import EventKind, Tier, event_kind
 from bridge.core.incidents import Event, Incident
 from bridge.core.policy import Tiers, severity_rank
@@ -62,6 +63,13 @@ def plan_notifications(
         if tiers.incident:
             add(tiers.incident, "incident", kind, event_id)
         if kind in ("timeline", "reminder"):
+            continue
+        if event.kind == STEP_KIND:
+            # A level of an escalation policy: only the targets it names (a pager, the
+            # people's own targets), not the tiers; the dedicated channel heard of it above.
+            for target in dict.fromkeys(step_targets(event.data)):
+                if target != tiers.incident:
+                    add(target, "stakeholders", kind, event_id)
             continue
         if kind == "escalated":
             # Not acknowledged in time: the stakeholders hear of it whatever the severity, and
