@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 
@@ -108,3 +109,97 @@ def next_member(rotation: Rotation, after: str | None, at: datetime) -> Member |
     index = names.index(after) if after in names else shift_index(rotation, at) % len(names)
     found = rotation.members[(index + 1) % len(names)]
     return None if found.name == after else found
+
+
+# --- who is on call over a span: shifts, stored overrides merged (docs/oncall.md) ---
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One person's stretch holding a rotation, ``[start, end)``, overrides applied."""
+
+    start: datetime
+    end: datetime
+    member: Member
+
+
+def with_overrides(rotation: Rotation, stored: tuple[Override, ...]) -> Rotation:
+    """``rotation`` with overrides made at run time (API, CLI, pages, chat) merged over its YAML
+    ones: ``holder`` takes the first override that covers an instant, so the stored ones go
+    first (newest first, as given) and win over the YAML ones for their span; outside their
+    span the YAML overrides and the base schedule still hold. The rules file stays the base."""
+    if not stored:
+        return rotation
+    return Rotation(
+        rotation.name,
+        rotation.members,
+        rotation.period_days,
+        rotation.handoff,
+        rotation.timezone,
+        rotation.start,
+        (*stored, *rotation.overrides),
+    )
+
+
+def shift_start(rotation: Rotation, index: int) -> datetime:
+    """The instant the ``index``-th base shift (0: the first member's at ``start``) begins."""
+    day = rotation.start + timedelta(days=index * rotation.period_days)
+    return handoff_instant(day, rotation.handoff, rotation.zone)
+
+
+def _covering(rotation: Rotation, at: datetime) -> Override | None:
+    return next((o for o in rotation.overrides if o.start < at < o.end), None)
+
+
+def shifts(rotation: Rotation, start: datetime, end: datetime) -> list[Shift]:
+    """The shifts that overlap ``[start, end)``, in order, with their true bounds (the first may
+    begin before ``start``, the last end after ``end``): base hand-offs and override bounds cut
+    the time, and a person holding on across a cut is one shift. Pure."""
+    if end <= start:
+        return []
+    lo = shift_start(rotation, shift_index(rotation, start))
+    hi = shift_start(rotation, shift_index(rotation, end) + 1)
+    # An override across a bound moves that bound to the base hand-off beyond it (a few steps
+    # at most: each move passes an override, and there are finitely many).
+    for _ in range(len(rotation.overrides) + 1):
+        o = _covering(rotation, lo)
+        if o is None:
+            break
+        lo = shift_start(rotation, shift_index(rotation, o.start))
+    for _ in range(len(rotation.overrides) + 1):
+        o = _covering(rotation, hi)
+        if o is None:
+            break
+        hi = shift_start(rotation, shift_index(rotation, o.end) + 1)
+    cuts = {lo, hi}
+    index = shift_index(rotation, lo) + 1
+    while (t := shift_start(rotation, index)) < hi:
+        cuts.add(t)
+        index += 1
+    for o in rotation.overrides:
+        cuts.update(t for t in (o.start, o.end) if lo < t < hi)
+    ordered = sorted(cuts)
+    out: list[Shift] = []
+    for a, b in pairwise(ordered):
+        member = holder(rotation, a)
+        if out and out[-1].member.name == member.name and out[-1].end == a:
+            out[-1] = Shift(out[-1].start, b, out[-1].member)
+        else:
+            out.append(Shift(a, b, member))
+    return [s for s in out if s.end > start and s.start < end]
+
+
+def now_and_next(rotation: Rotation, at: datetime) -> tuple[Shift, Shift | None]:
+    """The shift holding at ``at`` and the one after it (None for a rotation of one person
+    without overrides ahead within two years): the hand-off is the first's ``end``."""
+    span = timedelta(days=rotation.period_days)
+    while True:
+        found = shifts(rotation, at, at + span)
+        # A third shift proves the second's end is its true end (no merge past the window).
+        if len(found) >= 3 or span > timedelta(days=800):
+            break
+        span *= 2
+    if len(found) >= 2:
+        return found[0], found[1]
+    # One person throughout: the shift runs to the window's end; nobody is next.
+    return found[0], None

@@ -1,0 +1,136 @@
+"""On-call overrides made at run time (API, CLI, pages, chat; docs/oncall.md): who holds a
+rotation for a span instead of its schedule, who made the override and why. The rules file stays
+the base schedule; these rows are merged over its overrides by the runtime (a snapshot refreshed
+on every change and at each scheduler tick), never read by the pure rotation code.
+
+Times are ns since the epoch. Ending an override early (DELETE) keeps the row with ``ended_at``
+and ``ended_by``: its span is then ``[start_at, min(end_at, ended_at))``, empty when it ended
+before it began, so what was planned stays to be looked at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bridge.core.values import immutable
+
+
+def create_table(conn: sqlite3.Connection) -> None:
+    """Migration 0019_oncall (PostgreSQL's DDL: postgres/schema.py, the same columns)."""
+    conn.execute(
+        "CREATE TABLE oncall_overrides ("
+        " id INTEGER PRIMARY KEY,"
+        " rotation TEXT NOT NULL,"
+        " person TEXT NOT NULL,"
+        " start_at INTEGER NOT NULL,"
+        " end_at INTEGER NOT NULL,"
+        " reason TEXT NOT NULL,"
+        " created_by TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL,"
+        " ended_at INTEGER,"
+        " ended_by TEXT,"
+        " idempotency_key TEXT UNIQUE"  # a client's retry returns the row it made
+        ")"
+    )
+    conn.execute("CREATE INDEX oncall_overrides_end ON oncall_overrides (end_at)")
+
+
+@immutable
+class NewOverride:
+    rotation: str
+    person: str
+    start_at: int
+    end_at: int
+    reason: str
+    created_by: str
+    now: int
+    idempotency_key: str | None = None
+
+
+@immutable
+class StoredOverride:
+    id: int
+    rotation: str
+    person: str
+    start_at: int
+    end_at: int
+    reason: str
+    created_by: str
+    created_at: int
+    ended_at: int | None
+    ended_by: str | None
+
+    @property
+    def effective_end(self) -> int:
+        """Where the override stops holding: its end, or earlier when someone ended it."""
+        return self.end_at if self.ended_at is None else min(self.end_at, self.ended_at)
+
+
+_COLUMNS = (
+    "id, rotation, person, start_at, end_at, reason, created_by, created_at, ended_at, ended_by"
+)
+
+
+def _row(r: tuple[object, ...]) -> StoredOverride:
+    return StoredOverride(*r)  # type: ignore[arg-type]
+
+
+def add_override(conn: sqlite3.Connection, new: NewOverride) -> tuple[StoredOverride, bool]:
+    """Store ``new``; the row and True, or the row an earlier request with the same
+    Idempotency-Key made and False (then nothing is written)."""
+    if new.idempotency_key is not None:
+        found = conn.execute(
+            f"SELECT {_COLUMNS} FROM oncall_overrides WHERE idempotency_key = ?",
+            (new.idempotency_key,),
+        ).fetchone()
+        if found is not None:
+            return _row(found), False
+    row = conn.execute(
+        "INSERT INTO oncall_overrides (rotation, person, start_at, end_at, reason, created_by,"
+        " created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        f"RETURNING {_COLUMNS}",
+        (
+            new.rotation,
+            new.person,
+            new.start_at,
+            new.end_at,
+            new.reason,
+            new.created_by,
+            new.now,
+            new.idempotency_key,
+        ),
+    ).fetchone()
+    return _row(row), True
+
+
+def end_override(
+    conn: sqlite3.Connection, *, override_id: int, now: int, by: str
+) -> StoredOverride | None:
+    """End override ``override_id`` now (one not begun yet is cancelled); None when there is
+    no such override. Ending one that has already ended changes nothing."""
+    conn.execute(
+        "UPDATE oncall_overrides SET ended_at = ?, ended_by = ? "
+        "WHERE id = ? AND ended_at IS NULL AND end_at > ?",
+        (now, by, override_id, now),
+    )
+    found = conn.execute(
+        f"SELECT {_COLUMNS} FROM oncall_overrides WHERE id = ?", (override_id,)
+    ).fetchone()
+    return None if found is None else _row(found)
+
+
+def list_overrides(
+    conn: sqlite3.Connection, *, rotation: str | None = None, after: int = 0
+) -> list[StoredOverride]:
+    """The overrides still holding after ``after`` (ns; 0: every one ever made), of one
+    rotation or all, by start then id."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM oncall_overrides "
+        "WHERE end_at > ? AND (ended_at IS NULL OR ended_at > ?)"
+    )
+    args: list[object] = [after, after]
+    if rotation is not None:
+        sql += " AND rotation = ?"
+        args.append(rotation)
+    rows = conn.execute(sql + " ORDER BY start_at, id", args).fetchall()
+    return [_row(r) for r in rows]
