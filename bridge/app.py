@@ -26,10 +26,14 @@ from bridge.delivery.worker import OutboxWorker
 from bridge.http import (
     actions,
     api,
+    callbacks,
     chat,
+    declare,
     errors,
     followup,
+    heartbeats,
     live,
+    oncall,
     openapi,
     ops,
     pages,
@@ -57,6 +61,7 @@ from bridge.service import (
 from bridge.service.access import ApiAccess, api_access, ensure_api_token
 from bridge.service.database import describe as describe_db
 from bridge.service.database import new_store
+from bridge.service.oncall import OverridesRefresh
 from bridge.service.scheduler import ReminderScheduler
 from bridge.store.interface import StoreError, StoreUnavailable
 from bridge.targets.base import TargetDeps
@@ -95,6 +100,12 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
     app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
+    # the dead man's switch (http/heartbeats.py, docs/heartbeats.md)
+    app.router.add_get(heartbeats.LIST_PATH, json_errors(heartbeats.list_heartbeats))
+    app.router.add_post(heartbeats.BEAT_PATH, json_errors(heartbeats.beat))
+    # who is on call, overrides, calendars (http/oncall.py, docs/oncall.md)
+    for method, path, handler in oncall.ROUTES:
+        app.router.add_route(method, path, json_errors(handler))
     app.router.add_get("/api/v1/incidents/{id}/followup", json_errors(followup.get_followup))
     # The postmortem (bridge/kb, http/postmortem.py): its API, the published page, and the
     # built-in sender that pushes the knowledge base (with --kb-dir and --kb-remote).
@@ -105,6 +116,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
             app.router.add_post(path, json_errors(handler))
     postmortems.install(state)
     for path, handler in actions.routes():
+        app.router.add_post(path, json_errors(handler))
+    for path, handler in declare.routes():  # declare, link, merge (http/declare.py)
         app.router.add_post(path, json_errors(handler))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
@@ -126,6 +139,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app[ops.STOPPING] = asyncio.Event()  # set at SIGTERM (run's stop sequence)
     app.router.add_get("/metrics", ops.metrics)
     chat.install(app, state)  # /api/v1/chat/...: only those whose secret is configured
+    # the paging targets' acknowledgement from a phone (http/callbacks.py)
+    app.router.add_post(callbacks.PATH, json_errors(callbacks.page_callback))
     app.router.add_route("*", r"/api/{tail:[\s\S]*}", errors.unmatched)  # last; newlines too
     return app
 
@@ -624,6 +639,7 @@ async def run(
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
     heartbeat = ReplicaHeartbeat(state)  # this replica seen by the others (docs/postgresql.md)
+    overrides = OverridesRefresh(state)  # the stored on-call overrides, on every replica
     try:
         listeners.append(Listener(runner.server, limit, settings.host, settings.port))
         if hooks is not None and settings.webhook_listen is not None:
@@ -643,6 +659,7 @@ async def run(
         log.info("%s", describe_access(state.api, settings))
         worker.start()
         heartbeat.start()
+        overrides.start()
         reminders.start()
         indexer.start()
         if reconciler is not None:
@@ -660,7 +677,13 @@ async def run(
             listeners,
             [r for r in (hooks, runner) if r is not None],
             background,
-            [reminders, indexer, *([reconciler] if reconciler is not None else []), heartbeat],
+            [
+                reminders,
+                indexer,
+                *([reconciler] if reconciler is not None else []),
+                heartbeat,
+                overrides,
+            ],
             worker,
         )
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

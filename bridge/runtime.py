@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.core.escalation import NO_ESCALATION, EscalationPolicy, Reach, Recipient
 from bridge.core.followup import DEFAULT_POLICY, DEFAULT_POSTMORTEM, FollowUpPolicy
-from bridge.core.policy import BuiltinPolicy, Policy
+from bridge.core.heartbeats import BeatIndex, Heartbeat
+from bridge.core.oncall import OverrideSpan, RotationNow, ShiftRecord
+from bridge.core.policy import BuiltinPolicy, Decision, Policy, Severity
 from bridge.core.reminders import ReminderPolicy, default_policy
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
@@ -50,6 +53,19 @@ class Runtime:
     silences: Mapping[str, float | None] = field(default_factory=dict)
     # route name -> whether messages marked in its dedicated Slack channel go to the timeline
     chat_timelines: Mapping[str, bool] = field(default_factory=dict)
+    # on call (docs/oncall.md): the rotations as the rules file has them (the base schedule;
+    # ``rotations`` and the policy's are these with the stored overrides merged), and those
+    # overrides (``with_overrides``), newest first
+    yaml_rotations: Mapping[str, Rotation] = field(default_factory=dict)
+    overrides: tuple[OverrideSpan, ...] = ()
+    # route name -> severity -> escalation policy (docs/oncall.md); none without rules
+    escalations: Mapping[str, Mapping[str, EscalationPolicy]] = field(default_factory=dict)
+    # the rotations (escalation's holders) and target name -> type (people's handles)
+    rotations: Mapping[str, Rotation] = field(default_factory=dict)
+    target_types: Mapping[str, str] = field(default_factory=dict)
+    # the dead man's switch: name -> heartbeat, and the alerts that beat them by alertname
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
+    beats: BeatIndex = field(default_factory=lambda: BeatIndex(()))
 
     def silence_on_ack(self, route: str) -> float | None:
         """How long the silence made on acknowledge lasts for ``route`` (the root's for a route
@@ -87,6 +103,182 @@ class Runtime:
             return default_policy(severity)
         return by_severity.get(severity) or default_policy(severity)
 
+    def declared_decision(
+        self,
+        *,
+        key: str,
+        title: str,
+        severity: Severity,
+        labels: Mapping[str, str],
+        route: str | None,
+        team: str | None,
+        now: int,
+    ) -> Decision:
+        """What these rules decide for an incident declared by hand (docs/incidents.md): the
+        route (named, or the one its labels and team select), tiers, roles and policies an
+        alert group of those labels would get; raises ``core.declare.DeclareError``."""
+        from bridge.core.declare import builtin_decision
+
+        if isinstance(self.policy, BuiltinPolicy):
+            return builtin_decision(
+                key=key,
+                title=title,
+                severity=severity,
+                labels=labels,
+                route=route,
+                team=team,
+                general=self.policy.general,
+                reopen_window_s=self.policy.reopen_window_s,
+            )
+        from bridge.rules.declared import declare_decision  # the rules load only with rule files
+        from bridge.rules.engine import RulesPolicy
+
+        assert isinstance(self.policy, RulesPolicy)
+        return declare_decision(
+            self.policy,
+            key=key,
+            title=title,
+            severity=severity,
+            labels=labels,
+            route=route,
+            team=team,
+            now_ns=now,
+        )
+
+    def escalation_policy(self, route: str, severity: str) -> EscalationPolicy:
+        """The escalation policy of ``route`` (the root's for a route that is gone) at
+        ``severity``: the scheduler asks at each tick, as for reminders."""
+        known = route if route in self.escalations else self.root_route
+        return self.escalations.get(known, {}).get(severity, NO_ESCALATION)
+
+    def person_targets(self, handles: Mapping[str, str]) -> tuple[str, ...]:
+        """The targets that reach a person: for each of their handles, the target of that name,
+        else every target of that type (``handles: {pager: ...}`` or ``{twilio: ...}``)."""
+        out: list[str] = []
+        for key in handles:
+            if key in self.target_types:
+                out.append(key)
+            else:
+                out.extend(n for n, kind in self.target_types.items() if kind == key)
+        return tuple(dict.fromkeys(out))
+
+    def escalation_reach(self, notify: Sequence[Recipient], at: int) -> Reach:
+        """Whom a level's recipients are at ``at`` (ns; the step's due time, so that every
+        tick names the same people): a rotation's holder or next holder and a person reached
+        through their handles' targets, a target as itself."""
+        people: dict[str, Mapping[str, str]] = {}
+        targets: list[str] = []
+        for r in notify:
+            if r.kind == "target":
+                if r.name in self.target_types:
+                    targets.append(r.name)
+                continue
+            name: str | None = r.name
+            if r.kind in ("rotation", "next"):
+                rotation = self.rotations.get(r.name)
+                name = None if rotation is None else _holder_name(rotation, at, r.kind == "next")
+            if name is None:
+                continue
+            handles = self.people.get(name, {})
+            people.setdefault(name, handles)
+            targets.extend(self.person_targets(handles))
+        return Reach(tuple(people.items()), tuple(dict.fromkeys(targets)))
+
+    def with_overrides(self, spans: Sequence[OverrideSpan]) -> Runtime:
+        """This runtime with the stored overrides ``spans`` (newest first) merged over the
+        rules file's: the holder that the rules' roles, escalation and the on-call answers
+        use. Always from the rules file's rotations, so applying a new snapshot replaces the
+        old one; the pure rotation code never reads the store."""
+        base = self.yaml_rotations or self.rotations
+        if not base:
+            return replace(self, overrides=tuple(spans))
+        from bridge.rules.engine import RulesPolicy  # the rules load only with rule files
+        from bridge.rules.rotations import Member, Override, with_overrides
+
+        zone = UTC
+        by_rotation: dict[str, list[Override]] = {}
+        for s in spans:
+            rotation = base.get(s.rotation)
+            if rotation is None or s.end <= s.start:
+                continue  # a rotation gone from the rules, or an override ended before it began
+            member = rotation.member(s.person) or Member(s.person, self.people.get(s.person, {}))
+            by_rotation.setdefault(s.rotation, []).append(
+                Override(
+                    datetime.fromtimestamp(s.start / 1e9, zone),
+                    datetime.fromtimestamp(s.end / 1e9, zone),
+                    member,
+                )
+            )
+        merged = {n: with_overrides(r, tuple(by_rotation.get(n, ()))) for n, r in base.items()}
+        policy = self.policy
+        if isinstance(policy, RulesPolicy):
+            policy = replace(policy, ruleset=replace(policy.ruleset, rotations=merged))
+        return replace(
+            self,
+            policy=policy,
+            rotations=merged,
+            yaml_rotations=base,
+            commander_rotations={
+                route: merged.get(r.name, r) for route, r in self.commander_rotations.items()
+            },
+            overrides=tuple(spans),
+        )
+
+    def known_person(self, name: str) -> bool:
+        """A member of a rotation (who an override may name)."""
+        return any(
+            r.member(name) is not None for r in (self.yaml_rotations or self.rotations).values()
+        )
+
+    def oncall_now(self, at: int, spans: Sequence[OverrideSpan] | None = None) -> list[RotationNow]:
+        """Every rotation's holder at ``at`` (ns) and the next one, overrides applied (the
+        runtime's snapshot, or ``spans`` when given: an answer about another instant reads
+        them from the store)."""
+        from bridge.rules.rotations import now_and_next
+
+        runtime = self if spans is None else self.with_overrides(spans)
+        when = datetime.fromtimestamp(at / 1e9, UTC)
+        out = []
+        for name in sorted(runtime.rotations):
+            rotation = runtime.rotations[name]
+            now, following = now_and_next(rotation, when)
+            out.append(
+                RotationNow(
+                    name,
+                    rotation.timezone,
+                    _record(name, now),
+                    None if following is None else _record(name, following),
+                )
+            )
+        return out
+
+    def oncall_shifts(
+        self,
+        start: int,
+        end: int,
+        *,
+        rotation: str | None = None,
+        person: str | None = None,
+        spans: Sequence[OverrideSpan] | None = None,
+    ) -> list[ShiftRecord]:
+        """The shifts between ``start`` and ``end`` (ns) of one rotation, or one person's in
+        every rotation, overrides applied; by start."""
+        from bridge.rules.rotations import shifts
+
+        runtime = self if spans is None else self.with_overrides(spans)
+        a = datetime.fromtimestamp(start / 1e9, UTC)
+        b = datetime.fromtimestamp(end / 1e9, UTC)
+        out: list[ShiftRecord] = []
+        for name, r in runtime.rotations.items():
+            if rotation is not None and name != rotation:
+                continue
+            out.extend(
+                _record(name, s)
+                for s in shifts(r, a, b)
+                if person is None or s.member.name == person
+            )
+        return sorted(out, key=lambda s: (s.start, s.rotation))
+
     def next_commander(self, route: str, current: str | None, now: int) -> str | None:
         """Who an escalation hands the commander role to: the member after ``current`` in the
         route's commander rotation; None when the route's commander comes from no rotation."""
@@ -100,6 +292,36 @@ class Runtime:
 
         member = next_member(rotation, current, datetime.fromtimestamp(now / 1e9, tz=UTC))
         return member.name if member is not None else None
+
+
+def _holder_name(rotation: Rotation, at: int, following: bool) -> str | None:
+    """Who holds ``rotation`` at ``at`` (ns), or, ``following``, who holds it next: the
+    holder at the first base hand-off after ``at`` that is someone else (None: nobody else)."""
+    from datetime import timedelta
+
+    from bridge.rules.rotations import handoff_instant, holder, shift_index
+
+    when = datetime.fromtimestamp(at / 1e9, tz=UTC)
+    now = holder(rotation, when)
+    if not following:
+        return now.name
+    index = shift_index(rotation, when)
+    for ahead in range(1, len(rotation.members) + 2):
+        day = rotation.start + timedelta(days=(index + ahead) * rotation.period_days)
+        member = holder(rotation, handoff_instant(day, rotation.handoff, rotation.zone))
+        if member.name != now.name:
+            return member.name
+    return None
+
+
+def _record(rotation: str, shift: Any) -> ShiftRecord:
+    """A ``rules.rotations.Shift`` as the core's record (ns)."""
+    return ShiftRecord(
+        rotation,
+        shift.member.name,
+        int(shift.start.timestamp()) * 10**9,
+        int(shift.end.timestamp()) * 10**9,
+    )
 
 
 def builtin_runtime(reopen_window_s: float, deps: TargetDeps) -> Runtime:
@@ -168,4 +390,9 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
         postmortems={r.name: dict(r.settings.postmortem) for r in ruleset.routes()},
         silences={r.name: r.settings.silence_on_ack_s for r in ruleset.routes()},
         chat_timelines={r.name: r.settings.chat_timeline for r in ruleset.routes()},
+        escalations={r.name: dict(r.settings.escalation) for r in ruleset.routes()},
+        rotations=dict(ruleset.rotations),
+        target_types={name: spec.type for name, spec in ruleset.targets.items()},
+        heartbeats=dict(ruleset.heartbeats),
+        beats=BeatIndex(ruleset.heartbeats.values()),
     )

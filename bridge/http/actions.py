@@ -168,6 +168,10 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
         raise HTTPError(400, message, field=field) from None
 
 
+# The other write routes (http/declare.py) read their bodies the same way.
+read_body = _body
+
+
 def idempotency(request: web.Request, scope: str, raw: bytes) -> Idempotency | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:

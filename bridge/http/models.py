@@ -124,11 +124,24 @@ class TimelineEntry(Answer):
     )
 
 
+class IncidentSource(Answer):
+    """Where an incident came from (docs/incidents.md)."""
+
+    source: str = Field(description="`alertmanager` (a webhook opened it) or `declared` (by hand)")
+    declared_by: str | None = Field(default=None, description="who declared it")
+    description: str | None = Field(default=None, description="what they knew then")
+    labels: dict[str, str] | None = Field(default=None, description="the labels it was given")
+    merged_into: int | None = Field(
+        description="the incident it was merged into as a duplicate; null: none"
+    )
+
+
 class IncidentDetail(IncidentSummary):
     """An incident with its alerts and its whole timeline, in order."""
 
     alerts: list[IncidentAlert]
     timeline: list[TimelineEntry]
+    source: IncidentSource
 
 
 class IncidentPage(Answer):
@@ -402,6 +415,19 @@ class ActionResult(Answer):
     followup: FollowUpView | None = Field(
         default=None, description="the follow-up after the action (the follow-up's actions only)"
     )
+
+
+class MergeResult(ActionResult):
+    """The answer to a merge: the duplicate (``incident``) and the survivor (``into``)."""
+
+    into: IncidentSummary = Field(description="the incident it was merged into, after the merge")
+
+
+class DeclareResult(Answer):
+    """The answer to a declaration (201)."""
+
+    changed: bool = Field(description="always true: a new incident")
+    incident: IncidentDetail = Field(description="the incident declared")
 
 
 class TouchedIncident(Answer):

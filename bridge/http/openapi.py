@@ -27,7 +27,7 @@ from bridge.core import alertmanager
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
-from bridge.http import actions, api, auth, models, postmortem, search
+from bridge.http import actions, api, auth, declare, heartbeats, models, postmortem, search
 from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
 from bridge.service import AppState
 from bridge.store.interface import STATES
@@ -422,6 +422,44 @@ def _postmortem_paths() -> dict[str, Any]:
     }
 
 
+def _declare_paths(paths: dict[str, Any]) -> None:
+    """Declare, link and merge (http/declare.py): actions like the others, the declaration's
+    answer a 201 with the new incident and its Location."""
+    for path, (summary, model, _handler) in declare.ROUTES.items():
+        if "{id}" in path:
+            suffix = path.rsplit("/", 1)[1]
+            paths[path] = {"post": _action(suffix, summary, model)}
+            if suffix == "merge":
+                ok = paths[path]["post"]["responses"]["200"]
+                ok["content"][JSON]["schema"] = _ref(models.MergeResult)
+            continue
+        operation = _action("declare", summary, model)
+        operation["operationId"] = "declare_incident"
+        operation["parameters"] = [_IDEMPOTENCY_KEY]
+        operation["requestBody"]["required"] = True
+        operation["description"] = f"{_WRITE_NOTE} `actor` defaults to the token's name."
+        responses = operation["responses"]
+        del responses["200"], responses["404"], responses["409"]
+        responses["201"] = {
+            **_json(
+                _ref(models.DeclareResult),
+                "declared: the incident as `GET /api/v1/incidents/{id}` shows it",
+            ),
+            "headers": {
+                "Location": {"description": "the new incident's URL", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` on an answer kept for its Idempotency-Key",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        }
+        responses["400"]["description"] = (
+            "a bad field, an unknown route, a severity the rules do not know, an unknown person "
+            "as commander; `field` names it"
+        )
+        paths[path]["post"] = operation
+
+
 def _paths() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/alerts": {"post": _receiver("receive_alerts", "The Alertmanager receiver")},
@@ -479,8 +517,10 @@ def _paths() -> dict[str, Any]:
             },
         }
     }
+    paths.update(_heartbeat_paths())
     for suffix, (summary, model, _command) in actions.ACTIONS.items():
         paths[f"/api/v1/incidents/{{id}}/{suffix}"] = {"post": _action(suffix, summary, model)}
+    _declare_paths(paths)
     paths["/api/v1/incidents/{id}/followup"] = {
         "get": {
             "tags": ["incidents"],
@@ -612,11 +652,59 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
+def _heartbeat_paths() -> dict[str, Any]:
+    """The dead man's switch (``http/heartbeats.py``); docs/heartbeats.md."""
+    return {
+        heartbeats.LIST_PATH: {
+            "get": {
+                "tags": ["heartbeats"],
+                "operationId": "listHeartbeats",
+                "summary": "The rules' heartbeats: last beat and state (ok or late)",
+                "description": _READ_NOTE,
+                "security": READ,
+                "responses": {
+                    "200": _json(_ref(heartbeats.HeartbeatList), "every heartbeat, by name"),
+                    **_errors((401, 503)),
+                },
+            }
+        },
+        heartbeats.BEAT_PATH: {
+            "post": {
+                "tags": ["heartbeats"],
+                "operationId": "beatHeartbeat",
+                "summary": "A beat of a heartbeat (a cron job's dead man's switch)",
+                "description": "The heartbeat's last beat is now; a late one's incident is "
+                f"mitigated at the scheduler's next tick. No body is read. {_WRITE_NOTE}",
+                "security": WRITE,
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "the heartbeat's name in the rules",
+                        "schema": {"type": "string"},
+                        "example": "nightly-backup",
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref(heartbeats.HeartbeatView), "the heartbeat after the beat"),
+                    **_errors(
+                        (401, 403, 404, 503),
+                        e404="no heartbeat of that name in the rules (`field`: name)",
+                    ),
+                },
+            }
+        },
+    }
+
+
 def _components() -> dict[str, Any]:
     requests: list[type[BaseModel]] = [WebhookPayload]
     for _summary, model, _command in actions.ACTIONS.values():
         if model not in requests:
             requests.append(model)
+    for _summary, model, _handler in declare.ROUTES.values():
+        requests.append(model)
     requests += [postmortem.SaveBody, postmortem.PublishBody]
     answers: list[type[BaseModel]] = [
         models.Error,
@@ -624,10 +712,14 @@ def _components() -> dict[str, Any]:
         models.IncidentPage,
         models.IncidentDetail,
         models.ActionResult,
+        models.DeclareResult,
+        models.MergeResult,
         models.NotificationPage,
         models.Notification,
         models.Rules,
         search.SearchAnswer,
+        heartbeats.HeartbeatList,
+        heartbeats.HeartbeatView,
         postmortem.PostmortemView,
         postmortem.SaveResult,
         postmortem.VersionList,
@@ -685,6 +777,7 @@ def build() -> dict[str, Any]:
             {"name": "actions", "description": "people's actions on an incident"},
             {"name": "postmortems", "description": "the postmortem and the knowledge base"},
             {"name": "notifications", "description": "the outbox"},
+            {"name": "heartbeats", "description": "the dead man's switch"},
             {"name": "operations", "description": "rules, probes, metrics, this document"},
         ],
         "paths": _paths(),

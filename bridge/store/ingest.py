@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.core import jsontext
@@ -25,6 +25,7 @@ from bridge.core.notify import plan_notifications
 from bridge.core.policy import Decision, Tiers
 from bridge.core.text import escape_controls
 from bridge.core.values import immutable
+from bridge.store import declared
 from bridge.store.incidents import (
     INCIDENT_COLUMNS,
     INCIDENT_FIELDS,
@@ -564,6 +565,16 @@ def apply_webhooks(
     first and moves a false fingerprint (``_Batch._checked``). Without ``careful`` (a tool on a
     connection of its own) the call starts on the fast path."""
     mode = careful if careful is not None else CarefulMode()
+    # A group linked into an incident by hand, or a merged incident's key, names the incident
+    # its webhooks update (store/declared.py): the decisions are re-keyed before the lookup.
+    links = declared.redirect(
+        conn, [i.payload.group_key for i in items], [d.key for i in items for d in i.decisions]
+    )
+    if links:
+        items = [
+            replace(i, decisions=declared.redirected(i.decisions, i.payload.group_key, links))
+            for i in items
+        ]
     on = mode.active()
     batch = _Batch(conn, careful=on)
     batch.start(

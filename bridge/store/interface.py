@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from bridge.core.checks import CheckResult
+from bridge.core.heartbeats import Seen
 from bridge.core.postmortem import IndexEntry, Version
 from bridge.core.reconcile import AmView
 from bridge.core.similar import Candidate
@@ -24,6 +25,7 @@ from bridge.store.actions import ActionAnswer, ActionRequest, Idempotency
 from bridge.store.backup import BackupResult, IntegrityResult
 from bridge.store.chat import ChannelIncident
 from bridge.store.coordination import Lease, Replica
+from bridge.store.declared import DeclareRequest, LinkRequest, MergeRequest
 from bridge.store.errors import (
     BackupError,
     DestinationExists,
@@ -31,9 +33,11 @@ from bridge.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from bridge.store.escalation import EscalationFor, ReachOf
 from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import IngestItem, Touched, WebhookResult
 from bridge.store.metrics import Aggregates
+from bridge.store.oncall import NewOverride, StoredOverride
 from bridge.store.outbox import (
     LEASE_NS,
     STATES,
@@ -75,7 +79,10 @@ __all__ = [
     "Claimed",
     "Context",
     "Coordination",
+    "DeclareRequest",
+    "Declared",
     "DestinationExists",
+    "Escalations",
     "FireResult",
     "FollowUps",
     "Idempotency",
@@ -84,8 +91,12 @@ __all__ = [
     "IngestItem",
     "IntegrityResult",
     "Lease",
+    "LinkRequest",
+    "MergeRequest",
     "Metrics",
+    "NewOverride",
     "NewSession",
+    "OnCall",
     "OpenRequest",
     "Outbox",
     "OutboxRow",
@@ -103,11 +114,13 @@ __all__ = [
     "Replica",
     "SaveRequest",
     "Search",
+    "Seen",
     "Sessions",
     "Stats",
     "StoreError",
     "StoreInterface",
     "StoreUnavailable",
+    "StoredOverride",
     "Touched",
     "TruncatedGroup",
     "ValidationJob",
@@ -127,6 +140,24 @@ class Ingest(Protocol):
 class Actions(Protocol):
     async def apply_action(self, request: ActionRequest) -> ActionAnswer:
         """A person's command in one transaction (the kept answer for a known key)."""
+        ...
+
+
+class Escalations(Protocol):
+    async def due_incidents(self, now: int, *, policy: EscalationFor) -> list[int]:
+        """The triggered incidents with an escalation step due and not sent (a read)."""
+        ...
+
+    async def fire_due(
+        self,
+        now: int,
+        *,
+        policy: EscalationFor,
+        reach: ReachOf,
+        incident_ids: Collection[int] | None = None,
+    ) -> FireResult:
+        """Send the escalation steps due, each once per (incident, level, repetition, due
+        time), in one transaction."""
         ...
 
 
@@ -306,6 +337,43 @@ class Sessions(Protocol):
     async def is_live(self, *, id_hash: str, now: int) -> bool: ...
 
 
+class OnCall(Protocol):
+    """On-call overrides made at run time (``store/oncall.py``)."""
+
+    async def add_override(self, new: NewOverride) -> tuple[StoredOverride, bool]:
+        """The row and True; or the row of an earlier request with its key and False."""
+        ...
+
+    async def end_override(
+        self, *, override_id: int, now: int, by: str
+    ) -> StoredOverride | None: ...
+    async def list_overrides(
+        self, *, rotation: str | None = None, after: int = 0
+    ) -> list[StoredOverride]: ...
+
+
+class Heartbeats(Protocol):
+    """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
+    raised, per heartbeat."""
+
+    async def register(self, *, names: Collection[str], now: int) -> list[Seen]:
+        """A row for each of ``names`` not seen before (first seen ``now``); the rows after."""
+        ...
+
+    async def beat(self, *, names: Collection[str], at: int) -> None: ...
+    async def read(self, *, names: Collection[str] | None = None) -> list[Seen]: ...
+    async def mark(self, *, name: str, late_since: int | None) -> bool: ...
+
+
+class Declared(Protocol):
+    """Incidents people start (``store/declared.py``): declared, a group linked in, merged.
+    Each is one transaction with its entries, outbox rows and Idempotency-Key's answer."""
+
+    async def declare(self, request: DeclareRequest) -> ActionAnswer: ...
+    async def link(self, request: LinkRequest) -> ActionAnswer: ...
+    async def merge(self, request: MergeRequest) -> ActionAnswer: ...
+
+
 class Coordination(Protocol):
     """Replicas on one database (``store/coordination.py``): leases, the replicas seen, the
     secrets they share. Every method but ``lease`` and ``replicas`` is a write."""
@@ -347,6 +415,8 @@ class StoreInterface(Protocol):
     @property
     def reminders(self) -> Reminders: ...
     @property
+    def escalations(self) -> Escalations: ...
+    @property
     def followups(self) -> FollowUps: ...
     @property
     def queries(self) -> Queries: ...
@@ -366,6 +436,12 @@ class StoreInterface(Protocol):
     def sessions(self) -> Sessions: ...
     @property
     def coordination(self) -> Coordination: ...
+    @property
+    def declared(self) -> Declared: ...
+    @property
+    def heartbeats(self) -> Heartbeats: ...
+    @property
+    def oncall(self) -> OnCall: ...
     @property
     def fault(self) -> str | None:
         """What made the database fail while serving (a damaged file), or None."""

@@ -433,6 +433,30 @@ def _coordination(db: sqlite_utils.Database) -> None:
     create_tables(db.conn)
 
 
+def _oncall(db: sqlite_utils.Database) -> None:
+    """On-call overrides made at run time (``store/oncall.py``, docs/oncall.md)."""
+    from bridge.store.oncall import create_table
+
+    create_table(db.conn)
+
+
+def _heartbeats(db: sqlite_utils.Database) -> None:
+    """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
+    raised, per heartbeat."""
+    from bridge.store.heartbeats import create_table
+
+    create_table(db.conn)
+
+
+def _declared(db: sqlite_utils.Database) -> None:
+    """Incidents people start (``store/declared.py``, docs/incidents.md): a declared incident's
+    source, the links that send a group's or a merged incident's webhooks to an incident, the
+    merges."""
+    from bridge.store.declared import create_tables
+
+    create_tables(db.conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -450,6 +474,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0014_dismiss", _dismiss),
     ("0015_outbox_claims", _outbox_claims),
     ("0016_coordination", _coordination),
+    ("0018_declared", _declared),
+    ("0019_oncall", _oncall),
+    ("0020_heartbeats", _heartbeats),
 ]
 
 

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.core.declare import source_view
 from bridge.core.incidents import MILESTONES
 from bridge.core.timeutil import format_ns
 
@@ -87,7 +88,22 @@ def get_incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] |
     incident = get_incident_alerts(conn, incident_id)
     if incident is not None:
         incident["timeline"] = timeline_events(conn, incident_id)
+        incident.update(source_of(conn, incident_id))
     return incident
+
+
+def source_of(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any]:
+    """Where the incident came from (declared by whom, or a webhook's) and the incident it was
+    merged into, if it was (store/declared.py keeps both)."""
+    row = conn.execute(
+        "SELECT source, declared_by, description, labels FROM incident_sources "
+        "WHERE incident_id = ?",
+        (incident_id,),
+    ).fetchone()
+    merged = conn.execute(
+        "SELECT survivor_id FROM incident_merges WHERE duplicate_id = ?", (incident_id,)
+    ).fetchone()
+    return {"source": source_view(row, merged[0] if merged else None)}
 
 
 def timeline_events(

@@ -15,9 +15,13 @@ from bridge.core.postmortem import Version
 from bridge.store import actions as actions_sql
 from bridge.store import chat as chat_sql
 from bridge.store import coordination as coordination_sql
+from bridge.store import declared as declared_sql
+from bridge.store import escalation as escalation_sql
 from bridge.store import followup as followup_sql
+from bridge.store import heartbeats as heartbeats_sql
 from bridge.store import ingest as ingest_sql
 from bridge.store import metrics as metrics_sql
+from bridge.store import oncall as oncall_sql
 from bridge.store import outbox as outbox_sql
 from bridge.store import postmortem as postmortem_sql
 from bridge.store import queries as queries_sql
@@ -105,6 +109,11 @@ class SqliteActions(_Part):
 class SqliteReminders(_Part):
     due_incidents = _reads(reminders_sql.due_incidents)
     fire_due = _writes(reminders_sql.fire_due)
+
+
+class SqliteEscalations(_Part):
+    due_incidents = _reads(escalation_sql.due_incidents)
+    fire_due = _writes(escalation_sql.fire_due)
 
 
 class SqliteFollowUps(_Part):
@@ -237,6 +246,25 @@ class SqliteCoordination(_Part):
     shared_secret = _writes(coordination_sql.shared_secret)
 
 
+class SqliteOnCall(_Part):
+    add_override = _writes(oncall_sql.add_override)
+    end_override = _writes(oncall_sql.end_override)
+    list_overrides = _reads(oncall_sql.list_overrides)
+
+
+class SqliteHeartbeats(_Part):
+    register = _writes(heartbeats_sql.register)
+    beat = _writes(heartbeats_sql.beat)
+    read = _reads(heartbeats_sql.read)
+    mark = _writes(heartbeats_sql.mark)
+
+
+class SqliteDeclared(_Part):
+    declare = _writes(declared_sql.declare)
+    link = _writes(declared_sql.link)
+    merge = _writes(declared_sql.merge_incidents)
+
+
 class Parts:
     """The interface's parts, each over a runner's writer and read pool: the two backends'
     stores (``Store``, ``postgres.PgStore``) are both made of these, over the same SQL."""
@@ -245,6 +273,7 @@ class Parts:
         self.ingest = SqliteIngest(runner, careful)
         self.actions = SqliteActions(runner)
         self.reminders = SqliteReminders(runner)
+        self.escalations = SqliteEscalations(runner)
         self.followups = SqliteFollowUps(runner)
         self.queries = SqliteQueries(runner)
         self.outbox = SqliteOutbox(runner)
@@ -255,3 +284,6 @@ class Parts:
         self.chat = SqliteChat(runner)
         self.sessions = SqliteSessions(runner)
         self.coordination = SqliteCoordination(runner)
+        self.declared = SqliteDeclared(runner)
+        self.heartbeats = SqliteHeartbeats(runner)
+        self.oncall = SqliteOnCall(runner)
