@@ -140,6 +140,39 @@ class IncidentMetrics(Collector):
         yield from self._families
 
 
+class HeartbeatMetrics(Collector):
+    """The dead man's switch's gauges, per heartbeat of the active rules (docs/heartbeats.md):
+    set from the store at each scrape (``http/ops``), so a heartbeat gone from the rules has no
+    series left and the values are right on any replica."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, float | None, bool]] = []
+
+    def update(self, rows: Iterable[tuple[str, float | None, bool]]) -> None:
+        """(name, last beat in seconds since the epoch or None, late) of each heartbeat."""
+        self._rows = sorted(rows)
+
+    def collect(self) -> Iterator[Metric]:
+        seen = GaugeMetricFamily(
+            PREFIX + "heartbeat_last_seen_timestamp_seconds",
+            "When the heartbeat last beat (an alert matching it, or POST "
+            "/api/v1/heartbeats/{name}), seconds since the epoch; absent until its first beat.",
+            labels=["heartbeat"],
+        )
+        state = GaugeMetricFamily(
+            PREFIX + "heartbeat_state",
+            "1 while the heartbeat is late (no beat for more than its interval plus grace), "
+            "else 0.",
+            labels=["heartbeat"],
+        )
+        for name, last, late in self._rows:
+            if last is not None:
+                seen.add_metric([name], last)
+            state.add_metric([name], 1.0 if late else 0.0)
+        yield seen
+        yield state
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry
@@ -175,6 +208,8 @@ class Metrics:
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     # the notification targets known now (the rules' and the built-in senders), set by app.py
     targets: Callable[[], Iterable[str]] = field(default=lambda: ())
+    # the dead man's switch, set at each scrape (registered by create)
+    heartbeats: HeartbeatMetrics = field(default_factory=HeartbeatMetrics)
 
     def follow_targets(self, targets: Callable[[], Iterable[str]]) -> None:
         """Where the target names come from (asked at each scrape, so a reload's new targets
@@ -367,6 +402,7 @@ class Metrics:
             metrics.child(metrics.alerts_received, status)
         for loop in LEADER_LOOPS:
             metrics.child(metrics.leader, loop).set(0)
+        registry.register(metrics.heartbeats)
         created.append(metrics)
         return metrics
 

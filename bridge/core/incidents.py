@@ -22,6 +22,8 @@ OPEN_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged", "mitigated")
 ACTIVE_STATUSES: tuple[Status, ...] = ("triggered", "acknowledged")
 # The actor of what the bridge learned from Alertmanager's API rather than from a webhook.
 API_ACTOR = "alertmanager-api"
+# The actor of a late heartbeat's alert (the dead man's switch): the bridge's own word.
+BRIDGE_ACTOR = "incident-bridge"
 # The milestone timestamps of an incident, in the order they happen.
 MILESTONES = (
     "started_at",
@@ -323,6 +325,10 @@ def plan_webhook(
 
     if via == "api":  # what the reconciler learned from the API is the API's word
         events = [replace(e, actor=API_ACTOR) if e.actor == "alertmanager" else e for e in events]
+    elif via == "heartbeat":  # the bridge's own alert: Alertmanager said nothing (it may be down)
+        events = [
+            replace(e, actor=BRIDGE_ACTOR) if e.actor == "alertmanager" else e for e in events
+        ]
     touched = tuple([links[a.fingerprint] for a in alerts if a.fingerprint in links])
     return Plan(
         incident=incident,
@@ -371,4 +377,6 @@ def _alert_data(alert: Alert, via: str = "webhook") -> dict[str, Any]:
 def _via(via: str) -> str:
     if via == "webhook":
         return ""
+    if via == "heartbeat":  # the dead man's switch's own alert (core/heartbeats.py)
+        return " (raised by incident-bridge: a heartbeat is late)"
     return " (fetched from Alertmanager's API: the webhook left it out)"

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.core.heartbeats import state_of
 from bridge.http import auth
 from bridge.http.models import Reloaded, ReloadFailed, Rules, json_answer
 from bridge.runtime import Runtime
@@ -108,8 +109,26 @@ async def metrics(request: web.Request) -> web.Response:
             lambda route, severity: runtime.postmortem_policy(route, severity) == "required",
             teams,
         )
+        await _heartbeat_metrics(state)
     body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _heartbeat_metrics(state: AppState) -> None:
+    """The dead man's switch's gauges from the store (a read only with heartbeats in the
+    rules)."""
+    heartbeats = state.runtime.heartbeats
+    if not heartbeats:
+        state.metrics.heartbeats.update(())
+        return
+    seen = {s.name: s for s in await state.store.heartbeats.read(names=list(heartbeats))}
+    now = state.clock()
+    rows = []
+    for name, hb in heartbeats.items():
+        kept = seen.get(name)
+        last = kept.last_seen / 1e9 if kept is not None and kept.last_seen is not None else None
+        rows.append((name, last, state_of(hb, kept, now) == "late"))
+    state.metrics.heartbeats.update(rows)
 
 
 async def reload_rules(request: web.Request) -> web.Response:

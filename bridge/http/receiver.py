@@ -24,6 +24,7 @@ from bridge.delivery.templates import bounded_title
 from bridge.http import auth
 from bridge.http.errors import error_response, store_unavailable
 from bridge.service import AppState
+from bridge.service.heartbeats import record_beats
 from bridge.store.interface import IngestItem, StoreUnavailable, WebhookResult
 
 log = logging.getLogger("bridge.http.receiver")
@@ -159,12 +160,14 @@ async def receive_alerts(request: web.Request) -> web.Response:
             body = _buffered_body(request, limit)
             if body is None:
                 body = await _streamed_body(request, limit)
-            item = await _accept(body, state)
+            item, beats = await _accept(body, state)
             # The one await that waits (for the commit) is here rather than in a helper: every
             # coroutine between the request and the writer's future is resumed once more when
             # the future is done, for every webhook.
             try:
                 result = await state.store.ingest.apply_webhooks(item)
+                if beats:  # a Watchdog's webhook (once per repeat_interval): one small upsert
+                    await record_beats(state, beats, item.now)
             except StoreUnavailable as exc:
                 log.error("store unavailable, webhook not accepted: %s", exc)
                 return _counted(state, store_unavailable().response(), started)
@@ -219,8 +222,9 @@ def _check_credentials(request: web.Request, state: AppState) -> None:
         raise _Refused(response)
 
 
-async def _accept(body: bytes, state: AppState) -> IngestItem:
-    """Validate and evaluate: the webhook ready for the writer; raises _Refused (a 400)."""
+async def _accept(body: bytes, state: AppState) -> tuple[IngestItem, list[str]]:
+    """Validate and evaluate: the webhook ready for the writer, and the heartbeats it beats
+    (its alerts that beat one are taken out: a beat, not an incident); raises _Refused."""
     try:
         payload = parse_webhook(body)
     except PayloadError as exc:
@@ -231,7 +235,11 @@ async def _accept(body: bytes, state: AppState) -> IngestItem:
     for alert in payload.alerts:
         metrics.child(metrics.alerts_received, alert.status).inc()
     now = state.clock()
-    policy = state.runtime.policy  # one policy for the whole webhook, even during a reload
+    runtime = state.runtime  # one policy for the whole webhook, even during a reload
+    policy = runtime.policy
+    beats: list[str] = []
+    if runtime.beats:  # only with heartbeats in the rules: one dict lookup per alert
+        beats, payload = runtime.beats.split(payload)
     # Never a 4xx because of the rules: a template that cannot render falls back (and says so
     # in render_errors); anything else the rules raise is a bug, a 500 Alertmanager retries.
     quick = getattr(policy, "evaluate_quick", None)
@@ -247,13 +255,14 @@ async def _accept(body: bytes, state: AppState) -> IngestItem:
         decisions = policy.evaluate(payload, now)
     decisions = [_bounded(d) for d in decisions]
     _render_failed(decisions, payload.group_key, state)
-    return IngestItem(
+    item = IngestItem(
         payload=payload,
         decisions=decisions,
         sha256=hashlib.sha256(body).hexdigest(),
         body=body if state.settings.body_retention_s > 0 else None,
         now=now,
     )
+    return item, beats
 
 
 def _bounded(decision: Decision) -> Decision:

@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import UndefinedError
 
 from bridge.core.alertmanager import Alert, WebhookPayload
+from bridge.core.heartbeats import Heartbeat
 from bridge.core.policy import ROLES, Decision, Severity, severity_rank
 from bridge.delivery.budget import TITLE_MAX, Budget, cut, render_stream
 from bridge.rules.matchers import format_labels, matches_all
@@ -142,6 +143,26 @@ class RulesPolicy:
             for (_, key), (route, alerts) in groups.items()
         ]
 
+    def decide_heartbeat(
+        self, heartbeat: Heartbeat, payload: WebhookPayload, now_ns: int
+    ) -> Decision:
+        """The decision for a late heartbeat's alert (``core/heartbeats.missing_payload``): on
+        the heartbeat's ``route`` when it names one, else the first route its labels match as
+        an alert's would; its key ``heartbeat:<name>``, its severity the heartbeat's when it
+        gives one."""
+        route = self.ruleset.route(heartbeat.route) if heartbeat.route else None
+        if route is None:
+            found = match_routes(self.ruleset.root, payload.alerts[0].labels)
+            route = found[0] if found else self.ruleset.root
+        return self.decide(
+            route,
+            heartbeat.key,
+            list(payload.alerts),
+            payload,
+            now_ns,
+            severity_is=heartbeat.severity,
+        )
+
     def _policies(self, route: Route, severity: Severity) -> Mapping[str, Any]:
         """The route's follow-up, postmortem and status-update policies at ``severity``:
         read-only and built once per rule set, not for every webhook."""
@@ -197,13 +218,18 @@ class RulesPolicy:
         now_ns: int,
         *,
         allowance: _Allowance | None = None,
+        severity_is: Severity | None = None,
     ) -> Decision:
         s = route.settings
         labels: Mapping[str, str]
         annotations: Mapping[str, str]
         policies: Mapping[str, Any]
-        if len(alerts) == 1:
-            severity: Severity = s.severity_of(alerts[0].labels)
+        if severity_is is not None:  # given, not read from labels (a heartbeat's own)
+            severity: Severity = severity_is
+            labels = _common([a.labels for a in alerts])
+            annotations = _common([a.annotations for a in alerts])
+        elif len(alerts) == 1:
+            severity = s.severity_of(alerts[0].labels)
             labels, annotations = alerts[0].labels, alerts[0].annotations
         else:
             severity = min((s.severity_of(a.labels) for a in alerts), key=severity_rank)

@@ -20,11 +20,12 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
+from bridge.core.heartbeats import Heartbeat
 from bridge.rules import rotations as rot
 from bridge.rules.lint import lint
-from bridge.rules.model import RouteSettings, RuleSet, TargetDef, title_environment
+from bridge.rules.model import Route, RouteSettings, RuleSet, TargetDef, title_environment
 from bridge.rules.routes import RawRoute, Refs, build_route, inherit_templates
-from bridge.rules.schema import NAME_PATTERN, RotationSpec, RuleFile, keys_of
+from bridge.rules.schema import NAME_PATTERN, HeartbeatSpec, RotationSpec, RuleFile, keys_of
 from bridge.rules.source import (
     MAX_TOTAL_NODES,
     Diagnostics,
@@ -56,6 +57,7 @@ class _Acc:
     targets: dict[str, TargetDef] = field(default_factory=dict)
     rotations: dict[str, rot.Rotation] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
+    heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
     declared: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> where
     places: dict[tuple[str, str], tuple[Source, tuple[str, str]]] = field(default_factory=dict)
     root: RawRoute | None = None
@@ -131,6 +133,39 @@ def _rotation(src: Source, name: str, data: Any, diags: Diagnostics) -> rot.Rota
     )
 
 
+def _heartbeat(src: Source, name: str, data: Any, diags: Diagnostics) -> Heartbeat | None:
+    try:
+        spec = HeartbeatSpec.model_validate(data)
+    except ValidationError as exc:
+        report_validation(
+            diags, src, ("heartbeats", name), exc, HeartbeatSpec, f'heartbeat "{name}"'
+        )
+        return None
+    return Heartbeat(
+        name=name,
+        interval_s=spec.interval,
+        grace_s=spec.grace,
+        route=spec.route,
+        severity=spec.severity,
+        alertname=spec.alertname,
+        labels=dict(spec.labels),
+    )
+
+
+def _check_heartbeat_routes(acc: _Acc, root: Route, diags: Diagnostics) -> None:
+    """A heartbeat's ``route`` must name a route of the rules (its incident goes there)."""
+    names = [r.name for r in root.walk()]
+    for name, hb in acc.heartbeats.items():
+        if hb.route is not None and hb.route not in names:
+            src, loc = acc.places["heartbeat", name]
+            diags.error(
+                src,
+                (*loc, "route"),
+                f'heartbeat "{name}": route "{hb.route}" is not a route of the rules'
+                f"{did_you_mean(hb.route, names)}",
+            )
+
+
 def _read_file(
     src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str] | None, resolve: bool
 ) -> None:
@@ -150,7 +185,7 @@ def _read_file(
             diags.error(
                 src, (key,), f'unknown key "{key}"{did_you_mean(str(key), _SECTIONS)}', key=True
             )
-    for section in ("targets", "rotations", "templates"):
+    for section in ("targets", "rotations", "templates", "heartbeats"):
         block = data.get(section)
         if block is None:
             continue
@@ -169,6 +204,10 @@ def _read_file(
                 r = _rotation(src, name, value, diags)
                 if r is not None:
                     acc.rotations[name] = r
+            elif section == "heartbeats":
+                h = _heartbeat(src, name, value, diags)
+                if h is not None:
+                    acc.heartbeats[name] = h
             elif not isinstance(value, str):
                 diags.error(
                     src, (section, name), f'template "{name}": must be a string (a Jinja2 template)'
@@ -240,6 +279,11 @@ def load_rules(
             for (kind, name), (src, loc) in acc.places.items()
             if kind == "template"
         },
+        people={m.name for r in acc.rotations.values() for m in r.members},
+        members={
+            name: {m.name: dict(m.handles) for m in r.members} for name, r in acc.rotations.items()
+        },
+        target_types={name: t.type for name, t in acc.targets.items()},
     )
     if acc.root is None:
         base = sources[0] if sources else Source("<rules>", {})
@@ -248,12 +292,13 @@ def load_rules(
         root_raw = acc.root
     root = build_route(root_raw, RouteSettings(), refs, diags, extra_children=acc.top_routes)
     root = inherit_templates(root)
+    _check_heartbeat_routes(acc, root, diags)
     diags.errors.sort(key=_place)
     warnings = lint(root, acc.rotations, refs, acc.places) if not diags.errors else []
     if diags.errors:
         return LoadResult(None, diags.errors, diags.warnings + warnings, config_hash)
     ruleset = RuleSet(
         root, dict(acc.targets), dict(acc.rotations), dict(acc.templates),
-        tuple(s.name for s in sources), config_hash,
+        tuple(s.name for s in sources), config_hash, dict(acc.heartbeats),
     )  # fmt: skip
     return LoadResult(ruleset, [], diags.warnings + warnings, config_hash)

@@ -8,7 +8,9 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template
 
+from bridge.core.escalation import EscalationPolicy
 from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
+from bridge.core.heartbeats import Heartbeat
 from bridge.core.policy import Severity, Tiers
 from bridge.core.reminders import DEFAULT_REMINDERS, ReminderPolicy
 from bridge.delivery.budget import BoundedSandbox
@@ -71,6 +73,8 @@ class RouteSettings:
     postmortem: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSTMORTEM))
     # severity -> reminders and escalation (the scheduler reads the current rules' at each tick)
     reminders: Mapping[str, ReminderPolicy] = field(default_factory=lambda: dict(DEFAULT_REMINDERS))
+    # severity -> escalation policy (levels, repeats); none by default (docs/oncall.md)
+    escalation: Mapping[str, EscalationPolicy] = field(default_factory=dict)
     # seconds of the silence made in Alertmanager on acknowledge; None: no silence
     silence_on_ack_s: float | None = None
     # messages marked in the dedicated Slack channel go to the timeline (docs/chat.md)
@@ -141,6 +145,8 @@ class RuleSet:
     templates: Mapping[str, str]
     files: tuple[str, ...] = ()
     config_hash: str = ""
+    # the dead man's switch: name -> heartbeat (docs/heartbeats.md)
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
 
     def routes(self) -> Iterator[Route]:
         return self.root.walk()

@@ -251,6 +251,58 @@ class RemindersSpec(Strict):
     sev4: ReminderSpec | None = None
 
 
+class EscalationRecipient(Strict):
+    """Whom a level notifies: exactly one of ``rotation`` (its holder), ``next`` (the rotation's
+    next holder), ``person`` (a member of a rotation) or ``target`` (a configured target)."""
+
+    rotation: Name | None = None
+    next: Name | None = None
+    person: str | None = Field(default=None, min_length=1)
+    target: Name | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EscalationRecipient:
+        if len(self.model_fields_set) != 1 or any(
+            getattr(self, k) is None for k in self.model_fields_set
+        ):
+            raise ValueError("give exactly one of rotation, next, person or target")
+        return self
+
+
+class EscalationLevel(Strict):
+    """A level: whom it notifies, ``after`` the level before it (the first: after the incident
+    opened or reopened)."""
+
+    after: Duration
+    notify: Annotated[
+        list[EscalationRecipient],
+        BeforeValidator(lambda v: [v] if isinstance(v, dict) else v),
+        Field(min_length=1),
+    ]
+
+
+class EscalationPolicySpec(Strict):
+    """One severity's escalation policy: levels, and how many more times the whole runs."""
+
+    levels: list[EscalationLevel] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _waits(self) -> EscalationPolicySpec:
+        if self.repeat and not any(level.after > 0 for level in self.levels):
+            raise ValueError("repeat needs a level that waits: every after is 0s")
+        return self
+
+
+class EscalationSpec(Strict):
+    """A route's escalation policies per severity (``sevN: ~``: none for that severity)."""
+
+    sev1: EscalationPolicySpec | None = None
+    sev2: EscalationPolicySpec | None = None
+    sev3: EscalationPolicySpec | None = None
+    sev4: EscalationPolicySpec | None = None
+
+
 class RouteSpec(Strict):
     name: Name | None = None
     matchers: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
@@ -269,6 +321,7 @@ class RouteSpec(Strict):
     postmortem: PostmortemSpec | None = None
     status_update: StatusUpdateSpec | None = None
     reminders: RemindersSpec | None = None
+    escalation: EscalationSpec | None = None
     # a silence made in Alertmanager when the incident is acknowledged, for this long
     # (``~``: none, the default); expired when the incident resolves (docs/reconcile.md)
     silence_on_ack: PositiveDuration | None = None
@@ -300,10 +353,24 @@ class RotationSpec(Strict):
     overrides: list[Override] = Field(default_factory=list)
 
 
+class HeartbeatSpec(Strict):
+    """A heartbeat of the dead man's switch (docs/heartbeats.md): late after ``interval`` plus
+    ``grace`` without a beat; beaten by a firing alert named ``alertname`` with ``labels``, or
+    by ``POST /api/v1/heartbeats/{name}``."""
+
+    interval: PositiveDuration
+    grace: Duration = 0.0
+    route: Name | None = None
+    severity: Severity | None = None
+    alertname: str | None = Field(default=None, min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
 class RuleFile(Strict):
     targets: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     rotations: dict[Name, RotationSpec] = Field(default_factory=dict)
     templates: dict[Name, str] = Field(default_factory=dict)
+    heartbeats: dict[Name, HeartbeatSpec] = Field(default_factory=dict)
     route: RouteSpec | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
@@ -313,7 +380,8 @@ def all_models() -> list[type[BaseModel]]:
     return [
         RuleFile, RouteSpec, SeverityFrom, TiersSpec, Stakeholders, RolesSpec, RoleSource,
         FollowUp, ChecklistEntry, CheckSpec, PostmortemSpec, StatusUpdateSpec, RemindersSpec, ReminderSpec, RotationSpec,
-        Member, Override,
+        EscalationSpec, EscalationPolicySpec, EscalationLevel, EscalationRecipient,
+        Member, Override, HeartbeatSpec,
     ]  # fmt: skip
 
 

@@ -16,6 +16,8 @@ import logging
 from bridge import promql
 from bridge.core.timeutil import format_ns
 from bridge.service import AppState, BackgroundLoop
+from bridge.service.escalation import fire_escalations
+from bridge.service.heartbeats import check_heartbeats
 from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable
 
 # The service's logger: its lines read as they did when this was part of bridge.service.
@@ -71,7 +73,12 @@ class ReminderScheduler(BackgroundLoop):
 
     async def _run(self) -> None:
         while True:
-            for name, step in (("reminders", fire_reminders), ("follow-up", advance_followups)):
+            for name, step in (
+                ("reminders", fire_reminders),
+                ("escalation", fire_escalations),  # escalation policies (service/escalation)
+                ("follow-up", advance_followups),
+                ("heartbeats", check_heartbeats),  # the dead man's switch (service/heartbeats)
+            ):
                 try:
                     await step(self.state)
                 except StoreUnavailable as exc:
