@@ -276,13 +276,25 @@ def redirect(
     wanted += [link_lookup_key(k) for k in dict.fromkeys(keys)]
     if not wanted:
         return {}
-    rows = conn.execute(
-        "SELECT l.lookup, i.key, i.tiers FROM incident_links l "
-        "JOIN incidents i ON i.id = l.incident_id "
-        f"WHERE l.lookup IN ({','.join('?' * len(wanted))})",
-        wanted,
-    ).fetchall()
-    return {lookup: (key, tiers_from_json(tiers)) for lookup, key, tiers in rows}
+    # The links first, on their own: no join for a planner to turn into a scan of incidents
+    # (most batches stop here, nothing linked), then the incidents they name by id.
+    found = dict(
+        conn.execute(
+            "SELECT lookup, incident_id FROM incident_links "
+            f"WHERE lookup IN ({','.join('?' * len(wanted))})",
+            wanted,
+        ).fetchall()
+    )
+    if not found:
+        return {}
+    ids = sorted(set(found.values()))
+    incidents = {
+        i: (key, tiers_from_json(tiers))
+        for i, key, tiers in conn.execute(
+            f"SELECT id, key, tiers FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
+        )
+    }
+    return {lookup: incidents[i] for lookup, i in found.items() if i in incidents}
 
 
 def redirected(
