@@ -12,12 +12,13 @@ from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
 from bridge.core.checks import Check
+from bridge.core.escalation import RECIPIENT_KINDS, EscalationPolicy, Level, Recipient
 from bridge.core.followup import DEFAULT_POLICY, ChecklistItem, FollowUpPolicy
 from bridge.core.policy import ROLES, SEVERITIES, Tiers
 from bridge.core.reminders import NO_REMINDERS, ReminderPolicy
 from bridge.rules.matchers import Matcher, MatcherError, parse_matchers
 from bridge.rules.model import RoleSource, Route, RouteSettings, title_environment
-from bridge.rules.schema import NAME_PATTERN, FollowUp, RouteSpec
+from bridge.rules.schema import NAME_PATTERN, EscalationRecipient, FollowUp, RouteSpec
 from bridge.rules.source import Diagnostics, Loc, Source, did_you_mean, report_validation
 
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
@@ -33,6 +34,16 @@ class Refs:
     template_places: Mapping[str, str] = field(default_factory=dict)  # name -> file:line:col
     used: set[tuple[str, str]] = field(default_factory=set)
     names: dict[str, str] = field(default_factory=dict)  # route name -> where
+    people: set[str] = field(default_factory=set)  # the rotations' members (escalation's person)
+    # rotation -> its members' names and handles; target name -> type: whom a level reaches
+    members: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    target_types: dict[str, str] = field(default_factory=dict)
+
+    def reaches(self, handles: Mapping[str, str]) -> bool:
+        """Whether a person with ``handles`` is reached by a target: one of that name or type
+        (as the running service picks them, runtime.person_targets)."""
+        kinds = set(self.target_types.values())
+        return any(k in self.target_types or k in kinds for k in handles)
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,33 @@ def _check_refs(
                         ("roles", role, i, "rotation") if as_list else ("roles", role, "rotation")
                     )
                     check("rotation", s.rotation, where, refs.rotations)
+    if spec.escalation is not None:
+        for sev in spec.escalation.model_fields_set:
+            policy = getattr(spec.escalation, sev)
+            for i, level in enumerate(policy.levels if policy is not None else ()):
+                for j, r in enumerate(level.notify):
+                    as_list = isinstance(raw.data["escalation"][sev]["levels"][i]["notify"], list)
+                    place: Loc = (
+                        "escalation",
+                        sev,
+                        "levels",
+                        i,
+                        "notify",
+                        *((j,) if as_list else ()),
+                    )
+                    check("rotation", r.rotation, (*place, "rotation"), refs.rotations)
+                    check("rotation", r.next, (*place, "next"), refs.rotations)
+                    check("target", r.target, (*place, "target"), refs.targets)
+                    if r.person is not None and r.person not in refs.people:
+                        diags.error(
+                            src,
+                            (*loc, *place, "person"),
+                            f'{subject}: unknown person "{r.person}" (not a member of any '
+                            f"rotation){did_you_mean(r.person, refs.people)}",
+                        )
+                    _warn_unreached(
+                        raw, r, (*loc, *place), refs, diags, f"{subject}: escalation.{sev}"
+                    )
     if spec.title_template is not None:
         check("template", spec.title_template, ("title_template",), refs.templates)
     if spec.title is not None and spec.title_template is not None:
@@ -199,6 +237,56 @@ def _check_follow_up(raw: RawRoute, fu: FollowUp, diags: Diagnostics, subject: s
             )
 
 
+def _warn_unreached(
+    raw: RawRoute,
+    r: EscalationRecipient,
+    at: Loc,
+    refs: Refs,
+    diags: Diagnostics,
+    subject: str,
+) -> None:
+    """A level's recipient that no target reaches: a person without a handle any target uses,
+    a rotation whose members (some or all) have none, the next holder of a rotation of one."""
+    if r.person is not None:
+        handles = next(
+            (m[r.person] for m in refs.members.values() if r.person in m), None
+        )  # the first rotation that lists them, as runtime.people keeps them
+        if handles is not None and not refs.reaches(handles):
+            diags.warn(
+                raw.src,
+                (*at, "person"),
+                f'{subject}: person "{r.person}" has no handle for any target: this level '
+                "reaches nobody",
+            )
+        return
+    name, key = (r.rotation, "rotation") if r.rotation is not None else (r.next, "next")
+    members = refs.members.get(name or "")
+    if members is None:
+        return  # an unknown rotation: an error already
+    if key == "next" and len(members) == 1:
+        diags.warn(
+            raw.src,
+            (*at, key),
+            f'{subject}: rotation "{name}" has one member: its next holder is nobody',
+        )
+        return
+    unreached = [m for m, handles in members.items() if not refs.reaches(handles)]
+    if len(unreached) == len(members):
+        diags.warn(
+            raw.src,
+            (*at, key),
+            f'{subject}: no member of rotation "{name}" has a handle for any target: this '
+            "level reaches nobody",
+        )
+    elif unreached:
+        diags.warn(
+            raw.src,
+            (*at, key),
+            f'{subject}: {", ".join(unreached)} of rotation "{name}" have no handle for any '
+            "target: this level reaches nobody while they hold it",
+        )
+
+
 def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str]) -> RouteSettings:
     s = spec.model_fields_set
     out = parent
@@ -258,6 +346,38 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
         out = replace(out, postmortem=pm)
     if spec.status_update is not None or spec.reminders is not None:
         out = replace(out, reminders=_reminders(out.reminders, spec))
+    if spec.escalation is not None:
+        out = replace(out, escalation=_escalation(out.escalation, spec))
+    return out
+
+
+def _escalation(
+    parent: Mapping[str, EscalationPolicy], spec: RouteSpec
+) -> dict[str, EscalationPolicy]:
+    """The parent's policies with this route's: a severity given replaces the parent's policy
+    for it whole (``sevN: ~``: none); the others are inherited."""
+    out = dict(parent)
+    assert spec.escalation is not None
+    for sev in spec.escalation.model_fields_set:
+        given = getattr(spec.escalation, sev)
+        if given is None:
+            out.pop(sev, None)
+            continue
+        out[sev] = EscalationPolicy(
+            levels=tuple(
+                Level(
+                    level.after,
+                    tuple(
+                        Recipient(kind, name)
+                        for r in level.notify
+                        for kind, name in ((k, getattr(r, k)) for k in RECIPIENT_KINDS)
+                        if name is not None
+                    ),
+                )
+                for level in given.levels
+            ),
+            repeat=given.repeat,
+        )
     return out
 
 
