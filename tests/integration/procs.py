@@ -235,11 +235,11 @@ class Bridge:
                 parts.append(path.read_text(errors="replace"))
         return "".join(parts)
 
-    def stop(self) -> int:
-        """SIGTERM (graceful), SIGKILL after 10 s; the exit code."""
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM (graceful), SIGKILL after ``grace`` seconds; the exit code."""
         if self.proc is None:
             return 0
-        return terminate(self.proc)
+        return terminate(self.proc, grace)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
