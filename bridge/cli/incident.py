@@ -417,6 +417,81 @@ def _severity(args: argparse.Namespace) -> int:
     return _change(args, "severity", body, lambda i: f"already {i['severity']}")
 
 
+def _label(text: str) -> tuple[str, str]:
+    """``--label k=v``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+@apiclient.guarded
+def _declare(args: argparse.Namespace) -> int:
+    """Declare an incident (docs/incidents.md): the answer's incident in one line."""
+    body: dict[str, Any] = {"title": args.title, "severity": args.severity}
+    for name in ("team", "route", "description", "commander", "actor"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    if args.label:
+        body["labels"] = dict(args.label)
+    key = args.idempotency_key or f"incident-bridge-cli-{uuid.uuid4()}"
+    answer = apiclient.Client.from_args(args).post("/api/v1/incidents", body, idempotency_key=key)
+    if not answer.ok:
+        return apiclient.fail(answer.error())
+    if args.output == "json":
+        return print_json(answer.body)
+    i = answer.body["incident"]
+    print(
+        f"#{i['id']} declared ({shown_text(i['severity'])}, route {shown_text(i['route'])}, "
+        f"{shown_text(i['status'])}): {shown_text(i['title'])}"
+    )
+    return 0
+
+
+@apiclient.guarded
+def _link(args: argparse.Namespace) -> int:
+    body = {"group_key": args.group_key}
+    return _change(args, "link", body, lambda _: "the group is linked into it already")
+
+
+@apiclient.guarded
+def _merge(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"into": args.into}
+    if args.reason is not None:
+        body["reason"] = args.reason
+    return _change(args, "merge", body, lambda _: "merged already")
+
+
+def _register_declared(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``declare``, ``link``, ``merge`` (docs/incidents.md)."""
+    declare = command("declare", "declare an incident by hand", _declare, writes=True)
+    declare.add_argument("--title", required=True, help="what is wrong (1 to 500 characters)")
+    declare.add_argument(
+        "--severity", required=True, choices=SEVERITIES, metavar="SEV", help=", ".join(SEVERITIES)
+    )
+    declare.add_argument("--team", help="the team: the routes match it as the label team")
+    declare.add_argument("--route", help="a route of the rules by name (else chosen by labels)")
+    declare.add_argument("--description", help="what is known so far")
+    declare.add_argument("--commander", help="who commands it (default: the route's)")
+    declare.add_argument(
+        "--label",
+        action="append",
+        type=_label,
+        metavar="NAME=VALUE",
+        help="a label, as an alert's (repeat); the routes match on them",
+    )
+    link = command("link", "link an Alertmanager group into the incident", _link, writes=True)
+    link.add_argument(
+        "--group-key", required=True, help="the group's groupKey, as its webhooks carry it"
+    )
+    merge = command("merge", "merge the incident into another, as its duplicate", _merge,
+                    writes=True)  # fmt: skip
+    merge.add_argument(
+        "--into", required=True, type=parse_id, metavar="ID", help="the incident that stays"
+    )
+    merge.add_argument("--reason", help="why, recorded on both timelines")
+
+
 # --- the commands ----------------------------------------------------------------------------
 
 
@@ -441,7 +516,7 @@ def register(commands: Any) -> None:
             name, parents=[write if writes else common], help=summary
         )
         parser.set_defaults(func=func, parser=parser)
-        if name != "list":
+        if name not in ("list", "declare"):
             parser.add_argument("id", type=parse_id, metavar="ID", help="the incident (12 or #12)")
         return parser
 
@@ -534,6 +609,7 @@ def register(commands: Any) -> None:
         else:
             setter.add_argument("--note", help="recorded with the change")
 
+    _register_declared(command)
     severity = command("severity", "raise or lower the severity", _severity, writes=True)
     severity.add_argument("severity", choices=SEVERITIES, metavar="SEV", help=", ".join(SEVERITIES))
     severity.add_argument("--reason", required=True, help="why (required)")
