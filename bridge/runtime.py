@@ -151,38 +151,18 @@ class Runtime:
         known = route if route in self.escalations else self.root_route
         return self.escalations.get(known, {}).get(severity, NO_ESCALATION)
 
-    def person_targets(self, handles: Mapping[str, str]) -> tuple[str, ...]:
-        """The targets that reach a person: for each of their handles, the target of that name,
-        else every target of that type (``handles: {pager: ...}`` or ``{twilio: ...}``)."""
-        out: list[str] = []
-        for key in handles:
-            if key in self.target_types:
-                out.append(key)
-            else:
-                out.extend(n for n, kind in self.target_types.items() if kind == key)
-        return tuple(dict.fromkeys(out))
-
     def escalation_reach(self, notify: Sequence[Recipient], at: int) -> Reach:
         """Whom a level's recipients are at ``at`` (ns; the step's due time, so that every
-        tick names the same people): a rotation's holder or next holder and a person reached
-        through their handles' targets, a target as itself."""
-        people: dict[str, Mapping[str, str]] = {}
-        targets: list[str] = []
-        for r in notify:
-            if r.kind == "target":
-                if r.name in self.target_types:
-                    targets.append(r.name)
-                continue
-            name: str | None = r.name
-            if r.kind in ("rotation", "next"):
-                rotation = self.rotations.get(r.name)
-                name = None if rotation is None else _holder_name(rotation, at, r.kind == "next")
-            if name is None:
-                continue
-            handles = self.people.get(name, {})
-            people.setdefault(name, handles)
-            targets.extend(self.person_targets(handles))
-        return Reach(tuple(people.items()), tuple(dict.fromkeys(targets)))
+        tick names the same people), with the targets that reach them (rules/escalation)."""
+        from bridge.rules.escalation import reach  # the rules load only with rule files
+
+        return reach(
+            notify,
+            at,
+            rotations=self.rotations,
+            people=self.people,
+            target_types=self.target_types,
+        )
 
     def with_overrides(self, spans: Sequence[OverrideSpan]) -> Runtime:
         """This runtime with the stored overrides ``spans`` (newest first) merged over the
@@ -292,26 +272,6 @@ class Runtime:
 
         member = next_member(rotation, current, datetime.fromtimestamp(now / 1e9, tz=UTC))
         return member.name if member is not None else None
-
-
-def _holder_name(rotation: Rotation, at: int, following: bool) -> str | None:
-    """Who holds ``rotation`` at ``at`` (ns), or, ``following``, who holds it next: the
-    holder at the first base hand-off after ``at`` that is someone else (None: nobody else)."""
-    from datetime import timedelta
-
-    from bridge.rules.rotations import handoff_instant, holder, shift_index
-
-    when = datetime.fromtimestamp(at / 1e9, tz=UTC)
-    now = holder(rotation, when)
-    if not following:
-        return now.name
-    index = shift_index(rotation, when)
-    for ahead in range(1, len(rotation.members) + 2):
-        day = rotation.start + timedelta(days=(index + ahead) * rotation.period_days)
-        member = holder(rotation, handoff_instant(day, rotation.handoff, rotation.zone))
-        if member.name != now.name:
-            return member.name
-    return None
 
 
 def _record(rotation: str, shift: Any) -> ShiftRecord:

@@ -17,11 +17,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainValidator, ValidationError
 
 from bridge.core.alertmanager import PayloadError, WebhookPayload, parse_webhook
+from bridge.core.escalation import NO_ESCALATION, steps
 from bridge.core.policy import Decision, Severity, severity_rank
+from bridge.core.timeutil import NS
 from bridge.rules.engine import RulesPolicy, match_routes
+from bridge.rules.escalation import people_of, reach
 from bridge.rules.loader import load_rules
 from bridge.rules.matchers import format_labels
-from bridge.rules.schema import Strict
+from bridge.rules.schema import Duration, Strict
 from bridge.rules.source import Diagnostics, display_name, read_source, report_validation
 
 
@@ -68,6 +71,17 @@ class ExpectedIncident(Strict):
     alerts: int | None = None
 
 
+class ExpectedStep(Strict):
+    """A step of the first incident's escalation policy: ``after`` the incident opened (the
+    case's ``at``), its level and repetition, and whom it reaches then."""
+
+    after: Duration
+    level: int | None = None
+    repetition: int | None = None
+    people: list[str] | None = None
+    targets: list[str] | None = None
+
+
 class TestCase(Strict):
     name: str
     at: Instant | None = None
@@ -76,6 +90,10 @@ class TestCase(Strict):
     group_key: str | None = None
     routes: list[str] | None = None
     incidents: list[ExpectedIncident] | None = None
+    # every step of the first incident's escalation policy, in order (a step due at or after
+    # acknowledged_after does not fire)
+    escalation: list[ExpectedStep] | None = None
+    acknowledged_after: Duration | None = None
 
 
 class TestFile(Strict):
@@ -145,6 +163,52 @@ def got_incident(d: Decision) -> dict[str, Any]:
     }
 
 
+def escalation_steps(
+    policy: RulesPolicy, decisions: list[Decision], at: datetime, acknowledged_after: float | None
+) -> list[dict[str, Any]]:
+    """Every step the first decision's escalation policy fires for an incident opened at
+    ``at`` (none acknowledged; or before ``acknowledged_after``), and whom it reaches then,
+    in the shape of ``ExpectedStep``."""
+    if not decisions:
+        return []
+    d = decisions[0]
+    route = policy.ruleset.route(d.route) or policy.ruleset.root
+    escalation = route.settings.escalation.get(d.severity, NO_ESCALATION)
+    opened = int(at.timestamp()) * NS
+    rotations = policy.ruleset.rotations
+    people = people_of(rotations)
+    types = {name: t.type for name, t in policy.ruleset.targets.items()}
+    out = []
+    for step in steps(escalation, opened):
+        if acknowledged_after is not None and step.due_at >= opened + acknowledged_after * NS:
+            break
+        notify = escalation.levels[step.level - 1].notify
+        whom = reach(notify, step.due_at, rotations=rotations, people=people, target_types=types)
+        out.append(
+            {
+                "after": (step.due_at - opened) / NS,
+                "level": step.level,
+                "repetition": step.repetition,
+                "people": [name for name, _ in whom.people],
+                "targets": list(whom.targets),
+            }
+        )
+    return out
+
+
+def _step_text(step: dict[str, Any]) -> dict[str, Any]:
+    """A step with its ``after`` written as a duration (``15m``, ``1h30m``) for the diff."""
+    if "after" not in step:
+        return step
+    seconds = int(step["after"])
+    text = ""
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            text += f"{seconds // size}{unit}"
+            seconds %= size
+    return {**step, "after": text or "0s"}
+
+
 def _subset(expected: Any, got: Any) -> Any:
     """``got`` restricted to what ``expected`` names (so the diff shows only compared fields)."""
     if isinstance(expected, dict) and isinstance(got, dict):
@@ -182,6 +246,14 @@ def run_case(
         expected["routes"] = case.routes
         got["routes"] = list(dict.fromkeys(names))
     decisions = policy.evaluate(payload, int(at.timestamp()) * 10**9)
+    if case.escalation is not None:
+        wanted = [s.model_dump(exclude_unset=True) for s in case.escalation]
+        fired = escalation_steps(policy, decisions, at, case.acknowledged_after)
+        expected["escalation"] = [_step_text(w) for w in wanted]
+        # only the fields each expected step names; steps beyond the expected ones whole
+        got["escalation"] = [
+            _step_text(_subset(w, h)) for w, h in zip(wanted, fired, strict=False)
+        ] + [_step_text(h) for h in fired[len(wanted) :]]
     if case.incidents is not None:
         want = [i.model_dump(exclude_unset=True) for i in case.incidents]
         have = [got_incident(d) for d in decisions]

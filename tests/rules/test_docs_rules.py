@@ -28,6 +28,7 @@ def test_every_schema_key_is_documented() -> None:
 def test_every_test_file_key_is_documented() -> None:
     models: list[type[BaseModel]] = [
         testing.TestFile, testing.TestCase, testing.TestAlert, testing.ExpectedIncident, testing.ExpectedTiers,
+        testing.ExpectedStep,
     ]  # fmt: skip
     missing = sorted(k for k in _keys(models) if f"`{k}`" not in DOC)
     assert not missing, f"test-file keys missing from docs/rules.md: {missing}"

@@ -205,3 +205,59 @@ def test_rules_check_warns_of_a_level_that_reaches_nobody(tmp_path: Path) -> Non
         'rules.yaml:16:78: route "root": escalation.sev1: rotation "solo" has one member: its next holder '
         "is nobody",
     ]
+
+
+TEST_FILE = """
+rule_files: [rules.yaml]
+at: 2026-01-05T12:00:00Z   # amara's week of the primary rotation
+tests:
+  - name: sev1 walks the levels twice more
+    alerts: [{labels: {alertname: Down, severity: critical}}]
+    escalation:
+      - {after: 5m, level: 1, repetition: 1, people: [amara], targets: [sms]}
+      - {after: 15m, level: 2, people: [bjorn, chen], targets: [pager, sms]}
+      - {after: 20m}
+      - {after: 30m}
+      - {after: 35m}
+      - {after: 45m, level: 2, repetition: 3}
+  - name: acknowledged after 16 minutes
+    alerts: [{labels: {alertname: Down, severity: critical}}]
+    acknowledged_after: 16m
+    escalation: [{after: 5m}, {after: 15m}]
+  - name: payments sev2 has none
+    alerts: [{labels: {alertname: Down, severity: error, team: payments}}]
+    escalation: []
+"""
+
+
+def test_rules_test_asserts_which_levels_fire_when(tmp_path: Path) -> None:
+    from bridge.rules.testing import run_file
+
+    _write(tmp_path, RULES)
+    (tmp_path / "escalation.test.yaml").write_text(textwrap.dedent(TEST_FILE))
+    results, errors = run_file(tmp_path / "escalation.test.yaml")
+    assert errors == []
+    assert [(r.name, r.ok, r.diff) for r in results] == [
+        ("sev1 walks the levels twice more", True, []),
+        ("acknowledged after 16 minutes", True, []),
+        ("payments sev2 has none", True, []),
+    ]
+
+
+def test_rules_test_shows_a_wrong_time_and_a_missing_step(tmp_path: Path) -> None:
+    from bridge.rules.testing import run_file
+
+    _write(tmp_path, RULES)
+    wrong = TEST_FILE.replace("{after: 15m, level: 2,", "{after: 10m, level: 2,").replace(
+        "acknowledged_after: 16m\n    escalation: [{after: 5m}, {after: 15m}]",
+        "acknowledged_after: 16m\n    escalation: [{after: 5m}]",
+    )
+    (tmp_path / "escalation.test.yaml").write_text(textwrap.dedent(wrong))
+    results, errors = run_file(tmp_path / "escalation.test.yaml")
+    assert errors == []
+    assert [r.ok for r in results] == [False, False, True]
+    assert '-      "after": "10m",' in results[0].diff
+    assert '+      "after": "15m",' in results[0].diff
+    # the step the case did not expect is shown whole
+    assert '+      "after": "15m",' in results[1].diff
+    assert '+      "level": 2,' in results[1].diff
