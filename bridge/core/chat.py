@@ -47,6 +47,7 @@ HELP = """\
 • `update <text>` - the liaison's status update for stakeholders
 • `severity sev1|sev2|sev3|sev4 [reason]` - raise or lower the severity
 • `mitigate|resolve|close [reason]` - move the status
+• `declare sev1|sev2|sev3|sev4 <title>` - declare a new incident (no id)
 • `status` - where the incident stands
 • `help` - this message"""
 
@@ -118,13 +119,24 @@ class Person:
 
 
 @immutable
+class DeclareIncident:
+    """``/incident declare sev2 Checkout is slow``: a new incident, routed by the rules as one
+    declared through the API (docs/incidents.md)."""
+
+    actor: str
+    severity: str
+    title: str
+
+
+@immutable
 class Parsed:
     """A command line understood: a core command for ``incident`` (None: the channel's), or a
-    query (``status``, ``help``) that changes nothing."""
+    query (``status``, ``help``) that changes nothing, or a new incident to declare."""
 
     incident_id: int | None
     command: Command | None = None
     query: Query | None = None
+    declare: DeclareIncident | None = None
 
 
 @immutable
@@ -207,6 +219,8 @@ def parse(
     tail = _tail(text, skip)  # the arguments, as typed
     if verb == "help":
         return Parsed(incident_id, query="help")
+    if verb == "declare":
+        return _declare(args, tail, actor, platform, people, with_id=skip == 2)
     if incident_id is None:
         return ParseError(
             f"Which incident? Outside an incident's channel give its id: `/incident 42 {verb}`."
@@ -255,6 +269,36 @@ def parse(
         reason = clean(_tail(tail, 1), platform, people) or "changed in chat"
         return Parsed(incident_id, ChangeSeverity(actor, args[0].lower(), reason))
     return ParseError(f"Unknown command {words[0]!r}.")
+
+
+# A declared incident's title at most (as the API's, http/declare.TITLE_MAX).
+DECLARE_TITLE_MAX = 500
+
+
+def _declare(
+    args: list[str],
+    tail: str,
+    actor: str,
+    platform: Platform,
+    people: Mapping[str, Mapping[str, str]],
+    *,
+    with_id: bool,
+) -> Parsed | ParseError:
+    """``declare sev2 <title>``: a new incident, whatever the channel."""
+    if with_id:
+        return ParseError(
+            "`declare` opens a new incident: give no id (`/incident declare sev2 ...`)."
+        )
+    if not args or args[0].lower() not in SEVERITIES:
+        return ParseError(
+            f"Which severity? `/incident declare sev2 <title>`: one of {', '.join(SEVERITIES)}."
+        )
+    title = clean(_tail(tail, 1), platform, people).strip()
+    if not title:
+        return ParseError("`declare` needs a title: `/incident declare sev2 Checkout is slow`.")
+    if len(title) > DECLARE_TITLE_MAX:
+        return ParseError(f"A title is at most {DECLARE_TITLE_MAX} characters.")
+    return Parsed(None, declare=DeclareIncident(actor, args[0].lower(), title))
 
 
 _SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

@@ -27,9 +27,11 @@ from aiohttp import web
 
 from bridge.core import chat
 from bridge.core.actions import Command
+from bridge.core.declare import DeclareError
 from bridge.core.secrets import Secret
 from bridge.core.values import MAX_ID
 from bridge.service import AppState, act
+from bridge.service import declare as declaring
 from bridge.store.interface import ActionAnswer, Idempotency, StoreUnavailable
 
 # One logger for the chat routes of both platforms (the name the logs have always shown).
@@ -326,6 +328,10 @@ async def run_command(
     """A parsed slash command, answered the way both platforms take it."""
     state, chat_state = request.app[AppState.KEY], request.app[KEY]
     incident_id = parsed.incident_id
+    if parsed.declare is not None:
+        if who.read_only:
+            return command_answer(READ_ONLY)
+        return await _declare(state, parsed.declare, idem)
     if parsed.query == "help" or incident_id is None:
         return command_answer(chat.HELP)
     if parsed.query == "status":
@@ -355,6 +361,35 @@ async def run_command(
         return command_answer(f"Working on it: #{incident_id}, the answer follows.")
     text, public = answer_text(incident_id, answer)
     return command_answer(text, public=public)
+
+
+async def _declare(
+    state: AppState, wanted: chat.DeclareIncident, idem: Idempotency | None
+) -> web.Response:
+    """``/incident declare``: the new incident, routed by the rules (its severity, no labels:
+    the route the bare incident takes), answered to the channel with its id and link."""
+    try:
+        answer = await declaring.declare(
+            state,
+            actor=wanted.actor,
+            title=wanted.title,
+            severity=wanted.severity,  # type: ignore[arg-type]  # one of SEVERITIES (parse)
+            idempotency=idem,
+        )
+    except DeclareError as exc:
+        return command_answer(f"Not declared: {exc.field}: {exc.message}")
+    except StoreUnavailable:
+        return command_answer("Not declared: the bridge cannot write now; try again.")
+    incident = answer.body.get("incident")
+    if answer.status != 201 or not isinstance(incident, Mapping):
+        return command_answer(f"Not declared: {answer.body.get('error', answer.status)}")
+    base = state.settings.base_url
+    link = f" {base}/incidents/{incident['id']}" if base else ""
+    text = (
+        f"#{incident['id']} declared by {wanted.actor} ({incident['severity']}, route "
+        f"{incident['route']}): {incident['title']}{link}"
+    )
+    return command_answer(text, public=True)
 
 
 def not_an_id(value: str) -> str:
