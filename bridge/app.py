@@ -104,8 +104,11 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get(heartbeats.LIST_PATH, json_errors(heartbeats.list_heartbeats))
     app.router.add_post(heartbeats.BEAT_PATH, json_errors(heartbeats.beat))
     # who is on call, overrides, calendars (http/oncall.py, docs/oncall.md)
-    for method, path, handler in oncall.ROUTES:
-        app.router.add_route(method, path, json_errors(handler))
+    for verb, oncall_path, oncall_handler in oncall.ROUTES:
+        if verb == "GET":  # with HEAD, as every GET
+            app.router.add_get(oncall_path, json_errors(oncall_handler))
+        else:
+            app.router.add_route(verb, oncall_path, json_errors(oncall_handler))
     app.router.add_get("/api/v1/incidents/{id}/followup", json_errors(followup.get_followup))
     # The postmortem (bridge/kb, http/postmortem.py): its API, the published page, and the
     # built-in sender that pushes the knowledge base (with --kb-dir and --kb-remote).
@@ -117,8 +120,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     postmortems.install(state)
     for path, handler in actions.routes():
         app.router.add_post(path, json_errors(handler))
-    for path, handler in declare.routes():  # declare, link, merge (http/declare.py)
-        app.router.add_post(path, json_errors(handler))
+    for path, declaring in declare.routes():  # declare, link, merge (http/declare.py)
+        app.router.add_post(path, json_errors(declaring))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))

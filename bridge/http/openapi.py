@@ -27,7 +27,18 @@ from bridge.core import alertmanager
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.incidents import STATUSES
 from bridge.core.policy import SEVERITIES
-from bridge.http import actions, api, auth, declare, heartbeats, models, postmortem, search
+from bridge.http import (
+    actions,
+    api,
+    auth,
+    callbacks,
+    declare,
+    heartbeats,
+    models,
+    oncall,
+    postmortem,
+    search,
+)
 from bridge.http.actions import MAX_BODY, MAX_IDEMPOTENCY_KEY
 from bridge.service import AppState
 from bridge.store.interface import STATES
@@ -518,6 +529,8 @@ def _paths() -> dict[str, Any]:
         }
     }
     paths.update(_heartbeat_paths())
+    paths.update(_oncall_paths())
+    paths.update(_callback_paths())
     for suffix, (summary, model, _command) in actions.ACTIONS.items():
         paths[f"/api/v1/incidents/{{id}}/{suffix}"] = {"post": _action(suffix, summary, model)}
     _declare_paths(paths)
@@ -652,6 +665,78 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
+def _callback_paths() -> dict[str, Any]:
+    """The paging targets' callbacks (``http/callbacks.py``); docs/oncall.md."""
+    error = _ref(models.Error)
+    return {
+        callbacks.PATH: {
+            "post": {
+                "tags": ["paging"],
+                "operationId": "pagingCallback",
+                "summary": "A person acknowledging a page from the phone (Twilio, ntfy, Pushover)",
+                "description": "Called by the vendor, not by people: Twilio posts a call's "
+                "digits (form, signed with `X-Twilio-Signature`), Pushover an emergency "
+                "notification's receipt (form; confirmed with Pushover's receipts API), ntfy's "
+                "app the notification's Acknowledge button (no body). The token in the path, "
+                "signed with the paging target's key, names the target, the incident and the "
+                "person; an acknowledgement is that person's action (Idempotency-Key: the "
+                "CallSid, the receipt, the page). No API token.",
+                "security": OPEN,
+                "parameters": [
+                    {
+                        "name": "type",
+                        "in": "path",
+                        "required": True,
+                        "description": "the paging target's type",
+                        "schema": {"type": "string", "enum": list(callbacks.TYPES)},
+                    },
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "description": "the page's signed token, as the target gave it",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "twilio: TwiML (what the call says next); ntfy and "
+                        "pushover: `{incident, acknowledged, by}` JSON",
+                        "content": {
+                            "text/xml": {"schema": {"type": "string"}},
+                            JSON: {"schema": {"type": "object"}},
+                        },
+                    },
+                    "400": _json(error, "a missing or malformed field (`field`: CallSid, receipt)"),
+                    "401": _json(
+                        error,
+                        "an unknown, forged or expired token, or a vendor's proof that does not "
+                        "hold (`field`: token, X-Twilio-Signature, AccountSid)",
+                    ),
+                    "404": _json(error, "not a paging type (`field`: type)"),
+                    "409": _json(
+                        error,
+                        "pushover: the receipt is not acknowledged according to Pushover; "
+                        "ntfy: the incident cannot be acknowledged now",
+                    ),
+                    "413": _json(error, _ERRORS[413]),
+                    "415": _json(error, "a body that is not a form"),
+                    "502": _json(error, "pushover: its receipts API did not answer"),
+                    "503": _errors((503,))["503"],
+                },
+            }
+        }
+    }
+
+
 def _heartbeat_paths() -> dict[str, Any]:
     """The dead man's switch (``http/heartbeats.py``); docs/heartbeats.md."""
     return {
@@ -698,6 +783,150 @@ def _heartbeat_paths() -> dict[str, Any]:
     }
 
 
+def _oncall_paths() -> dict[str, Any]:
+    """Who is on call, overrides, calendars (``http/oncall.py``); docs/oncall.md."""
+    rotation = {
+        "name": "rotation",
+        "in": "path",
+        "required": True,
+        "description": "a rotation's name in the rules",
+        "schema": {"type": "string"},
+        "example": "ops",
+    }
+    token = {
+        "name": "token",
+        "in": "query",
+        "required": False,
+        "description": "a read-only token (calendar apps cannot send headers); a token that "
+        "can write is refused here (403). Never logged",
+        "schema": {"type": "string"},
+    }
+    ics = _text("the shifts of 8 weeks back and 26 ahead, one VEVENT each", "text/calendar")
+    feed_errors = _errors((400, 401, 403, 404, 503), e403="a token that can write in the URL")
+    key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "a retry with the same key gets the override it made "
+        "(`Idempotent-Replayed: true`); the key with another override is a 422",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+    }
+    return {
+        oncall.PATH: {
+            "get": {
+                "tags": ["oncall"],
+                "operationId": "whoIsOnCall",
+                "summary": "Every rotation's holder now and next, with the hand-off time",
+                "description": f"Overrides applied (the rules file's and the stored ones). "
+                f"{_READ_NOTE}",
+                "security": READ,
+                "parameters": [
+                    {
+                        "name": "at",
+                        "in": "query",
+                        "required": False,
+                        "description": "another instant (RFC 3339); default now",
+                        "schema": {"type": "string", "format": "date-time"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref(oncall.OnCallAnswer), "every rotation, by name"),
+                    **_errors((400, 401, 503)),
+                },
+            }
+        },
+        oncall.OVERRIDES_PATH: {
+            "get": {
+                "tags": ["oncall"],
+                "operationId": "listOverrides",
+                "summary": "The rotation's stored overrides still holding (`all=true`: every one)",
+                "description": _READ_NOTE,
+                "security": READ,
+                "parameters": [
+                    rotation,
+                    {
+                        "name": "all",
+                        "in": "query",
+                        "required": False,
+                        "description": "`true`: ended and past ones too",
+                        "schema": {"type": "string", "enum": ["true", "1"]},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref(oncall.OverrideList), "by start"),
+                    **_errors((400, 401, 404, 503), e404="no such rotation"),
+                },
+            },
+            "post": {
+                "tags": ["oncall"],
+                "operationId": "addOverride",
+                "summary": "Someone holds the rotation from start to end instead of its schedule",
+                "description": "Applied at once; stored overrides win over the rules file's for "
+                f"their span. {_WRITE_NOTE}",
+                "security": WRITE,
+                "parameters": [rotation, key],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(oncall.OverrideBody)}},
+                },
+                "responses": {
+                    "201": _json(_ref(oncall.OverrideView), "made"),
+                    "200": _json(_ref(oncall.OverrideView), "made before with this key"),
+                    **_errors(
+                        (400, 401, 403, 413, 422, 503),
+                        e400="an unknown rotation or person, an end not after the start or in "
+                        "the past, a bad time; `field` names it",
+                    ),
+                },
+            },
+        },
+        oncall.OVERRIDE_PATH: {
+            "delete": {
+                "tags": ["oncall"],
+                "operationId": "endOverride",
+                "summary": "End an override now (one not begun is cancelled); the row is kept",
+                "description": _WRITE_NOTE,
+                "security": WRITE,
+                "parameters": [rotation, _id("override")],
+                "responses": {
+                    "200": _json(_ref(oncall.OverrideView), "ended (or already over)"),
+                    **_errors((401, 403, 404, 503), e404="no such override of this rotation"),
+                },
+            }
+        },
+        oncall.ROTATION_ICS: {
+            "get": {
+                "tags": ["oncall"],
+                "operationId": "rotationCalendar",
+                "summary": "The rotation's shifts as an iCalendar feed (RFC 5545)",
+                "security": READ,
+                "parameters": [rotation, token],
+                "responses": {"200": ics, **feed_errors},
+            }
+        },
+        oncall.PERSON_ICS: {
+            "get": {
+                "tags": ["oncall"],
+                "operationId": "personCalendar",
+                "summary": "A person's shifts in every rotation as an iCalendar feed (RFC 5545)",
+                "security": READ,
+                "parameters": [
+                    {
+                        "name": "person",
+                        "in": "path",
+                        "required": True,
+                        "description": "a member of a rotation",
+                        "schema": {"type": "string"},
+                        "example": "amara",
+                    },
+                    token,
+                ],
+                "responses": {"200": ics, **feed_errors},
+            }
+        },
+    }
+
+
 def _components() -> dict[str, Any]:
     requests: list[type[BaseModel]] = [WebhookPayload]
     for _summary, model, _command in actions.ACTIONS.values():
@@ -706,6 +935,7 @@ def _components() -> dict[str, Any]:
     for _summary, model, _handler in declare.ROUTES.values():
         requests.append(model)
     requests += [postmortem.SaveBody, postmortem.PublishBody]
+    requests.append(oncall.OverrideBody)
     answers: list[type[BaseModel]] = [
         models.Error,
         models.WebhookAnswer,
@@ -720,6 +950,9 @@ def _components() -> dict[str, Any]:
         search.SearchAnswer,
         heartbeats.HeartbeatList,
         heartbeats.HeartbeatView,
+        oncall.OnCallAnswer,
+        oncall.OverrideList,
+        oncall.OverrideView,
         postmortem.PostmortemView,
         postmortem.SaveResult,
         postmortem.VersionList,
@@ -778,6 +1011,8 @@ def build() -> dict[str, Any]:
             {"name": "postmortems", "description": "the postmortem and the knowledge base"},
             {"name": "notifications", "description": "the outbox"},
             {"name": "heartbeats", "description": "the dead man's switch"},
+            {"name": "oncall", "description": "who is on call, overrides, calendars"},
+            {"name": "paging", "description": "acknowledgements from the paging targets"},
             {"name": "operations", "description": "rules, probes, metrics, this document"},
         ],
         "paths": _paths(),

@@ -29,6 +29,7 @@ from aiohttp import web
 from bridge.config import ConfigError, Settings, reread_tokens
 from bridge.core.actions import Command
 from bridge.core.followup import FollowUpCommand
+from bridge.core.oncall import OverrideSpan
 from bridge.core.timeutil import Clock
 from bridge.delivery.worker import OutboxWorker
 from bridge.metrics import Metrics
@@ -101,6 +102,9 @@ class AppState:
     replicas: tuple[Replica, ...] = ()
     # set by a reload: the heartbeat writes the new rules' hash now, not at its next beat
     heartbeat_due: asyncio.Event = field(default_factory=asyncio.Event)
+    # the stored on-call overrides still holding (service/oncall.py), newest first: merged into
+    # every runtime made active, so a reload keeps them
+    oncall_overrides: tuple[OverrideSpan, ...] = ()
 
     def committed(self, *, notifications: int, mitigated: bool = False) -> None:
         """What a transaction wrote, said once after its commit; whoever must look is woken:
@@ -209,7 +213,7 @@ def _rule_paths(state: AppState) -> str:
 def activate(state: AppState, runtime: Runtime) -> None:
     """Make ``runtime`` the active one: for the next webhook, the worker and the metrics (and
     the other replicas, at once through the heartbeat)."""
-    state.runtime = runtime
+    state.runtime = runtime.with_overrides(state.oncall_overrides)
     state.heartbeat_due.set()
     if state.worker is not None:
         state.worker.set_targets(runtime.targets)

@@ -47,6 +47,7 @@ from bridge.store.actions import ActionRequest, Idempotency
 from bridge.store.followup import OpenRequest
 from bridge.store.ingest import apply_webhook
 from bridge.store.migrations import MIGRATIONS
+from bridge.store.oncall import NewOverride
 from bridge.store.outbox import Attempt, Pace
 from bridge.store.postgres import PgStore
 from bridge.store.postgres.backup import find_tool
@@ -231,6 +232,15 @@ async def build_history(store: Store) -> None:
         )
         await store.sessions.start(session)
     await store.sessions.end(id_hash="hash-0", now=T0 + 130 * MIN, why="signed out")
+    # on-call overrides made at run time: one holding, one ended early (its identity goes on)
+    for n in range(2):
+        made, _ = await store.oncall.add_override(
+            NewOverride(
+                rotation="ops", person=f"person-{n}", start_at=T0 + n * MIN,
+                end_at=T0 + 600 * MIN, reason="cover", created_by="lead", now=T0,
+            )
+        )  # fmt: skip
+    await store.oncall.end_override(override_id=made.id, now=T0 + 131 * MIN, by="lead")
     await index(store, T0 + 140 * MIN)
     # A newer incident after the indexer's pass, and a webhook body pruned: both as they come.
     await ingest(store, webhook(INCIDENTS + 1), T0 + 150 * MIN)
