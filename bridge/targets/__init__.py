@@ -34,11 +34,14 @@ from bridge.targets.github import GitHubTarget
 from bridge.targets.jira import JiraTarget
 from bridge.targets.mattermost import MattermostTarget
 from bridge.targets.msteams import MSTeamsTarget
+from bridge.targets.ntfy import NtfyTarget
 from bridge.targets.opsgenie import OpsgenieTarget
 from bridge.targets.pagerduty import PagerDutyTarget
+from bridge.targets.pushover import PushoverTarget
 from bridge.targets.slack import SlackTarget
 from bridge.targets.slack_webhook import SlackWebhookTarget
 from bridge.targets.telegram import TelegramTarget
+from bridge.targets.twilio import TwilioTarget
 from bridge.targets.webhook import WebhookTarget
 
 if TYPE_CHECKING:
@@ -60,6 +63,9 @@ REGISTRY: dict[str, type[Target]] = {
         TelegramTarget,
         JiraTarget,
         GitHubTarget,
+        TwilioTarget,
+        NtfyTarget,
+        PushoverTarget,
     )
 }
 

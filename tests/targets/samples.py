@@ -14,11 +14,14 @@ from bridge.targets.github import GitHubTarget
 from bridge.targets.jira import JiraTarget
 from bridge.targets.mattermost import MattermostTarget
 from bridge.targets.msteams import MSTeamsTarget
+from bridge.targets.ntfy import NtfyTarget
 from bridge.targets.opsgenie import OpsgenieTarget
 from bridge.targets.pagerduty import PagerDutyTarget
+from bridge.targets.pushover import PushoverTarget
 from bridge.targets.slack import SlackTarget
 from bridge.targets.slack_webhook import SlackWebhookTarget
 from bridge.targets.telegram import TelegramTarget
+from bridge.targets.twilio import TwilioTarget
 from bridge.targets.webhook import WebhookTarget
 from tests.targets.conftest import FixedClock, incident, make_notification
 
@@ -109,6 +112,25 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "labels": ["follow-up"],
         "assignees": {"bob": "bob-gh"},
     },
+    "twilio": {
+        "account_sid": "AC" + "0" * 32,
+        "auth_token": "t",
+        "from": "+14155550100",
+        "to": "+14155550123",
+        "callback_url": "https://bridge.example.com",
+        "person": "alice",
+    },
+    "ntfy": {
+        "topic": "oncall",
+        "callback_url": "https://bridge.example.com",
+        "callback_secret": "s",
+    },
+    "pushover": {
+        "token": "t",
+        "user": "u" * 30,
+        "callback_url": "https://bridge.example.com",
+        "priority_map": {"sev2": 2},
+    },
 }
 
 
@@ -157,6 +179,14 @@ async def wire(target: Target, n: Notification) -> str:
         | TelegramTarget,
     ):
         data = target.payload(n)
+    elif isinstance(target, TwilioTarget):
+        # the paging targets: what a page sends, or nothing for an event that does not page
+        data = {"sms": target.sms_body(n), "twiml": target.twiml(n)} if target.pages(n) else {}
+    elif isinstance(target, NtfyTarget):
+        headers, body = target.request(n) if target.pages(n) else ({}, b"")
+        data = {"headers": headers, "body": body.decode()}
+    elif isinstance(target, PushoverTarget):
+        data = {k: v for k, v in target.form(n).items() if k != "token"} if target.pages(n) else {}
     else:  # pragma: no cover - a new target type needs a line here
         raise AssertionError(f"no wire() for {type(target).__name__}")
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"

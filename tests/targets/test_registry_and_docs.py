@@ -30,6 +30,9 @@ TYPES = [
     "telegram",
     "jira",
     "github",
+    "twilio",
+    "ntfy",
+    "pushover",
 ]
 SECRET_KEYS = {
     "webhook": {"url", "secret", "authorization"},
@@ -45,6 +48,9 @@ SECRET_KEYS = {
     "console": set(),
     "jira": {"api_token"},
     "github": {"token"},
+    "twilio": {"auth_token"},
+    "ntfy": {"token", "password", "callback_secret"},
+    "pushover": {"token"},
 }
 
 
