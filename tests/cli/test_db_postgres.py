@@ -241,6 +241,10 @@ async def build_history(store: Store) -> None:
             )
         )  # fmt: skip
     await store.oncall.end_override(override_id=made.id, now=T0 + 131 * MIN, by="lead")
+    # the dead man's switch: one heartbeat beaten, another late with its episode raised
+    await store.heartbeats.register(names=["watchdog", "nightly"], now=T0)
+    await store.heartbeats.beat(names=["watchdog"], at=T0 + 132 * MIN)
+    await store.heartbeats.mark(name="nightly", late_since=T0 + 133 * MIN)
     await index(store, T0 + 140 * MIN)
     # A newer incident after the indexer's pass, and a webhook body pruned: both as they come.
     await ingest(store, webhook(INCIDENTS + 1), T0 + 150 * MIN)
