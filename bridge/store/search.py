@@ -518,17 +518,28 @@ def record_similar(
     linked: list[int] = []
     event_ids: list[int] = []
     notifications = 0
+    found = [(i, candidates) for i, candidates in found if i > done and candidates]
+    # The job's incidents and their candidates' postmortems read in one statement each, not
+    # one per incident and per candidate: on PostgreSQL each is a round trip while the writer
+    # holds the webhooks behind it (docs/performance.md)
+    rows = _by_id(conn, f"SELECT {INCIDENT_COLUMNS} FROM incidents", [i for i, _ in found])
+    published: set[int] = set()
+    if url is not None:
+        published = set(
+            _by_id(
+                conn,
+                "SELECT DISTINCT incident_id FROM postmortem_publications",
+                sorted({c.id for _, candidates in found for c in candidates}),
+                column="incident_id",
+            )
+        )
     for incident_id, candidates in found:
-        if incident_id <= done or not candidates:
-            continue
-        row = conn.execute(
-            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
-        ).fetchone()
+        row = rows.get(incident_id)
         if row is None:
             continue
         incident = incident_from_row(row)
         postmortems = {
-            c.id: link for c in candidates if (link := postmortem_url(conn, c.id, url)) is not None
+            c.id: f"{url(c.id)}/postmortem" for c in candidates if url and c.id in published
         }
         event = similar_event(candidates, url=url, postmortems=postmortems)
         ids, written = _write(conn, incident, Outcome(incident, (event,)), now)
@@ -537,6 +548,20 @@ def record_similar(
         notifications += written
     _set_mark(conn, "similar", upto)
     return Recorded(tuple(linked), tuple(event_ids), notifications)
+
+
+def _by_id(
+    conn: sqlite3.Connection, select: str, ids: Sequence[int], *, column: str = "id"
+) -> dict[int, tuple[Any, ...]]:
+    """The rows of ``select`` whose ``column`` is one of ``ids`` (a few hundred at a time), by
+    their first column."""
+    out: dict[int, tuple[Any, ...]] = {}
+    for k in range(0, len(ids), 500):
+        part = list(ids[k : k + 500])
+        marks = ",".join("?" * len(part))
+        for row in conn.execute(f"{select} WHERE {column} IN ({marks})", part):
+            out[int(row[0])] = tuple(row)
+    return out
 
 
 # --- search -----------------------------------------------------------------------------------

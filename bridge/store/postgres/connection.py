@@ -63,6 +63,15 @@ class _Empty:
         return iter(())
 
 
+class _NoRows(_Empty):
+    """The answer to an ``executemany`` of no rows, as sqlite3's: nothing changed."""
+
+    rowcount = 0
+
+
+_NO_ROWS = _NoRows()
+
+
 def _arguments(args: Sequence[Any], order: tuple[int, ...] | None) -> Sequence[Any]:
     return args if order is None else [args[i] for i in order]
 
@@ -94,8 +103,13 @@ class PgConnection:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         text, order = translate(sql)
+        args = [_arguments(r, order) for r in rows]
+        if not args:
+            # nothing to send (psycopg would still sync a pipeline with the server: a round
+            # trip for no rows, as for an incident change without outbox rows)
+            return _NO_ROWS
         cur = self.raw.cursor()
-        cur.executemany(text, [_arguments(r, order) for r in rows])
+        cur.executemany(text, args)
         if cur.rowcount > 0:
             self.total_changes += cur.rowcount
         return cur
