@@ -13,6 +13,7 @@ from bridge.cli import (
     demo,
     incident,
     notifications,
+    oncall,
     postmortem,
     rules,
     search,
@@ -28,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"incident-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (serve, rules, incident, postmortem, notifications, search, template, db, demo):
+    for group in (
+        serve,
+        rules,
+        incident,
+        oncall,
+        postmortem,
+        notifications,
+        search,
+        template,
+        db,
+        demo,
+    ):
         group.register(commands)
     return parser
 

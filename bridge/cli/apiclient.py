@@ -217,6 +217,11 @@ class Client:
         data = b"" if body is None else json.dumps(dict(body)).encode()
         return self._send("POST", path, data, headers, retry=idempotency_key is not None)
 
+    def delete(self, path: str) -> Answer:
+        """A DELETE (ending something: doing it twice changes nothing more), retried once as
+        a read is."""
+        return self._send("DELETE", path, None, {}, retry=True)
+
     def _send(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str], *, retry: bool
     ) -> Answer:
