@@ -124,14 +124,18 @@ class BeatIndex:
         """The heartbeats a webhook beats (its firing alerts that match one), and the webhook
         without the alerts that match a heartbeat, firing or resolved: a Watchdog is a beat,
         never an incident of its own. The same payload object when nothing matched."""
-        if not self.by_alertname:
+        names = self.by_alertname
+        if not names:
+            return [], payload
+        # most webhooks: no alert has a heartbeat's alertname, one lookup each and done
+        if not any(a.labels.get("alertname") in names for a in payload.alerts):
             return [], payload
         beaten: dict[str, None] = {}
         kept: list[Alert] = []
         taken = False
         for alert in payload.alerts:
-            candidates = self.by_alertname.get(alert.labels.get("alertname", ""))
-            hit = [hb for hb in candidates or () if matches(hb, alert.labels)]
+            candidates = names.get(alert.labels.get("alertname", ""))
+            hit = [hb for hb in candidates if matches(hb, alert.labels)] if candidates else []
             if not hit:
                 kept.append(alert)
                 continue

@@ -127,7 +127,10 @@ class TimelineEntry(Answer):
 class IncidentSource(Answer):
     """Where an incident came from (docs/incidents.md)."""
 
-    source: str = Field(description="`alertmanager` (a webhook opened it) or `declared` (by hand)")
+    source: str = Field(
+        description="`alertmanager` (a webhook opened it), `declared` (by hand) or `heartbeat` "
+        "(a late heartbeat of the dead man's switch)"
+    )
     declared_by: str | None = Field(default=None, description="who declared it")
     description: str | None = Field(default=None, description="what they knew then")
     labels: dict[str, str] | None = Field(default=None, description="the labels it was given")

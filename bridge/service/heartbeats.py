@@ -54,7 +54,9 @@ async def check_heartbeats(state: AppState) -> list[Verdict]:
         kept = next(s for s in seen if s.name == verdict.name)
         if verdict.step == "raise":
             await _send(state, heartbeat, since=verdict.due_at, resolved_at=None)
-            await state.store.heartbeats.mark(name=heartbeat.name, late_since=verdict.due_at)
+            await state.store.heartbeats.mark(
+                name=heartbeat.name, late_since=verdict.due_at, key=heartbeat.key, now=now
+            )
             log.warning(
                 "heartbeat %s: late (no beat since %s): incident raised",
                 heartbeat.name,

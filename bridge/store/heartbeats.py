@@ -56,9 +56,26 @@ def read(conn: sqlite3.Connection, *, names: Collection[str] | None = None) -> l
     return [Seen(r[0], r[1], r[2], r[3]) for r in rows if wanted is None or r[0] in wanted]
 
 
-def mark(conn: sqlite3.Connection, *, name: str, late_since: int | None) -> bool:
+def mark(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    late_since: int | None,
+    key: str | None = None,
+    now: int = 0,
+) -> bool:
     """The episode raised (``late_since`` its start) or cleared (None): False when the row was
-    already so (another writer got there first) or is gone."""
+    already so (another writer got there first) or is gone. Raised with the incident ``key``
+    its alert went to, that incident's source is kept as ``heartbeat`` (the API's ``source``;
+    an incident reopened by a later episode keeps the row it has)."""
+    if late_since is not None and key is not None:
+        conn.execute(
+            "INSERT INTO incident_sources "
+            "(incident_id, source, declared_by, description, labels, created_at) "
+            "SELECT id, 'heartbeat', 'incident-bridge', ?, '{}', ? FROM incidents "
+            "WHERE key = ? ORDER BY id DESC LIMIT 1 ON CONFLICT (incident_id) DO NOTHING",
+            (f"heartbeat {name} late", now, key),
+        )
     if late_since is None:
         cur = conn.execute(
             "UPDATE heartbeats SET late_since = NULL WHERE name = ? AND late_since IS NOT NULL",

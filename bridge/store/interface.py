@@ -362,7 +362,12 @@ class Heartbeats(Protocol):
 
     async def beat(self, *, names: Collection[str], at: int) -> None: ...
     async def read(self, *, names: Collection[str] | None = None) -> list[Seen]: ...
-    async def mark(self, *, name: str, late_since: int | None) -> bool: ...
+    async def mark(
+        self, *, name: str, late_since: int | None, key: str | None = None, now: int = 0
+    ) -> bool:
+        """The episode raised or cleared; raised with the incident's ``key``, its source kept
+        as ``heartbeat``."""
+        ...
 
 
 class Declared(Protocol):

@@ -109,6 +109,9 @@ async def test_a_cron_jobs_heartbeat_late_opens_one_incident_and_its_beat_mitiga
         incident,
     )
     assert actor == "incident-bridge" and "a heartbeat is late" in text
+    resp = await client.get(f"/api/v1/incidents/{incident}", headers=WRITE)
+    source = (await resp.json())["source"]
+    assert (source["source"], source["declared_by"]) == ("heartbeat", "incident-bridge")
     assert (await _list(service))["nightly-backup"]["state"] == "late"
     metrics = await (await client.get("/metrics")).text()
     assert 'incident_bridge_heartbeat_state{heartbeat="nightly-backup"} 1.0' in metrics
