@@ -57,6 +57,16 @@ def settings_dict(s: RouteSettings) -> dict[str, Any]:
             }
             for sev, p in s.reminders.items()
         },
+        "escalation": {
+            sev: {
+                "levels": [
+                    {"after_s": level.after_s, "notify": [r.describe() for r in level.notify]}
+                    for level in p.levels
+                ],
+                "repeat": p.repeat,
+            }
+            for sev, p in s.escalation.items()
+        },
     }
 
 

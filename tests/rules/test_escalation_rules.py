@@ -261,3 +261,19 @@ def test_rules_test_shows_a_wrong_time_and_a_missing_step(tmp_path: Path) -> Non
     # the step the case did not expect is shown whole
     assert '+      "after": "15m",' in results[1].diff
     assert '+      "level": 2,' in results[1].diff
+
+
+def test_the_rules_json_shows_the_policies(tmp_path: Path) -> None:
+    from bridge.rules import ruleset_dict
+
+    path = _write(tmp_path, RULES)
+    ruleset = load_rules([path], env={}).ruleset
+    assert ruleset is not None
+    shown = ruleset_dict(ruleset)["route"]
+    assert shown["decides"]["escalation"]["sev1"] == {
+        "levels": [
+            {"after_s": 300.0, "notify": ["rotation: primary"]},
+            {"after_s": 600.0, "notify": ["next: primary", "target: pager", "person: chen"]},
+        ],
+        "repeat": 2,
+    }
