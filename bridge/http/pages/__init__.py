@@ -27,7 +27,7 @@ import logging
 
 from aiohttp import web
 
-from bridge.http.pages.forms import do_action
+from bridge.http.pages.forms import do_action, do_declare
 from bridge.http.pages.render import HEADERS, linked, render
 from bridge.http.pages.signin import (
     SESSION_KEY,
@@ -40,6 +40,7 @@ from bridge.http.pages.signin import (
 )
 from bridge.http.pages.static import static
 from bridge.http.pages.views import (
+    declare_page,
     fragment,
     incident_context,
     incident_id_of,
@@ -66,13 +67,15 @@ __all__ = [
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
 
 # The pages are for people, not an API: the OpenAPI document leaves them out (docs/web.md).
-# /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
+# /declare, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
 # /incidents/{id}/fragments/{part}, /login, /logout, /static/{name}
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/", index),
     ("GET", "/login", login_form),
     ("POST", "/login", login),
     ("POST", "/logout", logout),
+    ("GET", "/declare", declare_page),
+    ("POST", "/declare", do_declare),
     ("GET", "/incidents/{id}", incident_page),
     ("POST", "/incidents/{id}/do/{action:[a-z/]+}", do_action),
     ("GET", "/incidents/{id}/fragments/{part}", fragment),

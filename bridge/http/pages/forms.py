@@ -15,15 +15,18 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bridge.core.declare import DeclareError
 from bridge.core.postmortem import SECTION_INFO
 from bridge.http import session
 from bridge.http.actions import ACTIONS, ActionBody
+from bridge.http.declare import DeclareBody
 from bridge.http.pages.render import HEADERS, error_page, html_response, render
 from bridge.http.pages.signin import read_form, same_origin, signed_in
-from bridge.http.pages.views import incident_context, incident_id_of
+from bridge.http.pages.views import declare_context, incident_context, incident_id_of
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
 from bridge.service import AppState, act
+from bridge.service import declare as declaring
 from bridge.store.interface import Idempotency, StoreUnavailable
 
 
@@ -75,6 +78,69 @@ async def do_action(request: web.Request) -> web.Response:
         return await _refused(state, incident_id, who, answer.status, message)
     anchor = "followup" if name.startswith("followup") else "timeline"
     raise web.HTTPSeeOther(location=f"/incidents/{incident_id}#{anchor}", headers=HEADERS)
+
+
+async def do_declare(request: web.Request) -> web.Response:
+    """``POST /declare``: the API's declaration body from the form (labels one ``name=value``
+    a line), through ``service/declare`` with the signed-in person as who declared it and the
+    form's one-time key as its Idempotency-Key; the new incident's page, or the form again with
+    the refusal naming the field."""
+    state, who, _ = signed_in(request)
+    form = await read_form(request)
+    if not who.can_write:
+        return error_page(403, "You can only look: declaring an incident needs a write token.", who)
+    if not same_origin(request, state) or not session.csrf_ok(who, form.get("csrf", "")):
+        return error_page(
+            403, "This form has expired or came from another site: reload the page.", who
+        )
+    given = {k: v for k, v in form.items() if k not in ("csrf", "form_key", "actor")}
+    fields: dict[str, Any] = {k: v for k, v in given.items() if v.strip() != ""}
+
+    def refused(status: int, message: str) -> web.Response:
+        page = render("declare.html.j2", **declare_context(state, who, given, message))
+        return html_response(page, status)
+
+    labels: dict[str, str] = {}
+    for n, line in enumerate(fields.pop("labels", "").splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            return refused(400, f"labels: line {n} is not name=value")
+        labels[name.strip()] = value.strip()
+    fields["labels"] = labels
+    try:
+        body = DeclareBody.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "form"
+        return refused(400, f"{where}: {str(first['msg']).removeprefix('Value error, ')}")
+    key = form.get("form_key", "")[:100]
+    digest = hashlib.sha256(
+        json.dumps(sorted(given.items()), separators=(",", ":")).encode()
+    ).hexdigest()
+    idempotency = Idempotency(who.name, f"web:{key}", f"web declare {digest}") if key else None
+    try:
+        answer = await declaring.declare(
+            state,
+            actor=who.name,
+            title=body.title,
+            severity=body.severity,
+            description=body.description,
+            commander=body.commander,
+            labels=body.labels,
+            route=body.route,
+            team=body.team,
+            idempotency=idempotency,
+        )
+    except DeclareError as exc:
+        return refused(400, f"{exc.field}: {exc.message}")
+    except StoreUnavailable as exc:
+        return error_page(503, f"The database is not available now ({exc}); try again.", who)
+    incident = answer.body.get("incident")
+    if answer.status != 201 or not isinstance(incident, Mapping):
+        return refused(answer.status, str(answer.body.get("error", "refused")))
+    raise web.HTTPSeeOther(location=f"/incidents/{incident['id']}", headers=HEADERS)
 
 
 def _adapt(name: str, fields: dict[str, str]) -> tuple[str, dict[str, Any]]:

@@ -107,6 +107,34 @@ async def index(request: web.Request) -> web.Response:
     return response
 
 
+# --- declaring an incident -------------------------------------------------------------------
+
+
+def declare_context(
+    state: AppState, who: Viewer, given: Mapping[str, str] | None = None, error: str = ""
+) -> dict[str, Any]:
+    """The declaration form: the severities, the rules' routes by name, what was typed (again
+    after a refusal, with its message)."""
+    return {
+        "viewer": who,
+        "severities": SEVERITIES,
+        "routes": sorted(state.runtime.followups),  # every route of the rules has an entry
+        "given": dict(given or {}),
+        "error": error,
+        "form_key": secrets.token_urlsafe(16),
+    }
+
+
+async def declare_page(request: web.Request) -> web.Response:
+    """``GET /declare``: the form (writers only; readers are told they can only look)."""
+    state, who, nonce = signed_in(request)
+    if not who.can_write:
+        return error_page(403, "You can only look: declaring an incident needs a write token.", who)
+    response = html_response(render("declare.html.j2", **declare_context(state, who)))
+    with_csrf_cookie(response, nonce, is_secure(request, state))
+    return response
+
+
 # --- the incident ---------------------------------------------------------------------------
 
 
