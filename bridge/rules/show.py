@@ -107,4 +107,16 @@ def ruleset_dict(rs: RuleSet) -> dict[str, Any]:
         "rotations": {n: rotation_dict(r) for n, r in rs.rotations.items()},
         "templates": dict(rs.templates),
         "route": route_dict(rs.root),
+        # the dead man's switch (docs/heartbeats.md)
+        "heartbeats": {
+            n: {
+                "interval_s": h.interval_s,
+                "grace_s": h.grace_s,
+                "route": h.route,
+                "severity": h.severity,
+                "alertname": h.alertname,
+                "labels": dict(h.labels),
+            }
+            for n, h in rs.heartbeats.items()
+        },
     }

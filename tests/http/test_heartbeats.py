@@ -6,6 +6,7 @@ returns, and the gauges."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,21 @@ async def test_a_watchdog_alert_is_a_beat_and_never_an_incident(
     assert await _steps(state) == {}
     clock.advance(1)
     assert await _steps(state) == {"watchdog": "raise"}
+
+
+async def test_ticks_racing_on_one_late_heartbeat_open_one_incident(
+    service: RulesService, clock: Clock
+) -> None:
+    """Two ticks at once (a replica taking the scheduler over while the other finishes its
+    tick): the same alert twice, one incident, one entry."""
+    state = service.state
+    assert state is not None
+    await check_heartbeats(state)
+    clock.advance(71 * 60)
+    await asyncio.gather(*(check_heartbeats(state) for _ in range(3)))
+    assert service.rows("SELECT count(*) FROM incidents WHERE key LIKE 'heartbeat:%'") == [(2,)]
+    assert service.rows("SELECT count(*) FROM timeline WHERE kind = 'alert_fired'") == [(2,)]
+    assert await _steps(state) == {}
 
 
 async def test_bad_beats_are_refused_and_name_what_is_wrong(service: RulesService) -> None:

@@ -13,6 +13,7 @@ from bridge.cli import main
 from bridge.core.heartbeats import Heartbeat, missing_payload
 from bridge.rules import load_rules
 from bridge.rules.engine import RulesPolicy
+from bridge.rules.show import ruleset_dict
 from tests.rules.helpers import load_text
 
 RULES = """
@@ -47,6 +48,15 @@ def test_heartbeats_load_with_their_settings(tmp_path: Path) -> None:
     assert rules.heartbeats == {
         "watchdog": Heartbeat("watchdog", 60.0, 30.0, None, None, "Watchdog", {"team": "infra"}),
         "nightly-backup": Heartbeat("nightly-backup", 86400.0, 0.0, "backups", "sev2", None, {}),
+    }
+    # GET /api/v1/rules and `rules show` show them
+    assert ruleset_dict(rules)["heartbeats"]["watchdog"] == {
+        "interval_s": 60.0,
+        "grace_s": 30.0,
+        "route": None,
+        "severity": None,
+        "alertname": "Watchdog",
+        "labels": {"team": "infra"},
     }
 
 
