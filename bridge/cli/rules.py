@@ -25,6 +25,8 @@ from bridge.rules.samples import check_titles
 from bridge.rules.show import ruleset_dict
 from bridge.rules.testing import (
     TestAlert,
+    duration_text,
+    escalation_steps,
     got_incident,
     instant,
     payload_from_alerts,
@@ -166,12 +168,15 @@ def cmd_route_test(args: argparse.Namespace) -> int:
     payload = payload_from_alerts([TestAlert(labels=labels)], None, at)
     evaluated = RulesPolicy(rs).evaluate(payload, int(at.timestamp()) * 10**9)
     decisions = [got_incident(d) for d in evaluated]
+    # each incident's escalation policy from --at, never acknowledged: when each level fires
+    # and whom it reaches then
+    steps = [escalation_steps(RulesPolicy(rs), d, at) for d in evaluated]
     errors = render_errors(evaluated)  # the decision fell back; the rules need fixing
     ok = args.expect is None or args.expect.split(",") == matched
     if args.output == "json":
         incidents = [
-            {**d, "render_errors": list(e.render_errors)}
-            for d, e in zip(decisions, evaluated, strict=True)
+            {**d, "render_errors": list(e.render_errors), "escalation": s}
+            for d, e, s in zip(decisions, evaluated, steps, strict=True)
         ]
         _json(args, {"routes": matched, "incidents": incidents, "expected_ok": ok})
         return SUCCESS if ok and not errors else FAILURE
@@ -182,7 +187,7 @@ def cmd_route_test(args: argparse.Namespace) -> int:
         print("\n".join(lines), file=out)
         print(file=out)
     print(",".join(matched), file=out)
-    for d in decisions:
+    for d, escalation in zip(decisions, steps, strict=True):
         tiers = d["tiers"]
         roles = ", ".join(f"{k}={'/'.join(v)}" for k, v in d["roles"].items()) or "-"
         print(
@@ -192,6 +197,13 @@ def cmd_route_test(args: argparse.Namespace) -> int:
             f"roles: {roles}",
             file=out,
         )
+        for s in escalation:
+            whom = ", ".join(s["people"]) or "nobody by name"
+            print(
+                f"    escalation +{duration_text(s['after'])}: level {s['level']} "
+                f"(run {s['repetition']}) {whom} via {','.join(s['targets']) or '-'}",
+                file=out,
+            )
     for e in errors:
         print(f"ERROR: {e}", file=err)
     if not ok:

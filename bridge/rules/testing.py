@@ -164,14 +164,11 @@ def got_incident(d: Decision) -> dict[str, Any]:
 
 
 def escalation_steps(
-    policy: RulesPolicy, decisions: list[Decision], at: datetime, acknowledged_after: float | None
+    policy: RulesPolicy, d: Decision, at: datetime, acknowledged_after: float | None = None
 ) -> list[dict[str, Any]]:
-    """Every step the first decision's escalation policy fires for an incident opened at
-    ``at`` (none acknowledged; or before ``acknowledged_after``), and whom it reaches then,
-    in the shape of ``ExpectedStep``."""
-    if not decisions:
-        return []
-    d = decisions[0]
+    """Every step the decision's escalation policy fires for an incident opened at ``at``
+    (none acknowledged; or before ``acknowledged_after``), and whom it reaches then, in the
+    shape of ``ExpectedStep`` (also what ``rules route-test`` shows)."""
     route = policy.ruleset.route(d.route) or policy.ruleset.root
     escalation = route.settings.escalation.get(d.severity, NO_ESCALATION)
     opened = int(at.timestamp()) * NS
@@ -196,17 +193,20 @@ def escalation_steps(
     return out
 
 
-def _step_text(step: dict[str, Any]) -> dict[str, Any]:
-    """A step with its ``after`` written as a duration (``15m``, ``1h30m``) for the diff."""
-    if "after" not in step:
-        return step
-    seconds = int(step["after"])
+def duration_text(seconds: float) -> str:
+    """Seconds as a rules duration: ``15m``, ``1h30m``, ``0s``."""
+    left = int(seconds)
     text = ""
     for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            text += f"{seconds // size}{unit}"
-            seconds %= size
-    return {**step, "after": text or "0s"}
+        if left >= size:
+            text += f"{left // size}{unit}"
+            left %= size
+    return text or "0s"
+
+
+def _step_text(step: dict[str, Any]) -> dict[str, Any]:
+    """A step with its ``after`` written as a duration (``15m``, ``1h30m``) for the diff."""
+    return {**step, "after": duration_text(step["after"])} if "after" in step else step
 
 
 def _subset(expected: Any, got: Any) -> Any:
@@ -248,7 +248,9 @@ def run_case(
     decisions = policy.evaluate(payload, int(at.timestamp()) * 10**9)
     if case.escalation is not None:
         wanted = [s.model_dump(exclude_unset=True) for s in case.escalation]
-        fired = escalation_steps(policy, decisions, at, case.acknowledged_after)
+        fired = (
+            escalation_steps(policy, decisions[0], at, case.acknowledged_after) if decisions else []
+        )
         expected["escalation"] = [_step_text(w) for w in wanted]
         # only the fields each expected step names; steps beyond the expected ones whole
         got["escalation"] = [

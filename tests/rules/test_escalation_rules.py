@@ -3,9 +3,12 @@ file:line:col), the lint warnings of a level that reaches nobody, and whom a lev
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from bridge.core.escalation import NO_ESCALATION, EscalationPolicy, Level, Reach, Recipient
 from bridge.rules import load_rules
@@ -277,3 +280,35 @@ def test_the_rules_json_shows_the_policies(tmp_path: Path) -> None:
         ],
         "repeat": 2,
     }
+
+
+def test_route_test_shows_when_each_level_fires_from_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    path = _write(tmp_path, RULES)
+    argv = ["rules", "route-test", "--rules", str(path), "--at", "2026-01-05T12:00:00Z"]
+    assert main([*argv, "severity=critical"]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert [line for line in lines if line.startswith("escalation")] == [
+        "escalation +5m: level 1 (run 1) amara via sms",
+        "escalation +15m: level 2 (run 1) bjorn, chen via pager,sms",
+        "escalation +20m: level 1 (run 2) amara via sms",
+        "escalation +30m: level 2 (run 2) bjorn, chen via pager,sms",
+        "escalation +35m: level 1 (run 3) amara via sms",
+        "escalation +45m: level 2 (run 3) bjorn, chen via pager,sms",
+    ]
+    # a week later bjorn holds the rotation; JSON gives the same steps
+    later = ["rules", "route-test", "-o", "json", "--rules", str(path)]
+    assert main([*later, "--at", "2026-01-12T12:00:00Z", "severity=critical"]) == 0
+    (incident,) = json.loads(capsys.readouterr().out)["incidents"]
+    assert incident["escalation"][0] == {
+        "after": 300.0,
+        "level": 1,
+        "repetition": 1,
+        "people": ["bjorn"],
+        "targets": ["pager", "sms"],
+    }
+    assert main([*later, "severity=warning"]) == 0  # sev3: no policy
+    assert json.loads(capsys.readouterr().out)["incidents"][0]["escalation"] == []
