@@ -35,7 +35,7 @@ from bridge.core.policy import SEVERITIES
 from bridge.core.values import MAX_ID, immutable, parse_id
 
 Platform = Literal["slack", "mattermost"]
-Query = Literal["status", "help"]
+Query = Literal["status", "help", "oncall"]
 
 HELP = """\
 */incident* acts on the incident of this channel; elsewhere give its id first: `/incident 42 ack`
@@ -48,6 +48,7 @@ HELP = """\
 • `severity sev1|sev2|sev3|sev4 [reason]` - raise or lower the severity
 • `mitigate|resolve|close [reason]` - move the status
 • `declare sev1|sev2|sev3|sev4 <title>` - declare a new incident (no id)
+• `oncall` - who is on call; `oncall take <rotation> until 18:00 [reason]` - hold a rotation until then (its time zone)
 • `status` - where the incident stands
 • `help` - this message"""
 
@@ -129,6 +130,17 @@ class DeclareIncident:
 
 
 @immutable
+class TakeRotation:
+    """``/incident oncall take ops until 18:00 [reason]``: the person who types it holds the
+    rotation from now until that time, read in the rotation's time zone (docs/oncall.md)."""
+
+    actor: str
+    rotation: str
+    until: str  # as typed: HH:MM, or an RFC 3339 time
+    reason: str
+
+
+@immutable
 class Parsed:
     """A command line understood: a core command for ``incident`` (None: the channel's), or a
     query (``status``, ``help``) that changes nothing, or a new incident to declare."""
@@ -137,6 +149,7 @@ class Parsed:
     command: Command | None = None
     query: Query | None = None
     declare: DeclareIncident | None = None
+    oncall: TakeRotation | None = None
 
 
 @immutable
@@ -221,6 +234,8 @@ def parse(
         return Parsed(incident_id, query="help")
     if verb == "declare":
         return _declare(args, tail, actor, platform, people, with_id=skip == 2)
+    if verb == "oncall":
+        return _oncall(args, tail, actor, platform, people, incident_id)
     if incident_id is None:
         return ParseError(
             f"Which incident? Outside an incident's channel give its id: `/incident 42 {verb}`."
@@ -299,6 +314,28 @@ def _declare(
     if len(title) > DECLARE_TITLE_MAX:
         return ParseError(f"A title is at most {DECLARE_TITLE_MAX} characters.")
     return Parsed(None, declare=DeclareIncident(actor, args[0].lower(), title))
+
+
+def _oncall(
+    args: list[str],
+    tail: str,
+    actor: str,
+    platform: Platform,
+    people: Mapping[str, Mapping[str, str]],
+    incident_id: int | None,
+) -> Parsed | ParseError:
+    """``oncall``: who is on call; ``oncall take ROTATION until TIME [reason]``: hold it."""
+    if not args:
+        return Parsed(incident_id, query="oncall")
+    usage = "`/incident oncall take <rotation> until 18:00 [reason]`"
+    if args[0].lower() != "take":
+        return ParseError(f"Unknown `oncall` command {args[0]!r}: {usage}.")
+    if len(args) < 4 or args[2].lower() != "until":
+        return ParseError(f"Which rotation, until when? {usage}.")
+    reason = clean(_tail(tail, 4), platform, people).strip()
+    if len(reason) > MAX_TEXT:
+        return ParseError(f"At most {MAX_TEXT} characters.")
+    return Parsed(incident_id, oncall=TakeRotation(actor, args[1], args[3], reason))
 
 
 _SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

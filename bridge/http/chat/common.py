@@ -19,8 +19,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -28,10 +30,13 @@ from aiohttp import web
 from bridge.core import chat
 from bridge.core.actions import Command
 from bridge.core.declare import DeclareError
+from bridge.core.oncall import until_instant
 from bridge.core.secrets import Secret
+from bridge.core.timeutil import format_ns
 from bridge.core.values import MAX_ID
 from bridge.service import AppState, act
 from bridge.service import declare as declaring
+from bridge.service import oncall as oncall_service
 from bridge.store.interface import ActionAnswer, Idempotency, StoreUnavailable
 
 # One logger for the chat routes of both platforms (the name the logs have always shown).
@@ -332,6 +337,12 @@ async def run_command(
         if who.read_only:
             return command_answer(READ_ONLY)
         return await _declare(state, parsed.declare, idem)
+    if parsed.oncall is not None:
+        if who.read_only:
+            return command_answer(READ_ONLY)
+        return await _take_rotation(state, parsed.oncall, idem)
+    if parsed.query == "oncall":
+        return command_answer(_oncall_text(state))
     if parsed.query == "help" or incident_id is None:
         return command_answer(chat.HELP)
     if parsed.query == "status":
@@ -390,6 +401,55 @@ async def _declare(
         f"{incident['route']}): {incident['title']}{link}"
     )
     return command_answer(text, public=True)
+
+
+def _oncall_text(state: AppState) -> str:
+    """``/incident oncall``: every rotation's holder, until when, and who is next."""
+    lines = []
+    for r in state.runtime.oncall_now(state.clock()):
+        following = f", then {r.next.person}" if r.next is not None else ""
+        lines.append(f"• {r.rotation}: {r.now.person} until {format_ns(r.now.end)}{following}")
+    return "\n".join(lines) or "No rotations in the rules."
+
+
+async def _take_rotation(
+    state: AppState, wanted: chat.TakeRotation, idem: Idempotency | None
+) -> web.Response:
+    """``/incident oncall take ops until 18:00``: an override for the person who typed it,
+    from now until that time read in the rotation's time zone (docs/oncall.md)."""
+    rotation = state.runtime.rotations.get(wanted.rotation)
+    if rotation is None:
+        known = ", ".join(sorted(state.runtime.rotations)) or "none"
+        return command_answer(f"Not taken: no rotation {wanted.rotation!r}; known: {known}.")
+    now = state.clock()
+    end = until_instant(wanted.until, rotation.timezone, now)
+    if end is None:
+        return command_answer(
+            f"Not taken: until {wanted.until!r}: give a time of day (18:00, in "
+            f"{rotation.timezone}) or an RFC 3339 time."
+        )
+    try:
+        row, _ = await oncall_service.add_override(
+            state,
+            rotation=wanted.rotation,
+            person=wanted.actor,
+            start=now,
+            end=end,
+            reason=wanted.reason or "taken in chat",
+            by=wanted.actor,
+            # a platform's retry of the same command makes one override
+            idempotency_key=None if idem is None else f"chat:{idem.scope}:{idem.key}",
+        )
+    except oncall_service.OnCallError as exc:
+        return command_answer(f"Not taken: {exc.field}: {exc.message}")
+    except StoreUnavailable:
+        return command_answer("Not taken: the bridge cannot write now; try again.")
+    local = datetime.fromtimestamp(row.end_at / 1e9, ZoneInfo(rotation.timezone))
+    return command_answer(
+        f"{row.person} holds {row.rotation} until {local:%Y-%m-%d %H:%M} {rotation.timezone} "
+        f"(override #{row.id}).",
+        public=True,
+    )
 
 
 def not_an_id(value: str) -> str:
