@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.core.declare import Declaration, builtin_decision
 from bridge.store.interface import DeclareRequest, Idempotency, LinkRequest, MergeRequest
-from tests.conftest import SECOND, T0, fixture_body, rows
+from tests.conftest import SECOND, T0, execute, fixture_body, rows
 from tests.store.conftest import opened
 from tests.store.test_store import ingest
 
@@ -170,3 +170,22 @@ async def test_a_merge_closes_the_duplicate_references_its_entries_and_moves_its
     result = await ingest(store, later, now=T0 + 5 * SECOND)
     assert [t.id for t in result.incidents] == [survivor]
     assert rows(store, "SELECT count(*) FROM incidents")[0][0] == 3
+
+
+async def test_a_merged_duplicate_is_no_pending_postmortem(store: Any) -> None:
+    def pending() -> int:
+        return int(rows(store, "SELECT coalesce(sum(n), 0) FROM metric_postmortems")[0][0])
+
+    survivor = (await _declare(store)).body["incident"]["id"]
+    duplicate = (await _declare(store, key="declared:two")).body["incident"]["id"]
+    resolved = (await _declare(store, key="declared:three")).body["incident"]["id"]
+    await store.declared.merge(MergeRequest(duplicate, survivor, "alice", T0 + SECOND))
+    assert pending() == 0  # closed by the merge, yet nothing to write up of its own
+    # one resolved before its merge was pending; merged, it is not any more
+    execute(store, "UPDATE incidents SET status = 'resolved' WHERE id = ?", (resolved,))
+    assert pending() == 1
+    await store.declared.merge(MergeRequest(resolved, survivor, "alice", T0 + 2 * SECOND))
+    assert pending() == 0
+    # the survivor still counts as any incident does
+    execute(store, "UPDATE incidents SET status = 'resolved' WHERE id = ?", (survivor,))
+    assert pending() == 1

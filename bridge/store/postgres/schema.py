@@ -25,6 +25,7 @@ import psycopg
 
 from bridge.core.mttx import HISTOGRAMS
 from bridge.store import metrics as metrics_sql
+from bridge.store.declared import NOT_MERGED, pending_add_unmerged
 from bridge.store.postgres.connection import PgConnection
 from bridge.store.postgres.fts import create_search_tables
 
@@ -462,6 +463,26 @@ def _declared(conn: PgConnection) -> None:
         "CREATE TABLE incident_merges (duplicate_id BIGINT PRIMARY KEY, "
         "survivor_id BIGINT NOT NULL, merged_by TEXT NOT NULL, merged_at BIGINT NOT NULL)",
     )
+    # A merged duplicate needs no postmortem of its own: the functions of the pending
+    # postmortems' triggers leave it out (store/declared.create_tables has SQLite's).
+    body = pending_add_unmerged(_postmortem_body(dismissed=True))
+    published = (
+        "IF NOT EXISTS (SELECT 1 FROM postmortem_publications p "
+        "WHERE p.incident_id = NEW.incident_id AND p.id <> NEW.id) "
+        f"AND {NOT_MERGED.replace('new.id', 'NEW.incident_id')} THEN "
+        "UPDATE metric_postmortems SET n = n - 1 WHERE (route, severity) = "
+        "(SELECT coalesce(route, ''), severity FROM incidents "
+        f"WHERE id = NEW.incident_id AND status IN {_DONE}); END IF;"
+    )
+    for name, text in (
+        ("metric_incident_postmortem", body),
+        ("metric_postmortem_published", published),
+    ):
+        _run(
+            conn,
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {text} RETURN NULL; END $$",
+        )
 
 
 # The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres.py)
