@@ -5,6 +5,7 @@ its ``callback`` and ``answer`` methods without importing it)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
@@ -43,8 +44,8 @@ class PagingTarget(Target):
     """A target that wakes a person: sends only for ``events`` while nobody acknowledged."""
 
     config: PagingConfig
-    # The vendor credential the callback tokens' key derives from (a setting's name).
-    ack_label: ClassVar[str] = ""
+    # What a person's handle for this target holds (a phone number, a topic, a user key).
+    address: ClassVar[re.Pattern[str]] = re.compile(r"^.+$")
 
     def credential(self) -> str | None:
         """The secret the callback tokens are signed with; None: no acknowledgement link."""
@@ -61,21 +62,47 @@ class PagingTarget(Target):
             return False
         return any(kind in self.config.events for kind in n.kinds)
 
+    def recipients(self, n: Notification) -> list[tuple[str, str | None]]:
+        """Whom ``n`` pages, as (person, address): the people an escalation step reaches
+        through this target (their handle named like the target, else like its type, holds
+        the address), else the configured ``person`` at the configured address (None)."""
+        found: dict[str, str] = {}
+        for event in n.events:
+            data = event.get("data")
+            handles = data.get("handles") if isinstance(data, Mapping) else None
+            if event.get("kind") != "escalation_step" or not isinstance(handles, Mapping):
+                continue
+            for name, theirs in handles.items():
+                if not isinstance(theirs, Mapping):
+                    continue
+                value = theirs.get(self.name, theirs.get(self.type_name))
+                if isinstance(value, str) and self.address.match(value):
+                    found.setdefault(str(name), value)
+                elif value is not None:
+                    # a handle that cannot be this target's address: said, never its value
+                    self.deps.logger.warning(
+                        "target %s: the %s handle of %s is not valid", self.name, self.name, name
+                    )
+        if found:
+            return list(found.items())
+        return [(self.person, None)]
+
     def _key(self) -> bytes | None:
         credential = self.credential()
         if not credential:
             return None
         return callback_key(self.type_name, self.name, credential)
 
-    def ack_url(self, n: Notification) -> str | None:
-        """The signed callback URL of this page, or None without ``callback_url``."""
+    def ack_url(self, n: Notification, person: str | None = None) -> str | None:
+        """The signed callback URL of this page to ``person`` (default: the configured one),
+        or None without ``callback_url``."""
         key = self._key()
         if self.config.callback_url is None or key is None:
             return None
         token = PageToken(
             target=self.name,
             incident=int(n.incident["id"]),
-            person=self.person,
+            person=person or self.person,
             page=n.id,
             expires=int(self.deps.clock()) + self.config.ack_valid_s,
         )

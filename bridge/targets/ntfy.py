@@ -4,12 +4,15 @@ severity), ``Tags``, ``Click`` (the incident's page) and, with ``callback_url`` 
 ``callback_secret``, an ``Actions`` header whose ``http`` action "Acknowledge" posts from the
 phone to our callback route with a per-page signed token. Optional access token (bearer) or
 basic auth. Only the paging events send (``events``), nothing once the incident is
-acknowledged. ntfy has no idempotency key: a send repeated after a crash notifies twice."""
+acknowledged. An escalation step's people whose handles name this target (or ``ntfy``) get it
+on their own topic (the handle), as themselves. ntfy has no idempotency key: a send repeated
+after a crash notifies twice."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,19 +21,20 @@ from pydantic import Field, model_validator
 from bridge.core.paging import Acknowledgement, CallbackAnswer
 from bridge.core.secrets import Secret
 from bridge.delivery.markup import truncate
-from bridge.delivery.protocol import DeliveryResult, Notification, PermanentError
+from bridge.delivery.protocol import DeliveryError, DeliveryResult, Notification, PermanentError
 from bridge.targets import _http
 from bridge.targets._paging import PagingConfig, PagingTarget, refused
 
 # ntfy's default message-size-limit: a longer body becomes an attachment, or is refused.
 BODY_MAX_BYTES = 4096
 TITLE_MAX = 250
+TOPIC = r"^[-_A-Za-z0-9]{1,64}$"
 PRIORITY = {"sev1": 5, "sev2": 4, "sev3": 3, "sev4": 2}
 
 
 class NtfyConfig(PagingConfig):
     server: str = Field(default="https://ntfy.sh", pattern=r"^https?://[^\s?#]+$")
-    topic: str = Field(pattern=r"^[-_A-Za-z0-9]{1,64}$")
+    topic: str = Field(pattern=TOPIC)
     token: Secret | None = None
     username: str | None = None
     password: Secret | None = None
@@ -71,13 +75,14 @@ class NtfyTarget(PagingTarget):
     type_name = "ntfy"
     Config = NtfyConfig
     config: NtfyConfig
+    address = re.compile(TOPIC)
 
     def credential(self) -> str | None:
         secret = self.config.callback_secret
         return secret.reveal() if secret is not None else None
 
-    def request(self, n: Notification) -> tuple[dict[str, str], bytes]:
-        """The headers and body of the page."""
+    def request(self, n: Notification, person: str | None = None) -> tuple[dict[str, str], bytes]:
+        """The headers and body of the page (to ``person``: the acknowledgement's actor)."""
         inc: Mapping[str, Any] = n.incident
         rendered = self.render(n)
         title = rendered.title or f"[{inc.get('severity')}] #{inc.get('id')} {inc.get('title')}"
@@ -90,7 +95,7 @@ class NtfyTarget(PagingTarget):
         url = str(inc.get("url") or "")
         if url.startswith(("http://", "https://")):
             headers["Click"] = url
-        ack = self.ack_url(n)
+        ack = self.ack_url(n, person)
         if ack is not None:
             headers["Actions"] = f"http, Acknowledge, {ack}, method=POST, clear=true"
         if self.config.token is not None:
@@ -105,19 +110,37 @@ class NtfyTarget(PagingTarget):
         n = notification
         if not self.pages(n):
             return DeliveryResult(state=dict(n.state), skipped=True)
-        headers, body = self.request(n)
-        url = f"{self.config.server.rstrip('/')}/{self.config.topic}"
-        resp = await _http.request(
-            self.deps, "POST", url, data=body, headers=headers, timeout_s=self.config.timeout_s
-        )
-        data = resp.json()
-        if 400 <= resp.status < 500 and resp.status != 429 and isinstance(data, dict):
-            code = data.get("code")
-            if isinstance(code, int) and 10_000 <= code < 100_000:
-                raise PermanentError(f"ntfy_{code}")  # 40101 unauthorized, 40301 forbidden...
-        _http.check(resp, self.deps, vendor="ntfy")
-        ids = {"message_id": str(data["id"])} if isinstance(data, dict) and "id" in data else {}
-        return DeliveryResult(state=dict(n.state), provider_ids=ids)
+        state = dict(n.state)
+        done: list[str] = list(state.get("done") or []) if state.get("page") == n.id else []
+        ids: dict[str, str] = {}
+        for person, topic in self.recipients(n):
+            topic = topic or self.config.topic
+            if topic in done:
+                continue
+            headers, body = self.request(n, person)
+            url = f"{self.config.server.rstrip('/')}/{topic}"
+            try:
+                resp = await _http.request(
+                    self.deps,
+                    "POST",
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout_s=self.config.timeout_s,
+                )
+                data = resp.json()
+                if 400 <= resp.status < 500 and resp.status != 429 and isinstance(data, dict):
+                    code = data.get("code")
+                    if isinstance(code, int) and 10_000 <= code < 100_000:
+                        raise PermanentError(f"ntfy_{code}")  # 40101 unauthorized, ...
+                _http.check(resp, self.deps, vendor="ntfy")
+            except DeliveryError as exc:
+                exc.state = {**state, "page": n.id, "done": done}  # who already has it
+                raise
+            done.append(topic)
+            if isinstance(data, dict) and "id" in data:
+                ids["message_id"] = str(data["id"])
+        return DeliveryResult(state={**state, "page": n.id, "done": done}, provider_ids=ids)
 
     async def callback(
         self, token: str, form: Mapping[str, str], headers: Mapping[str, str]
@@ -126,6 +149,6 @@ class NtfyTarget(PagingTarget):
         page = self.verify_token(token)
         if page is None:
             return refused(401, "unknown or expired token", "token")
-        how = f"from the ntfy notification on topic {self.config.topic}"
+        how = "from the ntfy notification"
         ack = Acknowledgement(page.incident, page.person, how, f"ntfy {page.page}")
         return CallbackAnswer(200, json.dumps({"incident": page.incident}), "application/json", ack)

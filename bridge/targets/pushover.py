@@ -7,7 +7,8 @@ receipt. With ``callback_url``, Pushover posts the receipt to our callback route
 signed token in its URL) when the person acknowledges on the phone; the bridge asks Pushover's
 receipts API whether that receipt really is acknowledged before acknowledging the incident as
 ``person``. When the incident is acknowledged another way, the receipt is cancelled (its
-repeats stop). Only the paging events send; Pushover has no idempotency key: a send repeated
+repeats stop). An escalation step's people whose handles name this target (or ``pushover``)
+get it with their own user key (the handle), as themselves. Only the paging events send; Pushover has no idempotency key: a send repeated
 after a crash notifies twice."""
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PushoverTarget(PagingTarget):
     type_name = "pushover"
     Config = PushoverConfig
     config: PushoverConfig
+    address = RECEIPT  # a user or group key: 30 letters and digits, as a receipt
 
     def credential(self) -> str | None:
         return self.config.token.reveal()
@@ -62,7 +64,9 @@ class PushoverTarget(PagingTarget):
     def _url(self, path: str) -> str:
         return self.config.api_url.rstrip("/") + path
 
-    def form(self, n: Notification) -> dict[str, str]:
+    def form(
+        self, n: Notification, person: str | None = None, user: str | None = None
+    ) -> dict[str, str]:
         inc: Mapping[str, Any] = n.incident
         rendered = self.render(n)
         title = rendered.title or f"[{inc.get('severity')}] #{inc.get('id')} {inc.get('title')}"
@@ -70,7 +74,7 @@ class PushoverTarget(PagingTarget):
         priority = max(-2, min(2, priority))
         form = {
             "token": self.config.token.reveal(),
-            "user": self.config.user,
+            "user": user or self.config.user,
             "message": truncate(rendered.body.strip() or title, MESSAGE_MAX),
             "title": truncate(title, TITLE_MAX),
             "priority": str(priority),
@@ -85,7 +89,7 @@ class PushoverTarget(PagingTarget):
         if priority == 2:
             form["retry"] = str(self.config.retry_s)
             form["expire"] = str(self.config.expire_s)
-            ack = self.ack_url(n)
+            ack = self.ack_url(n, person)
             if ack is not None:
                 form["callback"] = ack
         return form
@@ -115,25 +119,44 @@ class PushoverTarget(PagingTarget):
     async def send(self, notification: Notification) -> DeliveryResult:
         n = notification
         state = dict(n.state)
-        receipt = state.get("receipt")
-        if str(n.incident.get("status")) in SETTLED and isinstance(receipt, str):
-            # acknowledged elsewhere (or over): the emergency notification stops repeating
-            path = f"/1/receipts/{receipt}/cancel.json"
-            try:
-                await self._post(path, {"token": self.config.token.reveal()})
-            except PermanentError:
-                pass  # expired or already acknowledged: nothing repeats any more
-            except DeliveryError as exc:
-                exc.state = state
-                raise
-            state.pop("receipt")
-            return DeliveryResult(state=state, provider_ids={"cancelled": receipt})
+        receipts = [r for r in state.get("receipts") or [] if isinstance(r, str)]
+        if str(n.incident.get("status")) in SETTLED and receipts:
+            # acknowledged elsewhere (or over): the emergency notifications stop repeating
+            for receipt in list(receipts):
+                try:
+                    await self._post(
+                        f"/1/receipts/{receipt}/cancel.json", {"token": self.config.token.reveal()}
+                    )
+                except PermanentError:
+                    pass  # expired or already acknowledged: nothing repeats any more
+                except DeliveryError as exc:
+                    exc.state = {**state, "receipts": receipts}
+                    raise
+                receipts.remove(receipt)
+            state.pop("receipts")
+            return DeliveryResult(state=state, provider_ids={"cancelled": "true"})
         if not self.pages(n):
             return DeliveryResult(state=state, skipped=True)
-        data = await self._post("/1/messages.json", self.form(n))
-        ids = {"request": str(data["request"])} if "request" in data else {}
-        if isinstance(data.get("receipt"), str):
-            state["receipt"] = ids["receipt"] = data["receipt"]
+        done: list[str] = list(state.get("done") or []) if state.get("page") == n.id else []
+        ids: dict[str, str] = {}
+        for person, user in self.recipients(n):
+            user = user or self.config.user
+            if user in done:
+                continue
+            try:
+                data = await self._post("/1/messages.json", self.form(n, person, user))
+            except DeliveryError as exc:
+                exc.state = {**state, "page": n.id, "done": done, "receipts": receipts}
+                raise
+            done.append(user)
+            if "request" in data:
+                ids["request"] = str(data["request"])
+            if isinstance(data.get("receipt"), str):
+                receipts.append(data["receipt"])
+                ids["receipt"] = data["receipt"]
+        state.update(page=n.id, done=done)
+        if receipts:
+            state["receipts"] = receipts
         return DeliveryResult(state=state, provider_ids=ids)
 
     async def receipt(self, receipt: str) -> Mapping[str, Any]:

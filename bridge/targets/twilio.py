@@ -6,13 +6,16 @@ The call reads the incident's title and, with ``callback_url``, offers "press 1 
 a ``<Gather>`` whose digits Twilio posts, signed (``X-Twilio-Signature``), to our callback
 route with a per-call token; a 1 acknowledges the incident as ``person`` (``callback``).
 Only the paging events send (``events``), and nothing once the incident is acknowledged.
-Twilio has no idempotency key for a new message or call: a send repeated after a crash pages
-twice (a text already sent for this row is not sent again when the call fails)."""
+The person paged is ``to`` and ``person``, or, for an escalation step, each person it reaches
+whose handles name this target (or its type) with their number. Twilio has no idempotency key
+for a new message or call: a send repeated after a crash pages twice (what a page already
+sent is not sent again when a later request of it fails)."""
 
 from __future__ import annotations
 
 import base64
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -53,7 +56,8 @@ class TwilioConfig(PagingConfig):
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token: Secret
     sender: str = Field(alias="from", pattern=E164)
-    to: str = Field(pattern=E164)
+    # the phone paged; None: only the people an escalation step reaches (their handles)
+    to: str | None = Field(default=None, pattern=E164)
     mode: Literal["call", "sms", "both"] = "both"
     api_url: str = Field(default="https://api.twilio.com", pattern=r"^https?://[^\s?#]+$")
     language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -63,6 +67,7 @@ class TwilioTarget(PagingTarget):
     type_name = "twilio"
     Config = TwilioConfig
     config: TwilioConfig
+    address = re.compile(E164)
 
     def credential(self) -> str | None:
         return self.config.auth_token.reveal()
@@ -86,8 +91,9 @@ class TwilioTarget(PagingTarget):
             f"{inc.get('title', '')}."
         )
 
-    def twiml(self, n: Notification) -> str:
-        return twiml_page(self.spoken_title(n), self.ack_url(n), language=self.config.language)
+    def twiml(self, n: Notification, person: str | None = None) -> str:
+        action = self.ack_url(n, person)
+        return twiml_page(self.spoken_title(n), action, language=self.config.language)
 
     def sms_body(self, n: Notification) -> str:
         return truncate(self.render(n).body.strip(), SMS_MAX)
@@ -119,24 +125,34 @@ class TwilioTarget(PagingTarget):
         if not self.pages(n):
             return DeliveryResult(state=dict(n.state), skipped=True)
         state = dict(n.state)
+        # What this page already did (a retry after a failure texts or calls no one twice).
+        done: list[str] = list(state.get("done") or []) if state.get("page") == n.id else []
         ids: dict[str, str] = {}
-        if self.config.mode in ("sms", "both") and state.get("sms_page") != n.id:
-            form = {"To": self.config.to, "From": self.config.sender, "Body": self.sms_body(n)}
-            data = await self._post("Messages", form)
-            state["sms_page"] = n.id
-            if isinstance(data.get("sid"), str):
-                ids["message_sid"] = data["sid"]
-        if self.config.mode in ("call", "both"):
-            form = {"To": self.config.to, "From": self.config.sender, "Twiml": self.twiml(n)}
-            try:
-                data = await self._post("Calls", form)
-            except DeliveryError as exc:
-                # the text went out: a retry calls again without texting again
-                exc.state = state
-                raise
-            if isinstance(data.get("sid"), str):
-                ids["call_sid"] = data["sid"]
-        return DeliveryResult(state=state, provider_ids=ids)
+        reached = 0
+        for person, number in self.recipients(n):
+            to = number or self.config.to
+            if to is None:
+                continue
+            reached += 1
+            for what, resource in (("sms", "Messages"), ("call", "Calls")):
+                if self.config.mode not in (what, "both") or f"{what} {to}" in done:
+                    continue
+                form = {"To": to, "From": self.config.sender}
+                if what == "sms":
+                    form["Body"] = self.sms_body(n)
+                else:
+                    form["Twiml"] = self.twiml(n, person)
+                try:
+                    data = await self._post(resource, form)
+                except DeliveryError as exc:
+                    exc.state = {**state, "page": n.id, "done": done}
+                    raise
+                done.append(f"{what} {to}")
+                if isinstance(data.get("sid"), str):
+                    ids["message_sid" if what == "sms" else "call_sid"] = data["sid"]
+        if reached == 0:
+            raise PermanentError("no_recipient")  # no `to`, and nobody's handle for it
+        return DeliveryResult(state={**state, "page": n.id, "done": done}, provider_ids=ids)
 
     async def callback(
         self, token: str, form: Mapping[str, str], headers: Mapping[str, str]
@@ -161,7 +177,7 @@ class TwilioTarget(PagingTarget):
                 language=self.config.language,
             )
             return CallbackAnswer(200, again, TWIML)
-        how = f"by phone: pressed 1 on a Twilio call to {masked_number(self.config.to)}"
+        how = f"by phone: pressed 1 on a Twilio call to {masked_number(form.get('To', ''))}"
         ack = Acknowledgement(page.incident, page.person, how, f"twilio {call}")
         return CallbackAnswer(200, "", TWIML, ack)
 

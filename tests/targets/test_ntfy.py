@@ -106,3 +106,19 @@ def test_settings_are_checked() -> None:
         NtfyConfig.model_validate({"topic": "t", "token": "a", "username": "u", "password": "p"})
     with pytest.raises(ValidationError, match="1 to 5"):
         NtfyConfig.model_validate({"topic": "t", "priority_map": {"sev1": 9}})
+
+
+async def test_an_escalation_step_pushes_to_each_persons_topic(
+    ntfy: NtfyFake, make_target: MakeTarget
+) -> None:
+    handles = {"bjorn": {"push": "oncall-bjorn"}, "chidi": {"ntfy": "oncall-chidi"}}
+    data = {"handles": handles, "people": list(handles)}
+    events = ({"kind": "escalation_step", "text": "Escalation level 1", "data": data},)
+    target = _target(make_target, ntfy)
+    result = await target.send(make_notification("escalated", events=events))
+    assert sorted(m["topic"] for m in ntfy.messages) == ["oncall-bjorn", "oncall-chidi"]
+    assert result.state["done"] == ["oncall-bjorn", "oncall-chidi"]
+    for message in ntfy.messages:
+        token = urlsplit(message["actions"][0]["url"]).path.rsplit("/", 1)[1]
+        page = target.verify_token(token)
+        assert page is not None and page.person == message["topic"].removeprefix("oncall-")

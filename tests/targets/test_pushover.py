@@ -44,7 +44,7 @@ async def test_sev2_is_high_priority_without_receipt(
     (msg,) = pushover.messages
     assert msg["priority"] == "1" and "retry" not in msg and "callback" not in msg
     assert msg["title"] == "[sev2] #42 High error rate on checkout"
-    assert msg["url"] == incident()["url"] and "receipt" not in result.state
+    assert msg["url"] == incident()["url"] and "receipts" not in result.state
 
 
 async def test_sev1_is_an_emergency_with_a_receipt_cancelled_on_acknowledge(
@@ -56,11 +56,11 @@ async def test_sev1_is_an_emergency_with_a_receipt_cancelled_on_acknowledge(
     (msg,) = pushover.messages
     assert (msg["priority"], msg["retry"], msg["expire"]) == ("2", "45", "1800")
     assert msg["callback"].startswith(f"{CALLBACK}/api/v1/callbacks/pushover/")
-    receipt = result.state["receipt"]
+    (receipt,) = result.state["receipts"]
     assert pushover.receipts[receipt].callback == msg["callback"]
     acked = incident(severity="sev1", status="acknowledged")
     done = await target.send(make_notification("acknowledged", inc=acked, state=dict(result.state)))
-    assert pushover.receipts[receipt].cancelled and "receipt" not in done.state
+    assert pushover.receipts[receipt].cancelled and "receipts" not in done.state
 
 
 async def test_errors_name_the_parameter_and_hide_the_token(
@@ -90,7 +90,7 @@ async def test_the_callback_is_confirmed_with_the_receipts_api(
 ) -> None:
     target = _target(make_target, pushover)
     result = await target.send(make_notification(inc=incident(severity="sev1")))
-    receipt = result.state["receipt"]
+    (receipt,) = result.state["receipts"]
     token = pushover.messages[0]["callback"].rsplit("/", 1)[1]
     form = {"receipt": receipt, "acknowledged": "1"}
     # a post claiming an acknowledgement Pushover does not know of

@@ -115,7 +115,7 @@ async def test_a_failed_call_keeps_the_text_sent(
     with pytest.raises(Exception) as err:
         await target.send(n)
     state = getattr(err.value, "state", None)
-    assert state == {"sms_page": n.id}
+    assert state == {"page": n.id, "done": [f"sms {TO}"]}
     await target.send(make_notification(state=state))
     assert len(twilio.messages) == 1 and len(twilio.calls) == 1
 
@@ -155,3 +155,32 @@ async def test_callback_checks_token_signature_and_account(
 
     fixed_clock.now += 86_400 + 1  # the link expires after ack_valid_s
     assert (await target.callback(token, form, _signed(call.action, form))).status == 401
+
+
+def _step(handles: dict[str, dict[str, str]]) -> tuple[dict[str, Any], ...]:
+    """An escalation step's timeline entry as the scheduler writes it (core/escalation)."""
+    data = {"level": 1, "people": list(handles), "handles": handles, "targets": ["phone"]}
+    return ({"kind": "escalation_step", "text": "Escalation level 1", "data": data},)
+
+
+async def test_an_escalation_step_calls_the_people_it_reaches_at_their_numbers(
+    twilio: TwilioFake, make_target: MakeTarget
+) -> None:
+    target = _target(make_target, twilio, mode="call", to=None, person=None)
+    handles = {
+        "bjorn": {"phone": "+14155550177", "slack": "U0BJORN"},
+        "chidi": {"twilio": "+14155550188"},  # by the target's type
+        "dana": {"phone": "not a number"},  # refused, and not repeated in the log
+        "erin": {"slack": "U0ERIN"},  # not reached through this target
+    }
+    await target.send(make_notification("escalated", events=_step(handles)))
+    calls = sorted(twilio.calls.values(), key=lambda c: c.to)
+    assert [c.to for c in calls] == ["+14155550177", "+14155550188"]
+    tokens = [urlsplit(c.action or "").path.rsplit("/", 1)[1] for c in calls]
+    assert [target.verify_token(t).person for t in tokens] == ["bjorn", "chidi"]  # type: ignore[union-attr]
+
+
+async def test_nobody_to_call_is_permanent(twilio: TwilioFake, make_target: MakeTarget) -> None:
+    target = _target(make_target, twilio, to=None)
+    with pytest.raises(PermanentError, match="no_recipient"):
+        await target.send(make_notification("escalated"))
