@@ -27,7 +27,7 @@ import logging
 
 from aiohttp import web
 
-from bridge.http.pages.forms import do_action, do_declare
+from bridge.http.pages.forms import do_action, do_add_override, do_declare, do_end_override
 from bridge.http.pages.render import HEADERS, linked, render
 from bridge.http.pages.signin import (
     SESSION_KEY,
@@ -46,6 +46,7 @@ from bridge.http.pages.views import (
     incident_id_of,
     incident_page,
     index,
+    oncall_page,
     read_or_503,
 )
 from bridge.http.session import Viewer
@@ -67,7 +68,7 @@ __all__ = [
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
 
 # The pages are for people, not an API: the OpenAPI document leaves them out (docs/web.md).
-# /declare, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
+# /declare, /oncall, /oncall/overrides, /oncall/overrides/{id}/end, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
 # /incidents/{id}/fragments/{part}, /login, /logout, /static/{name}
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/", index),
@@ -76,6 +77,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/logout", logout),
     ("GET", "/declare", declare_page),
     ("POST", "/declare", do_declare),
+    ("GET", "/oncall", oncall_page),
+    ("POST", "/oncall/overrides", do_add_override),
+    ("POST", "/oncall/overrides/{id}/end", do_end_override),
     ("GET", "/incidents/{id}", incident_page),
     ("POST", "/incidents/{id}/do/{action:[a-z/]+}", do_action),
     ("GET", "/incidents/{id}/fragments/{part}", fragment),

@@ -22,11 +22,17 @@ from bridge.http.actions import ACTIONS, ActionBody
 from bridge.http.declare import DeclareBody
 from bridge.http.pages.render import HEADERS, error_page, html_response, render
 from bridge.http.pages.signin import read_form, same_origin, signed_in
-from bridge.http.pages.views import declare_context, incident_context, incident_id_of
+from bridge.http.pages.views import (
+    declare_context,
+    incident_context,
+    incident_id_of,
+    oncall_context,
+)
 from bridge.http.session import Viewer
 from bridge.kb import postmortems
 from bridge.service import AppState, act
 from bridge.service import declare as declaring
+from bridge.service import oncall as oncall_service
 from bridge.store.interface import Idempotency, StoreUnavailable
 
 
@@ -194,3 +200,113 @@ async def _refused(
         return error_page(404, f"There is no incident {incident_id}.", who)
     context["error"] = message
     return html_response(render("incident.html.j2", **context), status)
+
+
+# --- on-call overrides --------------------------------------------------------------------------
+
+
+def _wall_clock(text: str, timezone: str) -> int | None:
+    """A form's ``datetime-local`` (``2026-12-08T18:00``) in the rotation's time zone, or an
+    RFC 3339 time; None when it is neither."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from bridge.core.timeutil import parse_rfc3339
+
+    try:
+        local = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        try:
+            return parse_rfc3339(text.strip())
+        except ValueError:
+            return None
+    return int(local.replace(tzinfo=ZoneInfo(timezone)).timestamp()) * 10**9
+
+
+async def _override_form(request: web.Request) -> tuple[AppState, Viewer, dict[str, str]]:
+    state, who, _ = signed_in(request)
+    form = await read_form(request)
+    if not who.can_write:
+        raise _refusal(error_page(403, "You can only look: overrides need a write token.", who))
+    if not same_origin(request, state) or not session.csrf_ok(who, form.get("csrf", "")):
+        raise _refusal(
+            error_page(
+                403, "This form has expired or came from another site: reload the page.", who
+            )
+        )
+    return state, who, form
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def _refusal(response: web.Response) -> _Refused:
+    return _Refused(response)
+
+
+async def do_add_override(request: web.Request) -> web.Response:
+    """``POST /oncall/overrides``: an override by the signed-in person (the form's times in
+    the rotation's time zone; its one-time key as the Idempotency-Key); back to the page, or
+    the page again with the refusal naming the field."""
+    try:
+        state, who, form = await _override_form(request)
+    except _Refused as exc:
+        return exc.response
+    given = {k: v for k, v in form.items() if k in ("rotation", "person", "start", "end", "reason")}
+
+    async def refused(message: str) -> web.Response:
+        page = render("oncall.html.j2", **await oncall_context(state, who, given, message))
+        return html_response(page, 400)
+
+    rotation = state.runtime.rotations.get(given.get("rotation", ""))
+    if rotation is None:
+        return await refused("rotation: choose a rotation")
+    now = state.clock()
+    start = now
+    if given.get("start", "").strip():
+        parsed = _wall_clock(given["start"], rotation.timezone)
+        if parsed is None:
+            return await refused("start: not a time (2026-12-08T18:00)")
+        start = max(now, parsed)
+    end = _wall_clock(given.get("end", ""), rotation.timezone)
+    if end is None:
+        return await refused("end: not a time (2026-12-08T18:00)")
+    key = form.get("form_key", "")[:100]
+    try:
+        await oncall_service.add_override(
+            state,
+            rotation=given["rotation"],
+            person=given.get("person", ""),
+            start=start,
+            end=end,
+            reason=given.get("reason", "").strip()[:10000],
+            by=who.name,
+            idempotency_key=f"web:{who.name}:{key}" if key else None,
+        )
+    except oncall_service.OnCallError as exc:
+        return await refused(f"{exc.field}: {exc.message}")
+    except StoreUnavailable as exc:
+        return error_page(503, f"The database is not available now ({exc}); try again.", who)
+    raise web.HTTPSeeOther(location="/oncall", headers=HEADERS)
+
+
+async def do_end_override(request: web.Request) -> web.Response:
+    """``POST /oncall/overrides/{id}/end``: the override ends now; back to the page."""
+    try:
+        state, who, _form = await _override_form(request)
+    except _Refused as exc:
+        return exc.response
+    from bridge.core.values import parse_id
+
+    override_id = parse_id(request.match_info["id"])
+    if override_id is None:
+        return error_page(404, "No such override.", who)
+    try:
+        await oncall_service.end_override(state, override_id=override_id, by=who.name)
+    except oncall_service.OnCallError as exc:
+        return error_page(exc.status, exc.message, who)
+    except StoreUnavailable as exc:
+        return error_page(503, f"The database is not available now ({exc}); try again.", who)
+    raise web.HTTPSeeOther(location="/oncall", headers=HEADERS)

@@ -208,3 +208,69 @@ async def fragment(request: web.Request) -> web.Response:
             raise web.HTTPNotFound(text="no such incident", headers=HEADERS)
         return html_response(render("fragments.html.j2", part=part, **context))
     raise web.HTTPNotFound(text="no such fragment", headers=HEADERS)
+
+
+# --- who is on call ---------------------------------------------------------------------------
+
+
+def _local(ns: int | None, timezone: str) -> str:
+    """A time as people of the rotation read it: ``2026-12-08 18:00 Europe/Berlin``."""
+    if ns is None:
+        return "-"
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return f"{datetime.fromtimestamp(ns / 1e9, ZoneInfo(timezone)):%Y-%m-%d %H:%M} {timezone}"
+
+
+async def oncall_context(
+    state: AppState, who: Viewer, given: Mapping[str, str] | None = None, error: str = ""
+) -> dict[str, Any]:
+    """The on-call page: every rotation's holder and next (overrides applied), the stored
+    overrides still holding, the calendars' paths, and the override form (what was typed again
+    after a refusal, with its message)."""
+    runtime = state.runtime
+    zones = {name: r.timezone for name, r in runtime.rotations.items()}
+    rows = [
+        {
+            "rotation": r.rotation,
+            "person": r.now.person,
+            "since": _local(r.now.start, r.timezone),
+            "until": _local(r.now.end, r.timezone),
+            "next": r.next.person if r.next is not None else "nobody else",
+        }
+        for r in runtime.oncall_now(state.clock())
+    ]
+    stored = await read_or_503(state.store.oncall.list_overrides(after=state.clock()))
+    overrides = [
+        {
+            "id": o.id,
+            "rotation": o.rotation,
+            "person": o.person,
+            "start": _local(o.start_at, zones.get(o.rotation, "UTC")),
+            "end": _local(o.effective_end, zones.get(o.rotation, "UTC")),
+            "by": o.created_by,
+            "reason": o.reason,
+        }
+        for o in stored
+    ]
+    people = sorted({m.name for r in runtime.rotations.values() for m in r.members})
+    return {
+        "viewer": who,
+        "rows": rows,
+        "overrides": overrides,
+        "rotations": sorted(runtime.rotations),
+        "zones": zones,
+        "people": people,
+        "given": dict(given or {}),
+        "error": error,
+        "form_key": secrets.token_urlsafe(16),
+    }
+
+
+async def oncall_page(request: web.Request) -> web.Response:
+    """``GET /oncall``: who is on call, the overrides, and (for writers) the override form."""
+    state, who, nonce = signed_in(request)
+    response = html_response(render("oncall.html.j2", **await oncall_context(state, who)))
+    with_csrf_cookie(response, nonce, is_secure(request, state))
+    return response
