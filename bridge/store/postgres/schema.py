@@ -443,6 +443,13 @@ def _oncall(conn: PgConnection) -> None:
     )
 
 
+def _escalation(conn: PgConnection) -> None:
+    # the same partial index as SQLite's (store/escalation.REOPENS_INDEX, written for both)
+    from bridge.store.escalation import REOPENS_INDEX
+
+    _run(conn, REOPENS_INDEX)
+
+
 def _heartbeats(conn: PgConnection) -> None:
     _run(
         conn,
@@ -506,6 +513,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0018_declared", _declared),
     ("0019_oncall", _oncall),
     ("0020_heartbeats", _heartbeats),
+    ("0021_escalation", _escalation),
 ]
 
 
