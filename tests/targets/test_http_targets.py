@@ -10,7 +10,7 @@ import pytest
 
 from bridge.delivery.protocol import RateLimited
 from bridge.targets import PermanentError, RetryableError
-from tests.fakes import chat, paging, slack, webhook
+from tests.fakes import chat, ntfy, paging, pushover, slack, twilio, webhook
 from tests.fakes.base import FakeServer
 from tests.targets.conftest import MakeTarget, StartFake, make_notification
 
@@ -27,6 +27,9 @@ class Case:
     tier: str = "general"
 
 
+# one request a page (a text), as the other cases send one
+_TWILIO = {"account_sid": twilio.ACCOUNT_SID, "from": "+14155550100", "to": "+14155550123"}
+_TWILIO["mode"] = "sms"
 CASES = [
     Case(
         "slack_webhook",
@@ -92,6 +95,27 @@ CASES = [
         lambda f: {"url": f.hook_url, "secret": webhook.SECRET},
         lambda f: {"url": f.hook_url, "secret": "wrong"},
         "http_401",
+    ),
+    Case(
+        "twilio",
+        twilio.TwilioFake,
+        lambda f: {**_TWILIO, "auth_token": twilio.AUTH_TOKEN, "api_url": f.url},
+        lambda f: {**_TWILIO, "auth_token": "wrong", "api_url": f.url},
+        "twilio_20003",
+    ),
+    Case(
+        "ntfy",
+        ntfy.NtfyFake,
+        lambda f: {"server": f.url, "topic": "oncall", "token": ntfy.ACCESS_TOKEN},
+        lambda f: {"server": f.url, "topic": "oncall", "token": "tk_wrong"},
+        "ntfy_40101",
+    ),
+    Case(
+        "pushover",
+        pushover.PushoverFake,
+        lambda f: {"token": pushover.APP_TOKEN, "user": pushover.USER_KEY, "api_url": f.url},
+        lambda f: {"token": "wrong", "user": pushover.USER_KEY, "api_url": f.url},
+        "pushover_token_invalid",
     ),
 ]
 IDS = [c.type_name for c in CASES]

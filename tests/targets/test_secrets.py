@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.targets import REGISTRY, DeliveryError, Target
-from tests.fakes import chat, paging, slack, webhook
+from tests.fakes import chat, ntfy, paging, pushover, slack, twilio, webhook
 from tests.fakes.smtp import PASSWORD, SMTPFake, free_port
 from tests.targets.conftest import MakeTarget, StartFake, incident, make_notification
 from tests.targets.test_http_targets import CASES, IDS, Case
@@ -27,6 +27,9 @@ SECRETS = [
     webhook.SECRET,
     webhook.PATH.rsplit("/", 1)[1],
     PASSWORD,
+    twilio.AUTH_TOKEN,
+    ntfy.ACCESS_TOKEN,
+    pushover.APP_TOKEN,
 ]
 
 
