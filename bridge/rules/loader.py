@@ -294,7 +294,7 @@ def load_rules(
     root = inherit_templates(root)
     _check_heartbeat_routes(acc, root, diags)
     diags.errors.sort(key=_place)
-    warnings = lint(root, acc.rotations, refs, acc.places) if not diags.errors else []
+    warnings = lint(root, acc.rotations, refs, acc.places, acc.targets) if not diags.errors else []
     if diags.errors:
         return LoadResult(None, diags.errors, diags.warnings + warnings, config_hash)
     ruleset = RuleSet(
