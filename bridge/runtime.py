@@ -175,7 +175,6 @@ class Runtime:
         from bridge.rules.engine import RulesPolicy  # the rules load only with rule files
         from bridge.rules.rotations import Member, Override, with_overrides
 
-        zone = UTC
         by_rotation: dict[str, list[Override]] = {}
         for s in spans:
             rotation = base.get(s.rotation)
@@ -184,8 +183,8 @@ class Runtime:
             member = rotation.member(s.person) or Member(s.person, self.people.get(s.person, {}))
             by_rotation.setdefault(s.rotation, []).append(
                 Override(
-                    datetime.fromtimestamp(s.start / 1e9, zone),
-                    datetime.fromtimestamp(s.end / 1e9, zone),
+                    datetime.fromtimestamp(s.start / 1e9, UTC),
+                    datetime.fromtimestamp(s.end / 1e9, UTC),
                     member,
                 )
             )

@@ -7,14 +7,14 @@ they cannot send headers). The query string is never logged or said back."""
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from bridge.core.actions import MAX_TEXT
 from bridge.core.oncall import RotationNow, ShiftRecord, calendar
 from bridge.core.timeutil import format_ns, parse_rfc3339
 from bridge.core.values import parse_id
 from bridge.http import auth
-from bridge.http.actions import MAX_IDEMPOTENCY_KEY, ActionBody, error_field
+from bridge.http.actions import MAX_IDEMPOTENCY_KEY, ActionBody, read_body
 from bridge.http.errors import HTTPError, store_unavailable
 from bridge.http.models import Answer, Timestamp, json_answer
 from bridge.http.params import bad_param, known_params
@@ -27,7 +27,6 @@ OVERRIDES_PATH = "/api/v1/oncall/{rotation}/overrides"
 OVERRIDE_PATH = "/api/v1/oncall/{rotation}/overrides/{id}"
 ROTATION_ICS = "/api/v1/oncall/{rotation}.ics"
 PERSON_ICS = "/api/v1/oncall/people/{person}.ics"
-MAX_BODY = 16 * 1024
 NAME_SHOWN = 100  # characters of an unknown name said back
 DAY_NS = 86400 * 10**9
 # The calendars' window: the shifts of the last 8 weeks and the next 26.
@@ -174,25 +173,6 @@ async def list_overrides(request: web.Request) -> web.Response:
     return json_answer(OverrideList(overrides=[override_view(o) for o in rows]))
 
 
-async def _read_body(request: web.Request) -> OverrideBody:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
-    try:
-        return OverrideBody.model_validate_json(raw.strip() or b"{}")
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        message = str(err["msg"]).removeprefix("Value error, ")
-        field = error_field(tuple(err["loc"]), message)
-        if err["type"] == "json_invalid":
-            field, message = "body", "not valid JSON"
-        elif err["type"] == "model_type":
-            field, message = "body", "must be a JSON object"
-        elif err["type"] == "extra_forbidden":
-            message = f"unknown field; known: {', '.join(OverrideBody.model_fields)}"
-        raise HTTPError(400, message, field=field) from None
-
-
 def _key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (
@@ -207,7 +187,8 @@ def _key(request: web.Request) -> str | None:
 async def add_override(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     token = auth.authorize(request, state.api, write=True)
-    body = await _read_body(request)
+    body, _raw = await read_body(request, OverrideBody)
+    assert isinstance(body, OverrideBody)
     key = _key(request)
     who = auth.actor(request, state.api, token, body.actor)
     rotation = request.match_info["rotation"]

@@ -9,7 +9,6 @@ The pure rotation code never reads the store: ``Runtime.with_overrides`` takes t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bridge.core.actions import MAX_TEXT
@@ -79,8 +78,7 @@ class OverridesRefresh(BackgroundLoop):
                 log.warning("on-call overrides: store unavailable: %s; trying again", exc)
             except Exception:
                 log.exception("on-call overrides: unexpected error; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.sleep(self.every_s)
+            await asyncio.sleep(self.every_s)
 
 
 def _check(state: AppState, rotation: str, person: str, start: int, end: int, reason: str) -> None:

@@ -223,37 +223,30 @@ def _wall_clock(text: str, timezone: str) -> int | None:
     return int(local.replace(tzinfo=ZoneInfo(timezone)).timestamp()) * 10**9
 
 
-async def _override_form(request: web.Request) -> tuple[AppState, Viewer, dict[str, str]]:
+async def _override_form(
+    request: web.Request,
+) -> tuple[AppState, Viewer, dict[str, str]] | web.Response:
+    """The signed-in writer and the form posted; or the refusal page (a reader, a form from
+    another site or expired)."""
     state, who, _ = signed_in(request)
     form = await read_form(request)
     if not who.can_write:
-        raise _refusal(error_page(403, "You can only look: overrides need a write token.", who))
+        return error_page(403, "You can only look: overrides need a write token.", who)
     if not same_origin(request, state) or not session.csrf_ok(who, form.get("csrf", "")):
-        raise _refusal(
-            error_page(
-                403, "This form has expired or came from another site: reload the page.", who
-            )
+        return error_page(
+            403, "This form has expired or came from another site: reload the page.", who
         )
     return state, who, form
-
-
-class _Refused(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-def _refusal(response: web.Response) -> _Refused:
-    return _Refused(response)
 
 
 async def do_add_override(request: web.Request) -> web.Response:
     """``POST /oncall/overrides``: an override by the signed-in person (the form's times in
     the rotation's time zone; its one-time key as the Idempotency-Key); back to the page, or
     the page again with the refusal naming the field."""
-    try:
-        state, who, form = await _override_form(request)
-    except _Refused as exc:
-        return exc.response
+    posted = await _override_form(request)
+    if isinstance(posted, web.Response):
+        return posted
+    state, who, form = posted
     given = {k: v for k, v in form.items() if k in ("rotation", "person", "start", "end", "reason")}
 
     async def refused(message: str) -> web.Response:
@@ -294,10 +287,10 @@ async def do_add_override(request: web.Request) -> web.Response:
 
 async def do_end_override(request: web.Request) -> web.Response:
     """``POST /oncall/overrides/{id}/end``: the override ends now; back to the page."""
-    try:
-        state, who, _form = await _override_form(request)
-    except _Refused as exc:
-        return exc.response
+    posted = await _override_form(request)
+    if isinstance(posted, web.Response):
+        return posted
+    state, who, _form = posted
     from bridge.core.values import parse_id
 
     override_id = parse_id(request.match_info["id"])
