@@ -231,6 +231,19 @@ class Runtime:
             )
         return out
 
+    def handoffs(self, rotation: str, after: int, until: int) -> list[tuple[str, str, int]]:
+        """The hand-offs of ``rotation`` in ``(after, until]`` (ns), overrides applied: (who
+        hands off, to whom, when), oldest first; a person holding on across a base hand-off
+        hands nothing."""
+        from itertools import pairwise
+
+        found = self.oncall_shifts(after, until + 1, rotation=rotation)
+        return [
+            (a.person, b.person, b.start)
+            for a, b in pairwise(found)
+            if after < b.start <= until and a.end == b.start
+        ]
+
     def oncall_shifts(
         self,
         start: int,

@@ -155,3 +155,38 @@ async def shifts(
     return state.runtime.oncall_shifts(
         start, end, rotation=rotation, person=person, spans=await all_spans(state)
     )
+
+
+# A hand-off this long ago is still announced (a service stopped over it says it when back);
+# an older one is not. The scheduler looks every --scheduler-interval, far less than this.
+HANDOFF_LOOKBACK_NS = 3600 * S
+
+
+async def announce_handoffs(state: AppState) -> int:
+    """The scheduler's step: each hand-off of a rotation in the last hour, overrides applied,
+    announced once (``store.oncall.record_handoff``) on the open incidents of the routes whose
+    commander comes from that rotation (what the new holder inherits). Returns how many
+    hand-offs were announced now."""
+    runtime = state.runtime
+    now = state.clock()
+    routes: dict[str, list[str]] = {}
+    for route, rotation in runtime.commander_rotations.items():
+        routes.setdefault(rotation.name, []).append(route)
+    announced = 0
+    for name in sorted(runtime.rotations):
+        for giver, taker, at in runtime.handoffs(name, now - HANDOFF_LOOKBACK_NS, now):
+            done = await state.store.oncall.record_handoff(
+                rotation=name, at=at, giver=giver, taker=taker, routes=routes.get(name, ()), now=now
+            )
+            if not done.recorded:
+                continue
+            announced += 1
+            state.committed(notifications=done.notifications)
+            log.info(
+                "on call: %s hands %s to %s (%d open incident(s) inherited)",
+                giver,
+                name,
+                taker,
+                len(done.incidents),
+            )
+    return announced

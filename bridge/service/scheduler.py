@@ -18,6 +18,7 @@ from bridge.core.timeutil import format_ns
 from bridge.service import AppState, BackgroundLoop
 from bridge.service.escalation import fire_escalations
 from bridge.service.heartbeats import check_heartbeats
+from bridge.service.oncall import announce_handoffs
 from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable
 
 # The service's logger: its lines read as they did when this was part of bridge.service.
@@ -78,6 +79,7 @@ class ReminderScheduler(BackgroundLoop):
                 ("escalation", fire_escalations),  # escalation policies (service/escalation)
                 ("follow-up", advance_followups),
                 ("heartbeats", check_heartbeats),  # the dead man's switch (service/heartbeats)
+                ("hand-offs", announce_handoffs),  # on call (service/oncall)
             ):
                 try:
                     await step(self.state)

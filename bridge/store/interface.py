@@ -37,7 +37,7 @@ from bridge.store.escalation import EscalationFor, ReachOf
 from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import IngestItem, Touched, WebhookResult
 from bridge.store.metrics import Aggregates
-from bridge.store.oncall import NewOverride, StoredOverride
+from bridge.store.oncall import Handoff, NewOverride, StoredOverride
 from bridge.store.outbox import (
     LEASE_NS,
     STATES,
@@ -85,6 +85,7 @@ __all__ = [
     "Escalations",
     "FireResult",
     "FollowUps",
+    "Handoff",
     "Idempotency",
     "Indexed",
     "Ingest",
@@ -350,6 +351,18 @@ class OnCall(Protocol):
     async def list_overrides(
         self, *, rotation: str | None = None, after: int = 0
     ) -> list[StoredOverride]: ...
+    async def record_handoff(
+        self,
+        *,
+        rotation: str,
+        at: int,
+        giver: str,
+        taker: str,
+        routes: Collection[str],
+        now: int,
+    ) -> Handoff:
+        """Announce a hand-off once: the inherited open incidents' timeline entries."""
+        ...
 
 
 class Heartbeats(Protocol):

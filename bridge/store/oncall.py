@@ -11,8 +11,13 @@ before it began, so what was planned stays to be looked at.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 
+from bridge.core.actions import Outcome
+from bridge.core.incidents import OPEN_STATUSES, Event
 from bridge.core.values import immutable
+from bridge.store.changes import write_change
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
 
 def create_table(conn: sqlite3.Connection) -> None:
@@ -33,6 +38,17 @@ def create_table(conn: sqlite3.Connection) -> None:
         ")"
     )
     conn.execute("CREATE INDEX oncall_overrides_end ON oncall_overrides (end_at)")
+    # One row per hand-off announced (rotation, instant): the scheduler's once-per-hand-off key
+    conn.execute(
+        "CREATE TABLE oncall_handoffs ("
+        " rotation TEXT NOT NULL,"
+        " handoff_at INTEGER NOT NULL,"
+        " from_person TEXT NOT NULL,"
+        " to_person TEXT NOT NULL,"
+        " recorded_at INTEGER NOT NULL,"
+        " PRIMARY KEY (rotation, handoff_at)"
+        ")"
+    )
 
 
 @immutable
@@ -134,3 +150,65 @@ def list_overrides(
         args.append(rotation)
     rows = conn.execute(sql + " ORDER BY start_at, id", args).fetchall()
     return [_row(r) for r in rows]
+
+
+@immutable
+class Handoff:
+    """What announcing a hand-off wrote: nothing when it was announced before (``recorded``
+    False), else the open incidents told and how many outbox rows."""
+
+    recorded: bool
+    incidents: tuple[int, ...] = ()
+    notifications: int = 0
+
+
+def handoff_text(rotation: str, giver: str, taker: str, incidents: Collection[int]) -> str:
+    text = f"Hand-off: {giver} hands {rotation} to {taker}"
+    if incidents:
+        text += f"; {taker} inherits " + ", ".join(f"#{i}" for i in sorted(incidents))
+    return text
+
+
+def record_handoff(
+    conn: sqlite3.Connection,
+    *,
+    rotation: str,
+    at: int,
+    giver: str,
+    taker: str,
+    routes: Collection[str],
+    now: int,
+) -> Handoff:
+    """Announce the hand-off of ``rotation`` at ``at`` once (its row is the key: a second
+    tick, a restart or another replica writes nothing): on each open incident of ``routes``
+    (those whose commander comes from the rotation, which ``taker`` inherits) a timeline entry
+    by incident-bridge, with its outbox rows (the incident's channel), in this transaction."""
+    row = conn.execute(
+        "INSERT OR IGNORE INTO oncall_handoffs (rotation, handoff_at, from_person, to_person,"
+        " recorded_at) VALUES (?, ?, ?, ?, ?) RETURNING rotation",
+        (rotation, at, giver, taker, now),
+    ).fetchone()
+    if row is None:
+        return Handoff(recorded=False)
+    wanted = sorted(set(routes))
+    if not wanted:
+        return Handoff(recorded=True)
+    statuses = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
+    marks = ", ".join("?" * len(wanted))
+    incidents = [
+        incident_from_row(r)
+        for r in conn.execute(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status IN ({statuses})"
+            f" AND route IN ({marks}) ORDER BY id",
+            wanted,
+        ).fetchall()
+    ]
+    ids = tuple(i.id for i in incidents if i.id is not None)
+    text = handoff_text(rotation, giver, taker, ids)
+    data = {"rotation": rotation, "from": giver, "to": taker, "at": at, "incidents": list(ids)}
+    written = 0
+    for incident in incidents:
+        event = Event("note", text, data={"handoff": data}, actor="incident-bridge")
+        _ids, n = write_change(conn, incident, Outcome(incident, (event,)), now)
+        written += n
+    return Handoff(recorded=True, incidents=ids, notifications=written)

@@ -250,6 +250,7 @@ class SqliteOnCall(_Part):
     add_override = _writes(oncall_sql.add_override)
     end_override = _writes(oncall_sql.end_override)
     list_overrides = _reads(oncall_sql.list_overrides)
+    record_handoff = _writes(oncall_sql.record_handoff)
 
 
 class SqliteHeartbeats(_Part):

@@ -241,6 +241,10 @@ async def build_history(store: Store) -> None:
             )
         )  # fmt: skip
     await store.oncall.end_override(override_id=made.id, now=T0 + 131 * MIN, by="lead")
+    await store.oncall.record_handoff(
+        rotation="ops", at=T0 + 132 * MIN, giver="person-0", taker="person-1", routes=[],
+        now=T0 + 132 * MIN,
+    )  # fmt: skip
     # the dead man's switch: one heartbeat beaten, another late with its episode raised
     await store.heartbeats.register(names=["watchdog", "nightly"], now=T0)
     await store.heartbeats.beat(names=["watchdog"], at=T0 + 132 * MIN)

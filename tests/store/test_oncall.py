@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.store.interface import NewOverride
+from tests.conftest import rows
+from tests.store.conftest import opened
 
 H = 3600 * 10**9
 
@@ -59,3 +61,33 @@ async def test_a_retry_with_the_same_key_returns_the_row_it_made(store: Any) -> 
     assert len(await store.oncall.list_overrides()) == 1
     third, made = await store.oncall.add_override(new("carol", idempotency_key="k2"))
     assert made and third.id != first.id
+
+
+async def test_a_hand_off_is_announced_once_on_the_open_incidents_inherited(store: Any) -> None:
+    incident = await opened(store)
+    (route,) = rows(store, "SELECT route FROM incidents WHERE id = ?", incident)[0]
+    first = await store.oncall.record_handoff(
+        rotation="ops", at=9 * H, giver="bjorn", taker="chen", routes=[route], now=9 * H + 5
+    )
+    assert first.recorded and first.incidents == (incident,)
+    entries = rows(
+        store, "SELECT kind, actor, text FROM timeline WHERE incident_id = ? AND actor = ?",
+        incident, "incident-bridge",
+    )  # fmt: skip
+    assert entries == [
+        ("note", "incident-bridge", f"Hand-off: bjorn hands ops to chen; chen inherits #{incident}")
+    ]
+    assert first.notifications == len(
+        rows(store, "SELECT id FROM outbox WHERE event_id = (SELECT max(id) FROM timeline)")
+    )
+    # once: a second tick, a restart or another replica writes nothing
+    again = await store.oncall.record_handoff(
+        rotation="ops", at=9 * H, giver="bjorn", taker="chen", routes=[route], now=9 * H + 9
+    )
+    assert not again.recorded and again.incidents == ()
+    # a rotation no route takes its commander from: recorded, nobody inherits anything
+    other = await store.oncall.record_handoff(
+        rotation="db", at=9 * H, giver="dana", taker="emil", routes=[], now=9 * H
+    )
+    assert other.recorded and other.incidents == ()
+    assert len(rows(store, "SELECT 1 FROM timeline WHERE actor = 'incident-bridge'")) == 1

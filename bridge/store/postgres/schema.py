@@ -440,6 +440,9 @@ def _oncall(conn: PgConnection) -> None:
         "end_at BIGINT NOT NULL, reason TEXT NOT NULL, created_by TEXT NOT NULL, "
         "created_at BIGINT NOT NULL, ended_at BIGINT, ended_by TEXT, idempotency_key TEXT UNIQUE)",
         "CREATE INDEX oncall_overrides_end ON oncall_overrides (end_at)",
+        "CREATE TABLE oncall_handoffs (rotation TEXT NOT NULL, handoff_at BIGINT NOT NULL, "
+        "from_person TEXT NOT NULL, to_person TEXT NOT NULL, recorded_at BIGINT NOT NULL, "
+        "PRIMARY KEY (rotation, handoff_at))",
     )
 
 
