@@ -110,7 +110,15 @@ def _path(name: str) -> str:
 
 
 def register(commands: Any) -> None:
-    common, write = api_parents()
+    common, _ = api_parents()
+    # The subcommands' own copies of the flags (argparse shares a parent's actions), whose
+    # defaults give way: --url, --token, -o given before the subcommand (`oncall --url U
+    # override list ops`) are kept, and `oncall`'s defaults stand when none is given.
+    sub_common, write = api_parents()
+    shared = {a.dest for a in common._actions if a.option_strings and a.dest != "help"}
+    for action in write._actions:
+        if action.dest in shared:
+            action.default = argparse.SUPPRESS
     parser = commands.add_parser(
         "oncall",
         parents=[common],
@@ -137,11 +145,11 @@ def register(commands: Any) -> None:
     )
     add.add_argument("--reason", default="", help="why (kept and shown)")
     add.set_defaults(func=_add)
-    listing = actions.add_parser("list", parents=[common], help="the rotation's overrides")
+    listing = actions.add_parser("list", parents=[sub_common], help="the rotation's overrides")
     listing.add_argument("rotation", metavar="ROTATION")
     listing.add_argument("--all", action="store_true", help="ended and past ones too")
     listing.set_defaults(func=_list)
-    end = actions.add_parser("end", parents=[common], help="end an override now")
+    end = actions.add_parser("end", parents=[sub_common], help="end an override now")
     end.add_argument("rotation", metavar="ROTATION")
     end.add_argument("id", type=int, metavar="ID")
     end.set_defaults(func=_end)

@@ -74,6 +74,8 @@ def test_who_is_on_call_and_an_override_made_listed_and_ended(
     code, out, err = oncall(capsys, "override", "end", "ops", "1", *at(bridge))
     assert (code, err) == (0, "") and out.startswith("override #1: ends ")
     assert oncall(capsys, "override", "list", "ops", *at(bridge))[1] == "no overrides\n"
+    # the service's flags may stand before the subcommand too
+    assert oncall(capsys, *at(bridge), "override", "list", "ops") == (0, "no overrides\n", "")
     code, out, _ = oncall(capsys, "override", "list", "ops", "--all", "-o", "json", *at(bridge))
     (kept,) = json.loads(out)["overrides"]
     assert kept["ended_by"] and kept["reason"] == "swap" and kept["created_by"] == "lead"
