@@ -106,13 +106,16 @@ class AppState:
     # every runtime made active, so a reload keeps them
     oncall_overrides: tuple[OverrideSpan, ...] = ()
 
-    def committed(self, *, notifications: int, mitigated: bool = False) -> None:
+    def committed(
+        self, *, notifications: int, mitigated: bool = False, beaten: bool = False
+    ) -> None:
         """What a transaction wrote, said once after its commit; whoever must look is woken:
         the outbox worker when it wrote ``notifications`` (outbox rows to send), the scheduler
-        when an incident became mitigated (its follow-up opens now, not at the next tick)."""
+        when an incident became mitigated (its follow-up opens now, not at the next tick) or a
+        heartbeat beat (a late one's incident is mitigated now)."""
         if notifications and self.worker is not None:
             self.worker.notify()  # "look at the outbox now"
-        if mitigated:
+        if mitigated or beaten:
             self.scheduler_due.set()
 
 

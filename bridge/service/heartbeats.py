@@ -32,7 +32,7 @@ async def record_beats(state: AppState, names: Collection[str], at: int) -> None
     if not names:
         return
     await state.store.heartbeats.beat(names=names, at=at)
-    state.scheduler_due.set()
+    state.committed(notifications=0, beaten=True)
 
 
 async def check_heartbeats(state: AppState) -> list[Verdict]:

@@ -38,6 +38,7 @@ from bridge.core.actions import (
     Transition,
 )
 from bridge.core.alertmanager import parse_webhook
+from bridge.core.declare import Declaration, builtin_decision
 from bridge.core.followup import DEFAULT_POLICY, AddItem, SetItem
 from bridge.core.policy import BuiltinPolicy, Tiers
 from bridge.core.reminders import ReminderPolicy
@@ -46,6 +47,7 @@ from bridge.store import Store
 from bridge.store.actions import ActionRequest, Idempotency
 from bridge.store.followup import OpenRequest
 from bridge.store.ingest import apply_webhook
+from bridge.store.interface import DeclareRequest, LinkRequest, MergeRequest
 from bridge.store.migrations import MIGRATIONS
 from bridge.store.oncall import NewOverride
 from bridge.store.outbox import Attempt, Pace
@@ -245,6 +247,24 @@ async def build_history(store: Store) -> None:
         rotation="ops", at=T0 + 132 * MIN, giver="person-0", taker="person-1", routes=[],
         now=T0 + 132 * MIN,
     )  # fmt: skip
+    # incidents people start: one declared, a group linked into it, another merged into it
+    decision = builtin_decision(
+        key="declared:copy", title="Checkout is slow", severity="sev2",
+        labels={"service": "checkout"}, route=None, team="payments", general=("console",),
+        reopen_window_s=3600.0,
+    )  # fmt: skip
+    declaration = Declaration(
+        actor="alice", title="Checkout is slow", severity="sev2", description="p99 4 s",
+        commander=None, labels={"service": "checkout"},
+    )  # fmt: skip
+    declared = await store.declared.declare(
+        DeclareRequest(decision=decision, declaration=declaration, now=T0 + 131 * MIN)
+    )
+    survivor = declared.body["incident"]["id"]
+    linked = LinkRequest(survivor, '{}:{alertname="Later"}', "alice", T0 + 131 * MIN + 1)
+    assert (await store.declared.link(linked)).status == 200
+    merged = MergeRequest(ids[5], survivor, "alice", T0 + 131 * MIN + 2, "the same outage")
+    assert (await store.declared.merge(merged)).status == 200
     # the dead man's switch: one heartbeat beaten, another late with its episode raised
     await store.heartbeats.register(names=["watchdog", "nightly"], now=T0)
     await store.heartbeats.beat(names=["watchdog"], at=T0 + 132 * MIN)
@@ -384,7 +404,7 @@ async def test_the_api_answers_the_same_for_every_incident(
 ) -> None:
     sqlite_store, pg = both
     listed = await sqlite_store.queries.list_incidents(limit=500)
-    assert len(listed) == INCIDENTS + 1
+    assert len(listed) == INCIDENTS + 2  # and the declared one
     assert await pg.queries.list_incidents(limit=500) == listed
     for incident in listed:
         i = incident["id"]
