@@ -206,7 +206,13 @@ class _Batch:
         known = {fp: links[fp] for fp in fingerprints if fp in links}
         missing = [fp for fp in fingerprints if fp not in known]
         if missing:
-            self.flush()  # the query must see this batch's own writes
+            # The query must see this batch's own writes, but only a link row of one of these
+            # fingerprints can change its answer (an incident row joins it only through one):
+            # without such a row buffered, nothing is flushed, and the batch's other rows still
+            # go together (on PostgreSQL a flush is round trips per webhook)
+            wanted = set(missing)
+            if any(row[1] in wanted for row in self.link_rows):
+                self.flush()
             marks = ",".join("?" * len(missing))
             rows = self.conn.execute(
                 "SELECT ia.fingerprint, ia.status, ia.starts_at, ia.ends_at FROM incident_alerts ia "

@@ -208,13 +208,27 @@ def test_a_fingerprint_repeated_in_a_batch_is_written_as_one_at_a_time_would(
             ("a", "firing", "2026-11-27T04:10:00Z", NEVER),
             ("b", "firing", "2026-11-27T04:00:00Z", NEVER),
         ],
+        # new alerts for the incident (asked of the database), all resolved, then back: the
+        # answers must see the batch's own links
+        [("c", "firing", "2026-11-27T04:11:00Z", NEVER)],
+        [
+            ("a", "resolved", "2026-11-27T04:10:00Z", "2026-11-27T04:12:00Z"),
+            ("b", "resolved", "2026-11-27T04:00:00Z", "2026-11-27T04:12:00Z"),
+            ("c", "resolved", "2026-11-27T04:11:00Z", "2026-11-27T04:12:00Z"),
+        ],
+        [
+            ("c", "firing", "2026-11-27T04:20:00Z", NEVER),
+            ("d", "firing", "2026-11-27T04:20:00Z", NEVER),
+        ],
+        [("a", "firing", "2026-11-27T04:21:00Z", NEVER)],
     ]
     batch = []
     for n, alerts in enumerate(story):
         raw = raw_webhook("one-group", alerts)
         payload = parse_webhook(raw)
         sha = hashlib.sha256(raw).hexdigest()
-        batch.append(IngestItem(payload, POLICY.evaluate(payload, T0 + n), sha, None, T0 + n))
+        at = T0 + n * 86400 * 10**9  # a day apart: past the reopen window, a new incident
+        batch.append(IngestItem(payload, POLICY.evaluate(payload, at), sha, None, at))
     one_at_a_time = PgDb(pg_cluster.new_database(template=pg_cluster.template))
     try:
         for item in batch:
@@ -233,3 +247,28 @@ def test_a_fingerprint_repeated_in_a_batch_is_written_as_one_at_a_time_would(
             assert db.rows(sql) == one_at_a_time.rows(sql), sql
     finally:
         one_at_a_time.close()
+
+
+def test_new_alerts_for_existing_incidents_do_not_flush_the_batch_per_webhook(db: PgDb) -> None:
+    groups = [f"g{n}" for n in range(20)]
+    with db.transaction():  # the incidents, and a connection that knows the column types
+        apply_webhooks(db.conn, items(groups, T0))
+
+    def more(suffix: str, at: int) -> list[IngestItem]:
+        out = []
+        for n, group in enumerate(groups):
+            raw = webhook(group, f"summary {group}", labels("A", "svc", group=group, i=suffix))
+            payload = parse_webhook(raw)
+            sha = hashlib.sha256(raw).hexdigest()
+            out.append(IngestItem(payload, POLICY.evaluate(payload, at + n), sha, None, at + n))
+        return out
+
+    with db.transaction(), counted(db) as one:
+        apply_webhooks(db.conn, more("x", T0 + 10**9)[:1])
+    with db.transaction(), counted(db) as twenty:
+        results = apply_webhooks(db.conn, more("y", T0 + 2 * 10**9))
+    assert all(not r.incidents[0].created for r in results)
+    # each webhook still asks which incident of its group last held its new alert (one read),
+    # but the batch's rows are no longer sent before each of those reads
+    assert twenty[0] <= one[0] + 2 * 19, (one, twenty)
+    assert db.rows("SELECT count(*) FROM incident_alerts")[0][0] == 20 * 3 - 19
