@@ -1,0 +1,477 @@
+"""Insights: where MTTR goes, from what the store keeps (docs/insights.md). Pure: the store
+reads the facts (``store/insights.py``), this module aggregates them into tables.
+
+Every answer is a set of named tables (columns and rows of plain values), so that the API, the
+CLI's formats, the page's charts and the CSV downloads all show the same numbers:
+
+- ``trend``: MTTA/MTTM/MTTR and the incident count of this period against the previous one;
+- ``by_week``, ``by_team``, ``by_service``, ``by_route``: the means per group (and, for the
+  groups, MTTR in the previous period and its change);
+- ``noisiest``: incidents, pages, reopenings and flapping per alertname and service;
+- ``interruptions``: per person, pages, acknowledgements, how many fell outside working hours
+  and the hours spent on incidents outside them (in their rotation's time zone);
+- ``action_items``: open action items, oldest first, with their age;
+- ``postmortems_overdue``: incidents whose policy requires a postmortem, resolved more than
+  ``POSTMORTEM_DUE_DAYS`` ago and still without one;
+- ``no_runbook``: alertnames whose alerts carry no ``runbook_url`` annotation.
+
+The means are those of the Prometheus MTTx histograms (``core/mttx.py``): seconds from the
+first alert's ``startsAt`` to the milestone, never below 0; a dismissed incident counts for
+MTTA but observes no time to mitigate or resolve.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+DEFAULT_SINCE = "30d"
+MAX_SINCE_DAYS = 3660
+# A postmortem the policy requires is overdue this long after the incident is resolved.
+POSTMORTEM_DUE_DAYS = 7
+# Rows of the noisiest alerts shown: the long tail says nothing more.
+NOISIEST_ROWS = 20
+# One incident counts at most this long against a person's evening: a forgotten open incident
+# would otherwise add weeks of "hours out of working hours".
+MAX_ENGAGEMENT_NS = DAY_NS
+
+# A Prometheus label name: the store splices it into a JSON path (values are parameters).
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SINCE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
+_UNIT_NS = {"h": 3600 * NS, "d": DAY_NS, "w": 7 * DAY_NS}
+
+
+class InsightsError(ValueError):
+    """A bad parameter; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_since(text: str) -> int:
+    """``30d``, ``12h``, ``8w`` -> nanoseconds; anything else (or beyond ten years) raises."""
+    m = _SINCE.match(text)
+    if m is None:
+        raise InsightsError("since", f"{text!r} is not a duration such as 30d, 12h or 8w")
+    span = int(m.group(1)) * _UNIT_NS[m.group(2)]
+    if span > MAX_SINCE_DAYS * DAY_NS:
+        raise InsightsError("since", f"at most {MAX_SINCE_DAYS} days")
+    return span
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingHours:
+    """Working hours in a rotation's own time zone: ``start``-``end`` on ``days`` (0 = Monday)."""
+
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+    days: frozenset[int] = frozenset(range(5))
+
+    def describe(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M} Mon-Fri"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFact:
+    """One incident as the insights read it (times in ns since the epoch)."""
+
+    id: int
+    severity: str
+    team: str
+    service: str
+    route: str
+    status: str
+    started_at: int
+    opened_at: int
+    acknowledged_at: int | None = None
+    mitigated_at: int | None = None
+    resolved_at: int | None = None
+    dismissed: bool = False
+    alertname: str = ""
+    runbook: bool = False
+    reopens: int = 0
+    flaps: int = 0
+    pages: int = 0
+    published: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """A person paged (``page``) or acknowledging (``ack``) an incident, at ``at``."""
+
+    person: str
+    kind: str
+    incident_id: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenItem:
+    incident_id: int
+    text: str
+    owner: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the store read: incidents opened in this period and in the previous one (of the same
+    length, for the trend), people's interactions with this period's incidents, open items."""
+
+    current: Sequence[IncidentFact]
+    previous: Sequence[IncidentFact] = ()
+    interactions: Sequence[Interaction] = ()
+    open_items: Sequence[OpenItem] = ()
+
+
+Value = str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: list[tuple[Value, ...]] = field(default_factory=list)
+
+    def records(self) -> list[dict[str, Value]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+TABLES = (
+    "trend",
+    "by_week",
+    "by_team",
+    "by_service",
+    "by_route",
+    "noisiest",
+    "interruptions",
+    "action_items",
+    "postmortems_overdue",
+    "no_runbook",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Insights:
+    since: int
+    until: int
+    span: int
+    working_hours: str
+    tables: dict[str, Table]
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    vs = list(values)
+    return round(sum(vs) / len(vs), 3) if vs else None
+
+
+def _seconds(at: int | None, base: int) -> float | None:
+    return None if at is None else max(0.0, (at - base) / 1e9)
+
+
+def ack_s(i: IncidentFact) -> float | None:
+    return _seconds(i.acknowledged_at, i.started_at)
+
+
+def mitigate_s(i: IncidentFact) -> float | None:
+    return None if i.dismissed else _seconds(i.mitigated_at, i.started_at)
+
+
+def resolve_s(i: IncidentFact) -> float | None:
+    return None if i.dismissed else _seconds(i.resolved_at, i.started_at)
+
+
+def means(incidents: Sequence[IncidentFact]) -> tuple[float | None, float | None, float | None]:
+    """MTTA, MTTM, MTTR in seconds over the incidents that reached each milestone."""
+    return (
+        _mean(v for i in incidents if (v := ack_s(i)) is not None),
+        _mean(v for i in incidents if (v := mitigate_s(i)) is not None),
+        _mean(v for i in incidents if (v := resolve_s(i)) is not None),
+    )
+
+
+def change_pct(now: float | None, before: float | None) -> float | None:
+    """How much ``now`` moved against ``before``, in percent (negative: faster)."""
+    if now is None or before is None or before == 0:
+        return None
+    return round((now - before) / before * 100, 1)
+
+
+def week_of(ns: int) -> str:
+    """The Monday (UTC) of the week an instant falls in, as YYYY-MM-DD."""
+    day = datetime.fromtimestamp(ns / 1e9, tz=UTC).date()
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def _group(
+    incidents: Sequence[IncidentFact], key: Callable[[IncidentFact], str]
+) -> dict[str, list[IncidentFact]]:
+    groups: dict[str, list[IncidentFact]] = defaultdict(list)
+    for i in incidents:
+        groups[key(i)].append(i)
+    return groups
+
+
+def _by(
+    name: str,
+    current: Sequence[IncidentFact],
+    previous: Sequence[IncidentFact],
+    key: Callable[[IncidentFact], str],
+) -> Table:
+    now = _group(current, key)
+    before = _group(previous, key)
+    table = Table(
+        (name, "incidents", "mtta_s", "mttm_s", "mttr_s", "mttr_previous_s", "mttr_change_pct")
+    )
+    for k in sorted(now):
+        mtta, mttm, mttr = means(now[k])
+        prev = means(before.get(k, []))[2]
+        table.rows.append((k, len(now[k]), mtta, mttm, mttr, prev, change_pct(mttr, prev)))
+    return table
+
+
+def _trend(current: Sequence[IncidentFact], previous: Sequence[IncidentFact]) -> Table:
+    table = Table(("measure", "this_period", "previous_period", "change_pct"))
+    now, before = means(current), means(previous)
+    table.rows.append(
+        ("incidents", len(current), len(previous), change_pct(len(current), len(previous)))
+    )
+    for label, a, b in zip(("mtta_s", "mttm_s", "mttr_s"), now, before, strict=True):
+        table.rows.append((label, a, b, change_pct(a, b)))
+    return table
+
+
+def _by_week(current: Sequence[IncidentFact]) -> Table:
+    table = Table(("week", "incidents", "mtta_s", "mttm_s", "mttr_s"))
+    groups = _group(current, lambda i: week_of(i.opened_at))
+    for week in sorted(groups):
+        table.rows.append((week, len(groups[week]), *means(groups[week])))
+    return table
+
+
+def _noisiest(current: Sequence[IncidentFact]) -> Table:
+    table = Table(("alertname", "service", "incidents", "pages", "reopenings", "flapping"))
+    groups = _group(current, lambda i: f"{i.alertname}\x00{i.service}")
+    rows = []
+    for k, members in groups.items():
+        alertname, service = k.split("\x00", 1)
+        rows.append(
+            (
+                alertname,
+                service,
+                len(members),
+                sum(i.pages for i in members),
+                sum(i.reopens for i in members),
+                sum(i.flaps for i in members),
+            )
+        )
+    # The noisiest first: most incidents, then most pages; names break ties for a stable order.
+    rows.sort(key=lambda r: (-r[2], -r[3], -r[4], -r[5], r[0], r[1]))
+    table.rows.extend(rows[:NOISIEST_ROWS])
+    return table
+
+
+def _no_runbook(current: Sequence[IncidentFact]) -> Table:
+    table = Table(("alertname", "service", "incidents"))
+    groups = _group(current, lambda i: f"{i.alertname}\x00{i.service}")
+    rows = []
+    for k, members in groups.items():
+        if any(i.runbook for i in members):
+            continue
+        alertname, service = k.split("\x00", 1)
+        rows.append((alertname, service, len(members)))
+    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    table.rows.extend(rows)
+    return table
+
+
+def _local(ns: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=zone)
+
+
+def _instant(day: date, at: time, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, at, tzinfo=zone).timestamp() * NS)
+
+
+def is_working(ns: int, zone: ZoneInfo, hours: WorkingHours) -> bool:
+    local = _local(ns, zone)
+    return local.weekday() in hours.days and hours.start <= local.time() < hours.end
+
+
+def off_hours_ns(start: int, end: int, zone: ZoneInfo, hours: WorkingHours) -> int:
+    """How much of [start, end) falls outside working hours in ``zone`` (day by day, on the
+    wall clock: a day of a clock change is 23 or 25 hours long)."""
+    if end <= start:
+        return 0
+    working = 0
+    day = _local(start, zone).date()
+    last = _local(end, zone).date()
+    while day <= last:
+        if day.weekday() in hours.days:
+            lo = max(start, _instant(day, hours.start, zone))
+            hi = min(end, _instant(day, hours.end, zone))
+            working += max(0, hi - lo)
+        day += timedelta(days=1)
+    return end - start - working
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _interruptions(
+    current: Sequence[IncidentFact],
+    interactions: Sequence[Interaction],
+    zones: Mapping[str, str],
+    hours: WorkingHours,
+    now: int,
+) -> Table:
+    table = Table(
+        ("person", "timezone", "pages", "acknowledgements", "out_of_hours", "hours_out_of_hours")
+    )
+    incidents = {i.id: i for i in current}
+    pages: dict[str, int] = defaultdict(int)
+    acks: dict[str, int] = defaultdict(int)
+    out: dict[str, int] = defaultdict(int)
+    first: dict[tuple[str, int], int] = {}
+    for x in interactions:
+        zone = _zone(zones.get(x.person))
+        if x.kind == "page":
+            pages[x.person] += 1
+        else:
+            acks[x.person] += 1
+        if not is_working(x.at, zone, hours):
+            out[x.person] += 1
+        k = (x.person, x.incident_id)
+        first[k] = min(first.get(k, x.at), x.at)
+    # The time a person spends on an incident: from the first page or acknowledgement to its
+    # mitigation (or now while it is not), at most a day; only what falls off hours counts.
+    spent: dict[str, int] = defaultdict(int)
+    for (person, incident_id), at in first.items():
+        incident = incidents.get(incident_id)
+        done = incident.mitigated_at or incident.resolved_at if incident else None
+        end = min(done if done is not None else now, at + MAX_ENGAGEMENT_NS)
+        spent[person] += off_hours_ns(at, end, _zone(zones.get(person)), hours)
+    for person in sorted(set(pages) | set(acks)):
+        table.rows.append(
+            (
+                person,
+                _zone(zones.get(person)).key,
+                pages[person],
+                acks[person],
+                out[person],
+                round(spent[person] / 3600 / NS, 2),
+            )
+        )
+    return table
+
+
+def _action_items(items: Sequence[OpenItem], now: int) -> Table:
+    table = Table(("incident_id", "item", "owner", "created_at_ns", "age_days"))
+    for item in sorted(items, key=lambda x: (x.created_at, x.incident_id)):
+        age = round(max(0, now - item.created_at) / DAY_NS, 1)
+        table.rows.append((item.incident_id, item.text, item.owner, item.created_at, age))
+    return table
+
+
+def _postmortems_overdue(
+    current: Sequence[IncidentFact], required: Callable[[str, str], bool], now: int
+) -> Table:
+    table = Table(("incident_id", "route", "severity", "resolved_at_ns", "days_overdue"))
+    due = POSTMORTEM_DUE_DAYS * DAY_NS
+    rows = []
+    for i in current:
+        if i.dismissed or i.published or i.resolved_at is None:
+            continue
+        if i.status not in ("resolved", "closed") or now - i.resolved_at <= due:
+            continue
+        if required(i.route, i.severity):
+            rows.append(
+                (
+                    i.id,
+                    i.route,
+                    i.severity,
+                    i.resolved_at,
+                    round((now - i.resolved_at - due) / DAY_NS, 1),
+                )
+            )
+    rows.sort(key=lambda r: (-float(r[4] or 0), r[0]))
+    table.rows.extend(rows)
+    return table
+
+
+def compute(
+    facts: Facts,
+    *,
+    now: int,
+    span: int,
+    required: Callable[[str, str], bool],
+    zones: Mapping[str, str] | None = None,
+    hours: WorkingHours = WorkingHours(),
+) -> Insights:
+    """The insights of the period [now - span, now) from the facts the store read for it.
+    ``required(route, severity)``: whether the policy requires a postmortem; ``zones``: a
+    person's rotation's time zone (UTC for anyone in no rotation)."""
+    cur, prev = facts.current, facts.previous
+    tables = {
+        "trend": _trend(cur, prev),
+        "by_week": _by_week(cur),
+        "by_team": _by("team", cur, prev, lambda i: i.team),
+        "by_service": _by("service", cur, prev, lambda i: i.service),
+        "by_route": _by("route", cur, prev, lambda i: i.route),
+        "noisiest": _noisiest(cur),
+        "interruptions": _interruptions(cur, facts.interactions, zones or {}, hours, now),
+        "action_items": _action_items(facts.open_items, now),
+        "postmortems_overdue": _postmortems_overdue(cur, required, now),
+        "no_runbook": _no_runbook(cur),
+    }
+    return Insights(now - span, now, span, hours.describe(), tables)
+
+
+def csv_text(table: Table) -> str:
+    """A table as CSV (RFC 4180, CRLF). A cell starting with = + - @ is prefixed with ' so that
+    a spreadsheet does not run an alert's name as a formula."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(table.columns)
+    for row in table.rows:
+        writer.writerow(["" if v is None else _safe_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _safe_cell(v: Value) -> Value:
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+def markdown_text(insights: Insights) -> str:
+    """Every table as a Markdown section (the CLI's ``--format markdown``, the weekly review)."""
+    lines: list[str] = []
+    for name in TABLES:
+        table = insights.tables[name]
+        lines += [f"## {name.replace('_', ' ').capitalize()}", ""]
+        if not table.rows:
+            lines += ["(none)", ""]
+            continue
+        lines.append("| " + " | ".join(table.columns) + " |")
+        lines.append("|" + "---|" * len(table.columns))
+        for row in table.rows:
+            cells = [
+                "" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
