@@ -457,10 +457,10 @@ def _safe_cell(v: Value) -> Value:
     return v
 
 
-def markdown_text(insights: Insights) -> str:
-    """Every table as a Markdown section (the CLI's ``--format markdown``, the weekly review)."""
+def markdown_text(insights: Insights, names: Sequence[str] = TABLES) -> str:
+    """The tables as Markdown sections (the CLI's ``--format markdown``)."""
     lines: list[str] = []
-    for name in TABLES:
+    for name in names:
         table = insights.tables[name]
         lines += [f"## {name.replace('_', ' ').capitalize()}", ""]
         if not table.rows:

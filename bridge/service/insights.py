@@ -3,8 +3,8 @@ rules' postmortem policy and rotations' time zones, aggregated by ``core/insight
 the page, the CSV downloads and the weekly review all ask here, so they show the same numbers.
 
 Answers are cached for ``CACHE_NS`` per (period, labels): the page and its CSV links are asked
-together, and a minute-old insight of a 30-day period says the same thing. The period ends at
-the request's instant rounded down to the cache's step, so two asks within it agree exactly.
+together, and a half-minute-old insight of a 30-day period says the same thing. The period ends
+at the request's instant rounded up to the cache's step, so two asks within it agree exactly.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class InsightsCache:
     async def get(
         self, state: AppState, *, span: int, labels: Sequence[tuple[str, str]] = ()
     ) -> Insights:
-        until = state.clock() // CACHE_NS * CACHE_NS
+        # Up to the next step, not down: what already happened is always in the period.
+        until = -(-state.clock() // CACHE_NS) * CACHE_NS
         key = (until, span, tuple(labels))
         async with self._lock:
             found = self._answers.get(key)
