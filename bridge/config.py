@@ -124,6 +124,9 @@ class Settings:
     max_live_streams: int = 200
     max_live_streams_per_viewer: int = 10
     webhook_listen: tuple[str, int] | None = None
+    # the public status page (docs/status-page.md): its own listener, and its title
+    status_listen: tuple[str, int] | None = None
+    status_title: str = "Service status"
     rules: tuple[Path, ...] = ()
     templates: Path | None = None
     external_url: str = ""
@@ -257,6 +260,19 @@ def _webhook_listen(value: str) -> tuple[str, int]:
         return parse_listen(value)
     except ConfigError:
         raise ConfigError(f"--webhook-listen: {value!r} is not HOST:PORT") from None
+
+
+def _status_listen(value: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ConfigError:
+        raise ConfigError(f"--status-listen: {value!r} is not HOST:PORT") from None
+
+
+def _status_title(value: str) -> str:
+    if not value.strip() or len(value) > 200 or not value.isprintable():
+        raise ConfigError("--status-title: 1 to 200 printable characters")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -607,6 +623,23 @@ OPTIONS: tuple[Option, ...] = (
         "and `/-/healthy`), with its own connections, caps and accept queue: point "
         "Alertmanager at it and no client of the pages or the API can crowd it out. The "
         "webhook path stays on `--listen` too",
+    ),
+    Option(
+        name="status_listen",
+        flag="--status-listen",
+        env="STATUS_LISTEN",
+        parse=lambda value: _status_listen(value),
+        meaning="`HOST:PORT` of a second listener for the public status page only "
+        "(`/status`, `/status/feed.atom`, `/status/status.css`; every other path 404), to "
+        "expose it where the rest is not (docs/status-page.md). The page stays on `--listen` "
+        "too",
+    ),
+    Option(
+        name="status_title",
+        flag="--status-title",
+        env="STATUS_TITLE",
+        parse=_status_title,
+        meaning="the public status page's heading, and its Atom feed's title and author",
     ),
     Option(
         name="max_live_streams",

@@ -19,6 +19,7 @@ from bridge.core.heartbeats import BeatIndex, Heartbeat
 from bridge.core.oncall import OverrideSpan, RotationNow, ShiftRecord
 from bridge.core.policy import BuiltinPolicy, Decision, Policy, Severity
 from bridge.core.reminders import ReminderPolicy, default_policy
+from bridge.core.status import Component
 from bridge.targets import build_target
 from bridge.targets.base import Target, TargetDeps
 from bridge.targets.console import ConsoleConfig, ConsoleTarget
@@ -66,6 +67,8 @@ class Runtime:
     # the dead man's switch: name -> heartbeat, and the alerts that beat them by alertname
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
     beats: BeatIndex = field(default_factory=lambda: BeatIndex(()))
+    # the public status page's components (docs/status-page.md), in the rules' order
+    components: Mapping[str, Component] = field(default_factory=dict)
 
     def silence_on_ack(self, route: str) -> float | None:
         """How long the silence made on acknowledge lasts for ``route`` (the root's for a route
@@ -367,4 +370,5 @@ def rules_runtime(paths: Sequence[Path], deps: TargetDeps) -> Runtime:
         target_types={name: spec.type for name, spec in ruleset.targets.items()},
         heartbeats=dict(ruleset.heartbeats),
         beats=BeatIndex(ruleset.heartbeats.values()),
+        components=dict(ruleset.components),
     )

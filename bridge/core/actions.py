@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 from bridge.core import jsontext
 from bridge.core.incidents import Event, Incident
 from bridge.core.policy import ROLES, SEVERITIES, severity_rank
+from bridge.core.status import link_change_text
 from bridge.core.timeutil import NS, format_ns
 from bridge.core.values import immutable
 
@@ -86,6 +87,21 @@ class PostUpdate:
     text: str
     next_update_at: int | None = None
     next_update_in_s: int | None = None  # or: this long after the update
+    # Shown on the public status page (docs/status-page.md): only when marked public, and only
+    # the public text (the update's text when none is given) and the public title.
+    public: bool = False
+    public_text: str | None = None
+    public_title: str | None = None
+
+
+@immutable
+class LinkComponents:
+    """Components of the status page linked to or unlinked from the incident by hand (ids the
+    caller checked against the rules)."""
+
+    actor: str
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
 
 
 @immutable
@@ -109,7 +125,16 @@ class Dismiss:
 # it is closed (with its postmortem when the route requires one), not dismissed.
 DISMISSIBLE = ("triggered", "acknowledged", "mitigated")
 
-Command = Transition | AssignRole | ReleaseRole | AddEntry | PostUpdate | ChangeSeverity | Dismiss
+Command = (
+    Transition
+    | AssignRole
+    | ReleaseRole
+    | AddEntry
+    | PostUpdate
+    | ChangeSeverity
+    | Dismiss
+    | LinkComponents
+)
 
 
 @immutable
@@ -223,7 +248,20 @@ def decide(
         return _update(incident, command, now)
     if isinstance(command, Dismiss):
         return _dismiss(incident, command, now, guards)
+    if isinstance(command, LinkComponents):
+        return _components(incident, command)
     return _severity(incident, command)
+
+
+def _components(incident: Incident, command: LinkComponents) -> Outcome | Refusal:
+    if not command.add and not command.remove:
+        return Refusal(400, "give a component to add or remove", "add")
+    both = sorted(set(command.add) & set(command.remove))
+    if both:
+        return Refusal(400, f"both added and removed: {', '.join(both)}", "remove")
+    data = {"add": list(command.add), "remove": list(command.remove)}
+    text = link_change_text(command.add, command.remove)
+    return Outcome(incident, (Event("components_changed", text, data, command.actor),))
 
 
 def _dismiss(incident: Incident, command: Dismiss, now: int, guards: Guards) -> Outcome | Refusal:
@@ -418,6 +456,19 @@ def _update(incident: Incident, command: PostUpdate, now: int) -> Outcome | Refu
         if due <= now:
             return Refusal(400, "must be in the future", "next_update_at")
         data["next_update_at"] = format_ns(due)
+    if command.public:
+        public_text = command.public_text if command.public_text is not None else command.text
+        bad = _text(public_text, "public_text") or _text(
+            command.public_title or "", "public_title", required=False
+        )
+        if bad:
+            return bad
+        data["public"] = True
+        data["public_text"] = public_text
+        if command.public_title:
+            data["public_title"] = command.public_title
+    elif command.public_text is not None or command.public_title is not None:
+        return Refusal(400, "a public text or title needs public: true", "public")
     return Outcome(
         incident,
         (Event("status_update", f"Status update: {command.text}", data, command.actor),),

@@ -54,6 +54,8 @@ TimelineKind = Literal[
     "linked",  # an Alertmanager group linked into the incident: its webhooks update it
     "merged",  # closed as a duplicate of another incident, with a pointer to it
     "merged_in",  # a duplicate merged into this incident: its entries named by id, not copied
+    # the public status page (core/status.py)
+    "components_changed",  # components linked to or unlinked from the incident by hand
 ]
 TIMELINE_KINDS: tuple[TimelineKind, ...] = get_args(TimelineKind)
 

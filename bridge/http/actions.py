@@ -8,7 +8,7 @@ commands take. The models are also what the OpenAPI document is generated from.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -21,12 +21,14 @@ from bridge.core.actions import (
     ChangeSeverity,
     Command,
     Dismiss,
+    LinkComponents,
     Move,
     PostUpdate,
     ReleaseRole,
     Transition,
 )
 from bridge.core.followup import AddItem, FollowUpCommand, SetItem
+from bridge.core.jsontext import without_nul
 from bridge.core.policy import Role, Severity
 from bridge.core.timeutil import parse_rfc3339
 from bridge.http import auth
@@ -96,6 +98,19 @@ class UpdateBody(ActionBody):
     next_update_in: int | None = Field(
         default=None, ge=60, le=7 * 86400, description="or: in how many seconds"
     )
+    public: bool = Field(
+        default=False,
+        description="shown on the public status page (docs/status-page.md): its public_text "
+        "(default: text) and public_title, nothing else of the incident",
+    )
+    public_text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | None = Field(
+        default=None, description="the text the public page shows instead of text"
+    )
+    public_title: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="the incident's title on the public page (default: the one given with an "
+        "earlier public update, else a neutral one); the incident's own title is never shown",
+    )
 
     @model_validator(mode="after")
     def _one_next(self) -> UpdateBody:
@@ -107,6 +122,27 @@ class UpdateBody(ActionBody):
             except ValueError as exc:
                 raise ValueError(f"next_update_at: {exc}") from None
         return self
+
+
+ComponentIds = Annotated[list[Name], Field(max_length=100)]
+
+
+class ComponentsBody(ActionBody):
+    add: ComponentIds = Field(
+        default_factory=list, description="components of the rules to link the incident to"
+    )
+    remove: ComponentIds = Field(default_factory=list, description="components to unlink it from")
+
+
+def check_components(body: ComponentsBody, known: Collection[str]) -> None:
+    """Every id a component of the rules, else a 400 naming the item."""
+    for name in ("add", "remove"):
+        for i, cid in enumerate(getattr(body, name)):
+            if cid not in known:
+                listed = ", ".join(known) or "none in the rules"
+                raise HTTPError(
+                    400, f"unknown component {cid!r}; known: {listed}", field=f"{name}.{i}"
+                )
 
 
 class SeverityBody(ActionBody):
@@ -154,7 +190,8 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
     if len(raw) > MAX_BODY:
         raise HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
     try:
-        return model.model_validate_json(raw.strip() or b"{}"), raw
+        # a NUL in a text is kept as U+FFFD (PostgreSQL's text cannot hold it)
+        return model.model_validate_json(without_nul(raw.strip() or b"{}")), raw
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         message = str(err["msg"]).removeprefix("Value error, ")
@@ -197,6 +234,8 @@ def _handler(
         token = auth.authorize(request, state.api, write=True)
         incident_id = path_id(request, "incident")
         body, raw = await _body(request, model)
+        if isinstance(body, ComponentsBody):
+            check_components(body, state.runtime.components)
         idem = idempotency(request, token, raw)
         who = auth.actor(request, state.api, token, body.actor)
         try:
@@ -232,7 +271,19 @@ def _update(body: UpdateBody, actor: str) -> Command:
     due = None
     if body.next_update_at is not None:
         due = parse_rfc3339(body.next_update_at)
-    return PostUpdate(actor, body.text, due, body.next_update_in)
+    return PostUpdate(
+        actor,
+        body.text,
+        due,
+        body.next_update_in,
+        public=body.public,
+        public_text=body.public_text,
+        public_title=body.public_title,
+    )
+
+
+def _components(body: ComponentsBody, actor: str) -> Command:
+    return LinkComponents(actor, tuple(body.add), tuple(body.remove))
 
 
 def _severity(body: SeverityBody, actor: str) -> Command:
@@ -273,6 +324,11 @@ ACTIONS: dict[str, tuple[str, type[ActionBody], Callable[[Any, str], AnyCommand]
     "actions": ("Record an action item", ActionItemBody, _action_item),
     "updates": ("Send the liaison's status update", UpdateBody, _update),
     "severity": ("Raise or lower the severity", SeverityBody, _severity),
+    "components": (
+        "Link the incident to components of the status page, or unlink it",
+        ComponentsBody,
+        _components,
+    ),
     "followup/items": (
         "Add a follow-up item (an action item is ticketed)",
         FollowUpItemBody,

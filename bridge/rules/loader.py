@@ -21,11 +21,19 @@ from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
 from bridge.core.heartbeats import Heartbeat
+from bridge.core.status import Component
 from bridge.rules import rotations as rot
 from bridge.rules.lint import lint
 from bridge.rules.model import Route, RouteSettings, RuleSet, TargetDef, title_environment
 from bridge.rules.routes import RawRoute, Refs, build_route, inherit_templates
-from bridge.rules.schema import NAME_PATTERN, HeartbeatSpec, RotationSpec, RuleFile, keys_of
+from bridge.rules.schema import (
+    NAME_PATTERN,
+    ComponentSpec,
+    HeartbeatSpec,
+    RotationSpec,
+    RuleFile,
+    keys_of,
+)
 from bridge.rules.source import (
     MAX_TOTAL_NODES,
     Diagnostics,
@@ -58,6 +66,7 @@ class _Acc:
     rotations: dict[str, rot.Rotation] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
     declared: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> where
     places: dict[tuple[str, str], tuple[Source, tuple[str, str]]] = field(default_factory=dict)
     root: RawRoute | None = None
@@ -166,6 +175,38 @@ def _check_heartbeat_routes(acc: _Acc, root: Route, diags: Diagnostics) -> None:
             )
 
 
+def _component(src: Source, name: str, data: Any, diags: Diagnostics) -> Component | None:
+    try:
+        spec = ComponentSpec.model_validate(data)
+    except ValidationError as exc:
+        report_validation(
+            diags, src, ("components", name), exc, ComponentSpec, f'component "{name}"'
+        )
+        return None
+    return Component(
+        id=name,
+        name=spec.name,
+        description=spec.description,
+        routes=tuple(spec.routes),
+        labels=dict(spec.labels),
+    )
+
+
+def _check_component_routes(acc: _Acc, root: Route, diags: Diagnostics) -> None:
+    """A component's ``routes`` must name routes of the rules (else it links nothing)."""
+    names = [r.name for r in root.walk()]
+    for name, component in acc.components.items():
+        for i, route in enumerate(component.routes):
+            if route not in names:
+                src, loc = acc.places["component", name]
+                diags.error(
+                    src,
+                    (*loc, "routes", i),
+                    f'component "{name}": route "{route}" is not a route of the rules'
+                    f"{did_you_mean(route, names)}",
+                )
+
+
 def _read_file(
     src: Source, acc: _Acc, diags: Diagnostics, env: Mapping[str, str] | None, resolve: bool
 ) -> None:
@@ -185,7 +226,7 @@ def _read_file(
             diags.error(
                 src, (key,), f'unknown key "{key}"{did_you_mean(str(key), _SECTIONS)}', key=True
             )
-    for section in ("targets", "rotations", "templates", "heartbeats"):
+    for section in ("targets", "rotations", "templates", "heartbeats", "components"):
         block = data.get(section)
         if block is None:
             continue
@@ -208,6 +249,10 @@ def _read_file(
                 h = _heartbeat(src, name, value, diags)
                 if h is not None:
                     acc.heartbeats[name] = h
+            elif section == "components":
+                c = _component(src, name, value, diags)
+                if c is not None:
+                    acc.components[name] = c
             elif not isinstance(value, str):
                 diags.error(
                     src, (section, name), f'template "{name}": must be a string (a Jinja2 template)'
@@ -293,6 +338,7 @@ def load_rules(
     root = build_route(root_raw, RouteSettings(), refs, diags, extra_children=acc.top_routes)
     root = inherit_templates(root)
     _check_heartbeat_routes(acc, root, diags)
+    _check_component_routes(acc, root, diags)
     diags.errors.sort(key=_place)
     warnings = lint(root, acc.rotations, refs, acc.places, acc.targets) if not diags.errors else []
     if diags.errors:
@@ -300,5 +346,6 @@ def load_rules(
     ruleset = RuleSet(
         root, dict(acc.targets), dict(acc.rotations), dict(acc.templates),
         tuple(s.name for s in sources), config_hash, dict(acc.heartbeats),
+        dict(acc.components),
     )  # fmt: skip
     return LoadResult(ruleset, [], diags.warnings + warnings, config_hash)

@@ -13,6 +13,7 @@ from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
 from bridge.core.heartbeats import Heartbeat
 from bridge.core.policy import Severity, Tiers
 from bridge.core.reminders import DEFAULT_REMINDERS, ReminderPolicy
+from bridge.core.status import Component
 from bridge.delivery.budget import BoundedSandbox
 from bridge.rules.index import ChildIndex
 from bridge.rules.matchers import Matcher
@@ -147,6 +148,8 @@ class RuleSet:
     config_hash: str = ""
     # the dead man's switch: name -> heartbeat (docs/heartbeats.md)
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
+    # the public status page's components, in the rules' order (docs/status-page.md)
+    components: Mapping[str, Component] = field(default_factory=dict)
 
     def routes(self) -> Iterator[Route]:
         return self.root.walk()

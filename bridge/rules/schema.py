@@ -366,11 +366,22 @@ class HeartbeatSpec(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class ComponentSpec(Strict):
+    """A component of the public status page (docs/status-page.md): what the page shows, and
+    the routes and labels that link an incident to it when it opens."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    routes: list[Name] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
 class RuleFile(Strict):
     targets: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     rotations: dict[Name, RotationSpec] = Field(default_factory=dict)
     templates: dict[Name, str] = Field(default_factory=dict)
     heartbeats: dict[Name, HeartbeatSpec] = Field(default_factory=dict)
+    components: dict[Name, ComponentSpec] = Field(default_factory=dict)
     route: RouteSpec | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
@@ -381,7 +392,7 @@ def all_models() -> list[type[BaseModel]]:
         RuleFile, RouteSpec, SeverityFrom, TiersSpec, Stakeholders, RolesSpec, RoleSource,
         FollowUp, ChecklistEntry, CheckSpec, PostmortemSpec, StatusUpdateSpec, RemindersSpec, ReminderSpec, RotationSpec,
         EscalationSpec, EscalationPolicySpec, EscalationLevel, EscalationRecipient,
-        Member, Override, HeartbeatSpec,
+        Member, Override, HeartbeatSpec, ComponentSpec,
     ]  # fmt: skip
 
 

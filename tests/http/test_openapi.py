@@ -28,7 +28,7 @@ from bridge.app import create_app
 from bridge.config import Settings, api_token_path
 from bridge.core.incidents import MILESTONES
 from bridge.core.secrets import Secret
-from bridge.http import live, models, openapi, pages
+from bridge.http import live, models, openapi, pages, status
 from bridge.metrics import Metrics
 from bridge.runtime import builtin_runtime
 from bridge.service import AppState
@@ -42,7 +42,7 @@ from tests.integration.procs import Bridge
 NOT_OPERATIONS = {"/api/{tail}"} | {
     re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
     for _method, path, _handler in [*pages.ROUTES, *live.ROUTES]
-}
+} | {path for path, _handler in status.ROUTES}  # the public status page, for people too
 
 
 def served_operations(tmp_path: Path) -> set[tuple[str, str]]:

@@ -154,7 +154,7 @@ def test_a_file_that_is_not_rules_is_named_not_quoted(tmp_path: Path) -> None:
     result = load_rules([path])
     assert result.errors == [
         f"{path}:1:1: not a rules file: no top-level key targets, rotations, templates, "
-        "heartbeats, route, routes"
+        "heartbeats, components, route, routes"
     ]
 
 
