@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from bridge.core.jsontext import without_nul
 from bridge.core.timeutil import MAX_NS, MIN_NS, parse_rfc3339
 
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -102,7 +103,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_webhook(body: bytes) -> WebhookPayload:
-    """Validate a webhook body, raising PayloadError with the first failing field path."""
+    """Validate a webhook body, raising PayloadError with the first failing field path. A NUL
+    in a string is kept as U+FFFD (``jsontext.without_nul``)."""
+    body = without_nul(body)
     if not body.isascii():  # ASCII is UTF-8; only other bodies need the full check
         try:
             body.decode("utf-8")

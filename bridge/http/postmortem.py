@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridge.core.jsontext import without_nul
 from bridge.core.postmortem import MAX_SECTION, SECTIONS
 from bridge.http import auth, pages
 from bridge.http.actions import ActionBody, error_field, idempotency
@@ -197,7 +198,8 @@ async def _body(request: web.Request, model: type[ActionBody]) -> tuple[ActionBo
             raise too_large
     raw = b"".join(chunks)
     try:
-        return model.model_validate_json(raw.strip() or b"{}"), raw
+        # a NUL in a text is kept as U+FFFD (PostgreSQL's text cannot hold it)
+        return model.model_validate_json(without_nul(raw.strip() or b"{}")), raw
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = tuple(err["loc"])
