@@ -48,3 +48,12 @@ def test_only_an_escape_of_nul_is_replaced() -> None:
     assert without_nul(b'{"a": "x\\\\\\u0000y"}') == b'{"a": "x\\\\\\ufffdy"}'
     plain = b'{"a": 1}'
     assert without_nul(plain) is plain
+
+
+def test_a_chat_form_keeps_a_nul_as_a_replacement_character() -> None:
+    from bridge.http.chat.common import form_fields
+
+    assert form_fields(b"text=note%3A+a%00b&user_id=U1") == {
+        "text": "note: a\ufffdb",
+        "user_id": "U1",
+    }

@@ -179,10 +179,13 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def form_fields(raw: bytes) -> dict[str, str]:
+    """A form's fields; a NUL (``%00``) kept as U+FFFD, as in JSON bodies (PostgreSQL's text
+    cannot hold it)."""
     try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        fields = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         return {}
+    return {k.replace("\x00", "\ufffd"): v.replace("\x00", "\ufffd") for k, v in fields}
 
 
 def request_digest(request: web.Request, raw: bytes) -> str:

@@ -10,6 +10,7 @@ import json
 from aiohttp import web
 
 from bridge.core import chat
+from bridge.core.jsontext import without_nul
 from bridge.core.secrets import Secret
 from bridge.core.values import parse_id
 from bridge.http.chat import common
@@ -64,7 +65,7 @@ async def mattermost_action(request: web.Request) -> web.Response:
     token = _mattermost_token(state)
     raw = await common.read_body(request)
     try:
-        body = json.loads(raw)
+        body = json.loads(without_nul(raw))
     except ValueError:
         body = None
     context = body.get("context") if isinstance(body, dict) else None

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bridge.core import chat
 from bridge.core.actions import AddEntry
+from bridge.core.jsontext import without_nul
 from bridge.core.values import parse_id
 from bridge.http.chat import common
 from bridge.service import AppState, act
@@ -209,7 +210,7 @@ async def slack_event(request: web.Request) -> web.Response:
     (``message`` starting with ``note:``/``decision:``, ``reaction_added`` 📌)."""
     state, chat_state, raw, _ = await _slack_verified(request)
     try:
-        body = json.loads(raw)
+        body = json.loads(without_nul(raw))
     except ValueError:
         return common.refuse(400, "not JSON")
     if not isinstance(body, dict):
