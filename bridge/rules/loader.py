@@ -176,6 +176,9 @@ def _check_heartbeat_routes(acc: _Acc, root: Route, diags: Diagnostics) -> None:
 
 
 def _component(src: Source, name: str, data: Any, diags: Diagnostics) -> Component | None:
+    if not isinstance(data, dict):
+        diags.error(src, ("components", name), f'component "{name}": must be a mapping')
+        return None
     try:
         spec = ComponentSpec.model_validate(data)
     except ValidationError as exc:
