@@ -308,6 +308,8 @@ def _told(incident_id: int, event: dict[str, Any]) -> str:
         return line
     if kind == "status_update":
         line = f"#{incident_id} status update #{event.get('id')} sent by {actor}"
+        if data.get("public"):
+            line += " (public)"
         due = data.get("next_update_at")
         return line + (f"; next one due {shown_time(due)}" if due else "")
     text = shown_text(event.get("text"))
@@ -408,7 +410,20 @@ def _update(args: argparse.Namespace) -> int:
     if args.next is not None:
         name, value = args.next
         body[name] = value
+    if args.public:
+        body["public"] = True
+    # given without --public too: the API's 400 then says that they need it
+    if args.public_text is not None:
+        body["public_text"] = args.public_text
+    if args.public_title is not None:
+        body["public_title"] = args.public_title
     return _change(args, "updates", body, lambda _: "nothing sent")
+
+
+@apiclient.guarded
+def _components(args: argparse.Namespace) -> int:
+    body = {"add": args.add or [], "remove": args.remove or []}
+    return _change(args, "components", body, lambda _: "nothing changed")
 
 
 @apiclient.guarded
@@ -588,6 +603,23 @@ def register(commands: Any) -> None:
         type=_next,
         metavar="WHEN",
         help="when the next update is due: 30m, 1h, 1h30m from now, or an RFC 3339 time",
+    )
+    update.add_argument("--public", action="store_true", help="also on the public status page")
+    update.add_argument(
+        "--public-text", metavar="TEXT", help="what the status page shows (default: TEXT)"
+    )
+    update.add_argument(
+        "--public-title", metavar="TITLE", help="the incident's title on the status page"
+    )
+    components = command(
+        "components", "link the incident to status page components, or unlink it", _components,
+        writes=True,
+    )  # fmt: skip
+    components.add_argument(
+        "--add", action="append", metavar="COMPONENT", help="a component id of the rules"
+    )
+    components.add_argument(
+        "--remove", action="append", metavar="COMPONENT", help="a component id to unlink"
     )
 
     command("followup", "the follow-up: checklist, findings, validation, tickets", _followup,
