@@ -17,8 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.core.events import TIMELINE_KINDS
+from bridge.core.secrets import Secret
 from bridge.http.status import create_status_app
-from tests.conftest import WRITE, Clock, RulesService, execute
+from tests.conftest import WRITE, Clock, MakeClient, RulesService, execute
+from tests.http.test_pages import ALICE, NAMED, TOKEN, csrf_of, opened, sign_in
 
 RULES = """
 targets:
@@ -315,3 +317,31 @@ async def test_the_status_listener_serves_only_the_status_routes(
     resp = await public.post("/api/v1/alerts", json=_webhook({"team": "payments"}))
     assert resp.status in (404, 405)
     assert service.rows("SELECT count(*) FROM incidents") == [(0,)]
+
+
+async def test_the_incident_pages_update_form_marks_an_update_public(
+    make_client: MakeClient,
+) -> None:
+    """The liaison on the incident's page: the form's checkbox, public title and text; an
+    update without the checkbox stays internal; empty public fields are left out."""
+    client: Any = await make_client(webhook_token=Secret(TOKEN), api_tokens=NAMED)
+    incident = await opened(client)
+    await sign_in(client, ALICE)
+    page = await (await client.get(f"/incidents/{incident}")).text()
+    assert 'id="update-public"' in page and 'name="public_title"' in page
+    do = f"/incidents/{incident}/do/updates"
+    base = {"csrf": csrf_of(page)}
+    internal = {**base, "form_key": "u1", "text": "internal words", "public_title": ""}
+    assert (await client.post(do, data=internal, allow_redirects=False)).status == 303
+    public = {
+        **base,
+        "form_key": "u2",
+        "text": "private words",
+        "public": "true",
+        "public_title": "Checkout slow",
+        "public_text": "",
+    }
+    assert (await client.post(do, data=public, allow_redirects=False)).status == 303
+    status = await (await client.get("/status")).text()
+    assert "Checkout slow" in status and "private words" in status
+    assert "internal words" not in status
