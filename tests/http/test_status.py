@@ -16,11 +16,13 @@ import feedparser
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.config import ConfigError
 from bridge.core.events import TIMELINE_KINDS
 from bridge.core.secrets import Secret
 from bridge.http.status import create_status_app
 from tests.conftest import WRITE, Clock, MakeClient, RulesService, execute
 from tests.http.test_pages import ALICE, NAMED, TOKEN, csrf_of, opened, sign_in
+from tests.test_config import settings
 
 RULES = """
 targets:
@@ -345,3 +347,24 @@ async def test_the_incident_pages_update_form_marks_an_update_public(
     status = await (await client.get("/status")).text()
     assert "Checkout slow" in status and "private words" in status
     assert "internal words" not in status
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--status-listen", "nowhere"], "--status-listen: 'nowhere' is not HOST:PORT"),
+        (["--status-title", " "], "--status-title: 1 to 200 printable characters"),
+        (["--status-title", "a\nb"], "--status-title: 1 to 200 printable characters"),
+    ],
+)
+def test_bad_status_settings_name_the_flag(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(argv, {})
+    assert needle in str(err.value)
+
+
+def test_status_settings() -> None:
+    got = settings(["--status-listen", "127.0.0.2:9097", "--status-title", "Acme status"], {})
+    assert (got.status_listen, got.status_title) == (("127.0.0.2", 9097), "Acme status")
+    env = {"INCIDENT_BRIDGE_STATUS_LISTEN": "[::1]:9097"}
+    assert settings([], env).status_listen == ("::1", 9097)
