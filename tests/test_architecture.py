@@ -203,6 +203,7 @@ PAGES_ALLOWED = {
     "views": {"render", "signin"},
     "forms": {"render", "signin", "views"},
     "static": {"render"},
+    "insights": {"render", "signin"},
 }
 
 

@@ -37,6 +37,9 @@ MAX_SINCE_DAYS = 3660
 POSTMORTEM_DUE_DAYS = 7
 # Rows of the noisiest alerts shown: the long tail says nothing more.
 NOISIEST_ROWS = 20
+# Rows of the follow-up's lists (the oldest, the most overdue): their totals are in ``trend``.
+# Thousands of overdue postmortems made a page of megabytes that nobody reads to the end.
+LIST_ROWS = 100
 # One incident counts at most this long against a person's evening: a forgotten open incident
 # would otherwise add weeks of "hours out of working hours".
 MAX_ENGAGEMENT_NS = DAY_NS
@@ -377,7 +380,7 @@ def _interruptions(
 
 def _action_items(items: Sequence[OpenItem], now: int) -> Table:
     table = Table(("incident_id", "item", "owner", "created_at_ns", "age_days"))
-    for item in sorted(items, key=lambda x: (x.created_at, x.incident_id)):
+    for item in sorted(items, key=lambda x: (x.created_at, x.incident_id))[:LIST_ROWS]:
         age = round(max(0, now - item.created_at) / DAY_NS, 1)
         table.rows.append((item.incident_id, item.text, item.owner, item.created_at, age))
     return table
@@ -385,7 +388,8 @@ def _action_items(items: Sequence[OpenItem], now: int) -> Table:
 
 def _postmortems_overdue(
     current: Sequence[IncidentFact], required: Callable[[str, str], bool], now: int
-) -> Table:
+) -> tuple[Table, int]:
+    """The most overdue first (``LIST_ROWS`` of them), and how many there are."""
     table = Table(("incident_id", "route", "severity", "resolved_at_ns", "days_overdue"))
     due = POSTMORTEM_DUE_DAYS * DAY_NS
     rows = []
@@ -404,9 +408,9 @@ def _postmortems_overdue(
                     round((now - i.resolved_at - due) / DAY_NS, 1),
                 )
             )
-    rows.sort(key=lambda r: (-float(r[4] or 0), r[0]))
-    table.rows.extend(rows)
-    return table
+    rows.sort(key=lambda r: (r[3], r[0]))  # resolved longest ago first (not the rounded days)
+    table.rows.extend(rows[:LIST_ROWS])
+    return table, len(rows)
 
 
 def compute(
@@ -422,8 +426,13 @@ def compute(
     ``required(route, severity)``: whether the policy requires a postmortem; ``zones``: a
     person's rotation's time zone (UTC for anyone in no rotation)."""
     cur, prev = facts.current, facts.previous
+    overdue, overdue_count = _postmortems_overdue(cur, required, now)
+    trend = _trend(cur, prev)
+    # Follow-up health in one look: the totals of the two lists (which show LIST_ROWS rows).
+    trend.rows.append(("open_action_items", len(facts.open_items), None, None))
+    trend.rows.append(("postmortems_overdue", overdue_count, None, None))
     tables = {
-        "trend": _trend(cur, prev),
+        "trend": trend,
         "by_week": _by_week(cur),
         "by_team": _by("team", cur, prev, lambda i: i.team),
         "by_service": _by("service", cur, prev, lambda i: i.service),
@@ -431,7 +440,7 @@ def compute(
         "noisiest": _noisiest(cur),
         "interruptions": _interruptions(cur, facts.interactions, zones or {}, hours, now),
         "action_items": _action_items(facts.open_items, now),
-        "postmortems_overdue": _postmortems_overdue(cur, required, now),
+        "postmortems_overdue": overdue,
         "no_runbook": _no_runbook(cur),
     }
     return Insights(now - span, now, span, hours.describe(), tables)

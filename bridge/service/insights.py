@@ -1,23 +1,28 @@
 """The insights over the running service (docs/insights.md): the store's facts, the active
 rules' postmortem policy and rotations' time zones, aggregated by ``core/insights``. The API,
-the page, the CSV downloads and the weekly review all ask here, so they show the same numbers.
+the page and the CSV downloads all ask here, so they show the same numbers.
 
-Answers are cached for ``CACHE_NS`` per (period, labels): the page and its CSV links are asked
+Answers are kept per (period, labels) (``InsightsCache``): the page and its CSV links are asked
 together, and a half-minute-old insight of a 30-day period says the same thing. The period ends
-at the request's instant rounded up to the cache's step, so two asks within it agree exactly.
+at the request's instant rounded up to a 30 s step, so two asks within it agree exactly; an
+answer up to 10 minutes old is served at once while the next one is computed behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from bridge.core.insights import Insights, compute
 from bridge.runtime import Runtime
 from bridge.service import AppState
 
 CACHE_NS = 30 * 1_000_000_000
+STALE_NS = 10 * 60 * 1_000_000_000
 _CACHE_MAX = 32
+log = logging.getLogger("bridge.insights")
 
 
 def zones_of(runtime: Runtime) -> Mapping[str, str]:
@@ -30,11 +35,21 @@ def zones_of(runtime: Runtime) -> Mapping[str, str]:
     return zones
 
 
+@dataclass
+class _Kept:
+    until: int
+    answer: Insights
+    refresh: asyncio.Task[None] | None = None
+
+
 class InsightsCache:
-    """Answers kept for a short while, keyed by (period end, span, labels)."""
+    """Answers kept per (span, labels). Fresh (the same ``CACHE_NS`` step): served as they are.
+    Stale by less than ``STALE_NS``: served at once while one task computes the new answer for
+    the next ask (100,000 incidents take seconds to aggregate; a page should not). Older, or
+    never asked: computed while the request waits."""
 
     def __init__(self) -> None:
-        self._answers: dict[tuple[int, int, tuple[tuple[str, str], ...]], Insights] = {}
+        self._kept: dict[tuple[int, tuple[tuple[str, str], ...]], _Kept] = {}
         self._lock = asyncio.Lock()
 
     async def get(
@@ -42,16 +57,40 @@ class InsightsCache:
     ) -> Insights:
         # Up to the next step, not down: what already happened is always in the period.
         until = -(-state.clock() // CACHE_NS) * CACHE_NS
-        key = (until, span, tuple(labels))
-        async with self._lock:
-            found = self._answers.get(key)
-            if found is not None:
-                return found
+        key = (span, tuple(labels))
+        kept = self._kept.get(key)
+        if kept is not None and kept.until >= until:
+            return kept.answer
+        if kept is not None and until - kept.until <= STALE_NS:
+            if kept.refresh is None or kept.refresh.done():
+                kept.refresh = asyncio.create_task(self._refresh(state, key, until))
+            return kept.answer
+        async with self._lock:  # one computation at a time: they are CPU-bound
             answer = await insights(state, until=until, span=span, labels=labels)
-            if len(self._answers) >= _CACHE_MAX:
-                self._answers.clear()
-            self._answers[key] = answer
-            return answer
+        self._keep(key, until, answer)
+        return answer
+
+    async def _refresh(
+        self, state: AppState, key: tuple[int, tuple[tuple[str, str], ...]], until: int
+    ) -> None:
+        try:
+            async with self._lock:
+                answer = await insights(state, until=until, span=key[0], labels=key[1])
+        except Exception:  # the next ask computes it again, or serves the kept answer
+            log.warning("insights: refreshing a kept answer failed", exc_info=True)
+            return
+        self._keep(key, until, answer)
+
+    def _keep(
+        self, key: tuple[int, tuple[tuple[str, str], ...]], until: int, answer: Insights
+    ) -> None:
+        kept = self._kept.get(key)
+        if kept is not None and kept.until >= until:
+            return
+        if kept is None and len(self._kept) >= _CACHE_MAX:
+            self._kept.pop(next(iter(self._kept)))
+        refresh = kept.refresh if kept is not None else None
+        self._kept[key] = _Kept(until, answer, refresh)
 
 
 async def insights(

@@ -1,9 +1,9 @@
 """The facts the insights aggregate (``core/insights.py``, docs/insights.md), in one read.
 
-Incidents opened in the period and in the one before it (the trend), each with its first
-alert's alertname and whether any of its alerts has a ``runbook_url``; its reopenings, its
-alerts firing again after they resolved (flapping), the people its escalation steps paged, who
-acknowledged it; the open action items. Drills (``incident_sources.source = 'drill'``) are left
+Incidents opened in the period and in the one before it (the trend), each with its alerts'
+alertname (the smallest, when they differ) and whether any of them has a ``runbook_url``; its
+reopenings, its alerts firing again after they resolved (flapping), the people its escalation
+steps paged, who acknowledged it; the open action items. Drills (``incidents.drill``) are left
 out. Counting is done here in SQL (grouped per incident) so that 100,000 incidents cross the
 read pool as one row each, not as their whole timelines.
 """
@@ -16,10 +16,8 @@ from collections.abc import Sequence
 
 from bridge.core.insights import LABEL_NAME, Facts, IncidentFact, Interaction, OpenItem
 
-_NOT_DRILL = (
-    "NOT EXISTS (SELECT 1 FROM incident_sources s WHERE s.incident_id = i.id "
-    "AND s.source = 'drill')"
-)
+# Drills (``incidents.drill``, migration 0023_drills) are practice: they count nowhere here.
+_NOT_DRILL = "i.drill = 0"
 
 
 def _label_filter(labels: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
@@ -45,34 +43,48 @@ def _incidents(
     rows = conn.execute(
         "SELECT i.id, i.severity, coalesce(i.team, ''), coalesce(i.service, ''), "
         "coalesce(i.route, ''), i.status, i.started_at, i.opened_at, i.acknowledged_at, "
-        "i.mitigated_at, i.resolved_at, i.dismissed_at IS NOT NULL, "
-        "(SELECT coalesce(json_extract(a.labels, '$.alertname'), '') FROM incident_alerts ia "
-        " JOIN alerts a ON a.fingerprint = ia.fingerprint WHERE ia.incident_id = i.id "
-        " ORDER BY ia.first_seen, ia.fingerprint LIMIT 1), "
-        "EXISTS (SELECT 1 FROM incident_alerts ib JOIN alerts b ON b.fingerprint = ib.fingerprint "
-        " WHERE ib.incident_id = i.id AND coalesce(json_extract(b.annotations, '$.runbook_url'), "
-        " '') <> ''), "
-        "EXISTS (SELECT 1 FROM postmortem_publications p WHERE p.incident_id = i.id) "
+        "i.mitigated_at, i.resolved_at, i.dismissed_at IS NOT NULL "
         f"FROM incidents i WHERE i.opened_at >= ? AND i.opened_at < ? AND {_NOT_DRILL}{where}",
         [lo, hi, *args],
     ).fetchall()
+    # The alerts' alertname and runbook, and the publications, in one pass each over the
+    # period (a subquery per incident read 100,000 incidents' alerts one by one).
+    alerts = {
+        r[0]: (r[1] or "", bool(r[2]))
+        for r in conn.execute(
+            "SELECT ia.incident_id, min(json_extract(a.labels, '$.alertname')), "
+            "max(CASE WHEN coalesce(json_extract(a.annotations, '$.runbook_url'), '') <> '' "
+            "THEN 1 ELSE 0 END) FROM incidents i JOIN incident_alerts ia "
+            "ON ia.incident_id = i.id JOIN alerts a ON a.fingerprint = ia.fingerprint "
+            "WHERE i.opened_at >= ? AND i.opened_at < ? GROUP BY ia.incident_id",
+            [lo, hi],
+        ).fetchall()
+    }
+    published = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT p.incident_id FROM postmortem_publications p JOIN incidents i "
+            "ON i.id = p.incident_id WHERE i.opened_at >= ? AND i.opened_at < ?",
+            [lo, hi],
+        ).fetchall()
+    }
+    none = ("", False)
     return [
         IncidentFact(
-            id=r[0],
-            severity=r[1],
-            team=r[2],
-            service=r[3],
-            route=r[4],
-            status=r[5],
-            started_at=r[6],
-            opened_at=r[7],
-            acknowledged_at=r[8],
-            mitigated_at=r[9],
-            resolved_at=r[10],
-            dismissed=bool(r[11]),
-            alertname=r[12] or "",
-            runbook=bool(r[13]),
-            published=bool(r[14]),
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            bool(r[11]),
+            *alerts.get(r[0], none),
+            published=r[0] in published,
         )
         for r in rows
     ]

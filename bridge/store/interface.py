@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bridge.core.checks import CheckResult
 from bridge.core.heartbeats import Seen
+from bridge.core.insights import Facts
 from bridge.core.postmortem import IndexEntry, Version
 from bridge.core.reconcile import AmView
 from bridge.core.similar import Candidate
@@ -60,6 +61,7 @@ from bridge.store.reconcile import Applied, Candidates, TruncatedGroup
 from bridge.store.reminders import FireResult, NextCommander, PolicyFor
 from bridge.store.search import Backlog, Indexed, Recorded
 from bridge.store.sessions import NewSession
+from bridge.store.status import StatusRead
 
 __all__ = [
     "LEASE_NS",
@@ -118,6 +120,7 @@ __all__ = [
     "Seen",
     "Sessions",
     "Stats",
+    "StatusRead",
     "StoreError",
     "StoreInterface",
     "StoreUnavailable",
@@ -365,6 +368,15 @@ class OnCall(Protocol):
         ...
 
 
+class InsightsReads(Protocol):
+    """The facts the insights aggregate (``store/insights.py``, docs/insights.md)."""
+
+    async def read(self, *, until: int, span: int, labels: Sequence[tuple[str, str]] = ()) -> Facts:
+        """Incidents of [until - span, until) and of the period before, people's pages and
+        acknowledgements, open action items; drills left out."""
+        ...
+
+
 class Heartbeats(Protocol):
     """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
     raised, per heartbeat."""
@@ -381,6 +393,26 @@ class Heartbeats(Protocol):
         """The episode raised or cleared; raised with the incident's ``key``, its source kept
         as ``heartbeat``."""
         ...
+
+
+class Status(Protocol):
+    """The public status page (``store/status.py``): public updates and the incidents that
+    decide the components' states, in one read."""
+
+    async def read(self, *, limit: int) -> StatusRead: ...
+
+
+class Drills(Protocol):
+    """Drills (``store/drills.py``): a drill's incident found by its name, its report's facts,
+    a scheduled drill's slot claimed once."""
+
+    async def find(self, name: str) -> int | None: ...
+    async def report_facts(self, incident_id: int) -> dict[str, Any] | None:
+        """None: no such incident, or not a drill."""
+        ...
+
+    async def claim_run(self, route: str, slot: int, kind: str, now: int) -> bool: ...
+    async def claimed_runs(self, route: str) -> list[tuple[int, str]]: ...
 
 
 class Declared(Protocol):
@@ -457,9 +489,15 @@ class StoreInterface(Protocol):
     @property
     def declared(self) -> Declared: ...
     @property
+    def drills(self) -> Drills: ...
+    @property
     def heartbeats(self) -> Heartbeats: ...
     @property
     def oncall(self) -> OnCall: ...
+    @property
+    def insights(self) -> InsightsReads: ...
+    @property
+    def status(self) -> Status: ...
     @property
     def fault(self) -> str | None:
         """What made the database fail while serving (a damaged file), or None."""

@@ -167,3 +167,17 @@ def test_follow_up_health() -> None:
     ]
     md = ins.markdown_text(out)
     assert "| 1 | r | sev1 |" in md and "## No runbook" in md
+
+
+def test_long_follow_up_lists_are_cut_and_counted() -> None:
+    old = NOW - 30 * DAY
+    cur = [fact(i, old - i * 60 * NS, resolved_at=old - i * 60 * NS) for i in range(1, 251)]
+    items = [OpenItem(i, f"item {i}", "", old + i) for i in range(1, 151)]
+    out = ins.compute(
+        Facts(cur, open_items=items), now=NOW, span=60 * DAY, required=lambda r, s: True
+    )
+    overdue = out.tables["postmortems_overdue"].rows
+    assert len(overdue) == ins.LIST_ROWS and overdue[0][0] == 250  # the most overdue first
+    assert len(out.tables["action_items"].rows) == ins.LIST_ROWS
+    trend = {r[0]: r[1] for r in out.tables["trend"].rows}
+    assert (trend["postmortems_overdue"], trend["open_action_items"]) == (250, 150)

@@ -3,8 +3,10 @@ naming the parameter for a bad one (never a 500), read access like the other rea
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from typing import Any
 
 import pytest
@@ -112,3 +114,38 @@ async def test_reads_need_a_reader_when_reads_are_closed(make_client: MakeClient
     reader = {"Authorization": "Bearer reader-token"}
     assert (await client.get("/api/v1/insights", headers=reader)).status == 200
     assert (await client.get("/insights/trend.csv", headers=reader)).status == 200
+
+
+async def test_a_kept_answer_is_served_while_the_next_is_computed(
+    make_client: MakeClient, clock: Any
+) -> None:
+    """Fresh within its 30 s step; stale by up to 10 minutes: served at once, the new answer
+    computed behind it for the next ask; older: computed while the request waits."""
+    client: Any = await make_client()
+
+    async def incidents() -> int:
+        body = await (await client.get("/api/v1/insights?since=3650d")).json()
+        return int({r[0]: r[1] for r in body["tables"]["trend"]["rows"]}["incidents"])
+
+    await acknowledged(client, clock)
+    assert await incidents() == 1
+    second = json.loads(fixture_bytes("firing-group-bearer.json"))
+    second["groupKey"] = "another-group"
+    for alert in second["alerts"]:
+        alert["labels"]["instance"] = "another"
+    assert (await client.post("/api/v1/alerts", json=second)).status == 200
+    assert await incidents() == 1  # the same step: the kept answer
+    clock.advance(60)
+    assert await incidents() == 1  # stale: served at once, refreshed behind it
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if await incidents() == 2:
+            break
+    assert await incidents() == 2
+    third = json.loads(fixture_bytes("firing-group-bearer.json"))
+    third["groupKey"] = "a-third-group"
+    for alert in third["alerts"]:
+        alert["labels"]["instance"] = "third"
+    assert (await client.post("/api/v1/alerts", json=third)).status == 200
+    clock.advance(11 * 60)
+    assert await incidents() == 3  # too old to serve: computed while the request waits

@@ -92,10 +92,7 @@ def _world(conn: Any) -> None:
     _set(conn, 2, status="acknowledged", acknowledged_at=t + DAY + 100 * NS)
     _incident(conn, 3, t + 2 * DAY)
     _alert(conn, 3, "a3", {"alertname": "Drill"})
-    conn.execute(
-        "INSERT INTO incident_sources (incident_id, source, declared_by, description, labels, "
-        "created_at) VALUES (3, 'drill', 'x', '', '{}', 0)"
-    )
+    _set(conn, 3, drill=1)
     _incident(conn, 4, NOW - 40 * DAY)
     _set(
         conn,

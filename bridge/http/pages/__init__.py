@@ -28,6 +28,8 @@ import logging
 from aiohttp import web
 
 from bridge.http.pages.forms import do_action, do_add_override, do_declare, do_end_override
+from bridge.http.pages.insights import get_csv as insights_csv
+from bridge.http.pages.insights import insights_page
 from bridge.http.pages.render import HEADERS, linked, render
 from bridge.http.pages.signin import (
     SESSION_KEY,
@@ -84,6 +86,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/incidents/{id}/do/{action:[a-z/]+}", do_action),
     ("GET", "/incidents/{id}/fragments/{part}", fragment),
     ("GET", "/static/{name}", static),
+    ("GET", "/insights", insights_page),
+    ("GET", "/insights/{table}.csv", insights_csv),
 ]
 
 
