@@ -139,6 +139,7 @@ class Settings:
     kb_author: str = "incident-bridge <incident-bridge@localhost>"
     kb_database_only: bool = False
     kb_allow_raw_html: bool = False
+    weekly_review: bool = False  # the insights of each week into the knowledge base
     # reconciliation with Alertmanager's API: its peers (one cluster), their credentials
     alertmanager_urls: tuple[str, ...] = ()
     alertmanager_token: Secret | None = None
@@ -792,6 +793,16 @@ OPTIONS: tuple[Option, ...] = (
         "included. Off, raw HTML (`<script>`) is written as text and links other than "
         "http, https and mailto (`javascript:`) are not links: a knowledge-base site that "
         "renders raw HTML would run them ([postmortems.md](postmortems.md#the-narratives-sections))",
+    ),
+    Option(
+        name="weekly_review",
+        flag="--weekly-review",
+        env="WEEKLY_REVIEW",
+        kind="switch",
+        meaning="write the insights of each week into the knowledge base's folder, once, as "
+        "`reviews/<Monday>.md` with `reviews/index.md` newest first, committed when it is a Git "
+        "repository ([insights.md](insights.md#the-weekly-review)); nothing with "
+        "`--kb-database-only`",
     ),
     Option(
         name="alertmanager_urls",
