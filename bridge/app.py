@@ -29,6 +29,7 @@ from bridge.http import (
     callbacks,
     chat,
     declare,
+    drills,
     errors,
     followup,
     heartbeats,
@@ -129,6 +130,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.
     key = session.signing_key(state.settings)
     pages.install(app, key or b"")
+    for method, path, drilling, _summary in drills.ROUTES:  # drills (http/drills.py)
+        app.router.add_route(method, path, json_errors(drilling))
     if key is None:  # PostgreSQL: the replicas' one key, read before the first request
 
         async def shared_key(app_: web.Application) -> None:

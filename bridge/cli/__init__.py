@@ -11,6 +11,7 @@ from bridge import __version__
 from bridge.cli import (
     db,
     demo,
+    drill,
     incident,
     notifications,
     oncall,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         notifications,
         search,
         report,
+        drill,
         template,
         db,
         demo,

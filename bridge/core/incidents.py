@@ -73,6 +73,8 @@ class Incident:
     # the Alertmanager receiver whose webhook opened it: the reconciler compares only the
     # incidents of receivers the configured Alertmanager has (docs/reconcile.md)
     receiver: str | None = None
+    # 1: a drill's incident (core/drills.py), 0: a real one; an integer as the column keeps it
+    drill: int = 0
 
 
 @immutable
@@ -223,6 +225,7 @@ def plan_webhook(
             people=_people(decision),
             tiers=tiers_json(decision.tiers),
             receiver=receiver,
+            drill=int(decision.drill),
         )
         links = {}
         data: dict[str, Any] = {"severity": decision.severity, "route": decision.route}

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from bridge.core import jsontext
+from bridge.core import drills, jsontext
 from bridge.core.alertmanager import WebhookPayload
 from bridge.core.values import immutable
 
@@ -88,6 +88,27 @@ class Decision:
     # what could not be rendered (a template that raised), one short line each, e.g.
     # "title: ZeroDivisionError: division by zero"; the decision used its fallback instead
     render_errors: tuple[str, ...] = ()
+    # a drill's incident (core/drills.py): stored with the flag, kept apart in the metrics
+    drill: bool = False
+
+
+def drill_decision(decision: Decision, labels: Mapping[str, str]) -> Decision:
+    """The decision for a drill's alert (``labels`` carry ``drill="true"``): marked as a drill,
+    ``DRILL:`` first in its title, the severity the drill names, the stakeholders left out unless
+    the drill asks for them. Anything else: unchanged."""
+    if not drills.is_drill(labels):
+        return decision
+    tiers = decision.tiers
+    if tiers.stakeholders and not drills.wants_stakeholders(labels):
+        tiers = replace(tiers, stakeholders=())
+    severity = drills.severity_of(labels) or decision.severity
+    return replace(
+        decision,
+        drill=True,
+        title=drills.title(decision.title),
+        severity=severity,  # type: ignore[arg-type]  # drills.SEVERITIES are the Severity values
+        tiers=tiers,
+    )
 
 
 class Policy(Protocol):
@@ -129,14 +150,17 @@ class BuiltinPolicy:
             or payload.group_key
         )
         return [
-            Decision(
-                key=payload.group_key,
-                severity=severity,
-                title=title,
-                fingerprints=tuple(a.fingerprint for a in payload.alerts),
-                team=labels.get("team"),
-                service=labels.get("service"),
-                reopen_window_s=self.reopen_window_s,
-                tiers=Tiers(general=self.general),
+            drill_decision(
+                Decision(
+                    key=payload.group_key,
+                    severity=severity,
+                    title=title,
+                    fingerprints=tuple(a.fingerprint for a in payload.alerts),
+                    team=labels.get("team"),
+                    service=labels.get("service"),
+                    reopen_window_s=self.reopen_window_s,
+                    tiers=Tiers(general=self.general),
+                ),
+                first,
             )
         ]

@@ -60,6 +60,8 @@ class IncidentSnapshot(TypedDict):
     alert_count: NotRequired[int]
     firing_count: NotRequired[int]
     resolved_count: NotRequired[int]
+    # a drill's incident (core/drills.py): every title and message starts with DRILL:
+    drill: NotRequired[bool]
 
 
 # Keys a template may always use (None, empty or counted when unknown), in the documented order.

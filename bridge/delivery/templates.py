@@ -25,6 +25,7 @@ from jinja2.environment import TemplateModule
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup as Safe
 
+from bridge.core import drills
 from bridge.core.events import EVENTS, event_kind
 from bridge.delivery.budget import (
     MESSAGE_MAX,
@@ -282,7 +283,14 @@ class Renderer:
                 where, line = _error_place(exc, _rel(str(path)))
                 raise TemplateError(where, line, f"{type(exc).__name__}: {exc}") from None
             raise  # pragma: no cover - handle_exception always raises
-        return Rendered(title=" ".join(title.split()), body=body.strip("\n"), template=str(path))
+        title, body = " ".join(title.split()), body.strip("\n")
+        incident = context.get("incident")
+        if isinstance(incident, Mapping) and incident.get("drill"):
+            # A drill's every title and message starts with DRILL:, whatever the template says
+            # (core/drills.py): nobody mistakes practice for a real incident.
+            title = drills.title(title) if title else title
+            body = drills.message(body, html=markup == "html" and body.lstrip().startswith("<"))
+        return Rendered(title=title, body=body, template=str(path))
 
 
 @functools.lru_cache(maxsize=1)

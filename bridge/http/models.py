@@ -82,6 +82,10 @@ class IncidentSummary(Answer):
         default=None,
         description="the Alertmanager receiver whose webhook opened it (docs/reconcile.md)",
     )
+    drill: bool = Field(
+        default=False,
+        description="a drill's incident (docs/drills.md): practice, kept apart in the metrics",
+    )
 
 
 class IncidentAlert(Answer):

@@ -33,6 +33,7 @@ from bridge.http import (
     auth,
     callbacks,
     declare,
+    drills,
     heartbeats,
     models,
     oncall,
@@ -552,6 +553,7 @@ def _paths() -> dict[str, Any]:
         }
     }
     paths |= _postmortem_paths()
+    paths |= _drill_paths()
     paths |= {
         "/api/v1/notifications": {
             "get": {
@@ -783,6 +785,104 @@ def _heartbeat_paths() -> dict[str, Any]:
     }
 
 
+def _drill_paths() -> dict[str, Any]:
+    """Drills (``http/drills.py``); docs/drills.md."""
+    s = {(m.lower(), path): summary for m, path, _h, summary in drills.ROUTES}
+    report = "/api/v1/drills/{id}/report"
+    answer = {"type": "object", "additionalProperties": True}
+    report_answer = _json(
+        answer,
+        "the report: `incident`, `targets` (delivered, failed, pending, the last error), "
+        "`stages` (seconds against the severity's target), `skipped`, `markdown`",
+    )
+    return {
+        "/api/v1/drills": {
+            "post": {
+                "tags": ["drills"],
+                "operationId": "fire_drill",
+                "summary": s[("post", "/api/v1/drills")],
+                "description": f'{_WRITE_NOTE} A synthetic alert labelled `drill="true"` '
+                "goes through the rules, the store and the targets as a webhook would; its "
+                "incident is a drill (DRILL: first in every message, no stakeholders unless "
+                "asked for). With `auto`, its four stages are walked at once.",
+                "security": WRITE,
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": _ref(drills.DrillBody)}},
+                },
+                "responses": {
+                    "201": _json(
+                        answer,
+                        "fired: `drill` (its name), `incidents`, `labels`; with `auto`, each "
+                        "stage's answer in `auto`",
+                    ),
+                    **_errors((400, 401, 403, 503), e400="a bad field or an unknown route"),
+                },
+            },
+            "get": {
+                "tags": ["drills"],
+                "operationId": "find_drill",
+                "summary": s[("get", "/api/v1/drills")],
+                "description": _READ_NOTE,
+                "security": READ,
+                "parameters": [
+                    {**_query("name", {"type": "string"}, "the drill's name"), "required": True}
+                ],
+                "responses": {
+                    "200": _json(answer, "`drill` and its `incident`"),
+                    **_errors((400, 401, 404, 503), e404="no drill incident of that name yet"),
+                },
+            },
+        },
+        "/api/v1/drills/{id}/auto": {
+            "post": {
+                "tags": ["drills"],
+                "operationId": "auto_drill",
+                "summary": s[("post", "/api/v1/drills/{id}/auto")],
+                "description": f"{_WRITE_NOTE} As `auto` when firing: acknowledge, commander, "
+                "note, status update, mitigate, the follow-up's items, a postmortem draft.",
+                "security": WRITE,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": _json(answer, "`incident` and each stage's answer in `auto`"),
+                    **_errors((401, 403, 404, 503), e404="no such incident, or not a drill"),
+                },
+            }
+        },
+        report: {
+            "get": {
+                "tags": ["drills"],
+                "operationId": "get_drill_report",
+                "summary": s[("get", report)],
+                "description": _READ_NOTE,
+                "security": READ,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": report_answer,
+                    **_errors((401, 404, 503), e404="no such incident, or not a drill"),
+                },
+            },
+            "post": {
+                "tags": ["drills"],
+                "operationId": "write_drill_report",
+                "summary": s[("post", report)],
+                "description": f"{_WRITE_NOTE} Written as `drills/<id>.md` under the "
+                "knowledge base's folder (committed when it is a Git repository).",
+                "security": WRITE,
+                "parameters": [_id("incident")],
+                "responses": {
+                    "200": report_answer,
+                    **_errors(
+                        (401, 403, 404, 409, 503),
+                        e404="no such incident, or not a drill",
+                        e409="the knowledge base's folder cannot be written",
+                    ),
+                },
+            },
+        },
+    }
+
+
 def _oncall_paths() -> dict[str, Any]:
     """Who is on call, overrides, calendars (``http/oncall.py``); docs/oncall.md."""
     rotation = {
@@ -936,6 +1036,7 @@ def _components() -> dict[str, Any]:
         requests.append(model)
     requests += [postmortem.SaveBody, postmortem.PublishBody]
     requests.append(oncall.OverrideBody)
+    requests.append(drills.DrillBody)
     answers: list[type[BaseModel]] = [
         models.Error,
         models.WebhookAnswer,

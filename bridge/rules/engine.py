@@ -20,9 +20,10 @@ from typing import Any
 
 from jinja2 import UndefinedError
 
+from bridge.core import drills
 from bridge.core.alertmanager import Alert, WebhookPayload
 from bridge.core.heartbeats import Heartbeat
-from bridge.core.policy import ROLES, Decision, Severity, severity_rank
+from bridge.core.policy import ROLES, Decision, Severity, drill_decision, severity_rank
 from bridge.delivery.budget import TITLE_MAX, Budget, cut, render_stream
 from bridge.rules.matchers import format_labels, matches_all
 from bridge.rules.model import Route, RouteSettings, RuleSet
@@ -106,6 +107,13 @@ def _common(maps: list[Mapping[str, str]]) -> Mapping[str, str]:
     return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
 
 
+def _drill_route(ruleset: RuleSet, alert: Alert) -> list[Route]:
+    """A drill's alert that names a route of the rules goes to that route alone (core/drills)."""
+    name = drills.route_of(alert.labels)
+    found = ruleset.route(name) if name else None
+    return [found] if found is not None else []
+
+
 @dataclass(frozen=True)
 class RulesPolicy:
     """``bridge.core.policy.Policy`` backed by a loaded ``RuleSet``."""
@@ -135,11 +143,22 @@ class RulesPolicy:
         groups: dict[tuple[str, str], tuple[Route, list[Alert]]] = {}
         root = self.ruleset.root
         for alert in payload.alerts:
-            for route in match_routes(root, alert.labels):
+            for route in _drill_route(self.ruleset, alert) or match_routes(root, alert.labels):
                 key = incident_key(route, alert, payload.group_key, route is root)
                 groups.setdefault((route.name, key), (route, []))[1].append(alert)
         return [
-            self.decide(route, key, alerts, payload, now_ns, allowance=allowance)
+            drill_decision(
+                self.decide(
+                    route,
+                    key,
+                    alerts,
+                    payload,
+                    now_ns,
+                    allowance=allowance,
+                    severity_is=drills.severity_of(alerts[0].labels),  # type: ignore[arg-type]
+                ),
+                alerts[0].labels,
+            )
             for (_, key), (route, alerts) in groups.items()
         ]
 

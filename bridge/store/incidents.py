@@ -33,6 +33,7 @@ INCIDENT_FIELDS = (
     "people",
     "tiers",
     "receiver",
+    "drill",
 )
 INCIDENT_COLUMNS = ", ".join(INCIDENT_FIELDS)
 UPSERT_INCIDENT = (
@@ -58,6 +59,7 @@ def incident_from_row(row: Sequence[Any]) -> Incident:
     values["roles"] = values["roles"] or "{}"
     values["people"] = values["people"] or "{}"
     values["tiers"] = values["tiers"] or "{}"
+    values["drill"] = int(values["drill"] or 0)
     return Incident(**values)
 
 

@@ -448,6 +448,15 @@ def _escalation(db: sqlite_utils.Database) -> None:
     db.conn.execute(REOPENS_INDEX)
 
 
+def _drills(db: sqlite_utils.Database) -> None:
+    """Drills (``store/drills.py``): the incidents' drill flag and its partial index, the
+    scheduled drills' claims."""
+    from bridge.store.drills import DDL
+
+    for statement in DDL:
+        db.conn.execute(statement)
+
+
 def _heartbeats(db: sqlite_utils.Database) -> None:
     """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
     raised, per heartbeat."""
@@ -486,6 +495,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0019_oncall", _oncall),
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
+    ("0023_drills", _drills),
 ]
 
 

@@ -14,7 +14,7 @@ from bridge.core.timeutil import format_ns
 _INCIDENT = (
     "id, key, title, severity, status, route, team, service, "
     + ", ".join(MILESTONES)
-    + ", truncated_alerts, previous_id, roles, people, receiver"
+    + ", truncated_alerts, previous_id, roles, people, receiver, drill"
 )
 _COLUMNS = (
     _INCIDENT + ", (SELECT coalesce(sum(n), 0) FROM incident_alert_counts c "
@@ -31,6 +31,8 @@ def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     for name in MILESTONES:
         if name in out:
             out[name] = format_ns(out[name])
+    if "drill" in out:  # a drill's incident (core/drills.py): true or false in the API
+        out["drill"] = bool(out["drill"])
     for name in ("roles", "people"):
         if name in out:
             text = out[name]

@@ -420,7 +420,7 @@ def _by_key(
         for i, title, status, opened_at in conn.execute(
             "SELECT i.id, i.title, i.status, i.opened_at FROM similar_keys k "
             "JOIN incidents i ON i.id = k.incident_id WHERE k.alertname = ? AND k.service = ? "
-            "AND k.incident_id < ? ORDER BY k.incident_id DESC LIMIT ?",
+            "AND k.incident_id < ? AND i.drill = 0 ORDER BY k.incident_id DESC LIMIT ?",
             (name, service, incident_id, KEY_CANDIDATES),
         ):
             found.setdefault(i, (title, status, opened_at))
@@ -472,7 +472,8 @@ def find_similar(
         details = {
             r[0]: (r[1], r[2], r[3])
             for r in conn.execute(
-                "SELECT id, title, status, opened_at FROM incidents WHERE id IN "
+                # a drill is never "seen before" for another incident (core/drills.py)
+                "SELECT id, title, status, opened_at FROM incidents WHERE drill = 0 AND id IN "
                 f"({','.join('?' * len(scores))})",
                 list(scores),
             )

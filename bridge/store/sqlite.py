@@ -16,6 +16,7 @@ from bridge.store import actions as actions_sql
 from bridge.store import chat as chat_sql
 from bridge.store import coordination as coordination_sql
 from bridge.store import declared as declared_sql
+from bridge.store import drills as drills_sql
 from bridge.store import escalation as escalation_sql
 from bridge.store import followup as followup_sql
 from bridge.store import heartbeats as heartbeats_sql
@@ -260,6 +261,13 @@ class SqliteHeartbeats(_Part):
     mark = _writes(heartbeats_sql.mark)
 
 
+class SqliteDrills(_Part):
+    find = _reads(drills_sql.find)
+    report_facts = _reads(drills_sql.report_facts)
+    claim_run = _writes(drills_sql.claim_run)
+    claimed_runs = _reads(drills_sql.claimed_runs)
+
+
 class SqliteDeclared(_Part):
     declare = _writes(declared_sql.declare)
     link = _writes(declared_sql.link)
@@ -286,5 +294,6 @@ class Parts:
         self.sessions = SqliteSessions(runner)
         self.coordination = SqliteCoordination(runner)
         self.declared = SqliteDeclared(runner)
+        self.drills = SqliteDrills(runner)
         self.heartbeats = SqliteHeartbeats(runner)
         self.oncall = SqliteOnCall(runner)

@@ -453,6 +453,13 @@ def _escalation(conn: PgConnection) -> None:
     _run(conn, REOPENS_INDEX)
 
 
+def _drills(conn: PgConnection) -> None:
+    # the same statements as SQLite's (store/drills.DDL, written for both)
+    from bridge.store.drills import DDL
+
+    _run(conn, *DDL)
+
+
 def _heartbeats(conn: PgConnection) -> None:
     _run(
         conn,
@@ -517,6 +524,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0019_oncall", _oncall),
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
+    ("0023_drills", _drills),
 ]
 
 
