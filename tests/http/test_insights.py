@@ -14,6 +14,7 @@ import pytest
 from bridge.core.secrets import Secret
 from bridge.http.insights import InsightsAnswer
 from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, fixture_bytes
+from tests.integration.procs import metric_value
 
 pytestmark = BOTH_BACKENDS
 
@@ -149,3 +150,38 @@ async def test_a_kept_answer_is_served_while_the_next_is_computed(
     assert (await client.post("/api/v1/alerts", json=third)).status == 200
     clock.advance(11 * 60)
     assert await incidents() == 3  # too old to serve: computed while the request waits
+
+
+async def test_the_numbers_equal_the_scraped_mttx_histograms(
+    make_client: MakeClient, clock: Any
+) -> None:
+    """MTTA/MTTM/MTTR of the insights against /metrics' _sum / _count over the same incidents
+    (three groups, acknowledged, mitigated and resolved at different delays)."""
+    client: Any = await make_client()
+    for n in range(3):
+        body = json.loads(fixture_bytes("firing-group-bearer.json"))
+        body["groupKey"] = f"scraped-{n}"
+        for alert in body["alerts"]:
+            alert["labels"]["instance"] = f"scraped-{n}"
+        hook = await client.post("/api/v1/alerts", json=body)
+        incident_id = (await hook.json())["incidents"][0]["id"]
+        for action, wait in (("acknowledge", 40 + n * 30), ("mitigate", 300), ("resolve", 90)):
+            if n == 2 and action == "resolve":
+                continue  # one left mitigated: MTTR over two, MTTM over three
+            clock.advance(wait)
+            done = await client.post(
+                f"/api/v1/incidents/{incident_id}/{action}", json={}, headers=WRITE
+            )
+            assert done.status == 200, await done.text()
+    scraped = await (await client.get("/metrics")).text()
+    answer = await (await client.get("/api/v1/insights?since=3650d")).json()
+    ours = {r[0]: r[1] for r in answer["tables"]["trend"]["rows"]}
+    for measure, family in (
+        ("mtta_s", "acknowledge"),
+        ("mttm_s", "mitigate"),
+        ("mttr_s", "resolve"),
+    ):
+        name = f"incident_bridge_time_to_{family}_seconds"
+        total, count = metric_value(scraped, f"{name}_sum"), metric_value(scraped, f"{name}_count")
+        assert count > 0, name
+        assert ours[measure] == pytest.approx(total / count, abs=1e-3), measure
