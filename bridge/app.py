@@ -33,6 +33,7 @@ from bridge.http import (
     errors,
     followup,
     heartbeats,
+    insights,
     live,
     oncall,
     openapi,
@@ -42,12 +43,14 @@ from bridge.http import (
     receiver,
     search,
     session,
+    status,
 )
 from bridge.http.errors import json_errors
 from bridge.http.live import source_of, source_of_peer
 from bridge.http.pages.signin import SESSION_KEY
 from bridge.indexer import Indexer
 from bridge.kb import postmortems
+from bridge.kb.reviews import WeeklyReview
 from bridge.metrics import Metrics
 from bridge.reconciler import Reconciler
 from bridge.runtime import RulesError
@@ -62,6 +65,7 @@ from bridge.service import (
 from bridge.service.access import ApiAccess, api_access, ensure_api_token
 from bridge.service.database import describe as describe_db
 from bridge.service.database import new_store
+from bridge.service.insights import InsightsCache
 from bridge.service.oncall import OverridesRefresh
 from bridge.service.scheduler import ReminderScheduler
 from bridge.store.interface import StoreError, StoreUnavailable
@@ -101,6 +105,9 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     app.router.add_get("/api/v1/incidents", json_errors(api.incidents))
     app.router.add_get("/api/v1/incidents/{id}", json_errors(api.incident))
     app.router.add_get("/api/v1/search", json_errors(search.search_incidents))
+    # insights (http/insights.py; the page and its CSV tables are pages', docs/insights.md)
+    app[insights.CACHE] = InsightsCache()
+    app.router.add_get("/api/v1/insights", json_errors(insights.get_insights))
     # the dead man's switch (http/heartbeats.py, docs/heartbeats.md)
     app.router.add_get(heartbeats.LIST_PATH, json_errors(heartbeats.list_heartbeats))
     app.router.add_post(heartbeats.BEAT_PATH, json_errors(heartbeats.beat))
@@ -123,6 +130,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
         app.router.add_post(path, json_errors(handler))
     for path, declaring in declare.routes():  # declare, link, merge (http/declare.py)
         app.router.add_post(path, json_errors(declaring))
+    for method, path, drilling, _summary in drills.ROUTES:  # drills (http/drills.py)
+        app.router.add_route(method, path, json_errors(drilling))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
@@ -130,14 +139,13 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
     # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.
     key = session.signing_key(state.settings)
     pages.install(app, key or b"")
-    for method, path, drilling, _summary in drills.ROUTES:  # drills (http/drills.py)
-        app.router.add_route(method, path, json_errors(drilling))
     if key is None:  # PostgreSQL: the replicas' one key, read before the first request
 
         async def shared_key(app_: web.Application) -> None:
             app_[SESSION_KEY] = await session.database_key(state.store)
 
         app.on_startup.append(shared_key)
+    status.add_routes(app)  # the public status page, no sign-in (http/status.py)
     live.install(app)  # /incidents/{id}/live (http/live.py): the pages' live streams, counted
     app.router.add_post("/-/reload", json_errors(ops.reload_rules))
     app.router.add_get("/-/healthy", ops.healthy)
@@ -470,7 +478,7 @@ class Listener:
 def raise_file_limit(settings: Settings) -> None:
     """Connections and the database each take a file descriptor: raise the soft limit as far as
     the hard one allows, and say so when even that is too low (set LimitNOFILE)."""
-    listeners = 2 if settings.webhook_listen else 1
+    listeners = 1 + bool(settings.webhook_listen) + bool(settings.status_listen)
     need = settings.max_connections * listeners + 128
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= need:
@@ -640,12 +648,21 @@ async def run(
         await hooks.setup()
         assert hooks.server is not None
         hook_limit = ConnectionLimit.from_settings(hooks.server, settings)
+    # --status-listen: the public status page alone, on a runner of its own as well
+    public: web.AppRunner | None = None
+    if settings.status_listen is not None:
+        public = web.AppRunner(status.create_status_app(state), **runner_options(settings))
+        await public.setup()
+        assert public.server is not None
+        public_limit = ConnectionLimit.from_settings(public.server, settings)
     background: list[asyncio.Task[None]] = []
     reminders = ReminderScheduler(state, every_s=settings.scheduler_interval_s)
     indexer = Indexer(state, incident_url=links)
     reconciler = _reconciler(state, session)
     heartbeat = ReplicaHeartbeat(state)  # this replica seen by the others (docs/postgresql.md)
     overrides = OverridesRefresh(state)  # the stored on-call overrides, on every replica
+    # --weekly-review: the insights of each week into the knowledge base (kb/reviews.py)
+    review = WeeklyReview(state) if settings.weekly_review else None
     try:
         listeners.append(Listener(runner.server, limit, settings.host, settings.port))
         if hooks is not None and settings.webhook_listen is not None:
@@ -653,6 +670,11 @@ async def run(
             hook_host, hook_port = settings.webhook_listen
             listeners.append(Listener(hooks.server, hook_limit, hook_host, hook_port))
             log.info("webhooks also on http://%s", listeners[-1].address)
+        if public is not None and settings.status_listen is not None:
+            assert public.server is not None
+            public_host, public_port = settings.status_listen
+            listeners.append(Listener(public.server, public_limit, public_host, public_port))
+            log.info("status page also on http://%s/status", listeners[-1].address)
         for listener in listeners:
             listener.start()
         log.info(
@@ -666,6 +688,8 @@ async def run(
         worker.start()
         heartbeat.start()
         overrides.start()
+        if review is not None:
+            review.start()
         reminders.start()
         indexer.start()
         if reconciler is not None:
@@ -681,7 +705,7 @@ async def run(
         await _stop(
             settings,
             listeners,
-            [r for r in (hooks, runner) if r is not None],
+            [r for r in (hooks, public, runner) if r is not None],
             background,
             [
                 reminders,
@@ -689,6 +713,7 @@ async def run(
                 *([reconciler] if reconciler is not None else []),
                 heartbeat,
                 overrides,
+                *([review] if review is not None else []),
             ],
             worker,
         )

@@ -21,6 +21,7 @@ from bridge.store import escalation as escalation_sql
 from bridge.store import followup as followup_sql
 from bridge.store import heartbeats as heartbeats_sql
 from bridge.store import ingest as ingest_sql
+from bridge.store import insights as insights_sql
 from bridge.store import metrics as metrics_sql
 from bridge.store import oncall as oncall_sql
 from bridge.store import outbox as outbox_sql
@@ -30,6 +31,7 @@ from bridge.store import reconcile as reconcile_sql
 from bridge.store import reminders as reminders_sql
 from bridge.store import search as search_sql
 from bridge.store import sessions as sessions_sql
+from bridge.store import status as status_sql
 from bridge.store.ingest import CarefulMode, IngestItem, WebhookResult
 from bridge.store.metrics import Aggregates
 from bridge.store.outbox import Attempt, OutboxRow, Stats
@@ -261,6 +263,10 @@ class SqliteHeartbeats(_Part):
     mark = _writes(heartbeats_sql.mark)
 
 
+class SqliteStatus(_Part):
+    read = _reads(status_sql.read_status)
+
+
 class SqliteDrills(_Part):
     find = _reads(drills_sql.find)
     report_facts = _reads(drills_sql.report_facts)
@@ -272,6 +278,10 @@ class SqliteDeclared(_Part):
     declare = _writes(declared_sql.declare)
     link = _writes(declared_sql.link)
     merge = _writes(declared_sql.merge_incidents)
+
+
+class SqliteInsights(_Part):
+    read = _reads(insights_sql.read)
 
 
 class Parts:
@@ -297,3 +307,5 @@ class Parts:
         self.drills = SqliteDrills(runner)
         self.heartbeats = SqliteHeartbeats(runner)
         self.oncall = SqliteOnCall(runner)
+        self.insights = SqliteInsights(runner)
+        self.status = SqliteStatus(runner)
