@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.core.timeutil import format_ns
@@ -270,3 +272,127 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     lines += ["", "## Skipped", ""]
     lines += [f"- {s}" for s in r["skipped"]] or ["- nothing"]
     return "\n".join(lines) + "\n"
+
+
+# --- scheduled drills ---------------------------------------------------------------------------
+
+# minute, hour, day of month, month, day of week (0 or 7 Sunday): the five fields' ranges
+_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+MINUTE_NS = 60 * 10**9
+# A slot is fired only while it is this recent: a bridge down across a drill's time does not
+# fire it hours late (the report of a drill nobody expected would be noise).
+FIRE_WITHIN_NS = 15 * MINUTE_NS
+
+
+class CronError(ValueError):
+    """A cron expression outside the subset: the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A cron expression (5 fields, UTC): each field's allowed values; ``dom_any``/``dow_any``
+    say whether day of month / day of week were ``*`` (when both are restricted, either
+    matches, as in cron)."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 Sunday .. 6 Saturday
+    dom_any: bool
+    dow_any: bool
+
+    def matches(self, when: datetime) -> bool:
+        if (
+            when.minute not in self.minutes
+            or when.hour not in self.hours
+            or when.month not in self.months
+        ):
+            return False
+        dom = when.day in self.days
+        dow = (when.isoweekday() % 7) in self.weekdays
+        if self.dom_any or self.dow_any:
+            return dom and dow
+        return dom or dow
+
+
+def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        base, _, step_text = part.partition("/")
+        step = 1
+        if step_text:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise CronError(f"{name}: step {step_text!r} is not a positive number")
+            step = int(step_text)
+        if base == "*":
+            start, end = low, high
+        else:
+            first, dash, last = base.partition("-")
+            if not first.isdigit() or (dash and not last.isdigit()):
+                raise CronError(
+                    f"{name}: {part!r} is not *, a number, a range a-b or a step */n "
+                    "(names and L, W, # are not supported)"
+                )
+            start = int(first)
+            end = int(last) if dash else (high if step_text else start)
+        if not (low <= start <= high and low <= end <= high) or start > end:
+            raise CronError(f"{name}: {part!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+def parse_cron(text: str) -> Cron:
+    """Five fields (minute hour day-of-month month day-of-week), in UTC: ``*``, numbers, lists
+    ``a,b``, ranges ``a-b`` and steps ``*/n``, ``a-b/n``; raises ``CronError``."""
+    parts = text.split()
+    if len(parts) != 5:
+        raise CronError(
+            f"{len(parts)} fields; a cron expression has 5: minute hour day-of-month month "
+            'day-of-week (e.g. "0 10 * * 1")'
+        )
+    found = [_field(p, *spec) for p, spec in zip(parts, _FIELDS, strict=True)]
+    weekdays = frozenset(d % 7 for d in found[4])
+    return Cron(found[0], found[1], found[2], found[3], weekdays, parts[2] == "*", parts[4] == "*")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A route's scheduled drill (the rules' ``drills:``): when, at which severity, announced
+    how long before, stakeholders or not."""
+
+    cron: Cron
+    expression: str
+    severity: str = "sev3"
+    announce_before_s: float | None = None
+    stakeholders: bool = False
+
+
+def slots(cron: Cron, after_ns: int, upto_ns: int, limit: int = 100) -> list[int]:
+    """The cron's times in (after_ns, upto_ns], ns, oldest first (at most ``limit``)."""
+    out: list[int] = []
+    t = (after_ns // MINUTE_NS + 1) * MINUTE_NS
+    while t <= upto_ns and len(out) < limit:
+        if cron.matches(datetime.fromtimestamp(t / 1e9, tz=UTC)):
+            out.append(t)
+        t += MINUTE_NS
+    return out
+
+
+def due(schedule: Schedule, now_ns: int) -> tuple[list[int], list[int]]:
+    """What a tick at ``now_ns`` does for ``schedule``: the slots to announce (those coming
+    within ``announce_before``) and the slot to fire (the newest of the last FIRE_WITHIN_NS). The
+    store claims each once, so repeating a tick, or two replicas, do nothing twice."""
+    # the newest slot only: older ones of the window were fired by an earlier tick, or missed
+    fire = slots(schedule.cron, now_ns - FIRE_WITHIN_NS, now_ns)[-1:]
+    announce: list[int] = []
+    if schedule.announce_before_s:
+        ahead = int(schedule.announce_before_s * 1e9)
+        announce = slots(schedule.cron, now_ns, now_ns + ahead, limit=10)
+    return announce, fire

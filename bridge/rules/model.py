@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template
 
+from bridge.core.drills import Schedule
 from bridge.core.escalation import EscalationPolicy
 from bridge.core.followup import DEFAULT_POLICY, FollowUpPolicy
 from bridge.core.heartbeats import Heartbeat
@@ -80,6 +81,8 @@ class RouteSettings:
     silence_on_ack_s: float | None = None
     # messages marked in the dedicated Slack channel go to the timeline (docs/chat.md)
     chat_timeline: bool = False
+    # the route's own scheduled drills (docs/drills.md); never inherited
+    drills: tuple[Schedule, ...] = ()
 
     @property
     def status_update(self) -> Mapping[str, float | None]:

@@ -12,6 +12,7 @@ from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
 from bridge.core.checks import Check
+from bridge.core.drills import Schedule, parse_cron
 from bridge.core.escalation import RECIPIENT_KINDS, EscalationPolicy, Level, Recipient
 from bridge.core.followup import DEFAULT_POLICY, ChecklistItem, FollowUpPolicy
 from bridge.core.policy import ROLES, SEVERITIES, Tiers
@@ -311,6 +312,20 @@ def _inherit(parent: RouteSettings, spec: RouteSpec, templates: Mapping[str, str
         out = replace(out, silence_on_ack_s=spec.silence_on_ack)
     if "chat_timeline" in s:
         out = replace(out, chat_timeline=bool(spec.chat_timeline))
+    # a route's drills are its own: a child route does not fire its parent's again
+    out = replace(
+        out,
+        drills=tuple(
+            Schedule(
+                cron=parse_cron(d.cron),
+                expression=d.cron,
+                severity=d.severity,
+                announce_before_s=d.announce_before,
+                stakeholders=d.stakeholders,
+            )
+            for d in spec.drills or ()
+        ),
+    )
     if spec.tiers is not None:
         t, ts = spec.tiers, spec.tiers.model_fields_set
         old = out.tiers

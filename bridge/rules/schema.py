@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidat
 
 from bridge.core.actions import MAX_TEXT
 from bridge.core.checks import ExpectError, parse_expect
+from bridge.core.drills import CronError, parse_cron
 from bridge.core.followup import ItemKind
 from bridge.core.policy import Severity
 
@@ -303,6 +304,26 @@ class EscalationSpec(Strict):
     sev4: EscalationPolicySpec | None = None
 
 
+def _cron(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'a cron expression is a string (e.g. "0 10 * * 1"), not {value!r}')
+    try:
+        parse_cron(value)
+    except CronError as exc:
+        raise ValueError(f"cron {value!r}: {exc}") from None
+    return value
+
+
+class DrillScheduleSpec(Strict):
+    """A scheduled drill of the route (docs/drills.md): fired once at each time of ``cron``
+    (5 fields, UTC), announced ``announce_before`` ahead."""
+
+    cron: Annotated[str, PlainValidator(_cron)]
+    severity: Severity = "sev3"
+    announce_before: PositiveDuration | None = None
+    stakeholders: bool = False
+
+
 class RouteSpec(Strict):
     name: Name | None = None
     matchers: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
@@ -328,6 +349,8 @@ class RouteSpec(Strict):
     # messages in the dedicated Slack channel marked for the timeline (a 📌 reaction, or
     # ``note:``/``decision:``) are recorded there (docs/chat.md); off by default
     chat_timeline: bool | None = None
+    # scheduled drills of this route only (not inherited by its child routes; docs/drills.md)
+    drills: list[DrillScheduleSpec] | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -19,9 +20,11 @@ from bridge.core import drills, jsontext
 from bridge.core.actions import AddEntry, AssignRole, PostUpdate, Transition
 from bridge.core.alertmanager import parse_webhook
 from bridge.core.followup import SetItem
+from bridge.core.timeutil import format_ns
 from bridge.service import AppState, act
-from bridge.service.scheduler import advance_followups
-from bridge.store.interface import IngestItem
+from bridge.store.interface import IngestItem, OpenRequest
+
+log = logging.getLogger(__name__)
 
 # who --auto acts as, on the timeline and in the report
 AUTO_ACTOR = "drill-auto"
@@ -76,6 +79,63 @@ async def fire(
     return {"drill": name, "incidents": [t.id for t in result.incidents], "labels": labels}
 
 
+async def _open_followups(state: AppState) -> None:
+    """Open the follow-up of the incidents mitigated, as the scheduler's follow-up step does."""
+    runtime = state.runtime
+
+    def acknowledge_within(route: str, severity: str) -> float | None:
+        return runtime.reminder_policy(route, severity).acknowledge_within_s
+
+    request = OpenRequest(
+        now=state.clock(),
+        policy=runtime.followup_policy,
+        acknowledge_within=acknowledge_within,
+        base_url=state.settings.base_url,
+    )
+    if await state.store.followups.has_work(request.now):
+        await state.store.followups.open_due(request)
+
+
+async def fire_scheduled(state: AppState) -> int:
+    """The scheduler's step for the rules' scheduled drills (``drills:`` of a route): each
+    slot of the last FIRE_WITHIN_NS fired once, each coming one within ``announce_before``
+    announced once (in the log), each claimed in the store first (``drill_runs``), so that a
+    second tick, a restart or another replica does nothing twice. A crash between the claim
+    and the firing loses that drill: once at most, never twice. The drills fired."""
+    ruleset = getattr(state.runtime.policy, "ruleset", None)
+    if ruleset is None:
+        return 0
+    now = state.clock()
+    fired = 0
+    for route in ruleset.routes():
+        for schedule in route.settings.drills:
+            announce, due_now = drills.due(schedule, now)
+            for slot in announce:
+                if await state.store.drills.claim_run(route.name, slot, "announce", now):
+                    log.info(
+                        "drill on route %s (%s) at %s",
+                        route.name,
+                        schedule.severity,
+                        format_ns(slot),
+                    )
+            for slot in due_now:
+                if await state.store.drills.claim_run(route.name, slot, "fire", now):
+                    done = await fire(
+                        state,
+                        route=route.name,
+                        severity=schedule.severity,
+                        stakeholders=schedule.stakeholders,
+                    )
+                    fired += 1
+                    log.info(
+                        "scheduled drill %s fired on route %s: incidents %s",
+                        done["drill"],
+                        route.name,
+                        done["incidents"],
+                    )
+    return fired
+
+
 def _commander(state: AppState) -> str:
     """Who --auto makes commander: the first person the rules know (a role goes to a known
     person), else the drill's own actor."""
@@ -115,9 +175,9 @@ async def auto(
     await step("note", AddEntry(who, "note", "Drill: a note written by --auto"))
     await step("status update", PostUpdate(who, "Drill: the drill is under way (--auto)"))
     await step("mitigate", Transition(who, "mitigate"))
-    # The follow-up opens behind the mitigation: the scheduler's step, run now rather than at
-    # its next tick (opening is claimed once in the store, whoever runs it first).
-    await advance_followups(state)
+    # The follow-up opens behind the mitigation: the scheduler's opening, run now rather than
+    # at its next tick (opening is claimed once in the store, whoever runs it first).
+    await _open_followups(state)
     view: Mapping[str, Any] | None = None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + followup_wait_s

@@ -16,6 +16,7 @@ import logging
 from bridge import promql
 from bridge.core.timeutil import format_ns
 from bridge.service import AppState, BackgroundLoop
+from bridge.service.drills import fire_scheduled
 from bridge.service.escalation import fire_escalations
 from bridge.service.heartbeats import check_heartbeats
 from bridge.service.oncall import announce_handoffs
@@ -80,6 +81,7 @@ class ReminderScheduler(BackgroundLoop):
                 ("follow-up", advance_followups),
                 ("heartbeats", check_heartbeats),  # the dead man's switch (service/heartbeats)
                 ("hand-offs", announce_handoffs),  # on call (service/oncall)
+                ("drills", fire_scheduled),  # the rules' scheduled drills (service/drills)
             ):
                 try:
                     await step(self.state)

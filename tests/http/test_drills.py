@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.runtime import rules_runtime
+from bridge.service.drills import fire_scheduled
 from bridge.targets.base import TargetDeps
 from tests.conftest import BOTH_BACKENDS, WRITE, app_state, rows, service_db
 
@@ -163,3 +165,35 @@ async def test_the_report_says_what_was_skipped(service: tuple[Any, Any, Any]) -
     assert "no status update within the cadence (30 min)" in report["skipped"]
     ack = next(s for s in report["stages"] if s["stage"] == "acknowledge")
     assert ack["seconds"] is None and ack["met"] is None
+
+
+SCHEDULED = RULES.replace(
+    "      reminders:\n",
+    '      drills:\n        - {cron: "0 10 * * 1", severity: sev2, announce_before: 1h}\n'
+    "      reminders:\n",
+)
+
+
+async def test_a_scheduled_drill_fires_once_across_two_ticks(
+    aiohttp_client: Any, tmp_path: Path, request: pytest.FixtureRequest, clock: Any
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(textwrap.dedent(SCHEDULED))
+    settings = Settings(**service_db(request, tmp_path, "scheduled"), rules=(path,))
+    state = app_state(settings, clock=clock, runtime=rules_runtime([path], TargetDeps()))
+    try:
+        monday_10 = int(datetime(2026, 12, 7, 10, 0, tzinfo=UTC).timestamp()) * 10**9
+        clock.now = monday_10 - 30 * 60 * 10**9  # half an hour before: announced, not fired
+        assert await fire_scheduled(state) == 0
+        clock.now = monday_10 + 20 * 10**9
+        assert await fire_scheduled(state) == 1
+        clock.advance(15)  # the next tick, the same slot: nothing again
+        assert await fire_scheduled(state) == 0
+        found = rows(state.store, "SELECT route, severity, drill FROM incidents")
+        assert found == [("payments", "sev2", 1)]
+        runs = rows(state.store, "SELECT kind, slot FROM drill_runs ORDER BY kind")
+        assert runs == [("announce", monday_10), ("fire", monday_10)]
+        clock.now = monday_10 + 7 * 24 * 3600 * 10**9  # a week later: the next one
+        assert await fire_scheduled(state) == 1
+    finally:
+        state.store.close()
