@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -169,11 +169,6 @@ class Insights:
     tables: dict[str, Table]
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    vs = list(values)
-    return round(sum(vs) / len(vs), 3) if vs else None
-
-
 def _seconds(at: int | None, base: int) -> float | None:
     return None if at is None else max(0.0, (at - base) / 1e9)
 
@@ -191,11 +186,27 @@ def resolve_s(i: IncidentFact) -> float | None:
 
 
 def means(incidents: Sequence[IncidentFact]) -> tuple[float | None, float | None, float | None]:
-    """MTTA, MTTM, MTTR in seconds over the incidents that reached each milestone."""
+    """MTTA, MTTM, MTTR in seconds over the incidents that reached each milestone (as
+    ``ack_s``, ``mitigate_s``, ``resolve_s``). One pass in whole nanoseconds: this runs over
+    every incident of the period several times (per week, team, service, route)."""
+    sa = sm = sr = na = nm = nr = 0
+    for i in incidents:
+        s = i.started_at
+        if i.acknowledged_at is not None:
+            sa += max(0, i.acknowledged_at - s)
+            na += 1
+        if i.dismissed:
+            continue
+        if i.mitigated_at is not None:
+            sm += max(0, i.mitigated_at - s)
+            nm += 1
+        if i.resolved_at is not None:
+            sr += max(0, i.resolved_at - s)
+            nr += 1
     return (
-        _mean(v for i in incidents if (v := ack_s(i)) is not None),
-        _mean(v for i in incidents if (v := mitigate_s(i)) is not None),
-        _mean(v for i in incidents if (v := resolve_s(i)) is not None),
+        round(sa / na / 1e9, 3) if na else None,
+        round(sm / nm / 1e9, 3) if nm else None,
+        round(sr / nr / 1e9, 3) if nr else None,
     )
 
 
