@@ -457,6 +457,13 @@ def _drills(db: sqlite_utils.Database) -> None:
         db.conn.execute(statement)
 
 
+def _status(db: sqlite_utils.Database) -> None:
+    """The public status page (``store/status.py``): the newest status updates by id."""
+    from bridge.store.status import STATUS_UPDATES_INDEX
+
+    db.conn.execute(STATUS_UPDATES_INDEX)
+
+
 def _heartbeats(db: sqlite_utils.Database) -> None:
     """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode
     raised, per heartbeat."""
@@ -496,6 +503,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
     ("0023_drills", _drills),
+    ("0025_status", _status),
 ]
 
 

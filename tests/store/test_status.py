@@ -4,11 +4,17 @@ labels and their links changed by hand, in order."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from bridge.core.actions import LinkComponents, PostUpdate, Transition
 from bridge.core.status import LinkChange
 from bridge.store.actions import ActionRequest
+from bridge.store.migrations import migrate
+from bridge.store.status import read_status
 from tests.conftest import SECOND, T0
 from tests.store.conftest import opened
 
@@ -55,3 +61,21 @@ async def test_hurting_incidents_with_their_labels_and_links(store: Any) -> None
     await _act(store, incident, Transition("alice", "mitigate"), 3)
     read = await store.status.read(limit=10)
     assert read.open_incidents() == [] and read.incidents == ()
+
+
+def test_the_newest_public_updates_are_read_without_sorting_them_all(tmp_path: Path) -> None:
+    """Migration 0025_status: the read walks the status updates back from the newest by id and
+    stops after ``limit`` public ones, instead of sorting every status update on each read."""
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    try:
+        migrate(sqlite_utils.Database(conn))
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        read_status(conn, limit=50)
+        conn.set_trace_callback(None)
+        (updates,) = [s for s in statements if "json_extract(data, '$.public_text')" in s]
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {updates}").fetchall()
+    finally:
+        conn.close()
+    details = [row[3] for row in plan]
+    assert details == ["SCAN timeline USING INDEX idx_timeline_status_updates_id"], details

@@ -460,6 +460,13 @@ def _drills(conn: PgConnection) -> None:
     _run(conn, *DDL)
 
 
+def _status(conn: PgConnection) -> None:
+    # the same partial index as SQLite's (store/status.STATUS_UPDATES_INDEX, written for both)
+    from bridge.store.status import STATUS_UPDATES_INDEX
+
+    _run(conn, STATUS_UPDATES_INDEX)
+
+
 def _heartbeats(conn: PgConnection) -> None:
     _run(
         conn,
@@ -525,6 +532,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
     ("0023_drills", _drills),
+    ("0025_status", _status),
 ]
 
 
