@@ -35,6 +35,7 @@ from bridge.http import (
     declare,
     drills,
     heartbeats,
+    insights,
     models,
     oncall,
     postmortem,
@@ -193,6 +194,16 @@ _SEARCH_QUERY: dict[str, tuple[dict[str, Any], str]] = {
     "limit": (
         {"type": "integer", "minimum": 1, "maximum": search.MAX_LIMIT, "default": 20},
         "how many incidents at most",
+    ),
+}
+_INSIGHTS_QUERY: dict[str, tuple[dict[str, Any], str]] = {
+    "since": (
+        {"type": "string", "pattern": "^[1-9][0-9]{0,4}[hdw]$", "default": "30d"},
+        "the period: hours, days or weeks back from now (at most ten years)",
+    ),
+    "label": (
+        {"type": "array", "items": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*=.*$"}},
+        "`name=value`, repeatable: only incidents with an alert carrying every one",
     ),
 }
 _NOTIFICATION_QUERY: dict[str, tuple[dict[str, Any], str]] = {
@@ -526,6 +537,23 @@ def _paths() -> dict[str, Any]:
                     e400="no `q`, nothing to look for in it, or a search too broad to rank in "
                     "time; `field` names the parameter",
                 ),
+            },
+        }
+    }
+    paths["/api/v1/insights"] = {
+        "get": {
+            "tags": ["insights"],
+            "operationId": "insights",
+            "summary": "MTTA/MTTM/MTTR by week, team, service and route with the trend; noisiest "
+            "alerts, interruptions per person, follow-up health, alerts without runbooks",
+            "description": "Every table as columns and rows (docs/insights.md); the page "
+            "`/insights` and `/insights/<table>.csv` show the same. Drills are left out. Any "
+            f"other query parameter is a 400 naming it. {_READ_NOTE}",
+            "security": READ,
+            "parameters": _params(insights.PARAMS, _INSIGHTS_QUERY),
+            "responses": {
+                "200": _json(_ref(insights.InsightsAnswer), "the period's tables"),
+                **_errors((400, 401, 503), e400="a bad `since` or `label`; `field` names it"),
             },
         }
     }
@@ -1049,6 +1077,7 @@ def _components() -> dict[str, Any]:
         models.Notification,
         models.Rules,
         search.SearchAnswer,
+        insights.InsightsAnswer,
         heartbeats.HeartbeatList,
         heartbeats.HeartbeatView,
         oncall.OnCallAnswer,
@@ -1114,6 +1143,7 @@ def build() -> dict[str, Any]:
             {"name": "heartbeats", "description": "the dead man's switch"},
             {"name": "oncall", "description": "who is on call, overrides, calendars"},
             {"name": "paging", "description": "acknowledgements from the paging targets"},
+            {"name": "insights", "description": "where MTTR goes (docs/insights.md)"},
             {"name": "operations", "description": "rules, probes, metrics, this document"},
         ],
         "paths": _paths(),
