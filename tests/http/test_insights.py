@@ -45,6 +45,7 @@ async def test_the_answer_has_the_incident_in_its_tables(
     noisy = answer.tables["noisiest"]
     row = dict(zip(noisy.columns, noisy.rows[0], strict=True))
     assert row["incidents"] == 1 and row["alertname"]
+    assert (row["flapping"], row["reopenings"], row["pages"]) == (0, 0, 0)  # fired once each
     people = answer.tables["interruptions"]
     assert [r[people.columns.index("acknowledgements")] for r in people.rows] == [1]
     # a label the incident's alerts do not carry: nothing
