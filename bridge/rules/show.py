@@ -119,4 +119,14 @@ def ruleset_dict(rs: RuleSet) -> dict[str, Any]:
             }
             for n, h in rs.heartbeats.items()
         },
+        # the public status page's components (docs/status-page.md), in the rules' order
+        "components": {
+            n: {
+                "name": c.name,
+                "description": c.description,
+                "routes": list(c.routes),
+                "labels": dict(c.labels or {}),
+            }
+            for n, c in rs.components.items()
+        },
     }

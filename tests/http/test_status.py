@@ -151,6 +151,11 @@ async def test_a_public_update_is_on_the_page_and_in_the_feed(service: RulesServ
 
     assert not parsed.bozo, parsed.get("bozo_exception")
     assert parsed.version == "atom10"
+    # RFC 4287's required elements: the feed's id, title, updated and author; an entry's id,
+    # title and updated (each entry's newest first, the feed's the newest entry's)
+    assert parsed.feed.author == "Service status"
+    assert parsed.feed.updated_parsed == parsed.entries[0].updated_parsed
+    assert parsed.entries[0].updated_parsed >= parsed.entries[1].updated_parsed
     assert parsed.feed.title == "Service status"
     assert parsed.feed.id.startswith("urn:uuid:")
     assert [e.title for e in parsed.entries] == ["Payments failing", "Payments failing"]
@@ -368,3 +373,23 @@ def test_status_settings() -> None:
     assert (got.status_listen, got.status_title) == (("127.0.0.2", 9097), "Acme status")
     env = {"INCIDENT_BRIDGE_STATUS_LISTEN": "[::1]:9097"}
     assert settings([], env).status_listen == ("::1", 9097)
+
+
+async def test_public_text_is_escaped_on_the_page_and_in_the_feed(service: RulesService) -> None:
+    client = service.client
+    assert client is not None
+    incident = await _open(service, {"team": "payments"})
+    hostile = '<script>alert(1)</script><a href="https://evil.example/">x</a> & ]]>'
+    resp = await _post(
+        service,
+        incident,
+        "updates",
+        {"text": "x", "public": True, "public_text": hostile, "public_title": "<b>T</b>"},
+    )
+    assert resp.status == 200
+    page, raw, parsed = await _page_and_feed(client)
+    assert "<script>" not in page and 'evil.example/">' not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;T&lt;/b&gt;" in page
+    assert "<script>" not in raw and not parsed.bozo
+    assert parsed.entries[0].content[0].value == hostile
+    assert parsed.entries[0].title == "<b>T</b>"

@@ -11,6 +11,7 @@ import pytest
 from bridge.cli import main
 from bridge.core.status import Component
 from bridge.rules import load_rules
+from bridge.rules.show import ruleset_dict
 
 RULES = """
 route:
@@ -48,6 +49,21 @@ def test_components_load_in_the_order_written(tmp_path: Path) -> None:
         Component("checkout", "Checkout", "Cart and payment", ("payments",), {}),
         Component("search", "Search", "", (), {"service": "search"}),
     ]
+    # rules show and GET /api/v1/rules
+    assert ruleset_dict(result.ruleset)["components"] == {
+        "checkout": {
+            "name": "Checkout",
+            "description": "Cart and payment",
+            "routes": ["payments"],
+            "labels": {},
+        },
+        "search": {
+            "name": "Search",
+            "description": "",
+            "routes": [],
+            "labels": {"service": "search"},
+        },
+    }
 
 
 def test_bad_components_are_errors_with_their_place(
