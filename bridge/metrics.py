@@ -53,6 +53,49 @@ class KnownLabels(Collector):
         return iter(())
 
 
+def _drill_families(
+    histograms: Iterable[tuple[str, str, int, int, float]],
+    counters: Iterable[tuple[str, str, int]],
+) -> list[Metric]:
+    """The drills' MTTx (store/drills.py), by severity, as families of their own
+    (``incident_bridge_drill_*``): a drill never counts in the real incidents' families, the
+    dashboard or the recording rules, and a game day's times can still be graphed."""
+    nb = len(mttx.BUCKETS) + 1
+    hist: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+    for metric, severity, bucket, n, total in histograms:
+        key = (metric, mttx.severity_label(severity, SEVERITIES))
+        counts, sums = hist.setdefault(key, ([0] * nb, [0.0]))
+        counts[min(max(bucket, 0), nb - 1)] += n
+        sums[0] += total
+    counted: dict[tuple[str, str], int] = {}
+    for metric, severity, n in counters:
+        key = (metric, mttx.severity_label(severity, SEVERITIES))
+        counted[key] = counted.get(key, 0) + n
+    bounds = [repr(float(b)) for b in mttx.BUCKETS] + ["+Inf"]
+    out: list[Metric] = []
+    for metric, (name, _, _, help_) in mttx.HISTOGRAMS.items():
+        family = HistogramMetricFamily(
+            PREFIX + "drill_" + name, "Drills only (docs/drills.md). " + help_, labels=["severity"]
+        )
+        for (m, severity), (counts, sums) in sorted(hist.items()):
+            if m == metric:
+                running, cumulative = 0, []
+                for bound, n in zip(bounds, counts, strict=True):
+                    running += n
+                    cumulative.append((bound, float(running)))
+                family.add_metric([severity], cumulative, sums[0])
+        out.append(family)
+    for metric, (name, help_) in mttx.COUNTERS.items():
+        counter = CounterMetricFamily(
+            PREFIX + "drill_" + name, "Drills only (docs/drills.md). " + help_, labels=["severity"]
+        )
+        for (m, severity), n in sorted(counted.items()):
+            if m == metric:
+                counter.add_metric([severity], float(n))
+        out.append(counter)
+    return out
+
+
 class IncidentMetrics(Collector):
     """The incident metrics computed from the store's aggregates (``store/metrics.py``): the
     MTTx histograms, incidents opened and reopened, follow-up items open, postmortems pending.
@@ -74,6 +117,8 @@ class IncidentMetrics(Collector):
         followup_items_open: int,
         required: Callable[[str, str], bool],
         teams: Iterable[str] = (),
+        drill_histograms: Iterable[tuple[str, str, int, int, float]] = (),
+        drill_counters: Iterable[tuple[str, str, int]] = (),
     ) -> None:
         def labels(severity: str, team: str) -> tuple[str, str]:
             # teams arrive bounded by the store's read (to ``teams``, ``none`` and ``other``)
@@ -117,6 +162,7 @@ class IncidentMetrics(Collector):
                 if m == metric:
                     counter.add_metric([severity, team], float(n))
             families.append(counter)
+        families += _drill_families(drill_histograms, drill_counters)
         families.append(
             GaugeMetricFamily(
                 PREFIX + "followups_open",

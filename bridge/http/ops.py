@@ -108,6 +108,8 @@ async def metrics(request: web.Request) -> web.Response:
             agg.followup_items_open,
             lambda route, severity: runtime.postmortem_policy(route, severity) == "required",
             teams,
+            agg.drill_histograms,  # drills' own families (docs/drills.md)
+            agg.drill_counters,
         )
         await _heartbeat_metrics(state)
     body = generate_latest(state.metrics.registry)

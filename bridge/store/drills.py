@@ -16,6 +16,9 @@ import json
 import sqlite3
 from typing import Any
 
+from bridge.core.mttx import HISTOGRAMS
+from bridge.store.metrics import DRILL_TEAM, count_sql, observe_sql
+
 # The DDL of migration 0023_drills, the same on both backends.
 DDL: tuple[str, ...] = (
     "ALTER TABLE incidents ADD COLUMN drill INTEGER NOT NULL DEFAULT 0",
@@ -107,3 +110,74 @@ def report_facts(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] |
         ).fetchall()
     ]
     return {"incident": incident, "outbox": outbox, "timeline": timeline}
+
+
+# --- drills' MTTx kept apart --------------------------------------------------------------------
+#
+# The MTTx aggregates (store/metrics.py, migration 0011) are kept by triggers as each milestone
+# is written. For a drill's incident, triggers of its own (``metric_drill_*``, same events and
+# conditions, ``new.drill = 1``) move each of its observations out of the (severity, team) row
+# and into the row of team ``DRILL_TEAM``: the two write additively (n - 1 there, n + 1 here),
+# so the order in which the triggers of one statement fire does not matter. The collector
+# exports the drills' rows as families of their own (``incident_bridge_drill_*``), out of the
+# MTTx families, the shipped dashboard and the recording rules.
+
+_TEAM = "coalesce(new.team, '')"
+
+
+def _moved(statement: str) -> list[str]:
+    """An observation or count statement of store/metrics as its move: taken back from its
+    row, added to the drills' row."""
+    if ", 1, d FROM" in statement:  # a histogram observation
+        back = statement.replace(", 1, d FROM", ", -1, -d FROM", 1)
+    else:  # a counter
+        back = statement.replace(", 1) ON CONFLICT", ", -1) ON CONFLICT", 1)
+    back = back.replace("SET n = n + 1", "SET n = n - 1", 1)
+    assert back != statement and _TEAM in statement
+    return [back, statement.replace(_TEAM, f"'{DRILL_TEAM}'", 1)]
+
+
+def metric_moves() -> dict[str, tuple[str, str, list[str]]]:
+    """trigger name -> (SQLite's event, the condition on old/new, the statements), for both
+    backends (postgres/schema.py spells them in PL/pgSQL)."""
+    inserted = _moved(count_sql("opened")) + _moved(observe_sql("detect"))
+    for metric in ("ack", "mitigate", "resolve"):
+        column = HISTOGRAMS[metric][1]
+        inserted += [
+            s.replace("WHERE true", f"WHERE new.{column} IS NOT NULL", 1)
+            for s in _moved(observe_sql(metric))
+        ]
+    out = {"metric_drill_insert": ("AFTER INSERT", "new.drill = 1", inserted)}
+    for metric in ("ack", "resolve"):
+        column = HISTOGRAMS[metric][1]
+        out[f"metric_drill_{metric}"] = (
+            f"AFTER UPDATE OF {column}",
+            f"new.drill = 1 AND old.{column} IS NULL AND new.{column} IS NOT NULL",
+            _moved(observe_sql(metric)),
+        )
+    out["metric_drill_mitigate"] = (
+        "AFTER UPDATE OF mitigated_at",
+        "new.drill = 1 AND old.mitigated_at IS NULL AND new.mitigated_at IS NOT NULL AND NOT "
+        "EXISTS (SELECT 1 FROM metric_reopened r WHERE r.incident_id = new.id)",
+        _moved(observe_sql("mitigate")),
+    )
+    out["metric_drill_reopen"] = (
+        "AFTER UPDATE OF status",
+        "new.drill = 1 AND old.status = 'mitigated' AND new.status = 'triggered'",
+        _moved(count_sql("reopened")),
+    )
+    out["metric_drill_dismissed"] = (
+        "AFTER UPDATE OF dismissed_at",
+        "new.drill = 1 AND old.dismissed_at IS NULL AND new.dismissed_at IS NOT NULL",
+        _moved(count_sql("dismissed")),
+    )
+    return out
+
+
+def install_metric_moves(conn: sqlite3.Connection) -> None:
+    """SQLite's triggers of ``metric_moves`` (migration 0023_drills)."""
+    for name, (event, when, statements) in metric_moves().items():
+        conn.execute(
+            f"CREATE TRIGGER {name} {event} ON incidents WHEN {when} BEGIN "
+            f"{' '.join(statements)} END"
+        )

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.core import mttx
 from bridge.core.mttx import BUCKETS, HISTOGRAMS
 
 DONE = "('resolved', 'closed')"
+# the team of the drills' rows (store/drills.metric_moves): never a team of the rules (a name),
+# nor a usual label value
+DRILL_TEAM = "#drill"
 
 
 def seconds_sql(column: str, base: str, row: str = "new") -> str:
@@ -231,6 +234,10 @@ class Aggregates:
     # (route, severity, n)
     postmortems: list[tuple[str, str, int]]
     followup_items_open: int
+    # the drills' (store/drills.py): (metric, severity, bucket index, n, sum), (metric,
+    # severity, n)
+    drill_histograms: list[tuple[str, str, int, int, float]] = field(default_factory=list)
+    drill_counters: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 def read(conn: sqlite3.Connection, teams: Collection[str] = ()) -> Aggregates:
@@ -244,16 +251,18 @@ def read(conn: sqlite3.Connection, teams: Collection[str] = ()) -> Aggregates:
     )
     conn.execute("BEGIN")
     try:
+        # drills' rows (store/drills.py) are their own families, never a team's
         histograms = conn.execute(
             f"SELECT metric, severity, {bounded} AS t, bucket, sum(n), sum(sum) "
-            "FROM metric_histograms GROUP BY metric, severity, t, bucket",
-            names,
+            "FROM metric_histograms WHERE team <> ? GROUP BY metric, severity, t, bucket",
+            [*names, DRILL_TEAM],
         ).fetchall()
         counters = conn.execute(
             f"SELECT metric, severity, {bounded} AS t, sum(n) FROM metric_counters "
-            "GROUP BY metric, severity, t",
-            names,
+            "WHERE team <> ? GROUP BY metric, severity, t",
+            [*names, DRILL_TEAM],
         ).fetchall()
+        drill_histograms, drill_counters = read_drill_metrics(conn)
         postmortems = conn.execute(
             "SELECT route, severity, n FROM metric_postmortems WHERE n > 0"
         ).fetchall()
@@ -262,4 +271,29 @@ def read(conn: sqlite3.Connection, teams: Collection[str] = ()) -> Aggregates:
         ).fetchone()
     finally:
         conn.execute("COMMIT")
-    return Aggregates(histograms, counters, postmortems, int(row[0]) if row else 0)
+    return Aggregates(
+        histograms,
+        counters,
+        postmortems,
+        int(row[0]) if row else 0,
+        drill_histograms,
+        drill_counters,
+    )
+
+
+def read_drill_metrics(
+    conn: sqlite3.Connection,
+) -> tuple[list[tuple[str, str, int, int, float]], list[tuple[str, str, int]]]:
+    """The drills' rows of the aggregates: (metric, severity, bucket, n, sum) and (metric,
+    severity, n), in the caller's read transaction."""
+    histograms = conn.execute(
+        "SELECT metric, severity, bucket, sum(n), sum(sum) FROM metric_histograms "
+        "WHERE team = ? GROUP BY metric, severity, bucket",
+        (DRILL_TEAM,),
+    ).fetchall()
+    counters = conn.execute(
+        "SELECT metric, severity, sum(n) FROM metric_counters WHERE team = ? "
+        "GROUP BY metric, severity",
+        (DRILL_TEAM,),
+    ).fetchall()
+    return [tuple(r) for r in histograms], [tuple(r) for r in counters]

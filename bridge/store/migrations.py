@@ -450,11 +450,12 @@ def _escalation(db: sqlite_utils.Database) -> None:
 
 def _drills(db: sqlite_utils.Database) -> None:
     """Drills (``store/drills.py``): the incidents' drill flag and its partial index, the
-    scheduled drills' claims."""
-    from bridge.store.drills import DDL
+    scheduled drills' claims, the triggers that keep drills' MTTx apart."""
+    from bridge.store.drills import DDL, install_metric_moves
 
     for statement in DDL:
         db.conn.execute(statement)
+    install_metric_moves(db.conn)  # the drills' MTTx kept apart
 
 
 def _status(db: sqlite_utils.Database) -> None:

@@ -197,3 +197,42 @@ async def test_a_scheduled_drill_fires_once_across_two_ticks(
         assert await fire_scheduled(state) == 1
     finally:
         state.store.close()
+
+
+async def test_a_drills_mttx_is_its_own_families_out_of_the_dashboard(
+    service: tuple[Any, Any, Any],
+) -> None:
+    client, _state, clock = service
+    status, body = await post(client, "/api/v1/drills", {"route": "payments", "severity": "sev2"})
+    assert status == 201, body
+    (incident_id,) = body["incidents"]
+    clock.advance(90)
+    status, body = await post(client, f"/api/v1/incidents/{incident_id}/acknowledge", {})
+    assert status == 200, body
+    text = await (await client.get("/metrics")).text()
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert samples['incident_bridge_drill_incidents_opened_total{severity="sev2"}'] == "1.0"
+    assert (
+        samples['incident_bridge_drill_time_to_acknowledge_seconds_count{severity="sev2"}'] == "1.0"
+    )
+    real = [
+        float(v)
+        for k, v in samples.items()
+        if k.startswith(
+            (
+                "incident_bridge_incidents_opened_total{",
+                "incident_bridge_time_to_acknowledge_seconds_count{",
+            )
+        )
+    ]
+    assert real and sum(real) == 0  # no real incident, and the drill is not one
+
+
+def test_the_dashboard_and_recording_rules_read_the_real_families_only() -> None:
+    """Drills are their own families: the shipped queries leave them out by reading the others."""
+    root = Path(__file__).resolve().parents[2] / "helm" / "incident-bridge"
+    for path in (root / "dashboards" / "incident-bridge.json", root / "prometheus" / "rules.yaml"):
+        text = path.read_text()
+        assert "incident_bridge_time_to_" in text and "incident_bridge_drill_" not in text, path

@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from bridge.core import drills
 from bridge.core.alertmanager import parse_webhook
 from bridge.store.drills import claim_run, claimed_runs, find, report_facts
 from bridge.store.ingest import apply_webhook
+from bridge.store.metrics import read as read_aggregates
 from bridge.store.search import find_similar
 from tests.store.test_search import POLICY, Db, db, labels
 
@@ -18,6 +21,7 @@ __all__ = ["db"]  # the fixture, on both backends
 
 
 def open_drill(d: Db, name: str, **extra: str) -> int:
+    # started a second before it opens, as the real incidents of ``Db.open`` are not
     raw = json.dumps(drills.webhook(drills.labels(name=name, extra=extra), d.now)).encode()
     payload = parse_webhook(raw)
     d.now += 10**9
@@ -74,3 +78,43 @@ def test_a_scheduled_drill_slot_is_claimed_once(db: Db) -> None:
         assert claim_run(db.conn, "checkout", 200, "fire", db.now)
     assert claimed_runs(db.conn, "checkout") == [(100, "announce"), (100, "fire"), (200, "fire")]
     assert claimed_runs(db.conn, "other") == []
+
+
+def test_a_drills_mttx_is_kept_apart_from_the_real_ones(db: Db) -> None:
+    real = db.open("g1", "Checkout errors", labels("HighErrorRate", "checkout", team="pay"))
+    drill = open_drill(db, "d-1", team="pay", severity="critical")
+    s = 10**9
+    for i in (real, drill):
+        for sql in (
+            f"UPDATE incidents SET acknowledged_at = opened_at + {60 * s} WHERE id = ?",
+            f"UPDATE incidents SET mitigated_at = opened_at + {120 * s}, status = 'mitigated' "
+            "WHERE id = ?",
+            "UPDATE incidents SET mitigated_at = NULL, status = 'triggered' WHERE id = ?",
+            f"UPDATE incidents SET mitigated_at = opened_at + {180 * s}, status = 'mitigated' "
+            "WHERE id = ?",
+            f"UPDATE incidents SET resolved_at = opened_at + {240 * s}, status = 'resolved' "
+            "WHERE id = ?",
+        ):
+            with db.transaction():
+                db.conn.execute(sql, (i,))
+    agg = read_aggregates(db.conn, ["pay"])
+    real_n: dict[tuple[str, str, str], int] = {}
+    for metric, severity, team, _bucket, n, _sum in agg.histograms:
+        real_n[(metric, severity, team)] = real_n.get((metric, severity, team), 0) + n
+    assert {k: n for k, n in real_n.items() if n} == {
+        (m, "sev1", "pay"): 1 for m in ("detect", "ack", "mitigate", "resolve")
+    }
+    counted = {(m, sev, team): n for m, sev, team, n in agg.counters if n}
+    assert counted == {("opened", "sev1", "pay"): 1, ("reopened", "sev1", "pay"): 1}
+    drill_n: dict[tuple[str, str], tuple[int, float]] = {}
+    for metric, severity, _bucket, n, total in agg.drill_histograms:
+        seen = drill_n.get((metric, severity), (0, 0.0))
+        drill_n[(metric, severity)] = (seen[0] + n, seen[1] + total)
+    assert {k: v[0] for k, v in drill_n.items() if v[0]} == {
+        (m, "sev1"): 1 for m in ("detect", "ack", "mitigate", "resolve")
+    }
+    assert drill_n[("ack", "sev1")][1] == pytest.approx(60.0 + 1.0)  # started a second earlier
+    assert sorted((m, n) for m, _sev, n in agg.drill_counters if n) == [
+        ("opened", 1),
+        ("reopened", 1),
+    ]

@@ -454,10 +454,25 @@ def _escalation(conn: PgConnection) -> None:
 
 
 def _drills(conn: PgConnection) -> None:
-    # the same statements as SQLite's (store/drills.DDL, written for both)
-    from bridge.store.drills import DDL
+    # the same statements as SQLite's (store/drills.DDL, written for both), and the triggers
+    # that keep drills' MTTx apart (store/drills.metric_moves) in PL/pgSQL
+    from bridge.store.drills import DDL, metric_moves
 
     _run(conn, *DDL)
+    for name, (event, when, statements) in metric_moves().items():
+        body = []
+        for statement in statements:
+            table = "metric_histograms" if "metric_histograms" in statement else "metric_counters"
+            body.append(_upsert(statement, table).replace("n = n - 1", f"n = {table}.n - 1"))
+        condition = when.replace("new.", "NEW.").replace("old.", "OLD.")
+        _run(
+            conn,
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF {condition} THEN {' '.join(body)} END IF; RETURN NULL; END $$",
+            # only a drill's rows call the function: a real incident's write pays nothing
+            f"CREATE TRIGGER {name} {event} ON incidents FOR EACH ROW WHEN (NEW.drill = 1) "
+            f"EXECUTE FUNCTION {name}()",
+        )
 
 
 def _status(conn: PgConnection) -> None:
