@@ -11,7 +11,6 @@ No cookie is read or set; the answers may be cached for a short while by anyone.
 from __future__ import annotations
 
 import functools
-import logging
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +24,6 @@ from bridge.core.timeutil import NS, format_ns
 from bridge.http.pages.render import CSP, render, templates_dir
 from bridge.service import AppState
 from bridge.store.interface import StoreUnavailable
-
-log = logging.getLogger("bridge.status")
 
 PAGE_PATH = "/status"
 FEED_PATH = "/status/feed.atom"
