@@ -236,3 +236,17 @@ def test_the_dashboard_and_recording_rules_read_the_real_families_only() -> None
     for path in (root / "dashboards" / "incident-bridge.json", root / "prometheus" / "rules.yaml"):
         text = path.read_text()
         assert "incident_bridge_time_to_" in text and "incident_bridge_drill_" not in text, path
+
+
+async def test_the_report_page(service: tuple[Any, Any, Any]) -> None:
+    client, _state, clock = service
+    _status, body = await post(client, "/api/v1/drills", {"route": "payments", "severity": "sev2"})
+    (incident_id,) = body["incidents"]
+    clock.advance(3600)
+    resp = await client.get(f"/drills/{incident_id}", headers=WRITE)
+    assert resp.status == 200, await resp.text()
+    text = await resp.text()
+    assert f"Drill report #{incident_id}" in text
+    assert "no commander taken" in text and "<td>acknowledge</td><td>-</td><td>10 min</td>" in text
+    missing = await client.get("/drills/999", headers=WRITE)
+    assert missing.status == 404

@@ -27,6 +27,7 @@ import logging
 
 from aiohttp import web
 
+from bridge.http.pages.drills import drill_page
 from bridge.http.pages.forms import do_action, do_add_override, do_declare, do_end_override
 from bridge.http.pages.insights import get_csv as insights_csv
 from bridge.http.pages.insights import insights_page
@@ -70,7 +71,7 @@ __all__ = [
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
 
 # The pages are for people, not an API: the OpenAPI document leaves them out (docs/web.md).
-# /declare, /oncall, /oncall/overrides, /oncall/overrides/{id}/end, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
+# /declare, /drills/{id}, /oncall, /oncall/overrides, /oncall/overrides/{id}/end, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
 # /incidents/{id}/fragments/{part}, /login, /logout, /static/{name}
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/", index),
@@ -88,6 +89,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/static/{name}", static),
     ("GET", "/insights", insights_page),
     ("GET", "/insights/{table}.csv", insights_csv),
+    ("GET", "/drills/{id}", drill_page),
 ]
 
 
