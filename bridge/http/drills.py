@@ -55,9 +55,11 @@ class DrillBody(ActionBody):
 
 async def fire_drill(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api, write=True)
+    token = auth.authorize(request, state.api, write=True)
     body, _raw = await read_body(request, DrillBody)
     assert isinstance(body, DrillBody)
+    # --auto acts as `actor` when one is given (checked as the actions check it)
+    who = auth.actor(request, state.api, token, body.actor) if body.actor else drilling.AUTO_ACTOR
     try:
         fired = await drilling.fire(
             state, route=body.route, severity=body.severity, stakeholders=body.stakeholders
@@ -65,7 +67,9 @@ async def fire_drill(request: web.Request) -> web.Response:
         if body.auto:
             steps = []
             for incident_id in fired["incidents"]:
-                steps += await drilling.auto(state, incident_id, postmortem=_postmortem(state))
+                steps += await drilling.auto(
+                    state, incident_id, postmortem=_postmortem(state), actor=who
+                )
             fired["auto"] = steps
     except drilling.DrillError as exc:
         raise HTTPError(400, exc.message, field=exc.field) from None
@@ -84,12 +88,14 @@ def _postmortem(state: AppState) -> Any:
 async def auto_drill(request: web.Request) -> web.Response:
     """``--auto`` for a drill already open (one fired through Alertmanager): its stages walked."""
     state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api, write=True)
+    token = auth.authorize(request, state.api, write=True)
     incident_id = path_id(request, "id")
+    body, _raw = await read_body(request, ActionBody)
+    who = auth.actor(request, state.api, token, body.actor) if body.actor else drilling.AUTO_ACTOR
     try:
         if await state.store.drills.report_facts(incident_id) is None:
             raise HTTPError(404, f"incident {incident_id} is not a drill (or does not exist)")
-        steps = await drilling.auto(state, incident_id, postmortem=_postmortem(state))
+        steps = await drilling.auto(state, incident_id, postmortem=_postmortem(state), actor=who)
     except StoreUnavailable:
         raise store_unavailable() from None
     return web.json_response({"incident": incident_id, "auto": steps})

@@ -149,12 +149,13 @@ async def auto(
     *,
     postmortem: Callable[[int, Mapping[str, str], str], Awaitable[Any]] | None = None,
     followup_wait_s: float = FOLLOWUP_WAIT_S,
+    actor: str = AUTO_ACTOR,
 ) -> list[dict[str, Any]]:
     """Walk the drill's incident through the four stages as people would (service.act):
     acknowledge, a commander, a note, a status update, mitigate, the follow-up's open items
     done, a postmortem draft (``postmortem``: kb/postmortems.save, passed in by the caller).
     Each stage's answer, in order: a refusal is recorded and the walk goes on, so the report
-    shows every stage the configuration refused."""
+    shows every stage the configuration refused. ``actor`` does it (default ``drill-auto``)."""
     steps: list[dict[str, Any]] = []
 
     async def step(stage: str, command: Any) -> None:
@@ -169,7 +170,7 @@ async def auto(
             }
         )
 
-    who = AUTO_ACTOR
+    who = actor
     await step("acknowledge", Transition(who, "acknowledge"))
     await step("commander", AssignRole(who, "commander", _commander(state)))
     await step("note", AddEntry(who, "note", "Drill: a note written by --auto"))

@@ -250,3 +250,33 @@ async def test_the_report_page(service: tuple[Any, Any, Any]) -> None:
     assert "no commander taken" in text and "<td>acknowledge</td><td>-</td><td>10 min</td>" in text
     missing = await client.get("/drills/999", headers=WRITE)
     assert missing.status == 404
+
+
+async def test_auto_acts_as_the_actor_given(service: tuple[Any, Any, Any]) -> None:
+    client, state, _clock = service
+    status, body = await post(
+        client, "/api/v1/drills", {"route": "payments", "auto": True, "actor": "amara"}
+    )
+    assert status == 201, body
+    (incident_id,) = body["incidents"]
+    actors = {
+        a
+        for (a,) in rows(
+            state.store,
+            "SELECT actor FROM timeline WHERE incident_id = ? AND kind IN ('note', 'status_update')",
+            incident_id,
+        )
+    }
+    assert actors == {"amara"}
+    # the stages of a drill already open, as the CLI walks one fired through Alertmanager
+    status, body = await post(client, "/api/v1/drills", {"route": "payments"})
+    (second,) = body["incidents"]
+    status, walked = await post(client, f"/api/v1/drills/{second}/auto", {})
+    assert status == 200 and walked["auto"][0] == {
+        "stage": "acknowledge",
+        "ok": True,
+        "status": 200,
+        "error": None,
+    }
+    status, _ = await post(client, "/api/v1/drills/999/auto", {})
+    assert status == 404
