@@ -269,6 +269,9 @@ async def build_history(store: Store) -> None:
     await store.heartbeats.register(names=["watchdog", "nightly"], now=T0)
     await store.heartbeats.beat(names=["watchdog"], at=T0 + 132 * MIN)
     await store.heartbeats.mark(name="nightly", late_since=T0 + 133 * MIN)
+    # a scheduled drill announced and fired
+    await store.drills.claim_run("default", T0 + 200 * MIN, "announce", T0 + 140 * MIN)
+    await store.drills.claim_run("default", T0 + 200 * MIN, "fire", T0 + 200 * MIN)
     await index(store, T0 + 140 * MIN)
     # A newer incident after the indexer's pass, and a webhook body pruned: both as they come.
     await ingest(store, webhook(INCIDENTS + 1), T0 + 150 * MIN)
