@@ -39,10 +39,14 @@ from tests.integration.procs import Bridge
 
 # Served, and not an operation: the catch-all that answers JSON 404/405 for any other /api/ path.
 # The web pages are for people, not operations of the API (bridge/http/pages.py).
-NOT_OPERATIONS = {"/api/{tail}"} | {
-    re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
-    for _method, path, _handler in [*pages.ROUTES, *live.ROUTES]
-} | {path for path, _handler in status.ROUTES}  # the public status page, for people too
+NOT_OPERATIONS = (
+    {"/api/{tail}"}
+    | {
+        re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
+        for _method, path, _handler in [*pages.ROUTES, *live.ROUTES]
+    }
+    | {path for path, _handler in status.ROUTES}
+)  # the public status page, for people too
 
 
 def served_operations(tmp_path: Path) -> set[tuple[str, str]]:
