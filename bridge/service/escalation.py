@@ -29,6 +29,12 @@ async def fire_escalations(state: AppState) -> FireResult:
         reach=runtime.escalation_reach,
         incident_ids=due,
     )
+    return said(state, result)
+
+
+def said(state: AppState, result: FireResult) -> FireResult:
+    """What a tick of reminders or escalations sent, said after its commit: the outbox woken,
+    a line per item."""
     state.committed(notifications=result.notifications)
     for fired in result.fired:
         log.info(

@@ -14,10 +14,9 @@ import contextlib
 import logging
 
 from bridge import promql
-from bridge.core.timeutil import format_ns
 from bridge.service import AppState, BackgroundLoop
 from bridge.service.drills import fire_scheduled
-from bridge.service.escalation import fire_escalations
+from bridge.service.escalation import fire_escalations, said
 from bridge.service.heartbeats import check_heartbeats
 from bridge.service.oncall import announce_handoffs
 from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable
@@ -46,15 +45,7 @@ async def fire_reminders(state: AppState) -> FireResult:
         directory=runtime.people,
         incident_ids=due,
     )
-    state.committed(notifications=result.notifications)
-    for fired in result.fired:
-        log.info(
-            "incident %d: %s sent (due %s)",
-            fired.incident_id,
-            fired.kind,
-            format_ns(fired.due_at),
-        )
-    return result
+    return said(state, result)
 
 
 class ReminderScheduler(BackgroundLoop):

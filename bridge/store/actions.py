@@ -73,38 +73,47 @@ def _error(status: int, message: str, field: str | None = None) -> ActionAnswer:
     return ActionAnswer(status, body)
 
 
-def apply_action(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
-    """Apply one person's command to an incident, or answer why not."""
-    idem = request.idempotency
-    if idem is not None:
-        row = conn.execute(
-            "SELECT request, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
-            (idem.scope, idem.key),
-        ).fetchone()
-        if row is not None:
-            if row[0] != idem.request:
-                return _error(
-                    422,
-                    "this Idempotency-Key was used for another request; use a new key",
-                    "Idempotency-Key",
-                )
-            return ActionAnswer(row[1], json.loads(row[2]), replayed=True)
-    answer = _apply(conn, request)
+def kept_answer(conn: sqlite3.Connection, idem: Idempotency | None) -> ActionAnswer | None:
+    """The answer kept for this Idempotency-Key (replayed), a 422 when the key was used for
+    another request, or None: the request is new. Every write of a person's (actions,
+    declarations, postmortem versions) asks this first, in its transaction."""
+    if idem is None:
+        return None
+    row = conn.execute(
+        "SELECT request, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+        (idem.scope, idem.key),
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != idem.request:
+        return _error(
+            422,
+            "this Idempotency-Key was used for another request; use a new key",
+            "Idempotency-Key",
+        )
+    return ActionAnswer(row[1], json.loads(row[2]), replayed=True)
+
+
+def keep_answer(
+    conn: sqlite3.Connection, idem: Idempotency | None, answer: ActionAnswer, now: int
+) -> ActionAnswer:
+    """``answer`` kept for its Idempotency-Key, in the write's transaction; returned."""
     # A missing incident is not remembered: it may be a key sent too early, retried later.
     if idem is not None and answer.status != 404:
         conn.execute(
             "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                idem.scope,
-                idem.key,
-                idem.request,
-                answer.status,
-                jsontext.dumps(answer.body),
-                request.now,
-            ),
+            (idem.scope, idem.key, idem.request, answer.status, jsontext.dumps(answer.body), now),
         )
     return answer
+
+
+def apply_action(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:
+    """Apply one person's command to an incident, or answer why not."""
+    kept = kept_answer(conn, request.idempotency)
+    if kept is not None:
+        return kept
+    return keep_answer(conn, request.idempotency, _apply(conn, request), request.now)
 
 
 def _apply(conn: sqlite3.Connection, request: ActionRequest) -> ActionAnswer:

@@ -11,7 +11,6 @@ up (``ingest.apply_webhooks``).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import field, replace
@@ -31,7 +30,7 @@ from bridge.core.declare import (
 from bridge.core.policy import Decision, tiers_from_json
 from bridge.core.values import immutable
 from bridge.store import metrics as metrics_sql
-from bridge.store.actions import ActionAnswer, Idempotency
+from bridge.store.actions import ActionAnswer, Idempotency, keep_answer, kept_answer
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row, next_id
 from bridge.store.queries import get_incident, incident_summary, timeline_events
@@ -130,38 +129,6 @@ def _error(status: int, message: str, field_name: str | None = None) -> ActionAn
     return ActionAnswer(status, body)
 
 
-def _kept(conn: sqlite3.Connection, idem: Idempotency | None) -> ActionAnswer | None:
-    """The answer kept for this Idempotency-Key, or a 422 when it was used for another request."""
-    if idem is None:
-        return None
-    row = conn.execute(
-        "SELECT request, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
-        (idem.scope, idem.key),
-    ).fetchone()
-    if row is None:
-        return None
-    if row[0] != idem.request:
-        return _error(
-            422,
-            "this Idempotency-Key was used for another request; use a new key",
-            "Idempotency-Key",
-        )
-    return ActionAnswer(row[1], json.loads(row[2]), replayed=True)
-
-
-def _keep(
-    conn: sqlite3.Connection, idem: Idempotency | None, answer: ActionAnswer, now: int
-) -> ActionAnswer:
-    # A missing incident is not remembered: it may be a key sent too early, retried later.
-    if idem is not None and answer.status != 404:
-        conn.execute(
-            "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (idem.scope, idem.key, idem.request, answer.status, jsontext.dumps(answer.body), now),
-        )
-    return answer
-
-
 def _load(conn: sqlite3.Connection, incident_id: int) -> Any:
     row = conn.execute(
         f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
@@ -172,7 +139,7 @@ def _load(conn: sqlite3.Connection, incident_id: int) -> Any:
 def declare(conn: sqlite3.Connection, request: DeclareRequest) -> ActionAnswer:
     """Open the declared incident: its row, its first entries and the tiers' ``opened`` rows,
     and its source; 201 with the incident as ``GET /api/v1/incidents/{id}`` shows it."""
-    kept = _kept(conn, request.idempotency)
+    kept = kept_answer(conn, request.idempotency)
     if kept is not None:
         return kept
     now, declaration = request.now, request.declaration
@@ -182,7 +149,7 @@ def declare(conn: sqlite3.Connection, request: DeclareRequest) -> ActionAnswer:
     )
     if isinstance(outcome, Refusal):
         answer = _error(outcome.status, outcome.message, outcome.field)
-        return _keep(conn, request.idempotency, answer, now)
+        return keep_answer(conn, request.idempotency, answer, now)
     _, notifications = write_change(conn, None, outcome, now)
     conn.execute(
         "INSERT INTO incident_sources (incident_id, source, declared_by, description, labels, "
@@ -197,12 +164,12 @@ def declare(conn: sqlite3.Connection, request: DeclareRequest) -> ActionAnswer:
         ),
     )
     body = {"changed": True, "incident": get_incident(conn, new_id)}
-    return _keep(conn, request.idempotency, ActionAnswer(201, body, True, notifications), now)
+    return keep_answer(conn, request.idempotency, ActionAnswer(201, body, True, notifications), now)
 
 
 def link(conn: sqlite3.Connection, request: LinkRequest) -> ActionAnswer:
     """Link an Alertmanager group into an incident: its next webhooks update it (``redirect``)."""
-    kept = _kept(conn, request.idempotency)
+    kept = kept_answer(conn, request.idempotency)
     if kept is not None:
         return kept
     before = _load(conn, request.incident_id)
@@ -215,7 +182,7 @@ def link(conn: sqlite3.Connection, request: LinkRequest) -> ActionAnswer:
     outcome = link_group(before, request.group_key, request.actor, row[0] if row else None)
     if isinstance(outcome, Refusal):
         answer = _error(outcome.status, outcome.message, outcome.field)
-        return _keep(conn, request.idempotency, answer, request.now)
+        return keep_answer(conn, request.idempotency, answer, request.now)
     ids, notifications = write_change(conn, before, outcome, request.now)
     if outcome.changed:
         conn.execute(
@@ -231,13 +198,13 @@ def link(conn: sqlite3.Connection, request: LinkRequest) -> ActionAnswer:
         "events": timeline_events(conn, before.id, list(ids)) if ids else [],
     }
     answer = ActionAnswer(200, body, outcome.changed, notifications)
-    return _keep(conn, request.idempotency, answer, request.now)
+    return keep_answer(conn, request.idempotency, answer, request.now)
 
 
 def merge_incidents(conn: sqlite3.Connection, request: MergeRequest) -> ActionAnswer:
     """Merge an incident into another: both incidents' entries, the duplicate's links (its
     groups, its key, what was merged into it) moved to the survivor, the merge's row."""
-    kept = _kept(conn, request.idempotency)
+    kept = kept_answer(conn, request.idempotency)
     if kept is not None:
         return kept
     now = request.now
@@ -247,7 +214,7 @@ def merge_incidents(conn: sqlite3.Connection, request: MergeRequest) -> ActionAn
     survivor = _load(conn, request.into)
     if survivor is None:
         answer = _error(400, f"no incident {request.into}", "into")
-        return _keep(conn, request.idempotency, answer, now)
+        return keep_answer(conn, request.idempotency, answer, now)
     row = conn.execute(
         "SELECT survivor_id FROM incident_merges WHERE duplicate_id = ?", (duplicate.id,)
     ).fetchone()
@@ -268,7 +235,7 @@ def merge_incidents(conn: sqlite3.Connection, request: MergeRequest) -> ActionAn
     )
     if isinstance(planned, Refusal):
         answer = _error(planned.status, planned.message, planned.field)
-        return _keep(conn, request.idempotency, answer, now)
+        return keep_answer(conn, request.idempotency, answer, now)
     closed, grown = planned
     if closed.changed:
         # before the status changes: the metrics' triggers read it (no postmortem pending)
@@ -303,7 +270,7 @@ def merge_incidents(conn: sqlite3.Connection, request: MergeRequest) -> ActionAn
         ],
     }
     answer = ActionAnswer(200, body, closed.changed, dup_rows + sur_rows)
-    return _keep(conn, request.idempotency, answer, now)
+    return keep_answer(conn, request.idempotency, answer, now)
 
 
 def redirect(

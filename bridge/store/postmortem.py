@@ -34,7 +34,7 @@ from bridge.core.postmortem import (
 )
 from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
-from bridge.store.actions import ActionAnswer, Idempotency
+from bridge.store.actions import ActionAnswer, Idempotency, keep_answer, kept_answer
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, INSERT_OUTBOX, incident_from_row
 from bridge.store.queries import incident_summary, timeline_events
@@ -290,47 +290,15 @@ class SaveRequest:
     idempotency: Idempotency | None = None
 
 
-def _remembered(conn: sqlite3.Connection, idem: Idempotency | None) -> ActionAnswer | None:
-    if idem is None:
-        return None
-    row = conn.execute(
-        "SELECT request, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
-        (idem.scope, idem.key),
-    ).fetchone()
-    if row is None:
-        return None
-    if row[0] != idem.request:
-        return ActionAnswer(
-            422,
-            {
-                "error": "this Idempotency-Key was used for another request; use a new key",
-                "field": "Idempotency-Key",
-            },
-        )
-    return ActionAnswer(row[1], json.loads(row[2]), replayed=True)
-
-
-def _remember(
-    conn: sqlite3.Connection, idem: Idempotency | None, answer: ActionAnswer, now: int
-) -> None:
-    # A missing incident is not remembered: it may be a key sent too early, retried later.
-    if idem is not None and answer.status != 404:
-        conn.execute(
-            "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (idem.scope, idem.key, idem.request, answer.status, jsontext.dumps(answer.body), now),
-        )
-
-
 def save_version(conn: sqlite3.Connection, request: SaveRequest) -> ActionAnswer:
     """Save the newest narrative with ``changes`` applied as a new version, with its
     ``postmortem_saved`` entry and outbox rows; the same narrative again saves nothing
     (``changed: false``). An Idempotency-Key's first answer is kept, as for actions."""
-    kept = _remembered(conn, request.idempotency)
+    kept = kept_answer(conn, request.idempotency)
     if kept is not None:
         return kept
     answer = _save(conn, request)
-    _remember(conn, request.idempotency, answer, request.now)
+    keep_answer(conn, request.idempotency, answer, request.now)
     return answer
 
 
