@@ -211,7 +211,10 @@ def serve(place: Place, port: int, log: Path) -> subprocess.Popen[bytes]:
     where, more_env = place.serve_args()
     cmd = [sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}", *where]
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_BRIDGE_")}
-    env.update(PYTHONPATH=str(REPO), **more_env)
+    # a PostgreSQL service generates no API token: it is given one, as replicas are
+    env.update(
+        PYTHONPATH=str(REPO), INCIDENT_BRIDGE_API_TOKEN="bench-metrics-api-token", **more_env
+    )
     with log.open("ab") as out:
         return subprocess.Popen(
             cmd,

@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 import time
 import uuid
@@ -44,6 +46,15 @@ pytestmark = pytest.mark.slow
 
 GROUPS = 500
 WAVES = 10
+# The replicas' rules with a status-update reminder every 2 s while an incident is open: the
+# scheduler runs on whichever replica holds its lease while they are killed in turn, and each
+# reminder must still be sent once per due time.
+REMINDING = rp.RULES + "".join(
+    f"  reminders:\n    sev{n}: {{update_every: 2s}}\n"
+    if n == 1
+    else f"    sev{n}: {{update_every: 2s}}\n"
+    for n in range(1, 5)
+)
 
 
 @pytest.fixture
@@ -82,7 +93,9 @@ def test_ha_pair_to_three_replicas_while_replicas_are_killed(
 ) -> None:
     binary = require_binary("/usr/bin/prometheus-alertmanager")
     url = cluster.new_database()
-    bridges = rp.replicas(tmp_path, url, fake.hook_url, 3)
+    bridges = rp.replicas(
+        tmp_path, url, fake.hook_url, 3, args=("--scheduler-interval", "1"), rules=REMINDING
+    )
     tag = "ha-" + uuid.uuid4().hex[:8]
     with rp.running(bridges):
         ports = [free_port() for _ in range(2)]
@@ -196,8 +209,21 @@ def _check_one_incident_per_group(bridge: Bridge, tag: str) -> None:
         "ON i.id = t.incident_id WHERE i.key LIKE ? GROUP BY t.incident_id, t.kind",
         f'%run="{tag}"%',
     )
-    twice = Counter(kind for _, kind, count in kinds if count > 1)
+    twice = Counter(kind for _, kind, count in kinds if count > 1 and kind != "reminder")
     assert not twice, f"timeline entries doubled: {twice}"
+    # reminders: one per incident and due time, however many replicas ran the scheduler
+    reminders = Counter(
+        (incident, json.loads(data)["due_at"])
+        for incident, data in rp.rows(
+            bridge,
+            "SELECT t.incident_id, t.data FROM timeline t JOIN incidents i ON i.id = "
+            "t.incident_id WHERE i.key LIKE ? AND t.kind = 'reminder'",
+            f'%run="{tag}"%',
+        )
+    )
+    assert reminders, "no reminder was sent while the incidents were open"
+    assert set(reminders.values()) == {1}, [k for k, n in reminders.items() if n > 1][:5]
+    print(f"\n{len(reminders)} reminders, each once per due time")
     fired = Counter(kind for _, kind, _ in kinds)
     assert fired["alert_fired"] == GROUPS, fired
 
@@ -449,16 +475,28 @@ def test_postgresql_restart_under_load_three_replicas(
 # Each loop's lease lasts one of its ticks and is renewed every half tick; a dead holder's is
 # taken within 1.5 ticks (bridge/service BackgroundLoop). The scheduler's tick is set short
 # here; the indexer's is its own 5 s.
-LOOP_TICKS = {"scheduler": 1.0, "indexer": 5.0}
+LOOP_TICKS = {"scheduler": 2.0, "indexer": 5.0, "reconciler": 2.0}
 
 
 def test_background_loops_fail_over_within_two_ticks(
     cluster: Cluster, fake: WebhookFake, tmp_path: Path
 ) -> None:
     url = cluster.new_database()
-    tick = str(LOOP_TICKS["scheduler"])
-    bridges = rp.replicas(tmp_path, url, fake.hook_url, 3, args=("--scheduler-interval", tick))
-    with rp.running(bridges):
+    binary = require_binary("/usr/bin/prometheus-alertmanager")
+    # the reconciler asks an Alertmanager: a real one, every --reconcile-interval
+    config = alertmanager_config("http://127.0.0.1:9", None)
+    with contextlib.ExitStack() as stack:
+        am = Alertmanager(binary, tmp_path / "am", config)
+        stack.callback(am.stop)
+        am.start()
+        args = (
+            "--scheduler-interval", str(LOOP_TICKS["scheduler"]),
+            "--alertmanager-url", am.url,
+            "--reconcile-interval", str(LOOP_TICKS["reconciler"]),
+        )  # fmt: skip
+        bridges = stack.enter_context(
+            rp.running(rp.replicas(tmp_path, url, fake.hook_url, 3, args=args))
+        )
         for loop, tick_s in LOOP_TICKS.items():
 
             def one_leader(lp: str = loop) -> bool:
