@@ -71,8 +71,7 @@ __all__ = [
 log = logging.getLogger("bridge.pages")  # one logger for the pages, whichever module
 
 # The pages are for people, not an API: the OpenAPI document leaves them out (docs/web.md).
-# /declare, /drills/{id}, /oncall, /oncall/overrides, /oncall/overrides/{id}/end, /incidents/{id}, /incidents/{id}/do/{action}, /incidents/{id}/live,
-# /incidents/{id}/fragments/{part}, /login, /logout, /static/{name}
+# Their paths are the ROUTES below, and /incidents/{id}/live (http/live.py).
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/", index),
     ("GET", "/login", login_form),
