@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -138,22 +138,34 @@ def batches(count: int) -> Iterator[list[IngestItem]]:
 def populate(place: Place, count: int) -> float:
     """``count`` incidents written through the store's own ingest function (``batches``) into
     a new store on ``place``'s backend; returns the seconds it took."""
+    return fill(place, batches(count))
+
+
+def fill(place: Place, items: Iterable[list[IngestItem]], then: Sequence[str] = ()) -> float:
+    """A new store on ``place``'s backend (the schema made, then closed so that `serve` can
+    take it), the batches ``items`` written through the store's own ingest function, then the
+    statements ``then`` in one transaction, the statistics gathered; the seconds it took."""
     from bridge.core.dburl import DatabaseUrl
     from bridge.store import new_store
     from bridge.store.ingest import apply_webhooks
 
     store = new_store(place.path, url=None if place.url is None else DatabaseUrl.parse(place.url))
-    store.open()  # the schema, then the store is closed so that `serve` can take it
+    store.open()
     store.close()
     started = time.monotonic()
     if place.url is None:
         conn = sqlite3.connect(place.path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")  # filling a benchmark database only
-        for batch in batches(count):
+        for batch in items:
             conn.execute("BEGIN")
             apply_webhooks(conn, batch)
             conn.execute("COMMIT")
+        conn.execute("BEGIN")
+        for sql in then:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+        conn.execute("ANALYZE")
         conn.close()
         return time.monotonic() - started
     import psycopg
@@ -164,9 +176,12 @@ def populate(place: Place, count: int) -> float:
         configure(raw)
         raw.execute("SET synchronous_commit = off")  # filling a benchmark database only
         pg = cast(sqlite3.Connection, PgConnection(raw))
-        for batch in batches(count):
+        for batch in items:
             with raw.transaction():
                 apply_webhooks(pg, batch)
+        with raw.transaction():
+            for sql in then:
+                pg.execute(sql)
         raw.execute("ANALYZE")
     return time.monotonic() - started
 

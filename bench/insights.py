@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._common import SMOKE_HELP  # noqa: E402
 from bench._pg import Place, Server, masked, missing_reason, server, skip_or_fail  # noqa: E402
-from bench.api import TOKEN, start_bridge  # noqa: E402
+from bench.api import TOKEN, fill, start_bridge  # noqa: E402
 from bench.ingest import line  # noqa: E402
 
 if TYPE_CHECKING:
@@ -124,46 +123,8 @@ def shape_sql(now: int, days: int) -> list[str]:
 
 def populate(place: Place, count: int, days: int) -> float:
     """A new store on ``place`` with ``count`` incidents; the seconds it took."""
-    from bridge.core.dburl import DatabaseUrl
-    from bridge.store import new_store
-    from bridge.store.ingest import apply_webhooks
-
-    store = new_store(place.path, url=None if place.url is None else DatabaseUrl.parse(place.url))
-    store.open()
-    store.close()
-    started = time.monotonic()
     now = time.time_ns()
-    if place.url is None:
-        conn = sqlite3.connect(place.path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")  # filling a benchmark database only
-        for batch in batches(count, now):
-            conn.execute("BEGIN")
-            apply_webhooks(conn, batch)
-            conn.execute("COMMIT")
-        conn.execute("BEGIN")
-        for sql in shape_sql(now, days):
-            conn.execute(sql)
-        conn.execute("COMMIT")
-        conn.execute("ANALYZE")
-        conn.close()
-        return time.monotonic() - started
-    import psycopg
-
-    from bridge.store.postgres.connection import PgConnection, configure
-
-    with psycopg.connect(place.url, autocommit=True) as raw:
-        configure(raw)
-        raw.execute("SET synchronous_commit = off")  # filling a benchmark database only
-        pg = cast(sqlite3.Connection, PgConnection(raw))
-        for batch in batches(count, now):
-            with raw.transaction():
-                apply_webhooks(pg, batch)
-        with raw.transaction():
-            for sql in shape_sql(now, days):
-                pg.execute(sql)
-        raw.execute("ANALYZE")
-    return time.monotonic() - started
+    return fill(place, batches(count, now), shape_sql(now, days))
 
 
 def timed(url: str) -> tuple[float, bytes]:
