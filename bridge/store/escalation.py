@@ -27,7 +27,7 @@ from bridge.core.escalation import (
 from bridge.core.incidents import Incident
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
-from bridge.store.reminders import Fired, FireResult
+from bridge.store.reminders import Fired, FireResult, tick_rows
 
 # (route, severity) -> the current rules' escalation policy for them
 EscalationFor = Callable[[str, str], EscalationPolicy]
@@ -56,15 +56,7 @@ def _escalating(
 ) -> Iterator[tuple[Incident, EscalationPolicy, int | None]]:
     """Each triggered incident (of ``incident_ids`` when given) whose rules have a policy,
     with it and the incident's newest reopen."""
-    if incident_ids is None:
-        rows = conn.execute(_TICK + " ORDER BY id").fetchall()
-    else:
-        ids = sorted(incident_ids)
-        rows = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows += conn.execute(f"{_TICK} AND id IN ({marks}) ORDER BY id", chunk).fetchall()
+    rows = tick_rows(conn, _TICK, incident_ids)
     for row in rows:
         incident = incident_from_row(row[:_FIELDS])
         p = policy(incident.route, incident.severity)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 from bridge.core.actions import AssignRole, Outcome, decide
 from bridge.core.incidents import Event, Incident
@@ -97,20 +98,28 @@ def _claim(conn: sqlite3.Connection, incident_id: int, item: Due, now: int) -> b
     return cur.rowcount == 1
 
 
+def tick_rows(
+    conn: sqlite3.Connection, tick: str, incident_ids: Collection[int] | None
+) -> list[Any]:
+    """The rows of a tick's query ``tick`` (one that ends in a WHERE clause), for every
+    incident it selects or only ``incident_ids``' (in chunks of 500 parameters), by id."""
+    if incident_ids is None:
+        return list(conn.execute(tick + " ORDER BY id").fetchall())
+    ids = sorted(incident_ids)
+    rows: list[Any] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows += conn.execute(f"{tick} AND id IN ({marks}) ORDER BY id", chunk).fetchall()
+    return rows
+
+
 def _worked(
     conn: sqlite3.Connection, policy: PolicyFor, incident_ids: Collection[int] | None
 ) -> Iterator[tuple[Incident, ReminderPolicy, LastUpdate | None, bool]]:
     """Each incident being worked (of ``incident_ids`` when given) whose rules have reminders,
     with its policy, newest status update and whether it was escalated."""
-    if incident_ids is None:
-        rows = conn.execute(_TICK + " ORDER BY id").fetchall()
-    else:
-        ids = sorted(incident_ids)
-        rows = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows += conn.execute(f"{_TICK} AND id IN ({marks}) ORDER BY id", chunk).fetchall()
+    rows = tick_rows(conn, _TICK, incident_ids)
     for row in rows:
         incident = incident_from_row(row[:_FIELDS])
         p = policy(incident.route, incident.severity)
