@@ -41,7 +41,7 @@ lint: install-test
 test: lint
 	$(BIN)/incident-bridge rules check --no-secrets rules/
 	$(BIN)/incident-bridge rules test rules/tests/*.yaml
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Every bench/*.py in its smoke mode (a few seconds each): that each benchmark still runs.
 bench-smoke: install-test

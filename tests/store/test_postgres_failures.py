@@ -250,12 +250,14 @@ async def test_pool_exhausted_is_503_at_once(small_pool: Service) -> None:
                 assert r.status == 503
                 assert r.headers.get("Retry-After") == "1"
             took = time.monotonic() - started
-            assert took < 0.1
+            # "at once": far under the 1.5 s the reads hold the pool (a loaded CI machine
+            # with two test workers takes tens of ms for any request)
+            assert took < 0.5
             print(f"\npool exhausted: a read answered 503 in {took * 1000:.1f} ms")
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="pool is exhausted"):
                 await store.queries.ready_check()
-            assert time.monotonic() - started < 0.1
+            assert time.monotonic() - started < 0.5
     finally:
         await asyncio.gather(*tasks)
     # the blocked reads done, reads are served again
