@@ -92,11 +92,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     failed = False
     report: list[dict[str, Any]] = []
     out, err = _out(args), _err(args)
+    try:
+        at = instant(args.at) if args.at else None
+    except ValueError as exc:
+        print(f"rules test: --at: {exc}", file=err)
+        return FAILURE
     for f in args.files:
         text = args.output != "json"
         if text:
             print(f"Unit testing: {f}", file=out)
-        results, errors = run_file(Path(f))
+        results, errors = run_file(Path(f), at)
         if errors:
             failed = True
             report.append({"file": f, "errors": errors, "cases": []})
@@ -276,6 +281,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="run rules unit-test files")
     test.add_argument("files", nargs="+", metavar="FILE")
+    test.add_argument(
+        "--at",
+        metavar="TIME",
+        help="evaluation time (RFC 3339) of the cases and files that give no `at` (default: now)",
+    )
     _output(test)
     test.set_defaults(func=cmd_test)
 

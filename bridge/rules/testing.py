@@ -266,8 +266,11 @@ def run_case(
     return expected, got, render_errors(decisions)
 
 
-def run_file(path: Path) -> tuple[list[CaseResult], list[str]]:
-    """Run one test file; returns case results and load errors (file:line:col: message)."""
+def run_file(path: Path, at: datetime | None = None) -> tuple[list[CaseResult], list[str]]:
+    """Run one test file; returns case results and load errors (file:line:col: message).
+
+    ``at`` (``rules test --at``) is the evaluation time of the cases that give none, in a file
+    that gives none: a case's ``at`` comes first, then the file's, then ``at``, then now."""
     diags = Diagnostics()
     src, _ = read_source(path, diags)
     if src is None:
@@ -291,7 +294,7 @@ def run_file(path: Path) -> tuple[list[CaseResult], list[str]]:
     if loaded.ruleset is None:
         return [], [f"{display_name(path)}: rule files do not load:", *loaded.errors]
     policy = RulesPolicy(loaded.ruleset)
-    default_at = spec.at or datetime.now(UTC)
+    default_at = spec.at or at or datetime.now(UTC)
     results = []
     for case in spec.tests:
         name = display_name(path)

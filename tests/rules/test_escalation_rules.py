@@ -312,3 +312,31 @@ def test_route_test_shows_when_each_level_fires_from_at(
     }
     assert main([*later, "severity=warning"]) == 0  # sev3: no policy
     assert json.loads(capsys.readouterr().out)["incidents"][0]["escalation"] == []
+
+
+def test_rules_test_at_sets_the_time_of_a_file_that_gives_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    _write(tmp_path, RULES)
+    timeless = TEST_FILE.replace(
+        "at: 2026-01-05T12:00:00Z   # amara's week of the primary rotation\n", ""
+    )
+    assert timeless != TEST_FILE
+    test_file = tmp_path / "escalation.test.yaml"
+    test_file.write_text(textwrap.dedent(timeless))
+    # amara's week: the file's cases hold as written
+    assert main(["rules", "test", "--at", "2026-01-05T12:00:00Z", str(test_file)]) == 0
+    assert "SUCCESS: 3 test(s)" in capsys.readouterr().out
+    # a week later bjorn holds the rotation: the first level pages him, not amara
+    assert main(["rules", "test", "--at", "2026-01-12T12:00:00Z", str(test_file)]) == 1
+    err = capsys.readouterr().err
+    assert 'FAILED: "sev1 walks the levels twice more"' in err
+    assert '+        "bjorn"' in err
+    # a case's or a file's own time comes before --at
+    test_file.write_text(textwrap.dedent(TEST_FILE))
+    assert main(["rules", "test", "--at", "2026-01-12T12:00:00Z", str(test_file)]) == 0
+    capsys.readouterr()
+    assert main(["rules", "test", "--at", "soon", str(test_file)]) == 1
+    assert "rules test: --at:" in capsys.readouterr().err
