@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from bridge import promql
 from bridge.core import drills, jsontext
 from bridge.core.actions import AddEntry, AssignRole, PostUpdate, Transition
 from bridge.core.alertmanager import parse_webhook
@@ -143,6 +144,34 @@ def _commander(state: AppState) -> str:
     return sorted(people)[0] if people else AUTO_ACTOR
 
 
+async def _run_checks(state: AppState, view: Mapping[str, Any]) -> dict[str, Any]:
+    """The follow-up's PromQL checks run now, not at the end of its stabilization window: a
+    smoke test of the configuration wants to know today that each query runs and what it
+    says (a typo, an unreachable Prometheus, a check that can never pass), not in 30 minutes.
+    Only reported: the follow-up's own validation still runs when its window ends."""
+    checks = view.get("checks") or []
+    results = await promql.run_checks(
+        state.deps.session,
+        state.settings.prometheus_url,
+        state.settings.prometheus_token,
+        checks,
+        state.clock() / 1e9,
+    )
+    failing = [r for r in results if not r.passed]
+    return {
+        "stage": "follow-up checks",
+        "ok": not failing,
+        "status": None,
+        "error": "; ".join(f"{r.name}: {r.error or r.reason}" for r in failing) or None,
+        "checks": len(checks),
+        "results": [
+            {"name": r.name, "passed": r.passed, "reason": r.reason, "error": r.error}
+            for r in results
+        ],
+        "validated": view.get("validated_at") is not None,
+    }
+
+
 async def auto(
     state: AppState,
     incident_id: int,
@@ -153,7 +182,8 @@ async def auto(
 ) -> list[dict[str, Any]]:
     """Walk the drill's incident through the four stages as people would (service.act):
     acknowledge, a commander, a note, a status update, mitigate, the follow-up's open items
-    done, a postmortem draft (``postmortem``: kb/postmortems.save, passed in by the caller).
+    done, its PromQL checks run at once, a postmortem draft (``postmortem``:
+    kb/postmortems.save, passed in by the caller).
     Each stage's answer, in order: a refusal is recorded and the walk goes on, so the report
     shows every stage the configuration refused. ``actor`` does it (default ``drill-auto``)."""
     steps: list[dict[str, Any]] = []
@@ -193,17 +223,7 @@ async def auto(
         for item in view.get("items", []):
             if item.get("state") == "open":
                 await step(f"follow-up item {item['id']}", SetItem(who, int(item["id"]), "done"))
-        checks = view.get("checks") or []
-        steps.append(
-            {
-                "stage": "follow-up checks",
-                "ok": True,
-                "status": None,
-                "error": None,
-                "checks": len(checks),
-                "validated": view.get("validated_at") is not None,
-            }
-        )
+        steps.append(await _run_checks(state, view))
     if postmortem is not None:
         try:
             answer = await postmortem(

@@ -7,6 +7,7 @@ written into the knowledge base. Bad input is a 400 naming the field, with nothi
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,11 @@ from bridge.runtime import rules_runtime
 from bridge.service.drills import fire_scheduled
 from bridge.targets.base import TargetDeps
 from tests.conftest import BOTH_BACKENDS, WRITE, app_state, rows, service_db
+from tests.integration import prometheus as prometheus_fixtures
+from tests.integration.prometheus import PrometheusWithExporter
 
 pytestmark = BOTH_BACKENDS
+shared_prometheus = prometheus_fixtures.shared_prometheus
 
 RULES = """
 targets:
@@ -280,3 +284,73 @@ async def test_auto_acts_as_the_actor_given(service: tuple[Any, Any, Any]) -> No
     }
     status, _ = await post(client, "/api/v1/drills/999/auto", {})
     assert status == 404
+
+
+CHECKED_RULES = RULES.replace(
+    "      reminders:\n",
+    """      follow_up:
+        stabilization: 30m
+        checks:
+          - {name: errors_low, expr: 'drill_error_ratio{service="checkout"}', expect: "< 0.01"}
+          - {name: latency_low, expr: 'drill_latency_seconds{service="checkout"}', expect: "< 1"}
+      reminders:
+""",
+)
+
+
+async def _auto_checks(
+    aiohttp_client: Any, tmp_path: Path, request: pytest.FixtureRequest, clock: Any, url: str
+) -> dict[str, Any]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(textwrap.dedent(CHECKED_RULES))
+    settings = Settings(
+        **service_db(request, tmp_path, "drills"),
+        rules=(path,),
+        kb_dir=tmp_path / "kb",
+        prometheus_url=url,
+    )
+    state = app_state(settings, clock=clock, runtime=rules_runtime([path], TargetDeps()))
+    try:
+        client = await aiohttp_client(TestServer(create_app(state)))
+        status, body = await post(client, "/api/v1/drills", {"route": "payments", "auto": True})
+        assert status == 201, body
+        (incident_id,) = body["incidents"]
+        # only reported: the follow-up's validation still waits for its window
+        assert rows(
+            state.store, "SELECT validated_at FROM followups WHERE incident_id = ?", incident_id
+        ) == [(None,)]
+        return next(s for s in body["auto"] if s["stage"] == "follow-up checks")
+    finally:
+        state.store.close()
+
+
+async def test_auto_runs_the_follow_ups_checks_at_once(
+    aiohttp_client: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    clock: Any,
+    shared_prometheus: PrometheusWithExporter,
+) -> None:
+    prom = shared_prometheus
+    prom.exporter.set("drill_error_ratio", 0.001, service="checkout")
+    prom.exporter.set("drill_latency_seconds", 4.5, service="checkout")
+    prom.wait_for_value('drill_latency_seconds{service="checkout"}', 4.5)
+    # the injected clock stands at the real now: Prometheus answers for that instant
+    clock.now = time.time_ns()
+    step = await _auto_checks(aiohttp_client, tmp_path, request, clock, prom.url)
+    assert step["ok"] is False and step["checks"] == 2, step
+    assert [(r["name"], r["passed"]) for r in step["results"]] == [
+        ("errors_low", True),
+        ("latency_low", False),
+    ]
+    assert step["error"] == "latency_low: 4.5 is not < 1"
+
+
+async def test_auto_says_when_the_checks_cannot_run(
+    aiohttp_client: Any, tmp_path: Path, request: pytest.FixtureRequest, clock: Any
+) -> None:
+    step = await _auto_checks(aiohttp_client, tmp_path, request, clock, "")
+    assert step["ok"] is False
+    assert [r["error"] for r in step["results"]] == [
+        "not run: no Prometheus configured (--prometheus-url)"
+    ] * 2
