@@ -63,8 +63,11 @@ def candidates(conn: sqlite3.Connection, receivers: Collection[str]) -> Candidat
     """The open incidents an answer can speak for: those opened by a webhook of one of the
     receivers the answering Alertmanager has. An incident of another receiver (another
     Alertmanager sends to this service too) or of none known is left alone."""
+    # oldest first on both backends (PostgreSQL promises no order without one): the
+    # reconciler resolves and logs in the order incidents were opened, run after run
     rows = conn.execute(
-        f"SELECT id, receiver, truncated_alerts FROM incidents WHERE status IN ({_OPEN})"
+        f"SELECT id, receiver, truncated_alerts FROM incidents WHERE status IN ({_OPEN}) "
+        "ORDER BY id"
     ).fetchall()
     wanted = set(receivers)
     ids = [r[0] for r in rows if r[1] in wanted]

@@ -13,7 +13,7 @@ from bridge.store import Store
 from bridge.store.actions import ActionRequest, apply_action
 from bridge.store.changes import silence_key
 from bridge.store.reconcile import apply_view, candidates
-from tests.conftest import SECOND, T0, rows
+from tests.conftest import SECOND, T0, execute, fixture_body, rows
 from tests.store.conftest import Databases, opened
 
 FPS = ("b1c11497b32ce15e", "5308e11450d376b3")  # the fixture's two alerts
@@ -81,6 +81,21 @@ async def test_only_the_answering_alertmanagers_receivers_are_compared(store: St
     await opened(store)
     found = await store.read(lambda conn: candidates(conn, frozenset({"another"})))
     assert found.incidents == () and found.unknown_receiver == 1
+
+
+async def test_the_candidates_come_oldest_first(store: Store) -> None:
+    from tests.store.test_store import ingest
+
+    body = fixture_body("firing-group-bearer.json")
+    for n in range(3):
+        await ingest(store, {**body, "groupKey": f'{{}}:{{alertname="G{n}"}}'})
+    ids = [r[0] for r in rows(store, "SELECT id FROM incidents ORDER BY id")]
+    assert len(ids) == 3
+    # PostgreSQL writes an updated row anew at the end of its table: read without an order,
+    # the first incident would now come last
+    execute(store, "UPDATE incidents SET title = title || '' WHERE id = ?", (ids[0],))
+    found = await store.read(lambda conn: candidates(conn, frozenset({"bridge"})))
+    assert list(found.incidents) == ids
 
 
 async def test_a_silence_is_recorded_on_the_incident_and_in_the_api_read(store: Store) -> None:
