@@ -254,6 +254,9 @@ async def test_the_report_page(service: tuple[Any, Any, Any]) -> None:
     assert "no commander taken" in text and "<td>acknowledge</td><td>-</td><td>10 min</td>" in text
     missing = await client.get("/drills/999", headers=WRITE)
     assert missing.status == 404
+    # the drill's incident page links its report
+    page = await client.get(f"/incidents/{incident_id}", headers=WRITE)
+    assert f'<a href="/drills/{incident_id}">its drill report</a>' in await page.text()
 
 
 async def test_auto_acts_as_the_actor_given(service: tuple[Any, Any, Any]) -> None:
