@@ -27,6 +27,7 @@ from bridge.core.actions import (
     AssignRole,
     ChangeSeverity,
     Command,
+    Dismiss,
     Move,
     PostUpdate,
     Transition,
@@ -47,6 +48,7 @@ HELP = """\
 • `update <text>` - the liaison's status update for stakeholders
 • `severity sev1|sev2|sev3|sev4 [reason]` - raise or lower the severity
 • `mitigate|resolve|close [reason]` - move the status
+• `dismiss <reason>` - a false alarm or a test: closed at once, no postmortem, no MTTM/MTTR
 • `declare sev1|sev2|sev3|sev4 <title>` - declare a new incident (no id)
 • `oncall` - who is on call; `oncall take <rotation> until 18:00 [reason]` - hold a rotation until then (its time zone)
 • `status` - where the incident stands
@@ -247,6 +249,11 @@ def parse(
     if verb in _MOVES:
         move = _MOVES[verb]
         return Parsed(incident_id, Transition(actor, move, clean(tail, platform, people)))
+    if verb == "dismiss":
+        reason = clean(tail, platform, people)
+        if not reason.strip():
+            return ParseError("Why? `dismiss` needs a reason: `/incident dismiss false alarm`.")
+        return Parsed(incident_id, Dismiss(actor, reason))
     if verb == "role":
         if not args or args[0].lower() not in _ROLES:
             return ParseError("Which role? `role commander|scribe|liaison|responder [@user]`.")

@@ -9,6 +9,7 @@ from bridge.core.actions import (
     AddEntry,
     AssignRole,
     ChangeSeverity,
+    Dismiss,
     PostUpdate,
     Transition,
 )
@@ -85,6 +86,7 @@ def test_every_verb() -> None:
     assert p("mitigate rolled back").command == Transition("alice", "mitigate", "rolled back")
     assert p("resolve").command == Transition("alice", "resolve")
     assert p("close done and  dusted").command == Transition("alice", "close", "done and  dusted")
+    assert p("dismiss a test of <@U0BOB|bob>").command == Dismiss("alice", "a test of @bob")
     assert p("role commander").command == AssignRole("alice", "commander", "alice")
     assert p("role scribe <@U0BOB|bob>").command == AssignRole("alice", "scribe", "bob")
     assert p("role responder <@U0ZED>").command == AssignRole("alice", "responders", "slack:U0ZED")

@@ -226,6 +226,21 @@ async def test_ids_status_help_and_bad_lines(chat: Chat) -> None:
     assert body["text"] == "No incident #999."
 
 
+async def test_dismiss_closes_a_false_alarm_with_its_reason(chat: Chat) -> None:
+    body = await chat.command("dismiss")
+    assert body["response_type"] == "ephemeral" and "needs a reason" in body["text"]
+    assert (await chat.incident_now())["status"] == "triggered"
+    body = await chat.command("dismiss a load test, not an outage")
+    assert body["response_type"] == "in_channel", body
+    incident = await chat.incident_now()
+    assert incident["status"] == "closed"
+    assert incident["mitigated_at"] is None and incident["resolved_at"] is None
+    dismissed = [e for e in await chat.timeline() if "a load test, not an outage" in str(e)]
+    assert dismissed, await chat.timeline()
+    body = await chat.command("dismiss again")  # a retry: nothing more
+    assert body["response_type"] == "ephemeral"
+
+
 async def test_read_only_people_can_only_look(chat: Chat) -> None:
     before = await chat.timeline()
     for user in ("U0LOOK",):
