@@ -49,7 +49,7 @@ HELP = """\
 • `severity sev1|sev2|sev3|sev4 [reason]` - raise or lower the severity
 • `mitigate|resolve|close [reason]` - move the status
 • `dismiss <reason>` - a false alarm or a test: closed at once, no postmortem, no MTTM/MTTR
-• `declare sev1|sev2|sev3|sev4 <title>` - declare a new incident (no id)
+• `declare sev1|sev2|sev3|sev4 [route=R] [team=T] [label=value...] <title>` - declare a new incident (no id)
 • `oncall` - who is on call; `oncall take <rotation> until 18:00 [reason]` - hold a rotation until then (its time zone)
 • `status` - where the incident stands
 • `help` - this message"""
@@ -82,6 +82,9 @@ _SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 # The handle that holds a person's Mattermost user name, for @mentions (``mattermost``: the id).
 MM_USERNAME = "mattermost_username"
 _MM_MENTION = re.compile(r"^@([a-z0-9][a-z0-9._-]{0,63})$", re.IGNORECASE)
+# ``declare sev2 team=payments service=checkout <title>``: a label name (Prometheus's), then a
+# value without spaces.
+_DECLARE_LABEL = re.compile(r"^([a-zA-Z_][a-zA-Z0-9_]{0,127})=(\S{1,256})$")
 # Messages marked for the timeline by their first word.
 _MARKER = re.compile(r"^\s*(note|decision)\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
 
@@ -129,6 +132,9 @@ class DeclareIncident:
     actor: str
     severity: str
     title: str
+    route: str | None = None
+    team: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @immutable
@@ -306,7 +312,9 @@ def _declare(
     *,
     with_id: bool,
 ) -> Parsed | ParseError:
-    """``declare sev2 <title>``: a new incident, whatever the channel."""
+    """``declare sev2 [route=R] [team=T] [label=value...] <title>``: a new incident, whatever
+    the channel. The ``name=value`` words right after the severity choose the route and team
+    and give labels (for the rules' matchers); the title is the rest."""
     if with_id:
         return ParseError(
             "`declare` opens a new incident: give no id (`/incident declare sev2 ...`)."
@@ -315,12 +323,27 @@ def _declare(
         return ParseError(
             f"Which severity? `/incident declare sev2 <title>`: one of {', '.join(SEVERITIES)}."
         )
-    title = clean(_tail(tail, 1), platform, people).strip()
+    given: dict[str, str] = {}
+    for word in args[1:]:
+        m = _DECLARE_LABEL.match(word)
+        if m is None:
+            break
+        if m.group(1) in given:
+            return ParseError(f"`{m.group(1)}=` is given twice.")
+        given[m.group(1)] = m.group(2)
+    title = clean(_tail(tail, 1 + len(given)), platform, people).strip()
     if not title:
         return ParseError("`declare` needs a title: `/incident declare sev2 Checkout is slow`.")
     if len(title) > DECLARE_TITLE_MAX:
         return ParseError(f"A title is at most {DECLARE_TITLE_MAX} characters.")
-    return Parsed(None, declare=DeclareIncident(actor, args[0].lower(), title))
+    route = given.pop("route", None)
+    team = given.pop("team", None)
+    return Parsed(
+        None,
+        declare=DeclareIncident(
+            actor, args[0].lower(), title, route, team, tuple(sorted(given.items()))
+        ),
+    )
 
 
 def _oncall(

@@ -69,3 +69,61 @@ async def test_declare_in_mattermost(make_client: MakeClient, clock: Clock) -> N
         "text": f"#{newest['id']} declared by alice (sev3, route root): Disk full on db-3 "
         f"{chat.state.settings.base_url}/incidents/{newest['id']}",
     }
+
+
+ROUTED = """
+targets:
+  general: {type: console}
+  room: {type: console}
+  payments-room: {type: console}
+rotations:
+  oncall:
+    members:
+      - {name: alice, handles: {slack: U0ALICE, mattermost: mm0alice,
+                                mattermost_username: alice.m}}
+      - {name: bob, handles: {slack: U0BOB}}
+    start: 2026-01-05
+route:
+  tiers: {general: [general], incident: room}
+  routes:
+    - name: checkout
+      matchers: ['team="payments"', 'service="checkout"']
+      tiers: {incident: payments-room}
+    - name: storage
+      matchers: ['team="storage"']
+"""
+
+
+async def test_declare_with_a_team_labels_and_a_route(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    from bridge.runtime import rules_runtime
+    from bridge.targets.base import TargetDeps
+
+    chat = await start_chat(make_client, clock)
+    path = chat.state.settings.db.parent / "routed-rules.yaml"
+    path.write_text(ROUTED)
+    chat.state.runtime = rules_runtime([path], TargetDeps())
+    # the labels choose the route as an alert group's would
+    body = await chat.command("declare sev2 team=payments service=checkout Checkout is slow")
+    assert body["response_type"] == "in_channel", body
+    assert "(sev2, route checkout): Checkout is slow" in body["text"]
+    newest = (await _incidents(chat))[0]
+    shown = await (await chat.client.get(f"/api/v1/incidents/{newest['id']}", headers=WRITE)).json()
+    assert shown["team"] == "payments" and shown["title"] == "Checkout is slow"
+    assert ("payments-room", "opened") in rows(
+        chat.state.store, "SELECT target, event FROM outbox WHERE incident_id = ?", newest["id"]
+    )
+    # a route by its name
+    body = await chat.command("declare sev3 route=storage Disk full on db-3")
+    assert "(sev3, route storage): Disk full on db-3" in body["text"], body
+    # an unknown route is refused with nothing written
+    count = len(await _incidents(chat))
+    for line, says in (
+        ("declare sev3 route=nowhere Disk full", "Not declared: route:"),
+        ("declare sev3 team=a team=b Disk full", "given twice"),
+        ("declare sev3 team=payments", "needs a title"),
+    ):
+        refused = await chat.command(line)
+        assert refused["response_type"] == "ephemeral" and says in refused["text"], refused
+    assert len(await _incidents(chat)) == count

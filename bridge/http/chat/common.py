@@ -380,14 +380,17 @@ async def run_command(
 async def _declare(
     state: AppState, wanted: chat.DeclareIncident, idem: Idempotency | None
 ) -> web.Response:
-    """``/incident declare``: the new incident, routed by the rules (its severity, no labels:
-    the route the bare incident takes), answered to the channel with its id and link."""
+    """``/incident declare``: the new incident, routed by the rules (its severity, the route,
+    team and labels given), answered to the channel with its id and link."""
     try:
         answer = await declaring.declare(
             state,
             actor=wanted.actor,
             title=wanted.title,
             severity=wanted.severity,  # type: ignore[arg-type]  # one of SEVERITIES (parse)
+            labels=dict(wanted.labels),
+            route=wanted.route,
+            team=wanted.team,
             idempotency=idem,
         )
     except DeclareError as exc:
