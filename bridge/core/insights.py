@@ -22,11 +22,12 @@ MTTA but observes no time to mitigate or resolve.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 NS = 1_000_000_000
@@ -69,6 +70,10 @@ def parse_since(text: str) -> int:
     return span
 
 
+_EPOCH = date(1970, 1, 1)
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 @dataclass(frozen=True, slots=True)
 class WorkingHours:
     """Working hours in a rotation's own time zone: ``start``-``end`` on ``days`` (0 = Monday)."""
@@ -78,7 +83,18 @@ class WorkingHours:
     days: frozenset[int] = frozenset(range(5))
 
     def describe(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M} Mon-Fri"
+        """``09:00-18:00 Mon-Fri``; days in runs (``Mon-Wed,Sat``)."""
+        runs: list[list[int]] = []
+        for d in sorted(self.days):
+            if runs and runs[-1][-1] == d - 1:
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        names = ",".join(
+            DAY_NAMES[r[0]] if len(r) == 1 else f"{DAY_NAMES[r[0]]}-{DAY_NAMES[r[-1]]}"
+            for r in runs
+        )
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {names or 'no days'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +148,119 @@ class Facts:
     previous: Sequence[IncidentFact] = ()
     interactions: Sequence[Interaction] = ()
     open_items: Sequence[OpenItem] = ()
+
+
+@dataclass(slots=True)
+class Sums:
+    """What a group of incidents adds up to, in whole nanoseconds (so that adding groups up is
+    exact): incidents, and per milestone how many reached it and the sum of their durations
+    (as ``ack_s``, ``mitigate_s``, ``resolve_s``); pages, reopenings, flapping; how many had an
+    alert with a runbook. The store keeps these per day (``store/insights.py``)."""
+
+    n: int = 0
+    na: int = 0
+    sa: int = 0
+    nm: int = 0
+    sm: int = 0
+    nr: int = 0
+    sr: int = 0
+    pages: int = 0
+    reopens: int = 0
+    flaps: int = 0
+    runbook: int = 0
+
+    def add(self, o: Sums) -> None:
+        self.n += o.n
+        self.na += o.na
+        self.sa += o.sa
+        self.nm += o.nm
+        self.sm += o.sm
+        self.nr += o.nr
+        self.sr += o.sr
+        self.pages += o.pages
+        self.reopens += o.reopens
+        self.flaps += o.flaps
+        self.runbook += o.runbook
+
+    def add_incident(self, i: IncidentFact) -> None:
+        s = i.started_at
+        self.n += 1
+        if i.acknowledged_at is not None:
+            self.na += 1
+            self.sa += max(0, i.acknowledged_at - s)
+        if not i.dismissed:
+            if i.mitigated_at is not None:
+                self.nm += 1
+                self.sm += max(0, i.mitigated_at - s)
+            if i.resolved_at is not None:
+                self.nr += 1
+                self.sr += max(0, i.resolved_at - s)
+        self.pages += i.pages
+        self.reopens += i.reopens
+        self.flaps += i.flaps
+        self.runbook += 1 if i.runbook else 0
+
+    def means(self) -> tuple[float | None, float | None, float | None]:
+        return (
+            round(self.sa / self.na / 1e9, 3) if self.na else None,
+            round(self.sm / self.nm / 1e9, 3) if self.nm else None,
+            round(self.sr / self.nr / 1e9, 3) if self.nr else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The finest grouping the tables need: the week an incident was opened in (its Monday,
+    UTC), its team, service, route and alertname."""
+
+    week: str
+    team: str
+    service: str
+    route: str
+    alertname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """What the tables are made of: the period's and the previous period's incidents summed
+    per ``Group``; people's interactions with the period's incidents and, per incident, when
+    their time on it ends (mitigated, else resolved, else None); the open action items; the
+    overdue postmortems (the ``LIST_ROWS`` most overdue rows, and how many there are)."""
+
+    current: Mapping[Group, Sums]
+    previous: Mapping[Group, Sums] = field(default_factory=dict)
+    interactions: Sequence[Interaction] = ()
+    ends: Mapping[int, int | None] = field(default_factory=dict)
+    open_items: Sequence[OpenItem] = ()
+    overdue: Sequence[tuple[int, str, str, int, float]] = ()
+    overdue_count: int = 0
+
+
+def group_of(i: IncidentFact) -> Group:
+    return Group(week_of(i.opened_at), i.team, i.service, i.route, i.alertname)
+
+
+def add_incidents(into: dict[Group, Sums], incidents: Sequence[IncidentFact]) -> None:
+    for i in incidents:
+        into.setdefault(group_of(i), Sums()).add_incident(i)
+
+
+def rollup_of(facts: Facts, *, now: int, required: Callable[[str, str], bool]) -> Rollup:
+    """The rollup of the facts read incident by incident (the exact path: labels filter it)."""
+    current: dict[Group, Sums] = {}
+    previous: dict[Group, Sums] = {}
+    add_incidents(current, facts.current)
+    add_incidents(previous, facts.previous)
+    overdue, count = overdue_rows(facts.current, required, now)
+    return Rollup(
+        current,
+        previous,
+        facts.interactions,
+        {i.id: i.mitigated_at or i.resolved_at for i in facts.current},
+        facts.open_items,
+        overdue,
+        count,
+    )
 
 
 Value = str | int | float | None
@@ -218,88 +347,88 @@ def change_pct(now: float | None, before: float | None) -> float | None:
 
 
 def week_of(ns: int) -> str:
-    """The Monday (UTC) of the week an instant falls in, as YYYY-MM-DD."""
-    day = datetime.fromtimestamp(ns / 1e9, tz=UTC).date()
-    return (day - timedelta(days=day.weekday())).isoformat()
+    """The Monday (UTC) of the week an instant falls in, as YYYY-MM-DD. In whole days of
+    nanoseconds: a float's seconds put the last nanosecond of a Sunday in the next week."""
+    return monday_of(ns // DAY_NS)
 
 
-def _group(
-    incidents: Sequence[IncidentFact], key: Callable[[IncidentFact], str]
-) -> dict[str, list[IncidentFact]]:
-    groups: dict[str, list[IncidentFact]] = defaultdict(list)
-    for i in incidents:
-        groups[key(i)].append(i)
-    return groups
+def monday_of(day: int) -> str:
+    """The Monday of a day counted from 1970-01-01 (a Thursday), as YYYY-MM-DD."""
+    return (_EPOCH + timedelta(days=day - (day + 3) % 7)).isoformat()
+
+
+def _sum_by(groups: Mapping[Group, Sums], key: Callable[[Group], str]) -> dict[str, Sums]:
+    out: dict[str, Sums] = {}
+    for g, sums in groups.items():
+        if sums.n:  # a group whose incidents all left (a drill marked late) is no group
+            out.setdefault(key(g), Sums()).add(sums)
+    return out
+
+
+def _total(groups: Mapping[Group, Sums]) -> Sums:
+    total = Sums()
+    for sums in groups.values():
+        total.add(sums)
+    return total
 
 
 def _by(
     name: str,
-    current: Sequence[IncidentFact],
-    previous: Sequence[IncidentFact],
-    key: Callable[[IncidentFact], str],
+    current: Mapping[Group, Sums],
+    previous: Mapping[Group, Sums],
+    key: Callable[[Group], str],
 ) -> Table:
-    now = _group(current, key)
-    before = _group(previous, key)
+    now = _sum_by(current, key)
+    before = _sum_by(previous, key)
     table = Table(
         (name, "incidents", "mtta_s", "mttm_s", "mttr_s", "mttr_previous_s", "mttr_change_pct")
     )
     for k in sorted(now):
-        mtta, mttm, mttr = means(now[k])
-        prev = means(before.get(k, []))[2]
-        table.rows.append((k, len(now[k]), mtta, mttm, mttr, prev, change_pct(mttr, prev)))
+        mtta, mttm, mttr = now[k].means()
+        prev = before[k].means()[2] if k in before else None
+        table.rows.append((k, now[k].n, mtta, mttm, mttr, prev, change_pct(mttr, prev)))
     return table
 
 
-def _trend(current: Sequence[IncidentFact], previous: Sequence[IncidentFact]) -> Table:
+def _trend(current: Mapping[Group, Sums], previous: Mapping[Group, Sums]) -> Table:
     table = Table(("measure", "this_period", "previous_period", "change_pct"))
-    now, before = means(current), means(previous)
-    table.rows.append(
-        ("incidents", len(current), len(previous), change_pct(len(current), len(previous)))
-    )
-    for label, a, b in zip(("mtta_s", "mttm_s", "mttr_s"), now, before, strict=True):
-        table.rows.append((label, a, b, change_pct(a, b)))
+    a, b = _total(current), _total(previous)
+    table.rows.append(("incidents", a.n, b.n, change_pct(a.n, b.n)))
+    for label, x, y in zip(("mtta_s", "mttm_s", "mttr_s"), a.means(), b.means(), strict=True):
+        table.rows.append((label, x, y, change_pct(x, y)))
     return table
 
 
-def _by_week(current: Sequence[IncidentFact]) -> Table:
+def _by_week(current: Mapping[Group, Sums]) -> Table:
     table = Table(("week", "incidents", "mtta_s", "mttm_s", "mttr_s"))
-    groups = _group(current, lambda i: week_of(i.opened_at))
+    groups = _sum_by(current, lambda g: g.week)
     for week in sorted(groups):
-        table.rows.append((week, len(groups[week]), *means(groups[week])))
+        table.rows.append((week, groups[week].n, *groups[week].means()))
     return table
 
 
-def _noisiest(current: Sequence[IncidentFact]) -> Table:
+def _noisiest(current: Mapping[Group, Sums]) -> Table:
     table = Table(("alertname", "service", "incidents", "pages", "reopenings", "flapping"))
-    groups = _group(current, lambda i: f"{i.alertname}\x00{i.service}")
+    groups = _sum_by(current, lambda g: f"{g.alertname}\x00{g.service}")
     rows = []
-    for k, members in groups.items():
+    for k, s in groups.items():
         alertname, service = k.split("\x00", 1)
-        rows.append(
-            (
-                alertname,
-                service,
-                len(members),
-                sum(i.pages for i in members),
-                sum(i.reopens for i in members),
-                sum(i.flaps for i in members),
-            )
-        )
+        rows.append((alertname, service, s.n, s.pages, s.reopens, s.flaps))
     # The noisiest first: most incidents, then most pages; names break ties for a stable order.
     rows.sort(key=lambda r: (-r[2], -r[3], -r[4], -r[5], r[0], r[1]))
     table.rows.extend(rows[:NOISIEST_ROWS])
     return table
 
 
-def _no_runbook(current: Sequence[IncidentFact]) -> Table:
+def _no_runbook(current: Mapping[Group, Sums]) -> Table:
     table = Table(("alertname", "service", "incidents"))
-    groups = _group(current, lambda i: f"{i.alertname}\x00{i.service}")
+    groups = _sum_by(current, lambda g: f"{g.alertname}\x00{g.service}")
     rows = []
-    for k, members in groups.items():
-        if any(i.runbook for i in members):
+    for k, s in groups.items():
+        if s.runbook:
             continue
         alertname, service = k.split("\x00", 1)
-        rows.append((alertname, service, len(members)))
+        rows.append((alertname, service, s.n))
     rows.sort(key=lambda r: (-r[2], r[0], r[1]))
     table.rows.extend(rows)
     return table
@@ -309,7 +438,9 @@ def _local(ns: int, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=zone)
 
 
+@functools.lru_cache(maxsize=8192)
 def _instant(day: date, at: time, zone: ZoneInfo) -> int:
+    # Cached: thousands of people's evenings fall on the same few dozen days of a period.
     return int(datetime.combine(day, at, tzinfo=zone).timestamp() * NS)
 
 
@@ -343,16 +474,24 @@ def _zone(name: str | None) -> ZoneInfo:
 
 
 def _interruptions(
-    current: Sequence[IncidentFact],
     interactions: Sequence[Interaction],
+    ends: Mapping[int, int | None],
     zones: Mapping[str, str],
+    hours_of: Mapping[str, WorkingHours],
     hours: WorkingHours,
     now: int,
 ) -> Table:
     table = Table(
-        ("person", "timezone", "pages", "acknowledgements", "out_of_hours", "hours_out_of_hours")
+        (
+            "person",
+            "timezone",
+            "working_hours",
+            "pages",
+            "acknowledgements",
+            "out_of_hours",
+            "hours_out_of_hours",
+        )
     )
-    incidents = {i.id: i for i in current}
     pages: dict[str, int] = defaultdict(int)
     acks: dict[str, int] = defaultdict(int)
     out: dict[str, int] = defaultdict(int)
@@ -363,7 +502,7 @@ def _interruptions(
             pages[x.person] += 1
         else:
             acks[x.person] += 1
-        if not is_working(x.at, zone, hours):
+        if not is_working(x.at, zone, hours_of.get(x.person, hours)):
             out[x.person] += 1
         k = (x.person, x.incident_id)
         first[k] = min(first.get(k, x.at), x.at)
@@ -371,15 +510,16 @@ def _interruptions(
     # mitigation (or now while it is not), at most a day; only what falls off hours counts.
     spent: dict[str, int] = defaultdict(int)
     for (person, incident_id), at in first.items():
-        incident = incidents.get(incident_id)
-        done = incident.mitigated_at or incident.resolved_at if incident else None
+        done = ends.get(incident_id)
         end = min(done if done is not None else now, at + MAX_ENGAGEMENT_NS)
-        spent[person] += off_hours_ns(at, end, _zone(zones.get(person)), hours)
+        own = hours_of.get(person, hours)
+        spent[person] += off_hours_ns(at, end, _zone(zones.get(person)), own)
     for person in sorted(set(pages) | set(acks)):
         table.rows.append(
             (
                 person,
                 _zone(zones.get(person)).key,
+                hours_of.get(person, hours).describe(),
                 pages[person],
                 acks[person],
                 out[person],
@@ -397,11 +537,14 @@ def _action_items(items: Sequence[OpenItem], now: int) -> Table:
     return table
 
 
-def _postmortems_overdue(
+def overdue_days(resolved_at: int, now: int) -> float:
+    return round((now - resolved_at - POSTMORTEM_DUE_DAYS * DAY_NS) / DAY_NS, 1)
+
+
+def overdue_rows(
     current: Sequence[IncidentFact], required: Callable[[str, str], bool], now: int
-) -> tuple[Table, int]:
-    """The most overdue first (``LIST_ROWS`` of them), and how many there are."""
-    table = Table(("incident_id", "route", "severity", "resolved_at_ns", "days_overdue"))
+) -> tuple[list[tuple[int, str, str, int, float]], int]:
+    """The most overdue postmortems first (``LIST_ROWS`` of them), and how many there are."""
     due = POSTMORTEM_DUE_DAYS * DAY_NS
     rows = []
     for i in current:
@@ -411,17 +554,10 @@ def _postmortems_overdue(
             continue
         if required(i.route, i.severity):
             rows.append(
-                (
-                    i.id,
-                    i.route,
-                    i.severity,
-                    i.resolved_at,
-                    round((now - i.resolved_at - due) / DAY_NS, 1),
-                )
+                (i.id, i.route, i.severity, i.resolved_at, overdue_days(i.resolved_at, now))
             )
     rows.sort(key=lambda r: (r[3], r[0]))  # resolved longest ago first (not the rounded days)
-    table.rows.extend(rows[:LIST_ROWS])
-    return table, len(rows)
+    return rows[:LIST_ROWS], len(rows)
 
 
 def compute(
@@ -432,25 +568,46 @@ def compute(
     required: Callable[[str, str], bool],
     zones: Mapping[str, str] | None = None,
     hours: WorkingHours = WorkingHours(),
+    hours_of: Mapping[str, WorkingHours] | None = None,
 ) -> Insights:
-    """The insights of the period [now - span, now) from the facts the store read for it.
-    ``required(route, severity)``: whether the policy requires a postmortem; ``zones``: a
-    person's rotation's time zone (UTC for anyone in no rotation)."""
-    cur, prev = facts.current, facts.previous
-    overdue, overdue_count = _postmortems_overdue(cur, required, now)
+    """The insights of the period [now - span, now) from the facts the store read for it,
+    incident by incident. ``required(route, severity)``: whether the policy requires a
+    postmortem; ``zones``: a person's rotation's time zone (UTC for anyone in no rotation);
+    ``hours_of``: a person's rotation's working hours (``hours`` for anyone else)."""
+    rollup = rollup_of(facts, now=now, required=required)
+    return tables_of(rollup, now=now, span=span, zones=zones, hours=hours, hours_of=hours_of)
+
+
+def tables_of(
+    rollup: Rollup,
+    *,
+    now: int,
+    span: int,
+    zones: Mapping[str, str] | None = None,
+    hours: WorkingHours = WorkingHours(),
+    hours_of: Mapping[str, WorkingHours] | None = None,
+) -> Insights:
+    """The insights of the period [now - span, now) from its rollup: the store's kept
+    aggregates (``store/insights.read_rollup``) or the facts summed (``rollup_of``)."""
+    cur, prev = rollup.current, rollup.previous
+    overdue = Table(("incident_id", "route", "severity", "resolved_at_ns", "days_overdue"))
+    overdue.rows.extend(rollup.overdue)
     trend = _trend(cur, prev)
     # Follow-up health in one look: the totals of the two lists (which show LIST_ROWS rows).
-    trend.rows.append(("open_action_items", len(facts.open_items), None, None))
-    trend.rows.append(("postmortems_overdue", overdue_count, None, None))
+    trend.rows.append(("open_action_items", len(rollup.open_items), None, None))
+    trend.rows.append(("postmortems_overdue", rollup.overdue_count, None, None))
+    interruptions = _interruptions(
+        rollup.interactions, rollup.ends, zones or {}, hours_of or {}, hours, now
+    )
     tables = {
         "trend": trend,
         "by_week": _by_week(cur),
-        "by_team": _by("team", cur, prev, lambda i: i.team),
-        "by_service": _by("service", cur, prev, lambda i: i.service),
-        "by_route": _by("route", cur, prev, lambda i: i.route),
+        "by_team": _by("team", cur, prev, lambda g: g.team),
+        "by_service": _by("service", cur, prev, lambda g: g.service),
+        "by_route": _by("route", cur, prev, lambda g: g.route),
         "noisiest": _noisiest(cur),
-        "interruptions": _interruptions(cur, facts.interactions, zones or {}, hours, now),
-        "action_items": _action_items(facts.open_items, now),
+        "interruptions": interruptions,
+        "action_items": _action_items(rollup.open_items, now),
         "postmortems_overdue": overdue,
         "no_runbook": _no_runbook(cur),
     }

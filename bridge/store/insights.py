@@ -1,4 +1,25 @@
-"""The facts the insights aggregate (``core/insights.py``, docs/insights.md), in one read.
+"""The facts the insights aggregate (``core/insights.py``, docs/insights.md): kept by the write
+path (migration 0024_insights) and read in one look, or read incident by incident.
+
+The kept aggregates (``install``; triggers on both backends, in the write's transaction):
+
+- ``insight_facts``: one row per incident with what the insights need of it (its milestones,
+  team, service, route, the smallest alertname of its alerts and whether one has a runbook, its
+  alerts, alerts fired, reopenings, escalation steps, whether a postmortem is published, whether
+  it is a drill), kept from ``incidents``, ``incident_alerts``, ``alerts``, ``timeline`` and
+  ``postmortem_publications``;
+- ``insight_days``: those rows summed per UTC day opened and (team, service, route, alertname),
+  drills left out (``core/insights.Sums``: counts and nanosecond sums), kept from
+  ``insight_facts`` (the old row subtracted, the new one added);
+- ``insight_interactions``: people paged by an escalation step and people acknowledging, with
+  their incident's opening time.
+
+``read_rollup`` sums the whole days of a period from ``insight_days`` and reads the incidents of
+its partial first and last days from ``insight_facts``: the same numbers as ``read`` and
+``core/insights.compute`` (tests/store/test_insights.py compares every table), without reading
+100,000 incidents. A label filter reads incident by incident (``read``): labels are not kept.
+
+The incident-by-incident read:
 
 Incidents opened in the period and in the one before it (the trend), each with its alerts'
 alertname (the smallest, when they differ) and whether any of them has a ``runbook_url``; its
@@ -12,9 +33,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from bridge.core.insights import LABEL_NAME, Facts, IncidentFact, Interaction, OpenItem
+from bridge.core.insights import (
+    DAY_NS,
+    LABEL_NAME,
+    LIST_ROWS,
+    POSTMORTEM_DUE_DAYS,
+    Facts,
+    Group,
+    IncidentFact,
+    Interaction,
+    OpenItem,
+    Rollup,
+    Sums,
+    add_incidents,
+    monday_of,
+    overdue_days,
+)
 
 # Drills (``incidents.drill``, migration 0023_drills) are practice: they count nowhere here.
 _NOT_DRILL = "i.drill = 0"
@@ -176,3 +212,478 @@ def _with_counts(i: IncidentFact, c: tuple[int, int, int]) -> IncidentFact:
     from dataclasses import replace
 
     return replace(i, reopens=c[0], flaps=c[1], pages=c[2])
+
+
+# --- The aggregates kept by the write path (migration 0024_insights) ---------------------------
+
+TABLES = ("insight_facts", "insight_days", "insight_interactions")
+_KEY = ("team", "service", "route", "alertname")
+_SUMS = ("n", "na", "sa", "nm", "sm", "nr", "sr", "pages", "reopens", "flaps", "runbook")
+_FACT_COLUMNS = (
+    "drill",
+    "severity",
+    "team",
+    "service",
+    "route",
+    "status",
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "dismissed",
+)
+
+DDL = (
+    "CREATE TABLE insight_facts (id BIGINT PRIMARY KEY, drill BIGINT NOT NULL, "
+    "severity TEXT NOT NULL, team TEXT NOT NULL, service TEXT NOT NULL, route TEXT NOT NULL, "
+    "status TEXT NOT NULL, started_at BIGINT NOT NULL, opened_at BIGINT NOT NULL, "
+    "acknowledged_at BIGINT, mitigated_at BIGINT, resolved_at BIGINT, "
+    "dismissed BIGINT NOT NULL, alertname TEXT NOT NULL DEFAULT '', "
+    "runbook BIGINT NOT NULL DEFAULT 0, alerts BIGINT NOT NULL DEFAULT 0, "
+    "fired BIGINT NOT NULL DEFAULT 0, reopens BIGINT NOT NULL DEFAULT 0, "
+    "pages BIGINT NOT NULL DEFAULT 0, published BIGINT NOT NULL DEFAULT 0)",
+    "CREATE INDEX idx_insight_facts_opened ON insight_facts (opened_at)",
+    "CREATE TABLE insight_days (day BIGINT NOT NULL, team TEXT NOT NULL, service TEXT NOT NULL, "
+    "route TEXT NOT NULL, alertname TEXT NOT NULL, "
+    + ", ".join(f"{c} BIGINT NOT NULL" for c in _SUMS)
+    + ", PRIMARY KEY (day, team, service, route, alertname))",
+    "CREATE TABLE insight_interactions (timeline_id BIGINT NOT NULL, seq BIGINT NOT NULL, "
+    "incident_id BIGINT NOT NULL, opened_at BIGINT NOT NULL, person TEXT NOT NULL, "
+    "kind TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (timeline_id, seq))",
+    "CREATE INDEX idx_insight_interactions_opened ON insight_interactions (opened_at)",
+    "CREATE INDEX idx_insight_interactions_incident ON insight_interactions (incident_id)",
+    # an alert's annotations changed: the incidents holding it, found without a scan
+    "CREATE INDEX idx_incident_alerts_fingerprint ON incident_alerts (fingerprint)",
+)
+
+
+def _fact_exprs(r: str) -> list[str]:
+    """An incident row's (``r``) columns as ``insight_facts`` keeps them (``_FACT_COLUMNS``)."""
+    return [
+        f"coalesce({r}.drill, 0)",
+        f"{r}.severity",
+        f"coalesce({r}.team, '')",
+        f"coalesce({r}.service, '')",
+        f"coalesce({r}.route, '')",
+        f"{r}.status",
+        f"{r}.started_at",
+        f"{r}.opened_at",
+        f"{r}.acknowledged_at",
+        f"{r}.mitigated_at",
+        f"{r}.resolved_at",
+        f"CASE WHEN {r}.dismissed_at IS NULL THEN 0 ELSE 1 END",
+    ]
+
+
+def _sum_exprs(r: str) -> list[str]:
+    """A fact row's (``r``) contribution to its day, column by column as ``_SUMS`` (the means
+    of core/insights: from started_at, never below 0; a dismissal observes no MTTM or MTTR)."""
+
+    def took(column: str, dismissed: bool) -> list[str]:
+        gate = f"{r}.dismissed = 0 AND " if dismissed else ""
+        return [
+            f"CASE WHEN {gate}{r}.{column} IS NOT NULL THEN 1 ELSE 0 END",
+            f"CASE WHEN {gate}{r}.{column} > {r}.started_at "
+            f"THEN {r}.{column} - {r}.started_at ELSE 0 END",
+        ]
+
+    return [
+        "1",
+        *took("acknowledged_at", False),
+        *took("mitigated_at", True),
+        *took("resolved_at", True),
+        f"{r}.pages",
+        f"{r}.reopens",
+        f"CASE WHEN {r}.fired > {r}.alerts THEN {r}.fired - {r}.alerts ELSE 0 END",
+        f"CASE WHEN {r}.runbook > 0 THEN 1 ELSE 0 END",
+    ]
+
+
+def _day(r: str) -> str:
+    return f"{r}.opened_at / {DAY_NS}"
+
+
+def _add_day() -> str:
+    cols = ", ".join(("day", *_KEY, *_SUMS))
+    sets = ", ".join(f"{c} = insight_days.{c} + excluded.{c}" for c in _SUMS)
+    return (
+        f"INSERT INTO insight_days ({cols}) SELECT {_day('new')}, "
+        f"{', '.join('new.' + k for k in _KEY)}, {', '.join(_sum_exprs('new'))} WHERE new.drill = 0 "
+        f"ON CONFLICT (day, {', '.join(_KEY)}) DO UPDATE SET {sets};"
+    )
+
+
+def _subtract_day() -> str:
+    # the row is there: the same values were added when this fact row was written
+    sets = ", ".join(f"{c} = {c} - ({e})" for c, e in zip(_SUMS, _sum_exprs("old"), strict=True))
+    where = " AND ".join(f"{k} = old.{k}" for k in _KEY)
+    return (
+        f"UPDATE insight_days SET {sets} WHERE day = {_day('old')} AND {where} AND old.drill = 0;"
+    )
+
+
+_RUNBOOK = (
+    "max(CASE WHEN coalesce(json_extract(a.annotations, '$.runbook_url'), '') <> '' "
+    "THEN 1 ELSE 0 END)"
+)
+
+
+def _refresh_alerts(where: str) -> str:
+    """The alerts' part of the fact rows ``where`` selects, counted again from their alerts."""
+    of = "ia.incident_id = insight_facts.id"
+    return (
+        f"UPDATE insight_facts SET alerts = (SELECT count(*) FROM incident_alerts ia WHERE {of}), "
+        "alertname = coalesce((SELECT min(json_extract(a.labels, '$.alertname')) "
+        f"FROM incident_alerts ia JOIN alerts a ON a.fingerprint = ia.fingerprint WHERE {of}), ''), "
+        f"runbook = coalesce((SELECT {_RUNBOOK} FROM incident_alerts ia JOIN alerts a "
+        f"ON a.fingerprint = ia.fingerprint WHERE {of}), 0) WHERE {where};"
+    )
+
+
+_COUNTED = "('reopened', 'alert_fired', 'escalation_step')"
+
+
+def _count_entry() -> str:
+    def one(kind: str) -> str:
+        return f"CASE WHEN new.kind = '{kind}' THEN 1 ELSE 0 END"
+
+    return (
+        f"UPDATE insight_facts SET reopens = reopens + {one('reopened')}, "
+        f"fired = fired + {one('alert_fired')}, pages = pages + {one('escalation_step')} "
+        "WHERE id = new.incident_id;"
+    )
+
+
+def _ack_entry() -> str:
+    # the JSON is read only when it is JSON: a trigger's error would fail the write
+    return (
+        "INSERT INTO insight_interactions (timeline_id, seq, incident_id, opened_at, person, "
+        "kind, at) SELECT new.id, 0, new.incident_id, i.opened_at, new.actor, 'ack', new.time "
+        "FROM incidents i WHERE i.id = new.incident_id AND (CASE WHEN json_valid(new.data) "
+        "THEN json_extract(new.data, '$.to') END) = 'acknowledged';"
+    )
+
+
+def _page_entry(pg: bool) -> str:
+    """The people an escalation step paged (``data.people``, strings only), one row each."""
+    head = (
+        "INSERT INTO insight_interactions (timeline_id, seq, incident_id, opened_at, person, "
+        "kind, at) "
+    )
+    if pg:
+        people = (
+            "jsonb_array_elements(CASE WHEN json_valid(new.data) THEN CASE WHEN "
+            "jsonb_typeof(new.data::jsonb -> 'people') = 'array' THEN new.data::jsonb -> 'people' "
+            "END END) WITH ORDINALITY AS p(value, seq)"
+        )
+        return (
+            f"{head}SELECT new.id, p.seq, new.incident_id, i.opened_at, p.value #>> '{{}}', "
+            f"'page', new.time FROM incidents i, {people} WHERE i.id = new.incident_id "
+            "AND jsonb_typeof(p.value) = 'string';"
+        )
+    people = (
+        "json_each(CASE WHEN json_valid(new.data) THEN CASE WHEN "
+        "json_type(new.data, '$.people') = 'array' THEN json_extract(new.data, '$.people') "
+        "END END) AS p"
+    )
+    return (
+        f"{head}SELECT new.id, p.key, new.incident_id, i.opened_at, p.value, 'page', new.time "
+        f"FROM incidents i, {people} WHERE i.id = new.incident_id AND p.type = 'text';"
+    )
+
+
+def _changed(columns: Sequence[str], pg: bool) -> str:
+    differs = "IS DISTINCT FROM" if pg else "IS NOT"
+    return " OR ".join(f"old.{c} {differs} new.{c}" for c in columns)
+
+
+_INCIDENT_COLUMNS = (
+    "drill",
+    "severity",
+    "team",
+    "service",
+    "route",
+    "status",
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "dismissed_at",
+)
+
+
+def triggers(pg: bool) -> list[tuple[str, str, str, str, list[str]]]:
+    """(name, event, table, condition or '', statements) of every trigger, in the backend's
+    spelling (SQLite's and PostgreSQL's differ only in how a change and JSON are spelled)."""
+    cols = ", ".join(_FACT_COLUMNS)
+    values = _fact_exprs("new")
+    updates = ", ".join(f"{c} = {v}" for c, v in zip(_FACT_COLUMNS, values, strict=True))
+    return [
+        (
+            "insight_incident_insert",
+            "AFTER INSERT",
+            "incidents",
+            "",
+            [
+                f"INSERT INTO insight_facts (id, {cols}) VALUES (new.id, {', '.join(_fact_exprs('new'))});"
+            ],
+        ),
+        (
+            "insight_incident_update",
+            f"AFTER UPDATE OF {', '.join(_INCIDENT_COLUMNS)}",
+            "incidents",
+            _changed(_INCIDENT_COLUMNS, pg),
+            [
+                f"UPDATE insight_facts SET {updates} WHERE id = new.id;",
+                "UPDATE insight_interactions SET opened_at = new.opened_at "
+                "WHERE incident_id = new.id AND opened_at <> new.opened_at;",
+            ],
+        ),
+        (
+            "insight_incident_alerts_insert",
+            "AFTER INSERT",
+            "incident_alerts",
+            "",
+            [_refresh_alerts("id = new.incident_id")],
+        ),
+        (
+            "insight_incident_alerts_update",
+            "AFTER UPDATE",
+            "incident_alerts",
+            "",
+            [_refresh_alerts("id IN (old.incident_id, new.incident_id)")],
+        ),
+        (
+            "insight_incident_alerts_delete",
+            "AFTER DELETE",
+            "incident_alerts",
+            "",
+            [_refresh_alerts("id = old.incident_id")],
+        ),
+        (
+            "insight_alert_update",
+            "AFTER UPDATE OF labels, annotations",
+            "alerts",
+            _changed(("labels", "annotations"), pg),
+            [
+                _refresh_alerts(
+                    "id IN (SELECT h.incident_id FROM incident_alerts h "
+                    "WHERE h.fingerprint = new.fingerprint)"
+                )
+            ],
+        ),
+        (
+            "insight_timeline_count",
+            "AFTER INSERT",
+            "timeline",
+            f"new.kind IN {_COUNTED}",
+            [_count_entry()],
+        ),
+        (
+            "insight_timeline_ack",
+            "AFTER INSERT",
+            "timeline",
+            "new.kind = 'status_changed'",
+            [_ack_entry()],
+        ),
+        (
+            "insight_timeline_page",
+            "AFTER INSERT",
+            "timeline",
+            "new.kind = 'escalation_step'",
+            [_page_entry(pg)],
+        ),
+        (
+            "insight_published",
+            "AFTER INSERT",
+            "postmortem_publications",
+            "",
+            ["UPDATE insight_facts SET published = 1 WHERE id = new.incident_id;"],
+        ),
+        ("insight_facts_insert", "AFTER INSERT", "insight_facts", "", [_add_day()]),
+        (
+            "insight_facts_update",
+            "AFTER UPDATE",
+            "insight_facts",
+            "",
+            [_subtract_day(), _add_day()],
+        ),
+        ("insight_facts_delete", "AFTER DELETE", "insight_facts", "", [_subtract_day()]),
+    ]
+
+
+def backfill_sql(pg: bool) -> list[str]:
+    """The aggregates of the incidents already stored (an upgrade keeps the insights of the
+    history): the statements' results equal what the triggers would have kept."""
+    cols = ", ".join(_FACT_COLUMNS)
+    of = "ia.incident_id = i.id"
+    counted = "(SELECT count(*) FROM timeline t WHERE t.incident_id = i.id AND t.kind = '{kind}')"
+    facts = (
+        f"INSERT INTO insight_facts (id, {cols}, alertname, runbook, alerts, fired, reopens, "
+        f"pages, published) SELECT i.id, {', '.join(_fact_exprs('i'))}, "
+        "coalesce((SELECT min(json_extract(a.labels, '$.alertname')) FROM incident_alerts ia "
+        f"JOIN alerts a ON a.fingerprint = ia.fingerprint WHERE {of}), ''), "
+        f"coalesce((SELECT {_RUNBOOK} FROM incident_alerts ia JOIN alerts a "
+        f"ON a.fingerprint = ia.fingerprint WHERE {of}), 0), "
+        f"(SELECT count(*) FROM incident_alerts ia WHERE {of}), "
+        f"{counted.format(kind='alert_fired')}, {counted.format(kind='reopened')}, "
+        f"{counted.format(kind='escalation_step')}, "
+        "CASE WHEN EXISTS (SELECT 1 FROM postmortem_publications p WHERE p.incident_id = i.id) "
+        "THEN 1 ELSE 0 END FROM incidents i"
+    )
+    day_sums = ", ".join(f"sum({e})" for e in _sum_exprs("f"))
+    days = (
+        f"INSERT INTO insight_days (day, {', '.join(_KEY)}, {', '.join(_SUMS)}) "
+        f"SELECT {_day('f')}, {', '.join('f.' + k for k in _KEY)}, {day_sums} "
+        f"FROM insight_facts f WHERE f.drill = 0 GROUP BY {_day('f')}, "
+        f"{', '.join('f.' + k for k in _KEY)}"
+    )
+    # the timeline's entries as the triggers read them, one by one (new = the entry)
+    entries = [
+        s.replace("new.", "t.").replace(
+            "FROM incidents i", "FROM timeline t JOIN incidents i ON i.id = t.incident_id"
+        )
+        for s in (_ack_entry(), _page_entry(pg))
+    ]
+    entries[0] = entries[0].rstrip(";") + " AND t.kind = 'status_changed'"
+    if pg:
+        entries[1] = entries[1].replace(
+            "FROM timeline t JOIN incidents i ON i.id = t.incident_id, ",
+            "FROM timeline t JOIN incidents i ON i.id = t.incident_id CROSS JOIN LATERAL ",
+        )
+    entries[1] = entries[1].rstrip(";") + " AND t.kind = 'escalation_step'"
+    entries = [e.replace("WHERE i.id = t.incident_id AND", "WHERE") for e in entries]
+    return [facts, days, *entries]
+
+
+def install(conn: sqlite3.Connection) -> None:
+    """Migration 0024_insights on SQLite: the tables, the history summed, the triggers."""
+    for statement in (*DDL, *backfill_sql(pg=False)):
+        conn.execute(statement)
+    for name, event, table, condition, statements in triggers(pg=False):
+        when = f" WHEN {condition}" if condition else ""
+        conn.execute(
+            f"CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW{when} BEGIN "
+            f"{' '.join(statements)} END"
+        )
+
+
+def read_rollup(
+    conn: sqlite3.Connection,
+    *,
+    until: int,
+    span: int,
+    required: Callable[[str, str], bool],
+) -> Rollup:
+    """The rollup of [until - span, until) and of the period before it, from the kept
+    aggregates: whole UTC days from ``insight_days``, the partial days at the periods' edges
+    incident by incident from ``insight_facts``; the same numbers as ``read``."""
+    lo, prev = until - span, until - 2 * span
+    current = _summed(conn, lo, until)
+    previous = _summed(conn, prev, lo)
+    interactions: list[Interaction] = []
+    ends: dict[int, int | None] = {}
+    for person, kind, incident_id, at, mitigated, resolved in conn.execute(
+        "SELECT x.person, x.kind, x.incident_id, x.at, f.mitigated_at, f.resolved_at "
+        "FROM insight_interactions x JOIN insight_facts f ON f.id = x.incident_id "
+        "WHERE x.opened_at >= ? AND x.opened_at < ? AND f.drill = 0",
+        [lo, until],
+    ).fetchall():
+        interactions.append(Interaction(person, kind, incident_id, at))
+        ends[incident_id] = mitigated or resolved
+    overdue, count = _overdue(conn, lo, until, required)
+    return Rollup(current, previous, interactions, ends, _open_items(conn), overdue, count)
+
+
+def _summed(conn: sqlite3.Connection, lo: int, hi: int) -> dict[Group, Sums]:
+    out: dict[Group, Sums] = {}
+    first, last = -(-lo // DAY_NS), hi // DAY_NS  # the whole days: [first, last)
+    if first >= last:
+        add_incidents(out, _facts(conn, lo, hi))
+        return out
+    add_incidents(out, _facts(conn, lo, first * DAY_NS))
+    add_incidents(out, _facts(conn, last * DAY_NS, hi))
+    # Summed per week in SQL (a week's sums of nanoseconds stay far inside 64 bits): the
+    # Monday of day d (day 0, 1970-01-01, a Thursday) is d - (d + 3) % 7, as core's monday_of.
+    monday = "(day - (day + 3) % 7)"
+    sums = ", ".join(f"sum({c})" for c in _SUMS)
+    for row in conn.execute(
+        f"SELECT {monday}, {', '.join(_KEY)}, {sums} FROM insight_days "
+        f"WHERE day >= ? AND day < ? GROUP BY {monday}, {', '.join(_KEY)}",
+        [first, last],
+    ).fetchall():
+        if not row[5]:
+            continue  # the day's incidents all left (a drill marked late)
+        group = Group(monday_of(int(row[0])), row[1], row[2], row[3], row[4])
+        out.setdefault(group, Sums()).add(Sums(*(int(v) for v in row[5:])))
+    return out
+
+
+def _facts(conn: sqlite3.Connection, lo: int, hi: int) -> list[IncidentFact]:
+    if lo >= hi:
+        return []
+    rows = conn.execute(
+        "SELECT id, severity, team, service, route, status, started_at, opened_at, "
+        "acknowledged_at, mitigated_at, resolved_at, dismissed, alertname, runbook, reopens, "
+        "CASE WHEN fired > alerts THEN fired - alerts ELSE 0 END, pages, published "
+        "FROM insight_facts WHERE opened_at >= ? AND opened_at < ? AND drill = 0",
+        [lo, hi],
+    ).fetchall()
+    return [
+        IncidentFact(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            dismissed=bool(r[11]),
+            alertname=r[12],
+            runbook=bool(r[13]),
+            reopens=r[14],
+            flaps=r[15],
+            pages=r[16],
+            published=bool(r[17]),
+        )
+        for r in rows
+    ]
+
+
+_OVERDUE = (
+    "FROM insight_facts WHERE opened_at >= ? AND opened_at < ? AND drill = 0 AND dismissed = 0 "
+    "AND published = 0 AND status IN ('resolved', 'closed') AND resolved_at < ?"
+)
+
+
+def _overdue(
+    conn: sqlite3.Connection, lo: int, hi: int, required: Callable[[str, str], bool]
+) -> tuple[list[tuple[int, str, str, int, float]], int]:
+    """The postmortems overdue (``core/insights.overdue_rows``): counted per (route, severity),
+    the policy asked per pair, the most overdue of the pairs that require one."""
+    now = hi
+    before = now - POSTMORTEM_DUE_DAYS * DAY_NS
+    pairs = [
+        (route, severity, n)
+        for route, severity, n in conn.execute(
+            f"SELECT route, severity, count(*) {_OVERDUE} GROUP BY route, severity",
+            [lo, hi, before],
+        ).fetchall()
+        if required(route, severity)
+    ]
+    if not pairs:
+        return [], 0
+    which = " OR ".join("(route = ? AND severity = ?)" for _ in pairs)
+    rows = conn.execute(
+        f"SELECT id, route, severity, resolved_at {_OVERDUE} AND ({which}) "
+        f"ORDER BY resolved_at, id LIMIT {LIST_ROWS}",
+        [lo, hi, before, *(v for p in pairs for v in p[:2])],
+    ).fetchall()
+    out = [(r[0], r[1], r[2], r[3], overdue_days(r[3], now)) for r in rows]
+    return out, sum(int(p[2]) for p in pairs)

@@ -141,8 +141,8 @@ def test_interruptions_per_person() -> None:
         zones={"ana": "Europe/Berlin"},
     )
     rows = {r[0]: r for r in out.tables["interruptions"].rows}
-    assert rows["ana"] == ("ana", "Europe/Berlin", 1, 1, 2, 2.0)
-    assert rows["bo"][1:5] == ("UTC", 1, 0, 0)
+    assert rows["ana"] == ("ana", "Europe/Berlin", "09:00-18:00 Mon-Fri", 1, 1, 2, 2.0)
+    assert rows["bo"][1:6] == ("UTC", "09:00-18:00 Mon-Fri", 1, 0, 0)
 
 
 def test_follow_up_health() -> None:
