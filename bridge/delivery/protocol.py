@@ -38,6 +38,10 @@ class Notification:
     events: tuple[Mapping[str, Any], ...] = ()
     state: Mapping[str, Any] = field(default_factory=dict)
     sequence: int = 0
+    # A channel message (tied to no incident: a hand-off, a drill's announcement): its
+    # ``kind`` and data (docs/targets.md); ``incident`` is then empty, and targets render the
+    # type's ``message`` template (``Target.render``).
+    message: Mapping[str, Any] | None = None
 
     @property
     def kinds(self) -> tuple[EventKind, ...]:

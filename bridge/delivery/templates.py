@@ -427,6 +427,67 @@ def render_all(
     return list(errors.values())
 
 
+# What a channel message's template sees beside ``message`` (docs/targets.md).
+SAMPLE_MESSAGES: tuple[dict[str, Any], ...] = (
+    {
+        "kind": "handoff",
+        "rotation": "primary",
+        "from": "alice",
+        "to": "bob",
+        "at": "2026-11-30T09:00:00Z",
+        "incidents": [
+            {
+                "id": 42,
+                "title": "High error rate on checkout",
+                "severity": "sev2",
+                "status": "acknowledged",
+                "url": "http://incident-bridge.example/incidents/42",
+            }
+        ],
+        "incident_count": 1,
+    },
+    {
+        "kind": "drill_announcement",
+        "route": "checkout",
+        "severity": "sev2",
+        "at": "2026-11-30T14:00:00Z",
+        "stakeholders": False,
+    },
+)
+
+
+def message_context(
+    message: Mapping[str, Any], *, tier: str = "general", target: str = ""
+) -> dict[str, Any]:
+    """The names a channel message's template (``<type>/message.j2``) sees: ``message`` (its
+    ``kind`` and data), ``tier``, ``target``; the incident's names are absent."""
+    return {"message": dict(message), "event": "message", "tier": tier, "target": target}
+
+
+def render_messages(
+    types: Iterable[type[TemplatedType]], renderer: Renderer | None = None
+) -> list[TemplateError]:
+    """Render each type's ``message`` templates for a sample of every kind (``rules check``);
+    the errors, each naming its file and line."""
+    renderer = renderer or default_renderer()
+    errors: dict[str, TemplateError] = {}
+    for kind in types:
+        parts = {".j2": kind.markup, **kind.extra_parts}
+        for suffix, markup in parts.items():
+            for message in SAMPLE_MESSAGES:
+                try:
+                    renderer.render(
+                        kind.type_name,
+                        "message",
+                        message_context(message),
+                        markup=markup,
+                        suffix=suffix,
+                    )
+                except TemplateError as exc:
+                    errors.setdefault(str(exc), exc)
+    return list(errors.values())
+
+
 def render_preview(
     kind: type[TemplatedType],
     event: str,

@@ -14,6 +14,10 @@ the outcome. Nothing is lost: a row leaves ``pending`` only as ``delivered`` or 
   never goes out faster than its schedule.
 - Crashes: a row sent but not yet marked is sent again after a restart with the same
   idempotency key, which the targets pass on where the remote API dedupes.
+- Channel messages (tied to no incident: a rotation's hand-off, a drill's announcement;
+  ``store/messages.py``) are taken from their own table on each look and go through the same
+  send, quick retries, backoff, pauses and dead letter as the outbox's rows, each claimed with
+  a lease as a head is; their outcome is recorded in their table (``Attempt.message``).
 - Replicas: several workers (``serve`` processes on one PostgreSQL database) share the outbox.
   Each claims the heads it sends under its replica id, with a lease it renews while the sends
   last and releases when it stops; a replica that died holds its heads until the lease runs
@@ -60,6 +64,7 @@ from bridge.store.interface import (
     LEASE_NS,
     Attempt,
     Context,
+    MessageRow,
     OutboxRow,
     Pace,
     StoreInterface,
@@ -203,6 +208,22 @@ class _Paused(Exception):
     row waits in the outbox for the target's turn."""
 
 
+# What the retry schedule reads of a row: an outbox head or a channel message.
+_Row = OutboxRow | MessageRow
+# An outcome held in memory, by ("incident", incident id, target) or ("message", id, target).
+_Key = tuple[str, int, str]
+
+
+def _key(row: _Row) -> _Key:
+    if isinstance(row, MessageRow):
+        return ("message", row.id, row.target)
+    return ("incident", row.incident_id, row.target)
+
+
+# Channel messages taken in one look at most; more wait for the next.
+MESSAGES_PER_LOOK = 50
+
+
 @dataclass
 class _Unrecorded:
     """An outcome the store refused: written again at ``next_try`` (``time.monotonic``); its
@@ -254,10 +275,14 @@ class OutboxWorker:
         self._paced_until: float | None = None  # seconds until a paced channel may send
         # Target -> when (``clock``, ns) it may be sent to again, after a Retry-After.
         self._paused: dict[str, int] = {}
-        # (incident, target) -> an outcome the store has not taken yet; the row waits for it.
-        self._unrecorded: dict[tuple[int, str], _Unrecorded] = {}
+        # (incident, target) or a channel message -> an outcome the store has not taken yet;
+        # the row waits for it.
+        self._unrecorded: dict[_Key, _Unrecorded] = {}
         # Leaders this replica claimed whose outcome is not recorded yet (renewed, released).
         self._claimed: set[int] = set()
+        # The same for channel messages (their own ids), and their sends in flight.
+        self._message_claims: set[int] = set()
+        self._message_tasks: dict[int, asyncio.Task[None]] = {}
         self._renew_at = time.monotonic() + self.policy.lease_s / 3
         # Target -> why it asked to wait, for the pauses this replica saw (written to the store
         # with the next outcome recorded, so that every replica holds its sends).
@@ -293,7 +318,7 @@ class OutboxWorker:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        pending = list(self._inflight.values())
+        pending = list(self._inflight.values()) + list(self._message_tasks.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
             for task in late:
@@ -301,6 +326,7 @@ class OutboxWorker:
             await asyncio.gather(*late, return_exceptions=True)
         await self._record_held(every=True)
         await self._release(list(self._claimed))
+        await self._release_messages(list(self._message_claims))
         if self._unrecorded:
             log.error(
                 "outbox: stopping with %d outcome(s) the store did not take; those "
@@ -314,9 +340,12 @@ class OutboxWorker:
             next_at: int | None = None
             try:
                 await self.run_once()
-                next_at = await self.store.outbox.next_due_at(
-                    after=self.clock(), replica=self.replica
+                after = self.clock()
+                times = (
+                    await self.store.outbox.next_due_at(after=after, replica=self.replica),
+                    await self.store.messages.next_due_at(after=after, replica=self.replica),
                 )
+                next_at = min((t for t in times if t is not None), default=None)
             except StoreUnavailable as exc:
                 log.warning("outbox: store unavailable: %s", exc)
             except Exception:
@@ -341,7 +370,7 @@ class OutboxWorker:
         delays.extend((until - now) / NS for until in self._paused.values())
         mono = time.monotonic()
         delays.extend(held.next_try - mono for held in self._unrecorded.values())
-        if self._claimed:  # the claims' renewal is on time, not up to a poll late
+        if self._claimed or self._message_claims:  # renewed on time, not up to a poll late
             delays.append(self._renew_at - mono)
         return max(0.0, min(delays))
 
@@ -356,6 +385,7 @@ class OutboxWorker:
             self._paused[name] = max(until, self._paused.get(name, 0))
         self._paused = {name: until for name, until in self._paused.items() if until > now}
         self._pause_reasons = {n: r for n, r in self._pause_reasons.items() if n in self._paused}
+        messages = await self._start_messages(now)
         rows = await self.store.outbox.due(
             now=now, limit=1000, per_target=self.policy.due_per_target, replica=self.replica
         )
@@ -368,7 +398,7 @@ class OutboxWorker:
         self._paced_until = None
         for row in rows:  # most severe first (store/outbox.priority)
             key = (row.incident_id, row.target)
-            if key in self._inflight or key in self._unrecorded:
+            if key in self._inflight or _key(row) in self._unrecorded:
                 continue  # one send at a time; an outcome not yet recorded holds its row
             if row.target in self._paused:
                 continue  # the target asked to wait: its rows stay in the outbox, unclaimed
@@ -396,7 +426,7 @@ class OutboxWorker:
         batches = [batch for batch in digests.values() if batch]
         claimed = leaders + [leader for batch in batches for leader in batch]
         if not claimed:
-            return 0
+            return messages
         # One write claims every group (and takes the paced channels' slots), one read loads
         # what their messages need.
         groups = await self.store.outbox.claim_groups(
@@ -434,7 +464,85 @@ class OutboxWorker:
             elif members:
                 self._start(self._deliver_digest(members, contexts), members)
             started += len(members)
-        return started
+        return started + messages
+
+    async def _start_messages(self, now: int) -> int:
+        """Claim the channel messages due (not those of a paused target, nor one already
+        sending or whose outcome waits to be recorded) and start their sends; how many."""
+        rows = await self.store.messages.due(now=now, limit=MESSAGES_PER_LOOK, replica=self.replica)
+        wanted = [
+            row.id
+            for row in rows
+            if row.id not in self._message_tasks
+            and row.target not in self._paused
+            and _key(row) not in self._unrecorded
+        ]
+        if not wanted:
+            return 0
+        claimed = await self.store.messages.claim(
+            ids=wanted, replica=self.replica, now=now, lease_ns=int(self.policy.lease_s * NS)
+        )
+        for row in claimed:
+            self._message_claims.add(row.id)
+            task = asyncio.create_task(self._deliver_message(row))
+            self._message_tasks[row.id] = task
+            task.add_done_callback(functools.partial(self._message_done, row))
+        return len(claimed)
+
+    def _message_done(self, row: MessageRow, task: asyncio.Task[None]) -> None:
+        self._message_tasks.pop(row.id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error(
+                "outbox: a channel message to %s failed unexpectedly", row.target, exc_info=exc
+            )
+        self._wake.set()
+
+    def _message(self, row: MessageRow) -> Notification:
+        """A channel message as its target is handed it: no incident, the ``message`` (its
+        kind and data; the inherited incidents' links when the service knows its URL)."""
+        data: dict[str, Any] = {**row.data, "kind": row.kind}
+        incidents = data.get("incidents")
+        if self.incident_url is not None and isinstance(incidents, list):
+            data["incidents"] = [
+                {**i, "url": self.incident_url(int(i["id"]))} if "id" in i else i for i in incidents
+            ]
+        return Notification(
+            id=row.id,
+            idempotency_key=row.idempotency_key,
+            target=row.target,
+            tier="general",
+            event="timeline",
+            incident={},
+            message=data,
+            sequence=row.id,
+        )
+
+    async def _deliver_message(self, row: MessageRow) -> None:
+        """One channel message through ``_send`` (the target's turn, quick retries, a pause),
+        its outcome through the same schedule as an outbox row's (``_fail``, ``_record``)."""
+        target = self.targets.get(row.target)
+        if target is None:
+            await self._fail(row, PermanentError("unknown_target"))
+            return
+        started = time.perf_counter()
+        try:
+            result = await self._send(row.target, target, self._message(row), "general")
+        except _Paused:
+            await self._release_messages([row.id])
+            return
+        except DeliveryError as exc:
+            self._observe(row.target, started)
+            await self._fail(row, exc)
+            return
+        except Exception as exc:  # a bug in a target must not kill the worker
+            self._observe(row.target, started)
+            log.exception("outbox: target %s raised unexpectedly", row.target)
+            await self._fail(row, RetryableError(f"internal_{type(exc).__name__}"))
+            return
+        self._observe(row.target, started)
+        attempt = Attempt(row.id, self.clock(), provider_ids=dict(result.provider_ids))
+        await self._record(row, dataclasses.replace(attempt, message=True))
+        self.metrics.notifications.labels(row.target, row.kind).inc()
 
     def _start(self, send: Any, groups: list[list[OutboxRow]]) -> None:
         keys = [(g[0].incident_id, g[0].target) for g in groups]
@@ -489,8 +597,9 @@ class OutboxWorker:
 
     async def drain(self) -> None:
         """Wait until the sends in flight are done (tests and shutdown)."""
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+        while self._inflight or self._message_tasks:
+            sends = [*self._inflight.values(), *self._message_tasks.values()]
+            await asyncio.gather(*sends, return_exceptions=True)
 
     # -- a target's pause (Retry-After) -----------------------------------------------------
 
@@ -697,7 +806,7 @@ class OutboxWorker:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _wait(self, leader: OutboxRow, exc: RateLimited) -> None:
+    async def _wait(self, leader: _Row, exc: RateLimited) -> None:
         """A rate limit: the row waits for the window's end (or ``rate_limit_wait_s`` without
         a hint); not an attempt, so it never comes nearer to the dead letter."""
         if exc.retry_after is not None:
@@ -718,7 +827,7 @@ class OutboxWorker:
 
     async def _failed(
         self,
-        leader: OutboxRow,
+        leader: _Row,
         exc: DeliveryError,
         error: str,
         retry_at: int | None,
@@ -737,10 +846,11 @@ class OutboxWorker:
                 retry_at=retry_at,
                 state=dict(exc.state) if exc.state is not None else None,
                 counts=counts,
+                message=isinstance(leader, MessageRow),
             ),
         )
 
-    async def _fail(self, leader: OutboxRow, exc: DeliveryError) -> None:
+    async def _fail(self, leader: _Row, exc: DeliveryError) -> None:
         if isinstance(exc, RateLimited):
             await self._wait(leader, exc)
             return
@@ -779,9 +889,16 @@ class OutboxWorker:
         if mono < self._renew_at:
             return
         self._renew_at = mono + self.policy.lease_s / 3
+        until = self.clock() + int(self.policy.lease_s * NS)
+        if self._message_claims:
+            try:
+                await self.store.messages.renew(
+                    self.replica, sorted(self._message_claims), until=until
+                )
+            except Exception as exc:
+                log.warning("outbox: cannot renew the channel messages' claims: %s", exc)
         if not self._claimed:
             return
-        until = self.clock() + int(self.policy.lease_s * NS)
         try:
             await self.store.outbox.renew(self.replica, sorted(self._claimed), until=until)
         except Exception as exc:
@@ -807,9 +924,25 @@ class OutboxWorker:
                 exc,
             )
 
+    async def _release_messages(self, ids: list[int]) -> None:
+        """End this replica's claims on channel messages ``ids``."""
+        mine = sorted(i for i in ids if i in self._message_claims)
+        if not mine:
+            return
+        self._message_claims.difference_update(mine)
+        try:
+            await self.store.messages.release(self.replica, mine)
+        except Exception as exc:
+            log.warning("outbox: cannot release %d message claim(s): %s", len(mine), exc)
+
+    def _unclaim(self, attempt: Attempt) -> None:
+        """The outcome written ended the claim of its row."""
+        claims = self._message_claims if attempt.message else self._claimed
+        claims.discard(attempt.leader_id)
+
     # -- recording outcomes ---------------------------------------------------------------
 
-    async def _record(self, leader: OutboxRow, attempt: Attempt) -> None:
+    async def _record(self, leader: _Row, attempt: Attempt) -> None:
         """Record an outcome (with the pause its target asked this replica for, if any); when
         the store refuses it (disk full, read-only), keep it in memory and hold the row: it is
         not sent again before the outcome is written."""
@@ -820,9 +953,9 @@ class OutboxWorker:
             )
         try:
             await self._write(attempt)
-            self._claimed.discard(leader.id)  # the outcome ended the claim
+            self._unclaim(attempt)  # the outcome ended the claim
         except Exception as exc:
-            key = (leader.incident_id, leader.target)
+            key = _key(leader)
             held = _Unrecorded(attempt, 1, 0.0)
             self._unrecorded[key] = held
             self._refused(leader.target, held, exc)
@@ -865,13 +998,13 @@ class OutboxWorker:
         for (key, held), result in zip(ready, results, strict=True):
             if isinstance(result, BaseException):
                 held.tries += 1
-                self._refused(key[1], held, result)
+                self._refused(key[2], held, result)
             else:
                 del self._unrecorded[key]
-                self._claimed.discard(held.attempt.leader_id)
+                self._unclaim(held.attempt)
                 log.info(
                     "notification %d to %s: outcome recorded after %d refused tries",
                     held.attempt.leader_id,
-                    key[1],
+                    key[2],
                     held.tries,
                 )

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bridge import promql
@@ -24,6 +24,7 @@ from bridge.core.followup import SetItem
 from bridge.core.timeutil import format_ns
 from bridge.service import AppState, act
 from bridge.store.interface import IngestItem, OpenRequest
+from bridge.targets import MESSAGE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,11 @@ async def _open_followups(state: AppState) -> None:
 async def fire_scheduled(state: AppState) -> int:
     """The scheduler's step for the rules' scheduled drills (``drills:`` of a route): each
     slot of the last FIRE_WITHIN_NS fired once, each coming one within ``announce_before``
-    announced once (in the log), each claimed in the store first (``drill_runs``), so that a
-    second tick, a restart or another replica does nothing twice. A crash between the claim
-    and the firing loses that drill: once at most, never twice. The drills fired."""
+    announced once, each claimed in the store first (``drill_runs``), so that a second tick,
+    a restart or another replica does nothing twice. The announcement is a channel message to
+    the route's general tier (``announcement_targets``), written with its claim in one
+    transaction and sent by the outbox worker. A crash between the fire claim and the firing
+    loses that drill: once at most, never twice. The drills fired."""
     ruleset = getattr(state.runtime.policy, "ruleset", None)
     if ruleset is None:
         return 0
@@ -111,13 +114,23 @@ async def fire_scheduled(state: AppState) -> int:
     for route in ruleset.routes():
         for schedule in route.settings.drills:
             announce, due_now = drills.due(schedule, now)
+            targets = announcement_targets(state, route.settings.tiers.general)
             for slot in announce:
-                if await state.store.drills.claim_run(route.name, slot, "announce", now):
+                data = {
+                    "route": route.name,
+                    "severity": schedule.severity,
+                    "at": format_ns(slot),
+                    "stakeholders": schedule.stakeholders,
+                }
+                if await state.store.drills.announce(route.name, slot, now, data, targets):
+                    state.committed(notifications=len(targets))
                     log.info(
-                        "drill on route %s (%s) at %s",
+                        "drill on route %s (%s) at %s announced to %s",
                         route.name,
                         schedule.severity,
                         format_ns(slot),
+                        ", ".join(targets) or "no target (the route's general tier has none "
+                        "that takes channel messages)",
                     )
             for slot in due_now:
                 if await state.store.drills.claim_run(route.name, slot, "fire", now):
@@ -135,6 +148,13 @@ async def fire_scheduled(state: AppState) -> int:
                         done["incidents"],
                     )
     return fired
+
+
+def announcement_targets(state: AppState, general: Sequence[str]) -> list[str]:
+    """The targets of a route's general tier that take channel messages (a channel people
+    read: ``targets.MESSAGE_TYPES``); a paging or ticket target there is left out."""
+    types = state.runtime.target_types
+    return [name for name in general if types.get(name) in MESSAGE_TYPES]
 
 
 def _commander(state: AppState) -> str:

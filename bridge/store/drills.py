@@ -5,7 +5,8 @@ scheduled drills fired once per scheduled time.
   ``Decision.drill``; a partial index finds the few drills without a walk of every incident.
 - ``drill_runs`` (route, slot, kind, at): a scheduled drill's announcement (``announce``) and
   its firing (``fire``) claimed once per (route, scheduled time): the key is the claim, so two
-  ticks, a restart or another replica never fire a slot twice.
+  ticks, a restart or another replica never fire a slot twice. The announcement's channel
+  message (``store/messages``) is written with its claim (``announce``).
 
 The statements are written once in SQLite's spelling; PostgreSQL runs them through its dialect.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from bridge.core.mttx import HISTOGRAMS
+from bridge.store import messages
 from bridge.store.metrics import DRILL_TEAM, count_sql, observe_sql
 
 # The DDL of migration 0023_drills, the same on both backends.
@@ -37,6 +40,25 @@ def claim_run(conn: sqlite3.Connection, route: str, slot: int, kind: str, now: i
         (route, slot, kind, now),
     )
     return cur.rowcount == 1
+
+
+def announce(
+    conn: sqlite3.Connection,
+    route: str,
+    slot: int,
+    now: int,
+    data: Mapping[str, Any],
+    targets: Collection[str],
+) -> bool:
+    """Claim the announcement of ``route``'s drill at ``slot`` and write its channel message
+    (``store/messages``, kind ``drill_announcement``) to ``targets`` in this transaction:
+    the message goes out once however many ticks, restarts or replicas claim it. False (and
+    nothing written) once it was claimed."""
+    if not claim_run(conn, route, slot, "announce", now):
+        return False
+    key = f"drill:{route}:{slot}"
+    messages.enqueue(conn, key=key, kind="drill_announcement", data=data, targets=targets, now=now)
+    return True
 
 
 def claimed_runs(conn: sqlite3.Connection, route: str) -> list[tuple[int, str]]:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bridge.core.checks import CheckResult
 from bridge.core.heartbeats import Seen
-from bridge.core.insights import Facts
+from bridge.core.insights import Facts, Rollup
 from bridge.core.postmortem import IndexEntry, Version
 from bridge.core.reconcile import AmView
 from bridge.core.similar import Candidate
@@ -37,6 +37,8 @@ from bridge.store.errors import (
 from bridge.store.escalation import EscalationFor, ReachOf
 from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import IngestItem, Touched, WebhookResult
+from bridge.store.messages import MessageRow
+from bridge.store.messages import Stats as MessageStats
 from bridge.store.metrics import Aggregates
 from bridge.store.oncall import Handoff, NewOverride, StoredOverride
 from bridge.store.outbox import (
@@ -96,6 +98,9 @@ __all__ = [
     "Lease",
     "LinkRequest",
     "MergeRequest",
+    "MessageRow",
+    "MessageStats",
+    "Messages",
     "Metrics",
     "NewOverride",
     "NewSession",
@@ -363,8 +368,10 @@ class OnCall(Protocol):
         taker: str,
         routes: Collection[str],
         now: int,
+        targets: Collection[str] = (),
     ) -> Handoff:
-        """Announce a hand-off once: the inherited open incidents' timeline entries."""
+        """Announce a hand-off once: the inherited open incidents' timeline entries, and a
+        channel message to ``targets`` (the rotation's ``handoff_to``)."""
         ...
 
 
@@ -374,6 +381,14 @@ class InsightsReads(Protocol):
     async def read(self, *, until: int, span: int, labels: Sequence[tuple[str, str]] = ()) -> Facts:
         """Incidents of [until - span, until) and of the period before, people's pages and
         acknowledgements, open action items; drills left out."""
+        ...
+
+    async def read_rollup(
+        self, *, until: int, span: int, required: Callable[[str, str], bool]
+    ) -> Rollup:
+        """The same as ``read`` (without labels) summed per day and group by the write path:
+        whole days from the kept sums, the periods' partial days incident by incident;
+        ``required(route, severity)``: whether a postmortem is required."""
         ...
 
 
@@ -413,6 +428,30 @@ class Drills(Protocol):
 
     async def claim_run(self, route: str, slot: int, kind: str, now: int) -> bool: ...
     async def claimed_runs(self, route: str) -> list[tuple[int, str]]: ...
+    async def announce(
+        self, route: str, slot: int, now: int, data: Mapping[str, Any], targets: Collection[str]
+    ) -> bool:
+        """Claim a scheduled drill's announcement and write its channel message to
+        ``targets`` in one transaction; False once it was claimed."""
+        ...
+
+
+class Messages(Protocol):
+    """Channel messages, tied to no incident (``store/messages.py``): sent by the outbox
+    worker through the same targets and retry schedule, claimed with a lease."""
+
+    async def due(self, *, now: int, limit: int, replica: str = "") -> list[MessageRow]: ...
+    async def next_due_at(self, *, after: int, replica: str = "") -> int | None: ...
+    async def claim(
+        self, ids: Sequence[int], *, replica: str, now: int, lease_ns: int
+    ) -> list[MessageRow]: ...
+    async def renew(self, replica: str, ids: Sequence[int], *, until: int) -> None: ...
+    async def release(self, replica: str, ids: Sequence[int]) -> None: ...
+    async def retry(self, row_id: int, *, now: int) -> bool: ...
+    async def list_rows(
+        self, *, state: str | None = None, limit: int = 100
+    ) -> list[MessageRow]: ...
+    async def stats(self) -> MessageStats: ...
 
 
 class Declared(Protocol):
@@ -494,6 +533,8 @@ class StoreInterface(Protocol):
     def heartbeats(self) -> Heartbeats: ...
     @property
     def oncall(self) -> OnCall: ...
+    @property
+    def messages(self) -> Messages: ...
     @property
     def insights(self) -> InsightsReads: ...
     @property

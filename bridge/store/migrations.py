@@ -458,6 +458,15 @@ def _drills(db: sqlite_utils.Database) -> None:
     install_metric_moves(db.conn)  # the drills' MTTx kept apart
 
 
+def _insights(db: sqlite_utils.Database) -> None:
+    """The insights' aggregates kept by the write path (``store/insights.py``): a row per
+    incident, their sums per day and group, people's pages and acknowledgements; filled from
+    the history, then kept by triggers."""
+    from bridge.store.insights import install
+
+    install(db.conn)
+
+
 def _status(db: sqlite_utils.Database) -> None:
     """The public status page (``store/status.py``): the newest status updates by id."""
     from bridge.store.status import STATUS_UPDATES_INDEX
@@ -482,6 +491,15 @@ def _declared(db: sqlite_utils.Database) -> None:
     create_tables(db.conn)
 
 
+def _messages(db: sqlite_utils.Database) -> None:
+    """Channel messages (``store/messages.py``, docs/delivery.md): notifications tied to no
+    incident (a rotation's hand-off, a scheduled drill's announcement), one row per target."""
+    from bridge.store.messages import SQLITE_DDL
+
+    for statement in SQLITE_DDL:
+        db.conn.execute(statement)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_outbox", _outbox),
@@ -504,7 +522,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
     ("0023_drills", _drills),
+    ("0024_insights", _insights),
     ("0025_status", _status),
+    ("0026_messages", _messages),
 ]
 
 

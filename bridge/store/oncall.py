@@ -11,11 +11,13 @@ before it began, so what was planned stays to be looked at.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from bridge.core.actions import Outcome
-from bridge.core.incidents import OPEN_STATUSES, Event
+from bridge.core.incidents import OPEN_STATUSES, Event, Incident
+from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
+from bridge.store import messages
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
@@ -155,11 +157,12 @@ def list_overrides(
 @immutable
 class Handoff:
     """What announcing a hand-off wrote: nothing when it was announced before (``recorded``
-    False), else the open incidents told and how many outbox rows."""
+    False), else the open incidents told, how many outbox rows and channel messages."""
 
     recorded: bool
     incidents: tuple[int, ...] = ()
     notifications: int = 0
+    messages: int = 0
 
 
 def handoff_text(rotation: str, giver: str, taker: str, incidents: Collection[int]) -> str:
@@ -167,6 +170,39 @@ def handoff_text(rotation: str, giver: str, taker: str, incidents: Collection[in
     if incidents:
         text += f"; {taker} inherits " + ", ".join(f"#{i}" for i in sorted(incidents))
     return text
+
+
+# The inherited incidents a hand-off message lists at most (the total is given too): a message
+# stays readable, and within every target's size, however many incidents are open.
+HANDOFF_MAX_INCIDENTS = 20
+
+
+def _handoff_message(
+    conn: sqlite3.Connection,
+    rotation: str,
+    at: int,
+    giver: str,
+    taker: str,
+    incidents: Sequence[Incident],
+    targets: Collection[str],
+    now: int,
+) -> int:
+    if not targets:
+        return 0
+    shown = [
+        {"id": i.id, "title": i.title, "severity": i.severity, "status": i.status}
+        for i in incidents[:HANDOFF_MAX_INCIDENTS]
+    ]
+    data = {
+        "rotation": rotation,
+        "from": giver,
+        "to": taker,
+        "at": format_ns(at),
+        "incidents": shown,
+        "incident_count": len(incidents),
+    }
+    key = f"handoff:{rotation}:{at}"
+    return messages.enqueue(conn, key=key, kind="handoff", data=data, targets=targets, now=now)
 
 
 def record_handoff(
@@ -178,11 +214,14 @@ def record_handoff(
     taker: str,
     routes: Collection[str],
     now: int,
+    targets: Collection[str] = (),
 ) -> Handoff:
     """Announce the hand-off of ``rotation`` at ``at`` once (its row is the key: a second
     tick, a restart or another replica writes nothing): on each open incident of ``routes``
     (those whose commander comes from the rotation, which ``taker`` inherits) a timeline entry
-    by incident-bridge, with its outbox rows (the incident's channel), in this transaction."""
+    by incident-bridge, with its outbox rows (the incident's channel), and one channel message
+    (``store/messages``, kind ``handoff``) to ``targets`` (the rotation's ``handoff_to``),
+    all in this transaction."""
     row = conn.execute(
         "INSERT OR IGNORE INTO oncall_handoffs (rotation, handoff_at, from_person, to_person,"
         " recorded_at) VALUES (?, ?, ?, ?, ?) RETURNING rotation",
@@ -192,7 +231,8 @@ def record_handoff(
         return Handoff(recorded=False)
     wanted = sorted(set(routes))
     if not wanted:
-        return Handoff(recorded=True)
+        sent = _handoff_message(conn, rotation, at, giver, taker, [], targets, now)
+        return Handoff(recorded=True, messages=sent)
     statuses = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
     marks = ", ".join("?" * len(wanted))
     incidents = [
@@ -204,6 +244,7 @@ def record_handoff(
         ).fetchall()
     ]
     ids = tuple(i.id for i in incidents if i.id is not None)
+    sent = _handoff_message(conn, rotation, at, giver, taker, incidents, targets, now)
     text = handoff_text(rotation, giver, taker, ids)
     data = {"rotation": rotation, "from": giver, "to": taker, "at": at, "incidents": list(ids)}
     written = 0
@@ -211,4 +252,4 @@ def record_handoff(
         event = Event("note", text, data={"handoff": data}, actor="incident-bridge")
         _ids, n = write_change(conn, incident, Outcome(incident, (event,)), now)
         written += n
-    return Handoff(recorded=True, incidents=ids, notifications=written)
+    return Handoff(recorded=True, incidents=ids, notifications=written, messages=sent)

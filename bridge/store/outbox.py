@@ -34,6 +34,7 @@ from bridge.core.actions import Outcome
 from bridge.core.incidents import Event
 from bridge.core.policy import severity_rank
 from bridge.core.timeutil import format_ns
+from bridge.store import messages
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 from bridge.store.queries import get_incident_for_message, timeline_events
@@ -468,17 +469,24 @@ def _save_state(conn: sqlite3.Connection, leader_id: int, state: dict[str, Any],
 def _save_pause(
     conn: sqlite3.Connection, leader_id: int, until: int, reason: str, now: int
 ) -> None:
-    """The leader's target paused until ``until`` (a later pause already stored stands); the
-    pauses over at ``now`` are forgotten (one row a target at most)."""
+    """The leader's target paused until ``until`` (``save_pause``)."""
+    row = conn.execute("SELECT target FROM outbox WHERE id = ?", (leader_id,)).fetchone()
+    if row is not None:
+        save_pause(conn, str(row[0]), until, reason, now)
+
+
+def save_pause(conn: sqlite3.Connection, target: str, until: int, reason: str, now: int) -> None:
+    """``target`` paused until ``until`` (a later pause already stored stands); the pauses over
+    at ``now`` are forgotten (one row a target at most). A channel message's outcome
+    (``store/messages``) pauses its target here too: one pause holds both."""
     conn.execute("DELETE FROM outbox_pauses WHERE paused_until <= ?", (now,))
     conn.execute(
-        "INSERT INTO outbox_pauses (target, paused_until, reason) "
-        "SELECT target, ?, ? FROM outbox WHERE id = ? "
+        "INSERT INTO outbox_pauses (target, paused_until, reason) VALUES (?, ?, ?) "
         "ON CONFLICT(target) DO UPDATE SET "
         "reason = CASE WHEN excluded.paused_until > outbox_pauses.paused_until "
         "THEN excluded.reason ELSE outbox_pauses.reason END, "
         "paused_until = max(outbox_pauses.paused_until, excluded.paused_until)",
-        (until, reason, leader_id),
+        (target, until, reason),
     )
 
 
@@ -603,11 +611,27 @@ class Attempt:
     # The row's target asked to wait (a Retry-After) until then: every replica holds its sends
     pause_until: int | None = None
     pause_reason: str = ""
+    # True: ``leader_id`` is a channel message's row (``store/messages``), not an outbox row
+    message: bool = False
 
 
 def record(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> list[None]:
     """Record several sends' attempts at once (a ``Batched`` write)."""
     for o in attempts:
+        if o.message:
+            target = messages.target_of(conn, o.leader_id)
+            if o.pause_until is not None and target is not None:
+                save_pause(conn, target, o.pause_until, o.pause_reason, o.now)
+            messages.record_attempt(
+                conn,
+                o.leader_id,
+                now=o.now,
+                error=o.error,
+                retry_at=o.retry_at,
+                counts=o.counts,
+                provider_ids=o.provider_ids,
+            )
+            continue
         if o.pause_until is not None:
             _save_pause(conn, o.leader_id, o.pause_until, o.pause_reason, o.now)
         if o.error is None:

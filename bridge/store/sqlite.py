@@ -22,6 +22,7 @@ from bridge.store import followup as followup_sql
 from bridge.store import heartbeats as heartbeats_sql
 from bridge.store import ingest as ingest_sql
 from bridge.store import insights as insights_sql
+from bridge.store import messages as messages_sql
 from bridge.store import metrics as metrics_sql
 from bridge.store import oncall as oncall_sql
 from bridge.store import outbox as outbox_sql
@@ -272,6 +273,18 @@ class SqliteDrills(_Part):
     report_facts = _reads(drills_sql.report_facts)
     claim_run = _writes(drills_sql.claim_run)
     claimed_runs = _reads(drills_sql.claimed_runs)
+    announce = _writes(drills_sql.announce)
+
+
+class SqliteMessages(_Part):
+    due = _reads(messages_sql.due)
+    next_due_at = _reads(messages_sql.next_due_at)
+    claim = _writes(messages_sql.claim)
+    renew = _writes(messages_sql.renew)
+    release = _writes(messages_sql.release)
+    retry = _writes(messages_sql.retry)
+    list_rows = _reads(messages_sql.list_rows)
+    stats = _reads(messages_sql.stats)
 
 
 class SqliteDeclared(_Part):
@@ -282,6 +295,7 @@ class SqliteDeclared(_Part):
 
 class SqliteInsights(_Part):
     read = _reads(insights_sql.read)
+    read_rollup = _reads(insights_sql.read_rollup)
 
 
 class Parts:
@@ -307,5 +321,6 @@ class Parts:
         self.drills = SqliteDrills(runner)
         self.heartbeats = SqliteHeartbeats(runner)
         self.oncall = SqliteOnCall(runner)
+        self.messages = SqliteMessages(runner)
         self.insights = SqliteInsights(runner)
         self.status = SqliteStatus(runner)

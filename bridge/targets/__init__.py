@@ -69,6 +69,15 @@ REGISTRY: dict[str, type[Target]] = {
     )
 }
 
+# The types that take channel messages (tied to no incident: a rotation's hand-off, a drill's
+# announcement; docs/delivery.md): a channel people read, with a ``message`` template. The
+# others (paging, tickets, an incident per message) have no such channel; the rules refuse
+# them in ``handoff_to``, and a drill's announcement leaves them out.
+MESSAGE_TYPES: frozenset[str] = frozenset(
+    {"console", "webhook", "slack_webhook", "slack", "msteams", "mattermost", "discord", "email",
+     "telegram"}
+)  # fmt: skip
+
 
 def render_all(
     renderer: Renderer | None = None, incident: Mapping[str, Any] | None = None
@@ -77,7 +86,9 @@ def render_all(
     check``); the errors, each naming its file and line."""
     from bridge.delivery import templates  # Jinja2 only when rendering
 
-    return templates.render_all(REGISTRY.values(), renderer, incident)
+    errors = templates.render_all(REGISTRY.values(), renderer, incident)
+    kinds = [REGISTRY[name] for name in sorted(MESSAGE_TYPES)]
+    return errors + templates.render_messages(kinds, renderer)
 
 
 def render_preview(
@@ -115,6 +126,7 @@ def build_target(
 
 __all__ = [
     "EVENTS",
+    "MESSAGE_TYPES",
     "REGISTRY",
     "TIERS",
     "DeliveryError",

@@ -99,13 +99,19 @@ class Target:
     def render(self, n: Notification, *, suffix: str = ".j2") -> Rendered:
         """Render this target type's template for ``n``; a broken template is permanent
         (logged with its file and line) until the templates are fixed and the row retried."""
-        from bridge.delivery.templates import TemplateError, context
+        from bridge.delivery.templates import TemplateError, context, message_context
 
-        ctx = context(n.incident, n.event, n.events, tier=n.tier, target=n.target)
         markup = self.extra_parts.get(suffix, self.markup)
+        if n.message is not None:
+            # A channel message (no incident): the type's ``message`` template.
+            ctx = message_context(n.message, tier=n.tier, target=n.target)
+            event = "message"
+        else:
+            ctx = context(n.incident, n.event, n.events, tier=n.tier, target=n.target)
+            event = n.event
         try:
             return self.deps.get_renderer().render(
-                self.type_name, n.event, ctx, markup=markup, suffix=suffix
+                self.type_name, event, ctx, markup=markup, suffix=suffix
             )
         except TemplateError as exc:
             self.deps.logger.error("template error for target %s: %s", self.name, exc)

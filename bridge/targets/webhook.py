@@ -81,6 +81,9 @@ class WebhookTarget(Target):
             "truncated_alerts": max(0, alert_count(incident) - self.config.max_alerts),
             "incident": incident,
             "text": self.render(n).body,
+            # a channel message (a hand-off, a drill's announcement): its kind and data, and an
+            # empty incident
+            **({"message": dict(n.message)} if n.message is not None else {}),
         }
 
     async def send(self, notification: Notification) -> DeliveryResult:

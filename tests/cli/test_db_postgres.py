@@ -270,7 +270,10 @@ async def build_history(store: Store) -> None:
     await store.heartbeats.beat(names=["watchdog"], at=T0 + 132 * MIN)
     await store.heartbeats.mark(name="nightly", late_since=T0 + 133 * MIN)
     # a scheduled drill announced and fired
-    await store.drills.claim_run("default", T0 + 200 * MIN, "announce", T0 + 140 * MIN)
+    # its announcement's channel message with it, so that channel_messages is copied too
+    announced = {"route": "default", "severity": "sev2", "at": "x", "stakeholders": False}
+    slot, at = T0 + 200 * MIN, T0 + 140 * MIN
+    assert await store.drills.announce("default", slot, at, announced, ["ops"])
     await store.drills.claim_run("default", T0 + 200 * MIN, "fire", T0 + 200 * MIN)
     await index(store, T0 + 140 * MIN)
     # A newer incident after the indexer's pass, and a webhook body pruned: both as they come.

@@ -475,6 +475,23 @@ def _drills(conn: PgConnection) -> None:
         )
 
 
+def _insights(conn: PgConnection) -> None:
+    # the same tables and history statements as SQLite's (store/insights.py, written for
+    # both), and its triggers in PL/pgSQL
+    from bridge.store import insights
+
+    _run(conn, *insights.DDL, *insights.backfill_sql(pg=True))
+    for name, event, table, condition, statements in insights.triggers(pg=True):
+        when = f" WHEN ({condition})" if condition else ""
+        _run(
+            conn,
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"{' '.join(statements)} RETURN NULL; END $$",
+            f"CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW{when} "
+            f"EXECUTE FUNCTION {name}()",
+        )
+
+
 def _status(conn: PgConnection) -> None:
     # the same partial index as SQLite's (store/status.STATUS_UPDATES_INDEX, written for both)
     from bridge.store.status import STATUS_UPDATES_INDEX
@@ -524,6 +541,13 @@ def _declared(conn: PgConnection) -> None:
         )
 
 
+def _messages(conn: PgConnection) -> None:
+    # the same table as SQLite's (store/messages), with an identity key
+    from bridge.store.messages import POSTGRES_DDL
+
+    _run(conn, *POSTGRES_DDL)
+
+
 # The same names, in the same order, as SQLite's MIGRATIONS (tests/store/test_postgres.py)
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -547,7 +571,9 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0020_heartbeats", _heartbeats),
     ("0021_escalation", _escalation),
     ("0023_drills", _drills),
+    ("0024_insights", _insights),
     ("0025_status", _status),
+    ("0026_messages", _messages),
 ]
 
 
