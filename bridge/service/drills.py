@@ -129,7 +129,8 @@ async def fire_scheduled(state: AppState) -> int:
                         route.name,
                         schedule.severity,
                         format_ns(slot),
-                        ", ".join(targets) or "no target (the route's general tier has none "
+                        ", ".join(targets)
+                        or "no target (the route's general tier has none "
                         "that takes channel messages)",
                     )
             for slot in due_now:
