@@ -38,7 +38,6 @@ from bridge.store.escalation import EscalationFor, ReachOf
 from bridge.store.followup import OpenRequest, ValidationJob
 from bridge.store.ingest import IngestItem, Touched, WebhookResult
 from bridge.store.messages import MessageRow
-from bridge.store.messages import Stats as MessageStats
 from bridge.store.metrics import Aggregates
 from bridge.store.oncall import Handoff, NewOverride, StoredOverride
 from bridge.store.outbox import (
@@ -99,7 +98,6 @@ __all__ = [
     "LinkRequest",
     "MergeRequest",
     "MessageRow",
-    "MessageStats",
     "Messages",
     "Metrics",
     "NewOverride",
@@ -447,11 +445,6 @@ class Messages(Protocol):
     ) -> list[MessageRow]: ...
     async def renew(self, replica: str, ids: Sequence[int], *, until: int) -> None: ...
     async def release(self, replica: str, ids: Sequence[int]) -> None: ...
-    async def retry(self, row_id: int, *, now: int) -> bool: ...
-    async def list_rows(
-        self, *, state: str | None = None, limit: int = 100
-    ) -> list[MessageRow]: ...
-    async def stats(self) -> MessageStats: ...
 
 
 class Declared(Protocol):

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.core import jsontext
-from bridge.core.timeutil import format_ns
 
 STATES = ("pending", "delivered", "dead")
 # The kinds of channel message (the templates' ``message.kind``).
@@ -77,20 +76,6 @@ class MessageRow:
     def idempotency_key(self) -> str:
         """Passed on to the target where its API dedupes: the same for every attempt."""
         return f"message:{self.key}:{self.target}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "target": self.target,
-            "kind": self.kind,
-            "state": self.state,
-            "attempts": self.attempts,
-            "next_attempt_at": format_ns(self.next_attempt_at),
-            "created_at": format_ns(self.created_at),
-            "delivered_at": format_ns(self.delivered_at),
-            "last_error": self.last_error,
-        }
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[MessageRow]:
@@ -231,41 +216,17 @@ def record_attempt(
         )
 
 
-def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
-    """Send a dead-lettered channel message again."""
-    cur = conn.execute(
-        "UPDATE channel_messages SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-        f"updated_at = ?, {_UNCLAIMED} WHERE id = ? AND state = 'dead'",
-        (now, now, row_id),
-    )
-    return cur.rowcount == 1
-
-
-def list_rows(
-    conn: sqlite3.Connection, *, state: str | None = None, limit: int = 100
-) -> list[MessageRow]:
-    """The newest channel messages first, of one state or all."""
-    if state is None:
-        cur = conn.execute(
-            f"SELECT {_ROW} FROM channel_messages ORDER BY id DESC LIMIT ?", (limit,)
-        )
-    else:
-        cur = conn.execute(
-            f"SELECT {_ROW} FROM channel_messages WHERE state = ? ORDER BY id DESC LIMIT ?",
-            (state, limit),
-        )
-    return _rows(cur)
-
-
 @dataclass(frozen=True)
 class Stats:
     pending: int
     dead: int
+    oldest_pending_at: int | None
 
 
 def stats(conn: sqlite3.Connection) -> Stats:
-    pending = conn.execute(
-        "SELECT count(*) FROM channel_messages WHERE state = 'pending'"
-    ).fetchone()[0]
+    """What the scrape adds to the outbox's gauges (waiting, dead, the oldest waiting)."""
+    pending, oldest = conn.execute(
+        "SELECT count(*), min(created_at) FROM channel_messages WHERE state = 'pending'"
+    ).fetchone()
     dead = conn.execute("SELECT count(*) FROM channel_messages WHERE state = 'dead'").fetchone()[0]
-    return Stats(int(pending), int(dead))
+    return Stats(int(pending), int(dead), None if oldest is None else int(oldest))

@@ -175,11 +175,13 @@ def _scrape(
     conn: sqlite3.Connection, teams: Collection[str]
 ) -> tuple[dict[tuple[str, str], int], Stats, Aggregates]:
     """Everything a scrape reads, in one trip to the read pool."""
-    return (
-        queries_sql.incident_counts(conn),
-        outbox_sql.stats(conn),
-        metrics_sql.read(conn, teams),
+    outbox, messages = outbox_sql.stats(conn), messages_sql.stats(conn)
+    # the outbox's gauges count channel messages too: one place to see what waits or died
+    oldest = [t for t in (outbox.oldest_pending_at, messages.oldest_pending_at) if t is not None]
+    both = Stats(
+        outbox.pending + messages.pending, outbox.dead + messages.dead, min(oldest, default=None)
     )
+    return (queries_sql.incident_counts(conn), both, metrics_sql.read(conn, teams))
 
 
 class SqliteMetrics(_Part):
@@ -282,9 +284,6 @@ class SqliteMessages(_Part):
     claim = _writes(messages_sql.claim)
     renew = _writes(messages_sql.renew)
     release = _writes(messages_sql.release)
-    retry = _writes(messages_sql.retry)
-    list_rows = _reads(messages_sql.list_rows)
-    stats = _reads(messages_sql.stats)
 
 
 class SqliteDeclared(_Part):
