@@ -22,6 +22,7 @@ MTTA but observes no time to mitigate or resolve.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections import defaultdict
@@ -466,6 +467,46 @@ def off_hours_ns(start: int, end: int, zone: ZoneInfo, hours: WorkingHours) -> i
     return end - start - working
 
 
+class _Calendar:
+    """One zone's working hours as instants: each working day's [start, end) in ns over the
+    days that [lo, hi) touches, and the working time before each. ``is_working`` and
+    ``off_hours_ns`` ask it by bisection: 10,000 interactions are not 10,000 walks through
+    the days of their zone (whole nanoseconds, where ``is_working`` reads a float's
+    seconds)."""
+
+    def __init__(self, zone: ZoneInfo, hours: WorkingHours, lo: int, hi: int) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.before: list[int] = []  # working time before each start
+        day = _local(lo, zone).date() - timedelta(days=1)
+        last = _local(hi, zone).date() + timedelta(days=1)
+        total = 0
+        while day <= last:
+            if day.weekday() in hours.days:
+                a, b = _instant(day, hours.start, zone), _instant(day, hours.end, zone)
+                if b > a:
+                    self.starts.append(a)
+                    self.ends.append(b)
+                    self.before.append(total)
+                    total += b - a
+            day += timedelta(days=1)
+
+    def working_before(self, ns: int) -> int:
+        i = bisect.bisect_right(self.starts, ns) - 1
+        if i < 0:
+            return 0
+        return self.before[i] + min(ns, self.ends[i]) - self.starts[i]
+
+    def is_working(self, ns: int) -> bool:
+        i = bisect.bisect_right(self.starts, ns) - 1
+        return i >= 0 and ns < self.ends[i]
+
+    def off_hours_ns(self, start: int, end: int) -> int:
+        if end <= start:
+            return 0
+        return end - start - (self.working_before(end) - self.working_before(start))
+
+
 def _zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
@@ -496,13 +537,30 @@ def _interruptions(
     acks: dict[str, int] = defaultdict(int)
     out: dict[str, int] = defaultdict(int)
     first: dict[tuple[str, int], int] = {}
+    if not interactions:
+        return table
+    lo = min(x.at for x in interactions)
+    hi = max(max(x.at for x in interactions) + MAX_ENGAGEMENT_NS, now)
+    calendars: dict[tuple[str, WorkingHours], _Calendar] = {}
+    of_person: dict[str, _Calendar] = {}
+
+    def calendar(person: str) -> _Calendar:
+        found = of_person.get(person)
+        if found is None:
+            zone = _zone(zones.get(person))
+            own = hours_of.get(person, hours)
+            key = (zone.key, own)
+            if key not in calendars:
+                calendars[key] = _Calendar(zone, own, lo, hi)
+            found = of_person[person] = calendars[key]
+        return found
+
     for x in interactions:
-        zone = _zone(zones.get(x.person))
         if x.kind == "page":
             pages[x.person] += 1
         else:
             acks[x.person] += 1
-        if not is_working(x.at, zone, hours_of.get(x.person, hours)):
+        if not calendar(x.person).is_working(x.at):
             out[x.person] += 1
         k = (x.person, x.incident_id)
         first[k] = min(first.get(k, x.at), x.at)
@@ -512,8 +570,7 @@ def _interruptions(
     for (person, incident_id), at in first.items():
         done = ends.get(incident_id)
         end = min(done if done is not None else now, at + MAX_ENGAGEMENT_NS)
-        own = hours_of.get(person, hours)
-        spent[person] += off_hours_ns(at, end, _zone(zones.get(person)), own)
+        spent[person] += calendar(person).off_hours_ns(at, end)
     for person in sorted(set(pages) | set(acks)):
         table.rows.append(
             (

@@ -47,7 +47,6 @@ from bridge.core.insights import (
     OpenItem,
     Rollup,
     Sums,
-    add_incidents,
     monday_of,
     overdue_days,
 )
@@ -177,15 +176,6 @@ def _interactions(conn: sqlite3.Connection, lo: int, hi: int) -> list[Interactio
     return out
 
 
-def _open_items(conn: sqlite3.Connection) -> list[OpenItem]:
-    rows = conn.execute(
-        "SELECT f.incident_id, f.text, coalesce(f.owner, ''), f.created_at "
-        "FROM followup_items f JOIN incidents i ON i.id = f.incident_id "
-        f"WHERE f.state = 'open' AND f.kind = 'action' AND {_NOT_DRILL}"
-    ).fetchall()
-    return [OpenItem(r[0], r[1], r[2], r[3]) for r in rows]
-
-
 def read(
     conn: sqlite3.Connection,
     *,
@@ -216,7 +206,7 @@ def _with_counts(i: IncidentFact, c: tuple[int, int, int]) -> IncidentFact:
 
 # --- The aggregates kept by the write path (migration 0024_insights) ---------------------------
 
-TABLES = ("insight_facts", "insight_days", "insight_interactions")
+TABLES = ("insight_facts", "insight_days", "insight_pending", "insight_interactions")
 _KEY = ("team", "service", "route", "alertname")
 _SUMS = ("n", "na", "sa", "nm", "sm", "nr", "sr", "pages", "reopens", "flaps", "runbook")
 _FACT_COLUMNS = (
@@ -234,6 +224,13 @@ _FACT_COLUMNS = (
     "dismissed",
 )
 
+# an incident whose postmortem may be overdue (core/insights.overdue_rows: resolved or closed,
+# not dismissed, not published; a drill never)
+_PENDING = (
+    "drill = 0 AND dismissed = 0 AND published = 0 AND status IN ('resolved', 'closed') "
+    "AND resolved_at IS NOT NULL"
+)
+
 DDL = (
     "CREATE TABLE insight_facts (id BIGINT PRIMARY KEY, drill BIGINT NOT NULL, "
     "severity TEXT NOT NULL, team TEXT NOT NULL, service TEXT NOT NULL, route TEXT NOT NULL, "
@@ -248,10 +245,19 @@ DDL = (
     "route TEXT NOT NULL, alertname TEXT NOT NULL, "
     + ", ".join(f"{c} BIGINT NOT NULL" for c in _SUMS)
     + ", PRIMARY KEY (day, team, service, route, alertname))",
+    # their incident's opening, end of a person's time on it (mitigated, else resolved) and
+    # drill flag kept beside them (insight_incident_update): read without a look-up each
     "CREATE TABLE insight_interactions (timeline_id BIGINT NOT NULL, seq BIGINT NOT NULL, "
     "incident_id BIGINT NOT NULL, opened_at BIGINT NOT NULL, person TEXT NOT NULL, "
-    "kind TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (timeline_id, seq))",
-    "CREATE INDEX idx_insight_interactions_opened ON insight_interactions (opened_at)",
+    "kind TEXT NOT NULL, at BIGINT NOT NULL, ended BIGINT, drill BIGINT NOT NULL, "
+    "PRIMARY KEY (timeline_id, seq))",
+    # covering: the period's interactions read from the index alone
+    "CREATE INDEX idx_insight_interactions_opened "
+    "ON insight_interactions (opened_at, drill, incident_id, person, kind, at, ended)",
+    "CREATE TABLE insight_pending (day BIGINT NOT NULL, resolved_day BIGINT NOT NULL, "
+    "route TEXT NOT NULL, severity TEXT NOT NULL, n BIGINT NOT NULL, "
+    "PRIMARY KEY (day, resolved_day, route, severity))",
+    f"CREATE INDEX idx_insight_facts_pending ON insight_facts (resolved_at) WHERE {_PENDING}",
     "CREATE INDEX idx_insight_interactions_incident ON insight_interactions (incident_id)",
     # an alert's annotations changed: the incidents holding it, found without a scan
     "CREATE INDEX idx_incident_alerts_fingerprint ON incident_alerts (fingerprint)",
@@ -329,6 +335,27 @@ _RUNBOOK = (
 )
 
 
+def _pending(r: str) -> str:
+    return " AND ".join(f"{r}.{c.strip()}" for c in _PENDING.split(" AND "))
+
+
+def _add_pending() -> str:
+    return (
+        "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
+        f"SELECT {_day('new')}, new.resolved_at / {DAY_NS}, new.route, new.severity, 1 "
+        f"WHERE {_pending('new')} ON CONFLICT (day, resolved_day, route, severity) "
+        "DO UPDATE SET n = insight_pending.n + 1;"
+    )
+
+
+def _subtract_pending() -> str:
+    return (
+        f"UPDATE insight_pending SET n = n - 1 WHERE day = {_day('old')} "
+        f"AND resolved_day = old.resolved_at / {DAY_NS} AND route = old.route "
+        f"AND severity = old.severity AND {_pending('old')};"
+    )
+
+
 def _refresh_alerts(where: str) -> str:
     """The alerts' part of the fact rows ``where`` selects, counted again from their alerts."""
     of = "ia.incident_id = insight_facts.id"
@@ -355,11 +382,15 @@ def _count_entry() -> str:
     )
 
 
+_INTERACTION = "timeline_id, seq, incident_id, opened_at, person, kind, at, ended, drill"
+_OF_INCIDENT = "coalesce(i.mitigated_at, i.resolved_at), coalesce(i.drill, 0)"
+
+
 def _ack_entry() -> str:
     # the JSON is read only when it is JSON: a trigger's error would fail the write
     return (
-        "INSERT INTO insight_interactions (timeline_id, seq, incident_id, opened_at, person, "
-        "kind, at) SELECT new.id, 0, new.incident_id, i.opened_at, new.actor, 'ack', new.time "
+        f"INSERT INTO insight_interactions ({_INTERACTION}) SELECT new.id, 0, new.incident_id, "
+        f"i.opened_at, new.actor, 'ack', new.time, {_OF_INCIDENT} "
         "FROM incidents i WHERE i.id = new.incident_id AND (CASE WHEN json_valid(new.data) "
         "THEN json_extract(new.data, '$.to') END) = 'acknowledged';"
     )
@@ -367,10 +398,7 @@ def _ack_entry() -> str:
 
 def _page_entry(pg: bool) -> str:
     """The people an escalation step paged (``data.people``, strings only), one row each."""
-    head = (
-        "INSERT INTO insight_interactions (timeline_id, seq, incident_id, opened_at, person, "
-        "kind, at) "
-    )
+    head = f"INSERT INTO insight_interactions ({_INTERACTION}) "
     if pg:
         people = (
             "jsonb_array_elements(CASE WHEN json_valid(new.data) THEN CASE WHEN "
@@ -379,7 +407,8 @@ def _page_entry(pg: bool) -> str:
         )
         return (
             f"{head}SELECT new.id, p.seq, new.incident_id, i.opened_at, p.value #>> '{{}}', "
-            f"'page', new.time FROM incidents i, {people} WHERE i.id = new.incident_id "
+            f"'page', new.time, {_OF_INCIDENT} FROM incidents i, {people} "
+            "WHERE i.id = new.incident_id "
             "AND jsonb_typeof(p.value) = 'string';"
         )
     people = (
@@ -388,8 +417,9 @@ def _page_entry(pg: bool) -> str:
         "END END) AS p"
     )
     return (
-        f"{head}SELECT new.id, p.key, new.incident_id, i.opened_at, p.value, 'page', new.time "
-        f"FROM incidents i, {people} WHERE i.id = new.incident_id AND p.type = 'text';"
+        f"{head}SELECT new.id, p.key, new.incident_id, i.opened_at, p.value, 'page', new.time, "
+        f"{_OF_INCIDENT} FROM incidents i, {people} WHERE i.id = new.incident_id "
+        "AND p.type = 'text';"
     )
 
 
@@ -437,8 +467,9 @@ def triggers(pg: bool) -> list[tuple[str, str, str, str, list[str]]]:
             _changed(_INCIDENT_COLUMNS, pg),
             [
                 f"UPDATE insight_facts SET {updates} WHERE id = new.id;",
-                "UPDATE insight_interactions SET opened_at = new.opened_at "
-                "WHERE incident_id = new.id AND opened_at <> new.opened_at;",
+                "UPDATE insight_interactions SET opened_at = new.opened_at, "
+                "ended = coalesce(new.mitigated_at, new.resolved_at), "
+                "drill = coalesce(new.drill, 0) WHERE incident_id = new.id;",
             ],
         ),
         (
@@ -502,15 +533,27 @@ def triggers(pg: bool) -> list[tuple[str, str, str, str, list[str]]]:
             "",
             ["UPDATE insight_facts SET published = 1 WHERE id = new.incident_id;"],
         ),
-        ("insight_facts_insert", "AFTER INSERT", "insight_facts", "", [_add_day()]),
+        (
+            "insight_facts_insert",
+            "AFTER INSERT",
+            "insight_facts",
+            "",
+            [_add_day(), _add_pending()],
+        ),
         (
             "insight_facts_update",
             "AFTER UPDATE",
             "insight_facts",
             "",
-            [_subtract_day(), _add_day()],
+            [_subtract_day(), _add_day(), _subtract_pending(), _add_pending()],
         ),
-        ("insight_facts_delete", "AFTER DELETE", "insight_facts", "", [_subtract_day()]),
+        (
+            "insight_facts_delete",
+            "AFTER DELETE",
+            "insight_facts",
+            "",
+            [_subtract_day(), _subtract_pending()],
+        ),
     ]
 
 
@@ -540,6 +583,12 @@ def backfill_sql(pg: bool) -> list[str]:
         f"FROM insight_facts f WHERE f.drill = 0 GROUP BY {_day('f')}, "
         f"{', '.join('f.' + k for k in _KEY)}"
     )
+    pending = (
+        "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
+        f"SELECT {_day('f')}, f.resolved_at / {DAY_NS}, f.route, f.severity, count(*) "
+        f"FROM insight_facts f WHERE {_pending('f')} GROUP BY {_day('f')}, "
+        f"f.resolved_at / {DAY_NS}, f.route, f.severity"
+    )
     # the timeline's entries as the triggers read them, one by one (new = the entry)
     entries = [
         s.replace("new.", "t.").replace(
@@ -555,7 +604,7 @@ def backfill_sql(pg: bool) -> list[str]:
         )
     entries[1] = entries[1].rstrip(";") + " AND t.kind = 'escalation_step'"
     entries = [e.replace("WHERE i.id = t.incident_id AND", "WHERE") for e in entries]
-    return [facts, days, *entries]
+    return [facts, days, pending, *entries]
 
 
 def install(conn: sqlite3.Connection) -> None:
@@ -578,112 +627,142 @@ def read_rollup(
     required: Callable[[str, str], bool],
 ) -> Rollup:
     """The rollup of [until - span, until) and of the period before it, from the kept
-    aggregates: whole UTC days from ``insight_days``, the partial days at the periods' edges
-    incident by incident from ``insight_facts``; the same numbers as ``read``."""
+    aggregates: whole UTC days from ``insight_days`` and ``insight_pending``, the partial days
+    at the periods' edges summed from ``insight_facts``; the same numbers as ``read``."""
     lo, prev = until - span, until - 2 * span
     current = _summed(conn, lo, until)
     previous = _summed(conn, prev, lo)
     interactions: list[Interaction] = []
     ends: dict[int, int | None] = {}
-    for person, kind, incident_id, at, mitigated, resolved in conn.execute(
-        "SELECT x.person, x.kind, x.incident_id, x.at, f.mitigated_at, f.resolved_at "
-        "FROM insight_interactions x JOIN insight_facts f ON f.id = x.incident_id "
-        "WHERE x.opened_at >= ? AND x.opened_at < ? AND f.drill = 0",
+    for person, kind, incident_id, at, ended in conn.execute(
+        "SELECT person, kind, incident_id, at, ended FROM insight_interactions "
+        "WHERE opened_at >= ? AND opened_at < ? AND drill = 0",
         [lo, until],
     ).fetchall():
         interactions.append(Interaction(person, kind, incident_id, at))
-        ends[incident_id] = mitigated or resolved
+        ends[incident_id] = ended
     overdue, count = _overdue(conn, lo, until, required)
     return Rollup(current, previous, interactions, ends, _open_items(conn), overdue, count)
 
 
+def _days(lo: int, hi: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """[lo, hi) as whole UTC days [first, last) and the partial days left at its edges."""
+    first, last = -(-lo // DAY_NS), hi // DAY_NS
+    if first >= last:
+        return 0, 0, [(lo, hi)] if lo < hi else []
+    edges = [(lo, first * DAY_NS), (last * DAY_NS, hi)]
+    return first, last, [(a, b) for a, b in edges if a < b]
+
+
+# Summed per week in SQL (a week's sums of nanoseconds stay far inside 64 bits): the Monday of
+# day d (day 0, 1970-01-01, a Thursday) is d - (d + 3) % 7, as core's monday_of.
+_MONDAY = "({d} - ({d} + 3) % 7)"
+
+
 def _summed(conn: sqlite3.Connection, lo: int, hi: int) -> dict[Group, Sums]:
     out: dict[Group, Sums] = {}
-    first, last = -(-lo // DAY_NS), hi // DAY_NS  # the whole days: [first, last)
-    if first >= last:
-        add_incidents(out, _facts(conn, lo, hi))
-        return out
-    add_incidents(out, _facts(conn, lo, first * DAY_NS))
-    add_incidents(out, _facts(conn, last * DAY_NS, hi))
-    # Summed per week in SQL (a week's sums of nanoseconds stay far inside 64 bits): the
-    # Monday of day d (day 0, 1970-01-01, a Thursday) is d - (d + 3) % 7, as core's monday_of.
-    monday = "(day - (day + 3) % 7)"
-    sums = ", ".join(f"sum({c})" for c in _SUMS)
-    for row in conn.execute(
-        f"SELECT {monday}, {', '.join(_KEY)}, {sums} FROM insight_days "
-        f"WHERE day >= ? AND day < ? GROUP BY {monday}, {', '.join(_KEY)}",
-        [first, last],
-    ).fetchall():
-        if not row[5]:
-            continue  # the day's incidents all left (a drill marked late)
-        group = Group(monday_of(int(row[0])), row[1], row[2], row[3], row[4])
-        out.setdefault(group, Sums()).add(Sums(*(int(v) for v in row[5:])))
+    first, last, edges = _days(lo, hi)
+    key = ", ".join(_KEY)
+    queries = []
+    if first < last:
+        monday = _MONDAY.format(d="day")
+        sums = ", ".join(f"sum({c})" for c in _SUMS)
+        queries.append(
+            (
+                f"SELECT {monday}, {key}, {sums} FROM insight_days "
+                f"WHERE day >= ? AND day < ? GROUP BY {monday}, {key}",
+                [first, last],
+            )
+        )
+    monday = _MONDAY.format(d=_day("f"))
+    sums = ", ".join(f"sum({e})" for e in _sum_exprs("f"))
+    for a, b in edges:  # the partial days, summed from their incidents the same way
+        queries.append(
+            (
+                f"SELECT {monday}, {', '.join('f.' + k for k in _KEY)}, {sums} "
+                "FROM insight_facts f WHERE f.opened_at >= ? AND f.opened_at < ? "
+                f"AND f.drill = 0 GROUP BY {monday}, {', '.join('f.' + k for k in _KEY)}",
+                [a, b],
+            )
+        )
+    for sql, args in queries:
+        for row in conn.execute(sql, args).fetchall():
+            if not row[5]:
+                continue  # the day's incidents all left (a drill marked late)
+            group = Group(monday_of(int(row[0])), row[1], row[2], row[3], row[4])
+            out.setdefault(group, Sums()).add(Sums(*(int(v) for v in row[5:])))
     return out
 
 
-def _facts(conn: sqlite3.Connection, lo: int, hi: int) -> list[IncidentFact]:
-    if lo >= hi:
-        return []
+def _open_items(conn: sqlite3.Connection) -> list[OpenItem]:
+    # from the open items to their incidents (a drill's left out): not the other way round,
+    # which read every incident (CROSS JOIN keeps SQLite's order; PostgreSQL plans its own)
     rows = conn.execute(
-        "SELECT id, severity, team, service, route, status, started_at, opened_at, "
-        "acknowledged_at, mitigated_at, resolved_at, dismissed, alertname, runbook, reopens, "
-        "CASE WHEN fired > alerts THEN fired - alerts ELSE 0 END, pages, published "
-        "FROM insight_facts WHERE opened_at >= ? AND opened_at < ? AND drill = 0",
-        [lo, hi],
+        "SELECT f.incident_id, f.text, coalesce(f.owner, ''), f.created_at "
+        "FROM followup_items f CROSS JOIN incidents i WHERE i.id = f.incident_id "
+        f"AND f.state = 'open' AND f.kind = 'action' AND {_NOT_DRILL}"
     ).fetchall()
-    return [
-        IncidentFact(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            r[7],
-            r[8],
-            r[9],
-            r[10],
-            dismissed=bool(r[11]),
-            alertname=r[12],
-            runbook=bool(r[13]),
-            reopens=r[14],
-            flaps=r[15],
-            pages=r[16],
-            published=bool(r[17]),
-        )
-        for r in rows
-    ]
+    return [OpenItem(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-_OVERDUE = (
-    "FROM insight_facts WHERE opened_at >= ? AND opened_at < ? AND drill = 0 AND dismissed = 0 "
-    "AND published = 0 AND status IN ('resolved', 'closed') AND resolved_at < ?"
-)
+_OVERDUE = f"FROM insight_facts WHERE {_PENDING} AND resolved_at < ?"
 
 
 def _overdue(
     conn: sqlite3.Connection, lo: int, hi: int, required: Callable[[str, str], bool]
 ) -> tuple[list[tuple[int, str, str, int, float]], int]:
-    """The postmortems overdue (``core/insights.overdue_rows``): counted per (route, severity),
-    the policy asked per pair, the most overdue of the pairs that require one."""
-    now = hi
-    before = now - POSTMORTEM_DUE_DAYS * DAY_NS
-    pairs = [
-        (route, severity, n)
-        for route, severity, n in conn.execute(
-            f"SELECT route, severity, count(*) {_OVERDUE} GROUP BY route, severity",
-            [lo, hi, before],
+    """The postmortems overdue at ``hi`` of the incidents opened in [lo, hi), as
+    ``core/insights.overdue_rows``: resolved before ``before`` (a week before ``hi``). The
+    whole days opened count from ``insight_pending`` up to the day ``before`` falls in; that
+    day's resolutions and the partial days opened are read incident by incident. The list
+    (the ``LIST_ROWS`` resolved longest ago) reads only the resolution days it needs."""
+    before = hi - POSTMORTEM_DUE_DAYS * DAY_NS
+    cut = before // DAY_NS  # resolved on a day before this one: overdue
+    first, last, edges = _days(lo, hi)
+    per_day: dict[int, int] = {}
+    exact: list[tuple[int, str, str, int]] = []
+    if first < last:
+        for rday, route, severity, n in conn.execute(
+            "SELECT resolved_day, route, severity, sum(n) FROM insight_pending "
+            "WHERE day >= ? AND day < ? AND resolved_day < ? "
+            "GROUP BY resolved_day, route, severity",
+            [first, last, cut],
+        ).fetchall():
+            if n and required(route, severity):
+                per_day[int(rday)] = per_day.get(int(rday), 0) + int(n)
+        # resolved on the day ``before`` falls in, before it
+        exact += conn.execute(
+            f"SELECT id, route, severity, resolved_at {_OVERDUE} AND resolved_at >= ? "
+            "AND opened_at >= ? AND opened_at < ?",
+            [before, cut * DAY_NS, first * DAY_NS, last * DAY_NS],
         ).fetchall()
-        if required(route, severity)
-    ]
-    if not pairs:
-        return [], 0
-    which = " OR ".join("(route = ? AND severity = ?)" for _ in pairs)
-    rows = conn.execute(
-        f"SELECT id, route, severity, resolved_at {_OVERDUE} AND ({which}) "
-        f"ORDER BY resolved_at, id LIMIT {LIST_ROWS}",
-        [lo, hi, before, *(v for p in pairs for v in p[:2])],
-    ).fetchall()
-    out = [(r[0], r[1], r[2], r[3], overdue_days(r[3], now)) for r in rows]
-    return out, sum(int(p[2]) for p in pairs)
+    for a, b in edges:
+        exact += conn.execute(
+            f"SELECT id, route, severity, resolved_at {_OVERDUE} AND opened_at >= ? "
+            "AND opened_at < ?",
+            [before, a, b],
+        ).fetchall()
+    rows = [r for r in exact if required(r[1], r[2])]
+    count = len(rows) + sum(per_day.values())
+    if per_day:
+        # the fewest days of resolutions that hold the list (the oldest first)
+        days, taken = sorted(per_day), 0
+        upto = days[-1]
+        for d in days:
+            taken += per_day[d]
+            if taken >= LIST_ROWS:
+                upto = d
+                break
+        since = [] if days[0] <= 0 else [days[0] * DAY_NS]
+        rows += [
+            r
+            for r in conn.execute(
+                f"SELECT id, route, severity, resolved_at {_OVERDUE} "
+                f"{'AND resolved_at >= ? ' if since else ''}AND opened_at >= ? AND opened_at < ?",
+                [(upto + 1) * DAY_NS, *since, first * DAY_NS, last * DAY_NS],
+            ).fetchall()
+            if required(r[1], r[2])
+        ]
+    rows.sort(key=lambda r: (r[3], r[0]))
+    out = [(r[0], r[1], r[2], r[3], overdue_days(r[3], hi)) for r in rows[:LIST_ROWS]]
+    return out, count
