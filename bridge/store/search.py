@@ -44,7 +44,7 @@ from bridge.core.similar import (
 )
 from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
-from bridge.store.changes import write_change as _write
+from bridge.store.changes import Change, write_changes
 from bridge.store.errors import QueryError
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
 
@@ -534,6 +534,7 @@ def record_similar(
                 column="incident_id",
             )
         )
+    changes = []
     for incident_id, candidates in found:
         row = rows.get(incident_id)
         if row is None:
@@ -543,8 +544,11 @@ def record_similar(
             c.id: f"{url(c.id)}/postmortem" for c in candidates if url and c.id in published
         }
         event = similar_event(candidates, url=url, postmortems=postmortems)
-        ids, written = _write(conn, incident, Outcome(incident, (event,)), now)
+        changes.append(Change(incident, Outcome(incident, (event,))))
         linked.append(incident_id)
+    # The job's entries and their outbox rows in one statement per table, not two round trips
+    # per incident while the writer holds the webhooks behind it (docs/performance.md)
+    for ids, written in write_changes(conn, changes, now):
         event_ids.extend(ids)
         notifications += written
     _set_mark(conn, "similar", upto)

@@ -95,3 +95,89 @@ def test_recording_a_job_reads_no_row_per_candidate(pg_url: str) -> None:
         assert sent[0] <= 2 * len(found) + 5, sent
     finally:
         db.close()
+
+
+def dedicated_channel(db: Db, ids: list[int]) -> None:
+    """The incidents' tiers name a dedicated channel, which hears of every entry: each
+    "seen this before" entry then has an outbox row."""
+    tiers = json.dumps({"general": [], "incident": "chan", "stakeholders": []})
+    with db.transaction():
+        for incident_id in ids:
+            db.conn.execute("UPDATE incidents SET tiers = ? WHERE id = ?", (tiers, incident_id))
+
+
+def test_a_job_writes_each_incidents_entry_and_outbox_row_in_order(db: Db) -> None:
+    for n in range(3):
+        db.open(f"p{n}", f"Disk full {n}", labels("DiskFull", "storage"))
+    db.index()
+    record_all(db)
+    new = [
+        db.open(f"n{n}", f"Disk full again {n}", labels("DiskFull", "storage")) for n in range(4)
+    ]
+    dedicated_channel(db, new)
+    db.index()
+    ids, upto = pending_similar(db.conn, 100)
+    found = look_up_similar(db.conn, ids)
+    (last,) = db.rows("SELECT max(id) FROM timeline")[0]
+    with db.transaction():
+        done = record_similar(db.conn, found, upto=upto, now=db.now, url=URL)
+    assert done.linked == tuple(new)
+    # the entries' ids follow the timeline's, in the job's order, one per incident, as one
+    # change after the other gave them
+    assert done.event_ids == tuple(range(last + 1, last + 1 + len(new)))
+    entries = db.rows(
+        "SELECT id, incident_id, time FROM timeline WHERE kind = 'similar_incidents' AND id > ? "
+        "ORDER BY id",
+        last,
+    )
+    assert entries == [(last + 1 + k, i, db.now) for k, i in enumerate(new)]
+    assert done.notifications == len(new)
+    outbox = db.rows(
+        "SELECT incident_id, target, tier, event, event_id, idempotency_key, state FROM outbox "
+        "WHERE event_id > ? ORDER BY id",
+        last,
+    )
+    assert outbox == [
+        (
+            i,
+            "chan",
+            "incident",
+            "timeline",
+            last + 1 + k,
+            f"incident-{i}/incident/chan/timeline/{last + 1 + k}",
+            "pending",
+        )
+        for k, i in enumerate(new)
+    ]
+
+
+def test_recording_ten_incidents_sends_as_many_statements_as_recording_one(pg_url: str) -> None:
+    db = PgDb(pg_url)
+    try:
+        for n in range(5):
+            db.open(f"p{n}", f"Checkout {n}", labels("HighErrorRate", "checkout"))
+        db.index()
+        record_all(db)
+
+        def recorded(count: int) -> tuple[int, int]:
+            new = [
+                db.open(f"n{count}-{n}", f"Checkout again {n}", labels("HighErrorRate", "checkout"))
+                for n in range(count)
+            ]
+            dedicated_channel(db, new)
+            db.index()
+            ids, upto = pending_similar(db.conn, 100)
+            found = look_up_similar(db.conn, ids)
+            with db.transaction(), counted(db) as sent:
+                done = record_similar(db.conn, found, upto=upto, now=db.now, url=URL)
+            assert done.linked == tuple(new) and done.notifications == count
+            return sent[0], len(done.event_ids)
+
+        recorded(2)  # the connection reads its tables' column types once, for its first rows
+        one, ten = recorded(1), recorded(10)
+        # each incident's change was its next entry id, its entry and its outbox row: three
+        # round trips per incident while the writer held the webhooks queued behind it
+        assert ten[1] == 10
+        assert ten[0] == one[0], (one, ten)
+    finally:
+        db.close()
