@@ -111,10 +111,12 @@ def _make_mention(markup: Markup) -> Callable[..., Safe]:
     @jinja2.pass_context
     def mention(ctx: Any, name: Any) -> Safe:
         """A person as the target can notify them: ``<@U123>`` in Slack when the rotations
-        give their Slack id (``incident.people``), else their name, escaped."""
+        give their Slack id (``incident.people``, a channel message's ``message.people``),
+        else their name, escaped."""
         text = str(name)
         if markup == "slack":
-            people = (ctx.get("incident") or {}).get("people") or {}
+            about = ctx.get("incident") or ctx.get("message") or {}
+            people = about.get("people") or {}
             handle = str((people.get(text) or {}).get("slack") or "")
             if _SLACK_USER.match(handle):
                 return _safe(f"<@{handle}>")
@@ -445,6 +447,7 @@ SAMPLE_MESSAGES: tuple[dict[str, Any], ...] = (
             }
         ],
         "incident_count": 1,
+        "people": {"alice": {"slack": "U0ALICE"}, "bob": {}},
     },
     {
         "kind": "drill_announcement",

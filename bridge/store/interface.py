@@ -367,6 +367,7 @@ class OnCall(Protocol):
         routes: Collection[str],
         now: int,
         targets: Collection[str] = (),
+        people: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Handoff:
         """Announce a hand-off once: the inherited open incidents' timeline entries, and a
         channel message to ``targets`` (the rotation's ``handoff_to``)."""

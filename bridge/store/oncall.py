@@ -11,7 +11,7 @@ before it began, so what was planned stays to be looked at.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from bridge.core.actions import Outcome
 from bridge.core.incidents import OPEN_STATUSES, Event, Incident
@@ -186,6 +186,7 @@ def _handoff_message(
     incidents: Sequence[Incident],
     targets: Collection[str],
     now: int,
+    people: Mapping[str, Mapping[str, str]],
 ) -> int:
     if not targets:
         return 0
@@ -200,6 +201,8 @@ def _handoff_message(
         "at": format_ns(at),
         "incidents": shown,
         "incident_count": len(incidents),
+        # the two people's handles: a Slack message mentions them (``mention``)
+        "people": {name: dict(people.get(name) or {}) for name in (giver, taker)},
     }
     key = f"handoff:{rotation}:{at}"
     return messages.enqueue(conn, key=key, kind="handoff", data=data, targets=targets, now=now)
@@ -215,13 +218,14 @@ def record_handoff(
     routes: Collection[str],
     now: int,
     targets: Collection[str] = (),
+    people: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Handoff:
     """Announce the hand-off of ``rotation`` at ``at`` once (its row is the key: a second
     tick, a restart or another replica writes nothing): on each open incident of ``routes``
     (those whose commander comes from the rotation, which ``taker`` inherits) a timeline entry
     by incident-bridge, with its outbox rows (the incident's channel), and one channel message
-    (``store/messages``, kind ``handoff``) to ``targets`` (the rotation's ``handoff_to``),
-    all in this transaction."""
+    (``store/messages``, kind ``handoff``) to ``targets`` (the rotation's ``handoff_to``;
+    ``people``: the members' handles), all in this transaction."""
     row = conn.execute(
         "INSERT OR IGNORE INTO oncall_handoffs (rotation, handoff_at, from_person, to_person,"
         " recorded_at) VALUES (?, ?, ?, ?, ?) RETURNING rotation",
@@ -231,7 +235,7 @@ def record_handoff(
         return Handoff(recorded=False)
     wanted = sorted(set(routes))
     if not wanted:
-        sent = _handoff_message(conn, rotation, at, giver, taker, [], targets, now)
+        sent = _handoff_message(conn, rotation, at, giver, taker, [], targets, now, people or {})
         return Handoff(recorded=True, messages=sent)
     statuses = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
     marks = ", ".join("?" * len(wanted))
@@ -244,7 +248,7 @@ def record_handoff(
         ).fetchall()
     ]
     ids = tuple(i.id for i in incidents if i.id is not None)
-    sent = _handoff_message(conn, rotation, at, giver, taker, incidents, targets, now)
+    sent = _handoff_message(conn, rotation, at, giver, taker, incidents, targets, now, people or {})
     text = handoff_text(rotation, giver, taker, ids)
     data = {"rotation": rotation, "from": giver, "to": taker, "at": at, "incidents": list(ids)}
     written = 0

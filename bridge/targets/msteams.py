@@ -49,9 +49,10 @@ def card(title: str, text: str, incident: Mapping[str, Any]) -> dict[str, Any]:
                 "color": _SEVERITY_COLOR.get(str(incident.get("severity")), "Default"),
             },
             {"type": "TextBlock", "text": text, "wrap": True},
-            {"type": "FactSet", "facts": facts},
         ],
     }
+    if incident.get("id") is not None:  # a channel message is about no incident: no facts
+        content["body"].append({"type": "FactSet", "facts": facts})
     url = str(incident.get("url") or "")
     if url.startswith(("http://", "https://")):
         content["actions"] = [{"type": "Action.OpenUrl", "title": "Open incident", "url": url}]
