@@ -7,14 +7,16 @@ ten acknowledged by one of 20 people, one in twenty reopened). Per round, one af
 the same process:
 
 - ``baseline``: ``GET /`` (the incident list page, 50 newest) -- what a page costs;
-- ``insights_cold`` (``--cold`` times, first): ``GET /insights?since=...`` with a span no earlier
-  request asked for (``720h``, ``721h``, ...): the answer computed while the request waits;
+- ``insights_first`` (``--cold`` times, first, each after a baseline request): ``GET
+  /insights?since=...`` with a span no earlier request asked for (``720h``, ``721h``, ...):
+  no kept answer, computed while the request waits (from the aggregates the write path keeps,
+  migration 0024_insights);
 - ``insights`` (``--rounds`` times, each after a baseline request): ``/insights?since=720h``
   again: the kept answer, as every later ask gets it (fresh, or stale by up to 10 minutes while
   the next is computed behind it: service/insights.py).
 
-Prints JSON lines: each case's median and max in ms, the ratios to the baseline (medians), and
-whether the insights page (kept) met the 300 ms target; the cold figure is printed beside it. ``--db postgresql`` (a throwaway
+Prints JSON lines: each case's median and max in ms, then the first ask and the kept answer
+each against the baseline (ratio of medians) and whether each met the 300 ms target. ``--db postgresql`` (a throwaway
 server, or a postgresql:// URL) runs the same on PostgreSQL; ``--smoke`` runs 2,000 incidents,
 3 rounds, and includes PostgreSQL when its binaries are installed (bench/_pg.py).
 
@@ -29,6 +31,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -54,14 +57,21 @@ TARGET_MS = 300.0
 NS = 1_000_000_000
 
 
-def batches(count: int, now: int) -> Iterator[list[IngestItem]]:
-    """``count`` incidents of 20 services and 50 alertnames, as webhooks would write them."""
+def batches(count: int, now: int, days: int) -> Iterator[list[IngestItem]]:
+    """``count`` incidents of 20 services and 50 alertnames, as webhooks would write them,
+    started over the last ``days`` days (in a spread order) and opened 30 s later."""
     from bridge.core.alertmanager import parse_webhook
     from bridge.core.policy import Decision
+    from bridge.core.timeutil import format_ns
     from bridge.store.ingest import IngestItem
 
+    span_s = days * 86_400
     batch: list[IngestItem] = []
     for n in range(count):
+        # written at their own times, not moved later by one UPDATE of every incident: on
+        # PostgreSQL, one transaction moving 100,000 incidents out of the day they were all
+        # opened in rewrites that day's kept sums 100,000 times (row versions it must walk)
+        started = now - ((n + 1) * 7919 % span_s) * NS
         group = f"bench-{n}"
         annotations = {"summary": f"bench incident {n}"}
         if n % 50 < 40:  # 10 alertnames of 50 without a runbook
@@ -78,7 +88,7 @@ def batches(count: int, now: int) -> Iterator[list[IngestItem]]:
                         "status": "firing",
                         "labels": {"alertname": f"Bench{n % 50}", "group": group},
                         "annotations": annotations,
-                        "startsAt": "2026-11-28T06:00:00Z",
+                        "startsAt": format_ns(started),
                         "endsAt": "0001-01-01T00:00:00Z",
                     }
                 ],
@@ -94,20 +104,18 @@ def batches(count: int, now: int) -> Iterator[list[IngestItem]]:
             service=f"service-{n % 20}",
         )
         sha = hashlib.sha256(raw).hexdigest()
-        batch.append(IngestItem(payload, (decision,), sha, None, now + n))
+        batch.append(IngestItem(payload, (decision,), sha, None, started + 30 * NS))
         if len(batch) == 1000 or n == count - 1:
             yield batch
             batch = []
 
 
-def shape_sql(now: int, days: int) -> list[str]:
-    """Spread times and milestones (integer arithmetic only: both backends read it alike)."""
-    span = days * 86_400 * NS
+def shape_sql(now: int) -> list[str]:
+    """Milestones, acknowledgements and reopenings (integer arithmetic only: both backends
+    read it alike)."""
     ns = "CAST(1000000000 AS INTEGER)"  # a BIGINT on PostgreSQL (dialect.py): no overflow
     return [
-        f"UPDATE incidents SET started_at = {now} - (id * 7919 % {span // NS}) * {ns}",
-        f"UPDATE incidents SET opened_at = started_at + 30 * {ns}, "
-        f"acknowledged_at = started_at + (60 + id % 900) * {ns}, "
+        f"UPDATE incidents SET acknowledged_at = started_at + (60 + id % 900) * {ns}, "
         f"mitigated_at = started_at + (600 + id % 7200) * {ns}, "
         f"resolved_at = started_at + (3600 + id % 14400) * {ns}, status = 'resolved' "
         f"WHERE started_at + (3600 + id % 14400) * {ns} < {now}",
@@ -124,7 +132,7 @@ def shape_sql(now: int, days: int) -> list[str]:
 def populate(place: Place, count: int, days: int) -> float:
     """A new store on ``place`` with ``count`` incidents; the seconds it took."""
     now = time.time_ns()
-    return fill(place, batches(count, now), shape_sql(now, days))
+    return fill(place, batches(count, now, days), shape_sql(now))
 
 
 def timed(url: str) -> tuple[float, bytes]:
@@ -138,13 +146,15 @@ def timed(url: str) -> tuple[float, bytes]:
 
 
 def measure(url: str, rounds: int, cold: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"baseline": [], "insights_cold": [], "insights": []}
+    times: dict[str, list[float]] = {"baseline": [], "insights_first": [], "insights": []}
     timed(url + "/")  # the first request pays for imports and templates: not measured
-    for n in range(cold):  # seconds each at 100,000 incidents: a few are enough
+    for n in range(cold):
+        # a period no request asked for: no kept answer, computed while the request waits
+        times["baseline"].append(timed(url + "/")[0])
         ms, body = timed(f"{url}/insights?since={720 + n}h")
         if b"<svg" not in body:
             raise RuntimeError("the insights page has no chart")
-        times["insights_cold"].append(ms)
+        times["insights_first"].append(ms)
     for _ in range(rounds):
         times["baseline"].append(timed(url + "/")[0])
         times["insights"].append(timed(f"{url}/insights?since=720h")[0])
@@ -152,6 +162,8 @@ def measure(url: str, rounds: int, cold: int) -> dict[str, list[float]]:
 
 
 def report(backend: str, count: int, times: dict[str, list[float]]) -> bool:
+    """A line per case, then each insights case against the baseline: the first ask of a
+    period (computed) and the kept answer; True when both are under the target."""
     medians = {k: statistics.median(v) for k, v in times.items()}
     for case, values in times.items():
         line(
@@ -161,16 +173,19 @@ def report(backend: str, count: int, times: dict[str, list[float]]) -> bool:
             median_ms=round(medians[case], 1),
             max_ms=round(max(values), 1),
         )
-    met = medians["insights"] < TARGET_MS
-    line(
-        case="insights_vs_baseline",
-        backend=backend,
-        incidents=count,
-        ratio=round(medians["insights"] / medians["baseline"], 2),
-        cold_ratio=round(medians["insights_cold"] / medians["baseline"], 2),
-        target_ms=TARGET_MS,
-        met=met,
-    )
+    met = True
+    for case in ("insights_first", "insights"):
+        ok = medians[case] < TARGET_MS
+        line(
+            case=f"{case}_vs_baseline",
+            backend=backend,
+            incidents=count,
+            ratio=round(medians[case] / medians["baseline"], 2),
+            median_ms=round(medians[case], 1),
+            target_ms=TARGET_MS,
+            met=ok,
+        )
+        met = met and ok
     return met
 
 
@@ -181,14 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=30, help="opened over these last days")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--cold", type=int, default=2, help="first asks of a period measured")
+    parser.add_argument("--cold", type=int, default=10, help="first asks of a period measured")
     parser.add_argument("--db", help="also PostgreSQL: `postgresql` or a postgresql:// URL")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     if args.db is not None and not args.db.startswith("postgres"):
         parser.error("--db: `postgresql` or a postgresql:// URL")
     if args.smoke:
-        args.incidents, args.rounds, args.cold = 2000, 3, 1
+        args.incidents, args.rounds, args.cold = 2000, 3, 2
         if args.db is None:
             reason = missing_reason()
             if reason is None:
@@ -199,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     (work / "rules.yaml").write_text("route:\n  name: root\n")
     ok = True
     with contextlib.ExitStack() as stack:
+        # the stores are hundreds of MB at full size: gone after the run, as the servers
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         pg: Server | None = None
         if args.db is not None:
             pg = stack.enter_context(server(args.db, None))

@@ -40,7 +40,10 @@ class InsightsTable(Answer):
 class InsightsAnswer(Answer):
     since: str = Field(description="the period's start (RFC 3339)")
     until: str = Field(description="the period's end (RFC 3339), excluded")
-    working_hours: str = Field(description="what counts as working hours in a rotation's zone")
+    working_hours: str = Field(
+        description="the working hours of anyone in no rotation (a rotation's own are in the "
+        "interruptions table, per person)"
+    )
     tables: dict[str, InsightsTable] = Field(
         description="trend, by_week, by_team, by_service, by_route, noisiest, interruptions, "
         "action_items, postmortems_overdue, no_runbook (docs/insights.md)"

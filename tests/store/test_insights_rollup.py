@@ -75,6 +75,8 @@ def _varied(conn: Any, rng: random.Random, first: int, count: int) -> list[int]:
             _alert(conn, iid, f"f{iid}a", {"alertname": name}, runbook)
         if shape == 1:
             _alert(conn, iid, f"f{iid}b", {"alertname": "Aardvark"}, {"runbook_url": ""})
+        if shape == 2:  # an alert without a name joins: the incident's name stays
+            _alert(conn, iid, f"f{iid}c", {"job": "node"}, {"runbook_url": "http://rb"})
         for _ in range(rng.randrange(4)):
             _entry(conn, iid, "alert_fired", started + rng.randrange(HOUR))
         if rng.random() < 0.3:
