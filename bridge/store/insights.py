@@ -310,23 +310,45 @@ def _day(r: str) -> str:
     return f"{r}.opened_at / {DAY_NS}"
 
 
-def _add_day() -> str:
+# A fact row changed within its day and group (a milestone, a page, a runbook: nearly every
+# change): one UPDATE by the difference, not the old row's sums taken out and the new one's
+# added (two writes of the same row: PostgreSQL keeps every version until the commit).
+_SAME = (
+    f"{_day('old')} = {_day('new')} AND "
+    + " AND ".join(f"old.{k} = new.{k}" for k in _KEY)
+    + " AND old.drill = 0 AND new.drill = 0"
+)
+
+
+def _add_day(unless_same: bool = False) -> str:
     cols = ", ".join(("day", *_KEY, *_SUMS))
     sets = ", ".join(f"{c} = insight_days.{c} + excluded.{c}" for c in _SUMS)
+    unless = f" AND NOT ({_SAME})" if unless_same else ""
     return (
         f"INSERT INTO insight_days ({cols}) SELECT {_day('new')}, "
-        f"{', '.join('new.' + k for k in _KEY)}, {', '.join(_sum_exprs('new'))} WHERE new.drill = 0 "
+        f"{', '.join('new.' + k for k in _KEY)}, {', '.join(_sum_exprs('new'))} "
+        f"WHERE new.drill = 0{unless} "
         f"ON CONFLICT (day, {', '.join(_KEY)}) DO UPDATE SET {sets};"
     )
 
 
-def _subtract_day() -> str:
+def _subtract_day(unless_same: bool = False) -> str:
     # the row is there: the same values were added when this fact row was written
     sets = ", ".join(f"{c} = {c} - ({e})" for c, e in zip(_SUMS, _sum_exprs("old"), strict=True))
     where = " AND ".join(f"{k} = old.{k}" for k in _KEY)
+    unless = f" AND NOT ({_SAME})" if unless_same else ""
     return (
-        f"UPDATE insight_days SET {sets} WHERE day = {_day('old')} AND {where} AND old.drill = 0;"
+        f"UPDATE insight_days SET {sets} WHERE day = {_day('old')} AND {where} "
+        f"AND old.drill = 0{unless};"
     )
+
+
+def _change_day() -> str:
+    """A fact row's change within its day and group, as one difference."""
+    diff = zip(_SUMS, _sum_exprs("new"), _sum_exprs("old"), strict=True)
+    sets = ", ".join(f"{c} = {c} + ({a}) - ({b})" for c, a, b in diff)
+    where = " AND ".join(f"{k} = new.{k}" for k in _KEY)
+    return f"UPDATE insight_days SET {sets} WHERE day = {_day('new')} AND {where} AND {_SAME};"
 
 
 _RUNBOOK = (
@@ -339,20 +361,32 @@ def _pending(r: str) -> str:
     return " AND ".join(f"{r}.{c.strip()}" for c in _PENDING.split(" AND "))
 
 
-def _add_pending() -> str:
+def _pending_same() -> str:
+    """Pending before and after, on the same day, day resolved, route and severity: the
+    count stays (no write at all)."""
+    return (
+        f"({_pending('old')} AND {_pending('new')} AND {_day('old')} = {_day('new')} "
+        f"AND old.resolved_at / {DAY_NS} = new.resolved_at / {DAY_NS} "
+        "AND old.route = new.route AND old.severity = new.severity)"
+    )
+
+
+def _add_pending(unless_same: bool = False) -> str:
+    unless = f" AND NOT {_pending_same()}" if unless_same else ""
     return (
         "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
         f"SELECT {_day('new')}, new.resolved_at / {DAY_NS}, new.route, new.severity, 1 "
-        f"WHERE {_pending('new')} ON CONFLICT (day, resolved_day, route, severity) "
+        f"WHERE {_pending('new')}{unless} ON CONFLICT (day, resolved_day, route, severity) "
         "DO UPDATE SET n = insight_pending.n + 1;"
     )
 
 
-def _subtract_pending() -> str:
+def _subtract_pending(unless_same: bool = False) -> str:
+    unless = f" AND NOT {_pending_same()}" if unless_same else ""
     return (
         f"UPDATE insight_pending SET n = n - 1 WHERE day = {_day('old')} "
         f"AND resolved_day = old.resolved_at / {DAY_NS} AND route = old.route "
-        f"AND severity = old.severity AND {_pending('old')};"
+        f"AND severity = old.severity AND {_pending('old')}{unless};"
     )
 
 
@@ -575,7 +609,13 @@ def triggers(pg: bool) -> list[tuple[str, str, str, str, list[str]]]:
             "AFTER UPDATE",
             "insight_facts",
             "",
-            [_subtract_day(), _add_day(), _subtract_pending(), _add_pending()],
+            [
+                _change_day(),
+                _subtract_day(unless_same=True),
+                _add_day(unless_same=True),
+                _subtract_pending(unless_same=True),
+                _add_pending(unless_same=True),
+            ],
         ),
         (
             "insight_facts_delete",
