@@ -46,7 +46,7 @@ from bridge.core.timeutil import format_ns
 from bridge.core.values import immutable
 from bridge.store.changes import Change, write_changes
 from bridge.store.errors import QueryError
-from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
+from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row, together
 
 # Kinds of documents besides the timeline's kinds (a timeline entry is indexed under its own
 # kind: note, decision, alert_fired, ...).
@@ -303,12 +303,23 @@ def index_pending(
     """Index the next incidents and timeline entries past the watermarks, and move the
     watermarks past them, in the caller's (the writer's) transaction."""
     m = marks(conn)
-    incidents = conn.execute(
-        "SELECT id, key, title, team, service FROM incidents WHERE id > ? ORDER BY id LIMIT ?",
-        (m.incidents, max_incidents + 1),
-    ).fetchall()
-    more = len(incidents) > max_incidents
+    # Both reads sent together, and every write after them: on PostgreSQL the job is four
+    # round trips (the marks, these reads, the labels, the writes), not eight, while the
+    # writer holds the webhooks queued behind it (docs/performance.md)
+    with together(conn):
+        incidents_read = conn.execute(
+            "SELECT id, key, title, team, service FROM incidents WHERE id > ? ORDER BY id LIMIT ?",
+            (m.incidents, max_incidents + 1),
+        )
+        entries_read = conn.execute(
+            "SELECT id, incident_id, kind, text FROM timeline WHERE id > ? ORDER BY id LIMIT ?",
+            (m.timeline, max_entries + 1),
+        )
+    incidents = incidents_read.fetchall()
+    entries = entries_read.fetchall()
+    more = len(incidents) > max_incidents or len(entries) > max_entries
     incidents = incidents[:max_incidents]
+    entries = entries[:max_entries]
     fts = engine(conn)
     first = fts.first_labels(conn, [row[0] for row in incidents], MAX_ALERTS)
     docs = []
@@ -323,30 +334,25 @@ def index_pending(
                 tuple(_keys(service, labels)),
             )
         )
-    fts.add_incidents(conn, docs)
-    entries = conn.execute(
-        "SELECT id, incident_id, kind, text FROM timeline WHERE id > ? ORDER BY id LIMIT ?",
-        (m.timeline, max_entries + 1),
-    ).fetchall()
-    more = more or len(entries) > max_entries
-    entries = entries[:max_entries]
-    engine(conn).add_many(
-        conn,
-        [
-            (incident_id, kind, str(entry_id), text)
-            for entry_id, incident_id, kind, text in entries
-            if kind not in NOT_INDEXED and text
-        ],
-    )
     after = Marks(
         incidents[-1][0] if incidents else m.incidents,
         entries[-1][0] if entries else m.timeline,
         m.similar,
     )
-    if after.incidents != m.incidents:
-        _set_mark(conn, "incidents", after.incidents)
-    if after.timeline != m.timeline:
-        _set_mark(conn, "timeline", after.timeline)
+    with together(conn):
+        fts.add_incidents(conn, docs)
+        fts.add_many(
+            conn,
+            [
+                (incident_id, kind, str(entry_id), text)
+                for entry_id, incident_id, kind, text in entries
+                if kind not in NOT_INDEXED and text
+            ],
+        )
+        if after.incidents != m.incidents:
+            _set_mark(conn, "incidents", after.incidents)
+        if after.timeline != m.timeline:
+            _set_mark(conn, "timeline", after.timeline)
     return Indexed(len(incidents), len(entries), more, after)
 
 

@@ -55,6 +55,9 @@ def counted(db: PgDb) -> Iterator[list[int]]:
         os.lseek(trace.fileno(), 0, os.SEEK_SET)
         sent = [line.split("\t") for line in os.read(trace.fileno(), 1 << 24).decode().splitlines()]
     out.append(sum(1 for f in sent if len(f) > 3 and f[1] == "F" and f[3] in ("Query", "Bind")))
+    # the times the client waited for the server: a simple query, or a Sync (the end of an
+    # extended query, or of a pipeline's statements)
+    out.append(sum(1 for f in sent if len(f) > 3 and f[1] == "F" and f[3] in ("Query", "Sync")))
 
 
 def index_once(db: PgDb) -> Any:
@@ -77,6 +80,18 @@ def test_indexing_forty_new_incidents_sends_as_many_statements_as_indexing_one(
     # terms and one per key: 5 statements each, 200 here
     assert forty[0] == one[0], (one, forty)
     assert forty[0] <= 12
+
+
+def test_an_indexer_job_waits_for_the_server_four_times(db: PgDb) -> None:
+    for n in range(10):
+        db.open(f"r{n}", f"t{n}", labels("A", "svc", i=str(n)))
+    with counted(db) as sent, db.transaction():
+        done = index_pending(db.conn, max_incidents=64)
+    assert done.incidents == 10 and done.entries > 0
+    # the marks; the incidents and the timeline entries past them; their labels; the writes
+    # (documents, terms, keys, entries, both marks); and the transaction's BEGIN and COMMIT.
+    # It was eight round trips and those two, while the writer held the webhooks behind it
+    assert sent[1] <= 4 + 2, sent
 
 
 def test_a_batch_writes_what_each_incident_alone_would(db: PgDb) -> None:

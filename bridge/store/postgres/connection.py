@@ -87,6 +87,7 @@ class PgConnection:
         self.raw = raw
         # rows inserted, updated or deleted through this object, as sqlite3's total_changes
         self.total_changes = 0
+        self._together = False
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if is_transaction_control(sql):
@@ -97,9 +98,20 @@ class PgConnection:
             self.total_changes += cur.rowcount
         return cur
 
-    def together(self) -> contextlib.AbstractContextManager[Any]:
-        """``incidents.together``: one pipeline; rowcounts and errors come at its end."""
-        return self.raw.pipeline()
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """``incidents.together``: one pipeline; rowcounts and errors come at its end. Inside
+        another, the outer one's: psycopg syncs with the server when a nested pipeline ends,
+        a round trip that the outer block is there to save."""
+        if self._together:
+            yield
+            return
+        self._together = True
+        try:
+            with self.raw.pipeline():
+                yield
+        finally:
+            self._together = False
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         text, order = translate(sql)

@@ -61,6 +61,7 @@ from typing import Any, Protocol
 import psycopg
 
 from bridge.store.errors import QueryError, StoreError
+from bridge.store.incidents import together
 from bridge.store.search import (
     INCIDENT,
     SNIPPET_CLOSE,
@@ -269,8 +270,9 @@ class PgFts:
         raw: psycopg.Connection[Any] = conn.raw
         keys = [(name, svc, d.incident_id) for d in docs for name, svc in d.keys]
         # One statement per table for the whole batch, the three sent together (one round
-        # trip): per incident, they were five statements.
-        with raw.pipeline():
+        # trip, in the pipeline of the indexer's writes): per incident, they were five
+        # statements.
+        with together(conn):
             raw.execute(
                 "WITH added AS (INSERT INTO search (incident_id, kind, ref, body) "
                 "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) "
