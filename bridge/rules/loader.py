@@ -21,6 +21,7 @@ from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
 from bridge.core.heartbeats import Heartbeat
+from bridge.core.insights import WorkingHours
 from bridge.core.status import Component
 from bridge.rules import rotations as rot
 from bridge.rules.lint import lint
@@ -44,6 +45,7 @@ from bridge.rules.source import (
     report_validation,
 )
 from bridge.rules.targetdefs import load_target
+from bridge.targets import MESSAGE_TYPES
 
 _SECTIONS = keys_of(RuleFile)
 
@@ -135,11 +137,26 @@ def _rotation(src: Source, name: str, data: Any, diags: Diagnostics) -> rot.Rota
             )
             ok = False
         overrides.append(rot.Override(start, end, member))
+    hours = WorkingHours()
+    if spec.working_hours is not None:
+        wh = spec.working_hours
+        if wh.end <= wh.start:
+            diags.error(
+                src,
+                (*loc, "working_hours", "end")
+                if "end" in data["working_hours"]
+                else (*loc, "working_hours"),
+                f"{subject}: working hours end ({wh.end:%H:%M}) must come after their start "
+                f"({wh.start:%H:%M}) on the same day",
+            )
+            ok = False
+        hours = WorkingHours(wh.start, wh.end, frozenset(wh.days))
     if not ok:
         return None
     return rot.Rotation(
-        name, members, spec.period, spec.handoff, spec.timezone, spec.start, tuple(overrides)
-    )
+        name, members, spec.period, spec.handoff, spec.timezone, spec.start, tuple(overrides),
+        handoff_to=tuple(spec.handoff_to), working_hours=hours,
+    )  # fmt: skip
 
 
 def _heartbeat(src: Source, name: str, data: Any, diags: Diagnostics) -> Heartbeat | None:
@@ -282,6 +299,27 @@ def _read_file(
             diags.error(src, ("routes",), "routes: must be a list of routes")
 
 
+def _check_handoff_targets(acc: _Acc, diags: Diagnostics) -> None:
+    """A rotation's ``handoff_to`` names targets (of any file) of a type that takes channel
+    messages (``targets.MESSAGE_TYPES``): an error at the name otherwise."""
+    for name, rotation in acc.rotations.items():
+        src, loc = acc.places["rotation", name]
+        for i, target in enumerate(rotation.handoff_to):
+            where = (*loc, "handoff_to", i)
+            subject = f'rotation "{name}": handoff_to'
+            if target not in acc.declared_names("target"):
+                hint = did_you_mean(target, acc.declared_names("target"))
+                diags.error(src, where, f'{subject}: unknown target "{target}"{hint}')
+            elif target in acc.targets and acc.targets[target].type not in MESSAGE_TYPES:
+                kinds = ", ".join(sorted(MESSAGE_TYPES))
+                diags.error(
+                    src,
+                    where,
+                    f'{subject}: target "{target}" is of type {acc.targets[target].type}, '
+                    f"which takes no channel messages (types that do: {kinds})",
+                )
+
+
 def _place(message: str) -> tuple[str, int, int]:
     m = re.match(r"^(.*?):(\d+):(\d+): ", message)
     return (m.group(1), int(m.group(2)), int(m.group(3))) if m else (message, 0, 0)
@@ -342,6 +380,7 @@ def load_rules(
     root = inherit_templates(root)
     _check_heartbeat_routes(acc, root, diags)
     _check_component_routes(acc, root, diags)
+    _check_handoff_targets(acc, diags)
     diags.errors.sort(key=_place)
     warnings = lint(root, acc.rotations, refs, acc.places, acc.targets) if not diags.errors else []
     if diags.errors:

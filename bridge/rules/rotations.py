@@ -11,10 +11,12 @@ Overrides replace the holder for ``[start, end)``; a bare date means that day's 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
+
+from bridge.core.insights import WorkingHours
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class Rotation:
     timezone: str = "UTC"
     start: date = date(2026, 1, 5)
     overrides: tuple[Override, ...] = ()
+    # targets told of each hand-off (channel messages, docs/oncall.md); empty: none
+    handoff_to: tuple[str, ...] = ()
+    # what the insights count as working hours on the rotation's wall clock (docs/insights.md)
+    working_hours: WorkingHours = field(default_factory=WorkingHours)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -130,15 +136,8 @@ def with_overrides(rotation: Rotation, stored: tuple[Override, ...]) -> Rotation
     span the YAML overrides and the base schedule still hold. The rules file stays the base."""
     if not stored:
         return rotation
-    return Rotation(
-        rotation.name,
-        rotation.members,
-        rotation.period_days,
-        rotation.handoff,
-        rotation.timezone,
-        rotation.start,
-        (*stored, *rotation.overrides),
-    )
+    # replace: every other setting of the rotation (handoff_to, working hours) stays
+    return replace(rotation, overrides=(*stored, *rotation.overrides))
 
 
 def shift_start(rotation: Rotation, index: int) -> datetime:

@@ -367,6 +367,27 @@ class Member(Strict):
     handles: dict[str, str] = Field(default_factory=dict)
 
 
+# the days of working hours (docs/rules.md): three letters, Monday first (0)
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _day(value: Any) -> int:
+    if not isinstance(value, str) or value.lower() not in DAY_NAMES:
+        raise ValueError(f"must be a day: {', '.join(DAY_NAMES)}")
+    return DAY_NAMES.index(value.lower())
+
+
+class WorkingHoursSpec(Strict):
+    """A rotation's working hours on its wall clock (the insights' interruptions); the end is
+    checked to come after the start by the loader, which knows the place of ``end``."""
+
+    start: Annotated[time, PlainValidator(_clock)] = time(9, 0)
+    end: Annotated[time, PlainValidator(_clock)] = time(18, 0)
+    days: list[Annotated[int, PlainValidator(_day)]] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4], max_length=7
+    )
+
+
 class RotationSpec(Strict):
     members: list[Annotated[Member, BeforeValidator(_member)]] = Field(min_length=1)
     period: Annotated[int, PlainValidator(_period)] = 7
@@ -374,6 +395,10 @@ class RotationSpec(Strict):
     timezone: Annotated[str, PlainValidator(_timezone)] = "UTC"
     start: When = date(2026, 1, 5)
     overrides: list[Override] = Field(default_factory=list)
+    # targets that get a message at each hand-off (who hands to whom, incidents inherited)
+    handoff_to: list[Name] = Field(default_factory=list, max_length=20)
+    # what the insights count as working hours (docs/insights.md); none: 09:00-18:00 Mon-Fri
+    working_hours: WorkingHoursSpec | None = None
 
 
 class HeartbeatSpec(Strict):

@@ -92,6 +92,7 @@ def rotation_dict(r: Rotation) -> dict[str, Any]:
             {"start": o.start.isoformat(), "end": o.end.isoformat(), "member": o.member.name}
             for o in r.overrides
         ],
+        "handoff_to": list(r.handoff_to),
     }
 
 

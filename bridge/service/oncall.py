@@ -165,8 +165,10 @@ HANDOFF_LOOKBACK_NS = 3600 * S
 async def announce_handoffs(state: AppState) -> int:
     """The scheduler's step: each hand-off of a rotation in the last hour, overrides applied,
     announced once (``store.oncall.record_handoff``) on the open incidents of the routes whose
-    commander comes from that rotation (what the new holder inherits). Returns how many
-    hand-offs were announced now."""
+    commander comes from that rotation (what the new holder inherits), and in one channel
+    message to the rotation's ``handoff_to`` targets (who hands to whom, the incidents
+    inherited), written in the same transaction. Returns how many hand-offs were announced
+    now."""
     runtime = state.runtime
     now = state.clock()
     routes: dict[str, list[str]] = {}
@@ -176,12 +178,19 @@ async def announce_handoffs(state: AppState) -> int:
     for name in sorted(runtime.rotations):
         for giver, taker, at in runtime.handoffs(name, now - HANDOFF_LOOKBACK_NS, now):
             done = await state.store.oncall.record_handoff(
-                rotation=name, at=at, giver=giver, taker=taker, routes=routes.get(name, ()), now=now
+                rotation=name,
+                at=at,
+                giver=giver,
+                taker=taker,
+                routes=routes.get(name, ()),
+                now=now,
+                targets=runtime.rotations[name].handoff_to,
+                people={m.name: m.handles for m in runtime.rotations[name].members},
             )
             if not done.recorded:
                 continue
             announced += 1
-            state.committed(notifications=done.notifications)
+            state.committed(notifications=done.notifications + done.messages)
             log.info(
                 "on call: %s hands %s to %s (%d open incident(s) inherited)",
                 giver,
