@@ -529,17 +529,23 @@ def record_similar(
     # The job's incidents and their candidates' postmortems read in one statement each, not
     # one per incident and per candidate: on PostgreSQL each is a round trip while the writer
     # holds the webhooks behind it (docs/performance.md)
-    rows = _by_id(conn, f"SELECT {INCIDENT_COLUMNS} FROM incidents", [i for i, _ in found])
-    published: set[int] = set()
-    if url is not None:
-        published = set(
-            _by_id(
+    # (and the two sent together: one round trip)
+    with together(conn):
+        incidents_read = _select_by_id(
+            conn, f"SELECT {INCIDENT_COLUMNS} FROM incidents", [i for i, _ in found]
+        )
+        published_read = (
+            _select_by_id(
                 conn,
                 "SELECT DISTINCT incident_id FROM postmortem_publications",
                 sorted({c.id for _, candidates in found for c in candidates}),
                 column="incident_id",
             )
+            if url is not None
+            else []
         )
+    rows = _by_first(incidents_read)
+    published = set(_by_first(published_read))
     changes = []
     for incident_id, candidates in found:
         row = rows.get(incident_id)
@@ -553,26 +559,33 @@ def record_similar(
         changes.append(Change(incident, Outcome(incident, (event,))))
         linked.append(incident_id)
     # The job's entries and their outbox rows in one statement per table, not two round trips
-    # per incident while the writer holds the webhooks behind it (docs/performance.md)
-    for ids, written in write_changes(conn, changes, now):
-        event_ids.extend(ids)
-        notifications += written
-    _set_mark(conn, "similar", upto)
+    # per incident while the writer holds the webhooks behind it (docs/performance.md); the
+    # mark sent with them
+    with together(conn):
+        for ids, written in write_changes(conn, changes, now):
+            event_ids.extend(ids)
+            notifications += written
+        _set_mark(conn, "similar", upto)
     return Recorded(tuple(linked), tuple(event_ids), notifications)
 
 
-def _by_id(
+def _select_by_id(
     conn: sqlite3.Connection, select: str, ids: Sequence[int], *, column: str = "id"
-) -> dict[int, tuple[Any, ...]]:
-    """The rows of ``select`` whose ``column`` is one of ``ids`` (a few hundred at a time), by
-    their first column."""
-    out: dict[int, tuple[Any, ...]] = {}
+) -> list[Any]:
+    """The statements for the rows of ``select`` whose ``column`` is one of ``ids`` (a few
+    hundred at a time), their rows not read yet: ``_by_first`` reads them, after the statements
+    were sent together."""
+    cursors = []
     for k in range(0, len(ids), 500):
         part = list(ids[k : k + 500])
         marks = ",".join("?" * len(part))
-        for row in conn.execute(f"{select} WHERE {column} IN ({marks})", part):
-            out[int(row[0])] = tuple(row)
-    return out
+        cursors.append(conn.execute(f"{select} WHERE {column} IN ({marks})", part))
+    return cursors
+
+
+def _by_first(cursors: Sequence[Any]) -> dict[int, tuple[Any, ...]]:
+    """The rows of ``_select_by_id``'s statements, by their first column."""
+    return {int(row[0]): tuple(row) for cur in cursors for row in cur.fetchall()}
 
 
 # --- search -----------------------------------------------------------------------------------
