@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge.core.insights import Insights, compute
+from bridge.core.insights import Insights, WorkingHours, compute, tables_of
 from bridge.runtime import Runtime
 from bridge.service import AppState
 
@@ -33,6 +33,17 @@ def zones_of(runtime: Runtime) -> Mapping[str, str]:
         for member in rotation.members:
             zones.setdefault(member.name, rotation.timezone)
     return zones
+
+
+def working_hours_of(runtime: Runtime) -> Mapping[str, WorkingHours]:
+    """Each person's rotation's working hours: the same rotation as ``zones_of`` (the first
+    naming them, by name): its ``working_hours``, 09:00-18:00 Monday to Friday by default."""
+    hours: dict[str, WorkingHours] = {}
+    for name in sorted(runtime.rotations):
+        rotation = runtime.rotations[name]
+        for member in rotation.members:
+            hours.setdefault(member.name, rotation.working_hours)
+    return hours
 
 
 @dataclass
@@ -96,14 +107,26 @@ class InsightsCache:
 async def insights(
     state: AppState, *, until: int, span: int, labels: Sequence[tuple[str, str]] = ()
 ) -> Insights:
-    """The insights of [until - span, until), as the active rules judge them."""
+    """The insights of [until - span, until), as the active rules judge them. Without labels,
+    from the aggregates the write path keeps (fast at any size); a label filter reads the
+    period incident by incident (labels are not kept: slower, and rarer)."""
     runtime = state.runtime
-    facts = await state.store.insights.read(until=until, span=span, labels=labels)
+    zones, hours_of = zones_of(runtime), working_hours_of(runtime)
 
     def required(route: str, severity: str) -> bool:
         return runtime.postmortem_policy(route, severity) == "required"
 
+    if not labels:
+        rollup = await state.store.insights.read_rollup(until=until, span=span, required=required)
+        return tables_of(rollup, now=until, span=span, zones=zones, hours_of=hours_of)
+    facts = await state.store.insights.read(until=until, span=span, labels=labels)
     # The aggregation is CPU work over up to every incident of the period: off the loop.
     return await asyncio.to_thread(
-        compute, facts, now=until, span=span, required=required, zones=zones_of(runtime)
+        compute,
+        facts,
+        now=until,
+        span=span,
+        required=required,
+        zones=zones,
+        hours_of=hours_of,
     )

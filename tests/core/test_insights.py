@@ -181,3 +181,46 @@ def test_long_follow_up_lists_are_cut_and_counted() -> None:
     assert len(out.tables["action_items"].rows) == ins.LIST_ROWS
     trend = {r[0]: r[1] for r in out.tables["trend"].rows}
     assert (trend["postmortems_overdue"], trend["open_action_items"]) == (250, 150)
+
+
+def test_the_calendar_answers_as_the_day_by_day_walk_across_clock_changes() -> None:
+    """Interruptions ask a zone's working instants by bisection (``_Calendar``): the same
+    answers as ``is_working`` and ``off_hours_ns`` (whole seconds, where their float reading
+    is exact), around the spring and autumn changes and with rotations' own hours."""
+    import random
+    from datetime import time
+
+    rng = random.Random(7)
+    lo, hi = at("2026-03-20T00:00:00"), at("2026-11-10T00:00:00")
+    for name in ("Europe/Berlin", "America/New_York", "Australia/Sydney", "UTC"):
+        zone = ZoneInfo(name)
+        for hours in (WorkingHours(), WorkingHours(time(7, 30), time(16, 0), frozenset({5, 6}))):
+            cal = ins._Calendar(zone, hours, lo, hi + 2 * DAY)
+            for _ in range(300):
+                start = lo + rng.randrange((hi - lo) // NS) * NS
+                end = start + rng.randrange(2 * 86_400) * NS
+                assert cal.is_working(start) == ins.is_working(start, zone, hours)
+                assert cal.off_hours_ns(start, end) == ins.off_hours_ns(start, end, zone, hours)
+
+
+def test_interruptions_count_against_each_persons_rotation_hours() -> None:
+    """The same Saturday page: off hours for ana (Monday to Friday), working for cy, whose
+    rotation works weekends; each row says whose hours counted."""
+    from datetime import time
+
+    t = at("2026-12-05T12:00:00")  # Saturday noon UTC
+    weekend = WorkingHours(time(8, 0), time(20, 0), frozenset({5, 6}))
+    out = ins.compute(
+        Facts(
+            [fact(1, t, mitigated_at=t + 3600 * NS)],
+            interactions=[Interaction("ana", "page", 1, t), Interaction("cy", "page", 1, t)],
+        ),
+        now=NOW,
+        span=30 * DAY,
+        required=lambda r, s: False,
+        hours_of={"cy": weekend},
+    )
+    rows = {r[0]: r for r in out.tables["interruptions"].rows}
+    assert rows["ana"][2:] == ("09:00-18:00 Mon-Fri", 1, 0, 1, 1.0)
+    assert rows["cy"][2:] == ("08:00-20:00 Sat-Sun", 1, 0, 0, 0.0)
+    assert out.working_hours == "09:00-18:00 Mon-Fri"
