@@ -134,6 +134,8 @@ def create_app(state: AppState, deps: TargetDeps | None = None) -> web.Applicati
         app.router.add_route(method, path, json_errors(drilling))
     app.router.add_get("/api/v1/notifications", json_errors(api.notifications))
     app.router.add_post("/api/v1/notifications/{id}/retry", json_errors(api.retry_notification))
+    app.router.add_get("/api/v1/messages", json_errors(api.messages))
+    app.router.add_post("/api/v1/messages/{id}/retry", json_errors(api.retry_message))
     app.router.add_get("/api/v1/rules", json_errors(ops.rules))
     app.router.add_get(openapi.PATH, json_errors(openapi.serve))
     # The web pages (http/pages.py, docs/web.md): the list, the incident, sign-in, live updates.

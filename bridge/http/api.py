@@ -134,6 +134,44 @@ async def notifications(request: web.Request) -> web.Response:
     return models.json_answer(models.NotificationPage.model_validate(page))
 
 
+async def messages(request: web.Request) -> web.Response:
+    """Channel messages (tied to no incident: hand-offs, drill announcements), newest first."""
+    state: AppState = request.app[AppState.KEY]
+    auth.authorize(request, state.api)
+    known_params(request, NOTIFICATION_PARAMS)
+    wanted = _multi(request, "state", STATES)
+    if len(wanted) > 1:
+        raise bad_param("state", "give one state")
+    limit = int_param(request, "limit", 50, 1, MAX_LIMIT) or 50
+    before = int_param(request, "before", None, 1, 2**63 - 1)
+    try:
+        rows = await state.store.messages.list_rows(
+            state=wanted[0] if wanted else None, before=before, limit=limit
+        )
+    except StoreUnavailable:
+        raise store_unavailable() from None
+    last = rows[-1].id if len(rows) == limit else None
+    page = {"messages": [r.as_json() for r in rows], "next": _next_page(request, last)}
+    return models.json_answer(models.ChannelMessagePage.model_validate(page))
+
+
+async def retry_message(request: web.Request) -> web.Response:
+    state: AppState = request.app[AppState.KEY]
+    auth.authorize(request, state.api, write=True)
+    row_id = path_id(request, "message")
+    try:
+        done = await state.store.messages.retry(row_id, now=state.clock())
+        row = await state.store.messages.get_row(row_id)
+    except StoreUnavailable:
+        raise store_unavailable() from None
+    if row is None:
+        raise _not_found("message")
+    if not done:
+        raise HTTPError(409, f"message {row_id} is {row.state}, only dead ones can be retried")
+    state.committed(notifications=1)  # the dead message is pending again: wake the worker
+    return models.json_answer(models.ChannelMessage.model_validate(row.as_json()))
+
+
 async def retry_notification(request: web.Request) -> web.Response:
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api, write=True)

@@ -182,6 +182,27 @@ class NotificationPage(Answer):
     next: str | None = Field(description="the URL of the next page; null on the last")
 
 
+class ChannelMessage(Answer):
+    """A message tied to no incident (a rotation's hand-off, a drill's announcement) to one
+    target: docs/delivery.md, "Channel messages"."""
+
+    id: int
+    key: str = Field(description="the message's key: one row per (key, target)")
+    kind: Literal["handoff", "drill_announcement"]
+    target: str
+    state: NotificationState
+    attempts: int = Field(ge=0)
+    next_attempt_at: Timestamp | None
+    created_at: Timestamp | None
+    delivered_at: Timestamp | None
+    last_error: str | None
+
+
+class ChannelMessagePage(Answer):
+    messages: list[ChannelMessage] = Field(description="newest first")
+    next: str | None = Field(description="the URL of the next page; null on the last")
+
+
 class Ticket(Answer):
     key: str = Field(description="the ticket's key: `OPS-12` in Jira, `#17` on GitHub")
     url: str = Field(description="where people open it")

@@ -615,6 +615,38 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/messages": {
+            "get": {
+                "tags": ["notifications"],
+                "operationId": "list_messages",
+                "summary": "Channel messages (hand-offs, drill announcements), newest first",
+                "description": f"Any other query parameter is a 400 naming it. {_READ_NOTE}",
+                "security": READ,
+                "parameters": _params(api.NOTIFICATION_PARAMS, _NOTIFICATION_QUERY),
+                "responses": {
+                    "200": _json(_ref(models.ChannelMessagePage), "a page of channel messages"),
+                    **_errors((400, 401, 503)),
+                },
+            }
+        },
+        "/api/v1/messages/{id}/retry": {
+            "post": {
+                "tags": ["notifications"],
+                "operationId": "retry_message",
+                "summary": "Queue a dead channel message again",
+                "description": _WRITE_NOTE,
+                "security": WRITE,
+                "parameters": [_id("message")],
+                "responses": {
+                    "200": _json(_ref(models.ChannelMessage), "queued again"),
+                    **_errors(
+                        (401, 403, 404, 409, 503),
+                        e404="no such message",
+                        e409="the message is not dead",
+                    ),
+                },
+            }
+        },
         "/api/v1/rules": {
             "get": {
                 "tags": ["operations"],
@@ -1074,6 +1106,8 @@ def _components() -> dict[str, Any]:
         models.DeclareResult,
         models.MergeResult,
         models.NotificationPage,
+        models.ChannelMessagePage,
+        models.ChannelMessage,
         models.Notification,
         models.Rules,
         search.SearchAnswer,

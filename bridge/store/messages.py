@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.core import jsontext
+from bridge.core.timeutil import format_ns
 
 STATES = ("pending", "delivered", "dead")
 # The kinds of channel message (the templates' ``message.kind``).
@@ -76,6 +77,22 @@ class MessageRow:
     def idempotency_key(self) -> str:
         """Passed on to the target where its API dedupes: the same for every attempt."""
         return f"message:{self.key}:{self.target}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's view (``GET /api/v1/messages``): what it is and how its delivery goes,
+        not its content."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "kind": self.kind,
+            "target": self.target,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_attempt_at": format_ns(self.next_attempt_at),
+            "created_at": format_ns(self.created_at),
+            "delivered_at": format_ns(self.delivered_at),
+            "last_error": self.last_error,
+        }
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[MessageRow]:
@@ -214,6 +231,39 @@ def record_attempt(
             "WHERE id = ? AND state = 'pending'",
             (now, 1 if counts else 0, error, retry_at, row_id),
         )
+
+
+def list_rows(
+    conn: sqlite3.Connection, *, state: str | None, before: int | None, limit: int
+) -> list[MessageRow]:
+    """Newest first, as the outbox's listing: of one state, with ids below ``before``."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state:
+        where.append("state = ?")
+        args.append(state)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = f"SELECT {_ROW} FROM channel_messages"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return _rows(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)))
+
+
+def get_row(conn: sqlite3.Connection, row_id: int) -> MessageRow | None:
+    rows = _rows(conn.execute(f"SELECT {_ROW} FROM channel_messages WHERE id = ?", (row_id,)))
+    return rows[0] if rows else None
+
+
+def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
+    """A dead message due again now, its attempts from zero; False when it is not dead."""
+    cur = conn.execute(
+        "UPDATE channel_messages SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+        f"updated_at = ?, {_UNCLAIMED} WHERE id = ? AND state = 'dead'",
+        (now, now, row_id),
+    )
+    return cur.rowcount > 0
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,9 @@ class SqliteMessages(_Part):
     claim = _writes(messages_sql.claim)
     renew = _writes(messages_sql.renew)
     release = _writes(messages_sql.release)
+    list_rows = _reads(messages_sql.list_rows)
+    get_row = _reads(messages_sql.get_row)
+    retry = _writes(messages_sql.retry)
 
 
 class SqliteDeclared(_Part):

@@ -515,6 +515,11 @@ def test_notifications_share_the_client(bridge: Bridge, capsys: pytest.CaptureFi
     assert code == 0 and isinstance(json.loads(capsys.readouterr().out), list)
     code = main(["notifications", "retry", "999999", *at(bridge)])
     assert code == 1 and "999999: 404: " in capsys.readouterr().err
+    # the channel messages tied to no incident, through the same commands
+    code = main(["notifications", "list", "--messages", "-o", "json", *at(bridge)])
+    assert code == 0 and json.loads(capsys.readouterr().out) == []
+    code = main(["notifications", "retry", "--messages", "999999", *at(bridge)])
+    assert code == 1 and "999999: 404: no such message" in capsys.readouterr().err
 
 
 def test_notifications_show_what_a_target_answered_safely(
