@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -114,7 +115,30 @@ async def incident(request: web.Request) -> web.Response:
     return web.json_response(found, dumps=jsontext.dumps)
 
 
-async def notifications(request: web.Request) -> web.Response:
+class _Queue(Protocol):
+    """The outbox or the channel messages, as their API pages and retries them."""
+
+    async def list_rows(
+        self, *, state: str | None, before: int | None, limit: int
+    ) -> Sequence[_Listed]: ...
+    async def get_row(self, row_id: int) -> _Listed | None: ...
+    async def retry(self, row_id: int, *, now: int) -> bool: ...
+
+
+class _Listed(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+async def _queue_page(
+    request: web.Request, queue: Callable[[AppState], _Queue], name: str
+) -> dict[str, Any]:
+    """A page of a queue's rows, newest first (``state``, ``limit``, ``before``), as
+    ``{name: [...], "next": url}``."""
     state: AppState = request.app[AppState.KEY]
     auth.authorize(request, state.api)
     known_params(request, NOTIFICATION_PARAMS)
@@ -124,66 +148,60 @@ async def notifications(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 50, 1, MAX_LIMIT) or 50
     before = int_param(request, "before", None, 1, 2**63 - 1)
     try:
-        rows = await state.store.outbox.list_rows(
+        rows = await queue(state).list_rows(
             state=wanted[0] if wanted else None, before=before, limit=limit
         )
     except StoreUnavailable:
         raise store_unavailable() from None
     last = rows[-1].id if len(rows) == limit else None
-    page = {"notifications": [r.as_json() for r in rows], "next": _next_page(request, last)}
+    return {name: [r.as_json() for r in rows], "next": _next_page(request, last)}
+
+
+async def _queue_retry(
+    request: web.Request, queue: Callable[[AppState], _Queue], name: str
+) -> dict[str, Any]:
+    """A dead row of a queue due again; 404 without it, 409 when it is not dead."""
+    state: AppState = request.app[AppState.KEY]
+    auth.authorize(request, state.api, write=True)
+    row_id = path_id(request, name)
+    try:
+        done = await queue(state).retry(row_id, now=state.clock())
+        row = await queue(state).get_row(row_id)
+    except StoreUnavailable:
+        raise store_unavailable() from None
+    if row is None:
+        raise _not_found(name)
+    if not done:
+        raise HTTPError(409, f"{name} {row_id} is {row.state}, only dead ones can be retried")
+    state.committed(notifications=1)  # pending again: wake the worker
+    return row.as_json()
+
+
+def _outbox(state: AppState) -> _Queue:
+    return state.store.outbox
+
+
+def _messages(state: AppState) -> _Queue:
+    return state.store.messages
+
+
+async def notifications(request: web.Request) -> web.Response:
+    page = await _queue_page(request, _outbox, "notifications")
     return models.json_answer(models.NotificationPage.model_validate(page))
 
 
 async def messages(request: web.Request) -> web.Response:
     """Channel messages (tied to no incident: hand-offs, drill announcements), newest first."""
-    state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api)
-    known_params(request, NOTIFICATION_PARAMS)
-    wanted = _multi(request, "state", STATES)
-    if len(wanted) > 1:
-        raise bad_param("state", "give one state")
-    limit = int_param(request, "limit", 50, 1, MAX_LIMIT) or 50
-    before = int_param(request, "before", None, 1, 2**63 - 1)
-    try:
-        rows = await state.store.messages.list_rows(
-            state=wanted[0] if wanted else None, before=before, limit=limit
-        )
-    except StoreUnavailable:
-        raise store_unavailable() from None
-    last = rows[-1].id if len(rows) == limit else None
-    page = {"messages": [r.as_json() for r in rows], "next": _next_page(request, last)}
+    page = await _queue_page(request, _messages, "messages")
     return models.json_answer(models.ChannelMessagePage.model_validate(page))
 
 
 async def retry_message(request: web.Request) -> web.Response:
-    state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api, write=True)
-    row_id = path_id(request, "message")
-    try:
-        done = await state.store.messages.retry(row_id, now=state.clock())
-        row = await state.store.messages.get_row(row_id)
-    except StoreUnavailable:
-        raise store_unavailable() from None
-    if row is None:
-        raise _not_found("message")
-    if not done:
-        raise HTTPError(409, f"message {row_id} is {row.state}, only dead ones can be retried")
-    state.committed(notifications=1)  # the dead message is pending again: wake the worker
-    return models.json_answer(models.ChannelMessage.model_validate(row.as_json()))
+    row = await _queue_retry(request, _messages, "message")
+    return models.json_answer(models.ChannelMessage.model_validate(row))
 
 
 async def retry_notification(request: web.Request) -> web.Response:
-    state: AppState = request.app[AppState.KEY]
-    auth.authorize(request, state.api, write=True)
-    row_id = path_id(request, "notification")
-    try:
-        done = await state.store.outbox.retry(row_id, now=state.clock())
-        row = await state.store.outbox.get_row(row_id)
-    except StoreUnavailable:
-        raise store_unavailable() from None
-    if row is None:
-        raise _not_found("notification")
-    if not done:
-        raise HTTPError(409, f"notification {row_id} is {row.state}, only dead ones can be retried")
-    state.committed(notifications=1)  # the dead row is pending again
-    return models.json_answer(models.Notification.model_validate(row.as_json()))
+    """With the rows its message carried (``outbox.retry``)."""
+    row = await _queue_retry(request, _outbox, "notification")
+    return models.json_answer(models.Notification.model_validate(row))

@@ -26,6 +26,7 @@ from typing import Any
 
 from bridge.core import jsontext
 from bridge.core.timeutil import format_ns
+from bridge.store.queries import newest_first
 
 STATES = ("pending", "delivered", "dead")
 # The kinds of channel message (the templates' ``message.kind``).
@@ -95,13 +96,14 @@ class MessageRow:
         }
 
 
+def _row(r: Sequence[Any]) -> MessageRow:
+    values = list(r)
+    values[4] = json.loads(values[4])
+    return MessageRow(*values)
+
+
 def _rows(cursor: sqlite3.Cursor) -> list[MessageRow]:
-    out = []
-    for r in cursor.fetchall():
-        values = list(r)
-        values[4] = json.loads(values[4])
-        out.append(MessageRow(*values))
-    return out
+    return [_row(r) for r in cursor.fetchall()]
 
 
 def enqueue(
@@ -237,18 +239,8 @@ def list_rows(
     conn: sqlite3.Connection, *, state: str | None, before: int | None, limit: int
 ) -> list[MessageRow]:
     """Newest first, as the outbox's listing: of one state, with ids below ``before``."""
-    where: list[str] = []
-    args: list[Any] = []
-    if state:
-        where.append("state = ?")
-        args.append(state)
-    if before is not None:
-        where.append("id < ?")
-        args.append(before)
-    sql = f"SELECT {_ROW} FROM channel_messages"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return _rows(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)))
+    found = newest_first(conn, "channel_messages", _ROW, state=state, before=before, limit=limit)
+    return [_row(r) for r in found]
 
 
 def get_row(conn: sqlite3.Connection, row_id: int) -> MessageRow | None:

@@ -37,7 +37,7 @@ from bridge.core.timeutil import format_ns
 from bridge.store import messages
 from bridge.store.changes import write_change
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
-from bridge.store.queries import get_incident_for_message, timeline_events
+from bridge.store.queries import get_incident_for_message, newest_first, timeline_events
 
 STATES = ("pending", "delivered", "dead")
 # How long a claim holds a head without news of its replica. The worker renews its claims every
@@ -507,18 +507,8 @@ def retry(conn: sqlite3.Connection, row_id: int, *, now: int) -> bool:
 def list_rows(
     conn: sqlite3.Connection, *, state: str | None, before: int | None, limit: int
 ) -> list[OutboxRow]:
-    where: list[str] = []
-    args: list[Any] = []
-    if state:
-        where.append("state = ?")
-        args.append(state)
-    if before is not None:
-        where.append("id < ?")
-        args.append(before)
-    sql = f"SELECT {_ROW} FROM outbox"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return _rows(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)))
+    found = newest_first(conn, "outbox", _ROW, state=state, before=before, limit=limit)
+    return [OutboxRow(*row) for row in found]
 
 
 def incident_rows(conn: sqlite3.Connection, incident_id: int, limit: int = 200) -> list[OutboxRow]:

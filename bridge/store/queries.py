@@ -291,3 +291,28 @@ def activity(conn: sqlite3.Connection) -> tuple[int, int]:
 def ready_check(conn: sqlite3.Connection) -> None:
     """Raises when the database cannot be read (missing, locked past the timeout, corrupt)."""
     conn.execute("SELECT 1 FROM incidents LIMIT 1").fetchall()
+
+
+def newest_first(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: str,
+    *,
+    state: str | None,
+    before: int | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """A page of a queue's rows (the outbox, the channel messages), newest first: of one
+    ``state``, with ids below ``before``. ``table`` and ``columns`` are the caller's constants."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state:
+        where.append("state = ?")
+        args.append(state)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = f"SELECT {columns} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return list(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall())
