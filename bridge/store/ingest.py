@@ -35,11 +35,15 @@ from bridge.store.incidents import (
     incident_from_row,
     incident_values,
     insert_rows,
-    next_ids,
     together,
 )
 
 _INCIDENT_ROW = ", ".join(f"incidents.{f}" for f in INCIDENT_FIELDS)
+# incidents.next_ids of the three tables a batch adds to, as a statement of its own: the batch
+# sends it together with its other reads
+_NEXT_IDS = "SELECT " + ", ".join(
+    f"(SELECT coalesce(max(id), 0) + 1 FROM {t})" for t in ("incidents", "timeline", "webhooks")
+)
 
 log = logging.getLogger("bridge.store")
 
@@ -146,21 +150,7 @@ class _Batch:
         stored under them, so that a fingerprint that names other labels is caught before its
         rows are written."""
         conn = self.conn
-        self.next_incident, self.next_event, self.next_webhook = next_ids(
-            conn, "incidents", "timeline", "webhooks"
-        )
         wanted = list(fingerprints or ())
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            self.labels.update(
-                conn.execute(
-                    "SELECT fingerprint, labels FROM alerts WHERE fingerprint IN "
-                    f"({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-            )
-        if not keys:
-            return
         # Per key its newest incident's id (the max of the (key, id) index, a subquery per
         # key: no join for a planner to turn into a scan), then those rows by their ids.
         # PostgreSQL's statistics lag a table that grows fast (a storm of new incidents): with
@@ -169,15 +159,36 @@ class _Batch:
         # (a batch's cost growing with every incident). A batch of new keys (a storm) stops
         # after the first statement.
         values = ", ".join("(?)" for _ in keys)
-        newest = [
-            int(i)
-            for (i,) in conn.execute(
-                "SELECT (SELECT max(i.id) FROM incidents i WHERE i.key = wanted.column1) "
-                f"FROM (VALUES {values}) AS wanted",
-                tuple(keys),
+        # The next ids, the stored labels and the keys' newest ids sent together: on
+        # PostgreSQL one round trip, which under load costs the writer's thread a wait for the
+        # GIL besides the server's answer (docs/performance.md)
+        with together(conn):
+            ids_read = conn.execute(_NEXT_IDS)
+            labels_read = [
+                conn.execute(
+                    "SELECT fingerprint, labels FROM alerts WHERE fingerprint IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+            ]
+            newest_read = (
+                conn.execute(
+                    "SELECT (SELECT max(i.id) FROM incidents i WHERE i.key = wanted.column1) "
+                    f"FROM (VALUES {values}) AS wanted",
+                    tuple(keys),
+                )
+                if keys
+                else None
             )
-            if i is not None
-        ]
+        self.next_incident, self.next_event, self.next_webhook = (
+            int(v) for v in ids_read.fetchone()
+        )
+        for cur in labels_read:
+            self.labels.update(cur.fetchall())
+        if newest_read is None:
+            return
+        newest = [int(i) for (i,) in newest_read.fetchall() if i is not None]
         rows = []
         if newest:
             rows = conn.execute(
