@@ -9,6 +9,7 @@ from bridge.core.followup import FollowUpPolicy
 from bridge.core.secrets import MASK, Secret
 from bridge.rules.model import Route, RouteSettings, RuleSet
 from bridge.rules.rotations import Rotation
+from bridge.rules.schema import DAY_NAMES
 
 
 def _plain(value: Any) -> Any:
@@ -93,6 +94,11 @@ def rotation_dict(r: Rotation) -> dict[str, Any]:
             for o in r.overrides
         ],
         "handoff_to": list(r.handoff_to),
+        "working_hours": {
+            "start": r.working_hours.start.strftime("%H:%M"),
+            "end": r.working_hours.end.strftime("%H:%M"),
+            "days": [DAY_NAMES[d] for d in sorted(r.working_hours.days)],
+        },
     }
 
 

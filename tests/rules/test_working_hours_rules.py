@@ -101,3 +101,15 @@ def test_bad_working_hours_are_errors_at_their_place(tmp_path: Path) -> None:
     assert all(e.startswith(f"{tmp_path / 'rules.yaml'}:6:") for e in errors), errors
     assert any("invalid time of day '25:00'" in e for e in errors), errors
     assert any("hours" in e for e in errors), errors
+
+
+def test_rules_show_gives_each_rotations_working_hours(tmp_path: Path) -> None:
+    from bridge.rules.show import ruleset_dict
+
+    shown = ruleset_dict(load_text(tmp_path, RULES))["rotations"]
+    assert shown["b-early"]["working_hours"] == {
+        "start": "07:30",
+        "end": "16:00",
+        "days": ["mon", "tue", "wed", "thu"],
+    }
+    assert shown["a-plain"]["working_hours"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
