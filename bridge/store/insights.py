@@ -348,7 +348,14 @@ def _change_day() -> str:
     diff = zip(_SUMS, _sum_exprs("new"), _sum_exprs("old"), strict=True)
     sets = ", ".join(f"{c} = {c} + ({a}) - ({b})" for c, a, b in diff)
     where = " AND ".join(f"{k} = new.{k}" for k in _KEY)
-    return f"UPDATE insight_days SET {sets} WHERE day = {_day('new')} AND {where} AND {_SAME};"
+    # nothing summed moved (an alert fired once more without flapping yet): no write
+    moved = " OR ".join(
+        f"({a}) <> ({b})" for a, b in zip(_sum_exprs("new"), _sum_exprs("old"), strict=True)
+    )
+    return (
+        f"UPDATE insight_days SET {sets} WHERE day = {_day('new')} AND {where} AND {_SAME} "
+        f"AND ({moved});"
+    )
 
 
 _RUNBOOK = (
