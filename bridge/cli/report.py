@@ -21,8 +21,9 @@ def _tables(body: dict[str, Any]) -> dict[str, Table]:
 def _text(body: dict[str, Any], names: list[str]) -> str:
     tables = _tables(body)
     lines = [
-        f"Insights from {body['since']} to {body['until']} (working hours "
-        f"{body['working_hours']} in each rotation's zone; drills left out)"
+        f"Insights from {body['since']} to {body['until']} (each person's working hours "
+        f"in their rotation's time zone, {body['working_hours']} unless it says otherwise; "
+        "drills left out)"
     ]
     for name in names:
         t = tables[name]

@@ -59,9 +59,9 @@ async def write_review(state: AppState, now: int) -> str | None:
     found = await insights(state, until=end, span=WEEK_NS)
     text = (
         f"# Weekly review: week of {week}\n\n"
-        f"Insights of {week} to the next Monday (UTC), against the week before; working hours "
-        f"{found.working_hours} in each rotation's time zone; drills left out.\n\n"
-        + markdown_text(found)
+        f"Insights of {week} to the next Monday (UTC), against the week before; each person's "
+        f"working hours in their rotation's time zone ({found.working_hours} unless it says "
+        "otherwise); drills left out.\n\n" + markdown_text(found)
     )
     weeks = sorted({*await asyncio.to_thread(_weeks, root), week})
     written = {rel: text, f"{FOLDER}/index.md": index_text(weeks)}
