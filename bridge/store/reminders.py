@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.actions import AssignRole, Outcome, decide
@@ -29,7 +30,7 @@ from bridge.core.reminders import (
     holders,
     reminder_event,
 )
-from bridge.core.timeutil import parse_rfc3339
+from bridge.core.timeutil import NS, parse_rfc3339
 from bridge.core.values import immutable
 from bridge.store.changes import write_change as _write
 from bridge.store.incidents import INCIDENT_COLUMNS, incident_from_row
@@ -75,6 +76,10 @@ _TICK = (
     f"FROM incidents WHERE status IN ({_SCHEDULED})"
 )
 _FIELDS = len(INCIDENT_COLUMNS.split(", "))
+_HAS_UPDATE = (
+    "EXISTS (SELECT 1 FROM timeline t WHERE t.incident_id = incidents.id "
+    "AND t.kind = 'status_update')"
+)
 
 
 def _last(time: int | None, text: str | None) -> LastUpdate | None:
@@ -98,13 +103,54 @@ def _claim(conn: sqlite3.Connection, incident_id: int, item: Due, now: int) -> b
     return cur.rowcount == 1
 
 
+# At most this many (route, severity) pairs are named in a tick's read; with more, it reads
+# every incident it selects (the rules rarely have so many routes).
+_MAX_PAIRS = 100
+
+
+@dataclass(frozen=True)
+class TickScope:
+    """What a tick's read may leave out, from the rules: ``earliest(route, severity)`` is how
+    long after its opening an incident of that pair can first have something due (ns), None
+    when the rules give it nothing; ``unless`` an SQL condition on ``incidents`` under which an
+    incident may be due sooner (a status update naming its next one, a reopen)."""
+
+    earliest: Callable[[str, str], int | None]
+    unless: str
+
+
 def tick_rows(
-    conn: sqlite3.Connection, tick: str, incident_ids: Collection[int] | None
+    conn: sqlite3.Connection,
+    tick: str,
+    incident_ids: Collection[int] | None,
+    scope: TickScope | None = None,
+    now: int = 0,
 ) -> list[Any]:
-    """The rows of a tick's query ``tick`` (one that ends in a WHERE clause), for every
-    incident it selects or only ``incident_ids``' (in chunks of 500 parameters), by id."""
+    """The rows of a tick's query ``tick`` (``SELECT ... FROM incidents WHERE ...``), for every
+    incident it selects or only ``incident_ids``' (in chunks of 500 parameters), by id.
+
+    With ``scope`` (and no ids), the (route, severity) pairs of the tick's incidents are read
+    first, and only the incidents that can have something due at ``now`` are read and built:
+    those of the pairs the rules give something, opened long enough ago (or ``unless``). A
+    storm's thousands of open incidents, minutes old, cost the tick one small grouped read,
+    not a row, two subqueries and an Incident each in Python (974 ms for 125,000 on
+    PostgreSQL, on the core the webhooks share). The callers decide again from each row read:
+    this only leaves out rows that cannot matter."""
     if incident_ids is None:
-        return list(conn.execute(tick + " ORDER BY id").fetchall())
+        if scope is None:
+            return list(conn.execute(tick + " ORDER BY id").fetchall())
+        where = tick[tick.rindex(" FROM incidents WHERE ") :]
+        pairs = conn.execute(f"SELECT DISTINCT route, severity{where}").fetchall()
+        delays = {(r, s): scope.earliest(r, s) for r, s in pairs}
+        keep = [(r, s) for (r, s), d in delays.items() if d is not None]
+        if not keep:
+            return []
+        sql = f"{tick} AND (opened_at <= ? OR {scope.unless})"
+        args: list[Any] = [now - min(d for d in delays.values() if d is not None)]
+        if len(keep) < len(pairs) and len(keep) <= _MAX_PAIRS and all(r for r, _ in keep):
+            sql += " AND (" + " OR ".join(["(route = ? AND severity = ?)"] * len(keep)) + ")"
+            args += [v for pair in keep for v in pair]
+        return list(conn.execute(sql + " ORDER BY id", args).fetchall())
     ids = sorted(incident_ids)
     rows: list[Any] = []
     for i in range(0, len(ids), 500):
@@ -115,11 +161,22 @@ def tick_rows(
 
 
 def _worked(
-    conn: sqlite3.Connection, policy: PolicyFor, incident_ids: Collection[int] | None
+    conn: sqlite3.Connection,
+    policy: PolicyFor,
+    incident_ids: Collection[int] | None,
+    now: int,
 ) -> Iterator[tuple[Incident, ReminderPolicy, LastUpdate | None, bool]]:
     """Each incident being worked (of ``incident_ids`` when given) whose rules have reminders,
     with its policy, newest status update and whether it was escalated."""
-    rows = tick_rows(conn, _TICK, incident_ids)
+
+    def earliest(route: str, severity: str) -> int | None:
+        p = policy(route, severity)
+        waits = [int(w * NS) for w in (p.update_every_s, p.acknowledge_within_s) if w is not None]
+        return min(waits) if waits else None
+
+    # a status update may name its next one sooner than the route's interval
+    scope = TickScope(earliest, _HAS_UPDATE)
+    rows = tick_rows(conn, _TICK, incident_ids, scope, now)
     for row in rows:
         incident = incident_from_row(row[:_FIELDS])
         p = policy(incident.route, incident.severity)
@@ -138,7 +195,7 @@ def due_incidents(conn: sqlite3.Connection, now: int, *, policy: PolicyFor) -> l
     it. What the writer does is decided again from what it reads (an incident acknowledged
     in between has nothing due any more); one that becomes due in between waits a tick."""
     found = []
-    for incident, p, last, escalated in _worked(conn, policy, None):
+    for incident, p, last, escalated in _worked(conn, policy, None, now):
         assert incident.id is not None
         items = due(incident, p, now, last_update=last, escalated=escalated)
         if items and _unsent(conn, incident.id, items):
@@ -176,7 +233,7 @@ def fire_due(
     people's handles (the rotations'), so that the new commander is invited and mentioned."""
     fired: list[Fired] = []
     notifications = 0
-    for incident, p, last, escalated in _worked(conn, policy, incident_ids):
+    for incident, p, last, escalated in _worked(conn, policy, incident_ids, now):
         assert incident.id is not None
         for item in due(incident, p, now, last_update=last, escalated=escalated):
             if not _claim(conn, incident.id, item, now):
