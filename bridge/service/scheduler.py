@@ -1,7 +1,8 @@
 """The scheduler of reminders, escalations and the follow-up: one loop (``ReminderScheduler``)
 that sends the reminders and escalations due (``fire_reminders``), opens the follow-up of newly
 mitigated incidents and validates those whose stabilization window has ended
-(``advance_followups``, the PromQL checks through ``promql.run_checks``); every 15 s on the
+(``advance_followups``, the PromQL checks through ``promql.run_checks``), brings the insights'
+kept aggregates up to the webhooks' marks (``insights.refresh_aggregates``); every 15 s on the
 injected clock, at once when a commit says an incident was mitigated (``AppState.committed``).
 With replicas, it runs on the one that holds the ``scheduler`` lease (``BackgroundLoop``), a
 lease of one tick: another replica takes over within a tick and a half of the holder's end; a
@@ -18,6 +19,7 @@ from bridge.service import AppState, BackgroundLoop
 from bridge.service.drills import fire_scheduled
 from bridge.service.escalation import fire_escalations, said
 from bridge.service.heartbeats import check_heartbeats
+from bridge.service.insights import refresh_aggregates
 from bridge.service.oncall import announce_handoffs
 from bridge.store.interface import FireResult, OpenRequest, StoreUnavailable
 
@@ -73,6 +75,7 @@ class ReminderScheduler(BackgroundLoop):
                 ("heartbeats", check_heartbeats),  # the dead man's switch (service/heartbeats)
                 ("hand-offs", announce_handoffs),  # on call (service/oncall)
                 ("drills", fire_scheduled),  # the rules' scheduled drills (service/drills)
+                ("insights", refresh_aggregates),  # the kept aggregates (service/insights)
             ):
                 try:
                     await step(self.state)

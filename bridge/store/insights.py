@@ -1,16 +1,19 @@
-"""The facts the insights aggregate (``core/insights.py``, docs/insights.md): kept by the write
-path (migration 0024_insights) and read in one look, or read incident by incident.
+"""The facts the insights aggregate (``core/insights.py``, docs/insights.md): kept from the
+write path's marks (migration 0024_insights) and read in one look, or read incident by incident.
 
-The kept aggregates (``install``; triggers on both backends, in the write's transaction):
+The kept aggregates (``install``). The write path only marks: triggers on both backends put the
+id of every incident a write touched into ``insight_dirty`` (one cheap insert, a marked one
+left as it is); ``refresh``, one write transaction of its own (the scheduler's tick, and the
+service before it computes an answer), computes the rest from the marked incidents, set by set:
 
 - ``insight_facts``: one row per incident with what the insights need of it (its milestones,
   team, service, route, the smallest alertname of its alerts and whether one has a runbook, its
   alerts, alerts fired, reopenings, escalation steps, whether a postmortem is published, whether
-  it is a drill), kept from ``incidents``, ``incident_alerts``, ``alerts``, ``timeline`` and
+  it is a drill), from ``incidents``, ``incident_alerts``, ``alerts``, ``timeline`` and
   ``postmortem_publications``;
 - ``insight_days``: those rows summed per UTC day opened and (team, service, route, alertname),
-  drills left out (``core/insights.Sums``: counts and nanosecond sums), kept from
-  ``insight_facts`` (the old row subtracted, the new one added);
+  drills left out (``core/insights.Sums``: counts and nanosecond sums), every day a marked
+  incident was or is in summed again from ``insight_facts``; ``insight_pending`` likewise;
 - ``insight_interactions``: people paged by an escalation step and people acknowledging, with
   their incident's opening time.
 
@@ -206,7 +209,13 @@ def _with_counts(i: IncidentFact, c: tuple[int, int, int]) -> IncidentFact:
 
 # --- The aggregates kept by the write path (migration 0024_insights) ---------------------------
 
-TABLES = ("insight_facts", "insight_days", "insight_pending", "insight_interactions")
+TABLES = (
+    "insight_facts",
+    "insight_days",
+    "insight_pending",
+    "insight_interactions",
+    "insight_dirty",
+)
 _KEY = ("team", "service", "route", "alertname")
 _SUMS = ("n", "na", "sa", "nm", "sm", "nr", "sr", "pages", "reopens", "flaps", "runbook")
 _FACT_COLUMNS = (
@@ -261,6 +270,8 @@ DDL = (
     "CREATE INDEX idx_insight_interactions_incident ON insight_interactions (incident_id)",
     # an alert's annotations changed: the incidents holding it, found without a scan
     "CREATE INDEX idx_incident_alerts_fingerprint ON incident_alerts (fingerprint)",
+    # the incidents a write touched since the last ``refresh`` (the triggers mark them)
+    "CREATE TABLE insight_dirty (incident_id BIGINT PRIMARY KEY)",
 )
 
 
@@ -310,54 +321,6 @@ def _day(r: str) -> str:
     return f"{r}.opened_at / {DAY_NS}"
 
 
-# A fact row changed within its day and group (a milestone, a page, a runbook: nearly every
-# change): one UPDATE by the difference, not the old row's sums taken out and the new one's
-# added (two writes of the same row: PostgreSQL keeps every version until the commit).
-_SAME = (
-    f"{_day('old')} = {_day('new')} AND "
-    + " AND ".join(f"old.{k} = new.{k}" for k in _KEY)
-    + " AND old.drill = 0 AND new.drill = 0"
-)
-
-
-def _add_day(unless_same: bool = False) -> str:
-    cols = ", ".join(("day", *_KEY, *_SUMS))
-    sets = ", ".join(f"{c} = insight_days.{c} + excluded.{c}" for c in _SUMS)
-    unless = f" AND NOT ({_SAME})" if unless_same else ""
-    return (
-        f"INSERT INTO insight_days ({cols}) SELECT {_day('new')}, "
-        f"{', '.join('new.' + k for k in _KEY)}, {', '.join(_sum_exprs('new'))} "
-        f"WHERE new.drill = 0{unless} "
-        f"ON CONFLICT (day, {', '.join(_KEY)}) DO UPDATE SET {sets};"
-    )
-
-
-def _subtract_day(unless_same: bool = False) -> str:
-    # the row is there: the same values were added when this fact row was written
-    sets = ", ".join(f"{c} = {c} - ({e})" for c, e in zip(_SUMS, _sum_exprs("old"), strict=True))
-    where = " AND ".join(f"{k} = old.{k}" for k in _KEY)
-    unless = f" AND NOT ({_SAME})" if unless_same else ""
-    return (
-        f"UPDATE insight_days SET {sets} WHERE day = {_day('old')} AND {where} "
-        f"AND old.drill = 0{unless};"
-    )
-
-
-def _change_day() -> str:
-    """A fact row's change within its day and group, as one difference."""
-    diff = zip(_SUMS, _sum_exprs("new"), _sum_exprs("old"), strict=True)
-    sets = ", ".join(f"{c} = {c} + ({a}) - ({b})" for c, a, b in diff)
-    where = " AND ".join(f"{k} = new.{k}" for k in _KEY)
-    # nothing summed moved (an alert fired once more without flapping yet): no write
-    moved = " OR ".join(
-        f"({a}) <> ({b})" for a, b in zip(_sum_exprs("new"), _sum_exprs("old"), strict=True)
-    )
-    return (
-        f"UPDATE insight_days SET {sets} WHERE day = {_day('new')} AND {where} AND {_SAME} "
-        f"AND ({moved});"
-    )
-
-
 _RUNBOOK = (
     "max(CASE WHEN coalesce(json_extract(a.annotations, '$.runbook_url'), '') <> '' "
     "THEN 1 ELSE 0 END)"
@@ -368,76 +331,7 @@ def _pending(r: str) -> str:
     return " AND ".join(f"{r}.{c.strip()}" for c in _PENDING.split(" AND "))
 
 
-def _pending_same() -> str:
-    """Pending before and after, on the same day, day resolved, route and severity: the
-    count stays (no write at all)."""
-    return (
-        f"({_pending('old')} AND {_pending('new')} AND {_day('old')} = {_day('new')} "
-        f"AND old.resolved_at / {DAY_NS} = new.resolved_at / {DAY_NS} "
-        "AND old.route = new.route AND old.severity = new.severity)"
-    )
-
-
-def _add_pending(unless_same: bool = False) -> str:
-    unless = f" AND NOT {_pending_same()}" if unless_same else ""
-    return (
-        "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
-        f"SELECT {_day('new')}, new.resolved_at / {DAY_NS}, new.route, new.severity, 1 "
-        f"WHERE {_pending('new')}{unless} ON CONFLICT (day, resolved_day, route, severity) "
-        "DO UPDATE SET n = insight_pending.n + 1;"
-    )
-
-
-def _subtract_pending(unless_same: bool = False) -> str:
-    unless = f" AND NOT {_pending_same()}" if unless_same else ""
-    return (
-        f"UPDATE insight_pending SET n = n - 1 WHERE day = {_day('old')} "
-        f"AND resolved_day = old.resolved_at / {DAY_NS} AND route = old.route "
-        f"AND severity = old.severity AND {_pending('old')}{unless};"
-    )
-
-
-def _refresh_alerts(where: str) -> str:
-    """The alerts' part of the fact rows ``where`` selects, counted again from their alerts."""
-    of = "ia.incident_id = insight_facts.id"
-    return (
-        f"UPDATE insight_facts SET alerts = (SELECT count(*) FROM incident_alerts ia WHERE {of}), "
-        "alertname = coalesce((SELECT min(json_extract(a.labels, '$.alertname')) "
-        f"FROM incident_alerts ia JOIN alerts a ON a.fingerprint = ia.fingerprint WHERE {of}), ''), "
-        f"runbook = coalesce((SELECT {_RUNBOOK} FROM incident_alerts ia JOIN alerts a "
-        f"ON a.fingerprint = ia.fingerprint WHERE {of}), 0) WHERE {where};"
-    )
-
-
-def _one_more_alert() -> str:
-    """An alert joined its incident: one more alert, the smaller alertname, a runbook if it
-    has one, from that alert alone (counting every alert again on each join would cost a
-    group of 1,000 alerts half a million reads). An alertname of '' is none: Prometheus
-    reads an empty label as an absent one."""
-    this = "FROM alerts a WHERE a.fingerprint = new.fingerprint"
-    name = "insight_facts.alertname"
-    return (
-        "UPDATE insight_facts SET alerts = alerts + 1, alertname = coalesce((SELECT CASE "
-        f"WHEN x.n IS NULL THEN {name} WHEN {name} = '' OR x.n < {name} THEN x.n "
-        f"ELSE {name} END FROM (SELECT json_extract(a.labels, '$.alertname') AS n {this}) "
-        f"AS x), {name}), runbook = CASE WHEN runbook > 0 THEN 1 ELSE coalesce((SELECT "
-        "CASE WHEN coalesce(json_extract(a.annotations, '$.runbook_url'), '') <> '' THEN 1 "
-        f"ELSE 0 END {this}), 0) END WHERE id = new.incident_id;"
-    )
-
-
-_COUNTED = "('reopened', 'alert_fired', 'escalation_step')"
-
-
-def _count_entry() -> str:
-    def one(kind: str) -> str:
-        return f"CASE WHEN new.kind = '{kind}' THEN 1 ELSE 0 END"
-
-    return (
-        f"UPDATE insight_facts SET reopens = reopens + {one('reopened')}, "
-        f"fired = fired + {one('alert_fired')}, pages = pages + {one('escalation_step')} "
-        "WHERE id = new.incident_id;"
-    )
+_MARKED = "('reopened', 'alert_fired', 'escalation_step', 'status_changed')"
 
 
 _INTERACTION = "timeline_id, seq, incident_id, opened_at, person, kind, at, ended, drill"
@@ -502,145 +396,89 @@ _INCIDENT_COLUMNS = (
 )
 
 
+def _mark(ids: str) -> str:
+    """The incidents ``ids`` (a value, or a SELECT of one column) marked for the next
+    ``refresh``: a marked one stays marked (the same spelling on both backends)."""
+    source = f"VALUES ({ids})" if not ids.startswith("SELECT") else ids
+    return f"INSERT INTO insight_dirty (incident_id) {source} ON CONFLICT DO NOTHING;"
+
+
+_HOLDING = "SELECT h.incident_id FROM incident_alerts h WHERE h.fingerprint = new.fingerprint"
+
+
 def triggers(pg: bool) -> list[tuple[str, str, str, str, list[str]]]:
     """(name, event, table, condition or '', statements) of every trigger, in the backend's
-    spelling (SQLite's and PostgreSQL's differ only in how a change and JSON are spelled)."""
-    cols = ", ".join(_FACT_COLUMNS)
-    values = _fact_exprs("new")
-    updates = ", ".join(f"{c} = {v}" for c, v in zip(_FACT_COLUMNS, values, strict=True))
+    spelling. Each only marks the incidents a write touched (``insight_dirty``): the
+    aggregates are computed again from them by ``refresh``, set by set, outside the webhooks'
+    transactions (a row-level cascade into the sums cost PostgreSQL a PL/pgSQL call per row
+    and level, inside every webhook's write)."""
     return [
-        (
-            "insight_incident_insert",
-            "AFTER INSERT",
-            "incidents",
-            "",
-            [
-                f"INSERT INTO insight_facts (id, {cols}) VALUES (new.id, {', '.join(_fact_exprs('new'))});"
-            ],
-        ),
+        ("insight_incident_insert", "AFTER INSERT", "incidents", "", [_mark("new.id")]),
         (
             "insight_incident_update",
             f"AFTER UPDATE OF {', '.join(_INCIDENT_COLUMNS)}",
             "incidents",
             _changed(_INCIDENT_COLUMNS, pg),
-            [
-                f"UPDATE insight_facts SET {updates} WHERE id = new.id;",
-                "UPDATE insight_interactions SET opened_at = new.opened_at, "
-                "ended = coalesce(new.mitigated_at, new.resolved_at), "
-                "drill = coalesce(new.drill, 0) WHERE incident_id = new.id;",
-            ],
+            [_mark("new.id")],
         ),
         (
             "insight_incident_alerts_insert",
             "AFTER INSERT",
             "incident_alerts",
             "",
-            [_one_more_alert()],
+            [_mark("new.incident_id")],
         ),
         (
             "insight_incident_alerts_update",
             "AFTER UPDATE",
             "incident_alerts",
             "",
-            [_refresh_alerts("id IN (old.incident_id, new.incident_id)")],
+            [_mark("old.incident_id"), _mark("new.incident_id")],
         ),
         (
             "insight_incident_alerts_delete",
             "AFTER DELETE",
             "incident_alerts",
             "",
-            [_refresh_alerts("id = old.incident_id")],
+            [_mark("old.incident_id")],
         ),
-        (
-            # an alert written after its incident's link (SQLite does not enforce the key)
-            "insight_alert_insert",
-            "AFTER INSERT",
-            "alerts",
-            "",
-            [
-                _refresh_alerts(
-                    "id IN (SELECT h.incident_id FROM incident_alerts h "
-                    "WHERE h.fingerprint = new.fingerprint)"
-                )
-            ],
-        ),
+        # an alert written after its incident's link (SQLite does not enforce the key)
+        ("insight_alert_insert", "AFTER INSERT", "alerts", "", [_mark(_HOLDING)]),
         (
             "insight_alert_update",
             "AFTER UPDATE OF labels, annotations",
             "alerts",
             _changed(("labels", "annotations"), pg),
-            [
-                _refresh_alerts(
-                    "id IN (SELECT h.incident_id FROM incident_alerts h "
-                    "WHERE h.fingerprint = new.fingerprint)"
-                )
-            ],
+            [_mark(_HOLDING)],
         ),
         (
-            "insight_timeline_count",
+            # counted entries, and acknowledgements and pages (the interactions)
+            "insight_timeline",
             "AFTER INSERT",
             "timeline",
-            f"new.kind IN {_COUNTED}",
-            [_count_entry()],
-        ),
-        (
-            "insight_timeline_ack",
-            "AFTER INSERT",
-            "timeline",
-            "new.kind = 'status_changed'",
-            [_ack_entry()],
-        ),
-        (
-            "insight_timeline_page",
-            "AFTER INSERT",
-            "timeline",
-            "new.kind = 'escalation_step'",
-            [_page_entry(pg)],
+            f"new.kind IN {_MARKED}",
+            [_mark("new.incident_id")],
         ),
         (
             "insight_published",
             "AFTER INSERT",
             "postmortem_publications",
             "",
-            ["UPDATE insight_facts SET published = 1 WHERE id = new.incident_id;"],
-        ),
-        (
-            "insight_facts_insert",
-            "AFTER INSERT",
-            "insight_facts",
-            "",
-            [_add_day(), _add_pending()],
-        ),
-        (
-            "insight_facts_update",
-            "AFTER UPDATE",
-            "insight_facts",
-            "",
-            [
-                _change_day(),
-                _subtract_day(unless_same=True),
-                _add_day(unless_same=True),
-                _subtract_pending(unless_same=True),
-                _add_pending(unless_same=True),
-            ],
-        ),
-        (
-            "insight_facts_delete",
-            "AFTER DELETE",
-            "insight_facts",
-            "",
-            [_subtract_day(), _subtract_pending()],
+            [_mark("new.incident_id")],
         ),
     ]
 
 
-def backfill_sql(pg: bool) -> list[str]:
-    """The aggregates of the incidents already stored (an upgrade keeps the insights of the
-    history): the statements' results equal what the triggers would have kept."""
+# the incidents ``refresh`` computes again (every one in a back-fill)
+_DIRTY = "SELECT incident_id FROM insight_dirty"
+
+
+def _facts_sql(where: str = "") -> str:
+    """Fact rows computed from scratch from the incidents ``where`` selects (``i``)."""
     cols = ", ".join(_FACT_COLUMNS)
     of = "ia.incident_id = i.id"
     counted = "(SELECT count(*) FROM timeline t WHERE t.incident_id = i.id AND t.kind = '{kind}')"
-    facts = (
+    return (
         f"INSERT INTO insight_facts (id, {cols}, alertname, runbook, alerts, fired, reopens, "
         f"pages, published) SELECT i.id, {', '.join(_fact_exprs('i'))}, "
         "coalesce((SELECT min(json_extract(a.labels, '$.alertname')) FROM incident_alerts ia "
@@ -651,22 +489,32 @@ def backfill_sql(pg: bool) -> list[str]:
         f"{counted.format(kind='alert_fired')}, {counted.format(kind='reopened')}, "
         f"{counted.format(kind='escalation_step')}, "
         "CASE WHEN EXISTS (SELECT 1 FROM postmortem_publications p WHERE p.incident_id = i.id) "
-        "THEN 1 ELSE 0 END FROM incidents i"
+        f"THEN 1 ELSE 0 END FROM incidents i{where}"
     )
+
+
+def _sums_sql(where: str = "") -> list[str]:
+    """``insight_days`` and ``insight_pending`` summed from the fact rows (``f``) ``where``
+    selects (whole days: a day's rows are all summed again)."""
     day_sums = ", ".join(f"sum({e})" for e in _sum_exprs("f"))
     days = (
         f"INSERT INTO insight_days (day, {', '.join(_KEY)}, {', '.join(_SUMS)}) "
         f"SELECT {_day('f')}, {', '.join('f.' + k for k in _KEY)}, {day_sums} "
-        f"FROM insight_facts f WHERE f.drill = 0 GROUP BY {_day('f')}, "
+        f"FROM insight_facts f WHERE f.drill = 0{where} GROUP BY {_day('f')}, "
         f"{', '.join('f.' + k for k in _KEY)}"
     )
     pending = (
         "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
         f"SELECT {_day('f')}, f.resolved_at / {DAY_NS}, f.route, f.severity, count(*) "
-        f"FROM insight_facts f WHERE {_pending('f')} GROUP BY {_day('f')}, "
+        f"FROM insight_facts f WHERE {_pending('f')}{where} GROUP BY {_day('f')}, "
         f"f.resolved_at / {DAY_NS}, f.route, f.severity"
     )
-    # the timeline's entries as the triggers read them, one by one (new = the entry)
+    return [days, pending]
+
+
+def _entries_sql(pg: bool, where: str = "") -> list[str]:
+    """The people paged and acknowledging, from the timeline's entries (``t``) ``where``
+    selects, as one statement per kind (the entry read as the old triggers read ``new``)."""
     entries = [
         s.replace("new.", "t.").replace(
             "FROM incidents i", "FROM timeline t JOIN incidents i ON i.id = t.incident_id"
@@ -680,8 +528,64 @@ def backfill_sql(pg: bool) -> list[str]:
             "FROM timeline t JOIN incidents i ON i.id = t.incident_id CROSS JOIN LATERAL ",
         )
     entries[1] = entries[1].rstrip(";") + " AND t.kind = 'escalation_step'"
-    entries = [e.replace("WHERE i.id = t.incident_id AND", "WHERE") for e in entries]
-    return [facts, days, pending, *entries]
+    return [e.replace("WHERE i.id = t.incident_id AND", "WHERE") + where for e in entries]
+
+
+def backfill_sql(pg: bool) -> list[str]:
+    """The aggregates of the incidents already stored (an upgrade keeps the insights of the
+    history): the same rows as ``refresh`` computes for every incident marked."""
+    return [_facts_sql(), *_sums_sql(), *_entries_sql(pg)]
+
+
+def _runs(days: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted days as runs of consecutive days [first, end)."""
+    out: list[tuple[int, int]] = []
+    for d in days:
+        if out and out[-1][1] == d:
+            out[-1] = (out[-1][0], d + 1)
+        else:
+            out.append((d, d + 1))
+    return out
+
+
+def refresh(conn: sqlite3.Connection, limit: int | None = None) -> int:
+    """Bring the aggregates up to the incidents the write path marked (``insight_dirty``), in
+    the caller's one write transaction, set by set: their fact rows computed again, the sums
+    of every day they were or are in summed again from the fact rows, their interactions
+    read again; the marks cleared. ``limit``: at most that many incidents (the lowest ids),
+    so that one transaction holds the writer briefly. Returns how many were refreshed (0:
+    nothing to do, nothing written)."""
+    if limit is None:
+        dirty, args = _DIRTY, []
+    else:
+        dirty, args = f"{_DIRTY} ORDER BY incident_id LIMIT ?", [limit]
+    (marked,) = conn.execute(f"SELECT count(*) FROM ({dirty}) AS d", args).fetchone()
+    if not marked:
+        return 0
+    pg = not isinstance(conn, sqlite3.Connection)
+    # the days their incidents were in (the old fact rows) and are in now
+    days = sorted(
+        {
+            int(d)
+            for (d,) in conn.execute(
+                f"SELECT {_day('f')} FROM insight_facts f WHERE f.id IN ({dirty}) "
+                f"UNION SELECT {_day('i')} FROM incidents i WHERE i.id IN ({dirty})",
+                args * 2,
+            ).fetchall()
+        }
+    )
+    conn.execute(f"DELETE FROM insight_facts WHERE id IN ({dirty})", args)
+    conn.execute(_facts_sql(f" WHERE i.id IN ({dirty})"), args)
+    for first, end in _runs(days):
+        conn.execute("DELETE FROM insight_days WHERE day >= ? AND day < ?", [first, end])
+        conn.execute("DELETE FROM insight_pending WHERE day >= ? AND day < ?", [first, end])
+        for statement in _sums_sql(" AND f.opened_at >= ? AND f.opened_at < ?"):
+            conn.execute(statement, [first * DAY_NS, end * DAY_NS])
+    conn.execute(f"DELETE FROM insight_interactions WHERE incident_id IN ({dirty})", args)
+    for statement in _entries_sql(pg, f" AND t.incident_id IN ({dirty})"):
+        conn.execute(statement, args)
+    conn.execute(f"DELETE FROM insight_dirty WHERE incident_id IN ({dirty})", args)
+    return int(marked)
 
 
 def install(conn: sqlite3.Connection) -> None:

@@ -390,6 +390,13 @@ class InsightsReads(Protocol):
         ``required(route, severity)``: whether a postmortem is required."""
         ...
 
+    async def refresh(self, limit: int | None = None) -> int:
+        """Bring the kept aggregates up to every write committed so far (the incidents the
+        write path marked), in one write transaction; at most ``limit`` incidents when given
+        (the rest stay marked); how many were refreshed. Run before ``read_rollup`` so that
+        its answer is never behind."""
+        ...
+
 
 class Heartbeats(Protocol):
     """The dead man's switch (``store/heartbeats.py``): first sight, last beat, the episode

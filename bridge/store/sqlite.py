@@ -298,6 +298,7 @@ class SqliteDeclared(_Part):
 class SqliteInsights(_Part):
     read = _reads(insights_sql.read)
     read_rollup = _reads(insights_sql.read_rollup)
+    refresh = _writes(insights_sql.refresh)
 
 
 class Parts:

@@ -143,6 +143,7 @@ def _later(conn: Any, rng: random.Random, ids: list[int]) -> None:
 def _assert_same(conn: Any) -> int:
     """Every table of every period equal; how many incidents the periods held (so that a test
     never compares two empty answers)."""
+    insights.refresh(conn)  # the marked incidents brought in, as the service does first
     seen = 0
     for until, span in PERIODS:
         exact = core.compute(
@@ -213,6 +214,7 @@ def test_drills_and_the_days_they_leave_count_nowhere(databases: Databases) -> N
     _incident(conn, 1, t, team="gone", service="gone")
     _incident(conn, 2, t, team="pay")
     _set(conn, 1, drill=1)
+    insights.refresh(conn)
     answer = core.tables_of(
         insights.read_rollup(conn, until=NOW, span=30 * DAY, required=_required),
         now=NOW,
@@ -228,6 +230,7 @@ def test_a_runbook_added_to_an_alert_later_counts_for_its_incidents(databases: D
     _alert(conn, 1, "fa", {"alertname": "NoBook"})
 
     def no_runbook() -> list[Any]:
+        insights.refresh(conn)
         rollup = insights.read_rollup(conn, until=NOW, span=30 * DAY, required=_required)
         return core.tables_of(rollup, now=NOW, span=30 * DAY).tables["no_runbook"].rows
 
@@ -252,3 +255,46 @@ def test_the_most_overdue_postmortems_when_the_list_is_cut(
         assert _assert_same(conn) > 100
         rollup = insights.read_rollup(conn, until=NOW, span=45 * DAY, required=_required)
         assert len(rollup.overdue) == size < rollup.overdue_count
+
+
+def test_a_write_only_marks_its_incidents_and_the_refresh_sums_them(
+    databases: Databases,
+) -> None:
+    """The write path writes no aggregate in its transaction: it marks the incidents it
+    touched. A refresh sums them (one with a limit the lowest ids first, the rest left
+    marked) and clears the marks; with nothing marked it writes nothing."""
+    conn = databases.new()
+    rng = random.Random(34)
+    ids = _varied(conn, rng, 1, 30)
+
+    def count(table: str) -> int:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    assert [count(t) for t in insights.TABLES[:-1]] == [0, 0, 0, 0]
+    marked = conn.execute("SELECT incident_id FROM insight_dirty ORDER BY incident_id")
+    assert [r[0] for r in marked.fetchall()] == ids
+    assert insights.refresh(conn, limit=10) == 10
+    facts = conn.execute("SELECT id FROM insight_facts ORDER BY id").fetchall()
+    assert [r[0] for r in facts] == ids[:10]
+    assert count("insight_dirty") == 20
+    assert insights.refresh(conn) == 20
+    assert insights.refresh(conn) == 0
+    assert count("insight_dirty") == 0 and count("insight_facts") == 30
+    assert count("insight_days") > 0 and count("insight_interactions") > 0
+    assert _assert_same(conn) > 5
+    # an incident written again is marked again (and only it)
+    _set(conn, ids[3], team="moved")
+    assert [r[0] for r in conn.execute("SELECT incident_id FROM insight_dirty")] == [ids[3]]
+
+
+def test_incidents_moved_to_other_days_leave_their_old_days(databases: Databases) -> None:
+    """A refresh sums every day its incidents were in and are in now: the old day's sums
+    lose them, the new day's gain them."""
+    conn = databases.new()
+    rng = random.Random(35)
+    ids = _varied(conn, rng, 1, 80)
+    assert _assert_same(conn) > 20
+    for iid in rng.sample(ids, 30):
+        (opened,) = conn.execute("SELECT opened_at FROM incidents WHERE id = ?", (iid,)).fetchone()
+        _set(conn, iid, opened_at=opened - rng.randrange(1, 20) * DAY - 7 * HOUR)
+    assert _assert_same(conn) > 20
