@@ -512,6 +512,31 @@ def _sums_sql(where: str = "") -> list[str]:
     return [days, pending]
 
 
+def _delta_sql(sign: int, where: str) -> list[str]:
+    """``insight_days`` and ``insight_pending`` moved by ``sign`` (-1, 1) times the sums of the
+    fact rows (``f``) ``where`` selects: a refresh takes its incidents' old rows out and puts
+    their new ones in, so that its cost follows the incidents marked, not the size of the
+    days they are in (a storm's day holds every incident of the storm)."""
+    day_sums = ", ".join(f"{sign} * sum({e})" for e in _sum_exprs("f"))
+    added = ", ".join(f"{c} = insight_days.{c} + excluded.{c}" for c in _SUMS)
+    days = (
+        f"INSERT INTO insight_days (day, {', '.join(_KEY)}, {', '.join(_SUMS)}) "
+        f"SELECT {_day('f')}, {', '.join('f.' + k for k in _KEY)}, {day_sums} "
+        f"FROM insight_facts f WHERE f.drill = 0{where} GROUP BY {_day('f')}, "
+        f"{', '.join('f.' + k for k in _KEY)} "
+        f"ON CONFLICT (day, {', '.join(_KEY)}) DO UPDATE SET {added}"
+    )
+    pending = (
+        "INSERT INTO insight_pending (day, resolved_day, route, severity, n) "
+        f"SELECT {_day('f')}, f.resolved_at / {DAY_NS}, f.route, f.severity, {sign} * count(*) "
+        f"FROM insight_facts f WHERE {_pending('f')}{where} GROUP BY {_day('f')}, "
+        f"f.resolved_at / {DAY_NS}, f.route, f.severity "
+        "ON CONFLICT (day, resolved_day, route, severity) "
+        "DO UPDATE SET n = insight_pending.n + excluded.n"
+    )
+    return [days, pending]
+
+
 def _entries_sql(pg: bool, where: str = "") -> list[str]:
     """The people paged and acknowledging, from the timeline's entries (``t``) ``where``
     selects, as one statement per kind (the entry read as the old triggers read ``new``)."""
@@ -550,9 +575,9 @@ def _runs(days: Sequence[int]) -> list[tuple[int, int]]:
 
 def refresh(conn: sqlite3.Connection, limit: int | None = None) -> int:
     """Bring the aggregates up to the incidents the write path marked (``insight_dirty``), in
-    the caller's one write transaction, set by set: their fact rows computed again, the sums
-    of every day they were or are in summed again from the fact rows, their interactions
-    read again; the marks cleared. ``limit``: at most that many incidents (the lowest ids),
+    the caller's one write transaction, set by set: their old fact rows' sums taken out of
+    the days they were in, their fact rows computed again and their sums added to the days
+    they are in, their interactions read again; the marks cleared. ``limit``: at most that many incidents (the lowest ids),
     so that one transaction holds the writer briefly. Returns how many were refreshed (0:
     nothing to do, nothing written)."""
     if limit is None:
@@ -574,13 +599,18 @@ def refresh(conn: sqlite3.Connection, limit: int | None = None) -> int:
             ).fetchall()
         }
     )
+    marked_rows = f" AND f.id IN ({dirty})"
+    for statement in _delta_sql(-1, marked_rows):  # their old rows' sums out
+        conn.execute(statement, args)
     conn.execute(f"DELETE FROM insight_facts WHERE id IN ({dirty})", args)
     conn.execute(_facts_sql(f" WHERE i.id IN ({dirty})"), args)
-    for first, end in _runs(days):
-        conn.execute("DELETE FROM insight_days WHERE day >= ? AND day < ?", [first, end])
-        conn.execute("DELETE FROM insight_pending WHERE day >= ? AND day < ?", [first, end])
-        for statement in _sums_sql(" AND f.opened_at >= ? AND f.opened_at < ?"):
-            conn.execute(statement, [first * DAY_NS, end * DAY_NS])
+    for statement in _delta_sql(1, marked_rows):  # and their new rows' in
+        conn.execute(statement, args)
+    for first, end in _runs(days):  # groups left with no incident go
+        conn.execute("DELETE FROM insight_days WHERE day >= ? AND day < ? AND n = 0", [first, end])
+        conn.execute(
+            "DELETE FROM insight_pending WHERE day >= ? AND day < ? AND n = 0", [first, end]
+        )
     conn.execute(f"DELETE FROM insight_interactions WHERE incident_id IN ({dirty})", args)
     for statement in _entries_sql(pg, f" AND t.incident_id IN ({dirty})"):
         conn.execute(statement, args)

@@ -287,6 +287,40 @@ def test_a_write_only_marks_its_incidents_and_the_refresh_sums_them(
     assert [r[0] for r in conn.execute("SELECT incident_id FROM insight_dirty")] == [ids[3]]
 
 
+def test_a_refresh_touches_only_its_incidents_sums_not_their_whole_days(
+    databases: Databases,
+) -> None:
+    """A refresh moves the sums by its incidents' old and new rows: its cost follows the
+    incidents marked, not how many share their day (a storm's day holds all of its
+    incidents, and the scheduler refreshes 500 at a time)."""
+    conn = databases.new()
+    ids = _varied(conn, random.Random(36), 1, 40)
+    insights.refresh(conn)
+    (day, team, service, route, alertname, n) = conn.execute(
+        "SELECT day, team, service, route, alertname, n FROM insight_days "
+        "ORDER BY n DESC, day LIMIT 1"
+    ).fetchone()
+    # a sum no incident explains: a refresh that summed the whole day again would lose it
+    conn.execute(
+        "UPDATE insight_days SET runbook = runbook + 1000 WHERE day = ? AND team = ? "
+        "AND service = ? AND route = ? AND alertname = ?",
+        (day, team, service, route, alertname),
+    )
+    # an incident of that day, written again
+    (other,) = conn.execute(
+        "SELECT min(id) FROM insight_facts WHERE opened_at / ? = ?", (DAY, day)
+    ).fetchone()
+    assert other in ids
+    _set(conn, other, acknowledged_at=None)
+    assert insights.refresh(conn) == 1
+    (runbook_after,) = conn.execute(
+        "SELECT runbook FROM insight_days WHERE day = ? AND team = ? AND service = ? "
+        "AND route = ? AND alertname = ?",
+        (day, team, service, route, alertname),
+    ).fetchone()
+    assert runbook_after >= 1000 and n > 0
+
+
 def test_incidents_moved_to_other_days_leave_their_old_days(databases: Databases) -> None:
     """A refresh sums every day its incidents were in and are in now: the old day's sums
     lose them, the new day's gain them."""
