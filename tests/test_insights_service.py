@@ -13,7 +13,7 @@ import pytest
 from bridge.service import AppState
 from bridge.service import insights as service_insights
 from bridge.service.scheduler import ReminderScheduler
-from tests.conftest import BOTH_BACKENDS, MakeClient, fixture_bytes
+from tests.conftest import BOTH_BACKENDS, WRITE, MakeClient, fixture_bytes
 
 pytestmark = BOTH_BACKENDS
 
@@ -72,3 +72,20 @@ async def test_a_scheduler_tick_refreshes_the_aggregates(make_client: MakeClient
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_tick_refreshes_within_its_budget_and_leaves_the_rest(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client: Any = await make_client()
+    state: AppState = client.server.app[AppState.KEY]
+    await _incidents(client, 5)
+    monkeypatch.setattr(service_insights, "REFRESH_CHUNK", 2)
+    monkeypatch.setattr(service_insights, "REFRESH_BUDGET_S", 0.0)
+    # a storm's tick: one chunk, the webhooks come first; the rest at the next tick
+    assert await service_insights.refresh_aggregates(state) == 2
+    assert await _marked(state) == 3
+    # an answer refreshes all that is marked before it reads
+    resp = await client.get("/api/v1/insights", headers=WRITE)
+    assert resp.status == 200, await resp.text()
+    assert await _marked(state) == 0

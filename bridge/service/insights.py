@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,9 @@ CACHE_NS = 30 * 1_000_000_000
 STALE_NS = 10 * 60 * 1_000_000_000
 _CACHE_MAX = 32
 # Incidents per write transaction of the scheduler's refresh (about 30 ms on PostgreSQL)
-REFRESH_CHUNK = 500
+REFRESH_CHUNK = 100
+# what a tick may spend refreshing (a tick is 15 s by default): 1/30 of the writer at most
+REFRESH_BUDGET_S = 0.5
 log = logging.getLogger("bridge.insights")
 
 
@@ -140,14 +143,19 @@ async def insights(
 
 async def refresh_aggregates(state: AppState) -> int:
     """One tick's step of the scheduler: the kept aggregates brought up to the incidents
-    written since the last refresh, so that the set an answer refreshes first stays small;
+    written since the last refresh, so that the set an answer refreshes first stays small.
     ``REFRESH_CHUNK`` incidents per write transaction, so that the webhooks' writes queued
-    behind each wait briefly. Returns how many incidents were refreshed."""
+    behind each wait briefly, and at most ``REFRESH_BUDGET_S`` of them a tick: in a storm the
+    webhooks come first (PostgreSQL ingest's p99: 37 ms without the step, 92 ms with every
+    mark drained each tick in chunks of 100, 335 ms in chunks of 500), and what is left waits
+    for the next tick or the next answer, which refreshes all that is marked before it reads.
+    Returns how many incidents were refreshed."""
     total = 0
+    started = time.monotonic()
     while True:
         done = await state.store.insights.refresh(limit=REFRESH_CHUNK)
         total += done
-        if done < REFRESH_CHUNK:
+        if done < REFRESH_CHUNK or time.monotonic() - started >= REFRESH_BUDGET_S:
             break
     if total:
         log.debug("insights: %d incidents' aggregates refreshed", total)
