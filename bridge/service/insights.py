@@ -24,9 +24,9 @@ CACHE_NS = 30 * 1_000_000_000
 STALE_NS = 10 * 60 * 1_000_000_000
 _CACHE_MAX = 32
 # Incidents per write transaction of the scheduler's refresh (about 30 ms on PostgreSQL)
-REFRESH_CHUNK = 100
-# what a tick may spend refreshing (a tick is 15 s by default): 1/30 of the writer at most
-REFRESH_BUDGET_S = 0.5
+REFRESH_CHUNK = 50
+# what a tick may spend refreshing (a tick is 15 s by default): 1/60 of the writer at most
+REFRESH_BUDGET_S = 0.25
 log = logging.getLogger("bridge.insights")
 
 
@@ -146,9 +146,10 @@ async def refresh_aggregates(state: AppState) -> int:
     written since the last refresh, so that the set an answer refreshes first stays small.
     ``REFRESH_CHUNK`` incidents per write transaction, so that the webhooks' writes queued
     behind each wait briefly, and at most ``REFRESH_BUDGET_S`` of them a tick: in a storm the
-    webhooks come first (PostgreSQL ingest's p99: 37 ms without the step, 92 ms with every
-    mark drained each tick in chunks of 100, 335 ms in chunks of 500), and what is left waits
-    for the next tick or the next answer, which refreshes all that is marked before it reads.
+    webhooks come first (bench/ingest.py's p99 on PostgreSQL: 335 ms with every mark drained
+    each tick in chunks of 500, 92 ms in chunks of 100, 52 ms in chunks of 100 for 0.5 s, 31
+    ms in chunks of 50 for 0.25 s, 37 ms without the step), and what is left waits for the
+    next tick or the next answer, which refreshes all that is marked before it reads.
     Returns how many incidents were refreshed."""
     total = 0
     started = time.monotonic()
