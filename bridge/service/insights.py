@@ -23,7 +23,7 @@ from bridge.service import AppState
 CACHE_NS = 30 * 1_000_000_000
 STALE_NS = 10 * 60 * 1_000_000_000
 _CACHE_MAX = 32
-# Incidents per write transaction of the scheduler's refresh (about 30 ms on PostgreSQL)
+# Incidents per write transaction of the scheduler's refresh (a few ms on PostgreSQL)
 REFRESH_CHUNK = 50
 # what a tick may spend refreshing (a tick is 15 s by default): 1/60 of the writer at most
 REFRESH_BUDGET_S = 0.25
