@@ -276,6 +276,26 @@ async def build_history(store: Store) -> None:
     assert await store.drills.announce("default", slot, at, announced, ["ops"])
     await store.drills.claim_run("default", T0 + 200 * MIN, "fire", T0 + 200 * MIN)
     await index(store, T0 + 140 * MIN)
+    # a mitigated incident resolved, its postmortem not published yet: one the insights'
+    # follow-up health may find overdue (insight_pending)
+    mitigated = [
+        i
+        for (i,) in await store.read(
+            lambda conn: conn.execute(
+                "SELECT id FROM incidents WHERE status = 'mitigated' ORDER BY id"
+            ).fetchall()
+        )
+    ]
+    await act(
+        store,
+        mitigated[0],
+        Transition("dave", "resolve", "rolled back, checked by hand"),
+        T0 + 141 * MIN,
+        "resolve-1",
+    )
+    # the insights' aggregates summed (the scheduler's step), so that their tables are copied;
+    # the newer incident below stays marked for the next refresh, so that insight_dirty is too
+    await store.insights.refresh()
     # A newer incident after the indexer's pass, and a webhook body pruned: both as they come.
     await ingest(store, webhook(INCIDENTS + 1), T0 + 150 * MIN)
 
