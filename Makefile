@@ -41,7 +41,8 @@ lint: install-test
 test: lint
 	$(BIN)/incident-bridge rules check --no-secrets rules/
 	$(BIN)/incident-bridge rules test rules/tests/*.yaml
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 # Every bench/*.py in its smoke mode (a few seconds each): that each benchmark still runs.
 bench-smoke: install-test

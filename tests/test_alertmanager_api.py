@@ -31,6 +31,9 @@ from tests.integration.procs import (
     running_alertmanagers,
 )
 
+# timing bounds: run after the parallel run, alone (make test)
+pytestmark = pytest.mark.serial
+
 TOKEN = "s3cret-bearer-token-value"
 PASSWORD = "url-pa55word-value"
 HOUR_AGO = format_ns(time.time_ns() - 3600 * NS)

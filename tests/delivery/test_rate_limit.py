@@ -30,6 +30,9 @@ from tests.delivery.test_worker import hook_worker, ingest, rows, settle
 from tests.fakes.base import serving
 from tests.fakes.webhook import SECRET, WebhookFake
 
+# timing bounds: run after the parallel run, alone (make test)
+pytestmark = pytest.mark.serial
+
 WINDOW_S = 2.0
 BURST = 4  # the worker's sends at a time per target: all of them get the 429
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

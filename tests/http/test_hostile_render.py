@@ -9,8 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import fixture_body
 from tests.test_reload import make
+
+# timing bounds: run after the parallel run, alone (make test)
+pytestmark = pytest.mark.serial
 
 RULES = """\
 targets:

@@ -15,6 +15,9 @@ from bridge.rules import RulesPolicy, engine
 from bridge.rules.engine import WEBHOOK_RENDER_STEPS
 from tests.rules.helpers import load_text, payload
 
+# timing bounds: run after the parallel run, alone (make test)
+pytestmark = pytest.mark.serial
+
 NOW = 1_795_000_000 * 10**9
 
 RULES = """

@@ -34,6 +34,9 @@ from bridge.store.postgres import RECONNECT_MAX_S, PgStore
 from tests.conftest import WRITE, app_state, fixture_body
 from tests.pgcluster import Cluster, running_cluster
 
+# timing bounds: run after the parallel run, alone (make test)
+pytestmark = pytest.mark.serial
+
 PASSWORD = "pw-never-shown-7f3a"  # the cluster trusts loopback: libpq sends it, nobody checks
 
 
